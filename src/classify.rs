@@ -1,0 +1,244 @@
+//! Classification (DESIGN §3): what each credential needs, as a pure function of the inspected
+//! identity, the policy, the CA's validity and the as-of instant. No I/O, no clock.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::inspect::{Credential, Inspected, Window};
+use crate::policy::{Policy, Renewal};
+
+/// Which credential of an identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Cert,
+    Token,
+}
+
+/// The planned action (the plan's `action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Keep,
+    Rotate,
+    Recover,
+    Skip,
+}
+
+/// The state of a credential (the status table's `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Renews itself and has enough lifetime left.
+    Healthy,
+    /// Issued less than `min_age_hours` ago.
+    Fresh,
+    /// Cannot renew itself: rotated at every upgrade.
+    Due,
+    /// Should renew itself but has not.
+    Stalled,
+    /// Certificate expired, but a valid token still proves the identity.
+    Expired,
+    /// The identity can no longer log in: only `rekey recover` acts.
+    Recover,
+    /// Unusable as found: skipped, with the problem stated.
+    Problem,
+}
+
+impl State {
+    pub fn action(self) -> Action {
+        match self {
+            State::Healthy | State::Fresh => Action::Keep,
+            State::Due | State::Stalled | State::Expired => Action::Rotate,
+            State::Recover => Action::Recover,
+            State::Problem => Action::Skip,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Healthy => "healthy",
+            State::Fresh => "fresh",
+            State::Due => "due",
+            State::Stalled => "stalled",
+            State::Expired => "expired",
+            State::Recover => "recover",
+            State::Problem => "problem",
+        }
+    }
+}
+
+/// A credential's classification with its one-line reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub state: State,
+    pub reason: String,
+}
+
+impl Verdict {
+    fn new(state: State, reason: impl Into<String>) -> Verdict {
+        Verdict {
+            state,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything classification depends on besides the identity.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub policy: &'a Policy,
+    pub ca_not_after: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+impl Context<'_> {
+    /// The `not_after` a credential rotated now gets: now + validity, capped at the CA's expiry.
+    pub fn new_not_after(&self) -> DateTime<Utc> {
+        (self.now + self.policy.validity()).min(self.ca_not_after)
+    }
+
+    /// Whether the CA expires before a full new validity period.
+    pub fn ca_caps_validity(&self) -> bool {
+        self.ca_not_after < self.now + self.policy.validity()
+    }
+}
+
+/// The verdicts for an identity's certificate and token (each `None` when the file is absent).
+pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Option<Verdict>) {
+    let renewal = ctx.policy.renewal(&identity.service);
+    let cert = identity.cert.as_ref();
+    let token = identity.token.as_ref();
+    let problem = |c: Option<&Credential>, file: &str| {
+        c.and_then(|c| match &c.facts {
+            Err(e) => Some(e.clone()),
+            Ok(w) => not_yet_valid(w, file, ctx),
+        })
+    };
+    let cert_problem = problem(cert, "cert.pem");
+    let token_problem = problem(token, "token.jwt");
+    if let Some(first) = cert_problem.clone().or(token_problem.clone()) {
+        let verdict = |own: Option<String>| {
+            Verdict::new(
+                State::Problem,
+                own.unwrap_or_else(|| format!("identity has a problem: {first}")),
+            )
+        };
+        return (
+            cert.map(|_| verdict(cert_problem)),
+            token.map(|_| verdict(token_problem)),
+        );
+    }
+    let window = |c: &Credential| *c.facts.as_ref().expect("problems were handled above");
+    let token_window = token.map(window);
+    if let Some(w) = token_window.filter(|w| ctx.now >= w.not_after) {
+        let reason = format!("token expired {}: run rekey recover", day(w.not_after));
+        let recover = || Verdict::new(State::Recover, reason.clone());
+        return (cert.map(|_| recover()), token.map(|_| recover()));
+    }
+    let cert_verdict = cert.map(|c| one(Kind::Cert, &window(c), renewal, token.is_some(), ctx));
+    let token_verdict = token_window.map(|w| one(Kind::Token, &w, renewal, true, ctx));
+    (
+        cert_verdict.map(|v| capped(v, ctx)),
+        token_verdict.map(|v| capped(v, ctx)),
+    )
+}
+
+fn not_yet_valid(w: &Window, file: &str, ctx: &Context<'_>) -> Option<String> {
+    (w.not_before - ctx.now > ctx.policy.min_age())
+        .then(|| format!("{file} is not valid until {}", stamp(w.not_before)))
+}
+
+/// One valid, unexpired-token credential.
+fn one(kind: Kind, w: &Window, renewal: Renewal, has_token: bool, ctx: &Context<'_>) -> Verdict {
+    let self_renews = match kind {
+        Kind::Cert => renewal.self_renews_cert,
+        Kind::Token => renewal.self_rotates_token,
+    };
+    let age = ctx.now - w.not_before;
+    if age < ctx.policy.min_age() {
+        return Verdict::new(
+            State::Fresh,
+            format!("fresh: issued {}", stamp(w.not_before)),
+        );
+    }
+    if kind == Kind::Cert && ctx.now > w.not_after {
+        let when = day(w.not_after);
+        return if !has_token {
+            Verdict::new(
+                State::Recover,
+                format!("certificate expired {when} and there is no token: run rekey recover"),
+            )
+        } else if self_renews {
+            Verdict::new(
+                State::Stalled,
+                format!("self-rotation stalled: certificate expired {when}"),
+            )
+        } else {
+            Verdict::new(
+                State::Expired,
+                format!("certificate expired {when}; the token is still valid"),
+            )
+        };
+    }
+    if !self_renews {
+        return Verdict::new(State::Due, "cannot self-rotate");
+    }
+    let lifetime = (w.not_after - w.not_before).num_seconds().max(1);
+    let left = (w.not_after - ctx.now).num_seconds();
+    let days = |secs: i64| secs.div_euclid(86_400);
+    let share = format!("{} of {} days left", days(left), days(lifetime));
+    if i128::from(left) * 100 < i128::from(ctx.policy.stalled_below_percent) * i128::from(lifetime)
+    {
+        Verdict::new(State::Stalled, format!("self-rotation stalled: {share}"))
+    } else {
+        Verdict::new(State::Healthy, format!("renews itself: {share}"))
+    }
+}
+
+/// Says so when a rotation would be capped by the CA's expiry, or cannot happen at all.
+fn capped(v: Verdict, ctx: &Context<'_>) -> Verdict {
+    if !matches!(v.state.action(), Action::Rotate | Action::Recover) || !ctx.ca_caps_validity() {
+        return v;
+    }
+    if ctx.ca_not_after <= ctx.now {
+        let reason = format!(
+            "CA expired {}: renew the CA before rotating ({})",
+            day(ctx.ca_not_after),
+            v.reason
+        );
+        return Verdict::new(State::Problem, reason);
+    }
+    let reason = format!(
+        "{}; new validity capped at CA expiry {}",
+        v.reason,
+        stamp(ctx.ca_not_after)
+    );
+    Verdict { reason, ..v }
+}
+
+/// An instant as an RFC 3339 timestamp, seconds precision (`2026-11-28T00:00:00Z`).
+pub fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// An instant as a date (`2026-11-28`).
+pub fn day(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+/// A duration as people read it: `12d 3h`, `5h 10m`, `3d 2h ago` for the past.
+pub fn human(d: TimeDelta) -> String {
+    let secs = d.num_seconds().unsigned_abs();
+    let (days, hours, mins) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    let span = if days > 0 {
+        format!("{days}d {hours}h")
+    } else {
+        format!("{hours}h {mins}m")
+    };
+    if d < TimeDelta::zero() {
+        format!("{span} ago")
+    } else {
+        span
+    }
+}

@@ -1,0 +1,161 @@
+//! File I/O at the edge of the tool: bounded, link-refusing reads of credential files and the one
+//! atomic write path every output goes through.
+//!
+//! This module owns every `open` of a fleet file. It must not interpret contents: callers get bytes
+//! or a stated reason why there are none.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// Largest credential file rekey reads; anything bigger is a problem, never read in full.
+pub const MAX_CREDENTIAL_BYTES: u64 = 1024 * 1024;
+
+/// What a credential path held when it was read.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Slot {
+    /// No file at that path.
+    Absent,
+    /// The file's bytes (at most [`MAX_CREDENTIAL_BYTES`]).
+    Present(Vec<u8>),
+    /// Something is there but it cannot be used: a link, a FIFO, too large, unreadable.
+    Unusable(String),
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Slot::Absent => f.write_str("Absent"),
+            Slot::Present(bytes) => write!(f, "Present([{} bytes elided])", bytes.len()),
+            Slot::Unusable(why) => f.debug_tuple("Unusable").field(why).finish(),
+        }
+    }
+}
+
+/// Reads a credential file without following a symbolic link, without blocking on a FIFO and
+/// without reading more than [`MAX_CREDENTIAL_BYTES`].
+pub fn read_credential(path: &Path) -> Slot {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Slot::Absent,
+        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
+            return Slot::Unusable("is a symbolic link".to_string());
+        }
+        Err(err) => return Slot::Unusable(format!("cannot be opened: {err}")),
+    };
+    match read_regular_bounded(file) {
+        Ok(slot) => slot,
+        Err(err) => Slot::Unusable(format!("cannot be read: {err}")),
+    }
+}
+
+fn read_regular_bounded(file: File) -> io::Result<Slot> {
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Ok(Slot::Unusable("is not a regular file".to_string()));
+    }
+    if meta.len() > MAX_CREDENTIAL_BYTES {
+        return Ok(Slot::Unusable("is larger than 1 MiB".to_string()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_CREDENTIAL_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CREDENTIAL_BYTES {
+        return Ok(Slot::Unusable("is larger than 1 MiB".to_string()));
+    }
+    Ok(Slot::Present(bytes))
+}
+
+/// Replaces `path` atomically: a new temporary file in the same directory (created exclusively,
+/// with `mode`), written, synced, renamed over `path`, then the directory synced. A symbolic link
+/// at `path` is replaced by the rename, never written through.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".rekey-tmp-")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .with_context(|| format!("failed to create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("failed to write {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .map_err(|err| err.error)
+        .with_context(|| format!("failed to replace {}", path.display()))?;
+    sync_dir(dir)
+}
+
+/// Makes a directory's entries (renames, new files) durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("failed to sync directory {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn reads_refuse_links_fifos_and_oversize_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::write(&real, b"hello").unwrap();
+        assert_eq!(read_credential(&real), Slot::Present(b"hello".to_vec()));
+        assert_eq!(read_credential(&dir.path().join("missing")), Slot::Absent);
+
+        let link = dir.path().join("link");
+        symlink(&real, &link).unwrap();
+        assert_eq!(
+            read_credential(&link),
+            Slot::Unusable("is a symbolic link".into())
+        );
+
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert_eq!(
+            read_credential(&fifo),
+            Slot::Unusable("is not a regular file".into())
+        );
+
+        let big = dir.path().join("big");
+        File::create(&big).unwrap().set_len(2 << 30).unwrap();
+        assert_eq!(
+            read_credential(&big),
+            Slot::Unusable("is larger than 1 MiB".into())
+        );
+        assert_eq!(
+            read_credential(dir.path()),
+            Slot::Unusable("is not a regular file".into())
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_a_link_instead_of_writing_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"old").unwrap();
+        let out = dir.path().join("out");
+        symlink(&target, &out).unwrap();
+        write_atomic(&out, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        assert_eq!(std::fs::read(&out).unwrap(), b"new");
+        let meta = std::fs::symlink_metadata(&out).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 2);
+    }
+}

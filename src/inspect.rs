@@ -1,0 +1,139 @@
+//! Turns an identity's file bytes into facts: each credential's validity window and digest, or the
+//! problem that makes it unusable. Pure: bytes and the CA in, facts out.
+//!
+//! Problems are sentence fragments naming the file ("cert.pem was not issued by this CA").
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::ca::{Ca, to_utc};
+use crate::fsio::Slot;
+use crate::keys::{self, KeyAlg};
+use crate::pemblock;
+use crate::scan::{CERT_FILE, Candidate, Files, KEY_FILE, TOKEN_FILE};
+use crate::token;
+
+/// A credential's validity: `not_before`/`not_after` of a certificate, `nbf`/`exp` of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+}
+
+/// What is known about one credential file that is present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// SHA-256 of the file as read; `None` when it could not be read at all.
+    pub sha256: Option<[u8; 32]>,
+    /// The validity window, or why the credential is unusable.
+    pub facts: Result<Window, String>,
+    /// The certificate's key algorithm (certificates only).
+    pub key_alg: Option<KeyAlg>,
+}
+
+/// One identity, inspected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    pub node: String,
+    pub service: String,
+    pub cert: Option<Credential>,
+    pub token: Option<Credential>,
+}
+
+impl Inspected {
+    /// An identity with neither a certificate nor a token is ignored (DESIGN §1).
+    pub fn is_empty(&self) -> bool {
+        self.cert.is_none() && self.token.is_none()
+    }
+}
+
+/// Inspects one identity's files against the CA.
+pub fn inspect(candidate: &Candidate, files: &Files, ca: &Ca) -> Inspected {
+    let sub = format!("{}/{}", candidate.node, candidate.service);
+    Inspected {
+        node: candidate.node.clone(),
+        service: candidate.service.clone(),
+        cert: credential(&files.cert, CERT_FILE, |bytes| {
+            cert_window(bytes, &files.key, ca)
+        }),
+        token: credential(&files.token, TOKEN_FILE, |bytes| {
+            token::verify(bytes, ca, &sub)
+                .map(|t| {
+                    (
+                        Window {
+                            not_before: t.not_before,
+                            not_after: t.expires,
+                        },
+                        None,
+                    )
+                })
+                .map_err(|e| format!("{TOKEN_FILE} {e}"))
+        }),
+    }
+}
+
+type Parsed = Result<(Window, Option<KeyAlg>), String>;
+
+fn credential(slot: &Slot, file: &str, parse: impl FnOnce(&[u8]) -> Parsed) -> Option<Credential> {
+    match slot {
+        Slot::Absent => None,
+        Slot::Unusable(why) => Some(Credential {
+            sha256: None,
+            facts: Err(format!("{file} {why}")),
+            key_alg: None,
+        }),
+        Slot::Present(bytes) => {
+            let sha256 = Some(Sha256::digest(bytes).into());
+            let (facts, key_alg) = match parse(bytes) {
+                Ok((window, alg)) => (Ok(window), alg),
+                Err(e) => (Err(e), None),
+            };
+            Some(Credential {
+                sha256,
+                facts,
+                key_alg,
+            })
+        }
+    }
+}
+
+fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Parsed {
+    let block = pemblock::single(bytes).map_err(|e| format!("{CERT_FILE} {e}"))?;
+    if block.label != "CERTIFICATE" {
+        return Err(format!(
+            "{CERT_FILE} holds a {} block, not a CERTIFICATE",
+            block.label
+        ));
+    }
+    let cert = match X509Certificate::from_der(&block.der) {
+        Ok((rest, _)) if !rest.is_empty() => {
+            return Err(format!(
+                "{CERT_FILE} has trailing data after the certificate"
+            ));
+        }
+        Ok((_, cert)) => cert,
+        Err(e) => return Err(format!("{CERT_FILE} is not a valid X.509 certificate: {e}")),
+    };
+    if !ca.issued(&cert) {
+        return Err(format!("{CERT_FILE} was not issued by this CA"));
+    }
+    let public = keys::from_spki(cert.public_key()).map_err(|e| format!("{CERT_FILE} {e}"))?;
+    match key {
+        Slot::Absent => {}
+        Slot::Unusable(why) => return Err(format!("{KEY_FILE} {why}")),
+        Slot::Present(key_pem) => {
+            let key =
+                keys::public_from_private_pem(key_pem).map_err(|e| format!("{KEY_FILE} {e}"))?;
+            if key != public {
+                return Err(format!("{KEY_FILE} does not match {CERT_FILE}"));
+            }
+        }
+    }
+    let validity = cert.validity();
+    let window = Window {
+        not_before: to_utc(validity.not_before.timestamp()),
+        not_after: to_utc(validity.not_after.timestamp()),
+    };
+    Ok((window, Some(public.alg)))
+}

@@ -1,0 +1,140 @@
+//! Key algorithms rekey supports and the public half of a key, from either side: a certificate's
+//! SubjectPublicKeyInfo or a private key file (PKCS#8, PKCS#1 or SEC1 PEM).
+//!
+//! This module never keeps private key bytes: it parses them, derives the public key and drops
+//! them. Signing lives with the code that writes (issue and token).
+
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+    OID_SIG_ED25519,
+};
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use crate::pemblock;
+
+/// A key algorithm rekey can verify with and issue for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyAlg {
+    Rsa { bits: u32 },
+    P256,
+    P384,
+    Ed25519,
+}
+
+impl std::fmt::Display for KeyAlg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyAlg::Rsa { bits } => write!(f, "RSA-{bits}"),
+            KeyAlg::P256 => f.write_str("P-256"),
+            KeyAlg::P384 => f.write_str("P-384"),
+            KeyAlg::Ed25519 => f.write_str("Ed25519"),
+        }
+    }
+}
+
+/// A public key: its algorithm and the bytes of the SubjectPublicKeyInfo bit string
+/// (RSAPublicKey DER, an uncompressed EC point, or the raw Ed25519 key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub alg: KeyAlg,
+    pub bits: Vec<u8>,
+}
+
+/// Reads the algorithm and key of a certificate's SubjectPublicKeyInfo.
+pub fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, String> {
+    let oid = &spki.algorithm.algorithm;
+    let bits = spki.subject_public_key.data.to_vec();
+    let alg = if *oid == OID_PKCS1_RSAENCRYPTION {
+        match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => KeyAlg::Rsa {
+                bits: rsa.key_size() as u32,
+            },
+            _ => return Err("has a malformed RSA public key".to_string()),
+        }
+    } else if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        match curve {
+            Some(c) if c == OID_EC_P256 => KeyAlg::P256,
+            Some(c) if c == OID_NIST_EC_P384 => KeyAlg::P384,
+            Some(c) => return Err(format!("has an unsupported elliptic curve ({c})")),
+            None => return Err("has an EC key without a named curve".to_string()),
+        }
+    } else if *oid == OID_SIG_ED25519 {
+        KeyAlg::Ed25519
+    } else {
+        return Err(format!("has an unsupported key algorithm ({oid})"));
+    };
+    Ok(PublicKey { alg, bits })
+}
+
+/// Parses a private key file and returns its public key. The error is a sentence fragment that
+/// follows the file name ("key.pem is encrypted ...").
+pub fn public_from_private_pem(bytes: &[u8]) -> Result<PublicKey, String> {
+    let block = pemblock::single(bytes)?;
+    let der = &block.der;
+    let parsed = match block.label.as_str() {
+        "PRIVATE KEY" => from_pkcs8(der),
+        "RSA PRIVATE KEY" => RsaKeyPair::from_der(der).ok().map(|k| rsa_public(&k)),
+        "EC PRIVATE KEY" => from_sec1(der),
+        "ENCRYPTED PRIVATE KEY" => {
+            return Err("is an encrypted private key, which rekey cannot use".to_string());
+        }
+        other => return Err(format!("holds a {other} block, not a private key")),
+    };
+    parsed.ok_or_else(|| {
+        "holds a private key rekey cannot read (unsupported algorithm or malformed)".to_string()
+    })
+}
+
+fn from_pkcs8(der: &[u8]) -> Option<PublicKey> {
+    if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der) {
+        return Some(PublicKey {
+            alg: KeyAlg::P256,
+            bits: k.public_key().as_ref().to_vec(),
+        });
+    }
+    if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, der) {
+        return Some(PublicKey {
+            alg: KeyAlg::P384,
+            bits: k.public_key().as_ref().to_vec(),
+        });
+    }
+    if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+        return Some(PublicKey {
+            alg: KeyAlg::Ed25519,
+            bits: k.public_key().as_ref().to_vec(),
+        });
+    }
+    RsaKeyPair::from_pkcs8(der).ok().map(|k| rsa_public(&k))
+}
+
+fn from_sec1(der: &[u8]) -> Option<PublicKey> {
+    let p256 = &signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+    let p384 = &signature::ECDSA_P384_SHA384_ASN1_SIGNING;
+    if let Ok(k) = EcdsaKeyPair::from_private_key_der(p256, der) {
+        return Some(PublicKey {
+            alg: KeyAlg::P256,
+            bits: k.public_key().as_ref().to_vec(),
+        });
+    }
+    EcdsaKeyPair::from_private_key_der(p384, der)
+        .ok()
+        .map(|k| PublicKey {
+            alg: KeyAlg::P384,
+            bits: k.public_key().as_ref().to_vec(),
+        })
+}
+
+fn rsa_public(key: &RsaKeyPair) -> PublicKey {
+    PublicKey {
+        alg: KeyAlg::Rsa {
+            bits: (key.public_modulus_len() * 8) as u32,
+        },
+        bits: key.public_key().as_ref().to_vec(),
+    }
+}

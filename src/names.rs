@@ -1,0 +1,44 @@
+//! Node and service names (DESIGN §1): `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`. A name that passes can
+//! be joined to a path without escaping its parent.
+
+/// Whether `name` is a valid node or service name.
+pub fn is_valid(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    match bytes.split_first() {
+        Some((first, rest)) => {
+            first.is_ascii_alphanumeric()
+                && rest.len() <= 62
+                && rest
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid;
+
+    #[test]
+    fn names_follow_the_layout_rule() {
+        let long_ok = format!("a{}", "b".repeat(62));
+        let too_long = format!("a{}", "b".repeat(63));
+        let cases = [
+            ("simple", "node-01", true),
+            ("dots and underscores", "cert.manager_2", true),
+            ("63 characters", long_ok.as_str(), true),
+            ("64 characters", too_long.as_str(), false),
+            ("empty", "", false),
+            ("leading dot", ".hidden", false),
+            ("parent", "..", false),
+            ("slash", "a/b", false),
+            ("leading dash", "-x", false),
+            ("space", "a b", false),
+            ("non-ascii", "nöde", false),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(is_valid(input), want, "{name}");
+        }
+    }
+}

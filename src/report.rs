@@ -1,0 +1,229 @@
+//! Renders a survey for people and pipelines: the `status` table or JSON, and the short plan
+//! summary that goes to stderr. Pure: values in, text out.
+
+use serde::Serialize;
+
+use crate::classify::{Action, day, human, stamp};
+use crate::survey::{Assessed, Identity, Survey};
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    as_of: String,
+    ca: CaJson<'a>,
+    credentials: Vec<RowJson<'a>>,
+    issues: Vec<IssueJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct CaJson<'a> {
+    common_name: &'a str,
+    algorithm: String,
+    not_after: String,
+    time_left: String,
+    sha256: &'a str,
+    key_present: bool,
+    caps_validity: bool,
+}
+
+#[derive(Serialize)]
+struct RowJson<'a> {
+    node: &'a str,
+    service: &'a str,
+    kind: crate::classify::Kind,
+    expires: Option<String>,
+    time_left: Option<String>,
+    self_rotates: bool,
+    state: &'static str,
+    action: Action,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct IssueJson<'a> {
+    path: &'a str,
+    reason: &'a str,
+    problem: bool,
+}
+
+fn rows(survey: &Survey) -> impl Iterator<Item = (&Identity, &Assessed)> {
+    survey
+        .identities
+        .iter()
+        .flat_map(|i| i.credentials().map(move |c| (i, c)))
+}
+
+fn kind_str(c: &Assessed) -> &'static str {
+    match c.kind {
+        crate::classify::Kind::Cert => "cert",
+        crate::classify::Kind::Token => "token",
+    }
+}
+
+/// The CA line shown first by `status`.
+pub fn ca_line(survey: &Survey) -> String {
+    let ca = &survey.ca;
+    let ctx = survey.context();
+    let mut line = format!(
+        "CA {:?} ({}), expires {} ({} left), key {}",
+        ca.common_name,
+        ca.public.alg,
+        stamp(ca.not_after),
+        human(ca.not_after - survey.as_of),
+        if ca.has_key {
+            "present"
+        } else {
+            "absent: read-only"
+        },
+    );
+    if ca.not_after <= survey.as_of {
+        line.push_str(" — EXPIRED: nothing can be rotated until the CA is renewed");
+    } else if ctx.ca_caps_validity() {
+        line.push_str(&format!(
+            " — expires within {} days: new validity is capped at its expiry",
+            survey.policy.validity_days
+        ));
+    }
+    line
+}
+
+/// The `status` table: CA first, then one aligned row per credential, then reported issues.
+pub fn status_table(survey: &Survey) -> String {
+    let header = [
+        "NODE",
+        "SERVICE",
+        "KIND",
+        "EXPIRES",
+        "LEFT",
+        "SELF-ROTATES",
+        "STATE",
+        "REASON",
+    ];
+    let mut table: Vec<[String; 8]> = vec![header.map(str::to_string)];
+    for (identity, c) in rows(survey) {
+        table.push([
+            identity.node.clone(),
+            identity.service.clone(),
+            kind_str(c).to_string(),
+            c.window
+                .map_or_else(|| "-".to_string(), |w| day(w.not_after)),
+            c.window
+                .map_or_else(|| "-".to_string(), |w| human(w.not_after - survey.as_of)),
+            if c.self_rotates { "yes" } else { "no" }.to_string(),
+            c.verdict.state.as_str().to_string(),
+            c.verdict.reason.clone(),
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = format!("{}\n\n", ca_line(survey));
+    for row in &table {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if !survey.issues.is_empty() {
+        out.push('\n');
+        for issue in &survey.issues {
+            let tag = if issue.is_problem { "problem" } else { "note" };
+            out.push_str(&format!("{tag}: {}: {}\n", issue.path, issue.message));
+        }
+    }
+    out
+}
+
+/// `status --format json`.
+pub fn status_json(survey: &Survey) -> String {
+    let ca = &survey.ca;
+    let doc = StatusJson {
+        as_of: stamp(survey.as_of),
+        ca: CaJson {
+            common_name: &ca.common_name,
+            algorithm: ca.public.alg.to_string(),
+            not_after: stamp(ca.not_after),
+            time_left: human(ca.not_after - survey.as_of),
+            sha256: &ca.sha256,
+            key_present: ca.has_key,
+            caps_validity: survey.context().ca_caps_validity(),
+        },
+        credentials: rows(survey)
+            .map(|(i, c)| RowJson {
+                node: &i.node,
+                service: &i.service,
+                kind: c.kind,
+                expires: c.window.map(|w| stamp(w.not_after)),
+                time_left: c.window.map(|w| human(w.not_after - survey.as_of)),
+                self_rotates: c.self_rotates,
+                state: c.verdict.state.as_str(),
+                action: c.verdict.state.action(),
+                reason: &c.verdict.reason,
+            })
+            .collect(),
+        issues: survey
+            .issues
+            .iter()
+            .map(|i| IssueJson {
+                path: &i.path,
+                reason: &i.message,
+                problem: i.is_problem,
+            })
+            .collect(),
+    };
+    let mut text = serde_json::to_string_pretty(&doc).expect("status always serializes");
+    text.push('\n');
+    text
+}
+
+/// The plan summary for stderr: counts per action, then each identity that needs a person.
+pub fn plan_summary(survey: &Survey) -> String {
+    let mut counts = [0usize; 4];
+    for (_, c) in rows(survey) {
+        counts[c.verdict.state.action() as usize] += 1;
+    }
+    let mut out = format!(
+        "plan: {} identities, {} credentials: {} rotate, {} keep, {} recover, {} skip\n",
+        survey.identities.len(),
+        counts.iter().sum::<usize>(),
+        counts[Action::Rotate as usize],
+        counts[Action::Keep as usize],
+        counts[Action::Recover as usize],
+        counts[Action::Skip as usize],
+    );
+    if survey.context().ca_caps_validity() {
+        out.push_str(&format!("warning: {}\n", ca_line(survey)));
+    }
+    let nodes = survey.root.join("nodes");
+    for (identity, c) in rows(survey) {
+        let tag = match c.verdict.state.action() {
+            Action::Recover => "recover",
+            Action::Skip => "problem",
+            Action::Keep | Action::Rotate => continue,
+        };
+        let dir = nodes.join(&identity.node).join(&identity.service);
+        out.push_str(&format!(
+            "{tag}: {} ({}): {}\n",
+            dir.display(),
+            kind_str(c),
+            c.verdict.reason
+        ));
+    }
+    for issue in survey.issues.iter() {
+        let tag = if issue.is_problem { "problem" } else { "note" };
+        out.push_str(&format!(
+            "{tag}: {}: {}\n",
+            survey.root.join(&issue.path).display(),
+            issue.message
+        ));
+    }
+    out
+}

@@ -1,0 +1,170 @@
+//! The read side end to end: CA, policy, scan, inspect and classify every identity of a root,
+//! in parallel, into one sorted [`Survey`] that `status` and `plan` render.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use chrono::{DateTime, Utc};
+use rayon::prelude::*;
+
+use crate::ca::{self, Ca};
+use crate::classify::{self, Action, Context, Kind, Verdict};
+use crate::inspect::{self, Window};
+use crate::keys::KeyAlg;
+use crate::policy::Policy;
+use crate::scan::{self, Issue};
+
+/// One credential as classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessed {
+    pub kind: Kind,
+    pub verdict: Verdict,
+    pub window: Option<Window>,
+    pub sha256: Option<[u8; 32]>,
+    pub self_rotates: bool,
+    pub key_alg: Option<KeyAlg>,
+}
+
+/// One identity as classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub node: String,
+    pub service: String,
+    pub cert: Option<Assessed>,
+    pub token: Option<Assessed>,
+}
+
+impl Identity {
+    pub fn credentials(&self) -> impl Iterator<Item = &Assessed> {
+        self.cert.iter().chain(self.token.iter())
+    }
+}
+
+/// The whole fleet as of one instant.
+#[derive(Debug)]
+pub struct Survey {
+    pub root: PathBuf,
+    pub as_of: DateTime<Utc>,
+    pub ca: Ca,
+    pub policy: Policy,
+    pub identities: Vec<Identity>,
+    pub issues: Vec<Issue>,
+}
+
+/// What the survey asks of the operator, worst first (maps onto exit codes 4, 3, 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Attention {
+    None,
+    WorkDue,
+    RecoverOrProblem,
+}
+
+impl Survey {
+    /// Surveys the fleet at `root` as of `as_of`.
+    pub fn take(root: &Path, as_of: DateTime<Utc>) -> Result<Survey> {
+        let root = std::fs::canonicalize(root)
+            .with_context(|| format!("failed to open fleet root {}", root.display()))?;
+        let ca = ca::load(&root)?;
+        let policy = Policy::load(&root)?;
+        let (candidates, mut issues) = scan::find(&root)?;
+        let ctx = Context {
+            policy: &policy,
+            ca_not_after: ca.not_after,
+            now: as_of,
+        };
+        let found: Vec<_> = candidates
+            .par_iter()
+            .map(|c| inspect::inspect(c, &scan::read(c), &ca))
+            .collect();
+        let mut identities = Vec::with_capacity(found.len());
+        for (candidate, inspected) in candidates.iter().zip(found) {
+            let path = || scan::relative(&root, &candidate.dir);
+            if candidate.is_link {
+                let message = "service directory is a symbolic link".to_string();
+                issues.push(Issue {
+                    path: path(),
+                    message,
+                    is_problem: true,
+                });
+            } else if inspected.is_empty() {
+                let message = "has no cert.pem or token.jwt: ignored".to_string();
+                issues.push(Issue {
+                    path: path(),
+                    message,
+                    is_problem: false,
+                });
+            } else {
+                identities.push(assess(&inspected, &ctx));
+            }
+        }
+        Ok(Survey {
+            root,
+            as_of,
+            ca,
+            policy,
+            identities,
+            issues,
+        })
+    }
+
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            policy: &self.policy,
+            ca_not_after: self.ca.not_after,
+            now: self.as_of,
+        }
+    }
+
+    /// The operator attention the fleet needs; `warn` also counts credentials that keep but
+    /// expire within it as work due (`status --warn-days`).
+    pub fn attention(&self, warn: Option<chrono::TimeDelta>) -> Attention {
+        let mut worst = Attention::None;
+        if self.issues.iter().any(|i| i.is_problem) {
+            return Attention::RecoverOrProblem;
+        }
+        for c in self.identities.iter().flat_map(Identity::credentials) {
+            let level = match c.verdict.state.action() {
+                Action::Recover | Action::Skip => return Attention::RecoverOrProblem,
+                Action::Rotate => Attention::WorkDue,
+                Action::Keep => match (warn, c.window) {
+                    (Some(warn), Some(w)) if w.not_after <= self.as_of + warn => Attention::WorkDue,
+                    _ => Attention::None,
+                },
+            };
+            worst = worst.max(level);
+        }
+        worst
+    }
+}
+
+fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identity {
+    let renewal = ctx.policy.renewal(&identity.service);
+    let (cert_verdict, token_verdict) = classify::classify(identity, ctx);
+    let build =
+        |kind, cred: &Option<inspect::Credential>, verdict: Option<Verdict>, self_rotates| {
+            cred.as_ref().zip(verdict).map(|(c, verdict)| Assessed {
+                kind,
+                verdict,
+                window: c.facts.as_ref().ok().copied(),
+                sha256: c.sha256,
+                self_rotates,
+                key_alg: c.key_alg,
+            })
+        };
+    Identity {
+        node: identity.node.clone(),
+        service: identity.service.clone(),
+        cert: build(
+            Kind::Cert,
+            &identity.cert,
+            cert_verdict,
+            renewal.self_renews_cert,
+        ),
+        token: build(
+            Kind::Token,
+            &identity.token,
+            token_verdict,
+            renewal.self_rotates_token,
+        ),
+    }
+}
