@@ -226,9 +226,10 @@ impl Generator {
             if flaw == Some(Flaw::CertSymlink) {
                 let outside = root.join("outside");
                 std::fs::create_dir_all(&outside)?;
-                let target = outside.join(format!("{}-{}.pem", spec.node, spec.service));
-                write(&target, cert_pem.as_bytes(), 0o644)?;
-                std::os::unix::fs::symlink(&target, dir.join("cert.pem"))?;
+                let name = format!("{}-{}.pem", spec.node, spec.service);
+                write(&outside.join(&name), cert_pem.as_bytes(), 0o644)?;
+                let relative = Path::new("../../../outside").join(&name);
+                std::os::unix::fs::symlink(relative, dir.join("cert.pem"))?;
             } else {
                 write(&dir.join("cert.pem"), cert_pem.as_bytes(), 0o644)?;
             }
