@@ -84,6 +84,9 @@ impl Verdict {
     }
 }
 
+/// How the reason of a sound credential starts when its identity's other credential has a problem.
+pub const SPREAD_PREFIX: &str = "identity has a problem: ";
+
 /// Everything classification depends on besides the identity.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {

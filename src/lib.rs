@@ -6,6 +6,7 @@
 //! results, and `plan` and `report` render them. `fleet` builds fleets for tests and the demo.
 
 pub mod ca;
+pub mod catalog;
 pub mod classify;
 pub mod cli;
 pub mod commands;

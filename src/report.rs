@@ -203,19 +203,28 @@ pub fn plan_summary(survey: &Survey) -> String {
         out.push_str(&format!("warning: {}\n", ca_line(survey)));
     }
     let nodes = survey.root.join("nodes");
-    for (identity, c) in rows(survey) {
-        let tag = match c.verdict.state.action() {
-            Action::Recover => "recover",
-            Action::Skip => "problem",
-            Action::Keep | Action::Rotate => continue,
-        };
-        let dir = nodes.join(&identity.node).join(&identity.service);
-        out.push_str(&format!(
-            "{tag}: {} ({}): {}\n",
-            dir.display(),
-            kind_str(c),
-            c.verdict.reason
-        ));
+    for identity in &survey.identities {
+        let mut tag = None;
+        let mut reasons: Vec<&str> = Vec::new();
+        for c in identity.credentials() {
+            match c.verdict.state.action() {
+                Action::Recover => tag = tag.or(Some("recover")),
+                Action::Skip => tag = Some("problem"),
+                Action::Keep | Action::Rotate => continue,
+            }
+            let own = !c.verdict.reason.starts_with(crate::classify::SPREAD_PREFIX);
+            if own && !reasons.contains(&c.verdict.reason.as_str()) {
+                reasons.push(&c.verdict.reason);
+            }
+        }
+        if let Some(tag) = tag {
+            let dir = nodes.join(&identity.node).join(&identity.service);
+            out.push_str(&format!(
+                "{tag}: {}: {}\n",
+                dir.display(),
+                reasons.join("; ")
+            ));
+        }
     }
     for issue in survey.issues.iter() {
         let tag = if issue.is_problem { "problem" } else { "note" };

@@ -5,7 +5,8 @@ mod common;
 use std::os::unix::fs::symlink;
 
 use common::*;
-use rekey::fleet::{Flaw, IdentitySpec, KeyFormat, San};
+use rekey::catalog::every_case;
+use rekey::fleet::IdentitySpec;
 use rekey::keys::KeyAlg;
 
 fn id(node: &str, service: &str, ago: i64) -> IdentitySpec {
@@ -15,62 +16,6 @@ fn id(node: &str, service: &str, ago: i64) -> IdentitySpec {
 fn with(mut spec: IdentitySpec, f: impl FnOnce(&mut IdentitySpec)) -> IdentitySpec {
     f(&mut spec);
     spec
-}
-
-/// One identity in every state and with every problem the generator can make.
-fn every_case(leaf: KeyAlg) -> Vec<IdentitySpec> {
-    let rsa = KeyAlg::Rsa { bits: 2048 };
-    vec![
-        with(id("n1", "mocctl", 30), |s| s.key_alg = leaf),
-        with(id("n1", "kms", 30), |s| {
-            s.key_alg = rsa;
-            s.key_format = KeyFormat::Traditional;
-            s.sans = vec![
-                San::Dns("kms.n1".into()),
-                San::Ip("10.1.2.3".parse().unwrap()),
-                San::Uri("spiffe://fleet/n1/kms".into()),
-            ];
-        }),
-        with(id("n1", "csi", 80), |s| {
-            s.key_alg = KeyAlg::P256;
-            s.key_format = KeyFormat::Traditional;
-        }),
-        with(id("n1", "kva", 0), |s| {
-            s.key_alg = KeyAlg::P384;
-            s.cert = Some(rekey::fleet::window(
-                as_of() - days(1) + chrono::TimeDelta::hours(2),
-                90,
-            ));
-            s.token = s.cert;
-        }),
-        with(id("n1", "caph", 100), |s| {
-            s.key_alg = KeyAlg::Ed25519;
-            s.token = Some(issued(10));
-        }),
-        with(id("n1", "backup", 100), |s| s.token = Some(issued(10))),
-        with(id("n2", "mocctl", 95), |s| s.cert = Some(issued(30))),
-        with(id("n2", "kms", 100), |s| s.token = None),
-        with(id("n2", "csi", 20), |s| s.token = None),
-        with(id("n2", "kva", 20), |s| s.cert = None),
-        with(id("n2", "caph", 20), |s| s.write_key = false),
-        with(id("n3", "mocctl", 20), |s| {
-            s.flaw = Some(Flaw::ForeignCaCert)
-        }),
-        with(id("n3", "kms", 20), |s| s.flaw = Some(Flaw::KeyMismatch)),
-        with(id("n3", "csi", 20), |s| s.flaw = Some(Flaw::TruncatedCert)),
-        with(id("n3", "kva", 20), |s| s.flaw = Some(Flaw::TwoCerts)),
-        with(id("n3", "caph", 20), |s| s.flaw = Some(Flaw::CertSymlink)),
-        with(id("n4", "mocctl", 20), |s| {
-            s.flaw = Some(Flaw::TokenAlgNone)
-        }),
-        with(id("n4", "kms", 20), |s| s.flaw = Some(Flaw::TokenHmac)),
-        with(id("n4", "csi", 20), |s| s.flaw = Some(Flaw::TokenForged)),
-        with(id("n4", "kva", 20), |s| s.flaw = Some(Flaw::TokenWrongSub)),
-        with(id("n4", "caph", 20), |s| {
-            s.flaw = Some(Flaw::TokenOversized)
-        }),
-        with(id("n5", "mocctl", -2), |s| s.token = None),
-    ]
 }
 
 #[rustfmt::skip]
@@ -110,7 +55,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
 
 fn check_every_case(ca: KeyAlg, leaf: KeyAlg) {
     let dir = tempfile::tempdir().unwrap();
-    build(dir.path(), &ca_spec(ca), &every_case(leaf));
+    build(dir.path(), &ca_spec(ca), &every_case(as_of(), leaf));
     let got = states(dir.path());
     for (key, state, reason) in EXPECTED {
         let (got_state, got_reason) = got
@@ -255,4 +200,40 @@ fn an_empty_directory_alone_does_not_fail_the_run() {
     build(root, &ca_spec(KeyAlg::P256), &[id("n1", "mocctl", 0)]);
     std::fs::create_dir_all(root.join("nodes/n1/empty")).unwrap();
     assert_eq!(run(root, &["status"]).0, 0);
+}
+
+/// The fleet made by `fixtures/make-openssl-fleet.sh` with the openssl command line alone.
+#[test]
+fn a_fleet_made_by_openssl_is_classified_as_written() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/openssl-rsa");
+    let got = states(&root);
+    #[rustfmt::skip]
+    let expected = [
+        ("n1/mocctl/cert", "due", "cannot self-rotate"),
+        ("n1/kms/cert", "healthy", "renews itself: 70 of 90 days left"),
+        ("n1/csi/cert", "stalled", "self-rotation stalled: 8 of 90 days left"),
+        ("n1/kva/cert", "stalled", "certificate expired 2026-11-23"),
+        ("n2/backup/cert", "expired", "the token is still valid"),
+        ("n2/kva/token", "recover", "token expired 2026-11-26"),
+        ("n2/caph/cert", "fresh", "fresh: issued 2026-11-27T12:00:00Z"),
+        ("n3/mocctl/cert", "problem", "key.pem does not match cert.pem"),
+        ("n3/kms/cert", "problem", "cert.pem was not issued by this CA"),
+        ("n3/csi/token", "problem", "token.jwt has a malformed header"),
+        ("n3/nodeagent/token", "problem", "token.jwt is not signed with RS256"),
+        ("n3/kva/token", "problem", "token.jwt sub does not name this identity (n3/kva)"),
+        ("n3/cert-manager/token", "problem", "token.jwt signature does not verify"),
+        ("n4/mocctl/token", "due", "cannot self-rotate"),
+        ("n4/kms/cert", "healthy", "renews itself"),
+        ("n4/csi/cert", "problem", "cert.pem is not valid PEM"),
+        ("n4/caph/cert", "problem", "cert.pem is a symbolic link"),
+    ];
+    for (key, state, reason) in expected {
+        let (got_state, got_reason) = &got[key];
+        assert_eq!(got_state, state, "{key}: {got_reason}");
+        assert!(
+            got_reason.contains(reason),
+            "{key}: {got_reason:?} lacks {reason:?}"
+        );
+    }
+    assert!(!got.contains_key("n4/mocctl/cert") && !got.contains_key("n4/kms/token"));
 }

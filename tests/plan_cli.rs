@@ -74,7 +74,7 @@ fn the_plan_is_deterministic_and_toml_and_json_agree() {
         "{summary}"
     );
     assert!(
-        summary.contains("nodes/node-02/csi (token): token.jwt signature does not verify"),
+        summary.contains("nodes/node-02/csi: token.jwt signature does not verify"),
         "{summary}"
     );
 }

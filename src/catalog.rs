@@ -1,0 +1,64 @@
+//! A fleet with one identity in every state and with every problem of DESIGN §3 that the
+//! generator can make, dated relative to one instant. The command-line tests check its
+//! classification and `fixtures/generated-*` are built from it.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::fleet::{Flaw, IdentitySpec, KeyFormat, San, window};
+use crate::keys::KeyAlg;
+
+/// The catalog's identities; `leaf` is the key type of the plain `n1/mocctl` identity.
+pub fn every_case(as_of: DateTime<Utc>, leaf: KeyAlg) -> Vec<IdentitySpec> {
+    let id = |node: &str, service: &str, ago: i64| {
+        IdentitySpec::new(node, service, window(as_of - TimeDelta::days(ago), 90))
+    };
+    let issued = |ago: i64| Some(window(as_of - TimeDelta::days(ago), 90));
+    let with = |mut spec: IdentitySpec, f: &dyn Fn(&mut IdentitySpec)| {
+        f(&mut spec);
+        spec
+    };
+    let flawed = |node: &str, service: &str, flaw: Flaw| {
+        with(id(node, service, 20), &|s| s.flaw = Some(flaw))
+    };
+    vec![
+        with(id("n1", "mocctl", 30), &|s| s.key_alg = leaf),
+        with(id("n1", "kms", 30), &|s| {
+            s.key_alg = KeyAlg::Rsa { bits: 2048 };
+            s.key_format = KeyFormat::Traditional;
+            s.sans = vec![
+                San::Dns("kms.n1".into()),
+                San::Ip([10, 1, 2, 3].into()),
+                San::Uri("spiffe://fleet/n1/kms".into()),
+            ];
+        }),
+        with(id("n1", "csi", 80), &|s| {
+            s.key_format = KeyFormat::Traditional
+        }),
+        with(id("n1", "kva", 0), &|s| {
+            s.key_alg = KeyAlg::P384;
+            s.cert = Some(window(as_of - TimeDelta::hours(22), 90));
+            s.token = s.cert;
+        }),
+        with(id("n1", "caph", 100), &|s| {
+            s.key_alg = KeyAlg::Ed25519;
+            s.token = issued(10);
+        }),
+        with(id("n1", "backup", 100), &|s| s.token = issued(10)),
+        with(id("n2", "mocctl", 95), &|s| s.cert = issued(30)),
+        with(id("n2", "kms", 100), &|s| s.token = None),
+        with(id("n2", "csi", 20), &|s| s.token = None),
+        with(id("n2", "kva", 20), &|s| s.cert = None),
+        with(id("n2", "caph", 20), &|s| s.write_key = false),
+        flawed("n3", "mocctl", Flaw::ForeignCaCert),
+        flawed("n3", "kms", Flaw::KeyMismatch),
+        flawed("n3", "csi", Flaw::TruncatedCert),
+        flawed("n3", "kva", Flaw::TwoCerts),
+        flawed("n3", "caph", Flaw::CertSymlink),
+        flawed("n4", "mocctl", Flaw::TokenAlgNone),
+        flawed("n4", "kms", Flaw::TokenHmac),
+        flawed("n4", "csi", Flaw::TokenForged),
+        flawed("n4", "kva", Flaw::TokenWrongSub),
+        flawed("n4", "caph", Flaw::TokenOversized),
+        with(id("n5", "mocctl", -2), &|s| s.token = None),
+    ]
+}
