@@ -10,8 +10,9 @@ use std::path::Path;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use rekey::catalog::every_case;
-use rekey::fleet::{self, CaSpec, Flaw, KeyFormat};
+use rekey::fleet::{self, CaSpec, Flaw};
 use rekey::keys::KeyAlg;
+use rekey::keys::KeyFormat;
 
 const AS_OF: &str = "2026-11-28T00:00:00Z";
 

@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::fleet::{Flaw, IdentitySpec, KeyFormat, San, window};
+use crate::fleet::{Flaw, IdentitySpec, San, window};
 use crate::keys::KeyAlg;
+use crate::keys::KeyFormat;
 
 /// The catalog's identities; `leaf` is the key type of the plain `n1/mocctl` identity.
 pub fn every_case(as_of: DateTime<Utc>, leaf: KeyAlg) -> Vec<IdentitySpec> {

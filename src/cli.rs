@@ -39,6 +39,64 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Execute a plan made by `rekey plan`.
+    Apply {
+        /// The plan file (TOML or JSON).
+        plan: PathBuf,
+        /// New validity runs from this instant instead of now (RFC 3339 or YYYY-MM-DD).
+        #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
+        as_of: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Plan and apply in one run: what the upgrade pipeline runs.
+    Rotate {
+        #[command(flatten)]
+        common: Common,
+        /// Print the plan and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Rotate identities whose token expired, chosen by a person, with a reason for the audit log.
+    #[command(group = clap::ArgGroup::new("selection").required(true).multiple(true).args(["node", "service", "all"]))]
+    Recover {
+        #[command(flatten)]
+        common: Common,
+        /// Recover identities on this node (repeatable).
+        #[arg(long, value_name = "NAME")]
+        node: Vec<String>,
+        /// Recover identities of this service (repeatable).
+        #[arg(long, value_name = "NAME")]
+        service: Vec<String>,
+        /// Recover every identity in state recover.
+        #[arg(long, conflicts_with_all = ["node", "service"])]
+        all: bool,
+        /// Why (recorded in the audit log).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// Who (recorded in the audit log; default: the user name).
+        #[arg(long, value_name = "NAME")]
+        operator: Option<String>,
+        /// Do it; without this, only show what would be done.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Put back the files a run replaced, where they still hold what that run wrote.
+    Rollback {
+        /// The run id (see `rekey runs`).
+        run_id: String,
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
+    },
+    /// List the runs recorded in the fleet.
+    Runs {
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
+    },
     /// Build a demo fleet dated relative to now and show what rekey makes of it.
     Demo {
         /// Where to build the demo fleet.
@@ -61,10 +119,31 @@ pub struct Common {
     pub as_of: Option<DateTime<Utc>>,
 }
 
+/// Arguments every writing command takes.
+#[derive(Debug, clap::Args)]
+pub struct WriteArgs {
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Progress bar on stderr: auto shows it on a terminal, for table output.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// The summary after the run: a table for people, the report as JSON for pipelines.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    pub format: StatusFormat,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatusFormat {
     Table,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@ use rcgen::{
 
 use crate::ca::jwt_alg_for;
 use crate::inspect::Window;
-use crate::keys::KeyAlg;
+use crate::keys::{KeyAlg, KeyFormat, encode_key, generate_key};
 use crate::token::{self, Claims};
 
 /// The CA to create.
@@ -32,14 +32,6 @@ pub struct CaSpec {
     pub window: Window,
     /// Key file encoding of `ca/ca.key`.
     pub key_format: KeyFormat,
-}
-
-/// How a private key file is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyFormat {
-    Pkcs8,
-    /// PKCS#1 for RSA, SEC1 for EC; Ed25519 has only PKCS#8.
-    Traditional,
 }
 
 /// A subject alternative name.
@@ -338,74 +330,8 @@ pub fn write_fleet(root: &Path, ca: &CaSpec, identities: &[IdentitySpec]) -> Res
     Ok(generator)
 }
 
-/// A fresh key pair of `alg`.
-pub fn generate_key(alg: KeyAlg) -> Result<KeyPair> {
-    let key = match alg {
-        KeyAlg::Rsa { bits } => {
-            let size = match bits {
-                2048 => rcgen::RsaKeySize::_2048,
-                3072 => rcgen::RsaKeySize::_3072,
-                4096 => rcgen::RsaKeySize::_4096,
-                other => bail!("cannot generate RSA-{other} keys (2048, 3072 or 4096)"),
-            };
-            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size)
-        }
-        KeyAlg::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-        KeyAlg::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
-        KeyAlg::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519),
-    };
-    key.with_context(|| format!("failed to generate a {alg} key"))
-}
-
-/// The private key as PEM in the requested encoding.
-pub fn encode_key(key: &KeyPair, alg: KeyAlg, format: KeyFormat) -> Result<String> {
-    use aws_lc_rs::encoding::{AsDer, EcPrivateKeyRfc5915Der};
-    let (label, der) = match (format, alg) {
-        (KeyFormat::Pkcs8, _) | (KeyFormat::Traditional, KeyAlg::Ed25519) => {
-            return Ok(key.serialize_pem());
-        }
-        (KeyFormat::Traditional, KeyAlg::Rsa { .. }) => {
-            ("RSA PRIVATE KEY", pkcs1_from_pkcs8(key.serialized_der())?)
-        }
-        (KeyFormat::Traditional, KeyAlg::P256 | KeyAlg::P384) => {
-            let signing = if alg == KeyAlg::P256 {
-                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING
-            } else {
-                &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING
-            };
-            let pair =
-                aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(signing, key.serialized_der())
-                    .map_err(|_| anyhow::anyhow!("failed to re-read a generated EC key"))?;
-            let sec1: EcPrivateKeyRfc5915Der<'_> = pair
-                .private_key()
-                .as_der()
-                .map_err(|_| anyhow::anyhow!("failed to encode an EC key"))?;
-            ("EC PRIVATE KEY", sec1.as_ref().to_vec())
-        }
-    };
-    Ok(pem::encode(&pem::Pem::new(label, der)).replace("\r\n", "\n"))
-}
-
-/// PKCS#8's privateKey octet string holds the PKCS#1 RSAPrivateKey.
-fn pkcs1_from_pkcs8(pkcs8: &[u8]) -> Result<Vec<u8>> {
-    use x509_parser::der_parser::parse_der;
-    let (_, obj) = parse_der(pkcs8).map_err(|e| anyhow::anyhow!("bad PKCS#8: {e}"))?;
-    let fields = obj
-        .as_sequence()
-        .map_err(|e| anyhow::anyhow!("bad PKCS#8: {e}"))?;
-    let inner = fields.get(2).context("bad PKCS#8: no privateKey")?;
-    Ok(inner
-        .as_slice()
-        .map_err(|e| anyhow::anyhow!("bad PKCS#8: {e}"))?
-        .to_vec())
-}
-
 fn random_serial() -> Result<SerialNumber> {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
-    bytes[0] &= 0x7f;
-    bytes[0] |= 0x40;
-    Ok(SerialNumber::from_slice(&bytes))
+    Ok(SerialNumber::from_slice(&crate::issue::random_serial()?))
 }
 
 fn to_offset(t: DateTime<Utc>) -> Result<time::OffsetDateTime> {

@@ -102,6 +102,52 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("failed to sync directory {}", dir.display()))
 }
 
+/// Flushes every pending write of the filesystem holding `path` (one `syncfs`): the batch
+/// barrier of the write protocol, far cheaper than an fsync per file and directory.
+pub fn sync_filesystem(path: &Path) -> Result<()> {
+    let dir = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    // SAFETY: `dir` is an open file descriptor for the duration of the call.
+    let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("failed to sync the filesystem of {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Creates `path` exclusively (never through a link) with `mode`, writes `bytes`, and gives it
+/// the owner and group `owner` when they differ from the creating user's. No sync: see
+/// [`sync_filesystem`].
+pub fn create_exclusive(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let result = (|| {
+        file.write_all(bytes)?;
+        if let Some((uid, gid)) = owner {
+            let meta = file.metadata()?;
+            if std::os::unix::fs::MetadataExt::uid(&meta) != uid
+                || std::os::unix::fs::MetadataExt::gid(&meta) != gid
+            {
+                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+            }
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,9 @@
 //! Key algorithms rekey supports and the public half of a key, from either side: a certificate's
 //! SubjectPublicKeyInfo or a private key file (PKCS#8, PKCS#1 or SEC1 PEM).
 //!
-//! This module never keeps private key bytes: it parses them, derives the public key and drops
-//! them. Signing lives with the code that writes (issue and token).
+//! Reading a key file only derives its public key; the private bytes are dropped. New key pairs
+//! are generated here and encoded in the format of the file they replace. Signing lives with the
+//! code that writes (issue and token).
 
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 use x509_parser::oid_registry::{
@@ -10,6 +11,9 @@ use x509_parser::oid_registry::{
     OID_SIG_ED25519,
 };
 use x509_parser::x509::SubjectPublicKeyInfo;
+
+use anyhow::{Context, Result, bail};
+use rcgen::KeyPair;
 
 use crate::pemblock;
 
@@ -137,4 +141,74 @@ fn rsa_public(key: &RsaKeyPair) -> PublicKey {
         },
         bits: key.public_key().as_ref().to_vec(),
     }
+}
+
+/// How a private key file is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    Pkcs8,
+    /// PKCS#1 for RSA, SEC1 for EC; Ed25519 has only PKCS#8.
+    Traditional,
+}
+
+/// A fresh key pair of `alg`.
+pub fn generate_key(alg: KeyAlg) -> Result<KeyPair> {
+    let key = match alg {
+        KeyAlg::Rsa { bits } => {
+            let size = match bits {
+                2048 => rcgen::RsaKeySize::_2048,
+                3072 => rcgen::RsaKeySize::_3072,
+                4096 => rcgen::RsaKeySize::_4096,
+                other => bail!("cannot generate RSA-{other} keys (2048, 3072 or 4096)"),
+            };
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size)
+        }
+        KeyAlg::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyAlg::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyAlg::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519),
+    };
+    key.with_context(|| format!("failed to generate a {alg} key"))
+}
+
+/// The private key as PEM in the requested encoding.
+pub fn encode_key(key: &KeyPair, alg: KeyAlg, format: KeyFormat) -> Result<String> {
+    use aws_lc_rs::encoding::{AsDer, EcPrivateKeyRfc5915Der};
+    let (label, der) = match (format, alg) {
+        (KeyFormat::Pkcs8, _) | (KeyFormat::Traditional, KeyAlg::Ed25519) => {
+            return Ok(key.serialize_pem());
+        }
+        (KeyFormat::Traditional, KeyAlg::Rsa { .. }) => {
+            ("RSA PRIVATE KEY", pkcs1_from_pkcs8(key.serialized_der())?)
+        }
+        (KeyFormat::Traditional, KeyAlg::P256 | KeyAlg::P384) => {
+            let signing = if alg == KeyAlg::P256 {
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING
+            } else {
+                &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING
+            };
+            let pair =
+                aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(signing, key.serialized_der())
+                    .map_err(|_| anyhow::anyhow!("failed to re-read a generated EC key"))?;
+            let sec1: EcPrivateKeyRfc5915Der<'_> = pair
+                .private_key()
+                .as_der()
+                .map_err(|_| anyhow::anyhow!("failed to encode an EC key"))?;
+            ("EC PRIVATE KEY", sec1.as_ref().to_vec())
+        }
+    };
+    Ok(pem::encode(&pem::Pem::new(label, der)).replace("\r\n", "\n"))
+}
+
+/// PKCS#8's privateKey octet string holds the PKCS#1 RSAPrivateKey.
+fn pkcs1_from_pkcs8(pkcs8: &[u8]) -> Result<Vec<u8>> {
+    use x509_parser::der_parser::parse_der;
+    let (_, obj) = parse_der(pkcs8).map_err(|e| anyhow::anyhow!("bad PKCS#8: {e}"))?;
+    let fields = obj
+        .as_sequence()
+        .map_err(|e| anyhow::anyhow!("bad PKCS#8: {e}"))?;
+    let inner = fields.get(2).context("bad PKCS#8: no privateKey")?;
+    Ok(inner
+        .as_slice()
+        .map_err(|e| anyhow::anyhow!("bad PKCS#8: {e}"))?
+        .to_vec())
 }

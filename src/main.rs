@@ -4,13 +4,23 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rekey::cli::{self, Cli, Command};
-use rekey::commands;
+use rekey::cli::{self, Cli, Command, WriteArgs};
 use rekey::exit::Exit;
+use rekey::recover::{self, Request, Selection};
+use rekey::rotate::{self, WriteOptions};
+use rekey::{commands, demo, rollback};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let now = chrono::Utc::now();
+    let started = chrono::Utc::now();
+    // Certificates and tokens carry whole seconds: "now" is the run's start, to the second.
+    let now = chrono::SubsecRound::trunc_subsecs(started, 0);
+    let write = |w: &WriteArgs| WriteOptions {
+        jobs: w.jobs.map(usize::from),
+        progress: w.progress,
+        format: w.format,
+        started,
+    };
     let result = match cli.command {
         Command::Status {
             common,
@@ -32,7 +42,53 @@ fn main() -> ExitCode {
             format,
             output.as_deref(),
         ),
-        Command::Demo { dir, as_of } => commands::demo(&dir, as_of.unwrap_or(now)),
+        Command::Apply {
+            plan,
+            as_of,
+            write: w,
+        } => rotate::apply(&plan, as_of.unwrap_or(now), &write(&w)),
+        Command::Rotate {
+            common,
+            dry_run,
+            write: w,
+        } => rotate::rotate(
+            &common.root,
+            common.as_of.unwrap_or(now),
+            dry_run,
+            &write(&w),
+        ),
+        Command::Recover {
+            common,
+            node,
+            service,
+            all,
+            reason,
+            operator,
+            yes,
+            write: w,
+        } => {
+            let request = Request {
+                selection: Selection {
+                    nodes: node,
+                    services: service,
+                    all,
+                },
+                reason,
+                operator: recover::operator_name(operator),
+                yes,
+            };
+            recover::recover(
+                &common.root,
+                common.as_of.unwrap_or(now),
+                request,
+                &write(&w),
+            )
+        }
+        Command::Rollback { run_id, root } => {
+            rollback::rollback(&root, &run_id, &rollback::quiet_options(started))
+        }
+        Command::Runs { root } => rollback::list(&root),
+        Command::Demo { dir, as_of } => demo::demo(&dir, as_of.unwrap_or(now), started),
     };
     let exit = match result {
         Ok(exit) => exit,

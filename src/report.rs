@@ -236,3 +236,34 @@ pub fn plan_summary(survey: &Survey) -> String {
     }
     out
 }
+
+/// The table printed after a writing run: counts, then every identity not done.
+pub fn run_summary(report: &crate::runs::Report) -> String {
+    let c = report.counts;
+    let mut out = format!(
+        "run {} ({}): {} done, {} skipped, {} failed\nreport: {}/.rekey/runs/{}/report.json\n",
+        report.run_id, report.command, c.done, c.skipped, c.failed, report.root, report.run_id
+    );
+    let rows: Vec<_> = report
+        .identities
+        .iter()
+        .filter(|i| i.outcome != "done")
+        .collect();
+    if !rows.is_empty() {
+        let width = |f: &dyn Fn(&crate::runs::IdentityReport) -> usize, min: usize| {
+            rows.iter().map(|r| f(r)).max().unwrap_or(0).max(min)
+        };
+        let (wn, ws) = (width(&|r| r.node.len(), 4), width(&|r| r.service.len(), 7));
+        out.push_str(&format!(
+            "\n{:<wn$}  {:<ws$}  {:<7}  REASON\n",
+            "NODE", "SERVICE", "OUTCOME"
+        ));
+        for r in rows {
+            out.push_str(&format!(
+                "{:<wn$}  {:<ws$}  {:<7}  {}\n",
+                r.node, r.service, r.outcome, r.reason
+            ));
+        }
+    }
+    out
+}

@@ -7,9 +7,10 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use chrono::{DateTime, TimeDelta, Utc};
-use rekey::fleet::{self, CaSpec, Generator, IdentitySpec, KeyFormat};
+use rekey::fleet::{self, CaSpec, Generator, IdentitySpec};
 use rekey::inspect::Window;
 use rekey::keys::KeyAlg;
+use rekey::keys::KeyFormat;
 
 pub const AS_OF: &str = "2026-11-28T00:00:00Z";
 

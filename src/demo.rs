@@ -1,0 +1,135 @@
+//! `rekey demo`: a small fleet dated relative to now, in every state of DESIGN §3, shown before
+//! and after a real rotation. The first thing a new user runs.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::cli::{Progress, StatusFormat};
+use crate::commands::emit;
+use crate::exit::Exit;
+use crate::fleet::{self, CaSpec, Flaw, IdentitySpec, San, window};
+use crate::keys::{KeyAlg, KeyFormat};
+use crate::report;
+use crate::rotate::{self, WriteOptions};
+use crate::survey::Survey;
+
+/// The marker that says a directory was built by `rekey demo` and may be rebuilt.
+const DEMO_MARKER: &str = ".rekey-demo";
+
+/// `rekey demo`: build the demo fleet, show its status, rotate it, show its status again.
+pub fn demo(dir: &Path, now: DateTime<Utc>, started: DateTime<Utc>) -> Result<Exit> {
+    prepare_demo_dir(dir)?;
+    let (ca, identities) = demo_fleet(now);
+    fleet::write_fleet(dir, &ca, &identities)?;
+    std::fs::write(
+        dir.join(DEMO_MARKER),
+        b"built by rekey demo; safe to delete\n",
+    )
+    .with_context(|| format!("failed to mark {} as a demo fleet", dir.display()))?;
+    let root =
+        std::fs::canonicalize(dir).with_context(|| format!("failed to open {}", dir.display()))?;
+    let shown = root.display();
+    let before = Survey::take(&root, now)?;
+    emit(&format!(
+        "Built a demo fleet of {} identities in {shown}\n\n$ rekey status --root {shown}\n{}\n$ rekey rotate --root {shown}\n{}",
+        identities.len(),
+        report::status_table(&before),
+        report::plan_summary(&before),
+    ))?;
+    let opts = WriteOptions {
+        jobs: None,
+        progress: Progress::Never,
+        format: StatusFormat::Table,
+        started,
+    };
+    let rotated = rotate::rotate(&root, now, false, &opts)?;
+    let after = Survey::take(&root, now)?;
+    emit(&format!(
+        "(rotate exited {}: identities that need recover or have problems are left for a person)\n\n\
+         $ rekey status --root {shown}\n{}\n\
+         Try next:\n\
+         \x20 rekey plan --root {shown}\n\
+         \x20 rekey recover --root {shown} --all --reason \"demo\"    (shows what it would do; add --yes)\n\
+         \x20 rekey runs --root {shown}\n\
+         \x20 rekey rollback RUN_ID --root {shown}\n",
+        rotated as u8,
+        report::status_table(&after),
+    ))?;
+    Ok(Exit::Ok)
+}
+
+fn prepare_demo_dir(dir: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("failed to inspect {}", dir.display())),
+        Ok(meta) if !meta.is_dir() => bail!("{} exists and is not a directory", dir.display()),
+        Ok(_) => {
+            let is_demo = dir.join(DEMO_MARKER).is_file();
+            let empty = std::fs::read_dir(dir)?.next().is_none();
+            if !is_demo && !empty {
+                bail!(
+                    "{} exists and is not a rekey demo fleet: refusing to overwrite it",
+                    dir.display()
+                );
+            }
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("failed to clear {}", dir.display()))?;
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))
+}
+
+/// The demo fleet: the reference services on three nodes and `mgmt`, in every state of DESIGN §3.
+pub fn demo_fleet(now: DateTime<Utc>) -> (CaSpec, Vec<IdentitySpec>) {
+    let days = TimeDelta::days;
+    let ca = CaSpec {
+        alg: KeyAlg::P256,
+        common_name: "rekey demo CA".to_string(),
+        window: window(now - days(400), 3650),
+        key_format: KeyFormat::Pkcs8,
+    };
+    let issued = |ago: i64| window(now - days(ago), 90);
+    let id = |node: &str, service: &str, ago: i64| IdentitySpec::new(node, service, issued(ago));
+    let mut ids = Vec::new();
+    for (i, node) in ["node-01", "node-02", "node-03"].into_iter().enumerate() {
+        let offset = i as i64 * 3;
+        ids.push(id(node, "nodeagent", 20 + offset)); // cert renews itself: healthy; token due
+        ids.push(id(node, "kva", 30 + offset));
+        ids.push(id(node, "csi", 10 + offset));
+    }
+    ids.push(id("mgmt", "mocctl", 31)); // renews nothing: due
+    let mut stalled = id("node-01", "kms", 80); // 10 of 90 days left: stalled
+    stalled.token = Some(issued(25));
+    ids.push(stalled);
+    let mut fresh = id("node-02", "kms", 0);
+    fresh.cert = Some(window(now - TimeDelta::hours(3), 90));
+    fresh.token = fresh.cert;
+    ids.push(fresh);
+    let mut stalled_expired = id("node-02", "caph", 95); // renews itself, yet expired: stalled
+    stalled_expired.token = Some(issued(40));
+    ids.push(stalled_expired);
+    let mut expired_cert = id("mgmt-standby", "mocctl", 92); // certificate expired, token valid
+    expired_cert.token = Some(issued(35));
+    ids.push(expired_cert);
+    ids.push(id("node-03", "cloud-operator", 93)); // token expired: recover
+    let mut mismatch = id("node-03", "cert-manager", 15);
+    mismatch.flaw = Some(Flaw::KeyMismatch);
+    ids.push(mismatch);
+    let mut forged = id("node-01", "caph", 12);
+    forged.flaw = Some(Flaw::TokenForged);
+    ids.push(forged);
+    let mut cert_only = id("node-01", "cloud-operator", 45);
+    cert_only.token = None;
+    cert_only.key_alg = KeyAlg::Ed25519;
+    ids.push(cert_only);
+    let mut token_only = id("node-02", "cert-manager", 33);
+    token_only.cert = None;
+    ids.push(token_only);
+    let mut with_ip = id("node-03", "kms", 50);
+    with_ip.sans.push(San::Ip([10, 0, 0, 3].into()));
+    with_ip.key_alg = KeyAlg::P384;
+    ids.push(with_ip);
+    (ca, ids)
+}

@@ -1,0 +1,199 @@
+//! Reissuing a certificate: the old certificate's subject (byte for byte) and every extension
+//! (criticality and value as they were), a new random serial, the new validity, the subject key
+//! given, signed by the CA. The result is parsed back and checked before anyone may write it.
+//!
+//! The subject key identifier is the one extension that changes, and only with the key. Pure
+//! but for the signature itself: serial and key are chosen by the caller.
+
+use aws_lc_rs::digest;
+use chrono::{DateTime, Utc};
+use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString, UniversalString};
+use rcgen::{
+    CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue, IsCa, Issuer, KeyPair,
+    PublicKeyData, SerialNumber,
+};
+use x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER;
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
+
+use crate::ca::{Ca, to_utc};
+use crate::keys::{self, PublicKey};
+
+/// What the caller fixes about a new certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct Terms {
+    pub serial: [u8; 16],
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+}
+
+/// Rebuilds an X.509 name as rcgen parameters, keeping each value's string type. Refuses what
+/// rcgen cannot write back as it was: several attributes in one RDN, a repeated attribute type,
+/// a string type rcgen does not write.
+pub fn rebuild_name(name: &X509Name<'_>) -> Result<DistinguishedName, String> {
+    let mut dn = DistinguishedName::new();
+    let mut seen = Vec::new();
+    for rdn in name.iter() {
+        let mut attrs = rdn.iter();
+        let (Some(attr), None) = (attrs.next(), attrs.next()) else {
+            return Err(
+                "subject has a multi-valued RDN, which cannot be reproduced exactly".into(),
+            );
+        };
+        let oid: Vec<u64> = attr
+            .attr_type()
+            .iter()
+            .ok_or("subject has an attribute type that cannot be read")?
+            .collect();
+        if seen.contains(&oid) {
+            return Err(
+                "subject repeats an attribute type, which cannot be reproduced exactly".into(),
+            );
+        }
+        seen.push(oid.clone());
+        let value = attr.attr_value();
+        let data = value.data.to_vec();
+        let text = || {
+            String::from_utf8(data.clone())
+                .map_err(|_| "subject has a malformed string".to_string())
+        };
+        let unsupported =
+            || "subject has a string type that cannot be reproduced exactly".to_string();
+        let dn_value = match value.tag().0 {
+            12 => DnValue::Utf8String(text()?),
+            19 => DnValue::PrintableString(
+                PrintableString::try_from(text()?).map_err(|_| unsupported())?,
+            ),
+            22 => DnValue::Ia5String(Ia5String::try_from(text()?).map_err(|_| unsupported())?),
+            20 => {
+                DnValue::TeletexString(TeletexString::try_from(text()?).map_err(|_| unsupported())?)
+            }
+            30 => DnValue::BmpString(BmpString::from_utf16be(data).map_err(|_| unsupported())?),
+            28 => DnValue::UniversalString(
+                UniversalString::from_utf32be(data).map_err(|_| unsupported())?,
+            ),
+            _ => return Err(unsupported()),
+        };
+        dn.push(DnType::from_oid(&oid), dn_value);
+    }
+    Ok(dn)
+}
+
+/// Issues the successor of `old_der` for `subject_key` under `terms`, or says why it cannot.
+pub fn reissue(
+    old_der: &[u8],
+    subject_key: &impl PublicKeyData,
+    terms: &Terms,
+    issuer: &Issuer<'_, KeyPair>,
+    ca: &Ca,
+) -> Result<Vec<u8>, String> {
+    let (_, old) = X509Certificate::from_der(old_der)
+        .map_err(|e| format!("cannot parse the old certificate: {e}"))?;
+    let new_public = subject_key.der_bytes();
+    let same_key = old.public_key().subject_public_key.data.as_ref() == new_public;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rebuild_name(old.subject())?;
+    params.is_ca = IsCa::NoCa; // basicConstraints, like every extension, is copied as it was
+    params.serial_number = Some(SerialNumber::from_slice(&terms.serial));
+    params.not_before = offset(terms.not_before)?;
+    params.not_after = offset(terms.not_after)?;
+    for ext in old.extensions() {
+        let oid: Vec<u64> = ext
+            .oid
+            .iter()
+            .ok_or("certificate has an unreadable extension OID")?
+            .collect();
+        let value = if ext.oid == OID_X509_EXT_SUBJECT_KEY_IDENTIFIER && !same_key {
+            key_identifier(new_public)
+        } else {
+            ext.value.to_vec()
+        };
+        let mut custom = CustomExtension::from_oid_content(&oid, value);
+        custom.set_criticality(ext.critical);
+        params.custom_extensions.push(custom);
+    }
+    let cert = params
+        .signed_by(subject_key, issuer)
+        .map_err(|e| format!("signing failed: {e}"))?;
+    let der = cert.der().to_vec();
+    check(&old, &der, new_public, terms, ca)?;
+    Ok(der)
+}
+
+/// RFC 5280 method 1: SHA-1 of the subject public key bits, as an OCTET STRING.
+fn key_identifier(public_key_bits: &[u8]) -> Vec<u8> {
+    let id = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, public_key_bits);
+    let mut der = vec![0x04, id.as_ref().len() as u8];
+    der.extend_from_slice(id.as_ref());
+    der
+}
+
+/// The new certificate is what was meant: same subject and extensions (the key identifier
+/// aside), new serial, the terms' dates, the expected key, signed by the CA.
+fn check(
+    old: &X509Certificate<'_>,
+    der: &[u8],
+    public: &[u8],
+    terms: &Terms,
+    ca: &Ca,
+) -> Result<(), String> {
+    let fail = |what: &str| {
+        Err(format!(
+            "the reissued certificate {what}: refusing to write it"
+        ))
+    };
+    let Ok((rest, new)) = X509Certificate::from_der(der) else {
+        return fail("does not parse");
+    };
+    if !rest.is_empty() {
+        return fail("has trailing data");
+    }
+    if new.subject().as_raw() != old.subject().as_raw() {
+        return Err("subject cannot be reproduced exactly by the issuer library: refusing to change the identity".into());
+    }
+    if !ca.issued(&new) {
+        return fail("does not verify with the CA");
+    }
+    if new.raw_serial() == old.raw_serial() {
+        return fail("has the old serial");
+    }
+    let v = new.validity();
+    if to_utc(v.not_before.timestamp()) != terms.not_before
+        || to_utc(v.not_after.timestamp()) != terms.not_after
+    {
+        return fail("has the wrong dates");
+    }
+    if new.public_key().subject_public_key.data.as_ref() != public {
+        return fail("has the wrong key");
+    }
+    let strip = |c: &X509Certificate<'_>| -> Vec<(String, bool, Vec<u8>)> {
+        c.extensions()
+            .iter()
+            .filter(|e| e.oid != OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
+            .map(|e| (e.oid.to_id_string(), e.critical, e.value.to_vec()))
+            .collect()
+    };
+    if strip(&new) != strip(old) {
+        return fail("has different extensions");
+    }
+    Ok(())
+}
+
+/// The public key of the certificate `der`, to compare with a key file.
+pub fn public_key_of(der: &[u8]) -> Result<PublicKey, String> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("cannot parse the certificate: {e}"))?;
+    keys::from_spki(cert.public_key())
+}
+
+/// A fresh positive serial of 127 random bits (never rcgen's default, derived from the key).
+pub fn random_serial() -> anyhow::Result<[u8; 16]> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    Ok(bytes)
+}
+
+fn offset(t: DateTime<Utc>) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+        .map_err(|_| "date out of range".to_string())
+}
