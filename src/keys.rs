@@ -174,9 +174,17 @@ pub fn generate_key(alg: KeyAlg) -> Result<KeyPair> {
 pub fn encode_key(key: &KeyPair, alg: KeyAlg, format: KeyFormat) -> Result<String> {
     use aws_lc_rs::encoding::{AsDer, EcPrivateKeyRfc5915Der};
     let (label, der) = match (format, alg) {
-        (KeyFormat::Pkcs8, _) | (KeyFormat::Traditional, KeyAlg::Ed25519) => {
-            return Ok(key.serialize_pem());
+        (_, KeyAlg::Ed25519) => {
+            // aws-lc writes Ed25519 as PKCS#8 v2 (RFC 5958, with the public key), which OpenSSL
+            // 3.0 cannot read; v1 is what every consumer accepts.
+            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.serialized_der())
+                .map_err(|_| anyhow::anyhow!("failed to re-read a generated Ed25519 key"))?;
+            let v1 = pair
+                .to_pkcs8v1()
+                .map_err(|_| anyhow::anyhow!("failed to encode an Ed25519 key"))?;
+            ("PRIVATE KEY", v1.as_ref().to_vec())
         }
+        (KeyFormat::Pkcs8, _) => return Ok(key.serialize_pem()),
         (KeyFormat::Traditional, KeyAlg::Rsa { .. }) => {
             ("RSA PRIVATE KEY", pkcs1_from_pkcs8(key.serialized_der())?)
         }

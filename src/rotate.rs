@@ -20,7 +20,7 @@ use crate::policy::{KeyMode, Policy};
 use crate::report;
 use crate::runs::{self, REPORT_VERSION, Report, Run};
 use crate::signer;
-use crate::survey::Survey;
+use crate::survey::{Attention, Survey};
 
 /// How a writing command runs and reports.
 #[derive(Debug, Clone, Copy)]
@@ -232,7 +232,12 @@ pub fn rotate(
         operator: None,
     };
     let (_, exit) = execute(job, opts)?;
-    Ok(worse(exit, survey.attention(None).into()))
+    // Rotations due were this run's work; what is left for a person is recover and problems.
+    let left = match survey.attention(None) {
+        Attention::RecoverOrProblem => Exit::Attention,
+        Attention::WorkDue | Attention::None => Exit::Ok,
+    };
+    Ok(worse(exit, left))
 }
 
 /// The more serious of two exit codes (4 over 3 over 0).

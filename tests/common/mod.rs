@@ -120,3 +120,97 @@ pub fn secrets(root: &Path) -> Vec<String> {
     }
     found
 }
+
+/// Every file under `root` except rekey's own state: path → (bytes or link target, mode).
+pub fn snapshot(root: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.expect("the fleet is readable");
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel.starts_with(".rekey") || entry.file_type().is_dir() {
+            continue;
+        }
+        let meta = entry.path().symlink_metadata().unwrap();
+        let content = if entry.file_type().is_symlink() {
+            std::fs::read_link(entry.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+                .into_bytes()
+        } else {
+            std::fs::read(entry.path()).unwrap()
+        };
+        files.insert(rel, (content, meta.permissions().mode() & 0o7777));
+    }
+    files
+}
+
+/// A private copy of a checked-in fixture fleet (symbolic links kept as links).
+pub fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", src.display()))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir
+}
+
+/// Runs `openssl` with `args`; returns stdout, failing the test on a non-zero exit.
+pub fn openssl(args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed (see .ci/run)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command with `--root` and the pinned `--as-of`, plus `env`; returns (code, stdout, stderr).
+/// The code is `None` when the process was killed.
+pub fn run_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = rekey()
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .args(["--as-of", AS_OF])
+        .envs(env.iter().copied())
+        .output()
+        .expect("rekey runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Paths of leftover temporary files anywhere under `root`.
+pub fn temp_files(root: &Path) -> Vec<String> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with(".rekey-new.")
+                || e.file_name().to_string_lossy().starts_with(".rekey-tmp-")
+        })
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
