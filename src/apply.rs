@@ -309,3 +309,23 @@ fn line(node: &str, service: &str, outcome: &str, reason: String) -> IdentityRep
         files: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::show_progress;
+    use crate::cli::Progress;
+
+    #[test]
+    fn the_progress_bar_shows_only_for_people() {
+        let cases = [
+            ("auto, terminal, table", Progress::Auto, true, true, true),
+            ("auto, terminal, json", Progress::Auto, true, false, false),
+            ("auto, piped, table", Progress::Auto, false, true, false),
+            ("always, piped, json", Progress::Always, false, false, true),
+            ("never, terminal, table", Progress::Never, true, true, false),
+        ];
+        for (name, mode, tty, table, want) in cases {
+            assert_eq!(show_progress(mode, tty, table), want, "{name}");
+        }
+    }
+}

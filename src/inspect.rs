@@ -118,6 +118,7 @@ fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Parsed {
     if !ca.issued(&cert) {
         return Err(format!("{CERT_FILE} was not issued by this CA"));
     }
+    crate::issue::rebuild_name(cert.subject()).map_err(|e| format!("{CERT_FILE} {e}"))?;
     let public = keys::from_spki(cert.public_key()).map_err(|e| format!("{CERT_FILE} {e}"))?;
     match key {
         Slot::Absent => {}

@@ -98,9 +98,9 @@ pub fn status_table(survey: &Survey) -> String {
         "STATE",
         "REASON",
     ];
-    let mut table: Vec<[String; 8]> = vec![header.map(str::to_string)];
+    let mut table: Vec<Vec<String>> = vec![header.map(str::to_string).to_vec()];
     for (identity, c) in rows(survey) {
-        table.push([
+        table.push(vec![
             identity.node.clone(),
             identity.service.clone(),
             kind_str(c).to_string(),
@@ -113,25 +113,7 @@ pub fn status_table(survey: &Survey) -> String {
             c.verdict.reason.clone(),
         ]);
     }
-    let mut widths = [0usize; 8];
-    for row in &table {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = format!("{}\n\n", ca_line(survey));
-    for row in &table {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    let mut out = format!("{}\n\n{}", ca_line(survey), align(&table));
     if !survey.issues.is_empty() {
         out.push('\n');
         for issue in &survey.issues {
@@ -244,26 +226,47 @@ pub fn run_summary(report: &crate::runs::Report) -> String {
         "run {} ({}): {} done, {} skipped, {} failed\nreport: {}/.rekey/runs/{}/report.json\n",
         report.run_id, report.command, c.done, c.skipped, c.failed, report.root, report.run_id
     );
-    let rows: Vec<_> = report
-        .identities
-        .iter()
-        .filter(|i| i.outcome != "done")
-        .collect();
-    if !rows.is_empty() {
-        let width = |f: &dyn Fn(&crate::runs::IdentityReport) -> usize, min: usize| {
-            rows.iter().map(|r| f(r)).max().unwrap_or(0).max(min)
-        };
-        let (wn, ws) = (width(&|r| r.node.len(), 4), width(&|r| r.service.len(), 7));
-        out.push_str(&format!(
-            "\n{:<wn$}  {:<ws$}  {:<7}  REASON\n",
-            "NODE", "SERVICE", "OUTCOME"
-        ));
-        for r in rows {
-            out.push_str(&format!(
-                "{:<wn$}  {:<ws$}  {:<7}  {}\n",
-                r.node, r.service, r.outcome, r.reason
-            ));
+    let mut rows = vec![
+        ["NODE", "SERVICE", "OUTCOME", "REASON"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for r in report.identities.iter().filter(|i| i.outcome != "done") {
+        rows.push(vec![
+            r.node.clone(),
+            r.service.clone(),
+            r.outcome.clone(),
+            r.reason.clone(),
+        ]);
+    }
+    if rows.len() > 1 {
+        out.push('\n');
+        out.push_str(&align(&rows));
+    }
+    out
+}
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+pub fn align(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
         }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }

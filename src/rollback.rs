@@ -179,16 +179,25 @@ pub fn list(root: &Path) -> Result<Exit> {
             (id, r)
         })
         .collect();
-    let mut out = format!(
-        "{:<30}  {:<9}  {:<20}  {:>5}  {:>7}  {:>6}  NOTE\n",
-        "RUN", "COMMAND", "AS OF", "DONE", "SKIPPED", "FAILED"
-    );
+    let mut rows = vec![
+        [
+            "RUN", "STARTED", "COMMAND", "AS OF", "DONE", "SKIPPED", "FAILED", "NOTE",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
     for (id, report) in &reports {
         let Some(r) = report else {
-            out.push_str(&format!(
-                "{id:<30}  {:<9}  {:<20}  {:>5}  {:>7}  {:>6}  no report (interrupted?)\n",
-                "-", "-", "-", "-", "-"
-            ));
+            rows.push(vec![
+                id.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "no report (interrupted?)".into(),
+            ]);
             continue;
         };
         let mut notes = Vec::new();
@@ -203,16 +212,18 @@ pub fn list(root: &Path) -> Result<Exit> {
         if r.recovered_by_replay {
             notes.push("interrupted, then replayed".into());
         }
-        out.push_str(&format!(
-            "{id:<30}  {:<9}  {:<20}  {:>5}  {:>7}  {:>6}  {}\n",
-            r.command,
-            r.as_of,
-            r.counts.done,
-            r.counts.skipped,
-            r.counts.failed,
-            notes.join("; ")
-        ));
+        rows.push(vec![
+            id.clone(),
+            r.started.clone(),
+            r.command.clone(),
+            r.as_of.clone(),
+            r.counts.done.to_string(),
+            r.counts.skipped.to_string(),
+            r.counts.failed.to_string(),
+            notes.join("; "),
+        ]);
     }
+    let out = crate::report::align(&rows);
     emit(&out)?;
     Ok(Exit::Ok)
 }

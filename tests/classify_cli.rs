@@ -226,6 +226,8 @@ fn a_fleet_made_by_openssl_is_classified_as_written() {
         ("n4/kms/cert", "healthy", "renews itself"),
         ("n4/csi/cert", "problem", "cert.pem is not valid PEM"),
         ("n4/caph/cert", "problem", "cert.pem is a symbolic link"),
+        ("n4/kva/cert", "problem", "cert.pem subject repeats an attribute type, which cannot be reproduced exactly"),
+        ("n4/backup/cert", "due", "cannot self-rotate"),
     ];
     for (key, state, reason) in expected {
         let (got_state, got_reason) = &got[key];
