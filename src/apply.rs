@@ -22,7 +22,7 @@ use crate::policy::KeyMode;
 use crate::runs::{Counts, IdentityReport, Run};
 use crate::scan::{self, CERT_FILE, Candidate, KEY_FILE, TOKEN_FILE};
 use crate::signer::{CaSigner, ReusedKey};
-use crate::token::{self, Claims};
+use crate::token::Claims;
 
 /// Identities per journal batch: one sync pair and four journal records per batch.
 pub const BATCH: usize = 1024;
@@ -159,14 +159,8 @@ impl Rotation<'_> {
     }
 
     fn token_for(&self, sub: &str) -> Result<String, String> {
-        let claims = Claims {
-            iss: self.ca.common_name.clone(),
-            sub: sub.to_string(),
-            iat: self.not_before.timestamp(),
-            nbf: self.not_before.timestamp(),
-            exp: self.not_after.timestamp(),
-            jti: token::random_jti().map_err(|e| format!("{e:#}"))?,
-        };
+        let claims = Claims::new(&self.ca.common_name, sub, self.not_before, self.not_after)
+            .map_err(|e| format!("{e:#}"))?;
         let text = self
             .signer
             .tokens

@@ -180,14 +180,12 @@ impl Generator {
 
     /// Signs a token for `sub` over `w`.
     pub fn token(&self, sub: &str, w: Window) -> Result<String> {
-        self.signer.sign(&Claims {
-            iss: self.common_name.clone(),
-            sub: sub.to_string(),
-            iat: w.not_before.timestamp(),
-            nbf: w.not_before.timestamp(),
-            exp: w.not_after.timestamp(),
-            jti: token::random_jti()?,
-        })
+        self.signer.sign(&Claims::new(
+            &self.common_name,
+            sub,
+            w.not_before,
+            w.not_after,
+        )?)
     }
 
     /// Writes one identity's directory under `root/nodes`.
@@ -293,14 +291,7 @@ impl Generator {
     }
 
     fn hmac_token(&self, sub: &str, w: Window) -> Result<String> {
-        let claims = Claims {
-            iss: self.common_name.clone(),
-            sub: sub.to_string(),
-            iat: w.not_before.timestamp(),
-            nbf: w.not_before.timestamp(),
-            exp: w.not_after.timestamp(),
-            jti: token::random_jti()?,
-        };
+        let claims = Claims::new(&self.common_name, sub, w.not_before, w.not_after)?;
         let key = jsonwebtoken::EncodingKey::from_secret(&self.ca_public)?;
         let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
         Ok(jsonwebtoken::encode(&header, &claims, &key)?)

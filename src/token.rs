@@ -21,6 +21,26 @@ pub struct Claims {
     pub jti: String,
 }
 
+impl Claims {
+    /// Fresh claims for `sub` issued by `iss`, valid over `[not_before, not_after)`, with a new
+    /// random `jti`.
+    pub fn new(
+        iss: &str,
+        sub: &str,
+        not_before: DateTime<Utc>,
+        not_after: DateTime<Utc>,
+    ) -> Result<Claims> {
+        Ok(Claims {
+            iss: iss.to_string(),
+            sub: sub.to_string(),
+            iat: not_before.timestamp(),
+            nbf: not_before.timestamp(),
+            exp: not_after.timestamp(),
+            jti: random_jti()?,
+        })
+    }
+}
+
 /// What a verified token says about its validity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenInfo {

@@ -326,33 +326,35 @@ fn apply_follows_the_plan_and_refuses_what_it_must() {
         )
     };
 
-    // A plan for another CA is refused whole.
-    let other = plans.path().join("other.toml");
-    std::fs::write(
-        &other,
-        plan_text.replacen("ca_sha256 = \"", "ca_sha256 = \"00", 1),
-    )
-    .unwrap();
-    let (code, _, stderr) = apply(&other);
-    assert_eq!(code, 1);
-    assert!(stderr.contains("made for another CA"), "{stderr}");
-    // A plan whose names try to leave the root is refused whole.
-    let escape = plans.path().join("escape.toml");
-    std::fs::write(
-        &escape,
-        plan_text.replacen("node = \"node-01\"", "node = \"../../etc\"", 1),
-    )
-    .unwrap();
-    let (code, _, stderr) = apply(&escape);
-    assert_eq!(code, 1);
-    assert!(stderr.contains("not a valid node/service name"), "{stderr}");
-    // A newer plan version and a truncated plan are refused.
-    let newer = plans.path().join("newer.toml");
-    std::fs::write(&newer, plan_text.replacen("version = 1", "version = 2", 1)).unwrap();
-    assert_eq!(apply(&newer).0, 1);
-    let truncated = plans.path().join("truncated.toml");
-    std::fs::write(&truncated, &plan_text[..plan_text.len() / 2]).unwrap();
-    assert_eq!(apply(&truncated).0, 1);
+    let refusals = [
+        (
+            "another CA",
+            plan_text.replacen("ca_sha256 = \"", "ca_sha256 = \"00", 1),
+            "made for another CA",
+        ),
+        (
+            "escaping name",
+            plan_text.replacen("node = \"node-01\"", "node = \"../../etc\"", 1),
+            "not a valid node/service name",
+        ),
+        (
+            "newer version",
+            plan_text.replacen("version = 1", "version = 2", 1),
+            "plan version 2 is not supported",
+        ),
+        (
+            "truncated",
+            plan_text[..plan_text.len() / 2].to_string(),
+            "bad plan",
+        ),
+    ];
+    for (name, text, message) in refusals {
+        let path = plans.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let (code, _, stderr) = apply(&path);
+        assert_eq!(code, 1, "{name}: {stderr}");
+        assert!(stderr.contains(message), "{name}: {stderr}");
+    }
     assert_eq!(snapshot(root), before, "refused plans change nothing");
 
     let (code, stdout, _) = apply(&plan_path);
