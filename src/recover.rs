@@ -120,6 +120,23 @@ pub fn recover(
         reason: Some(req.reason.clone()),
         operator: Some(req.operator.clone()),
     };
+    // The request is audited before anything is written, so that even a recovery cut short by a
+    // crash (and finished by the next writer's replay) has its who, when and why on record.
+    let requested: Vec<serde_json::Value> = job
+        .targets
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "time": stamp(opts.started),
+                "event": "requested",
+                "operator": req.operator,
+                "node": t.node,
+                "service": t.service,
+                "reason": req.reason,
+            })
+        })
+        .collect();
+    runs::audit(&root, &requested)?;
     let (report, exit) = rotate::execute(job, opts)?;
     if let Some(report) = report {
         let lines: Vec<serde_json::Value> = report
@@ -128,6 +145,7 @@ pub fn recover(
             .map(|i| {
                 serde_json::json!({
                     "time": stamp(opts.started),
+                    "event": "recovered",
                     "as_of": report.as_of,
                     "run_id": report.run_id,
                     "operator": req.operator,

@@ -445,7 +445,11 @@ fn recover_acts_only_on_the_selection_and_audits_it() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 1);
+    assert_eq!(lines.len(), 2, "one line for the request, one for the outcome: {audit}");
+    assert_eq!(lines[0]["event"], "requested");
+    assert_eq!(lines[0]["reason"], "checked with owner");
+    let lines = &lines[1..];
+    assert_eq!(lines[0]["event"], "recovered");
     assert_eq!(lines[0]["node"], "n2");
     assert_eq!(lines[0]["service"], "kms");
     assert_eq!(lines[0]["reason"], "checked with owner");
@@ -593,6 +597,35 @@ fn a_killed_rotate_leaves_every_identity_whole() {
         assert!(
             String::from_utf8_lossy(&runs.stdout).contains("interrupted, then replayed"),
             "{step}"
+        );
+    }
+}
+
+#[test]
+fn keys_reuse_keeps_the_key_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut rsa = IdentitySpec::new("n1", "mocctl", issued(30));
+    rsa.key_alg = KeyAlg::Rsa { bits: 2048 };
+    build(
+        root,
+        &ca_spec(KeyAlg::P256),
+        &[rsa, IdentitySpec::new("n2", "mocctl", issued(30))],
+    );
+    std::fs::write(root.join("rekey.toml"), "version = 1\nkeys = \"reuse\"\n").unwrap();
+    let before = snapshot(root);
+    assert_eq!(run(root, &["rotate"]).0, 0);
+    let after = snapshot(root);
+    for node in ["n1", "n2"] {
+        let cert = format!("nodes/{node}/mocctl/cert.pem");
+        let key = format!("nodes/{node}/mocctl/key.pem");
+        assert_ne!(before[&cert], after[&cert], "{cert} was reissued");
+        assert_eq!(before[&key], after[&key], "{key} is kept");
+        let public = |pem: &[u8]| rekey::issue::public_key_of(&der_of(pem)).unwrap();
+        assert_eq!(
+            public(&before[&cert].0),
+            public(&after[&cert].0),
+            "{cert} keeps its public key"
         );
     }
 }
