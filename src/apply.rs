@@ -32,8 +32,21 @@ pub const BATCH: usize = 1024;
 pub struct Target {
     pub node: String,
     pub service: String,
-    pub cert: Option<[u8; 32]>,
-    pub token: Option<[u8; 32]>,
+    pub cert: Option<Planned>,
+    pub token: Option<Planned>,
+}
+
+/// A credential as planned: its digest then, and whether it is to be rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    pub sha256: [u8; 32],
+    pub rotate: bool,
+}
+
+impl Planned {
+    fn rotated(p: Option<Planned>) -> Option<[u8; 32]> {
+        p.filter(|p| p.rotate).map(|p| p.sha256)
+    }
 }
 
 /// Why an identity was not staged.
@@ -53,6 +66,9 @@ pub struct Rotation<'a> {
     pub keys: KeyMode,
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
+    /// Inspect each identity again before staging it. A plan made in this process judged exactly
+    /// the bytes its digests name, so `rotate` and `recover` skip this; `apply` trusts no file.
+    pub verify_again: bool,
 }
 
 impl Rotation<'_> {
@@ -81,10 +97,12 @@ impl Rotation<'_> {
         let files = scan::read(&candidate);
         unchanged(&files.cert, t.cert, CERT_FILE)?;
         unchanged(&files.token, t.token, TOKEN_FILE)?;
-        let inspected = inspect::inspect(&candidate, &files, self.ca);
-        for c in inspected.cert.iter().chain(inspected.token.iter()) {
-            if let Err(problem) = &c.facts {
-                return Err(NotStaged::Skipped(problem.clone()));
+        if self.verify_again {
+            let inspected = inspect::inspect(&candidate, &files, self.ca);
+            for c in inspected.cert.iter().chain(inspected.token.iter()) {
+                if let Err(problem) = &c.facts {
+                    return Err(NotStaged::Skipped(problem.clone()));
+                }
             }
         }
         let mut staged = Staged {
@@ -93,11 +111,11 @@ impl Rotation<'_> {
             dir,
             files: Vec::new(),
         };
-        if let (Some(sha), Slot::Present(pem)) = (t.cert, &files.cert) {
+        if let (Some(sha), Slot::Present(pem)) = (Planned::rotated(t.cert), &files.cert) {
             self.stage_cert(pem, sha, &files.key, &mut staged)
                 .map_err(NotStaged::Failed)?;
         }
-        if let Some(sha) = t.token {
+        if let Some(sha) = Planned::rotated(t.token) {
             let text = self
                 .token_for(&format!("{}/{}", t.node, t.service))
                 .map_err(NotStaged::Failed)?;
@@ -170,8 +188,11 @@ impl Rotation<'_> {
     }
 }
 
-fn unchanged(slot: &Slot, planned: Option<[u8; 32]>, file: &str) -> Result<(), NotStaged> {
-    let Some(planned) = planned else {
+fn unchanged(slot: &Slot, planned: Option<Planned>, file: &str) -> Result<(), NotStaged> {
+    let Some(Planned {
+        sha256: planned, ..
+    }) = planned
+    else {
         return Ok(());
     };
     match slot {

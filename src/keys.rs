@@ -5,7 +5,8 @@
 //! are generated here and encoded in the format of the file they replace. Signing lives with the
 //! code that writes (issue and token).
 
-use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
+use x509_parser::asn1_rs::Oid;
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
     OID_SIG_ED25519,
@@ -50,11 +51,9 @@ pub fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, String> {
     let oid = &spki.algorithm.algorithm;
     let bits = spki.subject_public_key.data.to_vec();
     let alg = if *oid == OID_PKCS1_RSAENCRYPTION {
-        match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => KeyAlg::Rsa {
-                bits: rsa.key_size() as u32,
-            },
-            _ => return Err("has a malformed RSA public key".to_string()),
+        let modulus = der::sequence(&bits).and_then(|fields| fields.first().map(|f| f.data));
+        KeyAlg::Rsa {
+            bits: rsa_bits(modulus.ok_or("has a malformed RSA public key")?),
         }
     } else if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
         let curve = spki
@@ -63,9 +62,9 @@ pub fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, String> {
             .as_ref()
             .and_then(|p| p.as_oid().ok());
         match curve {
-            Some(c) if c == OID_EC_P256 => KeyAlg::P256,
-            Some(c) if c == OID_NIST_EC_P384 => KeyAlg::P384,
-            Some(c) => return Err(format!("has an unsupported elliptic curve ({c})")),
+            Some(c) => {
+                ec_curve(&c).ok_or_else(|| format!("has an unsupported elliptic curve ({c})"))?
+            }
             None => return Err("has an EC key without a named curve".to_string()),
         }
     } else if *oid == OID_SIG_ED25519 {
@@ -76,15 +75,44 @@ pub fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, String> {
     Ok(PublicKey { alg, bits })
 }
 
+fn ec_curve(oid: &Oid<'_>) -> Option<KeyAlg> {
+    if *oid == OID_EC_P256 {
+        Some(KeyAlg::P256)
+    } else if *oid == OID_NIST_EC_P384 {
+        Some(KeyAlg::P384)
+    } else {
+        None
+    }
+}
+
+/// The size of an RSA modulus in bits (its big-endian bytes, leading zeros ignored).
+fn rsa_bits(modulus: &[u8]) -> u32 {
+    let start = modulus
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(modulus.len());
+    let significant = &modulus[start..];
+    match significant.first() {
+        Some(first) => (significant.len() * 8) as u32 - first.leading_zeros(),
+        None => 0,
+    }
+}
+
 /// Parses a private key file and returns its public key. The error is a sentence fragment that
 /// follows the file name ("key.pem is encrypted ...").
+///
+/// The public key is the one the file declares (an RSA key's modulus and exponent, the EC point
+/// SEC1 and PKCS#8 v2 carry): reading it costs no arithmetic, which matters at 10^5 identities.
+/// A file that declares none (Ed25519 PKCS#8 v1, SEC1 without the optional point) has it derived.
+/// rekey never signs with a service's private key: rotation makes a new one, and reuse keeps the
+/// certificate's public key.
 pub fn public_from_private_pem(bytes: &[u8]) -> Result<PublicKey, String> {
     let block = pemblock::single(bytes)?;
     let der = &block.der;
     let parsed = match block.label.as_str() {
         "PRIVATE KEY" => from_pkcs8(der),
-        "RSA PRIVATE KEY" => RsaKeyPair::from_der(der).ok().map(|k| rsa_public(&k)),
-        "EC PRIVATE KEY" => from_sec1(der),
+        "RSA PRIVATE KEY" => from_pkcs1(der),
+        "EC PRIVATE KEY" => from_sec1(der, None),
         "ENCRYPTED PRIVATE KEY" => {
             return Err("is an encrypted private key, which rekey cannot use".to_string());
         }
@@ -95,51 +123,204 @@ pub fn public_from_private_pem(bytes: &[u8]) -> Result<PublicKey, String> {
     })
 }
 
+/// PKCS#8: version, algorithm, the inner key, optional attributes [0], optional public key [1].
 fn from_pkcs8(der: &[u8]) -> Option<PublicKey> {
-    if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der) {
-        return Some(PublicKey {
-            alg: KeyAlg::P256,
-            bits: k.public_key().as_ref().to_vec(),
-        });
+    let fields = der::sequence(der)?;
+    let (alg, inner) = (fields.get(1)?, fields.get(2)?);
+    let alg = der::sequence_of(alg)?;
+    let oid = der::oid(alg.first()?)?;
+    let declared = fields
+        .iter()
+        .skip(3)
+        .find(|f| der::is_context(f, 1))
+        .and_then(|f| der::bit_string_data(f.data));
+    if oid == OID_PKCS1_RSAENCRYPTION {
+        from_pkcs1(inner.data)
+    } else if oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = ec_curve(&der::oid(alg.get(1)?)?)?;
+        from_sec1(inner.data, Some(curve))
+    } else if oid == OID_SIG_ED25519 {
+        match declared {
+            Some(bits) if bits.len() == 32 => Some(PublicKey {
+                alg: KeyAlg::Ed25519,
+                bits: bits.to_vec(),
+            }),
+            _ => Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                .ok()
+                .map(|k| PublicKey {
+                    alg: KeyAlg::Ed25519,
+                    bits: k.public_key().as_ref().to_vec(),
+                }),
+        }
+    } else {
+        None
     }
-    if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, der) {
-        return Some(PublicKey {
-            alg: KeyAlg::P384,
-            bits: k.public_key().as_ref().to_vec(),
-        });
-    }
-    if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
-        return Some(PublicKey {
-            alg: KeyAlg::Ed25519,
-            bits: k.public_key().as_ref().to_vec(),
-        });
-    }
-    RsaKeyPair::from_pkcs8(der).ok().map(|k| rsa_public(&k))
 }
 
-fn from_sec1(der: &[u8]) -> Option<PublicKey> {
-    let p256 = &signature::ECDSA_P256_SHA256_ASN1_SIGNING;
-    let p384 = &signature::ECDSA_P384_SHA384_ASN1_SIGNING;
-    if let Ok(k) = EcdsaKeyPair::from_private_key_der(p256, der) {
-        return Some(PublicKey {
-            alg: KeyAlg::P256,
-            bits: k.public_key().as_ref().to_vec(),
-        });
+/// PKCS#1 RSAPrivateKey: version, modulus, public exponent, ... The public key is the DER
+/// RSAPublicKey of the modulus and exponent, as a certificate holds it.
+fn from_pkcs1(der: &[u8]) -> Option<PublicKey> {
+    let fields = der::sequence(der)?;
+    let (modulus, exponent) = (fields.get(1)?, fields.get(2)?);
+    if fields.len() < 9 || !der::is_integer(modulus) || !der::is_integer(exponent) {
+        return None;
     }
-    EcdsaKeyPair::from_private_key_der(p384, der)
+    let mut body = modulus.raw.to_vec();
+    body.extend_from_slice(exponent.raw);
+    Some(PublicKey {
+        alg: KeyAlg::Rsa {
+            bits: rsa_bits(modulus.data),
+        },
+        bits: der::wrap_sequence(&body),
+    })
+}
+
+/// SEC1 ECPrivateKey: version 1, the private scalar, optional curve [0], optional point [1].
+fn from_sec1(der: &[u8], outer_curve: Option<KeyAlg>) -> Option<PublicKey> {
+    let fields = der::sequence(der)?;
+    let scalar = fields.get(1)?;
+    let named = fields
+        .iter()
+        .find(|f| der::is_context(f, 0))
+        .and_then(|f| der::oid_in(f.data))
+        .and_then(|o| ec_curve(&o));
+    let alg = named.or(outer_curve).or(match scalar.data.len() {
+        32 => Some(KeyAlg::P256),
+        48 => Some(KeyAlg::P384),
+        _ => None,
+    })?;
+    let point_len = if alg == KeyAlg::P256 { 65 } else { 97 };
+    let declared = fields
+        .iter()
+        .find(|f| der::is_context(f, 1))
+        .and_then(|f| der::explicit_bit_string(f.data));
+    match declared {
+        Some(point) if point.len() == point_len && point[0] == 0x04 => Some(PublicKey {
+            alg,
+            bits: point.to_vec(),
+        }),
+        _ => derive_ec(der, alg),
+    }
+}
+
+/// Derives the public point of a SEC1 key that does not declare it (costs a scalar multiplication).
+fn derive_ec(sec1: &[u8], alg: KeyAlg) -> Option<PublicKey> {
+    let signing = if alg == KeyAlg::P256 {
+        &signature::ECDSA_P256_SHA256_ASN1_SIGNING
+    } else {
+        &signature::ECDSA_P384_SHA384_ASN1_SIGNING
+    };
+    EcdsaKeyPair::from_private_key_der(signing, sec1)
         .ok()
         .map(|k| PublicKey {
-            alg: KeyAlg::P384,
+            alg,
             bits: k.public_key().as_ref().to_vec(),
         })
 }
 
-fn rsa_public(key: &RsaKeyPair) -> PublicKey {
-    PublicKey {
-        alg: KeyAlg::Rsa {
-            bits: (key.public_modulus_len() * 8) as u32,
-        },
-        bits: key.public_key().as_ref().to_vec(),
+/// Just enough DER to read key structures: one element's tag, content and whole encoding.
+mod der {
+    use x509_parser::asn1_rs::{Any, Class, FromDer, Oid, Tag};
+
+    pub struct Element<'a> {
+        pub class: Class,
+        pub tag: Tag,
+        pub data: &'a [u8],
+        pub raw: &'a [u8],
+    }
+
+    fn element(input: &[u8]) -> Option<(Element<'_>, &[u8])> {
+        let (rest, any) = Any::from_der(input).ok()?;
+        let raw = &input[..input.len() - rest.len()];
+        Some((
+            Element {
+                class: any.class(),
+                tag: any.tag(),
+                data: any.data,
+                raw,
+            },
+            rest,
+        ))
+    }
+
+    /// The elements of the SEQUENCE that is the whole of `input`.
+    pub fn sequence(input: &[u8]) -> Option<Vec<Element<'_>>> {
+        let (seq, rest) = element(input)?;
+        if !rest.is_empty() || seq.tag != Tag::Sequence || seq.class != Class::Universal {
+            return None;
+        }
+        elements(seq.data)
+    }
+
+    /// The elements of a SEQUENCE element.
+    pub fn sequence_of<'a>(e: &Element<'a>) -> Option<Vec<Element<'a>>> {
+        (e.tag == Tag::Sequence && e.class == Class::Universal)
+            .then(|| elements(e.data))
+            .flatten()
+    }
+
+    fn elements(mut data: &[u8]) -> Option<Vec<Element<'_>>> {
+        let mut out = Vec::new();
+        while !data.is_empty() {
+            let (e, rest) = element(data)?;
+            out.push(e);
+            data = rest;
+        }
+        Some(out)
+    }
+
+    pub fn oid<'a>(e: &Element<'a>) -> Option<Oid<'a>> {
+        (e.tag == Tag::Oid && e.class == Class::Universal)
+            .then(|| Oid::new(std::borrow::Cow::Borrowed(e.data)))
+    }
+
+    /// The OID that is the whole of `data` (an EXPLICIT [0] parameters field).
+    pub fn oid_in(data: &[u8]) -> Option<Oid<'_>> {
+        let (e, rest) = element(data)?;
+        if rest.is_empty() { oid(&e) } else { None }
+    }
+
+    pub fn is_integer(e: &Element<'_>) -> bool {
+        e.tag == Tag::Integer && e.class == Class::Universal
+    }
+
+    pub fn is_context(e: &Element<'_>, n: u32) -> bool {
+        e.class == Class::ContextSpecific && e.tag == Tag(n)
+    }
+
+    /// The bits of a BIT STRING's content with no unused bits.
+    pub fn bit_string_data(data: &[u8]) -> Option<&[u8]> {
+        match data.split_first() {
+            Some((0, bits)) => Some(bits),
+            _ => None,
+        }
+    }
+
+    /// The bits of the BIT STRING that is the whole of `data` (an EXPLICIT [1] field).
+    pub fn explicit_bit_string(data: &[u8]) -> Option<&[u8]> {
+        let (e, rest) = element(data)?;
+        (rest.is_empty() && e.tag == Tag::BitString && e.class == Class::Universal)
+            .then(|| bit_string_data(e.data))
+            .flatten()
+    }
+
+    /// `body` wrapped as the content of a SEQUENCE.
+    pub fn wrap_sequence(body: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x30];
+        let len = body.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend(bytes);
+        }
+        out.extend_from_slice(body);
+        out
     }
 }
 
@@ -219,4 +400,60 @@ fn pkcs1_from_pkcs8(pkcs8: &[u8]) -> Result<Vec<u8>> {
         .as_slice()
         .map_err(|e| anyhow::anyhow!("bad PKCS#8: {e}"))?
         .to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::PublicKeyData;
+
+    #[test]
+    fn every_key_file_format_yields_the_public_key_it_belongs_to() {
+        let cases = [
+            (KeyAlg::P256, KeyFormat::Pkcs8),
+            (KeyAlg::P256, KeyFormat::Traditional),
+            (KeyAlg::P384, KeyFormat::Pkcs8),
+            (KeyAlg::P384, KeyFormat::Traditional),
+            (KeyAlg::Ed25519, KeyFormat::Pkcs8),
+            (KeyAlg::Rsa { bits: 2048 }, KeyFormat::Pkcs8),
+            (KeyAlg::Rsa { bits: 3072 }, KeyFormat::Traditional),
+        ];
+        for (alg, format) in cases {
+            let pair = generate_key(alg).unwrap();
+            let pem = encode_key(&pair, alg, format).unwrap();
+            let public = public_from_private_pem(pem.as_bytes()).unwrap();
+            assert_eq!(public.alg, alg, "{alg} {format:?}");
+            assert_eq!(public.bits, pair.der_bytes(), "{alg} {format:?}");
+            // rcgen's own PKCS#8 (v2 for Ed25519) reads the same.
+            assert_eq!(
+                public_from_private_pem(pair.serialize_pem().as_bytes()).unwrap(),
+                public,
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn unusable_key_files_are_refused_with_a_reason() {
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAEC\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let public = "-----BEGIN PUBLIC KEY-----\nAAEC\n-----END PUBLIC KEY-----\n";
+        let garbage = "-----BEGIN PRIVATE KEY-----\nAAECAwQ=\n-----END PRIVATE KEY-----\n";
+        let cases = [
+            (encrypted, "is an encrypted private key"),
+            (public, "holds a PUBLIC KEY block, not a private key"),
+            (garbage, "holds a private key rekey cannot read"),
+        ];
+        for (pem, want) in cases {
+            let err = public_from_private_pem(pem.as_bytes()).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn rsa_sizes_count_significant_bits() {
+        assert_eq!(rsa_bits(&[0x00, 0x80, 0, 0]), 24);
+        assert_eq!(rsa_bits(&[0x7f, 0xff]), 15);
+        assert_eq!(rsa_bits(&[]), 0);
+    }
 }

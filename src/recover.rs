@@ -117,6 +117,7 @@ pub fn recover(
         as_of,
         command: "recover",
         targets,
+        verify_again: false,
         reason: Some(req.reason.clone()),
         operator: Some(req.operator.clone()),
     };

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::apply::{self, Rotation, Target};
+use crate::apply::{self, Planned, Rotation, Target};
 use crate::ca::{self, Ca};
 use crate::classify::{Action, stamp};
 use crate::cli::{Progress, StatusFormat};
@@ -41,6 +41,8 @@ pub struct Job<'a> {
     pub as_of: DateTime<Utc>,
     pub command: &'a str,
     pub targets: Vec<Target>,
+    /// Inspect every identity again before writing (a plan read from a file).
+    pub verify_again: bool,
     pub reason: Option<String>,
     pub operator: Option<String>,
 }
@@ -61,6 +63,7 @@ pub fn execute(job: Job<'_>, opts: &WriteOptions) -> Result<(Option<Report>, Exi
         keys: job.keys,
         not_before: as_of,
         not_after,
+        verify_again: job.verify_again,
     };
     let mut run = Run::start(job.root, opts.started, job.command, as_of)?;
     let progress = apply::show_progress(
@@ -123,18 +126,22 @@ pub fn begin_writing(root: &Path) -> Result<runs::Lock> {
 
 /// The identities of `plan` with `action` on a credential, with the planned digests.
 pub fn targets(plan: &Plan, action: Action) -> Result<Vec<Target>> {
-    let digest = |e: &Option<Entry>, node: &str, service: &str| -> Result<Option<[u8; 32]>> {
-        let Some(e) = e.as_ref().filter(|e| e.action == action) else {
+    let planned = |e: &Option<Entry>, node: &str, service: &str| -> Result<Option<Planned>> {
+        let Some(e) = e.as_ref() else {
             return Ok(None);
         };
-        let hex_text = e
-            .sha256
-            .as_deref()
-            .with_context(|| format!("bad plan: {node}/{service} has no sha256"))?;
-        let mut sha = [0u8; 32];
-        hex::decode_to_slice(hex_text, &mut sha)
+        let rotate = e.action == action;
+        let Some(hex_text) = e.sha256.as_deref() else {
+            return if rotate {
+                bail!("bad plan: {node}/{service} has no sha256")
+            } else {
+                Ok(None)
+            };
+        };
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(hex_text, &mut sha256)
             .with_context(|| format!("bad plan: {node}/{service} has a bad sha256"))?;
-        Ok(Some(sha))
+        Ok(Some(Planned { sha256, rotate }))
     };
     let mut out = Vec::new();
     for i in &plan.identity {
@@ -145,9 +152,9 @@ pub fn targets(plan: &Plan, action: Action) -> Result<Vec<Target>> {
                 i.service
             );
         }
-        let cert = digest(&i.cert, &i.node, &i.service)?;
-        let token = digest(&i.token, &i.node, &i.service)?;
-        if cert.is_some() || token.is_some() {
+        let cert = planned(&i.cert, &i.node, &i.service)?;
+        let token = planned(&i.token, &i.node, &i.service)?;
+        if cert.iter().chain(token.iter()).any(|p| p.rotate) {
             out.push(Target {
                 node: i.node.clone(),
                 service: i.service.clone(),
@@ -191,6 +198,7 @@ pub fn apply(plan_path: &Path, as_of: DateTime<Utc>, opts: &WriteOptions) -> Res
         as_of,
         command: "apply",
         targets,
+        verify_again: true,
         reason: None,
         operator: None,
     };
@@ -228,6 +236,7 @@ pub fn rotate(
         as_of,
         command: "rotate",
         targets: targets(&plan, Action::Rotate)?,
+        verify_again: false,
         reason: None,
         operator: None,
     };

@@ -445,7 +445,11 @@ fn recover_acts_only_on_the_selection_and_audits_it() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2, "one line for the request, one for the outcome: {audit}");
+    assert_eq!(
+        lines.len(),
+        2,
+        "one line for the request, one for the outcome: {audit}"
+    );
     assert_eq!(lines[0]["event"], "requested");
     assert_eq!(lines[0]["reason"], "checked with owner");
     let lines = &lines[1..];
