@@ -38,11 +38,62 @@ impl std::fmt::Debug for Slot {
 /// Reads a credential file without following a symbolic link, without blocking on a FIFO and
 /// without reading more than [`MAX_CREDENTIAL_BYTES`].
 pub fn read_credential(path: &Path) -> Slot {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
+    read_opened(|extra| {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(READ_FLAGS | extra)
+            .open(path)
+    })
+}
+
+const READ_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+
+/// An open directory, to read several files of one identity without walking its path again
+/// (and without the directory being swapped for a link between two reads).
+pub struct Dir(File);
+
+impl Dir {
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map(Dir)
+    }
+
+    /// [`read_credential`] for the entry `name` of this directory.
+    pub fn read_credential(&self, name: &str) -> Slot {
+        let Ok(name) = std::ffi::CString::new(name) else {
+            return Slot::Unusable("has an invalid name".to_string());
+        };
+        read_opened(|extra| {
+            use std::os::fd::{AsRawFd, FromRawFd};
+            // SAFETY: a valid directory descriptor and a NUL-terminated name; the returned
+            // descriptor is owned by the File from here on.
+            let fd = unsafe {
+                libc::openat(
+                    self.0.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDONLY | READ_FLAGS | extra,
+                )
+            };
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(unsafe { File::from_raw_fd(fd) })
+            }
+        })
+    }
+}
+
+fn read_opened(open: impl Fn(i32) -> io::Result<File>) -> Slot {
+    // Reading must not dirty the inode (an atime write per file at 10^5 identities); O_NOATIME
+    // is refused for files we do not own unless privileged, then a plain open will do.
+    let opened = match open(libc::O_NOATIME) {
+        Err(err) if err.raw_os_error() == Some(libc::EPERM) => open(0),
+        other => other,
+    };
+    let file = match opened {
         Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Slot::Absent,
         Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {

@@ -5,7 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::nom::Parser as _;
+use x509_parser::prelude::X509CertificateParser;
 
 use crate::ca::{Ca, to_utc};
 use crate::fsio::Slot;
@@ -106,7 +107,9 @@ fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Parsed {
             block.label
         ));
     }
-    let cert = match X509Certificate::from_der(&block.der) {
+    // Extensions are compared as bytes when reissuing; judging a leaf needs none of them parsed.
+    let mut parser = X509CertificateParser::new().with_deep_parse_extensions(false);
+    let cert = match parser.parse(&block.der) {
         Ok((rest, _)) if !rest.is_empty() => {
             return Err(format!(
                 "{CERT_FILE} has trailing data after the certificate"

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
 use walkdir::WalkDir;
 
 use crate::fsio::{self, Slot};
@@ -60,67 +61,77 @@ pub fn find(root: &Path) -> Result<(Vec<Candidate>, Vec<Issue>)> {
             nodes.display()
         );
     }
+    let (node_entries, mut issues) = subdirectories(root, &nodes, "node");
+    let mut node_dirs = Vec::with_capacity(node_entries.len());
+    for (node, (path, is_link)) in node_entries {
+        if is_link {
+            issues.push(problem(
+                root,
+                &path,
+                "node directory is a symbolic link".to_string(),
+            ));
+        } else {
+            node_dirs.push((node, path));
+        }
+    }
+    // Nodes are listed in parallel: at 10^5 identities the listing is worth two cores too.
+    let listed: Vec<_> = node_dirs
+        .par_iter()
+        .map(|(node, path)| (node, subdirectories(root, path, "service")))
+        .collect();
     let mut candidates = Vec::new();
-    let mut issues = Vec::new();
-    let mut walk = WalkDir::new(&nodes)
-        .min_depth(1)
-        .max_depth(2)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(entry) = walk.next() {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(err) => {
-                let path = err.path().map_or_else(|| nodes.clone(), Path::to_path_buf);
-                issues.push(problem(root, &path, format!("cannot be read: {err}")));
-                continue;
-            }
-        };
-        let path = entry.path();
-        let file_type = entry.file_type();
-        if !file_type.is_dir() && !file_type.is_symlink() {
-            continue; // other files are ignored (DESIGN §1)
-        }
-        let Some(name) = entry.file_name().to_str().filter(|n| names::is_valid(n)) else {
-            let kind = if entry.depth() == 1 {
-                "node"
-            } else {
-                "service"
-            };
-            issues.push(problem(root, path, format!("is not a valid {kind} name")));
-            if entry.depth() == 1 && file_type.is_dir() {
-                walk.skip_current_dir();
-            }
-            continue;
-        };
-        if entry.depth() == 1 {
-            if file_type.is_symlink() {
-                issues.push(problem(
-                    root,
-                    path,
-                    "node directory is a symbolic link".to_string(),
-                ));
-            }
-            continue;
-        }
-        let node = parent_name(path);
-        candidates.push(Candidate {
-            node,
-            service: name.to_string(),
-            dir: path.to_path_buf(),
-            is_link: file_type.is_symlink(),
-        });
+    for (node, (services, node_issues)) in listed {
+        issues.extend(node_issues);
+        candidates.extend(services.into_iter().map(|(service, dir)| Candidate {
+            node: node.clone(),
+            is_link: dir.1,
+            service,
+            dir: dir.0,
+        }));
     }
     Ok((candidates, issues))
 }
 
-fn parent_name(path: &Path) -> String {
-    path.parent()
-        .and_then(Path::file_name)
-        .and_then(|n| n.to_str())
-        .expect("a service directory's parent is a node whose name was checked as UTF-8")
-        .to_string()
+/// The entries of `dir` that are directories or links to anything, sorted by name, as
+/// (name, (path, is_link)); invalid names and unreadable entries become issues. A link is
+/// returned (the caller decides what it means) but never followed.
+fn subdirectories(
+    root: &Path,
+    dir: &Path,
+    kind: &str,
+) -> (Vec<(String, (PathBuf, bool))>, Vec<Issue>) {
+    let mut found = Vec::new();
+    let mut issues = Vec::new();
+    let walk = WalkDir::new(dir)
+        .min_depth(1)
+        .max_depth(1)
+        .follow_links(false)
+        .sort_by_file_name();
+    for entry in walk {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(err) => {
+                let path = err
+                    .path()
+                    .map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
+                issues.push(problem(root, &path, format!("cannot be read: {err}")));
+                continue;
+            }
+        };
+        let file_type = entry.file_type();
+        if !file_type.is_dir() && !file_type.is_symlink() {
+            continue; // other files are ignored (DESIGN §1)
+        }
+        let path = entry.path();
+        match entry.file_name().to_str().filter(|n| names::is_valid(n)) {
+            Some(name) => found.push((
+                name.to_string(),
+                (path.to_path_buf(), file_type.is_symlink()),
+            )),
+            None => issues.push(problem(root, path, format!("is not a valid {kind} name"))),
+        }
+    }
+    (found, issues)
 }
 
 fn problem(root: &Path, path: &Path, message: String) -> Issue {
