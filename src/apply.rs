@@ -267,13 +267,16 @@ pub fn run_batches<W: Work>(
     );
     let backup: PathBuf = run.backup();
     let mut reports = Vec::with_capacity(items.len());
-    for (batch, chunk) in items.chunks(BATCH).enumerate() {
-        let prepared: Vec<_> = chunk
-            .par_iter()
-            .map(|item| (W::names(item), work.stage(item)))
-            .collect();
+    // Staging (crypto) of batch n+1 runs while batch n is committed (mostly waiting on the
+    // disk), so neither waits for the other.
+    let chunks: Vec<&[W::Item]> = items.chunks(BATCH).collect();
+    let mut prepared = chunks
+        .first()
+        .map(|c| stage_chunk(work, c))
+        .unwrap_or_default();
+    for (batch, chunk) in chunks.iter().enumerate() {
         let mut staged = Vec::new();
-        for ((node, service), result) in prepared {
+        for ((node, service), result) in std::mem::take(&mut prepared) {
             match result {
                 Ok(s) => staged.push(s),
                 Err(NotStaged::Skipped(reason)) => {
@@ -284,9 +287,18 @@ pub fn run_batches<W: Work>(
                 }
             }
         }
-        for committed in
-            journal::commit_batch(&mut run.journal, batch as u32, root, &backup, staged)?
-        {
+        let journal = &mut run.journal;
+        let (committed, next) = rayon::join(
+            || journal::commit_batch(journal, batch as u32, root, &backup, staged),
+            || {
+                chunks
+                    .get(batch + 1)
+                    .map(|c| stage_chunk(work, c))
+                    .unwrap_or_default()
+            },
+        );
+        prepared = next;
+        for committed in committed? {
             reports.push(match committed {
                 Committed::Done(change) => IdentityReport {
                     node: change.node,
@@ -313,6 +325,15 @@ pub fn run_batches<W: Work>(
         failed: count("failed"),
     };
     Ok((reports, counts))
+}
+
+type StagedChunk<'a> = Vec<((&'a str, &'a str), Result<Staged, NotStaged>)>;
+
+fn stage_chunk<'a, W: Work>(work: &W, chunk: &'a [W::Item]) -> StagedChunk<'a> {
+    chunk
+        .par_iter()
+        .map(|item| (W::names(item), work.stage(item)))
+        .collect()
 }
 
 fn line(node: &str, service: &str, outcome: &str, reason: String) -> IdentityReport {

@@ -12,6 +12,7 @@ use rekey::{commands, demo, rollback};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    rekey::token::install_provider();
     let started = chrono::Utc::now();
     // Certificates and tokens carry whole seconds: "now" is the run's start, to the second.
     let now = chrono::SubsecRound::trunc_subsecs(started, 0);

@@ -164,3 +164,124 @@ pub fn random_jti() -> Result<String> {
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
     Ok(hex::encode(bytes))
 }
+
+/// Installs rekey's JWT crypto provider for this process: aws-lc throughout, as jsonwebtoken's
+/// own, except that a signing key is parsed once and kept, instead of once per token (an RSA
+/// key's checks cost more than the signature). Must run before any token is signed or verified;
+/// returns false when another provider was already in place (tokens are then still correct,
+/// only slower to sign).
+pub fn install_provider() -> bool {
+    static PROVIDER: std::sync::OnceLock<jsonwebtoken::crypto::CryptoProvider> =
+        std::sync::OnceLock::new();
+    let provider = PROVIDER.get_or_init(|| {
+        let base = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
+        jsonwebtoken::crypto::CryptoProvider {
+            signer_factory: cached::signer,
+            verifier_factory: base.verifier_factory,
+            key_utils: base.key_utils.clone(),
+        }
+    });
+    provider.install_default().is_ok()
+}
+
+/// Parsed signing keys, by their encoded bytes. A run signs with one CA key; the cache holds it.
+mod cached {
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
+    use jsonwebtoken::crypto::JwtSigner;
+    use jsonwebtoken::errors::{ErrorKind, Result};
+    use jsonwebtoken::{Algorithm, EncodingKey};
+
+    enum Key {
+        Rsa(RsaKeyPair),
+        Ec(EcdsaKeyPair),
+        Ed(Ed25519KeyPair),
+    }
+
+    struct Cached {
+        alg: Algorithm,
+        key: Arc<Key>,
+    }
+
+    type Cache = Mutex<Vec<((Algorithm, Vec<u8>), Arc<Key>)>>;
+
+    fn cache() -> &'static Cache {
+        static CACHE: OnceLock<Cache> = OnceLock::new();
+        CACHE.get_or_init(|| Mutex::new(Vec::new()))
+    }
+
+    pub fn signer(alg: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
+        if !matches!(
+            alg,
+            Algorithm::RS256 | Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA
+        ) {
+            return (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.signer_factory)(alg, key);
+        }
+        let id = (*alg, key.as_bytes().to_vec());
+        let mut entries = cache().lock().map_err(|_| ErrorKind::InvalidKeyFormat)?;
+        if let Some((_, parsed)) = entries.iter().find(|(k, _)| *k == id) {
+            return Ok(Box::new(Cached {
+                alg: *alg,
+                key: parsed.clone(),
+            }));
+        }
+        let bytes = key.as_bytes();
+        let parsed = Arc::new(match alg {
+            Algorithm::RS256 => Key::Rsa(
+                RsaKeyPair::from_der(bytes).map_err(|_| ErrorKind::InvalidRsaKey(String::new()))?,
+            ),
+            Algorithm::ES256 => Key::Ec(
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, bytes)
+                    .map_err(|_| ErrorKind::InvalidEcdsaKey)?,
+            ),
+            Algorithm::ES384 => Key::Ec(
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, bytes)
+                    .map_err(|_| ErrorKind::InvalidEcdsaKey)?,
+            ),
+            _ => {
+                Key::Ed(Ed25519KeyPair::from_pkcs8(bytes).map_err(|_| ErrorKind::InvalidEddsaKey)?)
+            }
+        });
+        entries.push((id, parsed.clone()));
+        Ok(Box::new(Cached {
+            alg: *alg,
+            key: parsed,
+        }))
+    }
+
+    impl jsonwebtoken::signature::Signer<Vec<u8>> for Cached {
+        fn try_sign(
+            &self,
+            msg: &[u8],
+        ) -> std::result::Result<Vec<u8>, jsonwebtoken::signature::Error> {
+            let failed = jsonwebtoken::signature::Error::new;
+            match &*self.key {
+                Key::Rsa(k) => {
+                    let mut sig = vec![0; k.public_modulus_len()];
+                    k.sign(
+                        &signature::RSA_PKCS1_SHA256,
+                        &SystemRandom::new(),
+                        msg,
+                        &mut sig,
+                    )
+                    .map_err(|_| failed())?;
+                    Ok(sig)
+                }
+                Key::Ec(k) => Ok(k
+                    .sign(&SystemRandom::new(), msg)
+                    .map_err(|_| failed())?
+                    .as_ref()
+                    .to_vec()),
+                Key::Ed(k) => Ok(k.sign(msg).as_ref().to_vec()),
+            }
+        }
+    }
+
+    impl JwtSigner for Cached {
+        fn algorithm(&self) -> Algorithm {
+            self.alg
+        }
+    }
+}
