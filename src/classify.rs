@@ -136,7 +136,7 @@ pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Op
     let token_window = token.map(window);
     if let Some(w) = token_window.filter(|w| ctx.now >= w.not_after) {
         let reason = format!("token expired {}: run rekey recover", day(w.not_after));
-        let recover = || Verdict::new(State::Recover, reason.clone());
+        let recover = || capped(Verdict::new(State::Recover, reason.clone()), ctx);
         return (cert.map(|_| recover()), token.map(|_| recover()));
     }
     let cert_verdict = cert.map(|c| one(Kind::Cert, &window(c), renewal, token.is_some(), ctx));
@@ -376,6 +376,9 @@ mod tests {
                 Some((State::Due, "capped")), 30 * DAY),
             ("CA capping leaves keep alone", "kms", ok.clone(), None,
                 Some((State::Healthy, "renews itself: 60 of 90 days left")), None, 30 * DAY),
+            ("CA expired and token expired: a problem, not a recovery", "mocctl", ok.clone(), Some(w(-life - DAY, -DAY)),
+                Some((State::Problem, "CA expired 2026-11-27: renew the CA before rotating (token expired")),
+                Some((State::Problem, "CA expired")), -DAY),
             ("CA expired: nothing can rotate", "mocctl", ok.clone(), None,
                 Some((State::Problem, "CA expired 2026-11-27: renew the CA before rotating (cannot self-rotate)")),
                 None, -DAY),

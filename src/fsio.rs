@@ -99,6 +99,10 @@ fn read_opened(open: impl Fn(i32) -> io::Result<File>) -> Slot {
         Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
             return Slot::Unusable("is a symbolic link".to_string());
         }
+        // A socket cannot be opened at all.
+        Err(err) if err.raw_os_error() == Some(libc::ENXIO) => {
+            return Slot::Unusable("is not a regular file".to_string());
+        }
         Err(err) => return Slot::Unusable(format!("cannot be opened: {err}")),
     };
     match read_regular_bounded(file) {

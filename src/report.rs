@@ -63,12 +63,17 @@ fn kind_str(c: &Assessed) -> &'static str {
 pub fn ca_line(survey: &Survey) -> String {
     let ca = &survey.ca;
     let ctx = survey.context();
+    let left = ca.not_after - survey.as_of;
+    let left = if left < chrono::TimeDelta::zero() {
+        format!("expired {}", human(left))
+    } else {
+        format!("{} left", human(left))
+    };
     let mut line = format!(
-        "CA {:?} ({}), expires {} ({} left), key {}",
+        "CA {:?} ({}), expires {} ({left}), key {}",
         ca.common_name,
         ca.public.alg,
         stamp(ca.not_after),
-        human(ca.not_after - survey.as_of),
         if ca.has_key {
             "present"
         } else {
