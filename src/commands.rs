@@ -10,14 +10,21 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::cli::{PlanFormat, StatusFormat};
 use crate::exit::Exit;
 use crate::fsio;
-use crate::plan::Plan;
+use crate::plan;
 use crate::report;
 use crate::survey::Survey;
 
 /// Writes data to stdout. A closed pipe is not an error worth a message (see `main`).
 pub fn emit(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
+    emit_with(|w| w.write_all(text.as_bytes()))
+}
+
+/// Streams data to stdout through a buffer.
+pub fn emit_with(
+    fill: impl FnOnce(&mut std::io::BufWriter<std::io::StdoutLock<'static>>) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    fill(&mut out)
         .and_then(|()| out.flush())
         .context("failed to write to stdout")
 }
@@ -30,8 +37,8 @@ pub fn status(
 ) -> Result<Exit> {
     let survey = Survey::take(root, as_of)?;
     match format {
-        StatusFormat::Table => emit(&report::status_table(&survey))?,
-        StatusFormat::Json => emit(&report::status_json(&survey))?,
+        StatusFormat::Table => emit_with(|w| report::write_status_table(&survey, w))?,
+        StatusFormat::Json => emit_with(|w| report::write_status_json(&survey, w))?,
     }
     Ok(survey.attention(Some(warn)).into())
 }
@@ -43,14 +50,15 @@ pub fn plan(
     output: Option<&Path>,
 ) -> Result<Exit> {
     let survey = Survey::take(root, as_of)?;
-    let plan = Plan::from_survey(&survey);
-    let text = match format {
-        PlanFormat::Toml => plan.to_toml(),
-        PlanFormat::Json => plan.to_json(),
+    let format = match format {
+        PlanFormat::Toml => plan::Format::Toml,
+        PlanFormat::Json => plan::Format::Json,
     };
     match output {
-        Some(path) => fsio::write_atomic(path, text.as_bytes(), 0o644)?,
-        None => emit(&text)?,
+        Some(path) => {
+            fsio::write_atomic_with(path, 0o644, |w| plan::write(&survey, format, &mut &mut *w))?
+        }
+        None => emit_with(|w| plan::write(&survey, format, w))?,
     }
     eprint!("{}", report::plan_summary(&survey));
     Ok(survey.attention(None).into())

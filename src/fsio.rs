@@ -132,6 +132,15 @@ fn read_regular_bounded(file: File) -> io::Result<Slot> {
 /// with `mode`), written, synced, renamed over `path`, then the directory synced. A symbolic link
 /// at `path` is replaced by the rename, never written through.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_atomic_with(path, mode, |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] for content produced by `fill` (streamed, never held whole in memory).
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -141,9 +150,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(dir)
         .with_context(|| format!("failed to create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("failed to write {}", tmp.path().display()))?;
+    {
+        let mut w = io::BufWriter::new(tmp.as_file_mut());
+        fill(&mut w)
+            .and_then(|()| w.flush())
+            .with_context(|| format!("failed to write {}", path.display()))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("failed to write {}", path.display()))?;
     tmp.persist(path)
         .map_err(|err| err.error)
         .with_context(|| format!("failed to replace {}", path.display()))?;

@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{Action, stamp};
-use crate::survey::{Assessed, Survey};
+use std::io::Write;
+
+use crate::survey::{Assessed, Identity, Survey};
 
 /// The plan format version this rekey writes and reads.
 pub const VERSION: u32 = 1;
@@ -61,21 +63,149 @@ pub struct PlanIssue {
     pub reason: String,
 }
 
+impl Entry {
+    fn of(c: &Assessed, new_not_after: &str) -> Entry {
+        let action = c.verdict.state.action();
+        Entry {
+            action,
+            reason: c.verdict.reason.clone(),
+            not_after: c.window.map(|w| stamp(w.not_after)),
+            new_not_after: matches!(action, Action::Rotate | Action::Recover)
+                .then(|| new_not_after.to_string()),
+            sha256: c.sha256.map(hex::encode),
+        }
+    }
+}
+
+impl PlanIdentity {
+    /// The plan entry of one surveyed identity; `new_not_after` is the survey's (stamped).
+    pub fn of(i: &Identity, new_not_after: &str) -> PlanIdentity {
+        PlanIdentity {
+            node: i.node.clone(),
+            service: i.service.clone(),
+            cert: i.cert.as_ref().map(|c| Entry::of(c, new_not_after)),
+            token: i.token.as_ref().map(|c| Entry::of(c, new_not_after)),
+        }
+    }
+}
+
+/// A plan being written: its header and issues, and its identities one at a time, so that a plan
+/// of 10^6 identities is never held whole in memory. Both formats are written from here.
+#[derive(Serialize)]
+struct Out<'a, I: Serialize> {
+    version: u32,
+    root: &'a str,
+    as_of: &'a str,
+    validity_days: u32,
+    ca_sha256: &'a str,
+    ca_not_after: &'a str,
+    identity: I,
+    issue: &'a [PlanIssue],
+}
+
+/// Serializes the identities an iterator yields, as a sequence, without collecting them.
+struct Lazy<F>(F);
+
+impl<F: Fn() -> It, It: Iterator<Item = PlanIdentity>> Serialize for Lazy<F> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq((self.0)())
+    }
+}
+
+impl<I: Serialize> Out<'_, I> {
+    fn write_json(&self, w: &mut impl Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *w, self)?;
+        w.write_all(b"\n")
+    }
+
+    fn write_toml(
+        &self,
+        identities: impl Iterator<Item = PlanIdentity>,
+        w: &mut impl Write,
+    ) -> std::io::Result<()> {
+        writeln!(w, "version = {}", self.version)?;
+        writeln!(w, "root = {}", quote(self.root))?;
+        writeln!(w, "as_of = {}", quote(self.as_of))?;
+        writeln!(w, "validity_days = {}", self.validity_days)?;
+        writeln!(w, "ca_sha256 = {}", quote(self.ca_sha256))?;
+        writeln!(w, "ca_not_after = {}", quote(self.ca_not_after))?;
+        for i in identities {
+            write!(
+                w,
+                "\n[[identity]]\nnode = {}\nservice = {}\n",
+                quote(&i.node),
+                quote(&i.service)
+            )?;
+            for (key, entry) in [("cert", &i.cert), ("token", &i.token)] {
+                if let Some(e) = entry {
+                    writeln!(w, "{key} = {}", inline(e))?;
+                }
+            }
+        }
+        for issue in self.issue {
+            write!(
+                w,
+                "\n[[issue]]\npath = {}\nreason = {}\n",
+                quote(&issue.path),
+                quote(&issue.reason)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Which format a plan is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Json,
+}
+
+/// Writes the plan of `survey` to `w`, identity by identity.
+pub fn write(survey: &Survey, format: Format, w: &mut impl Write) -> std::io::Result<()> {
+    let root = survey.root.to_string_lossy();
+    let (as_of, ca_not_after) = (stamp(survey.as_of), stamp(survey.ca.not_after));
+    let issues = issues_of(survey);
+    let identities = || identities(survey);
+    let out = Out {
+        version: VERSION,
+        root: &root,
+        as_of: &as_of,
+        validity_days: survey.policy.validity_days,
+        ca_sha256: &survey.ca.sha256,
+        ca_not_after: &ca_not_after,
+        identity: Lazy(identities),
+        issue: &issues,
+    };
+    match format {
+        Format::Toml => out.write_toml(identities(), w),
+        Format::Json => out.write_json(w),
+    }
+}
+
+/// The plan entries of a survey's identities, made one at a time.
+pub fn identities(survey: &Survey) -> impl Iterator<Item = PlanIdentity> + '_ {
+    let new_not_after = stamp(survey.context().new_not_after());
+    survey
+        .identities
+        .iter()
+        .map(move |i| PlanIdentity::of(i, &new_not_after))
+}
+
+fn issues_of(survey: &Survey) -> Vec<PlanIssue> {
+    survey
+        .issues
+        .iter()
+        .filter(|i| i.is_problem)
+        .map(|i| PlanIssue {
+            path: i.path.clone(),
+            reason: i.message.clone(),
+        })
+        .collect()
+}
+
 impl Plan {
     pub fn from_survey(survey: &Survey) -> Plan {
-        let ctx = survey.context();
-        let new_not_after = stamp(ctx.new_not_after());
-        let entry = |c: &Assessed| {
-            let action = c.verdict.state.action();
-            Entry {
-                action,
-                reason: c.verdict.reason.clone(),
-                not_after: c.window.map(|w| stamp(w.not_after)),
-                new_not_after: matches!(action, Action::Rotate | Action::Recover)
-                    .then(|| new_not_after.clone()),
-                sha256: c.sha256.map(hex::encode),
-            }
-        };
         Plan {
             version: VERSION,
             root: survey.root.to_string_lossy().into_owned(),
@@ -83,60 +213,39 @@ impl Plan {
             validity_days: survey.policy.validity_days,
             ca_sha256: survey.ca.sha256.clone(),
             ca_not_after: stamp(survey.ca.not_after),
-            identity: survey
-                .identities
-                .iter()
-                .map(|i| PlanIdentity {
-                    node: i.node.clone(),
-                    service: i.service.clone(),
-                    cert: i.cert.as_ref().map(entry),
-                    token: i.token.as_ref().map(entry),
-                })
-                .collect(),
-            issue: survey
-                .issues
-                .iter()
-                .filter(|i| i.is_problem)
-                .map(|i| PlanIssue {
-                    path: i.path.clone(),
-                    reason: i.message.clone(),
-                })
-                .collect(),
+            identity: identities(survey).collect(),
+            issue: issues_of(survey),
+        }
+    }
+
+    fn out(&self) -> Out<'_, &Vec<PlanIdentity>> {
+        Out {
+            version: self.version,
+            root: &self.root,
+            as_of: &self.as_of,
+            validity_days: self.validity_days,
+            ca_sha256: &self.ca_sha256,
+            ca_not_after: &self.ca_not_after,
+            identity: &self.identity,
+            issue: &self.issue,
         }
     }
 
     /// The plan as TOML, one inline table per credential.
     pub fn to_toml(&self) -> String {
-        let mut out = String::with_capacity(256 + self.identity.len() * 400);
-        out.push_str(&format!("version = {}\n", self.version));
-        out.push_str(&format!("root = {}\n", quote(&self.root)));
-        out.push_str(&format!("as_of = {}\n", quote(&self.as_of)));
-        out.push_str(&format!("validity_days = {}\n", self.validity_days));
-        out.push_str(&format!("ca_sha256 = {}\n", quote(&self.ca_sha256)));
-        out.push_str(&format!("ca_not_after = {}\n", quote(&self.ca_not_after)));
-        for i in &self.identity {
-            out.push_str("\n[[identity]]\n");
-            out.push_str(&format!("node = {}\n", quote(&i.node)));
-            out.push_str(&format!("service = {}\n", quote(&i.service)));
-            for (key, entry) in [("cert", &i.cert), ("token", &i.token)] {
-                if let Some(e) = entry {
-                    out.push_str(&format!("{key} = {}\n", inline(e)));
-                }
-            }
-        }
-        for issue in &self.issue {
-            out.push_str("\n[[issue]]\n");
-            out.push_str(&format!("path = {}\n", quote(&issue.path)));
-            out.push_str(&format!("reason = {}\n", quote(&issue.reason)));
-        }
-        out
+        let mut out = Vec::new();
+        self.out()
+            .write_toml(self.identity.iter().cloned(), &mut out)
+            .expect("writing to memory cannot fail");
+        String::from_utf8(out).expect("a plan is UTF-8")
     }
 
     pub fn to_json(&self) -> String {
-        let mut text =
-            serde_json::to_string_pretty(self).expect("a plan always serializes to JSON");
-        text.push('\n');
-        text
+        let mut out = Vec::new();
+        self.out()
+            .write_json(&mut out)
+            .expect("writing to memory cannot fail");
+        String::from_utf8(out).expect("a plan is UTF-8")
     }
 
     /// Parses a plan in either format (JSON when it starts with `{`), refusing other versions.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::classify::{Action, stamp};
 use crate::exit::Exit;
-use crate::plan::Plan;
+use crate::plan;
 use crate::rotate::{self, Job, WriteOptions};
 use crate::runs;
 use crate::survey::{Identity, Survey};
@@ -100,8 +100,7 @@ pub fn recover(
         );
         return Ok(Exit::Ok);
     }
-    let plan = Plan::from_survey(&survey);
-    let targets = rotate::targets(&plan, Action::Recover)?
+    let targets = rotate::targets(plan::identities(&survey), Action::Recover)?
         .into_iter()
         .filter(|t| {
             chosen

@@ -1,6 +1,8 @@
 //! Renders a survey for people and pipelines: the `status` table or JSON, and the short plan
 //! summary that goes to stderr. Pure: values in, text out.
 
+use std::io::Write;
+
 use serde::Serialize;
 
 use crate::classify::{Action, day, human, stamp};
@@ -10,7 +12,7 @@ use crate::survey::{Assessed, Identity, Survey};
 struct StatusJson<'a> {
     as_of: String,
     ca: CaJson<'a>,
-    credentials: Vec<RowJson<'a>>,
+    credentials: Rows<'a>,
     issues: Vec<IssueJson<'a>>,
 }
 
@@ -93,6 +95,13 @@ pub fn ca_line(survey: &Survey) -> String {
 
 /// The `status` table: CA first, then one aligned row per credential, then reported issues.
 pub fn status_table(survey: &Survey) -> String {
+    let mut out = Vec::new();
+    write_status_table(survey, &mut out).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("the table is UTF-8")
+}
+
+/// [`status_table`] written as it is made: at 10^5 identities the table is not held in memory.
+pub fn write_status_table(survey: &Survey, w: &mut impl Write) -> std::io::Result<()> {
     let header = [
         "NODE",
         "SERVICE",
@@ -103,34 +112,58 @@ pub fn status_table(survey: &Survey) -> String {
         "STATE",
         "REASON",
     ];
-    let mut table: Vec<Vec<String>> = vec![header.map(str::to_string).to_vec()];
-    for (identity, c) in rows(survey) {
-        table.push(vec![
-            identity.node.clone(),
-            identity.service.clone(),
-            kind_str(c).to_string(),
-            c.window
-                .map_or_else(|| "-".to_string(), |w| day(w.not_after)),
-            c.window
-                .map_or_else(|| "-".to_string(), |w| human(w.not_after - survey.as_of)),
-            if c.self_rotates { "yes" } else { "no" }.to_string(),
-            c.verdict.state.as_str().to_string(),
-            c.verdict.reason.clone(),
-        ]);
-    }
-    let mut out = format!("{}\n\n{}", ca_line(survey), align(&table));
+    let table = || {
+        std::iter::once(header.map(str::to_string).to_vec()).chain(rows(survey).map(
+            |(identity, c)| {
+                vec![
+                    identity.node.clone(),
+                    identity.service.clone(),
+                    kind_str(c).to_string(),
+                    c.window
+                        .map_or_else(|| "-".to_string(), |w| day(w.not_after)),
+                    c.window
+                        .map_or_else(|| "-".to_string(), |w| human(w.not_after - survey.as_of)),
+                    if c.self_rotates { "yes" } else { "no" }.to_string(),
+                    c.verdict.state.as_str().to_string(),
+                    c.verdict.reason.clone(),
+                ]
+            },
+        ))
+    };
+    write!(w, "{}\n\n", ca_line(survey))?;
+    write_aligned(w, table)?;
     if !survey.issues.is_empty() {
-        out.push('\n');
+        writeln!(w)?;
         for issue in &survey.issues {
             let tag = if issue.is_problem { "problem" } else { "note" };
-            out.push_str(&format!("{tag}: {}: {}\n", issue.path, issue.message));
+            writeln!(w, "{tag}: {}: {}", issue.path, issue.message)?;
         }
     }
-    out
+    Ok(())
 }
 
-/// `status --format json`.
-pub fn status_json(survey: &Survey) -> String {
+/// Serializes the status rows of a survey as a sequence, without collecting them.
+struct Rows<'a>(&'a Survey);
+
+impl Serialize for Rows<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let survey = self.0;
+        serializer.collect_seq(rows(survey).map(|(i, c)| RowJson {
+            node: &i.node,
+            service: &i.service,
+            kind: c.kind,
+            expires: c.window.map(|w| stamp(w.not_after)),
+            time_left: c.window.map(|w| human(w.not_after - survey.as_of)),
+            self_rotates: c.self_rotates,
+            state: c.verdict.state.as_str(),
+            action: c.verdict.state.action(),
+            reason: &c.verdict.reason,
+        }))
+    }
+}
+
+/// `status --format json`, written as it is made.
+pub fn write_status_json(survey: &Survey, w: &mut impl Write) -> std::io::Result<()> {
     let ca = &survey.ca;
     let doc = StatusJson {
         as_of: stamp(survey.as_of),
@@ -143,19 +176,7 @@ pub fn status_json(survey: &Survey) -> String {
             key_present: ca.has_key,
             caps_validity: survey.context().ca_caps_validity(),
         },
-        credentials: rows(survey)
-            .map(|(i, c)| RowJson {
-                node: &i.node,
-                service: &i.service,
-                kind: c.kind,
-                expires: c.window.map(|w| stamp(w.not_after)),
-                time_left: c.window.map(|w| human(w.not_after - survey.as_of)),
-                self_rotates: c.self_rotates,
-                state: c.verdict.state.as_str(),
-                action: c.verdict.state.action(),
-                reason: &c.verdict.reason,
-            })
-            .collect(),
+        credentials: Rows(survey),
         issues: survey
             .issues
             .iter()
@@ -166,9 +187,8 @@ pub fn status_json(survey: &Survey) -> String {
             })
             .collect(),
     };
-    let mut text = serde_json::to_string_pretty(&doc).expect("status always serializes");
-    text.push('\n');
-    text
+    serde_json::to_writer_pretty(&mut *w, &doc)?;
+    w.write_all(b"\n")
 }
 
 /// The plan summary for stderr: counts per action, then each identity that needs a person.
@@ -253,15 +273,24 @@ pub fn run_summary(report: &crate::runs::Report) -> String {
 
 /// Left-aligned columns two spaces apart; the last column is not padded.
 pub fn align(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0usize; columns];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+    let mut out = Vec::new();
+    write_aligned(&mut out, || rows.iter().cloned()).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("the table is UTF-8")
+}
+
+/// [`align`] for rows made on demand: one pass measures the columns, a second writes them.
+fn write_aligned<I: Iterator<Item = Vec<String>>>(
+    w: &mut impl Write,
+    rows: impl Fn() -> I,
+) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows() {
+        widths.resize(widths.len().max(row.len()), 0);
+        for (width, cell) in widths.iter_mut().zip(&row) {
+            *width = (*width).max(cell.chars().count());
         }
     }
-    let mut out = String::new();
-    for row in rows {
+    for row in rows() {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i + 1 == row.len() {
@@ -270,8 +299,7 @@ pub fn align(rows: &[Vec<String>]) -> String {
                 line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
             }
         }
-        out.push_str(line.trim_end());
-        out.push('\n');
+        writeln!(w, "{}", line.trim_end())?;
     }
-    out
+    Ok(())
 }

@@ -15,7 +15,7 @@ use crate::cli::{Progress, StatusFormat};
 use crate::commands::emit;
 use crate::exit::Exit;
 use crate::names;
-use crate::plan::{Entry, Plan};
+use crate::plan::{self, Entry, Plan, PlanIdentity};
 use crate::policy::{KeyMode, Policy};
 use crate::report;
 use crate::runs::{self, REPORT_VERSION, Report, Run};
@@ -125,7 +125,10 @@ pub fn begin_writing(root: &Path) -> Result<runs::Lock> {
 }
 
 /// The identities of `plan` with `action` on a credential, with the planned digests.
-pub fn targets(plan: &Plan, action: Action) -> Result<Vec<Target>> {
+pub fn targets(
+    identities: impl IntoIterator<Item = PlanIdentity>,
+    action: Action,
+) -> Result<Vec<Target>> {
     let planned = |e: &Option<Entry>, node: &str, service: &str| -> Result<Option<Planned>> {
         let Some(e) = e.as_ref() else {
             return Ok(None);
@@ -144,7 +147,7 @@ pub fn targets(plan: &Plan, action: Action) -> Result<Vec<Target>> {
         Ok(Some(Planned { sha256, rotate }))
     };
     let mut out = Vec::new();
-    for i in &plan.identity {
+    for i in identities {
         if !names::is_valid(&i.node) || !names::is_valid(&i.service) {
             bail!(
                 "bad plan: {:?}/{:?} is not a valid node/service name",
@@ -171,8 +174,8 @@ pub fn apply(plan_path: &Path, as_of: DateTime<Utc>, opts: &WriteOptions) -> Res
     let text = std::fs::read_to_string(plan_path)
         .with_context(|| format!("failed to read plan {}", plan_path.display()))?;
     let plan = Plan::parse(&text).with_context(|| format!("bad plan {}", plan_path.display()))?;
-    let targets =
-        targets(&plan, Action::Rotate).with_context(|| format!("in {}", plan_path.display()))?;
+    let targets = targets(plan.identity.iter().cloned(), Action::Rotate)
+        .with_context(|| format!("in {}", plan_path.display()))?;
     let root = Path::new(&plan.root);
     if !root.is_absolute() {
         bail!(
@@ -214,11 +217,11 @@ pub fn rotate(
 ) -> Result<Exit> {
     if dry_run {
         let survey = Survey::take(root, as_of)?;
-        let plan = Plan::from_survey(&survey);
-        emit(&match opts.format {
-            StatusFormat::Table => plan.to_toml(),
-            StatusFormat::Json => plan.to_json(),
-        })?;
+        let format = match opts.format {
+            StatusFormat::Table => plan::Format::Toml,
+            StatusFormat::Json => plan::Format::Json,
+        };
+        crate::commands::emit_with(|w| plan::write(&survey, format, w))?;
         eprint!("{}", report::plan_summary(&survey));
         return Ok(survey.attention(None).into());
     }
@@ -226,16 +229,15 @@ pub fn rotate(
         .with_context(|| format!("failed to open fleet root {}", root.display()))?;
     let _lock = begin_writing(&root)?;
     let survey = Survey::take(&root, as_of)?;
-    let plan = Plan::from_survey(&survey);
     eprint!("{}", report::plan_summary(&survey));
     let job = Job {
         root: &root,
         ca: &survey.ca,
         keys: survey.policy.keys,
-        validity_days: plan.validity_days,
+        validity_days: survey.policy.validity_days,
         as_of,
         command: "rotate",
-        targets: targets(&plan, Action::Rotate)?,
+        targets: targets(plan::identities(&survey), Action::Rotate)?,
         verify_again: false,
         reason: None,
         operator: None,

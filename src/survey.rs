@@ -72,29 +72,34 @@ impl Survey {
             ca_not_after: ca.not_after,
             now: as_of,
         };
-        let found: Vec<_> = candidates
+        // Each candidate becomes an identity or an issue in one parallel pass; the bytes read
+        // and the inspection's intermediate values are dropped as soon as it is judged.
+        let judged: Vec<Result<Identity, Issue>> = candidates
             .par_iter()
-            .map(|c| inspect::inspect(c, &scan::read(c), &ca))
+            .map(|c| {
+                let issue = |message: &str, is_problem| {
+                    Err(Issue {
+                        path: scan::relative(&root, &c.dir),
+                        message: message.to_string(),
+                        is_problem,
+                    })
+                };
+                if c.is_link {
+                    return issue("service directory is a symbolic link", true);
+                }
+                let inspected = inspect::inspect(c, &scan::read(c), &ca);
+                if inspected.is_empty() {
+                    return issue("has no cert.pem or token.jwt: ignored", false);
+                }
+                Ok(assess(&inspected, &ctx))
+            })
             .collect();
-        let mut identities = Vec::with_capacity(found.len());
-        for (candidate, inspected) in candidates.iter().zip(found) {
-            let path = || scan::relative(&root, &candidate.dir);
-            if candidate.is_link {
-                let message = "service directory is a symbolic link".to_string();
-                issues.push(Issue {
-                    path: path(),
-                    message,
-                    is_problem: true,
-                });
-            } else if inspected.is_empty() {
-                let message = "has no cert.pem or token.jwt: ignored".to_string();
-                issues.push(Issue {
-                    path: path(),
-                    message,
-                    is_problem: false,
-                });
-            } else {
-                identities.push(assess(&inspected, &ctx));
+        drop(candidates);
+        let mut identities = Vec::with_capacity(judged.len());
+        for j in judged {
+            match j {
+                Ok(identity) => identities.push(identity),
+                Err(issue) => issues.push(issue),
             }
         }
         Ok(Survey {

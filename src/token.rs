@@ -77,14 +77,24 @@ pub fn verify(bytes: &[u8], ca: &Ca, sub: &str) -> Result<TokenInfo, String> {
     };
     let (nbf, exp) = (number("nbf")?, number("exp")?);
     number("iat")?;
-    let jti = claims.get("jti").and_then(serde_json::Value::as_str).unwrap_or_default();
-    if jti.len() != 32 || !jti.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    let jti = claims
+        .get("jti")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    if jti.len() != 32
+        || !jti
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Err("has a jti that is not 128 bits of lowercase hex".to_string());
     }
     if nbf > exp {
         return Err("has nbf after exp".to_string());
     }
-    Ok(TokenInfo { not_before: to_utc(nbf), expires: to_utc(exp) })
+    Ok(TokenInfo {
+        not_before: to_utc(nbf),
+        expires: to_utc(exp),
+    })
 }
 
 fn describe(kind: &ErrorKind, ca: &Ca, sub: &str) -> String {
@@ -98,7 +108,10 @@ fn describe(kind: &ErrorKind, ca: &Ca, sub: &str) -> String {
         }
         ErrorKind::MissingRequiredClaim(claim) => format!("has no {claim} claim"),
         ErrorKind::InvalidClaimFormat(claim) => format!("has a malformed {claim} claim"),
-        ErrorKind::Json(_) => format!("has a malformed header or claims (alg must be {:?})", ca.jwt_alg),
+        ErrorKind::Json(_) => format!(
+            "has a malformed header or claims (alg must be {:?})",
+            ca.jwt_alg
+        ),
         _ => "is not a valid compact JWT".to_string(),
     }
 }

@@ -32,7 +32,12 @@ fn fixtures() -> PathBuf {
 
 fn cp(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
-    let ok = std::process::Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to).status().unwrap();
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -56,7 +61,10 @@ fn special(root: &Path, spec: &[String]) -> Option<std::os::unix::net::UnixListe
             assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         }
         "socket" => return Some(std::os::unix::net::UnixListener::bind(&path).unwrap()),
-        "sparse" => std::fs::File::create(&path).unwrap().set_len(2 << 30).unwrap(),
+        "sparse" => std::fs::File::create(&path)
+            .unwrap()
+            .set_len(2 << 30)
+            .unwrap(),
         "huge" => std::fs::write(&path, vec![b'a'; 1_100_000]).unwrap(),
         "link" => symlink(&spec[2], &path).unwrap(),
         "dir" => std::fs::create_dir_all(&path).unwrap(),
@@ -65,7 +73,10 @@ fn special(root: &Path, spec: &[String]) -> Option<std::os::unix::net::UnixListe
             name.push(0xff);
             // SAFETY: the bytes came from an OsString with one more byte appended; on Unix any
             // byte sequence is a valid OsStr.
-            std::fs::create_dir_all(unsafe { std::ffi::OsString::from_encoded_bytes_unchecked(name) }).unwrap();
+            std::fs::create_dir_all(unsafe {
+                std::ffi::OsString::from_encoded_bytes_unchecked(name)
+            })
+            .unwrap();
         }
         "deep" => {
             let mut deep = path;
@@ -91,14 +102,26 @@ fn run_case(dir: &Path) -> Result<(), String> {
         cp(&dir.join("root"), &root);
     }
     let _keep: Vec<_> = case.special.iter().map(|s| special(&root, s)).collect();
-    let as_of = case.as_of.clone().unwrap_or_else(|| "2026-11-28T00:00:00Z".to_string());
+    let as_of = case
+        .as_of
+        .clone()
+        .unwrap_or_else(|| "2026-11-28T00:00:00Z".to_string());
     let before = snapshot(&root);
     let mut cmd = rekey();
     match case.command.as_deref().unwrap_or("plan") {
         "apply" => {
             let plan = tmp.path().join("plan.toml");
-            let made = rekey().args(["plan", "--as-of", &as_of, "-o"]).arg(&plan).arg("--root").arg(&root).output().unwrap();
-            assert!(made.status.code() == Some(3), "{name}: the clean fleet plans");
+            let made = rekey()
+                .args(["plan", "--as-of", &as_of, "-o"])
+                .arg(&plan)
+                .arg("--root")
+                .arg(&root)
+                .output()
+                .unwrap();
+            assert!(
+                made.status.code() == Some(3),
+                "{name}: the clean fleet plans"
+            );
             let mut text = std::fs::read_to_string(&plan).unwrap();
             text = match case.plan_edit.as_slice() {
                 [cut] if cut == "truncate" => text[..text.len() / 2].to_string(),
@@ -109,14 +132,24 @@ fn run_case(dir: &Path) -> Result<(), String> {
             cmd.arg("apply").arg(&plan).args(["--as-of", &as_of]);
         }
         command => {
-            cmd.args([command, "--as-of", &as_of]).arg("--root").arg(&root);
+            cmd.args([command, "--as-of", &as_of])
+                .arg("--root")
+                .arg(&root);
         }
     }
     let out = cmd.timeout(Duration::from_secs(60)).output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut wrong = Vec::new();
     if out.status.code() != Some(case.exit) {
-        wrong.push(format!("exit {:?}, expected {}", out.status.code(), case.exit));
+        wrong.push(format!(
+            "exit {:?}, expected {}",
+            out.status.code(),
+            case.exit
+        ));
     }
     if !said.contains(&case.message) {
         wrong.push(format!("no {:?} in the output", case.message));
@@ -127,7 +160,11 @@ fn run_case(dir: &Path) -> Result<(), String> {
     if snapshot(&root) != before {
         wrong.push("the fleet changed".to_string());
     }
-    if wrong.is_empty() { Ok(()) } else { Err(format!("{name}: {}\n{said}", wrong.join("; "))) }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{name}: {}\n{said}", wrong.join("; ")))
+    }
 }
 
 #[test]
@@ -140,5 +177,11 @@ fn every_hostile_case_gets_its_documented_outcome() {
     cases.sort();
     assert!(cases.len() >= 30, "the corpus has {} cases", cases.len());
     let failures: Vec<String> = cases.iter().filter_map(|c| run_case(c).err()).collect();
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }

@@ -1,0 +1,323 @@
+//! The crash suite: kill -9 a real `rekey rotate` (and `rollback`, and `recover`) at instants
+//! spread over its run, then let the next writer replay the journal, and check that every
+//! identity of a 1,000-identity fleet is wholly old or wholly new, that no temporary file is
+//! left, that every backup of a replaced file is intact, and that a rerun completes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rekey::fleet::IdentitySpec;
+use rekey::keys::KeyAlg;
+
+const FILES: [&str; 3] = ["cert.pem", "key.pem", "token.jwt"];
+
+fn fleet(root: &Path, n: usize, ago: i64) -> Vec<String> {
+    let specs: Vec<_> = (0..n)
+        .map(|i| {
+            IdentitySpec::new(
+                &format!("node-{:02}", i % 20),
+                &format!("svc-{i:04}"),
+                issued(ago),
+            )
+        })
+        .collect();
+    build(root, &ca_spec(KeyAlg::P256), &specs);
+    specs
+        .iter()
+        .map(|s| format!("nodes/{}/{}", s.node, s.service))
+        .collect()
+}
+
+fn copy(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn bin() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin("rekey"))
+}
+
+/// Starts `rekey args` and kills it with SIGKILL after `delay` (if it is still running).
+fn kill_after(args: &[&str], root: &Path, delay: Duration) -> bool {
+    let mut child = bin()
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let killed = matches!(child.try_wait(), Ok(None));
+    let _ = child.kill();
+    let _ = child.wait();
+    killed
+}
+
+fn timed(args: &[&str], root: &Path) -> Duration {
+    let start = Instant::now();
+    let out = bin().args(args).arg("--root").arg(root).output().unwrap();
+    assert!(out.status.code().is_some(), "{args:?} was not killed");
+    start.elapsed()
+}
+
+/// A writer that finds nothing else to do in `root`: it replays the journal first.
+const REPLAY: [&str; 7] = [
+    "recover", "--all", "--reason", "replay", "--yes", "--as-of", AS_OF,
+];
+/// The same, for a fleet where every identity needs recover (rotate finds nothing to rotate).
+const REPLAY_RECOVERING: [&str; 3] = ["rotate", "--as-of", AS_OF];
+
+fn replay(root: &Path, writer: &[&str]) {
+    let out = bin().args(writer).arg("--root").arg(root).output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 3 | 4)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every identity is wholly `old` or wholly `new` (differs in all three files); returns how
+/// many are new.
+fn whole(
+    ids: &[String],
+    old: &BTreeMap<String, (Vec<u8>, u32)>,
+    now: &BTreeMap<String, (Vec<u8>, u32)>,
+    what: &str,
+) -> usize {
+    let mut new = 0;
+    for id in ids {
+        let changed: Vec<bool> = FILES
+            .iter()
+            .map(|f| old[&format!("{id}/{f}")] != now[&format!("{id}/{f}")])
+            .collect();
+        assert!(
+            changed.iter().all(|c| *c) || changed.iter().all(|c| !*c),
+            "{what}: {id} is torn: {changed:?}"
+        );
+        new += usize::from(changed[0]);
+    }
+    new
+}
+
+/// Every backup of every run holds the bytes its report says the file had.
+fn backups_intact(root: &Path, what: &str) {
+    let runs = root.join(".rekey/runs");
+    let Ok(entries) = std::fs::read_dir(&runs) else {
+        return; // killed before the first run began
+    };
+    for run in entries {
+        let run = run.unwrap().path();
+        if !run.join("report.json").exists() {
+            // Killed before its journal began: nothing can have been staged.
+            let staged = walkdir::WalkDir::new(run.join("backup"))
+                .into_iter()
+                .filter_map(Result::ok)
+                .any(|e| e.file_type().is_file());
+            assert!(
+                !staged,
+                "{what}: {} has backups but no report",
+                run.display()
+            );
+            continue;
+        }
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap())
+                .unwrap();
+        for i in report["identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["outcome"] == "done")
+        {
+            for f in i["files"].as_array().unwrap() {
+                let saved = run
+                    .join("backup")
+                    .join(i["node"].as_str().unwrap())
+                    .join(i["service"].as_str().unwrap())
+                    .join(f["name"].as_str().unwrap());
+                let bytes = std::fs::read(&saved)
+                    .unwrap_or_else(|e| panic!("{what}: {}: {e}", saved.display()));
+                use sha2::Digest;
+                assert_eq!(
+                    hex::encode(sha2::Sha256::digest(bytes)),
+                    f["old_sha256"].as_str().unwrap(),
+                    "{what}: {}",
+                    saved.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn rotate_killed_at_fifty_instants_leaves_every_identity_whole() {
+    let work = tempfile::tempdir().unwrap();
+    let template = work.path().join("template");
+    let ids = fleet(&template, 1000, 30);
+    let original = snapshot(&template);
+    let root = work.path().join("fleet");
+    copy(&template, &root);
+    let full = timed(&["rotate", "--as-of", AS_OF], &root);
+    let mut killed = 0;
+    let mut seen_new = std::collections::BTreeSet::new();
+    for k in 0..50u32 {
+        let what = format!("kill {k}");
+        copy(&template, &root);
+        // Instants spread from just after start to most of an uninterrupted run.
+        let delay = full.mul_f64(f64::from(k) / 60.0) + Duration::from_millis(5);
+        killed += usize::from(kill_after(&["rotate", "--as-of", AS_OF], &root, delay));
+        replay(&root, &REPLAY);
+        assert!(
+            temp_files(&root).is_empty(),
+            "{what}: {:?}",
+            temp_files(&root)
+        );
+        let new = whole(&ids, &original, &snapshot(&root), &what);
+        seen_new.insert(new);
+        backups_intact(&root, &what);
+        let out = bin()
+            .args(["rotate", "--as-of", AS_OF, "--root"])
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            whole(&ids, &original, &snapshot(&root), &what),
+            ids.len(),
+            "{what}: the rerun completes"
+        );
+        assert!(temp_files(&root).is_empty());
+    }
+    assert!(
+        killed >= 40,
+        "only {killed} of 50 runs were still running when killed"
+    );
+    assert!(
+        seen_new.len() >= 3,
+        "kills landed at too few distinct points: {seen_new:?}"
+    );
+}
+
+#[test]
+fn rollback_and_recover_killed_midway_leave_every_identity_whole() {
+    let work = tempfile::tempdir().unwrap();
+    // Rollback: rotate whole, then kill the rollback at several instants.
+    let template = work.path().join("template");
+    let ids = fleet(&template, 1000, 30);
+    let original = snapshot(&template);
+    let rotated = work.path().join("rotated");
+    copy(&template, &rotated);
+    assert_eq!(run(&rotated, &["rotate"]).0, 0);
+    let rotated_files = snapshot(&rotated);
+    let run_id = std::fs::read_dir(rotated.join(".rekey/runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    let root = work.path().join("fleet");
+    copy(&rotated, &root);
+    let full = timed(&["rollback", &run_id], &root);
+    for k in 0..10u32 {
+        let what = format!("rollback kill {k}");
+        copy(&rotated, &root);
+        kill_after(
+            &["rollback", &run_id],
+            &root,
+            full.mul_f64(f64::from(k) / 9.0) + Duration::from_millis(5),
+        );
+        replay(&root, &REPLAY);
+        assert!(temp_files(&root).is_empty(), "{what}");
+        whole(&ids, &rotated_files, &snapshot(&root), &what);
+        backups_intact(&root, &what);
+        let out = bin()
+            .args(["rollback", &run_id, "--root"])
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 3)),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            snapshot(&root),
+            original,
+            "{what}: the rerun restores the fleet"
+        );
+    }
+
+    // Recover: every token expired; kill `recover --all --yes` at several instants.
+    let template = work.path().join("expired");
+    let ids = fleet(&template, 1000, 95);
+    let original = snapshot(&template);
+    let recover = [
+        "recover",
+        "--all",
+        "--reason",
+        "crash test",
+        "--yes",
+        "--as-of",
+        AS_OF,
+    ];
+    copy(&template, &root);
+    let full = timed(&recover, &root);
+    for k in 0..10u32 {
+        let what = format!("recover kill {k}");
+        copy(&template, &root);
+        kill_after(
+            &recover,
+            &root,
+            full.mul_f64(f64::from(k) / 9.0) + Duration::from_millis(5),
+        );
+        replay(&root, &REPLAY_RECOVERING);
+        assert!(temp_files(&root).is_empty(), "{what}");
+        whole(&ids, &original, &snapshot(&root), &what);
+        backups_intact(&root, &what);
+        let out = bin()
+            .args(recover)
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            whole(&ids, &original, &snapshot(&root), &what),
+            ids.len(),
+            "{what}: the rerun completes"
+        );
+        let audit = std::fs::read_to_string(root.join(".rekey/audit.jsonl")).unwrap();
+        assert!(
+            audit
+                .lines()
+                .filter(|l| l.contains("\"requested\""))
+                .count()
+                >= ids.len(),
+            "{what}: requests audited"
+        );
+    }
+}
