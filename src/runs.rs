@@ -112,10 +112,11 @@ impl Run {
         self.dir.join("backup")
     }
 
-    /// Closes the journal and writes `report.json`.
+    /// Writes `report.json`, then closes the journal (a run cut short between the two is
+    /// replayed and reported again).
     pub fn finish(mut self, report: &Report) -> Result<()> {
-        self.journal.append(&Record::End { recovered: false })?;
-        write_report(&self.dir, report)
+        write_report(&self.dir, report)?;
+        self.journal.append(&Record::End { recovered: false })
     }
 }
 
@@ -179,7 +180,8 @@ pub fn replay_interrupted(root: &Path) -> Result<Vec<String>> {
             continue;
         }
         let records = journal::read(&path)?;
-        if records.iter().any(|r| matches!(r, Record::End { .. })) {
+        let ended = records.iter().any(|r| matches!(r, Record::End { .. }));
+        if ended && dir.join("report.json").is_file() {
             continue;
         }
         let (finished, undone) = journal::replay(&path, root, &dir.join("backup"))?;

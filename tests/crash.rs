@@ -169,15 +169,25 @@ fn rotate_killed_at_fifty_instants_leaves_every_identity_whole() {
     let original = snapshot(&template);
     let root = work.path().join("fleet");
     copy(&template, &root);
-    let full = timed(&["rotate", "--as-of", AS_OF], &root);
-    let mut killed = 0;
+    let mut span = timed(&["rotate", "--as-of", AS_OF], &root);
+    let (mut killed, mut attempts) = (0, 0);
     let mut seen_new = std::collections::BTreeSet::new();
-    for k in 0..50u32 {
-        let what = format!("kill {k}");
+    // Fifty kills that land inside a run, at instants spread over it; a run that ended before
+    // its kill shortens the span the next instants are drawn from (machines are noisy).
+    while killed < 50 {
+        assert!(
+            attempts < 150,
+            "only {killed} kills landed in {attempts} attempts"
+        );
+        let what = format!("attempt {attempts}");
         copy(&template, &root);
-        // Instants spread from just after start to most of an uninterrupted run.
-        let delay = full.mul_f64(f64::from(k) / 60.0) + Duration::from_millis(5);
-        killed += usize::from(kill_after(&["rotate", "--as-of", AS_OF], &root, delay));
+        let delay = span.mul_f64(f64::from(attempts % 25) / 25.0) + Duration::from_millis(5);
+        if kill_after(&["rotate", "--as-of", AS_OF], &root, delay) {
+            killed += 1;
+        } else {
+            span = span.mul_f64(0.8);
+        }
+        attempts += 1;
         replay(&root, &REPLAY);
         assert!(
             temp_files(&root).is_empty(),
@@ -205,13 +215,11 @@ fn rotate_killed_at_fifty_instants_leaves_every_identity_whole() {
         );
         assert!(temp_files(&root).is_empty());
     }
+    // 1,000 identities are one journal batch: a kill before it is marked ready leaves all of
+    // them old, after it all new. Both must have been seen.
     assert!(
-        killed >= 40,
-        "only {killed} of 50 runs were still running when killed"
-    );
-    assert!(
-        seen_new.len() >= 3,
-        "kills landed at too few distinct points: {seen_new:?}"
+        seen_new.contains(&0) && seen_new.contains(&ids.len()),
+        "kills landed on one side of the journal only: {seen_new:?}"
     );
 }
 
