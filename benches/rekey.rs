@@ -14,7 +14,6 @@
 //! `REKEY_BENCH_REPS` (default 3; medians are reported); RSA key generation sample:
 //! `REKEY_BENCH_RSA` (default 200). Fleets live in a temporary directory (`TMPDIR`).
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,27 +45,36 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Runs the rekey binary; returns (wall time, peak RSS in KiB) of that one process.
-fn run_rekey(args: &[&str]) -> (Duration, u64) {
+/// Runs the rekey binary; returns its wall time and peak RSS in KiB. The peak is read by GNU
+/// `time` (package `time`), a small parent: a child forked straight from this harness would
+/// count the harness's own memory in its high-water mark. Without `time`, the peak is unknown.
+fn run_rekey(args: &[&str]) -> (Duration, Option<u64>) {
+    let gnu_time = Path::new("/usr/bin/time");
+    let rss_file = tempfile::NamedTempFile::new().unwrap();
+    let mut command = if gnu_time.exists() {
+        let mut c = Command::new(gnu_time);
+        c.args(["-f", "%M", "-o"]).arg(rss_file.path()).arg(BIN);
+        c
+    } else {
+        Command::new(BIN)
+    };
     let start = Instant::now();
-    let child = Command::new(BIN)
+    let status = command
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
+        .status()
         .expect("rekey starts");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child with valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let elapsed = start.elapsed();
-    assert_eq!(pid, child.id() as i32, "wait4 failed");
-    let code = std::process::ExitStatus::from_raw(status).code();
     assert!(
-        matches!(code, Some(0 | 3 | 4)),
-        "rekey {args:?} exited {code:?}"
+        matches!(status.code(), Some(0 | 3 | 4)),
+        "rekey {args:?} exited {:?}",
+        status.code()
     );
-    (elapsed, usage.ru_maxrss as u64)
+    let rss = std::fs::read_to_string(rss_file.path())
+        .ok()
+        .and_then(|t| t.trim().lines().last()?.trim().parse().ok());
+    (elapsed, rss)
 }
 
 fn build_fleet(root: &Path, n: usize, ca_alg: KeyAlg, leaf: KeyAlg) {
@@ -230,9 +238,9 @@ fn openssl_script(root: &Path, scratch: &Path, sample: usize) -> Option<f64> {
     Some(dirs.len() as f64 / elapsed.as_secs_f64())
 }
 
-fn time_command(args: &[&str], reps: usize, prepare: &mut dyn FnMut()) -> (Duration, u64) {
+fn time_command(args: &[&str], reps: usize, prepare: &mut dyn FnMut()) -> (Duration, Option<u64>) {
     let mut times = Vec::new();
-    let mut peak = 0;
+    let mut peak: Option<u64> = None;
     for _ in 0..reps {
         prepare();
         let (t, rss) = run_rekey(args);
@@ -280,7 +288,7 @@ fn scenario(
                 median: t,
                 floor_per_s: Some(crypto),
                 openssl_per_s: None,
-                peak_rss_kib: Some(rss),
+                peak_rss_kib: rss,
             });
         }
     }
@@ -320,7 +328,7 @@ fn scenario(
             median: t,
             floor_per_s: Some(floor),
             openssl_per_s: openssl,
-            peak_rss_kib: Some(rss),
+            peak_rss_kib: rss,
         });
         let _ = std::fs::remove_dir_all(&copy);
         let _ = std::fs::remove_dir_all(work.join("floor"));

@@ -633,3 +633,80 @@ fn keys_reuse_keeps_the_key_pair() {
         );
     }
 }
+
+/// Every output, plan, report, journal, audit line and run listing of a full cycle (plan,
+/// rotate, recover, rollback) is free of token text and key material; only the backups hold
+/// old secrets, in 0700 directories.
+#[test]
+fn no_secret_leaks_anywhere_in_a_full_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let specs = [
+        IdentitySpec::new("n1", "mocctl", issued(30)),
+        IdentitySpec::new("n2", "kms", issued(95)),
+    ];
+    build(root, &ca_spec(KeyAlg::P256), &specs);
+    let mut secrets = secrets(root);
+    let mut said = String::new();
+    let mut record = |out: std::process::Output| {
+        said.push_str(&String::from_utf8_lossy(&out.stdout));
+        said.push_str(&String::from_utf8_lossy(&out.stderr));
+    };
+    let with_root = |args: &[&str]| {
+        rekey()
+            .args(args)
+            .arg("--root")
+            .arg(root)
+            .args(["--as-of", AS_OF])
+            .output()
+            .unwrap()
+    };
+    record(with_root(&["status", "--format", "json"]));
+    record(with_root(&["plan", "--format", "json"]));
+    record(with_root(&["rotate", "--format", "json"]));
+    record(with_root(&[
+        "recover",
+        "--all",
+        "--reason",
+        "leak check",
+        "--yes",
+    ]));
+    secrets.extend(common::secrets(root));
+    let first = std::fs::read_dir(root.join(".rekey/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .min()
+        .unwrap();
+    record(
+        rekey()
+            .args(["rollback", &first, "--root"])
+            .arg(root)
+            .output()
+            .unwrap(),
+    );
+    record(rekey().args(["runs", "--root"]).arg(root).output().unwrap());
+    assert!(secrets.len() > 10);
+    let mut state = said;
+    for entry in walkdir::WalkDir::new(root.join(".rekey")) {
+        let entry = entry.unwrap();
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if entry.file_type().is_dir() && rel.ends_with("/backup") {
+            assert_eq!(
+                entry.metadata().unwrap().permissions().mode() & 0o777,
+                0o700,
+                "{rel}"
+            );
+        }
+        if entry.file_type().is_file() && !rel.contains("/backup/") {
+            state.push_str(&std::fs::read_to_string(entry.path()).unwrap());
+        }
+    }
+    for secret in &secrets {
+        assert!(!state.contains(secret.as_str()), "a secret leaked");
+    }
+}
