@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use rayon::prelude::*;
-use rekey::fleet::{self, CaSpec, IdentitySpec};
-use rekey::keys::{KeyAlg, KeyFormat};
+use rekey::fleet;
+use rekey::keys::KeyAlg;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rekey");
@@ -78,24 +78,7 @@ fn run_rekey(args: &[&str]) -> (Duration, Option<u64>) {
 }
 
 fn build_fleet(root: &Path, n: usize, ca_alg: KeyAlg, leaf: KeyAlg) {
-    let now = Utc::now();
-    let ca = CaSpec {
-        alg: ca_alg,
-        common_name: "bench CA".into(),
-        window: fleet::window(now - TimeDelta::days(30), 3650),
-        key_format: KeyFormat::Pkcs8,
-    };
-    let ids: Vec<_> = (0..n)
-        .map(|i| {
-            let mut s = IdentitySpec::new(
-                &format!("node-{:03}", i / 1000),
-                &format!("svc-{:04}", i % 1000),
-                fleet::window(now - TimeDelta::days(30), 90),
-            );
-            s.key_alg = leaf;
-            s
-        })
-        .collect();
+    let (ca, ids) = rekey::catalog::uniform(Utc::now(), n, ca_alg, leaf);
     std::fs::create_dir_all(root).unwrap();
     fleet::write_fleet(root, &ca, &ids).expect("the bench fleet is written");
 }

@@ -2,9 +2,7 @@
 //! `cargo run --release --example bench-fleet -- DIR N [rsa]` (a P-256 CA unless `rsa`).
 //! Every key it writes is a TEST-ONLY key.
 
-use chrono::{TimeDelta, Utc};
-use rekey::fleet::{self, CaSpec, IdentitySpec};
-use rekey::keys::{KeyAlg, KeyFormat};
+use rekey::keys::KeyAlg;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -15,25 +13,9 @@ fn main() -> anyhow::Result<()> {
         Some("rsa") => KeyAlg::Rsa { bits: 2048 },
         _ => KeyAlg::P256,
     };
-    let n: usize = n.parse()?;
-    let now = Utc::now();
-    let ca = CaSpec {
-        alg: ca_alg,
-        common_name: "bench CA".into(),
-        window: fleet::window(now - TimeDelta::days(30), 3650),
-        key_format: KeyFormat::Pkcs8,
-    };
-    let ids: Vec<_> = (0..n)
-        .map(|i| {
-            let window = fleet::window(now - TimeDelta::days(30), 90);
-            IdentitySpec::new(
-                &format!("node-{:03}", i / 1000),
-                &format!("svc-{:04}", i % 1000),
-                window,
-            )
-        })
-        .collect();
+    rekey::token::install_provider();
+    let (ca, ids) = rekey::catalog::uniform(chrono::Utc::now(), n.parse()?, ca_alg, KeyAlg::P256);
     std::fs::create_dir_all(dir)?;
-    fleet::write_fleet(std::path::Path::new(dir), &ca, &ids)?;
+    rekey::fleet::write_fleet(std::path::Path::new(dir), &ca, &ids)?;
     Ok(())
 }

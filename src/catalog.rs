@@ -1,6 +1,7 @@
-//! A fleet with one identity in every state and with every problem of DESIGN §3 that the
-//! generator can make, dated relative to one instant. The command-line tests check its
-//! classification and `fixtures/generated-*` are built from it.
+//! Fleets to generate: one identity in every state and with every problem of DESIGN §3 that the
+//! generator can make, dated relative to one instant (the command-line tests check its
+//! classification and `fixtures/generated-*` are built from it); and a plain uniform fleet of any
+//! size for benchmarks.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -62,4 +63,32 @@ pub fn every_case(as_of: DateTime<Utc>, leaf: KeyAlg) -> Vec<IdentitySpec> {
         flawed("n4", "caph", Flaw::TokenOversized),
         with(id("n5", "mocctl", -2), &|s| s.token = None),
     ]
+}
+
+/// A plain fleet of `n` identities (`node-NNN/svc-NNNN`, a thousand per node), all issued 30 days
+/// before `now`, for benchmarks and profiling.
+pub fn uniform(
+    now: DateTime<Utc>,
+    n: usize,
+    ca_alg: KeyAlg,
+    leaf: KeyAlg,
+) -> (crate::fleet::CaSpec, Vec<IdentitySpec>) {
+    let ca = crate::fleet::CaSpec {
+        alg: ca_alg,
+        common_name: "bench CA".into(),
+        window: window(now - TimeDelta::days(30), 3650),
+        key_format: KeyFormat::Pkcs8,
+    };
+    let ids = (0..n)
+        .map(|i| {
+            let mut s = IdentitySpec::new(
+                &format!("node-{:03}", i / 1000),
+                &format!("svc-{:04}", i % 1000),
+                window(now - TimeDelta::days(30), 90),
+            );
+            s.key_alg = leaf;
+            s
+        })
+        .collect();
+    (ca, ids)
 }

@@ -111,6 +111,28 @@ fn whole(
     new
 }
 
+/// Reruns `args` after a kill and replay: it exits 0 and every identity ends new.
+fn rerun_completes(
+    root: &Path,
+    args: &[&str],
+    ids: &[String],
+    original: &BTreeMap<String, (Vec<u8>, u32)>,
+    what: &str,
+) {
+    let out = bin().args(args).arg("--root").arg(root).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        whole(ids, original, &snapshot(root), what),
+        ids.len(),
+        "{what}: the rerun completes"
+    );
+}
+
 /// Every backup of every run holds the bytes its report says the file had.
 fn backups_intact(root: &Path, what: &str) {
     let runs = root.join(".rekey/runs");
@@ -197,22 +219,7 @@ fn rotate_killed_at_fifty_instants_leaves_every_identity_whole() {
         let new = whole(&ids, &original, &snapshot(&root), &what);
         seen_new.insert(new);
         backups_intact(&root, &what);
-        let out = bin()
-            .args(["rotate", "--as-of", AS_OF, "--root"])
-            .arg(&root)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            whole(&ids, &original, &snapshot(&root), &what),
-            ids.len(),
-            "{what}: the rerun completes"
-        );
+        rerun_completes(&root, &["rotate", "--as-of", AS_OF], &ids, &original, &what);
         assert!(temp_files(&root).is_empty());
     }
     // 1,000 identities are one journal batch: a kill before it is marked ready leaves all of
@@ -301,23 +308,7 @@ fn rollback_and_recover_killed_midway_leave_every_identity_whole() {
         assert!(temp_files(&root).is_empty(), "{what}");
         whole(&ids, &original, &snapshot(&root), &what);
         backups_intact(&root, &what);
-        let out = bin()
-            .args(recover)
-            .arg("--root")
-            .arg(&root)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            whole(&ids, &original, &snapshot(&root), &what),
-            ids.len(),
-            "{what}: the rerun completes"
-        );
+        rerun_completes(&root, &recover, &ids, &original, &what);
         let audit = std::fs::read_to_string(root.join(".rekey/audit.jsonl")).unwrap();
         assert!(
             audit
