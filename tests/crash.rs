@@ -48,16 +48,45 @@ fn bin() -> Command {
     Command::new(assert_cmd::cargo::cargo_bin("rekey"))
 }
 
-/// Starts `rekey args` and kills it with SIGKILL after `delay` (if it is still running).
-fn kill_after(args: &[&str], root: &Path, delay: Duration) -> bool {
-    let mut child = bin()
+fn spawn(args: &[&str], root: &Path) -> std::process::Child {
+    bin()
         .args(args)
         .arg("--root")
         .arg(root)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Starts `rekey args` and kills it with SIGKILL after `delay` (if it is still running).
+fn kill_after(args: &[&str], root: &Path, delay: Duration) -> bool {
+    let mut child = spawn(args, root);
+    std::thread::sleep(delay);
+    let killed = matches!(child.try_wait(), Ok(None));
+    let _ = child.kill();
+    let _ = child.wait();
+    killed
+}
+
+/// Starts `rekey args` and kills it with SIGKILL `delay` after its journal first shows a batch
+/// marked ready (if it is still running then): a kill on the far side of the journal's point of
+/// no return, whatever the machine's speed.
+fn kill_after_ready(args: &[&str], root: &Path, delay: Duration) -> bool {
+    let mut child = spawn(args, root);
+    let runs = root.join(".rekey/runs");
+    let mark: &[u8] = b"\"op\":\"ready\"";
+    let ready = || {
+        std::fs::read_dir(&runs).ok().is_some_and(|entries| {
+            entries.filter_map(Result::ok).any(|run| {
+                std::fs::read(run.path().join("journal.jsonl"))
+                    .is_ok_and(|j| j.windows(mark.len()).any(|w| w == mark))
+            })
+        })
+    };
+    while matches!(child.try_wait(), Ok(None)) && !ready() {
+        std::thread::sleep(Duration::from_micros(200));
+    }
     std::thread::sleep(delay);
     let killed = matches!(child.try_wait(), Ok(None));
     let _ = child.kill();
@@ -192,7 +221,7 @@ fn rotate_killed_at_fifty_instants_leaves_every_identity_whole() {
     let root = work.path().join("fleet");
     copy(&template, &root);
     let mut span = timed(&["rotate", "--as-of", AS_OF], &root);
-    let (mut killed, mut attempts) = (0, 0);
+    let (mut killed, mut attempts) = (0usize, 0u32);
     let mut seen_new = std::collections::BTreeSet::new();
     // Fifty kills that land inside a run, at instants spread over it; a run that ended before
     // its kill shortens the span the next instants are drawn from (machines are noisy).
@@ -203,12 +232,20 @@ fn rotate_killed_at_fifty_instants_leaves_every_identity_whole() {
         );
         let what = format!("attempt {attempts}");
         copy(&template, &root);
-        let delay = span.mul_f64(f64::from(attempts % 25) / 25.0) + Duration::from_millis(5);
-        if kill_after(&["rotate", "--as-of", AS_OF], &root, delay) {
-            killed += 1;
+        // Every fifth kill waits for the journal's ready mark, so kills land on both sides of
+        // it however the run's time divides between staging and committing on this machine.
+        let args = ["rotate", "--as-of", AS_OF];
+        let landed = if attempts % 5 == 4 {
+            kill_after_ready(&args, &root, Duration::from_millis(u64::from(attempts % 3)))
         } else {
-            span = span.mul_f64(0.8);
-        }
+            let delay = span.mul_f64(f64::from(attempts % 25) / 25.0) + Duration::from_millis(5);
+            let landed = kill_after(&args, &root, delay);
+            if !landed {
+                span = span.mul_f64(0.8);
+            }
+            landed
+        };
+        killed += usize::from(landed);
         attempts += 1;
         replay(&root, &REPLAY);
         assert!(
@@ -222,6 +259,7 @@ fn rotate_killed_at_fifty_instants_leaves_every_identity_whole() {
         rerun_completes(&root, &["rotate", "--as-of", AS_OF], &ids, &original, &what);
         assert!(temp_files(&root).is_empty());
     }
+    eprintln!("identities found new after each kill: {seen_new:?}");
     // 1,000 identities are one journal batch: a kill before it is marked ready leaves all of
     // them old, after it all new. Both must have been seen.
     assert!(
