@@ -246,16 +246,33 @@ impl Work for Rotation<'_> {
     }
 }
 
-/// Runs `work` over `items` through the journal, batch by batch; returns one report line per
-/// item (sorted) and the counts. An error means the run could not go on at all (journal or
-/// filesystem sync failed); identities committed before it are in the journal.
+/// Why an identity in the batch the filesystem filled up in failed (the whole story is in the
+/// run's `stopped`).
+const FULL_UNDONE: &str = "the filesystem filled up during its batch; left unchanged";
+/// Why an identity after that batch failed.
+const FULL_NOT_TRIED: &str = "not attempted: the filesystem filled up before it";
+
+/// What a writing command did, identity by identity.
+#[derive(Debug)]
+pub struct Outcome {
+    /// One line per item, sorted by (node, service).
+    pub identities: Vec<IdentityReport>,
+    pub counts: Counts,
+    /// Why the run stopped before the end (the filesystem filled up); the identities it did not
+    /// reach are `failed` and unchanged.
+    pub stopped: Option<String>,
+}
+
+/// Runs `work` over `items` through the journal, batch by batch. A full filesystem stops the
+/// run cleanly (see [`Outcome::stopped`]); any other error means the run could not go on at
+/// all (journal or filesystem sync failed), and the next writer replays the journal.
 pub fn run_batches<W: Work>(
     work: &W,
     items: &[W::Item],
     run: &mut Run,
     root: &Path,
     progress: bool,
-) -> anyhow::Result<(Vec<IdentityReport>, Counts)> {
+) -> anyhow::Result<Outcome> {
     let bar = if progress {
         ProgressBar::new(items.len() as u64)
     } else {
@@ -274,7 +291,15 @@ pub fn run_batches<W: Work>(
         .first()
         .map(|c| stage_chunk(work, c))
         .unwrap_or_default();
+    let mut stopped = None;
     for (batch, chunk) in chunks.iter().enumerate() {
+        if stopped.is_some() {
+            for item in *chunk {
+                let (node, service) = W::names(item);
+                reports.push(line(node, service, "failed", FULL_NOT_TRIED.into()));
+            }
+            continue;
+        }
         let mut staged = Vec::new();
         for ((node, service), result) in std::mem::take(&mut prepared) {
             match result {
@@ -287,6 +312,10 @@ pub fn run_batches<W: Work>(
                 }
             }
         }
+        let names: Vec<(String, String)> = staged
+            .iter()
+            .map(|s| (s.node.clone(), s.service.clone()))
+            .collect();
         let journal = &mut run.journal;
         let (committed, next) = rayon::join(
             || journal::commit_batch(journal, batch as u32, root, &backup, staged),
@@ -298,7 +327,21 @@ pub fn run_batches<W: Work>(
             },
         );
         prepared = next;
-        for committed in committed? {
+        let committed = match committed {
+            Ok(committed) => committed,
+            Err(err) => match err.downcast::<journal::NoSpace>() {
+                Ok(journal::NoSpace(why)) => {
+                    for (node, service) in &names {
+                        reports.push(line(node, service, "failed", FULL_UNDONE.into()));
+                    }
+                    stopped = Some(why);
+                    prepared = Vec::new();
+                    continue;
+                }
+                Err(err) => return Err(err),
+            },
+        };
+        for committed in committed {
             reports.push(match committed {
                 Committed::Done(change) => IdentityReport {
                     node: change.node,
@@ -324,7 +367,11 @@ pub fn run_batches<W: Work>(
         skipped: count("skipped"),
         failed: count("failed"),
     };
-    Ok((reports, counts))
+    Ok(Outcome {
+        identities: reports,
+        counts,
+        stopped,
+    })
 }
 
 type StagedChunk<'a> = Vec<((&'a str, &'a str), Result<Staged, NotStaged>)>;

@@ -97,10 +97,10 @@ pub fn from_pem(cert_pem: &[u8], key_pem: Option<&[u8]>) -> Result<Ca> {
         Ok(_) => bail!("ca.crt is not a CA certificate (basicConstraints cA is not set)"),
         Err(e) => bail!("ca.crt has malformed basicConstraints: {e}"),
     }
-    if let Ok(Some(ku)) = cert.key_usage() {
-        if !ku.value.key_cert_sign() {
-            bail!("ca.crt key usage does not allow signing certificates (keyCertSign)");
-        }
+    if let Ok(Some(ku)) = cert.key_usage()
+        && !ku.value.key_cert_sign()
+    {
+        bail!("ca.crt key usage does not allow signing certificates (keyCertSign)");
     }
     let public = keys::from_spki(cert.public_key()).map_err(|e| anyhow::anyhow!("ca.crt {e}"))?;
     let common_name = cert

@@ -165,6 +165,17 @@ pub fn write_atomic_with(
     sync_dir(dir)
 }
 
+/// Whether an I/O error says the filesystem is full (or the user's quota is).
+pub fn is_no_space(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// Whether any cause in `err`'s chain says the filesystem is full.
+pub fn caused_by_no_space(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|cause| cause.downcast_ref::<io::Error>().is_some_and(is_no_space))
+}
+
 /// Makes a directory's entries (renames, new files) durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

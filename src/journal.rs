@@ -163,14 +163,22 @@ impl Journal {
         })
     }
 
-    /// Appends one record and makes it durable.
+    /// Appends one record and makes it durable. A record that cannot be written whole (the
+    /// disk is full, say) is cut off again, so that a later record never follows a torn one.
     pub fn append(&mut self, record: &Record) -> Result<()> {
         let mut line = serde_json::to_string(record).expect("journal records always serialize");
         line.push('\n');
-        self.file
+        let before = self.file.metadata().map(|m| m.len());
+        let written = self
+            .file
             .write_all(line.as_bytes())
-            .and_then(|()| self.file.sync_data())
-            .with_context(|| format!("failed to write journal {}", self.path.display()))
+            .and_then(|()| self.file.sync_data());
+        if written.is_err()
+            && let Ok(len) = before
+        {
+            let _ = self.file.set_len(len);
+        }
+        written.with_context(|| format!("failed to write journal {}", self.path.display()))
     }
 }
 
@@ -282,12 +290,28 @@ pub fn commit_batch(
         return Ok(Vec::new());
     }
     let changes: Vec<Change> = staged.iter().map(Staged::change).collect();
-    journal.append(&Record::Prepare {
-        batch,
-        identities: changes.clone(),
-    })?;
+    journal
+        .append(&Record::Prepare {
+            batch,
+            identities: changes.clone(),
+        })
+        .map_err(|e| no_space(e, "not started", staged.len()))?;
     crash_point("prepared");
-    let written: Vec<Result<(), String>> = staged.par_iter().map(|s| stage(s, backup)).collect();
+    let written: Vec<Result<(), NotWritten>> =
+        staged.par_iter().map(|s| stage(s, backup)).collect();
+    if let Some(full) = written
+        .iter()
+        .find_map(|w| w.as_ref().err().filter(|e| e.no_space))
+    {
+        // Every identity after this one would fail the same way: undo the whole batch and stop.
+        abort(journal, batch, backup, &staged, &changes);
+        return Err(NoSpace(format!(
+            "no space left on the filesystem: {}; the batch of {} identities was undone",
+            full.reason,
+            staged.len()
+        ))
+        .into());
+    }
     fsio::sync_filesystem(root)?;
     fsio::sync_filesystem(backup)?;
     crash_point("staged");
@@ -300,20 +324,27 @@ pub fn commit_batch(
                 ready.push(change.key());
                 go.push((s, change));
             }
-            Err(reason) => {
+            Err(e) => {
                 discard(&s.dir, backup, &change);
                 results.push(Committed::Failed {
                     node: s.node.clone(),
                     service: s.service.clone(),
-                    reason,
+                    reason: e.reason,
                 });
             }
         }
     }
-    journal.append(&Record::Ready {
+    let marked = journal.append(&Record::Ready {
         batch,
         identities: ready,
-    })?;
+    });
+    if let Err(e) = marked {
+        // Not ready, so nothing may be renamed: undo now rather than leave it to a replay.
+        let (staged, changes): (Vec<&Staged>, Vec<Change>) = go.into_iter().unzip();
+        let undone = staged.len();
+        abort(journal, batch, backup, staged, &changes);
+        return Err(no_space(e, "undone", undone));
+    }
     crash_point("ready");
     let renamed: Vec<Result<(), String>> = go
         .par_iter()
@@ -338,26 +369,60 @@ pub fn commit_batch(
     Ok(results)
 }
 
+/// Why one identity could not be staged.
+struct NotWritten {
+    reason: String,
+    /// The filesystem is full: no identity after this one can be staged either.
+    no_space: bool,
+}
+
+impl NotWritten {
+    fn new(reason: String, err: &std::io::Error) -> NotWritten {
+        NotWritten {
+            reason,
+            no_space: fsio::is_no_space(err),
+        }
+    }
+}
+
+/// The filesystem filled up during a batch: the batch was undone and the run must stop.
+#[derive(Debug)]
+pub struct NoSpace(pub String);
+
+impl std::fmt::Display for NoSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoSpace {}
+
 /// Links the old files into the backup and writes the new ones to temporary files.
-fn stage(s: &Staged, backup: &Path) -> Result<(), String> {
+fn stage(s: &Staged, backup: &Path) -> Result<(), NotWritten> {
     let target_dir = backup.join(&s.node).join(&s.service);
     std::fs::create_dir_all(&target_dir).map_err(|e| {
-        format!(
+        let why = format!(
             "cannot create backup directory {}: {e}",
             target_dir.display()
-        )
+        );
+        NotWritten::new(why, &e)
     })?;
     for (name, _, bytes) in &s.files {
         let live = s.dir.join(name);
         let meta = std::fs::symlink_metadata(&live)
-            .map_err(|e| format!("{} cannot be read: {e}", live.display()))?;
+            .map_err(|e| NotWritten::new(format!("{} cannot be read: {e}", live.display()), &e))?;
         if !meta.is_file() {
-            return Err(format!("{} is no longer a regular file", live.display()));
+            return Err(NotWritten {
+                reason: format!("{} is no longer a regular file", live.display()),
+                no_space: false,
+            });
         }
         let saved = backup_path(backup, &s.node, &s.service, name);
         if let Err(e) = std::fs::hard_link(&live, &saved) {
-            std::fs::copy(&live, &saved)
-                .map_err(|c| format!("cannot back up {} ({e}; copy: {c})", live.display()))?;
+            std::fs::copy(&live, &saved).map_err(|c| {
+                let why = format!("cannot back up {} ({e}; copy: {c})", live.display());
+                NotWritten::new(why, &c)
+            })?;
         }
         let temp = temp_path(&s.dir, name);
         fsio::create_exclusive(
@@ -366,7 +431,7 @@ fn stage(s: &Staged, backup: &Path) -> Result<(), String> {
             meta.mode() & 0o7777,
             Some((meta.uid(), meta.gid())),
         )
-        .map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
+        .map_err(|e| NotWritten::new(format!("cannot write {}: {e}", temp.display()), &e))?;
     }
     Ok(())
 }
@@ -415,6 +480,35 @@ fn undo_renames(dir: &Path, backup: &Path, change: &Change) {
             }
         }
     }
+}
+
+/// A journal write that failed because the filesystem is full becomes [`NoSpace`]: the run
+/// stops there with what it has done so far, instead of failing as a whole.
+fn no_space(err: anyhow::Error, batch_was: &str, identities: usize) -> anyhow::Error {
+    if fsio::caused_by_no_space(&err) {
+        NoSpace(format!(
+            "no space left on the filesystem: {err:#}; the batch of {identities} identities was \
+             {batch_was}"
+        ))
+        .into()
+    } else {
+        err
+    }
+}
+
+/// Undoes a batch before its `ready` mark: every identity stays wholly old. The `abort` record
+/// is best effort; without it, a replay undoes the batch again, which is harmless.
+fn abort<'a>(
+    journal: &mut Journal,
+    batch: u32,
+    backup: &Path,
+    staged: impl IntoIterator<Item = &'a Staged>,
+    changes: &[Change],
+) {
+    for (s, change) in staged.into_iter().zip(changes) {
+        discard(&s.dir, backup, change);
+    }
+    let _ = journal.append(&Record::Abort { batch });
 }
 
 /// Removes an identity's temporary files and backup: it stays wholly old.

@@ -133,7 +133,7 @@ pub fn rollback(root: &Path, run_id: &str, opts: &WriteOptions) -> Result<Exit> 
         std::io::stderr().is_terminal(),
         opts.format == StatusFormat::Table,
     );
-    let (identities, counts) = rotate::pool(opts.jobs)?
+    let outcome = rotate::pool(opts.jobs)?
         .install(|| apply::run_batches(&work, &items, &mut run, &root, progress))?;
     let report = Report {
         version: REPORT_VERSION,
@@ -146,16 +146,11 @@ pub fn rollback(root: &Path, run_id: &str, opts: &WriteOptions) -> Result<Exit> 
         reason: None,
         operator: None,
         recovered_by_replay: false,
-        counts,
-        identities,
+        stopped: outcome.stopped,
+        counts: outcome.counts,
+        identities: outcome.identities,
     };
-    run.finish(&report)?;
-    rotate::print_report(&report, opts.format)?;
-    Ok(if counts.failed + counts.skipped > 0 {
-        Exit::WorkDue
-    } else {
-        Exit::Ok
-    })
+    rotate::conclude(run, &report, opts.format)
 }
 
 /// Default options for commands that take none of the writing flags.

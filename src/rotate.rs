@@ -71,7 +71,7 @@ pub fn execute(job: Job<'_>, opts: &WriteOptions) -> Result<(Option<Report>, Exi
         std::io::stderr().is_terminal(),
         opts.format == StatusFormat::Table,
     );
-    let (identities, counts) = pool(opts.jobs)?
+    let outcome = pool(opts.jobs)?
         .install(|| apply::run_batches(&rotation, &job.targets, &mut run, job.root, progress))?;
     let report = Report {
         version: REPORT_VERSION,
@@ -84,17 +84,44 @@ pub fn execute(job: Job<'_>, opts: &WriteOptions) -> Result<(Option<Report>, Exi
         reason: job.reason,
         operator: job.operator,
         recovered_by_replay: false,
-        counts,
-        identities,
+        stopped: outcome.stopped,
+        counts: outcome.counts,
+        identities: outcome.identities,
     };
-    run.finish(&report)?;
-    print_report(&report, opts.format)?;
-    let exit = if counts.failed + counts.skipped > 0 {
+    let exit = conclude(run, &report, opts.format)?;
+    Ok((Some(report), exit))
+}
+
+/// Ends a run: saves its report and closes its journal, prints the summary, and picks the exit
+/// code. A run stopped short (the filesystem filled up), or whose report could not be saved,
+/// says so on stderr; it exits 1 when it changed nothing, 3 when it changed some.
+pub fn conclude(run: Run, report: &Report, format: StatusFormat) -> Result<Exit> {
+    let saved = run.finish(report);
+    print_report(report, format)?;
+    let counts = report.counts;
+    if let Some(why) = &report.stopped {
+        eprintln!(
+            "rekey: error: {why}; stopped after {} of {} identities, the rest are unchanged; \
+             free some space and run `rekey {}` again",
+            counts.done,
+            report.identities.len(),
+            report.command
+        );
+    }
+    if let Err(err) = &saved {
+        eprintln!(
+            "rekey: error: {err:#}; the next writing command replays run {} and saves its report",
+            report.run_id
+        );
+    }
+    let cut_short = report.stopped.is_some() || saved.is_err();
+    Ok(if cut_short && counts.done == 0 {
+        Exit::Fatal
+    } else if cut_short || counts.failed + counts.skipped > 0 {
         Exit::WorkDue
     } else {
         Exit::Ok
-    };
-    Ok((Some(report), exit))
+    })
 }
 
 pub fn print_report(report: &Report, format: StatusFormat) -> Result<()> {

@@ -143,6 +143,9 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
     pub recovered_by_replay: bool,
+    /// Why the run stopped before its end (the filesystem filled up), naming the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     pub counts: Counts,
     pub identities: Vec<IdentityReport>,
 }
@@ -213,29 +216,28 @@ fn replayed_report(
     // Batches committed before the crash are in the journal too.
     let mut done: Vec<journal::Change> = Vec::new();
     for r in records {
-        if let Record::Prepare { batch, identities } = r {
-            if records
+        if let Record::Prepare { batch, identities } = r
+            && records
                 .iter()
                 .any(|c| matches!(c, Record::Commit { batch: b } if b == batch))
-            {
-                let ready: Vec<&String> = records
+        {
+            let ready: Vec<&String> = records
+                .iter()
+                .filter_map(|c| match c {
+                    Record::Ready {
+                        batch: b,
+                        identities,
+                    } if b == batch => Some(identities),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            done.extend(
+                identities
                     .iter()
-                    .filter_map(|c| match c {
-                        Record::Ready {
-                            batch: b,
-                            identities,
-                        } if b == batch => Some(identities),
-                        _ => None,
-                    })
-                    .flatten()
-                    .collect();
-                done.extend(
-                    identities
-                        .iter()
-                        .filter(|c| ready.contains(&&c.key()))
-                        .cloned(),
-                );
-            }
+                    .filter(|c| ready.contains(&&c.key()))
+                    .cloned(),
+            );
         }
     }
     done.extend(finished.iter().cloned());
@@ -274,6 +276,7 @@ fn replayed_report(
         reason: None,
         operator: None,
         recovered_by_replay: true,
+        stopped: None,
         counts,
         identities,
     }

@@ -217,3 +217,109 @@ pub fn temp_files(root: &Path) -> Vec<String> {
         .map(|e| e.path().display().to_string())
         .collect()
 }
+
+pub const FILES: [&str; 3] = ["cert.pem", "key.pem", "token.jwt"];
+
+/// A fleet of `n` plain identities on 20 nodes, issued `ago` days before [`AS_OF`]; returns
+/// their `nodes/<node>/<service>` paths.
+pub fn fleet(root: &Path, n: usize, ago: i64) -> Vec<String> {
+    let specs: Vec<_> = (0..n)
+        .map(|i| {
+            IdentitySpec::new(
+                &format!("node-{:02}", i % 20),
+                &format!("svc-{i:04}"),
+                issued(ago),
+            )
+        })
+        .collect();
+    build(root, &ca_spec(KeyAlg::P256), &specs);
+    specs
+        .iter()
+        .map(|s| format!("nodes/{}/{}", s.node, s.service))
+        .collect()
+}
+
+/// `cp -a from to`, replacing `to`.
+pub fn copy(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Every identity is wholly `old` or wholly `new` (differs in all three files); returns how
+/// many are new.
+pub fn whole(
+    ids: &[String],
+    old: &BTreeMap<String, (Vec<u8>, u32)>,
+    now: &BTreeMap<String, (Vec<u8>, u32)>,
+    what: &str,
+) -> usize {
+    let mut new = 0;
+    for id in ids {
+        let changed: Vec<bool> = FILES
+            .iter()
+            .map(|f| old[&format!("{id}/{f}")] != now[&format!("{id}/{f}")])
+            .collect();
+        assert!(
+            changed.iter().all(|c| *c) || changed.iter().all(|c| !*c),
+            "{what}: {id} is torn: {changed:?}"
+        );
+        new += usize::from(changed[0]);
+    }
+    new
+}
+
+/// Every backup of every run holds the bytes its report says the file had.
+pub fn backups_intact(root: &Path, what: &str) {
+    let runs = root.join(".rekey/runs");
+    let Ok(entries) = std::fs::read_dir(&runs) else {
+        return; // killed before the first run began
+    };
+    for run in entries {
+        let run = run.unwrap().path();
+        if !run.join("report.json").exists() {
+            // Killed before its journal began: nothing can have been staged.
+            let staged = walkdir::WalkDir::new(run.join("backup"))
+                .into_iter()
+                .filter_map(Result::ok)
+                .any(|e| e.file_type().is_file());
+            assert!(
+                !staged,
+                "{what}: {} has backups but no report",
+                run.display()
+            );
+            continue;
+        }
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap())
+                .unwrap();
+        for i in report["identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["outcome"] == "done")
+        {
+            for f in i["files"].as_array().unwrap() {
+                let saved = run
+                    .join("backup")
+                    .join(i["node"].as_str().unwrap())
+                    .join(i["service"].as_str().unwrap())
+                    .join(f["name"].as_str().unwrap());
+                let bytes = std::fs::read(&saved)
+                    .unwrap_or_else(|e| panic!("{what}: {}: {e}", saved.display()));
+                use sha2::Digest;
+                assert_eq!(
+                    hex::encode(sha2::Sha256::digest(bytes)),
+                    f["old_sha256"].as_str().unwrap(),
+                    "{what}: {}",
+                    saved.display()
+                );
+            }
+        }
+    }
+}
