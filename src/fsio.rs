@@ -44,7 +44,11 @@ pub fn read_credential(path: &Path) -> Slot {
             .custom_flags(READ_FLAGS | extra)
             .open(path)
     })
+    .0
 }
+
+/// Which file a name led to: device and inode numbers.
+pub type FileId = (u64, u64);
 
 const READ_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
 
@@ -61,10 +65,10 @@ impl Dir {
             .map(Dir)
     }
 
-    /// [`read_credential`] for the entry `name` of this directory.
-    pub fn read_credential(&self, name: &str) -> Slot {
+    /// [`read_credential`] for the entry `name` of this directory, with the file it read.
+    pub fn read_credential(&self, name: &str) -> (Slot, Option<FileId>) {
         let Ok(name) = std::ffi::CString::new(name) else {
-            return Slot::Unusable("has an invalid name".to_string());
+            return (Slot::Unusable("has an invalid name".to_string()), None);
         };
         read_opened(|extra| {
             use std::os::fd::{AsRawFd, FromRawFd};
@@ -84,9 +88,27 @@ impl Dir {
             }
         })
     }
+
+    /// The file the entry `name` is now (a link itself, not what it points to); `None` when
+    /// there is no such entry.
+    pub fn entry(&self, name: &str) -> Option<FileId> {
+        use std::os::fd::AsRawFd;
+        let name = std::ffi::CString::new(name).ok()?;
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid directory descriptor, a NUL-terminated name and a stat buffer.
+        let rc = unsafe {
+            libc::fstatat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        (rc == 0).then_some((st.st_dev, st.st_ino))
+    }
 }
 
-fn read_opened(open: impl Fn(i32) -> io::Result<File>) -> Slot {
+fn read_opened(open: impl Fn(i32) -> io::Result<File>) -> (Slot, Option<FileId>) {
     // Reading must not dirty the inode (an atime write per file at 10^5 identities); O_NOATIME
     // is refused for files we do not own unless privileged, then a plain open will do.
     let opened = match open(libc::O_NOATIME) {
@@ -95,24 +117,31 @@ fn read_opened(open: impl Fn(i32) -> io::Result<File>) -> Slot {
     };
     let file = match opened {
         Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Slot::Absent,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return (Slot::Absent, None),
         Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
-            return Slot::Unusable("is a symbolic link".to_string());
+            return (Slot::Unusable("is a symbolic link".to_string()), None);
         }
         // A socket cannot be opened at all.
         Err(err) if err.raw_os_error() == Some(libc::ENXIO) => {
-            return Slot::Unusable("is not a regular file".to_string());
+            return (Slot::Unusable("is not a regular file".to_string()), None);
         }
-        Err(err) => return Slot::Unusable(format!("cannot be opened: {err}")),
+        Err(err) => return (Slot::Unusable(format!("cannot be opened: {err}")), None),
     };
-    match read_regular_bounded(file) {
-        Ok(slot) => slot,
-        Err(err) => Slot::Unusable(format!("cannot be read: {err}")),
+    let meta = match file.metadata() {
+        Ok(meta) => meta,
+        Err(err) => return (Slot::Unusable(format!("cannot be read: {err}")), None),
+    };
+    let id = Some((
+        std::os::unix::fs::MetadataExt::dev(&meta),
+        std::os::unix::fs::MetadataExt::ino(&meta),
+    ));
+    match read_regular_bounded(file, &meta) {
+        Ok(slot) => (slot, id),
+        Err(err) => (Slot::Unusable(format!("cannot be read: {err}")), id),
     }
 }
 
-fn read_regular_bounded(file: File) -> io::Result<Slot> {
-    let meta = file.metadata()?;
+fn read_regular_bounded(file: File, meta: &std::fs::Metadata) -> io::Result<Slot> {
     if !meta.file_type().is_file() {
         return Ok(Slot::Unusable("is not a regular file".to_string()));
     }

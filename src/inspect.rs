@@ -51,6 +51,15 @@ impl Inspected {
 
 /// Inspects one identity's files against the CA.
 pub fn inspect(candidate: &Candidate, files: &Files, ca: &Ca) -> Inspected {
+    if let Some(why) = &files.in_flight {
+        let busy = |slot, file| credential(slot, file, |_| Err(format!("{file} {why}")));
+        return Inspected {
+            node: candidate.node.clone(),
+            service: candidate.service.clone(),
+            cert: busy(&files.cert, CERT_FILE),
+            token: busy(&files.token, TOKEN_FILE),
+        };
+    }
     let sub = format!("{}/{}", candidate.node, candidate.service);
     Inspected {
         node: candidate.node.clone(),

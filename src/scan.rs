@@ -5,12 +5,15 @@
 //! reads bytes; it does not judge them.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use walkdir::WalkDir;
 
 use crate::fsio::{self, Slot};
+use crate::journal;
 use crate::names;
 
 pub const CERT_FILE: &str = "cert.pem";
@@ -43,6 +46,9 @@ pub struct Files {
     pub cert: Slot,
     pub key: Slot,
     pub token: Slot,
+    /// Set when a writer was still renaming this identity's files after the readers' patience
+    /// ran out: the files may be of two generations, and must not be judged.
+    pub in_flight: Option<String>,
 }
 
 /// Lists every service directory under `<root>/nodes`, sorted by (node, service), with the
@@ -150,18 +156,134 @@ pub fn relative(root: &Path, path: &Path) -> String {
         .into_owned()
 }
 
-/// Reads an identity's credential files (none, through a linked directory).
+/// How long, in all, a process's readers wait for writers to finish renaming identities' files
+/// before reporting them as being rewritten. One budget for the whole process: a run that died
+/// with its temporary files in place (until the next writer replays it) costs one wait, not one
+/// per identity.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+static WAIT_UNTIL: OnceLock<Instant> = OnceLock::new();
+
+/// Reads an identity's credential files (none, through a linked directory) as one generation.
+///
+/// A writer replaces them one rename at a time (temporary `.rekey-new.<file>` over `<file>`), so a
+/// reader can land between two renames. After reading, the directory is checked for temporary
+/// files, then each name for the file that was read: when neither shows a writer at work, the
+/// three reads saw the directory as it was at one instant with no rename under way, wholly old
+/// or wholly new. Otherwise the identity is read again, and after [`PATIENCE`] it is reported as
+/// being rewritten ([`Files::in_flight`]).
 pub fn read(candidate: &Candidate) -> Files {
+    let files = |cert, key, token, in_flight| Files {
+        cert,
+        key,
+        token,
+        in_flight,
+    };
     if candidate.is_link {
-        return Files {
-            cert: Slot::Absent,
-            key: Slot::Absent,
-            token: Slot::Absent,
-        };
+        return files(Slot::Absent, Slot::Absent, Slot::Absent, None);
     }
-    Files {
-        cert: fsio::read_credential(&candidate.dir.join(CERT_FILE)),
-        key: fsio::read_credential(&candidate.dir.join(KEY_FILE)),
-        token: fsio::read_credential(&candidate.dir.join(TOKEN_FILE)),
+    let Ok(dir) = fsio::Dir::open(&candidate.dir) else {
+        // Unreadable, or gone since it was listed: each file says so.
+        let read = |name| fsio::read_credential(&candidate.dir.join(name));
+        return files(read(CERT_FILE), read(KEY_FILE), read(TOKEN_FILE), None);
+    };
+    let names = [CERT_FILE, KEY_FILE, TOKEN_FILE];
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let [(cert, cert_id), (key, key_id), (token, token_id)] =
+            names.map(|name| dir.read_credential(name));
+        let temp = names
+            .iter()
+            .map(|name| format!("{}{name}", journal::TEMP_PREFIX))
+            .find(|temp| dir.entry(temp).is_some());
+        let busy = match temp {
+            Some(temp) => Some(format!(
+                "is being rewritten by a rekey run that has not finished ({temp} is present): \
+                 wait for it, or run `rekey rotate` to finish an interrupted one"
+            )),
+            // A name that could not be opened (a link, a socket) has nothing to compare.
+            None => names
+                .iter()
+                .zip([(&cert, cert_id), (&key, key_id), (&token, token_id)])
+                .filter(|(_, (slot, id))| id.is_some() || matches!(slot, Slot::Absent))
+                .find(|(name, (_, id))| dir.entry(name) != *id)
+                .map(|(name, _)| format!("is being rewritten ({name} changed while it was read)")),
+        };
+        let Some(busy) = busy else {
+            return files(cert, key, token, None);
+        };
+        let deadline = *WAIT_UNTIL.get_or_init(|| Instant::now() + PATIENCE);
+        if Instant::now() >= deadline {
+            return files(cert, key, token, Some(busy));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A writer flips an identity between two generations with the journal's protocol
+    /// (temporary files, then renames one by one) while a reader reads it over and over: every
+    /// read is wholly one generation, and both are seen.
+    #[test]
+    fn a_reader_never_sees_two_generations_while_a_writer_renames() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("svc");
+        std::fs::create_dir(&dir).unwrap();
+        let names = [CERT_FILE, KEY_FILE, TOKEN_FILE];
+        for name in names {
+            std::fs::write(dir.join(name), [0u8]).unwrap();
+        }
+        let stop = AtomicBool::new(false);
+        let mut seen = [0usize; 2];
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut generation = 0u8;
+                while !stop.load(Ordering::Relaxed) {
+                    generation ^= 1;
+                    let temp = |name| dir.join(format!("{}{name}", journal::TEMP_PREFIX));
+                    for name in names {
+                        std::fs::write(temp(name), [generation]).unwrap();
+                    }
+                    for name in names {
+                        std::fs::rename(temp(name), dir.join(name)).unwrap();
+                    }
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+            });
+            // Stops the writer however the reader's loop ends, a failed assertion included.
+            struct Stop<'a>(&'a AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let _stop = Stop(&stop);
+            let candidate = Candidate {
+                node: "n".into(),
+                service: "svc".into(),
+                dir: dir.clone(),
+                is_link: false,
+            };
+            for _ in 0..3000 {
+                let files = read(&candidate);
+                assert_eq!(files.in_flight, None);
+                let generation = [files.cert, files.key, files.token].map(|slot| match slot {
+                    Slot::Present(bytes) => bytes[0],
+                    other => panic!("{other:?}"),
+                });
+                assert!(
+                    generation.iter().all(|g| *g == generation[0]),
+                    "a torn read: {generation:?}"
+                );
+                seen[usize::from(generation[0])] += 1;
+            }
+        });
+        assert!(seen[0] > 0 && seen[1] > 0, "{seen:?}");
     }
 }
