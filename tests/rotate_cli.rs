@@ -571,20 +571,10 @@ fn a_killed_rotate_leaves_every_identity_whole() {
             "{step}: {:?}",
             temp_files(root)
         );
-        let replayed = snapshot(root);
-        let mut new_ones = 0;
-        for i in 0..30 {
-            let base = format!("nodes/node-{:02}/svc-{i:03}", i % 7);
-            let changed: Vec<bool> = ["cert.pem", "key.pem", "token.jwt"]
-                .iter()
-                .map(|f| before[&format!("{base}/{f}")] != replayed[&format!("{base}/{f}")])
-                .collect();
-            assert!(
-                changed.iter().all(|c| *c) || changed.iter().all(|c| !*c),
-                "{step}: {base} is torn: {changed:?}"
-            );
-            new_ones += usize::from(changed[0]);
-        }
+        let ids: Vec<String> = (0..30)
+            .map(|i| format!("nodes/node-{:02}/svc-{i:03}", i % 7))
+            .collect();
+        let new_ones = whole(&ids, &before, &snapshot(root), step);
         let expect_new = matches!(step, "ready" | "renaming" | "renamed");
         assert_eq!(new_ones, if expect_new { 30 } else { 0 }, "{step}");
 
