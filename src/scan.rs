@@ -182,10 +182,21 @@ pub fn read(candidate: &Candidate) -> Files {
     if candidate.is_link {
         return files(Slot::Absent, Slot::Absent, Slot::Absent, None);
     }
-    let Ok(dir) = fsio::Dir::open(&candidate.dir) else {
-        // Unreadable, or gone since it was listed: each file says so.
-        let read = |name| fsio::read_credential(&candidate.dir.join(name));
-        return files(read(CERT_FILE), read(KEY_FILE), read(TOKEN_FILE), None);
+    let dir = match fsio::Dir::open(&candidate.dir) {
+        Ok(dir) => dir,
+        // Gone since it was listed: an empty identity, ignored.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return files(Slot::Absent, Slot::Absent, Slot::Absent, None);
+        }
+        Err(err) => {
+            let why = if err.raw_os_error() == Some(libc::ELOOP) {
+                "cannot be read: its directory became a symbolic link".to_string()
+            } else {
+                format!("cannot be read: its directory cannot be opened: {err}")
+            };
+            let unusable = || Slot::Unusable(why.clone());
+            return files(unusable(), unusable(), unusable(), None);
+        }
     };
     let names = [CERT_FILE, KEY_FILE, TOKEN_FILE];
     let mut pause = Duration::from_millis(1);
