@@ -1,0 +1,301 @@
+//! The journal's format: one JSON record a line, appended and synced one at a time, and what
+//! a journal says is left unfinished. The protocol that writes it is in the parent module.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The journal format version.
+pub const VERSION: u32 = 1;
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Record {
+    Start {
+        version: u32,
+        run_id: String,
+        command: String,
+        as_of: String,
+    },
+    Prepare {
+        batch: u32,
+        identities: Vec<Change>,
+    },
+    Ready {
+        batch: u32,
+        identities: Vec<String>,
+    },
+    Commit {
+        batch: u32,
+    },
+    Abort {
+        batch: u32,
+    },
+    End {
+        recovered: bool,
+    },
+}
+
+/// The files of one identity that a batch replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    pub node: String,
+    pub service: String,
+    pub files: Vec<FileChange>,
+}
+
+impl Change {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.node, self.service)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileChange {
+    pub name: String,
+    pub old_sha256: String,
+    pub new_sha256: String,
+}
+
+/// An open journal, appended to and synced record by record.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+impl Journal {
+    pub fn create(path: &Path) -> Result<Journal> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("failed to create journal {}", path.display()))?;
+        Ok(Journal {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn open(path: &Path) -> Result<Journal> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("failed to open journal {}", path.display()))?;
+        Ok(Journal {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Appends one record and makes it durable. A record that cannot be written whole (the
+    /// disk is full, say) is cut off again, so that a later record never follows a torn one.
+    pub fn append(&mut self, record: &Record) -> Result<()> {
+        let mut line = serde_json::to_string(record).expect("journal records always serialize");
+        line.push('\n');
+        let before = self.file.metadata().map(|m| m.len());
+        let written = self
+            .file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data());
+        if written.is_err()
+            && let Ok(len) = before
+        {
+            let _ = self.file.set_len(len);
+        }
+        written.with_context(|| format!("failed to write journal {}", self.path.display()))
+    }
+}
+
+/// Reads a journal. A last line cut short by a crash is ignored: it was never synced whole, so
+/// the step it announced never began.
+pub fn read(path: &Path) -> Result<Vec<Record>> {
+    let file =
+        File::open(path).with_context(|| format!("failed to read journal {}", path.display()))?;
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("failed to read journal {}", path.display()))?;
+    let mut records = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(record) => records.push(record),
+            Err(_) if i + 1 == lines.len() => break,
+            Err(e) => anyhow::bail!("journal {} line {} is corrupt: {e}", path.display(), i + 1),
+        }
+    }
+    Ok(records)
+}
+
+/// What replay must do for one unfinished batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unfinished {
+    /// `ready` was journaled: finish these identities' renames.
+    Finish { batch: u32, changes: Vec<Change> },
+    /// Only `prepare`: remove temporary files and backups; nothing was renamed.
+    Undo { batch: u32, changes: Vec<Change> },
+}
+
+/// The batches of a journal that were neither committed nor aborted (pure).
+pub fn unfinished(records: &[Record]) -> Vec<Unfinished> {
+    let mut out = Vec::new();
+    for record in records {
+        let Record::Prepare { batch, identities } = record else {
+            continue;
+        };
+        let closed = records.iter().any(
+            |r| matches!(r, Record::Commit { batch: b } | Record::Abort { batch: b } if b == batch),
+        );
+        if closed {
+            continue;
+        }
+        let ready: Option<BTreeSet<&String>> = records.iter().find_map(|r| match r {
+            Record::Ready {
+                batch: b,
+                identities,
+            } if b == batch => Some(identities.iter().collect()),
+            _ => None,
+        });
+        match ready {
+            Some(ready) => {
+                let (finish, undo): (Vec<Change>, Vec<Change>) = identities
+                    .iter()
+                    .cloned()
+                    .partition(|c| ready.contains(&c.key()));
+                if !undo.is_empty() {
+                    out.push(Unfinished::Undo {
+                        batch: *batch,
+                        changes: undo,
+                    });
+                }
+                out.push(Unfinished::Finish {
+                    batch: *batch,
+                    changes: finish,
+                });
+            }
+            None => out.push(Unfinished::Undo {
+                batch: *batch,
+                changes: identities.clone(),
+            }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(node: &str) -> Change {
+        Change {
+            node: node.into(),
+            service: "s".into(),
+            files: vec![FileChange {
+                name: "cert.pem".into(),
+                old_sha256: "a".into(),
+                new_sha256: "b".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn replay_finishes_ready_batches_and_undoes_the_rest() {
+        let start = Record::Start {
+            version: 1,
+            run_id: "r".into(),
+            command: "rotate".into(),
+            as_of: "t".into(),
+        };
+        let prepare = |batch, nodes: &[&str]| Record::Prepare {
+            batch,
+            identities: nodes.iter().map(|n| change(n)).collect(),
+        };
+        let ready = |batch, nodes: &[&str]| Record::Ready {
+            batch,
+            identities: nodes.iter().map(|n| format!("{n}/s")).collect(),
+        };
+        let cases: Vec<(&str, Vec<Record>, Vec<Unfinished>)> = vec![
+            ("nothing begun", vec![start.clone()], vec![]),
+            (
+                "committed",
+                vec![
+                    start.clone(),
+                    prepare(0, &["a"]),
+                    ready(0, &["a"]),
+                    Record::Commit { batch: 0 },
+                ],
+                vec![],
+            ),
+            (
+                "aborted",
+                vec![prepare(0, &["a"]), Record::Abort { batch: 0 }],
+                vec![],
+            ),
+            (
+                "prepared only: undo",
+                vec![prepare(0, &["a", "b"])],
+                vec![Unfinished::Undo {
+                    batch: 0,
+                    changes: vec![change("a"), change("b")],
+                }],
+            ),
+            (
+                "ready: finish",
+                vec![prepare(0, &["a"]), ready(0, &["a"])],
+                vec![Unfinished::Finish {
+                    batch: 0,
+                    changes: vec![change("a")],
+                }],
+            ),
+            (
+                "ready for some: finish those, undo the others",
+                vec![prepare(0, &["a", "b"]), ready(0, &["b"])],
+                vec![
+                    Unfinished::Undo {
+                        batch: 0,
+                        changes: vec![change("a")],
+                    },
+                    Unfinished::Finish {
+                        batch: 0,
+                        changes: vec![change("b")],
+                    },
+                ],
+            ),
+            (
+                "second batch interrupted",
+                vec![
+                    prepare(0, &["a"]),
+                    ready(0, &["a"]),
+                    Record::Commit { batch: 0 },
+                    prepare(1, &["b"]),
+                ],
+                vec![Unfinished::Undo {
+                    batch: 1,
+                    changes: vec![change("b")],
+                }],
+            ),
+        ];
+        for (name, records, want) in cases {
+            assert_eq!(unfinished(&records), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_but_a_torn_middle_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let good = serde_json::to_string(&Record::Commit { batch: 3 }).unwrap();
+        std::fs::write(&path, format!("{good}\n{{\"op\":\"prep")).unwrap();
+        assert_eq!(read(&path).unwrap(), vec![Record::Commit { batch: 3 }]);
+        std::fs::write(&path, format!("{{\"op\":\"prep\n{good}\n")).unwrap();
+        assert!(read(&path).is_err());
+    }
+}
