@@ -100,12 +100,16 @@ pub fn conclude(run: Run, report: &Report, format: StatusFormat) -> Result<Exit>
     print_report(report, format)?;
     let counts = report.counts;
     if let Some(why) = &report.stopped {
+        // A plan no longer matches the identities done: `apply` needs a fresh one.
+        let again = match report.command.as_str() {
+            "apply" => "make a new plan and apply it".to_string(),
+            command => format!("run `rekey {command}` again"),
+        };
         eprintln!(
             "rekey: error: {why}; stopped after {} of {} identities, the rest are unchanged; \
-             free some space and run `rekey {}` again",
+             free some space and {again}",
             counts.done,
             report.identities.len(),
-            report.command
         );
     }
     if let Err(err) = &saved {
