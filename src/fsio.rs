@@ -157,6 +157,27 @@ fn read_regular_bounded(file: File, meta: &std::fs::Metadata) -> io::Result<Slot
     Ok(Slot::Present(bytes))
 }
 
+/// Prefix of the temporary file [`write_atomic`] writes beside its target.
+pub const ATOMIC_PREFIX: &str = ".rekey-tmp-";
+
+/// Removes the temporary files an interrupted [`write_atomic`] left in `dir`.
+pub fn remove_stale_temps(dir: &Path) -> Result<()> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("failed to list {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("failed to list {}", dir.display()))?;
+        if entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(ATOMIC_PREFIX.as_bytes())
+        {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("failed to remove {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Replaces `path` atomically: a new temporary file in the same directory (created exclusively,
 /// with `mode`), written, synced, renamed over `path`, then the directory synced. A symbolic link
 /// at `path` is replaced by the rename, never written through.
@@ -175,7 +196,7 @@ pub fn write_atomic_with(
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(".rekey-tmp-")
+        .prefix(ATOMIC_PREFIX)
         .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(dir)
         .with_context(|| format!("failed to create a temporary file in {}", dir.display()))?;

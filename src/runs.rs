@@ -188,6 +188,8 @@ pub fn replay_interrupted(root: &Path) -> Result<Vec<String>> {
             continue;
         }
         let (finished, undone) = journal::replay(&path, root, &dir.join("backup"))?;
+        // Killed while saving its report: the half-written copy goes, a whole one is written.
+        fsio::remove_stale_temps(&dir)?;
         let report = replayed_report(root, &id, &records, &finished, &undone);
         write_report(&dir, &report)?;
         said.push(format!(
