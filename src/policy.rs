@@ -187,7 +187,7 @@ self_renews_cert = true
 self_rotates_token = false
 "#;
         let policy = Policy::parse(text).unwrap();
-        assert_eq!(policy.renewal("nodeagent").self_renews_cert, true);
+        assert!(policy.renewal("nodeagent").self_renews_cert);
         assert_eq!(policy.renewal("unlisted"), Renewal::default());
         assert_eq!(policy.keys, KeyMode::Rotate);
     }

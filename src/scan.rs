@@ -281,7 +281,14 @@ mod tests {
                 dir: dir.clone(),
                 is_link: false,
             };
-            for _ in 0..3000 {
+            // At least 3,000 reads, and on until both generations have been read often (the
+            // writer thread may start late on a loaded machine); a time bound all the same.
+            let start = Instant::now();
+            let mut reads = 0;
+            while (reads < 3000 || seen.iter().any(|n| *n < 100))
+                && start.elapsed() < Duration::from_secs(30)
+            {
+                reads += 1;
                 let files = read(&candidate);
                 assert_eq!(files.in_flight, None);
                 let generation = [files.cert, files.key, files.token].map(|slot| match slot {

@@ -7,7 +7,10 @@ mod harness;
 
 use std::path::Path;
 
-const TARGETS: [(&str, fn(&[u8]) -> bool); 4] = [
+/// A harness function: checks one input, says whether it was accepted.
+type Check = fn(&[u8]) -> bool;
+
+const TARGETS: [(&str, Check); 4] = [
     ("token", harness::token),
     ("certificate", harness::certificate),
     ("plan", harness::plan),

@@ -522,7 +522,7 @@ fn rolling_back_every_run_newest_first_restores_the_fleet() {
 
     let out = rekey().args(["runs", "--root"]).arg(root).output().unwrap();
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(listing.contains(&format!("rolled back by")), "{listing}");
+    assert!(listing.contains("rolled back by"), "{listing}");
     assert_eq!(
         listing.lines().count(),
         5,
