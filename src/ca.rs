@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
+use crate::digest::Digest;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
@@ -19,7 +19,7 @@ use crate::pemblock;
 /// The CA as rekey judges the fleet against it.
 pub struct Ca {
     /// SHA-256 of the CA certificate's DER, lowercase hex (the plan's `ca_sha256`).
-    pub sha256: String,
+    pub sha256: Digest,
     pub common_name: String,
     pub subject_der: Vec<u8>,
     pub not_before: DateTime<Utc>,
@@ -123,7 +123,7 @@ pub fn from_pem(cert_pem: &[u8], key_pem: Option<&[u8]>) -> Result<Ca> {
         KeyAlg::Ed25519 => jsonwebtoken::DecodingKey::from_ed_der(&public.bits),
     };
     Ok(Ca {
-        sha256: hex::encode(Sha256::digest(&block.der)),
+        sha256: Digest::of(&block.der),
         common_name,
         subject_der: cert.subject().as_raw().to_vec(),
         not_before: to_utc(cert.validity().not_before.timestamp()),

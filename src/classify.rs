@@ -268,7 +268,7 @@ mod tests {
 
     fn cred(facts: Result<Window, String>) -> Credential {
         Credential {
-            sha256: Some([0; 32]),
+            sha256: Some(crate::digest::Digest::of(b"")),
             facts,
             key_alg: None,
         }

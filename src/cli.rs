@@ -1,10 +1,15 @@
-//! Command-line arguments: clap's raw structs and their conversion into validated values.
-//! After this module no argument is a string to be parsed again.
+//! Command-line arguments: clap's raw structs and their conversion, once, into the validated
+//! options of each subcommand ([`invocation`]). clap's types end here: the library never sees
+//! them, and after this module no argument is a string to be parsed again.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
+use rekey::cmd::{self, Invocation};
+use rekey::plan;
+use rekey::write::Settings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -91,6 +96,9 @@ pub enum Command {
         run_id: String,
         #[arg(long, value_name = "DIR", default_value = ".")]
         root: PathBuf,
+        /// Show what would be put back and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List the runs recorded in the fleet.
     Runs {
@@ -164,14 +172,136 @@ pub fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
         })
 }
 
-/// `--warn-days` as a duration.
-pub fn warn_window(days: u32) -> TimeDelta {
-    TimeDelta::days(i64::from(days))
+/// Converts the parsed command line into a validated invocation. `started` is the wall clock
+/// read once at start; "now" (the default run date) is the same instant to the second.
+pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
+    let now = chrono::SubsecRound::trunc_subsecs(started, 0);
+    let settings = |w: &WriteArgs| Settings {
+        jobs: w.jobs.map(usize::from),
+        progress: show_progress(
+            w.progress,
+            std::io::stderr().is_terminal(),
+            w.format == StatusFormat::Table,
+        ),
+        json: w.format == StatusFormat::Json,
+        started,
+    };
+    let plan_format = |json: bool| {
+        if json {
+            plan::Format::Json
+        } else {
+            plan::Format::Toml
+        }
+    };
+    match cli.command {
+        Command::Status {
+            common,
+            format,
+            warn_days,
+        } => Invocation::Status(cmd::status::Options {
+            root: common.root,
+            as_of: common.as_of.unwrap_or(now),
+            json: format == StatusFormat::Json,
+            warn: TimeDelta::days(i64::from(warn_days)),
+        }),
+        Command::Plan {
+            common,
+            format,
+            output,
+        } => Invocation::Plan(cmd::plan::Options {
+            root: common.root,
+            as_of: common.as_of.unwrap_or(now),
+            format: plan_format(format == PlanFormat::Json),
+            output,
+        }),
+        Command::Apply { plan, as_of, write } => Invocation::Apply(cmd::apply::Options {
+            plan,
+            as_of: as_of.unwrap_or(now),
+            write: settings(&write),
+        }),
+        Command::Rotate {
+            common,
+            dry_run,
+            write,
+        } => Invocation::Rotate(cmd::rotate::Options {
+            root: common.root,
+            as_of: common.as_of.unwrap_or(now),
+            dry_run: dry_run.then(|| plan_format(write.format == StatusFormat::Json)),
+            write: settings(&write),
+        }),
+        Command::Recover {
+            common,
+            node,
+            service,
+            all,
+            reason,
+            operator,
+            yes,
+            write,
+        } => Invocation::Recover(cmd::recover::Options {
+            root: common.root,
+            as_of: common.as_of.unwrap_or(now),
+            selection: cmd::recover::Selection {
+                nodes: node,
+                services: service,
+                all,
+            },
+            reason,
+            operator: cmd::recover::operator_name(operator),
+            yes,
+            write: settings(&write),
+        }),
+        Command::Rollback {
+            run_id,
+            root,
+            dry_run,
+        } => Invocation::Rollback(cmd::rollback::Options {
+            root,
+            run_id,
+            dry_run,
+            write: Settings {
+                jobs: None,
+                progress: false,
+                json: false,
+                started,
+            },
+        }),
+        Command::Runs { root } => Invocation::Runs(cmd::runs::Options { root }),
+        Command::Demo { dir, as_of } => Invocation::Demo(cmd::demo::Options {
+            dir,
+            as_of: as_of.unwrap_or(now),
+            started,
+        }),
+    }
+}
+
+/// Whether to draw a progress bar on stderr: always or never when asked, otherwise only for a
+/// person (stderr is a terminal and the output is the table, not JSON).
+fn show_progress(mode: Progress, stderr_is_terminal: bool, table_output: bool) -> bool {
+    match mode {
+        Progress::Always => true,
+        Progress::Never => false,
+        Progress::Auto => stderr_is_terminal && table_output,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_progress_bar_shows_only_for_people() {
+        let cases = [
+            ("auto, terminal, table", Progress::Auto, true, true, true),
+            ("auto, terminal, json", Progress::Auto, true, false, false),
+            ("auto, piped, table", Progress::Auto, false, true, false),
+            ("always, piped, json", Progress::Always, false, false, true),
+            ("never, terminal, table", Progress::Never, true, true, false),
+        ];
+        for (name, mode, tty, table, want) in cases {
+            assert_eq!(show_progress(mode, tty, table), want, "{name}");
+        }
+    }
 
     #[test]
     fn as_of_accepts_rfc3339_and_dates() {

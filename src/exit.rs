@@ -1,4 +1,4 @@
-//! The one exit-code enum (DESIGN §5). Every command maps its outcome onto these.
+//! The one exit-code enum (docs/design.md §5). Every command maps its outcome onto these.
 
 /// How a rekey process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -7,12 +7,30 @@ pub enum Exit {
     Ok = 0,
     /// Fatal: nothing was written (bad root, CA unusable, lock held, bad plan).
     Fatal = 1,
-    /// Usage error (clap's own exit code for bad arguments).
+    /// Usage error: clap's own exit code for bad arguments, and [`UsageError`].
     Usage = 2,
     /// `status`/`plan`: work is due. Write commands: some identities failed, the rest were done.
     WorkDue = 3,
     /// `status`/`plan`/`rotate`: an identity needs `recover`, or a problem was found.
     Attention = 4,
+}
+
+impl Exit {
+    /// The more serious of two exit codes (fatal, usage, then 4 over 3 over 0).
+    pub fn worse(self, other: Exit) -> Exit {
+        let rank = |e: Exit| match e {
+            Exit::Ok => 0,
+            Exit::WorkDue => 1,
+            Exit::Attention => 2,
+            Exit::Usage => 3,
+            Exit::Fatal => 4,
+        };
+        if rank(self) >= rank(other) {
+            self
+        } else {
+            other
+        }
+    }
 }
 
 impl From<crate::survey::Attention> for Exit {
@@ -24,3 +42,16 @@ impl From<crate::survey::Attention> for Exit {
         }
     }
 }
+
+/// An error in what the command line asked (a selector that matches nothing, a run date ahead
+/// of the clock): the process exits 2, nothing written.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}

@@ -157,6 +157,10 @@ fn read_regular_bounded(file: File, meta: &std::fs::Metadata) -> io::Result<Slot
     Ok(Slot::Present(bytes))
 }
 
+/// Prefix of the temporary file that holds a credential's replacement while a writing run
+/// stages it (`.rekey-new.cert.pem`); readers that see one wait for the rename.
+pub const TEMP_PREFIX: &str = ".rekey-new.";
+
 /// Prefix of the temporary file [`write_atomic`] writes beside its target.
 pub const ATOMIC_PREFIX: &str = ".rekey-tmp-";
 
@@ -246,6 +250,33 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Makes `to` a second name of the file `from` (a hard link) or, where a link cannot be made
+/// (another filesystem, a file owned by another user), a new file with a copy of its bytes, mode
+/// 0600. Never overwrites: an existing `to` is an error and is left exactly as it was.
+pub fn link_or_copy_exclusive(from: &Path, to: &Path) -> io::Result<()> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => {
+            let mut source = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(from)?;
+            let mut copy = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(to)?;
+            let copied = io::copy(&mut source, &mut copy);
+            if copied.is_err() {
+                let _ = std::fs::remove_file(to);
+            }
+            copied.map(drop)
+        }
+    }
+}
+
 /// Creates `path` exclusively (never through a link) with `mode`, writes `bytes`, and gives it
 /// the owner and group `owner` when they differ from the creating user's. No sync: see
 /// [`sync_filesystem`].
@@ -317,6 +348,22 @@ mod tests {
             read_credential(dir.path()),
             Slot::Unusable("is not a regular file".into())
         );
+    }
+
+    #[test]
+    fn a_backup_never_overwrites_what_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("key.pem");
+        let saved = dir.path().join("saved");
+        std::fs::write(&live, b"live key").unwrap();
+        link_or_copy_exclusive(&live, &saved).unwrap();
+        assert_eq!(std::fs::read(&saved).unwrap(), b"live key");
+        // A second backup of the same file (the root cause of a key once emptied): refused,
+        // and both names still hold every byte.
+        let err = link_or_copy_exclusive(&live, &saved).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&live).unwrap(), b"live key");
+        assert_eq!(std::fs::read(&saved).unwrap(), b"live key");
     }
 
     #[test]

@@ -4,11 +4,11 @@
 //! Problems are sentence fragments naming the file ("cert.pem was not issued by this CA").
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use x509_parser::nom::Parser as _;
 use x509_parser::prelude::X509CertificateParser;
 
 use crate::ca::{Ca, to_utc};
+use crate::digest::Digest;
 use crate::fsio::Slot;
 use crate::keys::{self, KeyAlg};
 use crate::pemblock;
@@ -26,7 +26,7 @@ pub struct Window {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     /// SHA-256 of the file as read; `None` when it could not be read at all.
-    pub sha256: Option<[u8; 32]>,
+    pub sha256: Option<Digest>,
     /// The validity window, or why the credential is unusable.
     pub facts: Result<Window, String>,
     /// The certificate's key algorithm (certificates only).
@@ -94,7 +94,7 @@ fn credential(slot: &Slot, file: &str, parse: impl FnOnce(&[u8]) -> Parsed) -> O
             key_alg: None,
         }),
         Slot::Present(bytes) => {
-            let sha256 = Some(Sha256::digest(bytes).into());
+            let sha256 = Some(Digest::of(bytes));
             let (facts, key_alg) = match parse(bytes) {
                 Ok((window, alg)) => (Ok(window), alg),
                 Err(e) => (Err(e), None),

@@ -16,6 +16,39 @@ pub fn is_valid(name: &str) -> bool {
     }
 }
 
+/// One identity of the fleet: `nodes/<node>/<service>`, both names valid. Ordered by node, then
+/// service: the order of plans, reports and batches. Collections of work are keyed by it, so
+/// that no identity can be acted on twice in one run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IdentityId {
+    node: String,
+    service: String,
+}
+
+impl IdentityId {
+    /// The identity `node/service`, or `None` when either is not a valid name.
+    pub fn new(node: &str, service: &str) -> Option<IdentityId> {
+        (is_valid(node) && is_valid(service)).then(|| IdentityId {
+            node: node.to_string(),
+            service: service.to_string(),
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+}
+
+impl std::fmt::Display for IdentityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.node, self.service)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_valid;

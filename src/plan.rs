@@ -5,10 +5,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{Action, stamp};
 use std::io::Write;
 
+use crate::classify::{Action, stamp};
+use crate::policy::KeyMode;
+
 use crate::survey::{Assessed, Identity, Survey};
+
+mod valid;
+
+pub use valid::{Planned, PlannedIdentity, ValidPlan};
 
 /// The plan format version this rekey writes and reads.
 pub const VERSION: u32 = 1;
@@ -19,7 +25,14 @@ pub struct Plan {
     pub version: u32,
     pub root: String,
     pub as_of: String,
+    /// For the reviewer: the validity the fleet's policy gives (never used to issue).
     pub validity_days: u32,
+    /// For the reviewer: what happens to key pairs (never used to issue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<KeyMode>,
+    /// The digest of the policy the plan was made under; `apply` refuses another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_sha256: Option<String>,
     pub ca_sha256: String,
     pub ca_not_after: String,
     #[serde(default)]
@@ -72,7 +85,7 @@ impl Entry {
             not_after: c.window.map(|w| stamp(w.not_after)),
             new_not_after: matches!(action, Action::Rotate | Action::Recover)
                 .then(|| new_not_after.to_string()),
-            sha256: c.sha256.map(hex::encode),
+            sha256: c.sha256.map(|d| d.hex()),
         }
     }
 }
@@ -97,6 +110,10 @@ struct Out<'a, I: Serialize> {
     root: &'a str,
     as_of: &'a str,
     validity_days: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<KeyMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy_sha256: Option<&'a str>,
     ca_sha256: &'a str,
     ca_not_after: &'a str,
     identity: I,
@@ -127,6 +144,12 @@ impl<I: Serialize> Out<'_, I> {
         writeln!(w, "root = {}", quote(self.root))?;
         writeln!(w, "as_of = {}", quote(self.as_of))?;
         writeln!(w, "validity_days = {}", self.validity_days)?;
+        if let Some(keys) = self.keys {
+            writeln!(w, "keys = {}", quote(key_mode(keys)))?;
+        }
+        if let Some(digest) = self.policy_sha256 {
+            writeln!(w, "policy_sha256 = {}", quote(digest))?;
+        }
         writeln!(w, "ca_sha256 = {}", quote(self.ca_sha256))?;
         writeln!(w, "ca_not_after = {}", quote(self.ca_not_after))?;
         for i in identities {
@@ -167,12 +190,16 @@ pub fn write(survey: &Survey, format: Format, w: &mut impl Write) -> std::io::Re
     let (as_of, ca_not_after) = (stamp(survey.as_of), stamp(survey.ca.not_after));
     let issues = issues_of(survey);
     let identities = || identities(survey);
+    let policy_sha256 = survey.policy.digest().hex();
+    let ca_sha256 = survey.ca.sha256.hex();
     let out = Out {
         version: VERSION,
         root: &root,
         as_of: &as_of,
         validity_days: survey.policy.validity_days,
-        ca_sha256: &survey.ca.sha256,
+        keys: Some(survey.policy.keys),
+        policy_sha256: Some(&policy_sha256),
+        ca_sha256: &ca_sha256,
         ca_not_after: &ca_not_after,
         identity: Lazy(identities),
         issue: &issues,
@@ -211,7 +238,9 @@ impl Plan {
             root: survey.root.to_string_lossy().into_owned(),
             as_of: stamp(survey.as_of),
             validity_days: survey.policy.validity_days,
-            ca_sha256: survey.ca.sha256.clone(),
+            keys: Some(survey.policy.keys),
+            policy_sha256: Some(survey.policy.digest().hex()),
+            ca_sha256: survey.ca.sha256.hex(),
             ca_not_after: stamp(survey.ca.not_after),
             identity: identities(survey).collect(),
             issue: issues_of(survey),
@@ -224,6 +253,8 @@ impl Plan {
             root: &self.root,
             as_of: &self.as_of,
             validity_days: self.validity_days,
+            keys: self.keys,
+            policy_sha256: self.policy_sha256.as_deref(),
             ca_sha256: &self.ca_sha256,
             ca_not_after: &self.ca_not_after,
             identity: &self.identity,
@@ -262,6 +293,13 @@ impl Plan {
             );
         }
         Ok(plan)
+    }
+}
+
+fn key_mode(keys: KeyMode) -> &'static str {
+    match keys {
+        KeyMode::Rotate => "rotate",
+        KeyMode::Reuse => "reuse",
     }
 }
 

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use chrono::TimeDelta;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
 
 use crate::fsio::{self, Slot};
 use crate::names;
@@ -15,7 +17,7 @@ use crate::names;
 pub const FILE_NAME: &str = "rekey.toml";
 
 /// What to do with the key pair when a certificate is reissued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyMode {
     /// A new key pair of the same algorithm, when `key.pem` is present.
@@ -25,7 +27,7 @@ pub enum KeyMode {
 }
 
 /// Which credentials a service renews by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Renewal {
     #[serde(default)]
@@ -34,13 +36,16 @@ pub struct Renewal {
     pub self_rotates_token: bool,
 }
 
-/// A validated policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A validated policy. Its serialized form is canonical (fields in a fixed order, services
+/// sorted): [`Policy::digest`] names the policy in force, whatever file spelled it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Policy {
     pub validity_days: u32,
     pub stalled_below_percent: u32,
     pub min_age_hours: u32,
     pub keys: KeyMode,
+    /// `apply` refuses a plan older than this.
+    pub max_plan_age_hours: u32,
     pub services: BTreeMap<String, Renewal>,
 }
 
@@ -56,6 +61,8 @@ struct RawPolicy {
     min_age_hours: u32,
     #[serde(default = "default_keys")]
     keys: KeyMode,
+    #[serde(default = "default_max_plan_age")]
+    max_plan_age_hours: u32,
     #[serde(default)]
     services: BTreeMap<String, Renewal>,
 }
@@ -71,6 +78,9 @@ fn default_min_age() -> u32 {
 }
 fn default_keys() -> KeyMode {
     KeyMode::Rotate
+}
+fn default_max_plan_age() -> u32 {
+    168
 }
 
 impl Policy {
@@ -98,6 +108,7 @@ impl Policy {
             stalled_below_percent: default_stalled(),
             min_age_hours: default_min_age(),
             keys: default_keys(),
+            max_plan_age_hours: default_max_plan_age(),
             services,
         }
     }
@@ -129,6 +140,12 @@ impl Policy {
                 raw.min_age_hours
             );
         }
+        if !(1..=8760).contains(&raw.max_plan_age_hours) {
+            bail!(
+                "max_plan_age_hours must be between 1 and 8760, not {}",
+                raw.max_plan_age_hours
+            );
+        }
         for name in raw.services.keys() {
             if !names::is_valid(name) {
                 bail!("service name {name:?} in [services] is not a valid service name");
@@ -139,6 +156,7 @@ impl Policy {
             stalled_below_percent: raw.stalled_below_percent,
             min_age_hours: raw.min_age_hours,
             keys: raw.keys,
+            max_plan_age_hours: raw.max_plan_age_hours,
             services: raw.services,
         })
     }
@@ -167,6 +185,15 @@ impl Policy {
     pub fn min_age(&self) -> TimeDelta {
         TimeDelta::hours(i64::from(self.min_age_hours))
     }
+
+    pub fn max_plan_age(&self) -> TimeDelta {
+        TimeDelta::hours(i64::from(self.max_plan_age_hours))
+    }
+
+    /// The digest of the policy's canonical form (the plan's `policy_sha256`).
+    pub fn digest(&self) -> Digest {
+        Digest::of(&serde_json::to_vec(self).expect("a policy always serializes"))
+    }
 }
 
 #[cfg(test)]
@@ -190,6 +217,25 @@ self_rotates_token = false
         assert!(policy.renewal("nodeagent").self_renews_cert);
         assert_eq!(policy.renewal("unlisted"), Renewal::default());
         assert_eq!(policy.keys, KeyMode::Rotate);
+        assert_eq!(policy.max_plan_age_hours, 168);
+    }
+
+    #[test]
+    fn the_digest_names_the_policy_in_force_not_its_spelling() {
+        let builtin = Policy::builtin().digest();
+        let spelled = Policy::parse("version = 1\n\n# same as the default\nkeys = \"rotate\"\n")
+            .unwrap()
+            .digest();
+        let longer = Policy::parse("version = 1\nvalidity_days = 91")
+            .unwrap()
+            .digest();
+        let reuse = Policy::parse("version = 1\nkeys = \"reuse\"")
+            .unwrap()
+            .digest();
+        assert_eq!(spelled, Policy::parse("version = 1").unwrap().digest());
+        assert_ne!(spelled, builtin, "the built-in policy lists services");
+        assert_ne!(spelled, longer);
+        assert_ne!(spelled, reuse);
     }
 
     #[test]
@@ -223,6 +269,11 @@ self_rotates_token = false
             ("newer version", "version = 2", "version 2"),
             ("missing version", "validity_days = 90", "version"),
             ("bad keys", "version = 1\nkeys = \"keep\"", "keys"),
+            (
+                "zero plan age",
+                "version = 1\nmax_plan_age_hours = 0",
+                "max_plan_age_hours",
+            ),
             (
                 "bad service name",
                 "version = 1\n[services.\"../x\"]",

@@ -22,7 +22,7 @@ struct CaJson<'a> {
     algorithm: String,
     not_after: String,
     time_left: String,
-    sha256: &'a str,
+    sha256: String,
     key_present: bool,
     caps_validity: bool,
 }
@@ -172,7 +172,7 @@ pub fn write_status_json(survey: &Survey, w: &mut impl Write) -> std::io::Result
             algorithm: ca.public.alg.to_string(),
             not_after: stamp(ca.not_after),
             time_left: human(ca.not_after - survey.as_of),
-            sha256: &ca.sha256,
+            sha256: ca.sha256.hex(),
             key_present: ca.has_key,
             caps_validity: survey.context().ca_caps_validity(),
         },
@@ -240,33 +240,6 @@ pub fn plan_summary(survey: &Survey) -> String {
             survey.root.join(&issue.path).display(),
             issue.message
         ));
-    }
-    out
-}
-
-/// The table printed after a writing run: counts, then every identity not done.
-pub fn run_summary(report: &crate::runs::Report) -> String {
-    let c = report.counts;
-    let mut out = format!(
-        "run {} ({}): {} done, {} skipped, {} failed\nreport: {}/.rekey/runs/{}/report.json\n",
-        report.run_id, report.command, c.done, c.skipped, c.failed, report.root, report.run_id
-    );
-    let mut rows = vec![
-        ["NODE", "SERVICE", "OUTCOME", "REASON"]
-            .map(String::from)
-            .to_vec(),
-    ];
-    for r in report.identities.iter().filter(|i| i.outcome != "done") {
-        rows.push(vec![
-            r.node.clone(),
-            r.service.clone(),
-            r.outcome.clone(),
-            r.reason.clone(),
-        ]);
-    }
-    if rows.len() > 1 {
-        out.push('\n');
-        out.push_str(&align(&rows));
     }
     out
 }

@@ -13,7 +13,6 @@ use rayon::prelude::*;
 use walkdir::WalkDir;
 
 use crate::fsio::{self, Slot};
-use crate::journal;
 use crate::names;
 
 pub const CERT_FILE: &str = "cert.pem";
@@ -205,7 +204,7 @@ pub fn read(candidate: &Candidate) -> Files {
             names.map(|name| dir.read_credential(name));
         let temp = names
             .iter()
-            .map(|name| format!("{}{name}", journal::TEMP_PREFIX))
+            .map(|name| format!("{}{name}", crate::fsio::TEMP_PREFIX))
             .find(|temp| dir.entry(temp).is_some());
         let busy = match temp {
             Some(temp) => Some(format!(
@@ -257,7 +256,7 @@ mod tests {
                 let mut generation = 0u8;
                 while !stop.load(Ordering::Relaxed) {
                     generation ^= 1;
-                    let temp = |name| dir.join(format!("{}{name}", journal::TEMP_PREFIX));
+                    let temp = |name| dir.join(format!("{}{name}", crate::fsio::TEMP_PREFIX));
                     for name in names {
                         std::fs::write(temp(name), [generation]).unwrap();
                     }

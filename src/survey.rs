@@ -20,7 +20,7 @@ pub struct Assessed {
     pub kind: Kind,
     pub verdict: Verdict,
     pub window: Option<Window>,
-    pub sha256: Option<[u8; 32]>,
+    pub sha256: Option<crate::digest::Digest>,
     pub self_rotates: bool,
     pub key_alg: Option<KeyAlg>,
 }

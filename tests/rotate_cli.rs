@@ -299,6 +299,14 @@ fn rotate_exit_codes_lock_and_dry_run() {
     assert_eq!(run(root, &["rotate"]).0, 0, "nothing left to do");
 }
 
+/// `text` with the line that starts with `prefix` replaced by `line`.
+fn with_line(text: &str, prefix: &str, line: &str) -> String {
+    text.lines()
+        .map(|l| if l.starts_with(prefix) { line } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn apply_follows_the_plan_and_refuses_what_it_must() {
     let dir = tempfile::tempdir().unwrap();
@@ -329,7 +337,11 @@ fn apply_follows_the_plan_and_refuses_what_it_must() {
     let refusals = [
         (
             "another CA",
-            plan_text.replacen("ca_sha256 = \"", "ca_sha256 = \"00", 1),
+            with_line(
+                &plan_text,
+                "ca_sha256 = ",
+                &format!("ca_sha256 = \"{}\"", "0".repeat(64)),
+            ),
             "made for another CA",
         ),
         (
@@ -529,15 +541,49 @@ fn rolling_back_every_run_newest_first_restores_the_fleet() {
         "header, two runs, two rollbacks:\n{listing}"
     );
 
-    // Rolling back again finds files that no longer hold what the run wrote: left alone.
+    // Rolling back a run already rolled back says by which run, and writes nothing.
+    let runs_before = std::fs::read_dir(root.join(".rekey/runs")).unwrap().count();
     let out = rekey()
         .args(["rollback", &ids[0], "--root"])
         .arg(root)
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("run {} was already rolled back by run ", ids[0])),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(root), original);
+    let runs_after = std::fs::read_dir(root.join(".rekey/runs")).unwrap().count();
+    assert_eq!(runs_after, runs_before, "no run started");
+
+    // A file changed since a run is left alone by its rollback; the rest are put back.
+    assert_eq!(run(root, &["rotate"]).0, 4);
+    let rotated = snapshot(root);
+    let newest = std::fs::read_dir(root.join(".rekey/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .max()
+        .unwrap();
+    std::fs::write(root.join("nodes/n1/mocctl/token.jwt"), "edited by hand\n").unwrap();
+    let out = rekey()
+        .args(["rollback", &newest, "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains("changed since run"));
-    assert_eq!(snapshot(root), original);
+    let now = snapshot(root);
+    assert_eq!(now["nodes/n1/mocctl/token.jwt"].0, b"edited by hand\n");
+    assert_eq!(
+        now["nodes/n1/mocctl/cert.pem"], rotated["nodes/n1/mocctl/cert.pem"],
+        "the identity is left whole"
+    );
+    assert_eq!(
+        now["nodes/n2/mocctl/cert.pem"], original["nodes/n2/mocctl/cert.pem"],
+        "the rest is put back"
+    );
     let out = rekey()
         .args(["rollback", "no-such-run", "--root"])
         .arg(root)

@@ -17,18 +17,18 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::digest::Digest;
+use crate::fsio;
 use anyhow::Result;
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
-
-use crate::fsio;
 
 mod records;
 
-pub use records::{Change, FileChange, Journal, Record, Unfinished, VERSION, read, unfinished};
+pub use records::{
+    Change, FileChange, Journal, Record, Unfinished, VERSION, committed, read, unfinished,
+};
 
-/// Prefix of the temporary file that holds a credential's replacement.
-pub const TEMP_PREFIX: &str = ".rekey-new.";
+use crate::fsio::TEMP_PREFIX;
 
 /// Bytes that must not be printed: a new key, token or certificate on its way to disk.
 pub struct Secret(pub Vec<u8>);
@@ -45,7 +45,15 @@ pub struct Staged {
     pub node: String,
     pub service: String,
     pub dir: PathBuf,
-    pub files: Vec<(String, [u8; 32], Secret)>,
+    pub files: Vec<NewFile>,
+}
+
+/// One file of a replacement: its name, the digest of the file it replaces, its new bytes.
+#[derive(Debug)]
+pub struct NewFile {
+    pub name: String,
+    pub old: Digest,
+    pub bytes: Secret,
 }
 
 impl Staged {
@@ -56,10 +64,10 @@ impl Staged {
             files: self
                 .files
                 .iter()
-                .map(|(name, old, new)| FileChange {
-                    name: name.clone(),
-                    old_sha256: hex::encode(old),
-                    new_sha256: hex::encode(Sha256::digest(&new.0)),
+                .map(|f| FileChange {
+                    name: f.name.clone(),
+                    old_sha256: f.old,
+                    new_sha256: Digest::of(&f.bytes.0),
                 })
                 .collect(),
         }
@@ -86,9 +94,11 @@ fn temp_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{TEMP_PREFIX}{name}"))
 }
 
-/// Test-only crash points: `REKEY_CRASH_AT=<step>` kills the process with SIGKILL when the
-/// write protocol reaches that step (`prepared`, `staged`, `ready`, `renaming`, `renamed`).
-pub fn crash_point(step: &str) {
+/// Crash points for the crash tests, compiled only with the `crash-points` feature (never into
+/// a release build): `REKEY_CRASH_AT=<step>` kills the process with SIGKILL when the write
+/// protocol reaches that step (`prepared`, `staged`, `ready`, `renaming`, `renamed`).
+#[cfg(feature = "crash-points")]
+fn crash_point(step: &str) {
     if std::env::var_os("REKEY_CRASH_AT").is_some_and(|v| v == step) {
         // SAFETY: sending SIGKILL to ourselves; nothing after it runs.
         unsafe {
@@ -96,6 +106,9 @@ pub fn crash_point(step: &str) {
         }
     }
 }
+
+#[cfg(not(feature = "crash-points"))]
+fn crash_point(_step: &str) {}
 
 /// Commits one batch through the protocol above. Identities that fail before their renames
 /// are reported and left wholly old; the rest end wholly new.
@@ -124,7 +137,15 @@ pub fn commit_batch(
         .find_map(|w| w.as_ref().err().filter(|e| e.no_space))
     {
         // Every identity after this one would fail the same way: undo the whole batch and stop.
-        abort(journal, batch, backup, &staged, &changes);
+        // The identities that failed to stage removed their own files already.
+        let (ok, ok_changes): (Vec<&Staged>, Vec<Change>) = staged
+            .iter()
+            .zip(&changes)
+            .zip(&written)
+            .filter(|(_, w)| w.is_ok())
+            .map(|((s, c), _)| (s, c.clone()))
+            .unzip();
+        abort(journal, batch, backup, ok, &ok_changes);
         return Err(NoSpace(format!(
             "no space left on the filesystem: {}; the batch of {} identities was undone",
             full.reason,
@@ -145,7 +166,7 @@ pub fn commit_batch(
                 go.push((s, change));
             }
             Err(e) => {
-                discard(&s.dir, backup, &change);
+                // `stage` removed what it had created; anything else there is not this run's.
                 results.push(Committed::Failed {
                     node: s.node.clone(),
                     service: s.service.clone(),
@@ -217,8 +238,21 @@ impl std::fmt::Display for NoSpace {
 
 impl std::error::Error for NoSpace {}
 
-/// Links the old files into the backup and writes the new ones to temporary files.
+/// Links the old files into the backup and writes the new ones to temporary files. Creates
+/// every file exclusively, so nothing that was already there (a live file, another backup, a
+/// stray temporary file) is ever overwritten; on failure it removes exactly what it created.
 fn stage(s: &Staged, backup: &Path) -> Result<(), NotWritten> {
+    let mut created = Vec::new();
+    let result = stage_files(s, backup, &mut created);
+    if result.is_err() {
+        for path in created.iter().rev() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    result
+}
+
+fn stage_files(s: &Staged, backup: &Path, created: &mut Vec<PathBuf>) -> Result<(), NotWritten> {
     let target_dir = backup.join(&s.node).join(&s.service);
     std::fs::create_dir_all(&target_dir).map_err(|e| {
         let why = format!(
@@ -227,8 +261,8 @@ fn stage(s: &Staged, backup: &Path) -> Result<(), NotWritten> {
         );
         NotWritten::new(why, &e)
     })?;
-    for (name, _, bytes) in &s.files {
-        let live = s.dir.join(name);
+    for f in &s.files {
+        let live = s.dir.join(&f.name);
         let meta = std::fs::symlink_metadata(&live)
             .map_err(|e| NotWritten::new(format!("{} cannot be read: {e}", live.display()), &e))?;
         if !meta.is_file() {
@@ -237,21 +271,19 @@ fn stage(s: &Staged, backup: &Path) -> Result<(), NotWritten> {
                 no_space: false,
             });
         }
-        let saved = backup_path(backup, &s.node, &s.service, name);
-        if let Err(e) = std::fs::hard_link(&live, &saved) {
-            std::fs::copy(&live, &saved).map_err(|c| {
-                let why = format!("cannot back up {} ({e}; copy: {c})", live.display());
-                NotWritten::new(why, &c)
-            })?;
-        }
-        let temp = temp_path(&s.dir, name);
+        let saved = backup_path(backup, &s.node, &s.service, &f.name);
+        fsio::link_or_copy_exclusive(&live, &saved)
+            .map_err(|e| NotWritten::new(format!("cannot back up {}: {e}", live.display()), &e))?;
+        created.push(saved);
+        let temp = temp_path(&s.dir, &f.name);
         fsio::create_exclusive(
             &temp,
-            &bytes.0,
+            &f.bytes.0,
             meta.mode() & 0o7777,
             Some((meta.uid(), meta.gid())),
         )
         .map_err(|e| NotWritten::new(format!("cannot write {}: {e}", temp.display()), &e))?;
+        created.push(temp);
     }
     Ok(())
 }
@@ -264,21 +296,21 @@ fn finish(dir: &Path, backup: &Path, change: &Change) -> Result<(), String> {
         let live = dir.join(&f.name);
         match std::fs::symlink_metadata(&temp) {
             Ok(_) => {
-                if digest_of(&temp).as_deref() != Some(f.new_sha256.as_str()) {
-                    undo_renames(dir, backup, change);
+                if digest_of(&temp) != Some(f.new_sha256) {
+                    let undone = undo_renames(dir, backup, change);
                     return Err(format!(
-                        "{} does not hold what was staged: identity restored",
+                        "{} does not hold what was staged: {undone}",
                         temp.display()
                     ));
                 }
                 std::fs::rename(&temp, &live)
                     .map_err(|e| format!("cannot replace {}: {e}", live.display()))?;
             }
-            Err(_) if digest_of(&live).as_deref() == Some(f.new_sha256.as_str()) => {}
+            Err(_) if digest_of(&live) == Some(f.new_sha256) => {}
             Err(_) => {
-                undo_renames(dir, backup, change);
+                let undone = undo_renames(dir, backup, change);
                 return Err(format!(
-                    "{} was lost before it was renamed: identity restored",
+                    "{} was lost before it was renamed: {undone}",
                     temp.display()
                 ));
             }
@@ -287,18 +319,35 @@ fn finish(dir: &Path, backup: &Path, change: &Change) -> Result<(), String> {
     Ok(())
 }
 
-/// Puts back, from the backup, every file of `change` that already holds its new content.
-fn undo_renames(dir: &Path, backup: &Path, change: &Change) {
+/// Puts back, from the backup, every file of `change` that already holds its new content, and
+/// says what it did. A file whose backup is missing or does not hold the old content is left
+/// as it is, and named: a restore never empties or removes a live file.
+fn undo_renames(dir: &Path, backup: &Path, change: &Change) -> String {
+    let mut left = Vec::new();
     for f in &change.files {
         let live = dir.join(&f.name);
-        let _ = std::fs::remove_file(temp_path(dir, &f.name));
-        if digest_of(&live).as_deref() == Some(f.new_sha256.as_str()) {
-            let saved = backup_path(backup, &change.node, &change.service, &f.name);
-            let temp = temp_path(dir, &f.name);
-            if std::fs::hard_link(&saved, &temp).is_ok() {
-                let _ = std::fs::rename(&temp, &live);
-            }
+        let temp = temp_path(dir, &f.name);
+        let _ = std::fs::remove_file(&temp);
+        if digest_of(&live) != Some(f.new_sha256) {
+            continue;
         }
+        let saved = backup_path(backup, &change.node, &change.service, &f.name);
+        let restored = digest_of(&saved) == Some(f.old_sha256)
+            && std::fs::hard_link(&saved, &temp).is_ok()
+            && std::fs::rename(&temp, &live).is_ok();
+        if !restored {
+            let _ = std::fs::remove_file(&temp);
+            left.push(format!(
+                "{} left as it is (its backup {} is missing or damaged)",
+                f.name,
+                saved.display()
+            ));
+        }
+    }
+    if left.is_empty() {
+        "identity restored".to_string()
+    } else {
+        left.join("; ")
     }
 }
 
@@ -331,17 +380,21 @@ fn abort<'a>(
     let _ = journal.append(&Record::Abort { batch });
 }
 
-/// Removes an identity's temporary files and backup: it stays wholly old.
+/// Removes an identity's temporary files, and each backup whose live file still holds the
+/// same bytes (nothing was renamed yet): the identity stays wholly old and no copy of it is lost.
 fn discard(dir: &Path, backup: &Path, change: &Change) {
     for f in &change.files {
         let _ = std::fs::remove_file(temp_path(dir, &f.name));
-        let _ = std::fs::remove_file(backup_path(backup, &change.node, &change.service, &f.name));
+        let saved = backup_path(backup, &change.node, &change.service, &f.name);
+        if digest_of(&dir.join(&f.name)) == Some(f.old_sha256) {
+            let _ = std::fs::remove_file(saved);
+        }
     }
 }
 
-fn digest_of(path: &Path) -> Option<String> {
+fn digest_of(path: &Path) -> Option<Digest> {
     match fsio::read_credential(path) {
-        fsio::Slot::Present(bytes) => Some(hex::encode(Sha256::digest(bytes))),
+        fsio::Slot::Present(bytes) => Some(Digest::of(&bytes)),
         _ => None,
     }
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
+
 /// The journal format version.
 pub const VERSION: u32 = 1;
 
@@ -22,6 +24,12 @@ pub enum Record {
         run_id: String,
         command: String,
         as_of: String,
+        /// Who asked for the run (`recover`), for the audit lines a replay completes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operator: Option<String>,
+        /// Why (`recover`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Prepare {
         batch: u32,
@@ -61,8 +69,8 @@ impl Change {
 #[serde(deny_unknown_fields)]
 pub struct FileChange {
     pub name: String,
-    pub old_sha256: String,
-    pub new_sha256: String,
+    pub old_sha256: Digest,
+    pub new_sha256: Digest,
 }
 
 /// An open journal, appended to and synced record by record.
@@ -144,6 +152,44 @@ pub enum Unfinished {
     Undo { batch: u32, changes: Vec<Change> },
 }
 
+/// The identities a batch marked ready, when it did.
+fn ready_in(records: &[Record], batch: u32) -> Option<BTreeSet<&String>> {
+    records.iter().find_map(|r| match r {
+        Record::Ready {
+            batch: b,
+            identities,
+        } if *b == batch => Some(identities.iter().collect()),
+        _ => None,
+    })
+}
+
+fn closed(records: &[Record], batch: u32, by_commit: bool) -> bool {
+    records.iter().any(|r| match r {
+        Record::Commit { batch: b } => *b == batch,
+        Record::Abort { batch: b } => *b == batch && !by_commit,
+        _ => false,
+    })
+}
+
+/// The identities of the batches a journal committed (pure): each wholly new on disk.
+pub fn committed(records: &[Record]) -> Vec<Change> {
+    let mut out = Vec::new();
+    for record in records {
+        if let Record::Prepare { batch, identities } = record
+            && closed(records, *batch, true)
+        {
+            let ready = ready_in(records, *batch).unwrap_or_default();
+            out.extend(
+                identities
+                    .iter()
+                    .filter(|c| ready.contains(&c.key()))
+                    .cloned(),
+            );
+        }
+    }
+    out
+}
+
 /// The batches of a journal that were neither committed nor aborted (pure).
 pub fn unfinished(records: &[Record]) -> Vec<Unfinished> {
     let mut out = Vec::new();
@@ -151,20 +197,10 @@ pub fn unfinished(records: &[Record]) -> Vec<Unfinished> {
         let Record::Prepare { batch, identities } = record else {
             continue;
         };
-        let closed = records.iter().any(
-            |r| matches!(r, Record::Commit { batch: b } | Record::Abort { batch: b } if b == batch),
-        );
-        if closed {
+        if closed(records, *batch, false) {
             continue;
         }
-        let ready: Option<BTreeSet<&String>> = records.iter().find_map(|r| match r {
-            Record::Ready {
-                batch: b,
-                identities,
-            } if b == batch => Some(identities.iter().collect()),
-            _ => None,
-        });
-        match ready {
+        match ready_in(records, *batch) {
             Some(ready) => {
                 let (finish, undo): (Vec<Change>, Vec<Change>) = identities
                     .iter()
@@ -200,8 +236,8 @@ mod tests {
             service: "s".into(),
             files: vec![FileChange {
                 name: "cert.pem".into(),
-                old_sha256: "a".into(),
-                new_sha256: "b".into(),
+                old_sha256: Digest::of(b"a"),
+                new_sha256: Digest::of(b"b"),
             }],
         }
     }
@@ -213,6 +249,8 @@ mod tests {
             run_id: "r".into(),
             command: "rotate".into(),
             as_of: "t".into(),
+            operator: None,
+            reason: None,
         };
         let prepare = |batch, nodes: &[&str]| Record::Prepare {
             batch,
@@ -286,6 +324,14 @@ mod tests {
         for (name, records, want) in cases {
             assert_eq!(unfinished(&records), want, "{name}");
         }
+        let committed_run = [
+            prepare(0, &["a", "b"]),
+            ready(0, &["b"]),
+            Record::Commit { batch: 0 },
+            prepare(1, &["c"]),
+            ready(1, &["c"]),
+        ];
+        assert_eq!(committed(&committed_run), vec![change("b")]);
     }
 
     #[test]

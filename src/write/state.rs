@@ -1,21 +1,16 @@
-//! rekey's own state under `<root>/.rekey/`: the writer lock, one directory per run (journal,
-//! backup, report) and the recovery audit log. Also the crash replay every writer performs
-//! before doing anything else.
+//! rekey's own state under `<root>/.rekey/`: the writer lock and one directory per run (journal,
+//! backup, report). Also the crash replay every writer performs before doing anything else.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
+use super::journal::{self, Journal, Record};
+use super::report::{Command, Header, IdentityReport, Notes, Outcome, Report};
 use crate::fsio;
-use crate::journal::{self, Journal, Record};
-
-/// The report format version.
-pub const REPORT_VERSION: u32 = 1;
 
 pub fn state_dir(root: &Path) -> PathBuf {
     root.join(".rekey")
@@ -71,7 +66,6 @@ pub struct Run {
     pub id: String,
     pub dir: PathBuf,
     pub journal: Journal,
-    pub started: DateTime<Utc>,
 }
 
 impl Run {
@@ -79,8 +73,9 @@ impl Run {
     pub fn start(
         root: &Path,
         started: DateTime<Utc>,
-        command: &str,
+        command: Command,
         as_of: DateTime<Utc>,
+        notes: &Notes,
     ) -> Result<Run> {
         let runs = runs_dir(root);
         create_private_dir(&runs)?;
@@ -96,16 +91,13 @@ impl Run {
         journal.append(&Record::Start {
             version: journal::VERSION,
             run_id: id.clone(),
-            command: command.to_string(),
+            command: command.as_str().to_string(),
             as_of: crate::classify::stamp(as_of),
+            operator: notes.operator.clone(),
+            reason: notes.reason.clone(),
         })?;
         fsio::sync_dir(&runs)?;
-        Ok(Run {
-            id,
-            dir,
-            journal,
-            started,
-        })
+        Ok(Run { id, dir, journal })
     }
 
     pub fn backup(&self) -> PathBuf {
@@ -121,59 +113,17 @@ impl Run {
 }
 
 pub fn write_report(run_dir: &Path, report: &Report) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(report).expect("a report always serializes");
-    text.push('\n');
-    fsio::write_atomic(&run_dir.join("report.json"), text.as_bytes(), 0o600)
+    fsio::write_atomic(
+        &run_dir.join("report.json"),
+        report.to_json().as_bytes(),
+        0o600,
+    )
 }
 
-/// `report.json`: what a run did, identity by identity. No secrets: names, outcomes, digests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Report {
-    pub version: u32,
-    pub run_id: String,
-    pub command: String,
-    pub started: String,
-    pub as_of: String,
-    pub root: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rolls_back: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operator: Option<String>,
-    pub recovered_by_replay: bool,
-    /// Why the run stopped before its end (the filesystem filled up), naming the file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped: Option<String>,
-    pub counts: Counts,
-    pub identities: Vec<IdentityReport>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Counts {
-    pub done: usize,
-    pub skipped: usize,
-    pub failed: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentityReport {
-    pub node: String,
-    pub service: String,
-    /// `done`, `skipped` or `failed`.
-    pub outcome: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub reason: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<journal::FileChange>,
-}
-
-/// Finishes or undoes whatever an interrupted run left, before any new work. Returns a line per
-/// run replayed, for stderr.
-pub fn replay_interrupted(root: &Path) -> Result<Vec<String>> {
+/// Finishes or undoes whatever an interrupted run left, before any new work: its identities end
+/// wholly old or new, its report is written and, for `recover`, its audit lines are paired with
+/// outcomes. Returns a line per run replayed, for stderr.
+pub fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<String>> {
     let runs = runs_dir(root);
     let mut said = Vec::new();
     for id in list_ids(&runs)? {
@@ -192,6 +142,9 @@ pub fn replay_interrupted(root: &Path) -> Result<Vec<String>> {
         fsio::remove_stale_temps(&dir)?;
         let report = replayed_report(root, &id, &records, &finished, &undone);
         write_report(&dir, &report)?;
+        if report.command == Command::Recover {
+            super::audit::settle(root, &report, now)?;
+        }
         said.push(format!(
             "rekey: run {id} was interrupted: finished {} identities, left {} as they were",
             finished.len(),
@@ -201,6 +154,8 @@ pub fn replay_interrupted(root: &Path) -> Result<Vec<String>> {
     Ok(said)
 }
 
+/// The report of a run finished by a replay: every identity of a committed batch or finished
+/// now is done, every identity undone failed, all from the journal.
 fn replayed_report(
     root: &Path,
     id: &str,
@@ -208,80 +163,68 @@ fn replayed_report(
     finished: &[journal::Change],
     undone: &[journal::Change],
 ) -> Report {
-    let (command, as_of) = records
-        .iter()
-        .find_map(|r| match r {
-            Record::Start { command, as_of, .. } => Some((command.clone(), as_of.clone())),
-            _ => None,
-        })
-        .unwrap_or_default();
-    // Batches committed before the crash are in the journal too.
-    let mut done: Vec<journal::Change> = Vec::new();
-    for r in records {
-        if let Record::Prepare { batch, identities } = r
-            && records
-                .iter()
-                .any(|c| matches!(c, Record::Commit { batch: b } if b == batch))
-        {
-            let ready: Vec<&String> = records
-                .iter()
-                .filter_map(|c| match c {
-                    Record::Ready {
-                        batch: b,
-                        identities,
-                    } if b == batch => Some(identities),
-                    _ => None,
-                })
-                .flatten()
-                .collect();
-            done.extend(
-                identities
-                    .iter()
-                    .filter(|c| ready.contains(&&c.key()))
-                    .cloned(),
-            );
-        }
-    }
+    let start = records.iter().find_map(|r| match r {
+        Record::Start {
+            command,
+            as_of,
+            operator,
+            reason,
+            ..
+        } => Some((command.as_str(), as_of.as_str(), operator, reason)),
+        _ => None,
+    });
+    let command = match start.map(|s| s.0) {
+        Some("apply") => Command::Apply,
+        Some("recover") => Command::Recover,
+        Some("rollback") => Command::Rollback,
+        _ => Command::Rotate,
+    };
+    let started = run_started(id).unwrap_or_default();
+    let as_of = start
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.1).ok())
+        .map_or(started, |t| t.with_timezone(&Utc));
+    let mut done = journal::committed(records);
     done.extend(finished.iter().cloned());
     let mut identities: Vec<IdentityReport> = done
-        .iter()
+        .into_iter()
         .map(|c| IdentityReport {
-            node: c.node.clone(),
-            service: c.service.clone(),
-            outcome: "done".into(),
+            node: c.node,
+            service: c.service,
+            outcome: Outcome::Done,
             reason: String::new(),
-            files: c.files.clone(),
+            files: c.files,
         })
         .collect();
-    identities.extend(undone.iter().map(|c| IdentityReport {
-        node: c.node.clone(),
-        service: c.service.clone(),
-        outcome: "failed".into(),
-        reason: "interrupted before its files were replaced: left as it was".into(),
-        files: Vec::new(),
+    identities.extend(undone.iter().map(|c| {
+        let why = "interrupted before its files were replaced: left as it was".to_string();
+        IdentityReport::unchanged(&c.node, &c.service, Outcome::Failed, why)
     }));
     identities.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
     identities.dedup_by(|a, b| a.node == b.node && a.service == b.service);
-    let counts = Counts {
-        done: identities.iter().filter(|i| i.outcome == "done").count(),
-        skipped: 0,
-        failed: identities.iter().filter(|i| i.outcome == "failed").count(),
-    };
-    Report {
-        version: REPORT_VERSION,
+    let header = Header {
         run_id: id.to_string(),
         command,
-        started: id.to_string(),
+        started,
         as_of,
         root: root.to_string_lossy().into_owned(),
-        rolls_back: None,
-        reason: None,
-        operator: None,
+        notes: Notes {
+            rolls_back: None,
+            reason: start.and_then(|s| s.3.clone()),
+            operator: start.and_then(|s| s.2.clone()),
+        },
         recovered_by_replay: true,
         stopped: None,
-        counts,
-        identities,
-    }
+        warnings: Vec::new(),
+    };
+    Report::new(header, identities)
+}
+
+/// The wall-clock start a run id names (`20261128T000000.000000Z`, maybe with `-N`).
+fn run_started(id: &str) -> Option<DateTime<Utc>> {
+    let stem = id.split('-').next()?;
+    chrono::NaiveDateTime::parse_from_str(stem, "%Y%m%dT%H%M%S%.fZ")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 /// Run ids in start order.
@@ -305,24 +248,4 @@ pub fn read_report(run_dir: &Path) -> Result<Report> {
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("failed to read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a rekey report", path.display()))
-}
-
-/// Appends lines to `.rekey/audit.jsonl` and syncs them.
-pub fn audit(root: &Path, lines: &[serde_json::Value]) -> Result<()> {
-    let path = state_dir(root).join("audit.jsonl");
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .with_context(|| format!("failed to open the audit log {}", path.display()))?;
-    let mut text = String::new();
-    for line in lines {
-        text.push_str(&line.to_string());
-        text.push('\n');
-    }
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_data())
-        .with_context(|| format!("failed to append to the audit log {}", path.display()))
 }

@@ -1,25 +1,36 @@
-//! `rekey demo`: a small fleet dated relative to now, in every state of DESIGN §3, shown before
-//! and after a real rotation. The first thing a new user runs.
+//! `rekey demo`: a small fleet dated relative to now, in every state of docs/design.md §3, shown
+//! before and after a real rotation. The first thing a new user runs.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::cli::{Progress, StatusFormat};
-use crate::commands::emit;
+use super::emit;
 use crate::exit::Exit;
 use crate::fleet::{self, CaSpec, Flaw, IdentitySpec, San, window};
 use crate::keys::{KeyAlg, KeyFormat};
 use crate::report;
-use crate::rotate::{self, WriteOptions};
 use crate::survey::Survey;
+use crate::write::{self, Settings, WriteRun};
 
 /// The marker that says a directory was built by `rekey demo` and may be rebuilt.
 const DEMO_MARKER: &str = ".rekey-demo";
 
+#[derive(Debug)]
+pub struct Options {
+    /// Where to build the demo fleet.
+    pub dir: std::path::PathBuf,
+    /// "Now" for the demo fleet's dates and its rotation.
+    pub as_of: DateTime<Utc>,
+    /// The wall clock when the process started.
+    pub started: DateTime<Utc>,
+}
+
 /// `rekey demo`: build the demo fleet, show its status, rotate it, show its status again.
-pub fn demo(dir: &Path, now: DateTime<Utc>, started: DateTime<Utc>) -> Result<Exit> {
+pub fn demo(o: &Options) -> Result<Exit> {
+    let (dir, now) = (o.dir.as_path(), o.as_of);
+    write::check_run_date(now, o.started)?;
     prepare_demo_dir(dir)?;
     let (ca, identities) = demo_fleet(now);
     fleet::write_fleet(dir, &ca, &identities)?;
@@ -38,13 +49,15 @@ pub fn demo(dir: &Path, now: DateTime<Utc>, started: DateTime<Utc>) -> Result<Ex
         report::status_table(&before),
         report::plan_summary(&before),
     ))?;
-    let opts = WriteOptions {
+    let settings = Settings {
         jobs: None,
-        progress: Progress::Never,
-        format: StatusFormat::Table,
-        started,
+        progress: false,
+        json: false,
+        started: o.started,
     };
-    let rotated = rotate::rotate(&root, now, false, &opts)?;
+    let run = WriteRun::begin(&root, now, settings)?;
+    let survey = Survey::take(run.root(), run.as_of())?;
+    let rotated = write::rotation::rotate_due(run, &survey)?;
     let after = Survey::take(&root, now)?;
     emit(&format!(
         "(rotate exited {}: identities that need recover or have problems are left for a person)\n\n\
@@ -81,7 +94,7 @@ fn prepare_demo_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))
 }
 
-/// The demo fleet: the reference services on three nodes and `mgmt`, in every state of DESIGN §3.
+/// The demo fleet: the reference services on three nodes and `mgmt`, in every state of docs/design.md §3.
 pub fn demo_fleet(now: DateTime<Utc>) -> (CaSpec, Vec<IdentitySpec>) {
     let days = TimeDelta::days;
     let ca = CaSpec {

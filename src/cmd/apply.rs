@@ -1,0 +1,89 @@
+//! `rekey apply PLAN`: a plan is a request; the fleet is the authority. The plan is validated
+//! whole, checked against the fleet (CA, policy, age), and narrowed to what the fleet, judged
+//! again at the run date, would rotate anyway. A plan can only narrow what rekey would do.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+
+use crate::classify::stamp;
+use crate::exit::Exit;
+use crate::plan::ValidPlan;
+use crate::survey::Survey;
+use crate::write::{self, Command, Notes, Settings, WriteRun};
+
+#[derive(Debug)]
+pub struct Options {
+    pub plan: PathBuf,
+    /// The run date: new validity starts here.
+    pub as_of: DateTime<Utc>,
+    pub write: Settings,
+}
+
+pub fn apply(o: &Options) -> Result<Exit> {
+    let shown = o.plan.display();
+    let text =
+        std::fs::read_to_string(&o.plan).with_context(|| format!("failed to read plan {shown}"))?;
+    let plan = ValidPlan::parse(&text).with_context(|| format!("bad plan {shown}"))?;
+    let run = WriteRun::begin(&plan.root, o.as_of, o.write)?;
+    let survey = Survey::take(run.root(), run.as_of())?;
+    check_against_fleet(&plan, &survey, &o.plan)?;
+    let narrowed = write::narrow(&plan, &survey);
+    write::rotation::run(
+        run,
+        &survey,
+        Command::Apply,
+        narrowed.targets,
+        narrowed.refused,
+        Notes::default(),
+        |_| Ok(()),
+    )
+}
+
+/// Refuses a plan made for another CA, under another policy, edited in its policy numbers, made
+/// after the run date, or older than the policy allows.
+fn check_against_fleet(plan: &ValidPlan, fleet: &Survey, path: &Path) -> Result<()> {
+    let shown = path.display();
+    if plan.ca_sha256 != fleet.ca.sha256 {
+        bail!("the plan {shown} was made for another CA (ca_sha256 differs): make a new plan");
+    }
+    let policy = &fleet.policy;
+    if plan.policy_sha256 != policy.digest() {
+        bail!(
+            "the policy changed since the plan {shown} was made (policy_sha256 differs): make a \
+             new plan"
+        );
+    }
+    if plan.validity_days != policy.validity_days || plan.keys != policy.keys {
+        bail!(
+            "the plan {shown} says validity_days = {} and keys = {:?}, but the policy it was made \
+             under says {} and {:?}: the plan was edited; numbers in a plan are never used to \
+             issue; make a new plan",
+            plan.validity_days,
+            plan.keys,
+            policy.validity_days,
+            policy.keys
+        );
+    }
+    let age = fleet.as_of - plan.as_of;
+    if age < chrono::TimeDelta::zero() {
+        bail!(
+            "the plan {shown} was made as of {}, after this run's date {}: a plan cannot judge \
+             a fleet it has not seen; make a new plan",
+            stamp(plan.as_of),
+            stamp(fleet.as_of)
+        );
+    }
+    if age > policy.max_plan_age() {
+        bail!(
+            "the plan {shown} is {} hours old (made as of {}, run date {}), older than \
+             max_plan_age_hours = {}: make a new plan",
+            age.num_hours(),
+            stamp(plan.as_of),
+            stamp(fleet.as_of),
+            policy.max_plan_age_hours
+        );
+    }
+    Ok(())
+}

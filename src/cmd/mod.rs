@@ -1,0 +1,60 @@
+//! One file per subcommand, all on one floor: each takes its validated options (made once from
+//! the command line by the binary), does its work through the library, writes its output and
+//! returns the exit code. No subcommand calls another, except `demo`, which shows `rotate`.
+
+pub mod apply;
+pub mod demo;
+pub mod plan;
+pub mod recover;
+pub mod rollback;
+pub mod rotate;
+pub mod runs;
+pub mod status;
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+
+use crate::exit::Exit;
+
+/// A validated invocation: which subcommand, with what.
+#[derive(Debug)]
+pub enum Invocation {
+    Status(status::Options),
+    Plan(plan::Options),
+    Apply(apply::Options),
+    Rotate(rotate::Options),
+    Recover(recover::Options),
+    Rollback(rollback::Options),
+    Runs(runs::Options),
+    Demo(demo::Options),
+}
+
+/// Runs one subcommand.
+pub fn run(invocation: Invocation) -> Result<Exit> {
+    match invocation {
+        Invocation::Status(o) => status::status(&o),
+        Invocation::Plan(o) => plan::plan(&o),
+        Invocation::Apply(o) => apply::apply(&o),
+        Invocation::Rotate(o) => rotate::rotate(&o),
+        Invocation::Recover(o) => recover::recover(&o),
+        Invocation::Rollback(o) => rollback::rollback(&o),
+        Invocation::Runs(o) => runs::runs(&o),
+        Invocation::Demo(o) => demo::demo(&o),
+    }
+}
+
+/// Writes data to stdout. A closed pipe is not an error worth a message (see `main`).
+pub fn emit(text: &str) -> Result<()> {
+    emit_with(|w| w.write_all(text.as_bytes()))
+}
+
+/// Streams data to stdout through a buffer.
+pub fn emit_with(
+    fill: impl FnOnce(&mut std::io::BufWriter<std::io::StdoutLock<'static>>) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    fill(&mut out)
+        .and_then(|()| out.flush())
+        .context("failed to write to stdout")
+}

@@ -1,0 +1,32 @@
+//! `rekey plan`: the dry-run plan, to stdout or atomically to a file, and its summary on stderr.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+
+use super::emit_with;
+use crate::exit::Exit;
+use crate::survey::Survey;
+use crate::{fsio, plan, report};
+
+#[derive(Debug)]
+pub struct Options {
+    pub root: PathBuf,
+    pub as_of: DateTime<Utc>,
+    pub format: plan::Format,
+    /// Where to write the plan; `None`: stdout.
+    pub output: Option<PathBuf>,
+}
+
+pub fn plan(o: &Options) -> Result<Exit> {
+    let survey = Survey::take(&o.root, o.as_of)?;
+    match &o.output {
+        Some(path) => fsio::write_atomic_with(path, 0o644, |w| {
+            plan::write(&survey, o.format, &mut &mut *w)
+        })?,
+        None => emit_with(|w| plan::write(&survey, o.format, w))?,
+    }
+    eprint!("{}", report::plan_summary(&survey));
+    Ok(survey.attention(None).into())
+}

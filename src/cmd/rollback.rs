@@ -1,0 +1,118 @@
+//! `rekey rollback RUN_ID`: put back the files a run replaced, where they still hold what that
+//! run wrote; anything changed since is reported and left alone. A run already undone is said
+//! so, and nothing is written. `--dry-run` shows what would be put back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::exit::Exit;
+use crate::names::IdentityId;
+use crate::write::{
+    self, Command, Notes, Now, Outcome, Replaced, Report, Restore, Settings, WriteRun,
+};
+
+#[derive(Debug)]
+pub struct Options {
+    pub root: PathBuf,
+    pub run_id: String,
+    pub dry_run: bool,
+    pub write: Settings,
+}
+
+pub fn rollback(o: &Options) -> Result<Exit> {
+    let root = std::fs::canonicalize(&o.root)
+        .with_context(|| format!("failed to open fleet root {}", o.root.display()))?;
+    let runs = write::runs_dir(&root);
+    let id = o.run_id.as_str();
+    let ids = write::list_ids(&runs)?;
+    if id.contains('/') || !ids.iter().any(|i| i == id) {
+        bail!("no run {id:?} in {} (see rekey runs)", runs.display());
+    }
+    let restore = Restore {
+        root: &root,
+        run_id: id,
+        backup: runs.join(id).join("backup"),
+    };
+    if o.dry_run {
+        return preview(&restore, &replaced(&runs, id)?);
+    }
+    let run = WriteRun::begin(&root, o.write.started, o.write)?;
+    // Read after the replay: an interrupted run's report is complete only then.
+    let mut items = replaced(&runs, id)?;
+    items.retain(|id, files| files.iter().any(|f| restore.now(id, f) != Now::AsBefore));
+    if items.is_empty() {
+        let by = rolled_back_by(&runs, &ids, id);
+        match by {
+            Some(by) => {
+                eprintln!("rekey: run {id} was already rolled back by run {by}; nothing to do")
+            }
+            None => eprintln!(
+                "rekey: every file run {id} replaced holds what it held before; nothing to roll back"
+            ),
+        }
+        return Ok(Exit::Ok);
+    }
+    let notes = Notes {
+        rolls_back: Some(id.to_string()),
+        ..Notes::default()
+    };
+    let started = run.start(Command::Rollback, notes)?;
+    let (_, exit) = started.execute(&restore, &items, Vec::new(), Vec::new())?;
+    Ok(exit)
+}
+
+/// The files each identity of run `id` had replaced, from its report.
+fn replaced(runs: &Path, id: &str) -> Result<BTreeMap<IdentityId, Replaced>> {
+    let report = write::read_report(&runs.join(id))?;
+    let mut items = BTreeMap::new();
+    for i in report
+        .identities
+        .into_iter()
+        .filter(|i| i.outcome == Outcome::Done && !i.files.is_empty())
+    {
+        let valid = IdentityId::new(&i.node, &i.service)
+            .filter(|_| i.files.iter().all(|f| crate::names::is_valid(&f.name)));
+        let Some(identity) = valid else {
+            bail!(
+                "report of run {id} names an invalid path ({}/{})",
+                i.node,
+                i.service
+            );
+        };
+        if items.insert(identity, i.files).is_some() {
+            bail!("report of run {id} names {}/{} twice", i.node, i.service);
+        }
+    }
+    Ok(items)
+}
+
+/// The newest run that rolled back `id`, if one did.
+fn rolled_back_by(runs: &Path, ids: &[String], id: &str) -> Option<String> {
+    ids.iter()
+        .rev()
+        .find(|other| {
+            write::read_report(&runs.join(other))
+                .is_ok_and(|r: Report| r.rolls_back.as_deref() == Some(id) && r.counts.done > 0)
+        })
+        .cloned()
+}
+
+/// What a rollback would do, file by file, on stdout; writes nothing.
+fn preview(restore: &Restore<'_>, items: &BTreeMap<IdentityId, Replaced>) -> Result<Exit> {
+    let mut rows = vec![["FILE", "WOULD"].map(String::from).to_vec()];
+    for (id, files) in items {
+        for f in files {
+            let would = match restore.now(id, f) {
+                Now::AsTheRunLeftIt => "be put back",
+                Now::AsBefore => "stay: already as before the run",
+                Now::ChangedSince => "stay: changed since the run",
+            };
+            rows.push(vec![format!("{id}/{}", f.name), would.to_string()]);
+        }
+    }
+    super::emit(&crate::report::align(&rows))?;
+    eprintln!("rekey: nothing was written (--dry-run)");
+    Ok(Exit::Ok)
+}

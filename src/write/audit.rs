@@ -1,0 +1,160 @@
+//! The recovery audit log, `.rekey/audit.jsonl`: one JSON line per event, appended and synced.
+//! A `requested` line is written only for an identity a started `recover` run will attempt, and
+//! every one is paired with a `recovered` line carrying its outcome, by the run itself or, after a
+//! crash, by the replay that finishes the run ([`settle`]). No secret: names, digests, reasons.
+
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::report::Report;
+use super::state;
+use crate::classify::stamp;
+use crate::names::IdentityId;
+
+fn path(root: &Path) -> PathBuf {
+    state::state_dir(root).join("audit.jsonl")
+}
+
+/// Records that `operator` asked run `run_id` to recover `ids`, because `reason`.
+pub fn requested<'a>(
+    root: &Path,
+    run_id: &str,
+    time: DateTime<Utc>,
+    operator: &str,
+    reason: &str,
+    ids: impl Iterator<Item = &'a IdentityId>,
+) -> Result<()> {
+    let lines: Vec<Value> = ids
+        .map(|id| {
+            json!({
+                "time": stamp(time),
+                "event": "requested",
+                "run_id": run_id,
+                "operator": operator,
+                "node": id.node(),
+                "service": id.service(),
+                "reason": reason,
+            })
+        })
+        .collect();
+    append(root, &lines)
+}
+
+/// Writes a `recovered` line, with its outcome from `report`, for every identity that the
+/// report's run requested and that has none yet. Identities the run never reached (it was
+/// interrupted) are `failed`, unchanged.
+pub fn settle(root: &Path, report: &Report, time: DateTime<Utc>) -> Result<()> {
+    let (requested, settled) = events_of(root, &report.run_id)?;
+    let lines: Vec<Value> = requested
+        .difference(&settled)
+        .map(|(node, service, operator, reason)| {
+            let line = report
+                .identities
+                .iter()
+                .find(|i| &i.node == node && &i.service == service);
+            let (outcome, detail, changed) = match line {
+                Some(i) => (
+                    json!(i.outcome),
+                    i.reason.clone(),
+                    i.files
+                        .iter()
+                        .map(|f| {
+                            json!({
+                                "file": f.name,
+                                "old_sha256": f.old_sha256,
+                                "new_sha256": f.new_sha256,
+                            })
+                        })
+                        .collect(),
+                ),
+                None => (
+                    json!("failed"),
+                    "not attempted: the run ended before it".to_string(),
+                    Vec::new(),
+                ),
+            };
+            json!({
+                "time": stamp(time),
+                "event": "recovered",
+                "as_of": report.as_of,
+                "run_id": report.run_id,
+                "operator": operator,
+                "node": node,
+                "service": service,
+                "outcome": outcome,
+                "changed": changed,
+                "reason": reason,
+                "detail": detail,
+            })
+        })
+        .collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    append(root, &lines)
+}
+
+type Event = (String, String, String, String);
+
+/// The (node, service, operator, reason) of the `requested` and of the `recovered` lines of a
+/// run, as sets.
+fn events_of(root: &Path, run_id: &str) -> Result<(BTreeSet<Event>, BTreeSet<Event>)> {
+    let path = path(root);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("failed to read the audit log {}", path.display()));
+        }
+    };
+    let (mut requested, mut settled) = (BTreeSet::new(), BTreeSet::new());
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue; // a line torn by a crash: nothing to pair
+        };
+        if v["run_id"] != run_id {
+            continue;
+        }
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        let event = (
+            field("node"),
+            field("service"),
+            field("operator"),
+            field("reason"),
+        );
+        match v["event"].as_str() {
+            Some("requested") => requested.insert(event),
+            Some("recovered") => settled.insert(event),
+            _ => false,
+        };
+    }
+    Ok((requested, settled))
+}
+
+/// Appends lines to the audit log and syncs them.
+fn append(root: &Path, lines: &[Value]) -> Result<()> {
+    let path = path(root);
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .with_context(|| format!("failed to open the audit log {}", path.display()))?;
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("failed to append to the audit log {}", path.display()))
+}

@@ -1,0 +1,181 @@
+//! The batch loop every writing run goes through: stage a batch of identities in parallel (while
+//! the previous one commits), commit it through the journal, and collect one report line per
+//! identity. It stops cleanly, between batches, when the filesystem fills up or a signal asks.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+use super::journal::{self, Committed, Staged};
+use super::report::{IdentityReport, Outcome};
+use super::signals::Interrupt;
+use super::state::Run;
+use crate::names::IdentityId;
+
+/// Identities per journal batch: one sync pair and four journal records per batch.
+pub const BATCH: usize = 1024;
+
+/// Why an identity was not staged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotStaged {
+    /// Left alone on purpose (changed since the plan, a problem now): reported, not an error.
+    Skipped(String),
+    /// Something went wrong preparing it.
+    Failed(String),
+}
+
+/// What a writing command changes, identity by identity: it prepares new files in memory; the
+/// loop and the journal put them on disk.
+pub trait Work: Sync {
+    type Item: Sync;
+    fn stage(&self, id: &IdentityId, item: &Self::Item) -> Result<Staged, NotStaged>;
+}
+
+/// Why a run stopped before its end; the identities it did not reach are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The filesystem filled up (the message names the file); the batch was undone.
+    NoSpace(String),
+    /// A signal asked the run to stop; the batch in flight was committed first.
+    Interrupted(&'static str),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::NoSpace(why) => f.write_str(why),
+            Stop::Interrupted(signal) => write!(f, "interrupted by {signal}"),
+        }
+    }
+}
+
+/// What the loop did.
+#[derive(Debug)]
+pub struct Batches {
+    /// One line per identity, in (node, service) order.
+    pub identities: Vec<IdentityReport>,
+    pub stopped: Option<Stop>,
+}
+
+/// Runs `work` over `items` through the journal, batch by batch. Keyed by identity, so no
+/// identity is staged twice. Any error other than a full filesystem means the run could not go
+/// on at all (journal or filesystem sync failed), and the next writer replays the journal.
+pub fn run<W: Work>(
+    work: &W,
+    items: &BTreeMap<IdentityId, W::Item>,
+    run: &mut Run,
+    root: &Path,
+    progress: bool,
+    interrupt: &Interrupt,
+) -> anyhow::Result<Batches> {
+    let bar = if progress {
+        ProgressBar::new(items.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} identities {elapsed_precise} eta {eta}")
+            .expect("the progress template is valid"),
+    );
+    let backup = run.backup();
+    let all: Vec<(&IdentityId, &W::Item)> = items.iter().collect();
+    let chunks: Vec<&[(&IdentityId, &W::Item)]> = all.chunks(BATCH).collect();
+    let mut reports = Vec::with_capacity(items.len());
+    // Staging (crypto) of batch n+1 runs while batch n is committed (mostly waiting on the
+    // disk), so neither waits for the other.
+    let mut prepared = chunks
+        .first()
+        .map(|c| stage_chunk(work, c))
+        .unwrap_or_default();
+    let mut stopped = None;
+    for (batch, chunk) in chunks.iter().enumerate() {
+        if stopped.is_none() {
+            stopped = interrupt.received().map(Stop::Interrupted);
+        }
+        if let Some(stop) = &stopped {
+            let why = match stop {
+                Stop::NoSpace(_) => "not attempted: the filesystem filled up before it".into(),
+                Stop::Interrupted(sig) => format!("not attempted: the run was stopped by {sig}"),
+            };
+            for (id, _) in *chunk {
+                reports.push(line(id, Outcome::Failed, why.clone()));
+            }
+            continue;
+        }
+        let mut staged = Vec::new();
+        for (id, result) in std::mem::take(&mut prepared) {
+            match result {
+                Ok(s) => staged.push(s),
+                Err(NotStaged::Skipped(why)) => reports.push(line(id, Outcome::Skipped, why)),
+                Err(NotStaged::Failed(why)) => reports.push(line(id, Outcome::Failed, why)),
+            }
+        }
+        let names: Vec<IdentityReport> = staged
+            .iter()
+            .map(|s| {
+                let why = "the filesystem filled up during its batch; left unchanged".to_string();
+                IdentityReport::unchanged(&s.node, &s.service, Outcome::Failed, why)
+            })
+            .collect();
+        let journal = &mut run.journal;
+        let (committed, next) = rayon::join(
+            || journal::commit_batch(journal, batch as u32, root, &backup, staged),
+            || {
+                chunks
+                    .get(batch + 1)
+                    .map(|c| stage_chunk(work, c))
+                    .unwrap_or_default()
+            },
+        );
+        prepared = next;
+        let committed = match committed {
+            Ok(committed) => committed,
+            Err(err) => match err.downcast::<journal::NoSpace>() {
+                Ok(journal::NoSpace(why)) => {
+                    reports.extend(names);
+                    stopped = Some(Stop::NoSpace(why));
+                    prepared = Vec::new();
+                    continue;
+                }
+                Err(err) => return Err(err),
+            },
+        };
+        for committed in committed {
+            reports.push(match committed {
+                Committed::Done(change) => IdentityReport {
+                    node: change.node,
+                    service: change.service,
+                    outcome: Outcome::Done,
+                    reason: String::new(),
+                    files: change.files,
+                },
+                Committed::Failed {
+                    node,
+                    service,
+                    reason,
+                } => IdentityReport::unchanged(&node, &service, Outcome::Failed, reason),
+            });
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(Batches {
+        identities: reports,
+        stopped,
+    })
+}
+
+type StagedChunk<'a> = Vec<(&'a IdentityId, Result<Staged, NotStaged>)>;
+
+fn stage_chunk<'a, W: Work>(work: &W, chunk: &[(&'a IdentityId, &W::Item)]) -> StagedChunk<'a> {
+    chunk
+        .par_iter()
+        .map(|(id, item)| (*id, work.stage(id, item)))
+        .collect()
+}
+
+fn line(id: &IdentityId, outcome: Outcome, reason: String) -> IdentityReport {
+    IdentityReport::unchanged(id.node(), id.service(), outcome, reason)
+}

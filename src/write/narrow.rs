@@ -1,0 +1,255 @@
+//! What a plan may rotate: a plan can only narrow what rekey would do, never widen it. A
+//! credential is rotated only when the plan says `rotate` *and* the fleet, judged again at the
+//! run date under its own policy, says `rotate` too, on the very bytes the plan was made from.
+//! Pure: a validated plan and a survey in, targets and refusals out.
+
+use std::collections::BTreeMap;
+
+use super::rotation::{Expected, Target};
+use crate::classify::{Action, State};
+use crate::names::IdentityId;
+use crate::plan::{Planned, ValidPlan};
+use crate::survey::{Assessed, Survey};
+
+/// The identities to rotate, and those the plan asked for that the fleet refuses, with why.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Narrowed {
+    pub targets: BTreeMap<IdentityId, Target>,
+    pub refused: Vec<(IdentityId, String)>,
+}
+
+/// Narrows `plan`'s rotations to what `survey` (the fleet at the run date) judges due.
+pub fn narrow(plan: &ValidPlan, survey: &Survey) -> Narrowed {
+    let fleet: BTreeMap<(&str, &str), &crate::survey::Identity> = survey
+        .identities
+        .iter()
+        .map(|i| ((i.node.as_str(), i.service.as_str()), i))
+        .collect();
+    let mut out = Narrowed::default();
+    for (id, planned) in plan.rotations() {
+        let Some(identity) = fleet.get(&(id.node(), id.service())) else {
+            out.refused
+                .push((id.clone(), "no longer an identity of the fleet".to_string()));
+            continue;
+        };
+        let files = [
+            (planned.cert, identity.cert.as_ref(), "cert.pem"),
+            (planned.token, identity.token.as_ref(), "token.jwt"),
+        ];
+        // What changed since the plan comes first: the reviewer never saw it.
+        if let Some(why) = files.iter().find_map(|(p, f, file)| changed(*p, *f, file)) {
+            out.refused.push((id.clone(), why));
+            continue;
+        }
+        let mut refusals = Vec::new();
+        let mut refused = None;
+        let mut target = Target {
+            cert: None,
+            token: None,
+        };
+        let slots = [&mut target.cert, &mut target.token];
+        for (slot, (p, f, file)) in slots.into_iter().zip(files) {
+            match credential(p, f, file) {
+                Judged::Absent => {}
+                Judged::Expected(e) => *slot = Some(e),
+                Judged::Narrowed(e, why) => {
+                    *slot = Some(e);
+                    refusals.push(why);
+                }
+                Judged::Refused(why) => {
+                    refused = Some(why);
+                    break;
+                }
+            }
+        }
+        if let Some(why) = refused {
+            out.refused.push((id.clone(), why));
+            continue;
+        }
+        if target.rotates() {
+            out.targets.insert(id.clone(), target);
+        } else if !refusals.is_empty() {
+            refusals.dedup();
+            out.refused.push((id.clone(), refusals.join("; ")));
+        }
+    }
+    out
+}
+
+/// One credential of a planned identity, judged again.
+enum Judged {
+    /// No such file, in the plan or the fleet, and none expected.
+    Absent,
+    /// The plan and the fleet agree (to rotate it, or to leave it).
+    Expected(Expected),
+    /// The plan asked to rotate it but the fleet keeps it: left, with why.
+    Narrowed(Expected, String),
+    /// The identity must not be touched at all: it changed since the plan, needs a person, or
+    /// has a problem.
+    Refused(String),
+}
+
+/// Why a credential is not the one the plan judged, if it is not.
+fn changed(planned: Option<Planned>, fleet: Option<&Assessed>, file: &str) -> Option<String> {
+    match (planned, fleet) {
+        (None, None) => None,
+        (Some(_), None) => Some(format!("{file} is gone since the plan")),
+        (None, Some(_)) => Some(format!("{file} appeared since the plan")),
+        (Some(p), Some(f)) => {
+            (p.sha256 != f.sha256).then(|| format!("{file} changed since the plan"))
+        }
+    }
+}
+
+/// One credential, the same as planned, judged again.
+fn credential(planned: Option<Planned>, fleet: Option<&Assessed>, file: &str) -> Judged {
+    if let Some(why) = changed(planned, fleet, file) {
+        return Judged::Refused(why);
+    }
+    let (Some(planned), Some(fleet)) = (planned, fleet) else {
+        return Judged::Absent;
+    };
+    let Some(sha256) = fleet.sha256 else {
+        // Unreadable, in the plan and now: a problem the plan cannot ask to rotate.
+        return match planned.action {
+            Action::Rotate => Judged::Refused(fleet.verdict.reason.clone()),
+            _ => Judged::Absent,
+        };
+    };
+    let keep = Expected {
+        sha256,
+        rotate: false,
+    };
+    if planned.action != Action::Rotate {
+        return Judged::Expected(keep);
+    }
+    let reason = &fleet.verdict.reason;
+    match fleet.verdict.state {
+        State::Due | State::Stalled | State::Expired => Judged::Expected(Expected {
+            sha256,
+            rotate: true,
+        }),
+        State::Recover => Judged::Refused(format!(
+            "needs rekey recover: {}",
+            reason.trim_end_matches(": run rekey recover")
+        )),
+        State::Problem => Judged::Refused(reason.clone()),
+        State::Fresh => Judged::Narrowed(keep, format!("{file} already {reason}")),
+        State::Healthy => Judged::Narrowed(keep, format!("{file} not due: {reason}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Verdict;
+    use crate::digest::Digest;
+
+    fn assessed(state: State, reason: &str, bytes: &[u8]) -> Assessed {
+        Assessed {
+            kind: crate::classify::Kind::Cert,
+            verdict: Verdict {
+                state,
+                reason: reason.to_string(),
+            },
+            window: None,
+            sha256: Some(Digest::of(bytes)),
+            self_rotates: false,
+            key_alg: None,
+        }
+    }
+
+    fn planned(action: Action, bytes: &[u8]) -> Option<Planned> {
+        Some(Planned {
+            action,
+            sha256: Some(Digest::of(bytes)),
+        })
+    }
+
+    #[test]
+    fn a_credential_rotates_only_when_plan_and_fleet_agree() {
+        let rotate = |e: &Judged| matches!(e, Judged::Expected(Expected { rotate: true, .. }));
+        let cases: Vec<(&str, Option<Planned>, Option<Assessed>, &str)> = vec![
+            (
+                "both say rotate",
+                planned(Action::Rotate, b"a"),
+                Some(assessed(State::Due, "cannot self-rotate", b"a")),
+                "rotate",
+            ),
+            (
+                "plan keeps what is due",
+                planned(Action::Keep, b"a"),
+                Some(assessed(State::Due, "cannot self-rotate", b"a")),
+                "keep",
+            ),
+            (
+                "recover flipped to rotate",
+                planned(Action::Rotate, b"a"),
+                Some(assessed(
+                    State::Recover,
+                    "token expired 2026-10-02: run rekey recover",
+                    b"a",
+                )),
+                "needs rekey recover: token expired 2026-10-02",
+            ),
+            (
+                "fresh since the plan",
+                planned(Action::Rotate, b"a"),
+                Some(assessed(
+                    State::Fresh,
+                    "fresh: issued 2026-11-28T00:00:00Z",
+                    b"a",
+                )),
+                "cert.pem already fresh: issued",
+            ),
+            (
+                "healthy",
+                planned(Action::Rotate, b"a"),
+                Some(assessed(
+                    State::Healthy,
+                    "renews itself: 80 of 90 days left",
+                    b"a",
+                )),
+                "cert.pem not due: renews itself",
+            ),
+            (
+                "a problem now",
+                planned(Action::Rotate, b"a"),
+                Some(assessed(
+                    State::Problem,
+                    "cert.pem was not issued by this CA",
+                    b"a",
+                )),
+                "cert.pem was not issued by this CA",
+            ),
+            (
+                "changed since the plan",
+                planned(Action::Rotate, b"a"),
+                Some(assessed(State::Due, "cannot self-rotate", b"b")),
+                "cert.pem changed since the plan",
+            ),
+            (
+                "gone since the plan",
+                planned(Action::Rotate, b"a"),
+                None,
+                "cert.pem is gone since the plan",
+            ),
+            (
+                "appeared since the plan",
+                None,
+                Some(assessed(State::Due, "cannot self-rotate", b"a")),
+                "cert.pem appeared since the plan",
+            ),
+        ];
+        for (name, plan, fleet, want) in cases {
+            let got = credential(plan, fleet.as_ref(), "cert.pem");
+            let said = match &got {
+                g if rotate(g) => "rotate".to_string(),
+                Judged::Expected(_) => "keep".to_string(),
+                Judged::Narrowed(_, why) | Judged::Refused(why) => why.clone(),
+                Judged::Absent => "absent".to_string(),
+            };
+            assert!(said.starts_with(want), "{name}: {said}");
+        }
+    }
+}

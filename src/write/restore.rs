@@ -1,0 +1,92 @@
+//! Restoring, the work of `rollback`: each file a run replaced gets its backup back, through the
+//! same journaled batches as a rotation, so a rollback can itself be interrupted, replayed and
+//! rolled back. A file that no longer holds what the run wrote is left alone, and so is one whose
+//! backup is missing or damaged: a restore never empties or removes a live file.
+
+use std::path::{Path, PathBuf};
+
+use super::batches::{NotStaged, Work};
+use super::journal::{self, FileChange, NewFile, Secret, Staged};
+use crate::digest::Digest;
+use crate::fsio::{self, Slot};
+use crate::names::IdentityId;
+
+/// The files of one identity that a run replaced.
+pub type Replaced = Vec<FileChange>;
+
+/// Puts back what the run `run_id` replaced, from its backup.
+pub struct Restore<'a> {
+    pub root: &'a Path,
+    pub run_id: &'a str,
+    pub backup: PathBuf,
+}
+
+/// Whether a file is as the run left it, already back as before it, or changed since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Now {
+    AsTheRunLeftIt,
+    AsBefore,
+    ChangedSince,
+}
+
+impl Restore<'_> {
+    fn live(&self, id: &IdentityId, name: &str) -> PathBuf {
+        let dir = self.root.join("nodes").join(id.node()).join(id.service());
+        dir.join(name)
+    }
+
+    /// What the live file of `f` holds now.
+    pub fn now(&self, id: &IdentityId, f: &FileChange) -> Now {
+        match fsio::read_credential(&self.live(id, &f.name)) {
+            Slot::Present(bytes) if Digest::of(&bytes) == f.new_sha256 => Now::AsTheRunLeftIt,
+            Slot::Present(bytes) if Digest::of(&bytes) == f.old_sha256 => Now::AsBefore,
+            _ => Now::ChangedSince,
+        }
+    }
+}
+
+impl Work for Restore<'_> {
+    type Item = Replaced;
+
+    fn stage(&self, id: &IdentityId, files: &Replaced) -> Result<Staged, NotStaged> {
+        let dir = self.root.join("nodes").join(id.node()).join(id.service());
+        let mut staged = Staged {
+            node: id.node().to_string(),
+            service: id.service().to_string(),
+            dir,
+            files: Vec::new(),
+        };
+        for f in files {
+            if self.now(id, f) != Now::AsTheRunLeftIt {
+                return Err(NotStaged::Skipped(format!(
+                    "{} changed since run {}: left alone",
+                    f.name, self.run_id
+                )));
+            }
+            let saved = journal::backup_path(&self.backup, id.node(), id.service(), &f.name);
+            let bytes = match fsio::read_credential(&saved) {
+                Slot::Present(bytes) if Digest::of(&bytes) == f.old_sha256 => bytes,
+                Slot::Present(_) => {
+                    return Err(NotStaged::Failed(format!(
+                        "backup {} is damaged: {} left as it is",
+                        saved.display(),
+                        f.name
+                    )));
+                }
+                _ => {
+                    return Err(NotStaged::Failed(format!(
+                        "backup {} is missing: {} left as it is",
+                        saved.display(),
+                        f.name
+                    )));
+                }
+            };
+            staged.files.push(NewFile {
+                name: f.name.clone(),
+                old: f.new_sha256,
+                bytes: Secret(bytes),
+            });
+        }
+        Ok(staged)
+    }
+}
