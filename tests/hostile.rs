@@ -22,8 +22,19 @@ struct Case {
     as_of: Option<String>,
     #[serde(default)]
     special: Vec<Vec<String>>,
+    /// `["truncate"]`, `["duplicate"]` (the first identity block again at the end), or pairs
+    /// of (text, replacement), each replacing every occurrence, in order.
     #[serde(default)]
     plan_edit: Vec<String>,
+    /// The run date of `apply`, when it differs from the plan's `as_of`.
+    #[serde(default)]
+    run_as_of: Option<String>,
+    /// Arguments after the command's own (`{run:N}` is the N-th run id).
+    #[serde(default)]
+    args: Vec<String>,
+    /// Commands run first, on the fleet, before anything is compared.
+    #[serde(default)]
+    setup: Vec<Vec<String>>,
 }
 
 fn fixtures() -> PathBuf {
@@ -68,6 +79,7 @@ fn special(root: &Path, spec: &[String]) -> Option<std::os::unix::net::UnixListe
         "huge" => std::fs::write(&path, vec![b'a'; 1_100_000]).unwrap(),
         "link" => symlink(&spec[2], &path).unwrap(),
         "dir" => std::fs::create_dir_all(&path).unwrap(),
+        "remove" => assert!(!path.exists(), "removed above"),
         "non-utf8-dir" => {
             let mut name = path.into_os_string().into_encoded_bytes();
             name.push(0xff);
@@ -106,9 +118,22 @@ fn run_case(dir: &Path) -> Result<(), String> {
         .as_of
         .clone()
         .unwrap_or_else(|| "2026-11-28T00:00:00Z".to_string());
+    for step in &case.setup {
+        let (command, args) = step.split_first().expect("a setup step names a command");
+        let out = command_on(command, &root, &as_of, &substitute(args, &root))
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 3 | 4)),
+            "{name}: setup {step:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let before = snapshot(&root);
-    let mut cmd = rekey();
-    match case.command.as_deref().unwrap_or("plan") {
+    let audit = std::fs::read(root.join(".rekey/audit.jsonl")).ok();
+    let args = substitute(&case.args, &root);
+    let mut cmd = match case.command.as_deref().unwrap_or("plan") {
         "apply" => {
             let plan = tmp.path().join("plan.toml");
             let made = rekey()
@@ -119,24 +144,23 @@ fn run_case(dir: &Path) -> Result<(), String> {
                 .output()
                 .unwrap();
             assert!(
-                made.status.code() == Some(3),
+                matches!(made.status.code(), Some(3 | 4)),
                 "{name}: the clean fleet plans"
             );
-            let mut text = std::fs::read_to_string(&plan).unwrap();
-            text = match case.plan_edit.as_slice() {
-                [cut] if cut == "truncate" => text[..text.len() / 2].to_string(),
-                [from, to] => text.replacen(from.as_str(), to, 1),
-                other => return Err(format!("{name}: bad plan_edit {other:?}")),
-            };
-            std::fs::write(&plan, text).unwrap();
-            cmd.arg("apply").arg(&plan).args(["--as-of", &as_of]);
+            let text = std::fs::read_to_string(&plan).unwrap();
+            std::fs::write(
+                &plan,
+                edit_plan(&text, &case.plan_edit).map_err(|e| format!("{name}: {e}"))?,
+            )
+            .unwrap();
+            let mut cmd = rekey();
+            cmd.arg("apply")
+                .arg(&plan)
+                .args(["--as-of", case.run_as_of.as_deref().unwrap_or(&as_of)]);
+            cmd
         }
-        command => {
-            cmd.args([command, "--as-of", &as_of])
-                .arg("--root")
-                .arg(&root);
-        }
-    }
+        command => command_on(command, &root, &as_of, &args),
+    };
     let out = cmd.timeout(Duration::from_secs(60)).output().unwrap();
     let said = format!(
         "{}{}",
@@ -160,11 +184,63 @@ fn run_case(dir: &Path) -> Result<(), String> {
     if snapshot(&root) != before {
         wrong.push("the fleet changed".to_string());
     }
+    if std::fs::read(root.join(".rekey/audit.jsonl")).ok() != audit {
+        wrong.push("the audit log changed".to_string());
+    }
     if wrong.is_empty() {
         Ok(())
     } else {
         Err(format!("{name}: {}\n{said}", wrong.join("; ")))
     }
+}
+
+/// `rekey COMMAND` on the fleet at `root`, with the run date where the command takes one.
+fn command_on(command: &str, root: &Path, as_of: &str, args: &[String]) -> assert_cmd::Command {
+    let mut cmd = rekey();
+    cmd.arg(command).args(args).arg("--root").arg(root);
+    if !matches!(command, "rollback" | "runs") {
+        cmd.args(["--as-of", as_of]);
+    }
+    cmd
+}
+
+/// `args` with each `{run:N}` replaced by the N-th run id of the fleet at `root`.
+fn substitute(args: &[String], root: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(root.join(".rekey/runs"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    args.iter()
+        .map(
+            |a| match a.strip_prefix("{run:").and_then(|r| r.strip_suffix('}')) {
+                Some(n) => ids[n.parse::<usize>().unwrap()].clone(),
+                None => a.clone(),
+            },
+        )
+        .collect()
+}
+
+fn edit_plan(text: &str, edit: &[String]) -> Result<String, String> {
+    Ok(match edit {
+        [cut] if cut == "truncate" => text[..text.len() / 2].to_string(),
+        [] => text.to_string(),
+        [dup] if dup == "duplicate" => {
+            let start = text
+                .find("[[identity]]")
+                .ok_or("no identity to duplicate")?;
+            let end = text[start + 1..]
+                .find("\n[[")
+                .map_or(text.len(), |e| start + 1 + e);
+            format!("{text}\n{}", &text[start..end])
+        }
+        pairs if !pairs.is_empty() && pairs.len() % 2 == 0 => pairs
+            .chunks(2)
+            .fold(text.to_string(), |t, p| t.replace(&p[0], &p[1])),
+        other => return Err(format!("bad plan_edit {other:?}")),
+    })
 }
 
 #[test]
