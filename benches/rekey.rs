@@ -10,7 +10,7 @@
 //!   `openssl dgst -sign` per token, on a sample (when `openssl` is installed).
 //!
 //! Sizes for `status` and `plan`: `REKEY_BENCH_SIZES` (default `10000,100000`); size for
-//! `rotate`: `REKEY_BENCH_ROTATE` (default 20000, as DESIGN §7 states the target); repetitions:
+//! `rotate`: `REKEY_BENCH_ROTATE` (default 20000, as docs/design.md §7 states the target); repetitions:
 //! `REKEY_BENCH_REPS` (default 3; medians are reported); RSA key generation sample:
 //! `REKEY_BENCH_RSA` (default 200). Fleets live in a temporary directory (`TMPDIR`).
 

@@ -44,7 +44,7 @@ impl std::fmt::Debug for Ca {
     }
 }
 
-/// The JWT algorithm fixed by a CA key type (DESIGN §2).
+/// The JWT algorithm fixed by a CA key type (docs/design.md §2).
 pub fn jwt_alg_for(alg: KeyAlg) -> jsonwebtoken::Algorithm {
     match alg {
         KeyAlg::Rsa { .. } => jsonwebtoken::Algorithm::RS256,

@@ -1,4 +1,4 @@
-//! Fleets to generate: one identity in every state and with every problem of DESIGN §3 that the
+//! Fleets to generate: one identity in every state and with every problem of docs/design.md §3 that the
 //! generator can make, dated relative to one instant (the command-line tests check its
 //! classification and `fixtures/generated-*` are built from it); and a plain uniform fleet of any
 //! size for benchmarks.

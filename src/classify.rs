@@ -1,4 +1,4 @@
-//! Classification (DESIGN §3): what each credential needs, as a pure function of the inspected
+//! Classification (docs/design.md §3): what each credential needs, as a pure function of the inspected
 //! identity, the policy, the CA's validity and the as-of instant. No I/O, no clock.
 
 use chrono::{DateTime, TimeDelta, Utc};

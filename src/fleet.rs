@@ -1,4 +1,4 @@
-//! Builds fleets on disk: a CA of any supported key type and identities in any state of DESIGN §3,
+//! Builds fleets on disk: a CA of any supported key type and identities in any state of docs/design.md §3,
 //! dated relative to a given instant, with deliberate flaws for tests. Tests, the benchmark and
 //! `rekey demo` all use it; rekey's own commands never do.
 //!
@@ -167,6 +167,7 @@ impl Generator {
     }
 
     /// Writes only `ca/ca.crt` (a read-only root).
+    #[cfg(feature = "testkit")]
     pub fn write_ca_cert(&self, root: &Path) -> Result<()> {
         let dir = root.join("ca");
         std::fs::create_dir_all(&dir)
@@ -174,6 +175,7 @@ impl Generator {
         write(&dir.join("ca.crt"), self.cert_pem.as_bytes(), 0o644)
     }
 
+    #[cfg(feature = "testkit")]
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }

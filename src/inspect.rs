@@ -43,7 +43,7 @@ pub struct Inspected {
 }
 
 impl Inspected {
-    /// An identity with neither a certificate nor a token is ignored (DESIGN §1).
+    /// An identity with neither a certificate nor a token is ignored (docs/design.md §1).
     pub fn is_empty(&self) -> bool {
         self.cert.is_none() && self.token.is_none()
     }

@@ -6,25 +6,36 @@
 //! gathers the results, and `plan` and `report` render them. Write side: `write` is the one
 //! home of a writing run (lock, replay, journaled batches, report, exit code). `cmd` holds one
 //! module per subcommand. See docs/architecture.md.
+//!
+//! The public surface is what the binary needs: [`cmd`] (one function and its options per
+//! subcommand), [`exit`], the plan [`Format`](plan::Format) and the writing [`Settings`]
+//! (write::Settings). The `testkit` feature opens the inner modules and the fleet generators to
+//! the tests, the benchmark and the fuzz targets; a release build has none of it.
 
-pub mod ca;
+/// Declares modules that are private to the crate, and public with the `testkit` feature.
+macro_rules! inner {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        $(
+            $(#[$attr])*
+            #[cfg(feature = "testkit")]
+            pub mod $name;
+            $(#[$attr])*
+            #[cfg(not(feature = "testkit"))]
+            mod $name;
+        )*
+    };
+}
+
+inner!(
+    ca, classify, digest, fleet, fsio, inspect, issue, keys, names, out, pemblock, policy, report,
+    scan, signer, survey, token,
+);
+
+/// Fleets for the tests and the benchmark (the demo fleet lives in `cmd::demo`).
+#[cfg(feature = "testkit")]
 pub mod catalog;
-pub mod classify;
+
 pub mod cmd;
-pub mod digest;
 pub mod exit;
-pub mod fleet;
-pub mod fsio;
-pub mod inspect;
-pub mod issue;
-pub mod keys;
-pub mod names;
-pub mod pemblock;
 pub mod plan;
-pub mod policy;
-pub mod report;
-pub mod scan;
-pub mod signer;
-pub mod survey;
-pub mod token;
 pub mod write;

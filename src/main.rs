@@ -10,7 +10,6 @@ use rekey::exit::{Exit, UsageError};
 
 fn main() -> ExitCode {
     let parsed = cli::Cli::parse();
-    rekey::token::install_provider();
     let invocation = cli::invocation(parsed, chrono::Utc::now());
     let exit = match rekey::cmd::run(invocation) {
         Ok(exit) => exit,

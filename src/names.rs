@@ -1,4 +1,4 @@
-//! Node and service names (DESIGN §1): `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`. A name that passes can
+//! Node and service names (docs/design.md §1): `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`. A name that passes can
 //! be joined to a path without escaping its parent.
 
 /// Whether `name` is a valid node or service name.

@@ -1,4 +1,4 @@
-//! The plan (DESIGN §5): the dry-run report that `apply` executes. Built from a survey, rendered
+//! The plan (docs/design.md §5): the dry-run report that `apply` executes. Built from a survey, rendered
 //! as TOML (by hand, so that each credential is one inline table as the contract shows) or JSON,
 //! and parsed back with unknown fields refused. Deterministic: same survey, same bytes. No secret
 //! is ever in it: actions, reasons, dates and digests only.

@@ -1,4 +1,4 @@
-//! The rotation policy (DESIGN §4): `<root>/rekey.toml`, or the built-in default for the
+//! The rotation policy (docs/design.md §4): `<root>/rekey.toml`, or the built-in default for the
 //! reference fleet. Parsed once into [`Policy`]; nothing after this module sees TOML.
 
 use std::collections::BTreeMap;

@@ -125,7 +125,7 @@ fn subdirectories(
         };
         let file_type = entry.file_type();
         if !file_type.is_dir() && !file_type.is_symlink() {
-            continue; // other files are ignored (DESIGN §1)
+            continue; // other files are ignored (docs/design.md §1)
         }
         let path = entry.path();
         match entry.file_name().to_str().filter(|n| names::is_valid(n)) {

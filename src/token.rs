@@ -1,4 +1,4 @@
-//! Login tokens (DESIGN §2): compact JWS verified against the CA key with the one algorithm the
+//! Login tokens (docs/design.md §2): compact JWS verified against the CA key with the one algorithm the
 //! CA's key type fixes, and signed the same way.
 //!
 //! Token text is a secret: no error or value from here carries it, only what was wrong with it.

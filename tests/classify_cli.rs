@@ -1,4 +1,4 @@
-//! Every state and problem of DESIGN §3 on generated fleets, through the real binary.
+//! Every state and problem of docs/design.md §3 on generated fleets, through the real binary.
 
 mod common;
 

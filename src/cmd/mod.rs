@@ -11,9 +11,9 @@ pub mod rotate;
 pub mod runs;
 pub mod status;
 
-use std::io::Write;
+pub(crate) use crate::out::{emit, emit_with};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::exit::Exit;
 
@@ -32,6 +32,7 @@ pub enum Invocation {
 
 /// Runs one subcommand.
 pub fn run(invocation: Invocation) -> Result<Exit> {
+    crate::token::install_provider();
     match invocation {
         Invocation::Status(o) => status::status(&o),
         Invocation::Plan(o) => plan::plan(&o),
@@ -42,19 +43,4 @@ pub fn run(invocation: Invocation) -> Result<Exit> {
         Invocation::Runs(o) => runs::runs(&o),
         Invocation::Demo(o) => demo::demo(&o),
     }
-}
-
-/// Writes data to stdout. A closed pipe is not an error worth a message (see `main`).
-pub fn emit(text: &str) -> Result<()> {
-    emit_with(|w| w.write_all(text.as_bytes()))
-}
-
-/// Streams data to stdout through a buffer.
-pub fn emit_with(
-    fill: impl FnOnce(&mut std::io::BufWriter<std::io::StdoutLock<'static>>) -> std::io::Result<()>,
-) -> Result<()> {
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    fill(&mut out)
-        .and_then(|()| out.flush())
-        .context("failed to write to stdout")
 }

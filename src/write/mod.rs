@@ -211,9 +211,9 @@ fn conclude(
     json: bool,
 ) -> Result<Exit> {
     if json {
-        crate::cmd::emit(&report.to_json())?;
+        crate::out::emit(&report.to_json())?;
     } else {
-        crate::cmd::emit(&report.summary())?;
+        crate::out::emit(&report.summary())?;
     }
     let counts = report.counts;
     if let Some(stop) = stopped {
