@@ -193,6 +193,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             plan::Format::Toml
         }
     };
+    let as_of = cli.command.as_of().unwrap_or(now);
     match cli.command {
         Command::Status {
             common,
@@ -200,7 +201,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             warn_days,
         } => Invocation::Status(cmd::status::Options {
             root: common.root,
-            as_of: common.as_of.unwrap_or(now),
+            as_of,
             json: format == StatusFormat::Json,
             warn: TimeDelta::days(i64::from(warn_days)),
         }),
@@ -210,13 +211,13 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             output,
         } => Invocation::Plan(cmd::plan::Options {
             root: common.root,
-            as_of: common.as_of.unwrap_or(now),
+            as_of,
             format: plan_format(format == PlanFormat::Json),
             output,
         }),
-        Command::Apply { plan, as_of, write } => Invocation::Apply(cmd::apply::Options {
+        Command::Apply { plan, write, .. } => Invocation::Apply(cmd::apply::Options {
             plan,
-            as_of: as_of.unwrap_or(now),
+            as_of,
             write: settings(&write),
         }),
         Command::Rotate {
@@ -225,7 +226,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             write,
         } => Invocation::Rotate(cmd::rotate::Options {
             root: common.root,
-            as_of: common.as_of.unwrap_or(now),
+            as_of,
             dry_run: dry_run.then(|| plan_format(write.format == StatusFormat::Json)),
             write: settings(&write),
         }),
@@ -240,7 +241,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             write,
         } => Invocation::Recover(cmd::recover::Options {
             root: common.root,
-            as_of: common.as_of.unwrap_or(now),
+            as_of,
             selection: cmd::recover::Selection {
                 nodes: node,
                 services: service,
@@ -267,11 +268,25 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             },
         }),
         Command::Runs { root } => Invocation::Runs(cmd::runs::Options { root }),
-        Command::Demo { dir, as_of } => Invocation::Demo(cmd::demo::Options {
+        Command::Demo { dir, .. } => Invocation::Demo(cmd::demo::Options {
             dir,
-            as_of: as_of.unwrap_or(now),
+            as_of,
             started,
         }),
+    }
+}
+
+impl Command {
+    /// The `--as-of` given, whichever subcommand took it.
+    fn as_of(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Command::Status { common, .. }
+            | Command::Plan { common, .. }
+            | Command::Rotate { common, .. }
+            | Command::Recover { common, .. } => common.as_of,
+            Command::Apply { as_of, .. } | Command::Demo { as_of, .. } => *as_of,
+            Command::Rollback { .. } | Command::Runs { .. } => None,
+        }
     }
 }
 
