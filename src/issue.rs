@@ -185,6 +185,12 @@ pub fn public_key_of(der: &[u8]) -> Result<PublicKey, String> {
     keys::from_spki(cert.public_key())
 }
 
+/// The serial number of the certificate `der`, in uppercase hex (as `openssl x509 -serial`).
+pub fn serial_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(hex::encode_upper(cert.raw_serial()))
+}
+
 /// A fresh positive serial of 127 random bits (never rcgen's default, derived from the key).
 pub fn random_serial() -> anyhow::Result<[u8; 16]> {
     let mut bytes = [0u8; 16];

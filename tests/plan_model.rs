@@ -891,7 +891,9 @@ fn done_in_reports(run_dirs: &[std::path::PathBuf]) -> BTreeMap<String, Vec<(Str
 
 fn read_report(run_dir: &Path) -> Option<serde_json::Value> {
     let text = std::fs::read_to_string(run_dir.join("report.json")).ok()?;
-    serde_json::from_str(&text).ok()
+    let report = serde_json::from_str(&text).ok()?;
+    common::assert_report_valid(&report, &run_dir.display().to_string());
+    Some(report)
 }
 
 fn str_of(v: &serde_json::Value) -> String {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::{AS_OF, as_of, build, ca_spec, days, fleet, issued, rekey, run, snapshot, whole};
+use common::{
+    AS_OF, as_of, build, ca_spec, days, fleet, issued, rekey, reports, run, snapshot, whole,
+};
 use rekey::fleet::{IdentitySpec, window};
 use rekey::keys::KeyAlg;
 
@@ -53,16 +55,6 @@ fn audit_log(root: &Path) -> Vec<serde_json::Value> {
         .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str(l).expect("every audit line is JSON"))
-        .collect()
-}
-
-fn reports(root: &Path) -> Vec<serde_json::Value> {
-    let mut ids: Vec<PathBuf> = std::fs::read_dir(root.join(".rekey/runs"))
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
-    ids.sort();
-    ids.iter()
-        .map(|d| serde_json::from_slice(&std::fs::read(d.join("report.json")).unwrap()).unwrap())
         .collect()
 }
 

@@ -77,7 +77,10 @@ fn rotating_a_fleet_made_by_openssl_passes_openssl_checks() {
     let before = snapshot(root);
     let (code, stdout, stderr) = run(root, &["rotate"]);
     assert_eq!(code, 4, "problems and recover remain: {stdout}{stderr}");
-    assert!(stdout.contains("done, 0 skipped, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains(" credentials), 0 skipped, 0 failed"),
+        "{stdout}"
+    );
     let after = snapshot(root);
     let ca = root.join("ca/ca.crt");
     let ca_pub = root.join("ca-pub.pem");
@@ -235,9 +238,9 @@ fn rotating_a_fleet_made_by_openssl_passes_openssl_checks() {
             );
         }
     }
-    let (code, _, stderr) = run(root, &["rotate"]);
+    let (code, stdout, _) = run(root, &["rotate"]);
     assert_eq!(code, 4);
-    assert!(stderr.contains("nothing to rotate"), "{stderr}");
+    assert!(stdout.contains("(rotate): nothing to do"), "{stdout}");
     let mut again = snapshot(root);
     let mut expected = after.clone();
     for extra in ["ca-pub.pem", "sig.bin", "msg.txt"] {
@@ -371,7 +374,10 @@ fn apply_follows_the_plan_and_refuses_what_it_must() {
 
     let (code, stdout, _) = apply(&plan_path);
     assert_eq!(code, 3, "{stdout}");
-    assert!(stdout.contains("7 done, 1 skipped, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("7 done (14 credentials), 1 skipped, 0 failed"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("token.jwt changed since the plan"),
         "{stdout}"
@@ -556,7 +562,13 @@ fn rolling_back_every_run_newest_first_restores_the_fleet() {
     );
     assert_eq!(snapshot(root), original);
     let runs_after = std::fs::read_dir(root.join(".rekey/runs")).unwrap().count();
-    assert_eq!(runs_after, runs_before, "no run started");
+    assert_eq!(
+        runs_after,
+        runs_before + 1,
+        "a run that reports it had nothing to do"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("(rollback): nothing to do"), "{stdout}");
 
     // A file changed since a run is left alone by its rollback; the rest are put back.
     assert_eq!(run(root, &["rotate"]).0, 4);

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use crate::exit::Exit;
 use crate::names::IdentityId;
 use crate::write::{
-    self, Command, Notes, Now, Outcome, Replaced, Report, Restore, Settings, WriteRun,
+    self, Command, FleetFacts, Notes, Now, Outcome, Replaced, Report, Restore, Settings, WriteRun,
 };
 
 #[derive(Debug)]
@@ -42,9 +42,13 @@ pub fn rollback(o: &Options) -> Result<Exit> {
     // Read after the replay: an interrupted run's report is complete only then.
     let mut items = replaced(&runs, id)?;
     items.retain(|id, files| files.iter().any(|f| restore.now(id, f) != Now::AsBefore));
+    let notes = Notes {
+        rolls_back: Some(id.to_string()),
+        ..Notes::default()
+    };
+    let started = run.start(Command::Rollback, notes)?;
     if items.is_empty() {
-        let by = rolled_back_by(&runs, &ids, id);
-        match by {
+        match rolled_back_by(&runs, &ids, id) {
             Some(by) => {
                 eprintln!("rekey: run {id} was already rolled back by run {by}; nothing to do")
             }
@@ -52,14 +56,10 @@ pub fn rollback(o: &Options) -> Result<Exit> {
                 "rekey: every file run {id} replaced holds what it held before; nothing to roll back"
             ),
         }
-        return Ok(Exit::Ok);
+        return Ok(started.nothing_to_do(Vec::new(), FleetFacts::default())?.1);
     }
-    let notes = Notes {
-        rolls_back: Some(id.to_string()),
-        ..Notes::default()
-    };
-    let started = run.start(Command::Rollback, notes)?;
-    let (_, exit) = started.execute(&restore, &items, Vec::new(), Vec::new())?;
+    let facts = FleetFacts::default();
+    let (_, exit) = started.execute(&restore, &items, Vec::new(), Vec::new(), facts)?;
     Ok(exit)
 }
 

@@ -144,13 +144,9 @@ pub fn run<W: Work>(
         };
         for committed in committed {
             reports.push(match committed {
-                Committed::Done(change) => IdentityReport {
-                    node: change.node,
-                    service: change.service,
-                    outcome: Outcome::Done,
-                    reason: String::new(),
-                    files: change.files,
-                },
+                Committed::Done(change, details) => {
+                    IdentityReport::done(change.node, change.service, change.files, details)
+                }
                 Committed::Failed {
                     node,
                     service,

@@ -17,6 +17,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::report::Details;
 use crate::digest::Digest;
 use crate::fsio;
 use anyhow::Result;
@@ -46,6 +47,8 @@ pub struct Staged {
     pub service: String,
     pub dir: PathBuf,
     pub files: Vec<NewFile>,
+    /// What the new credentials are, for the report (no secret).
+    pub details: Details,
 }
 
 /// One file of a replacement: its name, the digest of the file it replaces, its new bytes.
@@ -77,7 +80,7 @@ impl Staged {
 /// What happened to one staged identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {
-    Done(Change),
+    Done(Change, Details),
     Failed {
         node: String,
         service: String,
@@ -199,7 +202,7 @@ pub fn commit_batch(
     journal.append(&Record::Commit { batch })?;
     for ((s, change), outcome) in go.into_iter().zip(renamed) {
         results.push(match outcome {
-            Ok(()) => Committed::Done(change),
+            Ok(()) => Committed::Done(change, s.details.clone()),
             Err(reason) => Committed::Failed {
                 node: s.node.clone(),
                 service: s.service.clone(),

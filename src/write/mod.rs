@@ -28,7 +28,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub use audit::requested as audit_requested;
 pub use batches::{NotStaged, Stop, Work};
 pub use narrow::{Narrowed, narrow};
-pub use report::{Command, Notes, Outcome, Report};
+pub use report::{Attention, Command, FleetFacts, Notes, Outcome, Report};
 pub use restore::{Now, Replaced, Restore};
 pub use rotation::{Rotation, Target};
 pub use state::{list_ids, read_report, runs_dir};
@@ -153,14 +153,15 @@ impl Started {
         &self.run.id
     }
 
-    /// Runs `work` over `items` in journaled batches; `refused` are identities left alone
-    /// before staging, with why. Saves and prints the report and chooses the exit code.
+    /// Runs `work` over `items` in journaled batches, then [`Started::finish`]es the run.
+    /// `refused` are identities left alone before staging, with why.
     pub fn execute<W: Work>(
         mut self,
         work: &W,
         items: &BTreeMap<IdentityId, W::Item>,
         refused: Vec<(IdentityId, String)>,
         warnings: Vec<String>,
+        fleet: FleetFacts,
     ) -> Result<(Report, Exit)> {
         for w in &warnings {
             eprintln!("rekey: warning: {w}");
@@ -172,54 +173,74 @@ impl Started {
         let done = pool(self.write.settings.jobs)?
             .install(|| batches::run(work, items, run, &root, progress, &interrupt))?;
         let mut identities = done.identities;
-        identities.extend(refused.into_iter().map(|(id, why)| {
-            IdentityReport::unchanged(id.node(), id.service(), Outcome::Skipped, why)
-        }));
+        identities.extend(skipped(refused));
+        self.finish(identities, done.stopped, warnings, fleet)
+    }
+
+    /// Ends a run that had nothing to change (but perhaps identities it refused).
+    pub fn nothing_to_do(
+        self,
+        refused: Vec<(IdentityId, String)>,
+        fleet: FleetFacts,
+    ) -> Result<(Report, Exit)> {
+        self.finish(skipped(refused).collect(), None, Vec::new(), fleet)
+    }
+
+    /// Ends the run: builds its report (once), saves it and closes the journal, settles the
+    /// audit log, prints the report and says how the run ended. Also the whole of a run that
+    /// found nothing to do.
+    pub fn finish(
+        self,
+        identities: Vec<IdentityReport>,
+        stopped: Option<Stop>,
+        warnings: Vec<String>,
+        fleet: FleetFacts,
+    ) -> Result<(Report, Exit)> {
+        let root = self.write.root.clone();
         let header = Header {
             run_id: self.run.id.clone(),
             command: self.command,
             started: self.write.settings.started,
+            finished: chrono::Utc::now(),
             as_of: self.write.as_of,
             root: root.to_string_lossy().into_owned(),
             notes: self.notes,
             recovered_by_replay: false,
-            stopped: done.stopped.as_ref().map(ToString::to_string),
+            stopped: stopped.as_ref().map(ToString::to_string),
             warnings,
+            fleet,
         };
-        let report = Report::new(header, identities);
+        let mut report = Report::new(header, identities);
         let saved = self.run.finish(&report);
+        if saved.is_err() {
+            report.not_saved();
+        }
         if report.command == Command::Recover {
             audit::settle(&root, &report, self.write.settings.started)?;
         }
-        let exit = conclude(
-            &report,
-            done.stopped.as_ref(),
-            saved,
-            self.write.settings.json,
-        )?;
-        Ok((report, exit))
+        tell(&report, stopped.as_ref(), &saved, self.write.settings.json)?;
+        Ok((report.clone(), report.exit()))
     }
 }
 
-/// Prints a run's report and says how it ended. A run stopped short, or whose report could not
-/// be saved, exits 1 when it changed nothing and 3 when it changed some; a run with identities
-/// skipped or failed exits 3.
-fn conclude(
-    report: &Report,
-    stopped: Option<&Stop>,
-    saved: Result<()>,
-    json: bool,
-) -> Result<Exit> {
+fn skipped(refused: Vec<(IdentityId, String)>) -> impl Iterator<Item = IdentityReport> {
+    refused
+        .into_iter()
+        .map(|(id, why)| IdentityReport::unchanged(id.node(), id.service(), Outcome::Skipped, why))
+}
+
+/// Prints a run's report (the table, or the JSON document) and, on stderr, why it stopped
+/// short or could not be saved.
+fn tell(report: &Report, stopped: Option<&Stop>, saved: &Result<()>, json: bool) -> Result<()> {
     if json {
         crate::out::emit(&report.to_json())?;
     } else {
         crate::out::emit(&report.summary())?;
     }
-    let counts = report.counts;
     if let Some(stop) = stopped {
-        let again = match (stop, report.command) {
-            (_, Command::Apply) => "make a new plan and apply it".to_string(),
-            (_, command) => format!("run `rekey {}` again", command.as_str()),
+        let again = match report.command {
+            Command::Apply => "make a new plan and apply it".to_string(),
+            command => format!("run `rekey {}` again", command.as_str()),
         };
         let first = match stop {
             Stop::NoSpace(_) => "free some space and ",
@@ -228,24 +249,17 @@ fn conclude(
         eprintln!(
             "rekey: error: {stop}; stopped after {} of {} identities, the rest are unchanged; \
              {first}{again}",
-            counts.done,
+            report.counts.done,
             report.identities.len(),
         );
     }
-    if let Err(err) = &saved {
+    if let Err(err) = saved {
         eprintln!(
             "rekey: error: {err:#}; the next writing command replays run {} and saves its report",
             report.run_id
         );
     }
-    let cut_short = stopped.is_some() || saved.is_err();
-    Ok(if cut_short && counts.done == 0 {
-        Exit::Fatal
-    } else if cut_short || counts.failed + counts.skipped > 0 {
-        Exit::WorkDue
-    } else {
-        Exit::Ok
-    })
+    Ok(())
 }
 
 fn pool(jobs: Option<usize>) -> Result<rayon::ThreadPool> {

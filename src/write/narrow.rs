@@ -116,9 +116,11 @@ fn credential(planned: Option<Planned>, fleet: Option<&Assessed>, file: &str) ->
             _ => Judged::Absent,
         };
     };
+    let not_after = fleet.window.map(|w| w.not_after);
     let keep = Expected {
         sha256,
         rotate: false,
+        not_after,
     };
     if planned.action != Action::Rotate {
         return Judged::Expected(keep);
@@ -126,8 +128,8 @@ fn credential(planned: Option<Planned>, fleet: Option<&Assessed>, file: &str) ->
     let reason = &fleet.verdict.reason;
     match fleet.verdict.state {
         State::Due | State::Stalled | State::Expired => Judged::Expected(Expected {
-            sha256,
             rotate: true,
+            ..keep
         }),
         State::Recover => Judged::Refused(format!(
             "needs rekey recover: {}",

@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::journal::FileChange;
 use crate::classify::stamp;
+use crate::digest::Digest;
+use crate::exit::Exit;
 
-/// The report format version.
-pub const VERSION: u32 = 1;
+/// The report format version. Reports of version 1 (no outcome, dates, details) still read.
+pub const VERSION: u32 = 2;
 
 /// The writing command a run was made by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,17 +46,48 @@ pub enum Outcome {
     Failed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How a run went, as a whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunOutcome {
+    /// Every identity attempted was done.
+    #[default]
+    #[serde(rename = "done")]
+    Done,
+    /// There was nothing to change.
+    #[serde(rename = "nothing to do")]
+    NothingToDo,
+    /// Some identities were done, some not (skipped, failed, or not reached).
+    #[serde(rename = "partial")]
+    Partial,
+    /// Identities were to be changed and none was.
+    #[serde(rename = "failed")]
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
     pub version: u32,
     pub run_id: String,
     pub command: Command,
+    #[serde(default)]
+    pub outcome: RunOutcome,
+    /// The exit code of the run (in a report written by a replay: the one it would have had).
+    #[serde(default)]
+    pub exit_code: u8,
     /// The wall clock when the run started.
     pub started: String,
+    /// The wall clock when the run ended.
+    #[serde(default)]
+    pub finished: String,
+    #[serde(default)]
+    pub duration_seconds: f64,
     /// The run date: new validity starts here.
     pub as_of: String,
     pub root: String,
+    /// The policy in force (rotating runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_sha256: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolls_back: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,15 +102,29 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     pub counts: Counts,
+    /// Every identity this run acted on or was asked to.
     pub identities: Vec<IdentityReport>,
+    /// What was already there and is left for a person: identities that need `recover` and
+    /// problems, with their reasons (rotating runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_attention: Vec<Attention>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Counts {
+    /// Identities whose files were replaced.
     pub done: usize,
     pub skipped: usize,
     pub failed: usize,
+    /// Credentials (certificates and tokens) replaced.
+    #[serde(default)]
+    pub credentials: usize,
+    /// Identities already needing `recover`, and problems, found by the run (not its failures).
+    #[serde(default)]
+    pub needs_recover: usize,
+    #[serde(default)]
+    pub problems: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,11 +132,73 @@ pub struct Counts {
 pub struct IdentityReport {
     pub node: String,
     pub service: String,
+    /// The identity's directory, relative to the root.
+    #[serde(default)]
+    pub dir: String,
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileChange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<CertChange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenChange>,
+}
+
+/// A certificate a run replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertChange {
+    pub path: String,
+    /// Serial numbers in uppercase hex, as `openssl x509 -serial` prints them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_serial: Option<String>,
+    pub new_serial: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_not_after: Option<String>,
+    pub new_not_after: String,
+    /// `rotated` (a new key pair) or `reused`.
+    pub key: KeyChange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyChange {
+    Rotated,
+    Reused,
+}
+
+/// A token a run replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenChange {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_exp: Option<String>,
+    pub new_exp: String,
+}
+
+/// What a staged identity's new credentials are, for its report line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details {
+    pub cert: Option<CertChange>,
+    pub token: Option<TokenChange>,
+}
+
+/// An identity, or a path, left for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attention {
+    /// The path relative to the root (`nodes/<node>/<service>`).
+    pub dir: String,
+    /// `recover` or `problem`.
+    pub state: String,
+    pub reason: String,
+}
+
+fn dir_of(node: &str, service: &str) -> String {
+    format!("nodes/{node}/{service}")
 }
 
 impl IdentityReport {
@@ -98,9 +207,26 @@ impl IdentityReport {
         IdentityReport {
             node: node.to_string(),
             service: service.to_string(),
+            dir: dir_of(node, service),
             outcome,
             reason,
             files: Vec::new(),
+            cert: None,
+            token: None,
+        }
+    }
+
+    /// An identity whose files were replaced.
+    pub fn done(node: String, service: String, files: Vec<FileChange>, details: Details) -> Self {
+        IdentityReport {
+            dir: dir_of(&node, &service),
+            node,
+            service,
+            outcome: Outcome::Done,
+            reason: String::new(),
+            files,
+            cert: details.cert,
+            token: details.token,
         }
     }
 }
@@ -119,31 +245,75 @@ pub struct Header {
     pub run_id: String,
     pub command: Command,
     pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
     pub as_of: DateTime<Utc>,
     pub root: String,
     pub notes: Notes,
     pub recovered_by_replay: bool,
     pub stopped: Option<String>,
     pub warnings: Vec<String>,
+    pub fleet: FleetFacts,
+}
+
+/// What a rotating run found in the fleet besides its work.
+#[derive(Debug, Clone, Default)]
+pub struct FleetFacts {
+    pub policy_sha256: Option<Digest>,
+    pub needs_attention: Vec<Attention>,
+    /// Whether what needs attention decides the exit code (4) when the run itself went well:
+    /// `rotate`, the pipeline's command.
+    pub attention_exits: bool,
 }
 
 impl Report {
-    /// The report of a run: identities sorted by (node, service), counted once.
+    /// The report of a run: identities sorted by (node, service), counted once, its outcome and
+    /// exit code chosen here and nowhere else. A run `cut_short` (a full filesystem, a signal,
+    /// a report that could not be saved) exits 1 when it changed nothing and 3 when it changed
+    /// some; a failure of this run (3) wins over attention that was already there (4).
     pub fn new(header: Header, mut identities: Vec<IdentityReport>) -> Report {
         identities.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
         let count = |o: Outcome| identities.iter().filter(|i| i.outcome == o).count();
+        let attention = &header.fleet.needs_attention;
         let counts = Counts {
             done: count(Outcome::Done),
             skipped: count(Outcome::Skipped),
             failed: count(Outcome::Failed),
+            credentials: identities
+                .iter()
+                .map(|i| usize::from(i.cert.is_some()) + usize::from(i.token.is_some()))
+                .sum(),
+            needs_recover: attention.iter().filter(|a| a.state == "recover").count(),
+            problems: attention.iter().filter(|a| a.state == "problem").count(),
         };
+        let outcome = match (counts.done, identities.len()) {
+            (_, 0) => RunOutcome::NothingToDo,
+            (0, _) => RunOutcome::Failed,
+            (done, all) if done == all => RunOutcome::Done,
+            _ => RunOutcome::Partial,
+        };
+        let cut_short = header.stopped.is_some();
+        let exit = if cut_short && counts.done == 0 {
+            Exit::Fatal
+        } else if cut_short || counts.failed + counts.skipped > 0 {
+            Exit::WorkDue
+        } else if header.fleet.attention_exits && !attention.is_empty() {
+            Exit::Attention
+        } else {
+            Exit::Ok
+        };
+        let duration = (header.finished - header.started).num_milliseconds().max(0);
         Report {
             version: VERSION,
             run_id: header.run_id,
             command: header.command,
+            outcome,
+            exit_code: exit as u8,
             started: stamp(header.started),
+            finished: stamp(header.finished),
+            duration_seconds: duration as f64 / 1000.0,
             as_of: stamp(header.as_of),
             root: header.root,
+            policy_sha256: header.fleet.policy_sha256,
             rolls_back: header.notes.rolls_back,
             reason: header.notes.reason,
             operator: header.notes.operator,
@@ -152,19 +322,46 @@ impl Report {
             warnings: header.warnings,
             counts,
             identities,
+            needs_attention: header.fleet.needs_attention,
         }
+    }
+
+    /// The exit code chosen in [`Report::new`].
+    pub fn exit(&self) -> Exit {
+        match self.exit_code {
+            0 => Exit::Ok,
+            1 => Exit::Fatal,
+            3 => Exit::WorkDue,
+            4 => Exit::Attention,
+            _ => Exit::Usage,
+        }
+    }
+
+    /// Marks a run whose report could not be saved: it was cut short.
+    pub fn not_saved(&mut self) {
+        let exit = if self.counts.done == 0 {
+            Exit::Fatal
+        } else {
+            Exit::WorkDue
+        };
+        self.exit_code = exit as u8;
     }
 
     /// The table printed after a run: counts, then every identity not done.
     pub fn summary(&self) -> String {
         let c = self.counts;
+        let what = if self.outcome == RunOutcome::NothingToDo {
+            "nothing to do".to_string()
+        } else {
+            format!(
+                "{} done ({} credentials), {} skipped, {} failed",
+                c.done, c.credentials, c.skipped, c.failed
+            )
+        };
         let mut out = format!(
-            "run {} ({}): {} done, {} skipped, {} failed\nreport: {}/.rekey/runs/{}/report.json\n",
+            "run {} ({}): {what}\nreport: {}/.rekey/runs/{}/report.json\n",
             self.run_id,
             self.command.as_str(),
-            c.done,
-            c.skipped,
-            c.failed,
             self.root,
             self.run_id
         );

@@ -55,6 +55,7 @@ impl Work for Restore<'_> {
             service: id.service().to_string(),
             dir,
             files: Vec::new(),
+            details: Default::default(),
         };
         for f in files {
             if self.now(id, f) != Now::AsTheRunLeftIt {

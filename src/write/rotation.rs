@@ -2,15 +2,18 @@
 //! against what was judged, issue the new certificate (and key) and token, and hand them to the
 //! batch loop. What to rotate is decided before (by the fleet's judgement, narrowed by a plan).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
 use super::batches::{NotStaged, Work};
 use super::journal::{NewFile, Secret, Staged};
+use super::report::{CertChange, Details, KeyChange, TokenChange};
 use crate::ca::Ca;
-use crate::classify::Action;
+use crate::classify::{Action, stamp};
 use crate::digest::Digest;
+use crate::exit::Exit;
 use crate::fsio::Slot;
 use crate::issue::{self, Terms};
 use crate::keys::{self, KeyFormat};
@@ -19,7 +22,7 @@ use crate::pemblock;
 use crate::policy::KeyMode;
 use crate::scan::{self, CERT_FILE, Candidate, KEY_FILE, TOKEN_FILE};
 use crate::signer::{CaSigner, ReusedKey};
-use crate::survey::{Assessed, Identity};
+use crate::survey::{Assessed, Identity, Survey};
 use crate::token::Claims;
 
 /// One identity to rotate: for each credential present, the digest it had when judged, and
@@ -30,11 +33,13 @@ pub struct Target {
     pub token: Option<Expected>,
 }
 
-/// A credential as judged: its digest then, and whether it is to be rotated.
+/// A credential as judged: its digest then, whether it is to be rotated, and its expiry then
+/// (for the report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expected {
     pub sha256: Digest,
     pub rotate: bool,
+    pub not_after: Option<DateTime<Utc>>,
 }
 
 impl Target {
@@ -46,6 +51,7 @@ impl Target {
                 c.sha256.map(|sha256| Expected {
                     sha256,
                     rotate: c.verdict.state.action() == action,
+                    not_after: c.window.map(|w| w.not_after),
                 })
             })
         };
@@ -104,15 +110,21 @@ impl Work for Rotation<'_> {
         let files = scan::read(&candidate);
         unchanged(&files.cert, t.cert, CERT_FILE)?;
         unchanged(&files.token, t.token, TOKEN_FILE)?;
+        let rel = format!("nodes/{id}");
         let mut staged = Staged {
             node: id.node().to_string(),
             service: id.service().to_string(),
             dir,
             files: Vec::new(),
+            details: Details::default(),
         };
         if let (Some(sha), Slot::Present(pem)) = (Target::rotated(t.cert), &files.cert) {
-            self.stage_cert(pem, sha, &files.key, &mut staged)
+            let mut change = self
+                .stage_cert(pem, sha, &files.key, &mut staged)
                 .map_err(NotStaged::Failed)?;
+            change.path = format!("{rel}/{CERT_FILE}");
+            change.old_not_after = t.cert.and_then(|e| e.not_after).map(stamp);
+            staged.details.cert = Some(change);
         }
         if let Some(old) = Target::rotated(t.token) {
             let text = self.token_for(&id.to_string()).map_err(NotStaged::Failed)?;
@@ -121,19 +133,25 @@ impl Work for Rotation<'_> {
                 old,
                 bytes: Secret(text.into_bytes()),
             });
+            staged.details.token = Some(TokenChange {
+                path: format!("{rel}/{TOKEN_FILE}"),
+                old_exp: t.token.and_then(|e| e.not_after).map(stamp),
+                new_exp: stamp(self.not_after),
+            });
         }
         Ok(staged)
     }
 }
 
 impl Rotation<'_> {
+    /// Stages the new certificate (and key); says what changed, less the paths and old expiry.
     fn stage_cert(
         &self,
         pem: &[u8],
         sha: Digest,
         key: &Slot,
         staged: &mut Staged,
-    ) -> Result<(), String> {
+    ) -> Result<CertChange, String> {
         let old_der = pemblock::single(pem)
             .map_err(|e| format!("{CERT_FILE} {e}"))?
             .der;
@@ -144,6 +162,7 @@ impl Rotation<'_> {
             not_after: self.not_after,
         };
         let issuer = &self.signer.issuer;
+        let mut key_change = KeyChange::Reused;
         let der = match key {
             Slot::Present(old_key) if self.keys == KeyMode::Rotate => {
                 let format = key_format(old_key)?;
@@ -157,6 +176,7 @@ impl Rotation<'_> {
                     old: Digest::of(old_key),
                     bytes: Secret(key_pem.into_bytes()),
                 });
+                key_change = KeyChange::Rotated;
                 der
             }
             _ => issue::reissue(
@@ -176,7 +196,14 @@ impl Rotation<'_> {
             old: sha,
             bytes: Secret(cert_pem.into_bytes()),
         });
-        Ok(())
+        Ok(CertChange {
+            path: String::new(),
+            old_serial: issue::serial_of(&old_der),
+            new_serial: hex::encode_upper(terms.serial),
+            old_not_after: None,
+            new_not_after: stamp(self.not_after),
+            key: key_change,
+        })
     }
 
     fn token_for(&self, sub: &str) -> Result<String, String> {
@@ -218,18 +245,21 @@ fn key_format(pem: &[u8]) -> Result<KeyFormat, String> {
 /// Rotates `targets` in one journaled run: loads the CA key (before anything is written or
 /// audited), starts the run, lets `before` record what it must before the first batch (the
 /// recovery audit), then runs the batches. `refused` are planned identities left alone, with why.
+/// A run with nothing to rotate still starts, and reports so.
 pub fn run(
     write: super::WriteRun,
-    survey: &crate::survey::Survey,
+    survey: &Survey,
     command: super::Command,
-    targets: std::collections::BTreeMap<IdentityId, Target>,
+    targets: BTreeMap<IdentityId, Target>,
     refused: Vec<(IdentityId, String)>,
     notes: super::Notes,
     before: impl FnOnce(&super::Started) -> anyhow::Result<()>,
-) -> anyhow::Result<crate::exit::Exit> {
-    if targets.is_empty() && refused.is_empty() {
-        eprintln!("rekey: nothing to rotate");
-        return Ok(crate::exit::Exit::Ok);
+) -> anyhow::Result<Exit> {
+    let fleet = facts(survey, command == super::Command::Rotate);
+    if targets.is_empty() {
+        let started = write.start(command, notes)?;
+        before(&started)?;
+        return Ok(started.nothing_to_do(refused, fleet)?.1);
     }
     let as_of = write.as_of();
     let signer = crate::signer::load(write.root(), &survey.ca, as_of)?;
@@ -248,18 +278,12 @@ pub fn run(
     };
     let started = write.start(command, notes)?;
     before(&started)?;
-    let (_, exit) = started.execute(&rotation, &targets, refused, warnings)?;
+    let (_, exit) = started.execute(&rotation, &targets, refused, warnings, fleet)?;
     Ok(exit)
 }
 
-/// What `rotate` does: rotates every identity `survey` judges `rotate`. The exit code also
-/// says (4) when identities are left for a person: those that need recover or have problems.
-pub fn rotate_due(
-    write: super::WriteRun,
-    survey: &crate::survey::Survey,
-) -> anyhow::Result<crate::exit::Exit> {
-    use crate::exit::Exit;
-    use crate::survey::Attention;
+/// What `rotate` does: rotates every identity `survey` judges `rotate`.
+pub fn rotate_due(write: super::WriteRun, survey: &Survey) -> anyhow::Result<Exit> {
     let targets = survey
         .identities
         .iter()
@@ -268,7 +292,7 @@ pub fn rotate_due(
             Some((IdentityId::new(&i.node, &i.service)?, target))
         })
         .collect();
-    let exit = run(
+    run(
         write,
         survey,
         super::Command::Rotate,
@@ -276,10 +300,46 @@ pub fn rotate_due(
         Vec::new(),
         super::Notes::default(),
         |_| Ok(()),
-    )?;
-    let left = match survey.attention(None) {
-        Attention::RecoverOrProblem => Exit::Attention,
-        Attention::WorkDue | Attention::None => Exit::Ok,
-    };
-    Ok(exit.worse(left))
+    )
+}
+
+/// The policy in force and what is left for a person: identities that need `recover` and
+/// problems, with their own reasons. When `attention_exits`, they make the exit code 4 if the
+/// run itself went well.
+fn facts(survey: &Survey, attention_exits: bool) -> super::FleetFacts {
+    let mut needs_attention = Vec::new();
+    for i in &survey.identities {
+        let mut state = None;
+        let mut reasons: Vec<&str> = Vec::new();
+        for c in i.credentials() {
+            match c.verdict.state.action() {
+                Action::Recover => state = state.or(Some("recover")),
+                Action::Skip => state = Some("problem"),
+                Action::Keep | Action::Rotate => continue,
+            }
+            let own = !c.verdict.reason.starts_with(crate::classify::SPREAD_PREFIX);
+            if own && !reasons.contains(&c.verdict.reason.as_str()) {
+                reasons.push(&c.verdict.reason);
+            }
+        }
+        if let Some(state) = state {
+            needs_attention.push(super::Attention {
+                dir: format!("nodes/{}/{}", i.node, i.service),
+                state: state.to_string(),
+                reason: reasons.join("; "),
+            });
+        }
+    }
+    needs_attention.extend(survey.issues.iter().filter(|i| i.is_problem).map(|i| {
+        super::Attention {
+            dir: i.path.clone(),
+            state: "problem".to_string(),
+            reason: i.message.clone(),
+        }
+    }));
+    super::FleetFacts {
+        policy_sha256: Some(survey.policy.digest()),
+        needs_attention,
+        attention_exits,
+    }
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 
 use super::journal::{self, Journal, Record};
-use super::report::{Command, Header, IdentityReport, Notes, Outcome, Report};
+use super::report::{Command, Details, FleetFacts, Header, IdentityReport, Notes, Outcome, Report};
 use crate::fsio;
 
 pub fn state_dir(root: &Path) -> PathBuf {
@@ -140,7 +140,7 @@ pub fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<String>
         let (finished, undone) = journal::replay(&path, root, &dir.join("backup"))?;
         // Killed while saving its report: the half-written copy goes, a whole one is written.
         fsio::remove_stale_temps(&dir)?;
-        let report = replayed_report(root, &id, &records, &finished, &undone);
+        let report = replayed_report(root, &id, &records, &finished, &undone, now);
         write_report(&dir, &report)?;
         if report.command == Command::Recover {
             super::audit::settle(root, &report, now)?;
@@ -162,6 +162,7 @@ fn replayed_report(
     records: &[Record],
     finished: &[journal::Change],
     undone: &[journal::Change],
+    now: DateTime<Utc>,
 ) -> Report {
     let start = records.iter().find_map(|r| match r {
         Record::Start {
@@ -187,13 +188,7 @@ fn replayed_report(
     done.extend(finished.iter().cloned());
     let mut identities: Vec<IdentityReport> = done
         .into_iter()
-        .map(|c| IdentityReport {
-            node: c.node,
-            service: c.service,
-            outcome: Outcome::Done,
-            reason: String::new(),
-            files: c.files,
-        })
+        .map(|c| IdentityReport::done(c.node, c.service, c.files, Details::default()))
         .collect();
     identities.extend(undone.iter().map(|c| {
         let why = "interrupted before its files were replaced: left as it was".to_string();
@@ -205,6 +200,7 @@ fn replayed_report(
         run_id: id.to_string(),
         command,
         started,
+        finished: now,
         as_of,
         root: root.to_string_lossy().into_owned(),
         notes: Notes {
@@ -215,6 +211,7 @@ fn replayed_report(
         recovered_by_replay: true,
         stopped: None,
         warnings: Vec::new(),
+        fleet: FleetFacts::default(),
     };
     Report::new(header, identities)
 }

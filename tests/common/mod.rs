@@ -298,6 +298,7 @@ pub fn backups_intact(root: &Path, what: &str) {
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap())
                 .unwrap();
+        assert_report_valid(&report, what);
         for i in report["identities"]
             .as_array()
             .unwrap()
@@ -322,4 +323,39 @@ pub fn backups_intact(root: &Path, what: &str) {
             }
         }
     }
+}
+
+/// Checks `report` (a run's `report.json` or `--format json`) against `docs/report.schema.json`.
+pub fn assert_report_valid(report: &serde_json::Value, what: &str) {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let validator = SCHEMA.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        jsonschema::validator_for(&schema).expect("the report schema is a valid schema")
+    });
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what}: report does not match the schema: {errors:#?}\n{report:#}"
+    );
+}
+
+/// Every run's report under `root`, oldest first, each checked against the schema.
+pub fn reports(root: &Path) -> Vec<serde_json::Value> {
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(root.join(".rekey/runs"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.iter()
+        .filter_map(|d| std::fs::read(d.join("report.json")).ok())
+        .map(|bytes| {
+            let report: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_report_valid(&report, "report.json");
+            report
+        })
+        .collect()
 }
