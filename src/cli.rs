@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use rekey::cmd::{self, Invocation};
 use rekey::plan;
+use rekey::select::Selection;
 use rekey::write::Settings;
 
 #[derive(Debug, Parser)]
@@ -44,13 +45,18 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Execute a plan made by `rekey plan`.
+    /// Execute a plan made by `rekey plan` (`-` reads it from stdin).
     Apply {
-        /// The plan file (TOML or JSON).
+        /// The plan file (TOML or JSON), or `-` for stdin.
         plan: PathBuf,
+        /// The fleet, when it is mounted elsewhere than the plan's root (same CA required).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
         /// New validity runs from this instant instead of now (RFC 3339 or YYYY-MM-DD).
         #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
         as_of: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        select: SelectArgs,
         #[command(flatten)]
         write: WriteArgs,
     },
@@ -58,9 +64,19 @@ pub enum Command {
     Rotate {
         #[command(flatten)]
         common: Common,
-        /// Print the plan and write nothing.
+        /// Print the plan (TOML, or JSON with --format json) and write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// With --dry-run: write the plan to FILE (atomically; `-` is stdout).
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FILE",
+            requires = "dry_run"
+        )]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        select: SelectArgs,
         #[command(flatten)]
         write: WriteArgs,
     },
@@ -99,11 +115,27 @@ pub enum Command {
         /// Show what would be put back and write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// The summary after the run: a table for people, the report as JSON for pipelines.
+        #[arg(long, value_enum, default_value_t = RunFormat::Table)]
+        format: RunFormat,
     },
     /// List the runs recorded in the fleet.
     Runs {
         #[arg(long, value_name = "DIR", default_value = ".")]
         root: PathBuf,
+        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+        format: StatusFormat,
+    },
+    /// Remove the backups (old private keys) of runs beyond the newest N; journals and reports stay.
+    Prune {
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
+        /// Keep the backups of the newest N runs (default: the policy's keep_runs).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+        /// Show what would be removed and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Build a demo fleet dated relative to now and show what rekey makes of it.
     Demo {
@@ -136,9 +168,42 @@ pub struct WriteArgs {
     /// Progress bar on stderr: auto shows it on a terminal, for table output.
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
-    /// The summary after the run: a table for people, the report as JSON for pipelines.
-    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
-    pub format: StatusFormat,
+    /// The summary after the run: a table for people, the report as JSON for pipelines
+    /// (`toml`: the plan of `rotate --dry-run`).
+    #[arg(long, value_enum, default_value_t = RunFormat::Table)]
+    pub format: RunFormat,
+}
+
+/// Which identities a rotating command acts on (a canary run), and whether to force.
+#[derive(Debug, clap::Args)]
+pub struct SelectArgs {
+    /// Only identities on this node (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub node: Vec<String>,
+    /// Only identities of this service (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub service: Vec<String>,
+    /// Also rotate credentials that would be kept (a suspected key compromise); never those
+    /// that need recover or have a problem.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl SelectArgs {
+    fn selection(&self) -> Selection {
+        Selection {
+            nodes: self.node.clone(),
+            services: self.service.clone(),
+            all: self.node.is_empty() && self.service.is_empty(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunFormat {
+    Table,
+    Json,
+    Toml,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -173,19 +238,31 @@ pub fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// Converts the parsed command line into a validated invocation. `started` is the wall clock
-/// read once at start; "now" (the default run date) is the same instant to the second.
-pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
+/// read once at start; "now" (the default run date) is the same instant to the second. A
+/// combination of flags clap cannot judge alone is refused here (exit 2).
+pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Invocation, String> {
     let now = chrono::SubsecRound::trunc_subsecs(started, 0);
     let settings = |w: &WriteArgs| Settings {
         jobs: w.jobs.map(usize::from),
         progress: show_progress(
             w.progress,
             std::io::stderr().is_terminal(),
-            w.format == StatusFormat::Table,
+            w.format == RunFormat::Table,
         ),
-        json: w.format == StatusFormat::Json,
+        json: w.format == RunFormat::Json,
         started,
     };
+    let dry_run = matches!(cli.command, Command::Rotate { dry_run: true, .. });
+    if let Command::Apply { write, .. }
+    | Command::Rotate { write, .. }
+    | Command::Recover { write, .. } = &cli.command
+        && write.format == RunFormat::Toml
+        && !dry_run
+    {
+        return Err(
+            "--format toml goes with rotate --dry-run (a run's report is a table or JSON)".into(),
+        );
+    }
     let plan_format = |json: bool| {
         if json {
             plan::Format::Json
@@ -194,7 +271,9 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
         }
     };
     let as_of = cli.command.as_of().unwrap_or(now);
-    match cli.command {
+    // `-` for a file means standard input or output.
+    let file = |p: Option<PathBuf>| p.filter(|p| p.as_os_str() != "-");
+    Ok(match cli.command {
         Command::Status {
             common,
             format,
@@ -213,21 +292,37 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             root: common.root,
             as_of,
             format: plan_format(format == PlanFormat::Json),
-            output,
+            output: file(output),
         }),
-        Command::Apply { plan, write, .. } => Invocation::Apply(cmd::apply::Options {
+        Command::Apply {
             plan,
+            root,
+            select,
+            write,
+            ..
+        } => Invocation::Apply(cmd::apply::Options {
+            plan: file(Some(plan)),
+            root,
             as_of,
+            selection: select.selection(),
+            force: select.force,
             write: settings(&write),
         }),
         Command::Rotate {
             common,
             dry_run,
+            output,
+            select,
             write,
         } => Invocation::Rotate(cmd::rotate::Options {
             root: common.root,
             as_of,
-            dry_run: dry_run.then(|| plan_format(write.format == StatusFormat::Json)),
+            dry_run: dry_run.then(|| cmd::rotate::DryRun {
+                format: plan_format(write.format == RunFormat::Json),
+                output: file(output),
+            }),
+            selection: select.selection(),
+            force: select.force,
             write: settings(&write),
         }),
         Command::Recover {
@@ -242,7 +337,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
         } => Invocation::Recover(cmd::recover::Options {
             root: common.root,
             as_of,
-            selection: cmd::recover::Selection {
+            selection: Selection {
                 nodes: node,
                 services: service,
                 all,
@@ -256,9 +351,29 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             run_id,
             root,
             dry_run,
+            format,
         } => Invocation::Rollback(cmd::rollback::Options {
             root,
             run_id,
+            dry_run,
+            write: Settings {
+                jobs: None,
+                progress: false,
+                json: format == RunFormat::Json,
+                started,
+            },
+        }),
+        Command::Runs { root, format } => Invocation::Runs(cmd::runs::Options {
+            root,
+            json: format == StatusFormat::Json,
+        }),
+        Command::Prune {
+            root,
+            keep,
+            dry_run,
+        } => Invocation::Prune(cmd::prune::Options {
+            root,
+            keep: keep.map(|k| k as usize),
             dry_run,
             write: Settings {
                 jobs: None,
@@ -267,13 +382,12 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
                 started,
             },
         }),
-        Command::Runs { root } => Invocation::Runs(cmd::runs::Options { root }),
         Command::Demo { dir, .. } => Invocation::Demo(cmd::demo::Options {
             dir,
             as_of,
             started,
         }),
-    }
+    })
 }
 
 impl Command {
@@ -285,7 +399,7 @@ impl Command {
             | Command::Rotate { common, .. }
             | Command::Recover { common, .. } => common.as_of,
             Command::Apply { as_of, .. } | Command::Demo { as_of, .. } => *as_of,
-            Command::Rollback { .. } | Command::Runs { .. } => None,
+            Command::Rollback { .. } | Command::Runs { .. } | Command::Prune { .. } => None,
         }
     }
 }

@@ -38,4 +38,5 @@ pub mod catalog;
 pub mod cmd;
 pub mod exit;
 pub mod plan;
+pub mod select;
 pub mod write;

@@ -10,7 +10,13 @@ use rekey::exit::{Exit, UsageError};
 
 fn main() -> ExitCode {
     let parsed = cli::Cli::parse();
-    let invocation = cli::invocation(parsed, chrono::Utc::now());
+    let invocation = match cli::invocation(parsed, chrono::Utc::now()) {
+        Ok(invocation) => invocation,
+        Err(usage) => {
+            eprintln!("rekey: error: {usage}");
+            return ExitCode::from(Exit::Usage as u8);
+        }
+    };
     let exit = match rekey::cmd::run(invocation) {
         Ok(exit) => exit,
         Err(err) if is_broken_pipe(&err) => Exit::Ok,

@@ -46,6 +46,8 @@ pub struct Policy {
     pub keys: KeyMode,
     /// `apply` refuses a plan older than this.
     pub max_plan_age_hours: u32,
+    /// Backups of the newest this many runs are kept; older ones are pruned.
+    pub keep_runs: u32,
     pub services: BTreeMap<String, Renewal>,
 }
 
@@ -63,6 +65,8 @@ struct RawPolicy {
     keys: KeyMode,
     #[serde(default = "default_max_plan_age")]
     max_plan_age_hours: u32,
+    #[serde(default = "default_keep_runs")]
+    keep_runs: u32,
     #[serde(default)]
     services: BTreeMap<String, Renewal>,
 }
@@ -81,6 +85,9 @@ fn default_keys() -> KeyMode {
 }
 fn default_max_plan_age() -> u32 {
     168
+}
+fn default_keep_runs() -> u32 {
+    12
 }
 
 impl Policy {
@@ -109,6 +116,7 @@ impl Policy {
             min_age_hours: default_min_age(),
             keys: default_keys(),
             max_plan_age_hours: default_max_plan_age(),
+            keep_runs: default_keep_runs(),
             services,
         }
     }
@@ -146,6 +154,12 @@ impl Policy {
                 raw.max_plan_age_hours
             );
         }
+        if !(1..=10_000).contains(&raw.keep_runs) {
+            bail!(
+                "keep_runs must be between 1 and 10000, not {}",
+                raw.keep_runs
+            );
+        }
         for name in raw.services.keys() {
             if !names::is_valid(name) {
                 bail!("service name {name:?} in [services] is not a valid service name");
@@ -157,6 +171,7 @@ impl Policy {
             min_age_hours: raw.min_age_hours,
             keys: raw.keys,
             max_plan_age_hours: raw.max_plan_age_hours,
+            keep_runs: raw.keep_runs,
             services: raw.services,
         })
     }

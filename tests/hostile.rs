@@ -22,8 +22,9 @@ struct Case {
     as_of: Option<String>,
     #[serde(default)]
     special: Vec<Vec<String>>,
-    /// `["truncate"]`, `["duplicate"]` (the first identity block again at the end), or pairs
-    /// of (text, replacement), each replacing every occurrence, in order.
+    /// `["truncate"]`, `["duplicate"]` (the first identity block again at the end),
+    /// `["line", prefix, line]` (the line starting with prefix replaced), or pairs of (text,
+    /// replacement), each replacing every occurrence, in order.
     #[serde(default)]
     plan_edit: Vec<String>,
     /// The run date of `apply`, when it differs from the plan's `as_of`.
@@ -227,6 +228,17 @@ fn edit_plan(text: &str, edit: &[String]) -> Result<String, String> {
     Ok(match edit {
         [cut] if cut == "truncate" => text[..text.len() / 2].to_string(),
         [] => text.to_string(),
+        [line, prefix, replacement] if line == "line" => text
+            .lines()
+            .map(|l| {
+                if l.starts_with(prefix.as_str()) {
+                    replacement.as_str()
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
         [dup] if dup == "duplicate" => {
             let start = text
                 .find("[[identity]]")

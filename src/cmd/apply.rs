@@ -2,6 +2,7 @@
 //! whole, checked against the fleet (CA, policy, age), and narrowed to what the fleet, judged
 //! again at the run date, would rotate anyway. A plan can only narrow what rekey would do.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -9,27 +10,55 @@ use chrono::{DateTime, Utc};
 
 use crate::classify::stamp;
 use crate::exit::Exit;
+use crate::names::IdentityId;
 use crate::plan::ValidPlan;
+use crate::select::Selection;
 use crate::survey::Survey;
 use crate::write::{self, Command, Notes, Settings, WriteRun};
 
 #[derive(Debug)]
 pub struct Options {
-    pub plan: PathBuf,
+    /// The plan file; `None`: standard input.
+    pub plan: Option<PathBuf>,
+    /// The fleet, when it is mounted elsewhere than the plan's root.
+    pub root: Option<PathBuf>,
     /// The run date: new validity starts here.
     pub as_of: DateTime<Utc>,
+    /// Which of the plan's identities (all, unless `--node`/`--service` name some).
+    pub selection: Selection,
+    /// Also rotate what the plan says `rotate` but the fleet would keep.
+    pub force: bool,
     pub write: Settings,
 }
 
 pub fn apply(o: &Options) -> Result<Exit> {
-    let shown = o.plan.display();
-    let text =
-        std::fs::read_to_string(&o.plan).with_context(|| format!("failed to read plan {shown}"))?;
+    let (shown, text) = match &o.plan {
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read plan {}", path.display()))?,
+        ),
+        None => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("failed to read the plan from stdin")?;
+            ("(stdin)".to_string(), text)
+        }
+    };
+    if text.trim().is_empty() {
+        bail!("bad plan {shown}: it is empty");
+    }
     let plan = ValidPlan::parse(&text).with_context(|| format!("bad plan {shown}"))?;
-    let run = WriteRun::begin(&plan.root, o.as_of, o.write)?;
-    let survey = Survey::take(run.root(), run.as_of())?;
-    check_against_fleet(&plan, &survey, &o.plan)?;
-    let narrowed = write::narrow(&plan, &survey);
+    let root = o.root.as_deref().unwrap_or(&plan.root);
+    let run = WriteRun::begin(root, o.as_of, o.write)?;
+    let mut survey = Survey::take(run.root(), run.as_of())?;
+    check_against_fleet(&plan, &survey, Path::new(&shown))?;
+    o.selection.narrow(&mut survey)?;
+    let mut narrowed = write::narrow(&plan, &survey, o.force);
+    let selected = |id: &IdentityId| o.selection.matches(id.node(), id.service());
+    narrowed.targets.retain(|id, _| selected(id));
+    narrowed.refused.retain(|(id, _)| selected(id));
     write::rotation::run(
         run,
         &survey,

@@ -57,7 +57,7 @@ pub fn demo(o: &Options) -> Result<Exit> {
     };
     let run = WriteRun::begin(&root, now, settings)?;
     let survey = Survey::take(run.root(), run.as_of())?;
-    let rotated = write::rotation::rotate_due(run, &survey)?;
+    let rotated = write::rotation::rotate_due(run, &survey, false)?;
     let after = Survey::take(&root, now)?;
     emit(&format!(
         "(rotate exited {}: identities that need recover or have problems are left for a person)\n\n\

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod demo;
 pub mod plan;
+pub mod prune;
 pub mod recover;
 pub mod rollback;
 pub mod rotate;
@@ -27,6 +28,7 @@ pub enum Invocation {
     Recover(recover::Options),
     Rollback(rollback::Options),
     Runs(runs::Options),
+    Prune(prune::Options),
     Demo(demo::Options),
 }
 
@@ -41,6 +43,7 @@ pub fn run(invocation: Invocation) -> Result<Exit> {
         Invocation::Recover(o) => recover::recover(&o),
         Invocation::Rollback(o) => rollback::rollback(&o),
         Invocation::Runs(o) => runs::runs(&o),
+        Invocation::Prune(o) => prune::prune(&o),
         Invocation::Demo(o) => demo::demo(&o),
     }
 }

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::classify::Action;
 use crate::exit::{Exit, UsageError};
 use crate::names::IdentityId;
+use crate::select::Selection;
 use crate::survey::{Identity, Survey};
 use crate::write::{self, Command, Notes, Settings, Target, WriteRun};
 
@@ -25,63 +26,6 @@ pub struct Options {
     /// Do it; without this, only show what would be done.
     pub yes: bool,
     pub write: Settings,
-}
-
-/// Which identities the operator named. Selectors combine: `--node n2 --service kms` is one.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Selection {
-    pub nodes: Vec<String>,
-    pub services: Vec<String>,
-    pub all: bool,
-}
-
-impl Selection {
-    pub fn matches(&self, node: &str, service: &str) -> bool {
-        let node_ok = self.nodes.is_empty() || self.nodes.iter().any(|n| n == node);
-        let service_ok = self.services.is_empty() || self.services.iter().any(|s| s == service);
-        self.all || (!(self.nodes.is_empty() && self.services.is_empty()) && node_ok && service_ok)
-    }
-
-    /// The identities selected, whatever their state. A `--node` or `--service` that names
-    /// nothing in the fleet, or a combination that selects nothing, is a usage error.
-    pub fn resolve<'a>(&self, fleet: &'a [Identity]) -> Result<Vec<&'a Identity>, UsageError> {
-        for (flag, names, of) in [
-            (
-                "--node",
-                &self.nodes,
-                (|i: &Identity| i.node.as_str()) as fn(&Identity) -> &str,
-            ),
-            ("--service", &self.services, |i: &Identity| {
-                i.service.as_str()
-            }),
-        ] {
-            if let Some(name) = names
-                .iter()
-                .find(|n| !fleet.iter().any(|i| of(i) == n.as_str()))
-            {
-                return Err(UsageError(format!(
-                    "{flag} {name} matches no identity in the fleet (see rekey status)"
-                )));
-            }
-        }
-        let chosen: Vec<&Identity> = fleet
-            .iter()
-            .filter(|i| self.matches(&i.node, &i.service))
-            .collect();
-        if chosen.is_empty() && !self.all {
-            return Err(UsageError(format!(
-                "{} together match no identity in the fleet (see rekey status)",
-                self.described()
-            )));
-        }
-        Ok(chosen)
-    }
-
-    fn described(&self) -> String {
-        let nodes = self.nodes.iter().map(|n| format!("--node {n}"));
-        let services = self.services.iter().map(|s| format!("--service {s}"));
-        nodes.chain(services).collect::<Vec<_>>().join(" ")
-    }
 }
 
 fn needs_recover(i: &Identity) -> bool {
@@ -107,7 +51,21 @@ pub fn recover(o: &Options) -> Result<Exit> {
     if !o.yes {
         let survey = Survey::take(&o.root, o.as_of)?;
         let chosen = chosen(o, &survey)?;
-        if !chosen.is_empty() {
+        if o.write.json {
+            let would: Vec<serde_json::Value> = chosen
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "node": i.node,
+                        "service": i.service,
+                        "dir": format!("nodes/{}/{}", i.node, i.service),
+                        "reason": reason_of(i),
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({ "would_recover": would, "written": false });
+            crate::out::emit(&format!("{doc:#}\n"))?;
+        } else if !chosen.is_empty() {
             let n = chosen.len();
             let these = if n == 1 {
                 "this identity".to_string()
@@ -123,7 +81,7 @@ pub fn recover(o: &Options) -> Result<Exit> {
     let targets: BTreeMap<IdentityId, Target> = chosen(o, &survey)?
         .into_iter()
         .filter_map(|i| {
-            let target = Target::judged(i, Action::Recover)?;
+            let target = Target::judged(i, Action::Recover, false)?;
             Some((IdentityId::new(&i.node, &i.service)?, target))
         })
         .collect();
@@ -160,6 +118,14 @@ pub fn recover(o: &Options) -> Result<Exit> {
     )
 }
 
+/// Why an identity needs recovering, in the words of its first credential's verdict.
+fn reason_of(i: &Identity) -> &str {
+    i.credentials()
+        .map(|c| c.verdict.reason.as_str())
+        .next()
+        .unwrap_or_default()
+}
+
 /// The selected identities in state recover, each shown on stderr; says so when none are.
 fn chosen<'a>(o: &Options, survey: &'a Survey) -> Result<Vec<&'a Identity>> {
     let selected = o.selection.resolve(&survey.identities)?;
@@ -176,50 +142,9 @@ fn chosen<'a>(o: &Options, survey: &'a Survey) -> Result<Vec<&'a Identity>> {
         );
     }
     for i in &chosen {
-        let reason = i
-            .credentials()
-            .map(|c| c.verdict.reason.as_str())
-            .next()
-            .unwrap_or_default();
+        let reason = reason_of(i);
         let verb = if o.yes { "recovering" } else { "would recover" };
         eprintln!("{verb} {}/{}: {reason}", i.node, i.service);
     }
     Ok(chosen)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Selection;
-
-    #[test]
-    fn selectors_combine() {
-        let sel = |nodes: &[&str], services: &[&str], all| Selection {
-            nodes: nodes.iter().map(|s| s.to_string()).collect(),
-            services: services.iter().map(|s| s.to_string()).collect(),
-            all,
-        };
-        let cases = [
-            ("node only", sel(&["n2"], &[], false), [true, true, false]),
-            (
-                "service only",
-                sel(&[], &["kms"], false),
-                [true, false, true],
-            ),
-            (
-                "node and service: one identity",
-                sel(&["n2"], &["kms"], false),
-                [true, false, false],
-            ),
-            ("all", sel(&[], &[], true), [true, true, true]),
-            ("nothing", sel(&[], &[], false), [false, false, false]),
-        ];
-        for (name, s, want) in cases {
-            let got = [
-                s.matches("n2", "kms"),
-                s.matches("n2", "csi"),
-                s.matches("n3", "kms"),
-            ];
-            assert_eq!(got, want, "{name}");
-        }
-    }
 }

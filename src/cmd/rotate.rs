@@ -1,5 +1,6 @@
 //! `rekey rotate`: plan and apply in one run, what the monthly pipeline runs. Rotates every
-//! identity the fleet judges `rotate`; `--dry-run` prints the plan and writes nothing.
+//! identity the fleet judges `rotate` (of the selection, for a canary run; with `--force`, also
+//! those it would keep); `--dry-run` prints the plan and writes nothing.
 
 use std::path::PathBuf;
 
@@ -8,28 +9,47 @@ use chrono::{DateTime, Utc};
 
 use super::emit_with;
 use crate::exit::Exit;
+use crate::select::Selection;
 use crate::survey::Survey;
 use crate::write::{self, Settings, WriteRun};
-use crate::{plan, report};
+use crate::{fsio, plan, report};
 
 #[derive(Debug)]
 pub struct Options {
     pub root: PathBuf,
     pub as_of: DateTime<Utc>,
-    /// Print the plan (in this format) and write nothing.
-    pub dry_run: Option<plan::Format>,
+    /// Print the plan and write nothing.
+    pub dry_run: Option<DryRun>,
+    /// Which identities (all, unless `--node`/`--service` name some).
+    pub selection: Selection,
+    pub force: bool,
     pub write: Settings,
 }
 
+/// Where and how `--dry-run` writes its plan.
+#[derive(Debug)]
+pub struct DryRun {
+    pub format: plan::Format,
+    /// `None`: stdout.
+    pub output: Option<PathBuf>,
+}
+
 pub fn rotate(o: &Options) -> Result<Exit> {
-    if let Some(format) = o.dry_run {
-        let survey = Survey::take(&o.root, o.as_of)?;
-        emit_with(|w| plan::write(&survey, format, w))?;
+    if let Some(dry) = &o.dry_run {
+        let mut survey = Survey::take(&o.root, o.as_of)?;
+        o.selection.narrow(&mut survey)?;
+        match &dry.output {
+            Some(path) => fsio::write_atomic_with(path, 0o644, |w| {
+                plan::write(&survey, dry.format, &mut &mut *w)
+            })?,
+            None => emit_with(|w| plan::write(&survey, dry.format, w))?,
+        }
         eprint!("{}", report::plan_summary(&survey));
         return Ok(survey.attention(None).into());
     }
     let run = WriteRun::begin(&o.root, o.as_of, o.write)?;
-    let survey = Survey::take(run.root(), run.as_of())?;
+    let mut survey = Survey::take(run.root(), run.as_of())?;
+    o.selection.narrow(&mut survey)?;
     eprint!("{}", report::plan_summary(&survey));
-    write::rotation::rotate_due(run, &survey)
+    write::rotation::rotate_due(run, &survey, o.force)
 }

@@ -11,6 +11,8 @@ use crate::write::{self, Report};
 #[derive(Debug)]
 pub struct Options {
     pub root: PathBuf,
+    /// One JSON document (an array, oldest run first) instead of the table.
+    pub json: bool,
 }
 
 pub fn runs(o: &Options) -> Result<Exit> {
@@ -22,6 +24,31 @@ pub fn runs(o: &Options) -> Result<Exit> {
             (id, r)
         })
         .collect();
+    if o.json {
+        let runs: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(id, r)| match r {
+                Some(r) => serde_json::json!({
+                    "run_id": id,
+                    "command": r.command,
+                    "outcome": r.outcome,
+                    "exit_code": r.exit_code,
+                    "started": r.started,
+                    "as_of": r.as_of,
+                    "counts": r.counts,
+                    "rolls_back": r.rolls_back,
+                    "rolled_back_by": rolled_back_by(&reports, id),
+                    "recovered_by_replay": r.recovered_by_replay,
+                    "stopped": r.stopped,
+                }),
+                None => serde_json::json!({ "run_id": id, "report": null }),
+            })
+            .collect();
+        let mut text = serde_json::to_string_pretty(&runs).expect("runs always serialize");
+        text.push('\n');
+        emit(&text)?;
+        return Ok(Exit::Ok);
+    }
     let mut rows = vec![
         [
             "RUN", "STARTED", "COMMAND", "AS OF", "DONE", "SKIPPED", "FAILED", "NOTE",
@@ -41,10 +68,8 @@ pub fn runs(o: &Options) -> Result<Exit> {
         if let Some(target) = &r.rolls_back {
             notes.push(format!("rolls back {target}"));
         }
-        for (other, later) in &reports {
-            if later.as_ref().and_then(|l| l.rolls_back.as_deref()) == Some(id.as_str()) {
-                notes.push(format!("rolled back by {other}"));
-            }
+        for other in rolled_back_by(&reports, id) {
+            notes.push(format!("rolled back by {other}"));
         }
         if r.recovered_by_replay {
             notes.push("interrupted, then replayed".into());
@@ -65,4 +90,13 @@ pub fn runs(o: &Options) -> Result<Exit> {
     }
     emit(&crate::report::align(&rows))?;
     Ok(Exit::Ok)
+}
+
+/// The runs that rolled back run `id`.
+fn rolled_back_by<'a>(reports: &'a [(String, Option<Report>)], id: &str) -> Vec<&'a str> {
+    reports
+        .iter()
+        .filter(|(_, r)| r.as_ref().and_then(|r| r.rolls_back.as_deref()) == Some(id))
+        .map(|(other, _)| other.as_str())
+        .collect()
 }

@@ -139,6 +139,17 @@ fn events_of(root: &Path, run_id: &str) -> Result<(BTreeSet<Event>, BTreeSet<Eve
     Ok((requested, settled))
 }
 
+/// Records that the backups of run `run_id` (`files` old credentials) were removed.
+pub fn pruned(root: &Path, run_id: &str, files: usize, time: DateTime<Utc>) -> Result<()> {
+    let line = json!({
+        "time": stamp(time),
+        "event": "pruned",
+        "run_id": run_id,
+        "files": files,
+    });
+    append(root, &[line])
+}
+
 /// Appends lines to the audit log and syncs them.
 fn append(root: &Path, lines: &[Value]) -> Result<()> {
     let path = path(root);

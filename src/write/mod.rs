@@ -13,6 +13,7 @@ mod audit;
 mod batches;
 mod journal;
 mod narrow;
+mod prune;
 mod report;
 mod restore;
 pub mod rotation;
@@ -28,6 +29,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub use audit::requested as audit_requested;
 pub use batches::{NotStaged, Stop, Work};
 pub use narrow::{Narrowed, narrow};
+pub use prune::Pruned;
 pub use report::{Attention, Command, FleetFacts, Notes, Outcome, Report};
 pub use restore::{Now, Replaced, Restore};
 pub use rotation::{Rotation, Target};
@@ -83,6 +85,12 @@ impl WriteRun {
             interrupt,
             _lock: lock,
         })
+    }
+
+    /// Removes the backups of the runs beyond the newest `keep` (see `prune`); writes nothing
+    /// when `dry`.
+    pub fn prune(&self, keep: usize, dry: bool) -> Result<Pruned> {
+        prune::prune(&self.root, keep, dry, self.settings.started)
     }
 
     /// The fleet root, canonical.
@@ -197,6 +205,7 @@ impl Started {
         fleet: FleetFacts,
     ) -> Result<(Report, Exit)> {
         let root = self.write.root.clone();
+        let keep_runs = fleet.keep_runs;
         let header = Header {
             run_id: self.run.id.clone(),
             command: self.command,
@@ -219,6 +228,17 @@ impl Started {
             audit::settle(&root, &report, self.write.settings.started)?;
         }
         tell(&report, stopped.as_ref(), &saved, self.write.settings.json)?;
+        if let Some(keep) = keep_runs
+            && matches!(report.exit(), Exit::Ok | Exit::Attention)
+        {
+            let pruned = prune::prune(&root, keep, false, self.write.settings.started)?;
+            if !pruned.removed.is_empty() {
+                eprintln!(
+                    "rekey: removed the backups of {} runs older than the newest {keep} (keep_runs)",
+                    pruned.removed.len()
+                );
+            }
+        }
         Ok((report.clone(), report.exit()))
     }
 }

@@ -18,8 +18,9 @@ pub struct Narrowed {
     pub refused: Vec<(IdentityId, String)>,
 }
 
-/// Narrows `plan`'s rotations to what `survey` (the fleet at the run date) judges due.
-pub fn narrow(plan: &ValidPlan, survey: &Survey) -> Narrowed {
+/// Narrows `plan`'s rotations to what `survey` (the fleet at the run date) judges due; with
+/// `force`, also to what it would keep (never what needs recover or has a problem).
+pub fn narrow(plan: &ValidPlan, survey: &Survey, force: bool) -> Narrowed {
     let fleet: BTreeMap<(&str, &str), &crate::survey::Identity> = survey
         .identities
         .iter()
@@ -49,7 +50,7 @@ pub fn narrow(plan: &ValidPlan, survey: &Survey) -> Narrowed {
         };
         let slots = [&mut target.cert, &mut target.token];
         for (slot, (p, f, file)) in slots.into_iter().zip(files) {
-            match credential(p, f, file) {
+            match credential(p, f, file, force) {
                 Judged::Absent => {}
                 Judged::Expected(e) => *slot = Some(e),
                 Judged::Narrowed(e, why) => {
@@ -102,7 +103,12 @@ fn changed(planned: Option<Planned>, fleet: Option<&Assessed>, file: &str) -> Op
 }
 
 /// One credential, the same as planned, judged again.
-fn credential(planned: Option<Planned>, fleet: Option<&Assessed>, file: &str) -> Judged {
+fn credential(
+    planned: Option<Planned>,
+    fleet: Option<&Assessed>,
+    file: &str,
+    force: bool,
+) -> Judged {
     if let Some(why) = changed(planned, fleet, file) {
         return Judged::Refused(why);
     }
@@ -128,6 +134,10 @@ fn credential(planned: Option<Planned>, fleet: Option<&Assessed>, file: &str) ->
     let reason = &fleet.verdict.reason;
     match fleet.verdict.state {
         State::Due | State::Stalled | State::Expired => Judged::Expected(Expected {
+            rotate: true,
+            ..keep
+        }),
+        State::Fresh | State::Healthy if force => Judged::Expected(Expected {
             rotate: true,
             ..keep
         }),
@@ -244,7 +254,7 @@ mod tests {
             ),
         ];
         for (name, plan, fleet, want) in cases {
-            let got = credential(plan, fleet.as_ref(), "cert.pem");
+            let got = credential(plan, fleet.as_ref(), "cert.pem", false);
             let said = match &got {
                 g if rotate(g) => "rotate".to_string(),
                 Judged::Expected(_) => "keep".to_string(),

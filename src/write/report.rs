@@ -263,6 +263,8 @@ pub struct FleetFacts {
     /// Whether what needs attention decides the exit code (4) when the run itself went well:
     /// `rotate`, the pipeline's command.
     pub attention_exits: bool,
+    /// The policy's `keep_runs`: a run that went well prunes older backups at its end.
+    pub keep_runs: Option<usize>,
 }
 
 impl Report {
@@ -402,5 +404,124 @@ impl Report {
         let mut text = serde_json::to_string_pretty(self).expect("a report always serializes");
         text.push('\n');
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exit_code_puts_this_runs_failures_before_attention_already_there() {
+        let t: DateTime<Utc> = "2026-11-28T00:00:00Z".parse().unwrap();
+        let line = |o| IdentityReport::unchanged("n", "s", o, String::new());
+        let needs = || {
+            vec![Attention {
+                dir: "nodes/n/x".into(),
+                state: "problem".into(),
+                reason: "r".into(),
+            }]
+        };
+        // (name, outcomes, stopped, attention, attention_exits, exit, outcome)
+        let cases = [
+            (
+                "nothing to do",
+                vec![],
+                false,
+                vec![],
+                true,
+                0,
+                RunOutcome::NothingToDo,
+            ),
+            (
+                "all done",
+                vec![Outcome::Done],
+                false,
+                vec![],
+                true,
+                0,
+                RunOutcome::Done,
+            ),
+            (
+                "done, attention left",
+                vec![Outcome::Done],
+                false,
+                needs(),
+                true,
+                4,
+                RunOutcome::Done,
+            ),
+            (
+                "attention, not rotate",
+                vec![Outcome::Done],
+                false,
+                needs(),
+                false,
+                0,
+                RunOutcome::Done,
+            ),
+            (
+                "a failure wins over attention",
+                vec![Outcome::Done, Outcome::Failed],
+                false,
+                needs(),
+                true,
+                3,
+                RunOutcome::Partial,
+            ),
+            (
+                "a skip wins over attention",
+                vec![Outcome::Skipped],
+                false,
+                needs(),
+                true,
+                3,
+                RunOutcome::Failed,
+            ),
+            (
+                "stopped with some done",
+                vec![Outcome::Done, Outcome::Failed],
+                true,
+                needs(),
+                true,
+                3,
+                RunOutcome::Partial,
+            ),
+            (
+                "stopped with none done",
+                vec![Outcome::Failed],
+                true,
+                needs(),
+                true,
+                1,
+                RunOutcome::Failed,
+            ),
+        ];
+        for (name, outcomes, stopped, attention, attention_exits, exit, outcome) in cases {
+            let header = Header {
+                run_id: "r".into(),
+                command: Command::Rotate,
+                started: t,
+                finished: t,
+                as_of: t,
+                root: "/f".into(),
+                notes: Notes::default(),
+                recovered_by_replay: false,
+                stopped: stopped.then(|| "interrupted by SIGTERM".to_string()),
+                warnings: Vec::new(),
+                fleet: FleetFacts {
+                    policy_sha256: None,
+                    needs_attention: attention,
+                    attention_exits,
+                    keep_runs: None,
+                },
+            };
+            let report = Report::new(header, outcomes.into_iter().map(line).collect());
+            assert_eq!(
+                (report.exit_code, report.outcome),
+                (exit, outcome),
+                "{name}"
+            );
+        }
     }
 }

@@ -44,13 +44,15 @@ pub struct Expected {
 
 impl Target {
     /// The target of a surveyed identity whose judgement is `action` for at least one
-    /// credential (`Rotate` for `rotate`, `Recover` for `recover`).
-    pub fn judged(identity: &Identity, action: Action) -> Option<Target> {
+    /// credential (`Rotate` for `rotate`, `Recover` for `recover`); with `force`, credentials
+    /// judged `keep` too (an identity that needs recover or has a problem has none).
+    pub fn judged(identity: &Identity, action: Action, force: bool) -> Option<Target> {
         let expected = |c: &Option<Assessed>| {
             c.as_ref().and_then(|c| {
+                let judged = c.verdict.state.action();
                 c.sha256.map(|sha256| Expected {
                     sha256,
-                    rotate: c.verdict.state.action() == action,
+                    rotate: judged == action || (force && judged == Action::Keep),
                     not_after: c.window.map(|w| w.not_after),
                 })
             })
@@ -282,13 +284,14 @@ pub fn run(
     Ok(exit)
 }
 
-/// What `rotate` does: rotates every identity `survey` judges `rotate`.
-pub fn rotate_due(write: super::WriteRun, survey: &Survey) -> anyhow::Result<Exit> {
+/// What `rotate` does: rotates every identity `survey` judges `rotate` (with `force`, also
+/// those it would keep).
+pub fn rotate_due(write: super::WriteRun, survey: &Survey, force: bool) -> anyhow::Result<Exit> {
     let targets = survey
         .identities
         .iter()
         .filter_map(|i| {
-            let target = Target::judged(i, Action::Rotate)?;
+            let target = Target::judged(i, Action::Rotate, force)?;
             Some((IdentityId::new(&i.node, &i.service)?, target))
         })
         .collect();
@@ -341,5 +344,6 @@ fn facts(survey: &Survey, attention_exits: bool) -> super::FleetFacts {
         policy_sha256: Some(survey.policy.digest()),
         needs_attention,
         attention_exits,
+        keep_runs: Some(survey.policy.keep_runs as usize),
     }
 }

@@ -1,0 +1,47 @@
+//! `rekey prune`: remove the backups (old private keys) of the runs beyond the newest N
+//! (`--keep`, else the policy's `keep_runs`), keeping every run's journal and report.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::exit::Exit;
+use crate::policy::Policy;
+use crate::write::{Settings, WriteRun};
+
+#[derive(Debug)]
+pub struct Options {
+    pub root: PathBuf,
+    /// How many of the newest runs keep their backups; `None`: the policy's `keep_runs`.
+    pub keep: Option<usize>,
+    pub dry_run: bool,
+    pub write: Settings,
+}
+
+pub fn prune(o: &Options) -> Result<Exit> {
+    let run = WriteRun::begin(&o.root, o.write.started, o.write)?;
+    let keep = match o.keep {
+        Some(keep) => keep,
+        None => Policy::load(run.root())?.keep_runs as usize,
+    };
+    let pruned = run.prune(keep, o.dry_run)?;
+    let verb = if o.dry_run { "would remove" } else { "removed" };
+    let mut out = String::new();
+    for (id, files) in &pruned.removed {
+        out.push_str(&format!("{verb} the backup of run {id} ({files} files)\n"));
+    }
+    for (id, why) in &pruned.kept {
+        out.push_str(&format!("kept the backup of run {id}: {why}\n"));
+    }
+    crate::out::emit(&out)?;
+    eprintln!(
+        "rekey: {verb} the backups of {} runs; the newest {keep} runs keep theirs{}",
+        pruned.removed.len(),
+        if o.dry_run {
+            " (--dry-run: nothing was written)"
+        } else {
+            ""
+        }
+    );
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,125 @@
+//! Retention: backups hold old private keys, so they do not stay forever. Pruning removes the
+//! `backup/` of every run beyond the newest N, keeping each run's journal and report (the
+//! history stays, the secrets go). It never touches a run that has not finished, nor the newest
+//! run to have changed each identity (so the last rotation of everything can always be rolled
+//! back), nor a backup file that is still the live file. Each prune is a line in the audit log.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+
+use super::journal::{self, Record};
+use super::report::Outcome;
+use super::state;
+
+/// What a prune did (or, dry, would do), run by run.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Runs whose backups went, with how many files.
+    pub removed: Vec<(String, usize)>,
+    /// Older runs whose backups stay, with why.
+    pub kept: Vec<(String, String)>,
+}
+
+/// Removes the backups of the runs of `root` beyond the newest `keep` (none when `dry`).
+pub fn prune(root: &Path, keep: usize, dry: bool, time: DateTime<Utc>) -> Result<Pruned> {
+    let runs = state::runs_dir(root);
+    let ids = state::list_ids(&runs)?;
+    let newest_change = newest_changes(&runs, &ids);
+    let mut out = Pruned::default();
+    for id in &ids[..ids.len().saturating_sub(keep)] {
+        let dir = runs.join(id);
+        let backup = dir.join("backup");
+        if !backup.exists() {
+            continue; // pruned before
+        }
+        if !finished(&dir) {
+            out.kept
+                .push((id.clone(), "the run has not finished".to_string()));
+            continue;
+        }
+        if let Some(identity) = newest_change.iter().find(|(_, run)| **run == id) {
+            let why = format!("newest run to change {}", identity.0);
+            out.kept.push((id.clone(), why));
+            continue;
+        }
+        let files = remove_backup(root, &backup, dry)?;
+        if !dry {
+            super::audit::pruned(root, id, files, time)?;
+        }
+        out.removed.push((id.clone(), files));
+    }
+    Ok(out)
+}
+
+/// Whether a run ended: its journal is closed and its report written.
+fn finished(dir: &Path) -> bool {
+    dir.join("report.json").is_file()
+        && journal::read(&dir.join("journal.jsonl"))
+            .is_ok_and(|records| records.iter().any(|r| matches!(r, Record::End { .. })))
+}
+
+/// For each identity, the newest run (by id) whose report says it replaced its files.
+fn newest_changes<'a>(runs: &Path, ids: &'a [String]) -> BTreeMap<String, &'a String> {
+    let mut newest = BTreeMap::new();
+    for id in ids {
+        let Ok(report) = state::read_report(&runs.join(id)) else {
+            continue;
+        };
+        for i in report
+            .identities
+            .iter()
+            .filter(|i| i.outcome == Outcome::Done)
+        {
+            newest.insert(format!("{}/{}", i.node, i.service), id);
+        }
+    }
+    newest
+}
+
+/// Removes the files of one run's backup (never one that is still the live file) and then its
+/// empty directories; returns how many files went.
+fn remove_backup(root: &Path, backup: &Path, dry: bool) -> Result<usize> {
+    let mut removed = 0;
+    for entry in walkdir::WalkDir::new(backup).follow_links(false) {
+        let entry = entry.with_context(|| format!("failed to list {}", backup.display()))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(backup)
+            .expect("walkdir stays below its root");
+        let live = root.join("nodes").join(rel);
+        let same =
+            |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+        let meta = entry
+            .metadata()
+            .with_context(|| format!("failed to read {}", entry.path().display()))?;
+        if std::fs::symlink_metadata(&live).is_ok_and(|l| same(&l, &meta)) {
+            continue;
+        }
+        if !dry {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("failed to remove {}", entry.path().display()))?;
+        }
+        removed += 1;
+    }
+    if !dry {
+        let _ = remove_empty_dirs(backup);
+    }
+    Ok(removed)
+}
+
+fn remove_empty_dirs(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_empty_dirs(&entry.path())?;
+        }
+    }
+    std::fs::remove_dir(dir)
+}
