@@ -11,6 +11,7 @@ use rekey::cmd::{self, Invocation};
 use rekey::plan;
 use rekey::select::Selection;
 use rekey::write::Settings;
+use rekey::write::hooks::HookArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -118,6 +119,8 @@ pub enum Command {
         /// The summary after the run: a table for people, the report as JSON for pipelines.
         #[arg(long, value_enum, default_value_t = RunFormat::Table)]
         format: RunFormat,
+        #[command(flatten)]
+        hooks: HookFlags,
     },
     /// List the runs recorded in the fleet.
     Runs {
@@ -137,6 +140,11 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Hooks left pending by earlier runs (failed, timed out, or cut short by a crash).
+    Hooks {
+        #[command(subcommand)]
+        action: HooksAction,
+    },
     /// Build a demo fleet dated relative to now and show what rekey makes of it.
     Demo {
         /// Where to build the demo fleet.
@@ -146,6 +154,40 @@ pub enum Command {
         #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
         as_of: Option<DateTime<Utc>>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HooksAction {
+    /// Run every pending hook now.
+    Retry {
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
+    },
+}
+
+/// Hooks on the command line, for the commands that change credentials.
+#[derive(Debug, clap::Args)]
+pub struct HookFlags {
+    /// Run CMD (through sh -c, in the identity's directory) once per identity changed, after
+    /// its batch is in place (repeatable).
+    #[arg(long, value_name = "CMD")]
+    pub deploy_hook: Vec<String>,
+    /// Run CMD once at the end of a run that changed something (repeatable).
+    #[arg(long, value_name = "CMD")]
+    pub post_hook: Vec<String>,
+    /// Run no hook (the policy's reload and hooks/ included); the report says so.
+    #[arg(long, conflicts_with_all = ["deploy_hook", "post_hook"])]
+    pub no_hooks: bool,
+}
+
+impl HookFlags {
+    fn args(&self) -> HookArgs {
+        HookArgs {
+            deploy: self.deploy_hook.clone(),
+            post: self.post_hook.clone(),
+            skip: self.no_hooks,
+        }
+    }
 }
 
 /// Arguments every read command takes.
@@ -172,6 +214,8 @@ pub struct WriteArgs {
     /// (`toml`: the plan of `rotate --dry-run`).
     #[arg(long, value_enum, default_value_t = RunFormat::Table)]
     pub format: RunFormat,
+    #[command(flatten)]
+    pub hooks: HookFlags,
 }
 
 /// Which identities a rotating command acts on (a canary run), and whether to force.
@@ -251,6 +295,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Invocation, String
         ),
         json: w.format == RunFormat::Json,
         started,
+        hooks: w.hooks.args(),
     };
     let dry_run = matches!(cli.command, Command::Rotate { dry_run: true, .. });
     if let Command::Apply { write, .. }
@@ -352,6 +397,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Invocation, String
             root,
             dry_run,
             format,
+            hooks,
         } => Invocation::Rollback(cmd::rollback::Options {
             root,
             run_id,
@@ -361,6 +407,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Invocation, String
                 progress: false,
                 json: format == RunFormat::Json,
                 started,
+                hooks: hooks.args(),
             },
         }),
         Command::Runs { root, format } => Invocation::Runs(cmd::runs::Options {
@@ -375,12 +422,13 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Invocation, String
             root,
             keep: keep.map(|k| k as usize),
             dry_run,
-            write: Settings {
-                jobs: None,
-                progress: false,
-                json: false,
-                started,
-            },
+            write: quiet(started),
+        }),
+        Command::Hooks {
+            action: HooksAction::Retry { root },
+        } => Invocation::HooksRetry(cmd::hooks::Options {
+            root,
+            write: quiet(started),
         }),
         Command::Demo { dir, .. } => Invocation::Demo(cmd::demo::Options {
             dir,
@@ -399,8 +447,22 @@ impl Command {
             | Command::Rotate { common, .. }
             | Command::Recover { common, .. } => common.as_of,
             Command::Apply { as_of, .. } | Command::Demo { as_of, .. } => *as_of,
-            Command::Rollback { .. } | Command::Runs { .. } | Command::Prune { .. } => None,
+            Command::Rollback { .. }
+            | Command::Runs { .. }
+            | Command::Prune { .. }
+            | Command::Hooks { .. } => None,
         }
+    }
+}
+
+/// The settings of a writing command that takes no writing flags.
+fn quiet(started: DateTime<Utc>) -> Settings {
+    Settings {
+        jobs: None,
+        progress: false,
+        json: false,
+        started,
+        hooks: HookArgs::default(),
     }
 }
 

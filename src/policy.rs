@@ -48,7 +48,24 @@ pub struct Policy {
     pub max_plan_age_hours: u32,
     /// Backups of the newest this many runs are kept; older ones are pruned.
     pub keep_runs: u32,
+    /// How long one hook may run before its whole process group is killed.
+    pub hook_timeout_seconds: u32,
     pub services: BTreeMap<String, Renewal>,
+    /// Per service, the shell command that reloads it after its credentials were rotated.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub reload: BTreeMap<String, String>,
+}
+
+/// A `[services.NAME]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    #[serde(default)]
+    self_renews_cert: bool,
+    #[serde(default)]
+    self_rotates_token: bool,
+    #[serde(default)]
+    reload: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,8 +84,10 @@ struct RawPolicy {
     max_plan_age_hours: u32,
     #[serde(default = "default_keep_runs")]
     keep_runs: u32,
+    #[serde(default = "default_hook_timeout")]
+    hook_timeout_seconds: u32,
     #[serde(default)]
-    services: BTreeMap<String, Renewal>,
+    services: BTreeMap<String, RawService>,
 }
 
 fn default_validity() -> u32 {
@@ -88,6 +107,9 @@ fn default_max_plan_age() -> u32 {
 }
 fn default_keep_runs() -> u32 {
     12
+}
+fn default_hook_timeout() -> u32 {
+    120
 }
 
 impl Policy {
@@ -117,7 +139,9 @@ impl Policy {
             keys: default_keys(),
             max_plan_age_hours: default_max_plan_age(),
             keep_runs: default_keep_runs(),
+            hook_timeout_seconds: default_hook_timeout(),
             services,
+            reload: BTreeMap::new(),
         }
     }
 
@@ -160,6 +184,17 @@ impl Policy {
                 raw.keep_runs
             );
         }
+        if !(1..=86_400).contains(&raw.hook_timeout_seconds) {
+            bail!(
+                "hook_timeout_seconds must be between 1 and 86400, not {}",
+                raw.hook_timeout_seconds
+            );
+        }
+        for (name, service) in &raw.services {
+            if service.reload.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                bail!("[services.{name}] reload is empty: give the command that reloads it, or remove it");
+            }
+        }
         for name in raw.services.keys() {
             if !names::is_valid(name) {
                 bail!("service name {name:?} in [services] is not a valid service name");
@@ -172,7 +207,23 @@ impl Policy {
             keys: raw.keys,
             max_plan_age_hours: raw.max_plan_age_hours,
             keep_runs: raw.keep_runs,
-            services: raw.services,
+            hook_timeout_seconds: raw.hook_timeout_seconds,
+            reload: raw
+                .services
+                .iter()
+                .filter_map(|(name, s)| Some((name.clone(), s.reload.clone()?)))
+                .collect(),
+            services: raw
+                .services
+                .into_iter()
+                .map(|(name, s)| {
+                    let renewal = Renewal {
+                        self_renews_cert: s.self_renews_cert,
+                        self_rotates_token: s.self_rotates_token,
+                    };
+                    (name, renewal)
+                })
+                .collect(),
         })
     }
 
@@ -284,6 +335,16 @@ self_rotates_token = false
             ("newer version", "version = 2", "version 2"),
             ("missing version", "validity_days = 90", "version"),
             ("bad keys", "version = 1\nkeys = \"keep\"", "keys"),
+            (
+                "reload not a string",
+                "version = 1\n[services.kms]\nreload = 1",
+                "reload",
+            ),
+            (
+                "empty reload",
+                "version = 1\n[services.kms]\nreload = \"  \"",
+                "[services.kms] reload is empty",
+            ),
             (
                 "zero plan age",
                 "version = 1\nmax_plan_age_hours = 0",

@@ -51,7 +51,7 @@ pub fn apply(o: &Options) -> Result<Exit> {
     }
     let plan = ValidPlan::parse(&text).with_context(|| format!("bad plan {shown}"))?;
     let root = o.root.as_deref().unwrap_or(&plan.root);
-    let run = WriteRun::begin(root, o.as_of, o.write)?;
+    let run = WriteRun::begin(root, o.as_of, &o.write)?;
     let mut survey = Survey::take(run.root(), run.as_of())?;
     check_against_fleet(&plan, &survey, Path::new(&shown))?;
     o.selection.narrow(&mut survey)?;

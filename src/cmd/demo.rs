@@ -54,8 +54,9 @@ pub fn demo(o: &Options) -> Result<Exit> {
         progress: false,
         json: false,
         started: o.started,
+        hooks: Default::default(),
     };
-    let run = WriteRun::begin(&root, now, settings)?;
+    let run = WriteRun::begin(&root, now, &settings)?;
     let survey = Survey::take(run.root(), run.as_of())?;
     let rotated = write::rotation::rotate_due(run, &survey, false)?;
     let after = Survey::take(&root, now)?;

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod demo;
+pub mod hooks;
 pub mod plan;
 pub mod prune;
 pub mod recover;
@@ -29,6 +30,7 @@ pub enum Invocation {
     Rollback(rollback::Options),
     Runs(runs::Options),
     Prune(prune::Options),
+    HooksRetry(hooks::Options),
     Demo(demo::Options),
 }
 
@@ -44,6 +46,7 @@ pub fn run(invocation: Invocation) -> Result<Exit> {
         Invocation::Rollback(o) => rollback::rollback(&o),
         Invocation::Runs(o) => runs::runs(&o),
         Invocation::Prune(o) => prune::prune(&o),
+        Invocation::HooksRetry(o) => hooks::retry(&o),
         Invocation::Demo(o) => demo::demo(&o),
     }
 }

@@ -19,7 +19,7 @@ pub struct Options {
 }
 
 pub fn prune(o: &Options) -> Result<Exit> {
-    let run = WriteRun::begin(&o.root, o.write.started, o.write)?;
+    let run = WriteRun::begin(&o.root, o.write.started, &o.write)?;
     let keep = match o.keep {
         Some(keep) => keep,
         None => Policy::load(run.root())?.keep_runs as usize,

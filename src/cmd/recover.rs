@@ -76,7 +76,7 @@ pub fn recover(o: &Options) -> Result<Exit> {
         }
         return Ok(Exit::Ok);
     }
-    let run = WriteRun::begin(&o.root, o.as_of, o.write)?;
+    let run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
     let survey = Survey::take(run.root(), run.as_of())?;
     let targets: BTreeMap<IdentityId, Target> = chosen(o, &survey)?
         .into_iter()

@@ -38,7 +38,7 @@ pub fn rollback(o: &Options) -> Result<Exit> {
     if o.dry_run {
         return preview(&restore, &replaced(&runs, id)?);
     }
-    let run = WriteRun::begin(&root, o.write.started, o.write)?;
+    let run = WriteRun::begin(&root, o.write.started, &o.write)?;
     // Read after the replay: an interrupted run's report is complete only then.
     let mut items = replaced(&runs, id)?;
     items.retain(|id, files| files.iter().any(|f| restore.now(id, f) != Now::AsBefore));

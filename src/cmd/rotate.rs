@@ -47,7 +47,7 @@ pub fn rotate(o: &Options) -> Result<Exit> {
         eprint!("{}", report::plan_summary(&survey));
         return Ok(survey.attention(None).into());
     }
-    let run = WriteRun::begin(&o.root, o.as_of, o.write)?;
+    let run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
     let mut survey = Survey::take(run.root(), run.as_of())?;
     o.selection.narrow(&mut survey)?;
     eprint!("{}", report::plan_summary(&survey));

@@ -8,6 +8,9 @@ use std::path::Path;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
+use anyhow::Context as _;
+
+use super::hooks::{self, HookCall, HookResult, HookSet, HookStatus};
 use super::journal::{self, Committed, Staged};
 use super::report::{IdentityReport, Outcome};
 use super::signals::Interrupt;
@@ -57,11 +60,21 @@ pub struct Batches {
     /// One line per identity, in (node, service) order.
     pub identities: Vec<IdentityReport>,
     pub stopped: Option<Stop>,
+    /// The last hook call number used.
+    pub last_call: u32,
 }
 
-/// Runs `work` over `items` through the journal, batch by batch. Keyed by identity, so no
-/// identity is staged twice. Any error other than a full filesystem means the run could not go
-/// on at all (journal or filesystem sync failed), and the next writer replays the journal.
+/// The deploy hooks of a run's batches: which to call, where, and the last call number used.
+pub struct Hooking<'a> {
+    pub set: &'a HookSet,
+    pub ctx: hooks::Context<'a>,
+    pub next: u32,
+}
+
+/// Runs `work` over `items` through the journal, batch by batch, and each committed identity's
+/// deploy hooks after its batch. Keyed by identity, so no identity is staged twice. Any error
+/// other than a full filesystem means the run could not go on at all (journal or filesystem
+/// sync failed), and the next writer replays the journal.
 pub fn run<W: Work>(
     work: &W,
     items: &BTreeMap<IdentityId, W::Item>,
@@ -69,6 +82,7 @@ pub fn run<W: Work>(
     root: &Path,
     progress: bool,
     interrupt: &Interrupt,
+    mut hooking: Option<Hooking<'_>>,
 ) -> anyhow::Result<Batches> {
     let bar = if progress {
         ProgressBar::new(items.len() as u64)
@@ -119,9 +133,25 @@ pub fn run<W: Work>(
                 IdentityReport::unchanged(&s.node, &s.service, Outcome::Failed, why)
             })
             .collect();
+        let calls: Vec<HookCall> = match hooking.as_mut() {
+            Some(h) => staged
+                .iter()
+                .flat_map(|s| {
+                    let not_after = s.details.cert.as_ref().map(|c| c.new_not_after.clone());
+                    let not_after =
+                        not_after.or(s.details.token.as_ref().map(|t| t.new_exp.clone()));
+                    h.set
+                        .deploy_calls(&s.node, &s.service, not_after, &mut h.next)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        if !calls.is_empty() {
+            mark_hooks_pending(&run.dir)?;
+        }
         let journal = &mut run.journal;
         let (committed, next) = rayon::join(
-            || journal::commit_batch(journal, batch as u32, root, &backup, staged),
+            || journal::commit_batch(journal, batch as u32, root, &backup, staged, &calls),
             || {
                 chunks
                     .get(batch + 1)
@@ -142,8 +172,9 @@ pub fn run<W: Work>(
                 Err(err) => return Err(err),
             },
         };
-        for committed in committed {
-            reports.push(match committed {
+        let mut lines: Vec<IdentityReport> = committed
+            .into_iter()
+            .map(|committed| match committed {
                 Committed::Done(change, details) => {
                     IdentityReport::done(change.node, change.service, change.files, details)
                 }
@@ -152,16 +183,65 @@ pub fn run<W: Work>(
                     service,
                     reason,
                 } => IdentityReport::unchanged(&node, &service, Outcome::Failed, reason),
-            });
+            })
+            .collect();
+        if let Some(h) = &hooking {
+            run_deploy_hooks(h, &calls, &mut lines, &mut run.journal)?;
         }
+        reports.extend(lines);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     Ok(Batches {
         identities: reports,
         stopped,
+        last_call: hooking.map_or(0, |h| h.next),
     })
 }
+
+/// Runs the deploy hooks of the identities done (in parallel, bounded by the run's threads),
+/// journals each success, and puts each identity's results on its report line.
+fn run_deploy_hooks(
+    h: &Hooking<'_>,
+    calls: &[HookCall],
+    lines: &mut [IdentityReport],
+    journal: &mut journal::Journal,
+) -> anyhow::Result<()> {
+    let ran: Vec<(usize, Vec<(u32, HookResult)>)> = lines
+        .par_iter()
+        .enumerate()
+        .filter(|(_, l)| l.outcome == Outcome::Done)
+        .map(|(n, l)| {
+            let own = calls.iter().filter(|c| {
+                c.node.as_deref() == Some(l.node.as_str())
+                    && c.service.as_deref() == Some(l.service.as_str())
+            });
+            let results = own
+                .map(|c| (c.call, hooks::run(c, &h.ctx, h.set.timeout())))
+                .collect();
+            (n, results)
+        })
+        .collect();
+    for (n, results) in ran {
+        for (call, result) in results {
+            journal.append(&journal::Record::HookDone {
+                call,
+                ok: result.status == HookStatus::Ok,
+            })?;
+            lines[n].hooks.push(result);
+        }
+    }
+    Ok(())
+}
+
+/// Marks a run as having hooks that may be pending, so that later runs look at its journal.
+pub fn mark_hooks_pending(run_dir: &Path) -> anyhow::Result<()> {
+    let marker = run_dir.join(HOOKS_PENDING);
+    std::fs::write(&marker, b"").with_context(|| format!("failed to write {}", marker.display()))
+}
+
+/// The marker of a run that journaled hooks.
+pub const HOOKS_PENDING: &str = "hooks.pending";
 
 type StagedChunk<'a> = Vec<(&'a IdentityId, Result<Staged, NotStaged>)>;
 

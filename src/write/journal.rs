@@ -17,6 +17,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::hooks::HookCall;
 use super::report::Details;
 use crate::digest::Digest;
 use crate::fsio;
@@ -26,7 +27,8 @@ use rayon::prelude::*;
 mod records;
 
 pub use records::{
-    Change, FileChange, Journal, Record, Unfinished, VERSION, committed, read, unfinished,
+    Change, FileChange, Journal, Record, Unfinished, VERSION, committed, pending_hooks, read,
+    unfinished,
 };
 
 use crate::fsio::TEMP_PREFIX;
@@ -121,6 +123,7 @@ pub fn commit_batch(
     root: &Path,
     backup: &Path,
     staged: Vec<Staged>,
+    hooks: &[HookCall],
 ) -> Result<Vec<Committed>> {
     if staged.is_empty() {
         return Ok(Vec::new());
@@ -178,9 +181,33 @@ pub fn commit_batch(
             }
         }
     }
-    let marked = journal.append(&Record::Ready {
-        batch,
-        identities: ready,
+    // The hooks of what will be renamed are journaled first: once a file is in place, its
+    // hook is pending until it has run.
+    let calls: Vec<HookCall> = hooks
+        .iter()
+        .filter(|c| {
+            let key = format!(
+                "{}/{}",
+                c.node.as_deref().unwrap_or(""),
+                c.service.as_deref().unwrap_or("")
+            );
+            ready.contains(&key)
+        })
+        .cloned()
+        .collect();
+    let marked = if calls.is_empty() {
+        Ok(())
+    } else {
+        journal.append(&Record::Hooks {
+            batch: Some(batch),
+            calls,
+        })
+    };
+    let marked = marked.and_then(|()| {
+        journal.append(&Record::Ready {
+            batch,
+            identities: ready,
+        })
     });
     if let Err(e) = marked {
         // Not ready, so nothing may be renamed: undo now rather than leave it to a replay.
@@ -200,6 +227,7 @@ pub fn commit_batch(
     fsio::sync_filesystem(root)?;
     crash_point("renamed");
     journal.append(&Record::Commit { batch })?;
+    crash_point("committed");
     for ((s, change), outcome) in go.into_iter().zip(renamed) {
         results.push(match outcome {
             Ok(()) => Committed::Done(change, s.details.clone()),

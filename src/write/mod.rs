@@ -11,6 +11,7 @@
 
 mod audit;
 mod batches;
+pub mod hooks;
 mod journal;
 mod narrow;
 mod prune;
@@ -37,6 +38,7 @@ pub use state::{list_ids, read_report, runs_dir};
 
 use crate::exit::{Exit, UsageError};
 use crate::names::IdentityId;
+use hooks::{HookArgs, HookSet};
 use report::{Header, IdentityReport};
 use signals::Interrupt;
 
@@ -44,7 +46,7 @@ use signals::Interrupt;
 pub const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
 
 /// How a writing run is carried out and shown, decided once from the command line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Worker threads; `None`: one per core.
     pub jobs: Option<usize>,
@@ -54,6 +56,8 @@ pub struct Settings {
     pub json: bool,
     /// The wall clock when the process started: names the run, whatever the run date.
     pub started: DateTime<Utc>,
+    /// Hooks named on the command line, or `--no-hooks`.
+    pub hooks: HookArgs,
 }
 
 /// A writing run that holds the lock: nothing is written yet.
@@ -62,14 +66,18 @@ pub struct WriteRun {
     as_of: DateTime<Utc>,
     settings: Settings,
     interrupt: Interrupt,
+    hooks: HookSet,
+    /// Pending hooks of earlier runs, run first.
+    retried: Vec<report::RetriedHook>,
     _lock: state::Lock,
 }
 
 impl WriteRun {
     /// Refuses a run date too far ahead of the clock, takes the lock of the fleet at `root`,
-    /// replays whatever an interrupted run left, and from then on lets a signal stop the run
-    /// between batches.
-    pub fn begin(root: &Path, as_of: DateTime<Utc>, settings: Settings) -> Result<WriteRun> {
+    /// replays whatever an interrupted run left, runs the hooks earlier runs left pending (unless
+    /// `--no-hooks`), and from then on lets a signal stop the run between batches.
+    pub fn begin(root: &Path, as_of: DateTime<Utc>, settings: &Settings) -> Result<WriteRun> {
+        let settings = settings.clone();
         check_run_date(as_of, settings.started)?;
         let root = std::fs::canonicalize(root)
             .with_context(|| format!("failed to open fleet root {}", root.display()))?;
@@ -78,11 +86,20 @@ impl WriteRun {
         for line in state::replay_interrupted(&root, settings.started)? {
             eprintln!("{line}");
         }
+        let policy = crate::policy::Policy::load(&root)?;
+        let hooks = HookSet::load(&root, &policy, &settings.hooks)?;
+        let retried = if settings.hooks.skip {
+            Vec::new()
+        } else {
+            hooks::retry_pending(&root, &hooks)?
+        };
         Ok(WriteRun {
             root,
             as_of: chrono::SubsecRound::trunc_subsecs(as_of, 0),
             settings,
             interrupt,
+            hooks,
+            retried,
             _lock: lock,
         })
     }
@@ -91,6 +108,11 @@ impl WriteRun {
     /// when `dry`.
     pub fn prune(&self, keep: usize, dry: bool) -> Result<Pruned> {
         prune::prune(&self.root, keep, dry, self.settings.started)
+    }
+
+    /// The pending hooks of earlier runs that this run ran first, and how they ended.
+    pub fn retried_hooks(&self) -> &[report::RetriedHook] {
+        &self.retried
     }
 
     /// The fleet root, canonical.
@@ -117,6 +139,7 @@ impl WriteRun {
             run,
             command,
             notes,
+            next_call: 0,
         })
     }
 }
@@ -154,6 +177,8 @@ pub struct Started {
     run: state::Run,
     command: Command,
     notes: Notes,
+    /// The last hook call number used in this run.
+    next_call: u32,
 }
 
 impl Started {
@@ -177,9 +202,22 @@ impl Started {
         let root = self.write.root.clone();
         let progress = self.write.settings.progress;
         let interrupt = self.write.interrupt.clone();
+        let run_dir = self.run.dir.clone();
+        let run_id = self.run.id.clone();
+        let hooking = (!self.write.settings.hooks.skip).then(|| batches::Hooking {
+            set: &self.write.hooks,
+            ctx: hooks::Context {
+                root: &root,
+                run_id: &run_id,
+                run_dir: &run_dir,
+                post_env: Vec::new(),
+            },
+            next: 0,
+        });
         let run = &mut self.run;
         let done = pool(self.write.settings.jobs)?
-            .install(|| batches::run(work, items, run, &root, progress, &interrupt))?;
+            .install(|| batches::run(work, items, run, &root, progress, &interrupt, hooking))?;
+        self.next_call = done.last_call;
         let mut identities = done.identities;
         identities.extend(skipped(refused));
         self.finish(identities, done.stopped, warnings, fleet)
@@ -194,11 +232,11 @@ impl Started {
         self.finish(skipped(refused).collect(), None, Vec::new(), fleet)
     }
 
-    /// Ends the run: builds its report (once), saves it and closes the journal, settles the
-    /// audit log, prints the report and says how the run ended. Also the whole of a run that
-    /// found nothing to do.
+    /// Ends the run: builds its report (once), saves it, runs the post hooks when something
+    /// changed, closes the journal, settles the audit log, prints the report and says how the
+    /// run ended. Also the whole of a run that found nothing to do.
     pub fn finish(
-        self,
+        mut self,
         identities: Vec<IdentityReport>,
         stopped: Option<Stop>,
         warnings: Vec<String>,
@@ -213,13 +251,19 @@ impl Started {
             finished: chrono::Utc::now(),
             as_of: self.write.as_of,
             root: root.to_string_lossy().into_owned(),
-            notes: self.notes,
+            notes: std::mem::take(&mut self.notes),
             recovered_by_replay: false,
             stopped: stopped.as_ref().map(ToString::to_string),
             warnings,
             fleet,
+            hooks_skipped: self.write.settings.hooks.skip,
+            retried_hooks: std::mem::take(&mut self.write.retried),
         };
         let mut report = Report::new(header, identities);
+        if !report.hooks_skipped && report.counts.done > 0 {
+            let results = self.post_hooks(&report)?;
+            report.with_post_hooks(results);
+        }
         let saved = self.run.finish(&report);
         if saved.is_err() {
             report.not_saved();
@@ -240,6 +284,41 @@ impl Started {
             }
         }
         Ok((report.clone(), report.exit()))
+    }
+}
+
+impl Started {
+    /// Runs the post hooks of a run that changed something, journaled first (the report they
+    /// are given is saved before they run).
+    fn post_hooks(&mut self, report: &Report) -> Result<Vec<hooks::HookResult>> {
+        let calls = self.write.hooks.post_calls(&mut self.next_call);
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        state::write_report(&self.run.dir, report)?;
+        batches::mark_hooks_pending(&self.run.dir)?;
+        let record = journal::Record::Hooks {
+            batch: None,
+            calls: calls.clone(),
+        };
+        self.run.journal.append(&record)?;
+        let ctx = hooks::Context {
+            root: &self.write.root,
+            run_id: &self.run.id,
+            run_dir: &self.run.dir,
+            post_env: hooks::post_env(&self.run.dir.join("report.json"), &report.counts),
+        };
+        let mut results = Vec::new();
+        for call in &calls {
+            let result = hooks::run(call, &ctx, self.write.hooks.timeout());
+            let ok = result.status == hooks::HookStatus::Ok;
+            self.run.journal.append(&journal::Record::HookDone {
+                call: call.call,
+                ok,
+            })?;
+            results.push(result);
+        }
+        Ok(results)
     }
 }
 

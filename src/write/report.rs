@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::hooks::{HookResult, HookStatus};
 use super::journal::FileChange;
 use crate::classify::stamp;
 use crate::digest::Digest;
@@ -101,6 +102,15 @@ pub struct Report {
     /// What a person should know about the run (new credentials already expired, say).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// `--no-hooks`: no hook ran (and none is pending from this run).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hooks_skipped: bool,
+    /// Hooks of earlier runs that were pending and ran first, with how they ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried_hooks: Vec<RetriedHook>,
+    /// The post hooks of this run (once, when it changed something).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_hooks: Vec<HookResult>,
     pub counts: Counts,
     /// Every identity this run acted on or was asked to.
     pub identities: Vec<IdentityReport>,
@@ -125,6 +135,20 @@ pub struct Counts {
     pub needs_recover: usize,
     #[serde(default)]
     pub problems: usize,
+    /// Hooks that failed or timed out (this run's and the retried ones): they stay pending.
+    #[serde(default)]
+    pub hooks_failed: usize,
+}
+
+/// A pending hook of an earlier run, run again by this one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetriedHook {
+    pub run_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    #[serde(flatten)]
+    pub result: HookResult,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +168,9 @@ pub struct IdentityReport {
     pub cert: Option<CertChange>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenChange>,
+    /// Its deploy hooks, in the order they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookResult>,
 }
 
 /// A certificate a run replaced.
@@ -213,6 +240,7 @@ impl IdentityReport {
             files: Vec::new(),
             cert: None,
             token: None,
+            hooks: Vec::new(),
         }
     }
 
@@ -227,6 +255,7 @@ impl IdentityReport {
             files,
             cert: details.cert,
             token: details.token,
+            hooks: Vec::new(),
         }
     }
 }
@@ -253,6 +282,8 @@ pub struct Header {
     pub stopped: Option<String>,
     pub warnings: Vec<String>,
     pub fleet: FleetFacts,
+    pub hooks_skipped: bool,
+    pub retried_hooks: Vec<RetriedHook>,
 }
 
 /// What a rotating run found in the fleet besides its work.
@@ -260,9 +291,6 @@ pub struct Header {
 pub struct FleetFacts {
     pub policy_sha256: Option<Digest>,
     pub needs_attention: Vec<Attention>,
-    /// Whether what needs attention decides the exit code (4) when the run itself went well:
-    /// `rotate`, the pipeline's command.
-    pub attention_exits: bool,
     /// The policy's `keep_runs`: a run that went well prunes older backups at its end.
     pub keep_runs: Option<usize>,
 }
@@ -286,6 +314,7 @@ impl Report {
                 .sum(),
             needs_recover: attention.iter().filter(|a| a.state == "recover").count(),
             problems: attention.iter().filter(|a| a.state == "problem").count(),
+            hooks_failed: 0,
         };
         let outcome = match (counts.done, identities.len()) {
             (_, 0) => RunOutcome::NothingToDo,
@@ -293,23 +322,13 @@ impl Report {
             (done, all) if done == all => RunOutcome::Done,
             _ => RunOutcome::Partial,
         };
-        let cut_short = header.stopped.is_some();
-        let exit = if cut_short && counts.done == 0 {
-            Exit::Fatal
-        } else if cut_short || counts.failed + counts.skipped > 0 {
-            Exit::WorkDue
-        } else if header.fleet.attention_exits && !attention.is_empty() {
-            Exit::Attention
-        } else {
-            Exit::Ok
-        };
         let duration = (header.finished - header.started).num_milliseconds().max(0);
-        Report {
+        let mut report = Report {
             version: VERSION,
             run_id: header.run_id,
             command: header.command,
             outcome,
-            exit_code: exit as u8,
+            exit_code: 0,
             started: stamp(header.started),
             finished: stamp(header.finished),
             duration_seconds: duration as f64 / 1000.0,
@@ -322,10 +341,48 @@ impl Report {
             recovered_by_replay: header.recovered_by_replay,
             stopped: header.stopped,
             warnings: header.warnings,
+            hooks_skipped: header.hooks_skipped,
+            retried_hooks: header.retried_hooks,
+            post_hooks: Vec::new(),
             counts,
             identities,
             needs_attention: header.fleet.needs_attention,
-        }
+        };
+        report.decide_exit();
+        report
+    }
+
+    /// Adds the run's post hooks, which may change its exit code.
+    pub fn with_post_hooks(&mut self, results: Vec<HookResult>) {
+        self.post_hooks = results;
+        self.decide_exit();
+    }
+
+    /// The exit code, from the counts: a run cut short (a full filesystem, a signal) exits 1
+    /// when it changed nothing and 3 when it changed some; a failure of this run (an identity
+    /// failed or skipped, a hook failed) is 3 and wins over attention already there, which is
+    /// 4 for `rotate`, the pipeline's command.
+    fn decide_exit(&mut self) {
+        let failed = |h: &HookResult| h.status != HookStatus::Ok;
+        let own = self.identities.iter().flat_map(|i| &i.hooks);
+        let retried = self.retried_hooks.iter().map(|r| &r.result);
+        self.counts.hooks_failed = own
+            .chain(&self.post_hooks)
+            .chain(retried)
+            .filter(|h| failed(h))
+            .count();
+        let c = self.counts;
+        let cut_short = self.stopped.is_some();
+        let exit = if cut_short && c.done == 0 {
+            Exit::Fatal
+        } else if cut_short || c.failed + c.skipped + c.hooks_failed > 0 {
+            Exit::WorkDue
+        } else if self.command == Command::Rotate && c.needs_recover + c.problems > 0 {
+            Exit::Attention
+        } else {
+            Exit::Ok
+        };
+        self.exit_code = exit as u8;
     }
 
     /// The exit code chosen in [`Report::new`].
@@ -393,6 +450,23 @@ impl Report {
             out.push('\n');
             out.push_str(&crate::report::align(&rows));
         }
+        let hooks = self
+            .identities
+            .iter()
+            .flat_map(|i| i.hooks.iter().map(move |h| (Some(i.dir.as_str()), h)))
+            .chain(self.post_hooks.iter().map(|h| (None, h)))
+            .chain(self.retried_hooks.iter().map(|r| (r.dir.as_deref(), &r.result)));
+        for (dir, h) in hooks.filter(|(_, h)| h.status != HookStatus::Ok) {
+            let what = match h.status {
+                HookStatus::TimedOut => "timed out",
+                _ => "failed",
+            };
+            let at = dir.map(|d| format!("{d}: ")).unwrap_or_default();
+            out.push_str(&format!(
+                "hook {what}: {at}{} ({}; output in {}); it stays pending\n",
+                h.source, h.detail, h.log
+            ));
+        }
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
         }
@@ -422,85 +496,107 @@ mod tests {
                 reason: "r".into(),
             }]
         };
-        // (name, outcomes, stopped, attention, attention_exits, exit, outcome)
+        let failed_hook = HookResult {
+            source: "reload".into(),
+            status: HookStatus::TimedOut,
+            exit_code: None,
+            detail: String::new(),
+            log: String::new(),
+        };
+        let done_hook_failed = || {
+            let mut l = line(Outcome::Done);
+            l.hooks.push(failed_hook.clone());
+            l
+        };
+        use Command::{Apply, Rotate};
+        // (name, command, lines, stopped, attention, exit, outcome)
         let cases = [
             (
                 "nothing to do",
+                Rotate,
                 vec![],
                 false,
                 vec![],
-                true,
                 0,
                 RunOutcome::NothingToDo,
             ),
             (
                 "all done",
-                vec![Outcome::Done],
+                Rotate,
+                vec![line(Outcome::Done)],
                 false,
                 vec![],
-                true,
                 0,
                 RunOutcome::Done,
             ),
             (
                 "done, attention left",
-                vec![Outcome::Done],
+                Rotate,
+                vec![line(Outcome::Done)],
                 false,
                 needs(),
-                true,
                 4,
                 RunOutcome::Done,
             ),
             (
                 "attention, not rotate",
-                vec![Outcome::Done],
+                Apply,
+                vec![line(Outcome::Done)],
                 false,
                 needs(),
-                false,
                 0,
                 RunOutcome::Done,
             ),
             (
                 "a failure wins over attention",
-                vec![Outcome::Done, Outcome::Failed],
+                Rotate,
+                vec![line(Outcome::Done), line(Outcome::Failed)],
                 false,
                 needs(),
-                true,
                 3,
                 RunOutcome::Partial,
             ),
             (
                 "a skip wins over attention",
-                vec![Outcome::Skipped],
+                Rotate,
+                vec![line(Outcome::Skipped)],
                 false,
                 needs(),
-                true,
                 3,
                 RunOutcome::Failed,
             ),
             (
+                "a failed hook wins over attention",
+                Rotate,
+                vec![done_hook_failed()],
+                false,
+                needs(),
+                3,
+                RunOutcome::Done,
+            ),
+            (
                 "stopped with some done",
-                vec![Outcome::Done, Outcome::Failed],
+                Rotate,
+                vec![line(Outcome::Done), line(Outcome::Failed)],
                 true,
                 needs(),
-                true,
                 3,
                 RunOutcome::Partial,
             ),
             (
                 "stopped with none done",
-                vec![Outcome::Failed],
+                Rotate,
+                vec![line(Outcome::Failed)],
                 true,
                 needs(),
-                true,
                 1,
                 RunOutcome::Failed,
             ),
         ];
-        for (name, outcomes, stopped, attention, attention_exits, exit, outcome) in cases {
+        for (name, command, lines, stopped, attention, exit, outcome) in cases {
             let header = Header {
                 run_id: "r".into(),
-                command: Command::Rotate,
+                command,
                 started: t,
                 finished: t,
                 as_of: t,
@@ -512,11 +608,12 @@ mod tests {
                 fleet: FleetFacts {
                     policy_sha256: None,
                     needs_attention: attention,
-                    attention_exits,
                     keep_runs: None,
                 },
+                hooks_skipped: false,
+                retried_hooks: Vec::new(),
             };
-            let report = Report::new(header, outcomes.into_iter().map(line).collect());
+            let report = Report::new(header, lines);
             assert_eq!(
                 (report.exit_code, report.outcome),
                 (exit, outcome),

@@ -257,7 +257,7 @@ pub fn run(
     notes: super::Notes,
     before: impl FnOnce(&super::Started) -> anyhow::Result<()>,
 ) -> anyhow::Result<Exit> {
-    let fleet = facts(survey, command == super::Command::Rotate);
+    let fleet = facts(survey);
     if targets.is_empty() {
         let started = write.start(command, notes)?;
         before(&started)?;
@@ -307,9 +307,9 @@ pub fn rotate_due(write: super::WriteRun, survey: &Survey, force: bool) -> anyho
 }
 
 /// The policy in force and what is left for a person: identities that need `recover` and
-/// problems, with their own reasons. When `attention_exits`, they make the exit code 4 if the
-/// run itself went well.
-fn facts(survey: &Survey, attention_exits: bool) -> super::FleetFacts {
+/// problems, with their own reasons (for `rotate`, they make the exit code 4 if the run itself
+/// went well).
+fn facts(survey: &Survey) -> super::FleetFacts {
     let mut needs_attention = Vec::new();
     for i in &survey.identities {
         let mut state = None;
@@ -343,7 +343,6 @@ fn facts(survey: &Survey, attention_exits: bool) -> super::FleetFacts {
     super::FleetFacts {
         policy_sha256: Some(survey.policy.digest()),
         needs_attention,
-        attention_exits,
         keep_runs: Some(survey.policy.keep_runs as usize),
     }
 }

@@ -212,6 +212,8 @@ fn replayed_report(
         stopped: None,
         warnings: Vec::new(),
         fleet: FleetFacts::default(),
+        hooks_skipped: false,
+        retried_hooks: Vec::new(),
     };
     Report::new(header, identities)
 }

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::write::hooks::{HookCall, HookKind};
 
 /// The journal format version.
 pub const VERSION: u32 = 1;
@@ -47,6 +48,18 @@ pub enum Record {
     },
     End {
         recovered: bool,
+    },
+    /// Hooks to run once their identities' files are in place (`batch`), or once the run has
+    /// ended (post hooks, no batch). Journaled before the renames, so that none is lost.
+    Hooks {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<u32>,
+        calls: Vec<HookCall>,
+    },
+    /// A hook ran; `ok: false` leaves it pending.
+    HookDone {
+        call: u32,
+        ok: bool,
     },
 }
 
@@ -188,6 +201,36 @@ pub fn committed(records: &[Record]) -> Vec<Change> {
         }
     }
     out
+}
+
+/// The hook calls of a journal still to run (pure): a deploy call whose identity's files are in
+/// place (its batch committed), or a post call, that has not run successfully.
+pub fn pending_hooks(records: &[Record]) -> Vec<HookCall> {
+    let placed: BTreeSet<String> = committed(records).iter().map(Change::key).collect();
+    let ran: BTreeSet<u32> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::HookDone { call, ok: true } => Some(*call),
+            _ => None,
+        })
+        .collect();
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Hooks { calls, .. } => Some(calls),
+            _ => None,
+        })
+        .flatten()
+        .filter(|c| !ran.contains(&c.call))
+        .filter(|c| match (c.kind, &c.node, &c.service) {
+            (HookKind::Deploy, Some(node), Some(service)) => {
+                placed.contains(&format!("{node}/{service}"))
+            }
+            (HookKind::Deploy, _, _) => false,
+            (HookKind::Post, _, _) => true,
+        })
+        .cloned()
+        .collect()
 }
 
 /// The batches of a journal that were neither committed nor aborted (pure).
