@@ -274,7 +274,7 @@ pub fn run(call: &HookCall, ctx: &Context<'_>, timeout: Duration) -> HookResult 
         .stdin(Stdio::null())
         .process_group(0);
     match spawn_capped(command, out, timeout) {
-        Ok((Some(code), false)) if code == 0 => result(HookStatus::Ok, Some(0), String::new()),
+        Ok((Some(0), false)) => result(HookStatus::Ok, Some(0), String::new()),
         Ok((code, false)) => result(HookStatus::Failed, code, "exited with an error".to_string()),
         Ok((_, true)) => result(
             HookStatus::TimedOut,
