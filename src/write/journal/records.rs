@@ -57,6 +57,7 @@ pub enum Record {
         calls: Vec<HookCall>,
     },
     /// A hook ran; `ok: false` leaves it pending.
+    #[serde(rename = "hook_done")]
     HookDone {
         call: u32,
         ok: bool,
