@@ -211,25 +211,12 @@ pub fn plan_summary(survey: &Survey) -> String {
     }
     let nodes = survey.root.join("nodes");
     for identity in &survey.identities {
-        let mut tag = None;
-        let mut reasons: Vec<&str> = Vec::new();
-        for c in identity.credentials() {
-            match c.verdict.state.action() {
-                Action::Recover => tag = tag.or(Some("recover")),
-                Action::Skip => tag = Some("problem"),
-                Action::Keep | Action::Rotate => continue,
-            }
-            let own = !c.verdict.reason.starts_with(crate::classify::SPREAD_PREFIX);
-            if own && !reasons.contains(&c.verdict.reason.as_str()) {
-                reasons.push(&c.verdict.reason);
-            }
-        }
-        if let Some(tag) = tag {
+        if let Some((tag, reasons)) = identity.needs_person() {
             let dir = nodes.join(&identity.node).join(&identity.service);
             out.push_str(&format!(
                 "{tag}: {}: {}\n",
                 dir.display(),
-                reasons.join("; ")
+                reasons
             ));
         }
     }

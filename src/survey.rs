@@ -38,6 +38,25 @@ impl Identity {
     pub fn credentials(&self) -> impl Iterator<Item = &Assessed> {
         self.cert.iter().chain(self.token.iter())
     }
+
+    /// Whether the identity is left for a person, as `recover` or `problem`, with its own
+    /// reasons (not those spread from its other credential), each once.
+    pub fn needs_person(&self) -> Option<(&'static str, String)> {
+        let mut tag = None;
+        let mut reasons: Vec<&str> = Vec::new();
+        for c in self.credentials() {
+            match c.verdict.state.action() {
+                Action::Recover => tag = tag.or(Some("recover")),
+                Action::Skip => tag = Some("problem"),
+                Action::Keep | Action::Rotate => continue,
+            }
+            let own = !c.verdict.reason.starts_with(classify::SPREAD_PREFIX);
+            if own && !reasons.contains(&c.verdict.reason.as_str()) {
+                reasons.push(&c.verdict.reason);
+            }
+        }
+        tag.map(|tag| (tag, reasons.join("; ")))
+    }
 }
 
 /// The whole fleet as of one instant.

@@ -455,7 +455,11 @@ impl Report {
             .iter()
             .flat_map(|i| i.hooks.iter().map(move |h| (Some(i.dir.as_str()), h)))
             .chain(self.post_hooks.iter().map(|h| (None, h)))
-            .chain(self.retried_hooks.iter().map(|r| (r.dir.as_deref(), &r.result)));
+            .chain(
+                self.retried_hooks
+                    .iter()
+                    .map(|r| (r.dir.as_deref(), &r.result)),
+            );
         for (dir, h) in hooks.filter(|(_, h)| h.status != HookStatus::Ok) {
             let what = match h.status {
                 HookStatus::TimedOut => "timed out",

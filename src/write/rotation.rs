@@ -310,29 +310,18 @@ pub fn rotate_due(write: super::WriteRun, survey: &Survey, force: bool) -> anyho
 /// problems, with their own reasons (for `rotate`, they make the exit code 4 if the run itself
 /// went well).
 fn facts(survey: &Survey) -> super::FleetFacts {
-    let mut needs_attention = Vec::new();
-    for i in &survey.identities {
-        let mut state = None;
-        let mut reasons: Vec<&str> = Vec::new();
-        for c in i.credentials() {
-            match c.verdict.state.action() {
-                Action::Recover => state = state.or(Some("recover")),
-                Action::Skip => state = Some("problem"),
-                Action::Keep | Action::Rotate => continue,
-            }
-            let own = !c.verdict.reason.starts_with(crate::classify::SPREAD_PREFIX);
-            if own && !reasons.contains(&c.verdict.reason.as_str()) {
-                reasons.push(&c.verdict.reason);
-            }
-        }
-        if let Some(state) = state {
-            needs_attention.push(super::Attention {
+    let mut needs_attention: Vec<super::Attention> = survey
+        .identities
+        .iter()
+        .filter_map(|i| {
+            let (state, reason) = i.needs_person()?;
+            Some(super::Attention {
                 dir: format!("nodes/{}/{}", i.node, i.service),
                 state: state.to_string(),
-                reason: reasons.join("; "),
-            });
-        }
-    }
+                reason,
+            })
+        })
+        .collect();
     needs_attention.extend(survey.issues.iter().filter(|i| i.is_problem).map(|i| {
         super::Attention {
             dir: i.path.clone(),
