@@ -1,8 +1,9 @@
 //! Retention: backups hold old private keys, so they do not stay forever. Pruning removes the
 //! `backup/` of every run beyond the newest N, keeping each run's journal and report (the
-//! history stays, the secrets go). It never touches a run that has not finished, nor the newest
-//! run to have changed each identity (so the last rotation of everything can always be rolled
-//! back), nor a backup file that is still the live file. Each prune is a line in the audit log.
+//! history stays, the secrets go). It never touches a run that has not finished or has hooks
+//! pending, nor the newest run to have changed each identity (so the last rotation of everything
+//! can always be rolled back), nor a backup file that is still the live file. Each prune is a
+//! line in the audit log.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
