@@ -187,6 +187,20 @@ pub fn openssl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `openssl verify` of `cert` against `ca` as at `at` (`-attime`), never at the system clock;
+/// returns whether it verified, and what openssl said.
+pub fn openssl_verify_at(ca: &Path, cert: &Path, at: DateTime<Utc>) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(["verify", "-attime", &at.timestamp().to_string(), "-CAfile"])
+        .arg(ca)
+        .arg(cert)
+        .output()
+        .expect("openssl is installed (see .ci/run)");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
 /// Runs a command with `--root` and the pinned `--as-of`, plus `env`; returns (code, stdout, stderr).
 /// The code is `None` when the process was killed.
 pub fn run_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
