@@ -13,18 +13,29 @@
 //! `rotate`: `REKEY_BENCH_ROTATE` (default 20000, as docs/design.md §7 states the target); repetitions:
 //! `REKEY_BENCH_REPS` (default 3; medians are reported); RSA key generation sample:
 //! `REKEY_BENCH_RSA` (default 200). Fleets live in a temporary directory (`TMPDIR`).
+//!
+//! Fleets are dated from a pinned instant and every command runs with `--as-of` it, so the same
+//! fleets are measured whatever the date (the operator script's `openssl x509 -req -days 90`
+//! dates its certificates from the clock, but nothing judges them).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 use rekey::fleet;
 use rekey::keys::KeyAlg;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rekey");
+
+/// The instant fleets are dated from and judged at (`--as-of`), never the clock.
+const AS_OF: &str = "2026-11-28T00:00:00Z";
+
+fn as_of() -> DateTime<Utc> {
+    AS_OF.parse().expect("AS_OF is RFC 3339")
+}
 
 struct Row {
     scenario: String,
@@ -78,7 +89,7 @@ fn run_rekey(args: &[&str]) -> (Duration, Option<u64>) {
 }
 
 fn build_fleet(root: &Path, n: usize, ca_alg: KeyAlg, leaf: KeyAlg) {
-    let (ca, ids) = rekey::catalog::uniform(Utc::now(), n, ca_alg, leaf);
+    let (ca, ids) = rekey::catalog::uniform(as_of(), n, ca_alg, leaf);
     std::fs::create_dir_all(root).unwrap();
     fleet::write_fleet(root, &ca, &ids).expect("the bench fleet is written");
 }
@@ -260,7 +271,9 @@ fn scenario(
         for &command in read_commands {
             eprintln!("bench: {name}: {command}");
             let (t, rss) = time_command(
-                &[command, "--root", &root_s, "--format", "json"],
+                &[
+                    command, "--root", &root_s, "--as-of", AS_OF, "--format", "json",
+                ],
                 reps,
                 &mut || {},
             );
@@ -291,6 +304,8 @@ fn scenario(
             "rotate",
             "--root",
             &copy_s,
+            "--as-of",
+            AS_OF,
             "--progress",
             "never",
             "--format",

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use chrono::TimeDelta;
 use common::*;
 use rekey::fleet::IdentitySpec;
 use rekey::keys::KeyAlg;
@@ -123,13 +124,26 @@ fn rotating_a_fleet_made_by_openssl_passes_openssl_checks() {
         assert_eq!(old_mode, new_mode, "{rel} keeps its mode");
         if kind == "cert" {
             rotated_certs += 1;
-            let verdict = openssl(&[
-                "verify",
-                "-CAfile",
-                ca.to_str().unwrap(),
-                path.to_str().unwrap(),
-            ]);
-            assert!(verdict.trim_end().ends_with(": OK"), "{verdict}");
+            // openssl judges the new validity itself, at the instants given to it: from the run
+            // date to the second before its end, whatever the system clock says.
+            let second = TimeDelta::seconds(1);
+            for (at, verifies, says) in [
+                (as_of() - second, false, "certificate is not yet valid"),
+                (as_of(), true, ": OK"),
+                (as_of() + days(90) - second, true, ": OK"),
+                (as_of() + days(90), false, "certificate has expired"),
+            ] {
+                let (ok, verdict) = openssl_verify_at(&ca, &path, at);
+                assert_eq!(ok, verifies, "{rel} at {at}: {verdict}");
+                if verifies {
+                    assert!(
+                        verdict.trim_end().ends_with(says),
+                        "{rel} at {at}: {verdict}"
+                    );
+                } else {
+                    assert!(verdict.contains(says), "{rel} at {at}: {verdict}");
+                }
+            }
             let dates = openssl(&[
                 "x509",
                 "-in",

@@ -65,8 +65,13 @@ pub fn run(root: &Path, args: &[&str]) -> (i32, String, String) {
 /// `status --format json` as (node/service/kind) → (state, reason).
 pub fn states(root: &Path) -> BTreeMap<String, (String, String)> {
     let (_, stdout, stderr) = run(root, &["status", "--format", "json"]);
+    states_in(&stdout, &stderr)
+}
+
+/// The (node/service/kind) → (state, reason) of what `status --format json` printed.
+pub fn states_in(stdout: &str, stderr: &str) -> BTreeMap<String, (String, String)> {
     let doc: serde_json::Value =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
     doc["credentials"]
         .as_array()
         .expect("credentials is an array")
@@ -185,6 +190,60 @@ pub fn openssl(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `openssl verify` of `cert` against `ca` as at `at` (`-attime`), never at the system clock;
+/// returns whether it verified, and what openssl said.
+pub fn openssl_verify_at(ca: &Path, cert: &Path, at: DateTime<Utc>) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(["verify", "-attime", &at.timestamp().to_string(), "-CAfile"])
+        .arg(ca)
+        .arg(cert)
+        .output()
+        .expect("openssl is installed (see .ci/run)");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+/// Whether `faketime` (libfaketime; Debian package `faketime`) is installed. When it is not, says
+/// that the calling test is skipped. CI installs it (see .ci/run).
+pub fn faketime_installed() -> bool {
+    match std::process::Command::new("faketime")
+        .arg("--version")
+        .output()
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("SKIPPED: faketime not installed (apt-get install faketime)");
+            false
+        }
+        _ => true,
+    }
+}
+
+/// The real `rekey` binary under a wall clock that reads `clock` as it starts and runs on from
+/// there (libfaketime; the monotonic clock is left alone). A faketime the test itself runs under
+/// (CI's second pass) is dropped first, so that the two do not stack.
+pub fn rekey_at(clock: DateTime<Utc>) -> std::process::Command {
+    let mut cmd = std::process::Command::new("faketime");
+    cmd.args(["-f", &clock.format("@%Y-%m-%d %H:%M:%S").to_string()])
+        .arg(assert_cmd::cargo::cargo_bin("rekey"))
+        .env_remove("LD_PRELOAD")
+        .env_remove("FAKETIME")
+        .env_remove("FAKETIME_SHARED")
+        .env("DONT_FAKE_MONOTONIC", "1")
+        .env("TZ", "UTC"); // faketime reads `clock` as local time
+    cmd
+}
+
+/// Runs `cmd`; returns (exit code, stdout, stderr).
+pub fn output(cmd: &mut std::process::Command) -> (i32, String, String) {
+    let out = cmd.output().expect("the command runs");
+    (
+        out.status.code().expect("exits with a code, not a signal"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Runs a command with `--root` and the pinned `--as-of`, plus `env`; returns (code, stdout, stderr).
