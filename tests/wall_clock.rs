@@ -4,11 +4,8 @@
 //! when no `--as-of` is given. The real binary runs under libfaketime (`faketime`, installed by
 //! .ci/run); where it is absent each test says it is skipped.
 //!
-//! Not here yet: the guard that refuses a writing run whose `--as-of` is more than 5 minutes ahead
-//! of the clock (being added separately) reads the clock too, and its test belongs here: under
-//! `rekey_at` a year before the pinned date, `rotate`, `apply` and `recover --yes` with `--as-of`
-//! the pinned date are refused with nothing written, as is one 6 minutes ahead of the clock; one
-//! 4 minutes ahead proceeds; `status` and `plan` judge any `--as-of` at any clock.
+//! The guard that refuses a writing run whose `--as-of` is more than 5 minutes ahead of the clock
+//! reads the clock too: it is tested here at a clock a year behind the pinned date.
 
 mod common;
 
@@ -53,22 +50,6 @@ fn stamp_minute(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M").to_string()
 }
 
-/// Every run's `report.json`, by run id (start order).
-fn reports(root: &Path) -> Vec<serde_json::Value> {
-    let mut ids: Vec<String> = std::fs::read_dir(root.join(".rekey/runs"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    ids.sort();
-    ids.iter()
-        .map(|id| {
-            let text =
-                std::fs::read_to_string(root.join(".rekey/runs").join(id).join("report.json"));
-            serde_json::from_str(&text.unwrap()).unwrap()
-        })
-        .collect()
-}
-
 fn not_before(cert: &Path) -> DateTime<Utc> {
     let der = rekey::pemblock::single(&std::fs::read(cert).unwrap())
         .unwrap()
@@ -101,7 +82,9 @@ fn the_demo_works_at_any_wall_clock() {
         let id = reports[0]["run_id"].as_str().unwrap();
         assert!(id.starts_with(&id_minute(at)), "{what}: run {id}");
         assert!(
-            said.contains(&format!("run {id} (rotate): 15 done, 0 skipped, 0 failed")),
+            said.contains(&format!(
+                "run {id} (rotate): 15 done (19 credentials), 0 skipped, 0 failed"
+            )),
             "{what}:\n{said}"
         );
 
@@ -256,4 +239,77 @@ fn writing_runs_are_named_and_stamped_by_the_wall_clock() {
             "{what}:\n{listing}"
         );
     }
+}
+
+/// A clock behind the pinned date: a writing run dated ahead of it is refused (what it wrote
+/// would not be valid yet), with nothing written; 4 minutes ahead is within the allowed skew;
+/// reading commands judge any date.
+#[test]
+fn a_writing_run_dated_ahead_of_the_clock_is_refused_at_any_clock() {
+    if !faketime_installed() {
+        return;
+    }
+    let at = clock("2025-11-28T12:00:00Z");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    let mut ca = ca_spec(KeyAlg::P256);
+    ca.window = window(at - days(365), 3650);
+    build(
+        &root,
+        &ca,
+        &[IdentitySpec::new("n1", "mocctl", window(at - days(30), 90))],
+    );
+    let plan = dir.path().join("plan.toml");
+    let (code, _, _) = output(
+        rekey_at(at)
+            .args(["plan", "--as-of", AS_OF, "-o"])
+            .arg(&plan)
+            .arg("--root")
+            .arg(&root),
+    );
+    assert_eq!(
+        code, 4,
+        "a plan may look at any date (the fleet is not valid yet then)"
+    );
+    let before = snapshot(&root);
+    let r = root.to_str().unwrap().to_string();
+    let ahead = |minutes: i64| (at + TimeDelta::minutes(minutes)).to_rfc3339();
+    let p = plan.to_str().unwrap().to_string();
+    let refused: [Vec<String>; 4] = [
+        vec!["rotate".into(), "--as-of".into(), AS_OF.into()],
+        vec!["apply".into(), p.clone(), "--as-of".into(), AS_OF.into()],
+        vec![
+            "recover".into(),
+            "--all".into(),
+            "--reason".into(),
+            "x".into(),
+            "--yes".into(),
+            "--as-of".into(),
+            AS_OF.into(),
+        ],
+        vec!["rotate".into(), "--as-of".into(), ahead(6)],
+    ];
+    for args in refused {
+        let mut cmd = rekey_at(at);
+        cmd.args(&args);
+        if args[0] != "apply" {
+            cmd.args(["--root", &r]);
+        }
+        let (code, _, stderr) = output(&mut cmd);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("is ahead of the system clock"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(snapshot(&root), before, "nothing written");
+    assert!(!root.join(".rekey/runs").exists(), "no run started");
+    let (code, _, stderr) =
+        output(rekey_at(at).args(["rotate", "--as-of", &ahead(4), "--root", &r]));
+    assert_eq!(code, 0, "within the skew: {stderr}");
+    assert_eq!(
+        output(rekey_at(at).args(["status", "--as-of", AS_OF, "--root", &r])).0,
+        4,
+        "status judges any date"
+    );
 }
