@@ -6,16 +6,20 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use rekey::cmd::{self, Invocation};
+use rekey::exit::Exit;
 use rekey::plan;
 use rekey::write::Settings;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "rekey",
-    version,
-    about = "Rotate a fleet's service tokens and certificates before they expire"
+    version = VERSION,
+    about = "Rotate a fleet's service tokens and certificates before they expire",
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -114,7 +118,24 @@ pub enum Command {
         #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
         as_of: Option<DateTime<Utc>>,
     },
+    /// Print this message or the help of the given subcommand.
+    Help {
+        /// The subcommand to describe.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
+
+/// `rekey --version`: the release, the commit it was built from (`-dirty` when the tree had
+/// changes; `unknown` when built outside a git checkout) and the crypto backend (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("REKEY_BUILD_COMMIT"),
+    ", crypto ",
+    env!("REKEY_BUILD_CRYPTO"),
+    ")"
+);
 
 /// Arguments every read command takes.
 #[derive(Debug, clap::Args)]
@@ -172,9 +193,41 @@ pub fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
         })
 }
 
+/// `rekey help [COMMAND]`: prints the help of rekey or of one subcommand, as `--help` does. clap's
+/// own help subcommand cannot describe itself (`rekey help --help`); this one is a subcommand
+/// like the others. An unknown COMMAND is a usage error (exit 2).
+pub fn help(command: Option<&str>) -> ExitCode {
+    let mut cli = Cli::command();
+    cli.build();
+    let printed = match command {
+        None => cli.print_help(),
+        Some(name) => match cli.find_subcommand_mut(name) {
+            Some(sub) => sub.print_help(),
+            None => cli
+                .error(
+                    clap::error::ErrorKind::InvalidSubcommand,
+                    format!("unrecognized subcommand '{name}'"),
+                )
+                .exit(),
+        },
+    };
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(Exit::Fatal as u8),
+    }
+}
+
+/// What the command line asks for: a subcommand of the library, or help, which the binary prints.
+#[derive(Debug)]
+pub enum Run {
+    Invocation(Invocation),
+    /// `rekey help [COMMAND]`.
+    Help(Option<String>),
+}
+
 /// Converts the parsed command line into a validated invocation. `started` is the wall clock
 /// read once at start; "now" (the default run date) is the same instant to the second.
-pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
+pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Run {
     let now = chrono::SubsecRound::trunc_subsecs(started, 0);
     let settings = |w: &WriteArgs| Settings {
         jobs: w.jobs.map(usize::from),
@@ -194,7 +247,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
         }
     };
     let as_of = cli.command.as_of().unwrap_or(now);
-    match cli.command {
+    Run::Invocation(match cli.command {
         Command::Status {
             common,
             format,
@@ -273,7 +326,8 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             as_of,
             started,
         }),
-    }
+        Command::Help { command } => return Run::Help(command),
+    })
 }
 
 impl Command {
@@ -285,7 +339,7 @@ impl Command {
             | Command::Rotate { common, .. }
             | Command::Recover { common, .. } => common.as_of,
             Command::Apply { as_of, .. } | Command::Demo { as_of, .. } => *as_of,
-            Command::Rollback { .. } | Command::Runs { .. } => None,
+            Command::Rollback { .. } | Command::Runs { .. } | Command::Help { .. } => None,
         }
     }
 }

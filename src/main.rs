@@ -10,7 +10,10 @@ use rekey::exit::{Exit, UsageError};
 
 fn main() -> ExitCode {
     let parsed = cli::Cli::parse();
-    let invocation = cli::invocation(parsed, chrono::Utc::now());
+    let invocation = match cli::invocation(parsed, chrono::Utc::now()) {
+        cli::Run::Invocation(invocation) => invocation,
+        cli::Run::Help(command) => return cli::help(command.as_deref()),
+    };
     let exit = match rekey::cmd::run(invocation) {
         Ok(exit) => exit,
         Err(err) if is_broken_pipe(&err) => Exit::Ok,

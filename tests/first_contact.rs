@@ -65,3 +65,40 @@ fn the_demo_prints_the_plan_summary_once() {
     assert!(out.status.success(), "{screen}");
     assert_eq!(plan_summary_lines(&screen), 1, "{screen}");
 }
+
+/// `rekey help` is a subcommand like the others: `help --help` describes it, `help COMMAND`
+/// prints what `COMMAND --help` does, and an unknown COMMAND is a usage error.
+#[test]
+fn help_describes_itself_and_every_subcommand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = rekey_in(tmp.path(), &["help", "--help"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Usage: rekey help [COMMAND]"), "{stdout}");
+    for command in ["status", "rotate", "help"] {
+        let (code, via_help, _) = rekey_in(tmp.path(), &["help", command]);
+        let (_, via_flag, _) = rekey_in(tmp.path(), &[command, "--help"]);
+        assert_eq!(code, 0, "help {command}");
+        assert_eq!(via_help, via_flag, "help {command}");
+    }
+    let (_, top, _) = rekey_in(tmp.path(), &["help"]);
+    assert_eq!(top, rekey_in(tmp.path(), &["--help"]).1);
+    let (code, _, stderr) = rekey_in(tmp.path(), &["help", "nosuch"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("unrecognized subcommand 'nosuch'"),
+        "{stderr}"
+    );
+}
+
+/// `rekey --version` names the commit it was built from and its crypto backend.
+#[test]
+fn the_version_names_the_commit_and_the_crypto_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    for flag in ["--version", "-V"] {
+        let (code, stdout, _) = rekey_in(tmp.path(), &[flag]);
+        assert_eq!(code, 0);
+        assert!(stdout.starts_with("rekey 0."), "{stdout}");
+        assert!(stdout.contains("(commit "), "{stdout}");
+        assert!(stdout.contains("crypto aws-lc-rs 1."), "{stdout}");
+    }
+}
