@@ -84,6 +84,9 @@ impl Verdict {
     }
 }
 
+/// How a reason ends when only `rekey recover` can act (stripped in `recover`'s own output).
+pub const RUN_RECOVER: &str = ": run rekey recover";
+
 /// How the reason of a sound credential starts when its identity's other credential has a problem.
 pub const SPREAD_PREFIX: &str = "identity has a problem: ";
 
@@ -135,7 +138,7 @@ pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Op
     let window = |c: &Credential| *c.facts.as_ref().expect("problems were handled above");
     let token_window = token.map(window);
     if let Some(w) = token_window.filter(|w| ctx.now >= w.not_after) {
-        let reason = format!("token expired {}: run rekey recover", day(w.not_after));
+        let reason = format!("token expired {}{RUN_RECOVER}", day(w.not_after));
         let recover = || capped(Verdict::new(State::Recover, reason.clone()), ctx);
         return (cert.map(|_| recover()), token.map(|_| recover()));
     }
@@ -170,7 +173,7 @@ fn one(kind: Kind, w: &Window, renewal: Renewal, has_token: bool, ctx: &Context<
         return if !has_token {
             Verdict::new(
                 State::Recover,
-                format!("certificate expired {when} and there is no token: run rekey recover"),
+                format!("certificate expired {when} and there is no token{RUN_RECOVER}"),
             )
         } else if self_renews {
             Verdict::new(
@@ -190,7 +193,11 @@ fn one(kind: Kind, w: &Window, renewal: Renewal, has_token: bool, ctx: &Context<
     let lifetime = (w.not_after - w.not_before).num_seconds().max(1);
     let left = (w.not_after - ctx.now).num_seconds();
     let days = |secs: i64| secs.div_euclid(86_400);
-    let share = format!("{} of {} days left", days(left), days(lifetime));
+    let share = format!(
+        "{} of {} left",
+        days(left),
+        crate::count::count(days(lifetime), "day", "days")
+    );
     if i128::from(left) * 100 < i128::from(ctx.policy.stalled_below_percent) * i128::from(lifetime)
     {
         Verdict::new(State::Stalled, format!("self-rotation stalled: {share}"))

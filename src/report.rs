@@ -6,6 +6,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::classify::{Action, day, human, stamp};
+use crate::count::count;
 use crate::survey::{Assessed, Identity, Survey};
 
 #[derive(Serialize)]
@@ -86,8 +87,8 @@ pub fn ca_line(survey: &Survey) -> String {
         line.push_str(" — EXPIRED: nothing can be rotated until the CA is renewed");
     } else if ctx.ca_caps_validity() {
         line.push_str(&format!(
-            " — expires within {} days: new validity is capped at its expiry",
-            survey.policy.validity_days
+            " — expires within {}: new validity is capped at its expiry",
+            count(survey.policy.validity_days, "day", "days")
         ));
     }
     line
@@ -198,9 +199,9 @@ pub fn plan_summary(survey: &Survey) -> String {
         counts[c.verdict.state.action() as usize] += 1;
     }
     let mut out = format!(
-        "plan: {} identities, {} credentials: {} rotate, {} keep, {} recover, {} skip\n",
-        survey.identities.len(),
-        counts.iter().sum::<usize>(),
+        "plan: {}, {}: {} rotate, {} keep, {} recover, {} skip\n",
+        count(survey.identities.len(), "identity", "identities"),
+        count(counts.iter().sum::<usize>(), "credential", "credentials"),
         counts[Action::Rotate as usize],
         counts[Action::Keep as usize],
         counts[Action::Recover as usize],

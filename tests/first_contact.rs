@@ -102,3 +102,79 @@ fn the_version_names_the_commit_and_the_crypto_backend() {
         assert!(stdout.contains("crypto aws-lc-rs 1."), "{stdout}");
     }
 }
+
+/// Every count agrees with its noun, and `recover` does not tell its user to run `rekey recover`.
+#[test]
+fn counts_agree_with_their_nouns_and_recover_does_not_send_to_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let one = tmp.path().join("one");
+    let mut cert_only = rekey::fleet::IdentitySpec::new("n1", "mocctl", issued(30));
+    cert_only.token = None;
+    build(&one, &ca_spec(rekey::keys::KeyAlg::P256), &[cert_only]);
+    let (code, _, stderr) = run(&one, &["plan"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("plan: 1 identity, 1 credential: 1 rotate, 0 keep, 0 recover, 0 skip"),
+        "{stderr}"
+    );
+
+    // A plan an hour and a half old, under a policy that allows one hour.
+    std::fs::write(
+        one.join("rekey.toml"),
+        "version = 1\nmax_plan_age_hours = 1\n",
+    )
+    .unwrap();
+    let plan = tmp.path().join("plan.toml");
+    let (code, _, stderr) = run(&one, &["plan", "-o", plan.to_str().unwrap()]);
+    assert_eq!(code, 3, "{stderr}");
+    let out = rekey()
+        .arg("apply")
+        .arg(&plan)
+        .args(["--as-of", "2026-11-28T01:30:00Z"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is 1 hour old"), "{stderr}");
+
+    let two = tmp.path().join("two");
+    build(
+        &two,
+        &ca_spec(rekey::keys::KeyAlg::P256),
+        &[
+            rekey::fleet::IdentitySpec::new("n1", "mocctl", issued(93)),
+            rekey::fleet::IdentitySpec::new("n1", "kms", issued(30)),
+        ],
+    );
+    let recover = |service: &str| {
+        run(
+            &two,
+            &[
+                "recover",
+                "--node",
+                "n1",
+                "--service",
+                service,
+                "--reason",
+                "test",
+            ],
+        )
+    };
+    let (code, _, stderr) = recover("mocctl");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("would recover n1/mocctl: token expired 2026-11-25\n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("run rekey recover"), "{stderr}");
+    assert!(
+        stderr.contains("add --yes to recover this identity"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = recover("kms");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("rekey: the selected identity is not in state recover"),
+        "{stderr}"
+    );
+}

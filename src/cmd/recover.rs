@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use crate::classify::Action;
+use crate::classify::{Action, RUN_RECOVER};
 use crate::exit::{Exit, UsageError};
 use crate::names::IdentityId;
 use crate::survey::{Identity, Survey};
@@ -169,16 +169,17 @@ fn chosen<'a>(o: &Options, survey: &'a Survey) -> Result<Vec<&'a Identity>> {
         .filter(|i| needs_recover(i))
         .collect();
     if chosen.is_empty() {
-        eprintln!(
-            "rekey: none of the {} selected identities is in state recover (see rekey status); \
-             nothing to do",
-            selected.len()
-        );
+        let none = match selected.len() {
+            1 => "the selected identity is not".to_string(),
+            n => format!("none of the {n} selected identities is"),
+        };
+        eprintln!("rekey: {none} in state recover (see rekey status); nothing to do");
     }
     for i in &chosen {
+        // The reason tells people elsewhere to run `rekey recover`; here they are running it.
         let reason = i
             .credentials()
-            .map(|c| c.verdict.reason.as_str())
+            .map(|c| c.verdict.reason.replace(RUN_RECOVER, ""))
             .next()
             .unwrap_or_default();
         let verb = if o.yes { "recovering" } else { "would recover" };

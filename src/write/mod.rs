@@ -226,10 +226,10 @@ fn conclude(
             Stop::Interrupted(_) => "",
         };
         eprintln!(
-            "rekey: error: {stop}; stopped after {} of {} identities, the rest are unchanged; \
+            "rekey: error: {stop}; stopped after {} of {}, the rest are unchanged; \
              {first}{again}",
             counts.done,
-            report.identities.len(),
+            crate::count::count(report.identities.len(), "identity", "identities"),
         );
     }
     if let Err(err) = &saved {
