@@ -178,3 +178,51 @@ fn counts_agree_with_their_nouns_and_recover_does_not_send_to_itself() {
         "{stderr}"
     );
 }
+
+/// Run in the wrong folder, every command names `--root` and any fleet root nearby (an
+/// ancestor or a subdirectory), and a writing command leaves nothing behind there.
+#[test]
+fn the_wrong_folder_names_root_and_the_fleet_nearby() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = std::fs::canonicalize(tmp.path()).unwrap();
+    let fleet = top.join("fleet");
+    build(
+        &fleet,
+        &ca_spec(rekey::keys::KeyAlg::P256),
+        &[rekey::fleet::IdentitySpec::new("n1", "mocctl", issued(30))],
+    );
+    let empty = top.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let hint = "(run in the fleet root or pass --root DIR)";
+    let try_fleet = format!(
+        "found ca/ and nodes/ in {}: try --root {}",
+        fleet.display(),
+        fleet.display()
+    );
+    for command in ["status", "plan", "rotate", "runs"] {
+        let (code, _, stderr) = rekey_in(&empty, &[command]);
+        assert_eq!(code, 1, "{command}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{} is not a fleet root: it holds no ca/, nodes/ or rekey.toml {hint}",
+                empty.display()
+            )),
+            "{command}: {stderr}"
+        );
+        assert!(!stderr.contains("found"), "{command}: {stderr}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&empty).unwrap().count(),
+        0,
+        "a writing command in the wrong folder leaves nothing there"
+    );
+    for (cwd, what) in [
+        (fleet.join("nodes/n1"), "an ancestor"),
+        (top.clone(), "a child"),
+    ] {
+        let (code, _, stderr) = rekey_in(&cwd, &["status"]);
+        assert_eq!(code, 1, "{what}: {stderr}");
+        assert!(stderr.contains(hint), "{what}: {stderr}");
+        assert!(stderr.contains(&try_fleet), "{what}: {stderr}");
+    }
+}

@@ -69,8 +69,7 @@ impl WriteRun {
     /// between batches.
     pub fn begin(root: &Path, as_of: DateTime<Utc>, settings: Settings) -> Result<WriteRun> {
         check_run_date(as_of, settings.started)?;
-        let root = std::fs::canonicalize(root)
-            .with_context(|| format!("failed to open fleet root {}", root.display()))?;
+        let root = crate::survey::open_root(root)?;
         let lock = state::lock(&root)?;
         let interrupt = Interrupt::install()?;
         for line in state::replay_interrupted(&root, settings.started)? {
