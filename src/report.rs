@@ -15,6 +15,7 @@ struct StatusJson<'a> {
     ca: CaJson<'a>,
     credentials: Rows<'a>,
     issues: Vec<IssueJson<'a>>,
+    hidden_entries_ignored: usize,
 }
 
 #[derive(Serialize)]
@@ -133,14 +134,27 @@ pub fn write_status_table(survey: &Survey, w: &mut impl Write) -> std::io::Resul
     };
     write!(w, "{}\n\n", ca_line(survey))?;
     write_aligned(w, table)?;
-    if !survey.issues.is_empty() {
+    if !survey.issues.is_empty() || survey.hidden > 0 {
         writeln!(w)?;
-        for issue in &survey.issues {
-            let tag = if issue.is_problem { "problem" } else { "note" };
-            writeln!(w, "{tag}: {}: {}", issue.path, issue.message)?;
-        }
+    }
+    for issue in &survey.issues {
+        let tag = if issue.is_problem { "problem" } else { "note" };
+        writeln!(w, "{tag}: {}: {}", issue.path, issue.message)?;
+    }
+    if let Some(line) = hidden_line(survey) {
+        writeln!(w, "{line}")?;
     }
     Ok(())
+}
+
+/// The one line that counts the hidden entries ignored (`note: ignored 2 hidden entries …`).
+fn hidden_line(survey: &Survey) -> Option<String> {
+    (survey.hidden > 0).then(|| {
+        format!(
+            "note: ignored {} (names starting with a dot under nodes/ or a node)",
+            count(survey.hidden, "hidden entry", "hidden entries")
+        )
+    })
 }
 
 /// Serializes the status rows of a survey as a sequence, without collecting them.
@@ -187,6 +201,7 @@ pub fn write_status_json(survey: &Survey, w: &mut impl Write) -> std::io::Result
                 problem: i.is_problem,
             })
             .collect(),
+        hidden_entries_ignored: survey.hidden,
     };
     serde_json::to_writer_pretty(&mut *w, &doc)?;
     w.write_all(b"\n")

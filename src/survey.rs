@@ -49,6 +49,8 @@ pub struct Survey {
     pub policy: Policy,
     pub identities: Vec<Identity>,
     pub issues: Vec<Issue>,
+    /// Hidden entries (names starting with a dot) under `nodes/` and its nodes, ignored.
+    pub hidden: usize,
 }
 
 /// What the survey asks of the operator, worst first (maps onto exit codes 4, 3, 0).
@@ -65,7 +67,11 @@ impl Survey {
         let root = open_root(root)?;
         let ca = ca::load(&root)?;
         let policy = Policy::load(&root)?;
-        let (candidates, mut issues) = scan::find(&root)?;
+        let scan::Found {
+            candidates,
+            mut issues,
+            hidden,
+        } = scan::find(&root)?;
         let ctx = Context {
             policy: &policy,
             ca_not_after: ca.not_after,
@@ -108,6 +114,7 @@ impl Survey {
             policy,
             identities,
             issues,
+            hidden,
         })
     }
 

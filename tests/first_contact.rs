@@ -226,3 +226,47 @@ fn the_wrong_folder_names_root_and_the_fleet_nearby() {
         assert!(stderr.contains(&try_fleet), "{what}: {stderr}");
     }
 }
+
+/// A hidden directory under `nodes/` or in a node (an NFS `.snapshot`, a `.git`) is ignored and
+/// counted, not a problem: the fleet exits as it would without it. Other names that are not
+/// names stay problems.
+#[test]
+fn hidden_entries_are_ignored_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    build(
+        root,
+        &ca_spec(rekey::keys::KeyAlg::P256),
+        &[rekey::fleet::IdentitySpec::new("n1", "mocctl", issued(30))],
+    );
+    let (clean, table, _) = run(root, &["status"]);
+    assert_eq!(clean, 3, "{table}");
+    assert!(!table.contains("hidden"), "{table}");
+    std::fs::create_dir_all(root.join("nodes/.snapshot/hourly.0/n1/mocctl")).unwrap();
+    std::fs::create_dir_all(root.join("nodes/n1/.git/objects")).unwrap();
+    for args in [&["status"][..], &["plan"], &["rotate", "--dry-run"]] {
+        let (code, stdout, stderr) = run(root, args);
+        assert_eq!(code, clean, "{args:?}: {stdout}{stderr}");
+        assert!(!stdout.contains("problem"), "{args:?}: {stdout}");
+        assert!(!stderr.contains("problem"), "{args:?}: {stderr}");
+    }
+    let (_, table, _) = run(root, &["status"]);
+    assert!(
+        table.ends_with(
+            "\n\nnote: ignored 2 hidden entries (names starting with a dot under nodes/ or a node)\n"
+        ),
+        "{table}"
+    );
+    let (_, json, _) = run(root, &["status", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["hidden_entries_ignored"], 2, "{json}");
+    assert_eq!(doc["issues"], serde_json::json!([]), "{json}");
+
+    std::fs::create_dir(root.join("nodes/n1/bad name")).unwrap();
+    let (code, table, _) = run(root, &["status"]);
+    assert_eq!(code, 4, "{table}");
+    assert!(
+        table.contains("problem: nodes/n1/bad name: is not a valid service name\nnote: ignored 2"),
+        "{table}"
+    );
+}
