@@ -5,7 +5,7 @@
 //! reads bytes; it does not judge them.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -203,6 +203,13 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 static WAIT_UNTIL: OnceLock<Instant> = OnceLock::new();
 
+/// How long readers wait in silence: a live writer's renames are over in a moment, while a run
+/// that died leaves its temporary files until the next writer replays it. After this, stderr
+/// says once per process what they wait for.
+const QUIET: Duration = Duration::from_millis(250);
+
+static ANNOUNCED: Once = Once::new();
+
 /// Reads an identity's credential files (none, through a linked directory) as one generation.
 ///
 /// A writer replaces them one rename at a time (temporary `.rekey-new.<file>` over `<file>`), so a
@@ -246,10 +253,14 @@ pub fn read(candidate: &Candidate) -> Files {
             .iter()
             .map(|name| format!("{}{name}", crate::fsio::TEMP_PREFIX))
             .find(|temp| dir.entry(temp).is_some());
+        // (the reason the identity gets if the wait runs out, what shows a writer at work)
         let busy = match temp {
-            Some(temp) => Some(format!(
-                "is being rewritten by a rekey run that has not finished ({temp} is present): \
-                 wait for it, or run `rekey rotate` to finish an interrupted one"
+            Some(temp) => Some((
+                format!(
+                    "is being rewritten by a rekey run that has not finished ({temp} is \
+                     present): wait for it, or run `rekey rotate` to finish an interrupted one"
+                ),
+                format!("{} is present", candidate.dir.join(&temp).display()),
             )),
             // A name that could not be opened (a link, a socket) has nothing to compare.
             None => names
@@ -257,14 +268,31 @@ pub fn read(candidate: &Candidate) -> Files {
                 .zip([(&cert, cert_id), (&key, key_id), (&token, token_id)])
                 .filter(|(_, (slot, id))| id.is_some() || matches!(slot, Slot::Absent))
                 .find(|(name, (_, id))| dir.entry(name) != *id)
-                .map(|(name, _)| format!("is being rewritten ({name} changed while it was read)")),
+                .map(|(name, _)| {
+                    (
+                        format!("is being rewritten ({name} changed while it was read)"),
+                        format!("{name} changed while it was read"),
+                    )
+                }),
         };
-        let Some(busy) = busy else {
+        let Some((busy, sign)) = busy else {
             return files(cert, key, token, None);
         };
         let deadline = *WAIT_UNTIL.get_or_init(|| Instant::now() + PATIENCE);
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return files(cert, key, token, Some(busy));
+        }
+        if now + PATIENCE >= deadline + QUIET {
+            ANNOUNCED.call_once(|| {
+                eprintln!(
+                    "rekey: waiting for a rekey run that is rewriting nodes/{}/{} ({sign}); up \
+                     to {} s in all",
+                    candidate.node,
+                    candidate.service,
+                    PATIENCE.as_secs()
+                );
+            });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));

@@ -270,3 +270,31 @@ fn hidden_entries_are_ignored_and_counted() {
         "{table}"
     );
 }
+
+/// Identities left mid-rename by a run that died: `status` says once on stderr what it waits
+/// for (not once per identity), then reports them as being rewritten.
+#[test]
+fn status_says_once_what_it_waits_for() {
+    let dir = copy_fixture("openssl-rsa");
+    let root = dir.path();
+    for (id, file) in [("n1/mocctl", "cert.pem"), ("n1/kms", "token.jwt")] {
+        let live = root.join("nodes").join(id).join(file);
+        let temp = live.with_file_name(format!(".rekey-new.{file}"));
+        std::fs::copy(&live, &temp).unwrap();
+    }
+    let (code, stdout, stderr) = run(root, &["status"]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    let waits: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("rekey: waiting for a rekey run that is rewriting nodes/n1/"))
+        .collect();
+    assert_eq!(waits.len(), 1, "{stderr}");
+    assert!(
+        waits[0].ends_with(" is present); up to 10 s in all") && waits[0].contains("/.rekey-new."),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("cert.pem is being rewritten by a rekey run that has not finished"),
+        "{stdout}"
+    );
+}
