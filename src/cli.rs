@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use rekey::cmd::{self, Invocation};
 use rekey::exit::Exit;
 use rekey::plan;
-use rekey::write::Settings;
+use rekey::write::{self, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -154,9 +154,10 @@ pub struct WriteArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
-    /// Progress bar on stderr: auto shows it on a terminal, for table output.
-    #[arg(long, value_enum, default_value_t = Progress::Auto)]
-    pub progress: Progress,
+    /// Progress on stderr: auto draws a bar on a terminal, for table output; always also
+    /// prints a plain line every few seconds where stderr is not a terminal.
+    #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
+    pub progress: ProgressFlag,
     /// The summary after the run: a table for people, the report as JSON for pipelines.
     #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
     pub format: StatusFormat,
@@ -169,7 +170,7 @@ pub enum StatusFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Progress {
+pub enum ProgressFlag {
     Auto,
     Always,
     Never,
@@ -315,7 +316,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Run {
             dry_run,
             write: Settings {
                 jobs: None,
-                progress: false,
+                progress: write::Progress::Hidden,
                 json: false,
                 started,
             },
@@ -344,13 +345,20 @@ impl Command {
     }
 }
 
-/// Whether to draw a progress bar on stderr: always or never when asked, otherwise only for a
-/// person (stderr is a terminal and the output is the table, not JSON).
-fn show_progress(mode: Progress, stderr_is_terminal: bool, table_output: bool) -> bool {
-    match mode {
-        Progress::Always => true,
-        Progress::Never => false,
-        Progress::Auto => stderr_is_terminal && table_output,
+/// How to show progress on stderr. `never` shows nothing; `auto` draws a bar only for a person
+/// (stderr is a terminal and the output is the table, not JSON); `always` draws the bar on a
+/// terminal and, anywhere else (a file, a pipe, a CI log), prints plain lines.
+fn show_progress(
+    mode: ProgressFlag,
+    stderr_is_terminal: bool,
+    table_output: bool,
+) -> write::Progress {
+    match (mode, stderr_is_terminal) {
+        (ProgressFlag::Never, _) => write::Progress::Hidden,
+        (ProgressFlag::Always, true) => write::Progress::Bar,
+        (ProgressFlag::Always, false) => write::Progress::Lines,
+        (ProgressFlag::Auto, true) if table_output => write::Progress::Bar,
+        (ProgressFlag::Auto, _) => write::Progress::Hidden,
     }
 }
 
@@ -359,13 +367,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_progress_bar_shows_only_for_people() {
+    fn progress_is_a_bar_for_people_and_lines_for_logs_when_asked() {
+        use ProgressFlag::{Always, Auto, Never};
+        use write::Progress::{Bar, Hidden, Lines};
         let cases = [
-            ("auto, terminal, table", Progress::Auto, true, true, true),
-            ("auto, terminal, json", Progress::Auto, true, false, false),
-            ("auto, piped, table", Progress::Auto, false, true, false),
-            ("always, piped, json", Progress::Always, false, false, true),
-            ("never, terminal, table", Progress::Never, true, true, false),
+            ("auto, terminal, table", Auto, true, true, Bar),
+            ("auto, terminal, json", Auto, true, false, Hidden),
+            ("auto, piped, table", Auto, false, true, Hidden),
+            ("auto, piped, json", Auto, false, false, Hidden),
+            ("always, terminal, table", Always, true, true, Bar),
+            ("always, terminal, json", Always, true, false, Bar),
+            ("always, piped, table", Always, false, true, Lines),
+            ("always, piped, json", Always, false, false, Lines),
+            ("never, terminal, table", Never, true, true, Hidden),
+            ("never, piped, json", Never, false, false, Hidden),
         ];
         for (name, mode, tty, table, want) in cases {
             assert_eq!(show_progress(mode, tty, table), want, "{name}");

@@ -298,3 +298,54 @@ fn status_says_once_what_it_waits_for() {
         "{stdout}"
     );
 }
+
+/// `--progress always` where stderr is not a terminal (a file, a pipe, a CI log) prints plain
+/// lines instead of a bar: at least the last one, even for a short run. `auto` prints none there.
+#[test]
+fn progress_always_prints_plain_lines_where_stderr_is_not_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids: Vec<_> = (1..=3)
+        .map(|n| rekey::fleet::IdentitySpec::new(&format!("n{n}"), "mocctl", issued(30)))
+        .collect();
+    let template = tmp.path().join("template");
+    build(&template, &ca_spec(rekey::keys::KeyAlg::P256), &ids);
+    let progress_line = |stderr: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("rekey: 3/3 identities, ") && l.contains("/s, done in "))
+            .count()
+    };
+    for (i, (args, want)) in [
+        (&["--progress", "always"][..], 1),
+        (&["--progress", "always", "--format", "json"], 1),
+        (&["--progress", "auto"], 0),
+        (&["--progress", "never"], 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let root = tmp.path().join(format!("fleet-{i}"));
+        copy(&template, &root);
+        // stderr to a pipe; then to a file, as `2>file` does.
+        let (code, stdout, stderr) = run(&root, &[&["rotate"][..], args].concat());
+        assert_eq!(code, 0, "{args:?}: {stdout}{stderr}");
+        assert_eq!(progress_line(&stderr), want, "{args:?}: {stderr}");
+        if want == 1 {
+            let file = tmp.path().join(format!("stderr-{i}"));
+            let again = tmp.path().join(format!("again-{i}"));
+            copy(&template, &again);
+            let status = Command::new(env!("CARGO_BIN_EXE_rekey"))
+                .arg("rotate")
+                .args(args)
+                .arg("--root")
+                .arg(&again)
+                .args(["--as-of", AS_OF])
+                .stderr(std::fs::File::create(&file).unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let logged = std::fs::read_to_string(&file).unwrap();
+            assert_eq!(progress_line(&logged), 1, "{args:?}: {logged}");
+        }
+    }
+}

@@ -51,7 +51,7 @@ pub fn demo(o: &Options) -> Result<Exit> {
     ))?;
     let settings = Settings {
         jobs: None,
-        progress: false,
+        progress: write::Progress::Hidden,
         json: false,
         started: o.started,
     };

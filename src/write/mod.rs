@@ -13,6 +13,7 @@ mod audit;
 mod batches;
 mod journal;
 mod narrow;
+mod progress;
 mod report;
 mod restore;
 pub mod rotation;
@@ -28,6 +29,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub use audit::requested as audit_requested;
 pub use batches::{NotStaged, Stop, Work};
 pub use narrow::{Narrowed, narrow};
+pub use progress::Progress;
 pub use report::{Command, Notes, Outcome, Report};
 pub use restore::{Now, Replaced, Restore};
 pub use rotation::{Rotation, Target};
@@ -46,8 +48,8 @@ pub const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
 pub struct Settings {
     /// Worker threads; `None`: one per core.
     pub jobs: Option<usize>,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
+    /// How to show progress on stderr.
+    pub progress: Progress,
     /// Print the report as JSON instead of the table.
     pub json: bool,
     /// The wall clock when the process started: names the run, whatever the run date.
