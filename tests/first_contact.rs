@@ -349,3 +349,64 @@ fn progress_always_prints_plain_lines_where_stderr_is_not_a_terminal() {
         }
     }
 }
+
+/// A certificate copied from `node-01/kms` into `node-02/kms`: with the policy's `subject_cn`
+/// set, it is a problem for that identity (and left alone by `rotate`); unset, the fleet's
+/// naming is its own.
+#[test]
+fn a_certificate_under_another_identitys_folder_is_a_problem_with_subject_cn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let ids = [
+        rekey::fleet::IdentitySpec::new("node-01", "kms", issued(30)),
+        rekey::fleet::IdentitySpec::new("node-02", "kms", issued(30)),
+    ];
+    build(root, &ca_spec(rekey::keys::KeyAlg::P256), &ids);
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(
+            root.join("nodes/node-01/kms").join(file),
+            root.join("nodes/node-02/kms").join(file),
+        )
+        .unwrap();
+    }
+    let unset = states(root);
+    assert_eq!(unset["node-02/kms/cert"].0, "healthy", "{unset:?}");
+
+    std::fs::write(
+        root.join("rekey.toml"),
+        "version = 1\nsubject_cn = \"{node}/{service}\"\n",
+    )
+    .unwrap();
+    let set = states(root);
+    assert_eq!(
+        set["node-02/kms/cert"],
+        (
+            "problem".to_string(),
+            "cert.pem subject CN \"node-01/kms\" does not match subject_cn \"{node}/{service}\" \
+             (expected \"node-02/kms\")"
+                .to_string()
+        )
+    );
+    assert_eq!(set["node-02/kms/token"].0, "problem");
+    assert_eq!(set["node-01/kms/cert"].0, "due", "{set:?}");
+    let (code, _, stderr) = run(root, &["plan"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("problem: ") && stderr.contains("node-02/kms: cert.pem subject CN"),
+        "{stderr}"
+    );
+    let before = snapshot(root);
+    let (code, stdout, stderr) = run(root, &["rotate"]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    let after = snapshot(root);
+    let changed = |id: &str| {
+        ["cert.pem", "token.jwt"].iter().any(|f| {
+            before.get(&format!("nodes/{id}/{f}")) != after.get(&format!("nodes/{id}/{f}"))
+        })
+    };
+    assert!(changed("node-01/kms"), "{stdout}");
+    assert!(
+        !changed("node-02/kms"),
+        "the copied certificate is left for a person"
+    );
+}
