@@ -84,6 +84,9 @@ impl Verdict {
     }
 }
 
+/// How a reason ends when only `rekey recover` can act (stripped in `recover`'s own output).
+pub const RUN_RECOVER: &str = ": run rekey recover";
+
 /// How the reason of a sound credential starts when its identity's other credential has a problem.
 pub const SPREAD_PREFIX: &str = "identity has a problem: ";
 
@@ -118,7 +121,9 @@ pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Op
             Ok(w) => not_yet_valid(w, file, ctx),
         })
     };
-    let cert_problem = problem(cert, "cert.pem");
+    let cert_problem = problem(cert, "cert.pem").or_else(|| {
+        cert.and_then(|c| wrong_subject(c, &identity.node, &identity.service, ctx.policy))
+    });
     let token_problem = problem(token, "token.jwt");
     if let Some(first) = cert_problem.clone().or(token_problem.clone()) {
         let verdict = |own: Option<String>| {
@@ -135,7 +140,7 @@ pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Op
     let window = |c: &Credential| *c.facts.as_ref().expect("problems were handled above");
     let token_window = token.map(window);
     if let Some(w) = token_window.filter(|w| ctx.now >= w.not_after) {
-        let reason = format!("token expired {}: run rekey recover", day(w.not_after));
+        let reason = format!("token expired {}{RUN_RECOVER}", day(w.not_after));
         let recover = || capped(Verdict::new(State::Recover, reason.clone()), ctx);
         return (cert.map(|_| recover()), token.map(|_| recover()));
     }
@@ -145,6 +150,24 @@ pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Op
         cert_verdict.map(|v| capped(v, ctx)),
         token_verdict.map(|v| capped(v, ctx)),
     )
+}
+
+/// The problem of a certificate whose subject CN is not what the policy's `subject_cn` pattern
+/// makes of its directory's names (docs/design.md §4); none when the policy sets no pattern.
+fn wrong_subject(c: &Credential, node: &str, service: &str, policy: &Policy) -> Option<String> {
+    let pattern = policy.subject_cn(service)?;
+    let expected = pattern.expand(node, service);
+    match &c.subject_cn {
+        Some(cn) if *cn == expected => None,
+        Some(cn) => Some(format!(
+            "cert.pem subject CN {cn:?} does not match subject_cn {:?} (expected {expected:?})",
+            pattern.as_str()
+        )),
+        None => Some(format!(
+            "cert.pem has no subject CN; subject_cn {:?} expects {expected:?}",
+            pattern.as_str()
+        )),
+    }
 }
 
 fn not_yet_valid(w: &Window, file: &str, ctx: &Context<'_>) -> Option<String> {
@@ -170,7 +193,7 @@ fn one(kind: Kind, w: &Window, renewal: Renewal, has_token: bool, ctx: &Context<
         return if !has_token {
             Verdict::new(
                 State::Recover,
-                format!("certificate expired {when} and there is no token: run rekey recover"),
+                format!("certificate expired {when} and there is no token{RUN_RECOVER}"),
             )
         } else if self_renews {
             Verdict::new(
@@ -190,7 +213,11 @@ fn one(kind: Kind, w: &Window, renewal: Renewal, has_token: bool, ctx: &Context<
     let lifetime = (w.not_after - w.not_before).num_seconds().max(1);
     let left = (w.not_after - ctx.now).num_seconds();
     let days = |secs: i64| secs.div_euclid(86_400);
-    let share = format!("{} of {} days left", days(left), days(lifetime));
+    let share = format!(
+        "{} of {} left",
+        days(left),
+        crate::count::count(days(lifetime), "day", "days")
+    );
     if i128::from(left) * 100 < i128::from(ctx.policy.stalled_below_percent) * i128::from(lifetime)
     {
         Verdict::new(State::Stalled, format!("self-rotation stalled: {share}"))
@@ -271,11 +298,14 @@ mod tests {
             sha256: Some(crate::digest::Digest::of(b"")),
             facts,
             key_alg: None,
+            subject_cn: None,
         }
     }
 
     type Side = Option<Result<Window, String>>;
     type Want = Option<(State, &'static str)>;
+    /// A certificate with this subject CN (`Some(None)`: none), or no certificate.
+    type Cn = Option<Option<&'static str>>;
 
     fn check(
         name: &str,
@@ -385,6 +415,74 @@ mod tests {
         ];
         for (name, service, cert, token, want_cert, want_token, ca_left) in cases {
             check(name, service, cert, token, want_cert, want_token, ca_left);
+        }
+    }
+
+    #[test]
+    fn a_certificate_whose_subject_cn_does_not_match_the_policy_is_a_problem() {
+        const GLOBAL: &str = "version = 1\nsubject_cn = \"{node}/{service}\"\n";
+        const PER_SERVICE: &str = "version = 1\nsubject_cn = \"{node}/{service}\"\n\
+                                   [services.kms]\nsubject_cn = \"{service}.{node}\"\n";
+        let ok = || Some(w(-30 * DAY, 60 * DAY));
+        let expired = || Some(w(-91 * DAY, -DAY));
+        let copied = "cert.pem subject CN \"node-01/kms\" does not match subject_cn \
+                      \"{node}/{service}\" (expected \"node-02/kms\")";
+        #[rustfmt::skip]
+        let cases: Vec<(&str, &str, &str, Cn, Side, Want, Want)> = vec![
+            ("unset: the fleet's naming is its own", "version = 1\n", "kms", Some(Some("node-01/kms")), ok(),
+                Some((State::Due, "cannot self-rotate")), Some((State::Due, "cannot self-rotate"))),
+            ("global pattern matched", GLOBAL, "kms", Some(Some("node-02/kms")), ok(),
+                Some((State::Due, "cannot self-rotate")), Some((State::Due, ""))),
+            ("copied from another node's folder", GLOBAL, "kms", Some(Some("node-01/kms")), ok(),
+                Some((State::Problem, copied)), Some((State::Problem, "identity has a problem: cert.pem subject CN"))),
+            ("case matters", GLOBAL, "kms", Some(Some("NODE-02/kms")), ok(),
+                Some((State::Problem, "(expected \"node-02/kms\")")), Some((State::Problem, ""))),
+            ("no subject CN", GLOBAL, "kms", Some(None), ok(),
+                Some((State::Problem, "cert.pem has no subject CN; subject_cn \"{node}/{service}\" expects \"node-02/kms\"")),
+                Some((State::Problem, ""))),
+            ("the service's pattern wins", PER_SERVICE, "kms", Some(Some("kms.node-02")), ok(),
+                Some((State::Due, "cannot self-rotate")), Some((State::Due, ""))),
+            ("the global pattern does not apply where the service has its own", PER_SERVICE, "kms", Some(Some("node-02/kms")), ok(),
+                Some((State::Problem, "does not match subject_cn \"{service}.{node}\" (expected \"kms.node-02\")")),
+                Some((State::Problem, ""))),
+            ("another service falls back to the global pattern", PER_SERVICE, "csi", Some(Some("node-02/csi")), ok(),
+                Some((State::Due, "cannot self-rotate")), Some((State::Due, ""))),
+            ("a mismatch wins over an expired token", GLOBAL, "kms", Some(Some("node-01/kms")), expired(),
+                Some((State::Problem, copied)), Some((State::Problem, "identity has a problem"))),
+            ("a token-only identity has no subject to check", GLOBAL, "kms", None, ok(),
+                None, Some((State::Due, "cannot self-rotate"))),
+        ];
+        for (name, policy, service, cn, token, want_cert, want_token) in cases {
+            let policy = Policy::parse(policy).unwrap();
+            let ctx = Context {
+                policy: &policy,
+                ca_not_after: now() + TimeDelta::days(3650),
+                now: now(),
+            };
+            let identity = Inspected {
+                node: "node-02".into(),
+                service: service.into(),
+                cert: cn.map(|cn| Credential {
+                    subject_cn: cn.map(str::to_string),
+                    ..cred(w(-30 * DAY, 60 * DAY))
+                }),
+                token: token.map(cred),
+            };
+            let (c, t) = classify(&identity, &ctx);
+            for (side, got, want) in [("cert", c, want_cert), ("token", t, want_token)] {
+                match (got, want) {
+                    (None, None) => {}
+                    (Some(v), Some((state, needle))) => {
+                        assert_eq!(v.state, state, "{name}: {side}: {}", v.reason);
+                        assert!(
+                            v.reason.contains(needle),
+                            "{name}: {side}: {:?} lacks {needle:?}",
+                            v.reason
+                        );
+                    }
+                    (got, want) => panic!("{name}: {side}: got {got:?}, want {want:?}"),
+                }
+            }
         }
     }
 

@@ -6,18 +6,22 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use rekey::cmd::{self, Invocation};
+use rekey::exit::Exit;
 use rekey::plan;
 use rekey::select::Selection;
-use rekey::write::Settings;
 use rekey::write::hooks::HookArgs;
+use rekey::write::{self, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "rekey",
-    version,
-    about = "Rotate a fleet's service tokens and certificates before they expire"
+    version = VERSION,
+    about = "Rotate a fleet's service tokens and certificates before they expire",
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -154,6 +158,12 @@ pub enum Command {
         #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
         as_of: Option<DateTime<Utc>>,
     },
+    /// Print this message or the help of the given subcommand.
+    Help {
+        /// The subcommand to describe.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +200,17 @@ impl HookFlags {
     }
 }
 
+/// `rekey --version`: the release, the commit it was built from (`-dirty` when the tree had
+/// changes; `unknown` when built outside a git checkout) and the crypto backend (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("REKEY_BUILD_COMMIT"),
+    ", crypto ",
+    env!("REKEY_BUILD_CRYPTO"),
+    ")"
+);
+
 /// Arguments every read command takes.
 #[derive(Debug, clap::Args)]
 pub struct Common {
@@ -207,10 +228,11 @@ pub struct WriteArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
-    /// Progress bar on stderr: auto shows it on a terminal, for table output.
-    #[arg(long, value_enum, default_value_t = Progress::Auto)]
-    pub progress: Progress,
-    /// The summary after the run: a table for people, the report as JSON for pipelines
+    /// Progress on stderr: auto draws a bar on a terminal, for table output; always also
+    /// prints a plain line every few seconds where stderr is not a terminal.
+    #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
+    pub progress: ProgressFlag,
+    /// The summary after the run: a table for people, the report as JSON for pipelines.
     /// (`toml`: the plan of `rotate --dry-run`).
     #[arg(long, value_enum, default_value_t = RunFormat::Table)]
     pub format: RunFormat,
@@ -257,7 +279,7 @@ pub enum StatusFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Progress {
+pub enum ProgressFlag {
     Auto,
     Always,
     Never,
@@ -281,10 +303,42 @@ pub fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
         })
 }
 
+/// `rekey help [COMMAND]`: prints the help of rekey or of one subcommand, as `--help` does. clap's
+/// own help subcommand cannot describe itself (`rekey help --help`); this one is a subcommand
+/// like the others. An unknown COMMAND is a usage error (exit 2).
+pub fn help(command: Option<&str>) -> ExitCode {
+    let mut cli = Cli::command();
+    cli.build();
+    let printed = match command {
+        None => cli.print_help(),
+        Some(name) => match cli.find_subcommand_mut(name) {
+            Some(sub) => sub.print_help(),
+            None => cli
+                .error(
+                    clap::error::ErrorKind::InvalidSubcommand,
+                    format!("unrecognized subcommand '{name}'"),
+                )
+                .exit(),
+        },
+    };
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(Exit::Fatal as u8),
+    }
+}
+
+/// What the command line asks for: a subcommand of the library, or help, which the binary prints.
+#[derive(Debug)]
+pub enum Run {
+    Invocation(Invocation),
+    /// `rekey help [COMMAND]`.
+    Help(Option<String>),
+}
+
 /// Converts the parsed command line into a validated invocation. `started` is the wall clock
 /// read once at start; "now" (the default run date) is the same instant to the second. A
 /// combination of flags clap cannot judge alone is refused here (exit 2).
-pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Invocation, String> {
+pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Run, String> {
     let now = chrono::SubsecRound::trunc_subsecs(started, 0);
     let settings = |w: &WriteArgs| Settings {
         jobs: w.jobs.map(usize::from),
@@ -318,7 +372,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Invocation, String
     let as_of = cli.command.as_of().unwrap_or(now);
     // `-` for a file means standard input or output.
     let file = |p: Option<PathBuf>| p.filter(|p| p.as_os_str() != "-");
-    Ok(match cli.command {
+    Ok(Run::Invocation(match cli.command {
         Command::Status {
             common,
             format,
@@ -404,7 +458,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Invocation, String
             dry_run,
             write: Settings {
                 jobs: None,
-                progress: false,
+                progress: write::Progress::Hidden,
                 json: format == RunFormat::Json,
                 started,
                 hooks: hooks.args(),
@@ -435,7 +489,8 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Invocation, String
             as_of,
             started,
         }),
-    })
+        Command::Help { command } => return Ok(Run::Help(command)),
+    }))
 }
 
 impl Command {
@@ -450,7 +505,8 @@ impl Command {
             Command::Rollback { .. }
             | Command::Runs { .. }
             | Command::Prune { .. }
-            | Command::Hooks { .. } => None,
+            | Command::Hooks { .. }
+            | Command::Help { .. } => None,
         }
     }
 }
@@ -459,20 +515,27 @@ impl Command {
 fn quiet(started: DateTime<Utc>) -> Settings {
     Settings {
         jobs: None,
-        progress: false,
+        progress: write::Progress::Hidden,
         json: false,
         started,
         hooks: HookArgs::default(),
     }
 }
 
-/// Whether to draw a progress bar on stderr: always or never when asked, otherwise only for a
-/// person (stderr is a terminal and the output is the table, not JSON).
-fn show_progress(mode: Progress, stderr_is_terminal: bool, table_output: bool) -> bool {
-    match mode {
-        Progress::Always => true,
-        Progress::Never => false,
-        Progress::Auto => stderr_is_terminal && table_output,
+/// How to show progress on stderr. `never` shows nothing; `auto` draws a bar only for a person
+/// (stderr is a terminal and the output is the table, not JSON); `always` draws the bar on a
+/// terminal and, anywhere else (a file, a pipe, a CI log), prints plain lines.
+fn show_progress(
+    mode: ProgressFlag,
+    stderr_is_terminal: bool,
+    table_output: bool,
+) -> write::Progress {
+    match (mode, stderr_is_terminal) {
+        (ProgressFlag::Never, _) => write::Progress::Hidden,
+        (ProgressFlag::Always, true) => write::Progress::Bar,
+        (ProgressFlag::Always, false) => write::Progress::Lines,
+        (ProgressFlag::Auto, true) if table_output => write::Progress::Bar,
+        (ProgressFlag::Auto, _) => write::Progress::Hidden,
     }
 }
 
@@ -481,13 +544,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_progress_bar_shows_only_for_people() {
+    fn progress_is_a_bar_for_people_and_lines_for_logs_when_asked() {
+        use ProgressFlag::{Always, Auto, Never};
+        use write::Progress::{Bar, Hidden, Lines};
         let cases = [
-            ("auto, terminal, table", Progress::Auto, true, true, true),
-            ("auto, terminal, json", Progress::Auto, true, false, false),
-            ("auto, piped, table", Progress::Auto, false, true, false),
-            ("always, piped, json", Progress::Always, false, false, true),
-            ("never, terminal, table", Progress::Never, true, true, false),
+            ("auto, terminal, table", Auto, true, true, Bar),
+            ("auto, terminal, json", Auto, true, false, Hidden),
+            ("auto, piped, table", Auto, false, true, Hidden),
+            ("auto, piped, json", Auto, false, false, Hidden),
+            ("always, terminal, table", Always, true, true, Bar),
+            ("always, terminal, json", Always, true, false, Bar),
+            ("always, piped, table", Always, false, true, Lines),
+            ("always, piped, json", Always, false, false, Lines),
+            ("never, terminal, table", Never, true, true, Hidden),
+            ("never, piped, json", Never, false, false, Hidden),
         ];
         for (name, mode, tty, table, want) in cases {
             assert_eq!(show_progress(mode, tty, table), want, "{name}");

@@ -31,6 +31,8 @@ pub struct Credential {
     pub facts: Result<Window, String>,
     /// The certificate's key algorithm (certificates only).
     pub key_alg: Option<KeyAlg>,
+    /// The certificate's subject common name, when it has one as text (certificates only).
+    pub subject_cn: Option<String>,
 }
 
 /// One identity, inspected.
@@ -69,46 +71,60 @@ pub fn inspect(candidate: &Candidate, files: &Files, ca: &Ca) -> Inspected {
         }),
         token: credential(&files.token, TOKEN_FILE, |bytes| {
             token::verify(bytes, ca, &sub)
-                .map(|t| {
-                    (
-                        Window {
-                            not_before: t.not_before,
-                            not_after: t.expires,
-                        },
-                        None,
-                    )
+                .map(|t| Parsed {
+                    window: Window {
+                        not_before: t.not_before,
+                        not_after: t.expires,
+                    },
+                    key_alg: None,
+                    subject_cn: None,
                 })
                 .map_err(|e| format!("{TOKEN_FILE} {e}"))
         }),
     }
 }
 
-type Parsed = Result<(Window, Option<KeyAlg>), String>;
+/// What a sound credential file says.
+struct Parsed {
+    window: Window,
+    key_alg: Option<KeyAlg>,
+    subject_cn: Option<String>,
+}
 
-fn credential(slot: &Slot, file: &str, parse: impl FnOnce(&[u8]) -> Parsed) -> Option<Credential> {
+fn credential(
+    slot: &Slot,
+    file: &str,
+    parse: impl FnOnce(&[u8]) -> Result<Parsed, String>,
+) -> Option<Credential> {
     match slot {
         Slot::Absent => None,
         Slot::Unusable(why) => Some(Credential {
             sha256: None,
             facts: Err(format!("{file} {why}")),
             key_alg: None,
+            subject_cn: None,
         }),
         Slot::Present(bytes) => {
             let sha256 = Some(Digest::of(bytes));
-            let (facts, key_alg) = match parse(bytes) {
-                Ok((window, alg)) => (Ok(window), alg),
-                Err(e) => (Err(e), None),
-            };
-            Some(Credential {
-                sha256,
-                facts,
-                key_alg,
+            Some(match parse(bytes) {
+                Ok(parsed) => Credential {
+                    sha256,
+                    facts: Ok(parsed.window),
+                    key_alg: parsed.key_alg,
+                    subject_cn: parsed.subject_cn,
+                },
+                Err(e) => Credential {
+                    sha256,
+                    facts: Err(e),
+                    key_alg: None,
+                    subject_cn: None,
+                },
             })
         }
     }
 }
 
-fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Parsed {
+fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Result<Parsed, String> {
     let block = pemblock::single(bytes).map_err(|e| format!("{CERT_FILE} {e}"))?;
     if block.label != "CERTIFICATE" {
         return Err(format!(
@@ -148,5 +164,16 @@ fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Parsed {
         not_before: to_utc(validity.not_before.timestamp()),
         not_after: to_utc(validity.not_after.timestamp()),
     };
-    Ok((window, Some(public.alg)))
+    // At most one: a repeated attribute type was refused above.
+    let subject_cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string);
+    Ok(Parsed {
+        window,
+        key_alg: Some(public.alg),
+        subject_cn,
+    })
 }

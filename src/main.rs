@@ -11,7 +11,8 @@ use rekey::exit::{Exit, UsageError};
 fn main() -> ExitCode {
     let parsed = cli::Cli::parse();
     let invocation = match cli::invocation(parsed, chrono::Utc::now()) {
-        Ok(invocation) => invocation,
+        Ok(cli::Run::Invocation(invocation)) => invocation,
+        Ok(cli::Run::Help(command)) => return cli::help(command.as_deref()),
         Err(usage) => {
             eprintln!("rekey: error: {usage}");
             return ExitCode::from(Exit::Usage as u8);

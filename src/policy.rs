@@ -27,17 +27,70 @@ pub enum KeyMode {
 }
 
 /// Which credentials a service renews by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Renewal {
-    #[serde(default)]
     pub self_renews_cert: bool,
-    #[serde(default)]
     pub self_rotates_token: bool,
 }
 
+/// A service's entry in `[services]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Service {
+    pub self_renews_cert: bool,
+    pub self_rotates_token: bool,
+    /// The subject CN its certificates must have; overrides the policy's own. Absent from the
+    /// canonical form when unset, so that a policy without it keeps its digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_cn: Option<SubjectCn>,
+    /// The shell command that reloads the service after its credentials changed (a deploy
+    /// hook); absent from the canonical form when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reload: Option<String>,
+}
+
+/// A `subject_cn` pattern (docs/design.md §4): text in which `{node}` and `{service}` stand for
+/// the identity's directory names; non-empty, with no other brace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct SubjectCn(String);
+
+impl SubjectCn {
+    const PLACEHOLDERS: [&str; 2] = ["{node}", "{service}"];
+
+    /// The pattern, or why it is not one.
+    pub fn parse(text: &str) -> Result<SubjectCn, String> {
+        if text.is_empty() {
+            return Err("is empty".to_string());
+        }
+        let mut rest = text;
+        while let Some(at) = rest.find(['{', '}']) {
+            let tail = &rest[at..];
+            match Self::PLACEHOLDERS.iter().find(|p| tail.starts_with(*p)) {
+                Some(p) => rest = &tail[p.len()..],
+                None => {
+                    return Err(format!(
+                        "may hold only the placeholders {{node}} and {{service}}, and no other \
+                         brace (at {tail:?})"
+                    ));
+                }
+            }
+        }
+        Ok(SubjectCn(text.to_string()))
+    }
+
+    /// The subject CN the identity `node/service` must have.
+    pub fn expand(&self, node: &str, service: &str) -> String {
+        self.0.replace("{node}", node).replace("{service}", service)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A validated policy. Its serialized form is canonical (fields in a fixed order, services
-/// sorted): [`Policy::digest`] names the policy in force, whatever file spelled it.
+/// sorted, unset options left out): [`Policy::digest`] names the policy in force, whatever file
+/// spelled it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Policy {
     pub validity_days: u32,
@@ -50,13 +103,13 @@ pub struct Policy {
     pub keep_runs: u32,
     /// How long one hook may run before its whole process group is killed.
     pub hook_timeout_seconds: u32,
-    pub services: BTreeMap<String, Renewal>,
-    /// Per service, the shell command that reloads it after its credentials were rotated.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub reload: BTreeMap<String, String>,
+    /// The subject CN every certificate must have, unless its service sets its own; unset: the
+    /// fleet's naming is its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_cn: Option<SubjectCn>,
+    pub services: BTreeMap<String, Service>,
 }
 
-/// A `[services.NAME]` table as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawService {
@@ -64,6 +117,8 @@ struct RawService {
     self_renews_cert: bool,
     #[serde(default)]
     self_rotates_token: bool,
+    #[serde(default)]
+    subject_cn: Option<String>,
     #[serde(default)]
     reload: Option<String>,
 }
@@ -86,6 +141,8 @@ struct RawPolicy {
     keep_runs: u32,
     #[serde(default = "default_hook_timeout")]
     hook_timeout_seconds: u32,
+    #[serde(default)]
+    subject_cn: Option<String>,
     #[serde(default)]
     services: BTreeMap<String, RawService>,
 }
@@ -116,7 +173,7 @@ impl Policy {
     /// The policy used when the root has no `rekey.toml`: the reference fleet's services.
     pub fn builtin() -> Policy {
         let mut services = BTreeMap::new();
-        services.insert("mocctl".to_string(), Renewal::default());
+        services.insert("mocctl".to_string(), Service::default());
         for name in [
             "nodeagent",
             "kva",
@@ -126,11 +183,11 @@ impl Policy {
             "cert-manager",
             "csi",
         ] {
-            let renewal = Renewal {
+            let service = Service {
                 self_renews_cert: true,
-                self_rotates_token: false,
+                ..Service::default()
             };
-            services.insert(name.to_string(), renewal);
+            services.insert(name.to_string(), service);
         }
         Policy {
             validity_days: default_validity(),
@@ -140,8 +197,8 @@ impl Policy {
             max_plan_age_hours: default_max_plan_age(),
             keep_runs: default_keep_runs(),
             hook_timeout_seconds: default_hook_timeout(),
+            subject_cn: None,
             services,
-            reload: BTreeMap::new(),
         }
     }
 
@@ -190,15 +247,30 @@ impl Policy {
                 raw.hook_timeout_seconds
             );
         }
-        for (name, service) in &raw.services {
-            if service.reload.as_deref().is_some_and(|r| r.trim().is_empty()) {
-                bail!("[services.{name}] reload is empty: give the command that reloads it, or remove it");
-            }
-        }
-        for name in raw.services.keys() {
-            if !names::is_valid(name) {
+        let pattern = |text: Option<String>, field: &str| {
+            text.map(|t| {
+                SubjectCn::parse(&t).map_err(|why| anyhow::anyhow!("{field} {t:?} {why}"))
+            })
+            .transpose()
+        };
+        let mut services = BTreeMap::new();
+        for (name, raw) in raw.services {
+            if !names::is_valid(&name) {
                 bail!("service name {name:?} in [services] is not a valid service name");
             }
+            if raw.reload.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                bail!(
+                    "[services.{name}] reload is empty: give the command that reloads it, or \
+                     remove it"
+                );
+            }
+            let service = Service {
+                self_renews_cert: raw.self_renews_cert,
+                self_rotates_token: raw.self_rotates_token,
+                subject_cn: pattern(raw.subject_cn, &format!("[services.{name}] subject_cn"))?,
+                reload: raw.reload,
+            };
+            services.insert(name, service);
         }
         Ok(Policy {
             validity_days: raw.validity_days,
@@ -208,22 +280,8 @@ impl Policy {
             max_plan_age_hours: raw.max_plan_age_hours,
             keep_runs: raw.keep_runs,
             hook_timeout_seconds: raw.hook_timeout_seconds,
-            reload: raw
-                .services
-                .iter()
-                .filter_map(|(name, s)| Some((name.clone(), s.reload.clone()?)))
-                .collect(),
-            services: raw
-                .services
-                .into_iter()
-                .map(|(name, s)| {
-                    let renewal = Renewal {
-                        self_renews_cert: s.self_renews_cert,
-                        self_rotates_token: s.self_rotates_token,
-                    };
-                    (name, renewal)
-                })
-                .collect(),
+            subject_cn: pattern(raw.subject_cn, "subject_cn")?,
+            services,
         })
     }
 
@@ -241,7 +299,26 @@ impl Policy {
     }
 
     pub fn renewal(&self, service: &str) -> Renewal {
-        self.services.get(service).copied().unwrap_or_default()
+        self.services
+            .get(service)
+            .map(|s| Renewal {
+                self_renews_cert: s.self_renews_cert,
+                self_rotates_token: s.self_rotates_token,
+            })
+            .unwrap_or_default()
+    }
+
+    /// The subject CN pattern `service`'s certificates must match: its own, else the policy's.
+    pub fn subject_cn(&self, service: &str) -> Option<&SubjectCn> {
+        self.services
+            .get(service)
+            .and_then(|s| s.subject_cn.as_ref())
+            .or(self.subject_cn.as_ref())
+    }
+
+    /// The command that reloads `service` after its credentials changed, if the policy has one.
+    pub fn reload(&self, service: &str) -> Option<&str> {
+        self.services.get(service).and_then(|s| s.reload.as_deref())
     }
 
     pub fn validity(&self) -> TimeDelta {
@@ -305,6 +382,75 @@ self_rotates_token = false
     }
 
     #[test]
+    fn subject_cn_is_global_or_per_service_and_the_service_wins() {
+        let policy = Policy::parse(
+            "version = 1\nsubject_cn = \"{service}.{node}\"\n\
+             [services.kms]\nsubject_cn = \"{node}/{service}\"\n[services.csi]\n",
+        )
+        .unwrap();
+        let expected = |service: &str| {
+            policy
+                .subject_cn(service)
+                .map(|p| p.expand("node-02", service))
+        };
+        assert_eq!(expected("kms").as_deref(), Some("node-02/kms"));
+        assert_eq!(expected("csi").as_deref(), Some("csi.node-02"));
+        assert_eq!(expected("unlisted").as_deref(), Some("unlisted.node-02"));
+        let unset = Policy::parse("version = 1\n[services.kms]\n").unwrap();
+        assert_eq!(unset.subject_cn("kms"), None);
+        assert_eq!(Policy::builtin().subject_cn("kms"), None);
+        let fixed = Policy::parse("version = 1\nsubject_cn = \"fleet\"").unwrap();
+        assert_eq!(
+            fixed.subject_cn("kms").map(|p| p.expand("n", "kms")),
+            Some("fleet".to_string())
+        );
+    }
+
+    #[test]
+    fn subject_cn_changes_the_digest_only_when_set() {
+        let unset = Policy::parse("version = 1\n[services.kms]\nself_renews_cert = true").unwrap();
+        let canonical = serde_json::to_string(&unset).unwrap();
+        assert_eq!(
+            canonical,
+            "{\"validity_days\":90,\"stalled_below_percent\":25,\"min_age_hours\":24,\
+             \"keys\":\"rotate\",\"max_plan_age_hours\":168,\"keep_runs\":12,\
+             \"hook_timeout_seconds\":120,\"services\":{\"kms\":\
+             {\"self_renews_cert\":true,\"self_rotates_token\":false}}}",
+            "the canonical form of a policy without subject_cn is what it was before the field"
+        );
+        let global = Policy::parse(
+            "version = 1\nsubject_cn = \"{service}\"\n[services.kms]\nself_renews_cert = true",
+        )
+        .unwrap();
+        let per_service = Policy::parse(
+            "version = 1\n[services.kms]\nself_renews_cert = true\nsubject_cn = \"{service}\"",
+        )
+        .unwrap();
+        let digests = [unset.digest(), global.digest(), per_service.digest()];
+        assert_ne!(digests[0], digests[1]);
+        assert_ne!(digests[0], digests[2]);
+        assert_ne!(digests[1], digests[2]);
+    }
+
+    #[test]
+    fn subject_cn_patterns_hold_only_node_and_service() {
+        let cases = [
+            ("placeholders and text", "{service}.{node}.fleet.internal", true),
+            ("one placeholder", "{node}", true),
+            ("no placeholder", "fleet", true),
+            ("empty", "", false),
+            ("unknown placeholder", "{host}", false),
+            ("unclosed", "{node", false),
+            ("stray closing brace", "node}", false),
+            ("doubled braces", "{{node}}", false),
+            ("upper case", "{Node}", false),
+        ];
+        for (name, text, ok) in cases {
+            assert_eq!(SubjectCn::parse(text).is_ok(), ok, "{name}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_policies_naming_the_field() {
         let cases = [
             (
@@ -354,6 +500,26 @@ self_rotates_token = false
                 "bad service name",
                 "version = 1\n[services.\"../x\"]",
                 "service name",
+            ),
+            (
+                "bad subject_cn",
+                "version = 1\nsubject_cn = \"{host}\"",
+                "subject_cn \"{host}\" may hold only the placeholders {node} and {service}",
+            ),
+            (
+                "empty subject_cn",
+                "version = 1\nsubject_cn = \"\"",
+                "subject_cn \"\" is empty",
+            ),
+            (
+                "bad subject_cn of a service",
+                "version = 1\n[services.kms]\nsubject_cn = \"{node\"",
+                "[services.kms] subject_cn \"{node\" may hold only",
+            ),
+            (
+                "subject_cn of the wrong type",
+                "version = 1\nsubject_cn = 1",
+                "subject_cn",
             ),
         ];
         for (name, text, needle) in cases {

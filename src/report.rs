@@ -6,6 +6,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::classify::{Action, day, human, stamp};
+use crate::count::count;
 use crate::survey::{Assessed, Identity, Survey};
 
 #[derive(Serialize)]
@@ -14,6 +15,7 @@ struct StatusJson<'a> {
     ca: CaJson<'a>,
     credentials: Rows<'a>,
     issues: Vec<IssueJson<'a>>,
+    hidden_entries_ignored: usize,
 }
 
 #[derive(Serialize)]
@@ -86,8 +88,8 @@ pub fn ca_line(survey: &Survey) -> String {
         line.push_str(" — EXPIRED: nothing can be rotated until the CA is renewed");
     } else if ctx.ca_caps_validity() {
         line.push_str(&format!(
-            " — expires within {} days: new validity is capped at its expiry",
-            survey.policy.validity_days
+            " — expires within {}: new validity is capped at its expiry",
+            count(survey.policy.validity_days, "day", "days")
         ));
     }
     line
@@ -132,14 +134,27 @@ pub fn write_status_table(survey: &Survey, w: &mut impl Write) -> std::io::Resul
     };
     write!(w, "{}\n\n", ca_line(survey))?;
     write_aligned(w, table)?;
-    if !survey.issues.is_empty() {
+    if !survey.issues.is_empty() || survey.hidden > 0 {
         writeln!(w)?;
-        for issue in &survey.issues {
-            let tag = if issue.is_problem { "problem" } else { "note" };
-            writeln!(w, "{tag}: {}: {}", issue.path, issue.message)?;
-        }
+    }
+    for issue in &survey.issues {
+        let tag = if issue.is_problem { "problem" } else { "note" };
+        writeln!(w, "{tag}: {}: {}", issue.path, issue.message)?;
+    }
+    if let Some(line) = hidden_line(survey) {
+        writeln!(w, "{line}")?;
     }
     Ok(())
+}
+
+/// The one line that counts the hidden entries ignored (`note: ignored 2 hidden entries …`).
+fn hidden_line(survey: &Survey) -> Option<String> {
+    (survey.hidden > 0).then(|| {
+        format!(
+            "note: ignored {} (names starting with a dot under nodes/ or a node)",
+            count(survey.hidden, "hidden entry", "hidden entries")
+        )
+    })
 }
 
 /// Serializes the status rows of a survey as a sequence, without collecting them.
@@ -186,6 +201,7 @@ pub fn write_status_json(survey: &Survey, w: &mut impl Write) -> std::io::Result
                 problem: i.is_problem,
             })
             .collect(),
+        hidden_entries_ignored: survey.hidden,
     };
     serde_json::to_writer_pretty(&mut *w, &doc)?;
     w.write_all(b"\n")
@@ -198,9 +214,9 @@ pub fn plan_summary(survey: &Survey) -> String {
         counts[c.verdict.state.action() as usize] += 1;
     }
     let mut out = format!(
-        "plan: {} identities, {} credentials: {} rotate, {} keep, {} recover, {} skip\n",
-        survey.identities.len(),
-        counts.iter().sum::<usize>(),
+        "plan: {}, {}: {} rotate, {} keep, {} recover, {} skip\n",
+        count(survey.identities.len(), "identity", "identities"),
+        count(counts.iter().sum::<usize>(), "credential", "credentials"),
         counts[Action::Rotate as usize],
         counts[Action::Keep as usize],
         counts[Action::Recover as usize],

@@ -5,7 +5,7 @@
 //! reads bytes; it does not judge them.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -39,6 +39,17 @@ pub struct Issue {
     pub is_problem: bool,
 }
 
+/// What [`find`] found under `nodes/`.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Every service directory, sorted by (node, service).
+    pub candidates: Vec<Candidate>,
+    pub issues: Vec<Issue>,
+    /// Directories and links under `nodes/` or a node whose names start with a dot (an NFS
+    /// `.snapshot`, a `.git`): not names, not problems, ignored and counted (docs/design.md §1).
+    pub hidden: usize,
+}
+
 /// An identity's three files as read from disk.
 #[derive(Debug)]
 pub struct Files {
@@ -51,8 +62,8 @@ pub struct Files {
 }
 
 /// Lists every service directory under `<root>/nodes`, sorted by (node, service), with the
-/// issues found on the way.
-pub fn find(root: &Path) -> Result<(Vec<Candidate>, Vec<Issue>)> {
+/// issues found on the way and the hidden entries ignored.
+pub fn find(root: &Path) -> Result<Found> {
     let nodes = root.join("nodes");
     let meta = std::fs::symlink_metadata(&nodes).with_context(|| {
         format!(
@@ -66,47 +77,69 @@ pub fn find(root: &Path) -> Result<(Vec<Candidate>, Vec<Issue>)> {
             nodes.display()
         );
     }
-    let (node_entries, mut issues) = subdirectories(root, &nodes, "node");
-    let mut node_dirs = Vec::with_capacity(node_entries.len());
-    for (node, (path, is_link)) in node_entries {
-        if is_link {
+    let nodes = subdirectories(root, &nodes, "node");
+    let mut issues = nodes.issues;
+    let mut hidden = nodes.hidden;
+    let mut node_dirs = Vec::with_capacity(nodes.entries.len());
+    for entry in nodes.entries {
+        if entry.is_link {
             issues.push(problem(
                 root,
-                &path,
+                &entry.path,
                 "node directory is a symbolic link".to_string(),
             ));
         } else {
-            node_dirs.push((node, path));
+            node_dirs.push(entry);
         }
     }
     // Nodes are listed in parallel: at 10^5 identities the listing is worth two cores too.
     let listed: Vec<_> = node_dirs
         .par_iter()
-        .map(|(node, path)| (node, subdirectories(root, path, "service")))
+        .map(|node| (&node.name, subdirectories(root, &node.path, "service")))
         .collect();
     let mut candidates = Vec::new();
-    for (node, (services, node_issues)) in listed {
-        issues.extend(node_issues);
-        candidates.extend(services.into_iter().map(|(service, dir)| Candidate {
+    for (node, services) in listed {
+        issues.extend(services.issues);
+        hidden += services.hidden;
+        candidates.extend(services.entries.into_iter().map(|service| Candidate {
             node: node.clone(),
-            is_link: dir.1,
-            service,
-            dir: dir.0,
+            service: service.name,
+            dir: service.path,
+            is_link: service.is_link,
         }));
     }
-    Ok((candidates, issues))
+    Ok(Found {
+        candidates,
+        issues,
+        hidden,
+    })
 }
 
-/// The entries of `dir` that are directories or links to anything, sorted by name, as
-/// (name, (path, is_link)); invalid names and unreadable entries become issues. A link is
-/// returned (the caller decides what it means) but never followed.
-fn subdirectories(
-    root: &Path,
-    dir: &Path,
-    kind: &str,
-) -> (Vec<(String, (PathBuf, bool))>, Vec<Issue>) {
+/// A directory, or a link to anything, with a valid name.
+struct Entry {
+    name: String,
+    path: PathBuf,
+    is_link: bool,
+}
+
+/// The directories and links of one directory.
+struct Listing {
+    /// Sorted by name.
+    entries: Vec<Entry>,
+    /// Invalid names and unreadable entries.
+    issues: Vec<Issue>,
+    /// Names that start with a dot: ignored.
+    hidden: usize,
+}
+
+/// The entries of `dir` that are directories or links to anything, sorted by name; invalid
+/// names and unreadable entries become issues, except hidden names (starting with a dot),
+/// which are only counted. A link is returned (the caller decides what it means) but never
+/// followed.
+fn subdirectories(root: &Path, dir: &Path, kind: &str) -> Listing {
     let mut found = Vec::new();
     let mut issues = Vec::new();
+    let mut hidden = 0;
     let walk = WalkDir::new(dir)
         .min_depth(1)
         .max_depth(1)
@@ -128,15 +161,22 @@ fn subdirectories(
             continue; // other files are ignored (docs/design.md §1)
         }
         let path = entry.path();
-        match entry.file_name().to_str().filter(|n| names::is_valid(n)) {
-            Some(name) => found.push((
-                name.to_string(),
-                (path.to_path_buf(), file_type.is_symlink()),
-            )),
+        let name = entry.file_name();
+        match name.to_str().filter(|n| names::is_valid(n)) {
+            Some(name) => found.push(Entry {
+                name: name.to_string(),
+                path: path.to_path_buf(),
+                is_link: file_type.is_symlink(),
+            }),
+            None if name.as_encoded_bytes().starts_with(b".") => hidden += 1,
             None => issues.push(problem(root, path, format!("is not a valid {kind} name"))),
         }
     }
-    (found, issues)
+    Listing {
+        entries: found,
+        issues,
+        hidden,
+    }
 }
 
 fn problem(root: &Path, path: &Path, message: String) -> Issue {
@@ -162,6 +202,13 @@ pub fn relative(root: &Path, path: &Path) -> String {
 const PATIENCE: Duration = Duration::from_secs(10);
 
 static WAIT_UNTIL: OnceLock<Instant> = OnceLock::new();
+
+/// How long readers wait in silence: a live writer's renames are over in a moment, while a run
+/// that died leaves its temporary files until the next writer replays it. After this, stderr
+/// says once per process what they wait for.
+const QUIET: Duration = Duration::from_millis(250);
+
+static ANNOUNCED: Once = Once::new();
 
 /// Reads an identity's credential files (none, through a linked directory) as one generation.
 ///
@@ -206,10 +253,14 @@ pub fn read(candidate: &Candidate) -> Files {
             .iter()
             .map(|name| format!("{}{name}", crate::fsio::TEMP_PREFIX))
             .find(|temp| dir.entry(temp).is_some());
+        // (the reason the identity gets if the wait runs out, what shows a writer at work)
         let busy = match temp {
-            Some(temp) => Some(format!(
-                "is being rewritten by a rekey run that has not finished ({temp} is present): \
-                 wait for it, or run `rekey rotate` to finish an interrupted one"
+            Some(temp) => Some((
+                format!(
+                    "is being rewritten by a rekey run that has not finished ({temp} is \
+                     present): wait for it, or run `rekey rotate` to finish an interrupted one"
+                ),
+                format!("{} is present", candidate.dir.join(&temp).display()),
             )),
             // A name that could not be opened (a link, a socket) has nothing to compare.
             None => names
@@ -217,14 +268,31 @@ pub fn read(candidate: &Candidate) -> Files {
                 .zip([(&cert, cert_id), (&key, key_id), (&token, token_id)])
                 .filter(|(_, (slot, id))| id.is_some() || matches!(slot, Slot::Absent))
                 .find(|(name, (_, id))| dir.entry(name) != *id)
-                .map(|(name, _)| format!("is being rewritten ({name} changed while it was read)")),
+                .map(|(name, _)| {
+                    (
+                        format!("is being rewritten ({name} changed while it was read)"),
+                        format!("{name} changed while it was read"),
+                    )
+                }),
         };
-        let Some(busy) = busy else {
+        let Some((busy, sign)) = busy else {
             return files(cert, key, token, None);
         };
         let deadline = *WAIT_UNTIL.get_or_init(|| Instant::now() + PATIENCE);
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return files(cert, key, token, Some(busy));
+        }
+        if now + PATIENCE >= deadline + QUIET {
+            ANNOUNCED.call_once(|| {
+                eprintln!(
+                    "rekey: waiting for a rekey run that is rewriting nodes/{}/{} ({sign}); up \
+                     to {} s in all",
+                    candidate.node,
+                    candidate.service,
+                    PATIENCE.as_secs()
+                );
+            });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));

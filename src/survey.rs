@@ -68,6 +68,8 @@ pub struct Survey {
     pub policy: Policy,
     pub identities: Vec<Identity>,
     pub issues: Vec<Issue>,
+    /// Hidden entries (names starting with a dot) under `nodes/` and its nodes, ignored.
+    pub hidden: usize,
 }
 
 /// What the survey asks of the operator, worst first (maps onto exit codes 4, 3, 0).
@@ -81,11 +83,14 @@ pub enum Attention {
 impl Survey {
     /// Surveys the fleet at `root` as of `as_of`.
     pub fn take(root: &Path, as_of: DateTime<Utc>) -> Result<Survey> {
-        let root = std::fs::canonicalize(root)
-            .with_context(|| format!("failed to open fleet root {}", root.display()))?;
+        let root = open_root(root)?;
         let ca = ca::load(&root)?;
         let policy = Policy::load(&root)?;
-        let (candidates, mut issues) = scan::find(&root)?;
+        let scan::Found {
+            candidates,
+            mut issues,
+            hidden,
+        } = scan::find(&root)?;
         let ctx = Context {
             policy: &policy,
             ca_not_after: ca.not_after,
@@ -128,6 +133,7 @@ impl Survey {
             policy,
             identities,
             issues,
+            hidden,
         })
     }
 
@@ -158,6 +164,82 @@ impl Survey {
             worst = worst.max(level);
         }
         worst
+    }
+}
+
+/// What a fleet root holds (docs/design.md §1), as messages name it: (entry, whether it is a
+/// directory).
+const ROOT_ENTRIES: [(&str, bool); 3] = [("ca", true), ("nodes", true), ("rekey.toml", false)];
+
+/// How many entries of a directory are looked at for a fleet root one level down.
+const CHILDREN_LOOKED_AT: usize = 1000;
+
+/// The fleet root at `root`, canonical. A directory that holds none of `ca/`, `nodes/` and
+/// `rekey.toml` is refused before anything else happens (a writing command would take its lock
+/// there): the error names `--root` and every fleet root nearby, in an ancestor (the nearest
+/// first) or an immediate subdirectory, that holds `nodes/` or `rekey.toml`.
+pub fn open_root(root: &Path) -> Result<PathBuf> {
+    let canonical = std::fs::canonicalize(root)
+        .with_context(|| format!("failed to open fleet root {}", root.display()))?;
+    if !root_entries(&canonical).is_empty() {
+        return Ok(canonical);
+    }
+    let mut message = format!(
+        "{} is not a fleet root: it holds no ca/, nodes/ or rekey.toml (run in the fleet root \
+         or pass --root DIR)",
+        canonical.display()
+    );
+    for (dir, found) in nearby_roots(&canonical) {
+        let shown = dir.display();
+        message.push_str(&format!("; found {found} in {shown}: try --root {shown}"));
+    }
+    anyhow::bail!(message)
+}
+
+/// The entries of a fleet root that `dir` holds, as `ca/`, `nodes/`, `rekey.toml`.
+fn root_entries(dir: &Path) -> Vec<String> {
+    ROOT_ENTRIES
+        .iter()
+        .filter(|(name, is_dir)| {
+            std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_dir() == *is_dir)
+        })
+        .map(|(name, is_dir)| format!("{name}{}", if *is_dir { "/" } else { "" }))
+        .collect()
+}
+
+/// Directories near `dir` that look like fleet roots (they hold `nodes/` or `rekey.toml`), with
+/// what they hold in words (`nodes/ and rekey.toml`): ancestors nearest first, then immediate
+/// subdirectories by name; three at most.
+fn nearby_roots(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut children: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .take(CHILDREN_LOOKED_AT)
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
+        .map(|e| e.path())
+        .collect();
+    children.sort();
+    dir.ancestors()
+        .skip(1)
+        .map(Path::to_path_buf)
+        .chain(children)
+        .filter_map(|candidate| {
+            let found = root_entries(&candidate);
+            let is_root = found.iter().any(|e| e == "nodes/" || e == "rekey.toml");
+            is_root.then(|| (candidate, in_words(&found)))
+        })
+        .take(3)
+        .collect()
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn in_words(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 

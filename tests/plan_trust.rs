@@ -332,7 +332,7 @@ fn recover_checks_the_ca_key_and_every_selector_before_auditing() {
     let (code, _, stderr) = recover(&["--node", "n2", "--service", "csi"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("none of the 1 selected identities is in state recover"),
+        stderr.contains("the selected identity is not in state recover"),
         "{stderr}"
     );
 

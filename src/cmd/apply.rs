@@ -106,9 +106,9 @@ fn check_against_fleet(plan: &ValidPlan, fleet: &Survey, path: &Path) -> Result<
     }
     if age > policy.max_plan_age() {
         bail!(
-            "the plan {shown} is {} hours old (made as of {}, run date {}), older than \
+            "the plan {shown} is {} old (made as of {}, run date {}), older than \
              max_plan_age_hours = {}: make a new plan",
-            age.num_hours(),
+            crate::count::count(age.num_hours(), "hour", "hours"),
             stamp(plan.as_of),
             stamp(fleet.as_of),
             policy.max_plan_age_hours

@@ -44,14 +44,14 @@ pub fn demo(o: &Options) -> Result<Exit> {
     let shown = root.display();
     let before = Survey::take(&root, now)?;
     emit(&format!(
-        "Built a demo fleet of {} identities in {shown}\n\n$ rekey status --root {shown}\n{}\n$ rekey rotate --root {shown}\n{}",
-        identities.len(),
+        "Built a demo fleet of {} in {shown}\n\n$ rekey status --root {shown}\n{}\n$ rekey rotate --root {shown}\n{}",
+        crate::count::count(identities.len(), "identity", "identities"),
         report::status_table(&before),
         report::plan_summary(&before),
     ))?;
     let settings = Settings {
         jobs: None,
-        progress: false,
+        progress: write::Progress::Hidden,
         json: false,
         started: o.started,
         hooks: Default::default(),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use crate::classify::Action;
+use crate::classify::{Action, RUN_RECOVER};
 use crate::exit::{Exit, UsageError};
 use crate::names::IdentityId;
 use crate::select::Selection;
@@ -118,10 +118,11 @@ pub fn recover(o: &Options) -> Result<Exit> {
     )
 }
 
-/// Why an identity needs recovering, in the words of its first credential's verdict.
-fn reason_of(i: &Identity) -> &str {
+/// Why an identity needs recovering, in the words of its first credential's verdict (which tells
+/// people elsewhere to run `rekey recover`; here they are running it).
+fn reason_of(i: &Identity) -> String {
     i.credentials()
-        .map(|c| c.verdict.reason.as_str())
+        .map(|c| c.verdict.reason.replace(RUN_RECOVER, ""))
         .next()
         .unwrap_or_default()
 }
@@ -135,11 +136,11 @@ fn chosen<'a>(o: &Options, survey: &'a Survey) -> Result<Vec<&'a Identity>> {
         .filter(|i| needs_recover(i))
         .collect();
     if chosen.is_empty() {
-        eprintln!(
-            "rekey: none of the {} selected identities is in state recover (see rekey status); \
-             nothing to do",
-            selected.len()
-        );
+        let none = match selected.len() {
+            1 => "the selected identity is not".to_string(),
+            n => format!("none of the {n} selected identities is"),
+        };
+        eprintln!("rekey: {none} in state recover (see rekey status); nothing to do");
     }
     for i in &chosen {
         let reason = reason_of(i);

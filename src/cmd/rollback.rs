@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::exit::Exit;
 use crate::names::IdentityId;
@@ -22,8 +22,7 @@ pub struct Options {
 }
 
 pub fn rollback(o: &Options) -> Result<Exit> {
-    let root = std::fs::canonicalize(&o.root)
-        .with_context(|| format!("failed to open fleet root {}", o.root.display()))?;
+    let root = crate::survey::open_root(&o.root)?;
     let runs = write::runs_dir(&root);
     let id = o.run_id.as_str();
     let ids = write::list_ids(&runs)?;

@@ -16,7 +16,7 @@ pub struct Options {
 }
 
 pub fn runs(o: &Options) -> Result<Exit> {
-    let runs_dir = write::runs_dir(&o.root);
+    let runs_dir = write::runs_dir(&crate::survey::open_root(&o.root)?);
     let reports: Vec<(String, Option<Report>)> = write::list_ids(&runs_dir)?
         .into_iter()
         .map(|id| {

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 use anyhow::Context as _;
 
 use super::hooks::{self, HookCall, HookResult, HookSet, HookStatus};
 use super::journal::{self, Committed, Staged};
+use super::progress::{Meter, Progress};
 use super::report::{IdentityReport, Outcome};
 use super::signals::Interrupt;
 use super::state::Run;
@@ -80,19 +80,11 @@ pub fn run<W: Work>(
     items: &BTreeMap<IdentityId, W::Item>,
     run: &mut Run,
     root: &Path,
-    progress: bool,
+    progress: Progress,
     interrupt: &Interrupt,
     mut hooking: Option<Hooking<'_>>,
 ) -> anyhow::Result<Batches> {
-    let bar = if progress {
-        ProgressBar::new(items.len() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} identities {elapsed_precise} eta {eta}")
-            .expect("the progress template is valid"),
-    );
+    let meter = Meter::new(progress, items.len());
     let backup = run.backup();
     let all: Vec<(&IdentityId, &W::Item)> = items.iter().collect();
     let chunks: Vec<&[(&IdentityId, &W::Item)]> = all.chunks(BATCH).collect();
@@ -101,7 +93,7 @@ pub fn run<W: Work>(
     // disk), so neither waits for the other.
     let mut prepared = chunks
         .first()
-        .map(|c| stage_chunk(work, c))
+        .map(|c| stage_chunk(work, c, &meter))
         .unwrap_or_default();
     let mut stopped = None;
     for (batch, chunk) in chunks.iter().enumerate() {
@@ -155,7 +147,7 @@ pub fn run<W: Work>(
             || {
                 chunks
                     .get(batch + 1)
-                    .map(|c| stage_chunk(work, c))
+                    .map(|c| stage_chunk(work, c, &meter))
                     .unwrap_or_default()
             },
         );
@@ -189,9 +181,8 @@ pub fn run<W: Work>(
             run_deploy_hooks(h, &calls, &mut lines, &mut run.journal)?;
         }
         reports.extend(lines);
-        bar.inc(chunk.len() as u64);
     }
-    bar.finish_and_clear();
+    meter.finish();
     Ok(Batches {
         identities: reports,
         stopped,
@@ -245,10 +236,18 @@ pub const HOOKS_PENDING: &str = "hooks.pending";
 
 type StagedChunk<'a> = Vec<(&'a IdentityId, Result<Staged, NotStaged>)>;
 
-fn stage_chunk<'a, W: Work>(work: &W, chunk: &[(&'a IdentityId, &W::Item)]) -> StagedChunk<'a> {
+fn stage_chunk<'a, W: Work>(
+    work: &W,
+    chunk: &[(&'a IdentityId, &W::Item)],
+    meter: &Meter,
+) -> StagedChunk<'a> {
     chunk
         .par_iter()
-        .map(|(id, item)| (*id, work.stage(id, item)))
+        .map(|(id, item)| {
+            let staged = work.stage(id, item);
+            meter.tick();
+            (*id, staged)
+        })
         .collect()
 }
 

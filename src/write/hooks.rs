@@ -121,7 +121,11 @@ impl HookSet {
         let mut post: Vec<Program> = args.post.iter().map(|c| shell("--post-hook", c)).collect();
         post.extend(folder(root, "post")?);
         Ok(HookSet {
-            reload: policy.reload.clone(),
+            reload: policy
+                .services
+                .iter()
+                .filter_map(|(name, s)| Some((name.clone(), s.reload.clone()?)))
+                .collect(),
             deploy,
             post,
             timeout: Duration::from_secs(u64::from(policy.hook_timeout_seconds)),

@@ -153,9 +153,9 @@ pub fn commit_batch(
             .unzip();
         abort(journal, batch, backup, ok, &ok_changes);
         return Err(NoSpace(format!(
-            "no space left on the filesystem: {}; the batch of {} identities was undone",
+            "no space left on the filesystem: {}; the batch of {} was undone",
             full.reason,
-            staged.len()
+            crate::count::count(staged.len(), "identity", "identities")
         ))
         .into());
     }
@@ -387,8 +387,8 @@ fn undo_renames(dir: &Path, backup: &Path, change: &Change) -> String {
 fn no_space(err: anyhow::Error, batch_was: &str, identities: usize) -> anyhow::Error {
     if fsio::caused_by_no_space(&err) {
         NoSpace(format!(
-            "no space left on the filesystem: {err:#}; the batch of {identities} identities was \
-             {batch_was}"
+            "no space left on the filesystem: {err:#}; the batch of {} was {batch_was}",
+            crate::count::count(identities, "identity", "identities")
         ))
         .into()
     } else {

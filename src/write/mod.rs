@@ -14,6 +14,7 @@ mod batches;
 pub mod hooks;
 mod journal;
 mod narrow;
+mod progress;
 mod prune;
 mod report;
 mod restore;
@@ -30,6 +31,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub use audit::requested as audit_requested;
 pub use batches::{NotStaged, Stop, Work};
 pub use narrow::{Narrowed, narrow};
+pub use progress::Progress;
 pub use prune::Pruned;
 pub use report::{Attention, Command, FleetFacts, Notes, Outcome, Report};
 pub use restore::{Now, Replaced, Restore};
@@ -50,8 +52,8 @@ pub const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
 pub struct Settings {
     /// Worker threads; `None`: one per core.
     pub jobs: Option<usize>,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
+    /// How to show progress on stderr.
+    pub progress: Progress,
     /// Print the report as JSON instead of the table.
     pub json: bool,
     /// The wall clock when the process started: names the run, whatever the run date.
@@ -79,8 +81,7 @@ impl WriteRun {
     pub fn begin(root: &Path, as_of: DateTime<Utc>, settings: &Settings) -> Result<WriteRun> {
         let settings = settings.clone();
         check_run_date(as_of, settings.started)?;
-        let root = std::fs::canonicalize(root)
-            .with_context(|| format!("failed to open fleet root {}", root.display()))?;
+        let root = crate::survey::open_root(root)?;
         let lock = state::lock(&root)?;
         let interrupt = Interrupt::install()?;
         for line in state::replay_interrupted(&root, settings.started)? {
@@ -346,10 +347,10 @@ fn tell(report: &Report, stopped: Option<&Stop>, saved: &Result<()>, json: bool)
             Stop::Interrupted(_) => "",
         };
         eprintln!(
-            "rekey: error: {stop}; stopped after {} of {} identities, the rest are unchanged; \
+            "rekey: error: {stop}; stopped after {} of {}, the rest are unchanged; \
              {first}{again}",
             report.counts.done,
-            report.identities.len(),
+            crate::count::count(report.identities.len(), "identity", "identities"),
         );
     }
     if let Err(err) = saved {

@@ -143,7 +143,7 @@ fn credential(
         }),
         State::Recover => Judged::Refused(format!(
             "needs rekey recover: {}",
-            reason.trim_end_matches(": run rekey recover")
+            reason.trim_end_matches(crate::classify::RUN_RECOVER)
         )),
         State::Problem => Judged::Refused(reason.clone()),
         State::Fresh => Judged::Narrowed(keep, format!("{file} already {reason}")),

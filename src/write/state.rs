@@ -146,9 +146,14 @@ pub fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<String>
             super::audit::settle(root, &report, now)?;
         }
         said.push(format!(
-            "rekey: run {id} was interrupted: finished {} identities, left {} as they were",
-            finished.len(),
-            undone.len()
+            "rekey: run {id} was interrupted: finished {}, left {} as {}",
+            crate::count::count(finished.len(), "identity", "identities"),
+            undone.len(),
+            if undone.len() == 1 {
+                "it was"
+            } else {
+                "they were"
+            }
         ));
     }
     Ok(said)

@@ -1,0 +1,208 @@
+//! A writing run's progress on stderr, in the form settled once from the command line
+//! ([`Progress`]): nothing, a bar redrawn in place on a terminal, or plain lines for a log
+//! (done/total, rate, time left), at most every [`EVERY`] and once at the end, so that a
+//! pipeline log shows a long run is alive. Workers tick it once per identity; what a line says
+//! is a pure function of the numbers ([`line`]).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::count::count;
+
+/// How a writing run shows its progress on stderr (docs/design.md §5, `--progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing.
+    Hidden,
+    /// A bar redrawn in place: stderr is a terminal.
+    Bar,
+    /// Plain lines, at most every [`EVERY`] and one at the end: stderr is a file or a pipe.
+    Lines,
+}
+
+/// The shortest time between two progress lines.
+pub const EVERY: Duration = Duration::from_secs(5);
+
+/// The progress of one run over `total` identities.
+pub struct Meter {
+    total: usize,
+    done: AtomicUsize,
+    started: Instant,
+    shown: Shown,
+}
+
+enum Shown {
+    Hidden,
+    Bar(ProgressBar),
+    /// When the last line was printed.
+    Lines(Mutex<Instant>),
+}
+
+impl Meter {
+    pub fn new(progress: Progress, total: usize) -> Meter {
+        let started = Instant::now();
+        let shown = match progress {
+            Progress::Hidden => Shown::Hidden,
+            Progress::Bar => {
+                let bar = ProgressBar::new(total as u64);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{bar:40} {pos}/{len} identities {elapsed_precise} eta {eta}",
+                    )
+                    .expect("the progress template is valid"),
+                );
+                Shown::Bar(bar)
+            }
+            Progress::Lines => Shown::Lines(Mutex::new(started)),
+        };
+        Meter {
+            total,
+            done: AtomicUsize::new(0),
+            started,
+            shown,
+        }
+    }
+
+    /// One more identity handled (staged, skipped or failed); called from the workers.
+    pub fn tick(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        match &self.shown {
+            Shown::Hidden => {}
+            Shown::Bar(bar) => bar.inc(1),
+            Shown::Lines(last) => {
+                let now = Instant::now();
+                // One worker prints; the others go on.
+                let Ok(mut last) = last.try_lock() else {
+                    return;
+                };
+                if now.duration_since(*last) >= EVERY {
+                    *last = now;
+                    eprintln!("{}", line(done, self.total, now - self.started, false));
+                }
+            }
+        }
+    }
+
+    /// The run is over: the bar is cleared, or the last line printed (always, even for a run
+    /// shorter than [`EVERY`]).
+    pub fn finish(self) {
+        match self.shown {
+            Shown::Hidden => {}
+            Shown::Bar(bar) => bar.finish_and_clear(),
+            Shown::Lines(_) => eprintln!(
+                "{}",
+                line(
+                    self.done.into_inner(),
+                    self.total,
+                    self.started.elapsed(),
+                    true
+                )
+            ),
+        }
+    }
+}
+
+/// A progress line: `rekey: 2048/5000 identities, 1900/s, about 2s left`; at the end
+/// `rekey: 5000/5000 identities, 1900/s, done in 3s`, or `stopped after 3s` when some were not
+/// reached.
+pub fn line(done: usize, total: usize, elapsed: Duration, finished: bool) -> String {
+    let per_second = done as f64 / elapsed.as_secs_f64().max(0.001);
+    let when = if finished && done >= total {
+        format!("done in {}", short(elapsed))
+    } else if finished {
+        format!("stopped after {}", short(elapsed))
+    } else if done == 0 {
+        "time left unknown".to_string()
+    } else {
+        let left = total.saturating_sub(done) as f64 / per_second;
+        format!("about {} left", short(Duration::from_secs_f64(left.ceil())))
+    };
+    format!(
+        "rekey: {done}/{}, {per_second:.0}/s, {when}",
+        count(total, "identity", "identities")
+    )
+}
+
+/// A duration to the second, as people read it: `0s`, `42s`, `3m 5s`, `2h 10m`.
+fn short(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        _ => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_says_done_total_rate_and_time_left() {
+        let s = Duration::from_secs;
+        let cases = [
+            (
+                "under way",
+                2048,
+                5000,
+                Duration::from_millis(1078),
+                false,
+                "rekey: 2048/5000 identities, 1900/s, about 2s left",
+            ),
+            (
+                "nothing done yet",
+                0,
+                5000,
+                s(5),
+                false,
+                "rekey: 0/5000 identities, 0/s, time left unknown",
+            ),
+            (
+                "minutes left",
+                100,
+                20000,
+                s(5),
+                false,
+                "rekey: 100/20000 identities, 20/s, about 16m 35s left",
+            ),
+            (
+                "hours left",
+                10,
+                200000,
+                s(5),
+                false,
+                "rekey: 10/200000 identities, 2/s, about 27h 46m left",
+            ),
+            (
+                "the end",
+                5000,
+                5000,
+                Duration::from_millis(2600),
+                true,
+                "rekey: 5000/5000 identities, 1923/s, done in 2s",
+            ),
+            (
+                "a short run",
+                1,
+                1,
+                Duration::ZERO,
+                true,
+                "rekey: 1/1 identity, 1000/s, done in 0s",
+            ),
+            (
+                "stopped",
+                1024,
+                5000,
+                s(65),
+                true,
+                "rekey: 1024/5000 identities, 16/s, stopped after 1m 5s",
+            ),
+        ];
+        for (name, done, total, elapsed, finished, want) in cases {
+            assert_eq!(line(done, total, elapsed, finished), want, "{name}");
+        }
+    }
+}
