@@ -6,13 +6,18 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::hooks::{HookResult, HookStatus};
-use super::journal::FileChange;
 use crate::classify::stamp;
 use crate::digest::Digest;
 use crate::exit::Exit;
 
 /// The report format version. Reports of version 1 (no outcome, dates, details) still read.
 pub const VERSION: u32 = 2;
+
+mod lines;
+
+pub use lines::{
+    Attention, CertChange, Details, IdentityReport, KeyChange, Outcome, RetriedHook, TokenChange,
+};
 
 /// The writing command a run was made by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,18 +38,6 @@ impl Command {
             Command::Rollback => "rollback",
         }
     }
-}
-
-/// What became of one identity in a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// Its files were replaced.
-    Done,
-    /// Left alone on purpose (the fleet's judgement, a change since the plan), with the reason.
-    Skipped,
-    /// Something went wrong; it is wholly as it was.
-    Failed,
 }
 
 /// How a run went, as a whole.
@@ -138,126 +131,6 @@ pub struct Counts {
     /// Hooks that failed or timed out (this run's and the retried ones): they stay pending.
     #[serde(default)]
     pub hooks_failed: usize,
-}
-
-/// A pending hook of an earlier run, run again by this one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetriedHook {
-    pub run_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
-    #[serde(flatten)]
-    pub result: HookResult,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentityReport {
-    pub node: String,
-    pub service: String,
-    /// The identity's directory, relative to the root.
-    #[serde(default)]
-    pub dir: String,
-    pub outcome: Outcome,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub reason: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<FileChange>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert: Option<CertChange>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<TokenChange>,
-    /// Its deploy hooks, in the order they ran.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hooks: Vec<HookResult>,
-}
-
-/// A certificate a run replaced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CertChange {
-    pub path: String,
-    /// Serial numbers in uppercase hex, as `openssl x509 -serial` prints them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_serial: Option<String>,
-    pub new_serial: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_not_after: Option<String>,
-    pub new_not_after: String,
-    /// `rotated` (a new key pair) or `reused`.
-    pub key: KeyChange,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyChange {
-    Rotated,
-    Reused,
-}
-
-/// A token a run replaced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenChange {
-    pub path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_exp: Option<String>,
-    pub new_exp: String,
-}
-
-/// What a staged identity's new credentials are, for its report line.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Details {
-    pub cert: Option<CertChange>,
-    pub token: Option<TokenChange>,
-}
-
-/// An identity, or a path, left for a person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Attention {
-    /// The path relative to the root (`nodes/<node>/<service>`).
-    pub dir: String,
-    /// `recover` or `problem`.
-    pub state: String,
-    pub reason: String,
-}
-
-fn dir_of(node: &str, service: &str) -> String {
-    format!("nodes/{node}/{service}")
-}
-
-impl IdentityReport {
-    /// An identity whose files were not replaced, with the reason.
-    pub fn unchanged(node: &str, service: &str, outcome: Outcome, reason: String) -> Self {
-        IdentityReport {
-            node: node.to_string(),
-            service: service.to_string(),
-            dir: dir_of(node, service),
-            outcome,
-            reason,
-            files: Vec::new(),
-            cert: None,
-            token: None,
-            hooks: Vec::new(),
-        }
-    }
-
-    /// An identity whose files were replaced.
-    pub fn done(node: String, service: String, files: Vec<FileChange>, details: Details) -> Self {
-        IdentityReport {
-            dir: dir_of(&node, &service),
-            node,
-            service,
-            outcome: Outcome::Done,
-            reason: String::new(),
-            files,
-            cert: details.cert,
-            token: details.token,
-            hooks: Vec::new(),
-        }
-    }
 }
 
 /// Who asked for a run and why, where the command records it.
