@@ -100,6 +100,11 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print the policy in force as a rekey.toml that parses back to the same policy.
+    Policy {
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
+    },
     /// List the runs recorded in the fleet.
     Runs {
         #[arg(long, value_name = "DIR", default_value = ".")]
@@ -268,6 +273,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             },
         }),
         Command::Runs { root } => Invocation::Runs(cmd::runs::Options { root }),
+        Command::Policy { root } => Invocation::Policy(cmd::policy::Options { root }),
         Command::Demo { dir, .. } => Invocation::Demo(cmd::demo::Options {
             dir,
             as_of,
@@ -285,7 +291,7 @@ impl Command {
             | Command::Rotate { common, .. }
             | Command::Recover { common, .. } => common.as_of,
             Command::Apply { as_of, .. } | Command::Demo { as_of, .. } => *as_of,
-            Command::Rollback { .. } | Command::Runs { .. } => None,
+            Command::Rollback { .. } | Command::Runs { .. } | Command::Policy { .. } => None,
         }
     }
 }

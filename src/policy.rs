@@ -1,8 +1,12 @@
-//! The rotation policy (docs/design.md §4): `<root>/rekey.toml`, or the built-in default for the
-//! reference fleet. Parsed once into [`Policy`]; nothing after this module sees TOML.
+//! The rotation policy (docs/design.md §4): `<root>/rekey.toml` laid over the built-in default for
+//! the reference fleet (its `[services]` extend the built-in table unless `builtin_services =
+//! false`). Parsed once into [`Policy`], with where it came from ([`Source`]); nothing after this
+//! module sees TOML. `policy::shown` prints it back and warns about names that look mistyped.
+
+mod shown;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use chrono::TimeDelta;
@@ -47,6 +51,28 @@ pub struct Policy {
     /// `apply` refuses a plan older than this.
     pub max_plan_age_hours: u32,
     pub services: BTreeMap<String, Renewal>,
+    /// Where every writing run leaves its Prometheus metrics (absolute, or relative to the
+    /// root). Absent from the canonical form when unset, so that older digests still hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_file: Option<String>,
+}
+
+/// Where the policy in force came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// No `rekey.toml`: the built-in policy.
+    Builtin,
+    /// `rekey.toml`, with the SHA-256 of its bytes.
+    File { path: PathBuf, sha256: Digest },
+}
+
+/// The policy in force, where it came from, and the service names its file wrote.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub policy: Policy,
+    pub source: Source,
+    /// The names under the file's `[services]` (empty for the built-in policy).
+    pub named: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -63,8 +89,12 @@ struct RawPolicy {
     keys: KeyMode,
     #[serde(default = "default_max_plan_age")]
     max_plan_age_hours: u32,
+    #[serde(default = "default_builtin_services")]
+    builtin_services: bool,
     #[serde(default)]
     services: BTreeMap<String, Renewal>,
+    #[serde(default)]
+    metrics_file: Option<String>,
 }
 
 fn default_validity() -> u32 {
@@ -82,39 +112,53 @@ fn default_keys() -> KeyMode {
 fn default_max_plan_age() -> u32 {
     168
 }
+fn default_builtin_services() -> bool {
+    true
+}
+
+/// The reference fleet's services: `mocctl` renews nothing, the rest renew their certificates.
+fn builtin_services() -> BTreeMap<String, Renewal> {
+    let mut services = BTreeMap::new();
+    services.insert("mocctl".to_string(), Renewal::default());
+    for name in [
+        "nodeagent",
+        "kva",
+        "kms",
+        "caph",
+        "cloud-operator",
+        "cert-manager",
+        "csi",
+    ] {
+        let renewal = Renewal {
+            self_renews_cert: true,
+            self_rotates_token: false,
+        };
+        services.insert(name.to_string(), renewal);
+    }
+    services
+}
 
 impl Policy {
     /// The policy used when the root has no `rekey.toml`: the reference fleet's services.
     pub fn builtin() -> Policy {
-        let mut services = BTreeMap::new();
-        services.insert("mocctl".to_string(), Renewal::default());
-        for name in [
-            "nodeagent",
-            "kva",
-            "kms",
-            "caph",
-            "cloud-operator",
-            "cert-manager",
-            "csi",
-        ] {
-            let renewal = Renewal {
-                self_renews_cert: true,
-                self_rotates_token: false,
-            };
-            services.insert(name.to_string(), renewal);
-        }
         Policy {
             validity_days: default_validity(),
             stalled_below_percent: default_stalled(),
             min_age_hours: default_min_age(),
             keys: default_keys(),
             max_plan_age_hours: default_max_plan_age(),
-            services,
+            services: builtin_services(),
+            metrics_file: None,
         }
     }
 
     /// Parses and validates policy text; the error names the offending field.
     pub fn parse(text: &str) -> Result<Policy> {
+        Policy::parse_named(text).map(|(policy, _)| policy)
+    }
+
+    /// [`Policy::parse`], also returning the service names the text wrote under `[services]`.
+    fn parse_named(text: &str) -> Result<(Policy, Vec<String>)> {
         let raw: RawPolicy = toml::from_str(text).context("invalid policy")?;
         if raw.version != 1 {
             bail!(
@@ -151,27 +195,33 @@ impl Policy {
                 bail!("service name {name:?} in [services] is not a valid service name");
             }
         }
-        Ok(Policy {
+        if let Some(file) = &raw.metrics_file
+            && (file.is_empty() || file.contains('\0'))
+        {
+            bail!("metrics_file must be a path, not {file:?}");
+        }
+        let named = raw.services.keys().cloned().collect();
+        let mut services = if raw.builtin_services {
+            builtin_services()
+        } else {
+            BTreeMap::new()
+        };
+        services.extend(raw.services);
+        let policy = Policy {
             validity_days: raw.validity_days,
             stalled_below_percent: raw.stalled_below_percent,
             min_age_hours: raw.min_age_hours,
             keys: raw.keys,
             max_plan_age_hours: raw.max_plan_age_hours,
-            services: raw.services,
-        })
+            services,
+            metrics_file: raw.metrics_file,
+        };
+        Ok((policy, named))
     }
 
-    /// Loads `<root>/rekey.toml`, or the built-in default when it is absent.
-    pub fn load(root: &Path) -> Result<Policy> {
-        let path = root.join(FILE_NAME);
-        let bytes = match fsio::read_credential(&path) {
-            Slot::Absent => return Ok(Policy::builtin()),
-            Slot::Present(bytes) => bytes,
-            Slot::Unusable(why) => bail!("policy {} {why}", path.display()),
-        };
-        let text = String::from_utf8(bytes)
-            .map_err(|_| anyhow::anyhow!("policy {} is not UTF-8 text", path.display()))?;
-        Policy::parse(&text).with_context(|| format!("failed to load policy {}", path.display()))
+    /// Where `metrics_file` points, for the fleet at `root`.
+    pub fn metrics_path(&self, root: &Path) -> Option<PathBuf> {
+        self.metrics_file.as_ref().map(|f| root.join(f))
     }
 
     pub fn renewal(&self, service: &str) -> Renewal {
@@ -194,6 +244,32 @@ impl Policy {
     pub fn digest(&self) -> Digest {
         Digest::of(&serde_json::to_vec(self).expect("a policy always serializes"))
     }
+}
+
+/// Loads `<root>/rekey.toml` over the built-in default, or the built-in policy when it is absent.
+pub fn load(root: &Path) -> Result<Loaded> {
+    let path = root.join(FILE_NAME);
+    let bytes = match fsio::read_credential(&path) {
+        Slot::Absent => {
+            return Ok(Loaded {
+                policy: Policy::builtin(),
+                source: Source::Builtin,
+                named: Vec::new(),
+            });
+        }
+        Slot::Present(bytes) => bytes,
+        Slot::Unusable(why) => bail!("policy {} {why}", path.display()),
+    };
+    let sha256 = Digest::of(&bytes);
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("policy {} is not UTF-8 text", path.display()))?;
+    let (policy, named) = Policy::parse_named(&text)
+        .with_context(|| format!("failed to load policy {}", path.display()))?;
+    Ok(Loaded {
+        policy,
+        source: Source::File { path, sha256 },
+        named,
+    })
 }
 
 #[cfg(test)]
@@ -233,9 +309,53 @@ self_rotates_token = false
             .unwrap()
             .digest();
         assert_eq!(spelled, Policy::parse("version = 1").unwrap().digest());
-        assert_ne!(spelled, builtin, "the built-in policy lists services");
+        assert_eq!(spelled, builtin, "a file of defaults is the built-in policy");
         assert_ne!(spelled, longer);
         assert_ne!(spelled, reuse);
+        let replaced = Policy::parse("version = 1\nbuiltin_services = false")
+            .unwrap()
+            .digest();
+        assert_ne!(replaced, builtin, "an empty service table is another policy");
+        let metrics = Policy::parse("version = 1\nmetrics_file = \"m.prom\"")
+            .unwrap()
+            .digest();
+        assert_ne!(metrics, builtin);
+    }
+
+    #[test]
+    fn a_file_extends_the_builtin_service_table_unless_told_not_to() {
+        let renews = |p: &Policy, s: &str| p.renewal(s).self_renews_cert;
+        let cases = [
+            ("defaults only", "version = 1", 8, true, false),
+            (
+                "one more service",
+                "version = 1\n[services.vault]\nself_renews_cert = true",
+                9,
+                true,
+                true,
+            ),
+            (
+                "a built-in service overridden",
+                "version = 1\n[services.kms]\nself_renews_cert = false",
+                8,
+                false,
+                false,
+            ),
+            (
+                "replaced",
+                "version = 1\nbuiltin_services = false\n[services.vault]\nself_renews_cert = true",
+                1,
+                false,
+                true,
+            ),
+        ];
+        for (name, text, count, kms, vault) in cases {
+            let policy = Policy::parse(text).unwrap();
+            assert_eq!(policy.services.len(), count, "{name}");
+            assert_eq!(renews(&policy, "kms"), kms, "{name}");
+            assert_eq!(renews(&policy, "vault"), vault, "{name}");
+        }
+        assert_eq!(Policy::parse("version = 1").unwrap(), Policy::builtin());
     }
 
     #[test]
@@ -278,6 +398,12 @@ self_rotates_token = false
                 "bad service name",
                 "version = 1\n[services.\"../x\"]",
                 "service name",
+            ),
+            ("empty metrics file", "version = 1\nmetrics_file = \"\"", "metrics_file"),
+            (
+                "builtin_services not a boolean",
+                "version = 1\nbuiltin_services = \"no\"",
+                "builtin_services",
             ),
         ];
         for (name, text, needle) in cases {

@@ -93,6 +93,15 @@ pub fn ca_line(survey: &Survey) -> String {
     line
 }
 
+/// The line naming the policy in force, shown by `status` and `plan`.
+pub fn policy_line(survey: &Survey) -> String {
+    format!(
+        "policy {}, policy_sha256 {}",
+        survey.policy_source.describe(),
+        survey.policy.digest()
+    )
+}
+
 /// The `status` table: CA first, then one aligned row per credential, then reported issues.
 pub fn status_table(survey: &Survey) -> String {
     let mut out = Vec::new();
@@ -130,7 +139,7 @@ pub fn write_status_table(survey: &Survey, w: &mut impl Write) -> std::io::Resul
             },
         ))
     };
-    write!(w, "{}\n\n", ca_line(survey))?;
+    write!(w, "{}\n{}\n\n", ca_line(survey), policy_line(survey))?;
     write_aligned(w, table)?;
     if !survey.issues.is_empty() {
         writeln!(w)?;
@@ -206,8 +215,12 @@ pub fn plan_summary(survey: &Survey) -> String {
         counts[Action::Recover as usize],
         counts[Action::Skip as usize],
     );
+    out.push_str(&format!("{}\n", policy_line(survey)));
     if survey.context().ca_caps_validity() {
         out.push_str(&format!("warning: {}\n", ca_line(survey)));
+    }
+    for warning in &survey.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
     }
     let nodes = survey.root.join("nodes");
     for identity in &survey.identities {

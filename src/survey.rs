@@ -11,7 +11,7 @@ use crate::ca::{self, Ca};
 use crate::classify::{self, Action, Context, Kind, Verdict};
 use crate::inspect::{self, Window};
 use crate::keys::KeyAlg;
-use crate::policy::Policy;
+use crate::policy::{self, Policy};
 use crate::scan::{self, Issue};
 
 /// One credential as classified.
@@ -47,8 +47,13 @@ pub struct Survey {
     pub as_of: DateTime<Utc>,
     pub ca: Ca,
     pub policy: Policy,
+    /// Where the policy in force came from.
+    pub policy_source: policy::Source,
     pub identities: Vec<Identity>,
     pub issues: Vec<Issue>,
+    /// What an operator should hear before reading the rest (a service name in the policy
+    /// that looks mistyped, a CA key others can read): stderr and the reports.
+    pub warnings: Vec<String>,
 }
 
 /// What the survey asks of the operator, worst first (maps onto exit codes 4, 3, 0).
@@ -65,8 +70,11 @@ impl Survey {
         let root = std::fs::canonicalize(root)
             .with_context(|| format!("failed to open fleet root {}", root.display()))?;
         let ca = ca::load(&root)?;
-        let policy = Policy::load(&root)?;
+        let loaded = policy::load(&root)?;
         let (candidates, mut issues) = scan::find(&root)?;
+        let services = candidates.iter().map(|c| c.service.as_str()).collect();
+        let warnings = loaded.warnings(&services);
+        let (policy, policy_source) = (loaded.policy, loaded.source);
         let ctx = Context {
             policy: &policy,
             ca_not_after: ca.not_after,
@@ -107,8 +115,10 @@ impl Survey {
             as_of,
             ca,
             policy,
+            policy_source,
             identities,
             issues,
+            warnings,
         })
     }
 

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod demo;
 pub mod plan;
+pub mod policy;
 pub mod recover;
 pub mod rollback;
 pub mod rotate;
@@ -22,6 +23,7 @@ use crate::exit::Exit;
 pub enum Invocation {
     Status(status::Options),
     Plan(plan::Options),
+    Policy(policy::Options),
     Apply(apply::Options),
     Rotate(rotate::Options),
     Recover(recover::Options),
@@ -36,6 +38,7 @@ pub fn run(invocation: Invocation) -> Result<Exit> {
     match invocation {
         Invocation::Status(o) => status::status(&o),
         Invocation::Plan(o) => plan::plan(&o),
+        Invocation::Policy(o) => policy::policy(&o),
         Invocation::Apply(o) => apply::apply(&o),
         Invocation::Rotate(o) => rotate::rotate(&o),
         Invocation::Recover(o) => recover::recover(&o),

@@ -21,6 +21,9 @@ pub struct Options {
 
 pub fn status(o: &Options) -> Result<Exit> {
     let survey = Survey::take(&o.root, o.as_of)?;
+    for warning in &survey.warnings {
+        eprintln!("rekey: warning: {warning}");
+    }
     if o.json {
         emit_with(|w| report::write_status_json(&survey, w))?;
     } else {
