@@ -46,6 +46,30 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order of the table of docs/design.md §3.
+    pub const ALL: [State; 7] = [
+        State::Healthy,
+        State::Fresh,
+        State::Due,
+        State::Stalled,
+        State::Expired,
+        State::Recover,
+        State::Problem,
+    ];
+
+    /// How much a state asks of a person, for an identity judged by its worst credential.
+    pub fn urgency(self) -> u8 {
+        match self {
+            State::Healthy => 0,
+            State::Fresh => 1,
+            State::Due => 2,
+            State::Stalled => 3,
+            State::Expired => 4,
+            State::Recover => 5,
+            State::Problem => 6,
+        }
+    }
+
     pub fn action(self) -> Action {
         match self {
             State::Healthy | State::Fresh => Action::Keep,

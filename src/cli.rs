@@ -28,16 +28,24 @@ pub enum Command {
     Status {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        filter: FilterArgs,
         #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
         format: StatusFormat,
         /// Count credentials expiring within N days as work due (exit 3).
         #[arg(long, value_name = "N", default_value_t = 30)]
         warn_days: u32,
+        /// For monitors: exit 3 only if a credential or the CA expires within DURATION (30d,
+        /// 12h, 90m) or already has; rotations merely due do not count.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "warn_days")]
+        expires_within: Option<TimeDelta>,
     },
     /// Write the dry-run plan: what each credential needs and why.
     Plan {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        filter: FilterArgs,
         #[arg(long, value_enum, default_value_t = PlanFormat::Toml)]
         format: PlanFormat,
         /// Write the plan to FILE (atomically) instead of stdout.
@@ -48,9 +56,9 @@ pub enum Command {
     Apply {
         /// The plan file (TOML or JSON).
         plan: PathBuf,
-        /// New validity runs from this instant instead of now (RFC 3339 or YYYY-MM-DD).
+        /// New validity runs from this instant instead of now (RFC 3339, YYYY-MM-DD, or -7d).
         #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
-        as_of: Option<DateTime<Utc>>,
+        as_of: Option<AsOf>,
         #[command(flatten)]
         write: WriteArgs,
     },
@@ -115,9 +123,9 @@ pub enum Command {
         /// Where to build the demo fleet.
         #[arg(long, value_name = "DIR", default_value = "rekey-demo")]
         dir: PathBuf,
-        /// Pretend "now" is this instant (RFC 3339 or YYYY-MM-DD).
+        /// Pretend "now" is this instant (RFC 3339, YYYY-MM-DD, or -7d).
         #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
-        as_of: Option<DateTime<Utc>>,
+        as_of: Option<AsOf>,
     },
 }
 
@@ -127,9 +135,70 @@ pub struct Common {
     /// The fleet root (holds ca/ and nodes/).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub root: PathBuf,
-    /// Judge the fleet as of this instant instead of now (RFC 3339 or YYYY-MM-DD).
-    #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
-    pub as_of: Option<DateTime<Utc>>,
+    /// Judge the fleet as of this instant instead of now: RFC 3339, YYYY-MM-DD, or relative to
+    /// now (+30d: what the fleet will look like then; -12h).
+    #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
+    pub as_of: Option<AsOf>,
+}
+
+/// The filters of `status` and `plan`.
+#[derive(Debug, clap::Args)]
+pub struct FilterArgs {
+    /// Only identities on this node (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub node: Vec<String>,
+    /// Only identities of this service (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub service: Vec<String>,
+    /// Only credentials in this state (repeatable); `plan` keeps identities with one.
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub state: Vec<StateArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Healthy,
+    Fresh,
+    Due,
+    Stalled,
+    Expired,
+    Recover,
+    Problem,
+}
+
+impl FilterArgs {
+    fn filter(self) -> cmd::Filter {
+        let state = |s: StateArg| match s {
+            StateArg::Healthy => cmd::State::Healthy,
+            StateArg::Fresh => cmd::State::Fresh,
+            StateArg::Due => cmd::State::Due,
+            StateArg::Stalled => cmd::State::Stalled,
+            StateArg::Expired => cmd::State::Expired,
+            StateArg::Recover => cmd::State::Recover,
+            StateArg::Problem => cmd::State::Problem,
+        };
+        cmd::Filter {
+            nodes: self.node,
+            services: self.service,
+            states: self.state.into_iter().map(state).collect(),
+        }
+    }
+}
+
+/// An `--as-of` as written: an instant, or an offset from the clock read at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    At(DateTime<Utc>),
+    FromNow(TimeDelta),
+}
+
+impl AsOf {
+    fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            AsOf::At(t) => t,
+            AsOf::FromNow(d) => now + d,
+        }
+    }
 }
 
 /// Arguments every writing command takes.
@@ -165,16 +234,53 @@ pub enum PlanFormat {
     Json,
 }
 
-/// Parses `--as-of`: RFC 3339, or a date meaning midnight UTC.
-pub fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
+/// Parses `--as-of`: RFC 3339, a date meaning midnight UTC, or `+DURATION`/`-DURATION` from now.
+pub fn parse_as_of(text: &str) -> Result<AsOf, String> {
+    if let Some(rest) = text.strip_prefix('+') {
+        return parse_duration(rest).map(AsOf::FromNow);
+    }
+    if let Some(rest) = text.strip_prefix('-') {
+        return parse_duration(rest).map(|d| AsOf::FromNow(-d));
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
+        return Ok(AsOf::At(t.with_timezone(&Utc)));
     }
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        .map(|d| AsOf::At(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()))
         .map_err(|_| {
-            format!("{text:?} is neither RFC 3339 (2026-11-28T00:00:00Z) nor a date (2026-11-28)")
+            format!(
+                "{text:?} is neither RFC 3339 (2026-11-28T00:00:00Z), a date (2026-11-28) nor \
+                 relative to now (+30d, -12h)"
+            )
         })
+}
+
+/// Parses a duration of at most a century: a whole number followed by `d`, `h`, `m` or `s`
+/// (`30d`, `12h`, `90m`).
+pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
+    let bad =
+        || format!("{text:?} is not a duration such as 30d, 12h, 90m or 45s (at most 36500d)");
+    let unit = text.chars().last().ok_or_else(bad)?;
+    let seconds_per = match unit {
+        'd' => 86_400,
+        'h' => 3600,
+        'm' => 60,
+        's' => 1,
+        _ => return Err(bad()),
+    };
+    text[..text.len() - 1]
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(seconds_per))
+        .filter(|secs| *secs <= 36_500 * 86_400)
+        .map(|secs| TimeDelta::seconds(secs as i64))
+        .ok_or_else(bad)
+}
+
+/// Whether to colour the table: only on a terminal, and never when `NO_COLOR` is set to
+/// anything but the empty string (no-color.org).
+fn use_colour(stdout_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stdout_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Converts the parsed command line into a validated invocation. `started` is the wall clock
@@ -198,20 +304,31 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             plan::Format::Toml
         }
     };
-    let as_of = cli.command.as_of().unwrap_or(now);
+    let as_of = cli.command.as_of().map_or(now, |a| a.resolve(now));
     match cli.command {
         Command::Status {
             common,
+            filter,
             format,
             warn_days,
+            expires_within,
         } => Invocation::Status(cmd::status::Options {
             root: common.root,
             as_of,
             json: format == StatusFormat::Json,
-            warn: TimeDelta::days(i64::from(warn_days)),
+            rule: match expires_within {
+                Some(within) => cmd::ExitRule::ExpiresWithin(within),
+                None => cmd::ExitRule::WarnWithin(TimeDelta::days(i64::from(warn_days))),
+            },
+            filter: filter.filter(),
+            colour: use_colour(
+                std::io::stdout().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ),
         }),
         Command::Plan {
             common,
+            filter,
             format,
             output,
         } => Invocation::Plan(cmd::plan::Options {
@@ -219,6 +336,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             as_of,
             format: plan_format(format == PlanFormat::Json),
             output,
+            filter: filter.filter(),
         }),
         Command::Apply { plan, write, .. } => Invocation::Apply(cmd::apply::Options {
             plan,
@@ -284,7 +402,7 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
 
 impl Command {
     /// The `--as-of` given, whichever subcommand took it.
-    fn as_of(&self) -> Option<DateTime<Utc>> {
+    fn as_of(&self) -> Option<AsOf> {
         match self {
             Command::Status { common, .. }
             | Command::Plan { common, .. }
@@ -325,7 +443,8 @@ mod tests {
     }
 
     #[test]
-    fn as_of_accepts_rfc3339_and_dates() {
+    fn as_of_accepts_rfc3339_dates_and_times_relative_to_now() {
+        let now: DateTime<Utc> = "2026-11-28T00:00:00Z".parse().unwrap();
         let cases = [
             ("date", "2026-11-28", Some("2026-11-28T00:00:00+00:00")),
             (
@@ -338,15 +457,58 @@ mod tests {
                 "2026-11-28T12:30:00+02:00",
                 Some("2026-11-28T10:30:00+00:00"),
             ),
+            ("thirty days on", "+30d", Some("2026-12-28T00:00:00+00:00")),
+            (
+                "twelve hours back",
+                "-12h",
+                Some("2026-11-27T12:00:00+00:00"),
+            ),
+            ("no unit", "+30", None),
             ("garbage", "yesterday", None),
             ("bad date", "2026-02-30", None),
         ];
         for (name, input, want) in cases {
             assert_eq!(
-                parse_as_of(input).ok().map(|t| t.to_rfc3339()),
+                parse_as_of(input).ok().map(|t| t.resolve(now).to_rfc3339()),
                 want.map(str::to_string),
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn durations_are_a_number_and_a_unit() {
+        let cases = [
+            ("days", "30d", Some(TimeDelta::days(30))),
+            ("hours", "12h", Some(TimeDelta::hours(12))),
+            ("minutes", "90m", Some(TimeDelta::minutes(90))),
+            ("seconds", "45s", Some(TimeDelta::seconds(45))),
+            ("zero", "0d", Some(TimeDelta::zero())),
+            ("no unit", "30", None),
+            ("no number", "d", None),
+            ("negative", "-1d", None),
+            ("unknown unit", "3w", None),
+            ("empty", "", None),
+            ("absurd", "99999999999d", None),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(parse_duration(input).ok(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        let set = std::ffi::OsStr::new("1");
+        let empty = std::ffi::OsStr::new("");
+        let cases = [
+            ("terminal", true, None, true),
+            ("pipe", false, None, false),
+            ("terminal, NO_COLOR=1", true, Some(set), false),
+            ("terminal, NO_COLOR empty", true, Some(empty), true),
+            ("pipe, NO_COLOR=1", false, Some(set), false),
+        ];
+        for (name, tty, no_color, want) in cases {
+            assert_eq!(use_colour(tty, no_color), want, "{name}");
         }
     }
 }

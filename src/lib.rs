@@ -28,7 +28,7 @@ macro_rules! inner {
 
 inner!(
     ca, classify, digest, fleet, fsio, inspect, issue, keys, names, out, pemblock, policy, report,
-    scan, signer, survey, token,
+    scan, select, signer, survey, token, totals,
 );
 
 /// Fleets for the tests and the benchmark (the demo fleet lives in `cmd::demo`).

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::classify::{Action, day, human, stamp};
 use crate::survey::{Assessed, Identity, Survey};
+use crate::totals::Totals;
 
 #[derive(Serialize)]
 struct StatusJson<'a> {
@@ -105,12 +106,29 @@ pub fn policy_line(survey: &Survey) -> String {
 /// The `status` table: CA first, then one aligned row per credential, then reported issues.
 pub fn status_table(survey: &Survey) -> String {
     let mut out = Vec::new();
-    write_status_table(survey, &mut out).expect("writing to memory cannot fail");
+    write_status_table(survey, false, &mut out).expect("writing to memory cannot fail");
     String::from_utf8(out).expect("the table is UTF-8")
 }
 
+/// The ANSI colour of a state on a terminal.
+fn colour_of(state: &str) -> Option<&'static str> {
+    match state {
+        "healthy" | "fresh" => Some("32"),
+        "due" => Some("33"),
+        "stalled" | "expired" => Some("1;33"),
+        "recover" => Some("1;31"),
+        "problem" => Some("35"),
+        _ => None,
+    }
+}
+
 /// [`status_table`] written as it is made: at 10^5 identities the table is not held in memory.
-pub fn write_status_table(survey: &Survey, w: &mut impl Write) -> std::io::Result<()> {
+/// With `colour`, states are coloured (for a terminal; never for a pipe or with `NO_COLOR`).
+pub fn write_status_table(
+    survey: &Survey,
+    colour: bool,
+    w: &mut impl Write,
+) -> std::io::Result<()> {
     let header = [
         "NODE",
         "SERVICE",
@@ -140,13 +158,23 @@ pub fn write_status_table(survey: &Survey, w: &mut impl Write) -> std::io::Resul
         ))
     };
     write!(w, "{}\n{}\n\n", ca_line(survey), policy_line(survey))?;
-    write_aligned(w, table)?;
+    const STATE_COLUMN: usize = 6;
+    let style = |column: usize, cell: &str| {
+        (colour && column == STATE_COLUMN)
+            .then(|| colour_of(cell))
+            .flatten()
+    };
+    write_aligned(w, table, style)?;
     if !survey.issues.is_empty() {
         writeln!(w)?;
         for issue in &survey.issues {
             let tag = if issue.is_problem { "problem" } else { "note" };
             writeln!(w, "{tag}: {}: {}", issue.path, issue.message)?;
         }
+    }
+    writeln!(w)?;
+    for line in Totals::of(survey).summary(survey) {
+        writeln!(w, "{line}")?;
     }
     Ok(())
 }
@@ -260,14 +288,18 @@ pub fn plan_summary(survey: &Survey) -> String {
 /// Left-aligned columns two spaces apart; the last column is not padded.
 pub fn align(rows: &[Vec<String>]) -> String {
     let mut out = Vec::new();
-    write_aligned(&mut out, || rows.iter().cloned()).expect("writing to memory cannot fail");
+    write_aligned(&mut out, || rows.iter().cloned(), |_, _| None)
+        .expect("writing to memory cannot fail");
     String::from_utf8(out).expect("the table is UTF-8")
 }
 
 /// [`align`] for rows made on demand: one pass measures the columns, a second writes them.
+/// `style` gives the ANSI colour of a cell (by column and text), wrapped around it after
+/// padding so that columns stay aligned.
 fn write_aligned<I: Iterator<Item = Vec<String>>>(
     w: &mut impl Write,
     rows: impl Fn() -> I,
+    style: impl Fn(usize, &str) -> Option<&'static str>,
 ) -> std::io::Result<()> {
     let mut widths: Vec<usize> = Vec::new();
     for row in rows() {
@@ -279,10 +311,20 @@ fn write_aligned<I: Iterator<Item = Vec<String>>>(
     for row in rows() {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
+            let padded = if i + 1 == row.len() {
+                cell.clone()
             } else {
-                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+                format!("{cell:<width$}", width = widths[i])
+            };
+            match style(i, cell) {
+                Some(code) => line.push_str(&format!(
+                    "\x1b[{code}m{cell}\x1b[0m{}",
+                    &padded[cell.len()..]
+                )),
+                None => line.push_str(&padded),
+            }
+            if i + 1 < row.len() {
+                line.push_str("  ");
             }
         }
         writeln!(w, "{}", line.trim_end())?;

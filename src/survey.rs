@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
 use crate::ca::{self, Ca};
-use crate::classify::{self, Action, Context, Kind, Verdict};
+use crate::classify::{self, Action, Context, Kind, State, Verdict};
 use crate::inspect::{self, Window};
 use crate::keys::KeyAlg;
 use crate::policy::{self, Policy};
@@ -37,6 +37,14 @@ pub struct Identity {
 impl Identity {
     pub fn credentials(&self) -> impl Iterator<Item = &Assessed> {
         self.cert.iter().chain(self.token.iter())
+    }
+
+    /// The identity's state: that of its most urgent credential.
+    pub fn state(&self) -> State {
+        self.credentials()
+            .map(|c| c.verdict.state)
+            .max_by_key(|s| s.urgency())
+            .unwrap_or(State::Healthy)
     }
 }
 

@@ -12,7 +12,9 @@ pub mod rotate;
 pub mod runs;
 pub mod status;
 
+pub use crate::classify::State;
 pub(crate) use crate::out::{emit, emit_with};
+pub use crate::select::{ExitRule, Filter};
 
 use anyhow::Result;
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::emit_with;
 use crate::exit::Exit;
+use crate::select::{Filter, Grain};
 use crate::survey::Survey;
 use crate::{fsio, plan, report};
 
@@ -17,10 +18,13 @@ pub struct Options {
     pub format: plan::Format,
     /// Where to write the plan; `None`: stdout.
     pub output: Option<PathBuf>,
+    /// Which identities to plan (a plan can only narrow what `apply` does).
+    pub filter: Filter,
 }
 
 pub fn plan(o: &Options) -> Result<Exit> {
-    let survey = Survey::take(&o.root, o.as_of)?;
+    let mut survey = Survey::take(&o.root, o.as_of)?;
+    o.filter.apply(&mut survey, Grain::Identity)?;
     match &o.output {
         Some(path) => fsio::write_atomic_with(path, 0o644, |w| {
             plan::write(&survey, o.format, &mut &mut *w)
