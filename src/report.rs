@@ -1,61 +1,25 @@
-//! Renders a survey for people and pipelines: the `status` table or JSON, and the short plan
-//! summary that goes to stderr. Pure: values in, text out.
+//! Renders a survey for people: the `status` table and the short plan summary that goes to
+//! stderr; `report::json` renders it for pipelines. Pure: values in, text out.
+
+mod json;
 
 use std::io::Write;
 
-use serde::Serialize;
+pub use json::write_status_json;
 
 use crate::classify::{Action, day, human, stamp};
 use crate::survey::{Assessed, Identity, Survey};
 use crate::totals::Totals;
 
-#[derive(Serialize)]
-struct StatusJson<'a> {
-    as_of: String,
-    ca: CaJson<'a>,
-    credentials: Rows<'a>,
-    issues: Vec<IssueJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct CaJson<'a> {
-    common_name: &'a str,
-    algorithm: String,
-    not_after: String,
-    time_left: String,
-    sha256: String,
-    key_present: bool,
-    caps_validity: bool,
-}
-
-#[derive(Serialize)]
-struct RowJson<'a> {
-    node: &'a str,
-    service: &'a str,
-    kind: crate::classify::Kind,
-    expires: Option<String>,
-    time_left: Option<String>,
-    self_rotates: bool,
-    state: &'static str,
-    action: Action,
-    reason: &'a str,
-}
-
-#[derive(Serialize)]
-struct IssueJson<'a> {
-    path: &'a str,
-    reason: &'a str,
-    problem: bool,
-}
-
-fn rows(survey: &Survey) -> impl Iterator<Item = (&Identity, &Assessed)> {
+/// Every credential of a survey with its identity, in (node, service, kind) order.
+pub fn rows(survey: &Survey) -> impl Iterator<Item = (&Identity, &Assessed)> {
     survey
         .identities
         .iter()
         .flat_map(|i| i.credentials().map(move |c| (i, c)))
 }
 
-fn kind_str(c: &Assessed) -> &'static str {
+pub fn kind_str(c: &Assessed) -> &'static str {
     match c.kind {
         crate::classify::Kind::Cert => "cert",
         crate::classify::Kind::Token => "token",
@@ -177,55 +141,6 @@ pub fn write_status_table(
         writeln!(w, "{line}")?;
     }
     Ok(())
-}
-
-/// Serializes the status rows of a survey as a sequence, without collecting them.
-struct Rows<'a>(&'a Survey);
-
-impl Serialize for Rows<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let survey = self.0;
-        serializer.collect_seq(rows(survey).map(|(i, c)| RowJson {
-            node: &i.node,
-            service: &i.service,
-            kind: c.kind,
-            expires: c.window.map(|w| stamp(w.not_after)),
-            time_left: c.window.map(|w| human(w.not_after - survey.as_of)),
-            self_rotates: c.self_rotates,
-            state: c.verdict.state.as_str(),
-            action: c.verdict.state.action(),
-            reason: &c.verdict.reason,
-        }))
-    }
-}
-
-/// `status --format json`, written as it is made.
-pub fn write_status_json(survey: &Survey, w: &mut impl Write) -> std::io::Result<()> {
-    let ca = &survey.ca;
-    let doc = StatusJson {
-        as_of: stamp(survey.as_of),
-        ca: CaJson {
-            common_name: &ca.common_name,
-            algorithm: ca.public.alg.to_string(),
-            not_after: stamp(ca.not_after),
-            time_left: human(ca.not_after - survey.as_of),
-            sha256: ca.sha256.hex(),
-            key_present: ca.has_key,
-            caps_validity: survey.context().ca_caps_validity(),
-        },
-        credentials: Rows(survey),
-        issues: survey
-            .issues
-            .iter()
-            .map(|i| IssueJson {
-                path: &i.path,
-                reason: &i.message,
-                problem: i.is_problem,
-            })
-            .collect(),
-    };
-    serde_json::to_writer_pretty(&mut *w, &doc)?;
-    w.write_all(b"\n")
 }
 
 /// The plan summary for stderr: counts per action, then each identity that needs a person.

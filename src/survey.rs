@@ -73,6 +73,19 @@ pub enum Attention {
 }
 
 impl Survey {
+    /// The file a credential of `identity` is read from.
+    pub fn path_of(&self, identity: &Identity, kind: Kind) -> PathBuf {
+        let file = match kind {
+            Kind::Cert => scan::CERT_FILE,
+            Kind::Token => scan::TOKEN_FILE,
+        };
+        self.root
+            .join("nodes")
+            .join(&identity.node)
+            .join(&identity.service)
+            .join(file)
+    }
+
     /// Surveys the fleet at `root` as of `as_of`.
     pub fn take(root: &Path, as_of: DateTime<Utc>) -> Result<Survey> {
         let root = std::fs::canonicalize(root)
