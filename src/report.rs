@@ -41,11 +41,7 @@ pub fn ca_line(survey: &Survey) -> String {
         ca.common_name,
         ca.public.alg,
         stamp(ca.not_after),
-        if ca.has_key {
-            "present"
-        } else {
-            "absent: read-only"
-        },
+        ca.key.describe(),
     );
     if ca.not_after <= survey.as_of {
         line.push_str(" — EXPIRED: nothing can be rotated until the CA is renewed");

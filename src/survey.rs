@@ -94,7 +94,8 @@ impl Survey {
         let loaded = policy::load(&root)?;
         let (candidates, mut issues) = scan::find(&root)?;
         let services = candidates.iter().map(|c| c.service.as_str()).collect();
-        let warnings = loaded.warnings(&services);
+        let mut warnings = loaded.warnings(&services);
+        warnings.extend(ca.key.warning(&root.join("ca/ca.key")));
         let (policy, policy_source) = (loaded.policy, loaded.source);
         let ctx = Context {
             policy: &policy,

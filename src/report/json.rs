@@ -52,6 +52,8 @@ struct CaJson<'a> {
     seconds_left: i64,
     time_left: String,
     sha256: String,
+    /// `present`, `not_readable`, `absent` or `unusable` (the key is never read here).
+    key: &'static str,
     key_present: bool,
     caps_validity: bool,
 }
@@ -185,7 +187,8 @@ pub fn write_status_json(survey: &Survey, w: &mut impl Write) -> std::io::Result
             seconds_left: (ca.not_after - survey.as_of).num_seconds(),
             time_left: human(ca.not_after - survey.as_of),
             sha256: ca.sha256.hex(),
-            key_present: ca.has_key,
+            key: ca.key.kind(),
+            key_present: matches!(ca.key, crate::ca::KeyAccess::Present { .. }),
             caps_validity: survey.context().ca_caps_validity(),
         },
         totals: totals(survey),
