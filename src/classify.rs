@@ -295,6 +295,7 @@ mod tests {
             sha256: Some(crate::digest::Digest::of(b"")),
             facts,
             key_alg: None,
+            names: None,
         }
     }
 

@@ -30,8 +30,17 @@ pub enum Command {
         common: Common,
         #[command(flatten)]
         filter: FilterArgs,
-        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
-        format: StatusFormat,
+        /// table for people, json for machines, prometheus for node_exporter's textfile
+        /// collector.
+        #[arg(long, value_enum, default_value_t = StatusOutput::Table)]
+        format: StatusOutput,
+        /// Write to FILE (atomically: a temporary file renamed over it) instead of stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Leave out the x509_cert_* families (where x509-certificate-exporter already watches
+        /// the same files).
+        #[arg(long)]
+        no_x509_metrics: bool,
         /// Count credentials expiring within N days as work due (exit 3).
         #[arg(long, value_name = "N", default_value_t = 30)]
         warn_days: u32,
@@ -222,6 +231,13 @@ pub enum StatusFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusOutput {
+    Table,
+    Json,
+    Prometheus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Progress {
     Auto,
     Always,
@@ -310,21 +326,31 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
             common,
             filter,
             format,
+            output,
+            no_x509_metrics,
             warn_days,
             expires_within,
         } => Invocation::Status(cmd::status::Options {
             root: common.root,
             as_of,
-            json: format == StatusFormat::Json,
+            format: match format {
+                StatusOutput::Table => cmd::status::Format::Table {
+                    colour: use_colour(
+                        std::io::stdout().is_terminal(),
+                        std::env::var_os("NO_COLOR").as_deref(),
+                    ),
+                },
+                StatusOutput::Json => cmd::status::Format::Json,
+                StatusOutput::Prometheus => cmd::status::Format::Prometheus {
+                    x509: !no_x509_metrics,
+                },
+            },
+            output,
             rule: match expires_within {
                 Some(within) => cmd::ExitRule::ExpiresWithin(within),
                 None => cmd::ExitRule::WarnWithin(TimeDelta::days(i64::from(warn_days))),
             },
             filter: filter.filter(),
-            colour: use_colour(
-                std::io::stdout().is_terminal(),
-                std::env::var_os("NO_COLOR").as_deref(),
-            ),
         }),
         Command::Plan {
             common,

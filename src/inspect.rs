@@ -31,6 +31,24 @@ pub struct Credential {
     pub facts: Result<Window, String>,
     /// The certificate's key algorithm (certificates only).
     pub key_alg: Option<KeyAlg>,
+    /// The certificate's subject CN and serial (certificates judged usable only).
+    pub names: Option<CertNames>,
+}
+
+/// What the metrics name a certificate by (the labels x509-certificate-exporter uses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertNames {
+    /// The subject's first common name, or empty.
+    pub subject_cn: String,
+    /// The serial number in decimal.
+    pub serial: String,
+}
+
+/// What a credential's bytes said when they could be used.
+struct Read {
+    window: Window,
+    key_alg: Option<KeyAlg>,
+    names: Option<CertNames>,
 }
 
 /// One identity, inspected.
@@ -69,21 +87,20 @@ pub fn inspect(candidate: &Candidate, files: &Files, ca: &Ca) -> Inspected {
         }),
         token: credential(&files.token, TOKEN_FILE, |bytes| {
             token::verify(bytes, ca, &sub)
-                .map(|t| {
-                    (
-                        Window {
-                            not_before: t.not_before,
-                            not_after: t.expires,
-                        },
-                        None,
-                    )
+                .map(|t| Read {
+                    window: Window {
+                        not_before: t.not_before,
+                        not_after: t.expires,
+                    },
+                    key_alg: None,
+                    names: None,
                 })
                 .map_err(|e| format!("{TOKEN_FILE} {e}"))
         }),
     }
 }
 
-type Parsed = Result<(Window, Option<KeyAlg>), String>;
+type Parsed = Result<Read, String>;
 
 fn credential(slot: &Slot, file: &str, parse: impl FnOnce(&[u8]) -> Parsed) -> Option<Credential> {
     match slot {
@@ -92,17 +109,19 @@ fn credential(slot: &Slot, file: &str, parse: impl FnOnce(&[u8]) -> Parsed) -> O
             sha256: None,
             facts: Err(format!("{file} {why}")),
             key_alg: None,
+            names: None,
         }),
         Slot::Present(bytes) => {
             let sha256 = Some(Digest::of(bytes));
-            let (facts, key_alg) = match parse(bytes) {
-                Ok((window, alg)) => (Ok(window), alg),
-                Err(e) => (Err(e), None),
+            let (facts, key_alg, names) = match parse(bytes) {
+                Ok(read) => (Ok(read.window), read.key_alg, read.names),
+                Err(e) => (Err(e), None, None),
             };
             Some(Credential {
                 sha256,
                 facts,
                 key_alg,
+                names,
             })
         }
     }
@@ -148,5 +167,19 @@ fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Parsed {
         not_before: to_utc(validity.not_before.timestamp()),
         not_after: to_utc(validity.not_after.timestamp()),
     };
-    Ok((window, Some(public.alg)))
+    let names = CertNames {
+        subject_cn: cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        serial: cert.tbs_certificate.serial.to_string(),
+    };
+    Ok(Read {
+        window,
+        key_alg: Some(public.alg),
+        names: Some(names),
+    })
 }

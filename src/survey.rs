@@ -23,6 +23,8 @@ pub struct Assessed {
     pub sha256: Option<crate::digest::Digest>,
     pub self_rotates: bool,
     pub key_alg: Option<KeyAlg>,
+    /// Subject CN and serial of a usable certificate (for the metrics' labels).
+    pub names: Option<inspect::CertNames>,
 }
 
 /// One identity as classified.
@@ -186,6 +188,7 @@ fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identity {
                 sha256: c.sha256,
                 self_rotates,
                 key_alg: c.key_alg,
+                names: c.names.clone(),
             })
         };
     Identity {

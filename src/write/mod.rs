@@ -191,6 +191,9 @@ impl Started {
         if report.command == Command::Recover {
             audit::settle(&root, &report, self.write.settings.started)?;
         }
+        if let Err(err) = refresh_metrics(&root, self.write.as_of, &report) {
+            eprintln!("rekey: warning: {err:#}; the run itself is unaffected");
+        }
         let exit = conclude(
             &report,
             done.stopped.as_ref(),
@@ -199,6 +202,20 @@ impl Started {
         )?;
         Ok((report, exit))
     }
+}
+
+/// Rewrites the policy's `metrics_file`, when it names one, with the fleet as the run left it
+/// (judged at the run date) and this run as the last one (docs/design.md §4, §5).
+fn refresh_metrics(root: &Path, as_of: DateTime<Utc>, report: &Report) -> Result<()> {
+    let Some(path) = crate::policy::load(root)?.policy.metrics_path(root) else {
+        return Ok(());
+    };
+    let survey = crate::survey::Survey::take(root, as_of)?;
+    let families = crate::metrics::Families { x509: true };
+    crate::fsio::write_atomic_with(&path, 0o644, |w| {
+        crate::metrics::write(&survey, report.last_run().as_ref(), families, &mut &mut *w)
+    })
+    .with_context(|| format!("failed to refresh metrics_file {}", path.display()))
 }
 
 /// Prints a run's report and says how it ended. A run stopped short, or whose report could not

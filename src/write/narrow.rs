@@ -156,6 +156,7 @@ mod tests {
             sha256: Some(Digest::of(bytes)),
             self_rotates: false,
             key_alg: None,
+            names: None,
         }
     }
 

@@ -128,6 +128,17 @@ pub struct Header {
 }
 
 impl Report {
+    /// What the metrics say of this run (`rekey_last_run_*`); `None` if its start is unreadable.
+    pub fn last_run(&self) -> Option<crate::metrics::LastRun> {
+        let started = DateTime::parse_from_rfc3339(&self.started).ok()?;
+        Some(crate::metrics::LastRun {
+            started: started.with_timezone(&Utc),
+            done: self.counts.done,
+            skipped: self.counts.skipped,
+            failed: self.counts.failed,
+        })
+    }
+
     /// The report of a run: identities sorted by (node, service), counted once.
     pub fn new(header: Header, mut identities: Vec<IdentityReport>) -> Report {
         identities.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
