@@ -15,7 +15,8 @@ use rekey::write::Settings;
 #[command(
     name = "rekey",
     version,
-    about = "Rotate a fleet's service tokens and certificates before they expire"
+    about = "Rotate a fleet's service tokens and certificates before they expire",
+    after_help = crate::manual::EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -122,6 +123,13 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = ".")]
         root: PathBuf,
     },
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page, rekey(1), in roff (man -l <(rekey man)).
+    Man,
     /// List the runs recorded in the fleet.
     Runs {
         #[arg(long, value_name = "DIR", default_value = ".")]
@@ -231,6 +239,13 @@ pub enum StatusFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatusOutput {
     Table,
     Json,
@@ -299,9 +314,26 @@ fn use_colour(stdout_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> b
     stdout_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
-/// Converts the parsed command line into a validated invocation. `started` is the wall clock
-/// read once at start; "now" (the default run date) is the same instant to the second.
-pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
+/// What the command line asks for: a subcommand of the library, or the binary describing
+/// itself (completions, manual page).
+pub enum Request {
+    Run(Invocation),
+    Completions(Shell),
+    Man,
+}
+
+/// Converts the parsed command line into a validated request. `started` is the wall clock read
+/// once at start; "now" (the default run date) is the same instant to the second.
+pub fn request(cli: Cli, started: DateTime<Utc>) -> Request {
+    match cli.command {
+        Command::Completions { shell } => Request::Completions(shell),
+        Command::Man => Request::Man,
+        _ => Request::Run(invocation(cli, started)),
+    }
+}
+
+/// Converts the parsed command line into a validated invocation of a library subcommand.
+fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
     let now = chrono::SubsecRound::trunc_subsecs(started, 0);
     let settings = |w: &WriteArgs| Settings {
         jobs: w.jobs.map(usize::from),
@@ -418,6 +450,9 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
         }),
         Command::Runs { root } => Invocation::Runs(cmd::runs::Options { root }),
         Command::Policy { root } => Invocation::Policy(cmd::policy::Options { root }),
+        Command::Completions { .. } | Command::Man => {
+            unreachable!("request() answers completions and man before any invocation")
+        }
         Command::Demo { dir, .. } => Invocation::Demo(cmd::demo::Options {
             dir,
             as_of,
@@ -435,7 +470,11 @@ impl Command {
             | Command::Rotate { common, .. }
             | Command::Recover { common, .. } => common.as_of,
             Command::Apply { as_of, .. } | Command::Demo { as_of, .. } => *as_of,
-            Command::Rollback { .. } | Command::Runs { .. } | Command::Policy { .. } => None,
+            Command::Rollback { .. }
+            | Command::Runs { .. }
+            | Command::Policy { .. }
+            | Command::Completions { .. }
+            | Command::Man => None,
         }
     }
 }

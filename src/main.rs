@@ -2,6 +2,7 @@
 //! chain, exit with the documented code.
 
 mod cli;
+mod manual;
 
 use std::process::ExitCode;
 
@@ -10,8 +11,15 @@ use rekey::exit::{Exit, UsageError};
 
 fn main() -> ExitCode {
     let parsed = cli::Cli::parse();
-    let invocation = cli::invocation(parsed, chrono::Utc::now());
-    let exit = match rekey::cmd::run(invocation) {
+    let outcome = match cli::request(parsed, chrono::Utc::now()) {
+        cli::Request::Run(invocation) => rekey::cmd::run(invocation),
+        cli::Request::Completions(shell) => describe(|w| {
+            manual::completions(shell, w);
+            Ok(())
+        }),
+        cli::Request::Man => describe(manual::man),
+    };
+    let exit = match outcome {
         Ok(exit) => exit,
         Err(err) if is_broken_pipe(&err) => Exit::Ok,
         Err(err) => {
@@ -24,6 +32,16 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(exit as u8)
+}
+
+/// Writes what the binary says about itself to stdout.
+fn describe(
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> anyhow::Result<Exit> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    write(&mut out).and_then(|()| out.flush())?;
+    Ok(Exit::Ok)
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
