@@ -32,7 +32,7 @@ pub enum Command {
         #[command(flatten)]
         filter: FilterArgs,
         /// table for people, json for machines, prometheus for node_exporter's textfile
-        /// collector.
+        /// collector, html for the expiry report (one self-contained page).
         #[arg(long, value_enum, default_value_t = StatusOutput::Table)]
         format: StatusOutput,
         /// Write to FILE (atomically: a temporary file renamed over it) instead of stdout.
@@ -250,6 +250,7 @@ pub enum StatusOutput {
     Table,
     Json,
     Prometheus,
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -263,6 +264,8 @@ pub enum Progress {
 pub enum PlanFormat {
     Toml,
     Json,
+    /// The plan report for a reviewer (one self-contained page); `apply` does not read it.
+    Html,
 }
 
 /// Parses `--as-of`: RFC 3339, a date meaning midnight UTC, or `+DURATION`/`-DURATION` from now.
@@ -376,6 +379,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
                 StatusOutput::Prometheus => cmd::status::Format::Prometheus {
                     x509: !no_x509_metrics,
                 },
+                StatusOutput::Html => cmd::status::Format::Html,
             },
             output,
             rule: match expires_within {
@@ -392,7 +396,11 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Invocation {
         } => Invocation::Plan(cmd::plan::Options {
             root: common.root,
             as_of,
-            format: plan_format(format == PlanFormat::Json),
+            format: match format {
+                PlanFormat::Toml => cmd::plan::Output::Plan(plan::Format::Toml),
+                PlanFormat::Json => cmd::plan::Output::Plan(plan::Format::Json),
+                PlanFormat::Html => cmd::plan::Output::Html,
+            },
             output,
             filter: filter.filter(),
         }),

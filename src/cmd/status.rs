@@ -1,5 +1,5 @@
 //! `rekey status`: every credential's expiry and state (the CA and the policy first, a summary
-//! last), narrowed by the filters, as a table, JSON or Prometheus metrics, to stdout or
+//! last), narrowed by the filters, as a table, JSON, Prometheus metrics or an HTML page, to stdout or
 //! atomically to a file, with the exit code a monitor reads.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use crate::exit::Exit;
 use crate::metrics::{self, Families, LastRun};
 use crate::select::{ExitRule, Filter, Grain};
 use crate::survey::Survey;
-use crate::{fsio, report, write};
+use crate::{fsio, html, report, write};
 
 /// What `status` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub enum Format {
     Prometheus {
         x509: bool,
     },
+    /// The expiry report, one self-contained HTML page.
+    Html,
 }
 
 #[derive(Debug)]
@@ -59,6 +61,7 @@ pub fn status(o: &Options) -> Result<Exit> {
         Format::Prometheus { x509 } => {
             metrics::write(&survey, last_run.as_ref(), Families { x509 }, &mut &mut *w)
         }
+        Format::Html => html::expiry::write(&survey, &mut &mut *w),
     };
     match &o.output {
         Some(path) => fsio::write_atomic_with(path, 0o644, render)?,
