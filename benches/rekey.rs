@@ -9,6 +9,10 @@
 //! - the script an operator would otherwise write: `openssl x509 -req` per certificate plus an
 //!   `openssl dgst -sign` per token, on a sample (when `openssl` is installed).
 //!
+//! Beside `status` (JSON to stdout) it times the other outputs of the read side on the same
+//! fleet, each written to a file: `status --format prometheus`, `status --format html` and
+//! `plan --format html`, and reports each one's time as a share of `status`'s.
+//!
 //! Sizes for `status` and `plan`: `REKEY_BENCH_SIZES` (default `10000,100000`); size for
 //! `rotate`: `REKEY_BENCH_ROTATE` (default 20000, as docs/design.md §7 states the target); repetitions:
 //! `REKEY_BENCH_REPS` (default 3; medians are reported); RSA key generation sample:
@@ -255,7 +259,7 @@ fn scenario(
     n: usize,
     (ca_alg, leaf): (KeyAlg, KeyAlg),
     reps: usize,
-    read_commands: &[&str],
+    read_commands: &[(&str, &str, bool)],
     rotate_modes: &[&str],
 ) {
     eprintln!("bench: {name}: building {n} identities");
@@ -268,18 +272,26 @@ fn scenario(
     if !read_commands.is_empty() {
         eprintln!("bench: {name}: crypto + parse floor");
         let crypto = crypto_floor(&root, reps);
-        for &command in read_commands {
-            eprintln!("bench: {name}: {command}");
-            let (t, rss) = time_command(
-                &[
-                    command, "--root", &root_s, "--as-of", AS_OF, "--format", "json",
-                ],
-                reps,
-                &mut || {},
-            );
+        let out = work.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        for &(command, format, to_file) in read_commands {
+            let label = if to_file {
+                format!("{command} --format {format}")
+            } else {
+                command.to_string()
+            };
+            eprintln!("bench: {name}: {label}");
+            let file = out.join(format!("{command}.{format}"));
+            let mut args = vec![
+                command, "--root", &root_s, "--as-of", AS_OF, "--format", format,
+            ];
+            if to_file {
+                args.extend(["-o", file.to_str().unwrap()]);
+            }
+            let (t, rss) = time_command(&args, reps, &mut || {});
             rows.push(Row {
                 scenario: name.into(),
-                command: command.into(),
+                command: label,
                 identities: n,
                 median: t,
                 floor_per_s: Some(crypto),
@@ -358,7 +370,13 @@ fn main() {
         .unwrap();
     let mut rows = Vec::new();
     let (p256, rsa) = (KeyAlg::P256, KeyAlg::Rsa { bits: 2048 });
-    let read = &["status", "plan"][..];
+    let read = &[
+        ("status", "json", false),
+        ("status", "prometheus", true),
+        ("status", "html", true),
+        ("plan", "json", false),
+        ("plan", "html", true),
+    ][..];
     for &n in &sizes {
         scenario(
             &mut rows,
@@ -420,6 +438,31 @@ fn main() {
         );
     }
     print_table(&rows);
+    print_outputs(&rows);
+}
+
+/// The cost of each output of the read side beside `status` on the same fleet.
+fn print_outputs(rows: &[Row]) {
+    println!();
+    println!("| scenario | output | identities | median s | vs status |");
+    println!("|---|---|---:|---:|---:|");
+    for r in rows.iter().filter(|r| r.command.contains("--format")) {
+        let status = rows
+            .iter()
+            .find(|s| s.scenario == r.scenario && s.command == "status")
+            .map(|s| s.median.as_secs_f64());
+        println!(
+            "| {} | {} | {} | {:.2} | {} |",
+            r.scenario,
+            r.command,
+            r.identities,
+            r.median.as_secs_f64(),
+            status.map_or("-".into(), |s| format!(
+                "{:+.1}%",
+                100.0 * (r.median.as_secs_f64() / s - 1.0)
+            )),
+        );
+    }
 }
 
 fn print_table(rows: &[Row]) {

@@ -81,7 +81,7 @@ pub fn certificate(input: &[u8]) -> bool {
             return false;
         };
         assert!(!ca.common_name.is_empty());
-        assert_eq!(ca.has_key, key.is_some());
+        assert_eq!(ca.has_key(), key.is_some());
         return true;
     }
     let candidate = Candidate {

@@ -1,8 +1,11 @@
 //! The issuing CA: its certificate, checked once at start, and whether its key is at hand.
 //!
-//! A CA that cannot be trusted to judge the fleet (unparseable, not a CA, key for another
-//! certificate, unsupported algorithm) is fatal: nothing else can be classified without it. This
-//! module verifies leaf signatures against the CA; it never signs.
+//! A CA certificate that cannot be trusted to judge the fleet (unparseable, not a CA,
+//! unsupported algorithm) is fatal: nothing else can be classified without it. This module
+//! verifies leaf signatures against the CA; it never signs, and it never reads `ca/ca.key`: it
+//! only looks at the file's type and mode, so that a user who may not read the key can still
+//! run `status` and `plan`. The key is read, and checked against the certificate, by `signer`,
+//! for writing commands only.
 
 use std::path::Path;
 
@@ -26,8 +29,8 @@ pub struct Ca {
     pub not_after: DateTime<Utc>,
     pub public: PublicKey,
     pub jwt_alg: jsonwebtoken::Algorithm,
-    /// Whether `ca/ca.key` is present (and matches); only writing needs it.
-    pub has_key: bool,
+    /// What is at `ca/ca.key`, seen without reading it; only writing needs the key itself.
+    pub key: KeyAccess,
     spki_der: Vec<u8>,
     decoding_key: jsonwebtoken::DecodingKey,
 }
@@ -39,8 +42,86 @@ impl std::fmt::Debug for Ca {
             .field("sha256", &self.sha256)
             .field("alg", &self.public.alg)
             .field("not_after", &self.not_after)
-            .field("has_key", &self.has_key)
+            .field("key", &self.key)
             .finish_non_exhaustive()
+    }
+}
+
+/// `ca/ca.key` as the read side sees it: by its type and mode, never its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyAccess {
+    Absent,
+    /// A regular file; `readable`: by this process's user; `mode`: its permission bits.
+    Present { readable: bool, mode: u32 },
+    /// Something writers will refuse (a link, a directory, …), with why.
+    Unusable(String),
+}
+
+impl KeyAccess {
+    /// How the `status` header says it.
+    pub fn describe(&self) -> String {
+        match self {
+            KeyAccess::Absent => "absent: read-only".to_string(),
+            KeyAccess::Present { readable: true, .. } => "present".to_string(),
+            KeyAccess::Present {
+                readable: false, ..
+            } => "present, not readable by you".to_string(),
+            KeyAccess::Unusable(why) => format!("unusable: {why}"),
+        }
+    }
+
+    /// `present`, `not_readable`, `absent` or `unusable`, for machines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KeyAccess::Absent => "absent",
+            KeyAccess::Present { readable: true, .. } => "present",
+            KeyAccess::Present { .. } => "not_readable",
+            KeyAccess::Unusable(_) => "unusable",
+        }
+    }
+
+    /// A warning when group or others may read the key (docs/design.md §1).
+    pub fn warning(&self, path: &Path) -> Option<String> {
+        match self {
+            KeyAccess::Present { mode, .. } if mode & 0o044 != 0 => Some(format!(
+                "CA key {} is readable by {} (mode {:04o}): only its owner should read it \
+                 (chmod 600)",
+                path.display(),
+                match (mode & 0o040 != 0, mode & 0o004 != 0) {
+                    (true, true) => "group and others",
+                    (true, false) => "its group",
+                    _ => "others",
+                },
+                mode & 0o7777
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Looks at `path` without opening it: absent, a regular file (readable by us or not, and its
+/// mode), or something else.
+fn key_access(path: &Path) -> KeyAccess {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return KeyAccess::Absent,
+        Err(e) => return KeyAccess::Unusable(format!("cannot be inspected: {e}")),
+        Ok(meta) => meta,
+    };
+    if meta.file_type().is_symlink() {
+        return KeyAccess::Unusable("is a symbolic link".to_string());
+    }
+    if !meta.is_file() {
+        return KeyAccess::Unusable("is not a regular file".to_string());
+    }
+    let readable = std::ffi::CString::new(path.as_os_str().as_bytes())
+        // SAFETY: a NUL-terminated path; access(2) reads it and keeps nothing.
+        .map(|c| unsafe { libc::access(c.as_ptr(), libc::R_OK) } == 0)
+        .unwrap_or(false);
+    KeyAccess::Present {
+        readable,
+        mode: meta.permissions().mode(),
     }
 }
 
@@ -54,7 +135,7 @@ pub fn jwt_alg_for(alg: KeyAlg) -> jsonwebtoken::Algorithm {
     }
 }
 
-/// Loads `<root>/ca/ca.crt` (and checks `<root>/ca/ca.key` against it when present).
+/// Loads `<root>/ca/ca.crt` and looks at `<root>/ca/ca.key` without reading it.
 pub fn load(root: &Path) -> Result<Ca> {
     let dir = root.join("ca");
     let meta = std::fs::symlink_metadata(&dir)
@@ -71,17 +152,14 @@ pub fn load(root: &Path) -> Result<Ca> {
         Slot::Absent => bail!("CA certificate {} is missing", cert_path.display()),
         Slot::Unusable(why) => bail!("CA certificate {} {why}", cert_path.display()),
     };
-    let key_path = dir.join("ca.key");
-    let key_pem = match fsio::read_credential(&key_path) {
-        Slot::Present(bytes) => Some(bytes),
-        Slot::Absent => None,
-        Slot::Unusable(why) => bail!("CA key {} {why}", key_path.display()),
-    };
-    from_pem(&cert_pem, key_pem.as_deref())
-        .with_context(|| format!("CA in {} is unusable", dir.display()))
+    let mut ca =
+        from_pem(&cert_pem, None).with_context(|| format!("CA in {} is unusable", dir.display()))?;
+    ca.key = key_access(&dir.join("ca.key"));
+    Ok(ca)
 }
 
-/// Builds the CA from its certificate and, optionally, its private key (both PEM).
+/// Builds the CA from its certificate and, optionally, its private key (both PEM; a key given
+/// must belong to the certificate).
 pub fn from_pem(cert_pem: &[u8], key_pem: Option<&[u8]>) -> Result<Ca> {
     let block = pemblock::single(cert_pem).map_err(|e| anyhow::anyhow!("ca.crt {e}"))?;
     if block.label != "CERTIFICATE" {
@@ -130,13 +208,24 @@ pub fn from_pem(cert_pem: &[u8], key_pem: Option<&[u8]>) -> Result<Ca> {
         not_after: to_utc(cert.validity().not_after.timestamp()),
         jwt_alg: jwt_alg_for(public.alg),
         public,
-        has_key: key_pem.is_some(),
+        key: match key_pem {
+            Some(_) => KeyAccess::Present {
+                readable: true,
+                mode: 0o600,
+            },
+            None => KeyAccess::Absent,
+        },
         spki_der: cert.public_key().raw.to_vec(),
         decoding_key,
     })
 }
 
 impl Ca {
+    /// Whether `ca/ca.key` is there for this user to read.
+    pub fn has_key(&self) -> bool {
+        matches!(self.key, KeyAccess::Present { readable: true, .. })
+    }
+
     /// Whether `cert` was signed by this CA: same issuer name and a signature that verifies.
     pub fn issued(&self, cert: &X509Certificate<'_>) -> bool {
         if cert.issuer().as_raw() != self.subject_der.as_slice() {

@@ -46,6 +46,30 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order of the table of docs/design.md §3.
+    pub const ALL: [State; 7] = [
+        State::Healthy,
+        State::Fresh,
+        State::Due,
+        State::Stalled,
+        State::Expired,
+        State::Recover,
+        State::Problem,
+    ];
+
+    /// How much a state asks of a person, for an identity judged by its worst credential.
+    pub fn urgency(self) -> u8 {
+        match self {
+            State::Healthy => 0,
+            State::Fresh => 1,
+            State::Due => 2,
+            State::Stalled => 3,
+            State::Expired => 4,
+            State::Recover => 5,
+            State::Problem => 6,
+        }
+    }
+
     pub fn action(self) -> Action {
         match self {
             State::Healthy | State::Fresh => Action::Keep,
@@ -157,8 +181,9 @@ pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Op
 fn wrong_subject(c: &Credential, node: &str, service: &str, policy: &Policy) -> Option<String> {
     let pattern = policy.subject_cn(service)?;
     let expected = pattern.expand(node, service);
-    match &c.subject_cn {
-        Some(cn) if *cn == expected => None,
+    let cn = c.names.as_ref().map(|n| n.subject_cn.as_str()).filter(|cn| !cn.is_empty());
+    match cn {
+        Some(cn) if cn == expected => None,
         Some(cn) => Some(format!(
             "cert.pem subject CN {cn:?} does not match subject_cn {:?} (expected {expected:?})",
             pattern.as_str()
@@ -298,7 +323,7 @@ mod tests {
             sha256: Some(crate::digest::Digest::of(b"")),
             facts,
             key_alg: None,
-            subject_cn: None,
+            names: None,
         }
     }
 
@@ -420,8 +445,11 @@ mod tests {
 
     #[test]
     fn a_certificate_whose_subject_cn_does_not_match_the_policy_is_a_problem() {
-        const GLOBAL: &str = "version = 1\nsubject_cn = \"{node}/{service}\"\n";
-        const PER_SERVICE: &str = "version = 1\nsubject_cn = \"{node}/{service}\"\n\
+        // Without the built-in table, `kms` renews nothing: every sound credential is due.
+        const GLOBAL: &str =
+            "version = 1\nbuiltin_services = false\nsubject_cn = \"{node}/{service}\"\n";
+        const PER_SERVICE: &str = "version = 1\nbuiltin_services = false\n\
+                                   subject_cn = \"{node}/{service}\"\n\
                                    [services.kms]\nsubject_cn = \"{service}.{node}\"\n";
         let ok = || Some(w(-30 * DAY, 60 * DAY));
         let expired = || Some(w(-91 * DAY, -DAY));
@@ -429,7 +457,7 @@ mod tests {
                       \"{node}/{service}\" (expected \"node-02/kms\")";
         #[rustfmt::skip]
         let cases: Vec<(&str, &str, &str, Cn, Side, Want, Want)> = vec![
-            ("unset: the fleet's naming is its own", "version = 1\n", "kms", Some(Some("node-01/kms")), ok(),
+            ("unset: the fleet's naming is its own", "version = 1\nbuiltin_services = false\n", "kms", Some(Some("node-01/kms")), ok(),
                 Some((State::Due, "cannot self-rotate")), Some((State::Due, "cannot self-rotate"))),
             ("global pattern matched", GLOBAL, "kms", Some(Some("node-02/kms")), ok(),
                 Some((State::Due, "cannot self-rotate")), Some((State::Due, ""))),
@@ -463,7 +491,10 @@ mod tests {
                 node: "node-02".into(),
                 service: service.into(),
                 cert: cn.map(|cn| Credential {
-                    subject_cn: cn.map(str::to_string),
+                    names: cn.map(|cn| crate::inspect::CertNames {
+                        subject_cn: cn.to_string(),
+                        serial: "1".to_string(),
+                    }),
                     ..cred(w(-30 * DAY, 60 * DAY))
                 }),
                 token: token.map(cred),

@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -15,13 +15,17 @@ use rekey::plan;
 use rekey::select::Selection;
 use rekey::write::hooks::HookArgs;
 use rekey::write::{self, Settings};
+use values::{AsOf, parse_as_of, parse_duration, use_colour};
+
+mod values;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "rekey",
     version = VERSION,
     about = "Rotate a fleet's service tokens and certificates before they expire",
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    after_help = crate::manual::EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,16 +38,33 @@ pub enum Command {
     Status {
         #[command(flatten)]
         common: Common,
-        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
-        format: StatusFormat,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// table for people, json for machines, prometheus for node_exporter's textfile
+        /// collector, html for the expiry report (one self-contained page).
+        #[arg(long, value_enum, default_value_t = StatusOutput::Table)]
+        format: StatusOutput,
+        /// Write to FILE (atomically: a temporary file renamed over it) instead of stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Leave out the x509_cert_* families (where x509-certificate-exporter already watches
+        /// the same files).
+        #[arg(long)]
+        no_x509_metrics: bool,
         /// Count credentials expiring within N days as work due (exit 3).
         #[arg(long, value_name = "N", default_value_t = 30)]
         warn_days: u32,
+        /// For monitors: exit 3 only if a credential or the CA expires within DURATION (30d,
+        /// 12h, 90m) or already has; rotations merely due do not count.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "warn_days")]
+        expires_within: Option<TimeDelta>,
     },
     /// Write the dry-run plan: what each credential needs and why.
     Plan {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        filter: FilterArgs,
         #[arg(long, value_enum, default_value_t = PlanFormat::Toml)]
         format: PlanFormat,
         /// Write the plan to FILE (atomically) instead of stdout.
@@ -57,9 +78,9 @@ pub enum Command {
         /// The fleet, when it is mounted elsewhere than the plan's root (same CA required).
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
-        /// New validity runs from this instant instead of now (RFC 3339 or YYYY-MM-DD).
-        #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
-        as_of: Option<DateTime<Utc>>,
+        /// New validity runs from this instant instead of now (RFC 3339, YYYY-MM-DD, or -7d).
+        #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
+        as_of: Option<AsOf>,
         #[command(flatten)]
         select: SelectArgs,
         #[command(flatten)]
@@ -126,6 +147,18 @@ pub enum Command {
         #[command(flatten)]
         hooks: HookFlags,
     },
+    /// Print the policy in force as a rekey.toml that parses back to the same policy.
+    Policy {
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page, rekey(1), in roff (man -l <(rekey man)).
+    Man,
     /// List the runs recorded in the fleet.
     Runs {
         #[arg(long, value_name = "DIR", default_value = ".")]
@@ -154,9 +187,9 @@ pub enum Command {
         /// Where to build the demo fleet.
         #[arg(long, value_name = "DIR", default_value = "rekey-demo")]
         dir: PathBuf,
-        /// Pretend "now" is this instant (RFC 3339 or YYYY-MM-DD).
-        #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
-        as_of: Option<DateTime<Utc>>,
+        /// Pretend "now" is this instant (RFC 3339, YYYY-MM-DD, or -7d).
+        #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
+        as_of: Option<AsOf>,
     },
     /// Print this message or the help of the given subcommand.
     Help {
@@ -217,9 +250,54 @@ pub struct Common {
     /// The fleet root (holds ca/ and nodes/).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub root: PathBuf,
-    /// Judge the fleet as of this instant instead of now (RFC 3339 or YYYY-MM-DD).
-    #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
-    pub as_of: Option<DateTime<Utc>>,
+    /// Judge the fleet as of this instant instead of now: RFC 3339, YYYY-MM-DD, or relative to
+    /// now (+30d: what the fleet will look like then; -12h).
+    #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
+    pub as_of: Option<AsOf>,
+}
+
+/// The filters of `status` and `plan`.
+#[derive(Debug, clap::Args)]
+pub struct FilterArgs {
+    /// Only identities on this node (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub node: Vec<String>,
+    /// Only identities of this service (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub service: Vec<String>,
+    /// Only credentials in this state (repeatable); `plan` keeps identities with one.
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub state: Vec<StateArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Healthy,
+    Fresh,
+    Due,
+    Stalled,
+    Expired,
+    Recover,
+    Problem,
+}
+
+impl FilterArgs {
+    fn filter(self) -> cmd::Filter {
+        let state = |s: StateArg| match s {
+            StateArg::Healthy => cmd::State::Healthy,
+            StateArg::Fresh => cmd::State::Fresh,
+            StateArg::Due => cmd::State::Due,
+            StateArg::Stalled => cmd::State::Stalled,
+            StateArg::Expired => cmd::State::Expired,
+            StateArg::Recover => cmd::State::Recover,
+            StateArg::Problem => cmd::State::Problem,
+        };
+        cmd::Filter {
+            nodes: self.node,
+            services: self.service,
+            states: self.state.into_iter().map(state).collect(),
+        }
+    }
 }
 
 /// Arguments every writing command takes.
@@ -279,6 +357,21 @@ pub enum StatusFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusOutput {
+    Table,
+    Json,
+    Prometheus,
+    Html,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressFlag {
     Auto,
     Always,
@@ -289,18 +382,28 @@ pub enum ProgressFlag {
 pub enum PlanFormat {
     Toml,
     Json,
+    /// The plan report for a reviewer (one self-contained page); `apply` does not read it.
+    Html,
 }
 
-/// Parses `--as-of`: RFC 3339, or a date meaning midnight UTC.
-pub fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
+/// What the command line asks for: a subcommand of the library, or the binary describing
+/// itself (help, completions, manual page).
+pub enum Request {
+    Run(Box<Invocation>),
+    /// `rekey help [COMMAND]`.
+    Help(Option<String>),
+    Completions(Shell),
+    Man,
+}
+
+/// Converts the parsed command line into a validated request. `started` is the wall clock read
+/// once at start; "now" (the default run date) is the same instant to the second.
+pub fn request(cli: Cli, started: DateTime<Utc>) -> Result<Request, String> {
+    match cli.command {
+        Command::Completions { shell } => Ok(Request::Completions(shell)),
+        Command::Man => Ok(Request::Man),
+        _ => invocation(cli, started),
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
-        .map_err(|_| {
-            format!("{text:?} is neither RFC 3339 (2026-11-28T00:00:00Z) nor a date (2026-11-28)")
-        })
 }
 
 /// `rekey help [COMMAND]`: prints the help of rekey or of one subcommand, as `--help` does. clap's
@@ -327,18 +430,9 @@ pub fn help(command: Option<&str>) -> ExitCode {
     }
 }
 
-/// What the command line asks for: a subcommand of the library, or help, which the binary prints.
-#[derive(Debug)]
-pub enum Run {
-    Invocation(Invocation),
-    /// `rekey help [COMMAND]`.
-    Help(Option<String>),
-}
-
-/// Converts the parsed command line into a validated invocation. `started` is the wall clock
-/// read once at start; "now" (the default run date) is the same instant to the second. A
+/// Converts the parsed command line into a validated invocation of a library subcommand. A
 /// combination of flags clap cannot judge alone is refused here (exit 2).
-pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Run, String> {
+fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, String> {
     let now = chrono::SubsecRound::trunc_subsecs(started, 0);
     let settings = |w: &WriteArgs| Settings {
         jobs: w.jobs.map(usize::from),
@@ -369,29 +463,56 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Run, String> {
             plan::Format::Toml
         }
     };
-    let as_of = cli.command.as_of().unwrap_or(now);
+    let as_of = cli.command.as_of().map_or(now, |a| a.resolve(now));
     // `-` for a file means standard input or output.
     let file = |p: Option<PathBuf>| p.filter(|p| p.as_os_str() != "-");
-    Ok(Run::Invocation(match cli.command {
+    Ok(Request::Run(Box::new(match cli.command {
         Command::Status {
             common,
+            filter,
             format,
+            output,
+            no_x509_metrics,
             warn_days,
+            expires_within,
         } => Invocation::Status(cmd::status::Options {
             root: common.root,
             as_of,
-            json: format == StatusFormat::Json,
-            warn: TimeDelta::days(i64::from(warn_days)),
+            format: match format {
+                StatusOutput::Table => cmd::status::Format::Table {
+                    colour: use_colour(
+                        std::io::stdout().is_terminal(),
+                        std::env::var_os("NO_COLOR").as_deref(),
+                    ),
+                },
+                StatusOutput::Json => cmd::status::Format::Json,
+                StatusOutput::Prometheus => cmd::status::Format::Prometheus {
+                    x509: !no_x509_metrics,
+                },
+                StatusOutput::Html => cmd::status::Format::Html,
+            },
+            output,
+            rule: match expires_within {
+                Some(within) => cmd::ExitRule::ExpiresWithin(within),
+                None => cmd::ExitRule::WarnWithin(TimeDelta::days(i64::from(warn_days))),
+            },
+            filter: filter.filter(),
         }),
         Command::Plan {
             common,
+            filter,
             format,
             output,
         } => Invocation::Plan(cmd::plan::Options {
             root: common.root,
             as_of,
-            format: plan_format(format == PlanFormat::Json),
+            format: match format {
+                PlanFormat::Toml => cmd::plan::Output::Plan(plan::Format::Toml),
+                PlanFormat::Json => cmd::plan::Output::Plan(plan::Format::Json),
+                PlanFormat::Html => cmd::plan::Output::Html,
+            },
             output: file(output),
+            filter: filter.filter(),
         }),
         Command::Apply {
             plan,
@@ -484,18 +605,22 @@ pub fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Run, String> {
             root,
             write: quiet(started),
         }),
+        Command::Policy { root } => Invocation::Policy(cmd::policy::Options { root }),
+        Command::Completions { .. } | Command::Man => {
+            unreachable!("request() answers completions and man before any invocation")
+        }
         Command::Demo { dir, .. } => Invocation::Demo(cmd::demo::Options {
             dir,
             as_of,
             started,
         }),
-        Command::Help { command } => return Ok(Run::Help(command)),
-    }))
+        Command::Help { command } => return Ok(Request::Help(command)),
+    })))
 }
 
 impl Command {
     /// The `--as-of` given, whichever subcommand took it.
-    fn as_of(&self) -> Option<DateTime<Utc>> {
+    fn as_of(&self) -> Option<AsOf> {
         match self {
             Command::Status { common, .. }
             | Command::Plan { common, .. }
@@ -506,7 +631,10 @@ impl Command {
             | Command::Runs { .. }
             | Command::Prune { .. }
             | Command::Hooks { .. }
-            | Command::Help { .. } => None,
+            | Command::Help { .. }
+            | Command::Policy { .. }
+            | Command::Completions { .. }
+            | Command::Man => None,
         }
     }
 }
@@ -561,32 +689,6 @@ mod tests {
         ];
         for (name, mode, tty, table, want) in cases {
             assert_eq!(show_progress(mode, tty, table), want, "{name}");
-        }
-    }
-
-    #[test]
-    fn as_of_accepts_rfc3339_and_dates() {
-        let cases = [
-            ("date", "2026-11-28", Some("2026-11-28T00:00:00+00:00")),
-            (
-                "utc",
-                "2026-11-28T12:30:00Z",
-                Some("2026-11-28T12:30:00+00:00"),
-            ),
-            (
-                "offset",
-                "2026-11-28T12:30:00+02:00",
-                Some("2026-11-28T10:30:00+00:00"),
-            ),
-            ("garbage", "yesterday", None),
-            ("bad date", "2026-02-30", None),
-        ];
-        for (name, input, want) in cases {
-            assert_eq!(
-                parse_as_of(input).ok().map(|t| t.to_rfc3339()),
-                want.map(str::to_string),
-                "{name}"
-            );
         }
     }
 }

@@ -205,7 +205,7 @@ pub fn write_atomic_with(
         .tempfile_in(dir)
         .with_context(|| format!("failed to create a temporary file in {}", dir.display()))?;
     {
-        let mut w = io::BufWriter::new(tmp.as_file_mut());
+        let mut w = io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
         fill(&mut w)
             .and_then(|()| w.flush())
             .with_context(|| format!("failed to write {}", path.display()))?;

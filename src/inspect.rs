@@ -31,8 +31,24 @@ pub struct Credential {
     pub facts: Result<Window, String>,
     /// The certificate's key algorithm (certificates only).
     pub key_alg: Option<KeyAlg>,
-    /// The certificate's subject common name, when it has one as text (certificates only).
-    pub subject_cn: Option<String>,
+    /// The certificate's subject CN and serial (certificates judged usable only).
+    pub names: Option<CertNames>,
+}
+
+/// What the metrics name a certificate by (the labels x509-certificate-exporter uses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertNames {
+    /// The subject's first common name, or empty.
+    pub subject_cn: String,
+    /// The serial number in decimal.
+    pub serial: String,
+}
+
+/// What a credential's bytes said when they could be used.
+struct Read {
+    window: Window,
+    key_alg: Option<KeyAlg>,
+    names: Option<CertNames>,
 }
 
 /// One identity, inspected.
@@ -71,30 +87,25 @@ pub fn inspect(candidate: &Candidate, files: &Files, ca: &Ca) -> Inspected {
         }),
         token: credential(&files.token, TOKEN_FILE, |bytes| {
             token::verify(bytes, ca, &sub)
-                .map(|t| Parsed {
+                .map(|t| Read {
                     window: Window {
                         not_before: t.not_before,
                         not_after: t.expires,
                     },
                     key_alg: None,
-                    subject_cn: None,
+                    names: None,
                 })
                 .map_err(|e| format!("{TOKEN_FILE} {e}"))
         }),
     }
 }
 
-/// What a sound credential file says.
-struct Parsed {
-    window: Window,
-    key_alg: Option<KeyAlg>,
-    subject_cn: Option<String>,
-}
+type Parsed = Result<Read, String>;
 
 fn credential(
     slot: &Slot,
     file: &str,
-    parse: impl FnOnce(&[u8]) -> Result<Parsed, String>,
+    parse: impl FnOnce(&[u8]) -> Parsed,
 ) -> Option<Credential> {
     match slot {
         Slot::Absent => None,
@@ -102,29 +113,25 @@ fn credential(
             sha256: None,
             facts: Err(format!("{file} {why}")),
             key_alg: None,
-            subject_cn: None,
+            names: None,
         }),
         Slot::Present(bytes) => {
             let sha256 = Some(Digest::of(bytes));
-            Some(match parse(bytes) {
-                Ok(parsed) => Credential {
-                    sha256,
-                    facts: Ok(parsed.window),
-                    key_alg: parsed.key_alg,
-                    subject_cn: parsed.subject_cn,
-                },
-                Err(e) => Credential {
-                    sha256,
-                    facts: Err(e),
-                    key_alg: None,
-                    subject_cn: None,
-                },
+            let (facts, key_alg, names) = match parse(bytes) {
+                Ok(read) => (Ok(read.window), read.key_alg, read.names),
+                Err(e) => (Err(e), None, None),
+            };
+            Some(Credential {
+                sha256,
+                facts,
+                key_alg,
+                names,
             })
         }
     }
 }
 
-fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Result<Parsed, String> {
+fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Parsed {
     let block = pemblock::single(bytes).map_err(|e| format!("{CERT_FILE} {e}"))?;
     if block.label != "CERTIFICATE" {
         return Err(format!(
@@ -164,16 +171,19 @@ fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Result<Parsed, String> {
         not_before: to_utc(validity.not_before.timestamp()),
         not_after: to_utc(validity.not_after.timestamp()),
     };
-    // At most one: a repeated attribute type was refused above.
-    let subject_cn = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map(str::to_string);
-    Ok(Parsed {
+    let names = CertNames {
+        subject_cn: cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        serial: cert.tbs_certificate.serial.to_string(),
+    };
+    Ok(Read {
         window,
         key_alg: Some(public.alg),
-        subject_cn,
+        names: Some(names),
     })
 }

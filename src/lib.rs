@@ -27,8 +27,8 @@ macro_rules! inner {
 }
 
 inner!(
-    ca, classify, count, digest, fleet, fsio, inspect, issue, keys, names, out, pemblock, policy,
-    report, scan, signer, survey, token,
+    ca, classify, count, digest, fleet, fsio, html, inspect, issue, keys, metrics, names, out,
+    pemblock, policy, report, scan, signer, survey, token, totals,
 );
 
 /// Fleets for the tests and the benchmark (the demo fleet lives in `cmd::demo`).

@@ -2,6 +2,7 @@
 //! chain, exit with the documented code.
 
 mod cli;
+mod manual;
 
 use std::process::ExitCode;
 
@@ -10,15 +11,20 @@ use rekey::exit::{Exit, UsageError};
 
 fn main() -> ExitCode {
     let parsed = cli::Cli::parse();
-    let invocation = match cli::invocation(parsed, chrono::Utc::now()) {
-        Ok(cli::Run::Invocation(invocation)) => invocation,
-        Ok(cli::Run::Help(command)) => return cli::help(command.as_deref()),
+    let outcome = match cli::request(parsed, chrono::Utc::now()) {
+        Ok(cli::Request::Run(invocation)) => rekey::cmd::run(*invocation),
+        Ok(cli::Request::Help(command)) => return cli::help(command.as_deref()),
+        Ok(cli::Request::Completions(shell)) => describe(|w| {
+            manual::completions(shell, w);
+            Ok(())
+        }),
+        Ok(cli::Request::Man) => describe(manual::man),
         Err(usage) => {
             eprintln!("rekey: error: {usage}");
             return ExitCode::from(Exit::Usage as u8);
         }
     };
-    let exit = match rekey::cmd::run(invocation) {
+    let exit = match outcome {
         Ok(exit) => exit,
         Err(err) if is_broken_pipe(&err) => Exit::Ok,
         Err(err) => {
@@ -31,6 +37,16 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(exit as u8)
+}
+
+/// Writes what the binary says about itself to stdout.
+fn describe(
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> anyhow::Result<Exit> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    write(&mut out).and_then(|()| out.flush())?;
+    Ok(Exit::Ok)
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

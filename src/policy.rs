@@ -1,8 +1,12 @@
-//! The rotation policy (docs/design.md §4): `<root>/rekey.toml`, or the built-in default for the
-//! reference fleet. Parsed once into [`Policy`]; nothing after this module sees TOML.
+//! The rotation policy (docs/design.md §4): `<root>/rekey.toml` laid over the built-in default for
+//! the reference fleet (its `[services]` extend the built-in table unless `builtin_services =
+//! false`). Parsed once into [`Policy`], with where it came from ([`Source`]); nothing after this
+//! module sees TOML. `policy::shown` prints it back and warns about names that look mistyped.
+
+mod shown;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use chrono::TimeDelta;
@@ -108,6 +112,28 @@ pub struct Policy {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_cn: Option<SubjectCn>,
     pub services: BTreeMap<String, Service>,
+    /// Where every writing run leaves its Prometheus metrics (absolute, or relative to the
+    /// root). Absent from the canonical form when unset, so that older digests still hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_file: Option<String>,
+}
+
+/// Where the policy in force came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// No `rekey.toml`: the built-in policy.
+    Builtin,
+    /// `rekey.toml`, with the SHA-256 of its bytes.
+    File { path: PathBuf, sha256: Digest },
+}
+
+/// The policy in force, where it came from, and the service names its file wrote.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub policy: Policy,
+    pub source: Source,
+    /// The names under the file's `[services]` (empty for the built-in policy).
+    pub named: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -143,8 +169,12 @@ struct RawPolicy {
     hook_timeout_seconds: u32,
     #[serde(default)]
     subject_cn: Option<String>,
+    #[serde(default = "default_builtin_services")]
+    builtin_services: bool,
     #[serde(default)]
     services: BTreeMap<String, RawService>,
+    #[serde(default)]
+    metrics_file: Option<String>,
 }
 
 fn default_validity() -> u32 {
@@ -168,27 +198,35 @@ fn default_keep_runs() -> u32 {
 fn default_hook_timeout() -> u32 {
     120
 }
+fn default_builtin_services() -> bool {
+    true
+}
+
+/// The reference fleet's services: `mocctl` renews nothing, the rest renew their certificates.
+fn builtin_services() -> BTreeMap<String, Service> {
+    let mut services = BTreeMap::new();
+    services.insert("mocctl".to_string(), Service::default());
+    for name in [
+        "nodeagent",
+        "kva",
+        "kms",
+        "caph",
+        "cloud-operator",
+        "cert-manager",
+        "csi",
+    ] {
+        let service = Service {
+            self_renews_cert: true,
+            ..Service::default()
+        };
+        services.insert(name.to_string(), service);
+    }
+    services
+}
 
 impl Policy {
     /// The policy used when the root has no `rekey.toml`: the reference fleet's services.
     pub fn builtin() -> Policy {
-        let mut services = BTreeMap::new();
-        services.insert("mocctl".to_string(), Service::default());
-        for name in [
-            "nodeagent",
-            "kva",
-            "kms",
-            "caph",
-            "cloud-operator",
-            "cert-manager",
-            "csi",
-        ] {
-            let service = Service {
-                self_renews_cert: true,
-                ..Service::default()
-            };
-            services.insert(name.to_string(), service);
-        }
         Policy {
             validity_days: default_validity(),
             stalled_below_percent: default_stalled(),
@@ -198,12 +236,18 @@ impl Policy {
             keep_runs: default_keep_runs(),
             hook_timeout_seconds: default_hook_timeout(),
             subject_cn: None,
-            services,
+            services: builtin_services(),
+            metrics_file: None,
         }
     }
 
     /// Parses and validates policy text; the error names the offending field.
     pub fn parse(text: &str) -> Result<Policy> {
+        Policy::parse_named(text).map(|(policy, _)| policy)
+    }
+
+    /// [`Policy::parse`], also returning the service names the text wrote under `[services]`.
+    fn parse_named(text: &str) -> Result<(Policy, Vec<String>)> {
         let raw: RawPolicy = toml::from_str(text).context("invalid policy")?;
         if raw.version != 1 {
             bail!(
@@ -253,7 +297,17 @@ impl Policy {
             })
             .transpose()
         };
-        let mut services = BTreeMap::new();
+        if let Some(file) = &raw.metrics_file
+            && (file.is_empty() || file.contains('\0'))
+        {
+            bail!("metrics_file must be a path, not {file:?}");
+        }
+        let named = raw.services.keys().cloned().collect();
+        let mut services = if raw.builtin_services {
+            builtin_services()
+        } else {
+            BTreeMap::new()
+        };
         for (name, raw) in raw.services {
             if !names::is_valid(&name) {
                 bail!("service name {name:?} in [services] is not a valid service name");
@@ -272,7 +326,7 @@ impl Policy {
             };
             services.insert(name, service);
         }
-        Ok(Policy {
+        let policy = Policy {
             validity_days: raw.validity_days,
             stalled_below_percent: raw.stalled_below_percent,
             min_age_hours: raw.min_age_hours,
@@ -282,20 +336,14 @@ impl Policy {
             hook_timeout_seconds: raw.hook_timeout_seconds,
             subject_cn: pattern(raw.subject_cn, "subject_cn")?,
             services,
-        })
+            metrics_file: raw.metrics_file,
+        };
+        Ok((policy, named))
     }
 
-    /// Loads `<root>/rekey.toml`, or the built-in default when it is absent.
-    pub fn load(root: &Path) -> Result<Policy> {
-        let path = root.join(FILE_NAME);
-        let bytes = match fsio::read_credential(&path) {
-            Slot::Absent => return Ok(Policy::builtin()),
-            Slot::Present(bytes) => bytes,
-            Slot::Unusable(why) => bail!("policy {} {why}", path.display()),
-        };
-        let text = String::from_utf8(bytes)
-            .map_err(|_| anyhow::anyhow!("policy {} is not UTF-8 text", path.display()))?;
-        Policy::parse(&text).with_context(|| format!("failed to load policy {}", path.display()))
+    /// Where `metrics_file` points, for the fleet at `root`.
+    pub fn metrics_path(&self, root: &Path) -> Option<PathBuf> {
+        self.metrics_file.as_ref().map(|f| root.join(f))
     }
 
     pub fn renewal(&self, service: &str) -> Renewal {
@@ -339,6 +387,32 @@ impl Policy {
     }
 }
 
+/// Loads `<root>/rekey.toml` over the built-in default, or the built-in policy when it is absent.
+pub fn load(root: &Path) -> Result<Loaded> {
+    let path = root.join(FILE_NAME);
+    let bytes = match fsio::read_credential(&path) {
+        Slot::Absent => {
+            return Ok(Loaded {
+                policy: Policy::builtin(),
+                source: Source::Builtin,
+                named: Vec::new(),
+            });
+        }
+        Slot::Present(bytes) => bytes,
+        Slot::Unusable(why) => bail!("policy {} {why}", path.display()),
+    };
+    let sha256 = Digest::of(&bytes);
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("policy {} is not UTF-8 text", path.display()))?;
+    let (policy, named) = Policy::parse_named(&text)
+        .with_context(|| format!("failed to load policy {}", path.display()))?;
+    Ok(Loaded {
+        policy,
+        source: Source::File { path, sha256 },
+        named,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,7 +450,7 @@ self_rotates_token = false
             .unwrap()
             .digest();
         assert_eq!(spelled, Policy::parse("version = 1").unwrap().digest());
-        assert_ne!(spelled, builtin, "the built-in policy lists services");
+        assert_eq!(spelled, builtin, "a file that only restates the defaults is the built-in policy");
         assert_ne!(spelled, longer);
         assert_ne!(spelled, reuse);
     }
@@ -408,7 +482,10 @@ self_rotates_token = false
 
     #[test]
     fn subject_cn_changes_the_digest_only_when_set() {
-        let unset = Policy::parse("version = 1\n[services.kms]\nself_renews_cert = true").unwrap();
+        let unset = Policy::parse(
+            "version = 1\nbuiltin_services = false\n[services.kms]\nself_renews_cert = true",
+        )
+        .unwrap();
         let canonical = serde_json::to_string(&unset).unwrap();
         assert_eq!(
             canonical,
@@ -448,6 +525,42 @@ self_rotates_token = false
         for (name, text, ok) in cases {
             assert_eq!(SubjectCn::parse(text).is_ok(), ok, "{name}");
         }
+    }
+
+    #[test]
+    fn a_file_extends_the_builtin_service_table_unless_told_not_to() {
+        let renews = |p: &Policy, s: &str| p.renewal(s).self_renews_cert;
+        let cases = [
+            ("defaults only", "version = 1", 8, true, false),
+            (
+                "one more service",
+                "version = 1\n[services.vault]\nself_renews_cert = true",
+                9,
+                true,
+                true,
+            ),
+            (
+                "a built-in service overridden",
+                "version = 1\n[services.kms]\nself_renews_cert = false",
+                8,
+                false,
+                false,
+            ),
+            (
+                "replaced",
+                "version = 1\nbuiltin_services = false\n[services.vault]\nself_renews_cert = true",
+                1,
+                false,
+                true,
+            ),
+        ];
+        for (name, text, count, kms, vault) in cases {
+            let policy = Policy::parse(text).unwrap();
+            assert_eq!(policy.services.len(), count, "{name}");
+            assert_eq!(renews(&policy, "kms"), kms, "{name}");
+            assert_eq!(renews(&policy, "vault"), vault, "{name}");
+        }
+        assert_eq!(Policy::parse("version = 1").unwrap(), Policy::builtin());
     }
 
     #[test]
@@ -500,6 +613,12 @@ self_rotates_token = false
                 "bad service name",
                 "version = 1\n[services.\"../x\"]",
                 "service name",
+            ),
+            ("empty metrics file", "version = 1\nmetrics_file = \"\"", "metrics_file"),
+            (
+                "builtin_services not a boolean",
+                "version = 1\nbuiltin_services = \"no\"",
+                "builtin_services",
             ),
             (
                 "bad subject_cn",

@@ -1,62 +1,26 @@
-//! Renders a survey for people and pipelines: the `status` table or JSON, and the short plan
-//! summary that goes to stderr. Pure: values in, text out.
+//! Renders a survey for people: the `status` table and the short plan summary that goes to
+//! stderr; `report::json` renders it for pipelines. Pure: values in, text out.
+
+mod json;
 
 use std::io::Write;
 
-use serde::Serialize;
+pub use json::write_status_json;
 
 use crate::classify::{Action, day, human, stamp};
 use crate::count::count;
 use crate::survey::{Assessed, Identity, Survey};
+use crate::totals::Totals;
 
-#[derive(Serialize)]
-struct StatusJson<'a> {
-    as_of: String,
-    ca: CaJson<'a>,
-    credentials: Rows<'a>,
-    issues: Vec<IssueJson<'a>>,
-    hidden_entries_ignored: usize,
-}
-
-#[derive(Serialize)]
-struct CaJson<'a> {
-    common_name: &'a str,
-    algorithm: String,
-    not_after: String,
-    time_left: String,
-    sha256: String,
-    key_present: bool,
-    caps_validity: bool,
-}
-
-#[derive(Serialize)]
-struct RowJson<'a> {
-    node: &'a str,
-    service: &'a str,
-    kind: crate::classify::Kind,
-    expires: Option<String>,
-    time_left: Option<String>,
-    self_rotates: bool,
-    state: &'static str,
-    action: Action,
-    reason: &'a str,
-}
-
-#[derive(Serialize)]
-struct IssueJson<'a> {
-    path: &'a str,
-    reason: &'a str,
-    problem: bool,
-}
-
-fn rows(survey: &Survey) -> impl Iterator<Item = (&Identity, &Assessed)> {
+/// Every credential of a survey with its identity, in (node, service, kind) order.
+pub fn rows(survey: &Survey) -> impl Iterator<Item = (&Identity, &Assessed)> {
     survey
         .identities
         .iter()
         .flat_map(|i| i.credentials().map(move |c| (i, c)))
 }
 
-fn kind_str(c: &Assessed) -> &'static str {
+pub fn kind_str(c: &Assessed) -> &'static str {
     match c.kind {
         crate::classify::Kind::Cert => "cert",
         crate::classify::Kind::Token => "token",
@@ -78,11 +42,7 @@ pub fn ca_line(survey: &Survey) -> String {
         ca.common_name,
         ca.public.alg,
         stamp(ca.not_after),
-        if ca.has_key {
-            "present"
-        } else {
-            "absent: read-only"
-        },
+        ca.key.describe(),
     );
     if ca.not_after <= survey.as_of {
         line.push_str(" — EXPIRED: nothing can be rotated until the CA is renewed");
@@ -95,15 +55,41 @@ pub fn ca_line(survey: &Survey) -> String {
     line
 }
 
+/// The line naming the policy in force, shown by `status` and `plan`.
+pub fn policy_line(survey: &Survey) -> String {
+    format!(
+        "policy {}, policy_sha256 {}",
+        survey.policy_source.describe(),
+        survey.policy.digest()
+    )
+}
+
 /// The `status` table: CA first, then one aligned row per credential, then reported issues.
 pub fn status_table(survey: &Survey) -> String {
     let mut out = Vec::new();
-    write_status_table(survey, &mut out).expect("writing to memory cannot fail");
+    write_status_table(survey, false, &mut out).expect("writing to memory cannot fail");
     String::from_utf8(out).expect("the table is UTF-8")
 }
 
+/// The ANSI colour of a state on a terminal.
+fn colour_of(state: &str) -> Option<&'static str> {
+    match state {
+        "healthy" | "fresh" => Some("32"),
+        "due" => Some("33"),
+        "stalled" | "expired" => Some("1;33"),
+        "recover" => Some("1;31"),
+        "problem" => Some("35"),
+        _ => None,
+    }
+}
+
 /// [`status_table`] written as it is made: at 10^5 identities the table is not held in memory.
-pub fn write_status_table(survey: &Survey, w: &mut impl Write) -> std::io::Result<()> {
+/// With `colour`, states are coloured (for a terminal; never for a pipe or with `NO_COLOR`).
+pub fn write_status_table(
+    survey: &Survey,
+    colour: bool,
+    w: &mut impl Write,
+) -> std::io::Result<()> {
     let header = [
         "NODE",
         "SERVICE",
@@ -132,8 +118,14 @@ pub fn write_status_table(survey: &Survey, w: &mut impl Write) -> std::io::Resul
             },
         ))
     };
-    write!(w, "{}\n\n", ca_line(survey))?;
-    write_aligned(w, table)?;
+    write!(w, "{}\n{}\n\n", ca_line(survey), policy_line(survey))?;
+    const STATE_COLUMN: usize = 6;
+    let style = |column: usize, cell: &str| {
+        (colour && column == STATE_COLUMN)
+            .then(|| colour_of(cell))
+            .flatten()
+    };
+    write_aligned(w, table, style)?;
     if !survey.issues.is_empty() || survey.hidden > 0 {
         writeln!(w)?;
     }
@@ -142,6 +134,10 @@ pub fn write_status_table(survey: &Survey, w: &mut impl Write) -> std::io::Resul
         writeln!(w, "{tag}: {}: {}", issue.path, issue.message)?;
     }
     if let Some(line) = hidden_line(survey) {
+        writeln!(w, "{line}")?;
+    }
+    writeln!(w)?;
+    for line in Totals::of(survey).summary(survey) {
         writeln!(w, "{line}")?;
     }
     Ok(())
@@ -155,56 +151,6 @@ fn hidden_line(survey: &Survey) -> Option<String> {
             count(survey.hidden, "hidden entry", "hidden entries")
         )
     })
-}
-
-/// Serializes the status rows of a survey as a sequence, without collecting them.
-struct Rows<'a>(&'a Survey);
-
-impl Serialize for Rows<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let survey = self.0;
-        serializer.collect_seq(rows(survey).map(|(i, c)| RowJson {
-            node: &i.node,
-            service: &i.service,
-            kind: c.kind,
-            expires: c.window.map(|w| stamp(w.not_after)),
-            time_left: c.window.map(|w| human(w.not_after - survey.as_of)),
-            self_rotates: c.self_rotates,
-            state: c.verdict.state.as_str(),
-            action: c.verdict.state.action(),
-            reason: &c.verdict.reason,
-        }))
-    }
-}
-
-/// `status --format json`, written as it is made.
-pub fn write_status_json(survey: &Survey, w: &mut impl Write) -> std::io::Result<()> {
-    let ca = &survey.ca;
-    let doc = StatusJson {
-        as_of: stamp(survey.as_of),
-        ca: CaJson {
-            common_name: &ca.common_name,
-            algorithm: ca.public.alg.to_string(),
-            not_after: stamp(ca.not_after),
-            time_left: human(ca.not_after - survey.as_of),
-            sha256: ca.sha256.hex(),
-            key_present: ca.has_key,
-            caps_validity: survey.context().ca_caps_validity(),
-        },
-        credentials: Rows(survey),
-        issues: survey
-            .issues
-            .iter()
-            .map(|i| IssueJson {
-                path: &i.path,
-                reason: &i.message,
-                problem: i.is_problem,
-            })
-            .collect(),
-        hidden_entries_ignored: survey.hidden,
-    };
-    serde_json::to_writer_pretty(&mut *w, &doc)?;
-    w.write_all(b"\n")
 }
 
 /// The plan summary for stderr: counts per action, then each identity that needs a person.
@@ -222,8 +168,12 @@ pub fn plan_summary(survey: &Survey) -> String {
         counts[Action::Recover as usize],
         counts[Action::Skip as usize],
     );
+    out.push_str(&format!("{}\n", policy_line(survey)));
     if survey.context().ca_caps_validity() {
         out.push_str(&format!("warning: {}\n", ca_line(survey)));
+    }
+    for warning in &survey.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
     }
     let nodes = survey.root.join("nodes");
     for identity in &survey.identities {
@@ -250,14 +200,18 @@ pub fn plan_summary(survey: &Survey) -> String {
 /// Left-aligned columns two spaces apart; the last column is not padded.
 pub fn align(rows: &[Vec<String>]) -> String {
     let mut out = Vec::new();
-    write_aligned(&mut out, || rows.iter().cloned()).expect("writing to memory cannot fail");
+    write_aligned(&mut out, || rows.iter().cloned(), |_, _| None)
+        .expect("writing to memory cannot fail");
     String::from_utf8(out).expect("the table is UTF-8")
 }
 
 /// [`align`] for rows made on demand: one pass measures the columns, a second writes them.
+/// `style` gives the ANSI colour of a cell (by column and text), wrapped around it after
+/// padding so that columns stay aligned.
 fn write_aligned<I: Iterator<Item = Vec<String>>>(
     w: &mut impl Write,
     rows: impl Fn() -> I,
+    style: impl Fn(usize, &str) -> Option<&'static str>,
 ) -> std::io::Result<()> {
     let mut widths: Vec<usize> = Vec::new();
     for row in rows() {
@@ -269,10 +223,20 @@ fn write_aligned<I: Iterator<Item = Vec<String>>>(
     for row in rows() {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
+            let padded = if i + 1 == row.len() {
+                cell.clone()
             } else {
-                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+                format!("{cell:<width$}", width = widths[i])
+            };
+            match style(i, cell) {
+                Some(code) => line.push_str(&format!(
+                    "\x1b[{code}m{cell}\x1b[0m{}",
+                    &padded[cell.len()..]
+                )),
+                None => line.push_str(&padded),
+            }
+            if i + 1 < row.len() {
+                line.push_str("  ");
             }
         }
         writeln!(w, "{}", line.trim_end())?;

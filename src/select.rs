@@ -1,11 +1,154 @@
-//! Selectors: `--node` and `--service` (repeatable), as `recover`, `rotate` and `apply` take them.
-//! Values of one flag are alternatives; the two flags together must both match
-//! (`--node n2 --service kms` is one identity). A selector that names nothing in the fleet is a
-//! usage error naming it, never an empty run that looks like success.
+//! Selectors. What part of a surveyed fleet a read command shows (`status` and `plan` with
+//! `--node`, `--service`, `--state`: [`Filter`]) and which rule turns what is shown into an exit
+//! code (`--warn-days` or `--expires-within`); which identities a writing command acts on
+//! (`recover`, `rotate`, `apply` with `--node`, `--service`: [`Selection`]). Values of one flag
+//! are alternatives; flags combine. A name that matches nothing in the fleet is a usage error.
+//! Pure: a survey in, a narrower survey or a verdict out.
 
+use chrono::TimeDelta;
+
+use crate::classify::{Action, State};
 use crate::exit::UsageError;
-use crate::survey::{Identity, Survey};
+use crate::survey::{Attention, Identity, Survey};
 
+/// The filters of `status` and `plan`. Values of one flag are alternatives; flags combine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub nodes: Vec<String>,
+    pub services: Vec<String>,
+    pub states: Vec<State>,
+}
+
+/// Whether a state filter keeps single credentials (`status`) or whole identities with a
+/// credential in that state (`plan`: an identity is planned whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Credential,
+    Identity,
+}
+
+impl Filter {
+    pub fn is_everything(&self) -> bool {
+        self.nodes.is_empty() && self.services.is_empty() && self.states.is_empty()
+    }
+
+    /// Narrows `survey` to what the filter selects. A `--node` or `--service` that names
+    /// nothing in the fleet is a usage error (a monitor watching a name that is gone should
+    /// hear so). Issues (paths that are not identities) stay when they lie under a selected
+    /// node and service and, with `--state`, only problems when `problem` is selected.
+    pub fn apply(&self, survey: &mut Survey, grain: Grain) -> Result<(), UsageError> {
+        if self.is_everything() {
+            return Ok(());
+        }
+        unknown_name(&self.nodes, &self.services, &survey.identities)?;
+        let wants = |state: State| self.states.is_empty() || self.states.contains(&state);
+        survey.identities.retain_mut(|i| {
+            if !self.names(&i.node, &i.service) {
+                return false;
+            }
+            match grain {
+                Grain::Identity => i.credentials().any(|c| wants(c.verdict.state)),
+                Grain::Credential => {
+                    i.cert = i.cert.take().filter(|c| wants(c.verdict.state));
+                    i.token = i.token.take().filter(|c| wants(c.verdict.state));
+                    i.cert.is_some() || i.token.is_some()
+                }
+            }
+        });
+        survey.issues.retain(|issue| {
+            let mut parts = issue.path.split('/').skip(1);
+            let (node, service) = (parts.next(), parts.next());
+            let node_ok =
+                self.nodes.is_empty() || node.is_some_and(|n| self.nodes.iter().any(|x| x == n));
+            let service_ok = self.services.is_empty()
+                || service.is_some_and(|s| self.services.iter().any(|x| x == s));
+            let state_ok = self.states.is_empty() || (issue.is_problem && wants(State::Problem));
+            node_ok && service_ok && state_ok
+        });
+        Ok(())
+    }
+
+    fn names(&self, node: &str, service: &str) -> bool {
+        (self.nodes.is_empty() || self.nodes.iter().any(|n| n == node))
+            && (self.services.is_empty() || self.services.iter().any(|s| s == service))
+    }
+}
+
+/// A `--node` or `--service` value that names nothing in `fleet` is a usage error naming it: a
+/// typo, or a monitor watching a name that is gone, must hear so.
+fn unknown_name(
+    nodes: &[String],
+    services: &[String],
+    fleet: &[Identity],
+) -> Result<(), UsageError> {
+    for (flag, names, of) in [
+        ("--node", nodes, node_of as fn(&Identity) -> &str),
+        ("--service", services, service_of),
+    ] {
+        if let Some(name) = names
+            .iter()
+            .find(|n| !fleet.iter().any(|i| of(i) == n.as_str()))
+        {
+            return Err(UsageError(format!(
+                "{flag} {name} matches no identity in the fleet (see rekey status)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn node_of(i: &Identity) -> &str {
+    &i.node
+}
+
+fn service_of(i: &Identity) -> &str {
+    &i.service
+}
+
+/// How `status` turns the fleet into an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitRule {
+    /// Rotations due are work (3), and so are credentials kept but expiring within this.
+    WarnWithin(TimeDelta),
+    /// For monitors: only an expiry within this (or one already past), of a credential or of
+    /// the CA, is work (3); rotations that are merely due are not.
+    ExpiresWithin(TimeDelta),
+}
+
+impl ExitRule {
+    /// What the (filtered) survey asks of the operator under this rule.
+    pub fn attention(self, survey: &Survey) -> Attention {
+        match self {
+            ExitRule::WarnWithin(warn) => survey.attention(Some(warn)),
+            ExitRule::ExpiresWithin(within) => expires_within(survey, within),
+        }
+    }
+}
+
+fn expires_within(survey: &Survey, within: TimeDelta) -> Attention {
+    let horizon = survey.as_of + within;
+    let needs_person = survey.issues.iter().any(|i| i.is_problem)
+        || survey
+            .identities
+            .iter()
+            .flat_map(Identity::credentials)
+            .any(|c| matches!(c.verdict.state.action(), Action::Recover | Action::Skip));
+    if needs_person {
+        return Attention::RecoverOrProblem;
+    }
+    let expiring = survey.ca.not_after <= horizon
+        || survey
+            .identities
+            .iter()
+            .flat_map(Identity::credentials)
+            .filter_map(|c| c.window)
+            .any(|w| w.not_after <= horizon);
+    if expiring {
+        Attention::WorkDue
+    } else {
+        Attention::None
+    }
+}
 /// Which identities the operator named. Selectors combine: `--node n2 --service kms` is one.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Selection {
@@ -26,25 +169,7 @@ impl Selection {
     /// The identities selected, whatever their state. A `--node` or `--service` that names
     /// nothing in the fleet, or a combination that selects nothing, is a usage error.
     pub fn resolve<'a>(&self, fleet: &'a [Identity]) -> Result<Vec<&'a Identity>, UsageError> {
-        for (flag, names, of) in [
-            (
-                "--node",
-                &self.nodes,
-                (|i: &Identity| i.node.as_str()) as fn(&Identity) -> &str,
-            ),
-            ("--service", &self.services, |i: &Identity| {
-                i.service.as_str()
-            }),
-        ] {
-            if let Some(name) = names
-                .iter()
-                .find(|n| !fleet.iter().any(|i| of(i) == n.as_str()))
-            {
-                return Err(UsageError(format!(
-                    "{flag} {name} matches no identity in the fleet (see rekey status)"
-                )));
-            }
-        }
+        unknown_name(&self.nodes, &self.services, fleet)?;
         let chosen: Vec<&Identity> = fleet
             .iter()
             .filter(|i| self.matches(&i.node, &i.service))

@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use rcgen::{CertificateParams, Issuer, KeyPair, PublicKeyData, SignatureAlgorithm};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::ca::Ca;
+use crate::ca::{Ca, KeyAccess};
 use crate::fsio::{self, Slot};
 use crate::issue;
-use crate::keys::KeyAlg;
+use crate::keys::{self, KeyAlg};
 use crate::pemblock;
 use crate::token;
 
@@ -68,6 +68,13 @@ pub fn load(root: &Path, ca: &Ca, now: DateTime<Utc>) -> Result<CaSigner> {
             "CA key {} is missing: rekey needs it to write",
             key_path.display()
         ),
+        Slot::Unusable(_) if matches!(ca.key, KeyAccess::Present { readable: false, .. }) => {
+            bail!(
+                "CA key {} is not readable by this user: writing commands need it (status and \
+                 plan do not); run as the key's owner",
+                key_path.display()
+            )
+        }
         Slot::Unusable(why) => bail!("CA key {} {why}", key_path.display()),
     };
     let cert_pem = match fsio::read_credential(&root.join("ca/ca.crt")) {
@@ -98,6 +105,11 @@ pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], ca: &Ca) -> Result<CaSigner> {
     let block = pemblock::single(cert_pem).map_err(|e| anyhow::anyhow!("ca.crt {e}"))?;
     let (_, cert) =
         X509Certificate::from_der(&block.der).map_err(|e| anyhow::anyhow!("ca.crt: {e}"))?;
+    let public =
+        keys::public_from_private_pem(key_pem).map_err(|e| anyhow::anyhow!("ca.key {e}"))?;
+    if public != ca.public {
+        bail!("ca.key does not belong to ca.crt");
+    }
     let key_text = std::str::from_utf8(key_pem).context("ca.key is not PEM text")?;
     let key = KeyPair::from_pem_and_sign_algo(key_text, rcgen_alg(ca.public.alg))
         .map_err(|e| anyhow::anyhow!("ca.key cannot be used for signing: {e}"))?;

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
 use crate::ca::{self, Ca};
-use crate::classify::{self, Action, Context, Kind, Verdict};
+use crate::classify::{self, Action, Context, Kind, State, Verdict};
 use crate::inspect::{self, Window};
 use crate::keys::KeyAlg;
-use crate::policy::Policy;
+use crate::policy::{self, Policy};
 use crate::scan::{self, Issue};
 
 /// One credential as classified.
@@ -23,6 +23,8 @@ pub struct Assessed {
     pub sha256: Option<crate::digest::Digest>,
     pub self_rotates: bool,
     pub key_alg: Option<KeyAlg>,
+    /// Subject CN and serial of a usable certificate (for the metrics' labels).
+    pub names: Option<inspect::CertNames>,
 }
 
 /// One identity as classified.
@@ -57,6 +59,14 @@ impl Identity {
         }
         tag.map(|tag| (tag, reasons.join("; ")))
     }
+
+    /// The identity's state: that of its most urgent credential.
+    pub fn state(&self) -> State {
+        self.credentials()
+            .map(|c| c.verdict.state)
+            .max_by_key(|s| s.urgency())
+            .unwrap_or(State::Healthy)
+    }
 }
 
 /// The whole fleet as of one instant.
@@ -66,10 +76,15 @@ pub struct Survey {
     pub as_of: DateTime<Utc>,
     pub ca: Ca,
     pub policy: Policy,
+    /// Where the policy in force came from.
+    pub policy_source: policy::Source,
     pub identities: Vec<Identity>,
     pub issues: Vec<Issue>,
     /// Hidden entries (names starting with a dot) under `nodes/` and its nodes, ignored.
     pub hidden: usize,
+    /// What an operator should hear before reading the rest (a service name in the policy
+    /// that looks mistyped, a CA key others can read): stderr and the reports.
+    pub warnings: Vec<String>,
 }
 
 /// What the survey asks of the operator, worst first (maps onto exit codes 4, 3, 0).
@@ -81,16 +96,33 @@ pub enum Attention {
 }
 
 impl Survey {
+    /// The file a credential of `identity` is read from.
+    pub fn path_of(&self, identity: &Identity, kind: Kind) -> PathBuf {
+        let file = match kind {
+            Kind::Cert => scan::CERT_FILE,
+            Kind::Token => scan::TOKEN_FILE,
+        };
+        self.root
+            .join("nodes")
+            .join(&identity.node)
+            .join(&identity.service)
+            .join(file)
+    }
+
     /// Surveys the fleet at `root` as of `as_of`.
     pub fn take(root: &Path, as_of: DateTime<Utc>) -> Result<Survey> {
         let root = open_root(root)?;
         let ca = ca::load(&root)?;
-        let policy = Policy::load(&root)?;
+        let loaded = policy::load(&root)?;
         let scan::Found {
             candidates,
             mut issues,
             hidden,
         } = scan::find(&root)?;
+        let services = candidates.iter().map(|c| c.service.as_str()).collect();
+        let mut warnings = loaded.warnings(&services);
+        warnings.extend(ca.key.warning(&root.join("ca/ca.key")));
+        let (policy, policy_source) = (loaded.policy, loaded.source);
         let ctx = Context {
             policy: &policy,
             ca_not_after: ca.not_after,
@@ -131,9 +163,11 @@ impl Survey {
             as_of,
             ca,
             policy,
+            policy_source,
             identities,
             issues,
             hidden,
+            warnings,
         })
     }
 
@@ -255,6 +289,7 @@ fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identity {
                 sha256: c.sha256,
                 self_rotates,
                 key_alg: c.key_alg,
+                names: c.names.clone(),
             })
         };
     Identity {

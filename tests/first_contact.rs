@@ -252,7 +252,7 @@ fn hidden_entries_are_ignored_and_counted() {
     }
     let (_, table, _) = run(root, &["status"]);
     assert!(
-        table.ends_with(
+        table.contains(
             "\n\nnote: ignored 2 hidden entries (names starting with a dot under nodes/ or a node)\n"
         ),
         "{table}"
@@ -388,7 +388,8 @@ fn a_certificate_under_another_identitys_folder_is_a_problem_with_subject_cn() {
         )
     );
     assert_eq!(set["node-02/kms/token"].0, "problem");
-    assert_eq!(set["node-01/kms/cert"].0, "due", "{set:?}");
+    // The file extends the built-in table, where kms renews its certificate itself.
+    assert_eq!(set["node-01/kms/cert"].0, "healthy", "{set:?}");
     let (code, _, stderr) = run(root, &["plan"]);
     assert_eq!(code, 4, "{stderr}");
     assert!(

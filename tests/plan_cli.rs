@@ -144,11 +144,13 @@ fn an_unusable_root_or_ca_is_fatal() {
     let key_path = root.join("ca/ca.key");
     let real_key = std::fs::read(&key_path).unwrap();
 
-    // A CA key for another certificate.
+    // A CA key for another certificate: the read side never reads the key; writing refuses.
     let elsewhere = tempfile::tempdir().unwrap();
     other.write_ca(elsewhere.path()).unwrap();
     std::fs::copy(elsewhere.path().join("ca/ca.key"), &key_path).unwrap();
     let (code, _, stderr) = run(root, &["plan"]);
+    assert_eq!(code, 3, "{stderr}");
+    let (code, _, stderr) = run(root, &["rotate"]);
     assert_eq!(code, 1);
     assert!(
         stderr.contains("ca.key does not belong to ca.crt"),

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod demo;
 pub mod hooks;
 pub mod plan;
+pub mod policy;
 pub mod prune;
 pub mod recover;
 pub mod rollback;
@@ -13,7 +14,9 @@ pub mod rotate;
 pub mod runs;
 pub mod status;
 
+pub use crate::classify::State;
 pub(crate) use crate::out::{emit, emit_with};
+pub use crate::select::{ExitRule, Filter};
 
 use anyhow::Result;
 
@@ -24,6 +27,7 @@ use crate::exit::Exit;
 pub enum Invocation {
     Status(status::Options),
     Plan(plan::Options),
+    Policy(policy::Options),
     Apply(apply::Options),
     Rotate(rotate::Options),
     Recover(recover::Options),
@@ -40,6 +44,7 @@ pub fn run(invocation: Invocation) -> Result<Exit> {
     match invocation {
         Invocation::Status(o) => status::status(&o),
         Invocation::Plan(o) => plan::plan(&o),
+        Invocation::Policy(o) => policy::policy(&o),
         Invocation::Apply(o) => apply::apply(&o),
         Invocation::Rotate(o) => rotate::rotate(&o),
         Invocation::Recover(o) => recover::recover(&o),

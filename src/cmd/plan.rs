@@ -1,4 +1,5 @@
-//! `rekey plan`: the dry-run plan, to stdout or atomically to a file, and its summary on stderr.
+//! `rekey plan`: the dry-run plan (or its HTML report for a reviewer), to stdout or atomically to
+//! a file, and its summary on stderr.
 
 use std::path::PathBuf;
 
@@ -7,25 +8,40 @@ use chrono::{DateTime, Utc};
 
 use super::emit_with;
 use crate::exit::Exit;
+use crate::select::{Filter, Grain};
 use crate::survey::Survey;
-use crate::{fsio, plan, report};
+use crate::{fsio, html, plan, report};
+
+/// What `plan` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The plan file, for `apply`.
+    Plan(plan::Format),
+    /// The plan report for a reviewer, one self-contained HTML page.
+    Html,
+}
 
 #[derive(Debug)]
 pub struct Options {
     pub root: PathBuf,
     pub as_of: DateTime<Utc>,
-    pub format: plan::Format,
+    pub format: Output,
     /// Where to write the plan; `None`: stdout.
     pub output: Option<PathBuf>,
+    /// Which identities to plan (a plan can only narrow what `apply` does).
+    pub filter: Filter,
 }
 
 pub fn plan(o: &Options) -> Result<Exit> {
-    let survey = Survey::take(&o.root, o.as_of)?;
+    let mut survey = Survey::take(&o.root, o.as_of)?;
+    o.filter.apply(&mut survey, Grain::Identity)?;
+    let render = |w: &mut dyn std::io::Write| match o.format {
+        Output::Plan(format) => plan::write(&survey, format, &mut &mut *w),
+        Output::Html => html::plan::write(&survey, &mut &mut *w),
+    };
     match &o.output {
-        Some(path) => fsio::write_atomic_with(path, 0o644, |w| {
-            plan::write(&survey, o.format, &mut &mut *w)
-        })?,
-        None => emit_with(|w| plan::write(&survey, o.format, w))?,
+        Some(path) => fsio::write_atomic_with(path, 0o644, render)?,
+        None => emit_with(|w| render(w))?,
     }
     eprint!("{}", report::plan_summary(&survey));
     Ok(survey.attention(None).into())

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::exit::Exit;
-use crate::policy::Policy;
 use crate::write::{Settings, WriteRun};
 
 #[derive(Debug)]
@@ -22,7 +21,7 @@ pub fn prune(o: &Options) -> Result<Exit> {
     let run = WriteRun::begin(&o.root, o.write.started, &o.write)?;
     let keep = match o.keep {
         Some(keep) => keep,
-        None => Policy::load(run.root())?.keep_runs as usize,
+        None => crate::policy::load(run.root())?.policy.keep_runs as usize,
     };
     let pruned = run.prune(keep, o.dry_run)?;
     let verb = if o.dry_run { "would remove" } else { "removed" };

@@ -1,30 +1,81 @@
-//! `rekey status`: every credential's expiry and state, the CA first.
+//! `rekey status`: every credential's expiry and state (the CA and the policy first, a summary
+//! last), narrowed by the filters, as a table, JSON, Prometheus metrics or an HTML page, to stdout or
+//! atomically to a file, with the exit code a monitor reads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
 use super::emit_with;
 use crate::exit::Exit;
-use crate::report;
+use crate::metrics::{self, Families, LastRun};
+use crate::select::{ExitRule, Filter, Grain};
 use crate::survey::Survey;
+use crate::{fsio, html, report, write};
+
+/// What `status` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// For people; `colour` states (stdout is a terminal and `NO_COLOR` is unset).
+    Table {
+        colour: bool,
+    },
+    Json,
+    /// Prometheus text format; `x509`: include the `x509_cert_*` families.
+    Prometheus {
+        x509: bool,
+    },
+    /// The expiry report, one self-contained HTML page.
+    Html,
+}
 
 #[derive(Debug)]
 pub struct Options {
     pub root: PathBuf,
     pub as_of: DateTime<Utc>,
-    pub json: bool,
-    /// Credentials kept but expiring within this count as work due.
-    pub warn: TimeDelta,
+    pub format: Format,
+    /// Write to FILE atomically instead of stdout.
+    pub output: Option<PathBuf>,
+    /// What counts as work due (exit 3).
+    pub rule: ExitRule,
+    /// Which identities and credentials to show (and judge the exit code on).
+    pub filter: Filter,
 }
 
 pub fn status(o: &Options) -> Result<Exit> {
-    let survey = Survey::take(&o.root, o.as_of)?;
-    if o.json {
-        emit_with(|w| report::write_status_json(&survey, w))?;
-    } else {
-        emit_with(|w| report::write_status_table(&survey, w))?;
+    let mut survey = Survey::take(&o.root, o.as_of)?;
+    for warning in &survey.warnings {
+        eprintln!("rekey: warning: {warning}");
     }
-    Ok(survey.attention(Some(o.warn)).into())
+    o.filter.apply(&mut survey, Grain::Credential)?;
+    let last_run = match o.format {
+        Format::Prometheus { .. } => last_run(&survey.root),
+        _ => None,
+    };
+    let render = |w: &mut dyn std::io::Write| match o.format {
+        Format::Table { colour } => {
+            report::write_status_table(&survey, colour && o.output.is_none(), &mut &mut *w)
+        }
+        Format::Json => report::write_status_json(&survey, &mut &mut *w),
+        Format::Prometheus { x509 } => {
+            metrics::write(&survey, last_run.as_ref(), Families { x509 }, &mut &mut *w)
+        }
+        Format::Html => html::expiry::write(&survey, &mut &mut *w),
+    };
+    match &o.output {
+        Some(path) => fsio::write_atomic_with(path, 0o644, render)?,
+        None => emit_with(|w| render(w))?,
+    }
+    Ok(o.rule.attention(&survey).into())
+}
+
+/// The newest run of the fleet that left a report, as the metrics show it.
+fn last_run(root: &Path) -> Option<LastRun> {
+    let runs = write::runs_dir(root);
+    let ids = write::list_ids(&runs).ok()?;
+    ids.iter()
+        .rev()
+        .find_map(|id| write::read_report(&runs.join(id)).ok())
+        .and_then(|report| report.last_run())
 }

@@ -87,7 +87,7 @@ impl WriteRun {
         for line in state::replay_interrupted(&root, settings.started)? {
             eprintln!("{line}");
         }
-        let policy = crate::policy::Policy::load(&root)?;
+        let policy = crate::policy::load(&root)?.policy;
         let hooks = HookSet::load(&root, &policy, &settings.hooks)?;
         let retried = if settings.hooks.skip {
             Vec::new()
@@ -272,6 +272,9 @@ impl Started {
         if report.command == Command::Recover {
             audit::settle(&root, &report, self.write.settings.started)?;
         }
+        if let Err(err) = refresh_metrics(&root, self.write.as_of, &report) {
+            eprintln!("rekey: warning: {err:#}; the run itself is unaffected");
+        }
         tell(&report, stopped.as_ref(), &saved, self.write.settings.json)?;
         if let Some(keep) = keep_runs
             && matches!(report.exit(), Exit::Ok | Exit::Attention)
@@ -321,6 +324,20 @@ impl Started {
         }
         Ok(results)
     }
+}
+
+/// Rewrites the policy's `metrics_file`, when it names one, with the fleet as the run left it
+/// (judged at the run date) and this run as the last one (docs/design.md §4, §5).
+fn refresh_metrics(root: &Path, as_of: DateTime<Utc>, report: &Report) -> Result<()> {
+    let Some(path) = crate::policy::load(root)?.policy.metrics_path(root) else {
+        return Ok(());
+    };
+    let survey = crate::survey::Survey::take(root, as_of)?;
+    let families = crate::metrics::Families { x509: true };
+    crate::fsio::write_atomic_with(&path, 0o644, |w| {
+        crate::metrics::write(&survey, report.last_run().as_ref(), families, &mut &mut *w)
+    })
+    .with_context(|| format!("failed to refresh metrics_file {}", path.display()))
 }
 
 fn skipped(refused: Vec<(IdentityId, String)>) -> impl Iterator<Item = IdentityReport> {

@@ -168,6 +168,7 @@ mod tests {
             sha256: Some(Digest::of(bytes)),
             self_rotates: false,
             key_alg: None,
+            names: None,
         }
     }
 

@@ -169,6 +169,17 @@ pub struct FleetFacts {
 }
 
 impl Report {
+    /// What the metrics say of this run (`rekey_last_run_*`); `None` if its start is unreadable.
+    pub fn last_run(&self) -> Option<crate::metrics::LastRun> {
+        let started = DateTime::parse_from_rfc3339(&self.started).ok()?;
+        Some(crate::metrics::LastRun {
+            started: started.with_timezone(&Utc),
+            done: self.counts.done,
+            skipped: self.counts.skipped,
+            failed: self.counts.failed,
+        })
+    }
+
     /// The report of a run: identities sorted by (node, service), counted once, its outcome and
     /// exit code chosen here and nowhere else. A run `cut_short` (a full filesystem, a signal,
     /// a report that could not be saved) exits 1 when it changed nothing and 3 when it changed

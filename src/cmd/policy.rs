@@ -1,0 +1,37 @@
+//! `rekey policy`: the policy in force, printed as a `rekey.toml` that parses back to the same
+//! policy (built-in table included), with where it came from; mistyped service names are
+//! warned about on stderr.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use super::emit;
+use crate::exit::Exit;
+use crate::{policy, scan};
+
+#[derive(Debug)]
+pub struct Options {
+    pub root: PathBuf,
+}
+
+pub fn policy(o: &Options) -> Result<Exit> {
+    let root = std::fs::canonicalize(&o.root)
+        .with_context(|| format!("failed to open fleet root {}", o.root.display()))?;
+    let loaded = policy::load(&root)?;
+    // The fleet's own service names only sharpen the warnings: a root without `nodes/` still
+    // has a policy to show.
+    let candidates = scan::find(&root).map(|f| f.candidates).unwrap_or_default();
+    let services = candidates.iter().map(|c| c.service.as_str()).collect();
+    for warning in loaded.warnings(&services) {
+        eprintln!("rekey: warning: {warning}");
+    }
+    emit(&format!(
+        "# the policy in force for {}: {}\n# policy_sha256 {}\n{}",
+        root.display(),
+        loaded.source.describe(),
+        loaded.policy.digest(),
+        loaded.policy.to_toml(),
+    ))?;
+    Ok(Exit::Ok)
+}

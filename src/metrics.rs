@@ -1,0 +1,237 @@
+//! Prometheus text-format metrics of a survey (docs/design.md §5, `--format prometheus`), for
+//! node_exporter's textfile collector. Certificates are named as x509-certificate-exporter
+//! names them (`x509_cert_not_after` and friends, with its labels plus `node` and `service`) so
+//! that its dashboards and alerts work as they are; `rekey_*` families carry what no exporter
+//! has: tokens, the CA, states, the last writing run. Every family has HELP and TYPE, no sample
+//! has a timestamp, and the order is fixed (families as below, samples by node, service).
+//! Pure: a survey in, text out; names, dates and digests only, never a secret.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+
+use crate::classify::{Kind, State};
+use crate::survey::{Assessed, Identity, Survey};
+use crate::totals::{Totals, still_valid};
+
+/// What the last writing run did, for `rekey_last_run_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastRun {
+    /// The wall clock when the run started.
+    pub started: DateTime<Utc>,
+    pub done: usize,
+    pub skipped: usize,
+    pub failed: usize,
+}
+
+/// Which families to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Families {
+    /// The `x509_cert_*` families; off where x509-certificate-exporter already watches the
+    /// same files (`--no-x509-metrics`).
+    pub x509: bool,
+}
+
+/// One gauge family's header.
+fn family(w: &mut impl Write, name: &str, help: &str) -> std::io::Result<()> {
+    writeln!(w, "# HELP {name} {help}")?;
+    writeln!(w, "# TYPE {name} gauge")
+}
+
+/// Appends a label value to `out`, escaped as the text format requires (`\\`, `\"`, `\n`).
+fn push_escaped(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+fn escape(value: &str) -> String {
+    let mut out = String::new();
+    push_escaped(&mut out, value);
+    out
+}
+
+/// Appends `{a="x",b="y"}` to `out` from label pairs, values escaped.
+fn push_labels(out: &mut String, pairs: &[(&str, &str)]) {
+    out.push('{');
+    for (at, (key, value)) in pairs.iter().enumerate() {
+        if at > 0 {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push_str("=\"");
+        push_escaped(out, value);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+/// `{a="x",b="y"}` from label pairs, values escaped.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    push_labels(&mut out, pairs);
+    out
+}
+
+fn certificates(survey: &Survey) -> impl Iterator<Item = (&Identity, &Assessed)> {
+    survey
+        .identities
+        .iter()
+        .filter_map(|i| i.cert.as_ref().map(|c| (i, c)))
+        .filter(|(_, c)| c.window.is_some())
+}
+
+/// Writes the metrics of `survey` (and of the last writing run, when there is one).
+pub fn write(
+    survey: &Survey,
+    last_run: Option<&LastRun>,
+    families: Families,
+    w: &mut impl Write,
+) -> std::io::Result<()> {
+    if families.x509 {
+        write_x509(survey, w)?;
+    }
+    family(
+        w,
+        "rekey_token_not_after_timestamp_seconds",
+        "When the identity's login token (token.jwt) expires, as a Unix time.",
+    )?;
+    for i in &survey.identities {
+        if let Some(window) = i.token.as_ref().and_then(|t| t.window) {
+            let path = survey.path_of(i, Kind::Token);
+            let path = path.to_string_lossy();
+            let l = labels(&[
+                ("filepath", &path),
+                ("filename", crate::scan::TOKEN_FILE),
+                ("node", &i.node),
+                ("service", &i.service),
+            ]);
+            writeln!(w, "rekey_token_not_after_timestamp_seconds{l} {}", window.not_after.timestamp())?;
+        }
+    }
+    family(
+        w,
+        "rekey_ca_not_after_timestamp_seconds",
+        "When the issuing CA certificate (ca/ca.crt) expires, as a Unix time.",
+    )?;
+    let ca_path = survey.root.join("ca/ca.crt");
+    let l = labels(&[
+        ("filepath", &ca_path.to_string_lossy()),
+        ("subject_CN", &survey.ca.common_name),
+    ]);
+    writeln!(w, "rekey_ca_not_after_timestamp_seconds{l} {}", survey.ca.not_after.timestamp())?;
+    let totals = Totals::of(survey);
+    for (name, help, counts) in [
+        (
+            "rekey_credentials",
+            "Credentials (certificates and tokens) per state, as rekey status judges them.",
+            &totals.credentials,
+        ),
+        (
+            "rekey_identities",
+            "Identities per state (an identity is as urgent as its worst credential).",
+            &totals.identities,
+        ),
+    ] {
+        family(w, name, help)?;
+        for (state, n) in State::ALL.iter().zip(counts) {
+            writeln!(w, "{name}{} {n}", labels(&[("state", state.as_str())]))?;
+        }
+    }
+    if let Some(run) = last_run {
+        family(
+            w,
+            "rekey_last_run_timestamp_seconds",
+            "When the last writing run (apply, rotate, recover, rollback) started, as a Unix time.",
+        )?;
+        writeln!(w, "rekey_last_run_timestamp_seconds {}", run.started.timestamp())?;
+        family(
+            w,
+            "rekey_last_run_identities",
+            "Identities the last writing run attempted, per outcome.",
+        )?;
+        for (outcome, n) in [("done", run.done), ("skipped", run.skipped), ("failed", run.failed)] {
+            writeln!(w, "rekey_last_run_identities{} {n}", labels(&[("outcome", outcome)]))?;
+        }
+    }
+    Ok(())
+}
+
+/// The three x509-certificate-exporter families, one sample per readable certificate each.
+/// Each sample line is made in one reused buffer: at 10^5 certificates this output must cost
+/// little beside the survey itself.
+fn write_x509(survey: &Survey, w: &mut impl Write) -> std::io::Result<()> {
+    let nodes = survey.root.join("nodes");
+    let nodes = nodes.to_string_lossy();
+    let mut line = String::with_capacity(512);
+    let label_set = |line: &mut String, i: &Identity, c: &Assessed| {
+        let names = c.names.as_ref();
+        let path = format!("{nodes}/{}/{}/{}", i.node, i.service, crate::scan::CERT_FILE);
+        push_labels(
+            line,
+            &[
+                ("filename", crate::scan::CERT_FILE),
+                ("filepath", &path),
+                ("issuer_CN", &survey.ca.common_name),
+                ("node", &i.node),
+                ("serial_number", names.map_or("", |n| n.serial.as_str())),
+                ("service", &i.service),
+                ("subject_CN", names.map_or("", |n| n.subject_cn.as_str())),
+            ],
+        );
+    };
+    for (name, help) in [
+        (
+            "x509_cert_not_before",
+            "The date before which the certificate is not valid. Expressed as a Unix Epoch Time.",
+        ),
+        (
+            "x509_cert_not_after",
+            "The date after which the certificate expires. Expressed as a Unix Epoch Time.",
+        ),
+        (
+            "x509_cert_expired",
+            "Indicates if the certificate is currently expired.",
+        ),
+    ] {
+        family(w, name, help)?;
+        for (i, c) in certificates(survey) {
+            let window = c.window.expect("certificates() yields only certificates with a window");
+            let value = match name {
+                "x509_cert_not_before" => window.not_before.timestamp(),
+                "x509_cert_not_after" => window.not_after.timestamp(),
+                _ => i64::from(!still_valid(Kind::Cert, window.not_after, survey.as_of)),
+            };
+            line.clear();
+            line.push_str(name);
+            label_set(&mut line, i, c);
+            writeln!(w, "{line} {value}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let cases = [
+            ("plain", "kms", "kms"),
+            ("quote", "a\"b", "a\\\"b"),
+            ("backslash", "a\\b", "a\\\\b"),
+            ("newline", "a\nb", "a\\nb"),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(escape(input), want, "{name}");
+        }
+        assert_eq!(labels(&[("a", "1"), ("b", "x\"")]), "{a=\"1\",b=\"x\\\"\"}");
+    }
+}

@@ -1,0 +1,275 @@
+//! The HTML reports (docs/design.md §5, `status --format html`, `plan --format html`) rendered
+//! in headless Chromium (the `chromium-headless-shell` or `chromium` Debian package; .ci/run
+//! installs it): the rendered DOM holds the expected counts, the pages are self-contained, and
+//! a screenshot of each is kept under target/html-screenshots/.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use rekey::catalog::every_case;
+use rekey::fleet::IdentitySpec;
+use rekey::keys::KeyAlg;
+
+/// The headless browser on PATH; fails the test with what to install when there is none.
+fn browser() -> &'static str {
+    for name in ["chromium-headless-shell", "chromium", "chromium-browser"] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if found {
+            return name;
+        }
+    }
+    panic!(
+        "no headless Chromium to render the HTML reports: apt-get install chromium-headless-shell \
+         (or chromium); .ci/run installs it"
+    );
+}
+
+/// Runs the browser on `page` with `args` (a fresh profile, nothing fetched); returns stdout.
+fn chromium(page: &Path, args: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("timeout")
+        .args(["120", browser()])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("the browser runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The DOM as the browser built it, and a screenshot kept as `name`.png.
+fn render(page: &Path, name: &str) -> String {
+    let dom = chromium(page, &["--dump-dom"]);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("html-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shot = dir.join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&shot);
+    chromium(
+        page,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,2000",
+        ],
+    );
+    let png = std::fs::read(&shot).expect("the screenshot was written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{}",
+        shot.display()
+    );
+    dom
+}
+
+/// The text of the element with `id` in `dom`.
+fn text_of(dom: &str, id: &str) -> String {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no element #{id}"));
+    let from = start + dom[start..].find('>').unwrap() + 1;
+    dom[from..from + dom[from..].find('<').unwrap()].to_string()
+}
+
+fn number(dom: &str, id: &str) -> usize {
+    text_of(dom, id)
+        .parse()
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+}
+
+/// A page must be whole by itself: no script, nothing to fetch, no secret.
+fn self_contained(html: &str, root: &Path) {
+    assert!(!html.contains("<script"), "no script");
+    for fetch in [
+        "src=\"http",
+        "href=\"http",
+        "url(",
+        "@import",
+        "<link",
+        "<iframe",
+    ] {
+        assert!(!html.contains(fetch), "fetches nothing: {fetch}");
+    }
+    for secret in secrets(root) {
+        assert!(!html.contains(&secret), "a secret leaked into the page");
+    }
+}
+
+fn page(root: &Path, args: &[&str], name: &str) -> (PathBuf, String) {
+    let out = root.parent().unwrap().join(name);
+    let (code, stdout, stderr) = run(root, &[args, &["-o", out.to_str().unwrap()]].concat());
+    assert!(matches!(code, 0 | 3 | 4), "{stderr}");
+    assert_eq!(stdout, "");
+    let html = std::fs::read_to_string(&out).unwrap();
+    (out, html)
+}
+
+#[test]
+fn the_expiry_report_renders_with_the_fleets_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    build(
+        &root,
+        &ca_spec(KeyAlg::P256),
+        &every_case(as_of(), KeyAlg::P256),
+    );
+    let (_, json, _) = run(&root, &["status", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let (file, html) = page(&root, &["status", "--format", "html"], "expiry.html");
+    self_contained(&html, &root);
+    let dom = render(&file, "expiry");
+
+    for (state, n) in doc["totals"]["credentials_by_state"].as_object().unwrap() {
+        assert_eq!(
+            number(&dom, &format!("count-{state}")) as u64,
+            n.as_u64().unwrap(),
+            "{state}"
+        );
+    }
+    assert_eq!(number(&dom, "identities"), 22);
+    assert_eq!(number(&dom, "credentials"), 40);
+    let attention = doc["totals"]["identities_by_state"]["recover"]
+        .as_u64()
+        .unwrap()
+        + doc["totals"]["identities_by_state"]["problem"]
+            .as_u64()
+            .unwrap();
+    assert_eq!(number(&dom, "attention-count") as u64, attention);
+    assert_eq!(
+        dom.matches("class=\"attention-row\"").count() as u64,
+        attention
+    );
+    assert_eq!(number(&dom, "ca-days-left"), 3285);
+    let within_120_days = doc["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["seconds_left"].as_i64().map(|s| (c, s)))
+        .filter(|(c, s)| (if c["kind"] == "cert" { *s >= 0 } else { *s > 0 }) && *s < 120 * 86_400)
+        .count();
+    assert_eq!(number(&dom, "timeline-total"), within_120_days);
+    let drawn: usize = dom
+        .split("class=\"bar\"")
+        .skip(1)
+        .map(|bar| {
+            let at = bar.find("data-n=\"").unwrap() + 8;
+            bar[at..at + bar[at..].find('"').unwrap()]
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(drawn, within_120_days, "the bars add up to the total");
+    assert_eq!(
+        (number(&dom, "grid-nodes"), number(&dom, "grid-services")),
+        (5, 6)
+    );
+    assert!(text_of(&dom, "policy").starts_with("built-in"));
+}
+
+#[test]
+fn the_plan_report_renders_with_the_plans_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    build(
+        &root,
+        &ca_spec(KeyAlg::P256),
+        &every_case(as_of(), KeyAlg::P256),
+    );
+    std::fs::write(root.join("rekey.toml"), "version = 1\nvalidity_days = 60\n").unwrap();
+    let (_, plan, _) = run(&root, &["plan"]);
+    let (file, html) = page(&root, &["plan", "--format", "html"], "plan.html");
+    self_contained(&html, &root);
+    let dom = render(&file, "plan");
+    for action in ["rotate", "keep", "recover", "skip"] {
+        let planned = plan.matches(&format!("action = \"{action}\"")).count();
+        assert_eq!(number(&dom, &format!("plan-{action}")), planned, "{action}");
+    }
+    assert_eq!(number(&dom, "identities"), 22);
+    assert_eq!(
+        number(&dom, "attention-count"),
+        13,
+        "2 recover and 11 with problems"
+    );
+    assert_eq!(
+        text_of(&dom, "new-not-after"),
+        "2027-01-27T00:00:00Z",
+        "60 days"
+    );
+    assert!(
+        text_of(&dom, "policy").contains("rekey.toml (sha256 "),
+        "{dom}"
+    );
+    let nodes = dom
+        .split("id=\"by-node\"")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert_eq!(nodes.matches("class=\"group-row\"").count(), 5);
+}
+
+#[test]
+fn large_fleets_are_aggregated_not_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    // 90 nodes and 240 services: more than the grid's 60 rows and 40 columns and the tables'
+    // 200 rows; the oldest identities have expired tokens (recover).
+    let ids: Vec<_> = (0..240)
+        .map(|i| {
+            IdentitySpec::new(
+                &format!("node-{:02}", i % 90),
+                &format!("svc-{i:03}"),
+                issued(i as i64 % 100),
+            )
+        })
+        .collect();
+    build(&root, &ca_spec(KeyAlg::P256), &ids);
+    let (file, _) = page(&root, &["status", "--format", "html"], "expiry.html");
+    let dom = render(&file, "expiry-large");
+    assert_eq!(
+        (number(&dom, "grid-nodes"), number(&dom, "grid-services")),
+        (90, 240)
+    );
+    let grid = dom
+        .split("class=\"grid\"")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert_eq!(grid.matches("<tr>").count(), 1 + 60, "header and 60 rows");
+    assert!(
+        grid.contains("31 others") && grid.contains("201 others"),
+        "merged rows and columns"
+    );
+    let (file, _) = page(&root, &["plan", "--format", "html"], "plan.html");
+    let dom = render(&file, "plan-large");
+    let services = dom
+        .split("id=\"by-service\"")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert_eq!(services.matches("class=\"group-row\"").count(), 199);
+    assert!(services.contains("41 others"), "the rest summed in one row");
+}

@@ -1,0 +1,131 @@
+//! Readers without the CA key (docs/design.md §1, §5): `status` and `plan` run as an
+//! unprivileged user who cannot read `ca/ca.key` (the header says so), writing commands refuse
+//! with a clear error, and a key readable by group or others is warned about. The unprivileged
+//! runs use `setpriv` (util-linux) as `nobody`, so these tests run as root, as CI does.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use rekey::fleet::IdentitySpec;
+use rekey::keys::KeyAlg;
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A fleet every user can read, except `ca/ca.key` (0600, root's); and a copy of the binary
+/// where `nobody` can run it (the build directory may not be reachable for it).
+fn shared_fleet() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "these tests switch to the user nobody with setpriv, and so must run as root (CI does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    chmod(dir.path(), 0o755);
+    let root = dir.path().join("fleet");
+    let ids = [
+        IdentitySpec::new("n1", "mocctl", issued(30)),
+        IdentitySpec::new("n1", "kms", issued(2)),
+    ];
+    build(&root, &ca_spec(KeyAlg::P256), &ids);
+    for entry in walkdir::WalkDir::new(&root) {
+        let entry = entry.unwrap();
+        let mode = if entry.file_type().is_dir() {
+            0o755
+        } else {
+            0o644
+        };
+        chmod(entry.path(), mode);
+    }
+    chmod(&root.join("ca/ca.key"), 0o600);
+    let bin = dir.path().join("rekey");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("rekey"), &bin).unwrap();
+    chmod(&bin, 0o755);
+    (dir, root, bin)
+}
+
+/// Runs `bin args` as `nobody`; returns (exit code, stdout, stderr).
+fn as_nobody(bin: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(bin)
+        .args(args)
+        .args(["--as-of", AS_OF])
+        .current_dir("/")
+        .output()
+        .expect("setpriv (util-linux) runs");
+    (
+        out.status.code().expect("rekey exits with a code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn status_and_plan_run_for_a_user_who_cannot_read_the_ca_key() {
+    let (_dir, root, bin) = shared_fleet();
+    let r = root.to_str().unwrap();
+    let (code, stdout, stderr) = as_nobody(&bin, &["status", "--root", r]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("key present, not readable by you"),
+        "{stdout}"
+    );
+    let judged = stdout
+        .lines()
+        .any(|l| l.starts_with("n1") && l.contains("mocctl") && l.contains(" due "));
+    assert!(judged, "the fleet is judged: {stdout}");
+    let (code, stdout, stderr) = as_nobody(&bin, &["status", "--root", r, "--format", "json"]);
+    assert_eq!(code, 3, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["ca"]["key"], "not_readable");
+    let (code, plan, stderr) = as_nobody(&bin, &["plan", "--root", r]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(plan.contains("action = \"rotate\""), "{plan}");
+    assert!(
+        !stderr.contains("warning"),
+        "a 0600 key is as it should be: {stderr}"
+    );
+}
+
+#[test]
+fn writing_commands_refuse_a_ca_key_they_cannot_read() {
+    let (_dir, root, bin) = shared_fleet();
+    // nobody owns the fleet (so it may take the lock), but not the CA key.
+    let status = std::process::Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::os::unix::fs::chown(root.join("ca/ca.key"), Some(0), Some(0)).unwrap();
+    let before = snapshot(&root);
+    let (code, stdout, stderr) = as_nobody(&bin, &["rotate", "--root", root.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("ca.key is not readable by this user: writing commands need it"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(&root), before, "nothing written");
+}
+
+#[test]
+fn a_ca_key_readable_by_group_or_others_is_warned_about() {
+    let (_dir, root, _bin) = shared_fleet();
+    for (mode, who) in [
+        (0o640, "its group"),
+        (0o604, "others"),
+        (0o644, "group and others"),
+    ] {
+        chmod(&root.join("ca/ca.key"), mode);
+        let (_, _, stderr) = run(&root, &["status"]);
+        let wanted = format!("is readable by {who} (mode {mode:04o})");
+        assert!(stderr.contains(&wanted), "{wanted}: {stderr}");
+        let (_, _, stderr) = run(&root, &["plan"]);
+        assert!(stderr.contains(&wanted), "{wanted}: {stderr}");
+    }
+}
