@@ -220,9 +220,17 @@ fn a_plan_older_than_the_policy_allows_or_from_after_the_run_date_is_refused() {
 fn a_writing_run_date_ahead_of_the_clock_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("fleet");
-    fleet(&root, 2, 30);
+    // Dated from the clock (this test is about the clock), so that it is sound a day ahead.
+    let now = Utc::now();
+    let mut ca = ca_spec(KeyAlg::P256);
+    ca.window = window(now - days(365), 3650);
+    let ids: Vec<IdentitySpec> = ["n1", "n2"]
+        .iter()
+        .map(|n| IdentitySpec::new(n, "mocctl", window(now - days(30), 90)))
+        .collect();
+    build(&root, &ca, &ids);
     let before = snapshot(&root);
-    let ahead = (Utc::now() + chrono::TimeDelta::days(1)).to_rfc3339();
+    let ahead = (now + chrono::TimeDelta::days(1)).to_rfc3339();
     let (plan, _) = plan_at(&root, dir.path(), &ahead);
     let r = root.to_str().unwrap();
     for args in [
