@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::count::count;
 use crate::classify::{Kind, State, human, stamp};
 use crate::survey::{Identity, Survey};
 
@@ -116,7 +117,8 @@ impl Totals {
             }
         )];
         if self.past_expiry > 0 {
-            lines.push(format!("already expired: {} credential(s)", self.past_expiry));
+            let n = count(self.past_expiry, "credential", "credentials");
+            lines.push(format!("already expired: {n}"));
         }
         if let Some(n) = &self.nearest {
             let when = format!("{} left", human(n.not_after - survey.as_of));
@@ -141,23 +143,25 @@ impl Totals {
         let mut next = Vec::new();
         let problems = self.identities_in(State::Problem) + self.problems;
         if problems > 0 {
+            let n = count(problems, "problem", "problems");
             next.push(format!(
-                "next: fix the {problems} problem(s) named above; rekey skips them until then"
+                "next: fix the {n} named above; rekey skips them until then"
             ));
         }
         let recover = self.identities_in(State::Recover);
         if recover > 0 {
+            let n = count(recover, "identity", "identities");
             next.push(format!(
-                "next: {recover} identit{} can no longer log in: rekey recover --root {root} \
-                 --all --reason TEXT (or --node/--service), after checking they are still in use",
-                if recover == 1 { "y" } else { "ies" }
+                "next: {n} can no longer log in: rekey recover --root {root} --all --reason TEXT \
+                 (or --node/--service), after checking they are still in use"
             ));
         }
         let rotate = self.to_rotate();
         if rotate > 0 {
+            let n = count(rotate, "credential", "credentials");
             next.push(format!(
-                "next: {rotate} credential(s) to rotate: rekey plan --root {root} -o plan.toml, \
-                 review, rekey apply plan.toml (or rekey rotate --root {root})"
+                "next: {n} to rotate: rekey plan --root {root} -o plan.toml, review, rekey apply \
+                 plan.toml (or rekey rotate --root {root})"
             ));
         }
         if next.is_empty() {
