@@ -274,26 +274,39 @@ fn scenario(
         let crypto = crypto_floor(&root, reps);
         let out = work.join("out");
         std::fs::create_dir_all(&out).unwrap();
-        for &(command, format, to_file) in read_commands {
-            let label = if to_file {
-                format!("{command} --format {format}")
-            } else {
-                command.to_string()
-            };
-            eprintln!("bench: {name}: {label}");
-            let file = out.join(format!("{command}.{format}"));
-            let mut args = vec![
-                command, "--root", &root_s, "--as-of", AS_OF, "--format", format,
-            ];
-            if to_file {
-                args.extend(["-o", file.to_str().unwrap()]);
+        let commands: Vec<(String, Vec<String>)> = read_commands
+            .iter()
+            .map(|&(command, format, to_file)| {
+                let mut args = vec![command, "--root", &root_s, "--as-of", AS_OF, "--format", format];
+                let file = out.join(format!("{command}.{format}"));
+                let label = if to_file {
+                    args.extend(["-o", file.to_str().unwrap()]);
+                    format!("{command} --format {format}")
+                } else {
+                    command.to_string()
+                };
+                (label, args.iter().map(|a| a.to_string()).collect())
+            })
+            .collect();
+        // Round-robin: each repetition runs every command once, so that a change in the
+        // machine's load weighs on all of them alike and their ratios stay readable.
+        let mut times = vec![Vec::new(); commands.len()];
+        let mut peaks = vec![None; commands.len()];
+        for rep in 0..reps {
+            for (at, (label, args)) in commands.iter().enumerate() {
+                eprintln!("bench: {name}: {label} ({}/{reps})", rep + 1);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let (t, rss) = run_rekey(&args);
+                times[at].push(t);
+                peaks[at] = peaks[at].max(rss);
             }
-            let (t, rss) = time_command(&args, reps, &mut || {});
+        }
+        for (((label, _), t), rss) in commands.into_iter().zip(times).zip(peaks) {
             rows.push(Row {
                 scenario: name.into(),
                 command: label,
                 identities: n,
-                median: t,
+                median: median(t),
                 floor_per_s: Some(crypto),
                 openssl_per_s: None,
                 peak_rss_kib: rss,
