@@ -277,7 +277,9 @@ fn scenario(
         let commands: Vec<(String, Vec<String>)> = read_commands
             .iter()
             .map(|&(command, format, to_file)| {
-                let mut args = vec![command, "--root", &root_s, "--as-of", AS_OF, "--format", format];
+                let mut args = vec![
+                    command, "--root", &root_s, "--as-of", AS_OF, "--format", format,
+                ];
                 let file = out.join(format!("{command}.{format}"));
                 let label = if to_file {
                     args.extend(["-o", file.to_str().unwrap()]);
