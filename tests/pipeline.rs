@@ -424,3 +424,33 @@ fn prune_removes_old_backups_but_keeps_history_and_the_last_change_of_everything
     let with_backups = all.iter().filter(|id| backup_files(id) > 0).count();
     assert_eq!(with_backups, 2, "{all:?}");
 }
+
+#[test]
+fn prune_runs_no_hook_and_keeps_the_backups_of_a_run_whose_hooks_are_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 1, 30);
+    let ran = dir.path().join("ran");
+    let hook = format!("echo x >> {}; exit 1", ran.display());
+    assert_eq!(run(&root, &["rotate", "--deploy-hook", &hook]).0, 3);
+    assert_eq!(run(&root, &["rotate", "--force", "--no-hooks"]).0, 0);
+    let first = reports(&root)[0]["run_id"].as_str().unwrap().to_string();
+    for args in [&["--dry-run"][..], &[]] {
+        let out = rekey()
+            .args(["prune", "--keep", "1", "--root"])
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains(&format!(
+                "kept the backup of run {first}: its hooks are pending"
+            )),
+            "{args:?}: {said}"
+        );
+    }
+    let ran = std::fs::read_to_string(&ran).unwrap();
+    assert_eq!(ran.lines().count(), 1, "prune ran no hook");
+}

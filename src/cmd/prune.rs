@@ -18,7 +18,11 @@ pub struct Options {
 }
 
 pub fn prune(o: &Options) -> Result<Exit> {
-    let run = WriteRun::begin(&o.root, o.write.started, &o.write)?;
+    // Pruning runs no hook, pending ones included: it only removes old backups (and a dry run
+    // must not act at all).
+    let mut settings = o.write.clone();
+    settings.hooks.skip = true;
+    let run = WriteRun::begin(&o.root, o.write.started, &settings)?;
     let keep = match o.keep {
         Some(keep) => keep,
         None => crate::policy::load(run.root())?.policy.keep_runs as usize,

@@ -42,6 +42,11 @@ pub fn prune(root: &Path, keep: usize, dry: bool, time: DateTime<Utc>) -> Result
                 .push((id.clone(), "the run has not finished".to_string()));
             continue;
         }
+        if dir.join(super::batches::HOOKS_PENDING).exists() {
+            out.kept
+                .push((id.clone(), "its hooks are pending".to_string()));
+            continue;
+        }
         if let Some(identity) = newest_change.iter().find(|(_, run)| **run == id) {
             let why = format!("newest run to change {}", identity.0);
             out.kept.push((id.clone(), why));
