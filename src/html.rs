@@ -12,7 +12,8 @@ pub mod plan;
 use std::fmt::Write as _;
 
 use crate::classify::{State, stamp};
-use crate::survey::Survey;
+use crate::scan::Issue;
+use crate::survey::{Identity, Survey};
 
 /// At most this many single identities are listed in a table; the rest are counted.
 pub const MAX_LISTED: usize = 500;
@@ -153,6 +154,74 @@ pub fn policy_section(out: &mut String, survey: &Survey) {
 pub fn warnings(out: &mut String, survey: &Survey) {
     for w in &survey.warnings {
         let _ = writeln!(out, "<div class=\"alert\">Warning: {}</div>", escape(w));
+    }
+}
+
+/// One identity in the table of what needs a person: its label and colour (a state, or an
+/// action), and its own reasons.
+pub struct AttentionRow<'a> {
+    pub identity: &'a Identity,
+    pub label: &'static str,
+    pub colour: &'static str,
+    pub reasons: String,
+}
+
+/// What needs a person, for both pages: a heading with the counts (or `none` when there is
+/// nothing), then the identities and the problems found outside identities, at most
+/// [`MAX_LISTED`] of each, under the column `column`; `more` says where the rest are listed.
+pub struct Attention<'a> {
+    pub none: &'a str,
+    pub column: &'a str,
+    pub problem_label: &'a str,
+    pub more: &'a str,
+}
+
+impl Attention<'_> {
+    pub fn write(&self, out: &mut String, rows: &[AttentionRow<'_>], problems: &[&Issue]) {
+        let _ = writeln!(
+            out,
+            "<h2>Needs a person: <span id=\"attention-count\">{}</span> identities, \
+             <span id=\"issue-count\">{}</span> other problems</h2>",
+            rows.len(),
+            problems.len()
+        );
+        if rows.is_empty() && problems.is_empty() {
+            let _ = writeln!(out, "<div class=\"ok\">{}</div>", self.none);
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "<table id=\"attention\"><tr><th>node</th><th>service</th><th>{}</th>\
+             <th>reason</th></tr>",
+            self.column
+        );
+        for row in rows.iter().take(MAX_LISTED) {
+            let _ = writeln!(
+                out,
+                "<tr class=\"attention-row\"><td>{}</td><td>{}</td><td><span class=\"swatch\" \
+                 style=\"background:{}\"></span>{}</td><td>{}</td></tr>",
+                escape(&row.identity.node),
+                escape(&row.identity.service),
+                row.colour,
+                row.label,
+                escape(&row.reasons),
+            );
+        }
+        for issue in problems.iter().take(MAX_LISTED) {
+            let _ = writeln!(
+                out,
+                "<tr class=\"issue-row\"><td colspan=\"2\">{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&issue.path),
+                self.problem_label,
+                escape(&issue.message)
+            );
+        }
+        out.push_str("</table>\n");
+        let hidden =
+            rows.len().saturating_sub(MAX_LISTED) + problems.len().saturating_sub(MAX_LISTED);
+        if hidden > 0 {
+            let _ = writeln!(out, "<p class=\"more\">… and {hidden} more{}</p>", self.more);
+        }
     }
 }
 

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
-use super::{MAX_LISTED, card, close, escape, open, policy_section, state_colour, warnings};
-use crate::classify::{Action, State, human, stamp};
+use super::{
+    Attention, AttentionRow, card, close, escape, open, policy_section, state_colour, warnings,
+};
+use crate::classify::{State, human, stamp};
 use crate::survey::{Identity, Survey};
 use crate::totals::{Totals, index, still_valid};
 
@@ -91,60 +93,28 @@ fn counts_section(out: &mut String, survey: &Survey, totals: &Totals) {
 
 /// The identities that need a person, listed first, with their reasons.
 fn attention_section(out: &mut String, survey: &Survey) {
-    let needs_person = |i: &&Identity| {
-        i.credentials()
-            .any(|c| matches!(c.verdict.state.action(), Action::Recover | Action::Skip))
-    };
-    let listed: Vec<&Identity> = survey.identities.iter().filter(needs_person).collect();
+    let rows: Vec<AttentionRow<'_>> = survey
+        .identities
+        .iter()
+        .filter_map(|identity| {
+            let (_, reasons) = identity.needs_person()?;
+            let state = identity.state();
+            Some(AttentionRow {
+                identity,
+                label: state.as_str(),
+                colour: state_colour(state),
+                reasons,
+            })
+        })
+        .collect();
     let problems: Vec<_> = survey.issues.iter().filter(|i| i.is_problem).collect();
-    let _ = writeln!(
-        out,
-        "<h2>Needs a person: <span id=\"attention-count\">{}</span> identities, \
-         <span id=\"issue-count\">{}</span> other problems</h2>",
-        listed.len(),
-        problems.len()
-    );
-    if listed.is_empty() && problems.is_empty() {
-        out.push_str("<div class=\"ok\">No identity needs <code>rekey recover</code> and no problem was found.</div>\n");
-        return;
-    }
-    out.push_str("<table id=\"attention\"><tr><th>node</th><th>service</th><th>state</th><th>reason</th></tr>\n");
-    for identity in listed.iter().take(MAX_LISTED) {
-        let state = identity.state();
-        let mut reasons: Vec<&str> = Vec::new();
-        for c in identity.credentials() {
-            let own = !c.verdict.reason.starts_with(crate::classify::SPREAD_PREFIX);
-            if own && !reasons.contains(&c.verdict.reason.as_str()) {
-                reasons.push(&c.verdict.reason);
-            }
-        }
-        let _ = writeln!(
-            out,
-            "<tr class=\"attention-row\"><td>{}</td><td>{}</td><td><span class=\"swatch\" \
-             style=\"background:{}\"></span>{}</td><td>{}</td></tr>",
-            escape(&identity.node),
-            escape(&identity.service),
-            state_colour(state),
-            state.as_str(),
-            escape(&reasons.join("; ")),
-        );
-    }
-    for issue in problems.iter().take(MAX_LISTED) {
-        let _ = writeln!(
-            out,
-            "<tr class=\"issue-row\"><td colspan=\"2\">{}</td><td>problem</td><td>{}</td></tr>",
-            escape(&issue.path),
-            escape(&issue.message)
-        );
-    }
-    out.push_str("</table>\n");
-    let hidden = listed.len().saturating_sub(MAX_LISTED) + problems.len().saturating_sub(MAX_LISTED);
-    if hidden > 0 {
-        let _ = writeln!(
-            out,
-            "<p class=\"more\">… and {hidden} more: <code>rekey status --state recover --state problem</code> lists them all.</p>"
-        );
-    }
+    let attention = Attention {
+        none: "No identity needs <code>rekey recover</code> and no problem was found.",
+        column: "state",
+        problem_label: "problem",
+        more: ": <code>rekey status --state recover --state problem</code> lists them all.",
+    };
+    attention.write(out, &rows, &problems);
 }
 
 /// Credentials expiring on each of the next [`TIMELINE_DAYS`] days, stacked by state, as SVG.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
-use super::{MAX_LISTED, card, close, escape, open, policy_section, warnings};
+use super::{Attention, AttentionRow, card, close, escape, open, policy_section, warnings};
 use crate::classify::{Action, stamp};
 use crate::survey::{Identity, Survey};
 
@@ -112,58 +112,30 @@ fn summary_section(out: &mut String, survey: &Survey) {
     );
 }
 
+/// The identities that need a person or are skipped, with their reasons.
 fn attention_section(out: &mut String, survey: &Survey) {
-    let listed: Vec<(&Identity, Action)> = survey
+    let rows: Vec<AttentionRow<'_>> = survey
         .identities
         .iter()
-        .map(|i| (i, identity_action(i)))
-        .filter(|(_, a)| matches!(a, Action::Recover | Action::Skip))
+        .filter_map(|identity| {
+            let (_, reasons) = identity.needs_person()?;
+            let action = identity_action(identity);
+            Some(AttentionRow {
+                identity,
+                label: action_str(action),
+                colour: action_colour(action),
+                reasons,
+            })
+        })
         .collect();
     let problems: Vec<_> = survey.issues.iter().filter(|i| i.is_problem).collect();
-    let _ = writeln!(
-        out,
-        "<h2>Needs a person: <span id=\"attention-count\">{}</span> identities, \
-         <span id=\"issue-count\">{}</span> other problems</h2>",
-        listed.len(),
-        problems.len()
-    );
-    if listed.is_empty() && problems.is_empty() {
-        out.push_str("<div class=\"ok\">Nothing needs <code>rekey recover</code> and nothing is skipped.</div>\n");
-        return;
-    }
-    out.push_str("<table id=\"attention\"><tr><th>node</th><th>service</th><th>action</th><th>reason</th></tr>\n");
-    for (i, action) in listed.iter().take(MAX_LISTED) {
-        let mut reasons: Vec<&str> = Vec::new();
-        for c in i.credentials() {
-            let own = !c.verdict.reason.starts_with(crate::classify::SPREAD_PREFIX);
-            if own && !reasons.contains(&c.verdict.reason.as_str()) {
-                reasons.push(&c.verdict.reason);
-            }
-        }
-        let _ = writeln!(
-            out,
-            "<tr class=\"attention-row\"><td>{}</td><td>{}</td><td><span class=\"swatch\" \
-             style=\"background:{}\"></span>{}</td><td>{}</td></tr>",
-            escape(&i.node),
-            escape(&i.service),
-            action_colour(*action),
-            action_str(*action),
-            escape(&reasons.join("; ")),
-        );
-    }
-    for issue in problems.iter().take(MAX_LISTED) {
-        let _ = writeln!(
-            out,
-            "<tr class=\"issue-row\"><td colspan=\"2\">{}</td><td>skip</td><td>{}</td></tr>",
-            escape(&issue.path),
-            escape(&issue.message)
-        );
-    }
-    out.push_str("</table>\n");
-    let hidden = listed.len().saturating_sub(MAX_LISTED) + problems.len().saturating_sub(MAX_LISTED);
-    if hidden > 0 {
-        let _ = writeln!(out, "<p class=\"more\">… and {hidden} more (see the plan file).</p>");
-    }
+    let attention = Attention {
+        none: "Nothing needs <code>rekey recover</code> and nothing is skipped.",
+        column: "action",
+        problem_label: "skip",
+        more: " (see the plan file).",
+    };
+    attention.write(out, &rows, &problems);
 }
 
 /// Credentials per action, grouped by the key `group` gives each identity.

@@ -1,0 +1,232 @@
+//! The tables that pin `policy` (a row per case, boundary instants included).
+use super::*;
+
+#[test]
+fn parses_the_documented_example() {
+    let text = r#"
+version = 1
+validity_days = 90
+stalled_below_percent = 25
+min_age_hours = 24
+keys = "rotate"
+
+[services.nodeagent]
+self_renews_cert = true
+self_rotates_token = false
+"#;
+    let policy = Policy::parse(text).unwrap();
+    assert!(policy.renewal("nodeagent").self_renews_cert);
+    assert_eq!(policy.renewal("unlisted"), Renewal::default());
+    assert_eq!(policy.keys, KeyMode::Rotate);
+    assert_eq!(policy.max_plan_age_hours, 168);
+}
+
+#[test]
+fn the_digest_names_the_policy_in_force_not_its_spelling() {
+    let builtin = Policy::builtin().digest();
+    let spelled = Policy::parse("version = 1\n\n# same as the default\nkeys = \"rotate\"\n")
+        .unwrap()
+        .digest();
+    let longer = Policy::parse("version = 1\nvalidity_days = 91")
+        .unwrap()
+        .digest();
+    let reuse = Policy::parse("version = 1\nkeys = \"reuse\"")
+        .unwrap()
+        .digest();
+    assert_eq!(spelled, Policy::parse("version = 1").unwrap().digest());
+    assert_eq!(spelled, builtin, "a file that only restates the defaults is the built-in policy");
+    assert_ne!(spelled, longer);
+    assert_ne!(spelled, reuse);
+}
+
+#[test]
+fn subject_cn_is_global_or_per_service_and_the_service_wins() {
+    let policy = Policy::parse(
+        "version = 1\nsubject_cn = \"{service}.{node}\"\n\
+         [services.kms]\nsubject_cn = \"{node}/{service}\"\n[services.csi]\n",
+    )
+    .unwrap();
+    let expected = |service: &str| {
+        policy
+            .subject_cn(service)
+            .map(|p| p.expand("node-02", service))
+    };
+    assert_eq!(expected("kms").as_deref(), Some("node-02/kms"));
+    assert_eq!(expected("csi").as_deref(), Some("csi.node-02"));
+    assert_eq!(expected("unlisted").as_deref(), Some("unlisted.node-02"));
+    let unset = Policy::parse("version = 1\n[services.kms]\n").unwrap();
+    assert_eq!(unset.subject_cn("kms"), None);
+    assert_eq!(Policy::builtin().subject_cn("kms"), None);
+    let fixed = Policy::parse("version = 1\nsubject_cn = \"fleet\"").unwrap();
+    assert_eq!(
+        fixed.subject_cn("kms").map(|p| p.expand("n", "kms")),
+        Some("fleet".to_string())
+    );
+}
+
+#[test]
+fn subject_cn_changes_the_digest_only_when_set() {
+    let unset = Policy::parse(
+        "version = 1\nbuiltin_services = false\n[services.kms]\nself_renews_cert = true",
+    )
+    .unwrap();
+    let canonical = serde_json::to_string(&unset).unwrap();
+    assert_eq!(
+        canonical,
+        "{\"validity_days\":90,\"stalled_below_percent\":25,\"min_age_hours\":24,\
+         \"keys\":\"rotate\",\"max_plan_age_hours\":168,\"keep_runs\":12,\
+         \"hook_timeout_seconds\":120,\"services\":{\"kms\":\
+         {\"self_renews_cert\":true,\"self_rotates_token\":false}}}",
+        "the canonical form of a policy without subject_cn is what it was before the field"
+    );
+    let global = Policy::parse(
+        "version = 1\nsubject_cn = \"{service}\"\n[services.kms]\nself_renews_cert = true",
+    )
+    .unwrap();
+    let per_service = Policy::parse(
+        "version = 1\n[services.kms]\nself_renews_cert = true\nsubject_cn = \"{service}\"",
+    )
+    .unwrap();
+    let digests = [unset.digest(), global.digest(), per_service.digest()];
+    assert_ne!(digests[0], digests[1]);
+    assert_ne!(digests[0], digests[2]);
+    assert_ne!(digests[1], digests[2]);
+}
+
+#[test]
+fn subject_cn_patterns_hold_only_node_and_service() {
+    let cases = [
+        ("placeholders and text", "{service}.{node}.fleet.internal", true),
+        ("one placeholder", "{node}", true),
+        ("no placeholder", "fleet", true),
+        ("empty", "", false),
+        ("unknown placeholder", "{host}", false),
+        ("unclosed", "{node", false),
+        ("stray closing brace", "node}", false),
+        ("doubled braces", "{{node}}", false),
+        ("upper case", "{Node}", false),
+    ];
+    for (name, text, ok) in cases {
+        assert_eq!(SubjectCn::parse(text).is_ok(), ok, "{name}");
+    }
+}
+
+#[test]
+fn a_file_extends_the_builtin_service_table_unless_told_not_to() {
+    let renews = |p: &Policy, s: &str| p.renewal(s).self_renews_cert;
+    let cases = [
+        ("defaults only", "version = 1", 8, true, false),
+        (
+            "one more service",
+            "version = 1\n[services.vault]\nself_renews_cert = true",
+            9,
+            true,
+            true,
+        ),
+        (
+            "a built-in service overridden",
+            "version = 1\n[services.kms]\nself_renews_cert = false",
+            8,
+            false,
+            false,
+        ),
+        (
+            "replaced",
+            "version = 1\nbuiltin_services = false\n[services.vault]\nself_renews_cert = true",
+            1,
+            false,
+            true,
+        ),
+    ];
+    for (name, text, count, kms, vault) in cases {
+        let policy = Policy::parse(text).unwrap();
+        assert_eq!(policy.services.len(), count, "{name}");
+        assert_eq!(renews(&policy, "kms"), kms, "{name}");
+        assert_eq!(renews(&policy, "vault"), vault, "{name}");
+    }
+    assert_eq!(Policy::parse("version = 1").unwrap(), Policy::builtin());
+}
+
+#[test]
+fn rejects_bad_policies_naming_the_field() {
+    let cases = [
+        (
+            "unknown top-level field",
+            "version = 1\nvalidty_days = 90",
+            "validty_days",
+        ),
+        (
+            "unknown service field",
+            "version = 1\n[services.kms]\nrenews = true",
+            "renews",
+        ),
+        (
+            "wrong type",
+            "version = 1\nvalidity_days = \"90\"",
+            "validity_days",
+        ),
+        (
+            "negative",
+            "version = 1\nmin_age_hours = -1",
+            "min_age_hours",
+        ),
+        (
+            "zero validity",
+            "version = 1\nvalidity_days = 0",
+            "validity_days",
+        ),
+        ("newer version", "version = 2", "version 2"),
+        ("missing version", "validity_days = 90", "version"),
+        ("bad keys", "version = 1\nkeys = \"keep\"", "keys"),
+        (
+            "reload not a string",
+            "version = 1\n[services.kms]\nreload = 1",
+            "reload",
+        ),
+        (
+            "empty reload",
+            "version = 1\n[services.kms]\nreload = \"  \"",
+            "[services.kms] reload is empty",
+        ),
+        (
+            "zero plan age",
+            "version = 1\nmax_plan_age_hours = 0",
+            "max_plan_age_hours",
+        ),
+        (
+            "bad service name",
+            "version = 1\n[services.\"../x\"]",
+            "service name",
+        ),
+        ("empty metrics file", "version = 1\nmetrics_file = \"\"", "metrics_file"),
+        (
+            "builtin_services not a boolean",
+            "version = 1\nbuiltin_services = \"no\"",
+            "builtin_services",
+        ),
+        (
+            "bad subject_cn",
+            "version = 1\nsubject_cn = \"{host}\"",
+            "subject_cn \"{host}\" may hold only the placeholders {node} and {service}",
+        ),
+        (
+            "empty subject_cn",
+            "version = 1\nsubject_cn = \"\"",
+            "subject_cn \"\" is empty",
+        ),
+        (
+            "bad subject_cn of a service",
+            "version = 1\n[services.kms]\nsubject_cn = \"{node\"",
+            "[services.kms] subject_cn \"{node\" may hold only",
+        ),
+        (
+            "subject_cn of the wrong type",
+            "version = 1\nsubject_cn = 1",
+            "subject_cn",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let err = format!("{:#}", Policy::parse(text).unwrap_err());
+        assert!(err.contains(needle), "{name}: {err}");
+    }
+}
