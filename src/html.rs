@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use crate::classify::{State, stamp};
 use crate::scan::Issue;
-use crate::survey::{Identity, Survey};
+use crate::survey::{Person, Scope};
 
 /// At most this many single identities are listed in a table; the rest are counted.
 pub const MAX_LISTED: usize = 500;
@@ -83,7 +83,7 @@ svg text { font: 11px system-ui, 'DejaVu Sans', sans-serif; fill: #58636e; }
 ";
 
 /// The page's opening: doctype, title, stylesheet, heading and the line under it.
-pub fn open(out: &mut String, title: &str, survey: &Survey) {
+pub fn open(out: &mut String, title: &str, scope: &Scope) {
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -92,8 +92,8 @@ pub fn open(out: &mut String, title: &str, survey: &Survey) {
          <p class=\"meta\">Fleet <code>{}</code> as of <time id=\"as-of\">{}</time></p>\n",
         escape(title),
         escape(title),
-        escape(&survey.root.to_string_lossy()),
-        stamp(survey.as_of),
+        escape(&scope.root.to_string_lossy()),
+        stamp(scope.as_of),
     );
 }
 
@@ -116,8 +116,8 @@ pub fn card(out: &mut String, id: &str, n: usize, label: &str, colour: Option<&s
 }
 
 /// The policy in force: where it came from, its digest and its values.
-pub fn policy_section(out: &mut String, survey: &Survey) {
-    let p = &survey.policy;
+pub fn policy_section(out: &mut String, scope: &Scope) {
+    let p = &scope.policy;
     let _ = write!(
         out,
         "<h2>Policy in force</h2>\n<p id=\"policy\">{}<br><code>policy_sha256 {}</code></p>\n\
@@ -126,7 +126,7 @@ pub fn policy_section(out: &mut String, survey: &Survey) {
          <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td>\
          </tr></table>\n<table><tr><th>service</th><th>renews its certificate</th>\
          <th>rotates its token</th></tr>",
-        escape(&survey.policy_source.describe()),
+        escape(&scope.policy_source.describe()),
         p.digest(),
         p.validity_days,
         p.stalled_below_percent,
@@ -151,8 +151,8 @@ pub fn policy_section(out: &mut String, survey: &Survey) {
 }
 
 /// Warnings the survey gathered, as an alert box.
-pub fn warnings(out: &mut String, survey: &Survey) {
-    for w in &survey.warnings {
+pub fn warnings(out: &mut String, scope: &Scope) {
+    for w in &scope.warnings {
         let _ = writeln!(out, "<div class=\"alert\">Warning: {}</div>", escape(w));
     }
 }
@@ -160,10 +160,9 @@ pub fn warnings(out: &mut String, survey: &Survey) {
 /// One identity in the table of what needs a person: its label and colour (a state, or an
 /// action), and its own reasons.
 pub struct AttentionRow<'a> {
-    pub identity: &'a Identity,
+    pub person: &'a Person,
     pub label: &'static str,
     pub colour: &'static str,
-    pub reasons: String,
 }
 
 /// What needs a person, for both pages: a heading with the counts (or `none` when there is
@@ -200,11 +199,11 @@ impl Attention<'_> {
                 out,
                 "<tr class=\"attention-row\"><td>{}</td><td>{}</td><td><span class=\"swatch\" \
                  style=\"background:{}\"></span>{}</td><td>{}</td></tr>",
-                escape(&row.identity.node),
-                escape(&row.identity.service),
+                escape(&row.person.node),
+                escape(&row.person.service),
                 row.colour,
                 row.label,
-                escape(&row.reasons),
+                escape(&row.person.reasons),
             );
         }
         for issue in problems.iter().take(MAX_LISTED) {

@@ -4,15 +4,16 @@
 //! that its dashboards and alerts work as they are; `rekey_*` families carry what no exporter
 //! has: tokens, the CA, states, the last writing run. Every family has HELP and TYPE, no sample
 //! has a timestamp, and the order is fixed (families as below, samples by node, service).
-//! Pure: a survey in, text out; names, dates and digests only, never a secret.
+//! Names, dates and digests only, never a secret.
 
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
 
 use crate::classify::{Kind, State};
-use crate::survey::{Assessed, Identity, Survey};
-use crate::totals::{Totals, still_valid};
+use crate::out::Spool;
+use crate::survey::{Judged, Scope};
+use crate::totals::still_valid;
 
 /// What the last writing run did, for `rekey_last_run_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,32 +80,82 @@ fn labels(pairs: &[(&str, &str)]) -> String {
     out
 }
 
-fn certificates(survey: &Survey) -> impl Iterator<Item = (&Identity, &Assessed)> {
-    survey
-        .identities
-        .iter()
-        .filter_map(|i| i.cert.as_ref().map(|c| (i, c)))
-        .filter(|(_, c)| c.window.is_some())
-}
+/// The x509-certificate-exporter families, in the order written.
+const X509: [(&str, &str); 3] = [
+    (
+        "x509_cert_not_before",
+        "The date before which the certificate is not valid. Expressed as a Unix Epoch Time.",
+    ),
+    (
+        "x509_cert_not_after",
+        "The date after which the certificate expires. Expressed as a Unix Epoch Time.",
+    ),
+    (
+        "x509_cert_expired",
+        "Indicates if the certificate is currently expired.",
+    ),
+];
 
-/// Writes the metrics of `survey` (and of the last writing run, when there is one).
+const TOKEN: &str = "rekey_token_not_after_timestamp_seconds";
+
+/// Writes the metrics of the identities as they pass (and of the last writing run, when there
+/// is one). The samples of a family must be written together, so the first family goes
+/// straight to `w` and the others are set aside on disk ([`Spool`]) until every identity has
+/// passed: memory stays flat.
 pub fn write(
-    survey: &Survey,
+    scope: &Scope,
+    judged: &mut Judged<'_>,
     last_run: Option<&LastRun>,
     families: Families,
     w: &mut impl Write,
 ) -> std::io::Result<()> {
-    if families.x509 {
-        write_x509(survey, w)?;
+    let nodes = scope.root.join("nodes");
+    let nodes = nodes.to_string_lossy();
+    let x509 = if families.x509 { &X509[..] } else { &[] };
+    // The first x509 family to `w`, the other two and the tokens' aside.
+    let mut aside = Vec::new();
+    for _ in x509.iter().skip(1) {
+        aside.push(Spool::new()?);
     }
-    family(
-        w,
-        "rekey_token_not_after_timestamp_seconds",
-        "When the identity's login token (token.jwt) expires, as a Unix time.",
-    )?;
-    for i in &survey.identities {
+    let mut tokens = Spool::new()?;
+    if let Some((name, help)) = x509.first() {
+        family(w, name, help)?;
+    }
+    let mut line = String::with_capacity(512);
+    for i in judged.by_ref() {
+        if let Some((c, window)) = i.cert.as_ref().and_then(|c| Some((c, c.window?))) {
+            let names = c.names.as_ref();
+            let path = format!("{nodes}/{}/{}/{}", i.node, i.service, crate::scan::CERT_FILE);
+            let mut label_set = String::with_capacity(256);
+            push_labels(
+                &mut label_set,
+                &[
+                    ("filename", crate::scan::CERT_FILE),
+                    ("filepath", &path),
+                    ("issuer_CN", &scope.ca.common_name),
+                    ("node", &i.node),
+                    ("serial_number", names.map_or("", |n| n.serial.as_str())),
+                    ("service", &i.service),
+                    ("subject_CN", names.map_or("", |n| n.subject_cn.as_str())),
+                ],
+            );
+            for (at, (name, _)) in x509.iter().enumerate() {
+                let value = match *name {
+                    "x509_cert_not_before" => window.not_before.timestamp(),
+                    "x509_cert_not_after" => window.not_after.timestamp(),
+                    _ => i64::from(!still_valid(Kind::Cert, window.not_after, scope.as_of)),
+                };
+                line.clear();
+                line.push_str(name);
+                line.push_str(&label_set);
+                match at {
+                    0 => writeln!(w, "{line} {value}")?,
+                    _ => writeln!(aside[at - 1].writer(), "{line} {value}")?,
+                }
+            }
+        }
         if let Some(window) = i.token.as_ref().and_then(|t| t.window) {
-            let path = survey.path_of(i, Kind::Token);
+            let path = scope.path_of(&i.node, &i.service, Kind::Token);
             let path = path.to_string_lossy();
             let l = labels(&[
                 ("filepath", &path),
@@ -112,21 +163,31 @@ pub fn write(
                 ("node", &i.node),
                 ("service", &i.service),
             ]);
-            writeln!(w, "rekey_token_not_after_timestamp_seconds{l} {}", window.not_after.timestamp())?;
+            writeln!(tokens.writer(), "{TOKEN}{l} {}", window.not_after.timestamp())?;
         }
     }
+    for ((name, help), spool) in x509.iter().skip(1).zip(aside) {
+        family(w, name, help)?;
+        spool.copy_to(w)?;
+    }
+    family(
+        w,
+        TOKEN,
+        "When the identity's login token (token.jwt) expires, as a Unix time.",
+    )?;
+    tokens.copy_to(w)?;
     family(
         w,
         "rekey_ca_not_after_timestamp_seconds",
         "When the issuing CA certificate (ca/ca.crt) expires, as a Unix time.",
     )?;
-    let ca_path = survey.root.join("ca/ca.crt");
+    let ca_path = scope.root.join("ca/ca.crt");
     let l = labels(&[
         ("filepath", &ca_path.to_string_lossy()),
-        ("subject_CN", &survey.ca.common_name),
+        ("subject_CN", &scope.ca.common_name),
     ]);
-    writeln!(w, "rekey_ca_not_after_timestamp_seconds{l} {}", survey.ca.not_after.timestamp())?;
-    let totals = Totals::of(survey);
+    writeln!(w, "rekey_ca_not_after_timestamp_seconds{l} {}", scope.ca.not_after.timestamp())?;
+    let totals = &judged.end().totals;
     for (name, help, counts) in [
         (
             "rekey_credentials",
@@ -158,60 +219,6 @@ pub fn write(
         )?;
         for (outcome, n) in [("done", run.done), ("skipped", run.skipped), ("failed", run.failed)] {
             writeln!(w, "rekey_last_run_identities{} {n}", labels(&[("outcome", outcome)]))?;
-        }
-    }
-    Ok(())
-}
-
-/// The three x509-certificate-exporter families, one sample per readable certificate each.
-/// Each sample line is made in one reused buffer: at 10^5 certificates this output must cost
-/// little beside the survey itself.
-fn write_x509(survey: &Survey, w: &mut impl Write) -> std::io::Result<()> {
-    let nodes = survey.root.join("nodes");
-    let nodes = nodes.to_string_lossy();
-    let mut line = String::with_capacity(512);
-    let label_set = |line: &mut String, i: &Identity, c: &Assessed| {
-        let names = c.names.as_ref();
-        let path = format!("{nodes}/{}/{}/{}", i.node, i.service, crate::scan::CERT_FILE);
-        push_labels(
-            line,
-            &[
-                ("filename", crate::scan::CERT_FILE),
-                ("filepath", &path),
-                ("issuer_CN", &survey.ca.common_name),
-                ("node", &i.node),
-                ("serial_number", names.map_or("", |n| n.serial.as_str())),
-                ("service", &i.service),
-                ("subject_CN", names.map_or("", |n| n.subject_cn.as_str())),
-            ],
-        );
-    };
-    for (name, help) in [
-        (
-            "x509_cert_not_before",
-            "The date before which the certificate is not valid. Expressed as a Unix Epoch Time.",
-        ),
-        (
-            "x509_cert_not_after",
-            "The date after which the certificate expires. Expressed as a Unix Epoch Time.",
-        ),
-        (
-            "x509_cert_expired",
-            "Indicates if the certificate is currently expired.",
-        ),
-    ] {
-        family(w, name, help)?;
-        for (i, c) in certificates(survey) {
-            let window = c.window.expect("certificates() yields only certificates with a window");
-            let value = match name {
-                "x509_cert_not_before" => window.not_before.timestamp(),
-                "x509_cert_not_after" => window.not_after.timestamp(),
-                _ => i64::from(!still_valid(Kind::Cert, window.not_after, survey.as_of)),
-            };
-            line.clear();
-            line.push_str(name);
-            label_set(&mut line, i, c);
-            writeln!(w, "{line} {value}")?;
         }
     }
     Ok(())

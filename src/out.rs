@@ -19,3 +19,42 @@ pub fn emit_with(
         .and_then(|()| out.flush())
         .context("failed to write to stdout")
 }
+
+/// Output set aside in an unnamed temporary file while a stream passes, for what must be
+/// written after something that is known only at the end (the status table's column widths,
+/// the metrics' families after the first): memory stays flat whatever the fleet's size. The
+/// file is gone when the spool is dropped, even if the process is killed.
+pub struct Spool {
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl Spool {
+    pub fn new() -> std::io::Result<Spool> {
+        let file = tempfile::tempfile().map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot make a temporary file (set TMPDIR to a writable directory): {e}"),
+            )
+        })?;
+        Ok(Spool {
+            file: std::io::BufWriter::with_capacity(1 << 16, file),
+        })
+    }
+
+    pub fn writer(&mut self) -> &mut impl Write {
+        &mut self.file
+    }
+
+    /// What was set aside, from the start, for reading back.
+    pub fn read_back(self) -> std::io::Result<std::io::BufReader<std::fs::File>> {
+        use std::io::Seek;
+        let mut file = self.file.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        Ok(std::io::BufReader::with_capacity(1 << 16, file))
+    }
+
+    /// Appends what was set aside to `w`.
+    pub fn copy_to(self, w: &mut impl Write) -> std::io::Result<()> {
+        std::io::copy(&mut self.read_back()?, w).map(|_| ())
+    }
+}

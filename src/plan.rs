@@ -10,7 +10,9 @@ use std::io::Write;
 use crate::classify::{Action, stamp};
 use crate::policy::KeyMode;
 
-use crate::survey::{Assessed, Identity, Survey};
+use std::cell::RefCell;
+
+use crate::survey::{Assessed, End, Identity, Judged, Scope};
 
 mod valid;
 
@@ -105,7 +107,7 @@ impl PlanIdentity {
 /// A plan being written: its header and issues, and its identities one at a time, so that a plan
 /// of 10^6 identities is never held whole in memory. Both formats are written from here.
 #[derive(Serialize)]
-struct Out<'a, I: Serialize> {
+struct Out<'a, I: Serialize, J: Serialize> {
     version: u32,
     root: &'a str,
     as_of: &'a str,
@@ -117,29 +119,16 @@ struct Out<'a, I: Serialize> {
     ca_sha256: &'a str,
     ca_not_after: &'a str,
     identity: I,
-    issue: &'a [PlanIssue],
+    issue: J,
 }
 
-/// Serializes the identities an iterator yields, as a sequence, without collecting them.
-struct Lazy<F>(F);
-
-impl<F: Fn() -> It, It: Iterator<Item = PlanIdentity>> Serialize for Lazy<F> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq((self.0)())
-    }
-}
-
-impl<I: Serialize> Out<'_, I> {
+impl<I: Serialize, J: Serialize> Out<'_, I, J> {
     fn write_json(&self, w: &mut impl Write) -> std::io::Result<()> {
         serde_json::to_writer_pretty(&mut *w, self)?;
         w.write_all(b"\n")
     }
 
-    fn write_toml(
-        &self,
-        identities: impl Iterator<Item = PlanIdentity>,
-        w: &mut impl Write,
-    ) -> std::io::Result<()> {
+    fn write_toml_header(&self, w: &mut impl Write) -> std::io::Result<()> {
         writeln!(w, "version = {}", self.version)?;
         writeln!(w, "root = {}", quote(self.root))?;
         writeln!(w, "as_of = {}", quote(self.as_of))?;
@@ -151,30 +140,32 @@ impl<I: Serialize> Out<'_, I> {
             writeln!(w, "policy_sha256 = {}", quote(digest))?;
         }
         writeln!(w, "ca_sha256 = {}", quote(self.ca_sha256))?;
-        writeln!(w, "ca_not_after = {}", quote(self.ca_not_after))?;
-        for i in identities {
-            write!(
-                w,
-                "\n[[identity]]\nnode = {}\nservice = {}\n",
-                quote(&i.node),
-                quote(&i.service)
-            )?;
-            for (key, entry) in [("cert", &i.cert), ("token", &i.token)] {
-                if let Some(e) = entry {
-                    writeln!(w, "{key} = {}", inline(e))?;
-                }
-            }
-        }
-        for issue in self.issue {
-            write!(
-                w,
-                "\n[[issue]]\npath = {}\nreason = {}\n",
-                quote(&issue.path),
-                quote(&issue.reason)
-            )?;
-        }
-        Ok(())
+        writeln!(w, "ca_not_after = {}", quote(self.ca_not_after))
     }
+}
+
+fn write_toml_identity(i: &PlanIdentity, w: &mut impl Write) -> std::io::Result<()> {
+    write!(
+        w,
+        "\n[[identity]]\nnode = {}\nservice = {}\n",
+        quote(&i.node),
+        quote(&i.service)
+    )?;
+    for (key, entry) in [("cert", &i.cert), ("token", &i.token)] {
+        if let Some(e) = entry {
+            writeln!(w, "{key} = {}", inline(e))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_toml_issue(issue: &PlanIssue, w: &mut impl Write) -> std::io::Result<()> {
+    write!(
+        w,
+        "\n[[issue]]\npath = {}\nreason = {}\n",
+        quote(&issue.path),
+        quote(&issue.reason)
+    )
 }
 
 /// Which format a plan is written in.
@@ -184,70 +175,91 @@ pub enum Format {
     Json,
 }
 
-/// Writes the plan of `survey` to `w`, identity by identity.
-pub fn write(survey: &Survey, format: Format, w: &mut impl Write) -> std::io::Result<()> {
-    let root = survey.root.to_string_lossy();
-    let (as_of, ca_not_after) = (stamp(survey.as_of), stamp(survey.ca.not_after));
-    let issues = issues_of(survey);
-    let identities = || identities(survey);
-    let policy_sha256 = survey.policy.digest().hex();
-    let ca_sha256 = survey.ca.sha256.hex();
+/// Writes the plan of the identities as they pass to `w`, identity by identity; the issues,
+/// known once they have all passed, last.
+pub fn write(
+    scope: &Scope,
+    judged: &mut Judged<'_>,
+    format: Format,
+    w: &mut impl Write,
+) -> std::io::Result<()> {
+    let root = scope.root.to_string_lossy();
+    let (as_of, ca_not_after) = (stamp(scope.as_of), stamp(scope.ca.not_after));
+    let new_not_after = stamp(scope.context().new_not_after());
+    let policy_sha256 = scope.policy.digest().hex();
+    let ca_sha256 = scope.ca.sha256.hex();
+    let judged = RefCell::new(judged);
     let out = Out {
         version: VERSION,
         root: &root,
         as_of: &as_of,
-        validity_days: survey.policy.validity_days,
-        keys: Some(survey.policy.keys),
+        validity_days: scope.policy.validity_days,
+        keys: Some(scope.policy.keys),
         policy_sha256: Some(&policy_sha256),
         ca_sha256: &ca_sha256,
         ca_not_after: &ca_not_after,
-        identity: Lazy(identities),
-        issue: &issues,
+        identity: Passing {
+            judged: &judged,
+            new_not_after: &new_not_after,
+        },
+        issue: Issues(&judged),
     };
     match format {
-        Format::Toml => out.write_toml(identities(), w),
+        Format::Toml => {
+            out.write_toml_header(w)?;
+            let mut judged = judged.borrow_mut();
+            for i in judged.by_ref() {
+                write_toml_identity(&PlanIdentity::of(&i, &new_not_after), w)?;
+            }
+            for issue in problems(judged.end()) {
+                write_toml_issue(&issue, w)?;
+            }
+            Ok(())
+        }
         Format::Json => out.write_json(w),
     }
 }
 
-/// The plan entries of a survey's identities, made one at a time.
-pub fn identities(survey: &Survey) -> impl Iterator<Item = PlanIdentity> + '_ {
-    let new_not_after = stamp(survey.context().new_not_after());
-    survey
-        .identities
-        .iter()
-        .map(move |i| PlanIdentity::of(i, &new_not_after))
-}
-
-fn issues_of(survey: &Survey) -> Vec<PlanIssue> {
-    survey
-        .issues
+/// The plan entries of the problems found besides identities.
+fn problems(end: &End) -> impl Iterator<Item = PlanIssue> + '_ {
+    end.issues
         .iter()
         .filter(|i| i.is_problem)
         .map(|i| PlanIssue {
             path: i.path.clone(),
             reason: i.message.clone(),
         })
-        .collect()
+}
+
+/// Serializes the plan entries of the identities as they pass, as a sequence.
+struct Passing<'a, 'j> {
+    judged: &'a RefCell<&'a mut Judged<'j>>,
+    new_not_after: &'a str,
+}
+
+impl Serialize for Passing<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut judged = self.judged.borrow_mut();
+        serializer.collect_seq(
+            judged
+                .by_ref()
+                .map(|i| PlanIdentity::of(&i, self.new_not_after)),
+        )
+    }
+}
+
+/// Serializes the problems found besides identities, once they have all passed.
+struct Issues<'a, 'j>(&'a RefCell<&'a mut Judged<'j>>);
+
+impl Serialize for Issues<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut judged = self.0.borrow_mut();
+        serializer.collect_seq(problems(judged.end()))
+    }
 }
 
 impl Plan {
-    pub fn from_survey(survey: &Survey) -> Plan {
-        Plan {
-            version: VERSION,
-            root: survey.root.to_string_lossy().into_owned(),
-            as_of: stamp(survey.as_of),
-            validity_days: survey.policy.validity_days,
-            keys: Some(survey.policy.keys),
-            policy_sha256: Some(survey.policy.digest().hex()),
-            ca_sha256: survey.ca.sha256.hex(),
-            ca_not_after: stamp(survey.ca.not_after),
-            identity: identities(survey).collect(),
-            issue: issues_of(survey),
-        }
-    }
-
-    fn out(&self) -> Out<'_, &Vec<PlanIdentity>> {
+    fn out(&self) -> Out<'_, &Vec<PlanIdentity>, &Vec<PlanIssue>> {
         Out {
             version: self.version,
             root: &self.root,
@@ -265,9 +277,17 @@ impl Plan {
     /// The plan as TOML, one inline table per credential.
     pub fn to_toml(&self) -> String {
         let mut out = Vec::new();
-        self.out()
-            .write_toml(self.identity.iter().cloned(), &mut out)
-            .expect("writing to memory cannot fail");
+        let write = |out: &mut Vec<u8>| -> std::io::Result<()> {
+            self.out().write_toml_header(out)?;
+            for i in &self.identity {
+                write_toml_identity(i, out)?;
+            }
+            for issue in &self.issue {
+                write_toml_issue(issue, out)?;
+            }
+            Ok(())
+        };
+        write(&mut out).expect("writing to memory cannot fail");
         String::from_utf8(out).expect("a plan is UTF-8")
     }
 

@@ -7,18 +7,10 @@ use std::io::Write;
 
 pub use json::write_status_json;
 
-use crate::classify::{Action, day, human, stamp};
+use crate::classify::{Action, State, day, human, stamp};
 use crate::count::count;
-use crate::survey::{Assessed, Identity, Survey};
-use crate::totals::Totals;
-
-/// Every credential of a survey with its identity, in (node, service, kind) order.
-pub fn rows(survey: &Survey) -> impl Iterator<Item = (&Identity, &Assessed)> {
-    survey
-        .identities
-        .iter()
-        .flat_map(|i| i.credentials().map(move |c| (i, c)))
-}
+use crate::out::Spool;
+use crate::survey::{Assessed, End, Judged, Scope};
 
 pub fn kind_str(c: &Assessed) -> &'static str {
     match c.kind {
@@ -28,10 +20,10 @@ pub fn kind_str(c: &Assessed) -> &'static str {
 }
 
 /// The CA line shown first by `status`.
-pub fn ca_line(survey: &Survey) -> String {
-    let ca = &survey.ca;
-    let ctx = survey.context();
-    let left = ca.not_after - survey.as_of;
+pub fn ca_line(scope: &Scope) -> String {
+    let ca = &scope.ca;
+    let ctx = scope.context();
+    let left = ca.not_after - scope.as_of;
     let left = if left < chrono::TimeDelta::zero() {
         format!("expired {}", human(left))
     } else {
@@ -44,31 +36,31 @@ pub fn ca_line(survey: &Survey) -> String {
         stamp(ca.not_after),
         ca.key.describe(),
     );
-    if ca.not_after <= survey.as_of {
+    if ca.not_after <= scope.as_of {
         line.push_str(" — EXPIRED: nothing can be rotated until the CA is renewed");
     } else if ctx.ca_caps_validity() {
         line.push_str(&format!(
             " — expires within {}: new validity is capped at its expiry",
-            count(survey.policy.validity_days, "day", "days")
+            count(scope.policy.validity_days, "day", "days")
         ));
     }
     line
 }
 
 /// The line naming the policy in force, shown by `status` and `plan`.
-pub fn policy_line(survey: &Survey) -> String {
+pub fn policy_line(scope: &Scope) -> String {
     format!(
         "policy {}, policy_sha256 {}",
-        survey.policy_source.describe(),
-        survey.policy.digest()
+        scope.policy_source.describe(),
+        scope.policy.digest()
     )
 }
 
 /// The `status` table: CA first, then one aligned row per credential, then reported issues.
-pub fn status_table(survey: &Survey) -> String {
+pub fn status_table(scope: &Scope, judged: &mut Judged<'_>) -> std::io::Result<String> {
     let mut out = Vec::new();
-    write_status_table(survey, false, &mut out).expect("writing to memory cannot fail");
-    String::from_utf8(out).expect("the table is UTF-8")
+    write_status_table(scope, judged, false, &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The ANSI colour of a state on a terminal.
@@ -83,10 +75,12 @@ fn colour_of(state: &str) -> Option<&'static str> {
     }
 }
 
-/// [`status_table`] written as it is made: at 10^5 identities the table is not held in memory.
+/// [`status_table`] written as the identities pass: the rows are set aside on disk while the
+/// columns are measured ([`Spool`]), so that at 10^6 identities the table is never in memory.
 /// With `colour`, states are coloured (for a terminal; never for a pipe or with `NO_COLOR`).
 pub fn write_status_table(
-    survey: &Survey,
+    scope: &Scope,
+    judged: &mut Judged<'_>,
     colour: bool,
     w: &mut impl Write,
 ) -> std::io::Result<()> {
@@ -99,98 +93,108 @@ pub fn write_status_table(
         "SELF-ROTATES",
         "STATE",
         "REASON",
-    ];
-    let table = || {
-        std::iter::once(header.map(str::to_string).to_vec()).chain(rows(survey).map(
-            |(identity, c)| {
-                vec![
-                    identity.node.clone(),
-                    identity.service.clone(),
-                    kind_str(c).to_string(),
-                    c.window
-                        .map_or_else(|| "-".to_string(), |w| day(w.not_after)),
-                    c.window
-                        .map_or_else(|| "-".to_string(), |w| human(w.not_after - survey.as_of)),
-                    if c.self_rotates { "yes" } else { "no" }.to_string(),
-                    c.verdict.state.as_str().to_string(),
-                    c.verdict.reason.clone(),
-                ]
-            },
-        ))
-    };
-    write!(w, "{}\n{}\n\n", ca_line(survey), policy_line(survey))?;
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let mut widths = Widths::default();
+    widths.measure(&header);
+    let mut spool = Spool::new()?;
+    for identity in judged.by_ref() {
+        for c in identity.credentials() {
+            let row = [
+                identity.node.as_str(),
+                identity.service.as_str(),
+                kind_str(c),
+                &c.window.map_or_else(|| "-".to_string(), |w| day(w.not_after)),
+                &c.window
+                    .map_or_else(|| "-".to_string(), |w| human(w.not_after - scope.as_of)),
+                if c.self_rotates { "yes" } else { "no" },
+                c.verdict.state.as_str(),
+                &c.verdict.reason,
+            ];
+            widths.measure(&row);
+            serde_json::to_writer(spool.writer(), &row)?;
+            spool.writer().write_all(b"\n")?;
+        }
+    }
+    write!(w, "{}\n{}\n\n", ca_line(scope), policy_line(scope))?;
     const STATE_COLUMN: usize = 6;
     let style = |column: usize, cell: &str| {
         (colour && column == STATE_COLUMN)
             .then(|| colour_of(cell))
             .flatten()
     };
-    write_aligned(w, table, style)?;
-    if !survey.issues.is_empty() || survey.hidden > 0 {
+    let spooled = std::io::BufRead::lines(spool.read_back()?).map(|line| {
+        serde_json::from_str::<Vec<String>>(&line?).map_err(std::io::Error::other)
+    });
+    for row in std::iter::once(Ok(header)).chain(spooled) {
+        write_row(w, &row?, &widths.0, &style)?;
+    }
+    let end = judged.end();
+    if !end.issues.is_empty() || end.hidden > 0 {
         writeln!(w)?;
     }
-    for issue in &survey.issues {
+    for issue in &end.issues {
         let tag = if issue.is_problem { "problem" } else { "note" };
         writeln!(w, "{tag}: {}: {}", issue.path, issue.message)?;
     }
-    if let Some(line) = hidden_line(survey) {
+    if let Some(line) = hidden_line(end.hidden) {
         writeln!(w, "{line}")?;
     }
     writeln!(w)?;
-    for line in Totals::of(survey).summary(survey) {
+    for line in end.totals.summary(scope) {
         writeln!(w, "{line}")?;
     }
     Ok(())
 }
 
 /// The one line that counts the hidden entries ignored (`note: ignored 2 hidden entries …`).
-fn hidden_line(survey: &Survey) -> Option<String> {
-    (survey.hidden > 0).then(|| {
+fn hidden_line(hidden: usize) -> Option<String> {
+    (hidden > 0).then(|| {
         format!(
             "note: ignored {} (names starting with a dot under nodes/ or a node)",
-            count(survey.hidden, "hidden entry", "hidden entries")
+            count(hidden, "hidden entry", "hidden entries")
         )
     })
 }
 
 /// The plan summary for stderr: counts per action, then each identity that needs a person.
-pub fn plan_summary(survey: &Survey) -> String {
+pub fn plan_summary(scope: &Scope, end: &End) -> String {
     let mut counts = [0usize; 4];
-    for (_, c) in rows(survey) {
-        counts[c.verdict.state.action() as usize] += 1;
+    for state in State::ALL {
+        counts[state.action() as usize] += end.totals.credentials_in(state);
     }
     let mut out = format!(
         "plan: {}, {}: {} rotate, {} keep, {} recover, {} skip\n",
-        count(survey.identities.len(), "identity", "identities"),
+        count(end.totals.identities_total(), "identity", "identities"),
         count(counts.iter().sum::<usize>(), "credential", "credentials"),
         counts[Action::Rotate as usize],
         counts[Action::Keep as usize],
         counts[Action::Recover as usize],
         counts[Action::Skip as usize],
     );
-    out.push_str(&format!("{}\n", policy_line(survey)));
-    if survey.context().ca_caps_validity() {
-        out.push_str(&format!("warning: {}\n", ca_line(survey)));
+    out.push_str(&format!("{}\n", policy_line(scope)));
+    if scope.context().ca_caps_validity() {
+        out.push_str(&format!("warning: {}\n", ca_line(scope)));
     }
-    for warning in &survey.warnings {
+    for warning in &scope.warnings {
         out.push_str(&format!("warning: {warning}\n"));
     }
-    let nodes = survey.root.join("nodes");
-    for identity in &survey.identities {
-        if let Some((tag, reasons)) = identity.needs_person() {
-            let dir = nodes.join(&identity.node).join(&identity.service);
-            out.push_str(&format!(
-                "{tag}: {}: {}\n",
-                dir.display(),
-                reasons
-            ));
-        }
+    let nodes = scope.root.join("nodes");
+    for person in &end.people {
+        let dir = nodes.join(&person.node).join(&person.service);
+        out.push_str(&format!(
+            "{}: {}: {}\n",
+            person.tag,
+            dir.display(),
+            person.reasons
+        ));
     }
-    for issue in survey.issues.iter() {
+    for issue in &end.issues {
         let tag = if issue.is_problem { "problem" } else { "note" };
         out.push_str(&format!(
             "{tag}: {}: {}\n",
-            survey.root.join(&issue.path).display(),
+            scope.root.join(&issue.path).display(),
             issue.message
         ));
     }
@@ -199,47 +203,55 @@ pub fn plan_summary(survey: &Survey) -> String {
 
 /// Left-aligned columns two spaces apart; the last column is not padded.
 pub fn align(rows: &[Vec<String>]) -> String {
+    let mut widths = Widths::default();
+    for row in rows {
+        widths.measure(row);
+    }
     let mut out = Vec::new();
-    write_aligned(&mut out, || rows.iter().cloned(), |_, _| None)
-        .expect("writing to memory cannot fail");
+    for row in rows {
+        write_row(&mut out, row, &widths.0, &|_, _| None).expect("writing to memory cannot fail");
+    }
     String::from_utf8(out).expect("the table is UTF-8")
 }
 
-/// [`align`] for rows made on demand: one pass measures the columns, a second writes them.
-/// `style` gives the ANSI colour of a cell (by column and text), wrapped around it after
-/// padding so that columns stay aligned.
-fn write_aligned<I: Iterator<Item = Vec<String>>>(
+/// The width of each column of a table, in characters, measured row by row.
+#[derive(Default)]
+struct Widths(Vec<usize>);
+
+impl Widths {
+    fn measure<S: AsRef<str>>(&mut self, row: &[S]) {
+        self.0.resize(self.0.len().max(row.len()), 0);
+        for (width, cell) in self.0.iter_mut().zip(row) {
+            *width = (*width).max(cell.as_ref().chars().count());
+        }
+    }
+}
+
+/// One row of an aligned table. `style` gives the ANSI colour of a cell (by column and text),
+/// wrapped around it after padding so that columns stay aligned.
+fn write_row(
     w: &mut impl Write,
-    rows: impl Fn() -> I,
-    style: impl Fn(usize, &str) -> Option<&'static str>,
+    row: &[String],
+    widths: &[usize],
+    style: &dyn Fn(usize, &str) -> Option<&'static str>,
 ) -> std::io::Result<()> {
-    let mut widths: Vec<usize> = Vec::new();
-    for row in rows() {
-        widths.resize(widths.len().max(row.len()), 0);
-        for (width, cell) in widths.iter_mut().zip(&row) {
-            *width = (*width).max(cell.chars().count());
+    let mut line = String::new();
+    for (i, cell) in row.iter().enumerate() {
+        let padded = if i + 1 == row.len() {
+            cell.clone()
+        } else {
+            format!("{cell:<width$}", width = widths[i])
+        };
+        match style(i, cell) {
+            Some(code) => line.push_str(&format!(
+                "\x1b[{code}m{cell}\x1b[0m{}",
+                &padded[cell.len()..]
+            )),
+            None => line.push_str(&padded),
+        }
+        if i + 1 < row.len() {
+            line.push_str("  ");
         }
     }
-    for row in rows() {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            let padded = if i + 1 == row.len() {
-                cell.clone()
-            } else {
-                format!("{cell:<width$}", width = widths[i])
-            };
-            match style(i, cell) {
-                Some(code) => line.push_str(&format!(
-                    "\x1b[{code}m{cell}\x1b[0m{}",
-                    &padded[cell.len()..]
-                )),
-                None => line.push_str(&padded),
-            }
-            if i + 1 < row.len() {
-                line.push_str("  ");
-            }
-        }
-        writeln!(w, "{}", line.trim_end())?;
-    }
-    Ok(())
+    writeln!(w, "{}", line.trim_end())
 }

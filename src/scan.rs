@@ -4,6 +4,7 @@
 //! and credential files are opened with `O_NOFOLLOW` (see [`fsio::read_credential`]). This module
 //! reads bytes; it does not judge them.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
@@ -39,14 +40,30 @@ pub struct Issue {
     pub is_problem: bool,
 }
 
-/// What [`find`] found under `nodes/`.
+/// The node directories under `nodes/`, listed before any identity is read.
 #[derive(Debug, Default)]
-pub struct Found {
-    /// Every service directory, sorted by (node, service).
+pub struct Nodes {
+    /// Sorted by name; links are not here (they are issues).
+    pub nodes: Vec<Node>,
+    pub issues: Vec<Issue>,
+    /// Directories and links under `nodes/` whose names start with a dot (an NFS `.snapshot`, a
+    /// `.git`): not names, not problems, ignored and counted (docs/design.md §1).
+    pub hidden: usize,
+}
+
+/// A node directory.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// What one node directory holds: its service directories, sorted, as candidates.
+#[derive(Debug, Default)]
+pub struct Services {
     pub candidates: Vec<Candidate>,
     pub issues: Vec<Issue>,
-    /// Directories and links under `nodes/` or a node whose names start with a dot (an NFS
-    /// `.snapshot`, a `.git`): not names, not problems, ignored and counted (docs/design.md §1).
+    /// Hidden entries of the node, ignored and counted.
     pub hidden: usize,
 }
 
@@ -61,9 +78,10 @@ pub struct Files {
     pub in_flight: Option<String>,
 }
 
-/// Lists every service directory under `<root>/nodes`, sorted by (node, service), with the
-/// issues found on the way and the hidden entries ignored.
-pub fn find(root: &Path) -> Result<Found> {
+/// Lists the node directories under `<root>/nodes`, sorted, with the issues found on the way
+/// (a node that is a link, an invalid name) and the hidden entries ignored. The services of each
+/// node are listed later, node by node ([`services`]), so that a fleet is never listed whole.
+pub fn nodes(root: &Path) -> Result<Nodes> {
     let nodes = root.join("nodes");
     let meta = std::fs::symlink_metadata(&nodes).with_context(|| {
         format!(
@@ -77,42 +95,65 @@ pub fn find(root: &Path) -> Result<Found> {
             nodes.display()
         );
     }
-    let nodes = subdirectories(root, &nodes, "node");
-    let mut issues = nodes.issues;
-    let mut hidden = nodes.hidden;
-    let mut node_dirs = Vec::with_capacity(nodes.entries.len());
-    for entry in nodes.entries {
+    let listing = subdirectories(root, &nodes, "node");
+    let mut found = Nodes {
+        nodes: Vec::with_capacity(listing.entries.len()),
+        issues: listing.issues,
+        hidden: listing.hidden,
+    };
+    for entry in listing.entries {
         if entry.is_link {
-            issues.push(problem(
+            found.issues.push(problem(
                 root,
                 &entry.path,
                 "node directory is a symbolic link".to_string(),
             ));
         } else {
-            node_dirs.push(entry);
+            found.nodes.push(Node {
+                name: entry.name,
+                path: entry.path,
+            });
         }
     }
-    // Nodes are listed in parallel: at 10^5 identities the listing is worth two cores too.
-    let listed: Vec<_> = node_dirs
-        .par_iter()
-        .map(|node| (&node.name, subdirectories(root, &node.path, "service")))
-        .collect();
-    let mut candidates = Vec::new();
-    for (node, services) in listed {
-        issues.extend(services.issues);
-        hidden += services.hidden;
-        candidates.extend(services.entries.into_iter().map(|service| Candidate {
-            node: node.clone(),
-            service: service.name,
-            dir: service.path,
-            is_link: service.is_link,
-        }));
+    Ok(found)
+}
+
+/// The service directories of one node, sorted by name, as candidates, with the issues found
+/// on the way and the hidden entries ignored.
+pub fn services(root: &Path, node: &Node) -> Services {
+    let listing = subdirectories(root, &node.path, "service");
+    Services {
+        candidates: listing
+            .entries
+            .into_iter()
+            .map(|service| Candidate {
+                node: node.name.clone(),
+                service: service.name,
+                dir: service.path,
+                is_link: service.is_link,
+            })
+            .collect(),
+        issues: listing.issues,
+        hidden: listing.hidden,
     }
-    Ok(Found {
-        candidates,
-        issues,
-        hidden,
-    })
+}
+
+/// The distinct service names in the fleet, listed node by node on all cores and kept as names
+/// only: what the policy's names and `--service` are checked against before anything is shown.
+pub fn service_names(root: &Path, nodes: &[Node]) -> BTreeSet<String> {
+    nodes
+        .par_iter()
+        .map(|node| {
+            subdirectories(root, &node.path, "service")
+                .entries
+                .into_iter()
+                .map(|e| e.name)
+                .collect::<BTreeSet<_>>()
+        })
+        .reduce(BTreeSet::new, |mut a, b| {
+            a.extend(b);
+            a
+        })
 }
 
 /// A directory, or a link to anything, with a valid name.

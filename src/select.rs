@@ -3,13 +3,17 @@
 //! code (`--warn-days` or `--expires-within`); which identities a writing command acts on
 //! (`recover`, `rotate`, `apply` with `--node`, `--service`: [`Selection`]). Values of one flag
 //! are alternatives; flags combine. A name that matches nothing in the fleet is a usage error.
-//! Pure: a survey in, a narrower survey or a verdict out.
+//! Pure: identities in, fewer identities or a verdict out.
+
+use std::collections::BTreeSet;
 
 use chrono::TimeDelta;
 
-use crate::classify::{Action, State};
+use crate::classify::State;
 use crate::exit::UsageError;
-use crate::survey::{Attention, Identity, Survey};
+use crate::scan::{Issue, Node};
+use crate::survey::{Attention, Identity, Scope, Survey};
+use crate::totals::Totals;
 
 /// The filters of `status` and `plan`. Values of one flag are alternatives; flags combine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,39 +36,63 @@ impl Filter {
         self.nodes.is_empty() && self.services.is_empty() && self.states.is_empty()
     }
 
-    /// Narrows `survey` to what the filter selects. A `--node` or `--service` that names
-    /// nothing in the fleet is a usage error (a monitor watching a name that is gone should
-    /// hear so). Issues (paths that are not identities) stay when they lie under a selected
-    /// node and service and, with `--state`, only problems when `problem` is selected.
-    pub fn apply(&self, survey: &mut Survey, grain: Grain) -> Result<(), UsageError> {
-        if self.is_everything() {
-            return Ok(());
+    /// What the filter keeps of one identity: nothing, the identity whole (`Grain::Identity`,
+    /// when a credential is in a selected state) or only its credentials in a selected state.
+    pub fn keep(&self, mut identity: Identity, grain: Grain) -> Option<Identity> {
+        if !self.names(&identity.node, &identity.service) {
+            return None;
         }
-        unknown_name(&self.nodes, &self.services, &survey.identities)?;
         let wants = |state: State| self.states.is_empty() || self.states.contains(&state);
-        survey.identities.retain_mut(|i| {
-            if !self.names(&i.node, &i.service) {
-                return false;
+        match grain {
+            Grain::Identity => {
+                let wanted = identity.credentials().any(|c| wants(c.verdict.state));
+                wanted.then_some(identity)
             }
-            match grain {
-                Grain::Identity => i.credentials().any(|c| wants(c.verdict.state)),
-                Grain::Credential => {
-                    i.cert = i.cert.take().filter(|c| wants(c.verdict.state));
-                    i.token = i.token.take().filter(|c| wants(c.verdict.state));
-                    i.cert.is_some() || i.token.is_some()
-                }
+            Grain::Credential => {
+                identity.cert = identity.cert.take().filter(|c| wants(c.verdict.state));
+                identity.token = identity.token.take().filter(|c| wants(c.verdict.state));
+                (identity.cert.is_some() || identity.token.is_some()).then_some(identity)
             }
-        });
-        survey.issues.retain(|issue| {
-            let mut parts = issue.path.split('/').skip(1);
-            let (node, service) = (parts.next(), parts.next());
-            let node_ok =
-                self.nodes.is_empty() || node.is_some_and(|n| self.nodes.iter().any(|x| x == n));
-            let service_ok = self.services.is_empty()
-                || service.is_some_and(|s| self.services.iter().any(|x| x == s));
-            let state_ok = self.states.is_empty() || (issue.is_problem && wants(State::Problem));
-            node_ok && service_ok && state_ok
-        });
+        }
+    }
+
+    /// Whether an issue (a path that is not an identity) is shown: when it lies under a
+    /// selected node and service and, with `--state`, only a problem when `problem` is
+    /// selected.
+    pub fn keeps_issue(&self, issue: &Issue) -> bool {
+        let wants = |state: State| self.states.is_empty() || self.states.contains(&state);
+        let mut parts = issue.path.split('/').skip(1);
+        let (node, service) = (parts.next(), parts.next());
+        let node_ok =
+            self.nodes.is_empty() || node.is_some_and(|n| self.nodes.iter().any(|x| x == n));
+        let service_ok = self.services.is_empty()
+            || service.is_some_and(|s| self.services.iter().any(|x| x == s));
+        let state_ok = self.states.is_empty() || (issue.is_problem && wants(State::Problem));
+        node_ok && service_ok && state_ok
+    }
+
+    /// A `--node` or `--service` that names nothing in the fleet is a usage error (a monitor
+    /// watching a name that is gone should hear so), found before anything is shown: against
+    /// the node directories, and the fleet's service names (listed when `--service` is given).
+    pub fn check_names(
+        &self,
+        nodes: &[Node],
+        services: Option<&BTreeSet<String>>,
+    ) -> Result<(), UsageError> {
+        if let Some(name) = self
+            .nodes
+            .iter()
+            .find(|n| !nodes.iter().any(|node| &node.name == *n))
+        {
+            return Err(no_match("--node", name));
+        }
+        if let Some(name) = self
+            .services
+            .iter()
+            .find(|s| !services.is_some_and(|known| known.contains(*s)))
+        {
+            return Err(no_match("--service", name));
+        }
         Ok(())
     }
 
@@ -72,6 +100,12 @@ impl Filter {
         (self.nodes.is_empty() || self.nodes.iter().any(|n| n == node))
             && (self.services.is_empty() || self.services.iter().any(|s| s == service))
     }
+}
+
+fn no_match(flag: &str, name: &str) -> UsageError {
+    UsageError(format!(
+        "{flag} {name} matches no identity in the fleet (see rekey status)"
+    ))
 }
 
 /// A `--node` or `--service` value that names nothing in `fleet` is a usage error naming it: a
@@ -89,9 +123,7 @@ fn unknown_name(
             .iter()
             .find(|n| !fleet.iter().any(|i| of(i) == n.as_str()))
         {
-            return Err(UsageError(format!(
-                "{flag} {name} matches no identity in the fleet (see rekey status)"
-            )));
+            return Err(no_match(flag, name));
         }
     }
     Ok(())
@@ -116,39 +148,26 @@ pub enum ExitRule {
 }
 
 impl ExitRule {
-    /// What the (filtered) survey asks of the operator under this rule.
-    pub fn attention(self, survey: &Survey) -> Attention {
+    /// What the (filtered) fleet, as counted, asks of the operator under this rule.
+    pub fn attention(self, totals: &Totals, scope: &Scope) -> Attention {
         match self {
-            ExitRule::WarnWithin(warn) => survey.attention(Some(warn)),
-            ExitRule::ExpiresWithin(within) => expires_within(survey, within),
+            ExitRule::WarnWithin(warn) => totals.attention(scope.as_of, Some(warn)),
+            ExitRule::ExpiresWithin(within) => {
+                let horizon = scope.as_of + within;
+                match totals.attention(scope.as_of, None) {
+                    Attention::RecoverOrProblem => Attention::RecoverOrProblem,
+                    _ if scope.ca.not_after <= horizon
+                        || totals.earliest.is_some_and(|t| t <= horizon) =>
+                    {
+                        Attention::WorkDue
+                    }
+                    _ => Attention::None,
+                }
+            }
         }
     }
 }
 
-fn expires_within(survey: &Survey, within: TimeDelta) -> Attention {
-    let horizon = survey.as_of + within;
-    let needs_person = survey.issues.iter().any(|i| i.is_problem)
-        || survey
-            .identities
-            .iter()
-            .flat_map(Identity::credentials)
-            .any(|c| matches!(c.verdict.state.action(), Action::Recover | Action::Skip));
-    if needs_person {
-        return Attention::RecoverOrProblem;
-    }
-    let expiring = survey.ca.not_after <= horizon
-        || survey
-            .identities
-            .iter()
-            .flat_map(Identity::credentials)
-            .filter_map(|c| c.window)
-            .any(|w| w.not_after <= horizon);
-    if expiring {
-        Attention::WorkDue
-    } else {
-        Attention::None
-    }
-}
 /// Which identities the operator named. Selectors combine: `--node n2 --service kms` is one.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Selection {

@@ -1,11 +1,15 @@
-//! The read side end to end: CA, policy, scan, inspect and classify every identity of a root,
-//! in parallel, into one sorted [`Survey`] that `status` and `plan` render.
+//! The read side end to end: CA, policy, scan, inspect and classify every identity of a root.
+//! The read commands stream the judged identities in (node, service) order through bounded
+//! windows ([`stream`]); writing commands collect them into a [`Survey`].
 
+mod judged;
+mod stream;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
-use rayon::prelude::*;
 
 use crate::ca::{self, Ca};
 use crate::classify::{self, Action, Context, Kind, State, Verdict};
@@ -13,6 +17,9 @@ use crate::inspect::{self, Window};
 use crate::keys::KeyAlg;
 use crate::policy::{self, Policy};
 use crate::scan::{self, Issue};
+use crate::select::{Filter, Grain};
+
+pub use judged::{End, Judged, Person};
 
 /// One credential as classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +67,20 @@ impl Identity {
         tag.map(|tag| (tag, reasons.join("; ")))
     }
 
+    /// What the identity as a whole asks for: its most demanding credential's action.
+    pub fn action(&self) -> Action {
+        let rank = |a: Action| match a {
+            Action::Keep => 0,
+            Action::Rotate => 1,
+            Action::Recover => 2,
+            Action::Skip => 3,
+        };
+        self.credentials()
+            .map(|c| c.verdict.state.action())
+            .max_by_key(|a| rank(*a))
+            .unwrap_or(Action::Keep)
+    }
+
     /// The identity's state: that of its most urgent credential.
     pub fn state(&self) -> State {
         self.credentials()
@@ -69,22 +90,31 @@ impl Identity {
     }
 }
 
-/// The whole fleet as of one instant.
+/// What every report of a fleet begins with: where it is, the instant it is judged at, its CA,
+/// the policy in force and what an operator should hear first. Known before any identity is
+/// read.
 #[derive(Debug)]
-pub struct Survey {
+pub struct Scope {
     pub root: PathBuf,
     pub as_of: DateTime<Utc>,
     pub ca: Ca,
     pub policy: Policy,
     /// Where the policy in force came from.
     pub policy_source: policy::Source,
+    /// What an operator should hear before reading the rest (a service name in the policy
+    /// that looks mistyped, a CA key others can read): stderr and the reports.
+    pub warnings: Vec<String>,
+}
+
+/// The whole fleet as of one instant, held in memory: what a writing command acts on. The read
+/// commands never hold it; they stream the same identities ([`stream`]).
+#[derive(Debug)]
+pub struct Survey {
+    pub scope: Scope,
     pub identities: Vec<Identity>,
     pub issues: Vec<Issue>,
     /// Hidden entries (names starting with a dot) under `nodes/` and its nodes, ignored.
     pub hidden: usize,
-    /// What an operator should hear before reading the rest (a service name in the policy
-    /// that looks mistyped, a CA key others can read): stderr and the reports.
-    pub warnings: Vec<String>,
 }
 
 /// What the survey asks of the operator, worst first (maps onto exit codes 4, 3, 0).
@@ -95,79 +125,34 @@ pub enum Attention {
     RecoverOrProblem,
 }
 
-impl Survey {
-    /// The file a credential of `identity` is read from.
-    pub fn path_of(&self, identity: &Identity, kind: Kind) -> PathBuf {
-        let file = match kind {
-            Kind::Cert => scan::CERT_FILE,
-            Kind::Token => scan::TOKEN_FILE,
-        };
-        self.root
-            .join("nodes")
-            .join(&identity.node)
-            .join(&identity.service)
-            .join(file)
-    }
-
-    /// Surveys the fleet at `root` as of `as_of`.
-    pub fn take(root: &Path, as_of: DateTime<Utc>) -> Result<Survey> {
+impl Scope {
+    /// Opens the fleet at `root` as of `as_of`: its CA, its policy and its node directories.
+    /// The service names of the whole fleet are listed (names only) when the policy names
+    /// services to check them against, or when `services` asks for them (a `--service` filter
+    /// to check before anything is shown).
+    pub fn open(root: &Path, as_of: DateTime<Utc>, services: bool) -> Result<Opened> {
         let root = open_root(root)?;
         let ca = ca::load(&root)?;
         let loaded = policy::load(&root)?;
-        let scan::Found {
-            candidates,
-            mut issues,
-            hidden,
-        } = scan::find(&root)?;
-        let services = candidates.iter().map(|c| c.service.as_str()).collect();
-        let mut warnings = loaded.warnings(&services);
-        warnings.extend(ca.key.warning(&root.join("ca/ca.key")));
-        let (policy, policy_source) = (loaded.policy, loaded.source);
-        let ctx = Context {
-            policy: &policy,
-            ca_not_after: ca.not_after,
-            now: as_of,
+        let nodes = scan::nodes(&root)?;
+        let names = (services || loaded.names_services())
+            .then(|| scan::service_names(&root, &nodes.nodes));
+        let mut warnings = match &names {
+            Some(names) => loaded.warnings(&names.iter().map(String::as_str).collect()),
+            None => Vec::new(),
         };
-        // Each candidate becomes an identity or an issue in one parallel pass; the bytes read
-        // and the inspection's intermediate values are dropped as soon as it is judged.
-        let judged: Vec<Result<Identity, Issue>> = candidates
-            .par_iter()
-            .map(|c| {
-                let issue = |message: &str, is_problem| {
-                    Err(Issue {
-                        path: scan::relative(&root, &c.dir),
-                        message: message.to_string(),
-                        is_problem,
-                    })
-                };
-                if c.is_link {
-                    return issue("service directory is a symbolic link", true);
-                }
-                let inspected = inspect::inspect(c, &scan::read(c), &ca);
-                if inspected.is_empty() {
-                    return issue("has no cert.pem or token.jwt: ignored", false);
-                }
-                Ok(assess(&inspected, &ctx))
-            })
-            .collect();
-        drop(candidates);
-        let mut identities = Vec::with_capacity(judged.len());
-        for j in judged {
-            match j {
-                Ok(identity) => identities.push(identity),
-                Err(issue) => issues.push(issue),
-            }
-        }
-        Ok(Survey {
-            root,
-            as_of,
-            ca,
-            policy,
-            policy_source,
-            identities,
-            issues,
-            hidden,
-            warnings,
+        warnings.extend(ca.key.warning(&root.join("ca/ca.key")));
+        Ok(Opened {
+            scope: Scope {
+                root,
+                as_of,
+                ca,
+                policy: loaded.policy,
+                policy_source: loaded.source,
+                warnings,
+            },
+            nodes,
+            service_names: names,
         })
     }
 
@@ -179,26 +164,81 @@ impl Survey {
         }
     }
 
+    /// The file a credential of the identity `node`/`service` is read from.
+    pub fn path_of(&self, node: &str, service: &str, kind: Kind) -> PathBuf {
+        let file = match kind {
+            Kind::Cert => scan::CERT_FILE,
+            Kind::Token => scan::TOKEN_FILE,
+        };
+        self.root.join("nodes").join(node).join(service).join(file)
+    }
+}
+
+/// A fleet opened: its scope, its node directories, and the service names of the whole fleet
+/// when they were asked for.
+#[derive(Debug)]
+pub struct Opened {
+    pub scope: Scope,
+    pub nodes: scan::Nodes,
+    pub service_names: Option<BTreeSet<String>>,
+}
+
+impl Survey {
+    /// Surveys the fleet at `root` as of `as_of`, every identity held in memory.
+    pub fn take(root: &Path, as_of: DateTime<Utc>) -> Result<Survey> {
+        let Opened { scope, nodes, .. } = Scope::open(root, as_of, false)?;
+        let (identities, listed) = stream::each(&scope, nodes, |flow| {
+            let identities: Vec<Identity> = flow.by_ref().collect();
+            (identities, flow.listed())
+        });
+        Ok(Survey {
+            scope,
+            identities,
+            issues: listed.issues,
+            hidden: listed.hidden,
+        })
+    }
+
     /// The operator attention the fleet needs; `warn` also counts credentials that keep but
     /// expire within it as work due (`status --warn-days`).
     pub fn attention(&self, warn: Option<chrono::TimeDelta>) -> Attention {
-        let mut worst = Attention::None;
-        if self.issues.iter().any(|i| i.is_problem) {
-            return Attention::RecoverOrProblem;
-        }
-        for c in self.identities.iter().flat_map(Identity::credentials) {
-            let level = match c.verdict.state.action() {
-                Action::Recover | Action::Skip => return Attention::RecoverOrProblem,
-                Action::Rotate => Attention::WorkDue,
-                Action::Keep => match (warn, c.window) {
-                    (Some(warn), Some(w)) if w.not_after <= self.as_of + warn => Attention::WorkDue,
-                    _ => Attention::None,
-                },
-            };
-            worst = worst.max(level);
-        }
-        worst
+        let totals = crate::totals::Totals::of(&self.scope, &self.identities, &self.issues);
+        totals.attention(self.scope.as_of, warn)
     }
+
+    /// The held identities as a report takes them (a writing command's plan, `demo`'s table).
+    pub fn judged(&self) -> Judged<'_> {
+        Judged::held(
+            &self.scope,
+            self.identities.clone(),
+            self.issues.clone(),
+            self.hidden,
+        )
+    }
+}
+
+/// Streams the fleet at `root` as of `as_of` to `consume`, narrowed by `filter`: the read
+/// commands' survey, whose memory does not grow with the fleet. A `--node` or `--service` that
+/// names nothing in the fleet is refused before `consume` is called.
+pub fn read<R>(
+    root: &Path,
+    as_of: DateTime<Utc>,
+    filter: Option<(&Filter, Grain)>,
+    consume: impl FnOnce(&Scope, &mut Judged<'_>) -> R,
+) -> Result<R> {
+    let services = filter.is_some_and(|(f, _)| !f.services.is_empty());
+    let Opened {
+        scope,
+        nodes,
+        service_names,
+    } = Scope::open(root, as_of, services)?;
+    if let Some((filter, _)) = filter {
+        filter.check_names(&nodes.nodes, service_names.as_ref())?;
+    }
+    Ok(stream::each(&scope, nodes, |flow| {
+        let mut judged = Judged::live(&scope, flow, filter);
+        consume(&scope, &mut judged)
+    }))
 }
 
 /// What a fleet root holds (docs/design.md §1), as messages name it: (entry, whether it is a
@@ -277,7 +317,7 @@ fn in_words(items: &[String]) -> String {
     }
 }
 
-fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identity {
+pub(crate) fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identity {
     let renewal = ctx.policy.renewal(&identity.service);
     let (cert_verdict, token_verdict) = classify::classify(identity, ctx);
     let build =

@@ -1,15 +1,19 @@
-//! What a survey adds up to: credentials and identities per state, the nearest expiry, and what
-//! to run next. The status table's closing summary, the JSON `totals`, the metrics and the HTML
-//! reports all count from here, in one pass. Pure: a survey in, numbers and sentences out.
+//! What a survey adds up to: credentials and identities per state, the nearest expiry, the
+//! attention it asks for, and what to run next. Counted identity by identity as a stream passes
+//! ([`Totals::add`]): the status table's closing summary, the JSON `totals`, the metrics, the
+//! HTML reports and the exit codes all count from here. Pure: identities in, numbers and
+//! sentences out.
 
 use chrono::{DateTime, Utc};
 
 use crate::count::count;
 use crate::classify::{Kind, State, human, stamp};
-use crate::survey::{Identity, Survey};
+use crate::classify::Action;
+use crate::scan::Issue;
+use crate::survey::{Attention, Identity, Scope};
 
 /// The counts and the nearest expiry of a survey.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
     /// Credentials per state, indexed like [`State::ALL`].
     pub credentials: [usize; 7],
@@ -23,6 +27,10 @@ pub struct Totals {
     pub nearest: Option<Nearest>,
     /// Credentials already past their expiry.
     pub past_expiry: usize,
+    /// The earliest expiry of any credential, and of any credential kept (what `--warn-days`
+    /// and `--expires-within` judge).
+    pub earliest: Option<DateTime<Utc>>,
+    pub earliest_kept: Option<DateTime<Utc>>,
 }
 
 /// The credential that expires next.
@@ -52,35 +60,72 @@ pub fn index(state: State) -> usize {
 }
 
 impl Totals {
-    pub fn of(survey: &Survey) -> Totals {
-        let mut totals = Totals {
-            credentials: [0; 7],
-            identities: [0; 7],
-            problems: survey.issues.iter().filter(|i| i.is_problem).count(),
-            notes: survey.issues.iter().filter(|i| !i.is_problem).count(),
-            nearest: None,
-            past_expiry: 0,
-        };
-        let mut nearest: Option<(&Identity, Kind, DateTime<Utc>)> = None;
-        for identity in &survey.identities {
-            totals.identities[index(identity.state())] += 1;
-            for c in identity.credentials() {
-                totals.credentials[index(c.verdict.state)] += 1;
-                let Some(w) = c.window else { continue };
-                if !still_valid(c.kind, w.not_after, survey.as_of) {
-                    totals.past_expiry += 1;
-                } else if nearest.is_none_or(|(_, _, t)| w.not_after < t) {
-                    nearest = Some((identity, c.kind, w.not_after));
-                }
+    /// The totals of identities held in memory.
+    pub fn of(scope: &Scope, identities: &[Identity], issues: &[Issue]) -> Totals {
+        let mut totals = Totals::default();
+        for identity in identities {
+            totals.add(identity, scope);
+        }
+        totals.add_issues(issues);
+        totals
+    }
+
+    /// Counts one identity.
+    pub fn add(&mut self, identity: &Identity, scope: &Scope) {
+        self.identities[index(identity.state())] += 1;
+        for c in identity.credentials() {
+            self.credentials[index(c.verdict.state)] += 1;
+            let Some(w) = c.window else { continue };
+            let earliest = |t: Option<DateTime<Utc>>| Some(t.map_or(w.not_after, |t| t.min(w.not_after)));
+            self.earliest = earliest(self.earliest);
+            if c.verdict.state.action() == Action::Keep {
+                self.earliest_kept = earliest(self.earliest_kept);
+            }
+            if !still_valid(c.kind, w.not_after, scope.as_of) {
+                self.past_expiry += 1;
+            } else if self.nearest.as_ref().is_none_or(|n| w.not_after < n.not_after) {
+                self.nearest = Some(Nearest {
+                    node: identity.node.clone(),
+                    service: identity.service.clone(),
+                    kind: c.kind,
+                    not_after: w.not_after,
+                });
             }
         }
-        totals.nearest = nearest.map(|(i, kind, not_after)| Nearest {
-            node: i.node.clone(),
-            service: i.service.clone(),
-            kind,
-            not_after,
-        });
-        totals
+    }
+
+    /// Counts the paths that are not identities.
+    pub fn add_issues(&mut self, issues: &[Issue]) {
+        self.problems += issues.iter().filter(|i| i.is_problem).count();
+        self.notes += issues.iter().filter(|i| !i.is_problem).count();
+    }
+
+    /// Identities counted.
+    pub fn identities_total(&self) -> usize {
+        self.identities.iter().sum()
+    }
+
+    /// Credentials counted.
+    pub fn credentials_total(&self) -> usize {
+        self.credentials.iter().sum()
+    }
+
+    /// The operator attention what was counted needs; `warn` also counts credentials that keep
+    /// but expire within it as work due (`status --warn-days`).
+    pub fn attention(&self, as_of: DateTime<Utc>, warn: Option<chrono::TimeDelta>) -> Attention {
+        let any = |states: &[State]| states.iter().any(|s| self.credentials_in(*s) > 0);
+        if self.problems > 0 || any(&[State::Recover, State::Problem]) {
+            return Attention::RecoverOrProblem;
+        }
+        let expiring = match (warn, self.earliest_kept) {
+            (Some(warn), Some(t)) => t <= as_of + warn,
+            _ => false,
+        };
+        if self.to_rotate() > 0 || expiring {
+            Attention::WorkDue
+        } else {
+            Attention::None
+        }
     }
 
     pub fn credentials_in(&self, state: State) -> usize {
@@ -100,8 +145,8 @@ impl Totals {
     }
 
     /// The closing lines of the status table: counts, the nearest expiry, what to run next.
-    pub fn summary(&self, survey: &Survey) -> Vec<String> {
-        let total: usize = self.credentials.iter().sum();
+    pub fn summary(&self, scope: &Scope) -> Vec<String> {
+        let total = self.credentials_total();
         let counts: Vec<String> = State::ALL
             .iter()
             .filter(|s| self.credentials_in(**s) > 0)
@@ -109,7 +154,7 @@ impl Totals {
             .collect();
         let mut lines = vec![format!(
             "{} identities, {total} credentials: {}",
-            survey.identities.len(),
+            self.identities_total(),
             if counts.is_empty() {
                 "none".to_string()
             } else {
@@ -121,7 +166,7 @@ impl Totals {
             lines.push(format!("already expired: {n}"));
         }
         if let Some(n) = &self.nearest {
-            let when = format!("{} left", human(n.not_after - survey.as_of));
+            let when = format!("{} left", human(n.not_after - scope.as_of));
             let kind = match n.kind {
                 Kind::Cert => "certificate",
                 Kind::Token => "token",
@@ -133,13 +178,13 @@ impl Totals {
                 stamp(n.not_after)
             ));
         }
-        lines.extend(self.next_steps(survey));
+        lines.extend(self.next_steps(scope));
         lines
     }
 
     /// What to run next, most urgent first.
-    pub fn next_steps(&self, survey: &Survey) -> Vec<String> {
-        let root = survey.root.display();
+    pub fn next_steps(&self, scope: &Scope) -> Vec<String> {
+        let root = scope.root.display();
         let mut next = Vec::new();
         let problems = self.identities_in(State::Problem) + self.problems;
         if problems > 0 {

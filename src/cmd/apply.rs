@@ -74,10 +74,10 @@ pub fn apply(o: &Options) -> Result<Exit> {
 /// after the run date, or older than the policy allows.
 fn check_against_fleet(plan: &ValidPlan, fleet: &Survey, path: &Path) -> Result<()> {
     let shown = path.display();
-    if plan.ca_sha256 != fleet.ca.sha256 {
+    if plan.ca_sha256 != fleet.scope.ca.sha256 {
         bail!("the plan {shown} was made for another CA (ca_sha256 differs): make a new plan");
     }
-    let policy = &fleet.policy;
+    let policy = &fleet.scope.policy;
     if plan.policy_sha256 != policy.digest() {
         bail!(
             "the policy changed since the plan {shown} was made (policy_sha256 differs): make a \
@@ -95,13 +95,13 @@ fn check_against_fleet(plan: &ValidPlan, fleet: &Survey, path: &Path) -> Result<
             policy.keys
         );
     }
-    let age = fleet.as_of - plan.as_of;
+    let age = fleet.scope.as_of - plan.as_of;
     if age < chrono::TimeDelta::zero() {
         bail!(
             "the plan {shown} was made as of {}, after this run's date {}: a plan cannot judge \
              a fleet it has not seen; make a new plan",
             stamp(plan.as_of),
-            stamp(fleet.as_of)
+            stamp(fleet.scope.as_of)
         );
     }
     if age > policy.max_plan_age() {
@@ -110,7 +110,7 @@ fn check_against_fleet(plan: &ValidPlan, fleet: &Survey, path: &Path) -> Result<
              max_plan_age_hours = {}: make a new plan",
             crate::count::count(age.num_hours(), "hour", "hours"),
             stamp(plan.as_of),
-            stamp(fleet.as_of),
+            stamp(fleet.scope.as_of),
             policy.max_plan_age_hours
         );
     }

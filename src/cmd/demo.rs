@@ -43,11 +43,14 @@ pub fn demo(o: &Options) -> Result<Exit> {
         std::fs::canonicalize(dir).with_context(|| format!("failed to open {}", dir.display()))?;
     let shown = root.display();
     let before = Survey::take(&root, now)?;
+    let mut judged = before.judged();
+    let table = report::status_table(&before.scope, &mut judged)?;
+    let summary = report::plan_summary(&before.scope, judged.end());
     emit(&format!(
         "Built a demo fleet of {} in {shown}\n\n$ rekey status --root {shown}\n{}\n$ rekey rotate --root {shown}\n{}",
         crate::count::count(identities.len(), "identity", "identities"),
-        report::status_table(&before),
-        report::plan_summary(&before),
+        table,
+        summary,
     ))?;
     let settings = Settings {
         jobs: None,
@@ -60,6 +63,7 @@ pub fn demo(o: &Options) -> Result<Exit> {
     let survey = Survey::take(run.root(), run.as_of())?;
     let rotated = write::rotation::rotate_due(run, &survey, false)?;
     let after = Survey::take(&root, now)?;
+    let table = report::status_table(&after.scope, &mut after.judged())?;
     emit(&format!(
         "(rotate exited {}: identities that need recover or have problems are left for a person)\n\n\
          $ rekey status --root {shown}\n{}\n\
@@ -68,8 +72,7 @@ pub fn demo(o: &Options) -> Result<Exit> {
          \x20 rekey recover --root {shown} --all --reason \"demo\"    (shows what it would do; add --yes)\n\
          \x20 rekey runs --root {shown}\n\
          \x20 rekey rollback RUN_ID --root {shown}\n",
-        rotated as u8,
-        report::status_table(&after),
+        rotated as u8, table,
     ))?;
     Ok(Exit::Ok)
 }

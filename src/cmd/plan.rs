@@ -9,8 +9,7 @@ use chrono::{DateTime, Utc};
 use super::emit_with;
 use crate::exit::Exit;
 use crate::select::{Filter, Grain};
-use crate::survey::Survey;
-use crate::{fsio, html, plan, report};
+use crate::{fsio, html, plan, report, survey};
 
 /// What `plan` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,16 +32,18 @@ pub struct Options {
 }
 
 pub fn plan(o: &Options) -> Result<Exit> {
-    let mut survey = Survey::take(&o.root, o.as_of)?;
-    o.filter.apply(&mut survey, Grain::Identity)?;
-    let render = |w: &mut dyn std::io::Write| match o.format {
-        Output::Plan(format) => plan::write(&survey, format, &mut &mut *w),
-        Output::Html => html::plan::write(&survey, &mut &mut *w),
-    };
-    match &o.output {
-        Some(path) => fsio::write_atomic_with(path, 0o644, render)?,
-        None => emit_with(|w| render(w))?,
-    }
-    eprint!("{}", report::plan_summary(&survey));
-    Ok(survey.attention(None).into())
+    let filter = Some((&o.filter, Grain::Identity));
+    survey::read(&o.root, o.as_of, filter, |scope, judged| {
+        let mut render = |w: &mut dyn std::io::Write| match o.format {
+            Output::Plan(format) => plan::write(scope, judged, format, &mut &mut *w),
+            Output::Html => html::plan::write(scope, judged, &mut &mut *w),
+        };
+        match &o.output {
+            Some(path) => fsio::write_atomic_with(path, 0o644, render)?,
+            None => emit_with(|w| render(w))?,
+        }
+        let end = judged.end();
+        eprint!("{}", report::plan_summary(scope, end));
+        Ok(end.totals.attention(scope.as_of, None).into())
+    })?
 }

@@ -21,8 +21,10 @@ pub fn policy(o: &Options) -> Result<Exit> {
     let loaded = policy::load(&root)?;
     // The fleet's own service names only sharpen the warnings: a root without `nodes/` still
     // has a policy to show.
-    let candidates = scan::find(&root).map(|f| f.candidates).unwrap_or_default();
-    let services = candidates.iter().map(|c| c.service.as_str()).collect();
+    let names = scan::nodes(&root)
+        .map(|n| scan::service_names(&root, &n.nodes))
+        .unwrap_or_default();
+    let services = names.iter().map(String::as_str).collect();
     for warning in loaded.warnings(&services) {
         eprintln!("rekey: warning: {warning}");
     }

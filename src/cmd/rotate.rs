@@ -38,18 +38,24 @@ pub fn rotate(o: &Options) -> Result<Exit> {
     if let Some(dry) = &o.dry_run {
         let mut survey = Survey::take(&o.root, o.as_of)?;
         o.selection.narrow(&mut survey)?;
+        let mut judged = survey.judged();
+        let scope = &survey.scope;
         match &dry.output {
             Some(path) => fsio::write_atomic_with(path, 0o644, |w| {
-                plan::write(&survey, dry.format, &mut &mut *w)
+                plan::write(scope, &mut judged, dry.format, &mut &mut *w)
             })?,
-            None => emit_with(|w| plan::write(&survey, dry.format, w))?,
+            None => emit_with(|w| plan::write(scope, &mut judged, dry.format, w))?,
         }
-        eprint!("{}", report::plan_summary(&survey));
-        return Ok(survey.attention(None).into());
+        let end = judged.end();
+        eprint!("{}", report::plan_summary(scope, end));
+        return Ok(end.totals.attention(scope.as_of, None).into());
     }
     let run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
     let mut survey = Survey::take(run.root(), run.as_of())?;
     o.selection.narrow(&mut survey)?;
-    eprint!("{}", report::plan_summary(&survey));
+    eprint!(
+        "{}",
+        report::plan_summary(&survey.scope, survey.judged().end())
+    );
     write::rotation::rotate_due(run, &survey, o.force)
 }

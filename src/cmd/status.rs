@@ -11,8 +11,7 @@ use super::emit_with;
 use crate::exit::Exit;
 use crate::metrics::{self, Families, LastRun};
 use crate::select::{ExitRule, Filter, Grain};
-use crate::survey::Survey;
-use crate::{fsio, html, report, write};
+use crate::{fsio, html, report, survey, write};
 
 /// What `status` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,30 +43,38 @@ pub struct Options {
 }
 
 pub fn status(o: &Options) -> Result<Exit> {
-    let mut survey = Survey::take(&o.root, o.as_of)?;
-    for warning in &survey.warnings {
-        eprintln!("rekey: warning: {warning}");
-    }
-    o.filter.apply(&mut survey, Grain::Credential)?;
     let last_run = match o.format {
-        Format::Prometheus { .. } => last_run(&survey.root),
+        Format::Prometheus { .. } => last_run(&o.root),
         _ => None,
     };
-    let render = |w: &mut dyn std::io::Write| match o.format {
-        Format::Table { colour } => {
-            report::write_status_table(&survey, colour && o.output.is_none(), &mut &mut *w)
+    let filter = Some((&o.filter, Grain::Credential));
+    survey::read(&o.root, o.as_of, filter, |scope, judged| {
+        for warning in &scope.warnings {
+            eprintln!("rekey: warning: {warning}");
         }
-        Format::Json => report::write_status_json(&survey, &mut &mut *w),
-        Format::Prometheus { x509 } => {
-            metrics::write(&survey, last_run.as_ref(), Families { x509 }, &mut &mut *w)
+        let mut render = |w: &mut dyn std::io::Write| match o.format {
+            Format::Table { colour } => report::write_status_table(
+                scope,
+                judged,
+                colour && o.output.is_none(),
+                &mut &mut *w,
+            ),
+            Format::Json => report::write_status_json(scope, judged, &mut &mut *w),
+            Format::Prometheus { x509 } => metrics::write(
+                scope,
+                judged,
+                last_run.as_ref(),
+                Families { x509 },
+                &mut &mut *w,
+            ),
+            Format::Html => html::expiry::write(scope, judged, &mut &mut *w),
+        };
+        match &o.output {
+            Some(path) => fsio::write_atomic_with(path, 0o644, render)?,
+            None => emit_with(|w| render(w))?,
         }
-        Format::Html => html::expiry::write(&survey, &mut &mut *w),
-    };
-    match &o.output {
-        Some(path) => fsio::write_atomic_with(path, 0o644, render)?,
-        None => emit_with(|w| render(w))?,
-    }
-    Ok(o.rule.attention(&survey).into())
+        Ok(o.rule.attention(&judged.end().totals, scope).into())
+    })?
 }
 
 /// The newest run of the fleet that left a report, as the metrics show it.

@@ -11,7 +11,7 @@ use super::{
     Attention, AttentionRow, card, close, escape, open, policy_section, state_colour, warnings,
 };
 use crate::classify::{State, human, stamp};
-use crate::survey::{Identity, Survey};
+use crate::survey::{End, Identity, Judged, Scope};
 use crate::totals::{Totals, index, still_valid};
 
 /// Days the timeline covers.
@@ -20,33 +20,39 @@ pub const TIMELINE_DAYS: usize = 120;
 const GRID_ROWS: usize = 60;
 const GRID_COLUMNS: usize = 40;
 
-/// Writes the expiry report of `survey`.
-pub fn write(survey: &Survey, w: &mut impl Write) -> std::io::Result<()> {
-    let totals = Totals::of(survey);
+/// Writes the expiry report of the identities as they pass.
+pub fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) -> std::io::Result<()> {
+    let mut timeline = Timeline::new(scope);
+    let mut grid = Grid::default();
+    for identity in judged.by_ref() {
+        timeline.add(&identity);
+        grid.add(&identity, scope.as_of);
+    }
+    let end = judged.end();
     let mut out = String::with_capacity(64 * 1024);
-    open(&mut out, "Credential expiry", survey);
-    warnings(&mut out, survey);
-    ca_section(&mut out, survey);
-    counts_section(&mut out, survey, &totals);
-    attention_section(&mut out, survey);
-    timeline_section(&mut out, survey);
-    grid_section(&mut out, survey);
-    policy_section(&mut out, survey);
+    open(&mut out, "Credential expiry", scope);
+    warnings(&mut out, scope);
+    ca_section(&mut out, scope);
+    counts_section(&mut out, scope, &end.totals);
+    attention_section(&mut out, end);
+    timeline.write(&mut out);
+    grid.write(&mut out);
+    policy_section(&mut out, scope);
     close(&mut out);
     w.write_all(out.as_bytes())
 }
 
-fn days_left(survey: &Survey, t: chrono::DateTime<chrono::Utc>) -> i64 {
-    (t - survey.as_of).num_days()
+fn days_left(scope: &Scope, t: chrono::DateTime<chrono::Utc>) -> i64 {
+    (t - scope.as_of).num_days()
 }
 
-fn ca_section(out: &mut String, survey: &Survey) {
-    let ca = &survey.ca;
-    let left = ca.not_after - survey.as_of;
-    let class = if survey.context().ca_caps_validity() { "alert" } else { "ok" };
-    let note = if ca.not_after <= survey.as_of {
+fn ca_section(out: &mut String, scope: &Scope) {
+    let ca = &scope.ca;
+    let left = ca.not_after - scope.as_of;
+    let class = if scope.context().ca_caps_validity() { "alert" } else { "ok" };
+    let note = if ca.not_after <= scope.as_of {
         " It has EXPIRED: nothing can be rotated until it is renewed."
-    } else if survey.context().ca_caps_validity() {
+    } else if scope.context().ca_caps_validity() {
         " It expires within one validity period: new credentials are capped at its expiry."
     } else {
         ""
@@ -58,15 +64,15 @@ fn ca_section(out: &mut String, survey: &Survey) {
         escape(&ca.common_name),
         ca.public.alg,
         stamp(ca.not_after),
-        days_left(survey, ca.not_after),
+        days_left(scope, ca.not_after),
         escape(&human(left)),
         escape(&ca.key.describe()),
     );
 }
 
-fn counts_section(out: &mut String, survey: &Survey, totals: &Totals) {
+fn counts_section(out: &mut String, scope: &Scope, totals: &Totals) {
     out.push_str("<h2>Credentials by state</h2>\n<div class=\"cards\">");
-    card(out, "identities", survey.identities.len(), "identities", None);
+    card(out, "identities", totals.identities_total(), "identities", None);
     card(out, "credentials", totals.credentials.iter().sum(), "credentials", None);
     for state in State::ALL {
         let id = format!("count-{}", state.as_str());
@@ -86,28 +92,23 @@ fn counts_section(out: &mut String, survey: &Survey, totals: &Totals) {
                 crate::classify::Kind::Token => "token",
             },
             stamp(n.not_after),
-            escape(&human(n.not_after - survey.as_of)),
+            escape(&human(n.not_after - scope.as_of)),
         );
     }
 }
 
 /// The identities that need a person, listed first, with their reasons.
-fn attention_section(out: &mut String, survey: &Survey) {
-    let rows: Vec<AttentionRow<'_>> = survey
-        .identities
+fn attention_section(out: &mut String, end: &End) {
+    let rows: Vec<AttentionRow<'_>> = end
+        .people
         .iter()
-        .filter_map(|identity| {
-            let (_, reasons) = identity.needs_person()?;
-            let state = identity.state();
-            Some(AttentionRow {
-                identity,
-                label: state.as_str(),
-                colour: state_colour(state),
-                reasons,
-            })
+        .map(|person| AttentionRow {
+            person,
+            label: person.state.as_str(),
+            colour: state_colour(person.state),
         })
         .collect();
-    let problems: Vec<_> = survey.issues.iter().filter(|i| i.is_problem).collect();
+    let problems: Vec<_> = end.issues.iter().filter(|i| i.is_problem).collect();
     let attention = Attention {
         none: "No identity needs <code>rekey recover</code> and no problem was found.",
         column: "state",
@@ -117,19 +118,37 @@ fn attention_section(out: &mut String, survey: &Survey) {
     attention.write(out, &rows, &problems);
 }
 
-/// Credentials expiring on each of the next [`TIMELINE_DAYS`] days, stacked by state, as SVG.
-fn timeline_section(out: &mut String, survey: &Survey) {
-    let mut days = vec![[0usize; 7]; TIMELINE_DAYS];
-    for c in survey.identities.iter().flat_map(Identity::credentials) {
-        let Some(w) = c.window else { continue };
-        if !still_valid(c.kind, w.not_after, survey.as_of) {
-            continue;
-        }
-        let day = usize::try_from((w.not_after - survey.as_of).num_seconds() / 86_400).unwrap_or(usize::MAX);
-        if let Some(counts) = days.get_mut(day) {
-            counts[index(c.verdict.state)] += 1;
+/// Credentials expiring on each of the next [`TIMELINE_DAYS`] days, by state.
+struct Timeline {
+    as_of: chrono::DateTime<chrono::Utc>,
+    days: Vec<[usize; 7]>,
+}
+
+impl Timeline {
+    fn new(scope: &Scope) -> Timeline {
+        Timeline {
+            as_of: scope.as_of,
+            days: vec![[0usize; 7]; TIMELINE_DAYS],
         }
     }
+
+    fn add(&mut self, identity: &Identity) {
+        for c in identity.credentials() {
+            let Some(w) = c.window else { continue };
+            if !still_valid(c.kind, w.not_after, self.as_of) {
+                continue;
+            }
+            let day = usize::try_from((w.not_after - self.as_of).num_seconds() / 86_400)
+                .unwrap_or(usize::MAX);
+            if let Some(counts) = self.days.get_mut(day) {
+                counts[index(c.verdict.state)] += 1;
+            }
+        }
+    }
+
+    /// The timeline, stacked by state, as SVG.
+    fn write(&self, out: &mut String) {
+        let (days, as_of) = (&self.days, self.as_of);
     let total: usize = days.iter().flatten().sum();
     let peak = days.iter().map(|d| d.iter().sum::<usize>()).max().unwrap_or(0).max(1);
     let _ = writeln!(
@@ -167,7 +186,7 @@ fn timeline_section(out: &mut String, survey: &Survey) {
             }
             let h = (n * height).div_ceil(peak).max(1);
             y -= h;
-            let date = stamp(survey.as_of + chrono::TimeDelta::days(day as i64));
+            let date = stamp(as_of + chrono::TimeDelta::days(day as i64));
             let _ = write!(
                 out,
                 "<rect class=\"bar\" data-day=\"{day}\" data-state=\"{}\" data-n=\"{n}\" x=\"{x}\" \
@@ -180,7 +199,7 @@ fn timeline_section(out: &mut String, survey: &Survey) {
             );
         }
         if day % 15 == 0 {
-            let date = stamp(survey.as_of + chrono::TimeDelta::days(day as i64));
+            let date = stamp(as_of + chrono::TimeDelta::days(day as i64));
             let _ = write!(
                 out,
                 "<text x=\"{x}\" y=\"{}\">{}</text>",
@@ -199,6 +218,7 @@ fn timeline_section(out: &mut String, survey: &Survey) {
         );
     }
     out.push_str("</p>\n");
+}
 }
 
 /// The least time left in a group of credentials, and whether any is unusable.
@@ -262,41 +282,109 @@ fn pick(urgency: &BTreeMap<&str, i64>, max: usize) -> (Vec<String>, BTreeMap<Str
     (labels, slot)
 }
 
-fn grid_section(out: &mut String, survey: &Survey) {
-    let mut cells: BTreeMap<(&str, &str), Cell> = BTreeMap::new();
-    for i in &survey.identities {
-        let cell = cells.entry((i.node.as_str(), i.service.as_str())).or_default();
+/// The grid's cells as the identities pass: node by node (they pass in node order), only the
+/// [`GRID_ROWS`] most urgent nodes are kept apart, the rest merged service by service into one
+/// row as they drop out, so that it holds a few rows, not the fleet.
+#[derive(Default)]
+struct Grid {
+    /// The node being passed, and its cells by service.
+    current: Option<(String, BTreeMap<String, Cell>)>,
+    /// The most urgent nodes so far: (urgency, name, cells by service).
+    kept: Vec<(i64, String, BTreeMap<String, Cell>)>,
+    /// Cells of the nodes that dropped out, by service.
+    others: BTreeMap<String, Cell>,
+    nodes: usize,
+    service_urgency: BTreeMap<String, i64>,
+}
+
+impl Grid {
+    fn add(&mut self, i: &Identity, as_of: chrono::DateTime<chrono::Utc>) {
+        if self.current.as_ref().is_none_or(|(node, _)| *node != i.node) {
+            self.close_node();
+            self.current = Some((i.node.clone(), BTreeMap::new()));
+        }
+        let Some((_, cells)) = &mut self.current else {
+            unreachable!("set above")
+        };
+        let cell = cells.entry(i.service.clone()).or_default();
         for c in i.credentials() {
-            let one = Cell {
-                min_left: c.window.map(|w| (w.not_after - survey.as_of).num_seconds()),
+            cell.merge(Cell {
+                min_left: c.window.map(|w| (w.not_after - as_of).num_seconds()),
                 problem: c.verdict.state == State::Problem,
                 credentials: 1,
-            };
-            cell.merge(one);
+            });
         }
     }
-    let mut node_urgency: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut service_urgency: BTreeMap<&str, i64> = BTreeMap::new();
-    for ((node, service), cell) in &cells {
-        let u = cell.urgency();
-        node_urgency.entry(node).and_modify(|x| *x = (*x).min(u)).or_insert(u);
-        service_urgency.entry(service).and_modify(|x| *x = (*x).min(u)).or_insert(u);
+
+    /// Files the node just passed: kept apart if among the most urgent, else merged.
+    fn close_node(&mut self) {
+        let Some((node, cells)) = self.current.take() else {
+            return;
+        };
+        self.nodes += 1;
+        let urgency = cells.values().map(Cell::urgency).min().unwrap_or(i64::MAX);
+        for (service, cell) in &cells {
+            let u = cell.urgency();
+            self.service_urgency
+                .entry(service.clone())
+                .and_modify(|x| *x = (*x).min(u))
+                .or_insert(u);
+        }
+        self.kept.push((urgency, node, cells));
+        if self.kept.len() > GRID_ROWS {
+            self.drop_least_urgent();
+        }
     }
-    let (rows, row_of) = pick(&node_urgency, GRID_ROWS);
-    let (columns, column_of) = pick(&service_urgency, GRID_COLUMNS);
-    let mut grid = vec![vec![None::<Cell>; columns.len()]; rows.len()];
-    for ((node, service), cell) in &cells {
-        let slot = &mut grid[row_of[*node]][column_of[*service]];
-        slot.get_or_insert_with(Cell::default).merge(*cell);
+
+    /// Merges the least urgent kept node (by urgency, then name) into the others.
+    fn drop_least_urgent(&mut self) {
+        let Some(at) = (0..self.kept.len()).max_by(|a, b| {
+            let (a, b) = (&self.kept[*a], &self.kept[*b]);
+            (a.0, &a.1).cmp(&(b.0, &b.1))
+        }) else {
+            return;
+        };
+        let (_, _, cells) = self.kept.swap_remove(at);
+        for (service, cell) in cells {
+            self.others.entry(service).or_default().merge(cell);
+        }
     }
+
+    fn write(mut self, out: &mut String) {
+        self.close_node();
+        if self.nodes > GRID_ROWS {
+            // As `pick` does: the most urgent less one, and one row for the rest.
+            self.drop_least_urgent();
+        }
+        self.kept.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut rows: Vec<String> = self.kept.iter().map(|(_, n, _)| n.clone()).collect();
+        if self.nodes > rows.len() {
+            rows.push(format!("{} others", self.nodes - rows.len()));
+        }
+        let urgency: BTreeMap<&str, i64> = self
+            .service_urgency
+            .iter()
+            .map(|(n, u)| (n.as_str(), *u))
+            .collect();
+        let (columns, column_of) = pick(&urgency, GRID_COLUMNS);
+        let mut grid = vec![vec![None::<Cell>; columns.len()]; rows.len()];
+        let others = (self.nodes > self.kept.len()).then_some(&self.others);
+        let by_row = self.kept.iter().map(|(_, _, cells)| cells).chain(others);
+        for (r, cells) in by_row.enumerate() {
+            for (service, cell) in cells {
+                let slot = &mut grid[r][column_of[service]];
+                slot.get_or_insert_with(Cell::default).merge(*cell);
+            }
+        }
+        let (node_count, service_count) = (self.nodes, self.service_urgency.len());
     let _ = writeln!(
         out,
         "<h2>Least time left by node and service</h2>\n<p class=\"meta\">\
          <span id=\"grid-nodes\">{}</span> nodes × <span id=\"grid-services\">{}</span> services\
          {}. Hover a cell for its numbers.</p>",
-        node_urgency.len(),
-        service_urgency.len(),
-        if rows.len() < node_urgency.len() || columns.len() < service_urgency.len() {
+        node_count,
+        service_count,
+        if rows.len() < node_count || columns.len() < service_count {
             "; the most urgent are shown, the rest merged into \"others\""
         } else {
             ""
@@ -344,4 +432,5 @@ fn grid_section(out: &mut String, survey: &Survey) {
         let _ = write!(out, "<span><span class=\"swatch\" style=\"background:{colour}\"></span>{label}</span>");
     }
     out.push_str("</p>\n");
+}
 }

@@ -9,7 +9,7 @@ use std::io::Write;
 
 use super::{Attention, AttentionRow, card, close, escape, open, policy_section, warnings};
 use crate::classify::{Action, stamp};
-use crate::survey::{Identity, Survey};
+use crate::survey::{End, Identity, Judged, Scope};
 
 /// Most rows a by-node, by-service or by-reason table shows; the rest are summed in one row.
 const MAX_ROWS: usize = 200;
@@ -38,58 +38,76 @@ fn slot(a: Action) -> usize {
     ACTIONS.iter().position(|x| *x == a).expect("ACTIONS lists every action")
 }
 
-/// What an identity as a whole asks for: its most demanding credential's action.
-fn identity_action(i: &Identity) -> Action {
-    let rank = |a: Action| match a {
-        Action::Keep => 0,
-        Action::Rotate => 1,
-        Action::Recover => 2,
-        Action::Skip => 3,
-    };
-    i.credentials()
-        .map(|c| c.verdict.state.action())
-        .max_by_key(|a| rank(*a))
-        .unwrap_or(Action::Keep)
-}
-
-/// Writes the plan report of `survey`.
-pub fn write(survey: &Survey, w: &mut impl Write) -> std::io::Result<()> {
+/// Writes the plan report of the identities as they pass.
+pub fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) -> std::io::Result<()> {
+    let mut tally = Tally::default();
+    for identity in judged.by_ref() {
+        tally.add(&identity);
+    }
+    let end = judged.end();
     let mut out = String::with_capacity(64 * 1024);
-    open(&mut out, "Rotation plan", survey);
-    warnings(&mut out, survey);
-    summary_section(&mut out, survey);
-    attention_section(&mut out, survey);
-    let by_node = tally(survey, |i| i.node.clone());
-    let by_service = tally(survey, |i| i.service.clone());
-    table(&mut out, "By node", "by-node", "node", &by_node);
-    table(&mut out, "By service", "by-service", "service", &by_service);
-    reasons_section(&mut out, survey);
-    policy_section(&mut out, survey);
+    open(&mut out, "Rotation plan", scope);
+    warnings(&mut out, scope);
+    summary_section(&mut out, scope, &tally, end);
+    attention_section(&mut out, end);
+    table(&mut out, "By node", "by-node", "node", &tally.by_node);
+    table(&mut out, "By service", "by-service", "service", &tally.by_service);
+    reasons_section(&mut out, &tally.reasons);
+    policy_section(&mut out, scope);
     close(&mut out);
     w.write_all(out.as_bytes())
 }
 
-fn summary_section(out: &mut String, survey: &Survey) {
-    let mut credentials = [0usize; 4];
-    let mut identities = [0usize; 4];
-    for i in &survey.identities {
-        identities[slot(identity_action(i))] += 1;
+/// What the page counts as the identities pass: per action overall, by node, by service and
+/// by kind of reason (bounded by the fleet's names and reasons, not its identities).
+#[derive(Default)]
+struct Tally {
+    credentials: [usize; 4],
+    identities: [usize; 4],
+    by_node: BTreeMap<String, [usize; 4]>,
+    by_service: BTreeMap<String, [usize; 4]>,
+    reasons: BTreeMap<(String, usize), usize>,
+}
+
+impl Tally {
+    fn add(&mut self, i: &Identity) {
+        self.identities[slot(i.action())] += 1;
         for c in i.credentials() {
-            credentials[slot(c.verdict.state.action())] += 1;
+            let action = c.verdict.state.action();
+            self.credentials[slot(action)] += 1;
+            *self
+                .reasons
+                .entry((reason_kind(&c.verdict.reason, action), slot(action)))
+                .or_default() += 1;
         }
+        let counts = |group: &mut BTreeMap<String, [usize; 4]>, key: &str| {
+            if !group.contains_key(key) {
+                group.insert(key.to_string(), [0; 4]);
+            }
+            let counts = group.get_mut(key).expect("inserted above");
+            for c in i.credentials() {
+                counts[slot(c.verdict.state.action())] += 1;
+            }
+        };
+        counts(&mut self.by_node, &i.node);
+        counts(&mut self.by_service, &i.service);
     }
+}
+
+fn summary_section(out: &mut String, scope: &Scope, tally: &Tally, end: &End) {
+    let (credentials, identities) = (&tally.credentials, &tally.identities);
     out.push_str("<h2>Credentials by action</h2>\n<div class=\"cards\">");
     for a in ACTIONS {
         let id = format!("plan-{}", action_str(a));
         card(out, &id, credentials[slot(a)], action_str(a), Some(action_colour(a)));
     }
     out.push_str("</div>\n<h2>Identities by action</h2>\n<div class=\"cards\">");
-    card(out, "identities", survey.identities.len(), "identities", None);
+    card(out, "identities", end.totals.identities_total(), "identities", None);
     for a in ACTIONS {
         let id = format!("identities-{}", action_str(a));
         card(out, &id, identities[slot(a)], action_str(a), Some(action_colour(a)));
     }
-    let ctx = survey.context();
+    let ctx = scope.context();
     let cap = if ctx.ca_caps_validity() {
         " — capped at the CA's expiry"
     } else {
@@ -102,33 +120,28 @@ fn summary_section(out: &mut String, survey: &Survey) {
          <code>ca_sha256 {}</code>; <code>rekey apply</code> refuses it if either has changed, \
          and rotates nothing the fleet itself does not judge due at its run date.</p>",
         stamp(ctx.new_not_after()),
-        survey.policy.validity_days,
-        match survey.policy.keys {
+        scope.policy.validity_days,
+        match scope.policy.keys {
             crate::policy::KeyMode::Rotate => "rotated",
             crate::policy::KeyMode::Reuse => "reused",
         },
-        survey.policy.digest(),
-        survey.ca.sha256,
+        scope.policy.digest(),
+        scope.ca.sha256,
     );
 }
 
 /// The identities that need a person or are skipped, with their reasons.
-fn attention_section(out: &mut String, survey: &Survey) {
-    let rows: Vec<AttentionRow<'_>> = survey
-        .identities
+fn attention_section(out: &mut String, end: &End) {
+    let rows: Vec<AttentionRow<'_>> = end
+        .people
         .iter()
-        .filter_map(|identity| {
-            let (_, reasons) = identity.needs_person()?;
-            let action = identity_action(identity);
-            Some(AttentionRow {
-                identity,
-                label: action_str(action),
-                colour: action_colour(action),
-                reasons,
-            })
+        .map(|person| AttentionRow {
+            person,
+            label: action_str(person.action),
+            colour: action_colour(person.action),
         })
         .collect();
-    let problems: Vec<_> = survey.issues.iter().filter(|i| i.is_problem).collect();
+    let problems: Vec<_> = end.issues.iter().filter(|i| i.is_problem).collect();
     let attention = Attention {
         none: "Nothing needs <code>rekey recover</code> and nothing is skipped.",
         column: "action",
@@ -136,18 +149,6 @@ fn attention_section(out: &mut String, survey: &Survey) {
         more: " (see the plan file).",
     };
     attention.write(out, &rows, &problems);
-}
-
-/// Credentials per action, grouped by the key `group` gives each identity.
-fn tally(survey: &Survey, group: impl Fn(&Identity) -> String) -> BTreeMap<String, [usize; 4]> {
-    let mut groups: BTreeMap<String, [usize; 4]> = BTreeMap::new();
-    for i in &survey.identities {
-        let counts = groups.entry(group(i)).or_default();
-        for c in i.credentials() {
-            counts[slot(c.verdict.state.action())] += 1;
-        }
-    }
-    groups
 }
 
 /// A table of counts per action, one row per group; past [`MAX_ROWS`], the groups with the
@@ -223,15 +224,8 @@ fn reason_kind(reason: &str, action: Action) -> String {
 }
 
 /// Credentials per kind of reason and action: why each thing happens, most common first.
-fn reasons_section(out: &mut String, survey: &Survey) {
-    let mut reasons: BTreeMap<(String, usize), usize> = BTreeMap::new();
-    for c in survey.identities.iter().flat_map(Identity::credentials) {
-        let action = c.verdict.state.action();
-        *reasons
-            .entry((reason_kind(&c.verdict.reason, action), slot(action)))
-            .or_default() += 1;
-    }
-    let mut rows: Vec<((String, usize), usize)> = reasons.into_iter().collect();
+fn reasons_section(out: &mut String, reasons: &BTreeMap<(String, usize), usize>) {
+    let mut rows: Vec<((String, usize), usize)> = reasons.clone().into_iter().collect();
     rows.sort_by(|((ra, aa), na), ((rb, ab), nb)| (nb, aa, ra).cmp(&(na, ab, rb)));
     let _ = writeln!(
         out,

@@ -79,6 +79,12 @@ impl Source {
 impl Loaded {
     /// A warning for every service the file names that is neither built in nor in the fleet
     /// (`fleet` holds the service names found under `nodes/`), naming the nearest known name.
+    /// Whether the policy file names services, which [`Loaded::warnings`] checks against the
+    /// fleet's.
+    pub fn names_services(&self) -> bool {
+        matches!(self.source, Source::File { .. }) && !self.named.is_empty()
+    }
+
     pub fn warnings(&self, fleet: &BTreeSet<&str>) -> Vec<String> {
         let mut known: BTreeSet<&str> = fleet.clone();
         let builtin = super::builtin_services();

@@ -1,35 +1,65 @@
 //! `status --format json` (docs/design.md §5, schema in docs/status.schema.json): every
 //! credential with its path, expiry as RFC 3339 and as whole seconds left, state, action and
-//! reason; totals per state; the CA; the policy in force. Versioned; written as it is made, so
-//! 10^5 identities are never held twice. Names, dates and digests only: never a secret.
+//! reason; totals per state; the CA; the policy in force. Versioned; written as the identities
+//! pass, so the fleet is never held. Names, dates and digests only: never a secret.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use serde::Serialize;
 
-use super::{kind_str, rows};
+use super::kind_str;
 use crate::classify::{Action, State, human, stamp};
 use crate::policy::{Policy, Source};
-use crate::survey::Survey;
+use crate::survey::{Judged, Scope};
 use crate::totals::Totals;
 
 /// The version of the status document; a change that can break a reader bumps it.
 pub const VERSION: u32 = 1;
 
-#[derive(Serialize)]
-struct StatusJson<'a> {
-    version: u32,
-    as_of: String,
-    root: String,
-    policy: PolicyJson<'a>,
-    ca: CaJson<'a>,
-    totals: TotalsJson,
-    credentials: Rows<'a>,
-    issues: Vec<IssueJson<'a>>,
-    /// Entries under `nodes/` or a node whose names start with a dot (`.snapshot`, `.git`).
-    hidden_entries_ignored: usize,
-    warnings: &'a [String],
+/// The status document. Its fields are written in this order; the credentials are written as
+/// they pass, so that what is counted from them (`totals`) and what the listing finds besides
+/// them (`issues`, `hidden_entries_ignored`) come after them.
+struct StatusJson<'a, 'j> {
+    scope: &'a Scope,
+    judged: &'a RefCell<&'a mut Judged<'j>>,
+}
+
+impl Serialize for StatusJson<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let scope = self.scope;
+        let mut doc = serializer.serialize_struct("StatusJson", 10)?;
+        doc.serialize_field("version", &VERSION)?;
+        doc.serialize_field("as_of", &stamp(scope.as_of))?;
+        doc.serialize_field("root", &scope.root.to_string_lossy())?;
+        doc.serialize_field("policy", &policy(scope))?;
+        doc.serialize_field("ca", &ca(scope))?;
+        doc.serialize_field("warnings", &scope.warnings)?;
+        doc.serialize_field(
+            "credentials",
+            &Rows {
+                scope,
+                judged: self.judged,
+            },
+        )?;
+        let mut judged = self.judged.borrow_mut();
+        let end = judged.end();
+        let issues: Vec<IssueJson<'_>> = end
+            .issues
+            .iter()
+            .map(|i| IssueJson {
+                path: &i.path,
+                reason: &i.message,
+                problem: i.is_problem,
+            })
+            .collect();
+        doc.serialize_field("issues", &issues)?;
+        doc.serialize_field("hidden_entries_ignored", &end.hidden)?;
+        doc.serialize_field("totals", &totals(scope, &end.totals))?;
+        doc.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -105,26 +135,41 @@ struct IssueJson<'a> {
     problem: bool,
 }
 
-/// Serializes the status rows of a survey as a sequence, without collecting them.
-struct Rows<'a>(&'a Survey);
+/// Serializes the status rows of the identities as they pass, as a sequence, without
+/// collecting them.
+struct Rows<'a, 'j> {
+    scope: &'a Scope,
+    judged: &'a RefCell<&'a mut Judged<'j>>,
+}
 
-impl Serialize for Rows<'_> {
+impl Serialize for Rows<'_, '_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let survey = self.0;
-        serializer.collect_seq(rows(survey).map(|(i, c)| RowJson {
-            node: &i.node,
-            service: &i.service,
-            kind: kind_str(c),
-            path: survey.path_of(i, c.kind).to_string_lossy().into_owned(),
-            expires: c.window.map(|w| stamp(w.not_after)),
-            expires_at: c.window.map(|w| stamp(w.not_after)),
-            seconds_left: c.window.map(|w| (w.not_after - survey.as_of).num_seconds()),
-            time_left: c.window.map(|w| human(w.not_after - survey.as_of)),
-            self_rotates: c.self_rotates,
-            state: c.verdict.state.as_str(),
-            action: c.verdict.state.action(),
-            reason: &c.verdict.reason,
-        }))
+        use serde::ser::SerializeSeq;
+        let scope = self.scope;
+        let mut seq = serializer.serialize_seq(None)?;
+        let mut judged = self.judged.borrow_mut();
+        for i in judged.by_ref() {
+            for c in i.credentials() {
+                seq.serialize_element(&RowJson {
+                    node: &i.node,
+                    service: &i.service,
+                    kind: kind_str(c),
+                    path: scope
+                        .path_of(&i.node, &i.service, c.kind)
+                        .to_string_lossy()
+                        .into_owned(),
+                    expires: c.window.map(|w| stamp(w.not_after)),
+                    expires_at: c.window.map(|w| stamp(w.not_after)),
+                    seconds_left: c.window.map(|w| (w.not_after - scope.as_of).num_seconds()),
+                    time_left: c.window.map(|w| human(w.not_after - scope.as_of)),
+                    self_rotates: c.self_rotates,
+                    state: c.verdict.state.as_str(),
+                    action: c.verdict.state.action(),
+                    reason: &c.verdict.reason,
+                })?;
+            }
+        }
+        seq.end()
     }
 }
 
@@ -136,19 +181,18 @@ fn by_state(counts: &[usize; 7]) -> BTreeMap<&'static str, usize> {
         .collect()
 }
 
-fn totals(survey: &Survey) -> TotalsJson {
-    let t = Totals::of(survey);
+fn totals(scope: &Scope, t: &Totals) -> TotalsJson {
     TotalsJson {
-        identities: survey.identities.len(),
-        credentials: t.credentials.iter().sum(),
+        identities: t.identities_total(),
+        credentials: t.credentials_total(),
         credentials_by_state: by_state(&t.credentials),
         identities_by_state: by_state(&t.identities),
         past_expiry: t.past_expiry,
         problems: t.problems,
         notes: t.notes,
-        nearest: t.nearest.map(|n| NearestJson {
+        nearest: t.nearest.clone().map(|n| NearestJson {
             expires_at: stamp(n.not_after),
-            seconds_left: (n.not_after - survey.as_of).num_seconds(),
+            seconds_left: (n.not_after - scope.as_of).num_seconds(),
             node: n.node,
             service: n.service,
             kind: n.kind,
@@ -156,56 +200,49 @@ fn totals(survey: &Survey) -> TotalsJson {
     }
 }
 
-fn policy(survey: &Survey) -> PolicyJson<'_> {
-    let (path, file_sha256) = match &survey.policy_source {
+fn policy(scope: &Scope) -> PolicyJson<'_> {
+    let (path, file_sha256) = match &scope.policy_source {
         Source::Builtin => (None, None),
         Source::File { path, sha256 } => {
             (Some(path.to_string_lossy().into_owned()), Some(sha256.hex()))
         }
     };
     PolicyJson {
-        source: survey.policy_source.kind(),
+        source: scope.policy_source.kind(),
         path,
         file_sha256,
-        policy_sha256: survey.policy.digest().hex(),
-        values: &survey.policy,
+        policy_sha256: scope.policy.digest().hex(),
+        values: &scope.policy,
     }
 }
 
-/// `status --format json`, written as it is made.
-pub fn write_status_json(survey: &Survey, w: &mut impl Write) -> std::io::Result<()> {
-    let ca = &survey.ca;
+fn ca(scope: &Scope) -> CaJson<'_> {
+    let ca = &scope.ca;
+    CaJson {
+        common_name: &ca.common_name,
+        algorithm: ca.public.alg.to_string(),
+        path: scope.root.join("ca/ca.crt").to_string_lossy().into_owned(),
+        not_after: stamp(ca.not_after),
+        expires_at: stamp(ca.not_after),
+        seconds_left: (ca.not_after - scope.as_of).num_seconds(),
+        time_left: human(ca.not_after - scope.as_of),
+        sha256: ca.sha256.hex(),
+        key: ca.key.kind(),
+        key_present: matches!(ca.key, crate::ca::KeyAccess::Present { .. }),
+        caps_validity: scope.context().ca_caps_validity(),
+    }
+}
+
+/// `status --format json`, written as the identities pass.
+pub fn write_status_json(
+    scope: &Scope,
+    judged: &mut Judged<'_>,
+    w: &mut impl Write,
+) -> std::io::Result<()> {
+    let judged = RefCell::new(judged);
     let doc = StatusJson {
-        version: VERSION,
-        as_of: stamp(survey.as_of),
-        root: survey.root.to_string_lossy().into_owned(),
-        policy: policy(survey),
-        ca: CaJson {
-            common_name: &ca.common_name,
-            algorithm: ca.public.alg.to_string(),
-            path: survey.root.join("ca/ca.crt").to_string_lossy().into_owned(),
-            not_after: stamp(ca.not_after),
-            expires_at: stamp(ca.not_after),
-            seconds_left: (ca.not_after - survey.as_of).num_seconds(),
-            time_left: human(ca.not_after - survey.as_of),
-            sha256: ca.sha256.hex(),
-            key: ca.key.kind(),
-            key_present: matches!(ca.key, crate::ca::KeyAccess::Present { .. }),
-            caps_validity: survey.context().ca_caps_validity(),
-        },
-        totals: totals(survey),
-        credentials: Rows(survey),
-        issues: survey
-            .issues
-            .iter()
-            .map(|i| IssueJson {
-                path: &i.path,
-                reason: &i.message,
-                problem: i.is_problem,
-            })
-            .collect(),
-        hidden_entries_ignored: survey.hidden,
-        warnings: &survey.warnings,
+        scope,
+        judged: &judged,
     };
     serde_json::to_writer_pretty(&mut *w, &doc)?;
     w.write_all(b"\n")

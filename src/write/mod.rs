@@ -332,11 +332,13 @@ fn refresh_metrics(root: &Path, as_of: DateTime<Utc>, report: &Report) -> Result
     let Some(path) = crate::policy::load(root)?.policy.metrics_path(root) else {
         return Ok(());
     };
-    let survey = crate::survey::Survey::take(root, as_of)?;
     let families = crate::metrics::Families { x509: true };
-    crate::fsio::write_atomic_with(&path, 0o644, |w| {
-        crate::metrics::write(&survey, report.last_run().as_ref(), families, &mut &mut *w)
-    })
+    let last_run = report.last_run();
+    crate::survey::read(root, as_of, None, |scope, judged| {
+        crate::fsio::write_atomic_with(&path, 0o644, |w| {
+            crate::metrics::write(scope, judged, last_run.as_ref(), families, &mut &mut *w)
+        })
+    })?
     .with_context(|| format!("failed to refresh metrics_file {}", path.display()))
 }
 

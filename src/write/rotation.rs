@@ -264,17 +264,17 @@ pub fn run(
         return Ok(started.nothing_to_do(refused, fleet)?.1);
     }
     let as_of = write.as_of();
-    let signer = crate::signer::load(write.root(), &survey.ca, as_of)?;
-    let not_after = (as_of + survey.policy.validity()).min(survey.ca.not_after);
+    let signer = crate::signer::load(write.root(), &survey.scope.ca, as_of)?;
+    let not_after = (as_of + survey.scope.policy.validity()).min(survey.scope.ca.not_after);
     let warnings: Vec<String> = super::expired_on_arrival(not_after, write.settings.started)
         .into_iter()
         .collect();
     let root = write.root().to_path_buf();
     let rotation = Rotation {
         root: &root,
-        ca: &survey.ca,
+        ca: &survey.scope.ca,
         signer: &signer,
-        keys: survey.policy.keys,
+        keys: survey.scope.policy.keys,
         not_before: as_of,
         not_after,
     };
@@ -330,8 +330,8 @@ fn facts(survey: &Survey) -> super::FleetFacts {
         }
     }));
     super::FleetFacts {
-        policy_sha256: Some(survey.policy.digest()),
+        policy_sha256: Some(survey.scope.policy.digest()),
         needs_attention,
-        keep_runs: Some(survey.policy.keep_runs as usize),
+        keep_runs: Some(survey.scope.policy.keep_runs as usize),
     }
 }

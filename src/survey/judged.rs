@@ -1,0 +1,152 @@
+//! The identities of a fleet as a report takes them: one at a time, in (node, service) order,
+//! narrowed by the read commands' filter and counted as they pass, so that what a report says
+//! last (totals, what needs a person, issues) is known without holding the fleet.
+
+use super::stream::{Flow, Listed};
+use super::{Identity, Scope};
+use crate::classify::{Action, State};
+use crate::scan::Issue;
+use crate::select::{Filter, Grain};
+use crate::totals::Totals;
+
+/// An identity that needs a person (`recover`, or a problem), as the reports list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub node: String,
+    pub service: String,
+    /// `recover` or `problem`.
+    pub tag: &'static str,
+    /// Its own reasons, each once.
+    pub reasons: String,
+    /// The identity's state and action (its most urgent, its most demanding credential's).
+    pub state: State,
+    pub action: Action,
+}
+
+/// What is known once every identity has passed.
+#[derive(Debug)]
+pub struct End {
+    /// Paths that are not identities (those inside the filter).
+    pub issues: Vec<Issue>,
+    /// Hidden entries ignored.
+    pub hidden: usize,
+    pub totals: Totals,
+    /// Every identity shown that needs a person, in order. Held: a fleet's broken identities
+    /// are what its reports are for.
+    pub people: Vec<Person>,
+}
+
+/// The judged identities of a fleet, one at a time; [`Judged::end`] after the last.
+pub struct Judged<'a> {
+    source: Source<'a>,
+    filter: Option<(&'a Filter, Grain)>,
+    scope: &'a Scope,
+    totals: Totals,
+    people: Vec<Person>,
+    end: Option<End>,
+}
+
+enum Source<'a> {
+    Flow(&'a mut Flow),
+    Held {
+        identities: std::vec::IntoIter<Identity>,
+        listed: Option<Listed>,
+    },
+}
+
+impl<'a> Judged<'a> {
+    /// The identities of a live stream, narrowed by `filter`.
+    pub fn live(scope: &'a Scope, flow: &'a mut Flow, filter: Option<(&'a Filter, Grain)>) -> Self {
+        Self::new(scope, Source::Flow(flow), filter)
+    }
+
+    /// Identities already held (a writing command's survey), with what their listing found.
+    pub fn held(scope: &'a Scope, identities: Vec<Identity>, issues: Vec<Issue>, hidden: usize) -> Self {
+        let listed = Some(Listed { issues, hidden });
+        let source = Source::Held {
+            identities: identities.into_iter(),
+            listed,
+        };
+        Self::new(scope, source, None)
+    }
+
+    fn new(scope: &'a Scope, source: Source<'a>, filter: Option<(&'a Filter, Grain)>) -> Self {
+        Judged {
+            source,
+            filter,
+            scope,
+            totals: Totals::default(),
+            people: Vec::new(),
+            end: None,
+        }
+    }
+
+    /// What is known after the last identity; takes (and counts) any not taken yet.
+    pub fn end(&mut self) -> &End {
+        if self.end.is_none() {
+            for _ in self.by_ref() {}
+            let listed = match &mut self.source {
+                Source::Flow(flow) => flow.listed(),
+                Source::Held { listed, .. } => listed.take().unwrap_or_default(),
+            };
+            let issues: Vec<Issue> = match self.filter {
+                Some((filter, _)) => listed
+                    .issues
+                    .into_iter()
+                    .filter(|i| filter.keeps_issue(i))
+                    .collect(),
+                None => listed.issues,
+            };
+            let mut totals = std::mem::take(&mut self.totals);
+            totals.add_issues(&issues);
+            self.end = Some(End {
+                issues,
+                hidden: listed.hidden,
+                totals,
+                people: std::mem::take(&mut self.people),
+            });
+        }
+        self.end.as_ref().expect("set above")
+    }
+
+    /// [`Judged::end`], taken.
+    pub fn into_end(mut self) -> End {
+        self.end();
+        self.end.take().expect("set by end()")
+    }
+}
+
+impl Iterator for Judged<'_> {
+    type Item = Identity;
+
+    fn next(&mut self) -> Option<Identity> {
+        if self.end.is_some() {
+            return None;
+        }
+        loop {
+            let identity = match &mut self.source {
+                Source::Flow(flow) => flow.next()?,
+                Source::Held { identities, .. } => identities.next()?,
+            };
+            let identity = match self.filter {
+                Some((filter, grain)) => match filter.keep(identity, grain) {
+                    Some(identity) => identity,
+                    None => continue,
+                },
+                None => identity,
+            };
+            self.totals.add(&identity, self.scope);
+            if let Some((tag, reasons)) = identity.needs_person() {
+                self.people.push(Person {
+                    node: identity.node.clone(),
+                    service: identity.service.clone(),
+                    tag,
+                    reasons,
+                    state: identity.state(),
+                    action: identity.action(),
+                });
+            }
+            return Some(identity);
+        }
+    }
+}

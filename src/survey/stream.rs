@@ -1,0 +1,295 @@
+//! Judging a fleet as a stream (docs/design.md §7): identities come out in (node, service) order
+//! while the next ones are still being read, and at most [`IN_FLIGHT`] are held at any moment,
+//! whatever the size of the fleet.
+//!
+//! Four stages run at once:
+//! - a lister lists node directories one at a time, a node or two ahead;
+//! - a feeder numbers their service directories and admits one only when fewer than
+//!   [`IN_FLIGHT`] are between it and the oldest not yet taken by the consumer;
+//! - [`READERS`] reader threads read each identity's files (I/O: on a cold page cache they wait
+//!   on the disk, many at once, while the cores check what has arrived);
+//! - one checker per core parses and verifies them and judges the identity.
+//!
+//! The consumer (a renderer, on the calling thread) takes them back in order through a reorder
+//! window. Nothing here judges: [`inspect`](crate::inspect), [`classify`](crate::classify) and
+//! [`super::assess`] do; this module only moves identities between them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, channel, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use super::{Identity, Scope, assess};
+use crate::inspect;
+use crate::scan::{self, Candidate, Files, Issue, Nodes};
+
+/// How many identities may be between the lister and the consumer at once: read, being read,
+/// being checked or waiting for an older one. Bounds the memory of a survey (a few KiB each).
+pub const IN_FLIGHT: usize = 1024;
+
+/// Threads that read files. Reading is I/O: on a cold page cache each read waits on the disk,
+/// and many waiting at once keep the disk's queue full while the cores check.
+pub const READERS: usize = 32;
+
+/// What the listing found besides identities: issues in the order found and hidden entries.
+#[derive(Debug, Default)]
+pub struct Listed {
+    pub issues: Vec<Issue>,
+    pub hidden: usize,
+}
+
+/// One identity judged: an identity, or the issue it is (a link, an empty directory).
+type Verdict = Result<Identity, Issue>;
+
+/// Admits identities into the window: the feeder waits while [`IN_FLIGHT`] are out.
+#[derive(Default)]
+struct Gate {
+    /// (identities taken by the consumer, whether the consumer has gone)
+    state: Mutex<(usize, bool)>,
+    moved: Condvar,
+}
+
+impl Gate {
+    /// Waits until identity `seq` may enter the window; false when the consumer has gone.
+    fn admit(&self, seq: usize) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while !state.1 && seq >= state.0 + IN_FLIGHT {
+            state = self
+                .moved
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        !state.1
+    }
+
+    fn taken(&self, count: usize) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0 = count;
+        self.moved.notify_all();
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+        self.moved.notify_all();
+    }
+}
+
+/// The consumer's end of the stream: an iterator over the judged identities in (node, service)
+/// order. When it is exhausted, [`Flow::listed`] has everything the listing found.
+pub struct Flow {
+    done: Receiver<(usize, Verdict)>,
+    waiting: BTreeMap<usize, Verdict>,
+    next: usize,
+    gate: Arc<Gate>,
+    /// Filled by the lister; `admitted` is set by the feeder when it has admitted every
+    /// identity (and so is the number of identities to expect).
+    listing: Arc<Mutex<Listing>>,
+    issues: Vec<Issue>,
+    finished: bool,
+}
+
+#[derive(Default)]
+struct Listing {
+    listed: Listed,
+    admitted: Option<usize>,
+}
+
+impl Iterator for Flow {
+    type Item = Identity;
+
+    fn next(&mut self) -> Option<Identity> {
+        loop {
+            if let Some(verdict) = self.waiting.remove(&self.next) {
+                self.next += 1;
+                self.gate.taken(self.next);
+                match verdict {
+                    Ok(identity) => return Some(identity),
+                    Err(issue) => {
+                        self.issues.push(issue);
+                        continue;
+                    }
+                }
+            }
+            if self.finished {
+                return None;
+            }
+            match self.done.recv() {
+                Ok((seq, verdict)) => {
+                    self.waiting.insert(seq, verdict);
+                }
+                Err(_) => {
+                    // Every stage has ended: each identity admitted must have come back, or
+                    // a report would silently leave some out.
+                    let admitted = self.lock().admitted;
+                    assert!(
+                        self.waiting.is_empty() && admitted == Some(self.next),
+                        "a stage of the survey ended early ({} of {admitted:?} identities judged)",
+                        self.next
+                    );
+                    self.finished = true;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+impl Flow {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Listing> {
+        self.listing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What the listing found besides identities, once the stream is exhausted: the listing's
+    /// issues first, then those of the service directories that were not identities.
+    pub fn listed(&mut self) -> Listed {
+        debug_assert!(self.finished, "the stream is exhausted first");
+        let mut listed = std::mem::take(&mut self.lock().listed);
+        listed.issues.append(&mut self.issues);
+        listed
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        // A consumer that stops early (its output failed) stops every stage.
+        self.gate.close();
+    }
+}
+
+/// Judges every identity under `nodes`, handing the stream to `consume` on this thread.
+/// `nodes`' own issues and hidden entries come first in [`Flow::listed`].
+pub fn each<R>(scope: &Scope, nodes: Nodes, consume: impl FnOnce(&mut Flow) -> R) -> R {
+    let Nodes {
+        nodes,
+        issues,
+        hidden,
+    } = nodes;
+    let listing = Arc::new(Mutex::new(Listing {
+        listed: Listed { issues, hidden },
+        admitted: None,
+    }));
+    let gate = Arc::new(Gate::default());
+    let stop = AtomicBool::new(false);
+    let root = &scope.root;
+    let ctx = scope.context();
+    let checkers = rayon::current_num_threads().max(1);
+    std::thread::scope(|s| {
+        let (to_feed, feed) = sync_channel::<scan::Services>(1);
+        let (to_read, read) = sync_channel::<(usize, Candidate)>(IN_FLIGHT);
+        let (to_check, check) = sync_channel::<(usize, Candidate, Option<Files>)>(IN_FLIGHT);
+        let (to_done, done) = channel::<(usize, Verdict)>();
+        let (read, check) = (Arc::new(Mutex::new(read)), Arc::new(Mutex::new(check)));
+        let stop = &stop;
+        // The lister: one node ahead of the feeder.
+        {
+            let listing = Arc::clone(&listing);
+            s.spawn(move || {
+                for node in &nodes {
+                    let mut services = scan::services(root, node);
+                    {
+                        let mut l = listing.lock().unwrap_or_else(PoisonError::into_inner);
+                        l.listed.issues.append(&mut services.issues);
+                        l.listed.hidden += services.hidden;
+                    }
+                    if stop.load(Ordering::Relaxed) || to_feed.send(services).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        // The feeder: numbers the candidates and admits them into the window.
+        {
+            let (gate, listing) = (Arc::clone(&gate), Arc::clone(&listing));
+            s.spawn(move || {
+                let mut seq = 0;
+                for services in feed {
+                    for candidate in services.candidates {
+                        if !gate.admit(seq) || to_read.send((seq, candidate)).is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        seq += 1;
+                    }
+                }
+                listing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .admitted = Some(seq);
+            });
+        }
+        for _ in 0..READERS {
+            let (read, to_check) = (Arc::clone(&read), to_check.clone());
+            s.spawn(move || {
+                while let Some((seq, candidate)) = take(&read) {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let files = (!candidate.is_link).then(|| scan::read(&candidate));
+                    if to_check.send((seq, candidate, files)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(to_check);
+        for _ in 0..checkers {
+            let (check, to_done) = (Arc::clone(&check), to_done.clone());
+            let ctx = &ctx;
+            s.spawn(move || {
+                while let Some((seq, candidate, files)) = take(&check) {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let verdict = judge(scope, ctx, &candidate, files.as_ref());
+                    if to_done.send((seq, verdict)).is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            });
+        }
+        drop(to_done);
+        let mut flow = Flow {
+            done,
+            waiting: BTreeMap::new(),
+            next: 0,
+            gate: Arc::clone(&gate),
+            listing: Arc::clone(&listing),
+            issues: Vec::new(),
+            finished: false,
+        };
+        let result = consume(&mut flow);
+        stop.store(true, Ordering::Relaxed);
+        drop(flow);
+        result
+    })
+}
+
+/// The next job of a stage whose threads share one receiver; `None` when the stage before has
+/// ended.
+fn take<T>(from: &Mutex<Receiver<T>>) -> Option<T> {
+    from.lock().unwrap_or_else(PoisonError::into_inner).recv().ok()
+}
+
+/// One candidate judged: an identity, or the issue it is.
+fn judge(
+    scope: &Scope,
+    ctx: &crate::classify::Context<'_>,
+    candidate: &Candidate,
+    files: Option<&Files>,
+) -> Verdict {
+    let issue = |message: &str, is_problem| {
+        Err(Issue {
+            path: scan::relative(&scope.root, &candidate.dir),
+            message: message.to_string(),
+            is_problem,
+        })
+    };
+    let Some(files) = files else {
+        return issue("service directory is a symbolic link", true);
+    };
+    let inspected = inspect::inspect(candidate, files, &scope.ca);
+    if inspected.is_empty() {
+        return issue("has no cert.pem or token.jwt: ignored", false);
+    }
+    Ok(assess(&inspected, ctx))
+}
