@@ -13,17 +13,38 @@
 //! fleet, each written to a file: `status --format prometheus`, `status --format html` and
 //! `plan --format html`, and reports each one's time as a share of `status`'s.
 //!
+//! On the fleets of the read side (P-256 CA at each size, RSA-2048 CA at the first size) it also
+//! times `status` (JSON to stdout) with a cold page cache: before each cold repetition it runs
+//! `sync` and writes `3` to `/proc/sys/vm/drop_caches`. Beside it, in the same run and on the same
+//! fleet, the cold-read floor: after the same drop, list the nodes, then each node's services,
+//! then read every identity's three files (`cert.pem`, `key.pem`, `token.jwt`), all with many
+//! reader threads, the listing inside the timed region. Cold `status` is judged against the slower
+//! of the cold-read floor and the crypto + parse floor, and the row names which one bounds it.
+//! Dropping the page cache takes root and a writable `/proc`; without them the cold rows are
+//! skipped, and a line under the table and on stderr says why.
+//!
+//! A growth table follows, derived from the rows already measured (nothing is timed twice): for
+//! each P-256 size, warm `status` and `plan` and cold `status`, in seconds and µs per identity,
+//! with the warm commands' peak RSS, and a line giving the peak RSS at the largest size relative
+//! to the smallest.
+//!
 //! Sizes for `status` and `plan`: `REKEY_BENCH_SIZES` (default `10000,100000`); size for
 //! `rotate`: `REKEY_BENCH_ROTATE` (default 20000, as docs/design.md §7 states the target); repetitions:
-//! `REKEY_BENCH_REPS` (default 3; medians are reported); RSA key generation sample:
-//! `REKEY_BENCH_RSA` (default 200). Fleets live in a temporary directory (`TMPDIR`).
+//! `REKEY_BENCH_REPS` (default 3, cold repetitions included; medians are reported); RSA key
+//! generation sample: `REKEY_BENCH_RSA` (default 200); reader threads of the cold-read floor:
+//! `REKEY_BENCH_READERS` (default 64); `REKEY_BENCH_GROWTH_MILLION=1` (default 0) adds a P-256
+//! fleet of 1,000,000 identities to the growth table, timing only warm `status` and `plan` (JSON)
+//! and cold `status` on it (building it is slow, and takes some 16 GB of disk and 4 million
+//! inodes on ext4). Fleets live in a temporary directory (`TMPDIR`).
 //!
 //! Fleets are dated from a pinned instant and every command runs with `--as-of` it, so the same
 //! fleets are measured whatever the date (the operator script's `openssl x509 -req -days 90`
 //! dates its certificates from the clock, but nothing judges them).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -47,8 +68,27 @@ struct Row {
     identities: usize,
     median: Duration,
     floor_per_s: Option<f64>,
+    /// Which floor `floor_per_s` is, when the row is judged against the slower of two.
+    floor_name: Option<&'static str>,
+    /// The cold-read floor of the fleet, on the cold rows.
+    cold_read_per_s: Option<f64>,
     openssl_per_s: Option<f64>,
     peak_rss_kib: Option<u64>,
+}
+
+/// The cold-cache runs: how many threads read for the cold-read floor, and why the cold rows are
+/// skipped once the page cache could not be dropped.
+struct Cold {
+    readers: usize,
+    skipped: Option<String>,
+}
+
+impl Cold {
+    fn skip(&mut self, why: String) {
+        let line = format!("cold-cache rows skipped: cannot drop the page cache: {why}");
+        eprintln!("{line}");
+        self.skipped = Some(line);
+    }
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -204,6 +244,137 @@ fn sync_fs(path: &Path) {
     );
 }
 
+const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
+
+/// Flushes dirty pages (`sync`), then drops the page cache, dentries and inodes, so that the next
+/// read comes from the disk. Fails without root or with a read-only `/proc`.
+fn drop_caches() -> Result<(), String> {
+    // SAFETY: sync(2) takes no argument and always succeeds.
+    unsafe { libc::sync() };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(DROP_CACHES)
+        .and_then(|mut f| f.write_all(b"3"))
+        .map_err(|e| format!("writing 3 to {DROP_CACHES}: {e}"))
+}
+
+/// One repetition of the cold-read floor: drop the page cache, then, timed, list the nodes, list
+/// each node's services in parallel, and read every identity's three files with `readers`
+/// threads taking the sorted identity directories by an atomic index. Returns the time and the
+/// number of identities read.
+fn cold_read(root: &Path, readers: usize) -> Result<(Duration, usize), String> {
+    drop_caches()?;
+    let start = Instant::now();
+    let nodes: Vec<PathBuf> = std::fs::read_dir(root.join("nodes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let next = AtomicUsize::new(0);
+    let mut dirs: Vec<PathBuf> = std::thread::scope(|s| {
+        let listers: Vec<_> = (0..readers.min(nodes.len()))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    while let Some(node) = nodes.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        for service in std::fs::read_dir(node).unwrap() {
+                            mine.push(service.unwrap().path());
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        listers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    dirs.sort();
+    let next = AtomicUsize::new(0);
+    let bytes: usize = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..readers.min(dirs.len()))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut bytes = 0;
+                    while let Some(d) = dirs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        for name in ["cert.pem", "key.pem", "token.jwt"] {
+                            bytes += std::fs::read(d.join(name)).unwrap().len();
+                        }
+                    }
+                    bytes
+                })
+            })
+            .collect();
+        workers.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let elapsed = start.elapsed();
+    assert!(bytes > 0, "the cold read read nothing");
+    Ok((elapsed, dirs.len()))
+}
+
+/// Cold `status` (JSON to stdout) on the fleet, round-robin with the cold-read floor: each
+/// repetition drops the page cache before the floor and again before `status`. The row is judged
+/// against the slower of the cold-read floor and the crypto + parse floor (`crypto`, identities/s).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the scenario's state, passed down as is"
+)]
+fn cold_status(
+    rows: &mut Vec<Row>,
+    cold: &mut Cold,
+    name: &str,
+    n: usize,
+    root: &Path,
+    root_s: &str,
+    crypto: f64,
+    reps: usize,
+) {
+    let args = [
+        "status", "--root", root_s, "--as-of", AS_OF, "--format", "json",
+    ];
+    let mut reads = Vec::new();
+    let mut times = Vec::new();
+    let mut peak: Option<u64> = None;
+    for rep in 0..reps {
+        eprintln!(
+            "bench: {name}: cold-read floor, {} readers ({}/{reps})",
+            cold.readers,
+            rep + 1
+        );
+        match cold_read(root, cold.readers) {
+            Ok((t, read)) => {
+                assert_eq!(read, n, "the cold read found every identity");
+                reads.push(t);
+            }
+            Err(why) => return cold.skip(why),
+        }
+        eprintln!("bench: {name}: status, cold cache ({}/{reps})", rep + 1);
+        if let Err(why) = drop_caches() {
+            return cold.skip(why);
+        }
+        let (t, rss) = run_rekey(&args);
+        times.push(t);
+        peak = peak.max(rss);
+    }
+    let read = n as f64 / median(reads).as_secs_f64();
+    let (floor, floor_name) = if read < crypto {
+        (read, "cold read")
+    } else {
+        (crypto, "crypto + parse")
+    };
+    rows.push(Row {
+        scenario: name.into(),
+        command: "status, cold cache".into(),
+        identities: n,
+        median: median(times),
+        floor_per_s: Some(floor),
+        floor_name: Some(floor_name),
+        cold_read_per_s: Some(read),
+        openssl_per_s: None,
+        peak_rss_kib: peak,
+    });
+}
+
 /// What an operator would script: one `openssl x509 -req` per certificate and one signature per
 /// token, on `sample` identities. Returns identities per second, or None without openssl.
 fn openssl_script(root: &Path, scratch: &Path, sample: usize) -> Option<f64> {
@@ -261,6 +432,7 @@ fn scenario(
     reps: usize,
     read_commands: &[(&str, &str, bool)],
     rotate_modes: &[&str],
+    cold: Option<&mut Cold>,
 ) {
     eprintln!("bench: {name}: building {n} identities");
     let work = &work.join(name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
@@ -310,9 +482,14 @@ fn scenario(
                 identities: n,
                 median: median(t),
                 floor_per_s: Some(crypto),
+                floor_name: None,
+                cold_read_per_s: None,
                 openssl_per_s: None,
                 peak_rss_kib: rss,
             });
+        }
+        if let Some(cold) = cold.filter(|c| c.skipped.is_none()) {
+            cold_status(rows, cold, name, n, &root, &root_s, crypto, reps);
         }
     }
     let openssl = if rotate_modes.is_empty() {
@@ -352,6 +529,8 @@ fn scenario(
             identities: n,
             median: t,
             floor_per_s: Some(floor),
+            floor_name: None,
+            cold_read_per_s: None,
             openssl_per_s: openssl,
             peak_rss_kib: rss,
         });
@@ -378,6 +557,11 @@ fn main() {
     let reps = number("REKEY_BENCH_REPS", "3");
     let rotate_n = number("REKEY_BENCH_ROTATE", "20000");
     let rsa_sample = number("REKEY_BENCH_RSA", "200");
+    let mut cold = Cold {
+        readers: number("REKEY_BENCH_READERS", "64").max(1),
+        skipped: None,
+    };
+    let million = number("REKEY_BENCH_GROWTH_MILLION", "0") > 0;
     rekey::token::install_provider();
     let work = tempfile::Builder::new()
         .prefix("rekey-bench-")
@@ -392,6 +576,7 @@ fn main() {
         ("plan", "json", false),
         ("plan", "html", true),
     ][..];
+    let mut growth_sizes = sizes.clone();
     for &n in &sizes {
         scenario(
             &mut rows,
@@ -402,7 +587,25 @@ fn main() {
             reps,
             read,
             &[],
+            Some(&mut cold),
         );
+    }
+    const MILLION: usize = 1_000_000;
+    if million && !sizes.contains(&MILLION) {
+        // Only what the growth table shows: the other outputs would add minutes each.
+        let lean = &[("status", "json", false), ("plan", "json", false)][..];
+        scenario(
+            &mut rows,
+            work.path(),
+            &format!("P-256 CA, {MILLION}"),
+            MILLION,
+            (p256, p256),
+            reps,
+            lean,
+            &[],
+            Some(&mut cold),
+        );
+        growth_sizes.push(MILLION);
     }
     let n = sizes[0];
     scenario(
@@ -414,6 +617,7 @@ fn main() {
         reps,
         read,
         &[],
+        Some(&mut cold),
     );
     if rotate_n > 0 {
         let modes = &["reuse", "rotate"][..];
@@ -426,6 +630,7 @@ fn main() {
             reps,
             &[],
             modes,
+            None,
         );
         let name = format!("RSA-2048 CA, {rotate_n}");
         scenario(
@@ -437,6 +642,7 @@ fn main() {
             reps,
             &[],
             &["reuse"],
+            None,
         );
     }
     if rsa_sample > 0 {
@@ -450,10 +656,131 @@ fn main() {
             1,
             &[],
             &["rotate"],
+            None,
         );
     }
     print_table(&rows);
+    if let Some(line) = &cold.skipped {
+        println!();
+        println!("{line}");
+    }
     print_outputs(&rows);
+    print_cold(&rows);
+    print_growth(&rows, &growth_sizes);
+}
+
+/// The two floors of each cold `status` row, and which one bounds it.
+fn print_cold(rows: &[Row]) {
+    let cold: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.cold_read_per_s.is_some())
+        .collect();
+    if cold.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "| scenario | identities | cold-read floor identities/s | crypto + parse floor identities/s | bound by | status cold identities/s | vs bound (target 70%) |"
+    );
+    println!("|---|---:|---:|---:|---|---:|---:|");
+    for r in cold {
+        let crypto = rows
+            .iter()
+            .find(|s| s.scenario == r.scenario && s.command == "status")
+            .and_then(|s| s.floor_per_s);
+        let rate = r.identities as f64 / r.median.as_secs_f64();
+        println!(
+            "| {} | {} | {} | {} | {} | {:.0} | {} |",
+            r.scenario,
+            r.identities,
+            r.cold_read_per_s.map_or("-".into(), |f| format!("{f:.0}")),
+            crypto.map_or("-".into(), |f| format!("{f:.0}")),
+            r.floor_name.unwrap_or("-"),
+            rate,
+            r.floor_per_s
+                .map_or("-".into(), |f| format!("{:.0}%", 100.0 * rate / f)),
+        );
+    }
+}
+
+/// Warm `status` and `plan` and cold `status` at each P-256 size, from the rows already measured,
+/// and the peak RSS at the largest size relative to the smallest.
+fn print_growth(rows: &[Row], sizes: &[usize]) {
+    let find = |n: usize, command: &str| {
+        let scenario = format!("P-256 CA, {n}");
+        rows.iter()
+            .find(|r| r.scenario == scenario && r.command == command)
+    };
+    let secs = |r: Option<&Row>| r.map_or("-".into(), |r| format!("{:.2}", r.median.as_secs_f64()));
+    let micros = |r: Option<&Row>| {
+        r.map_or("-".into(), |r| {
+            format!("{:.1}", 1e6 * r.median.as_secs_f64() / r.identities as f64)
+        })
+    };
+    let mib = |r: Option<&Row>| {
+        r.and_then(|r| r.peak_rss_kib)
+            .map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+    };
+    let mut sizes = sizes.to_vec();
+    sizes.sort();
+    sizes.dedup();
+    println!();
+    println!(
+        "| identities | status warm s | µs per identity | peak RSS MiB | plan warm s | µs per identity | peak RSS MiB | status cold s | µs per identity |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in &sizes {
+        let (status, plan, cold) = (
+            find(n, "status"),
+            find(n, "plan"),
+            find(n, "status, cold cache"),
+        );
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            thousands(n),
+            secs(status),
+            micros(status),
+            mib(status),
+            secs(plan),
+            micros(plan),
+            mib(plan),
+            secs(cold),
+            micros(cold),
+        );
+    }
+    let (Some(&small), Some(&large)) = (sizes.first(), sizes.last()) else {
+        return;
+    };
+    if small == large {
+        return;
+    }
+    let growth = |command: &str| {
+        let rss = |n| find(n, command).and_then(|r| r.peak_rss_kib);
+        let (a, b) = (rss(small)?, rss(large)?);
+        Some(format!("{:+.0}%", 100.0 * (b as f64 / a as f64 - 1.0)))
+    };
+    let (status, plan) = (growth("status"), growth("plan"));
+    println!();
+    println!(
+        "{} peak RSS from {} to {} identities for status, {} for plan (target: at most +10%)",
+        status.as_deref().unwrap_or("unknown"),
+        thousands(small),
+        thousands(large),
+        plan.as_deref().unwrap_or("unknown"),
+    );
+}
+
+/// `1000000` as `1,000,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The cost of each output of the read side beside `status` on the same fleet.
@@ -496,7 +823,10 @@ fn print_table(rows: &[Row]) {
             r.identities,
             r.median.as_secs_f64(),
             rate,
-            r.floor_per_s.map_or("-".into(), |f| format!("{f:.0}")),
+            r.floor_per_s.map_or("-".into(), |f| match r.floor_name {
+                Some(name) => format!("{f:.0} ({name})"),
+                None => format!("{f:.0}"),
+            }),
             r.floor_per_s
                 .map_or("-".into(), |f| format!("{:.0}%", 100.0 * rate / f)),
             r.openssl_per_s
