@@ -33,6 +33,8 @@ pub struct Ca {
     pub key: KeyAccess,
     spki_der: Vec<u8>,
     decoding_key: jsonwebtoken::DecodingKey,
+    /// The CA key parsed once for sha256WithRSAEncryption leaf signatures (RSA CAs).
+    rsa_sha256: Option<aws_lc_rs::signature::ParsedPublicKey>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -195,6 +197,15 @@ pub fn from_pem(cert_pem: &[u8], key_pem: Option<&[u8]>) -> Result<Ca> {
             bail!("ca.key does not belong to ca.crt");
         }
     }
+    let rsa_sha256 = matches!(public.alg, KeyAlg::Rsa { .. })
+        .then(|| {
+            aws_lc_rs::signature::ParsedPublicKey::new(
+                &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+                &public.bits,
+            )
+            .ok()
+        })
+        .flatten();
     let decoding_key = match public.alg {
         KeyAlg::Rsa { .. } => jsonwebtoken::DecodingKey::from_rsa_der(&public.bits),
         KeyAlg::P256 | KeyAlg::P384 => jsonwebtoken::DecodingKey::from_ec_der(&public.bits),
@@ -217,6 +228,7 @@ pub fn from_pem(cert_pem: &[u8], key_pem: Option<&[u8]>) -> Result<Ca> {
         },
         spki_der: cert.public_key().raw.to_vec(),
         decoding_key,
+        rsa_sha256,
     })
 }
 
@@ -230,6 +242,14 @@ impl Ca {
     pub fn issued(&self, cert: &X509Certificate<'_>) -> bool {
         if cert.issuer().as_raw() != self.subject_der.as_slice() {
             return false;
+        }
+        if let Some(key) = &self.rsa_sha256
+            && cert.signature_algorithm.algorithm
+                == x509_parser::oid_registry::OID_PKCS1_SHA256WITHRSA
+        {
+            return key
+                .verify_sig(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
+                .is_ok();
         }
         let Ok((_, spki)) = SubjectPublicKeyInfo::from_der(&self.spki_der) else {
             return false;

@@ -127,30 +127,49 @@ fn read_opened(open: impl Fn(i32) -> io::Result<File>) -> (Slot, Option<FileId>)
         }
         Err(err) => return (Slot::Unusable(format!("cannot be opened: {err}")), None),
     };
-    let meta = match file.metadata() {
-        Ok(meta) => meta,
-        Err(err) => return (Slot::Unusable(format!("cannot be read: {err}")), None),
-    };
-    let id = Some((
-        std::os::unix::fs::MetadataExt::dev(&meta),
-        std::os::unix::fs::MetadataExt::ino(&meta),
-    ));
-    match read_regular_bounded(file, &meta) {
+    use std::os::fd::AsRawFd;
+    // fstat(2), not File::metadata (statx with an empty path, which costs a path lookup).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a stat buffer.
+    if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
+        let err = io::Error::last_os_error();
+        return (Slot::Unusable(format!("cannot be read: {err}")), None);
+    }
+    let id = Some((st.st_dev, st.st_ino));
+    match read_regular_bounded(file, &st) {
         Ok(slot) => (slot, id),
         Err(err) => (Slot::Unusable(format!("cannot be read: {err}")), id),
     }
 }
 
-fn read_regular_bounded(file: File, meta: &std::fs::Metadata) -> io::Result<Slot> {
-    if !meta.file_type().is_file() {
+fn read_regular_bounded(mut file: File, st: &libc::stat) -> io::Result<Slot> {
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Ok(Slot::Unusable("is not a regular file".to_string()));
     }
-    if meta.len() > MAX_CREDENTIAL_BYTES {
+    let len = st.st_size as u64;
+    if len > MAX_CREDENTIAL_BYTES {
         return Ok(Slot::Unusable("is larger than 1 MiB".to_string()));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_CREDENTIAL_BYTES + 1)
-        .read_to_end(&mut bytes)?;
+    // Reads until the size fstat gave is reached or the file ends (no probe read for the end
+    // of a file whose size is known); a file that grew past its size is read on to the cap.
+    let mut bytes = vec![0u8; len as usize + 1];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if filled as u64 == len {
+            break;
+        }
+    }
+    bytes.truncate(filled);
+    if filled as u64 > len {
+        file.take(MAX_CREDENTIAL_BYTES + 1 - filled as u64)
+            .read_to_end(&mut bytes)?;
+    }
     if bytes.len() as u64 > MAX_CREDENTIAL_BYTES {
         return Ok(Slot::Unusable("is larger than 1 MiB".to_string()));
     }

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
-use walkdir::WalkDir;
 
 use crate::fsio::{self, Slot};
 use crate::names;
@@ -181,23 +180,34 @@ fn subdirectories(root: &Path, dir: &Path, kind: &str) -> Listing {
     let mut found = Vec::new();
     let mut issues = Vec::new();
     let mut hidden = 0;
-    let walk = WalkDir::new(dir)
-        .min_depth(1)
-        .max_depth(1)
-        .follow_links(false)
-        .sort_by_file_name();
-    for entry in walk {
+    // read_dir, not walkdir: walkdir opens every entry that is a directory, even at its
+    // maximum depth (five system calls per identity for nothing).
+    let read = match std::fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(err) => {
+            issues.push(problem(root, dir, format!("cannot be read: {err}")));
+            return Listing {
+                entries: found,
+                issues,
+                hidden,
+            };
+        }
+    };
+    for entry in read {
         let entry = match entry {
             Ok(entry) => entry,
             Err(err) => {
-                let path = err
-                    .path()
-                    .map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
-                issues.push(problem(root, &path, format!("cannot be read: {err}")));
+                issues.push(problem(root, dir, format!("cannot be read: {err}")));
                 continue;
             }
         };
-        let file_type = entry.file_type();
+        let file_type = match entry.file_type() {
+            Ok(file_type) => file_type,
+            Err(err) => {
+                issues.push(problem(root, &entry.path(), format!("cannot be read: {err}")));
+                continue;
+            }
+        };
         if !file_type.is_dir() && !file_type.is_symlink() {
             continue; // other files are ignored (docs/design.md §1)
         }
@@ -206,13 +216,15 @@ fn subdirectories(root: &Path, dir: &Path, kind: &str) -> Listing {
         match name.to_str().filter(|n| names::is_valid(n)) {
             Some(name) => found.push(Entry {
                 name: name.to_string(),
-                path: path.to_path_buf(),
+                path,
                 is_link: file_type.is_symlink(),
             }),
             None if name.as_encoded_bytes().starts_with(b".") => hidden += 1,
-            None => issues.push(problem(root, path, format!("is not a valid {kind} name"))),
+            None => issues.push(problem(root, &path, format!("is not a valid {kind} name"))),
         }
     }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    issues.sort_by(|a, b| a.path.cmp(&b.path));
     Listing {
         entries: found,
         issues,

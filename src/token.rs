@@ -192,7 +192,7 @@ pub fn install_provider() -> bool {
         let base = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
         jsonwebtoken::crypto::CryptoProvider {
             signer_factory: cached::signer,
-            verifier_factory: base.verifier_factory,
+            verifier_factory: cached::verifier,
             key_utils: base.key_utils.clone(),
         }
     });
@@ -261,6 +261,78 @@ mod cached {
         });
         entries.push((id, parsed.clone()));
         Ok(Box::new(Cached {
+            alg: *alg,
+            key: parsed,
+        }))
+    }
+
+    type Verifiers = Mutex<Vec<((Algorithm, Vec<u8>), Arc<signature::ParsedPublicKey>)>>;
+
+    fn verifiers() -> &'static Verifiers {
+        static CACHE: OnceLock<Verifiers> = OnceLock::new();
+        CACHE.get_or_init(|| Mutex::new(Vec::new()))
+    }
+
+    /// A verifier with the CA's public key parsed once (an RSA key's modulus and Montgomery
+    /// constants, an EC point), not once per token.
+    struct CachedVerifier {
+        alg: Algorithm,
+        key: Arc<signature::ParsedPublicKey>,
+    }
+
+    impl jsonwebtoken::signature::Verifier<Vec<u8>> for CachedVerifier {
+        fn verify(
+            &self,
+            msg: &[u8],
+            sig: &Vec<u8>,
+        ) -> std::result::Result<(), jsonwebtoken::signature::Error> {
+            self.key
+                .verify_sig(msg, sig)
+                .map_err(jsonwebtoken::signature::Error::from_source)
+        }
+    }
+
+    impl jsonwebtoken::crypto::JwtVerifier for CachedVerifier {
+        fn algorithm(&self) -> Algorithm {
+            self.alg
+        }
+    }
+
+    /// The verifier of the provider, with the key parsed once per process for the algorithms
+    /// rekey uses; anything else goes to the default provider as before.
+    pub fn verifier(
+        alg: &Algorithm,
+        key: &jsonwebtoken::DecodingKey,
+    ) -> Result<Box<dyn jsonwebtoken::crypto::JwtVerifier>> {
+        let base = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory;
+        let params: &'static dyn signature::VerificationAlgorithm = match alg {
+            Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+            Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+            Algorithm::EdDSA => &signature::ED25519,
+            _ => return base(alg, key),
+        };
+        let jsonwebtoken::DecodingKeyKind::SecretOrDer(bytes) = key.kind() else {
+            return base(alg, key);
+        };
+        if key.family() != alg.family() {
+            return base(alg, key);
+        }
+        let mut entries = verifiers()
+            .lock()
+            .map_err(|_| ErrorKind::InvalidKeyFormat)?;
+        if let Some((_, parsed)) = entries.iter().find(|((a, b), _)| a == alg && b == bytes) {
+            return Ok(Box::new(CachedVerifier {
+                alg: *alg,
+                key: parsed.clone(),
+            }));
+        }
+        let Ok(parsed) = signature::ParsedPublicKey::new(params, bytes) else {
+            return base(alg, key);
+        };
+        let parsed = Arc::new(parsed);
+        entries.push(((*alg, bytes.clone()), parsed.clone()));
+        Ok(Box::new(CachedVerifier {
             alg: *alg,
             key: parsed,
         }))

@@ -2,17 +2,20 @@
 //! while the next ones are still being read, and at most [`IN_FLIGHT`] are held at any moment,
 //! whatever the size of the fleet.
 //!
-//! Four stages run at once:
-//! - a lister lists node directories one at a time, a node or two ahead;
-//! - a feeder numbers their service directories and admits one only when fewer than
-//!   [`IN_FLIGHT`] are between it and the oldest not yet taken by the consumer;
-//! - [`READERS`] reader threads read each identity's files (I/O: on a cold page cache they wait
-//!   on the disk, many at once, while the cores check what has arrived);
-//! - one checker per core parses and verifies them and judges the identity.
+//! Three stages run at once:
+//! - a lister lists node directories one at a time, a node ahead of the feeder;
+//! - a feeder numbers their service directories and hands them out in batches of [`BATCH`],
+//!   admitting one only when fewer than [`IN_FLIGHT`] identities are between it and the oldest
+//!   not yet taken by the consumer;
+//! - [`WORKERS`] threads each read a batch's files and judge them. Reading is I/O: on a cold
+//!   page cache a worker waits on the disk while others check what has arrived, so a cold run
+//!   costs about the larger of reading and checking, not their sum; on a warm one they share
+//!   the cores.
 //!
 //! The consumer (a renderer, on the calling thread) takes them back in order through a reorder
-//! window. Nothing here judges: [`inspect`](crate::inspect), [`classify`](crate::classify) and
-//! [`super::assess`] do; this module only moves identities between them.
+//! window. Batches keep the hand-offs (and the threads woken for them) few. Nothing here
+//! judges: [`inspect`](crate::inspect), [`classify`](crate::classify) and [`super::assess`] do;
+//! this module only moves identities between them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,9 +30,12 @@ use crate::scan::{self, Candidate, Files, Issue, Nodes};
 /// being checked or waiting for an older one. Bounds the memory of a survey (a few KiB each).
 pub const IN_FLIGHT: usize = 1024;
 
-/// Threads that read files. Reading is I/O: on a cold page cache each read waits on the disk,
-/// and many waiting at once keep the disk's queue full while the cores check.
-pub const READERS: usize = 32;
+/// Threads that read and judge. On a cold page cache each read waits on the disk, and many
+/// waiting at once keep the disk's queue full while the cores check.
+pub const WORKERS: usize = 32;
+
+/// Identities handed to a worker, and back to the consumer, at a time.
+pub const BATCH: usize = 16;
 
 /// What the listing found besides identities: issues in the order found and hidden entries.
 #[derive(Debug, Default)]
@@ -76,7 +82,7 @@ impl Gate {
 /// The consumer's end of the stream: an iterator over the judged identities in (node, service)
 /// order. When it is exhausted, [`Flow::listed`] has everything the listing found.
 pub struct Flow {
-    done: Receiver<(usize, Verdict)>,
+    done: Receiver<Vec<(usize, Verdict)>>,
     waiting: BTreeMap<usize, Verdict>,
     next: usize,
     gate: Arc<Gate>,
@@ -100,7 +106,9 @@ impl Iterator for Flow {
         loop {
             if let Some(verdict) = self.waiting.remove(&self.next) {
                 self.next += 1;
-                self.gate.taken(self.next);
+                if self.next % BATCH == 0 {
+                    self.gate.taken(self.next);
+                }
                 match verdict {
                     Ok(identity) => return Some(identity),
                     Err(issue) => {
@@ -113,9 +121,7 @@ impl Iterator for Flow {
                 return None;
             }
             match self.done.recv() {
-                Ok((seq, verdict)) => {
-                    self.waiting.insert(seq, verdict);
-                }
+                Ok(batch) => self.waiting.extend(batch),
                 Err(_) => {
                     // Every stage has ended: each identity admitted must have come back, or
                     // a report would silently leave some out.
@@ -171,13 +177,11 @@ pub fn each<R>(scope: &Scope, nodes: Nodes, consume: impl FnOnce(&mut Flow) -> R
     let stop = AtomicBool::new(false);
     let root = &scope.root;
     let ctx = scope.context();
-    let checkers = rayon::current_num_threads().max(1);
     std::thread::scope(|s| {
         let (to_feed, feed) = sync_channel::<scan::Services>(1);
-        let (to_read, read) = sync_channel::<(usize, Candidate)>(IN_FLIGHT);
-        let (to_check, check) = sync_channel::<(usize, Candidate, Option<Files>)>(IN_FLIGHT);
-        let (to_done, done) = channel::<(usize, Verdict)>();
-        let (read, check) = (Arc::new(Mutex::new(read)), Arc::new(Mutex::new(check)));
+        let (to_work, work) = sync_channel::<Vec<(usize, Candidate)>>(IN_FLIGHT / BATCH);
+        let (to_done, done) = channel::<Vec<(usize, Verdict)>>();
+        let work = Arc::new(Mutex::new(work));
         let stop = &stop;
         // The lister: one node ahead of the feeder.
         {
@@ -196,19 +200,29 @@ pub fn each<R>(scope: &Scope, nodes: Nodes, consume: impl FnOnce(&mut Flow) -> R
                 }
             });
         }
-        // The feeder: numbers the candidates and admits them into the window.
+        // The feeder: numbers the candidates and admits them into the window, a batch at a time.
         {
             let (gate, listing) = (Arc::clone(&gate), Arc::clone(&listing));
             s.spawn(move || {
                 let mut seq = 0;
+                let mut batch = Vec::with_capacity(BATCH);
+                let send = |batch: &mut Vec<(usize, Candidate)>, seq: usize| {
+                    let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+                    gate.admit(seq) && to_work.send(full).is_ok()
+                };
                 for services in feed {
                     for candidate in services.candidates {
-                        if !gate.admit(seq) || to_read.send((seq, candidate)).is_err() {
+                        batch.push((seq, candidate));
+                        seq += 1;
+                        if batch.len() == BATCH && !send(&mut batch, seq - 1) {
                             stop.store(true, Ordering::Relaxed);
                             return;
                         }
-                        seq += 1;
                     }
+                }
+                if !batch.is_empty() && !send(&mut batch, seq - 1) {
+                    stop.store(true, Ordering::Relaxed);
+                    return;
                 }
                 listing
                     .lock()
@@ -216,31 +230,22 @@ pub fn each<R>(scope: &Scope, nodes: Nodes, consume: impl FnOnce(&mut Flow) -> R
                     .admitted = Some(seq);
             });
         }
-        for _ in 0..READERS {
-            let (read, to_check) = (Arc::clone(&read), to_check.clone());
-            s.spawn(move || {
-                while let Some((seq, candidate)) = take(&read) {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let files = (!candidate.is_link).then(|| scan::read(&candidate));
-                    if to_check.send((seq, candidate, files)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(to_check);
-        for _ in 0..checkers {
-            let (check, to_done) = (Arc::clone(&check), to_done.clone());
+        for _ in 0..WORKERS {
+            let (work, to_done) = (Arc::clone(&work), to_done.clone());
             let ctx = &ctx;
             s.spawn(move || {
-                while let Some((seq, candidate, files)) = take(&check) {
+                while let Some(batch) = take(&work) {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    let verdict = judge(scope, ctx, &candidate, files.as_ref());
-                    if to_done.send((seq, verdict)).is_err() {
+                    let judged = batch
+                        .into_iter()
+                        .map(|(seq, candidate)| {
+                            let files = (!candidate.is_link).then(|| scan::read(&candidate));
+                            (seq, judge(scope, ctx, &candidate, files.as_ref()))
+                        })
+                        .collect();
+                    if to_done.send(judged).is_err() {
                         stop.store(true, Ordering::Relaxed);
                         return;
                     }
