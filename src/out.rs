@@ -33,7 +33,10 @@ impl Spool {
         let file = tempfile::tempfile().map_err(|e| {
             std::io::Error::new(
                 e.kind(),
-                format!("cannot make a temporary file (set TMPDIR to a writable directory): {e}"),
+                format!(
+                    "cannot make a temporary file in {} (set TMPDIR to a writable directory): {e}",
+                    std::env::temp_dir().display()
+                ),
             )
         })?;
         Ok(Spool {

@@ -39,6 +39,9 @@ struct Case {
     /// The command rightly changes the fleet (a rotation whose hook fails stays in place).
     #[serde(default)]
     changes: bool,
+    /// Environment of the command (`TMPDIR` where no temporary file can be made).
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
 }
 
 fn fixtures() -> PathBuf {
@@ -165,7 +168,11 @@ fn run_case(dir: &Path) -> Result<(), String> {
         }
         command => command_on(command, &root, &as_of, &args),
     };
-    let out = cmd.timeout(Duration::from_secs(60)).output().unwrap();
+    let out = cmd
+        .envs(&case.env)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

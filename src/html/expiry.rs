@@ -221,8 +221,18 @@ impl Timeline {
 }
 }
 
+/// The grid as drawn.
+#[derive(Debug, PartialEq, Eq)]
+struct Layout {
+    rows: Vec<String>,
+    columns: Vec<String>,
+    grid: Vec<Vec<Option<Cell>>>,
+    nodes: usize,
+    services: usize,
+}
+
 /// The least time left in a group of credentials, and whether any is unusable.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Cell {
     min_left: Option<i64>,
     problem: bool,
@@ -350,7 +360,8 @@ impl Grid {
         }
     }
 
-    fn write(mut self, out: &mut String) {
+    /// The grid to draw: row and column labels, and the merged cell at each place.
+    fn layout(mut self) -> Layout {
         self.close_node();
         if self.nodes > GRID_ROWS {
             // As `pick` does: the most urgent less one, and one row for the rest.
@@ -376,7 +387,23 @@ impl Grid {
                 slot.get_or_insert_with(Cell::default).merge(*cell);
             }
         }
-        let (node_count, service_count) = (self.nodes, self.service_urgency.len());
+        Layout {
+            rows,
+            columns,
+            grid,
+            nodes: self.nodes,
+            services: self.service_urgency.len(),
+        }
+    }
+
+    fn write(self, out: &mut String) {
+        let Layout {
+            rows,
+            columns,
+            grid,
+            nodes: node_count,
+            services: service_count,
+        } = self.layout();
     let _ = writeln!(
         out,
         "<h2>Least time left by node and service</h2>\n<p class=\"meta\">\
@@ -433,4 +460,101 @@ impl Grid {
     }
     out.push_str("</p>\n");
 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{Kind, Verdict};
+    use crate::inspect::Window;
+    use crate::survey::Assessed;
+
+    /// The grid as it was made from the whole fleet held at once: every (node, service) cell,
+    /// then the most urgent nodes and services picked.
+    fn held_layout(fleet: &[Identity], as_of: chrono::DateTime<chrono::Utc>) -> Layout {
+        let mut cells: BTreeMap<(&str, &str), Cell> = BTreeMap::new();
+        for i in fleet {
+            let cell = cells.entry((&i.node, &i.service)).or_default();
+            for c in i.credentials() {
+                cell.merge(Cell {
+                    min_left: c.window.map(|w| (w.not_after - as_of).num_seconds()),
+                    problem: c.verdict.state == State::Problem,
+                    credentials: 1,
+                });
+            }
+        }
+        let mut node_urgency: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut service_urgency: BTreeMap<&str, i64> = BTreeMap::new();
+        for ((node, service), cell) in &cells {
+            let u = cell.urgency();
+            node_urgency.entry(node).and_modify(|x| *x = (*x).min(u)).or_insert(u);
+            service_urgency.entry(service).and_modify(|x| *x = (*x).min(u)).or_insert(u);
+        }
+        let (rows, row_of) = pick(&node_urgency, GRID_ROWS);
+        let (columns, column_of) = pick(&service_urgency, GRID_COLUMNS);
+        let mut grid = vec![vec![None::<Cell>; columns.len()]; rows.len()];
+        for ((node, service), cell) in &cells {
+            let slot = &mut grid[row_of[*node]][column_of[*service]];
+            slot.get_or_insert_with(Cell::default).merge(*cell);
+        }
+        Layout {
+            rows,
+            columns,
+            grid,
+            nodes: node_urgency.len(),
+            services: service_urgency.len(),
+        }
+    }
+
+    fn identity(node: usize, service: usize, left_days: i64, state: State) -> Identity {
+        let not_after = chrono::DateTime::UNIX_EPOCH + chrono::TimeDelta::days(left_days);
+        let credential = |kind| Assessed {
+            kind,
+            verdict: Verdict {
+                state,
+                reason: String::new(),
+            },
+            window: (state != State::Problem).then_some(Window {
+                not_before: not_after - chrono::TimeDelta::days(90),
+                not_after,
+            }),
+            sha256: None,
+            self_rotates: false,
+            key_alg: None,
+            names: None,
+        };
+        Identity {
+            node: format!("node-{node:03}"),
+            service: format!("svc-{service:02}"),
+            cert: Some(credential(Kind::Cert)),
+            token: (service % 3 != 0).then(|| credential(Kind::Token)),
+        }
+    }
+
+    /// Fleets below, at and above the grid's limits, with ties of urgency and problems: the
+    /// grid made node by node as the identities pass is the grid made from the whole fleet.
+    #[test]
+    fn the_streamed_grid_is_the_grid_of_the_whole_fleet() {
+        let as_of = chrono::DateTime::UNIX_EPOCH;
+        for (nodes, services) in [(3, 4), (GRID_ROWS, GRID_COLUMNS), (GRID_ROWS + 1, 5), (150, 55)] {
+            let mut fleet = Vec::new();
+            for n in 0..nodes {
+                for s in 0..services {
+                    // Urgency repeats, so that ties are broken by name as `pick` does.
+                    let left = ((n * 7 + s * 13) % 97) as i64 - 5;
+                    let state = match (n * services + s) % 41 {
+                        0 => State::Problem,
+                        _ if left < 30 => State::Due,
+                        _ => State::Healthy,
+                    };
+                    fleet.push(identity(n, s, left, state));
+                }
+            }
+            let mut grid = Grid::default();
+            for i in &fleet {
+                grid.add(i, as_of);
+            }
+            assert_eq!(grid.layout(), held_layout(&fleet, as_of), "{nodes} × {services}");
+        }
+    }
 }

@@ -1,0 +1,199 @@
+//! The read commands stream the fleet (docs/design.md §7): identities are judged in a window of
+//! 1,024 and given back in (node, service) order. These tests use fleets larger than the window,
+//! with broken entries scattered through it, and check that every output is whole, in order,
+//! and the same as what a writing command (which holds its survey) makes of the same fleet; that
+//! a reader who stops early stops the survey; and that the one new thing the stream needs (a
+//! temporary file for the table) fails with a clear error.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// More identities than the stream's window, on 20 nodes, with a note (an empty directory), a
+/// problem (a linked service directory) and a broken certificate among them.
+fn big_fleet(root: &Path) -> usize {
+    let n = 1_300;
+    fleet(root, n, 10);
+    std::fs::create_dir(root.join("nodes/node-05/svc-empty")).unwrap();
+    std::os::unix::fs::symlink(
+        root.join("nodes/node-03/svc-0003"),
+        root.join("nodes/node-12/svc-link"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("nodes/node-17/svc-0017/cert.pem"),
+        "not a certificate\n",
+    )
+    .unwrap();
+    n
+}
+
+#[test]
+fn every_output_is_whole_and_in_order_across_many_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let n = big_fleet(root);
+
+    let (code, out, err) = run(root, &["status", "--format", "json"]);
+    assert_eq!(code, 4, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = doc["credentials"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * n, "a certificate and a token per identity");
+    let keys: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            (s("node"), s("service"), s("kind"))
+        })
+        .collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "credentials are in (node, service, kind) order, each once"
+    );
+    assert_eq!(doc["totals"]["identities"], n);
+    assert_eq!(doc["totals"]["credentials"], 2 * n);
+    assert_eq!(doc["totals"]["credentials_by_state"]["problem"], 2);
+    let issues: Vec<(&str, bool)> = doc["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["path"].as_str().unwrap(), i["problem"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        issues,
+        [
+            ("nodes/node-05/svc-empty", false),
+            ("nodes/node-12/svc-link", true)
+        ]
+    );
+
+    // The plan the stream writes is byte for byte the plan a writing command makes from the
+    // survey it holds.
+    let (code, streamed, err) = run(root, &["plan", "--format", "json"]);
+    assert_eq!(code, 4, "{err}");
+    let (code, held, err) = run(root, &["rotate", "--dry-run", "--format", "json"]);
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(
+        streamed, held,
+        "plan (streamed) and rotate --dry-run (held) agree"
+    );
+    let plan: serde_json::Value = serde_json::from_str(&streamed).unwrap();
+    assert_eq!(plan["identity"].as_array().unwrap().len(), n);
+    assert_eq!(plan["issue"].as_array().unwrap().len(), 1, "the link");
+    assert!(err.contains(&format!("plan: {n} identities")), "{err}");
+
+    // The table: aligned, one row per credential, the summary last.
+    let (code, table, err) = run(root, &["status"]);
+    assert_eq!(code, 4, "{err}");
+    let rows: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("NODE"))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(rows.len(), 1 + 2 * n);
+    let state_at = rows[0].find("STATE").unwrap();
+    assert!(
+        rows.iter().all(|r| r[state_at - 2..state_at] == *"  "),
+        "columns are aligned on every row"
+    );
+    assert!(
+        table.contains(&format!("{n} identities, {} credentials", 2 * n)),
+        "{table}"
+    );
+
+    // The metrics: each family's samples together, one per certificate and token.
+    let prom = root.join("rekey.prom");
+    let (code, _, err) = run(
+        root,
+        &[
+            "status",
+            "--format",
+            "prometheus",
+            "-o",
+            prom.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 4, "{err}");
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let mut families = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = &line[..line.find(['{', ' ']).unwrap()];
+        if families.last() != Some(&name) {
+            assert!(!families.contains(&name), "{name} is written in two places");
+            families.push(name);
+        }
+    }
+    let samples = |name: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .count()
+    };
+    assert_eq!(
+        samples("x509_cert_not_after"),
+        n - 1,
+        "every usable certificate"
+    );
+    assert_eq!(samples("x509_cert_expired"), n - 1);
+    assert_eq!(samples("rekey_token_not_after_timestamp_seconds"), n);
+}
+
+/// `rekey status | head`: the reader goes away after the first lines; rekey stops its threads
+/// and exits instead of waiting for the whole fleet to be judged for nobody.
+#[test]
+fn a_reader_that_stops_early_stops_the_survey() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    big_fleet(root);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
+        .args(["status", "--format", "json", "--as-of", AS_OF, "--root"])
+        .arg(root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 4096];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("rekey status did not end after its reader went away");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        matches!(status.code(), Some(0 | 1 | 3 | 4)),
+        "ends with an exit code, not a signal or a panic: {status:?}"
+    );
+}
+
+/// The table's rows wait in an unnamed temporary file while its columns are measured: where
+/// none can be made, the error says so and names TMPDIR; the JSON needs none.
+#[test]
+fn a_table_without_a_temporary_directory_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 3, 10);
+    let before = snapshot(&root);
+    let missing = dir.path().join("no-such-tmp");
+    let tmpdir = [("TMPDIR", missing.to_str().unwrap())];
+    let (code, out, err) = run_env(&root, &["status"], &tmpdir);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("TMPDIR") && err.contains(missing.to_str().unwrap()),
+        "{err}"
+    );
+    let (code, out, err) = run_env(&root, &["status", "--format", "json"], &tmpdir);
+    assert!(matches!(code, Some(0 | 3)), "{code:?} {err}");
+    assert!(out.contains("\"credentials\""));
+    assert_eq!(snapshot(&root), before, "nothing in the fleet changed");
+}
