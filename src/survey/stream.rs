@@ -106,7 +106,7 @@ impl Iterator for Flow {
         loop {
             if let Some(verdict) = self.waiting.remove(&self.next) {
                 self.next += 1;
-                if self.next % BATCH == 0 {
+                if self.next.is_multiple_of(BATCH) {
                     self.gate.taken(self.next);
                 }
                 match verdict {
