@@ -10,6 +10,7 @@ use clap::Parser;
 use rekey::exit::{Exit, UsageError};
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let parsed = cli::Cli::parse();
     let outcome = match cli::request(parsed, chrono::Utc::now()) {
         Ok(cli::Request::Run(invocation)) => rekey::cmd::run(*invocation),
@@ -47,6 +48,20 @@ fn describe(
     let mut out = std::io::stdout().lock();
     write(&mut out).and_then(|()| out.flush())?;
     Ok(Exit::Ok)
+}
+
+/// glibc gives a thread that finds the allocator busy an arena of its own, up to eight per core,
+/// and each arena keeps what it once held: the survey's 32 workers would make memory grow with
+/// the length of a run, not with the work in flight (docs/design.md §7). One arena per core is
+/// as fast here, since only that many threads run at once.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only sets a tunable of glibc's allocator; called before any thread.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+    }
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
