@@ -12,6 +12,8 @@ use std::path::Path;
 use crate::digest::Digest;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
+use aws_lc_rs::signature::ParsedPublicKey;
+use x509_parser::oid_registry::Oid;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
@@ -33,8 +35,9 @@ pub struct Ca {
     pub key: KeyAccess,
     spki_der: Vec<u8>,
     decoding_key: jsonwebtoken::DecodingKey,
-    /// The CA key parsed once for sha256WithRSAEncryption leaf signatures (RSA CAs).
-    rsa_sha256: Option<aws_lc_rs::signature::ParsedPublicKey>,
+    /// The CA key parsed once, with the signature algorithm a leaf it signs carries (what rekey
+    /// and rcgen sign with for this key); other algorithms are checked by x509-parser.
+    leaf_verifier: Option<(Oid<'static>, ParsedPublicKey)>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -197,15 +200,7 @@ pub fn from_pem(cert_pem: &[u8], key_pem: Option<&[u8]>) -> Result<Ca> {
             bail!("ca.key does not belong to ca.crt");
         }
     }
-    let rsa_sha256 = matches!(public.alg, KeyAlg::Rsa { .. })
-        .then(|| {
-            aws_lc_rs::signature::ParsedPublicKey::new(
-                &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
-                &public.bits,
-            )
-            .ok()
-        })
-        .flatten();
+    let leaf_verifier = leaf_verifier(public.alg, &public.bits);
     let decoding_key = match public.alg {
         KeyAlg::Rsa { .. } => jsonwebtoken::DecodingKey::from_rsa_der(&public.bits),
         KeyAlg::P256 | KeyAlg::P384 => jsonwebtoken::DecodingKey::from_ec_der(&public.bits),
@@ -228,8 +223,26 @@ pub fn from_pem(cert_pem: &[u8], key_pem: Option<&[u8]>) -> Result<Ca> {
         },
         spki_der: cert.public_key().raw.to_vec(),
         decoding_key,
-        rsa_sha256,
+        leaf_verifier,
     })
+}
+
+/// The CA's public key parsed once for the signature algorithm of the leaves it signs.
+fn leaf_verifier(alg: KeyAlg, public: &[u8]) -> Option<(Oid<'static>, ParsedPublicKey)> {
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA384_ASN1, RSA_PKCS1_2048_8192_SHA256,
+        VerificationAlgorithm,
+    };
+    use x509_parser::oid_registry::{
+        OID_PKCS1_SHA256WITHRSA, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384,
+    };
+    let (oid, params): (_, &'static dyn VerificationAlgorithm) = match alg {
+        KeyAlg::Rsa { .. } => (OID_PKCS1_SHA256WITHRSA, &RSA_PKCS1_2048_8192_SHA256),
+        KeyAlg::P256 => (OID_SIG_ECDSA_WITH_SHA256, &ECDSA_P256_SHA256_ASN1),
+        KeyAlg::P384 => (OID_SIG_ECDSA_WITH_SHA384, &ECDSA_P384_SHA384_ASN1),
+        KeyAlg::Ed25519 => return None,
+    };
+    ParsedPublicKey::new(params, public).ok().map(|key| (oid, key))
 }
 
 impl Ca {
@@ -243,9 +256,8 @@ impl Ca {
         if cert.issuer().as_raw() != self.subject_der.as_slice() {
             return false;
         }
-        if let Some(key) = &self.rsa_sha256
-            && cert.signature_algorithm.algorithm
-                == x509_parser::oid_registry::OID_PKCS1_SHA256WITHRSA
+        if let Some((oid, key)) = &self.leaf_verifier
+            && cert.signature_algorithm.algorithm == *oid
         {
             return key
                 .verify_sig(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
