@@ -7,7 +7,7 @@
 //! - a feeder numbers their service directories and hands them out in batches of [`BATCH`],
 //!   admitting one only when fewer than [`IN_FLIGHT`] identities are between it and the oldest
 //!   not yet taken by the consumer;
-//! - [`WORKERS`] threads each read a batch's files and judge them. Reading is I/O: on a cold
+//! - [`WORKERS`] threads each read a batch's files and judge them (a generation at a time). Reading is I/O: on a cold
 //!   page cache a worker waits on the disk while others check what has arrived, so a cold run
 //!   costs about the larger of reading and checking, not their sum; on a warm one they share
 //!   the cores.
@@ -32,10 +32,13 @@ pub const IN_FLIGHT: usize = 1024;
 
 /// Threads that read and judge. On a cold page cache each read waits on the disk, and many
 /// waiting at once keep the disk's queue full while the cores check.
-pub const WORKERS: usize = 32;
+pub const WORKERS: usize = 16;
 
 /// Identities handed to a worker, and back to the consumer, at a time.
 pub const BATCH: usize = 16;
+
+/// Batches a worker takes before it ends and a new one takes its place (see [`each`]).
+const GENERATION: usize = 20;
 
 /// What the listing found besides identities: issues in the order found and hidden entries.
 #[derive(Debug, Default)]
@@ -230,29 +233,55 @@ pub fn each<R>(scope: &Scope, nodes: Nodes, consume: impl FnOnce(&mut Flow) -> R
                     .admitted = Some(seq);
             });
         }
-        for _ in 0..WORKERS {
-            let (work, to_done) = (Arc::clone(&work), to_done.clone());
+        // The workers, a generation at a time: each takes up to GENERATION batches, then ends
+        // and is replaced. glibc keeps freed memory per thread (its tcache, up to a few hundred
+        // KiB each), which a thread that lives the whole run fills as the run goes on: memory
+        // would grow with the fleet. A thread's end gives it back.
+        {
             let ctx = &ctx;
             s.spawn(move || {
-                while let Some(batch) = take(&work) {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let judged = batch
-                        .into_iter()
-                        .map(|(seq, candidate)| {
-                            let files = (!candidate.is_link).then(|| scan::read(&candidate));
-                            (seq, judge(scope, ctx, &candidate, files.as_ref()))
-                        })
-                        .collect();
-                    if to_done.send(judged).is_err() {
-                        stop.store(true, Ordering::Relaxed);
+                loop {
+                    let quota_reached = std::thread::scope(|g| {
+                        let workers: Vec<_> = (0..WORKERS)
+                            .map(|_| {
+                                let (work, to_done) = (Arc::clone(&work), to_done.clone());
+                                g.spawn(move || {
+                                    for _ in 0..GENERATION {
+                                        let Some(batch) = take(&work) else {
+                                            return false;
+                                        };
+                                        if stop.load(Ordering::Relaxed) {
+                                            return false;
+                                        }
+                                        let judged = batch
+                                            .into_iter()
+                                            .map(|(seq, candidate)| {
+                                                let files = (!candidate.is_link)
+                                                    .then(|| scan::read(&candidate));
+                                                (seq, judge(scope, ctx, &candidate, files.as_ref()))
+                                            })
+                                            .collect();
+                                        if to_done.send(judged).is_err() {
+                                            stop.store(true, Ordering::Relaxed);
+                                            return false;
+                                        }
+                                    }
+                                    true
+                                })
+                            })
+                            .collect();
+                        let ended: Vec<bool> = workers
+                            .into_iter()
+                            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                            .collect();
+                        ended.contains(&true)
+                    });
+                    if !quota_reached {
                         return;
                     }
                 }
             });
         }
-        drop(to_done);
         let mut flow = Flow {
             done,
             waiting: BTreeMap::new(),
