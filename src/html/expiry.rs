@@ -297,26 +297,40 @@ fn pick(urgency: &BTreeMap<&str, i64>, max: usize) -> (Vec<String>, BTreeMap<Str
 /// row as they drop out, so that it holds a few rows, not the fleet.
 #[derive(Default)]
 struct Grid {
-    /// The node being passed, and its cells by service.
-    current: Option<(String, BTreeMap<String, Cell>)>,
+    /// The node being passed, and its cells by service (numbered as in `service_names`).
+    /// An identity is one (node, service): a node's cells come one per service, in order.
+    current: Option<(String, Vec<(u32, Cell)>)>,
     /// The most urgent nodes so far: (urgency, name, cells by service).
-    kept: Vec<(i64, String, BTreeMap<String, Cell>)>,
+    kept: Vec<(i64, String, Vec<(u32, Cell)>)>,
     /// Cells of the nodes that dropped out, by service.
-    others: BTreeMap<String, Cell>,
+    others: BTreeMap<u32, Cell>,
     nodes: usize,
-    service_urgency: BTreeMap<String, i64>,
+    /// Each service name once, its number, and its least time left over all nodes.
+    service_numbers: std::collections::HashMap<String, u32>,
+    service_names: Vec<String>,
+    service_urgency: Vec<i64>,
 }
 
 impl Grid {
     fn add(&mut self, i: &Identity, as_of: chrono::DateTime<chrono::Utc>) {
         if self.current.as_ref().is_none_or(|(node, _)| *node != i.node) {
             self.close_node();
-            self.current = Some((i.node.clone(), BTreeMap::new()));
+            self.current = Some((i.node.clone(), Vec::new()));
         }
+        let number = match self.service_numbers.get(&i.service) {
+            Some(n) => *n,
+            None => {
+                let n = u32::try_from(self.service_names.len()).unwrap_or(u32::MAX);
+                self.service_numbers.insert(i.service.clone(), n);
+                self.service_names.push(i.service.clone());
+                self.service_urgency.push(i64::MAX);
+                n
+            }
+        };
         let Some((_, cells)) = &mut self.current else {
             unreachable!("set above")
         };
-        let cell = cells.entry(i.service.clone()).or_default();
+        let mut cell = Cell::default();
         for c in i.credentials() {
             cell.merge(Cell {
                 min_left: c.window.map(|w| (w.not_after - as_of).num_seconds()),
@@ -324,6 +338,7 @@ impl Grid {
                 credentials: 1,
             });
         }
+        cells.push((number, cell));
     }
 
     /// Files the node just passed: kept apart if among the most urgent, else merged.
@@ -332,13 +347,10 @@ impl Grid {
             return;
         };
         self.nodes += 1;
-        let urgency = cells.values().map(Cell::urgency).min().unwrap_or(i64::MAX);
+        let urgency = cells.iter().map(|(_, c)| c.urgency()).min().unwrap_or(i64::MAX);
         for (service, cell) in &cells {
-            let u = cell.urgency();
-            self.service_urgency
-                .entry(service.clone())
-                .and_modify(|x| *x = (*x).min(u))
-                .or_insert(u);
+            let least = &mut self.service_urgency[*service as usize];
+            *least = (*least).min(cell.urgency());
         }
         self.kept.push((urgency, node, cells));
         if self.kept.len() > GRID_ROWS {
@@ -373,17 +385,21 @@ impl Grid {
             rows.push(format!("{} others", self.nodes - rows.len()));
         }
         let urgency: BTreeMap<&str, i64> = self
-            .service_urgency
+            .service_names
             .iter()
-            .map(|(n, u)| (n.as_str(), *u))
+            .map(String::as_str)
+            .zip(self.service_urgency.iter().copied())
             .collect();
         let (columns, column_of) = pick(&urgency, GRID_COLUMNS);
         let mut grid = vec![vec![None::<Cell>; columns.len()]; rows.len()];
-        let others = (self.nodes > self.kept.len()).then_some(&self.others);
-        let by_row = self.kept.iter().map(|(_, _, cells)| cells).chain(others);
+        let others: Vec<(u32, Cell)> = match self.nodes > self.kept.len() {
+            true => self.others.iter().map(|(s, c)| (*s, *c)).collect(),
+            false => Vec::new(),
+        };
+        let by_row = self.kept.iter().map(|(_, _, cells)| cells).chain([&others]);
         for (r, cells) in by_row.enumerate() {
             for (service, cell) in cells {
-                let slot = &mut grid[r][column_of[service]];
+                let slot = &mut grid[r][column_of[&self.service_names[*service as usize]]];
                 slot.get_or_insert_with(Cell::default).merge(*cell);
             }
         }
@@ -392,7 +408,7 @@ impl Grid {
             columns,
             grid,
             nodes: self.nodes,
-            services: self.service_urgency.len(),
+            services: self.service_names.len(),
         }
     }
 
