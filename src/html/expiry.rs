@@ -295,13 +295,16 @@ fn pick(urgency: &BTreeMap<&str, i64>, max: usize) -> (Vec<String>, BTreeMap<Str
 /// The grid's cells as the identities pass: node by node (they pass in node order), only the
 /// [`GRID_ROWS`] most urgent nodes are kept apart, the rest merged service by service into one
 /// row as they drop out, so that it holds a few rows, not the fleet.
+/// A node's cells, by service number.
+type Cells = Vec<(u32, Cell)>;
+
 #[derive(Default)]
 struct Grid {
     /// The node being passed, and its cells by service (numbered as in `service_names`).
     /// An identity is one (node, service): a node's cells come one per service, in order.
-    current: Option<(String, Vec<(u32, Cell)>)>,
+    current: Option<(String, Cells)>,
     /// The most urgent nodes so far: (urgency, name, cells by service).
-    kept: Vec<(i64, String, Vec<(u32, Cell)>)>,
+    kept: Vec<(i64, String, Cells)>,
     /// Cells of the nodes that dropped out, by service.
     others: BTreeMap<u32, Cell>,
     nodes: usize,
@@ -392,7 +395,7 @@ impl Grid {
             .collect();
         let (columns, column_of) = pick(&urgency, GRID_COLUMNS);
         let mut grid = vec![vec![None::<Cell>; columns.len()]; rows.len()];
-        let others: Vec<(u32, Cell)> = match self.nodes > self.kept.len() {
+        let others: Cells = match self.nodes > self.kept.len() {
             true => self.others.iter().map(|(s, c)| (*s, *c)).collect(),
             false => Vec::new(),
         };
