@@ -199,13 +199,6 @@ impl Survey {
         })
     }
 
-    /// The operator attention the fleet needs; `warn` also counts credentials that keep but
-    /// expire within it as work due (`status --warn-days`).
-    pub fn attention(&self, warn: Option<chrono::TimeDelta>) -> Attention {
-        let totals = crate::totals::Totals::of(&self.scope, &self.identities, &self.issues);
-        totals.attention(self.scope.as_of, warn)
-    }
-
     /// The held identities as a report takes them (a writing command's plan, `demo`'s table).
     pub fn judged(&self) -> Judged<'_> {
         Judged::held(

@@ -60,16 +60,6 @@ pub fn index(state: State) -> usize {
 }
 
 impl Totals {
-    /// The totals of identities held in memory.
-    pub fn of(scope: &Scope, identities: &[Identity], issues: &[Issue]) -> Totals {
-        let mut totals = Totals::default();
-        for identity in identities {
-            totals.add(identity, scope);
-        }
-        totals.add_issues(issues);
-        totals
-    }
-
     /// Counts one identity.
     pub fn add(&mut self, identity: &Identity, scope: &Scope) {
         self.identities[index(identity.state())] += 1;

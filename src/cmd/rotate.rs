@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::emit_with;
 use crate::exit::Exit;
 use crate::select::Selection;
-use crate::survey::Survey;
+use crate::survey::{End, Survey};
 use crate::write::{self, Settings, WriteRun};
 use crate::{fsio, plan, report};
 
@@ -53,9 +53,12 @@ pub fn rotate(o: &Options) -> Result<Exit> {
     let run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
     let mut survey = Survey::take(run.root(), run.as_of())?;
     o.selection.narrow(&mut survey)?;
-    eprint!(
-        "{}",
-        report::plan_summary(&survey.scope, survey.judged().end())
+    let end = End::of(
+        &survey.scope,
+        &survey.identities,
+        &survey.issues,
+        survey.hidden,
     );
+    eprint!("{}", report::plan_summary(&survey.scope, &end));
     write::rotation::rotate_due(run, &survey, o.force)
 }

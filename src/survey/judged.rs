@@ -36,6 +36,38 @@ pub struct End {
     pub people: Vec<Person>,
 }
 
+impl End {
+    /// What is known of identities held in memory, without taking them.
+    pub fn of(scope: &Scope, identities: &[Identity], issues: &[Issue], hidden: usize) -> End {
+        let (mut totals, mut people) = (Totals::default(), Vec::new());
+        for identity in identities {
+            count(identity, scope, &mut totals, &mut people);
+        }
+        totals.add_issues(issues);
+        End {
+            issues: issues.to_vec(),
+            hidden,
+            totals,
+            people,
+        }
+    }
+}
+
+/// Counts one identity passing, and lists it when it needs a person.
+fn count(identity: &Identity, scope: &Scope, totals: &mut Totals, people: &mut Vec<Person>) {
+    totals.add(identity, scope);
+    if let Some((tag, reasons)) = identity.needs_person() {
+        people.push(Person {
+            node: identity.node.clone(),
+            service: identity.service.clone(),
+            tag,
+            reasons,
+            state: identity.state(),
+            action: identity.action(),
+        });
+    }
+}
+
 /// The judged identities of a fleet, one at a time; [`Judged::end`] after the last.
 pub struct Judged<'a> {
     source: Source<'a>,
@@ -135,17 +167,7 @@ impl Iterator for Judged<'_> {
                 },
                 None => identity,
             };
-            self.totals.add(&identity, self.scope);
-            if let Some((tag, reasons)) = identity.needs_person() {
-                self.people.push(Person {
-                    node: identity.node.clone(),
-                    service: identity.service.clone(),
-                    tag,
-                    reasons,
-                    state: identity.state(),
-                    action: identity.action(),
-                });
-            }
+            count(&identity, self.scope, &mut self.totals, &mut self.people);
             return Some(identity);
         }
     }
