@@ -96,7 +96,8 @@ impl Filter {
         Ok(())
     }
 
-    fn names(&self, node: &str, service: &str) -> bool {
+    /// Whether the filter's `--node` and `--service` take `node`/`service`.
+    pub fn names(&self, node: &str, service: &str) -> bool {
         (self.nodes.is_empty() || self.nodes.iter().any(|n| n == node))
             && (self.services.is_empty() || self.services.iter().any(|s| s == service))
     }

@@ -187,7 +187,7 @@ impl Survey {
     /// Surveys the fleet at `root` as of `as_of`, every identity held in memory.
     pub fn take(root: &Path, as_of: DateTime<Utc>) -> Result<Survey> {
         let Opened { scope, nodes, .. } = Scope::open(root, as_of, false)?;
-        let (identities, listed) = stream::each(&scope, nodes, |flow| {
+        let (identities, listed) = stream::each(&scope, nodes, &|_, _| true, |flow| {
             let identities: Vec<Identity> = flow.by_ref().collect();
             (identities, flow.listed())
         });
@@ -228,7 +228,8 @@ pub fn read<R>(
     if let Some((filter, _)) = filter {
         filter.check_names(&nodes.nodes, service_names.as_ref())?;
     }
-    Ok(stream::each(&scope, nodes, |flow| {
+    let wanted = |node: &str, service: &str| filter.is_none_or(|(f, _)| f.names(node, service));
+    Ok(stream::each(&scope, nodes, &wanted, |flow| {
         let mut judged = Judged::live(&scope, flow, filter);
         consume(&scope, &mut judged)
     }))

@@ -197,3 +197,30 @@ fn a_table_without_a_temporary_directory_says_which() {
     assert!(out.contains("\"credentials\""));
     assert_eq!(snapshot(&root), before, "nothing in the fleet changed");
 }
+
+/// A monitor watching one node reads only that node: a writer's leftover temporary file on
+/// another node (which makes a reader of that identity wait, then report it as being rewritten)
+/// neither delays it nor shows in what it says.
+#[test]
+fn a_filtered_survey_reads_only_what_it_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fleet(root, 40, 10);
+    std::fs::write(
+        root.join("nodes/node-07/svc-0007/.rekey-new.cert.pem"),
+        "a writer was here\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(root, &["status", "--node", "node-03", "--format", "json"]);
+    assert!(matches!(code, 0 | 3), "{err}");
+    assert!(!err.contains("waiting"), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["totals"]["identities"], 2, "node-03's two identities");
+    // Unfiltered, the same fleet does wait on node-07 and says so.
+    let (_, out, err) = run(root, &["status", "--format", "json"]);
+    assert!(
+        err.contains("waiting for a rekey run that is rewriting nodes/node-07/svc-0007"),
+        "{err}"
+    );
+    assert!(out.contains("is being rewritten"), "{out}");
+}

@@ -164,9 +164,16 @@ impl Drop for Flow {
     }
 }
 
-/// Judges every identity under `nodes`, handing the stream to `consume` on this thread.
-/// `nodes`' own issues and hidden entries come first in [`Flow::listed`].
-pub fn each<R>(scope: &Scope, nodes: Nodes, consume: impl FnOnce(&mut Flow) -> R) -> R {
+/// Judges the identities under `nodes` that `wanted` names (by node and service), handing the
+/// stream to `consume` on this thread; the others are listed (their hidden entries and listing
+/// issues are counted) but never read. `nodes`' own issues and hidden entries come first in
+/// [`Flow::listed`].
+pub fn each<R>(
+    scope: &Scope,
+    nodes: Nodes,
+    wanted: &(dyn Fn(&str, &str) -> bool + Sync),
+    consume: impl FnOnce(&mut Flow) -> R,
+) -> R {
     let Nodes {
         nodes,
         issues,
@@ -214,7 +221,8 @@ pub fn each<R>(scope: &Scope, nodes: Nodes, consume: impl FnOnce(&mut Flow) -> R
                     gate.admit(seq) && to_work.send(full).is_ok()
                 };
                 for services in feed {
-                    for candidate in services.candidates {
+                    let candidates = services.candidates.into_iter();
+                    for candidate in candidates.filter(|c| wanted(&c.node, &c.service)) {
                         batch.push((seq, candidate));
                         seq += 1;
                         if batch.len() == BATCH && !send(&mut batch, seq - 1) {
