@@ -5,6 +5,24 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
+/// Writes a read command's output as `render` makes it: to stdout as it goes, or to `path`
+/// atomically. For a file, the output is made first in an unnamed temporary file ([`Spool`],
+/// gone however the process ends) and copied into place at the end, so that a run stopped
+/// midway (`timeout`, systemd) leaves nothing beside the target.
+pub fn deliver(
+    path: Option<&std::path::Path>,
+    render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    match path {
+        None => emit_with(|w| render(w)),
+        Some(path) => {
+            let mut spool = Spool::new()?;
+            render(spool.writer())?;
+            crate::fsio::write_atomic_with(path, 0o644, |w| spool.copy_to(&mut &mut *w))
+        }
+    }
+}
+
 /// Writes data to stdout.
 pub fn emit(text: &str) -> Result<()> {
     emit_with(|w| w.write_all(text.as_bytes()))
@@ -25,7 +43,32 @@ pub fn emit_with(
 /// the metrics' families after the first): memory stays flat whatever the fleet's size. The
 /// file is gone when the spool is dropped, even if the process is killed.
 pub struct Spool {
-    file: std::io::BufWriter<std::fs::File>,
+    file: std::io::BufWriter<Named>,
+}
+
+/// The spool's file, whose write errors name the directory it is in (a full `TMPDIR` must not
+/// read as a failure of the output).
+struct Named {
+    file: std::fs::File,
+    dir: std::path::PathBuf,
+}
+
+impl Write for Named {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot write a temporary file in {} (set TMPDIR to a directory with room): {e}",
+                    self.dir.display()
+                ),
+            )
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 impl Spool {
@@ -39,8 +82,9 @@ impl Spool {
                 ),
             )
         })?;
+        let dir = std::env::temp_dir();
         Ok(Spool {
-            file: std::io::BufWriter::with_capacity(1 << 16, file),
+            file: std::io::BufWriter::with_capacity(1 << 16, Named { file, dir }),
         })
     }
 
@@ -51,7 +95,7 @@ impl Spool {
     /// What was set aside, from the start, for reading back.
     pub fn read_back(self) -> std::io::Result<std::io::BufReader<std::fs::File>> {
         use std::io::Seek;
-        let mut file = self.file.into_inner().map_err(|e| e.into_error())?;
+        let mut file = self.file.into_inner().map_err(|e| e.into_error())?.file;
         file.rewind()?;
         Ok(std::io::BufReader::with_capacity(1 << 16, file))
     }

@@ -72,18 +72,23 @@ impl Filter {
     }
 
     /// A `--node` or `--service` that names nothing in the fleet is a usage error (a monitor
-    /// watching a name that is gone should hear so), found before anything is shown: against
-    /// the node directories, and the fleet's service names (listed when `--service` is given).
+    /// watching a name that is gone should hear so), found before anything is shown: a node
+    /// directory holding a service directory, a service directory on some node (the fleet's
+    /// service names are listed when `--service` is given).
     pub fn check_names(
         &self,
+        root: &std::path::Path,
         nodes: &[Node],
         services: Option<&BTreeSet<String>>,
     ) -> Result<(), UsageError> {
-        if let Some(name) = self
-            .nodes
-            .iter()
-            .find(|n| !nodes.iter().any(|node| &node.name == *n))
-        {
+        // A node named must hold a service directory: its own listing, the named nodes only.
+        let holds_one = |name: &String| {
+            nodes
+                .iter()
+                .find(|node| &node.name == name)
+                .is_some_and(|node| !crate::scan::services(root, node).candidates.is_empty())
+        };
+        if let Some(name) = self.nodes.iter().find(|n| !holds_one(n)) {
             return Err(no_match("--node", name));
         }
         if let Some(name) = self

@@ -226,7 +226,7 @@ pub fn read<R>(
         service_names,
     } = Scope::open(root, as_of, services)?;
     if let Some((filter, _)) = filter {
-        filter.check_names(&nodes.nodes, service_names.as_ref())?;
+        filter.check_names(&scope.root, &nodes.nodes, service_names.as_ref())?;
     }
     let wanted = |node: &str, service: &str| filter.is_none_or(|(f, _)| f.names(node, service));
     Ok(stream::each(&scope, nodes, &wanted, |flow| {

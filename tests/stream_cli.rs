@@ -224,3 +224,65 @@ fn a_filtered_survey_reads_only_what_it_shows() {
     );
     assert!(out.contains("is being rewritten"), "{out}");
 }
+
+/// `-o` while the fleet is being read: the output is made in an unnamed temporary file and
+/// copied into place at the end, so a run stopped midway (`timeout`, systemd) leaves nothing
+/// beside the target, not a partial `.rekey-tmp-*` per stopped run.
+#[test]
+fn a_run_stopped_midway_leaves_nothing_beside_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    std::fs::create_dir(&root).unwrap();
+    big_fleet(&root);
+    // A writer's leftover on the last node keeps the run waiting (up to 10 s) with most of
+    // the output made.
+    std::fs::write(
+        root.join("nodes/node-19/svc-0019/.rekey-new.cert.pem"),
+        "a writer was here\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    for format in ["json", "prometheus"] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
+            .args(["status", "--format", format, "--as-of", AS_OF, "--root"])
+            .arg(&root)
+            .arg("-o")
+            .arg(out.join("status.out"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "still reading when stopped"
+        );
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(left.is_empty(), "{format}: {left:?}");
+    }
+}
+
+/// A `--node` whose directory holds no service directory names nothing: exit 2, before any
+/// output.
+#[test]
+fn a_node_with_nothing_in_it_is_not_a_selector() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fleet(root, 3, 10);
+    std::fs::create_dir(root.join("nodes/node-empty")).unwrap();
+    for command in ["status", "plan"] {
+        let (code, out, err) = run(root, &[command, "--node", "node-empty"]);
+        assert_eq!(code, 2, "{command}: {out}{err}");
+        assert!(
+            err.contains("--node node-empty matches no identity"),
+            "{err}"
+        );
+        assert!(out.is_empty(), "{out}");
+    }
+}

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use super::emit_with;
+use super::deliver;
 use crate::exit::Exit;
 use crate::select::{Filter, Grain};
-use crate::{fsio, html, plan, report, survey};
+use crate::{html, plan, report, survey};
 
 /// What `plan` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,14 +34,11 @@ pub struct Options {
 pub fn plan(o: &Options) -> Result<Exit> {
     let filter = Some((&o.filter, Grain::Identity));
     survey::read(&o.root, o.as_of, filter, |scope, judged| {
-        let mut render = |w: &mut dyn std::io::Write| match o.format {
+        let render = |w: &mut dyn std::io::Write| match o.format {
             Output::Plan(format) => plan::write(scope, judged, format, &mut &mut *w),
             Output::Html => html::plan::write(scope, judged, &mut &mut *w),
         };
-        match &o.output {
-            Some(path) => fsio::write_atomic_with(path, 0o644, render)?,
-            None => emit_with(|w| render(w))?,
-        }
+        deliver(o.output.as_deref(), render)?;
         let end = judged.end();
         eprint!("{}", report::plan_summary(scope, end));
         Ok(end.totals.attention(scope.as_of, None).into())

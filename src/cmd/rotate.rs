@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use super::emit_with;
+use super::deliver;
 use crate::exit::Exit;
 use crate::select::Selection;
 use crate::survey::{End, Survey};
 use crate::write::{self, Settings, WriteRun};
-use crate::{fsio, plan, report};
+use crate::{plan, report};
 
 #[derive(Debug)]
 pub struct Options {
@@ -40,12 +40,9 @@ pub fn rotate(o: &Options) -> Result<Exit> {
         o.selection.narrow(&mut survey)?;
         let mut judged = survey.judged();
         let scope = &survey.scope;
-        match &dry.output {
-            Some(path) => fsio::write_atomic_with(path, 0o644, |w| {
-                plan::write(scope, &mut judged, dry.format, &mut &mut *w)
-            })?,
-            None => emit_with(|w| plan::write(scope, &mut judged, dry.format, w))?,
-        }
+        deliver(dry.output.as_deref(), |w| {
+            plan::write(scope, &mut judged, dry.format, &mut &mut *w)
+        })?;
         let end = judged.end();
         eprint!("{}", report::plan_summary(scope, end));
         return Ok(end.totals.attention(scope.as_of, None).into());

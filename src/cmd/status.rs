@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use super::emit_with;
+use super::deliver;
 use crate::exit::Exit;
 use crate::metrics::{self, Families, LastRun};
 use crate::select::{ExitRule, Filter, Grain};
-use crate::{fsio, html, report, survey, write};
+use crate::{html, report, survey, write};
 
 /// What `status` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub fn status(o: &Options) -> Result<Exit> {
         for warning in &scope.warnings {
             eprintln!("rekey: warning: {warning}");
         }
-        let mut render = |w: &mut dyn std::io::Write| match o.format {
+        let render = |w: &mut dyn std::io::Write| match o.format {
             Format::Table { colour } => report::write_status_table(
                 scope,
                 judged,
@@ -69,10 +69,7 @@ pub fn status(o: &Options) -> Result<Exit> {
             ),
             Format::Html => html::expiry::write(scope, judged, &mut &mut *w),
         };
-        match &o.output {
-            Some(path) => fsio::write_atomic_with(path, 0o644, render)?,
-            None => emit_with(|w| render(w))?,
-        }
+        deliver(o.output.as_deref(), render)?;
         Ok(o.rule.attention(&judged.end().totals, scope).into())
     })?
 }
