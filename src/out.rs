@@ -1,5 +1,7 @@
-//! Standard output, for data only (tables, plans, reports): buffered, and a closed pipe is an
-//! error `main` ends quietly on. Progress, warnings and errors go to stderr.
+//! Where output goes: standard output, for data only (tables, plans, reports), buffered, and a
+//! closed pipe is an error `main` ends quietly on; or a file, written atomically through an
+//! unnamed temporary file; and the spool that streamed outputs set aside what they write last.
+//! Progress, warnings and errors go to stderr.
 
 use std::io::Write;
 
