@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use crate::classify::{State, stamp};
 use crate::scan::Issue;
-use crate::survey::{Person, Scope};
+use crate::survey::{End, Person, Scope};
 
 /// At most this many single identities are listed in a table; the rest are counted.
 pub const MAX_LISTED: usize = 500;
@@ -157,26 +157,22 @@ pub fn warnings(out: &mut String, scope: &Scope) {
     }
 }
 
-/// One identity in the table of what needs a person: its label and colour (a state, or an
-/// action), and its own reasons.
-pub struct AttentionRow<'a> {
-    pub person: &'a Person,
-    pub label: &'static str,
-    pub colour: &'static str,
-}
-
 /// What needs a person, for both pages: a heading with the counts (or `none` when there is
 /// nothing), then the identities and the problems found outside identities, at most
-/// [`MAX_LISTED`] of each, under the column `column`; `more` says where the rest are listed.
+/// [`MAX_LISTED`] of each, under the column `column`, each identity with the label and colour
+/// `label` gives it (a state, or an action); `more` says where the rest are listed.
 pub struct Attention<'a> {
     pub none: &'a str,
     pub column: &'a str,
+    pub label: fn(&Person) -> (&'static str, &'static str),
     pub problem_label: &'a str,
     pub more: &'a str,
 }
 
 impl Attention<'_> {
-    pub fn write(&self, out: &mut String, rows: &[AttentionRow<'_>], problems: &[&Issue]) {
+    pub fn write(&self, out: &mut String, end: &End) {
+        let rows = &end.people;
+        let problems: Vec<&Issue> = end.issues.iter().filter(|i| i.is_problem).collect();
         let _ = writeln!(
             out,
             "<h2>Needs a person: <span id=\"attention-count\">{}</span> identities, \
@@ -195,15 +191,16 @@ impl Attention<'_> {
             self.column
         );
         for row in rows.iter().take(MAX_LISTED) {
+            let (label, colour) = (self.label)(row);
             let _ = writeln!(
                 out,
                 "<tr class=\"attention-row\"><td>{}</td><td>{}</td><td><span class=\"swatch\" \
                  style=\"background:{}\"></span>{}</td><td>{}</td></tr>",
-                escape(&row.person.node),
-                escape(&row.person.service),
-                row.colour,
-                row.label,
-                escape(&row.person.reasons),
+                escape(&row.node),
+                escape(&row.service),
+                colour,
+                label,
+                escape(&row.reasons),
             );
         }
         for issue in problems.iter().take(MAX_LISTED) {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
-use super::{Attention, AttentionRow, card, close, escape, open, policy_section, warnings};
+use super::{Attention, card, close, escape, open, policy_section, warnings};
 use crate::classify::{Action, stamp};
 use crate::survey::{End, Identity, Judged, Scope};
 
@@ -132,23 +132,14 @@ fn summary_section(out: &mut String, scope: &Scope, tally: &Tally, end: &End) {
 
 /// The identities that need a person or are skipped, with their reasons.
 fn attention_section(out: &mut String, end: &End) {
-    let rows: Vec<AttentionRow<'_>> = end
-        .people
-        .iter()
-        .map(|person| AttentionRow {
-            person,
-            label: action_str(person.action),
-            colour: action_colour(person.action),
-        })
-        .collect();
-    let problems: Vec<_> = end.issues.iter().filter(|i| i.is_problem).collect();
     let attention = Attention {
         none: "Nothing needs <code>rekey recover</code> and nothing is skipped.",
         column: "action",
+        label: |person| (action_str(person.action), action_colour(person.action)),
         problem_label: "skip",
         more: " (see the plan file).",
     };
-    attention.write(out, &rows, &problems);
+    attention.write(out, end);
 }
 
 /// A table of counts per action, one row per group; past [`MAX_ROWS`], the groups with the
