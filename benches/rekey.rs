@@ -4,6 +4,12 @@
 //! binary (`status`, `plan`, `rotate`) and, on the same fleet and machine:
 //! - the crypto + parse floor: the bare certificate parse and the two signature checks (certificate
 //!   and token) per identity, with the CA's key parsed once, on every core, from memory;
+//! - the warm read floor: every identity's three files read from the page cache by rekey's own
+//!   reader (`rekey::scan::read`: the directory opened without following a link, three bounded
+//!   reads, the checks that the three files are of one generation), on every core, nothing parsed.
+//!   Reading and checking use the same cores, so the warm rows of `status` and `plan` are also
+//!   judged against the two floors in turn, the fastest a reader that keeps those guarantees can
+//!   be on this machine;
 //! - the durable-write floor: replacing as many small files as `rotate` replaces with the best
 //!   strategy found (temporary files written in parallel, one `syncfs`, renames, one `syncfs`);
 //! - the script an operator would otherwise write: `openssl x509 -req` per certificate plus an
@@ -70,6 +76,8 @@ struct Row {
     floor_per_s: Option<f64>,
     /// Which floor `floor_per_s` is, when the row is judged against the slower of two.
     floor_name: Option<&'static str>,
+    /// The warm read floor of the fleet, on the warm rows of the read side.
+    warm_read_per_s: Option<f64>,
     /// The cold-read floor of the fleet, on the cold rows, and the cores it kept busy (the
     /// process's CPU time over its wall time: near the machine's cores, reading is CPU-bound
     /// here, and the two floors add instead of overlapping).
@@ -219,6 +227,39 @@ fn crypto_floor(root: &Path, reps: usize) -> f64 {
         })
         .collect();
     inputs.len() as f64 / median(times).as_secs_f64()
+}
+
+/// The warm read floor: every identity's files read by rekey's own reader, with its guarantees
+/// (no link followed, the size cap, the one-generation checks), from the page cache, on all
+/// cores, nothing parsed. The fleet is listed outside the timed region. Returns identities per
+/// second.
+fn warm_read_floor(root: &Path, reps: usize) -> f64 {
+    let listed = rekey::scan::nodes(root).expect("the bench fleet lists");
+    let candidates: Vec<rekey::scan::Candidate> = listed
+        .nodes
+        .iter()
+        .flat_map(|node| rekey::scan::services(root, node).candidates)
+        .collect();
+    // Once untimed, so the page cache holds every file whatever ran before.
+    candidates.par_iter().for_each(|c| drop(rekey::scan::read(c)));
+    let times: Vec<Duration> = (0..reps)
+        .map(|_| {
+            let start = Instant::now();
+            let read = candidates
+                .par_iter()
+                .filter(|c| {
+                    let files = rekey::scan::read(c);
+                    files.in_flight.is_none()
+                        && [&files.cert, &files.key, &files.token]
+                            .iter()
+                            .all(|slot| matches!(slot, rekey::fsio::Slot::Present(_)))
+                })
+                .count();
+            assert_eq!(read, candidates.len());
+            start.elapsed()
+        })
+        .collect();
+    candidates.len() as f64 / median(times).as_secs_f64()
 }
 
 /// The durable-write floor: replace `files_per_identity` small files per identity with the best
@@ -403,6 +444,7 @@ fn cold_status(
         floor_per_s: Some(floor),
         floor_name: Some(floor_name),
         cold_read_per_s: Some(read),
+        warm_read_per_s: None,
         cold_read_cores: Some(median_f64(cores)),
         openssl_per_s: None,
         peak_rss_kib: peak,
@@ -478,6 +520,8 @@ fn scenario(
     if !read_commands.is_empty() {
         eprintln!("bench: {name}: crypto + parse floor");
         let crypto = crypto_floor(&root, reps);
+        eprintln!("bench: {name}: warm read floor");
+        let warm_read = warm_read_floor(&root, reps);
         let out = work.join("out");
         std::fs::create_dir_all(&out).unwrap();
         let commands: Vec<(String, Vec<String>)> = read_commands
@@ -518,6 +562,7 @@ fn scenario(
                 floor_per_s: Some(crypto),
                 floor_name: None,
                 cold_read_per_s: None,
+                warm_read_per_s: Some(warm_read),
                 cold_read_cores: None,
                 openssl_per_s: None,
                 peak_rss_kib: rss,
@@ -566,6 +611,7 @@ fn scenario(
             floor_per_s: Some(floor),
             floor_name: None,
             cold_read_per_s: None,
+            warm_read_per_s: None,
             cold_read_cores: None,
             openssl_per_s: openssl,
             peak_rss_kib: rss,
@@ -701,8 +747,46 @@ fn main() {
         println!("{line}");
     }
     print_outputs(&rows);
+    print_warm(&rows);
     print_cold(&rows);
     print_growth(&rows, &growth_sizes);
+}
+
+/// The two floors of each warm `status` and `plan` row (JSON to stdout), and how the row compares
+/// with them taken in turn: reading costs CPU on the cores that check, so the two add.
+fn print_warm(rows: &[Row]) {
+    let warm: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.warm_read_per_s.is_some() && matches!(r.command.as_str(), "status" | "plan"))
+        .collect();
+    if warm.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "| scenario | command | identities | warm read floor identities/s | crypto + parse floor identities/s | both floors in turn identities/s | rekey identities/s | vs crypto + parse floor (target 70%) | vs both in turn |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in warm {
+        let rate = r.identities as f64 / r.median.as_secs_f64();
+        let in_turn = r
+            .warm_read_per_s
+            .zip(r.floor_per_s)
+            .map(|(read, crypto)| 1.0 / (1.0 / read + 1.0 / crypto));
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+            r.scenario,
+            r.command,
+            r.identities,
+            r.warm_read_per_s.map_or("-".into(), |f| format!("{f:.0}")),
+            r.floor_per_s.map_or("-".into(), |f| format!("{f:.0}")),
+            in_turn.map_or("-".into(), |f| format!("{f:.0}")),
+            rate,
+            r.floor_per_s
+                .map_or("-".into(), |f| format!("{:.0}%", 100.0 * rate / f)),
+            in_turn.map_or("-".into(), |f| format!("{:.0}%", 100.0 * rate / f)),
+        );
+    }
 }
 
 /// The two floors of each cold `status` row, and which one bounds it.

@@ -35,11 +35,11 @@ pub fn single(bytes: &[u8]) -> Result<Block, String> {
     if !text[..begin].trim().is_empty() {
         return Err("has text before the PEM block".to_string());
     }
-    let blocks = text.matches("-----BEGIN ").count();
-    if blocks > 1 {
+    let after_begin = &text[begin + "-----BEGIN ".len()..];
+    if after_begin.contains("-----BEGIN ") {
+        let blocks = text.matches("-----BEGIN ").count();
         return Err(format!("holds {blocks} PEM blocks, expected one"));
     }
-    let after_begin = &text[begin + "-----BEGIN ".len()..];
     let (label, rest) = after_begin
         .split_once("-----")
         .filter(|(label, _)| !label.contains('\n'))
@@ -56,7 +56,8 @@ pub fn single(bytes: &[u8]) -> Result<Block, String> {
             "has PEM headers (a legacy encrypted key?), which rekey cannot use".to_string(),
         );
     }
-    let compact: Vec<u8> = body.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let mut compact = Vec::with_capacity(body.len());
+    compact.extend(body.bytes().filter(|b| !b.is_ascii_whitespace()));
     let der = STANDARD
         .decode(&compact)
         .map_err(|e| format!("is not valid PEM: {e}"))?;

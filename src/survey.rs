@@ -170,7 +170,13 @@ impl Scope {
             Kind::Cert => scan::CERT_FILE,
             Kind::Token => scan::TOKEN_FILE,
         };
-        self.root.join("nodes").join(node).join(service).join(file)
+        let parts = ["nodes", node, service, file];
+        let mut path = PathBuf::with_capacity(
+            self.root.as_os_str().len() + parts.iter().map(|p| p.len() + 1).sum::<usize>(),
+        );
+        path.push(&self.root);
+        path.extend(parts);
+        path
     }
 }
 
