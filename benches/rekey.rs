@@ -241,7 +241,9 @@ fn warm_read_floor(root: &Path, reps: usize) -> f64 {
         .flat_map(|node| rekey::scan::services(root, node).candidates)
         .collect();
     // Once untimed, so the page cache holds every file whatever ran before.
-    candidates.par_iter().for_each(|c| drop(rekey::scan::read(c)));
+    candidates
+        .par_iter()
+        .for_each(|c| drop(rekey::scan::read(c)));
     let times: Vec<Duration> = (0..reps)
         .map(|_| {
             let start = Instant::now();

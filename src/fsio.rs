@@ -214,15 +214,8 @@ pub fn write_atomic_with(
     mode: u32,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(ATOMIC_PREFIX)
-        .permissions(std::fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .with_context(|| format!("failed to create a temporary file in {}", dir.display()))?;
+    let dir = beside(path);
+    let mut tmp = temporary_in(dir, mode)?;
     {
         let mut w = io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
         fill(&mut w)
@@ -236,6 +229,33 @@ pub fn write_atomic_with(
         .map_err(|err| err.error)
         .with_context(|| format!("failed to replace {}", path.display()))?;
     sync_dir(dir)
+}
+
+/// Checks, before a long run, that [`write_atomic`] could replace `path`: it is not a directory,
+/// and a temporary file can be made beside it (made and removed at once), so that an output
+/// that cannot be written is refused before the fleet is read, not after.
+pub fn check_replaceable(path: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        anyhow::bail!("{} is a directory: name a file to write", path.display());
+    }
+    temporary_in(beside(path), 0o600).map(drop)
+}
+
+/// The directory `path` is written in.
+fn beside(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// A new temporary file of [`write_atomic`]'s in `dir`, created exclusively with `mode`.
+fn temporary_in(dir: &Path, mode: u32) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(ATOMIC_PREFIX)
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .with_context(|| format!("failed to create a temporary file in {}", dir.display()))
 }
 
 /// Whether an I/O error says the filesystem is full (or the user's quota is).

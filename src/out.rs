@@ -7,20 +7,33 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
-/// Writes a read command's output as `render` makes it: to stdout as it goes, or to `path`
-/// atomically. For a file, the output is made first in an unnamed temporary file ([`Spool`],
-/// gone however the process ends) and copied into place at the end, so that a run stopped
-/// midway (`timeout`, systemd) leaves nothing beside the target.
-pub fn deliver(
-    path: Option<&std::path::Path>,
-    render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<()> {
-    match path {
-        None => emit_with(|w| render(w)),
-        Some(path) => {
-            let mut spool = Spool::new()?;
-            render(spool.writer())?;
-            crate::fsio::write_atomic_with(path, 0o644, |w| spool.copy_to(&mut &mut *w))
+/// Where a read command's output goes: stdout, or a file replaced atomically. Made before the
+/// fleet is read, so that a file that could not be written is refused at once, not after the
+/// survey.
+pub struct Destination<'a>(Option<&'a std::path::Path>);
+
+impl<'a> Destination<'a> {
+    /// Stdout for `None`; for a file, checks that it could be replaced (it is not a directory,
+    /// and a temporary file can be made beside it).
+    pub fn check(path: Option<&'a std::path::Path>) -> Result<Destination<'a>> {
+        if let Some(path) = path {
+            crate::fsio::check_replaceable(path)?;
+        }
+        Ok(Destination(path))
+    }
+
+    /// Writes the output as `render` makes it: to stdout as it goes, or to the file. For a
+    /// file, the output is made first in an unnamed temporary file ([`Spool`], gone however the
+    /// process ends) and copied into place at the end, so that a run stopped midway
+    /// (`timeout`, systemd) leaves nothing beside the target.
+    pub fn deliver(self, render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+        match self.0 {
+            None => emit_with(|w| render(w)),
+            Some(path) => {
+                let mut spool = Spool::new()?;
+                render(spool.writer())?;
+                crate::fsio::write_atomic_with(path, 0o644, |w| spool.copy_to(&mut &mut *w))
+            }
         }
     }
 }

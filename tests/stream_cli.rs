@@ -268,6 +268,44 @@ fn a_run_stopped_midway_leaves_nothing_beside_its_output() {
     }
 }
 
+/// An `-o` that cannot be written is refused before the fleet is read, not after: a writer's
+/// leftover on the first identity (which keeps a reader waiting, and says so) is never reached.
+#[test]
+fn an_output_that_cannot_be_written_is_refused_before_the_fleet_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fleet(root, 40, 10);
+    std::fs::write(
+        root.join("nodes/node-00/svc-0000/.rekey-new.cert.pem"),
+        "a writer was here\n",
+    )
+    .unwrap();
+    let missing = root.join("no-such-dir/out");
+    let missing = missing.to_str().unwrap();
+    let commands: [&[&str]; 4] = [
+        &["status", "--format", "json", "-o", missing],
+        &["status", "-o", missing],
+        &["plan", "-o", missing],
+        &["rotate", "--dry-run", "-o", missing],
+    ];
+    for args in commands {
+        let (code, out, err) = run(root, args);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("failed to create a temporary file in") && err.contains("no-such-dir"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("waiting"), "{args:?} read the fleet: {err}");
+    }
+    let (code, _, err) = run(root, &["plan", "-o", root.join("nodes").to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is a directory: name a file to write"),
+        "{err}"
+    );
+    assert!(!err.contains("waiting"), "{err}");
+}
+
 /// A `--node` whose directory holds no service directory names nothing: exit 2, before any
 /// output.
 #[test]

@@ -15,7 +15,7 @@ pub mod runs;
 pub mod status;
 
 pub use crate::classify::State;
-pub(crate) use crate::out::{deliver, emit};
+pub(crate) use crate::out::{Destination, emit};
 pub use crate::select::{ExitRule, Filter};
 
 use anyhow::Result;

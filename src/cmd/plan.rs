@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use super::deliver;
+use super::Destination;
 use crate::exit::Exit;
 use crate::select::{Filter, Grain};
 use crate::{html, plan, report, survey};
@@ -33,12 +33,13 @@ pub struct Options {
 
 pub fn plan(o: &Options) -> Result<Exit> {
     let filter = Some((&o.filter, Grain::Identity));
+    let destination = Destination::check(o.output.as_deref())?;
     survey::read(&o.root, o.as_of, filter, |scope, judged| {
         let render = |w: &mut dyn std::io::Write| match o.format {
             Output::Plan(format) => plan::write(scope, judged, format, &mut &mut *w),
             Output::Html => html::plan::write(scope, judged, &mut &mut *w),
         };
-        deliver(o.output.as_deref(), render)?;
+        destination.deliver(render)?;
         let end = judged.end();
         eprint!("{}", report::plan_summary(scope, end));
         Ok(end.totals.attention(scope.as_of, None).into())

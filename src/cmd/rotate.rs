@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use super::deliver;
+use super::Destination;
 use crate::exit::Exit;
 use crate::select::Selection;
 use crate::survey::{End, Survey};
@@ -36,13 +36,12 @@ pub struct DryRun {
 
 pub fn rotate(o: &Options) -> Result<Exit> {
     if let Some(dry) = &o.dry_run {
+        let destination = Destination::check(dry.output.as_deref())?;
         let mut survey = Survey::take(&o.root, o.as_of)?;
         o.selection.narrow(&mut survey)?;
         let mut judged = survey.judged();
         let scope = &survey.scope;
-        deliver(dry.output.as_deref(), |w| {
-            plan::write(scope, &mut judged, dry.format, &mut &mut *w)
-        })?;
+        destination.deliver(|w| plan::write(scope, &mut judged, dry.format, &mut &mut *w))?;
         let end = judged.end();
         eprint!("{}", report::plan_summary(scope, end));
         return Ok(end.totals.attention(scope.as_of, None).into());

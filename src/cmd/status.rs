@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use super::deliver;
+use super::Destination;
 use crate::exit::Exit;
 use crate::metrics::{self, Families, LastRun};
 use crate::select::{ExitRule, Filter, Grain};
@@ -48,6 +48,7 @@ pub fn status(o: &Options) -> Result<Exit> {
         _ => None,
     };
     let filter = Some((&o.filter, Grain::Credential));
+    let destination = Destination::check(o.output.as_deref())?;
     survey::read(&o.root, o.as_of, filter, |scope, judged| {
         for warning in &scope.warnings {
             eprintln!("rekey: warning: {warning}");
@@ -69,7 +70,7 @@ pub fn status(o: &Options) -> Result<Exit> {
             ),
             Format::Html => html::expiry::write(scope, judged, &mut &mut *w),
         };
-        deliver(o.output.as_deref(), render)?;
+        destination.deliver(render)?;
         Ok(o.rule.attention(&judged.end().totals, scope).into())
     })?
 }
