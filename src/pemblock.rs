@@ -78,7 +78,9 @@ mod tests {
 
     #[test]
     fn accepts_exactly_one_block() {
-        let cases: &[(&str, String, Result<&[u8], &str>)] = &[
+        // (case, input, the bytes decoded or the start of the error)
+        type Case<'a> = (&'a str, String, Result<&'a [u8], &'a str>);
+        let cases: &[Case] = &[
             ("plain", BODY.to_string(), Ok(&[0, 1, 2])),
             (
                 "surrounding white space",

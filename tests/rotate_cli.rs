@@ -17,8 +17,11 @@ fn der_of(pem: &[u8]) -> Vec<u8> {
     rekey::pemblock::single(pem).unwrap().der
 }
 
+/// An extension as compared: its OID, whether it is critical, its value's bytes.
+type Extension = (String, bool, Vec<u8>);
+
 /// (subject, extensions other than the key identifier, serial, not_before, not_after)
-fn cert_facts(pem: &[u8]) -> (Vec<u8>, Vec<(String, bool, Vec<u8>)>, Vec<u8>, i64, i64) {
+fn cert_facts(pem: &[u8]) -> (Vec<u8>, Vec<Extension>, Vec<u8>, i64, i64) {
     let der = der_of(pem);
     let (_, c) = X509Certificate::from_der(&der).unwrap();
     let exts = c

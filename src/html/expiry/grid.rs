@@ -337,7 +337,7 @@ mod tests {
             node: format!("node-{node:03}"),
             service: format!("svc-{service:02}"),
             cert: Some(credential(Kind::Cert)),
-            token: (service % 3 != 0).then(|| credential(Kind::Token)),
+            token: (!service.is_multiple_of(3)).then(|| credential(Kind::Token)),
         }
     }
 
