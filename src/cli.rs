@@ -47,7 +47,8 @@ pub enum Command {
         /// collector, html for the expiry report (one self-contained page).
         #[arg(long, value_enum, default_value_t = StatusOutput::Table)]
         format: StatusOutput,
-        /// Write to FILE (atomically: a temporary file renamed over it) instead of stdout.
+        /// Write to FILE (atomically: a temporary file renamed over it) instead of stdout; `-` is
+        /// stdout. FILE must be a regular file or not exist yet.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
         /// Leave out the x509_cert_* families (where x509-certificate-exporter already watches
@@ -70,7 +71,8 @@ pub enum Command {
         filter: FilterArgs,
         #[arg(long, value_enum, default_value_t = PlanFormat::Toml)]
         format: PlanFormat,
-        /// Write the plan to FILE (atomically) instead of stdout.
+        /// Write the plan to FILE (atomically) instead of stdout; `-` is stdout. FILE must be a
+        /// regular file or not exist yet.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
@@ -96,7 +98,8 @@ pub enum Command {
         /// Print the plan (TOML, or JSON with --format json) and write nothing.
         #[arg(long)]
         dry_run: bool,
-        /// With --dry-run: write the plan to FILE (atomically; `-` is stdout).
+        /// With --dry-run: write the plan to FILE (atomically; `-` is stdout). FILE must be a
+        /// regular file or not exist yet.
         #[arg(
             short = 'o',
             long = "output",
@@ -318,7 +321,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, String> {
                 },
                 StatusOutput::Html => cmd::status::Format::Html,
             },
-            output,
+            output: file(output),
             rule: match expires_within {
                 Some(within) => cmd::ExitRule::ExpiresWithin(within),
                 None => cmd::ExitRule::WarnWithin(TimeDelta::days(i64::from(warn_days))),

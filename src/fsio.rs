@@ -214,8 +214,42 @@ pub fn write_atomic_with(
     mode: u32,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<()> {
+    write_atomic_like(path, &Like::New(mode), fill)
+}
+
+/// What a file written by [`write_atomic_like`] is like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Like {
+    /// A new file, with this mode (less the umask).
+    New(u32),
+    /// The file it replaces: its permission bits exactly, and its owner and group where the
+    /// process may give them (root).
+    Replaced { mode: u32, uid: u32, gid: u32 },
+}
+
+/// [`write_atomic_with`], the new file's mode (and owner) as `like` says.
+pub fn write_atomic_like(
+    path: &Path,
+    like: &Like,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<()> {
     let dir = beside(path);
-    let mut tmp = temporary_in(dir, mode)?;
+    let mut tmp = match *like {
+        Like::New(mode) => temporary_in(dir, mode)?,
+        Like::Replaced { mode, uid, gid } => {
+            let tmp = temporary_in(dir, 0o600)?;
+            let file = tmp.as_file();
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid descriptor. Only root may give a file away; for anyone else the
+            // file stays theirs, as any file they write would.
+            if unsafe { libc::geteuid() } == 0 {
+                unsafe { libc::fchown(file.as_raw_fd(), uid, gid) };
+            }
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("failed to write {}", path.display()))?;
+            tmp
+        }
+    };
     {
         let mut w = io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
         fill(&mut w)
@@ -231,18 +265,29 @@ pub fn write_atomic_with(
     sync_dir(dir)
 }
 
-/// Checks, before a long run, that [`write_atomic`] could replace `path`: it is not a directory,
-/// and a temporary file can be made beside it (made and removed at once), so that an output
-/// that cannot be written is refused before the fleet is read, not after.
-pub fn check_replaceable(path: &Path) -> Result<()> {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-        anyhow::bail!("{} is a directory: name a file to write", path.display());
+/// Whether a new file can be made in `dir`, as [`write_atomic`] will make one: tried with an
+/// unnamed file (`O_TMPFILE`, gone when closed, whatever happens to the process), or where the
+/// filesystem has none, a named one removed at once.
+pub fn can_create_in(dir: &Path) -> io::Result<()> {
+    let unnamed = OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir);
+    match unnamed {
+        Ok(_) => Ok(()),
+        Err(err) if matches!(err.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {
+            tempfile::Builder::new()
+                .prefix(ATOMIC_PREFIX)
+                .tempfile_in(dir)
+                .map(drop)
+        }
+        Err(err) => Err(err),
     }
-    temporary_in(beside(path), 0o600).map(drop)
 }
 
 /// The directory `path` is written in.
-fn beside(path: &Path) -> &Path {
+pub fn beside(path: &Path) -> &Path {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

@@ -4,22 +4,63 @@
 //! Progress, warnings and errors go to stderr.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+
+use crate::fsio::Like;
 
 /// Where a read command's output goes: stdout, or a file replaced atomically. Made before the
 /// fleet is read, so that a file that could not be written is refused at once, not after the
 /// survey.
-pub struct Destination<'a>(Option<&'a std::path::Path>);
+pub struct Destination<'a>(Option<File<'a>>);
+
+/// An output file found fit, and the spool its output is made in first.
+struct File<'a> {
+    path: &'a Path,
+    like: Like,
+    spool: Spool,
+}
 
 impl<'a> Destination<'a> {
-    /// Stdout for `None`; for a file, checks that it could be replaced (it is not a directory,
-    /// and a temporary file can be made beside it).
-    pub fn check(path: Option<&'a std::path::Path>) -> Result<Destination<'a>> {
-        if let Some(path) = path {
-            crate::fsio::check_replaceable(path)?;
-        }
-        Ok(Destination(path))
+    /// Stdout for `None`. A file must be a regular file or none yet, in a directory a file can
+    /// be made in: a link, a device, a pipe or a directory at `path` is refused, never replaced
+    /// (`-o /dev/null` run as root would otherwise leave a regular file in its place) nor written
+    /// through (a link in a shared directory could point anywhere). The new file keeps the mode
+    /// and owner of the one it replaces. The spool the output is made in is made here too (a
+    /// `TMPDIR` that takes no file is refused as early).
+    pub fn check(path: Option<&'a Path>) -> Result<Destination<'a>> {
+        let Some(path) = path else {
+            return Ok(Destination(None));
+        };
+        let like = match std::fs::symlink_metadata(path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Like::New(0o644),
+            Err(err) => bail!("cannot write {}: {err}", path.display()),
+            Ok(meta) if meta.is_file() => Like::Replaced {
+                mode: meta.mode() & 0o777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+            },
+            Ok(meta) => bail!(
+                "{} is {}: -o names a regular file to replace (or - for stdout)",
+                path.display(),
+                kind_of(&meta.file_type())
+            ),
+        };
+        let dir = crate::fsio::beside(path);
+        crate::fsio::can_create_in(dir).map_err(|err| {
+            anyhow::anyhow!(
+                "cannot write {}: no file can be made in {}: {err}",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        Ok(Destination(Some(File {
+            path,
+            like,
+            spool: Spool::new()?,
+        })))
     }
 
     /// Writes the output as `render` makes it: to stdout as it goes, or to the file. For a
@@ -29,12 +70,35 @@ impl<'a> Destination<'a> {
     pub fn deliver(self, render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
         match self.0 {
             None => emit_with(|w| render(w)),
-            Some(path) => {
-                let mut spool = Spool::new()?;
+            Some(File {
+                path,
+                like,
+                mut spool,
+            }) => {
                 render(spool.writer())?;
-                crate::fsio::write_atomic_with(path, 0o644, |w| spool.copy_to(&mut &mut *w))
+                crate::fsio::write_atomic_like(path, &like, |w| spool.copy_to(&mut &mut *w))
             }
         }
+    }
+}
+
+/// What a file that is not a regular file is, for a message.
+fn kind_of(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
     }
 }
 

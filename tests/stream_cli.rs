@@ -292,18 +292,107 @@ fn an_output_that_cannot_be_written_is_refused_before_the_fleet_is_read() {
         let (code, out, err) = run(root, args);
         assert_eq!(code, 1, "{args:?}: {out}{err}");
         assert!(
-            err.contains("failed to create a temporary file in") && err.contains("no-such-dir"),
+            err.contains("no file can be made in") && err.contains("no-such-dir"),
             "{args:?}: {err}"
         );
         assert!(!err.contains("waiting"), "{args:?} read the fleet: {err}");
     }
-    let (code, _, err) = run(root, &["plan", "-o", root.join("nodes").to_str().unwrap()]);
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("is a directory: name a file to write"),
-        "{err}"
+    // A TMPDIR that takes no file (the output is made there first) is refused as early.
+    let out = root.join("out.json");
+    let (code, _, err) = run_env(
+        root,
+        &["status", "--format", "json", "-o", out.to_str().unwrap()],
+        &[("TMPDIR", "/nonexistent/rekey-tmp")],
     );
-    assert!(!err.contains("waiting"), "{err}");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("set TMPDIR"), "{err}");
+    assert!(!err.contains("waiting"), "read the fleet: {err}");
+    assert!(!out.exists());
+}
+
+/// `-o` replaces a regular file, or makes a new one, and nothing else: a directory, a link
+/// (which in a shared directory could point anywhere), a named pipe or a device (`-o /dev/null`
+/// run as root) is refused before the fleet is read and left as it was. A file replaced keeps
+/// its mode; `-o -` is stdout for every command.
+#[test]
+fn an_output_replaces_only_a_regular_file_and_keeps_its_mode() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    std::fs::create_dir(&root).unwrap();
+    fleet(&root, 4, 10);
+    let leftover = root.join("nodes/node-00/svc-0000/.rekey-new.cert.pem");
+    std::fs::write(&leftover, "a writer was here\n").unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("real.prom"), "OLD\n").unwrap();
+    std::os::unix::fs::symlink("real.prom", out.join("link.prom")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/x", out.join("dangling.prom")).unwrap();
+    let fifo = std::ffi::CString::new(out.join("pipe").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::fs::create_dir(out.join("adir")).unwrap();
+    for (name, what) in [
+        ("link.prom", "a symbolic link"),
+        ("dangling.prom", "a symbolic link"),
+        ("pipe", "a named pipe"),
+        ("adir", "a directory"),
+    ] {
+        let target = out.join(name);
+        for args in [
+            &["status", "--format", "prometheus", "-o"][..],
+            &["plan", "-o"][..],
+            &["rotate", "--dry-run", "-o"][..],
+        ] {
+            let mut args = args.to_vec();
+            args.push(target.to_str().unwrap());
+            let (code, _, err) = run(&root, &args);
+            assert_eq!(code, 1, "{args:?}: {err}");
+            assert!(
+                err.contains(&format!("{name} is {what}")),
+                "{args:?}: {err}"
+            );
+            assert!(!err.contains("waiting"), "{args:?} read the fleet: {err}");
+        }
+    }
+    let kind = |name: &str| {
+        std::fs::symlink_metadata(out.join(name))
+            .unwrap()
+            .file_type()
+    };
+    assert!(kind("link.prom").is_symlink() && kind("dangling.prom").is_symlink());
+    assert!(kind("pipe").is_fifo() && kind("adir").is_dir());
+    assert_eq!(
+        std::fs::read_to_string(out.join("real.prom")).unwrap(),
+        "OLD\n"
+    );
+    std::fs::remove_file(&leftover).unwrap();
+    // A regular file is replaced, and keeps its mode.
+    let report = out.join("report.json");
+    std::fs::write(&report, "OLD\n").unwrap();
+    std::fs::set_permissions(&report, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, _, err) = run(
+        &root,
+        &["status", "--format", "json", "-o", report.to_str().unwrap()],
+    );
+    assert!(matches!(code, 0 | 3), "{err}");
+    assert!(
+        std::fs::read_to_string(&report)
+            .unwrap()
+            .contains("\"credentials\"")
+    );
+    let mode = std::fs::metadata(&report).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the replaced file's mode");
+    // `-o -` is stdout for every command, and makes no file named `-`.
+    for args in [
+        &["status", "--format", "json", "-o", "-"][..],
+        &["plan", "--format", "json", "-o", "-"][..],
+        &["rotate", "--dry-run", "--format", "json", "-o", "-"][..],
+    ] {
+        let (code, stdout, err) = run(&root, args);
+        assert!(matches!(code, 0 | 3), "{args:?}: {err}");
+        assert!(stdout.trim_start().starts_with('{'), "{args:?}: {stdout}");
+    }
+    assert!(!Path::new("-").exists());
 }
 
 /// A `--node` whose directory holds no service directory names nothing: exit 2, before any
