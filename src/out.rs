@@ -76,10 +76,69 @@ impl<'a> Destination<'a> {
                 mut spool,
             }) => {
                 render(spool.writer())?;
-                crate::fsio::write_atomic_like(path, &like, |w| spool.copy_to(&mut &mut *w))
+                // Copying into place, syncing and renaming take a moment for a large output: a
+                // `timeout` or Ctrl-C then waits for the rename rather than leave a temporary
+                // file beside the target.
+                signals_deferred(|| {
+                    crate::fsio::write_atomic_like(path, &like, |w| spool.copy_to(&mut &mut *w))
+                })
             }
         }
     }
+}
+
+/// The signals that stop a run by default, deferred by [`signals_deferred`].
+const STOPPING: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// The first stopping signal that came while deferred; 0 for none.
+static DEFERRED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn defer(signal: libc::c_int) {
+    use std::sync::atomic::Ordering;
+    if DEFERRED
+        .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        // A second signal does not wait (a sync that hangs on a dead network volume must stay
+        // interruptible): the default action, now. Both calls are async-signal-safe.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+    }
+}
+
+/// Runs `f` with SIGINT, SIGTERM and SIGHUP deferred: the first that comes is delivered when `f`
+/// has returned (with the action it had before, so an ignored SIGHUP stays ignored); a second
+/// one stops the process at once.
+fn signals_deferred<T>(f: impl FnOnce() -> T) -> T {
+    use std::sync::atomic::Ordering;
+    // SAFETY: sigaction with a handler that only touches an atomic (or resets and re-raises),
+    // and the previous actions saved to be put back.
+    let mut before: [libc::sigaction; 3] = unsafe { std::mem::zeroed() };
+    let handler = defer as extern "C" fn(libc::c_int);
+    for (signal, old) in STOPPING.iter().zip(before.iter_mut()) {
+        unsafe {
+            libc::sigaction(*signal, std::ptr::null(), old);
+            if old.sa_sigaction == libc::SIG_IGN {
+                continue; // ignored (`nohup`) stays ignored
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = handler as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(*signal, &action, std::ptr::null_mut());
+        }
+    }
+    let result = f();
+    for (signal, old) in STOPPING.iter().zip(before.iter()) {
+        unsafe { libc::sigaction(*signal, old, std::ptr::null_mut()) };
+    }
+    let signal = DEFERRED.swap(0, Ordering::SeqCst);
+    if signal != 0 {
+        unsafe { libc::raise(signal) };
+    }
+    result
 }
 
 /// What a file that is not a regular file is, for a message.

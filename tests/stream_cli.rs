@@ -310,6 +310,58 @@ fn an_output_that_cannot_be_written_is_refused_before_the_fleet_is_read() {
     assert!(!out.exists());
 }
 
+/// A stop (`timeout`, Ctrl-C, a closed terminal) that lands while `-o`'s output is copied into
+/// place waits for the rename: the process still ends by that signal, but the file is whole and
+/// nothing is left beside it. strace (an independent tracer) delivers the signal at the first
+/// fsync of the run, the output's.
+#[test]
+fn a_stop_while_the_output_is_put_in_place_waits_for_the_rename() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    std::fs::create_dir(&root).unwrap();
+    fleet(&root, 6, 10);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let target = out.join("status.json");
+    for (signal, name) in [
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGHUP, "SIGHUP"),
+    ] {
+        let run = std::process::Command::new("strace")
+            .args(["-f", "-o", "/dev/null", "-e", "trace=fsync", "-e"])
+            .arg(format!("inject=fsync:signal={name}:when=1"))
+            .arg(assert_cmd::cargo::cargo_bin("rekey"))
+            .args(["status", "--format", "json", "--as-of", AS_OF, "--root"])
+            .arg(&root)
+            .arg("-o")
+            .arg(&target)
+            .output()
+            .expect("strace runs (apt-get install strace)");
+        // strace ends as the traced process did.
+        assert_eq!(
+            run.status.signal(),
+            Some(signal),
+            "{name}: {:?} {}",
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+        assert_eq!(
+            doc["totals"]["identities"], 6,
+            "{name}: the output is whole"
+        );
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["status.json"], "{name}");
+        std::fs::remove_file(&target).unwrap();
+    }
+}
+
 /// `-o` replaces a regular file, or makes a new one, and nothing else: a directory, a link
 /// (which in a shared directory could point anywhere), a named pipe or a device (`-o /dev/null`
 /// run as root) is refused before the fleet is read and left as it was. A file replaced keeps
