@@ -19,7 +19,6 @@ pub struct Destination<'a>(Option<File<'a>>);
 /// An output file found fit, and the spool its output is made in first.
 struct File<'a> {
     path: &'a Path,
-    like: Like,
     spool: Spool,
 }
 
@@ -28,26 +27,22 @@ impl<'a> Destination<'a> {
     /// be made in: a link, a device, a pipe or a directory at `path` is refused, never replaced
     /// (`-o /dev/null` run as root would otherwise leave a regular file in its place) nor written
     /// through (a link in a shared directory could point anywhere). The new file keeps the mode
-    /// and owner of the one it replaces. The spool the output is made in is made here too (a
-    /// `TMPDIR` that takes no file is refused as early).
-    pub fn check(path: Option<&'a Path>) -> Result<Destination<'a>> {
+    /// and owner of the one it replaces (as it is when the output is written). A file of the fleet at `root` (its nodes, CA, policy or
+    /// run records) is refused: a report must never land on a credential. The spool the output
+    /// is made in is made here too (a `TMPDIR` that takes no file is refused as early).
+    pub fn check(path: Option<&'a Path>, root: &Path) -> Result<Destination<'a>> {
         let Some(path) = path else {
             return Ok(Destination(None));
         };
-        let like = match std::fs::symlink_metadata(path) {
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Like::New(0o644),
-            Err(err) => bail!("cannot write {}: {err}", path.display()),
-            Ok(meta) if meta.is_file() => Like::Replaced {
-                mode: meta.mode() & 0o777,
-                uid: meta.uid(),
-                gid: meta.gid(),
-            },
-            Ok(meta) => bail!(
-                "{} is {}: -o names a regular file to replace (or - for stdout)",
+        like_of(path)?;
+        if let Some(part) = in_fleet(path, root) {
+            bail!(
+                "{} is in the fleet ({}): -o never writes over the fleet's own files; name a \
+                 file outside it",
                 path.display(),
-                kind_of(&meta.file_type())
-            ),
-        };
+                part.display()
+            );
+        }
         let dir = crate::fsio::beside(path);
         crate::fsio::can_create_in(dir).map_err(|err| {
             anyhow::anyhow!(
@@ -58,7 +53,6 @@ impl<'a> Destination<'a> {
         })?;
         Ok(Destination(Some(File {
             path,
-            like,
             spool: Spool::new()?,
         })))
     }
@@ -70,12 +64,11 @@ impl<'a> Destination<'a> {
     pub fn deliver(self, render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
         match self.0 {
             None => emit_with(|w| render(w)),
-            Some(File {
-                path,
-                like,
-                mut spool,
-            }) => {
+            Some(File { path, mut spool }) => {
                 render(spool.writer())?;
+                // As the file is now: a mode tightened during the run is kept, and a link or a
+                // pipe put there meanwhile is refused, not replaced.
+                let like = like_of(path)?;
                 // Copying into place, syncing and renaming take a moment for a large output: a
                 // `timeout` or Ctrl-C then waits for the rename rather than leave a temporary
                 // file beside the target.
@@ -85,6 +78,48 @@ impl<'a> Destination<'a> {
             }
         }
     }
+}
+
+/// What the file at `path` is, to be replaced by a regular file: none yet, or a regular file
+/// (whose permission bits and owner the new one takes); anything else is refused.
+fn like_of(path: &Path) -> Result<Like> {
+    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        bail!(
+            "{} ends with /: -o names a regular file to replace (or - for stdout)",
+            path.display()
+        );
+    }
+    Ok(match std::fs::symlink_metadata(path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Like::New(0o644),
+        Err(err) => bail!("cannot write {}: {err}", path.display()),
+        Ok(meta) if meta.is_file() => Like::Replaced {
+            mode: meta.mode() & 0o777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+        },
+        Ok(meta) => bail!(
+            "{} is {}: -o names a regular file to replace (or - for stdout)",
+            path.display(),
+            kind_of(&meta.file_type())
+        ),
+    })
+}
+
+/// The part of the fleet at `root` that `path` would be written in (`<root>/nodes`, `ca`,
+/// `.rekey` or `rekey.toml`), with links and `..` resolved; `None` when it is outside them, or
+/// when the root or the file's directory cannot be resolved (then the survey or the write says
+/// why).
+fn in_fleet(path: &Path, root: &Path) -> Option<std::path::PathBuf> {
+    let root = std::fs::canonicalize(root).ok()?;
+    let file = std::fs::canonicalize(crate::fsio::beside(path))
+        .ok()?
+        .join(path.file_name()?);
+    let first = file.strip_prefix(&root).ok()?.components().next()?;
+    matches!(
+        first.as_os_str().to_str(),
+        Some("nodes" | "ca" | ".rekey" | "rekey.toml")
+    )
+    .then(|| root.join(first))
 }
 
 /// The signals that stop a run by default, deferred by [`signals_deferred`].

@@ -215,7 +215,8 @@ fn command_on(command: &str, root: &Path, as_of: &str, args: &[String]) -> asser
     cmd
 }
 
-/// `args` with each `{run:N}` replaced by the N-th run id of the fleet at `root`.
+/// `args` with each `{run:N}` replaced by the N-th run id of the fleet at `root`, and `{root}`
+/// by the fleet's root.
 fn substitute(args: &[String], root: &Path) -> Vec<String> {
     let mut ids: Vec<String> = std::fs::read_dir(root.join(".rekey/runs"))
         .map(|d| {
@@ -228,7 +229,7 @@ fn substitute(args: &[String], root: &Path) -> Vec<String> {
         .map(
             |a| match a.strip_prefix("{run:").and_then(|r| r.strip_suffix('}')) {
                 Some(n) => ids[n.parse::<usize>().unwrap()].clone(),
-                None => a.clone(),
+                None => a.replace("{root}", root.to_str().unwrap()),
             },
         )
         .collect()

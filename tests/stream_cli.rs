@@ -13,6 +13,25 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// A writer's temporary file left in node `n`'s service `n` (`node-0n/svc-000n`): a reader of
+/// that identity waits for it (up to 10 s), saying so on stderr.
+fn writers_leftover(root: &Path, n: usize) -> std::path::PathBuf {
+    let path = root.join(format!("nodes/node-{n:02}/svc-{n:04}/.rekey-new.cert.pem"));
+    std::fs::write(&path, "a writer was here\n").unwrap();
+    path
+}
+
+/// `rekey status --format FORMAT -o TARGET` on the fleet at `root`, to spawn.
+fn status_to(root: &Path, format: &str, target: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"));
+    command
+        .args(["status", "--format", format, "--as-of", AS_OF, "--root"])
+        .arg(root)
+        .arg("-o")
+        .arg(target);
+    command
+}
+
 /// More identities than the stream's window, on 20 nodes, with a note (an empty directory), a
 /// problem (a linked service directory) and a broken certificate among them.
 fn big_fleet(root: &Path) -> usize {
@@ -206,11 +225,7 @@ fn a_filtered_survey_reads_only_what_it_shows() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     fleet(root, 40, 10);
-    std::fs::write(
-        root.join("nodes/node-07/svc-0007/.rekey-new.cert.pem"),
-        "a writer was here\n",
-    )
-    .unwrap();
+    writers_leftover(root, 7);
     let (code, out, err) = run(root, &["status", "--node", "node-03", "--format", "json"]);
     assert!(matches!(code, 0 | 3), "{err}");
     assert!(!err.contains("waiting"), "{err}");
@@ -236,19 +251,11 @@ fn a_run_stopped_midway_leaves_nothing_beside_its_output() {
     big_fleet(&root);
     // A writer's leftover on the last node keeps the run waiting (up to 10 s) with most of
     // the output made.
-    std::fs::write(
-        root.join("nodes/node-19/svc-0019/.rekey-new.cert.pem"),
-        "a writer was here\n",
-    )
-    .unwrap();
+    writers_leftover(&root, 19);
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     for format in ["json", "prometheus"] {
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
-            .args(["status", "--format", format, "--as-of", AS_OF, "--root"])
-            .arg(&root)
-            .arg("-o")
-            .arg(out.join("status.out"))
+        let mut child = status_to(&root, format, &out.join("status.out"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -275,11 +282,7 @@ fn an_output_that_cannot_be_written_is_refused_before_the_fleet_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     fleet(root, 40, 10);
-    std::fs::write(
-        root.join("nodes/node-00/svc-0000/.rekey-new.cert.pem"),
-        "a writer was here\n",
-    )
-    .unwrap();
+    writers_leftover(root, 0);
     let missing = root.join("no-such-dir/out");
     let missing = missing.to_str().unwrap();
     let commands: [&[&str]; 4] = [
@@ -362,6 +365,45 @@ fn a_stop_while_the_output_is_put_in_place_waits_for_the_rename() {
     }
 }
 
+/// The file `-o` names is looked at again when the output is written: a link put in its place
+/// while the fleet was read is refused and left as it is, not replaced.
+#[test]
+fn an_output_swapped_for_a_link_during_the_run_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    std::fs::create_dir(&root).unwrap();
+    fleet(&root, 4, 10);
+    // A writer's leftover keeps the run waiting (up to 10 s) before it writes.
+    writers_leftover(&root, 3);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let target = out.join("status.prom");
+    std::fs::write(&target, "OLD\n").unwrap();
+    std::fs::write(out.join("elsewhere"), "ELSEWHERE\n").unwrap();
+    let child = status_to(&root, "prometheus", &target)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    std::fs::remove_file(&target).unwrap();
+    std::os::unix::fs::symlink("elsewhere", &target).unwrap();
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{err}");
+    assert!(err.contains("status.prom is a symbolic link"), "{err}");
+    assert!(
+        std::fs::symlink_metadata(&target)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("elsewhere")).unwrap(),
+        "ELSEWHERE\n"
+    );
+}
+
 /// `-o` replaces a regular file, or makes a new one, and nothing else: a directory, a link
 /// (which in a shared directory could point anywhere), a named pipe or a device (`-o /dev/null`
 /// run as root) is refused before the fleet is read and left as it was. A file replaced keeps
@@ -373,8 +415,7 @@ fn an_output_replaces_only_a_regular_file_and_keeps_its_mode() {
     let root = dir.path().join("fleet");
     std::fs::create_dir(&root).unwrap();
     fleet(&root, 4, 10);
-    let leftover = root.join("nodes/node-00/svc-0000/.rekey-new.cert.pem");
-    std::fs::write(&leftover, "a writer was here\n").unwrap();
+    let leftover = writers_leftover(&root, 0);
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("real.prom"), "OLD\n").unwrap();

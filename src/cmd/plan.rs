@@ -33,7 +33,7 @@ pub struct Options {
 
 pub fn plan(o: &Options) -> Result<Exit> {
     let filter = Some((&o.filter, Grain::Identity));
-    let destination = Destination::check(o.output.as_deref())?;
+    let destination = Destination::check(o.output.as_deref(), &o.root)?;
     survey::read(&o.root, o.as_of, filter, |scope, judged| {
         let render = |w: &mut dyn std::io::Write| match o.format {
             Output::Plan(format) => plan::write(scope, judged, format, &mut &mut *w),

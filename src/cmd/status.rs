@@ -43,12 +43,12 @@ pub struct Options {
 }
 
 pub fn status(o: &Options) -> Result<Exit> {
+    let destination = Destination::check(o.output.as_deref(), &o.root)?;
     let last_run = match o.format {
         Format::Prometheus { .. } => last_run(&o.root),
         _ => None,
     };
     let filter = Some((&o.filter, Grain::Credential));
-    let destination = Destination::check(o.output.as_deref())?;
     survey::read(&o.root, o.as_of, filter, |scope, judged| {
         for warning in &scope.warnings {
             eprintln!("rekey: warning: {warning}");
