@@ -758,6 +758,12 @@ fn main() {
     print_growth(&rows, &growth_sizes);
 }
 
+/// Identities per second of two stages run one after the other on the same cores, from each
+/// stage's own rate: what reading then checking allows when reading costs CPU too.
+fn in_turn(read: f64, crypto: f64) -> f64 {
+    1.0 / (1.0 / read + 1.0 / crypto)
+}
+
 /// The two floors of each warm `status` and `plan` row (JSON to stdout), and how the row compares
 /// with them taken in turn: reading costs CPU on the cores that check, so the two add.
 fn print_warm(rows: &[Row]) {
@@ -778,7 +784,7 @@ fn print_warm(rows: &[Row]) {
         let in_turn = r
             .warm_read_per_s
             .zip(r.floor_per_s)
-            .map(|(read, crypto)| 1.0 / (1.0 / read + 1.0 / crypto));
+            .map(|(read, crypto)| in_turn(read, crypto));
         println!(
             "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
             r.scenario,
@@ -821,7 +827,7 @@ fn print_cold(rows: &[Row]) {
         let in_turn = r
             .cold_read_per_s
             .zip(crypto)
-            .map(|(read, crypto)| 1.0 / (1.0 / read + 1.0 / crypto));
+            .map(|(read, crypto)| in_turn(read, crypto));
         // The most this machine allows: neither floor alone, nor more than the cores can do when
         // reading costs the CPU time the cold-read floor spent per identity and checking the
         // crypto floor's, with no core ever idle (reading perfectly overlapped with checking).
