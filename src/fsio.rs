@@ -11,6 +11,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+mod identity;
+
+pub use identity::{Entry, IdentityDir, RootDir};
+
 /// Largest credential file rekey reads; anything bigger is a problem, never read in full.
 pub const MAX_CREDENTIAL_BYTES: u64 = 1024 * 1024;
 
@@ -54,6 +58,7 @@ const READ_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
 
 /// An open directory, to read several files of one identity without walking its path again
 /// (and without the directory being swapped for a link between two reads).
+#[derive(Debug)]
 pub struct Dir(File);
 
 impl Dir {
@@ -346,52 +351,25 @@ pub fn link_or_copy_exclusive(from: &Path, to: &Path) -> io::Result<()> {
                 .read(true)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(from)?;
-            let mut copy = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(to)?;
-            let copied = io::copy(&mut source, &mut copy);
-            if copied.is_err() {
-                let _ = std::fs::remove_file(to);
-            }
-            copied.map(drop)
+            copy_exclusive(&mut source, to)
         }
     }
 }
 
-/// Creates `path` exclusively (never through a link) with `mode`, writes `bytes`, and gives it
-/// the owner and group `owner` when they differ from the creating user's. No sync: see
-/// [`sync_filesystem`].
-pub fn create_exclusive(
-    path: &Path,
-    bytes: &[u8],
-    mode: u32,
-    owner: Option<(u32, u32)>,
-) -> io::Result<()> {
-    let mut file = OpenOptions::new()
+/// Copies what is left of `source` into a new file `to` (mode 0600, created exclusively, never
+/// through a link); on failure the new file is removed.
+fn copy_exclusive(source: &mut File, to: &Path) -> io::Result<()> {
+    let mut copy = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    let result = (|| {
-        file.write_all(bytes)?;
-        if let Some((uid, gid)) = owner {
-            let meta = file.metadata()?;
-            if std::os::unix::fs::MetadataExt::uid(&meta) != uid
-                || std::os::unix::fs::MetadataExt::gid(&meta) != gid
-            {
-                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
-            }
-        }
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(path);
+        .open(to)?;
+    let copied = io::copy(source, &mut copy);
+    if copied.is_err() {
+        let _ = std::fs::remove_file(to);
     }
-    result
+    copied.map(drop)
 }
 
 #[cfg(test)]

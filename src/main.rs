@@ -11,6 +11,7 @@ use rekey::exit::{Exit, UsageError};
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    no_writable_by_others();
     let parsed = cli::Cli::parse();
     let outcome = match cli::request(parsed, chrono::Utc::now()) {
         Ok(cli::Request::Run(invocation)) => rekey::cmd::run(*invocation),
@@ -61,6 +62,17 @@ fn limit_malloc_arenas() {
         let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
         // SAFETY: mallopt only sets a tunable of glibc's allocator; called before any thread.
         unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+    }
+}
+
+/// Nothing rekey creates may be writable by its group or by others, whatever umask it was
+/// started with (`umask 000` made the demo's directories 0777): the umask is narrowed, never
+/// widened. Every file rekey writes also gets an explicit mode (docs/design.md §8).
+fn no_writable_by_others() {
+    // SAFETY: umask cannot fail; called before any thread exists.
+    unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old | 0o022);
     }
 }
 

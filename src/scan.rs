@@ -297,15 +297,37 @@ pub fn read(candidate: &Candidate) -> Files {
             return files(unusable(), unusable(), unusable(), None);
         }
     };
+    read_in(&dir, candidate)
+}
+
+/// [`read`] for the identity `candidate` names, its directory already open as `dir` (a writer
+/// opens it through a handle: `fsio::RootDir::identity`).
+pub fn read_in(dir: &fsio::Dir, candidate: &Candidate) -> Files {
+    let files = |cert, key, token, in_flight| Files {
+        cert,
+        key,
+        token,
+        in_flight,
+    };
     let names = [CERT_FILE, KEY_FILE, TOKEN_FILE];
     let mut pause = Duration::from_millis(1);
     loop {
         let [(cert, cert_id), (key, key_id), (token, token_id)] =
             names.map(|name| dir.read_credential(name));
-        let temp = names
-            .iter()
-            .map(|name| format!("{}{name}", crate::fsio::TEMP_PREFIX))
-            .find(|temp| dir.entry(temp).is_some());
+        let temp = dir
+            .names_starting(crate::fsio::TEMP_PREFIX)
+            .ok()
+            .and_then(|temps| temps.into_iter().next());
+        if let Some(temp) = &temp
+            && Writer::of(candidate, temp) == Writer::None
+        {
+            let why = format!(
+                "cannot be judged: {} is a temporary file that no unfinished rekey run made (left \
+                 behind, or put there by someone else): remove it",
+                candidate.dir.join(temp).display(),
+            );
+            return files(cert, key, token, Some(why));
+        }
         // (the reason the identity gets if the wait runs out, what shows a writer at work)
         let busy = match temp {
             Some(temp) => Some((
@@ -352,6 +374,55 @@ pub fn read(candidate: &Candidate) -> Files {
     }
 }
 
+/// Whether a temporary file in an identity's directory is a writer's at work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// A run that has not finished (or one rekey may not look at): wait for it.
+    Unfinished,
+    /// No run that has not finished made it: a leftover, or planted.
+    None,
+}
+
+impl Writer {
+    /// Who made `temp` (`.rekey-new.<run-id>.<file>`) in `candidate`'s directory: a run whose
+    /// journal is under `<root>/.rekey/runs/<run-id>/` with no report yet. A name without a run
+    /// id (as runs before journal version 2 made them) is a writer's while any run is unfinished.
+    fn of(candidate: &Candidate, temp: &str) -> Writer {
+        let Some(root) = candidate.dir.ancestors().nth(3) else {
+            return Writer::None;
+        };
+        let runs = root.join(".rekey").join("runs");
+        let unfinished = |run: &Path| {
+            match std::fs::symlink_metadata(run.join("report.json")) {
+                Ok(_) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    run.join("journal.jsonl").is_file()
+                }
+                // What a monitoring user may not look at, it must not call a leftover.
+                Err(_) => true,
+            }
+        };
+        let stem = temp.strip_prefix(crate::fsio::TEMP_PREFIX).unwrap_or(temp);
+        let run_id = [CERT_FILE, KEY_FILE, TOKEN_FILE]
+            .iter()
+            .find_map(|file| stem.strip_suffix(file)?.strip_suffix('.'))
+            .filter(|id| !id.is_empty());
+        let found = match run_id {
+            Some(id) if id.contains('/') || id.starts_with('.') => false,
+            Some(id) => unfinished(&runs.join(id)),
+            None => match std::fs::read_dir(&runs) {
+                Ok(read) => read.filter_map(|e| e.ok()).any(|e| unfinished(&e.path())),
+                Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+            },
+        };
+        if found {
+            Writer::Unfinished
+        } else {
+            Writer::None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -364,8 +435,11 @@ mod tests {
     #[test]
     fn a_reader_never_sees_two_generations_while_a_writer_renames() {
         let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("svc");
-        std::fs::create_dir(&dir).unwrap();
+        let dir = root.path().join("nodes/n/svc");
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = root.path().join(".rekey/runs/R");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("journal.jsonl"), "").unwrap();
         let names = [CERT_FILE, KEY_FILE, TOKEN_FILE];
         for name in names {
             std::fs::write(dir.join(name), [0u8]).unwrap();
@@ -377,7 +451,7 @@ mod tests {
                 let mut generation = 0u8;
                 while !stop.load(Ordering::Relaxed) {
                     generation ^= 1;
-                    let temp = |name| dir.join(format!("{}{name}", crate::fsio::TEMP_PREFIX));
+                    let temp = |name| dir.join(format!("{}R.{name}", crate::fsio::TEMP_PREFIX));
                     for name in names {
                         std::fs::write(temp(name), [generation]).unwrap();
                     }

@@ -142,6 +142,11 @@ impl Scope {
             None => Vec::new(),
         };
         warnings.extend(ca.key.warning(&root.join("ca/ca.key")));
+        warnings.extend(
+            crate::trust::check(&root)
+                .into_iter()
+                .map(|u| format!("{u}; writing commands refuse to run until it is fixed")),
+        );
         Ok(Opened {
             scope: Scope {
                 root,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::exit::Exit;
 use crate::names::IdentityId;
@@ -30,7 +30,8 @@ pub fn rollback(o: &Options) -> Result<Exit> {
         bail!("no run {id:?} in {} (see rekey runs)", runs.display());
     }
     let restore = Restore {
-        root: &root,
+        fleet: crate::fsio::RootDir::open(&root)
+            .with_context(|| format!("failed to open fleet root {}", root.display()))?,
         run_id: id,
         backup: runs.join(id).join("backup"),
     };

@@ -79,13 +79,14 @@ pub fn run<W: Work>(
     work: &W,
     items: &BTreeMap<IdentityId, W::Item>,
     run: &mut Run,
-    root: &Path,
+    fleet: &crate::fsio::RootDir,
     progress: Progress,
     interrupt: &Interrupt,
     mut hooking: Option<Hooking<'_>>,
 ) -> anyhow::Result<Batches> {
     let meter = Meter::new(progress, items.len());
     let backup = run.backup();
+    let temps = journal::Temps::of(&run.id);
     let all: Vec<(&IdentityId, &W::Item)> = items.iter().collect();
     let chunks: Vec<&[(&IdentityId, &W::Item)]> = all.chunks(BATCH).collect();
     let mut reports = Vec::with_capacity(items.len());
@@ -143,7 +144,10 @@ pub fn run<W: Work>(
         }
         let journal = &mut run.journal;
         let (committed, next) = rayon::join(
-            || journal::commit_batch(journal, batch as u32, root, &backup, staged, &calls),
+            || {
+                let places = (backup.as_path(), &temps);
+                journal::commit_batch(journal, batch as u32, fleet, places, staged, &calls)
+            },
             || {
                 chunks
                     .get(batch + 1)

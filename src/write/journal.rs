@@ -5,7 +5,7 @@
 //! 1. `prepare` is journaled (and synced): which files of which identities will change, with the
 //!    old and new digests. No secret is journaled; new contents exist only in temporary files.
 //! 2. Each old file is hard-linked into the run's backup, each new one written to a temporary
-//!    file beside it (`.rekey-new.<file>`), then one filesystem sync.
+//!    file beside it (`.rekey-new.<run-id>.<file>`), then one filesystem sync.
 //! 3. `ready` is journaled: the identities whose temporary files are all durable.
 //! 4. The temporary files are renamed over the old ones, then one filesystem sync.
 //! 5. `commit` is journaled.
@@ -13,14 +13,16 @@
 //! Replay after a crash: a batch with `ready` but no `commit` is finished (the renames redone
 //! from the temporary files); a batch with `prepare` but no `ready` is undone (temporary files and
 //! backups removed: nothing was renamed yet). Either way the batch is closed in the journal.
+//!
+//! Every step in an identity's directory is done through its handle ([`IdentityDir`]): the
+//! directory is another user's, and may be swapped for a link at any moment (docs/design.md §8).
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::hooks::HookCall;
 use super::report::Details;
 use crate::digest::Digest;
-use crate::fsio;
+use crate::fsio::{self, IdentityDir, RootDir};
 use anyhow::Result;
 use rayon::prelude::*;
 
@@ -47,7 +49,8 @@ impl std::fmt::Debug for Secret {
 pub struct Staged {
     pub node: String,
     pub service: String,
-    pub dir: PathBuf,
+    /// The identity's directory, as opened when it was staged: every later step works in it.
+    pub dir: IdentityDir,
     pub files: Vec<NewFile>,
     /// What the new credentials are, for the report (no secret).
     pub details: Details,
@@ -95,19 +98,58 @@ pub fn backup_path(backup: &Path, node: &str, service: &str, name: &str) -> Path
     backup.join(node).join(service).join(name)
 }
 
-fn temp_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{TEMP_PREFIX}{name}"))
+/// How a run names the temporary file of each file it replaces: `.rekey-new.<run-id>.<file>`,
+/// so that one no journal knows of is told apart from a writer at work. Runs of journal version
+/// 1 named them `.rekey-new.<file>`; their journals are still replayed.
+#[derive(Debug, Clone)]
+pub struct Temps {
+    run_id: Option<String>,
 }
 
-/// Crash points for the crash tests, compiled only with the `crash-points` feature (never into
-/// a release build): `REKEY_CRASH_AT=<step>` kills the process with SIGKILL when the write
-/// protocol reaches that step (`prepared`, `staged`, `ready`, `renaming`, `renamed`).
+impl Temps {
+    /// The temporary names of the run `run_id`.
+    pub fn of(run_id: &str) -> Temps {
+        Temps {
+            run_id: Some(run_id.to_string()),
+        }
+    }
+
+    /// The temporary names of the run whose journal starts with `version`.
+    fn of_journal(run_id: &str, version: u32) -> Temps {
+        Temps {
+            run_id: (version >= 2).then(|| run_id.to_string()),
+        }
+    }
+
+    /// The temporary name of `file`.
+    pub fn name(&self, file: &str) -> String {
+        match &self.run_id {
+            Some(id) => format!("{TEMP_PREFIX}{id}.{file}"),
+            None => format!("{TEMP_PREFIX}{file}"),
+        }
+    }
+}
+
+/// Crash points for the crash and race tests, compiled only with the `crash-points` feature
+/// (never into a release build): `REKEY_CRASH_AT=<step>` kills the process with SIGKILL when the
+/// write protocol reaches that step (`prepared`, `staged`, `ready`, `renaming`, `renamed`);
+/// `REKEY_PAUSE_AT=<step>` with `REKEY_PAUSE_FILE=<path>` creates that file there and waits (up
+/// to a minute) until someone removes it, so that a test can change the fleet at that instant.
 #[cfg(feature = "crash-points")]
 fn crash_point(step: &str) {
     if std::env::var_os("REKEY_CRASH_AT").is_some_and(|v| v == step) {
         // SAFETY: sending SIGKILL to ourselves; nothing after it runs.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+    if std::env::var_os("REKEY_PAUSE_AT").is_some_and(|v| v == step)
+        && let Some(file) = std::env::var_os("REKEY_PAUSE_FILE")
+        && std::fs::write(&file, step).is_ok()
+    {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while Path::new(&file).exists() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 }
@@ -120,8 +162,8 @@ fn crash_point(_step: &str) {}
 pub fn commit_batch(
     journal: &mut Journal,
     batch: u32,
-    root: &Path,
-    backup: &Path,
+    fleet: &RootDir,
+    (backup, temps): (&Path, &Temps),
     staged: Vec<Staged>,
     hooks: &[HookCall],
 ) -> Result<Vec<Committed>> {
@@ -137,7 +179,7 @@ pub fn commit_batch(
         .map_err(|e| no_space(e, "not started", staged.len()))?;
     crash_point("prepared");
     let written: Vec<Result<(), NotWritten>> =
-        staged.par_iter().map(|s| stage(s, backup)).collect();
+        staged.par_iter().map(|s| stage(s, backup, temps)).collect();
     if let Some(full) = written
         .iter()
         .find_map(|w| w.as_ref().err().filter(|e| e.no_space))
@@ -151,7 +193,7 @@ pub fn commit_batch(
             .filter(|(_, w)| w.is_ok())
             .map(|((s, c), _)| (s, c.clone()))
             .unzip();
-        abort(journal, batch, backup, ok, &ok_changes);
+        abort(journal, batch, (backup, temps), ok, &ok_changes);
         return Err(NoSpace(format!(
             "no space left on the filesystem: {}; the batch of {} was undone",
             full.reason,
@@ -159,6 +201,7 @@ pub fn commit_batch(
         ))
         .into());
     }
+    let root = fleet.path();
     fsio::sync_filesystem(root)?;
     fsio::sync_filesystem(backup)?;
     crash_point("staged");
@@ -166,13 +209,17 @@ pub fn commit_batch(
     let mut ready = Vec::new();
     let mut go = Vec::new();
     for ((s, change), outcome) in staged.iter().zip(changes).zip(written) {
+        let outcome = outcome.and_then(|()| {
+            in_place(fleet, s).inspect_err(|_| discard(&s.dir, backup, temps, &change))
+        });
         match outcome {
             Ok(()) => {
                 ready.push(change.key());
                 go.push((s, change));
             }
             Err(e) => {
-                // `stage` removed what it had created; anything else there is not this run's.
+                // `stage` (or `discard`) removed what it had created; anything else there is not
+                // this run's.
                 results.push(Committed::Failed {
                     node: s.node.clone(),
                     service: s.service.clone(),
@@ -213,7 +260,7 @@ pub fn commit_batch(
         // Not ready, so nothing may be renamed: undo now rather than leave it to a replay.
         let (staged, changes): (Vec<&Staged>, Vec<Change>) = go.into_iter().unzip();
         let undone = staged.len();
-        abort(journal, batch, backup, staged, &changes);
+        abort(journal, batch, (backup, temps), staged, &changes);
         return Err(no_space(e, "undone", undone));
     }
     crash_point("ready");
@@ -221,7 +268,7 @@ pub fn commit_batch(
         .par_iter()
         .map(|(s, change)| {
             crash_point("renaming");
-            finish(&s.dir, backup, change)
+            finish(&s.dir, backup, temps, change)
         })
         .collect();
     fsio::sync_filesystem(root)?;
@@ -239,6 +286,26 @@ pub fn commit_batch(
         });
     }
     Ok(results)
+}
+
+/// Whether the identity's directory is still the one staged in: a node's owner may have moved
+/// it away and put a link or another directory at its name. If so its temporary files and
+/// backups go, and it stays wholly old: nothing is renamed in a directory no longer at its
+/// place. (Moved after this check, the renames still happen in the directory staged in,
+/// wherever it now is inside the fleet: never through what was put at its name.)
+fn in_place(fleet: &RootDir, s: &Staged) -> Result<(), NotWritten> {
+    let now = fleet.identity(&s.node, &s.service).map(|d| d.file_id());
+    if now.is_ok_and(|id| id == s.dir.file_id()) {
+        return Ok(());
+    }
+    Err(NotWritten {
+        reason: format!(
+            "its directory {} was moved or replaced while the run worked on it (a link or \
+             another directory is there now): left as it was",
+            s.dir.path().display()
+        ),
+        no_space: false,
+    })
 }
 
 /// Why one identity could not be staged.
@@ -272,77 +339,92 @@ impl std::error::Error for NoSpace {}
 /// Links the old files into the backup and writes the new ones to temporary files. Creates
 /// every file exclusively, so nothing that was already there (a live file, another backup, a
 /// stray temporary file) is ever overwritten; on failure it removes exactly what it created.
-fn stage(s: &Staged, backup: &Path) -> Result<(), NotWritten> {
-    let mut created = Vec::new();
-    let result = stage_files(s, backup, &mut created);
+fn stage(s: &Staged, backup: &Path, temps: &Temps) -> Result<(), NotWritten> {
+    let mut saved = Vec::new();
+    let mut temp = Vec::new();
+    let result = stage_files(s, backup, temps, &mut saved, &mut temp);
     if result.is_err() {
-        for path in created.iter().rev() {
+        for name in temp.iter().rev() {
+            let _ = s.dir.remove(name);
+        }
+        for path in saved.iter().rev() {
             let _ = std::fs::remove_file(path);
         }
     }
     result
 }
 
-fn stage_files(s: &Staged, backup: &Path, created: &mut Vec<PathBuf>) -> Result<(), NotWritten> {
+fn stage_files(
+    s: &Staged,
+    backup: &Path,
+    temps: &Temps,
+    saved: &mut Vec<PathBuf>,
+    temp: &mut Vec<String>,
+) -> Result<(), NotWritten> {
     let target_dir = backup.join(&s.node).join(&s.service);
-    std::fs::create_dir_all(&target_dir).map_err(|e| {
+    super::state::create_private_dir(&target_dir).map_err(|e| {
         let why = format!(
-            "cannot create backup directory {}: {e}",
+            "cannot create backup directory {}: {e:#}",
             target_dir.display()
         );
-        NotWritten::new(why, &e)
+        let no_space = fsio::caused_by_no_space(&e);
+        NotWritten {
+            reason: why,
+            no_space,
+        }
     })?;
     for f in &s.files {
-        let live = s.dir.join(&f.name);
-        let meta = std::fs::symlink_metadata(&live)
+        let live = s.dir.shown(&f.name);
+        let entry = s
+            .dir
+            .entry(&f.name)
             .map_err(|e| NotWritten::new(format!("{} cannot be read: {e}", live.display()), &e))?;
-        if !meta.is_file() {
+        let Some(entry) = entry.filter(|e| e.is_file) else {
             return Err(NotWritten {
                 reason: format!("{} is no longer a regular file", live.display()),
                 no_space: false,
             });
-        }
-        let saved = backup_path(backup, &s.node, &s.service, &f.name);
-        fsio::link_or_copy_exclusive(&live, &saved)
+        };
+        let copy = backup_path(backup, &s.node, &s.service, &f.name);
+        s.dir
+            .save_to(&f.name, &copy)
             .map_err(|e| NotWritten::new(format!("cannot back up {}: {e}", live.display()), &e))?;
-        created.push(saved);
-        let temp = temp_path(&s.dir, &f.name);
-        fsio::create_exclusive(
-            &temp,
-            &f.bytes.0,
-            meta.mode() & 0o7777,
-            Some((meta.uid(), meta.gid())),
-        )
-        .map_err(|e| NotWritten::new(format!("cannot write {}: {e}", temp.display()), &e))?;
-        created.push(temp);
+        saved.push(copy);
+        let name = temps.name(&f.name);
+        s.dir
+            .create_exclusive(&name, &f.bytes.0, entry.mode, Some((entry.uid, entry.gid)))
+            .map_err(|e| {
+                let shown = s.dir.shown(&name);
+                NotWritten::new(format!("cannot write {}: {e}", shown.display()), &e)
+            })?;
+        temp.push(name);
     }
     Ok(())
 }
 
 /// Renames an identity's temporary files over the live ones. Where a temporary file is gone
 /// (renamed before a crash), the live file must already hold the new content.
-fn finish(dir: &Path, backup: &Path, change: &Change) -> Result<(), String> {
+fn finish(dir: &IdentityDir, backup: &Path, temps: &Temps, change: &Change) -> Result<(), String> {
     for f in &change.files {
-        let temp = temp_path(dir, &f.name);
-        let live = dir.join(&f.name);
-        match std::fs::symlink_metadata(&temp) {
-            Ok(_) => {
-                if digest_of(&temp) != Some(f.new_sha256) {
-                    let undone = undo_renames(dir, backup, change);
+        let temp = temps.name(&f.name);
+        match dir.entry(&temp) {
+            Ok(Some(_)) => {
+                if digest_of(dir, &temp) != Some(f.new_sha256) {
+                    let undone = undo_renames(dir, backup, temps, change);
                     return Err(format!(
                         "{} does not hold what was staged: {undone}",
-                        temp.display()
+                        dir.shown(&temp).display()
                     ));
                 }
-                std::fs::rename(&temp, &live)
-                    .map_err(|e| format!("cannot replace {}: {e}", live.display()))?;
+                dir.rename(&temp, &f.name)
+                    .map_err(|e| format!("cannot replace {}: {e}", dir.shown(&f.name).display()))?;
             }
-            Err(_) if digest_of(&live) == Some(f.new_sha256) => {}
-            Err(_) => {
-                let undone = undo_renames(dir, backup, change);
+            _ if digest_of(dir, &f.name) == Some(f.new_sha256) => {}
+            _ => {
+                let undone = undo_renames(dir, backup, temps, change);
                 return Err(format!(
                     "{} was lost before it was renamed: {undone}",
-                    temp.display()
+                    dir.shown(&temp).display()
                 ));
             }
         }
@@ -353,21 +435,20 @@ fn finish(dir: &Path, backup: &Path, change: &Change) -> Result<(), String> {
 /// Puts back, from the backup, every file of `change` that already holds its new content, and
 /// says what it did. A file whose backup is missing or does not hold the old content is left
 /// as it is, and named: a restore never empties or removes a live file.
-fn undo_renames(dir: &Path, backup: &Path, change: &Change) -> String {
+fn undo_renames(dir: &IdentityDir, backup: &Path, temps: &Temps, change: &Change) -> String {
     let mut left = Vec::new();
     for f in &change.files {
-        let live = dir.join(&f.name);
-        let temp = temp_path(dir, &f.name);
-        let _ = std::fs::remove_file(&temp);
-        if digest_of(&live) != Some(f.new_sha256) {
+        let temp = temps.name(&f.name);
+        let _ = dir.remove(&temp);
+        if digest_of(dir, &f.name) != Some(f.new_sha256) {
             continue;
         }
         let saved = backup_path(backup, &change.node, &change.service, &f.name);
-        let restored = digest_of(&saved) == Some(f.old_sha256)
-            && std::fs::hard_link(&saved, &temp).is_ok()
-            && std::fs::rename(&temp, &live).is_ok();
+        let restored = digest_at(&saved) == Some(f.old_sha256)
+            && dir.link_from(&saved, &temp).is_ok()
+            && dir.rename(&temp, &f.name).is_ok();
         if !restored {
-            let _ = std::fs::remove_file(&temp);
+            let _ = dir.remove(&temp);
             left.push(format!(
                 "{} left as it is (its backup {} is missing or damaged)",
                 f.name,
@@ -401,29 +482,38 @@ fn no_space(err: anyhow::Error, batch_was: &str, identities: usize) -> anyhow::E
 fn abort<'a>(
     journal: &mut Journal,
     batch: u32,
-    backup: &Path,
+    (backup, temps): (&Path, &Temps),
     staged: impl IntoIterator<Item = &'a Staged>,
     changes: &[Change],
 ) {
     for (s, change) in staged.into_iter().zip(changes) {
-        discard(&s.dir, backup, change);
+        discard(&s.dir, backup, temps, change);
     }
     let _ = journal.append(&Record::Abort { batch });
 }
 
 /// Removes an identity's temporary files, and each backup whose live file still holds the
 /// same bytes (nothing was renamed yet): the identity stays wholly old and no copy of it is lost.
-fn discard(dir: &Path, backup: &Path, change: &Change) {
+fn discard(dir: &IdentityDir, backup: &Path, temps: &Temps, change: &Change) {
     for f in &change.files {
-        let _ = std::fs::remove_file(temp_path(dir, &f.name));
+        let _ = dir.remove(&temps.name(&f.name));
         let saved = backup_path(backup, &change.node, &change.service, &f.name);
-        if digest_of(&dir.join(&f.name)) == Some(f.old_sha256) {
+        if digest_of(dir, &f.name) == Some(f.old_sha256) {
             let _ = std::fs::remove_file(saved);
         }
     }
 }
 
-fn digest_of(path: &Path) -> Option<Digest> {
+/// The digest of the entry `name` of `dir`, when it is a regular file that could be read.
+fn digest_of(dir: &IdentityDir, name: &str) -> Option<Digest> {
+    match dir.read(name) {
+        fsio::Slot::Present(bytes) => Some(Digest::of(&bytes)),
+        _ => None,
+    }
+}
+
+/// The digest of a file of rekey's own state.
+fn digest_at(path: &Path) -> Option<Digest> {
     match fsio::read_credential(path) {
         fsio::Slot::Present(bytes) => Some(Digest::of(&bytes)),
         _ => None,
@@ -431,23 +521,37 @@ fn digest_of(path: &Path) -> Option<Digest> {
 }
 
 /// Replays a run's journal: finishes or undoes every unfinished batch and closes the run.
-/// Returns the identities finished (now wholly new) and undone (wholly old).
+/// Returns the identities finished (now wholly new) and undone (wholly old). An identity whose
+/// directory can no longer be opened beneath the root without following a link is neither: it
+/// is reported as undone, and nothing is done outside the fleet.
 pub fn replay(
     journal_path: &Path,
     root: &Path,
     backup: &Path,
 ) -> Result<(Vec<Change>, Vec<Change>)> {
     let records = read(journal_path)?;
+    let temps = records
+        .iter()
+        .find_map(|r| match r {
+            Record::Start {
+                version, run_id, ..
+            } => Some(Temps::of_journal(run_id, *version)),
+            _ => None,
+        })
+        .unwrap_or(Temps { run_id: None });
     let mut journal = Journal::open(journal_path)?;
-    let nodes = root.join("nodes");
-    let dir_of = |c: &Change| nodes.join(&c.node).join(&c.service);
+    let fleet = RootDir::open(root)
+        .map_err(|e| anyhow::anyhow!("failed to open fleet root {}: {e}", root.display()))?;
+    let open = |c: &Change| fleet.identity(&c.node, &c.service).ok();
     let (mut finished, mut undone) = (Vec::new(), Vec::new());
     for step in unfinished(&records) {
         match step {
             Unfinished::Undo { batch, changes } => {
-                changes
-                    .par_iter()
-                    .for_each(|c| discard(&dir_of(c), backup, c));
+                changes.par_iter().for_each(|c| {
+                    if let Some(dir) = open(c) {
+                        discard(&dir, backup, &temps, c)
+                    }
+                });
                 fsio::sync_filesystem(root)?;
                 let whole = !records
                     .iter()
@@ -458,18 +562,14 @@ pub fn replay(
                 undone.extend(changes);
             }
             Unfinished::Finish { batch, changes } => {
-                let results: Vec<_> = changes
+                let results: Vec<bool> = changes
                     .par_iter()
-                    .map(|c| finish(&dir_of(c), backup, c))
+                    .map(|c| open(c).is_some_and(|dir| finish(&dir, backup, &temps, c).is_ok()))
                     .collect();
                 fsio::sync_filesystem(root)?;
                 journal.append(&Record::Commit { batch })?;
-                for (c, r) in changes.into_iter().zip(results) {
-                    if r.is_ok() {
-                        finished.push(c)
-                    } else {
-                        undone.push(c)
-                    }
+                for (c, ok) in changes.into_iter().zip(results) {
+                    if ok { finished.push(c) } else { undone.push(c) }
                 }
             }
         }

@@ -69,6 +69,8 @@ pub struct WriteRun {
     settings: Settings,
     interrupt: Interrupt,
     hooks: HookSet,
+    /// The fleet root, open: identities are opened beneath it, never through a path.
+    fleet: crate::fsio::RootDir,
     /// Pending hooks of earlier runs, run first.
     retried: Vec<report::RetriedHook>,
     _lock: state::Lock,
@@ -82,7 +84,12 @@ impl WriteRun {
         let settings = settings.clone();
         check_run_date(as_of, settings.started)?;
         let root = crate::survey::open_root(root)?;
+        // Before anything in the fleet is opened for writing: what supplies a command or a place
+        // to write must be the invoking user's alone.
+        crate::trust::require(&root)?;
         let lock = state::lock(&root)?;
+        let fleet = crate::fsio::RootDir::open(&root)
+            .with_context(|| format!("failed to open fleet root {}", root.display()))?;
         let interrupt = Interrupt::install()?;
         for line in state::replay_interrupted(&root, settings.started)? {
             eprintln!("{line}");
@@ -100,6 +107,7 @@ impl WriteRun {
             settings,
             interrupt,
             hooks,
+            fleet,
             retried,
             _lock: lock,
         })
@@ -119,6 +127,11 @@ impl WriteRun {
     /// The fleet root, canonical.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The fleet root, open: what identities are opened beneath.
+    pub fn fleet(&self) -> &crate::fsio::RootDir {
+        &self.fleet
     }
 
     /// The run date, to the second: new validity starts here.
@@ -216,8 +229,9 @@ impl Started {
             next: 0,
         });
         let run = &mut self.run;
+        let root_dir = &self.write.fleet;
         let done = pool(self.write.settings.jobs)?
-            .install(|| batches::run(work, items, run, &root, progress, &interrupt, hooking))?;
+            .install(|| batches::run(work, items, run, root_dir, progress, &interrupt, hooking))?;
         self.next_call = done.last_call;
         let mut identities = done.identities;
         identities.extend(skipped(refused));

@@ -3,12 +3,12 @@
 //! rolled back. A file that no longer holds what the run wrote is left alone, and so is one whose
 //! backup is missing or damaged: a restore never empties or removes a live file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::batches::{NotStaged, Work};
 use super::journal::{self, FileChange, NewFile, Secret, Staged};
 use crate::digest::Digest;
-use crate::fsio::{self, Slot};
+use crate::fsio::{self, IdentityDir, RootDir, Slot};
 use crate::names::IdentityId;
 
 /// The files of one identity that a run replaced.
@@ -16,7 +16,7 @@ pub type Replaced = Vec<FileChange>;
 
 /// Puts back what the run `run_id` replaced, from its backup.
 pub struct Restore<'a> {
-    pub root: &'a Path,
+    pub fleet: RootDir,
     pub run_id: &'a str,
     pub backup: PathBuf,
 }
@@ -30,14 +30,16 @@ pub enum Now {
 }
 
 impl Restore<'_> {
-    fn live(&self, id: &IdentityId, name: &str) -> PathBuf {
-        let dir = self.root.join("nodes").join(id.node()).join(id.service());
-        dir.join(name)
+    /// What the live file of `f` holds now (read through the identity's directory handle).
+    pub fn now(&self, id: &IdentityId, f: &FileChange) -> Now {
+        match self.fleet.identity(id.node(), id.service()) {
+            Ok(dir) => Self::now_in(&dir, f),
+            Err(_) => Now::ChangedSince,
+        }
     }
 
-    /// What the live file of `f` holds now.
-    pub fn now(&self, id: &IdentityId, f: &FileChange) -> Now {
-        match fsio::read_credential(&self.live(id, &f.name)) {
+    fn now_in(dir: &IdentityDir, f: &FileChange) -> Now {
+        match dir.read(&f.name) {
             Slot::Present(bytes) if Digest::of(&bytes) == f.new_sha256 => Now::AsTheRunLeftIt,
             Slot::Present(bytes) if Digest::of(&bytes) == f.old_sha256 => Now::AsBefore,
             _ => Now::ChangedSince,
@@ -49,7 +51,7 @@ impl Work for Restore<'_> {
     type Item = Replaced;
 
     fn stage(&self, id: &IdentityId, files: &Replaced) -> Result<Staged, NotStaged> {
-        let dir = self.root.join("nodes").join(id.node()).join(id.service());
+        let dir = super::rotation::open_identity(&self.fleet, id)?;
         let mut staged = Staged {
             node: id.node().to_string(),
             service: id.service().to_string(),
@@ -58,7 +60,7 @@ impl Work for Restore<'_> {
             details: Default::default(),
         };
         for f in files {
-            if self.now(id, f) != Now::AsTheRunLeftIt {
+            if Self::now_in(&staged.dir, f) != Now::AsTheRunLeftIt {
                 return Err(NotStaged::Skipped(format!(
                     "{} changed since run {}: left alone",
                     f.name, self.run_id

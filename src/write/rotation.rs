@@ -2,8 +2,8 @@
 //! against what was judged, issue the new certificate (and key) and token, and hand them to the
 //! batch loop. What to rotate is decided before (by the fleet's judgement, narrowed by a plan).
 
+use anyhow::Context as _;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
@@ -14,7 +14,7 @@ use crate::ca::Ca;
 use crate::classify::{Action, stamp};
 use crate::digest::Digest;
 use crate::exit::Exit;
-use crate::fsio::Slot;
+use crate::fsio::{IdentityDir, RootDir, Slot};
 use crate::issue::{self, Terms};
 use crate::keys::{self, KeyFormat};
 use crate::names::IdentityId;
@@ -75,7 +75,7 @@ impl Target {
 
 /// What every rotation of one run shares.
 pub struct Rotation<'a> {
-    pub root: &'a Path,
+    pub fleet: &'a RootDir,
     pub ca: &'a Ca,
     pub signer: &'a CaSigner,
     pub keys: KeyMode,
@@ -88,28 +88,19 @@ impl Work for Rotation<'_> {
 
     /// Prepares the new files of one identity.
     fn stage(&self, id: &IdentityId, t: &Target) -> Result<Staged, NotStaged> {
-        let dir = self.root.join("nodes").join(id.node()).join(id.service());
-        match std::fs::symlink_metadata(&dir) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(NotStaged::Skipped(
-                    "service directory is not a directory (or is a link)".into(),
-                ));
-            }
-            Err(e) => {
-                return Err(NotStaged::Skipped(format!(
-                    "service directory cannot be read: {e}"
-                )));
-            }
-        }
+        let dir = open_identity(self.fleet, id)?;
         let candidate = Candidate {
             node: id.node().to_string(),
             service: id.service().to_string(),
-            dir: dir.clone(),
+            dir: dir.path().to_path_buf(),
             is_link: false,
         };
-        // The files must still be the ones judged: their digests say so.
-        let files = scan::read(&candidate);
+        // The files must still be the ones judged: their digests say so. Read through the
+        // handle every later step works in.
+        let files = scan::read_in(dir.dir(), &candidate);
+        if let Some(why) = &files.in_flight {
+            return Err(NotStaged::Skipped(format!("its directory {why}")));
+        }
         unchanged(&files.cert, t.cert, CERT_FILE)?;
         unchanged(&files.token, t.token, TOKEN_FILE)?;
         let rel = format!("nodes/{id}");
@@ -220,6 +211,19 @@ impl Rotation<'_> {
     }
 }
 
+/// Opens an identity's directory beneath the fleet root without following a link at any step
+/// (docs/design.md §8): a directory swapped for a link, or gone, leaves the identity alone.
+pub(super) fn open_identity(fleet: &RootDir, id: &IdentityId) -> Result<IdentityDir, NotStaged> {
+    fleet.identity(id.node(), id.service()).map_err(|e| {
+        NotStaged::Skipped(match e.raw_os_error() {
+            Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV) => {
+                "service directory is not a directory (or is a symbolic link on its way)".into()
+            }
+            _ => format!("service directory cannot be opened: {e}"),
+        })
+    })
+}
+
 fn unchanged(slot: &Slot, judged: Option<Expected>, file: &str) -> Result<(), NotStaged> {
     let Some(Expected { sha256: judged, .. }) = judged else {
         return Ok(());
@@ -269,9 +273,12 @@ pub fn run(
     let warnings: Vec<String> = super::expired_on_arrival(not_after, write.settings.started)
         .into_iter()
         .collect();
-    let root = write.root().to_path_buf();
+    let root_dir = write
+        .fleet()
+        .try_clone()
+        .context("failed to open the fleet root again")?;
     let rotation = Rotation {
-        root: &root,
+        fleet: &root_dir,
         ca: &survey.scope.ca,
         signer: &signer,
         keys: survey.scope.policy.keys,

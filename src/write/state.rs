@@ -53,7 +53,7 @@ pub fn lock(root: &Path) -> Result<Lock> {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(super) fn create_private_dir(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::write::hooks::{HookCall, HookKind};
 
-/// The journal format version.
-pub const VERSION: u32 = 1;
+/// The journal format version: 2 names temporary files after the run
+/// (`.rekey-new.<run-id>.<file>`); version 1 journals are still replayed.
+pub const VERSION: u32 = 2;
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,241 @@
+//! An identity's directory as a handle: opened from the fleet root without following a link at
+//! any step, and every later read, create, link, rename and removal done relative to it.
+//!
+//! Everything under `nodes/` belongs to users rekey does not trust (docs/design.md §8): a node's
+//! owner can swap a service directory for a link, or for another directory, between any two
+//! system calls. A path walked again at each step would then lead outside the fleet. A handle
+//! stays on the directory it was opened on, wherever that directory is moved; a swap makes the
+//! next open fail, never succeed somewhere else.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+
+use super::{Dir, FileId, Slot};
+
+/// The fleet root, opened once per writing run: identities are opened beneath it.
+#[derive(Debug)]
+pub struct RootDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl RootDir {
+    /// Opens the fleet root `path` (canonical, and checked as trusted by the caller).
+    pub fn open(path: &Path) -> io::Result<RootDir> {
+        let fd = rustix::fs::open(path, dir_flags(), Mode::empty())?;
+        Ok(RootDir {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A second handle on the same directory.
+    pub fn try_clone(&self) -> io::Result<RootDir> {
+        Ok(RootDir {
+            fd: self.fd.try_clone()?,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Opens `nodes/<node>/<service>` beneath the root, following no link at any step and never
+    /// leaving the root: `openat2` with `RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH` where the kernel
+    /// has it, else one `O_NOFOLLOW | O_DIRECTORY` open per component. `node` and `service` are
+    /// valid names (no `/`, no `..`).
+    pub fn identity(&self, node: &str, service: &str) -> io::Result<IdentityDir> {
+        let rel = format!("nodes/{node}/{service}");
+        let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        let fd = match rustix::fs::openat2(&self.fd, &rel, dir_flags(), Mode::empty(), resolve) {
+            Ok(fd) => fd,
+            Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::PERM => {
+                let mut fd = rustix::fs::openat(&self.fd, "nodes", dir_flags(), Mode::empty())?;
+                for part in [node, service] {
+                    fd = rustix::fs::openat(&fd, part, dir_flags(), Mode::empty())?;
+                }
+                fd
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let st = rustix::fs::fstat(&fd)?;
+        Ok(IdentityDir {
+            dir: Dir(File::from(fd)),
+            id: (st.st_dev, st.st_ino),
+            path: self.path.join(rel),
+        })
+    }
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// One identity's directory, open. Its `path` is for messages and hooks only: nothing is ever
+/// opened through it.
+#[derive(Debug)]
+pub struct IdentityDir {
+    dir: Dir,
+    id: FileId,
+    path: PathBuf,
+}
+
+/// What a file of an identity is: its type, mode and owner (the link itself, never followed).
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub is_file: bool,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl IdentityDir {
+    /// The directory's absolute path when it was opened (for messages and hooks).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory's device and inode.
+    pub fn file_id(&self) -> FileId {
+        self.id
+    }
+
+    /// The directory as the readers read it (one generation at a time: `scan::read_in`).
+    pub fn dir(&self) -> &Dir {
+        &self.dir
+    }
+
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.dir.0.as_fd()
+    }
+
+    /// The path of the entry `name`, for messages.
+    pub fn shown(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Reads the entry `name` as [`super::read_credential`] reads a path.
+    pub fn read(&self, name: &str) -> Slot {
+        super::read_opened(|extra| {
+            let flags = OFlags::RDONLY
+                | OFlags::NOFOLLOW
+                | OFlags::NONBLOCK
+                | OFlags::CLOEXEC
+                | OFlags::from_bits_retain(extra as _);
+            rustix::fs::openat(self.fd(), name, flags, Mode::empty())
+                .map(File::from)
+                .map_err(io::Error::from)
+        })
+        .0
+    }
+
+    /// The entry `name` itself (a link is not followed); `None` when there is none.
+    pub fn entry(&self, name: &str) -> io::Result<Option<Entry>> {
+        match rustix::fs::statat(self.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Entry {
+                is_file: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid,
+                gid: st.st_gid,
+            })),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates the entry `name` exclusively (never through a link) with `mode`, writes `bytes`
+    /// and gives it the owner and group `owner` when they differ from the creating user's.
+    /// On failure, removes what it created. No sync: see [`super::sync_filesystem`].
+    pub fn create_exclusive(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<()> {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(self.fd(), name, flags, Mode::from_raw_mode(0o600))?;
+        let mut file = File::from(fd);
+        let result = (|| -> io::Result<()> {
+            file.write_all(bytes)?;
+            if let Some((uid, gid)) = owner {
+                let st = rustix::fs::fstat(&file)?;
+                if st.st_uid != uid || st.st_gid != gid {
+                    rustix::fs::fchown(
+                        &file,
+                        Some(rustix::fs::Uid::from_raw(uid)),
+                        Some(rustix::fs::Gid::from_raw(gid)),
+                    )?;
+                }
+            }
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = self.remove(name);
+        }
+        result
+    }
+
+    /// Makes `to` (a path in rekey's own state) a second name of the entry `name` (a hard link)
+    /// or, where a link cannot be made (another filesystem, a file owned by another user), a new
+    /// file with a copy of its bytes, mode 0600. Never overwrites: an existing `to` is an error
+    /// and is left as it was.
+    pub fn save_to(&self, name: &str, to: &Path) -> io::Result<()> {
+        match rustix::fs::linkat(self.fd(), name, rustix::fs::CWD, to, AtFlags::empty()) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::EXIST) => Err(io::ErrorKind::AlreadyExists.into()),
+            Err(_) => {
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+                let mut source = File::from(rustix::fs::openat(self.fd(), name, flags, Mode::empty())?);
+                super::copy_exclusive(&mut source, to)
+            }
+        }
+    }
+
+    /// Makes the entry `name` a new name of the file at `from` (a path in rekey's own state),
+    /// exclusively.
+    pub fn link_from(&self, from: &Path, name: &str) -> io::Result<()> {
+        rustix::fs::linkat(rustix::fs::CWD, from, self.fd(), name, AtFlags::empty())
+            .map_err(io::Error::from)
+    }
+
+    /// Renames the entry `from` over the entry `to`, both in this directory.
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        rustix::fs::renameat(self.fd(), from, self.fd(), to).map_err(io::Error::from)
+    }
+
+    /// Removes the entry `name` (a file, never a directory).
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        rustix::fs::unlinkat(self.fd(), name, AtFlags::empty()).map_err(io::Error::from)
+    }
+
+    /// The directory's descriptor (a hook is started in it with `fchdir`).
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd()
+    }
+}
+
+impl Dir {
+    /// The names in this directory that start with `prefix` (read from its start: three system
+    /// calls for a small directory).
+    pub fn names_starting(&self, prefix: &str) -> io::Result<Vec<String>> {
+        rustix::fs::seek(&self.0, rustix::fs::SeekFrom::Start(0))?;
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut entries = rustix::fs::RawDir::new(&self.0, &mut buf);
+        let mut found = Vec::new();
+        while let Some(entry) = entries.next() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name.starts_with(prefix.as_bytes()) {
+                found.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,319 @@
+//! What rekey trusts, and the check that nobody else can change it (docs/design.md §8).
+//!
+//! rekey runs as root over a fleet that other users can write to. What may supply a command or a
+//! place to write — the fleet root, `rekey.toml`, `ca/`, `.rekey/` and `hooks/`, and every
+//! directory on the way to them from `/` — must be owned by root or the invoking user, be
+//! writable by nobody else, and never be a symbolic link (as sshd's StrictModes, sudo and cron
+//! check). This module finds what breaks that rule; it changes nothing. Writing commands refuse to
+//! start on what it finds; readers warn.
+//!
+//! Everything under `nodes/` is untrusted by design and is not checked here: it is walked through
+//! directory handles (`fsio::IdentityDir`), never through paths.
+
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// A trusted path that someone other than root or the invoking user could change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsafe {
+    pub path: PathBuf,
+    pub fault: Fault,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// A symbolic link: what it points to can be anywhere.
+    Link,
+    /// Owned by another user, who can change it.
+    Owner { uid: u32, mode: u32 },
+    /// Writable by its group or by others (and not a sticky directory owned by root).
+    Writable { uid: u32, mode: u32 },
+    /// Neither a regular file nor a directory where one is expected.
+    Kind,
+    /// Could not be looked at (not for want of permission: see [`check`]).
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Unsafe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.display();
+        let fix = |f: &mut std::fmt::Formatter<'_>, uid: u32, mode: u32, what: &str| {
+            write!(
+                f,
+                "{path} (owner uid {uid}, mode {:04o}) {what}: only root or the user running rekey \
+                 may be able to change it; fix: chown {owner} {path}; chmod go-w {path}",
+                mode & 0o7777,
+                owner = owner_to_give(),
+            )
+        };
+        match &self.fault {
+            Fault::Link => write!(
+                f,
+                "{path} is a symbolic link: rekey follows no link to what it trusts; replace it \
+                 with the file or directory itself"
+            ),
+            Fault::Owner { uid, mode } => fix(f, *uid, *mode, "belongs to another user"),
+            Fault::Writable { uid, mode } => {
+                fix(f, *uid, *mode, "is writable by its group or by others")
+            }
+            Fault::Kind => write!(f, "{path} is neither a regular file nor a directory"),
+            Fault::Unreadable(why) => write!(f, "{path} cannot be checked: {why}"),
+        }
+    }
+}
+
+/// `root:root` for root; the invoking user's uid otherwise.
+fn owner_to_give() -> String {
+    match euid() {
+        0 => "root:root".to_string(),
+        uid => uid.to_string(),
+    }
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Every trusted path of the fleet at `root` (canonical) that another user could change,
+/// in the order found: the directories from `/` to the root, the root, `rekey.toml`, `ca/`,
+/// `.rekey/` (its files, `runs/` and each run's directory and files; a run's `backup/` tree is
+/// checked at its top, since only its owner can add to a directory it alone may write), and
+/// `hooks/` with every executable in it. What does not exist is fine. What the invoking user may
+/// not even look at (a monitoring user below a root-only `.rekey/`) is skipped: such a user runs
+/// nothing from it.
+pub fn check(root: &Path) -> Vec<Unsafe> {
+    let mut found = Vec::new();
+    let mut ancestors: Vec<&Path> = root.ancestors().skip(1).collect();
+    ancestors.reverse();
+    for dir in ancestors {
+        look(dir, Expect::Dir, Sticky::Allowed, &mut found);
+    }
+    look(root, Expect::Dir, Sticky::Refused, &mut found);
+    look(&root.join("rekey.toml"), Expect::File, Sticky::Refused, &mut found);
+    let ca = root.join("ca");
+    if look(&ca, Expect::Dir, Sticky::Refused, &mut found) {
+        for name in ["ca.crt", "ca.key"] {
+            look(&ca.join(name), Expect::File, Sticky::Refused, &mut found);
+        }
+    }
+    state(&root.join(".rekey"), &mut found);
+    let hooks = root.join("hooks");
+    if look(&hooks, Expect::Dir, Sticky::Refused, &mut found) {
+        for kind in ["deploy", "post"] {
+            let dir = hooks.join(kind);
+            if look(&dir, Expect::Dir, Sticky::Refused, &mut found) {
+                for entry in entries(&dir, &mut found) {
+                    look(&entry, Expect::Any, Sticky::Refused, &mut found);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `.rekey/` and what rekey reads from it or writes in it.
+fn state(dir: &Path, found: &mut Vec<Unsafe>) {
+    if !look(dir, Expect::Dir, Sticky::Refused, found) {
+        return;
+    }
+    for name in ["lock", "audit.jsonl"] {
+        look(&dir.join(name), Expect::File, Sticky::Refused, found);
+    }
+    let runs = dir.join("runs");
+    if !look(&runs, Expect::Dir, Sticky::Refused, found) {
+        return;
+    }
+    for run in entries(&runs, found) {
+        if look(&run, Expect::Any, Sticky::Refused, found) && run.is_dir() {
+            for entry in entries(&run, found) {
+                look(&entry, Expect::Any, Sticky::Refused, found);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Dir,
+    File,
+    Any,
+}
+
+/// Whether a directory writable by others passes because it is sticky and owned by root or the
+/// invoking user (`/tmp`): there, only an entry's owner may rename or remove it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sticky {
+    Allowed,
+    Refused,
+}
+
+/// Checks one path; says whether it is a directory worth looking into (it exists, is no link,
+/// and could be read).
+fn look(path: &Path, expect: Expect, sticky: Sticky, found: &mut Vec<Unsafe>) -> bool {
+    let mut fault = |fault| {
+        found.push(Unsafe {
+            path: path.to_path_buf(),
+            fault,
+        })
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return false,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return false,
+        Err(e) => {
+            fault(Fault::Unreadable(e.to_string()));
+            return false;
+        }
+    };
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        fault(Fault::Link);
+        return false;
+    }
+    let fits = match expect {
+        Expect::Dir => kind.is_dir(),
+        Expect::File => kind.is_file(),
+        Expect::Any => kind.is_dir() || kind.is_file(),
+    };
+    if !fits {
+        fault(Fault::Kind);
+        return false;
+    }
+    let (uid, mode) = (meta.uid(), meta.permissions().mode());
+    let trusted_owner = uid == 0 || uid == euid();
+    let sticky_ok = sticky == Sticky::Allowed && kind.is_dir() && mode & libc::S_ISVTX != 0;
+    if !trusted_owner {
+        fault(Fault::Owner { uid, mode });
+    } else if mode & 0o022 != 0 && !sticky_ok {
+        fault(Fault::Writable { uid, mode });
+    }
+    kind.is_dir()
+}
+
+/// The entries of `dir` (hidden ones included: a hidden hook is not run, but a hidden run
+/// directory is still rekey's), sorted; an unreadable listing is a fault unless for want of
+/// permission.
+fn entries(dir: &Path, found: &mut Vec<Unsafe>) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(read) => {
+            let mut paths: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            paths
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Vec::new(),
+        Err(e) => {
+            found.push(Unsafe {
+                path: dir.to_path_buf(),
+                fault: Fault::Unreadable(e.to_string()),
+            });
+            Vec::new()
+        }
+    }
+}
+
+/// Refuses a writing run while anything it trusts could be changed by someone else: one error
+/// naming every such path, its owner and mode, and the fix.
+pub fn require(root: &Path) -> anyhow::Result<()> {
+    let found = check(root);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+    anyhow::bail!(
+        "refusing to write: {} that rekey trusts could be changed by another user, who could then \
+         make this run write or execute what they choose; nothing was changed:\n  {}",
+        crate::count::count(found.len(), "path", "paths"),
+        list.join("\n  ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn fleet() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["ca", "nodes", ".rekey/runs/1", "hooks/deploy"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(dir.path().join("rekey.toml"), "version = 1\n").unwrap();
+        std::fs::write(dir.path().join(".rekey/runs/1/journal.jsonl"), "").unwrap();
+        std::fs::write(dir.path().join("hooks/deploy/reload"), "").unwrap();
+        for (path, mode) in [
+            ("", 0o755),
+            ("ca", 0o755),
+            (".rekey", 0o700),
+            (".rekey/runs", 0o700),
+            (".rekey/runs/1", 0o700),
+            (".rekey/runs/1/journal.jsonl", 0o600),
+            ("hooks", 0o755),
+            ("hooks/deploy", 0o755),
+            ("hooks/deploy/reload", 0o755),
+            ("rekey.toml", 0o644),
+        ] {
+            let p = dir.path().join(path);
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        dir
+    }
+
+    fn faults(root: &Path) -> Vec<(String, &'static str)> {
+        check(root)
+            .into_iter()
+            .filter(|u| u.path.starts_with(root))
+            .map(|u| {
+                let rel = u.path.strip_prefix(root).unwrap().display().to_string();
+                let kind = match u.fault {
+                    Fault::Link => "link",
+                    Fault::Owner { .. } => "owner",
+                    Fault::Writable { .. } => "writable",
+                    Fault::Kind => "kind",
+                    Fault::Unreadable(_) => "unreadable",
+                };
+                (rel, kind)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fleet_only_its_owner_can_change_passes() {
+        let dir = fleet();
+        assert_eq!(faults(dir.path()), vec![]);
+    }
+
+    #[test]
+    fn what_others_could_change_is_named() {
+        let cases: [(&str, &str, u32); 5] = [
+            ("policy writable by all", "rekey.toml", 0o666),
+            ("state writable by all", ".rekey", 0o777),
+            ("a journal writable by the group", ".rekey/runs/1/journal.jsonl", 0o620),
+            ("hooks folder writable by all", "hooks/deploy", 0o1777),
+            ("a hook writable by all", "hooks/deploy/reload", 0o777),
+        ];
+        for (name, path, mode) in cases {
+            let dir = fleet();
+            let p = dir.path().join(path);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(
+                faults(dir.path()),
+                vec![(path.to_string(), "writable")],
+                "{name}"
+            );
+            let said = check(dir.path())[0].to_string();
+            assert!(said.contains(&format!("mode {mode:04o}")), "{name}: {said}");
+            assert!(said.contains("chmod go-w"), "{name}: {said}");
+        }
+    }
+
+    #[test]
+    fn links_to_what_is_trusted_are_named() {
+        let dir = fleet();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::remove_dir_all(dir.path().join("hooks/deploy")).unwrap();
+        symlink(elsewhere.path(), dir.path().join("hooks/deploy")).unwrap();
+        assert_eq!(faults(dir.path()), vec![("hooks/deploy".into(), "link")]);
+    }
+}

@@ -1,0 +1,366 @@
+//! rekey runs as root over files other users can write (docs/design.md §8). Each test here is an
+//! attack by an unprivileged account (`nobody`, through `setpriv`) on a `rekey rotate` run as
+//! root, and checks that root neither writes outside the fleet nor runs what that account chose.
+//! These tests run as root, as CI does.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const NOBODY: u32 = 65534;
+
+fn require_root() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "these tests act as the user nobody with setpriv, and so must run as root (CI does)"
+    );
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+}
+
+/// A fleet of `n` identities that `nobody` can reach (the directories on the way are 0755), and
+/// a directory outside it with a `cert.pem` of its own: where an attack would make root write.
+fn reachable_fleet(n: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    chmod(dir.path(), 0o755);
+    let root = dir.path().join("fleet");
+    fleet(&root, n, 80);
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("cert.pem"), "root's own file\n").unwrap();
+    (dir, root, outside)
+}
+
+/// Runs `script` with `sh -c` as `nobody`.
+fn as_nobody(script: &str) {
+    let status = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["sh", "-c", script])
+        .current_dir("/")
+        .status()
+        .expect("setpriv (util-linux) runs");
+    assert!(status.success(), "as nobody: {script}");
+}
+
+/// Runs `rotate` as root until it reaches the write protocol's `step`, lets `during` act on the
+/// fleet there, then lets it finish; returns (code, stderr).
+fn rotate_paused_at(root: &Path, step: &str, during: impl FnOnce()) -> (i32, String) {
+    let pause = root.parent().unwrap().join("paused");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
+        .args(["rotate", "--as-of", AS_OF, "--root"])
+        .arg(root)
+        .env("REKEY_PAUSE_AT", step)
+        .env("REKEY_PAUSE_FILE", &pause)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while !pause.exists() {
+        assert!(Instant::now() < until, "rotate never reached {step}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    during();
+    std::fs::remove_file(&pause).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().expect("rotate exits with a code"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The node owner swaps its service directory for a link to a directory of root's while rotate
+/// works on it. Before the fix, rotate wrote the new cert.pem, key.pem and token.jwt into that
+/// directory and said `done`.
+#[test]
+fn a_service_directory_swapped_for_a_link_mid_run_is_never_written_through() {
+    for step in ["staged", "ready"] {
+        let (_dir, root, outside) = reachable_fleet(2);
+        let node = root.join("nodes/node-00");
+        chown(&node, NOBODY);
+        let swap = format!(
+            "cd {} && mv svc-0000 .svc-0000-real && ln -s {} svc-0000",
+            node.display(),
+            outside.display()
+        );
+        let (code, stderr) = rotate_paused_at(&root, step, || as_nobody(&swap));
+        let written: Vec<_> = std::fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            written,
+            ["cert.pem"],
+            "{step}: nothing new outside the fleet"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("cert.pem")).unwrap(),
+            "root's own file\n",
+            "{step}: {stderr}"
+        );
+        let report = reports(&root).pop().unwrap();
+        let line = |service: &str| {
+            report["identities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["service"] == service)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(line("svc-0001")["outcome"], "done", "{step}: the other one");
+        let swapped = line("svc-0000");
+        if step == "staged" {
+            // Caught before `ready`: the identity is left as it was, and says why.
+            assert_eq!(code, 3, "{step}: {stderr}");
+            assert_eq!(swapped["outcome"], "failed", "{step}");
+            let reason = swapped["reason"].as_str().unwrap();
+            assert!(reason.contains("was moved or replaced"), "{reason}");
+            assert!(temp_files(&root).is_empty(), "{:?}", temp_files(&root));
+        } else {
+            // Swapped after `ready`: the renames happen in the directory that was staged in,
+            // wherever it was moved inside the fleet.
+            let real = node.join(".svc-0000-real");
+            let (_, stdout, _) = run(&root, &["status", "--format", "json"]);
+            assert!(!stdout.is_empty());
+            let cert = std::fs::read_to_string(real.join("cert.pem")).unwrap();
+            assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{step}");
+            assert!(temp_files(&root).is_empty(), "{:?}", temp_files(&root));
+        }
+    }
+}
+
+/// The account owns the fleet root (not `ca/` or `nodes/`): it plants a `.rekey` with a journal
+/// whose pending post hook runs its command. Before the fix, root's next rotate ran it.
+#[test]
+fn a_journal_planted_where_others_can_write_is_never_acted_on() {
+    for (name, owner, mode) in [
+        ("a root the account owns", NOBODY, 0o755),
+        ("a state directory open to all", 0, 0o777),
+    ] {
+        let (dir, root, _) = reachable_fleet(1);
+        let proof = dir.path().join("ran-as-root");
+        let planted = root.join(".rekey/runs/20200101T000000.000000Z");
+        std::fs::create_dir_all(&planted).unwrap();
+        let journal = [
+            r#"{"op":"start","version":1,"run_id":"20200101T000000.000000Z","command":"rotate","as_of":"2020-01-01T00:00:00Z"}"#.to_string(),
+            format!(
+                r#"{{"op":"hooks","calls":[{{"call":1,"kind":"post","source":"--post-hook","command":"id > {}","shell":true}}]}}"#,
+                proof.display()
+            ),
+            r#"{"op":"end","recovered":false}"#.to_string(),
+        ];
+        std::fs::write(planted.join("journal.jsonl"), journal.join("\n") + "\n").unwrap();
+        std::fs::write(planted.join("hooks.pending"), "").unwrap();
+        std::fs::write(planted.join("report.json"), "{}").unwrap();
+        if owner == NOBODY {
+            for path in walkdir::WalkDir::new(root.join(".rekey")) {
+                chown(path.unwrap().path(), NOBODY);
+            }
+            chown(&root, NOBODY);
+        } else {
+            chmod(&root.join(".rekey"), mode);
+        }
+        let before = snapshot(&root);
+        let (code, _, stderr) = run(&root, &["rotate"]);
+        assert_eq!(code, 1, "{name}: {stderr}");
+        assert!(stderr.contains("refusing to write"), "{name}: {stderr}");
+        let named = if owner == NOBODY {
+            root.clone()
+        } else {
+            root.join(".rekey")
+        };
+        assert!(
+            stderr.contains(&format!("{} (owner uid", named.display())),
+            "{name}: {stderr}"
+        );
+        assert!(stderr.contains("chmod go-w"), "{name}: {stderr}");
+        assert!(!proof.exists(), "{name}: the planted command ran");
+        assert_eq!(snapshot(&root), before, "{name}: nothing written");
+        // A reader names it and goes on.
+        let (code, _, stderr) = run(&root, &["status"]);
+        assert_eq!(code, 3, "{name}: {stderr}");
+        assert!(
+            stderr.contains("writing commands refuse to run"),
+            "{name}: {stderr}"
+        );
+        assert!(!proof.exists(), "{name}: status ran the planted command");
+    }
+}
+
+/// What supplies commands (`rekey.toml`, `hooks/`) must be root's alone, and never a link.
+/// Before the fix, each of these commands ran as root.
+#[test]
+fn commands_come_only_from_files_only_root_can_change() {
+    type Plant = fn(&Path, &Path);
+    let cases: [(&str, Plant, &str); 5] = [
+        (
+            "a policy writable by all",
+            |root, proof| {
+                let policy = root.join("rekey.toml");
+                std::fs::write(
+                    &policy,
+                    format!(
+                        "version = 1\n[services.svc-0000]\nreload = \"id > {}\"\n",
+                        proof.display()
+                    ),
+                )
+                .unwrap();
+                chmod(&policy, 0o666);
+            },
+            "rekey.toml",
+        ),
+        (
+            "a hooks folder the account owns",
+            |root, proof| {
+                hook(root, proof);
+                chown(&root.join("hooks"), NOBODY);
+            },
+            "hooks",
+        ),
+        (
+            "a hook writable by all",
+            |root, proof| {
+                hook(root, proof);
+                chmod(&root.join("hooks/deploy/reload"), 0o777);
+            },
+            "hooks/deploy/reload",
+        ),
+        (
+            "a hook the account owns",
+            |root, proof| {
+                hook(root, proof);
+                chown(&root.join("hooks/deploy/reload"), NOBODY);
+            },
+            "hooks/deploy/reload",
+        ),
+        (
+            "a hooks folder that is a link to the account's directory",
+            |root, proof| {
+                let theirs = root.parent().unwrap().join("theirs");
+                std::fs::create_dir_all(&theirs).unwrap();
+                let script = theirs.join("reload");
+                std::fs::write(&script, format!("#!/bin/sh\nid > {}\n", proof.display())).unwrap();
+                chmod(&script, 0o755);
+                std::fs::create_dir_all(root.join("hooks")).unwrap();
+                symlink(&theirs, root.join("hooks/deploy")).unwrap();
+            },
+            "hooks/deploy",
+        ),
+    ];
+    for (name, plant, unsafe_path) in cases {
+        let (dir, root, _) = reachable_fleet(1);
+        let proof = dir.path().join("ran-as-root");
+        plant(&root, &proof);
+        let before = snapshot(&root);
+        let (code, _, stderr) = run(&root, &["rotate"]);
+        assert_eq!(code, 1, "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}", root.join(unsafe_path).display())),
+            "{name}: {stderr}"
+        );
+        assert!(!proof.exists(), "{name}: the command ran");
+        assert_eq!(snapshot(&root), before, "{name}: nothing written");
+        let (_, _, stderr) = run(&root, &["status"]);
+        assert!(
+            stderr.contains(&format!("warning: {}", root.join(unsafe_path).display())),
+            "{name}: status names it: {stderr}"
+        );
+    }
+}
+
+fn hook(root: &Path, proof: &Path) {
+    std::fs::create_dir_all(root.join("hooks/deploy")).unwrap();
+    let script = root.join("hooks/deploy/reload");
+    std::fs::write(&script, format!("#!/bin/sh\nid > {}\n", proof.display())).unwrap();
+    chmod(&script, 0o755);
+}
+
+/// A temporary file no unfinished run made (planted by a node's owner, or left by hand) is a
+/// problem named at once: never a ten-second wait for every reader, never a stalled rotate.
+#[test]
+fn a_planted_temporary_file_is_a_problem_not_a_wait() {
+    let (_dir, root, _) = reachable_fleet(2);
+    for planted in [
+        ".rekey-new.cert.pem",
+        ".rekey-new.20990101T000000.000000Z.token.jwt",
+    ] {
+        let path = root.join("nodes/node-00/svc-0000").join(planted);
+        std::fs::write(&path, "planted").unwrap();
+        let (code, stdout, stderr) = run(&root, &["status", "--format", "json"]);
+        assert_eq!(code, 4, "{planted}: {stderr}");
+        assert!(!stderr.contains("waiting"), "{planted}: {stderr}");
+        let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let reasons: Vec<&str> = status["credentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["service"] == "svc-0000")
+            .map(|c| c["reason"].as_str().unwrap())
+            .collect();
+        assert!(
+            reasons
+                .iter()
+                .all(|r| r.contains(planted) && r.contains("remove it")),
+            "{planted}: {reasons:?}"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+    let path = root.join("nodes/node-00/svc-0000/.rekey-new.cert.pem");
+    std::fs::write(&path, "planted").unwrap();
+    let (code, _, stderr) = run(&root, &["rotate"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(!stderr.contains("waiting"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "planted");
+}
+
+/// Under `umask 000`, what rekey creates for itself is still private: run directories and
+/// backups 0700, run files 0600.
+#[test]
+fn no_umask_widens_what_rekey_creates() {
+    let (_dir, root, _) = reachable_fleet(2);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000 && exec {} rotate --as-of {AS_OF} --root {}",
+            assert_cmd::cargo::cargo_bin("rekey").display(),
+            root.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for entry in walkdir::WalkDir::new(root.join(".rekey")) {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().mode() & 0o7777;
+        let want = if entry.file_type().is_dir() {
+            0o700
+        } else {
+            0o600
+        };
+        // Backups are the replaced files themselves (hard links): they keep their own mode.
+        if entry.path().components().any(|c| c.as_os_str() == "backup")
+            && entry.file_type().is_file()
+        {
+            continue;
+        }
+        assert_eq!(mode, want, "{}", entry.path().display());
+    }
+}
