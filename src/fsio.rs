@@ -70,6 +70,13 @@ impl Dir {
             .map(Dir)
     }
 
+    /// The directory itself: its device and inode.
+    pub fn file_id(&self) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        // fstat(2) on the open directory: the one that was read, whatever is at its name now.
+        self.0.metadata().ok().map(|m| (m.dev(), m.ino()))
+    }
+
     /// [`read_credential`] for the entry `name` of this directory, with the file it read.
     pub fn read_credential(&self, name: &str) -> (Slot, Option<FileId>) {
         let Ok(name) = std::ffi::CString::new(name) else {

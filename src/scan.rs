@@ -75,6 +75,8 @@ pub struct Files {
     /// Set when a writer was still renaming this identity's files after the readers' patience
     /// ran out: the files may be of two generations, and must not be judged.
     pub in_flight: Option<String>,
+    /// The directory they were read in (device and inode): a writer acts on that one only.
+    pub dir: Option<fsio::FileId>,
 }
 
 /// Lists the node directories under `<root>/nodes`, sorted, with the issues found on the way
@@ -277,6 +279,7 @@ pub fn read(candidate: &Candidate) -> Files {
         key,
         token,
         in_flight,
+        dir: None,
     };
     if candidate.is_link {
         return files(Slot::Absent, Slot::Absent, Slot::Absent, None);
@@ -303,11 +306,13 @@ pub fn read(candidate: &Candidate) -> Files {
 /// [`read`] for the identity `candidate` names, its directory already open as `dir` (a writer
 /// opens it through a handle: `fsio::RootDir::identity`).
 pub fn read_in(dir: &fsio::Dir, candidate: &Candidate) -> Files {
+    let dir_id = dir.file_id();
     let files = |cert, key, token, in_flight| Files {
         cert,
         key,
         token,
         in_flight,
+        dir: dir_id,
     };
     let names = [CERT_FILE, KEY_FILE, TOKEN_FILE];
     let mut pause = Duration::from_millis(1);

@@ -39,6 +39,8 @@ pub struct Assessed {
 pub struct Identity {
     pub node: String,
     pub service: String,
+    /// The directory judged (device and inode), when it was read: a writer acts on it only.
+    pub dir: Option<crate::fsio::FileId>,
     pub cert: Option<Assessed>,
     pub token: Option<Assessed>,
 }
@@ -340,6 +342,7 @@ pub(crate) fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identi
     Identity {
         node: identity.node.clone(),
         service: identity.service.clone(),
+        dir: None,
         cert: build(
             Kind::Cert,
             &identity.cert,

@@ -40,7 +40,9 @@ fn reachable_fleet(n: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
     fleet(&root, n, 80);
     let outside = dir.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
-    std::fs::write(outside.join("cert.pem"), "root's own file\n").unwrap();
+    for name in FILES {
+        std::fs::write(outside.join(name), "root's own file\n").unwrap();
+    }
     (dir, root, outside)
 }
 
@@ -87,7 +89,7 @@ fn rotate_paused_at(root: &Path, step: &str, during: impl FnOnce()) -> (i32, Str
 /// directory and said `done`.
 #[test]
 fn a_service_directory_swapped_for_a_link_mid_run_is_never_written_through() {
-    for step in ["staged", "ready"] {
+    for step in ["surveyed", "prepared", "staged", "ready"] {
         let (_dir, root, outside) = reachable_fleet(2);
         let node = root.join("nodes/node-00");
         chown(&node, NOBODY);
@@ -97,20 +99,19 @@ fn a_service_directory_swapped_for_a_link_mid_run_is_never_written_through() {
             outside.display()
         );
         let (code, stderr) = rotate_paused_at(&root, step, || as_nobody(&swap));
-        let written: Vec<_> = std::fs::read_dir(&outside)
+        let mut there: Vec<_> = std::fs::read_dir(&outside)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(
-            written,
-            ["cert.pem"],
-            "{step}: nothing new outside the fleet"
-        );
-        assert_eq!(
-            std::fs::read_to_string(outside.join("cert.pem")).unwrap(),
-            "root's own file\n",
-            "{step}: {stderr}"
-        );
+        there.sort();
+        assert_eq!(there, FILES, "{step}: nothing new outside the fleet");
+        for name in FILES {
+            assert_eq!(
+                std::fs::read_to_string(outside.join(name)).unwrap(),
+                "root's own file\n",
+                "{step}: {name} outside the fleet was replaced: {stderr}"
+            );
+        }
         let report = reports(&root).pop().unwrap();
         let line = |service: &str| {
             report["identities"]
@@ -123,7 +124,13 @@ fn a_service_directory_swapped_for_a_link_mid_run_is_never_written_through() {
         };
         assert_eq!(line("svc-0001")["outcome"], "done", "{step}: the other one");
         let swapped = line("svc-0000");
-        if step == "staged" {
+        if step == "surveyed" {
+            // Before staging: the identity cannot be opened without following the link.
+            assert_eq!(code, 3, "{step}: {stderr}");
+            assert_eq!(swapped["outcome"], "skipped", "{step}");
+            let reason = swapped["reason"].as_str().unwrap();
+            assert!(reason.contains("symbolic link"), "{reason}");
+        } else if step == "prepared" || step == "staged" {
             // Caught before `ready`: the identity is left as it was, and says why.
             assert_eq!(code, 3, "{step}: {stderr}");
             assert_eq!(swapped["outcome"], "failed", "{step}");
@@ -141,6 +148,44 @@ fn a_service_directory_swapped_for_a_link_mid_run_is_never_written_through() {
             assert!(temp_files(&root).is_empty(), "{:?}", temp_files(&root));
         }
     }
+}
+
+/// The node owner puts another directory, with copies of the same files, at the name of the
+/// one rekey judged: the files' digests still match, but the directory is not the one judged.
+#[test]
+fn a_service_directory_replaced_after_it_was_judged_is_left_alone() {
+    let (_dir, root, _) = reachable_fleet(1);
+    let node = root.join("nodes/node-00");
+    chown(&node, NOBODY);
+    let swap = format!(
+        "cd {} && mv svc-0000 .svc-0000-judged && mkdir svc-0000 && cp .svc-0000-judged/* svc-0000/",
+        node.display()
+    );
+    let before = std::fs::read(node.join("svc-0000/cert.pem")).unwrap();
+    // nobody cannot read root's files to copy them: let it.
+    for entry in std::fs::read_dir(node.join("svc-0000")).unwrap() {
+        chmod(&entry.unwrap().path(), 0o644);
+    }
+    let (code, stderr) = rotate_paused_at(&root, "surveyed", || as_nobody(&swap));
+    assert_eq!(code, 3, "{stderr}");
+    let report = reports(&root).pop().unwrap();
+    let line = &report["identities"][0];
+    assert_eq!(line["outcome"], "skipped");
+    assert!(
+        line["reason"]
+            .as_str()
+            .unwrap()
+            .contains("replaced since it was judged"),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read(node.join("svc-0000/cert.pem")).unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::read(node.join(".svc-0000-judged/cert.pem")).unwrap(),
+        before
+    );
 }
 
 /// The account owns the fleet root (not `ca/` or `nodes/`): it plants a `.rekey` with a journal

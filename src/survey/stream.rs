@@ -333,5 +333,7 @@ fn judge(
     if inspected.is_empty() {
         return issue("has no cert.pem or token.jwt: ignored", false);
     }
-    Ok(assess(&inspected, ctx))
+    let mut identity = assess(&inspected, ctx);
+    identity.dir = files.dir;
+    Ok(identity)
 }

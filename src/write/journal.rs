@@ -136,7 +136,7 @@ impl Temps {
 /// `REKEY_PAUSE_AT=<step>` with `REKEY_PAUSE_FILE=<path>` creates that file there and waits (up
 /// to a minute) until someone removes it, so that a test can change the fleet at that instant.
 #[cfg(feature = "crash-points")]
-fn crash_point(step: &str) {
+pub(super) fn crash_point(step: &str) {
     if std::env::var_os("REKEY_CRASH_AT").is_some_and(|v| v == step) {
         // SAFETY: sending SIGKILL to ourselves; nothing after it runs.
         unsafe {
@@ -155,7 +155,7 @@ fn crash_point(step: &str) {
 }
 
 #[cfg(not(feature = "crash-points"))]
-fn crash_point(_step: &str) {}
+pub(super) fn crash_point(_step: &str) {}
 
 /// Commits one batch through the protocol above. Identities that fail before their renames
 /// are reported and left wholly old; the rest end wholly new.

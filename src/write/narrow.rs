@@ -47,6 +47,7 @@ pub fn narrow(plan: &ValidPlan, survey: &Survey, force: bool) -> Narrowed {
         let mut target = Target {
             cert: None,
             token: None,
+            dir: identity.dir,
         };
         let slots = [&mut target.cert, &mut target.token];
         for (slot, (p, f, file)) in slots.into_iter().zip(files) {

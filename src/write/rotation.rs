@@ -31,6 +31,8 @@ use crate::token::Claims;
 pub struct Target {
     pub cert: Option<Expected>,
     pub token: Option<Expected>,
+    /// The directory judged (device and inode): staging refuses any other at its name.
+    pub dir: Option<crate::fsio::FileId>,
 }
 
 /// A credential as judged: its digest then, whether it is to be rotated, and its expiry then
@@ -60,6 +62,7 @@ impl Target {
         let target = Target {
             cert: expected(&identity.cert),
             token: expected(&identity.token),
+            dir: identity.dir,
         };
         target.rotates().then_some(target)
     }
@@ -89,6 +92,13 @@ impl Work for Rotation<'_> {
     /// Prepares the new files of one identity.
     fn stage(&self, id: &IdentityId, t: &Target) -> Result<Staged, NotStaged> {
         let dir = open_identity(self.fleet, id)?;
+        if t.dir.is_some_and(|judged| judged != dir.file_id()) {
+            return Err(NotStaged::Skipped(
+                "its directory was replaced since it was judged (another directory is at its \
+                 name now): left alone"
+                    .into(),
+            ));
+        }
         let candidate = Candidate {
             node: id.node().to_string(),
             service: id.service().to_string(),
@@ -287,6 +297,7 @@ pub fn run(
     };
     let started = write.start(command, notes)?;
     before(&started)?;
+    super::journal::crash_point("surveyed");
     let (_, exit) = started.execute(&rotation, &targets, refused, warnings, fleet)?;
     Ok(exit)
 }

@@ -334,6 +334,7 @@ mod tests {
             names: None,
         };
         Identity {
+            dir: None,
             node: format!("node-{node:03}"),
             service: format!("svc-{service:02}"),
             cert: Some(credential(Kind::Cert)),
