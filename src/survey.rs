@@ -142,6 +142,7 @@ impl Scope {
             None => Vec::new(),
         };
         warnings.extend(ca.key.warning(&root.join("ca/ca.key")));
+        warnings.extend(crate::out::metrics_file_warning(&loaded.policy, &root));
         Ok(Opened {
             scope: Scope {
                 root,

@@ -82,6 +82,7 @@ impl WriteRun {
         let settings = settings.clone();
         check_run_date(as_of, settings.started)?;
         let root = crate::survey::open_root(root)?;
+        check_metrics_file(&root)?;
         let lock = state::lock(&root)?;
         let interrupt = Interrupt::install()?;
         for line in state::replay_interrupted(&root, settings.started)? {
@@ -143,6 +144,18 @@ impl WriteRun {
             next_call: 0,
         })
     }
+}
+
+/// Refuses to start a writing run whose policy's `metrics_file` could not be written as `-o`
+/// would be (docs/design.md §4): checked before the lock is taken, so nothing is written.
+fn check_metrics_file(root: &Path) -> Result<()> {
+    let policy = crate::policy::load(root)?.policy;
+    let path = policy.metrics_path(root);
+    crate::out::metrics_file(path.as_deref(), root, crate::out::Probe::TryCreate).context(
+        "refusing to start: nothing was written; fix metrics_file in rekey.toml (or remove it) \
+         and run again",
+    )?;
+    Ok(())
 }
 
 /// Refuses a run date more than [`CLOCK_SKEW`] ahead of the system clock: what it would write
@@ -329,17 +342,22 @@ impl Started {
 /// Rewrites the policy's `metrics_file`, when it names one, with the fleet as the run left it
 /// (judged at the run date) and this run as the last one (docs/design.md §4, §5).
 fn refresh_metrics(root: &Path, as_of: DateTime<Utc>, report: &Report) -> Result<()> {
-    let Some(path) = crate::policy::load(root)?.policy.metrics_path(root) else {
+    let path = crate::policy::load(root)?.policy.metrics_path(root);
+    // Checked again as the run started it: a file swapped for a link, or a directory that
+    // became a link into the fleet, since then is refused here.
+    let Some(target) =
+        crate::out::metrics_file(path.as_deref(), root, crate::out::Probe::TryCreate)?
+    else {
         return Ok(());
     };
     let families = crate::metrics::Families { x509: true };
     let last_run = report.last_run();
     crate::survey::read(root, as_of, None, |scope, judged| {
-        crate::fsio::write_atomic_with(&path, 0o644, |w| {
+        target.write(|w| {
             crate::metrics::write(scope, judged, last_run.as_ref(), families, &mut &mut *w)
         })
     })?
-    .with_context(|| format!("failed to refresh metrics_file {}", path.display()))
+    .with_context(|| format!("failed to refresh metrics_file {}", target.path().display()))
 }
 
 fn skipped(refused: Vec<(IdentityId, String)>) -> impl Iterator<Item = IdentityReport> {
