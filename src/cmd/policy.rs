@@ -28,7 +28,7 @@ pub fn policy(o: &Options) -> Result<Exit> {
     let mut warnings = loaded.warnings(&services);
     warnings.extend(crate::out::metrics_file_warning(&loaded.policy, &root));
     for warning in warnings {
-        eprintln!("rekey: warning: {warning}");
+        eprintln!("rekey: warning: {}", crate::values::Escaped::new(&warning));
     }
     emit(&format!(
         "# the policy in force for {}: {}\n# policy_sha256 {}\n{}",

@@ -211,7 +211,7 @@ impl Started {
         fleet: FleetFacts,
     ) -> Result<(Report, Exit)> {
         for w in &warnings {
-            eprintln!("rekey: warning: {w}");
+            eprintln!("rekey: warning: {}", crate::values::Escaped::new(w));
         }
         let root = self.write.root.clone();
         let progress = self.write.settings.progress;
@@ -286,7 +286,10 @@ impl Started {
             audit::settle(&root, &report, self.write.settings.started)?;
         }
         if let Err(err) = refresh_metrics(&root, self.write.as_of, &report) {
-            eprintln!("rekey: warning: {err:#}; the run itself is unaffected");
+            eprintln!(
+                "rekey: warning: {}; the run itself is unaffected",
+                crate::values::Escaped::new(&format!("{err:#}"))
+            );
         }
         tell(&report, stopped.as_ref(), &saved, self.write.settings.json)?;
         if let Some(keep) = keep_runs
