@@ -39,4 +39,5 @@ pub mod cmd;
 pub mod exit;
 pub mod plan;
 pub mod select;
+pub mod values;
 pub mod write;

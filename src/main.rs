@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rekey::exit::{Exit, UsageError};
+use rekey::values::Escaped;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
         }),
         Ok(cli::Request::Man) => describe(manual::man),
         Err(usage) => {
-            eprintln!("rekey: error: {usage}");
+            eprintln!("rekey: error: {}", Escaped::new(&usage.to_string()));
             return ExitCode::from(Exit::Usage as u8);
         }
     };
@@ -30,7 +31,8 @@ fn main() -> ExitCode {
         Ok(exit) => exit,
         Err(err) if is_broken_pipe(&err) => Exit::Ok,
         Err(err) => {
-            eprintln!("rekey: error: {err:#}");
+            // The one place every error is printed: a name or path in it is escaped here.
+            eprintln!("rekey: error: {}", Escaped::new(&format!("{err:#}")));
             if err.downcast_ref::<UsageError>().is_some() {
                 Exit::Usage
             } else {

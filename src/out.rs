@@ -14,47 +14,131 @@ use crate::fsio::Like;
 /// Where a read command's output goes: stdout, or a file replaced atomically. Made before the
 /// fleet is read, so that a file that could not be written is refused at once, not after the
 /// survey.
-pub struct Destination<'a>(Option<File<'a>>);
+pub struct Destination<'a>(Option<(Target<'a>, Spool)>);
 
-/// An output file found fit, and the spool its output is made in first.
-struct File<'a> {
+/// Who named an output file: the rules are the same, the messages say whom to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asker {
+    /// `-o FILE` on the command line.
+    Output,
+    /// The policy's `metrics_file` (docs/design.md §4).
+    MetricsFile,
+}
+
+impl Asker {
+    fn flag(self) -> &'static str {
+        match self {
+            Asker::Output => "-o",
+            Asker::MetricsFile => "metrics_file",
+        }
+    }
+
+    /// What to do about a file refused.
+    fn fix(self) -> &'static str {
+        match self {
+            Asker::Output => "(or - for stdout)",
+            Asker::MetricsFile => "(change metrics_file in rekey.toml, or remove it)",
+        }
+    }
+}
+
+/// An output file found fit: a regular file or none yet, outside the fleet, in a directory a
+/// file can be made in. The one home of the rules `-o` and `metrics_file` share
+/// (docs/design.md §5): a link, a device, a pipe, a socket or a directory at `path` is refused,
+/// never replaced (`-o /dev/null` run as root would otherwise leave a regular file in its
+/// place) nor written through (a link in a shared directory could point anywhere); a file of
+/// the fleet at `root` (its nodes, CA, policy or run records, links and `..` resolved) is
+/// refused: output must never land on a credential. The new file keeps the mode and owner of
+/// the one it replaces, as it is when the output is written ([`Target::write`] looks again).
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
     path: &'a Path,
-    spool: Spool,
+    named: Asker,
+}
+
+/// Whether [`Target::check`] tries to make a file in the target's directory: a writer does; a
+/// reader that only warns (`status` about `metrics_file`) may not be the user who writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    TryCreate,
+    LookOnly,
+}
+
+impl<'a> Target<'a> {
+    pub fn check(path: &'a Path, root: &Path, named: Asker, probe: Probe) -> Result<Target<'a>> {
+        let target = Target { path, named };
+        target.like()?;
+        if let Some(part) = in_fleet(path, root) {
+            bail!(
+                "{} is in the fleet ({}): {} never writes over the fleet's own files; name a \
+                 file outside it {}",
+                path.display(),
+                part.display(),
+                named.flag(),
+                named.fix()
+            );
+        }
+        if probe == Probe::TryCreate {
+            let dir = crate::fsio::beside(path);
+            crate::fsio::can_create_in(dir).map_err(|err| {
+                anyhow::anyhow!(
+                    "cannot write {}: no file can be made in {}: {err}",
+                    path.display(),
+                    dir.display()
+                )
+            })?;
+        }
+        Ok(target)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.path
+    }
+
+    /// Replaces the file atomically with what `fill` writes, after looking at it again: a mode
+    /// tightened during the run is kept, and a link or a pipe put there meanwhile is refused,
+    /// not replaced.
+    pub fn write(&self, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+        let like = self.like()?;
+        crate::fsio::write_atomic_like(self.path, &like, fill)
+    }
+
+    /// What the file is, to be replaced by a regular file: none yet, or a regular file (whose
+    /// permission bits and owner the new one takes); anything else is refused.
+    fn like(&self) -> Result<Like> {
+        let (path, flag, fix) = (self.path, self.named.flag(), self.named.fix());
+        if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+            bail!(
+                "{} ends with /: {flag} names a regular file to replace {fix}",
+                path.display()
+            );
+        }
+        Ok(match std::fs::symlink_metadata(path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Like::New(0o644),
+            Err(err) => bail!("cannot write {}: {err}", path.display()),
+            Ok(meta) if meta.is_file() => Like::Replaced {
+                mode: meta.mode() & 0o777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+            },
+            Ok(meta) => bail!(
+                "{} is {}: {flag} names a regular file to replace {fix}",
+                path.display(),
+                kind_of(&meta.file_type())
+            ),
+        })
+    }
 }
 
 impl<'a> Destination<'a> {
-    /// Stdout for `None`. A file must be a regular file or none yet, in a directory a file can
-    /// be made in: a link, a device, a pipe or a directory at `path` is refused, never replaced
-    /// (`-o /dev/null` run as root would otherwise leave a regular file in its place) nor written
-    /// through (a link in a shared directory could point anywhere). The new file keeps the mode
-    /// and owner of the one it replaces (as it is when the output is written). A file of the fleet at `root` (its nodes, CA, policy or
-    /// run records) is refused: a report must never land on a credential. The spool the output
-    /// is made in is made here too (a `TMPDIR` that takes no file is refused as early).
+    /// Stdout for `None`; a file must pass [`Target::check`]. The spool the output is made in
+    /// is made here too (a `TMPDIR` that takes no file is refused as early).
     pub fn check(path: Option<&'a Path>, root: &Path) -> Result<Destination<'a>> {
         let Some(path) = path else {
             return Ok(Destination(None));
         };
-        like_of(path)?;
-        if let Some(part) = in_fleet(path, root) {
-            bail!(
-                "{} is in the fleet ({}): -o never writes over the fleet's own files; name a \
-                 file outside it",
-                path.display(),
-                part.display()
-            );
-        }
-        let dir = crate::fsio::beside(path);
-        crate::fsio::can_create_in(dir).map_err(|err| {
-            anyhow::anyhow!(
-                "cannot write {}: no file can be made in {}: {err}",
-                path.display(),
-                dir.display()
-            )
-        })?;
-        Ok(Destination(Some(File {
-            path,
-            spool: Spool::new()?,
-        })))
+        let target = Target::check(path, root, Asker::Output, Probe::TryCreate)?;
+        Ok(Destination(Some((target, Spool::new()?))))
     }
 
     /// Writes the output as `render` makes it: to stdout as it goes, or to the file. For a
@@ -64,45 +148,38 @@ impl<'a> Destination<'a> {
     pub fn deliver(self, render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
         match self.0 {
             None => emit_with(|w| render(w)),
-            Some(File { path, mut spool }) => {
+            Some((target, mut spool)) => {
                 render(spool.writer())?;
-                // As the file is now: a mode tightened during the run is kept, and a link or a
-                // pipe put there meanwhile is refused, not replaced.
-                let like = like_of(path)?;
                 // Copying into place, syncing and renaming take a moment for a large output: a
                 // `timeout` or Ctrl-C then waits for the rename rather than leave a temporary
                 // file beside the target.
-                signals_deferred(|| {
-                    crate::fsio::write_atomic_like(path, &like, |w| spool.copy_to(&mut &mut *w))
-                })
+                signals_deferred(|| target.write(|w| spool.copy_to(&mut &mut *w)))
             }
         }
     }
 }
 
-/// What the file at `path` is, to be replaced by a regular file: none yet, or a regular file
-/// (whose permission bits and owner the new one takes); anything else is refused.
-fn like_of(path: &Path) -> Result<Like> {
-    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
-        bail!(
-            "{} ends with /: -o names a regular file to replace (or - for stdout)",
-            path.display()
-        );
-    }
-    Ok(match std::fs::symlink_metadata(path) {
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Like::New(0o644),
-        Err(err) => bail!("cannot write {}: {err}", path.display()),
-        Ok(meta) if meta.is_file() => Like::Replaced {
-            mode: meta.mode() & 0o777,
-            uid: meta.uid(),
-            gid: meta.gid(),
-        },
-        Ok(meta) => bail!(
-            "{} is {}: -o names a regular file to replace (or - for stdout)",
-            path.display(),
-            kind_of(&meta.file_type())
-        ),
+/// The policy's `metrics_file` for the fleet at `root`, checked as `-o` is ([`Target::check`]);
+/// `None` when the policy names none.
+pub fn metrics_file<'a>(
+    path: Option<&'a Path>,
+    root: &Path,
+    probe: Probe,
+) -> Result<Option<Target<'a>>> {
+    path.map(|p| {
+        Target::check(p, root, Asker::MetricsFile, probe)
+            .with_context(|| format!("metrics_file {} cannot be written", p.display()))
     })
+    .transpose()
+}
+
+/// The warning a reader (`status`, `plan`, `policy`) gives about a `metrics_file` that a
+/// writing run would refuse to start with; `None` when it is fine or unset.
+pub fn metrics_file_warning(policy: &crate::policy::Policy, root: &Path) -> Option<String> {
+    let path = policy.metrics_path(root);
+    metrics_file(path.as_deref(), root, Probe::LookOnly)
+        .err()
+        .map(|err| format!("{err:#}; every writing command refuses to start until it is fixed"))
 }
 
 /// The part of the fleet at `root` that `path` would be written in (`<root>/nodes`, `ca`,

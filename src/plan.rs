@@ -9,9 +9,11 @@ use std::io::Write;
 
 use crate::classify::{Action, stamp};
 use crate::policy::KeyMode;
+use crate::values::clip;
 
 use std::cell::RefCell;
 
+use crate::out::Spool;
 use crate::survey::{Assessed, End, Identity, Judged, Scope};
 
 mod valid;
@@ -37,6 +39,11 @@ pub struct Plan {
     pub policy_sha256: Option<String>,
     pub ca_sha256: String,
     pub ca_not_after: String,
+    /// How many `identity` entries follow: a plan cut short at an entry's boundary still parses,
+    /// and is refused because this count disagrees. Required by `apply` (absent only from plans
+    /// of an older rekey, which it refuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identities: Option<usize>,
     #[serde(default)]
     pub identity: Vec<PlanIdentity>,
     /// Paths under the root that are not identities but were reported (links, bad names).
@@ -118,6 +125,8 @@ struct Out<'a, I: Serialize, J: Serialize> {
     policy_sha256: Option<&'a str>,
     ca_sha256: &'a str,
     ca_not_after: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identities: Option<usize>,
     identity: I,
     issue: J,
 }
@@ -140,7 +149,11 @@ impl<I: Serialize, J: Serialize> Out<'_, I, J> {
             writeln!(w, "policy_sha256 = {}", quote(digest))?;
         }
         writeln!(w, "ca_sha256 = {}", quote(self.ca_sha256))?;
-        writeln!(w, "ca_not_after = {}", quote(self.ca_not_after))
+        writeln!(w, "ca_not_after = {}", quote(self.ca_not_after))?;
+        if let Some(n) = self.identities {
+            writeln!(w, "identities = {n}")?;
+        }
+        Ok(())
     }
 }
 
@@ -175,8 +188,10 @@ pub enum Format {
     Json,
 }
 
-/// Writes the plan of the identities as they pass to `w`, identity by identity; the issues,
-/// known once they have all passed, last.
+/// Writes the plan of the identities as they pass to `w`. The header says how many identities
+/// follow, so the entries pass first into a [`Spool`] (one compact JSON line each), counted, and
+/// are written after the header from there: memory stays flat at 10^6 identities. The issues,
+/// known once every identity has passed, come last.
 pub fn write(
     scope: &Scope,
     judged: &mut Judged<'_>,
@@ -188,7 +203,16 @@ pub fn write(
     let new_not_after = stamp(scope.context().new_not_after());
     let policy_sha256 = scope.policy.digest().hex();
     let ca_sha256 = scope.ca.sha256.hex();
-    let judged = RefCell::new(judged);
+    let mut spool = Spool::new()?;
+    let mut count = 0;
+    for i in judged.by_ref() {
+        serde_json::to_writer(spool.writer(), &PlanIdentity::of(&i, &new_not_after))?;
+        spool.writer().write_all(b"\n")?;
+        count += 1;
+    }
+    let issues: Vec<PlanIssue> = problems(judged.end()).collect();
+    let spooled = std::io::BufRead::lines(spool.read_back()?)
+        .map(|line| serde_json::from_str::<PlanIdentity>(&line?).map_err(std::io::Error::other));
     let out = Out {
         version: VERSION,
         root: &root,
@@ -198,21 +222,19 @@ pub fn write(
         policy_sha256: Some(&policy_sha256),
         ca_sha256: &ca_sha256,
         ca_not_after: &ca_not_after,
-        identity: Passing {
-            judged: &judged,
-            new_not_after: &new_not_after,
-        },
-        issue: Issues(&judged),
+        identities: Some(count),
+        identity: Spooled(RefCell::new(Some(spooled))),
+        issue: &issues,
     };
     match format {
         Format::Toml => {
             out.write_toml_header(w)?;
-            let mut judged = judged.borrow_mut();
-            for i in judged.by_ref() {
-                write_toml_identity(&PlanIdentity::of(&i, &new_not_after), w)?;
+            let spooled = out.identity.0.borrow_mut().take();
+            for i in spooled.into_iter().flatten() {
+                write_toml_identity(&i?, w)?;
             }
-            for issue in problems(judged.end()) {
-                write_toml_issue(&issue, w)?;
+            for issue in &issues {
+                write_toml_issue(issue, w)?;
             }
             Ok(())
         }
@@ -220,7 +242,7 @@ pub fn write(
     }
 }
 
-/// The plan entries of the problems found besides identities.
+/// The problems found besides identities, as plan entries.
 fn problems(end: &End) -> impl Iterator<Item = PlanIssue> + '_ {
     end.issues
         .iter()
@@ -231,30 +253,17 @@ fn problems(end: &End) -> impl Iterator<Item = PlanIssue> + '_ {
         })
 }
 
-/// Serializes the plan entries of the identities as they pass, as a sequence.
-struct Passing<'a, 'j> {
-    judged: &'a RefCell<&'a mut Judged<'j>>,
-    new_not_after: &'a str,
-}
+/// The plan entries read back from the spool, serialized once as a sequence.
+struct Spooled<I>(RefCell<Option<I>>);
 
-impl Serialize for Passing<'_, '_> {
+impl<I: Iterator<Item = std::io::Result<PlanIdentity>>> Serialize for Spooled<I> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut judged = self.judged.borrow_mut();
-        serializer.collect_seq(
-            judged
-                .by_ref()
-                .map(|i| PlanIdentity::of(&i, self.new_not_after)),
-        )
-    }
-}
-
-/// Serializes the problems found besides identities, once they have all passed.
-struct Issues<'a, 'j>(&'a RefCell<&'a mut Judged<'j>>);
-
-impl Serialize for Issues<'_, '_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut judged = self.0.borrow_mut();
-        serializer.collect_seq(problems(judged.end()))
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = serializer.serialize_seq(None)?;
+        for i in self.0.borrow_mut().take().into_iter().flatten() {
+            seq.serialize_element(&i.map_err(S::Error::custom)?)?;
+        }
+        seq.end()
     }
 }
 
@@ -269,6 +278,7 @@ impl Plan {
             policy_sha256: self.policy_sha256.as_deref(),
             ca_sha256: &self.ca_sha256,
             ca_not_after: &self.ca_not_after,
+            identities: self.identities,
             identity: &self.identity,
             issue: &self.issue,
         }
@@ -300,11 +310,13 @@ impl Plan {
     }
 
     /// Parses a plan in either format (JSON when it starts with `{`), refusing other versions.
+    /// A parser's message quotes at most [`QUOTED_MAX`](crate::values::QUOTED_MAX) bytes of a
+    /// line of the plan.
     pub fn parse(text: &str) -> anyhow::Result<Plan> {
         let plan: Plan = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text)?
+            serde_json::from_str(text).map_err(|e| anyhow::anyhow!(clip(&e.to_string())))?
         } else {
-            toml::from_str(text)?
+            toml::from_str(text).map_err(|e| anyhow::anyhow!(clip(&e.to_string())))?
         };
         if plan.version != VERSION {
             anyhow::bail!(

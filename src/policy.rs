@@ -248,7 +248,9 @@ impl Policy {
 
     /// [`Policy::parse`], also returning the service names the text wrote under `[services]`.
     fn parse_named(text: &str) -> Result<(Policy, Vec<String>)> {
-        let raw: RawPolicy = toml::from_str(text).context("invalid policy")?;
+        let raw: RawPolicy = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!(crate::values::clip(&e.to_string())))
+            .context("invalid policy")?;
         if raw.version != 1 {
             bail!(
                 "policy version {} is not supported (this rekey reads version 1)",

@@ -11,6 +11,7 @@ use crate::classify::{Action, State, day, human, stamp};
 use crate::count::count;
 use crate::out::Spool;
 use crate::survey::{Assessed, End, Judged, Scope};
+use crate::values::Escaped;
 
 pub fn kind_str(c: &Assessed) -> &'static str {
     match c.kind {
@@ -117,7 +118,12 @@ pub fn write_status_table(
             spool.writer().write_all(b"\n")?;
         }
     }
-    write!(w, "{}\n{}\n\n", ca_line(scope), policy_line(scope))?;
+    write!(
+        w,
+        "{}\n{}\n\n",
+        Escaped::new(&ca_line(scope)),
+        Escaped::new(&policy_line(scope))
+    )?;
     const STATE_COLUMN: usize = 6;
     let style = |column: usize, cell: &str| {
         (colour && column == STATE_COLUMN)
@@ -136,14 +142,19 @@ pub fn write_status_table(
     }
     for issue in &end.issues {
         let tag = if issue.is_problem { "problem" } else { "note" };
-        writeln!(w, "{tag}: {}: {}", issue.path, issue.message)?;
+        writeln!(
+            w,
+            "{tag}: {}: {}",
+            Escaped::new(&issue.path),
+            Escaped::new(&issue.message)
+        )?;
     }
     if let Some(line) = hidden_line(end.hidden) {
         writeln!(w, "{line}")?;
     }
     writeln!(w)?;
     for line in end.totals.summary(scope) {
-        writeln!(w, "{line}")?;
+        writeln!(w, "{}", Escaped::new(&line))?;
     }
     Ok(())
 }
@@ -159,6 +170,7 @@ fn hidden_line(hidden: usize) -> Option<String> {
 }
 
 /// The plan summary for stderr: counts per action, then each identity that needs a person.
+/// Names, paths and reasons are [`Escaped`]: stderr is a terminal stream.
 pub fn plan_summary(scope: &Scope, end: &End) -> String {
     let mut counts = [0usize; 4];
     for state in State::ALL {
@@ -173,12 +185,12 @@ pub fn plan_summary(scope: &Scope, end: &End) -> String {
         counts[Action::Recover as usize],
         counts[Action::Skip as usize],
     );
-    out.push_str(&format!("{}\n", policy_line(scope)));
+    out.push_str(&format!("{}\n", Escaped::new(&policy_line(scope))));
     if scope.context().ca_caps_validity() {
-        out.push_str(&format!("warning: {}\n", ca_line(scope)));
+        out.push_str(&format!("warning: {}\n", Escaped::new(&ca_line(scope))));
     }
     for warning in &scope.warnings {
-        out.push_str(&format!("warning: {warning}\n"));
+        out.push_str(&format!("warning: {}\n", Escaped::new(warning)));
     }
     let nodes = scope.root.join("nodes");
     for person in &end.people {
@@ -186,22 +198,23 @@ pub fn plan_summary(scope: &Scope, end: &End) -> String {
         out.push_str(&format!(
             "{}: {}: {}\n",
             person.tag,
-            dir.display(),
-            person.reasons
+            Escaped::new(&dir),
+            Escaped::new(&person.reasons)
         ));
     }
     for issue in &end.issues {
         let tag = if issue.is_problem { "problem" } else { "note" };
         out.push_str(&format!(
             "{tag}: {}: {}\n",
-            scope.root.join(&issue.path).display(),
-            issue.message
+            Escaped::new(&scope.root.join(&issue.path)),
+            Escaped::new(&issue.message)
         ));
     }
     out
 }
 
-/// Left-aligned columns two spaces apart; the last column is not padded.
+/// Left-aligned columns two spaces apart; the last column is not padded. Every cell is shown
+/// [`Escaped`] (a table is for a terminal), and measured as shown.
 pub fn align(rows: &[Vec<String>]) -> String {
     let mut widths = Widths::default();
     for row in rows {
@@ -222,7 +235,7 @@ impl Widths {
     fn measure<S: AsRef<str>>(&mut self, row: &[S]) {
         self.0.resize(self.0.len().max(row.len()), 0);
         for (width, cell) in self.0.iter_mut().zip(row) {
-            *width = (*width).max(cell.as_ref().chars().count());
+            *width = (*width).max(Escaped::new(cell.as_ref()).to_string().chars().count());
         }
     }
 }
@@ -237,6 +250,7 @@ fn write_row(
 ) -> std::io::Result<()> {
     let mut line = String::new();
     for (i, cell) in row.iter().enumerate() {
+        let cell = &Escaped::new(cell).to_string();
         let padded = if i + 1 == row.len() {
             cell.clone()
         } else {

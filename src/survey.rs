@@ -149,6 +149,7 @@ impl Scope {
                 .into_iter()
                 .map(|u| format!("{u}; writing commands refuse to run until it is fixed")),
         );
+        warnings.extend(crate::out::metrics_file_warning(&loaded.policy, &root));
         Ok(Opened {
             scope: Scope {
                 root,

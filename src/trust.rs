@@ -223,9 +223,9 @@ pub fn require(root: &Path) -> anyhow::Result<()> {
     let list: Vec<String> = found.iter().map(ToString::to_string).collect();
     anyhow::bail!(
         "refusing to write: {} that rekey trusts could be changed by another user, who could then \
-         make this run write or execute what they choose; nothing was changed:\n  {}",
+         make this run write or execute what they choose; nothing was changed: {}",
         crate::count::count(found.len(), "path", "paths"),
-        list.join("\n  ")
+        list.join("; ")
     )
 }
 

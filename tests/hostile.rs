@@ -22,7 +22,9 @@ struct Case {
     as_of: Option<String>,
     #[serde(default)]
     special: Vec<Vec<String>>,
-    /// `["truncate"]`, `["duplicate"]` (the first identity block again at the end),
+    /// `["truncate"]`, `["cut-at-identity"]` (cut where the last identity begins),
+    /// `["pad-over-64mib"]` (a comment past apply's limit), `["duplicate"]` (the first identity
+    /// block again at the end),
     /// `["line", prefix, line]` (the line starting with prefix replaced), or pairs of (text,
     /// replacement), each replacing every occurrence, in order.
     #[serde(default)]
@@ -238,6 +240,17 @@ fn substitute(args: &[String], root: &Path) -> Vec<String> {
 fn edit_plan(text: &str, edit: &[String]) -> Result<String, String> {
     Ok(match edit {
         [cut] if cut == "truncate" => text[..text.len() / 2].to_string(),
+        // Cut exactly where the last identity begins: what is left parses as a whole plan.
+        [cut] if cut == "cut-at-identity" => {
+            let last = text
+                .rfind("\n[[identity]]")
+                .ok_or("no identity to cut at")?;
+            text[..last + 1].to_string()
+        }
+        // Made larger than apply reads (64 MiB) by a comment, here rather than in the corpus.
+        [pad] if pad == "pad-over-64mib" => {
+            format!("{text}#{}\n", "x".repeat(64 << 20))
+        }
         [] => text.to_string(),
         [line, prefix, replacement] if line == "line" => text
             .lines()

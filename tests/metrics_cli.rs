@@ -247,3 +247,274 @@ fn every_writing_run_refreshes_the_policys_metrics_file() {
     // the calendar: what is checked is that the file is the rollback's.
     assert!(text.contains("rekey_last_run_timestamp_seconds "), "{text}");
 }
+
+/// A fleet of two identities, both due, with `metrics_file` set to `metrics` in its policy.
+fn fleet_with_metrics_file(root: &Path, metrics: &str) {
+    let ids = [
+        IdentitySpec::new("n1", "mocctl", issued(30)),
+        IdentitySpec::new("n1", "kms", issued(30)),
+    ];
+    build(root, &ca_spec(KeyAlg::P256), &ids);
+    std::fs::write(
+        root.join("rekey.toml"),
+        format!("version = 1\nmetrics_file = {metrics:?}\n"),
+    )
+    .unwrap();
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// What a writing command must refuse to start with, as `-o` is refused: the fleet's own files
+/// (links and `..` resolved), a link, a named pipe, a directory. Each is left as it was, and
+/// nothing at all is written (no `.rekey/`, no lock).
+#[test]
+fn a_metrics_file_a_writer_may_not_write_stops_it_before_it_starts() {
+    type Setup = fn(&Path, &Path);
+    let cases: [(&str, &str, Setup, &str); 8] = [
+        ("the CA key", "ca/ca.key", |_, _| {}, "is in the fleet"),
+        (
+            "a live certificate reached through ..",
+            "metrics/../nodes/n1/mocctl/cert.pem",
+            |root, _| std::fs::create_dir(root.join("metrics")).unwrap(),
+            "is in the fleet",
+        ),
+        (
+            "the policy itself",
+            "rekey.toml",
+            |_, _| {},
+            "is in the fleet",
+        ),
+        (
+            "the writer lock",
+            ".rekey/lock",
+            |root, _| std::fs::create_dir(root.join(".rekey")).unwrap(),
+            "is in the fleet",
+        ),
+        (
+            "a directory linked into the fleet",
+            "textfile/rekey.prom",
+            |root, _| {
+                std::os::unix::fs::symlink(root.join("nodes/n1/kms"), root.join("textfile"))
+                    .unwrap()
+            },
+            "is in the fleet",
+        ),
+        (
+            "a link to a file elsewhere",
+            "rekey.prom",
+            |root, elsewhere| {
+                std::fs::write(elsewhere.join("victim"), "precious\n").unwrap();
+                std::os::unix::fs::symlink(elsewhere.join("victim"), root.join("rekey.prom"))
+                    .unwrap();
+            },
+            "is a symbolic link: metrics_file names a regular file",
+        ),
+        (
+            "a named pipe",
+            "rekey.prom",
+            |root, _| mkfifo(&root.join("rekey.prom")),
+            "is a named pipe: metrics_file names a regular file",
+        ),
+        (
+            "a directory",
+            "textfile",
+            |root, _| std::fs::create_dir(root.join("textfile")).unwrap(),
+            "is a directory: metrics_file names a regular file",
+        ),
+    ];
+    for (name, metrics, setup, why) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("fleet");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        fleet_with_metrics_file(&root, metrics);
+        setup(&root, &elsewhere);
+        let before = (snapshot(&root), snapshot(&elsewhere));
+        let lock = std::fs::symlink_metadata(root.join(".rekey/lock")).is_ok();
+        let (code, stdout, stderr) = run(&root, &["rotate", "--progress", "never"]);
+        assert_eq!(code, 1, "{name}: {stdout}{stderr}");
+        assert!(stderr.contains("metrics_file"), "{name}: {stderr}");
+        assert!(stderr.contains(why), "{name}: {stderr}");
+        assert!(
+            stderr.contains("refusing to start: nothing was written; fix metrics_file"),
+            "{name}: {stderr}"
+        );
+        assert_eq!(
+            (snapshot(&root), snapshot(&elsewhere)),
+            before,
+            "{name}: changed"
+        );
+        assert_eq!(
+            std::fs::symlink_metadata(root.join(".rekey/lock")).is_ok(),
+            lock,
+            "{name}: no lock is taken"
+        );
+        assert!(
+            !root.join(".rekey/runs").exists(),
+            "{name}: no run was started"
+        );
+    }
+}
+
+/// Every writing command refuses to start; the read commands warn (stderr, status JSON) and go
+/// on.
+#[test]
+fn every_writing_command_refuses_a_bad_metrics_file_and_readers_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet_with_metrics_file(&root, "rekey.prom");
+    // A run to roll back, made while the policy was sound.
+    let (code, _, stderr) = run(&root, &["rotate", "--progress", "never"]);
+    assert_eq!(code, 0, "{stderr}");
+    let run_id = std::fs::read_dir(root.join(".rekey/runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    std::fs::write(
+        root.join("rekey.toml"),
+        "version = 1\nmetrics_file = \"ca/ca.key\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let key_before = std::fs::read(root.join("ca/ca.key")).unwrap();
+    let key_mode = std::fs::metadata(root.join("ca/ca.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    let plan = dir.path().join("plan.toml");
+    let (code, _, stderr) = run(&root, &["plan", "-o", plan.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: metrics_file") && stderr.contains("is in the fleet"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run(&root, &["status", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("rekey: warning: metrics_file"), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        doc["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("metrics_file")),
+        "{stdout}"
+    );
+    let out = rekey()
+        .arg("policy")
+        .arg("--root")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: metrics_file"));
+
+    let state = || {
+        walkdir::WalkDir::new(root.join(".rekey"))
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().to_path_buf(), std::fs::read(e.path()).ok())
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = (snapshot(&root), state());
+    let writers: [&[&str]; 5] = [
+        &["apply", plan.to_str().unwrap()],
+        &["rotate", "--force"],
+        &["recover", "--all", "--reason", "test", "--yes"],
+        &["rollback", &run_id],
+        &["hooks", "retry"],
+    ];
+    for args in writers {
+        let mut cmd = rekey();
+        cmd.args(args).arg("--root").arg(&root);
+        if !matches!(args[0], "rollback" | "hooks") {
+            cmd.args(["--as-of", AS_OF]);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("refusing to start") && stderr.contains("ca/ca.key"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            (snapshot(&root), state()),
+            before,
+            "{args:?} wrote something"
+        );
+    }
+    assert_eq!(std::fs::read(root.join("ca/ca.key")).unwrap(), key_before);
+    assert_eq!(
+        std::fs::metadata(root.join("ca/ca.key"))
+            .unwrap()
+            .permissions()
+            .mode(),
+        key_mode
+    );
+}
+
+/// A metrics_file that is fine when the run starts and swapped for a link while it runs (here by
+/// a deploy hook) is refused when the metrics are written: a warning, the run unaffected, the
+/// link and what it points at left alone.
+#[test]
+fn a_metrics_file_swapped_for_a_link_during_the_run_is_not_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet_with_metrics_file(&root, "rekey.prom");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let swap = format!(
+        "ln -sfn {} {}",
+        victim.display(),
+        root.join("rekey.prom").display()
+    );
+    let (code, _, stderr) = run(
+        &root,
+        &["rotate", "--progress", "never", "--post-hook", &swap],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("is a symbolic link") && stderr.contains("the run itself is unaffected"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::symlink_metadata(root.join("rekey.prom"))
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link is left as it is"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+/// A metrics file replaced keeps its mode (one a monitoring group reads, say).
+#[test]
+fn the_metrics_file_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet_with_metrics_file(&root, "rekey.prom");
+    let file = root.join("rekey.prom");
+    std::fs::write(&file, "").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (code, _, stderr) = run(&root, &["rotate", "--progress", "never"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("rekey_last_run")
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+}

@@ -227,7 +227,11 @@ impl PlanText {
 
     /// The plan's text for the fleet copy at `copy` (whose parent is the plan's own directory).
     fn render(&self, copy: &Path) -> String {
-        let mut text = self.header.join("\n");
+        // The header's count follows the blocks, as a careful hand-edit keeps it: what the
+        // model checks is what the entries say (a count that disagrees is refused outright).
+        let mut header = self.clone();
+        header.set_header("identities", &self.blocks.len().to_string());
+        let mut text = header.header.join("\n");
         text.push('\n');
         for block in &self.blocks {
             text.push_str(IDENTITY);

@@ -528,3 +528,131 @@ fn sigint_before_the_first_commit_stops_a_rotate_with_nothing_done() {
     // The signal lands before the first batch commits or while it does: 1 with none done, else 3.
     assert_eq!(code, if done == 0 { 1 } else { 3 }, "{report}");
 }
+
+/// A plan says how many identities follow: one cut exactly where an identity begins (TOML) or
+/// with an entry taken out (JSON) parses, and is refused; one without the count is refused too.
+#[test]
+fn a_plan_whose_identity_count_disagrees_or_is_missing_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 3, 30);
+    let (_, text) = plan_at(&root, dir.path(), AS_OF);
+    assert!(text.contains("\nidentities = 3\n"), "{text}");
+    let last = text.rfind("\n[[identity]]").unwrap();
+    let cut = write(&dir.path().join("cut.toml"), &text[..last + 1]);
+    let (code, stdout, stderr) = rekey_raw(&[
+        "plan",
+        "--root",
+        root.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 3, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["identities"], 3);
+    let mut short = json.clone();
+    short["identity"].as_array_mut().unwrap().pop();
+    let short = write(&dir.path().join("short.json"), &short.to_string());
+    let mut none = json.clone();
+    none.as_object_mut().unwrap().remove("identities");
+    let none = write(&dir.path().join("none.json"), &none.to_string());
+    let before = snapshot(&root);
+    for (plan, needle) in [
+        (
+            &cut,
+            "the plan says identities = 3 but holds 2 identity entries",
+        ),
+        (
+            &short,
+            "the plan says identities = 3 but holds 2 identity entries",
+        ),
+        (
+            &none,
+            "has no identity count: make a new plan with this rekey",
+        ),
+    ] {
+        let (code, _, stderr) = apply(plan, AS_OF);
+        assert_eq!(code, 1, "{}: {stderr}", plan.display());
+        assert!(stderr.contains(needle), "{}: {stderr}", plan.display());
+        assert_eq!(snapshot(&root), before, "nothing written");
+        assert!(!root.join(".rekey/runs").exists(), "no run started");
+    }
+}
+
+/// A plan larger than 64 MiB is refused before it is read; from stdin, after 64 MiB and one byte.
+/// What a message quotes of a plan's line is at most 200 bytes.
+#[test]
+fn an_oversized_plan_is_refused_unread_and_messages_quote_little_of_it() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 2, 30);
+    let (_, text) = plan_at(&root, dir.path(), AS_OF);
+    let big = dir.path().join("big.toml");
+    let mut file = std::fs::File::create(&big).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file.set_len(text.len() as u64 + (64 << 20)).unwrap(); // sparse: not written byte by byte
+    let (code, _, stderr) = apply(&big, AS_OF);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("larger than a plan can be"), "{stderr}");
+    assert!(stderr.contains("it was not read"), "{stderr}");
+
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
+        .args(["apply", "-", "--as-of", AS_OF])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = std::thread::spawn(move || {
+        let chunk = vec![b'#'; 1 << 20];
+        let mut sent = 0usize;
+        // Up to 80 MiB: rekey stops reading after 64 MiB and one byte, and the pipe then breaks.
+        while sent < 80 << 20 && stdin.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+        }
+        sent
+    });
+    let out = child.wait_with_output().unwrap();
+    let sent = feed.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad plan (stdin): it is larger than a plan can be"),
+        "{stderr}"
+    );
+    assert!(sent < 80 << 20, "rekey stopped reading ({sent} bytes sent)");
+
+    let long = "y".repeat(1 << 20);
+    for (name, plan) in [
+        (
+            "a TOML syntax error on a 1 MiB line",
+            format!("{text}\nbad = {long}\n"),
+        ),
+        (
+            "a 1 MiB node name",
+            text.replacen("node = \"n", &format!("node = \"{long}"), 1),
+        ),
+        (
+            "a 1 MiB action",
+            text.replacen("action = \"rotate\"", &format!("action = \"{long}\""), 1),
+        ),
+    ] {
+        let plan = write(&dir.path().join("long.toml"), &plan);
+        let (code, _, stderr) = apply(&plan, AS_OF);
+        assert_eq!(code, 1, "{name}: {}", &stderr[..stderr.len().min(300)]);
+        assert!(
+            stderr.contains("yyy…"),
+            "{name}: {}",
+            &stderr[..stderr.len().min(300)]
+        );
+        assert!(
+            stderr.len() < 2000,
+            "{name}: {} bytes of message",
+            stderr.len()
+        );
+    }
+}

@@ -31,18 +31,15 @@ pub struct Options {
     pub write: Settings,
 }
 
+/// The largest plan `apply` reads: ten times a plan of 10^5 identities. A larger one is refused
+/// before it is read (stdin: after this many bytes and one more).
+pub const MAX_PLAN_BYTES: u64 = 64 << 20;
+
 pub fn apply(o: &Options) -> Result<Exit> {
     let (shown, text) = match &o.plan {
-        Some(path) => (
-            path.display().to_string(),
-            std::fs::read_to_string(path)
-                .with_context(|| format!("failed to read plan {}", path.display()))?,
-        ),
+        Some(path) => (path.display().to_string(), read_plan_file(path)?),
         None => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("failed to read the plan from stdin")?;
+            let text = read_capped(std::io::stdin().lock(), "(stdin)")?;
             ("(stdin)".to_string(), text)
         }
     };
@@ -68,6 +65,40 @@ pub fn apply(o: &Options) -> Result<Exit> {
         Notes::default(),
         |_| Ok(()),
     )
+}
+
+/// The plan file at `path`, refused before it is read when it is larger than [`MAX_PLAN_BYTES`].
+fn read_plan_file(path: &Path) -> Result<String> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("failed to read plan {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("failed to read plan {}", path.display()))?;
+    if meta.is_file() && meta.len() > MAX_PLAN_BYTES {
+        bail!(
+            "bad plan {}: it is {} bytes, larger than a plan can be ({MAX_PLAN_BYTES} bytes, 64 \
+             MiB); it was not read",
+            path.display(),
+            meta.len()
+        );
+    }
+    read_capped(file, &path.display().to_string())
+}
+
+/// Reads at most [`MAX_PLAN_BYTES`] and one byte more from `from` (a pipe, or a file that grew),
+/// refusing what is larger or not UTF-8.
+fn read_capped(from: impl Read, shown: &str) -> Result<String> {
+    let mut bytes = Vec::new();
+    from.take(MAX_PLAN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("failed to read plan {shown}"))?;
+    if bytes.len() as u64 > MAX_PLAN_BYTES {
+        bail!(
+            "bad plan {shown}: it is larger than a plan can be ({MAX_PLAN_BYTES} bytes, 64 MiB); \
+             the rest was not read"
+        );
+    }
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("bad plan {shown}: it is not UTF-8 text"))
 }
 
 /// Refuses a plan made for another CA, under another policy, edited in its policy numbers, made

@@ -25,8 +25,10 @@ pub fn policy(o: &Options) -> Result<Exit> {
         .map(|n| scan::service_names(&root, &n.nodes))
         .unwrap_or_default();
     let services = names.iter().map(String::as_str).collect();
-    for warning in loaded.warnings(&services) {
-        eprintln!("rekey: warning: {warning}");
+    let mut warnings = loaded.warnings(&services);
+    warnings.extend(crate::out::metrics_file_warning(&loaded.policy, &root));
+    for warning in warnings {
+        eprintln!("rekey: warning: {}", crate::values::Escaped::new(&warning));
     }
     emit(&format!(
         "# the policy in force for {}: {}\n# policy_sha256 {}\n{}",

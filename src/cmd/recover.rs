@@ -145,7 +145,12 @@ fn chosen<'a>(o: &Options, survey: &'a Survey) -> Result<Vec<&'a Identity>> {
     for i in &chosen {
         let reason = reason_of(i);
         let verb = if o.yes { "recovering" } else { "would recover" };
-        eprintln!("{verb} {}/{}: {reason}", i.node, i.service);
+        eprintln!(
+            "{verb} {}/{}: {}",
+            i.node,
+            i.service,
+            crate::values::Escaped::new(&reason)
+        );
     }
     Ok(chosen)
 }

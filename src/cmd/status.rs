@@ -51,7 +51,7 @@ pub fn status(o: &Options) -> Result<Exit> {
     let filter = Some((&o.filter, Grain::Credential));
     survey::read(&o.root, o.as_of, filter, |scope, judged| {
         for warning in &scope.warnings {
-            eprintln!("rekey: warning: {warning}");
+            eprintln!("rekey: warning: {}", crate::values::Escaped::new(warning));
         }
         let render = |w: &mut dyn std::io::Write| match o.format {
             Format::Table { colour } => report::write_status_table(

@@ -13,6 +13,7 @@ use crate::classify::Action;
 use crate::digest::Digest;
 use crate::names::IdentityId;
 use crate::policy::KeyMode;
+use crate::values::quoted;
 
 /// A plan every field of which was checked. What `apply` may rotate is decided from this and the
 /// fleet's own judgement; nothing here is used to issue.
@@ -81,7 +82,7 @@ fn identity_lines(text: &str, count: usize) -> Vec<String> {
 fn validate(plan: Plan, lines: &[String]) -> Result<ValidPlan> {
     let root = PathBuf::from(&plan.root);
     if !root.is_absolute() {
-        bail!("root {:?} is not an absolute path", plan.root);
+        bail!("root {} is not an absolute path", quoted(&plan.root));
     }
     let as_of = date("as_of", &plan.as_of)?;
     date("ca_not_after", &plan.ca_not_after)?;
@@ -104,9 +105,9 @@ fn validate(plan: Plan, lines: &[String]) -> Result<ValidPlan> {
         let at = &lines[n];
         let Some(id) = IdentityId::new(&i.node, &i.service) else {
             bail!(
-                "{at}: {:?}/{:?} is not a valid node/service name",
-                i.node,
-                i.service
+                "{at}: {}/{} is not a valid node/service name",
+                quoted(&i.node),
+                quoted(&i.service)
             );
         };
         let planned = PlannedIdentity {
@@ -121,6 +122,24 @@ fn validate(plan: Plan, lines: &[String]) -> Result<ValidPlan> {
             );
         }
         identities.insert(id, (n, planned));
+    }
+    let Some(count) = plan.identities else {
+        bail!(
+            "the plan has no identity count: make a new plan with this rekey (its header says \
+             how many identities follow, identities = N; an older rekey did not write it)"
+        );
+    };
+    if count != plan.identity.len() {
+        bail!(
+            "the plan says identities = {count} but holds {} identity {}: it was cut short or \
+             edited; make a new plan",
+            plan.identity.len(),
+            if plan.identity.len() == 1 {
+                "entry"
+            } else {
+                "entries"
+            }
+        );
     }
     Ok(ValidPlan {
         root,
@@ -163,13 +182,17 @@ fn entry(e: &Option<Entry>, at: &str, id: &IdentityId, kind: &str) -> Result<Opt
 fn date(field: &str, text: &str) -> Result<DateTime<Utc>> {
     match DateTime::parse_from_rfc3339(text) {
         Ok(t) => Ok(t.with_timezone(&Utc)),
-        Err(_) => bail!("{field} {text:?} is not an RFC 3339 time"),
+        Err(_) => bail!("{field} {} is not an RFC 3339 time", quoted(text)),
     }
 }
 
 fn digest(field: &str, text: &str) -> Result<Digest> {
-    Digest::parse(text)
-        .ok_or_else(|| anyhow::anyhow!("{field} {text:?} is not a SHA-256 digest (64 hex digits)"))
+    Digest::parse(text).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{field} {} is not a SHA-256 digest (64 hex digits)",
+            quoted(text)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -179,10 +202,11 @@ mod tests {
     const SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     fn plan(identities: &str) -> String {
+        let n = identities.matches("[[identity]]").count();
         format!(
             "version = 1\nroot = \"/fleet\"\nas_of = \"2026-11-28T00:00:00Z\"\nvalidity_days = 90\n\
              keys = \"rotate\"\npolicy_sha256 = \"{SHA}\"\nca_sha256 = \"{SHA}\"\n\
-             ca_not_after = \"2030-01-01T00:00:00Z\"\n{identities}"
+             ca_not_after = \"2030-01-01T00:00:00Z\"\nidentities = {n}\n{identities}"
         )
     }
 
@@ -210,7 +234,7 @@ mod tests {
             (
                 "duplicate identity, both lines named",
                 twice,
-                "n1/kms is planned twice (line 10 and line 15)",
+                "n1/kms is planned twice (line 11 and line 16)",
             ),
             (
                 "bad name",
@@ -249,10 +273,36 @@ mod tests {
                 "validity_days 0 is outside",
             ),
             ("unknown action", plan(&block("n1", "revive")), "revive"),
+            (
+                "cut at an identity's boundary",
+                plan(&format!(
+                    "{}{}",
+                    block("n1", "rotate"),
+                    block("n2", "rotate")
+                ))
+                .replace(&block("n2", "rotate"), ""),
+                "the plan says identities = 2 but holds 1 identity entry",
+            ),
+            (
+                "no identity count",
+                plan(&block("n1", "rotate")).replace("identities = 1\n", ""),
+                "has no identity count",
+            ),
+            (
+                "a long name is quoted in part",
+                plan(&block(&"x".repeat(100_000), "rotate")),
+                "xxx…\"/\"kms\" is not a valid node/service name",
+            ),
+            (
+                "a long line in a parse error is quoted in part",
+                plan(&format!("\nbad = {}\n", "y".repeat(100_000))),
+                "yyy…",
+            ),
         ];
         for (name, text, needle) in cases {
             let err = format!("{:#}", ValidPlan::parse(&text).unwrap_err());
             assert!(err.contains(needle), "{name}: {err}");
+            assert!(err.len() < 1000, "{name}: a short message: {err}");
         }
     }
 }

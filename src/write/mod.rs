@@ -87,6 +87,7 @@ impl WriteRun {
         // Before anything in the fleet is opened for writing: what supplies a command or a place
         // to write must be the invoking user's alone.
         crate::trust::require(&root)?;
+        check_metrics_file(&root)?;
         let lock = state::lock(&root)?;
         let fleet = crate::fsio::RootDir::open(&root)
             .with_context(|| format!("failed to open fleet root {}", root.display()))?;
@@ -158,6 +159,18 @@ impl WriteRun {
     }
 }
 
+/// Refuses to start a writing run whose policy's `metrics_file` could not be written as `-o`
+/// would be (docs/design.md §4): checked before the lock is taken, so nothing is written.
+fn check_metrics_file(root: &Path) -> Result<()> {
+    let policy = crate::policy::load(root)?.policy;
+    let path = policy.metrics_path(root);
+    crate::out::metrics_file(path.as_deref(), root, crate::out::Probe::TryCreate).context(
+        "refusing to start: nothing was written; fix metrics_file in rekey.toml (or remove it) \
+         and run again",
+    )?;
+    Ok(())
+}
+
 /// Refuses a run date more than [`CLOCK_SKEW`] ahead of the system clock: what it would write
 /// would not be valid yet for anyone using it now.
 pub fn check_run_date(as_of: DateTime<Utc>, clock: DateTime<Utc>) -> Result<()> {
@@ -211,7 +224,7 @@ impl Started {
         fleet: FleetFacts,
     ) -> Result<(Report, Exit)> {
         for w in &warnings {
-            eprintln!("rekey: warning: {w}");
+            eprintln!("rekey: warning: {}", crate::values::Escaped::new(w));
         }
         let root = self.write.root.clone();
         let progress = self.write.settings.progress;
@@ -287,7 +300,10 @@ impl Started {
             audit::settle(&root, &report, self.write.settings.started)?;
         }
         if let Err(err) = refresh_metrics(&root, self.write.as_of, &report) {
-            eprintln!("rekey: warning: {err:#}; the run itself is unaffected");
+            eprintln!(
+                "rekey: warning: {}; the run itself is unaffected",
+                crate::values::Escaped::new(&format!("{err:#}"))
+            );
         }
         tell(&report, stopped.as_ref(), &saved, self.write.settings.json)?;
         if let Some(keep) = keep_runs
@@ -343,17 +359,22 @@ impl Started {
 /// Rewrites the policy's `metrics_file`, when it names one, with the fleet as the run left it
 /// (judged at the run date) and this run as the last one (docs/design.md §4, §5).
 fn refresh_metrics(root: &Path, as_of: DateTime<Utc>, report: &Report) -> Result<()> {
-    let Some(path) = crate::policy::load(root)?.policy.metrics_path(root) else {
+    let path = crate::policy::load(root)?.policy.metrics_path(root);
+    // Checked again as the run started it: a file swapped for a link, or a directory that
+    // became a link into the fleet, since then is refused here.
+    let Some(target) =
+        crate::out::metrics_file(path.as_deref(), root, crate::out::Probe::TryCreate)?
+    else {
         return Ok(());
     };
     let families = crate::metrics::Families { x509: true };
     let last_run = report.last_run();
     crate::survey::read(root, as_of, None, |scope, judged| {
-        crate::fsio::write_atomic_with(&path, 0o644, |w| {
+        target.write(|w| {
             crate::metrics::write(scope, judged, last_run.as_ref(), families, &mut &mut *w)
         })
     })?
-    .with_context(|| format!("failed to refresh metrics_file {}", path.display()))
+    .with_context(|| format!("failed to refresh metrics_file {}", target.path().display()))
 }
 
 fn skipped(refused: Vec<(IdentityId, String)>) -> impl Iterator<Item = IdentityReport> {
