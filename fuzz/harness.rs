@@ -95,6 +95,7 @@ pub fn certificate(input: &[u8]) -> bool {
         key: key.map_or(Slot::Absent, |k| Slot::Present(k.to_vec())),
         token: Slot::Absent,
         in_flight: None,
+        dir: None,
     };
     let seen = inspect::inspect(&candidate, &files, &cas()[mode]);
     assert!(seen.token.is_none());
