@@ -14,8 +14,10 @@ mod batches;
 pub mod hooks;
 mod journal;
 mod narrow;
+mod pending;
 mod progress;
 mod prune;
+mod reap;
 mod report;
 mod restore;
 pub mod rotation;
@@ -31,6 +33,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub use audit::requested as audit_requested;
 pub use batches::{NotStaged, Stop, Work};
 pub use narrow::{Narrowed, narrow};
+pub use pending::{PendingHook, Target as DiscardTarget, list as pending_hooks, operator};
 pub use progress::Progress;
 pub use prune::Pruned;
 pub use report::{Attention, Command, FleetFacts, Notes, Outcome, Report};
@@ -71,28 +74,59 @@ pub struct WriteRun {
     hooks: HookSet,
     /// Pending hooks of earlier runs, run first.
     retried: Vec<report::RetriedHook>,
+    /// Pending command-line hooks this command line did not give again.
+    not_given: usize,
     _lock: state::Lock,
+}
+
+/// The fleet at `root` with its writer lock held and whatever an interrupted run left replayed:
+/// nothing else has happened, no hook has run.
+struct Locked {
+    root: PathBuf,
+    lock: state::Lock,
+}
+
+impl Locked {
+    fn take(root: &Path, started: DateTime<Utc>) -> Result<Locked> {
+        let root = crate::survey::open_root(root)?;
+        let lock = state::lock(&root)?;
+        for line in state::replay_interrupted(&root, started)? {
+            eprintln!("{line}");
+        }
+        Ok(Locked { root, lock })
+    }
+}
+
+/// `rekey hooks discard`: under the writer lock (running no hook), drops the pending hook
+/// calls `target` names, journaled and audited as discarded by `operator`. Returns them.
+pub fn discard_hooks(
+    root: &Path,
+    target: &DiscardTarget,
+    operator: &str,
+    started: DateTime<Utc>,
+) -> Result<Vec<PendingHook>> {
+    let locked = Locked::take(root, started)?;
+    let discarded = pending::discard(&locked.root, target, operator, started)?;
+    drop(locked.lock);
+    Ok(discarded)
 }
 
 impl WriteRun {
     /// Refuses a run date too far ahead of the clock, takes the lock of the fleet at `root`,
     /// replays whatever an interrupted run left, runs the hooks earlier runs left pending (unless
-    /// `--no-hooks`), and from then on lets a signal stop the run between batches.
+    /// `--no-hooks`; each resolved from the configuration as it is now, see `pending`), and from
+    /// then on lets a signal stop the run between batches.
     pub fn begin(root: &Path, as_of: DateTime<Utc>, settings: &Settings) -> Result<WriteRun> {
         let settings = settings.clone();
         check_run_date(as_of, settings.started)?;
-        let root = crate::survey::open_root(root)?;
-        let lock = state::lock(&root)?;
+        let Locked { root, lock } = Locked::take(root, settings.started)?;
         let interrupt = Interrupt::install()?;
-        for line in state::replay_interrupted(&root, settings.started)? {
-            eprintln!("{line}");
-        }
         let policy = crate::policy::load(&root)?.policy;
         let hooks = HookSet::load(&root, &policy, &settings.hooks)?;
         let retried = if settings.hooks.skip {
-            Vec::new()
+            pending::Retried::default()
         } else {
-            hooks::retry_pending(&root, &hooks)?
+            pending::retry(&root, &hooks, settings.started)?
         };
         Ok(WriteRun {
             root,
@@ -100,9 +134,16 @@ impl WriteRun {
             settings,
             interrupt,
             hooks,
-            retried,
+            retried: retried.ran,
+            not_given: retried.not_given,
             _lock: lock,
         })
+    }
+
+    /// How many pending command-line hooks stay pending because this command line did not give
+    /// them again.
+    pub fn hooks_still_pending(&self) -> usize {
+        self.not_given
     }
 
     /// Removes the backups of the runs beyond the newest `keep` (see `prune`); writes nothing
@@ -300,7 +341,7 @@ impl Started {
             return Ok(Vec::new());
         }
         state::write_report(&self.run.dir, report)?;
-        batches::mark_hooks_pending(&self.run.dir)?;
+        pending::mark(&self.run.dir)?;
         let record = journal::Record::Hooks {
             batch: None,
             calls: calls.clone(),
@@ -314,14 +355,13 @@ impl Started {
         };
         let mut results = Vec::new();
         for call in &calls {
-            let result = hooks::run(call, &ctx, self.write.hooks.timeout());
-            let ok = result.status == hooks::HookStatus::Ok;
-            self.run.journal.append(&journal::Record::HookDone {
-                call: call.call,
-                ok,
-            })?;
+            let result = hooks::run(call, &self.write.hooks, &ctx);
+            self.run
+                .journal
+                .append(&journal::Record::hook_done(call.call, result.status))?;
             results.push(result);
         }
+        reap::sweep();
         Ok(results)
     }
 }
