@@ -808,3 +808,52 @@ fn what_hooks_leave_on_disk_is_private_whatever_the_umask() {
     assert_eq!(mode(&run.join("hooks")), 0o700);
     assert_eq!(mode(&run.join("hooks/1.log")), 0o600);
 }
+
+#[test]
+fn killing_one_hooks_processes_leaves_another_identitys_hook_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 2, 30);
+    let d = dir.path().display();
+    // node-00's hook ends at once leaving a setsid'd process, which is killed when it ends;
+    // node-01's hook, running in parallel meanwhile, must not be touched and ends on its own.
+    let hook = format!(
+        "if [ $REKEY_NODE = node-00 ]; then setsid sh -c 'echo $$ > {d}/pid; exec sleep 300' & \
+         sleep 0.3; else sleep 2 && echo done > {d}/other; fi"
+    );
+    let (code, stdout, stderr) = run(
+        &root,
+        &[
+            "rotate",
+            "--jobs",
+            "2",
+            "--format",
+            "json",
+            "--deploy-hook",
+            &hook,
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report = json(&stdout);
+    for i in 0..2 {
+        assert_eq!(
+            report["identities"][i]["hooks"][0]["status"], "ok",
+            "{stdout}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("other")).unwrap(),
+        "done\n",
+        "the other identity's hook ran to its end"
+    );
+    let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
+    let pid = pid.trim();
+    let left = alive(pid);
+    if left {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status();
+    }
+    assert!(!left, "node-00's stray was killed");
+    assert!(stderr.contains("left 1 process running"), "{stderr}");
+}
