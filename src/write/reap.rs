@@ -236,7 +236,8 @@ impl Tracker {
                     reap(*pid, p.start, me);
                 }
             }
-            if ours.is_empty() || Instant::now() >= deadline {
+            // A dead process that is not rekey's child is its parent's to reap (or the sweep's).
+            if running.is_empty() || Instant::now() >= deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
