@@ -765,7 +765,9 @@ fn a_hook_that_ends_leaving_a_setsid_process_behind_has_it_killed() {
     let (code, stdout, left) = stray_left(
         &root,
         dir.path(),
-        "setsid sh -c 'echo $$ > PIDFILE; exec sleep 300' &",
+        // It waits for the pid to be written, so that there is a process to look for.
+        "setsid sh -c 'echo $$ > PIDFILE; exec sleep 300' & \
+         while [ ! -s PIDFILE ]; do sleep 0.05; done",
     );
     assert_eq!(code, 0, "{stdout}");
     assert_eq!(json(&stdout)["identities"][0]["hooks"][0]["status"], "ok");
@@ -819,7 +821,7 @@ fn killing_one_hooks_processes_leaves_another_identitys_hook_running() {
     // node-01's hook, running in parallel meanwhile, must not be touched and ends on its own.
     let hook = format!(
         "if [ $REKEY_NODE = node-00 ]; then setsid sh -c 'echo $$ > {d}/pid; exec sleep 300' & \
-         sleep 0.3; else sleep 2 && echo done > {d}/other; fi"
+         while [ ! -s {d}/pid ]; do sleep 0.05; done; else sleep 2 && echo done > {d}/other; fi"
     );
     let (code, stdout, stderr) = run(
         &root,
