@@ -429,12 +429,34 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, String> {
             dry_run,
             write: quiet(started),
         }),
-        Command::Hooks {
-            action: HooksAction::Retry { root },
-        } => Invocation::HooksRetry(cmd::hooks::Options {
-            root,
-            write: quiet(started),
-        }),
+        Command::Hooks { action } => match action {
+            HooksAction::Retry {
+                root,
+                deploy_hook,
+                post_hook,
+            } => Invocation::HooksRetry(cmd::hooks::Options {
+                root,
+                write: Settings {
+                    hooks: HookArgs {
+                        deploy: deploy_hook,
+                        post: post_hook,
+                        skip: false,
+                    },
+                    ..quiet(started)
+                },
+            }),
+            HooksAction::List { root, format } => Invocation::HooksList(cmd::hooks::ListOptions {
+                root,
+                json: format == StatusFormat::Json,
+            }),
+            HooksAction::Discard { target, root } => {
+                Invocation::HooksDiscard(cmd::hooks::DiscardOptions {
+                    root,
+                    target: target.parse()?,
+                    started,
+                })
+            }
+        },
         Command::Policy { root } => Invocation::Policy(cmd::policy::Options { root }),
         Command::Completions { .. } | Command::Man => {
             unreachable!("request() answers completions and man before any invocation")

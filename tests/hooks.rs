@@ -1,6 +1,9 @@
 //! Reload hooks through the real binary: what a deploy hook sees, in which order the sources
 //! run, that a failed or timed-out hook leaves the rotation in place, exits 3 and runs again
 //! next time, and that a hook is never lost to a crash between a batch's commit and its hooks.
+//! A pending hook runs again as the configuration says now, never as the journal says (it holds
+//! no command line); one whose source or identity is gone is dropped, audited; `hooks list` and
+//! `hooks discard` run nothing; a hook leaves no process behind, even one in a new session.
 
 mod common;
 
@@ -227,18 +230,25 @@ fn a_failed_or_timed_out_hook_keeps_the_rotation_exits_3_and_runs_again_next_tim
         before["nodes/node-00/svc-0000/cert.pem"]
     );
 
-    // Still failing: the next run runs them first, and exits 3 again.
-    let (code, stdout, _) = run(&root, &["rotate", "--format", "json"]);
+    // Still failing: the next run of the same command line runs them first, and exits 3 again.
+    let hooks = ["--deploy-hook", &failing, "--deploy-hook", &hanging];
+    let (code, stdout, _) = run(
+        &root,
+        &[&["rotate", "--format", "json"][..], &hooks].concat(),
+    );
     assert_eq!(code, 3);
     let again = json(&stdout);
     assert_eq!(again["outcome"], "nothing to do");
     assert_eq!(again["retried_hooks"].as_array().unwrap().len(), 4);
     assert_eq!(lines(&ran).len(), 4, "two identities, twice");
 
-    // Fixed: `rekey hooks retry` runs them once more, and then nothing is pending.
+    // Fixed: `rekey hooks retry` with the same hooks runs them once more, and then nothing is
+    // pending.
     std::fs::write(&flag, "").unwrap();
     let out = common::rekey()
-        .args(["hooks", "retry", "--root"])
+        .args(["hooks", "retry"])
+        .args(hooks)
+        .arg("--root")
         .arg(&root)
         .output()
         .unwrap();
@@ -249,7 +259,10 @@ fn a_failed_or_timed_out_hook_keeps_the_rotation_exits_3_and_runs_again_next_tim
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(lines(&ran).len(), 6);
-    let (code, stdout, _) = run(&root, &["rotate", "--format", "json"]);
+    let (code, stdout, _) = run(
+        &root,
+        &[&["rotate", "--format", "json"][..], &hooks].concat(),
+    );
     assert_eq!(code, 0);
     assert!(
         json(&stdout).get("retried_hooks").is_none(),
@@ -275,8 +288,16 @@ fn a_hook_cut_off_by_a_crash_after_its_batch_committed_runs_exactly_once_next_ti
     );
     assert_eq!(code, None, "killed between the commit and the hooks");
     assert!(lines(&ran).is_empty());
-    // The next run does not know the hook from its command line: the journal does.
-    let (code, stdout, stderr) = run(&root, &["rotate", "--format", "json"]);
+    // A run that does not give the hook again leaves it pending (the journal holds only its
+    // digest); the pipeline's next run, with the same command line, runs it.
+    let (code, _, stderr) = run(&root, &["rotate"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(lines(&ran).is_empty(), "not run without its command line");
+    assert!(stderr.contains("stays pending"), "{stderr}");
+    let (code, stdout, stderr) = run(
+        &root,
+        &["rotate", "--format", "json", "--deploy-hook", &hook],
+    );
     assert_eq!(code, 0, "{stderr}");
     let mut seen = lines(&ran);
     seen.sort();
@@ -286,7 +307,7 @@ fn a_hook_cut_off_by_a_crash_after_its_batch_committed_runs_exactly_once_next_ti
         "each once"
     );
     assert_eq!(json(&stdout)["retried_hooks"].as_array().unwrap().len(), 3);
-    let (code, _, _) = run(&root, &["rotate"]);
+    let (code, _, _) = run(&root, &["rotate", "--deploy-hook", &hook]);
     assert_eq!(code, 0);
     assert_eq!(lines(&ran).len(), 3, "and never again");
 }
@@ -361,4 +382,480 @@ fn a_hook_that_cannot_run_or_floods_its_output_is_named_and_capped() {
         "{}",
         hooks[2]
     );
+}
+
+/// `rekey hooks ARGS... --root ROOT` (no run date: the hooks commands take none).
+fn hooks_cmd(root: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = common::rekey()
+        .arg("hooks")
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap();
+    (
+        out.status.code().expect("exits with a code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn audit(root: &Path) -> Vec<serde_json::Value> {
+    lines(&root.join(".rekey/audit.jsonl"))
+        .iter()
+        .map(|l| json(l))
+        .collect()
+}
+
+fn pending(root: &Path) -> Vec<serde_json::Value> {
+    let (code, stdout, stderr) = hooks_cmd(root, &["list", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    json(&stdout).as_array().expect("a JSON array").clone()
+}
+
+fn policy(root: &Path, text: &str) {
+    std::fs::write(root.join("rekey.toml"), format!("version = 1\n{text}")).unwrap();
+}
+
+#[test]
+fn a_pending_hook_runs_the_reload_as_it_is_now_never_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 1, 30);
+    let log = dir.path().join("log");
+    let l = log.display();
+    policy(
+        &root,
+        &format!("[services.svc-0000]\nreload = \"echo old >> {l}; exit 1\"\n"),
+    );
+    let (code, _, stderr) = run(&root, &["rotate"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(lines(&log), ["old"]);
+    let journal = std::fs::read_to_string(
+        std::fs::read_dir(root.join(".rekey/runs"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join("journal.jsonl"),
+    )
+    .unwrap();
+    assert!(
+        !journal.contains("echo old"),
+        "the journal names the hook, never its command: {journal}"
+    );
+    // The reload is fixed (changed) in the policy: the retry runs the new command.
+    policy(
+        &root,
+        &format!("[services.svc-0000]\nreload = \"echo new >> {l}\"\n"),
+    );
+    let (code, _, stderr) = hooks_cmd(&root, &["retry"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(lines(&log), ["old", "new"], "the new reload, once");
+    assert!(pending(&root).is_empty());
+}
+
+#[test]
+fn a_pending_hook_whose_reload_was_removed_is_dropped_with_an_audit_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 1, 30);
+    let log = dir.path().join("log");
+    policy(
+        &root,
+        &format!(
+            "[services.svc-0000]\nreload = \"echo ran >> {}; exit 1\"\n",
+            log.display()
+        ),
+    );
+    let (code, stdout, _) = run(&root, &["rotate", "--format", "json"]);
+    assert_eq!(code, 3);
+    let run_id = json(&stdout)["run_id"].as_str().unwrap().to_string();
+    assert_eq!(pending(&root).len(), 1);
+    policy(&root, "");
+    let (code, _, stderr) = hooks_cmd(&root, &["retry"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("dropped"), "{stderr}");
+    assert_eq!(lines(&log), ["ran"], "the old command never ran again");
+    let dropped: Vec<_> = audit(&root)
+        .into_iter()
+        .filter(|a| a["event"] == "hook_dropped")
+        .collect();
+    assert_eq!(dropped.len(), 1, "one audit line");
+    assert_eq!(dropped[0]["run_id"], run_id.as_str());
+    assert_eq!(dropped[0]["source"], "reload");
+    assert_eq!(dropped[0]["node"], "node-00");
+    assert_eq!(dropped[0]["service"], "svc-0000");
+    assert!(dropped[0]["call"].is_u64());
+    assert!(
+        dropped[0]["reason"].as_str().unwrap().contains("no reload"),
+        "{}",
+        dropped[0]
+    );
+    assert!(pending(&root).is_empty(), "never pending again");
+    // Even with the reload back, the dropped call stays dropped.
+    policy(
+        &root,
+        &format!(
+            "[services.svc-0000]\nreload = \"echo ran >> {}\"\n",
+            log.display()
+        ),
+    );
+    let (code, _, _) = hooks_cmd(&root, &["retry"]);
+    assert_eq!(code, 0);
+    assert_eq!(lines(&log), ["ran"]);
+}
+
+#[test]
+fn a_pending_deploy_hook_whose_identity_was_removed_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 2, 30);
+    let flag = dir.path().join("fixed");
+    let ran = dir.path().join("ran");
+    executable(
+        &root.join("hooks/deploy/reload"),
+        &format!(
+            "#!/bin/sh\necho $REKEY_NODE >> {}\ntest -f {}\n",
+            ran.display(),
+            flag.display()
+        ),
+    );
+    let (code, _, _) = run(&root, &["rotate"]);
+    assert_eq!(code, 3);
+    assert_eq!(pending(&root).len(), 2);
+    std::fs::remove_dir_all(root.join("nodes/node-00/svc-0000")).unwrap();
+    std::fs::write(&flag, "").unwrap();
+    let (code, _, stderr) = hooks_cmd(&root, &["retry"]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut seen = lines(&ran);
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["node-00", "node-01", "node-01"],
+        "only the identity still there ran again"
+    );
+    assert!(stderr.contains("nodes/node-00/svc-0000"), "{stderr}");
+    let dropped: Vec<_> = audit(&root)
+        .into_iter()
+        .filter(|a| a["event"] == "hook_dropped")
+        .collect();
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0]["node"], "node-00");
+    assert_eq!(dropped[0]["source"], "hooks/deploy/reload");
+    assert!(pending(&root).is_empty());
+}
+
+#[test]
+fn a_command_planted_in_a_journal_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 1, 30);
+    let pwned = dir.path().join("pwned");
+    let p = pwned.display();
+    // A journal as the previous release wrote them (command and shell in each call), planted.
+    let planted = root.join(".rekey/runs/20200101T000000.000000Z");
+    std::fs::create_dir_all(&planted).unwrap();
+    let sha = "0".repeat(64);
+    let records = [
+        r#"{"op":"start","version":1,"run_id":"20200101T000000.000000Z","command":"rotate","as_of":"2020-01-01T00:00:00Z"}"#.to_string(),
+        format!(r#"{{"op":"prepare","batch":0,"identities":[{{"node":"node-00","service":"svc-0000","files":[{{"name":"cert.pem","old_sha256":"{sha}","new_sha256":"{sha}"}}]}}]}}"#),
+        format!(r#"{{"op":"hooks","batch":0,"calls":[{{"call":1,"kind":"deploy","node":"node-00","service":"svc-0000","source":"reload","command":"touch {p}-reload","shell":true}},{{"call":2,"kind":"deploy","node":"node-00","service":"svc-0000","source":"hooks/deploy/x","command":"/bin/touch","shell":false}},{{"call":3,"kind":"deploy","node":"node-00","service":"svc-0000","source":"--deploy-hook","command":"touch {p}-cli","shell":true}}]}}"#),
+        r#"{"op":"ready","batch":0,"identities":["node-00/svc-0000"]}"#.to_string(),
+        r#"{"op":"commit","batch":0}"#.to_string(),
+        format!(r#"{{"op":"hooks","calls":[{{"call":4,"kind":"post","source":"--post-hook","command":"touch {p}-post","shell":true}}]}}"#),
+        r#"{"op":"end","recovered":false}"#.to_string(),
+    ];
+    std::fs::write(planted.join("journal.jsonl"), records.join("\n") + "\n").unwrap();
+    std::fs::write(planted.join("hooks.pending"), "").unwrap();
+    let (code, _, stderr) = run(&root, &["rotate"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = hooks_cmd(
+        &root,
+        &["retry", "--deploy-hook", "true", "--post-hook", "true"],
+    );
+    assert_eq!(code, 3, "two command-line hooks stay pending: {stderr}");
+    assert!(stderr.contains("--deploy-hook"), "{stderr}");
+    for suffix in ["reload", "cli", "post"] {
+        assert!(
+            !Path::new(&format!("{p}-{suffix}")).exists(),
+            "the planted {suffix} command ran"
+        );
+    }
+    let left: Vec<String> = pending(&root)
+        .iter()
+        .map(|p| p["source"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, ["--deploy-hook", "--post-hook"], "{stderr}");
+    let dropped = audit(&root)
+        .into_iter()
+        .filter(|a| a["event"] == "hook_dropped")
+        .count();
+    assert_eq!(dropped, 2, "no reload, no hooks/deploy/x: both dropped");
+}
+
+#[test]
+fn a_command_line_hook_runs_again_only_when_given_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 1, 30);
+    let flag = dir.path().join("fixed");
+    let ran = dir.path().join("ran");
+    let hook = format!("echo x >> {}; test -f {}", ran.display(), flag.display());
+    let (code, _, _) = run(&root, &["rotate", "--deploy-hook", &hook]);
+    assert_eq!(code, 3);
+    std::fs::write(&flag, "").unwrap();
+    let (code, _, stderr) = hooks_cmd(&root, &["retry"]);
+    assert_eq!(code, 3, "still pending: {stderr}");
+    assert!(stderr.contains("--deploy-hook again"), "{stderr}");
+    assert_eq!(lines(&ran).len(), 1, "not run without its command line");
+    let (code, _, stderr) = hooks_cmd(&root, &["retry", "--deploy-hook", "echo other"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(lines(&ran).len(), 1, "another command is not it");
+    let (code, _, stderr) = hooks_cmd(&root, &["retry", "--deploy-hook", &hook]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(lines(&ran).len(), 2);
+    assert!(pending(&root).is_empty());
+}
+
+#[test]
+fn hooks_list_shows_what_is_pending_and_discard_drops_it_audited_running_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 1, 30);
+    let ran = dir.path().join("ran");
+    let hook = format!("echo x >> {}; exit 1", ran.display());
+    let (code, stdout, _) = run(
+        &root,
+        &[
+            "rotate",
+            "--format",
+            "json",
+            "--deploy-hook",
+            &hook,
+            "--post-hook",
+            &hook,
+        ],
+    );
+    assert_eq!(code, 3);
+    let run_id = json(&stdout)["run_id"].as_str().unwrap().to_string();
+    assert_eq!(lines(&ran).len(), 2);
+    let list = pending(&root);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["run_id"], run_id.as_str());
+    assert_eq!(list[0]["kind"], "deploy");
+    assert_eq!(list[0]["source"], "--deploy-hook");
+    assert_eq!(list[0]["identity"], "nodes/node-00/svc-0000");
+    assert_eq!(list[0]["why"], "failed");
+    assert_eq!(list[1]["kind"], "post");
+    assert!(list[1]["identity"].is_null());
+    let (code, table, _) = hooks_cmd(&root, &["list"]);
+    assert_eq!(code, 0);
+    assert!(
+        table.contains(&run_id) && table.contains("nodes/node-00/svc-0000"),
+        "{table}"
+    );
+    let call = list[0]["call"].as_u64().unwrap();
+    for bad in [
+        format!("{run_id}:999"),
+        "20990101T000000.000000Z".to_string(),
+    ] {
+        let (code, _, stderr) = hooks_cmd(&root, &["discard", &bad]);
+        assert_eq!(code, 1, "{bad}: {stderr}");
+        assert!(stderr.contains("no "), "{stderr}");
+    }
+    let (code, _, stderr) = hooks_cmd(&root, &["discard", &format!("{run_id}:{call}")]);
+    assert_eq!(code, 0, "{stderr}");
+    let list = pending(&root);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["kind"], "post");
+    let discarded: Vec<_> = audit(&root)
+        .into_iter()
+        .filter(|a| a["event"] == "hook_discarded")
+        .collect();
+    assert_eq!(discarded.len(), 1);
+    assert_eq!(discarded[0]["run_id"], run_id.as_str());
+    assert_eq!(discarded[0]["call"], call);
+    assert!(discarded[0]["operator"].is_string());
+    let (code, _, stderr) = hooks_cmd(&root, &["discard", &run_id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(pending(&root).is_empty());
+    assert_eq!(lines(&ran).len(), 2, "list and discard ran nothing");
+    assert!(
+        !root
+            .join(".rekey/runs")
+            .join(&run_id)
+            .join("hooks.pending")
+            .exists()
+    );
+}
+
+/// Whether a process is still there (a zombie is not: it has ended).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+fn stray_left(root: &Path, dir: &Path, hook: &str) -> (i32, String, bool) {
+    let pidfile = dir.join("pidfile");
+    let hook = hook.replace("PIDFILE", pidfile.to_str().unwrap());
+    let (code, stdout, stderr) = run(
+        root,
+        &["rotate", "--format", "json", "--deploy-hook", &hook],
+    );
+    let mut pid = String::new();
+    for _ in 0..100 {
+        pid = std::fs::read_to_string(&pidfile)
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if !pid.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !pid.is_empty(),
+        "the hook started its background process: {stderr}"
+    );
+    let mut left = alive(&pid);
+    for _ in 0..50 {
+        if !left {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        left = alive(&pid);
+    }
+    if left {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+    }
+    (code, stdout, left)
+}
+
+#[test]
+fn a_hook_killed_at_its_timeout_takes_its_setsid_descendants_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 1, 30);
+    policy(&root, "hook_timeout_seconds = 1\n");
+    let (code, stdout, left) = stray_left(
+        &root,
+        dir.path(),
+        "setsid sh -c 'echo $$ > PIDFILE; exec sleep 300' & sleep 600",
+    );
+    assert_eq!(code, 3);
+    assert_eq!(
+        json(&stdout)["identities"][0]["hooks"][0]["status"],
+        "timed out"
+    );
+    assert!(!left, "the setsid'd sleep outlived the hook's timeout");
+}
+
+#[test]
+fn a_hook_that_ends_leaving_a_setsid_process_behind_has_it_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 1, 30);
+    let (code, stdout, left) = stray_left(
+        &root,
+        dir.path(),
+        // It waits for the pid to be written, so that there is a process to look for.
+        "setsid sh -c 'echo $$ > PIDFILE; exec sleep 300' & \
+         while [ ! -s PIDFILE ]; do sleep 0.05; done",
+    );
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(json(&stdout)["identities"][0]["hooks"][0]["status"], "ok");
+    assert!(!left, "rekey left a stray process of its hook running");
+}
+
+#[test]
+fn what_hooks_leave_on_disk_is_private_whatever_the_umask() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 1, 30);
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"));
+    cmd.args([
+        "rotate",
+        "--deploy-hook",
+        "exit 1",
+        "--as-of",
+        common::AS_OF,
+        "--root",
+    ])
+    .arg(&root);
+    // SAFETY: umask only changes this child's file-creation mask.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        })
+    };
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let run = std::fs::read_dir(root.join(".rekey/runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&run.join("hooks.pending")), 0o600);
+    assert_eq!(mode(&run.join("hooks")), 0o700);
+    assert_eq!(mode(&run.join("hooks/1.log")), 0o600);
+}
+
+#[test]
+fn killing_one_hooks_processes_leaves_another_identitys_hook_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 2, 30);
+    let d = dir.path().display();
+    // node-00's hook ends at once leaving a setsid'd process, which is killed when it ends;
+    // node-01's hook, running in parallel meanwhile, must not be touched and ends on its own.
+    let hook = format!(
+        "if [ $REKEY_NODE = node-00 ]; then setsid sh -c 'echo $$ > {d}/pid; exec sleep 300' & \
+         while [ ! -s {d}/pid ]; do sleep 0.05; done; else sleep 2 && echo done > {d}/other; fi"
+    );
+    let (code, stdout, stderr) = run(
+        &root,
+        &[
+            "rotate",
+            "--jobs",
+            "2",
+            "--format",
+            "json",
+            "--deploy-hook",
+            &hook,
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report = json(&stdout);
+    for i in 0..2 {
+        assert_eq!(
+            report["identities"][i]["hooks"][0]["status"], "ok",
+            "{stdout}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("other")).unwrap(),
+        "done\n",
+        "the other identity's hook ran to its end"
+    );
+    let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
+    let pid = pid.trim();
+    let left = alive(pid);
+    if left {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status();
+    }
+    assert!(!left, "node-00's stray was killed");
+    assert!(stderr.contains("left 1 process running"), "{stderr}");
 }

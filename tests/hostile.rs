@@ -211,7 +211,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
 fn command_on(command: &str, root: &Path, as_of: &str, args: &[String]) -> assert_cmd::Command {
     let mut cmd = rekey();
     cmd.arg(command).args(args).arg("--root").arg(root);
-    if !matches!(command, "rollback" | "runs") {
+    if !matches!(command, "rollback" | "runs" | "hooks") {
         cmd.args(["--as-of", as_of]);
     }
     cmd

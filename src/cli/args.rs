@@ -12,8 +12,33 @@ use super::values::{AsOf, parse_as_of};
 
 #[derive(Debug, Subcommand)]
 pub enum HooksAction {
-    /// Run every pending hook now.
+    /// Run every pending hook now, each as the configuration says now: the policy's current
+    /// reload, the current hooks/ executable; one whose source or identity is gone is dropped
+    /// (audited). A pending --deploy-hook/--post-hook runs only when given again here.
     Retry {
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
+        /// Run the pending --deploy-hook whose command is CMD, byte for byte (repeatable).
+        #[arg(long, value_name = "CMD")]
+        deploy_hook: Vec<String>,
+        /// Run the pending --post-hook whose command is CMD, byte for byte (repeatable).
+        #[arg(long, value_name = "CMD")]
+        post_hook: Vec<String>,
+    },
+    /// List the pending hooks (run id, call, kind, source, identity, why); runs nothing, takes
+    /// no lock.
+    List {
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
+        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+        format: StatusFormat,
+    },
+    /// Drop one pending hook call (RUN_ID:CALL) or every pending call of a run (RUN_ID), under
+    /// the writer lock, journaled and audited; runs nothing.
+    Discard {
+        /// RUN_ID or RUN_ID:CALL, as `rekey hooks list` shows them.
+        #[arg(value_name = "RUN_ID[:CALL]")]
+        target: String,
         #[arg(long, value_name = "DIR", default_value = ".")]
         root: PathBuf,
     },

@@ -35,6 +35,8 @@ pub enum Invocation {
     Runs(runs::Options),
     Prune(prune::Options),
     HooksRetry(hooks::Options),
+    HooksList(hooks::ListOptions),
+    HooksDiscard(hooks::DiscardOptions),
     Demo(demo::Options),
 }
 
@@ -52,6 +54,8 @@ pub fn run(invocation: Invocation) -> Result<Exit> {
         Invocation::Runs(o) => runs::runs(&o),
         Invocation::Prune(o) => prune::prune(&o),
         Invocation::HooksRetry(o) => hooks::retry(&o),
+        Invocation::HooksList(o) => hooks::list(&o),
+        Invocation::HooksDiscard(o) => hooks::discard(&o),
         Invocation::Demo(o) => demo::demo(&o),
     }
 }

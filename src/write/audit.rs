@@ -1,7 +1,9 @@
 //! The recovery audit log, `.rekey/audit.jsonl`: one JSON line per event, appended and synced.
 //! A `requested` line is written only for an identity a started `recover` run will attempt, and
 //! every one is paired with a `recovered` line carrying its outcome, by the run itself or, after a
-//! crash, by the replay that finishes the run ([`settle`]). No secret: names, digests, reasons.
+//! crash, by the replay that finishes the run ([`settle`]). Also each run's backups pruned, and
+//! each pending hook call dropped (`hook_dropped`) or discarded (`hook_discarded`). No secret:
+//! names, digests, reasons.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -148,6 +150,55 @@ pub fn pruned(root: &Path, run_id: &str, files: usize, time: DateTime<Utc>) -> R
         "files": files,
     });
     append(root, &[line])
+}
+
+/// What the audit log says of one hook call.
+pub struct HookLine<'a> {
+    pub run_id: &'a str,
+    pub call: &'a super::hooks::HookCall,
+}
+
+impl HookLine<'_> {
+    fn line(&self, event: &str, time: DateTime<Utc>, field: &str, value: &str) -> Value {
+        let mut line = json!({
+            "time": stamp(time),
+            "event": event,
+            "run_id": self.run_id,
+            "call": self.call.call,
+            "kind": self.call.kind.as_str(),
+            "source": self.call.source.label(),
+        });
+        if let (Some(node), Some(service)) = (&self.call.node, &self.call.service) {
+            line["node"] = json!(node);
+            line["service"] = json!(service);
+        }
+        line[field] = json!(value);
+        line
+    }
+}
+
+/// Records that a pending hook call was dropped, because `reason` (its source or identity is
+/// gone): it will never run.
+pub fn hook_dropped(
+    root: &Path,
+    hook: &HookLine<'_>,
+    reason: &str,
+    time: DateTime<Utc>,
+) -> Result<()> {
+    append(root, &[hook.line("hook_dropped", time, "reason", reason)])
+}
+
+/// Records that `operator` discarded a pending hook call (`rekey hooks discard`).
+pub fn hook_discarded(
+    root: &Path,
+    hook: &HookLine<'_>,
+    operator: &str,
+    time: DateTime<Utc>,
+) -> Result<()> {
+    append(
+        root,
+        &[hook.line("hook_discarded", time, "operator", operator)],
+    )
 }
 
 /// Appends lines to the audit log and syncs them.

@@ -3,13 +3,10 @@
 //! identity. It stops cleanly, between batches, when the filesystem fills up or a signal asks.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use rayon::prelude::*;
 
-use anyhow::Context as _;
-
-use super::hooks::{self, HookCall, HookResult, HookSet, HookStatus};
+use super::hooks::{self, HookCall, HookResult, HookSet};
 use super::journal::{self, Committed, Staged};
 use super::progress::{Meter, Progress};
 use super::report::{IdentityReport, Outcome};
@@ -140,7 +137,7 @@ pub fn run<W: Work>(
             None => Vec::new(),
         };
         if !calls.is_empty() {
-            mark_hooks_pending(&run.dir)?;
+            super::pending::mark(&run.dir)?;
         }
         let journal = &mut run.journal;
         let (committed, next) = rayon::join(
@@ -212,31 +209,23 @@ fn run_deploy_hooks(
                     && c.service.as_deref() == Some(l.service.as_str())
             });
             let results = own
-                .map(|c| (c.call, hooks::run(c, &h.ctx, h.set.timeout())))
+                .map(|c| (c.call, hooks::run(c, h.set, &h.ctx)))
                 .collect();
             (n, results)
         })
         .collect();
+    super::reap::sweep();
     for (n, results) in ran {
         for (call, result) in results {
-            journal.append(&journal::Record::HookDone {
-                call,
-                ok: result.status == HookStatus::Ok,
-            })?;
+            journal.append(&journal::Record::hook_done(call, result.status))?;
             lines[n].hooks.push(result);
         }
     }
     Ok(())
 }
 
-/// Marks a run as having hooks that may be pending, so that later runs look at its journal.
-pub fn mark_hooks_pending(run_dir: &Path) -> anyhow::Result<()> {
-    let marker = run_dir.join(HOOKS_PENDING);
-    std::fs::write(&marker, b"").with_context(|| format!("failed to write {}", marker.display()))
-}
-
-/// The marker of a run that journaled hooks.
-pub const HOOKS_PENDING: &str = "hooks.pending";
+/// The marker of a run that journaled hooks (its home is [`super::pending`]).
+pub use super::pending::HOOKS_PENDING;
 
 type StagedChunk<'a> = Vec<(&'a IdentityId, Result<Staged, NotStaged>)>;
 

@@ -5,45 +5,199 @@
 //! order of name).
 //!
 //! A hook is never lost: every call is journaled (`hooks`) before the batch's files are renamed,
-//! and its success (`hook_done`) after it ran. A call that failed, timed out or never ran (a
-//! crash) stays pending; the next writing run, or `rekey hooks retry`, runs it first. Each hook
-//! runs through `sh -c` (or directly, from the hooks folders) in the identity's directory, in its
-//! own process group, killed whole at the timeout; its output is kept, capped, in the run's
-//! directory (0600).
+//! and each attempt (`hook_done`) after it ran. The journal names *which* hook a call is (a
+//! [`HookSource`]), never a command line: what runs is resolved from the configuration as it is
+//! when the call runs ([`HookSet::resolve`]), so a journal (planted, or from before a change to
+//! the policy) can never make rekey run a command. Each hook runs through `sh -c` (or directly,
+//! from the hooks folders) in the identity's directory, in its own process group; it and every
+//! process it started are killed at the timeout, and whatever it left running when it ended is
+//! killed too ([`super::reap`]); its output is kept, capped, in the run's directory (0600).
+//! Pending calls are listed, retried and discarded in [`super::pending`].
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
+
 /// How much of a hook's output is kept.
 pub const OUTPUT_CAP: u64 = 64 * 1024;
 
-/// One hook to run, as journaled.
+/// One hook to run, as journaled: *which* hook, never its command line. What runs is resolved
+/// from the trusted configuration when the call runs ([`HookSet::resolve`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "RawCall", into = "RawCall")]
 pub struct HookCall {
     /// Unique within its run.
     pub call: u32,
     /// `deploy` (per identity) or `post` (per run).
     pub kind: HookKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    /// Where it came from: `reload`, `--deploy-hook`, `--post-hook`, `hooks/deploy/NAME`.
-    pub source: String,
-    /// A shell command, or the path of an executable (`shell` false).
-    pub command: String,
-    pub shell: bool,
+    pub source: HookSource,
     /// The new credentials' expiry (deploy hooks).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<String>,
+}
+
+/// Where a hook comes from. Its label is the report's `source`: `reload`, `--deploy-hook`,
+/// `--post-hook`, `hooks/deploy/NAME`, `hooks/post/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookSource {
+    /// The policy's `reload` of the call's service.
+    Reload,
+    /// The executable `hooks/<kind>/<name>`.
+    Folder { kind: HookKind, name: String },
+    /// A `--deploy-hook` / `--post-hook`: the SHA-256 of its text and its place among them.
+    CommandLine {
+        kind: HookKind,
+        sha256: Digest,
+        position: u32,
+    },
+    /// A label no release of rekey writes (a damaged or planted journal): never runs.
+    Unknown(String),
+}
+
+impl HookSource {
+    /// The report's `source` string.
+    pub fn label(&self) -> String {
+        match self {
+            HookSource::Reload => "reload".to_string(),
+            HookSource::Folder { kind, name } => format!("hooks/{}/{name}", kind.as_str()),
+            HookSource::CommandLine { kind, .. } => format!("--{}-hook", kind.as_str()),
+            HookSource::Unknown(label) => label.clone(),
+        }
+    }
+
+    /// The source a journal's label (and, for a command-line hook, digest) names. The previous
+    /// release journaled the command text instead of its digest: only its digest is kept.
+    fn parse(label: &str, sha256: Option<Digest>, legacy: Option<&str>, position: u32) -> Self {
+        let cli = |kind| match sha256.or(legacy.map(|c| Digest::of(c.as_bytes()))) {
+            Some(sha256) => HookSource::CommandLine {
+                kind,
+                sha256,
+                position,
+            },
+            None => HookSource::Unknown(label.to_string()),
+        };
+        let folder = |kind, name: &str| {
+            if is_hook_name(name) {
+                HookSource::Folder {
+                    kind,
+                    name: name.to_string(),
+                }
+            } else {
+                HookSource::Unknown(label.to_string())
+            }
+        };
+        match label {
+            "reload" => HookSource::Reload,
+            "--deploy-hook" => cli(HookKind::Deploy),
+            "--post-hook" => cli(HookKind::Post),
+            _ => match (
+                label.strip_prefix("hooks/deploy/"),
+                label.strip_prefix("hooks/post/"),
+            ) {
+                (Some(name), _) => folder(HookKind::Deploy, name),
+                (_, Some(name)) => folder(HookKind::Post, name),
+                _ => HookSource::Unknown(label.to_string()),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for HookSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+/// A file name in a hooks folder that rekey runs: not hidden, no path in it.
+fn is_hook_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\0'])
+}
+
+/// A hook call as a journal line holds it. `command` and `shell` are the previous release's
+/// command line: read (a journal it wrote must replay), never kept, never run.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCall {
+    call: u32,
+    kind: HookKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service: Option<String>,
+    source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    command_sha256: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    position: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    not_after: Option<String>,
+    #[serde(default, skip_serializing)]
+    command: Option<String>,
+    #[serde(default, skip_serializing)]
+    #[expect(dead_code, reason = "accepted so that old journals read; never used")]
+    shell: Option<serde::de::IgnoredAny>,
+}
+
+impl From<RawCall> for HookCall {
+    fn from(raw: RawCall) -> HookCall {
+        let position = raw.position.unwrap_or(0);
+        let source = HookSource::parse(
+            &raw.source,
+            raw.command_sha256,
+            raw.command.as_deref(),
+            position,
+        );
+        HookCall {
+            call: raw.call,
+            kind: raw.kind,
+            node: raw.node,
+            service: raw.service,
+            source,
+            not_after: raw.not_after,
+        }
+    }
+}
+
+impl From<HookCall> for RawCall {
+    fn from(call: HookCall) -> RawCall {
+        let (command_sha256, position) = match &call.source {
+            HookSource::CommandLine {
+                sha256, position, ..
+            } => (Some(*sha256), Some(*position)),
+            _ => (None, None),
+        };
+        RawCall {
+            call: call.call,
+            kind: call.kind,
+            node: call.node,
+            service: call.service,
+            source: call.source.label(),
+            command_sha256,
+            position,
+            not_after: call.not_after,
+            command: None,
+            shell: None,
+        }
+    }
+}
+
+impl HookCall {
+    /// `nodes/<node>/<service>` for a deploy call.
+    pub fn identity(&self) -> Option<String> {
+        self.node
+            .as_ref()
+            .zip(self.service.as_ref())
+            .map(|(n, s)| format!("nodes/{n}/{s}"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +205,15 @@ pub struct HookCall {
 pub enum HookKind {
     Deploy,
     Post,
+}
+
+impl HookKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookKind::Deploy => "deploy",
+            HookKind::Post => "post",
+        }
+    }
 }
 
 /// How a hook ended, for the report.
@@ -79,20 +242,35 @@ pub enum HookStatus {
     TimedOut,
 }
 
-/// The hooks of a writing run, from the policy, the command line and the hooks folders.
+/// The hooks of a writing run, from the policy, the command line and the hooks folders, as
+/// they are now: the only place a hook's command comes from.
 #[derive(Debug, Clone, Default)]
 pub struct HookSet {
+    root: PathBuf,
     reload: std::collections::BTreeMap<String, String>,
-    deploy: Vec<Program>,
-    post: Vec<Program>,
+    deploy_args: Vec<String>,
+    post_args: Vec<String>,
+    deploy_folder: Vec<String>,
+    post_folder: Vec<String>,
     timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
-struct Program {
-    source: String,
-    command: String,
-    shell: bool,
+/// What runs for a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// Through `sh -c`.
+    Shell(String),
+    /// An executable of a hooks folder.
+    Exec(PathBuf),
+}
+
+/// Why a call cannot run now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unresolved {
+    /// Its source (or its identity) is gone: it never will.
+    Gone(String),
+    /// A command-line hook that this command line does not give again: it stays pending.
+    NotGiven(String),
 }
 
 /// The hooks a command line names (`--deploy-hook`, `--post-hook`).
@@ -107,29 +285,40 @@ pub struct HookArgs {
 impl HookSet {
     /// The hooks of the fleet at `root` under `policy`, plus those of the command line.
     pub fn load(root: &Path, policy: &crate::policy::Policy, args: &HookArgs) -> Result<HookSet> {
-        let shell = |source: &str, command: &String| Program {
-            source: source.to_string(),
-            command: command.clone(),
-            shell: true,
-        };
-        let mut deploy: Vec<Program> = args
-            .deploy
-            .iter()
-            .map(|c| shell("--deploy-hook", c))
-            .collect();
-        deploy.extend(folder(root, "deploy")?);
-        let mut post: Vec<Program> = args.post.iter().map(|c| shell("--post-hook", c)).collect();
-        post.extend(folder(root, "post")?);
         Ok(HookSet {
+            root: root.to_path_buf(),
             reload: policy
                 .services
                 .iter()
                 .filter_map(|(name, s)| Some((name.clone(), s.reload.clone()?)))
                 .collect(),
-            deploy,
-            post,
+            deploy_args: args.deploy.clone(),
+            post_args: args.post.clone(),
+            deploy_folder: folder(root, HookKind::Deploy)?,
+            post_folder: folder(root, HookKind::Post)?,
             timeout: Duration::from_secs(u64::from(policy.hook_timeout_seconds)),
         })
+    }
+
+    /// The sources of `kind`'s calls, in order: (reload), command line, folder.
+    fn sources(&self, kind: HookKind) -> Vec<HookSource> {
+        let (args, names) = match kind {
+            HookKind::Deploy => (&self.deploy_args, &self.deploy_folder),
+            HookKind::Post => (&self.post_args, &self.post_folder),
+        };
+        let cli = args
+            .iter()
+            .zip(0..)
+            .map(|(text, position)| HookSource::CommandLine {
+                kind,
+                sha256: Digest::of(text.as_bytes()),
+                position,
+            });
+        let folder = names.iter().map(|name| HookSource::Folder {
+            kind,
+            name: name.clone(),
+        });
+        cli.chain(folder).collect()
     }
 
     /// The deploy calls for `node/service`, numbered from `next`.
@@ -140,24 +329,21 @@ impl HookSet {
         not_after: Option<String>,
         next: &mut u32,
     ) -> Vec<HookCall> {
-        let reload = self.reload.get(service).map(|c| Program {
-            source: "reload".to_string(),
-            command: c.clone(),
-            shell: true,
-        });
+        let reload = self
+            .reload
+            .contains_key(service)
+            .then_some(HookSource::Reload);
         reload
-            .iter()
-            .chain(&self.deploy)
-            .map(|p| {
+            .into_iter()
+            .chain(self.sources(HookKind::Deploy))
+            .map(|source| {
                 *next += 1;
                 HookCall {
                     call: *next,
                     kind: HookKind::Deploy,
                     node: Some(node.to_string()),
                     service: Some(service.to_string()),
-                    source: p.source.clone(),
-                    command: p.command.clone(),
-                    shell: p.shell,
+                    source,
                     not_after: not_after.clone(),
                 }
             })
@@ -166,22 +352,95 @@ impl HookSet {
 
     /// The post calls of a run, numbered from `next`.
     pub fn post_calls(&self, next: &mut u32) -> Vec<HookCall> {
-        self.post
-            .iter()
-            .map(|p| {
+        self.sources(HookKind::Post)
+            .into_iter()
+            .map(|source| {
                 *next += 1;
                 HookCall {
                     call: *next,
                     kind: HookKind::Post,
                     node: None,
                     service: None,
-                    source: p.source.clone(),
-                    command: p.command.clone(),
-                    shell: p.shell,
+                    source,
                     not_after: None,
                 }
             })
             .collect()
+    }
+
+    /// What `call` runs now: its source looked up in the configuration as it is now (the
+    /// policy's current reload, the current executable of that name, a command-line hook of
+    /// this command whose text has the digest journaled). Never anything the journal says.
+    pub fn resolve(&self, call: &HookCall) -> Result<Program, Unresolved> {
+        if call.kind == HookKind::Deploy {
+            let id = call
+                .node
+                .as_deref()
+                .zip(call.service.as_deref())
+                .and_then(|(n, s)| crate::names::IdentityId::new(n, s));
+            let Some(id) = id else {
+                return Err(Unresolved::Gone("it names no valid identity".to_string()));
+            };
+            let dir = self.root.join("nodes").join(id.node()).join(id.service());
+            if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                return Err(Unresolved::Gone(format!(
+                    "its identity nodes/{}/{} no longer exists",
+                    id.node(),
+                    id.service()
+                )));
+            }
+        }
+        match &call.source {
+            HookSource::Reload => {
+                let service = call.service.as_deref().unwrap_or_default();
+                match self
+                    .reload
+                    .get(service)
+                    .filter(|_| call.kind == HookKind::Deploy)
+                {
+                    Some(command) => Ok(Program::Shell(command.clone())),
+                    None => Err(Unresolved::Gone(format!(
+                        "the policy has no reload for service {service} any more"
+                    ))),
+                }
+            }
+            HookSource::Folder { kind, name } => {
+                let names = match kind {
+                    HookKind::Deploy => &self.deploy_folder,
+                    HookKind::Post => &self.post_folder,
+                };
+                if *kind == call.kind && names.contains(name) {
+                    Ok(Program::Exec(
+                        self.root.join("hooks").join(kind.as_str()).join(name),
+                    ))
+                } else {
+                    Err(Unresolved::Gone(format!(
+                        "hooks/{}/{name} no longer exists",
+                        kind.as_str()
+                    )))
+                }
+            }
+            HookSource::CommandLine { kind, sha256, .. } => {
+                let args = match kind {
+                    HookKind::Deploy => &self.deploy_args,
+                    HookKind::Post => &self.post_args,
+                };
+                args.iter()
+                    .find(|text| Digest::of(text.as_bytes()) == *sha256 && *kind == call.kind)
+                    .map(|text| Program::Shell(text.clone()))
+                    .ok_or_else(|| {
+                        Unresolved::NotGiven(format!(
+                            "a --{0}-hook the command line did not give again: give the same \
+                             --{0}-hook again to `rekey hooks retry`, or discard it (`rekey hooks \
+                             discard RUN_ID:CALL`)",
+                            kind.as_str()
+                        ))
+                    })
+            }
+            HookSource::Unknown(label) => Err(Unresolved::Gone(format!(
+                "its source {label:?} is not one rekey knows"
+            ))),
+        }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -189,10 +448,10 @@ impl HookSet {
     }
 }
 
-/// The executables in `<root>/hooks/<kind>/`, in byte order of name (none if the folder is
+/// The executables' names in `<root>/hooks/<kind>/`, in byte order (none if the folder is
 /// absent). A file that is not executable is kept: it fails when run, naming itself.
-fn folder(root: &Path, kind: &str) -> Result<Vec<Program>> {
-    let dir = root.join("hooks").join(kind);
+fn folder(root: &Path, kind: HookKind) -> Result<Vec<String>> {
+    let dir = root.join("hooks").join(kind.as_str());
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -200,21 +459,14 @@ fn folder(root: &Path, kind: &str) -> Result<Vec<Program>> {
             return Err(e).with_context(|| format!("failed to list hooks in {}", dir.display()));
         }
     };
-    let mut names: Vec<std::ffi::OsString> = entries
+    let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
-        .map(|e| e.file_name())
-        .filter(|n| !n.as_encoded_bytes().starts_with(b"."))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| is_hook_name(n))
         .collect();
-    names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
-    Ok(names
-        .into_iter()
-        .map(|n| Program {
-            source: format!("hooks/{kind}/{}", n.to_string_lossy()),
-            command: dir.join(&n).to_string_lossy().into_owned(),
-            shell: false,
-        })
-        .collect())
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
 }
 
 /// Where a call runs and what it is told.
@@ -226,8 +478,31 @@ pub struct Context<'a> {
     pub post_env: Vec<(String, String)>,
 }
 
-/// Runs one call to its end or its timeout; never fails: what went wrong is in the result.
-pub fn run(call: &HookCall, ctx: &Context<'_>, timeout: Duration) -> HookResult {
+/// Resolves `call` in `set` and runs it to its end or its timeout; never fails: what went
+/// wrong is in the result. A call whose source is gone fails here (the caller that retries
+/// pending calls resolves first, and drops those).
+pub fn run(call: &HookCall, set: &HookSet, ctx: &Context<'_>) -> HookResult {
+    let program = match set.resolve(call) {
+        Ok(program) => program,
+        Err(Unresolved::Gone(why) | Unresolved::NotGiven(why)) => {
+            return HookResult {
+                source: call.source.label(),
+                status: HookStatus::Failed,
+                exit_code: None,
+                detail: format!("cannot run: {why}"),
+                log: String::new(),
+            };
+        }
+    };
+    run_program(call, &program, ctx, set.timeout())
+}
+
+fn run_program(
+    call: &HookCall,
+    program: &Program,
+    ctx: &Context<'_>,
+    timeout: Duration,
+) -> HookResult {
     let logs = ctx.run_dir.join("hooks");
     let log = logs.join(format!("{}.log", call.call));
     let rel_log = log
@@ -236,7 +511,7 @@ pub fn run(call: &HookCall, ctx: &Context<'_>, timeout: Duration) -> HookResult 
         .to_string_lossy()
         .into_owned();
     let result = |status, exit_code, detail: String| HookResult {
-        source: call.source.clone(),
+        source: call.source.label(),
         status,
         exit_code,
         detail,
@@ -256,35 +531,40 @@ pub fn run(call: &HookCall, ctx: &Context<'_>, timeout: Duration) -> HookResult 
         (Some(node), Some(service)) => ctx.root.join("nodes").join(node).join(service),
         _ => ctx.root.to_path_buf(),
     };
-    let mut command = if call.shell {
-        let mut c = Command::new("sh");
-        c.arg("-c").arg(&call.command);
-        c
-    } else {
-        let runnable =
-            std::fs::metadata(&call.command).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
-        if !runnable {
-            return result(
-                HookStatus::Failed,
-                None,
-                format!("{} is not executable (chmod +x it)", call.command),
-            );
+    let mut command = match program {
+        Program::Shell(text) => {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(text);
+            c
         }
-        Command::new(&call.command)
+        Program::Exec(path) => {
+            let runnable =
+                std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+            if !runnable {
+                let rel = path.strip_prefix(ctx.root).unwrap_or(path);
+                return result(
+                    HookStatus::Failed,
+                    None,
+                    format!("{} is not executable (chmod +x it)", rel.display()),
+                );
+            }
+            Command::new(path)
+        }
     };
+    let marker = format!("{}:{}", ctx.run_id, call.call);
     command
         .current_dir(&cwd)
         .envs(env(call, ctx, &cwd))
         .stdin(Stdio::null())
         .process_group(0);
-    match spawn_capped(command, out, timeout) {
+    match spawn_capped(command, out, timeout, &marker) {
         Ok((Some(0), false)) => result(HookStatus::Ok, Some(0), String::new()),
         Ok((code, false)) => result(HookStatus::Failed, code, "exited with an error".to_string()),
         Ok((_, true)) => result(
             HookStatus::TimedOut,
             None,
             format!(
-                "killed after {} s (hook_timeout_seconds)",
+                "killed after {} s (hook_timeout_seconds), with every process it started",
                 timeout.as_secs()
             ),
         ),
@@ -333,25 +613,38 @@ fn open_log(dir: &Path, log: &Path) -> Result<std::fs::File> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("failed to create {}", dir.display()))?;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
+    // Exactly 0700 and 0600, whatever the umask took away or an earlier release left.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("failed to restrict {}", dir.display()))?;
+    private_file(std::fs::OpenOptions::new().append(true).create(true), log)
+}
+
+/// Opens (creating if need be) a file of rekey's own state as 0600 exactly, never through a
+/// link.
+pub fn private_file(options: &mut std::fs::OpenOptions, path: &Path) -> Result<std::fs::File> {
+    let file = options
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(log)
-        .with_context(|| format!("failed to open {}", log.display()))
+        .open(path)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("failed to restrict {}", path.display()))?;
+    Ok(file)
 }
 
 /// Spawns `command` with its output (stdout and stderr) going, capped, to `out`; waits for it
-/// until `timeout`, then kills its whole process group. Returns (exit code, timed out).
+/// until `timeout`, then kills its whole process group. Either way, every process it started
+/// that is still there when it ends is killed too ([`super::reap`]), so that a hook leaves
+/// nothing running. Returns (exit code, timed out).
 fn spawn_capped(
     mut command: Command,
     out: std::fs::File,
     timeout: Duration,
+    marker: &str,
 ) -> std::io::Result<(Option<i32>, bool)> {
     let (mut reader, writer) = std::io::pipe()?;
     command.stdout(writer.try_clone()?).stderr(writer);
-    let mut child = command.spawn()?;
+    let (mut child, mut tracker) = super::reap::spawn(&mut command, marker)?;
     drop(command); // closes this process's copies of the pipe's writing end
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -365,6 +658,7 @@ fn spawn_capped(
     let started = Instant::now();
     let group = child.id() as i32;
     let status = loop {
+        tracker.tick();
         if let Some(status) = child.try_wait()? {
             break Some(status);
         }
@@ -376,77 +670,21 @@ fn spawn_capped(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    // Its output ends when every process holding the pipe has; one left in the background is
-    // not waited for long.
+    let left = tracker.kill_all();
+    if left > 0 && status.is_some() {
+        eprintln!(
+            "rekey: warning: hook {marker} left {} running when it ended: killed (start daemons \
+             through systemd, not from a hook)",
+            crate::count::count(left, "process", "processes")
+        );
+    }
+    drop(tracker);
+    // Its output ends when every process holding the pipe has.
     let _ = done_rx.recv_timeout(Duration::from_secs(2));
     Ok(match status {
         Some(status) => (status.code(), false),
         None => (None, true),
     })
-}
-
-/// Runs the pending hooks of every earlier run (those whose journal says they never ran or
-/// failed), oldest run first; journals each success. Returns how each ended.
-pub fn retry_pending(root: &Path, set: &HookSet) -> Result<Vec<super::report::RetriedHook>> {
-    let runs = super::state::runs_dir(root);
-    let mut out = Vec::new();
-    for id in super::state::list_ids(&runs)? {
-        let dir = runs.join(&id);
-        let marker = dir.join(super::batches::HOOKS_PENDING);
-        if !marker.exists() {
-            continue;
-        }
-        let journal_path = dir.join("journal.jsonl");
-        let pending = super::journal::pending_hooks(&super::journal::read(&journal_path)?);
-        let mut journal = super::journal::Journal::open(&journal_path)?;
-        let report = dir.join("report.json");
-        let counts = super::state::read_report(&dir)
-            .map(|r| r.counts)
-            .unwrap_or_default();
-        let ctx = Context {
-            root,
-            run_id: &id,
-            run_dir: &dir,
-            post_env: post_env(&report, &counts),
-        };
-        let mut all_ok = true;
-        for call in &pending {
-            let result = run(call, &ctx, set.timeout());
-            let ok = result.status == HookStatus::Ok;
-            all_ok &= ok;
-            journal.append(&super::journal::Record::HookDone {
-                call: call.call,
-                ok,
-            })?;
-            let dir = call
-                .node
-                .as_ref()
-                .zip(call.service.as_ref())
-                .map(|(n, s)| format!("nodes/{n}/{s}"));
-            eprintln!(
-                "rekey: ran the pending hook {} of run {id}{}: {}",
-                call.source,
-                dir.as_deref()
-                    .map(|d| format!(" for {d}"))
-                    .unwrap_or_default(),
-                if ok {
-                    "ok"
-                } else {
-                    "failed again, still pending"
-                }
-            );
-            out.push(super::report::RetriedHook {
-                run_id: id.clone(),
-                dir,
-                result,
-            });
-        }
-        if all_ok {
-            std::fs::remove_file(&marker)
-                .with_context(|| format!("failed to remove {}", marker.display()))?;
-        }
-    }
-    Ok(out)
 }
 
 /// What a post hook is told besides the run id: the report's path and the counts.

@@ -29,8 +29,8 @@ use rayon::prelude::*;
 mod records;
 
 pub use records::{
-    Change, FileChange, Journal, Record, Unfinished, VERSION, committed, pending_hooks, read,
-    unfinished,
+    Change, FileChange, Journal, Pending, Record, Unfinished, VERSION, committed, pending_hooks,
+    read, unfinished,
 };
 
 use crate::fsio::TEMP_PREFIX;

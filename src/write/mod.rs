@@ -14,8 +14,10 @@ mod batches;
 pub mod hooks;
 mod journal;
 mod narrow;
+mod pending;
 mod progress;
 mod prune;
+mod reap;
 mod report;
 mod restore;
 pub mod rotation;
@@ -31,6 +33,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub use audit::requested as audit_requested;
 pub use batches::{NotStaged, Stop, Work};
 pub use narrow::{Narrowed, narrow};
+pub use pending::{PendingHook, Target as DiscardTarget, list as pending_hooks, operator};
 pub use progress::Progress;
 pub use prune::Pruned;
 pub use report::{Attention, Command, FleetFacts, Notes, Outcome, Report};
@@ -73,34 +76,70 @@ pub struct WriteRun {
     fleet: crate::fsio::RootDir,
     /// Pending hooks of earlier runs, run first.
     retried: Vec<report::RetriedHook>,
+    /// Pending command-line hooks this command line did not give again.
+    not_given: usize,
     _lock: state::Lock,
+}
+
+/// The fleet at `root` with its writer lock held and whatever an interrupted run left replayed:
+/// nothing else has happened, no hook has run.
+struct Locked {
+    root: PathBuf,
+    lock: state::Lock,
+    /// The fleet root, open: identities are opened beneath it, never through a path.
+    fleet: crate::fsio::RootDir,
+}
+
+impl Locked {
+    fn take(root: &Path, started: DateTime<Utc>) -> Result<Locked> {
+        let root = crate::survey::open_root(root)?;
+        // Before anything in the fleet is opened for writing: what supplies a command or a place
+        // to write must be the invoking user's alone (docs/design.md §8).
+        crate::trust::require(&root)?;
+        let lock = state::lock(&root)?;
+        let fleet = crate::fsio::RootDir::open(&root)
+            .with_context(|| format!("failed to open fleet root {}", root.display()))?;
+        for line in state::replay_interrupted(&root, started)? {
+            eprintln!("{line}");
+        }
+        Ok(Locked { root, lock, fleet })
+    }
+}
+
+/// `rekey hooks discard`: under the writer lock (running no hook), drops the pending hook
+/// calls `target` names, journaled and audited as discarded by `operator`. Returns them.
+pub fn discard_hooks(
+    root: &Path,
+    target: &DiscardTarget,
+    operator: &str,
+    started: DateTime<Utc>,
+) -> Result<Vec<PendingHook>> {
+    let locked = Locked::take(root, started)?;
+    let discarded = pending::discard(&locked.root, target, operator, started)?;
+    drop(locked.lock);
+    Ok(discarded)
 }
 
 impl WriteRun {
     /// Refuses a run date too far ahead of the clock, takes the lock of the fleet at `root`,
     /// replays whatever an interrupted run left, runs the hooks earlier runs left pending (unless
-    /// `--no-hooks`), and from then on lets a signal stop the run between batches.
+    /// `--no-hooks`; each resolved from the configuration as it is now, see `pending`), and from
+    /// then on lets a signal stop the run between batches.
     pub fn begin(root: &Path, as_of: DateTime<Utc>, settings: &Settings) -> Result<WriteRun> {
         let settings = settings.clone();
         check_run_date(as_of, settings.started)?;
-        let root = crate::survey::open_root(root)?;
-        // Before anything in the fleet is opened for writing: what supplies a command or a place
-        // to write must be the invoking user's alone.
-        crate::trust::require(&root)?;
-        check_metrics_file(&root)?;
-        let lock = state::lock(&root)?;
-        let fleet = crate::fsio::RootDir::open(&root)
-            .with_context(|| format!("failed to open fleet root {}", root.display()))?;
+        // What rekey trusts first, then where it will write its metrics: both before the lock.
+        let canonical = crate::survey::open_root(root)?;
+        crate::trust::require(&canonical)?;
+        check_metrics_file(&canonical)?;
+        let Locked { root, lock, fleet } = Locked::take(&canonical, settings.started)?;
         let interrupt = Interrupt::install()?;
-        for line in state::replay_interrupted(&root, settings.started)? {
-            eprintln!("{line}");
-        }
         let policy = crate::policy::load(&root)?.policy;
         let hooks = HookSet::load(&root, &policy, &settings.hooks)?;
         let retried = if settings.hooks.skip {
-            Vec::new()
+            pending::Retried::default()
         } else {
-            hooks::retry_pending(&root, &hooks)?
+            pending::retry(&root, &hooks, settings.started)?
         };
         Ok(WriteRun {
             root,
@@ -109,9 +148,16 @@ impl WriteRun {
             interrupt,
             hooks,
             fleet,
-            retried,
+            retried: retried.ran,
+            not_given: retried.not_given,
             _lock: lock,
         })
+    }
+
+    /// How many pending command-line hooks stay pending because this command line did not give
+    /// them again.
+    pub fn hooks_still_pending(&self) -> usize {
+        self.not_given
     }
 
     /// Removes the backups of the runs beyond the newest `keep` (see `prune`); writes nothing
@@ -330,7 +376,7 @@ impl Started {
             return Ok(Vec::new());
         }
         state::write_report(&self.run.dir, report)?;
-        batches::mark_hooks_pending(&self.run.dir)?;
+        pending::mark(&self.run.dir)?;
         let record = journal::Record::Hooks {
             batch: None,
             calls: calls.clone(),
@@ -344,14 +390,13 @@ impl Started {
         };
         let mut results = Vec::new();
         for call in &calls {
-            let result = hooks::run(call, &ctx, self.write.hooks.timeout());
-            let ok = result.status == hooks::HookStatus::Ok;
-            self.run.journal.append(&journal::Record::HookDone {
-                call: call.call,
-                ok,
-            })?;
+            let result = hooks::run(call, &self.write.hooks, &ctx);
+            self.run
+                .journal
+                .append(&journal::Record::hook_done(call.call, result.status))?;
             results.push(result);
         }
+        reap::sweep();
         Ok(results)
     }
 }

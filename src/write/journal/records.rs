@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::write::hooks::{HookCall, HookKind};
+use crate::write::hooks::{HookCall, HookKind, HookStatus};
 
 /// The journal format version: 2 names temporary files after the run
 /// (`.rekey-new.<run-id>.<file>`); version 1 journals are still replayed.
@@ -57,12 +57,38 @@ pub enum Record {
         batch: Option<u32>,
         calls: Vec<HookCall>,
     },
-    /// A hook ran; `ok: false` leaves it pending.
+    /// A hook ran; `ok: false` leaves it pending (`status`: `failed` or `timed out`).
     #[serde(rename = "hook_done")]
     HookDone {
         call: u32,
         ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<HookStatus>,
     },
+    /// A pending call that can never run (its source or its identity is gone): never pending
+    /// again.
+    #[serde(rename = "hook_dropped")]
+    HookDropped {
+        call: u32,
+        reason: String,
+    },
+    /// A pending call an operator discarded (`rekey hooks discard`): never pending again.
+    #[serde(rename = "hook_discarded")]
+    HookDiscarded {
+        call: u32,
+        operator: String,
+    },
+}
+
+impl Record {
+    /// The record of a call that ran and ended with `status`.
+    pub fn hook_done(call: u32, status: HookStatus) -> Record {
+        Record::HookDone {
+            call,
+            ok: status == HookStatus::Ok,
+            status: (status != HookStatus::Ok).then_some(status),
+        }
+    }
 }
 
 /// The files of one identity that a batch replaces.
@@ -205,17 +231,33 @@ pub fn committed(records: &[Record]) -> Vec<Change> {
     out
 }
 
+/// A hook call still to run, and how its last attempt ended (`None`: it never ran).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub call: HookCall,
+    pub last: Option<HookStatus>,
+}
+
 /// The hook calls of a journal still to run (pure): a deploy call whose identity's files are in
-/// place (its batch committed), or a post call, that has not run successfully.
-pub fn pending_hooks(records: &[Record]) -> Vec<HookCall> {
+/// place (its batch committed), or a post call, that has neither run successfully nor been
+/// dropped or discarded.
+pub fn pending_hooks(records: &[Record]) -> Vec<Pending> {
     let placed: BTreeSet<String> = committed(records).iter().map(Change::key).collect();
-    let ran: BTreeSet<u32> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::HookDone { call, ok: true } => Some(*call),
-            _ => None,
-        })
-        .collect();
+    let mut closed = BTreeSet::new();
+    let mut last = std::collections::BTreeMap::new();
+    for r in records {
+        match r {
+            Record::HookDone { call, ok: true, .. }
+            | Record::HookDropped { call, .. }
+            | Record::HookDiscarded { call, .. } => {
+                closed.insert(*call);
+            }
+            Record::HookDone { call, status, .. } => {
+                last.insert(*call, status.unwrap_or(HookStatus::Failed));
+            }
+            _ => {}
+        }
+    }
     records
         .iter()
         .filter_map(|r| match r {
@@ -223,7 +265,7 @@ pub fn pending_hooks(records: &[Record]) -> Vec<HookCall> {
             _ => None,
         })
         .flatten()
-        .filter(|c| !ran.contains(&c.call))
+        .filter(|c| !closed.contains(&c.call))
         .filter(|c| match (c.kind, &c.node, &c.service) {
             (HookKind::Deploy, Some(node), Some(service)) => {
                 placed.contains(&format!("{node}/{service}"))
@@ -231,7 +273,10 @@ pub fn pending_hooks(records: &[Record]) -> Vec<HookCall> {
             (HookKind::Deploy, _, _) => false,
             (HookKind::Post, _, _) => true,
         })
-        .cloned()
+        .map(|c| Pending {
+            call: c.clone(),
+            last: last.get(&c.call).copied(),
+        })
         .collect()
 }
 
@@ -377,6 +422,108 @@ mod tests {
             ready(1, &["c"]),
         ];
         assert_eq!(committed(&committed_run), vec![change("b")]);
+    }
+
+    #[test]
+    fn hook_calls_name_their_source_and_old_journals_still_read() {
+        use crate::write::hooks::HookSource;
+        let cases = [
+            (
+                "reload",
+                r#"{"call":1,"kind":"deploy","node":"n","service":"s","source":"reload"}"#,
+                HookSource::Reload,
+            ),
+            (
+                "a hooks folder executable",
+                r#"{"call":1,"kind":"post","source":"hooks/post/notify"}"#,
+                HookSource::Folder {
+                    kind: HookKind::Post,
+                    name: "notify".into(),
+                },
+            ),
+            (
+                "the previous release: command and shell read, only the digest kept",
+                r#"{"call":1,"kind":"deploy","source":"--deploy-hook","command":"touch /tmp/x","shell":true}"#,
+                HookSource::CommandLine {
+                    kind: HookKind::Deploy,
+                    sha256: Digest::of(b"touch /tmp/x"),
+                    position: 0,
+                },
+            ),
+            (
+                "the previous release's folder hook",
+                r#"{"call":1,"kind":"deploy","source":"hooks/deploy/a","command":"/x/hooks/deploy/a","shell":false}"#,
+                HookSource::Folder {
+                    kind: HookKind::Deploy,
+                    name: "a".into(),
+                },
+            ),
+            (
+                "a path planted as a folder hook's name",
+                r#"{"call":1,"kind":"deploy","source":"hooks/deploy/../../bin/sh"}"#,
+                HookSource::Unknown("hooks/deploy/../../bin/sh".into()),
+            ),
+            (
+                "a command-line hook with no digest",
+                r#"{"call":1,"kind":"post","source":"--post-hook"}"#,
+                HookSource::Unknown("--post-hook".into()),
+            ),
+        ];
+        for (name, line, want) in cases {
+            let call: HookCall =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(call.source, want, "{name}");
+            let again = serde_json::to_string(&call).unwrap();
+            assert!(
+                !again.contains("command\""),
+                "{name}: never written back: {again}"
+            );
+            assert!(!again.contains("touch"), "{name}: {again}");
+            assert_eq!(
+                serde_json::from_str::<HookCall>(&again).unwrap(),
+                call,
+                "{name}"
+            );
+        }
+        let unknown = r#"{"call":1,"kind":"post","source":"reload","extra":1}"#;
+        assert!(
+            serde_json::from_str::<HookCall>(unknown).is_err(),
+            "unknown fields refused"
+        );
+    }
+
+    #[test]
+    fn dropped_and_discarded_calls_are_no_longer_pending() {
+        use crate::write::hooks::HookSource;
+        let call = |n| HookCall {
+            call: n,
+            kind: HookKind::Post,
+            node: None,
+            service: None,
+            source: HookSource::Reload,
+            not_after: None,
+        };
+        let records = vec![
+            Record::Hooks {
+                batch: None,
+                calls: (1..=5).map(call).collect(),
+            },
+            Record::hook_done(1, HookStatus::Ok),
+            Record::hook_done(2, HookStatus::TimedOut),
+            Record::HookDropped {
+                call: 3,
+                reason: "gone".into(),
+            },
+            Record::HookDiscarded {
+                call: 4,
+                operator: "alice".into(),
+            },
+        ];
+        let left: Vec<(u32, Option<HookStatus>)> = pending_hooks(&records)
+            .into_iter()
+            .map(|p| (p.call.call, p.last))
+            .collect();
+        assert_eq!(left, [(2, Some(HookStatus::TimedOut)), (5, None)]);
     }
 
     #[test]

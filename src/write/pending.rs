@@ -1,0 +1,315 @@
+//! Hooks earlier runs left pending: listing them (reads only), retrying them (each re-resolved
+//! from the configuration as it is now; one whose source or identity is gone is dropped, with an
+//! audit line, and never pending again), and discarding them by hand (journaled and audited).
+//! A run that journaled hooks carries a `hooks.pending` marker until none of its calls is.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use chrono::{DateTime, Utc};
+
+use super::audit::{self, HookLine};
+use super::hooks::{self, HookCall, HookSet, HookStatus, Unresolved};
+use super::journal::{self, Pending, Record};
+use super::report::RetriedHook;
+use super::state;
+
+/// The marker of a run that journaled hooks.
+pub const HOOKS_PENDING: &str = "hooks.pending";
+
+/// Marks a run as having hooks that may be pending, so that later runs look at its journal.
+pub fn mark(run_dir: &Path) -> Result<()> {
+    let marker = run_dir.join(HOOKS_PENDING);
+    hooks::private_file(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false),
+        &marker,
+    )
+    .map(drop)
+}
+
+/// One pending hook call, as `rekey hooks list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingHook {
+    pub run_id: String,
+    pub call: HookCall,
+    /// How its last attempt ended; `None`: it never ran (cut short by a crash).
+    pub last: Option<HookStatus>,
+}
+
+impl PendingHook {
+    /// Why it is pending: `failed`, `timed out` or `never ran`.
+    pub fn why(&self) -> &'static str {
+        match self.last {
+            None => "never ran",
+            Some(HookStatus::TimedOut) => "timed out",
+            Some(_) => "failed",
+        }
+    }
+}
+
+/// The runs that may have pending hooks, oldest first, with their directories.
+fn marked_runs(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let runs = state::runs_dir(root);
+    Ok(state::list_ids(&runs)?
+        .into_iter()
+        .map(|id| {
+            let dir = runs.join(&id);
+            (id, dir)
+        })
+        .filter(|(_, dir)| dir.join(HOOKS_PENDING).exists())
+        .collect())
+}
+
+fn pending_of(dir: &Path) -> Result<Vec<Pending>> {
+    Ok(journal::pending_hooks(&journal::read(
+        &dir.join("journal.jsonl"),
+    )?))
+}
+
+/// Every pending hook call of the fleet at `root`, oldest run first. Reads only: no lock, no
+/// hook runs.
+pub fn list(root: &Path) -> Result<Vec<PendingHook>> {
+    let mut out = Vec::new();
+    for (id, dir) in marked_runs(root)? {
+        out.extend(pending_of(&dir)?.into_iter().map(|p| PendingHook {
+            run_id: id.clone(),
+            call: p.call,
+            last: p.last,
+        }));
+    }
+    Ok(out)
+}
+
+/// What retrying the pending hooks did.
+#[derive(Debug, Default)]
+pub struct Retried {
+    /// The calls that ran, and how each ended.
+    pub ran: Vec<RetriedHook>,
+    /// Command-line hooks not given again: still pending.
+    pub not_given: usize,
+    /// Calls dropped: their source or identity is gone.
+    pub dropped: usize,
+}
+
+/// Runs the pending hooks of every earlier run, oldest run first, each resolved in `set` (the
+/// configuration as it is now). A call whose source or identity is gone is dropped: journaled,
+/// audited, said on stderr. A command-line hook `set` does not hold stays pending. Journals each
+/// attempt; removes a run's marker once nothing of it is pending. Under the writer lock.
+pub fn retry(root: &Path, set: &HookSet, now: DateTime<Utc>) -> Result<Retried> {
+    let mut out = Retried::default();
+    for (id, dir) in marked_runs(root)? {
+        let pending = pending_of(&dir)?;
+        let mut journal = journal::Journal::open(&dir.join("journal.jsonl"))?;
+        let counts = state::read_report(&dir)
+            .map(|r| r.counts)
+            .unwrap_or_default();
+        let ctx = hooks::Context {
+            root,
+            run_id: &id,
+            run_dir: &dir,
+            post_env: hooks::post_env(&dir.join("report.json"), &counts),
+        };
+        let mut left = 0;
+        for Pending { call, .. } in &pending {
+            let at = call
+                .identity()
+                .map(|d| format!(" for {d}"))
+                .unwrap_or_default();
+            match set.resolve(call) {
+                Err(Unresolved::Gone(why)) => {
+                    journal.append(&Record::HookDropped {
+                        call: call.call,
+                        reason: why.clone(),
+                    })?;
+                    let line = HookLine { run_id: &id, call };
+                    audit::hook_dropped(root, &line, &why, now)?;
+                    eprintln!(
+                        "rekey: dropped the pending hook {} (call {}) of run {id}{at}: {why}",
+                        call.source, call.call
+                    );
+                    out.dropped += 1;
+                }
+                Err(Unresolved::NotGiven(why)) => {
+                    eprintln!(
+                        "rekey: the pending hook {} (call {}) of run {id}{at} stays pending: {why}",
+                        call.source, call.call
+                    );
+                    out.not_given += 1;
+                    left += 1;
+                }
+                Ok(_) => {
+                    let result = hooks::run(call, set, &ctx);
+                    journal.append(&Record::hook_done(call.call, result.status))?;
+                    let ok = result.status == HookStatus::Ok;
+                    eprintln!(
+                        "rekey: ran the pending hook {} of run {id}{at}: {}",
+                        call.source,
+                        if ok {
+                            "ok"
+                        } else {
+                            "failed again, still pending"
+                        }
+                    );
+                    left += usize::from(!ok);
+                    out.ran.push(RetriedHook {
+                        run_id: id.clone(),
+                        dir: call.identity(),
+                        result,
+                    });
+                }
+            }
+        }
+        if left == 0 {
+            unmark(&dir)?;
+        }
+    }
+    super::reap::sweep();
+    Ok(out)
+}
+
+fn unmark(dir: &Path) -> Result<()> {
+    let marker = dir.join(HOOKS_PENDING);
+    std::fs::remove_file(&marker).with_context(|| format!("failed to remove {}", marker.display()))
+}
+
+/// Which pending calls `rekey hooks discard` drops: `RUN_ID` (all of that run's) or
+/// `RUN_ID:CALL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub run_id: String,
+    pub call: Option<u32>,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Target, String> {
+        let (run_id, call) = match text.rsplit_once(':') {
+            Some((run, call)) => {
+                let call = call.parse::<u32>().map_err(|_| {
+                    format!("{text:?}: CALL must be a call number (RUN_ID:CALL, as `rekey hooks list` shows)")
+                })?;
+                (run, Some(call))
+            }
+            None => (text, None),
+        };
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-');
+        if run_id.is_empty() || !run_id.chars().all(plain) {
+            return Err(format!("{text:?} names no run (RUN_ID or RUN_ID:CALL)"));
+        }
+        Ok(Target {
+            run_id: run_id.to_string(),
+            call,
+        })
+    }
+}
+
+/// Drops the pending calls `target` names, each journaled and audited as discarded by
+/// `operator`. Runs nothing. Under the writer lock. An unknown run or call is an error.
+pub fn discard(
+    root: &Path,
+    target: &Target,
+    operator: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<PendingHook>> {
+    let dir = state::runs_dir(root).join(&target.run_id);
+    let path = dir.join("journal.jsonl");
+    if !path.is_file() {
+        bail!(
+            "no run {} in {} (see `rekey hooks list`)",
+            target.run_id,
+            state::runs_dir(root).display()
+        );
+    }
+    let records = journal::read(&path)?;
+    let pending = journal::pending_hooks(&records);
+    let chosen: Vec<&Pending> = match target.call {
+        None => pending.iter().collect(),
+        Some(n) => {
+            let known = records.iter().any(
+                |r| matches!(r, Record::Hooks { calls, .. } if calls.iter().any(|c| c.call == n)),
+            );
+            match pending.iter().find(|p| p.call.call == n) {
+                Some(p) => vec![p],
+                None if known => bail!(
+                    "no pending hook call {n} in run {}: it ran, or was dropped or discarded",
+                    target.run_id
+                ),
+                None => bail!("no hook call {n} in run {}", target.run_id),
+            }
+        }
+    };
+    let mut journal = journal::Journal::open(&path)?;
+    let mut out = Vec::new();
+    for p in chosen {
+        journal.append(&Record::HookDiscarded {
+            call: p.call.call,
+            operator: operator.to_string(),
+        })?;
+        let line = HookLine {
+            run_id: &target.run_id,
+            call: &p.call,
+        };
+        audit::hook_discarded(root, &line, operator, now)?;
+        out.push(PendingHook {
+            run_id: target.run_id.clone(),
+            call: p.call.clone(),
+            last: p.last,
+        });
+    }
+    if out.len() == pending.len() && dir.join(HOOKS_PENDING).exists() {
+        unmark(&dir)?;
+    }
+    Ok(out)
+}
+
+/// Who is discarding: `SUDO_USER`, else `USER`, else the uid.
+pub fn operator() -> String {
+    std::env::var("SUDO_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        // SAFETY: getuid has no preconditions.
+        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discard_targets_a_run_or_one_call() {
+        let ok = |run: &str, call| {
+            Ok(Target {
+                run_id: run.to_string(),
+                call,
+            })
+        };
+        let cases: [(&str, &str, Result<Target, ()>); 6] = [
+            (
+                "a run",
+                "20261128T000000.000000Z",
+                ok("20261128T000000.000000Z", None),
+            ),
+            (
+                "a call",
+                "20261128T000000.000000Z:3",
+                ok("20261128T000000.000000Z", Some(3)),
+            ),
+            (
+                "a renamed run",
+                "20261128T000000.000000Z-2:1",
+                ok("20261128T000000.000000Z-2", Some(1)),
+            ),
+            ("no call number", "20261128T000000.000000Z:x", Err(())),
+            ("a path", "../x:1", Err(())),
+            ("nothing", "", Err(())),
+        ];
+        for (name, text, want) in cases {
+            assert_eq!(text.parse::<Target>().map_err(drop), want, "{name}");
+        }
+    }
+}
