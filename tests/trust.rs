@@ -409,3 +409,66 @@ fn no_umask_widens_what_rekey_creates() {
         assert_eq!(mode, want, "{}", entry.path().display());
     }
 }
+
+/// The node owner swaps its service directory after the renames, before the deploy hook runs:
+/// for a link to a directory of root's, or for a directory of its own whose `key.pem` links to a
+/// root-only secret. The hook would be handed paths that lead to that secret (copied out by
+/// `cat "$REKEY_KEY"`). Before the fix it ran; now it is not run, and says why.
+#[test]
+fn a_deploy_hook_never_runs_in_a_directory_swapped_after_the_renames() {
+    for swap_for in ["a link", "another directory"] {
+        let (dir, root, outside) = reachable_fleet(1);
+        std::fs::write(outside.join("key.pem"), "root's secret\n").unwrap();
+        chmod(&outside.join("key.pem"), 0o600);
+        let node = root.join("nodes/node-00");
+        chown(&node, NOBODY);
+        let copied = dir.path().join("copied");
+        let put = match swap_for {
+            "a link" => format!("ln -s {} svc-0000", outside.display()),
+            _ => format!(
+                "mkdir svc-0000 && ln -s {} svc-0000/key.pem",
+                outside.join("key.pem").display()
+            ),
+        };
+        let swap = format!(
+            "cd {} && mv svc-0000 .svc-0000-real && {put}",
+            node.display()
+        );
+        let pause = dir.path().join("paused");
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
+            .args(["rotate", "--as-of", AS_OF, "--format", "json", "--root"])
+            .arg(&root)
+            .arg("--deploy-hook")
+            .arg(format!("cat \"$REKEY_KEY\" > {}", copied.display()))
+            .env("REKEY_PAUSE_AT", "committed")
+            .env("REKEY_PAUSE_FILE", &pause)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(60);
+        while !pause.exists() {
+            assert!(Instant::now() < until, "rotate never reached committed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        as_nobody(&swap);
+        std::fs::remove_file(&pause).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{swap_for}: {stderr}");
+        assert!(
+            !copied.exists(),
+            "{swap_for}: the hook ran: {:?}",
+            std::fs::read_to_string(&copied)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let hook = &report["identities"][0]["hooks"][0];
+        assert_eq!(hook["status"], "failed", "{swap_for}: {hook}");
+        // Either the directory is no longer an identity at all, or not the one written in.
+        let detail = hook["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("moved or replaced") || detail.contains("no longer exists"),
+            "{swap_for}: {hook}"
+        );
+    }
+}

@@ -165,10 +165,12 @@ pub fn run<W: Work>(
                 Err(err) => return Err(err),
             },
         };
+        let mut dirs = std::collections::HashMap::new();
         let mut lines: Vec<IdentityReport> = committed
             .into_iter()
             .map(|committed| match committed {
-                Committed::Done(change, details) => {
+                Committed::Done(change, details, dir) => {
+                    dirs.insert((change.node.clone(), change.service.clone()), dir);
                     IdentityReport::done(change.node, change.service, change.files, details)
                 }
                 Committed::Failed {
@@ -179,7 +181,7 @@ pub fn run<W: Work>(
             })
             .collect();
         if let Some(h) = &hooking {
-            run_deploy_hooks(h, &calls, &mut lines, &mut run.journal)?;
+            run_deploy_hooks(h, &calls, &dirs, &mut lines, &mut run.journal)?;
         }
         reports.extend(lines);
     }
@@ -196,6 +198,7 @@ pub fn run<W: Work>(
 fn run_deploy_hooks(
     h: &Hooking<'_>,
     calls: &[HookCall],
+    dirs: &std::collections::HashMap<(String, String), crate::fsio::FileId>,
     lines: &mut [IdentityReport],
     journal: &mut journal::Journal,
 ) -> anyhow::Result<()> {
@@ -208,8 +211,9 @@ fn run_deploy_hooks(
                 c.node.as_deref() == Some(l.node.as_str())
                     && c.service.as_deref() == Some(l.service.as_str())
             });
+            let dir = dirs.get(&(l.node.clone(), l.service.clone())).copied();
             let results = own
-                .map(|c| (c.call, hooks::run(c, h.set, &h.ctx)))
+                .map(|c| (c.call, hooks::run(c, h.set, &h.ctx, dir)))
                 .collect();
             (n, results)
         })

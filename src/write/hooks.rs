@@ -472,6 +472,9 @@ fn folder(root: &Path, kind: HookKind) -> Result<Vec<String>> {
 /// Where a call runs and what it is told.
 pub struct Context<'a> {
     pub root: &'a Path,
+    /// The fleet root, open: a deploy hook runs in its identity's directory, opened beneath it
+    /// without following a link (docs/design.md §8).
+    pub fleet: &'a crate::fsio::RootDir,
     pub run_id: &'a str,
     pub run_dir: &'a Path,
     /// For post hooks: the report's path and the counts.
@@ -481,7 +484,17 @@ pub struct Context<'a> {
 /// Resolves `call` in `set` and runs it to its end or its timeout; never fails: what went
 /// wrong is in the result. A call whose source is gone fails here (the caller that retries
 /// pending calls resolves first, and drops those).
-pub fn run(call: &HookCall, set: &HookSet, ctx: &Context<'_>) -> HookResult {
+///
+/// A deploy hook runs in its identity's directory, opened beneath the root without following a
+/// link; when `dir` names the directory the run wrote in (device and inode), one found at the
+/// identity's name that is not it (moved away, a link or another directory put there) means the
+/// hook is not run: the paths it is given would lead elsewhere.
+pub fn run(
+    call: &HookCall,
+    set: &HookSet,
+    ctx: &Context<'_>,
+    dir: Option<crate::fsio::FileId>,
+) -> HookResult {
     let program = match set.resolve(call) {
         Ok(program) => program,
         Err(Unresolved::Gone(why) | Unresolved::NotGiven(why)) => {
@@ -494,7 +507,7 @@ pub fn run(call: &HookCall, set: &HookSet, ctx: &Context<'_>) -> HookResult {
             };
         }
     };
-    run_program(call, &program, ctx, set.timeout())
+    run_program(call, &program, ctx, set.timeout(), dir)
 }
 
 fn run_program(
@@ -502,6 +515,7 @@ fn run_program(
     program: &Program,
     ctx: &Context<'_>,
     timeout: Duration,
+    written_in: Option<crate::fsio::FileId>,
 ) -> HookResult {
     let logs = ctx.run_dir.join("hooks");
     let log = logs.join(format!("{}.log", call.call));
@@ -527,9 +541,21 @@ fn run_program(
             );
         }
     };
-    let cwd = match (&call.node, &call.service) {
-        (Some(node), Some(service)) => ctx.root.join("nodes").join(node).join(service),
-        _ => ctx.root.to_path_buf(),
+    let dir = match (&call.node, &call.service) {
+        (Some(node), Some(service)) => match ctx.fleet.identity(node, service) {
+            Ok(dir) if written_in.is_none_or(|id| id == dir.file_id()) => Some(dir),
+            Ok(_) | Err(_) => {
+                return result(
+                    HookStatus::Failed,
+                    None,
+                    "not run: its directory was moved or replaced after its files were written, \
+                     or is no longer a directory beneath the fleet root (a link or another \
+                     directory is at its name)"
+                        .to_string(),
+                );
+            }
+        },
+        _ => None,
     };
     let mut command = match program {
         Program::Shell(text) => {
@@ -552,9 +578,28 @@ fn run_program(
         }
     };
     let marker = format!("{}:{}", ctx.run_id, call.call);
+    match &dir {
+        Some(dir) => {
+            use std::os::fd::AsRawFd;
+            let fd = dir.as_fd().as_raw_fd();
+            // SAFETY: fchdir is async-signal-safe; `dir` (and so `fd`) stays open until the
+            // child has been spawned, and the child's copy closes at exec (O_CLOEXEC).
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::fchdir(fd) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        None => {
+            command.current_dir(ctx.root);
+        }
+    }
     command
-        .current_dir(&cwd)
-        .envs(env(call, ctx, &cwd))
+        .envs(env(call, ctx, dir.as_ref()))
         .stdin(Stdio::null())
         .process_group(0);
     match spawn_capped(command, out, timeout, &marker) {
@@ -572,16 +617,21 @@ fn run_program(
     }
 }
 
-fn env(call: &HookCall, ctx: &Context<'_>, dir: &Path) -> Vec<(String, String)> {
+/// A deploy hook's environment names files rekey just found regular through the identity's
+/// handle (a link there is named by no variable); it must still not follow links there itself
+/// (docs/design.md §6).
+fn env(
+    call: &HookCall,
+    ctx: &Context<'_>,
+    dir: Option<&crate::fsio::IdentityDir>,
+) -> Vec<(String, String)> {
     let mut env = vec![("REKEY_RUN_ID".to_string(), ctx.run_id.to_string())];
-    if call.kind == HookKind::Deploy {
-        let file = |name: &str| {
-            let path = dir.join(name);
-            if path.is_file() {
-                path.to_string_lossy().into_owned()
-            } else {
-                String::new()
-            }
+    if call.kind == HookKind::Deploy
+        && let Some(dir) = dir
+    {
+        let file = |name: &str| match dir.entry(name) {
+            Ok(Some(entry)) if entry.is_file => dir.shown(name).to_string_lossy().into_owned(),
+            _ => String::new(),
         };
         env.extend([
             (
@@ -592,7 +642,10 @@ fn env(call: &HookCall, ctx: &Context<'_>, dir: &Path) -> Vec<(String, String)> 
                 "REKEY_SERVICE".to_string(),
                 call.service.clone().unwrap_or_default(),
             ),
-            ("REKEY_DIR".to_string(), dir.to_string_lossy().into_owned()),
+            (
+                "REKEY_DIR".to_string(),
+                dir.path().to_string_lossy().into_owned(),
+            ),
             ("REKEY_CERT".to_string(), file("cert.pem")),
             ("REKEY_KEY".to_string(), file("key.pem")),
             ("REKEY_TOKEN".to_string(), file("token.jwt")),

@@ -85,7 +85,9 @@ impl Staged {
 /// What happened to one staged identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {
-    Done(Change, Details),
+    /// Wholly new: what changed, the report's details, and the directory it was done in
+    /// (device and inode: its deploy hooks run there and nowhere else).
+    Done(Change, Details, fsio::FileId),
     Failed {
         node: String,
         service: String,
@@ -277,7 +279,7 @@ pub fn commit_batch(
     crash_point("committed");
     for ((s, change), outcome) in go.into_iter().zip(renamed) {
         results.push(match outcome {
-            Ok(()) => Committed::Done(change, s.details.clone()),
+            Ok(()) => Committed::Done(change, s.details.clone(), s.dir.file_id()),
             Err(reason) => Committed::Failed {
                 node: s.node.clone(),
                 service: s.service.clone(),

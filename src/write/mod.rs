@@ -139,7 +139,7 @@ impl WriteRun {
         let retried = if settings.hooks.skip {
             pending::Retried::default()
         } else {
-            pending::retry(&root, &hooks, settings.started)?
+            pending::retry(&root, &fleet, &hooks, settings.started)?
         };
         Ok(WriteRun {
             root,
@@ -281,6 +281,7 @@ impl Started {
             set: &self.write.hooks,
             ctx: hooks::Context {
                 root: &root,
+                fleet: &self.write.fleet,
                 run_id: &run_id,
                 run_dir: &run_dir,
                 post_env: Vec::new(),
@@ -384,13 +385,14 @@ impl Started {
         self.run.journal.append(&record)?;
         let ctx = hooks::Context {
             root: &self.write.root,
+            fleet: &self.write.fleet,
             run_id: &self.run.id,
             run_dir: &self.run.dir,
             post_env: hooks::post_env(&self.run.dir.join("report.json"), &report.counts),
         };
         let mut results = Vec::new();
         for call in &calls {
-            let result = hooks::run(call, &self.write.hooks, &ctx);
+            let result = hooks::run(call, &self.write.hooks, &ctx, None);
             self.run
                 .journal
                 .append(&journal::Record::hook_done(call.call, result.status))?;

@@ -98,7 +98,12 @@ pub struct Retried {
 /// configuration as it is now). A call whose source or identity is gone is dropped: journaled,
 /// audited, said on stderr. A command-line hook `set` does not hold stays pending. Journals each
 /// attempt; removes a run's marker once nothing of it is pending. Under the writer lock.
-pub fn retry(root: &Path, set: &HookSet, now: DateTime<Utc>) -> Result<Retried> {
+pub fn retry(
+    root: &Path,
+    fleet: &crate::fsio::RootDir,
+    set: &HookSet,
+    now: DateTime<Utc>,
+) -> Result<Retried> {
     let mut out = Retried::default();
     for (id, dir) in marked_runs(root)? {
         let pending = pending_of(&dir)?;
@@ -108,6 +113,7 @@ pub fn retry(root: &Path, set: &HookSet, now: DateTime<Utc>) -> Result<Retried> 
             .unwrap_or_default();
         let ctx = hooks::Context {
             root,
+            fleet,
             run_id: &id,
             run_dir: &dir,
             post_env: hooks::post_env(&dir.join("report.json"), &counts),
@@ -141,7 +147,7 @@ pub fn retry(root: &Path, set: &HookSet, now: DateTime<Utc>) -> Result<Retried> 
                     left += 1;
                 }
                 Ok(_) => {
-                    let result = hooks::run(call, set, &ctx);
+                    let result = hooks::run(call, set, &ctx, None);
                     journal.append(&Record::hook_done(call.call, result.status))?;
                     let ok = result.status == HookStatus::Ok;
                     eprintln!(
