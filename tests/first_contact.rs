@@ -277,9 +277,17 @@ fn hidden_entries_are_ignored_and_counted() {
 fn status_says_once_what_it_waits_for() {
     let dir = copy_fixture("openssl-rsa");
     let root = dir.path();
+    // The run that died: its journal, no report, and its temporary files.
+    let run_id = "20261128T000000.000000Z";
+    std::fs::create_dir_all(root.join(".rekey/runs").join(run_id)).unwrap();
+    std::fs::write(
+        root.join(".rekey/runs").join(run_id).join("journal.jsonl"),
+        "",
+    )
+    .unwrap();
     for (id, file) in [("n1/mocctl", "cert.pem"), ("n1/kms", "token.jwt")] {
         let live = root.join("nodes").join(id).join(file);
-        let temp = live.with_file_name(format!(".rekey-new.{file}"));
+        let temp = live.with_file_name(format!(".rekey-new.{run_id}.{file}"));
         std::fs::copy(&live, &temp).unwrap();
     }
     let (code, stdout, stderr) = run(root, &["status"]);

@@ -73,6 +73,21 @@ fn base(root: &Path) {
 /// Makes what no repository can hold; the returned values must live as long as the run.
 fn special(root: &Path, spec: &[String]) -> Option<std::os::unix::net::UnixListener> {
     let path = root.join(&spec[1]);
+    // What changes who may write an existing file (docs/design.md §8): its mode, or its owner.
+    match spec[0].as_str() {
+        "mode" => {
+            let mode = u32::from_str_radix(&spec[2], 8).expect("an octal mode");
+            let perms = std::os::unix::fs::PermissionsExt::from_mode(mode);
+            std::fs::set_permissions(&path, perms).unwrap();
+            return None;
+        }
+        "owner" => {
+            let uid: u32 = spec[2].parse().expect("a uid");
+            std::os::unix::fs::lchown(&path, Some(uid), Some(uid)).unwrap();
+            return None;
+        }
+        _ => {}
+    }
     let _ = std::fs::remove_file(&path);
     match spec[0].as_str() {
         "fifo" => {

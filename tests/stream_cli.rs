@@ -13,10 +13,16 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A writer's temporary file left in node `n`'s service `n` (`node-0n/svc-000n`): a reader of
-/// that identity waits for it (up to 10 s), saying so on stderr.
+/// A writer's temporary file left in node `n`'s service `n` (`node-0n/svc-000n`) by a run that
+/// has not finished (its journal is there, its report is not): a reader of that identity waits
+/// for it (up to 10 s), saying so on stderr.
 fn writers_leftover(root: &Path, n: usize) -> std::path::PathBuf {
-    let path = root.join(format!("nodes/node-{n:02}/svc-{n:04}/.rekey-new.cert.pem"));
+    let run = root.join(".rekey/runs/20261128T000000.000000Z");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("journal.jsonl"), "").unwrap();
+    let path = root.join(format!(
+        "nodes/node-{n:02}/svc-{n:04}/.rekey-new.20261128T000000.000000Z.cert.pem"
+    ));
     std::fs::write(&path, "a writer was here\n").unwrap();
     path
 }
