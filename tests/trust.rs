@@ -472,3 +472,64 @@ fn a_deploy_hook_never_runs_in_a_directory_swapped_after_the_renames() {
         );
     }
 }
+
+/// A deploy hook is handed the credential files open on descriptors 3, 4 and 5 (opened through
+/// the identity's handle, no link followed), so it need not open a path its owner can change. A
+/// `key.pem` its owner replaced with a link to a root-only secret after the renames is handed
+/// neither as a descriptor nor as a path.
+#[test]
+fn a_deploy_hook_is_handed_its_files_never_a_link() {
+    for swap in [false, true] {
+        let (dir, root, outside) = reachable_fleet(1);
+        std::fs::write(outside.join("key.pem"), "root's secret\n").unwrap();
+        chmod(&outside.join("key.pem"), 0o600);
+        let service = root.join("nodes/node-00/svc-0000");
+        chown(&root.join("nodes/node-00"), NOBODY);
+        chown(&service, NOBODY);
+        let seen = dir.path().join("seen");
+        let hook = format!(
+            "echo \"fd=${{REKEY_KEY_FD:-none}} path=${{REKEY_KEY:-none}}\" > {seen}; \
+             if [ -n \"$REKEY_KEY_FD\" ]; then cat <&4 >> {seen}; fi",
+            seen = seen.display()
+        );
+        let pause = dir.path().join("paused");
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
+            .args(["rotate", "--as-of", AS_OF, "--root"])
+            .arg(&root)
+            .args(["--deploy-hook", &hook])
+            .env("REKEY_PAUSE_AT", "committed")
+            .env("REKEY_PAUSE_FILE", &pause)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(60);
+        while !pause.exists() {
+            assert!(Instant::now() < until, "rotate never reached committed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let key = std::fs::read_to_string(service.join("key.pem")).unwrap();
+        if swap {
+            as_nobody(&format!(
+                "cd {} && rm key.pem && ln -s {} key.pem",
+                service.display(),
+                outside.join("key.pem").display()
+            ));
+        }
+        std::fs::remove_file(&pause).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "swap {swap}: {stderr}");
+        let seen = std::fs::read_to_string(&seen).unwrap();
+        if swap {
+            assert_eq!(seen, "fd=none path=none\n", "a link is handed to no hook");
+        } else {
+            let path = service.join("key.pem");
+            assert_eq!(seen, format!("fd=4 path={}\n{key}", path.display()));
+            assert!(
+                key.contains("PRIVATE KEY"),
+                "the new key, read from the descriptor"
+            );
+        }
+    }
+}

@@ -134,6 +134,18 @@ impl IdentityDir {
         .0
     }
 
+    /// The entry `name` opened for reading when it is a regular file (never through a link,
+    /// never waiting on a FIFO), numbered 10 or above; `None` when it is anything else or absent.
+    pub fn open_regular(&self, name: &str) -> Option<OwnedFd> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(self.fd(), name, flags, Mode::empty()).ok()?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return None;
+        }
+        rustix::io::fcntl_dupfd_cloexec(&fd, 10).ok()
+    }
+
     /// The entry `name` itself (a link is not followed); `None` when there is none.
     pub fn entry(&self, name: &str) -> io::Result<Option<Entry>> {
         match rustix::fs::statat(self.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {

@@ -578,19 +578,29 @@ fn run_program(
         }
     };
     let marker = format!("{}:{}", ctx.run_id, call.call);
+    let handed = dir.as_ref().map(Handed::open).unwrap_or_default();
     match &dir {
         Some(dir) => {
             use std::os::fd::AsRawFd;
             let fd = dir.as_fd().as_raw_fd();
-            // SAFETY: fchdir is async-signal-safe; `dir` (and so `fd`) stays open until the
-            // child has been spawned, and the child's copy closes at exec (O_CLOEXEC).
+            let moves: Vec<(i32, i32)> = handed
+                .iter()
+                .map(|h| (h.fd.as_raw_fd(), h.number))
+                .collect();
+            // SAFETY: fchdir and dup2 are async-signal-safe; `dir` and `handed` (and so their
+            // descriptors) stay open until the child has been spawned. The sources are numbered
+            // 10 or above, so no dup2 overwrites another's source; the targets lose O_CLOEXEC.
             unsafe {
                 command.pre_exec(move || {
-                    if libc::fchdir(fd) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
+                    if libc::fchdir(fd) != 0 {
+                        return Err(std::io::Error::last_os_error());
                     }
+                    for &(from, to) in &moves {
+                        if libc::dup2(from, to) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
                 });
             }
         }
@@ -599,7 +609,7 @@ fn run_program(
         }
     }
     command
-        .envs(env(call, ctx, dir.as_ref()))
+        .envs(env(call, ctx, dir.as_ref(), &handed))
         .stdin(Stdio::null())
         .process_group(0);
     match spawn_capped(command, out, timeout, &marker) {
@@ -617,22 +627,63 @@ fn run_program(
     }
 }
 
-/// A deploy hook's environment names files rekey just found regular through the identity's
-/// handle (a link there is named by no variable); it must still not follow links there itself
-/// (docs/design.md §6).
+/// A credential file a deploy hook is handed: opened through the identity's handle (a regular
+/// file, no link followed) and given to the hook as descriptor `number` (3 the certificate, 4
+/// the key, 5 the token), named by `REKEY_<KIND>_FD` beside its path in `REKEY_<KIND>`.
+struct Handed {
+    var: &'static str,
+    fd: std::os::fd::OwnedFd,
+    number: i32,
+    path: String,
+}
+
+impl Handed {
+    fn open(dir: &crate::fsio::IdentityDir) -> Vec<Handed> {
+        use crate::scan::{CERT_FILE, KEY_FILE, TOKEN_FILE};
+        [
+            ("REKEY_CERT", CERT_FILE, 3),
+            ("REKEY_KEY", KEY_FILE, 4),
+            ("REKEY_TOKEN", TOKEN_FILE, 5),
+        ]
+        .into_iter()
+        .filter_map(|(var, name, number)| {
+            Some(Handed {
+                var,
+                fd: dir.open_regular(name)?,
+                number,
+                path: dir.shown(name).to_string_lossy().into_owned(),
+            })
+        })
+        .collect()
+    }
+}
+
+/// A deploy hook's environment names the files it is handed: regular files through the
+/// identity's handle as it starts (a link there is named by no variable), open on descriptors 3,
+/// 4 and 5. A hook reading the descriptor reads exactly what rekey opened; one opening the path
+/// must not follow a link there (docs/design.md §6).
 fn env(
     call: &HookCall,
     ctx: &Context<'_>,
     dir: Option<&crate::fsio::IdentityDir>,
+    handed: &[Handed],
 ) -> Vec<(String, String)> {
     let mut env = vec![("REKEY_RUN_ID".to_string(), ctx.run_id.to_string())];
     if call.kind == HookKind::Deploy
         && let Some(dir) = dir
     {
-        let file = |name: &str| match dir.entry(name) {
-            Ok(Some(entry)) if entry.is_file => dir.shown(name).to_string_lossy().into_owned(),
-            _ => String::new(),
+        let file = |var: &str| {
+            handed
+                .iter()
+                .find(|h| h.var == var)
+                .map(|h| h.path.clone())
+                .unwrap_or_default()
         };
+        env.extend(
+            handed
+                .iter()
+                .map(|h| (format!("{}_FD", h.var), h.number.to_string())),
+        );
         env.extend([
             (
                 "REKEY_NODE".to_string(),
@@ -646,9 +697,9 @@ fn env(
                 "REKEY_DIR".to_string(),
                 dir.path().to_string_lossy().into_owned(),
             ),
-            ("REKEY_CERT".to_string(), file("cert.pem")),
-            ("REKEY_KEY".to_string(), file("key.pem")),
-            ("REKEY_TOKEN".to_string(), file("token.jwt")),
+            ("REKEY_CERT".to_string(), file("REKEY_CERT")),
+            ("REKEY_KEY".to_string(), file("REKEY_KEY")),
+            ("REKEY_TOKEN".to_string(), file("REKEY_TOKEN")),
             (
                 "REKEY_NOT_AFTER".to_string(),
                 call.not_after.clone().unwrap_or_default(),
