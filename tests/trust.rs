@@ -57,16 +57,22 @@ fn as_nobody(script: &str) {
     assert!(status.success(), "as nobody: {script}");
 }
 
-/// Runs `rotate` as root until it reaches the write protocol's `step`, lets `during` act on the
-/// fleet there, then lets it finish; returns (code, stderr).
-fn rotate_paused_at(root: &Path, step: &str, during: impl FnOnce()) -> (i32, String) {
+/// Runs `rotate args` as root until it reaches the write protocol's `step`, lets `during` act on
+/// the fleet there, then lets it finish; returns (code, stdout, stderr).
+fn rotate_paused_at(
+    root: &Path,
+    step: &str,
+    args: &[&str],
+    during: impl FnOnce(),
+) -> (i32, String, String) {
     let pause = root.parent().unwrap().join("paused");
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
         .args(["rotate", "--as-of", AS_OF, "--root"])
         .arg(root)
+        .args(args)
         .env("REKEY_PAUSE_AT", step)
         .env("REKEY_PAUSE_FILE", &pause)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -80,6 +86,7 @@ fn rotate_paused_at(root: &Path, step: &str, during: impl FnOnce()) -> (i32, Str
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().expect("rotate exits with a code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
@@ -98,7 +105,7 @@ fn a_service_directory_swapped_for_a_link_mid_run_is_never_written_through() {
             node.display(),
             outside.display()
         );
-        let (code, stderr) = rotate_paused_at(&root, step, || as_nobody(&swap));
+        let (code, _, stderr) = rotate_paused_at(&root, step, &[], || as_nobody(&swap));
         let mut there: Vec<_> = std::fs::read_dir(&outside)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -166,7 +173,7 @@ fn a_service_directory_replaced_after_it_was_judged_is_left_alone() {
     for entry in std::fs::read_dir(node.join("svc-0000")).unwrap() {
         chmod(&entry.unwrap().path(), 0o644);
     }
-    let (code, stderr) = rotate_paused_at(&root, "surveyed", || as_nobody(&swap));
+    let (code, _, stderr) = rotate_paused_at(&root, "surveyed", &[], || as_nobody(&swap));
     assert_eq!(code, 3, "{stderr}");
     let report = reports(&root).pop().unwrap();
     let line = &report["identities"][0];
@@ -434,34 +441,17 @@ fn a_deploy_hook_never_runs_in_a_directory_swapped_after_the_renames() {
             "cd {} && mv svc-0000 .svc-0000-real && {put}",
             node.display()
         );
-        let pause = dir.path().join("paused");
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
-            .args(["rotate", "--as-of", AS_OF, "--format", "json", "--root"])
-            .arg(&root)
-            .arg("--deploy-hook")
-            .arg(format!("cat \"$REKEY_KEY\" > {}", copied.display()))
-            .env("REKEY_PAUSE_AT", "committed")
-            .env("REKEY_PAUSE_FILE", &pause)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let until = Instant::now() + Duration::from_secs(60);
-        while !pause.exists() {
-            assert!(Instant::now() < until, "rotate never reached committed");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        as_nobody(&swap);
-        std::fs::remove_file(&pause).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{swap_for}: {stderr}");
+        let hook = format!("cat \"$REKEY_KEY\" > {}", copied.display());
+        let args = ["--format", "json", "--deploy-hook", &hook];
+        let (code, stdout, stderr) =
+            rotate_paused_at(&root, "committed", &args, || as_nobody(&swap));
+        assert_eq!(code, 3, "{swap_for}: {stderr}");
         assert!(
             !copied.exists(),
             "{swap_for}: the hook ran: {:?}",
             std::fs::read_to_string(&copied)
         );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         let hook = &report["identities"][0]["hooks"][0];
         assert_eq!(hook["status"], "failed", "{swap_for}: {hook}");
         // Either the directory is no longer an identity at all, or not the one written in.
@@ -492,34 +482,19 @@ fn a_deploy_hook_is_handed_its_files_never_a_link() {
              if [ -n \"$REKEY_KEY_FD\" ]; then cat <&4 >> {seen}; fi",
             seen = seen.display()
         );
-        let pause = dir.path().join("paused");
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
-            .args(["rotate", "--as-of", AS_OF, "--root"])
-            .arg(&root)
-            .args(["--deploy-hook", &hook])
-            .env("REKEY_PAUSE_AT", "committed")
-            .env("REKEY_PAUSE_FILE", &pause)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let until = Instant::now() + Duration::from_secs(60);
-        while !pause.exists() {
-            assert!(Instant::now() < until, "rotate never reached committed");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let key = std::fs::read_to_string(service.join("key.pem")).unwrap();
-        if swap {
-            as_nobody(&format!(
-                "cd {} && rm key.pem && ln -s {} key.pem",
-                service.display(),
-                outside.join("key.pem").display()
-            ));
-        }
-        std::fs::remove_file(&pause).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "swap {swap}: {stderr}");
+        let mut key = String::new();
+        let (code, _, stderr) =
+            rotate_paused_at(&root, "committed", &["--deploy-hook", &hook], || {
+                key = std::fs::read_to_string(service.join("key.pem")).unwrap();
+                if swap {
+                    as_nobody(&format!(
+                        "cd {} && rm key.pem && ln -s {} key.pem",
+                        service.display(),
+                        outside.join("key.pem").display()
+                    ));
+                }
+            });
+        assert_eq!(code, 0, "swap {swap}: {stderr}");
         let seen = std::fs::read_to_string(&seen).unwrap();
         if swap {
             assert_eq!(seen, "fd=none path=none\n", "a link is handed to no hook");
