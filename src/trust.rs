@@ -184,12 +184,88 @@ fn look(path: &Path, expect: Expect, sticky: Sticky, found: &mut Vec<Unsafe>) ->
     let (uid, mode) = (meta.uid(), meta.permissions().mode());
     let trusted_owner = uid == 0 || uid == euid();
     let sticky_ok = sticky == Sticky::Allowed && kind.is_dir() && mode & libc::S_ISVTX != 0;
+    let others_write = mode & 0o002 != 0
+        || (mode & 0o020 != 0 && !group_is_the_owner_alone(meta.gid(), uid));
     if !trusted_owner {
         fault(Fault::Owner { uid, mode });
-    } else if mode & 0o022 != 0 && !sticky_ok {
+    } else if others_write && !sticky_ok {
         fault(Fault::Writable { uid, mode });
     }
     kind.is_dir()
+}
+
+/// Whether the group `gid` has exactly one member, the owner `uid` (a user private group, as
+/// `umask 002` systems give every user): its write bit then lets nobody else in. The rule of
+/// OpenSSH's `secure_permissions`: every account whose primary group it is must be the owner, its
+/// listed members at most the owner, and it must have a member. Asked of the system's user and
+/// group databases (NSS) only when a trusted path is group-writable.
+fn group_is_the_owner_alone(gid: u32, uid: u32) -> bool {
+    // getpwent walks one process-wide cursor: one walk at a time.
+    static WALK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let Some(owner) = user_name(uid) else {
+        return false;
+    };
+    let Some(listed) = group_members(gid) else {
+        return false;
+    };
+    if listed.iter().any(|m| *m != owner) {
+        return false;
+    }
+    let _walk = WALK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut primary = 0;
+    let mut alone = true;
+    // SAFETY: setpwent/getpwent/endpwent under the lock; each entry is read before the next call.
+    unsafe {
+        libc::setpwent();
+        loop {
+            let pw = libc::getpwent();
+            if pw.is_null() {
+                break;
+            }
+            if (*pw).pw_gid == gid {
+                primary += 1;
+                alone &= (*pw).pw_uid == uid;
+            }
+        }
+        libc::endpwent();
+    }
+    alone && (primary > 0 || !listed.is_empty())
+}
+
+/// The name of the user `uid`, from the user database.
+fn user_name(uid: u32) -> Option<Vec<u8>> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found = std::ptr::null_mut();
+    // SAFETY: getpwuid_r fills `pw` with pointers into `buf`, both alive while read here.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points to a NUL-terminated string in `buf`.
+    Some(unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }.to_bytes().to_vec())
+}
+
+/// The members the group database lists for `gid` (not those whose primary group it is).
+fn group_members(gid: u32) -> Option<Vec<Vec<u8>>> {
+    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    let mut gr: libc::group = unsafe { std::mem::zeroed() };
+    let mut found = std::ptr::null_mut();
+    // SAFETY: getgrgid_r fills `gr` with pointers into `buf`, both alive while read here.
+    let rc = unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    let mut members = Vec::new();
+    // SAFETY: gr_mem is a NULL-terminated array of NUL-terminated strings in `buf`.
+    unsafe {
+        let mut at = gr.gr_mem;
+        while !at.is_null() && !(*at).is_null() {
+            members.push(std::ffi::CStr::from_ptr(*at).to_bytes().to_vec());
+            at = at.add(1);
+        }
+    }
+    Some(members)
 }
 
 /// The entries of `dir` (hidden ones included: a hidden hook is not run, but a hidden run
@@ -297,6 +373,10 @@ mod tests {
             let dir = fleet();
             let p = dir.path().join(path);
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            // A group others belong to (nobody's): the owner's own group may write (below).
+            if mode & 0o020 != 0 && std::os::unix::fs::lchown(&p, None, Some(65534)).is_err() {
+                continue; // only root may give a file to a group it is not in
+            }
             assert_eq!(
                 faults(dir.path()),
                 vec![(path.to_string(), "writable")],
@@ -306,6 +386,14 @@ mod tests {
             assert!(said.contains(&format!("mode {mode:04o}")), "{name}: {said}");
             assert!(said.contains("chmod go-w"), "{name}: {said}");
         }
+    }
+
+    #[test]
+    fn a_group_of_the_owner_alone_may_write() {
+        // Root's group has root as its only primary member on any sane system, and `nogroup`
+        // (or `nobody`'s group) is not root's.
+        assert!(group_is_the_owner_alone(0, 0));
+        assert!(!group_is_the_owner_alone(65534, 0));
     }
 
     #[test]

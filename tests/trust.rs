@@ -508,3 +508,21 @@ fn a_deploy_hook_is_handed_its_files_never_a_link() {
         }
     }
 }
+
+/// A directory its owner's own group may write (a user private group, as `umask 002` systems
+/// make them: root's group here, whose only member is root) lets nobody else in: a fleet below
+/// one is trusted. One a group with other members may write is not.
+#[test]
+fn a_group_only_the_owner_is_in_may_write() {
+    let (dir, root, _) = reachable_fleet(1);
+    chmod(dir.path(), 0o775);
+    let (code, _, stderr) = run(&root, &["rotate"]);
+    assert_eq!(code, 0, "{stderr}");
+    std::os::unix::fs::lchown(dir.path(), None, Some(NOBODY)).unwrap();
+    let (code, _, stderr) = run(&root, &["rotate"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("mode 0775) is writable by its group or by others"),
+        "{stderr}"
+    );
+}
