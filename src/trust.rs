@@ -29,8 +29,8 @@ pub enum Fault {
     Owner { uid: u32, mode: u32 },
     /// Writable by its group or by others (and not a sticky directory owned by root).
     Writable { uid: u32, mode: u32 },
-    /// Neither a regular file nor a directory where one is expected.
-    Kind,
+    /// Not what it must be: a directory, a regular file, or (where either will do) one of them.
+    Kind(&'static str),
     /// Could not be looked at (not for want of permission: see [`check`]).
     Unreadable(String),
 }
@@ -57,7 +57,7 @@ impl std::fmt::Display for Unsafe {
             Fault::Writable { uid, mode } => {
                 fix(f, *uid, *mode, "is writable by its group or by others")
             }
-            Fault::Kind => write!(f, "{path} is neither a regular file nor a directory"),
+            Fault::Kind(must) => write!(f, "{path} is not {must}"),
             Fault::Unreadable(why) => write!(f, "{path} cannot be checked: {why}"),
         }
     }
@@ -178,7 +178,11 @@ fn look(path: &Path, expect: Expect, sticky: Sticky, found: &mut Vec<Unsafe>) ->
         Expect::Any => kind.is_dir() || kind.is_file(),
     };
     if !fits {
-        fault(Fault::Kind);
+        fault(Fault::Kind(match expect {
+            Expect::Dir => "a directory",
+            Expect::File => "a regular file",
+            Expect::Any => "a regular file or a directory",
+        }));
         return false;
     }
     let (uid, mode) = (meta.uid(), meta.permissions().mode());
@@ -298,9 +302,11 @@ pub fn require(root: &Path) -> anyhow::Result<()> {
     }
     let list: Vec<String> = found.iter().map(ToString::to_string).collect();
     anyhow::bail!(
-        "refusing to write: {} that rekey trusts could be changed by another user, who could then \
-         make this run write or execute what they choose; nothing was changed: {}",
+        "refusing to write: rekey trusts only what root or the user running it alone can change, \
+         and {} that must be so {} not (another user could make this run write or execute what \
+         they choose); nothing was changed: {}",
         crate::count::count(found.len(), "path", "paths"),
+        if found.len() == 1 { "is" } else { "are" },
         list.join("; ")
     )
 }
@@ -346,7 +352,7 @@ mod tests {
                     Fault::Link => "link",
                     Fault::Owner { .. } => "owner",
                     Fault::Writable { .. } => "writable",
-                    Fault::Kind => "kind",
+                    Fault::Kind(_) => "kind",
                     Fault::Unreadable(_) => "unreadable",
                 };
                 (rel, kind)

@@ -146,13 +146,18 @@ fn a_service_directory_swapped_for_a_link_mid_run_is_never_written_through() {
             assert!(temp_files(&root).is_empty(), "{:?}", temp_files(&root));
         } else {
             // Swapped after `ready`: the renames happen in the directory that was staged in,
-            // wherever it was moved inside the fleet.
+            // wherever its owner moved it, and the run says the identity was not done.
             let real = node.join(".svc-0000-real");
-            let (_, stdout, _) = run(&root, &["status", "--format", "json"]);
-            assert!(!stdout.is_empty());
             let cert = std::fs::read_to_string(real.join("cert.pem")).unwrap();
             assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{step}");
             assert!(temp_files(&root).is_empty(), "{:?}", temp_files(&root));
+            assert_eq!(code, 3, "{step}: {stderr}");
+            assert_eq!(swapped["outcome"], "failed", "{step}");
+            let reason = swapped["reason"].as_str().unwrap();
+            assert!(
+                reason.contains("was moved away while its files"),
+                "{reason}"
+            );
         }
     }
 }
@@ -524,5 +529,47 @@ fn a_group_only_the_owner_is_in_may_write() {
     assert!(
         stderr.contains("mode 0775) is writable by its group or by others"),
         "{stderr}"
+    );
+}
+
+/// A run killed before its renames, whose temporary file for one identity is then found wrong:
+/// the replay leaves that identity as it was, and so never runs its deploy hook (before the fix
+/// it ran the hook of a run that changed nothing there). The other identity is finished and its
+/// hook runs, once.
+#[test]
+fn a_replay_runs_no_hook_for_an_identity_it_left_as_it_was() {
+    let (dir, root, _) = reachable_fleet(2);
+    let log = dir.path().join("ran");
+    std::fs::create_dir_all(root.join("hooks/deploy")).unwrap();
+    let hook = root.join("hooks/deploy/log");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$REKEY_RUN_ID $REKEY_SERVICE\" >> {}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    chmod(&hook, 0o755);
+    let (code, _, _) = run_env(&root, &["rotate"], &[("REKEY_CRASH_AT", "renaming")]);
+    assert_eq!(code, None, "killed at its renames");
+    let runs = root.join(".rekey/runs");
+    let killed = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap();
+    let killed = killed.file_name().to_string_lossy().into_owned();
+    let temp = root
+        .join("nodes/node-00/svc-0000")
+        .join(format!(".rekey-new.{killed}.cert.pem"));
+    std::fs::write(&temp, "not what was staged").unwrap();
+    let (code, _, stderr) = run(&root, &["rotate"]);
+    assert!(matches!(code, 0 | 3), "{stderr}");
+    let ran = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !ran.contains(&format!("{killed} svc-0000")),
+        "the hook of an identity left as it was ran: {ran}"
+    );
+    assert_eq!(
+        ran.matches(&format!("{killed} svc-0001")).count(),
+        1,
+        "the finished identity's hook ran once: {ran}"
     );
 }

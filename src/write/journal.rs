@@ -249,7 +249,7 @@ pub fn commit_batch(
     } else {
         journal.append(&Record::Hooks {
             batch: Some(batch),
-            calls,
+            calls: calls.clone(),
         })
     };
     let marked = marked.and_then(|()| {
@@ -270,11 +270,18 @@ pub fn commit_batch(
         .par_iter()
         .map(|(s, change)| {
             crash_point("renaming");
-            finish(&s.dir, backup, temps, change)
+            finish(&s.dir, backup, temps, change)?;
+            // Moved away by its owner meanwhile (the renames followed the directory, never a
+            // link): what is at its name now was not rotated, and the run says so.
+            in_place(fleet, s).map_err(|_| moved_away(s))
         })
         .collect();
     fsio::sync_filesystem(root)?;
     crash_point("renamed");
+    let left_old = go.iter().zip(&renamed).filter(|(_, r)| r.is_err());
+    for ((s, _), _) in left_old {
+        drop_hooks(journal, &calls, &s.node, &s.service)?;
+    }
     journal.append(&Record::Commit { batch })?;
     crash_point("committed");
     for ((s, change), outcome) in go.into_iter().zip(renamed) {
@@ -288,6 +295,33 @@ pub fn commit_batch(
         });
     }
     Ok(results)
+}
+
+/// Closes the deploy hook calls journaled for `node/service` when it ended wholly old after all
+/// (its renames failed, or a replay could not finish them): hooks run only for an identity a run
+/// changed. Journaled before the batch's `commit`, so that none is ever pending.
+fn drop_hooks(journal: &mut Journal, calls: &[HookCall], node: &str, service: &str) -> Result<()> {
+    let own = calls
+        .iter()
+        .filter(|c| c.node.as_deref() == Some(node) && c.service.as_deref() == Some(service));
+    for c in own {
+        journal.append(&Record::HookDropped {
+            call: c.call,
+            reason: "its identity was not changed at its place, so it has nothing to deploy"
+                .to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Why an identity whose directory was moved away during its renames is not done.
+fn moved_away(s: &Staged) -> String {
+    format!(
+        "its directory {} was moved away while its files were replaced: the new files are in \
+         that directory, wherever its owner moved it, and whatever is at its name now was not \
+         rotated",
+        s.dir.path().display()
+    )
 }
 
 /// Whether the identity's directory is still the one staged in: a node's owner may have moved
@@ -569,6 +603,20 @@ pub fn replay(
                     .map(|c| open(c).is_some_and(|dir| finish(&dir, backup, &temps, c).is_ok()))
                     .collect();
                 fsio::sync_filesystem(root)?;
+                let calls: Vec<HookCall> = records
+                    .iter()
+                    .filter_map(|r| match r {
+                        Record::Hooks {
+                            batch: Some(b),
+                            calls,
+                        } if *b == batch => Some(calls.iter().cloned()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+                for (c, _) in changes.iter().zip(&results).filter(|(_, ok)| !**ok) {
+                    drop_hooks(&mut journal, &calls, &c.node, &c.service)?;
+                }
                 journal.append(&Record::Commit { batch })?;
                 for (c, ok) in changes.into_iter().zip(results) {
                     if ok { finished.push(c) } else { undone.push(c) }
