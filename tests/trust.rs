@@ -573,3 +573,49 @@ fn a_replay_runs_no_hook_for_an_identity_it_left_as_it_was() {
         "the finished identity's hook ran once: {ran}"
     );
 }
+
+/// A node owner who kept a second name of its own `key.pem` cannot change rekey's backup of it
+/// after the rotation: a file its owner could still write is backed up as a copy, never linked.
+/// Before the fix the backup was that very file, and rollback found it damaged.
+#[test]
+fn a_backup_is_never_a_file_its_owner_can_still_write() {
+    let (_dir, root, _) = reachable_fleet(1);
+    let node = root.join("nodes/node-00");
+    for entry in walkdir::WalkDir::new(&node) {
+        chown(entry.unwrap().path(), NOBODY);
+    }
+    let service = node.join("svc-0000");
+    let old = std::fs::read(service.join("key.pem")).unwrap();
+    as_nobody(&format!(
+        "cd {} && mkdir .stash && ln svc-0000/key.pem .stash/key",
+        node.display()
+    ));
+    let (code, _, stderr) = run(&root, &["rotate"]);
+    assert_eq!(code, 0, "{stderr}");
+    as_nobody(&format!(
+        "echo tampered > {}",
+        node.join(".stash/key").display()
+    ));
+    let report = reports(&root).pop().unwrap();
+    let run_id = report["run_id"].as_str().unwrap();
+    let backup = root.join(format!(
+        ".rekey/runs/{run_id}/backup/node-00/svc-0000/key.pem"
+    ));
+    assert_eq!(
+        std::fs::read(&backup).unwrap(),
+        old,
+        "the backup holds the old key"
+    );
+    let meta = std::fs::symlink_metadata(&backup).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o7777, meta.nlink()),
+        (0, 0o600, 1)
+    );
+    let out = rekey()
+        .args(["rollback", run_id, "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(std::fs::read(service.join("key.pem")).unwrap(), old);
+}

@@ -46,11 +46,9 @@ pub fn retry(o: &Options) -> Result<Exit> {
         .count();
     let left = run.hooks_still_pending();
     eprintln!(
-        "rekey: {} pending hooks ran, {} of them failed (still pending); {} not given again \
-         (still pending)",
-        retried.len(),
-        failed,
-        left
+        "rekey: {} ran, {failed} of them failed (still pending); {left} not given again (still \
+         pending)",
+        crate::count::count(retried.len(), "pending hook", "pending hooks"),
     );
     Ok(if failed + left > 0 {
         Exit::WorkDue

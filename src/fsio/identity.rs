@@ -94,6 +94,21 @@ pub struct Entry {
     pub gid: u32,
 }
 
+impl Entry {
+    /// Whether only root or the invoking user can change this file's bytes or give it another
+    /// name: owned by one of them, writable by nobody else, and hard links to it restricted to
+    /// its owner (`fs.protected_hardlinks`).
+    fn only_rekey_can_change(&self) -> bool {
+        static PROTECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let protected = *PROTECTED.get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/fs/protected_hardlinks")
+                .is_ok_and(|v| v.trim() == "1")
+        });
+        let euid = rustix::process::geteuid().as_raw();
+        protected && (self.uid == 0 || self.uid == euid) && self.mode & 0o022 == 0
+    }
+}
+
 impl IdentityDir {
     /// The directory's absolute path when it was opened (for messages and hooks).
     pub fn path(&self) -> &Path {
@@ -195,11 +210,18 @@ impl IdentityDir {
     }
 
     /// Makes `to` (a path in rekey's own state) a second name of the entry `name` (a hard link)
-    /// or, where a link cannot be made (another filesystem, a file owned by another user), a new
-    /// file with a copy of its bytes, mode 0600. Never overwrites: an existing `to` is an error
-    /// and is left as it was.
-    pub fn save_to(&self, name: &str, to: &Path) -> io::Result<()> {
-        match rustix::fs::linkat(self.fd(), name, rustix::fs::CWD, to, AtFlags::empty()) {
+    /// when `entry` says nobody else could write that file or link it elsewhere, or else (or
+    /// where a link cannot be made: another filesystem) a new file with a copy of its bytes,
+    /// mode 0600. A link to a file its owner could still write through another name would let
+    /// that owner change rekey's backup. Never overwrites: an existing `to` is an error and is
+    /// left as it was.
+    pub fn save_to(&self, name: &str, entry: &Entry, to: &Path) -> io::Result<()> {
+        let linked = if entry.only_rekey_can_change() {
+            rustix::fs::linkat(self.fd(), name, rustix::fs::CWD, to, AtFlags::empty())
+        } else {
+            Err(rustix::io::Errno::PERM)
+        };
+        match linked {
             Ok(()) => Ok(()),
             Err(rustix::io::Errno::EXIST) => Err(io::ErrorKind::AlreadyExists.into()),
             Err(_) => {

@@ -423,7 +423,7 @@ fn stage_files(
         };
         let copy = backup_path(backup, &s.node, &s.service, &f.name);
         s.dir
-            .save_to(&f.name, &copy)
+            .save_to(&f.name, &entry, &copy)
             .map_err(|e| NotWritten::new(format!("cannot back up {}: {e}", live.display()), &e))?;
         saved.push(copy);
         let name = temps.name(&f.name);

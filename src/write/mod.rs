@@ -359,8 +359,8 @@ impl Started {
             let pruned = prune::prune(&root, keep, false, self.write.settings.started)?;
             if !pruned.removed.is_empty() {
                 eprintln!(
-                    "rekey: removed the backups of {} runs older than the newest {keep} (keep_runs)",
-                    pruned.removed.len()
+                    "rekey: removed the backups of {} older than the newest {keep} (keep_runs)",
+                    crate::count::count(pruned.removed.len(), "run", "runs")
                 );
             }
         }

@@ -350,9 +350,15 @@ impl Report {
                 _ => "failed",
             };
             let at = dir.map(|d| format!("{d}: ")).unwrap_or_default();
+            // A hook that never started has no output to point at.
+            let output = if h.log.is_empty() {
+                String::new()
+            } else {
+                format!("; output in {}", h.log)
+            };
             out.push_str(&format!(
-                "hook {what}: {at}{} ({}; output in {}); it stays pending\n",
-                h.source, h.detail, h.log
+                "hook {what}: {at}{} ({}{output}); it stays pending\n",
+                h.source, h.detail
             ));
         }
         for w in &self.warnings {

@@ -78,7 +78,7 @@ impl Work for Restore<'_> {
                 }
                 _ => {
                     return Err(NotStaged::Failed(format!(
-                        "backup {} is missing: {} left as it is",
+                        "backup {} is missing or cannot be read: {} left as it is",
                         saved.display(),
                         f.name
                     )));
