@@ -84,6 +84,10 @@ impl Staged {
 
 /// What happened to one staged identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per identity of a batch, made once and moved into its report line"
+)]
 pub enum Committed {
     /// Wholly new: what changed, the report's details, and the directory it was done in
     /// (device and inode: its deploy hooks run there and nowhere else).
