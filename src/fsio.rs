@@ -315,6 +315,17 @@ fn temporary_in(dir: &Path, mode: u32) -> Result<tempfile::NamedTempFile> {
         .with_context(|| format!("failed to create a temporary file in {}", dir.display()))
 }
 
+/// Creates `dir` and the directories above it that are missing, each 0700 (what the umask
+/// leaves of it can only be narrower): rekey's own state.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("failed to create {}", dir.display()))
+}
+
 /// Whether an I/O error says the filesystem is full (or the user's quota is).
 pub fn is_no_space(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))

@@ -2,7 +2,7 @@
 //! backup, report). Also the crash replay every writer performs before doing anything else.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -29,7 +29,7 @@ pub struct Lock {
 /// Takes `.rekey/lock`, or fails at once if another writer holds it.
 pub fn lock(root: &Path) -> Result<Lock> {
     let dir = state_dir(root);
-    create_private_dir(&dir)?;
+    fsio::create_private_dir(&dir)?;
     let path = dir.join("lock");
     let file = OpenOptions::new()
         .write(true)
@@ -53,14 +53,6 @@ pub fn lock(root: &Path) -> Result<Lock> {
     }
 }
 
-pub(super) fn create_private_dir(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("failed to create {}", dir.display()))
-}
-
 /// A run in progress: its directory and journal.
 pub struct Run {
     pub id: String,
@@ -78,7 +70,7 @@ impl Run {
         notes: &Notes,
     ) -> Result<Run> {
         let runs = runs_dir(root);
-        create_private_dir(&runs)?;
+        fsio::create_private_dir(&runs)?;
         let mut id = started.format("%Y%m%dT%H%M%S%.6fZ").to_string();
         let mut n = 1;
         while runs.join(&id).exists() {
@@ -86,7 +78,7 @@ impl Run {
             n += 1;
         }
         let dir = runs.join(&id);
-        create_private_dir(&dir.join("backup"))?;
+        fsio::create_private_dir(&dir.join("backup"))?;
         let mut journal = Journal::create(&dir.join("journal.jsonl"))?;
         journal.append(&Record::Start {
             version: journal::VERSION,
