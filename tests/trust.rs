@@ -336,6 +336,16 @@ fn commands_come_only_from_files_only_root_can_change() {
             stderr.contains(&format!("warning: {}", root.join(unsafe_path).display())),
             "{name}: status names it: {stderr}"
         );
+        // A preview never promises a run that would not start.
+        for preview in [
+            &["rotate", "--dry-run"][..],
+            &["recover", "--all", "--reason", "preview"][..],
+        ] {
+            let (code, _, stderr) = run(&root, preview);
+            assert_eq!(code, 1, "{name}: {preview:?}: {stderr}");
+            assert!(stderr.contains("refusing to write"), "{name}: {stderr}");
+        }
+        assert!(!proof.exists(), "{name}: a preview ran the command");
     }
 }
 

@@ -49,6 +49,7 @@ pub fn recover(o: &Options) -> Result<Exit> {
         );
     }
     if !o.yes {
+        crate::write::preflight(&o.root)?;
         let survey = Survey::take(&o.root, o.as_of)?;
         let chosen = chosen(o, &survey)?;
         if o.write.json {

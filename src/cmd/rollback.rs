@@ -22,7 +22,8 @@ pub struct Options {
 }
 
 pub fn rollback(o: &Options) -> Result<Exit> {
-    let root = crate::survey::open_root(&o.root)?;
+    // Before a run's records are read: the preview refuses what the rollback would.
+    let root = write::preflight(&o.root)?;
     let runs = write::runs_dir(&root);
     let id = o.run_id.as_str();
     let ids = write::list_ids(&runs)?;

@@ -36,6 +36,7 @@ pub struct DryRun {
 
 pub fn rotate(o: &Options) -> Result<Exit> {
     if let Some(dry) = &o.dry_run {
+        write::preflight(&o.root)?;
         let destination = Destination::check(dry.output.as_deref(), &o.root)?;
         let mut survey = Survey::take(&o.root, o.as_of)?;
         o.selection.narrow(&mut survey)?;

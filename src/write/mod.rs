@@ -128,10 +128,7 @@ impl WriteRun {
     pub fn begin(root: &Path, as_of: DateTime<Utc>, settings: &Settings) -> Result<WriteRun> {
         let settings = settings.clone();
         check_run_date(as_of, settings.started)?;
-        // What rekey trusts first, then where it will write its metrics: both before the lock.
-        let canonical = crate::survey::open_root(root)?;
-        crate::trust::require(&canonical)?;
-        check_metrics_file(&canonical)?;
+        let canonical = preflight(root)?;
         let Locked { root, lock, fleet } = Locked::take(&canonical, settings.started)?;
         let interrupt = Interrupt::install()?;
         let policy = crate::policy::load(&root)?.policy;
@@ -215,6 +212,17 @@ fn check_metrics_file(root: &Path) -> Result<()> {
          and run again",
     )?;
     Ok(())
+}
+
+/// What a writing run refuses to start on, before the lock, and its preview (`rotate --dry-run`,
+/// `recover` without `--yes`, `rollback --dry-run`) refuses alike, so that a preview never
+/// promises a run that would not start: a trusted path another user could change (§8), then a
+/// `metrics_file` that cannot be written. Returns the root, canonical.
+pub fn preflight(root: &Path) -> Result<PathBuf> {
+    let canonical = crate::survey::open_root(root)?;
+    crate::trust::require(&canonical)?;
+    check_metrics_file(&canonical)?;
+    Ok(canonical)
 }
 
 /// Refuses a run date more than [`CLOCK_SKEW`] ahead of the system clock: what it would write
