@@ -396,17 +396,7 @@ impl Writer {
         let Some(root) = candidate.dir.ancestors().nth(3) else {
             return Writer::None;
         };
-        let runs = root.join(".rekey").join("runs");
-        let unfinished = |run: &Path| {
-            match std::fs::symlink_metadata(run.join("report.json")) {
-                Ok(_) => false,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    run.join("journal.jsonl").is_file()
-                }
-                // What a monitoring user may not look at, it must not call a leftover.
-                Err(_) => true,
-            }
-        };
+        let store = crate::store::Store::of(root);
         let stem = temp.strip_prefix(crate::fsio::TEMP_PREFIX).unwrap_or(temp);
         let run_id = [CERT_FILE, KEY_FILE, TOKEN_FILE]
             .iter()
@@ -414,10 +404,14 @@ impl Writer {
             .filter(|id| !id.is_empty());
         let found = match run_id {
             Some(id) if id.contains('/') || id.starts_with('.') => false,
-            Some(id) => unfinished(&runs.join(id)),
-            None => match std::fs::read_dir(&runs) {
-                Ok(read) => read.filter_map(|e| e.ok()).any(|e| unfinished(&e.path())),
-                Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+            Some(id) => store.run(id).may_be_unfinished(),
+            None => match store.runs() {
+                Ok(runs) => runs.iter().any(crate::store::RunDir::may_be_unfinished),
+                Err(e) => e.chain().any(|cause| {
+                    cause
+                        .downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+                }),
             },
         };
         if found {

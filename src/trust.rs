@@ -98,7 +98,7 @@ pub fn check(root: &Path) -> Vec<Unsafe> {
             look(&ca.join(name), Expect::File, Sticky::Refused, &mut found);
         }
     }
-    state(&root.join(".rekey"), &mut found);
+    state(&crate::store::Store::of(root), &mut found);
     let hooks = root.join("hooks");
     if look(&hooks, Expect::Dir, Sticky::Refused, &mut found) {
         for kind in ["deploy", "post"] {
@@ -114,14 +114,14 @@ pub fn check(root: &Path) -> Vec<Unsafe> {
 }
 
 /// `.rekey/` and what rekey reads from it or writes in it.
-fn state(dir: &Path, found: &mut Vec<Unsafe>) {
-    if !look(dir, Expect::Dir, Sticky::Refused, found) {
+fn state(store: &crate::store::Store, found: &mut Vec<Unsafe>) {
+    if !look(store.dir(), Expect::Dir, Sticky::Refused, found) {
         return;
     }
-    for name in ["lock", "audit.jsonl"] {
-        look(&dir.join(name), Expect::File, Sticky::Refused, found);
+    for file in [store.lock_path(), store.audit_log()] {
+        look(&file, Expect::File, Sticky::Refused, found);
     }
-    let runs = dir.join("runs");
+    let runs = store.runs_dir();
     if !look(&runs, Expect::Dir, Sticky::Refused, found) {
         return;
     }

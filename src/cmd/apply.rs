@@ -14,7 +14,7 @@ use crate::names::IdentityId;
 use crate::plan::ValidPlan;
 use crate::select::Selection;
 use crate::survey::Survey;
-use crate::write::{self, Command, Notes, Settings, WriteRun};
+use crate::write::{self, Notes, RunCommand, Settings, WriteRun};
 
 #[derive(Debug)]
 pub struct Options {
@@ -56,10 +56,10 @@ pub fn apply(o: &Options) -> Result<Exit> {
     let selected = |id: &IdentityId| o.selection.matches(id.node(), id.service());
     narrowed.targets.retain(|id, _| selected(id));
     narrowed.refused.retain(|(id, _)| selected(id));
-    write::rotation::run(
+    write::rotate_targets(
         run,
         &survey,
-        Command::Apply,
+        RunCommand::Apply,
         narrowed.targets,
         narrowed.refused,
         Notes::default(),

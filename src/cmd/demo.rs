@@ -61,7 +61,7 @@ pub fn demo(o: &Options) -> Result<Exit> {
     };
     let run = WriteRun::begin(&root, now, &settings)?;
     let survey = Survey::take(run.root(), run.as_of())?;
-    let rotated = write::rotation::rotate_due(run, &survey, false)?;
+    let rotated = write::rotate_due(run, &survey, false)?;
     let after = Survey::take(&root, now)?;
     let table = report::status_table(&after.scope, &mut after.judged())?;
     emit(&format!(

@@ -14,7 +14,7 @@ use crate::exit::{Exit, UsageError};
 use crate::names::IdentityId;
 use crate::select::Selection;
 use crate::survey::{Identity, Survey};
-use crate::write::{self, Command, Notes, Settings, Target, WriteRun};
+use crate::write::{self, Notes, RunCommand, Settings, Target, WriteRun};
 
 #[derive(Debug)]
 pub struct Options {
@@ -99,10 +99,10 @@ pub fn recover(o: &Options) -> Result<Exit> {
     // Audited once the CA key is loaded and the run has its id, before anything is written:
     // even a recovery cut short by a crash has its who, when and why on record, and the replay
     // that finishes it writes each outcome.
-    write::rotation::run(
+    write::rotate_targets(
         run,
         &survey,
-        Command::Recover,
+        RunCommand::Recover,
         targets.clone(),
         Vec::new(),
         notes,

@@ -3,14 +3,16 @@
 //! so, and nothing is written. `--dry-run` shows what would be put back.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
 use crate::exit::Exit;
 use crate::names::IdentityId;
+use crate::store::{RunDir, Store};
 use crate::write::{
-    self, Command, FleetFacts, Notes, Now, Outcome, Replaced, Report, Restore, Settings, WriteRun,
+    self, FleetFacts, History, Notes, Now, Outcome, Replaced, Restore, RunCommand, Settings,
+    WriteRun,
 };
 
 #[derive(Debug)]
@@ -24,32 +26,34 @@ pub struct Options {
 pub fn rollback(o: &Options) -> Result<Exit> {
     // Before a run's records are read: the preview refuses what the rollback would.
     let root = write::preflight(&o.root)?;
-    let runs = write::runs_dir(&root);
+    let store = Store::of(&root);
     let id = o.run_id.as_str();
-    let ids = write::list_ids(&runs)?;
-    if id.contains('/') || !ids.iter().any(|i| i == id) {
-        bail!("no run {id:?} in {} (see rekey runs)", runs.display());
-    }
+    let Some(run_dir) = store.find(id)? else {
+        bail!(
+            "no run {id:?} in {} (see rekey runs)",
+            store.runs_dir().display()
+        );
+    };
     let restore = Restore {
         fleet: crate::fsio::RootDir::open(&root)
             .with_context(|| format!("failed to open fleet root {}", root.display()))?,
         run_id: id,
-        backup: runs.join(id).join("backup"),
+        backup: run_dir.backup(),
     };
     if o.dry_run {
-        return preview(&restore, &replaced(&runs, id)?);
+        return preview(&restore, &replaced(&run_dir)?);
     }
     let run = WriteRun::begin(&root, o.write.started, &o.write)?;
     // Read after the replay: an interrupted run's report is complete only then.
-    let mut items = replaced(&runs, id)?;
+    let mut items = replaced(&run_dir)?;
     items.retain(|id, files| files.iter().any(|f| restore.now(id, f) != Now::AsBefore));
     let notes = Notes {
         rolls_back: Some(id.to_string()),
         ..Notes::default()
     };
-    let started = run.start(Command::Rollback, notes)?;
+    let started = run.start(RunCommand::Rollback, notes)?;
     if items.is_empty() {
-        match rolled_back_by(&runs, &ids, id) {
+        match rolled_back_by(&store, id)? {
             Some(by) => {
                 eprintln!("rekey: run {id} was already rolled back by run {by}; nothing to do")
             }
@@ -65,8 +69,9 @@ pub fn rollback(o: &Options) -> Result<Exit> {
 }
 
 /// The files each identity of run `id` had replaced, from its report.
-fn replaced(runs: &Path, id: &str) -> Result<BTreeMap<IdentityId, Replaced>> {
-    let report = write::read_report(&runs.join(id))?;
+fn replaced(run: &RunDir) -> Result<BTreeMap<IdentityId, Replaced>> {
+    let id = run.id();
+    let report = write::read_report(run)?;
     let mut items = BTreeMap::new();
     for i in report
         .identities
@@ -90,14 +95,13 @@ fn replaced(runs: &Path, id: &str) -> Result<BTreeMap<IdentityId, Replaced>> {
 }
 
 /// The newest run that rolled back `id`, if one did.
-fn rolled_back_by(runs: &Path, ids: &[String], id: &str) -> Option<String> {
-    ids.iter()
-        .rev()
-        .find(|other| {
-            write::read_report(&runs.join(other))
-                .is_ok_and(|r: Report| r.rolls_back.as_deref() == Some(id) && r.counts.done > 0)
-        })
-        .cloned()
+fn rolled_back_by(store: &Store, id: &str) -> Result<Option<String>> {
+    let history = History::read(store)?;
+    let newest = history
+        .rolled_back_by(id)
+        .filter(|(_, report)| report.counts.done > 0)
+        .last();
+    Ok(newest.map(|(run, _)| run.id().to_string()))
 }
 
 /// What a rollback would do, file by file, on stdout; writes nothing.

@@ -57,5 +57,5 @@ pub fn rotate(o: &Options) -> Result<Exit> {
         survey.hidden,
     );
     eprint!("{}", report::plan_summary(&survey.scope, &end));
-    write::rotation::rotate_due(run, &survey, o.force)
+    write::rotate_due(run, &survey, o.force)
 }

@@ -6,7 +6,8 @@ use anyhow::Result;
 
 use super::emit;
 use crate::exit::Exit;
-use crate::write::{self, Report};
+use crate::store::Store;
+use crate::write::History;
 
 #[derive(Debug)]
 pub struct Options {
@@ -16,28 +17,29 @@ pub struct Options {
 }
 
 pub fn runs(o: &Options) -> Result<Exit> {
-    let runs_dir = write::runs_dir(&crate::survey::open_root(&o.root)?);
-    let reports: Vec<(String, Option<Report>)> = write::list_ids(&runs_dir)?
-        .into_iter()
-        .map(|id| {
-            let r = write::read_report(&runs_dir.join(&id)).ok();
-            (id, r)
-        })
-        .collect();
+    let history = History::read(&Store::of(&crate::survey::open_root(&o.root)?))?;
+    let rolled_back_by = |id| -> Vec<&str> {
+        history
+            .rolled_back_by(id)
+            .map(|(run, _)| run.id())
+            .collect()
+    };
     if o.json {
-        let runs: Vec<serde_json::Value> = reports
+        let runs: Vec<serde_json::Value> = history
+            .runs
             .iter()
+            .map(|(run, r)| (run.id(), r))
             .map(|(id, r)| match r {
                 Some(r) => serde_json::json!({
                     "run_id": id,
                     "command": r.command,
                     "outcome": r.outcome,
                     "exit_code": r.exit_code,
-                    "started": r.started,
-                    "as_of": r.as_of,
+                    "started": crate::classify::stamp(r.started),
+                    "as_of": crate::classify::stamp(r.as_of),
                     "counts": r.counts,
                     "rolls_back": r.rolls_back,
-                    "rolled_back_by": rolled_back_by(&reports, id),
+                    "rolled_back_by": rolled_back_by(id),
                     "recovered_by_replay": r.recovered_by_replay,
                     "stopped": r.stopped,
                 }),
@@ -56,9 +58,10 @@ pub fn runs(o: &Options) -> Result<Exit> {
         .map(String::from)
         .to_vec(),
     ];
-    for (id, report) in &reports {
+    for (run, report) in &history.runs {
+        let id = run.id();
         let Some(r) = report else {
-            let mut row = vec![id.clone()];
+            let mut row = vec![id.to_string()];
             row.extend(["-"; 6].map(String::from));
             row.push("no report (interrupted?)".into());
             rows.push(row);
@@ -68,7 +71,7 @@ pub fn runs(o: &Options) -> Result<Exit> {
         if let Some(target) = &r.rolls_back {
             notes.push(format!("rolls back {target}"));
         }
-        for other in rolled_back_by(&reports, id) {
+        for other in rolled_back_by(id) {
             notes.push(format!("rolled back by {other}"));
         }
         if r.recovered_by_replay {
@@ -78,10 +81,10 @@ pub fn runs(o: &Options) -> Result<Exit> {
             notes.push(format!("stopped: {stopped}"));
         }
         rows.push(vec![
-            id.clone(),
-            r.started.clone(),
+            id.to_string(),
+            crate::classify::stamp(r.started),
             r.command.as_str().to_string(),
-            r.as_of.clone(),
+            crate::classify::stamp(r.as_of),
             r.counts.done.to_string(),
             r.counts.skipped.to_string(),
             r.counts.failed.to_string(),
@@ -90,13 +93,4 @@ pub fn runs(o: &Options) -> Result<Exit> {
     }
     emit(&crate::report::align(&rows))?;
     Ok(Exit::Ok)
-}
-
-/// The runs that rolled back run `id`.
-fn rolled_back_by<'a>(reports: &'a [(String, Option<Report>)], id: &str) -> Vec<&'a str> {
-    reports
-        .iter()
-        .filter(|(_, r)| r.as_ref().and_then(|r| r.rolls_back.as_deref()) == Some(id))
-        .map(|(other, _)| other.as_str())
-        .collect()
 }

@@ -77,10 +77,5 @@ pub fn status(o: &Options) -> Result<Exit> {
 
 /// The newest run of the fleet that left a report, as the metrics show it.
 fn last_run(root: &Path) -> Option<LastRun> {
-    let runs = write::runs_dir(root);
-    let ids = write::list_ids(&runs).ok()?;
-    ids.iter()
-        .rev()
-        .find_map(|id| write::read_report(&runs.join(id)).ok())
-        .and_then(|report| report.last_run())
+    write::last_run(&crate::store::Store::of(root)).map(|report| report.last_run())
 }

@@ -9,9 +9,9 @@ use rayon::prelude::*;
 use super::hooks::{self, HookCall, HookResult, HookSet};
 use super::journal::{self, Committed, Staged};
 use super::progress::{Meter, Progress};
-use super::report::{IdentityReport, Outcome};
+use super::record::run::Run;
+use super::record::run_report::{IdentityReport, Outcome};
 use super::signals::Interrupt;
-use super::state::Run;
 use crate::names::IdentityId;
 
 /// Identities per journal batch: one sync pair and four journal records per batch.
@@ -82,8 +82,8 @@ pub fn run<W: Work>(
     mut hooking: Option<Hooking<'_>>,
 ) -> anyhow::Result<Batches> {
     let meter = Meter::new(progress, items.len());
-    let backup = run.backup();
-    let temps = journal::Temps::of(&run.id);
+    let backup = run.dir.backup();
+    let temps = journal::Temps::of(run.id());
     let all: Vec<(&IdentityId, &W::Item)> = items.iter().collect();
     let chunks: Vec<&[(&IdentityId, &W::Item)]> = all.chunks(BATCH).collect();
     let mut reports = Vec::with_capacity(items.len());
@@ -227,9 +227,6 @@ fn run_deploy_hooks(
     }
     Ok(())
 }
-
-/// The marker of a run that journaled hooks (its home is [`super::pending`]).
-pub use super::pending::HOOKS_PENDING;
 
 type StagedChunk<'a> = Vec<(&'a IdentityId, Result<Staged, NotStaged>)>;
 

@@ -19,11 +19,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-mod call;
 mod process;
 
-use call::is_hook_name;
-pub use call::{HookCall, HookKind, HookResult, HookSource, HookStatus};
+use super::record::calls::is_hook_name;
+pub use super::record::calls::{HookCall, HookKind, HookResult, HookSource, HookStatus};
 pub use process::private_file;
 use process::run_program;
 
@@ -266,7 +265,7 @@ pub struct Context<'a> {
     /// without following a link (docs/design.md §8).
     pub fleet: &'a crate::fsio::RootDir,
     pub run_id: &'a str,
-    pub run_dir: &'a Path,
+    pub run: &'a crate::store::RunDir,
     /// For post hooks: the report's path and the counts.
     pub post_env: Vec<(String, String)>,
 }
@@ -301,7 +300,10 @@ pub fn run(
 }
 
 /// What a post hook is told besides the run id: the report's path and the counts.
-pub fn post_env(report: &Path, counts: &super::report::Counts) -> Vec<(String, String)> {
+pub fn post_env(
+    report: &Path,
+    counts: &super::record::run_report::Counts,
+) -> Vec<(String, String)> {
     vec![
         (
             "REKEY_REPORT".to_string(),

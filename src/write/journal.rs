@@ -19,22 +19,20 @@
 
 use std::path::Path;
 
-use super::hooks::HookCall;
-use super::report::Details;
+use super::record::calls::HookCall;
+use super::record::run_report::Details;
 use crate::digest::Digest;
 use crate::fsio::{self, IdentityDir, RootDir};
 use anyhow::Result;
 use rayon::prelude::*;
 
 mod files;
-mod records;
 
 use files::{NotWritten, discard, finish, in_place, moved_away, stage};
 pub use files::{Temps, backup_path};
 
-pub use records::{
-    Change, FileChange, Journal, Pending, Record, Unfinished, VERSION, committed, pending_hooks,
-    read, unfinished,
+pub use super::record::entries::{
+    Change, FileChange, Journal, Pending, Record, Unfinished, pending_hooks, read, unfinished,
 };
 
 /// Bytes that must not be printed: a new key, token or certificate on its way to disk.

@@ -3,23 +3,21 @@
 //! audit line, and never pending again), and discarding them by hand (journaled and audited).
 //! A run that journaled hooks carries a `hooks.pending` marker until none of its calls is.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 
-use super::audit::{self, HookLine};
 use super::hooks::{self, HookCall, HookSet, HookStatus, Unresolved};
 use super::journal::{self, Pending, Record};
-use super::report::RetriedHook;
-use super::state;
-
-/// The marker of a run that journaled hooks.
-pub const HOOKS_PENDING: &str = "hooks.pending";
+use super::record::audit::{self, HookLine};
+use super::record::history;
+use super::record::run_report::RetriedHook;
+use crate::store::{RunDir, Store};
 
 /// Marks a run as having hooks that may be pending, so that later runs look at its journal.
-pub fn mark(run_dir: &Path) -> Result<()> {
-    let marker = run_dir.join(HOOKS_PENDING);
+pub fn mark(run: &RunDir) -> Result<()> {
+    let marker = run.hooks_pending();
     hooks::private_file(
         std::fs::OpenOptions::new()
             .write(true)
@@ -50,32 +48,24 @@ impl PendingHook {
     }
 }
 
-/// The runs that may have pending hooks, oldest first, with their directories.
-fn marked_runs(root: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let runs = state::runs_dir(root);
-    Ok(state::list_ids(&runs)?
-        .into_iter()
-        .map(|id| {
-            let dir = runs.join(&id);
-            (id, dir)
-        })
-        .filter(|(_, dir)| dir.join(HOOKS_PENDING).exists())
-        .collect())
+/// The runs that may have pending hooks, oldest first.
+fn marked_runs(root: &Path) -> Result<Vec<RunDir>> {
+    let mut runs = Store::of(root).runs()?;
+    runs.retain(|run| run.hooks_pending().exists());
+    Ok(runs)
 }
 
-fn pending_of(dir: &Path) -> Result<Vec<Pending>> {
-    Ok(journal::pending_hooks(&journal::read(
-        &dir.join("journal.jsonl"),
-    )?))
+fn pending_of(run: &RunDir) -> Result<Vec<Pending>> {
+    Ok(journal::pending_hooks(&journal::read(&run.journal())?))
 }
 
 /// Every pending hook call of the fleet at `root`, oldest run first. Reads only: no lock, no
 /// hook runs.
 pub fn list(root: &Path) -> Result<Vec<PendingHook>> {
     let mut out = Vec::new();
-    for (id, dir) in marked_runs(root)? {
-        out.extend(pending_of(&dir)?.into_iter().map(|p| PendingHook {
-            run_id: id.clone(),
+    for run in marked_runs(root)? {
+        out.extend(pending_of(&run)?.into_iter().map(|p| PendingHook {
+            run_id: run.id().to_string(),
             call: p.call,
             last: p.last,
         }));
@@ -105,18 +95,19 @@ pub fn retry(
     now: DateTime<Utc>,
 ) -> Result<Retried> {
     let mut out = Retried::default();
-    for (id, dir) in marked_runs(root)? {
-        let pending = pending_of(&dir)?;
-        let mut journal = journal::Journal::open(&dir.join("journal.jsonl"))?;
-        let counts = state::read_report(&dir)
+    for run in marked_runs(root)? {
+        let id = run.id();
+        let pending = pending_of(&run)?;
+        let mut journal = journal::Journal::open(&run.journal())?;
+        let counts = history::read_report(&run)
             .map(|r| r.counts)
             .unwrap_or_default();
         let ctx = hooks::Context {
             root,
             fleet,
-            run_id: &id,
-            run_dir: &dir,
-            post_env: hooks::post_env(&dir.join("report.json"), &counts),
+            run_id: id,
+            run: &run,
+            post_env: hooks::post_env(&run.report(), &counts),
         };
         let mut left = 0;
         for Pending { call, .. } in &pending {
@@ -161,7 +152,7 @@ pub fn retry(
                     );
                     left += usize::from(!ok);
                     out.ran.push(RetriedHook {
-                        run_id: id.clone(),
+                        run_id: id.to_string(),
                         dir: call.identity(),
                         result,
                     });
@@ -169,15 +160,15 @@ pub fn retry(
             }
         }
         if left == 0 {
-            unmark(&dir)?;
+            unmark(&run)?;
         }
     }
     super::reap::sweep();
     Ok(out)
 }
 
-fn unmark(dir: &Path) -> Result<()> {
-    let marker = dir.join(HOOKS_PENDING);
+fn unmark(run: &RunDir) -> Result<()> {
+    let marker = run.hooks_pending();
     std::fs::remove_file(&marker).with_context(|| format!("failed to remove {}", marker.display()))
 }
 
@@ -221,13 +212,14 @@ pub fn discard(
     operator: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<PendingHook>> {
-    let dir = state::runs_dir(root).join(&target.run_id);
-    let path = dir.join("journal.jsonl");
+    let store = Store::of(root);
+    let run = store.run(&target.run_id);
+    let path = run.journal();
     if !path.is_file() {
         bail!(
             "no run {} in {} (see `rekey hooks list`)",
             target.run_id,
-            state::runs_dir(root).display()
+            store.runs_dir().display()
         );
     }
     let records = journal::read(&path)?;
@@ -266,8 +258,8 @@ pub fn discard(
             last: p.last,
         });
     }
-    if out.len() == pending.len() && dir.join(HOOKS_PENDING).exists() {
-        unmark(&dir)?;
+    if out.len() == pending.len() && run.hooks_pending().exists() {
+        unmark(&run)?;
     }
     Ok(out)
 }

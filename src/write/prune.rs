@@ -12,9 +12,11 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::journal::{self, Record};
-use super::report::Outcome;
-use super::state;
+use super::record::audit;
+use super::record::entries::{self, Record};
+use super::record::history::History;
+use super::record::run_report::Outcome;
+use crate::store::{RunDir, Store};
 
 /// What a prune did (or, dry, would do), run by run.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -27,52 +29,52 @@ pub struct Pruned {
 
 /// Removes the backups of the runs of `root` beyond the newest `keep` (none when `dry`).
 pub fn prune(root: &Path, keep: usize, dry: bool, time: DateTime<Utc>) -> Result<Pruned> {
-    let runs = state::runs_dir(root);
-    let ids = state::list_ids(&runs)?;
-    let newest_change = newest_changes(&runs, &ids);
+    let history = History::read(&Store::of(root))?;
+    let newest_change = newest_changes(&history);
     let mut out = Pruned::default();
-    for id in &ids[..ids.len().saturating_sub(keep)] {
-        let dir = runs.join(id);
-        let backup = dir.join("backup");
+    let runs = &history.runs;
+    for (run, _) in &runs[..runs.len().saturating_sub(keep)] {
+        let id = run.id();
+        let backup = run.backup();
         if !backup.exists() {
             continue; // pruned before
         }
-        if !finished(&dir) {
+        if !finished(run) {
             out.kept
-                .push((id.clone(), "the run has not finished".to_string()));
+                .push((id.to_string(), "the run has not finished".to_string()));
             continue;
         }
-        if dir.join(super::batches::HOOKS_PENDING).exists() {
+        if run.hooks_pending().exists() {
             out.kept
-                .push((id.clone(), "its hooks are pending".to_string()));
+                .push((id.to_string(), "its hooks are pending".to_string()));
             continue;
         }
-        if let Some(identity) = newest_change.iter().find(|(_, run)| **run == id) {
+        if let Some(identity) = newest_change.iter().find(|(_, newest)| **newest == id) {
             let why = format!("newest run to change {}", identity.0);
-            out.kept.push((id.clone(), why));
+            out.kept.push((id.to_string(), why));
             continue;
         }
         let files = remove_backup(root, &backup, dry)?;
         if !dry {
-            super::audit::pruned(root, id, files, time)?;
+            audit::pruned(root, id, files, time)?;
         }
-        out.removed.push((id.clone(), files));
+        out.removed.push((id.to_string(), files));
     }
     Ok(out)
 }
 
 /// Whether a run ended: its journal is closed and its report written.
-fn finished(dir: &Path) -> bool {
-    dir.join("report.json").is_file()
-        && journal::read(&dir.join("journal.jsonl"))
+fn finished(run: &RunDir) -> bool {
+    run.report().is_file()
+        && entries::read(&run.journal())
             .is_ok_and(|records| records.iter().any(|r| matches!(r, Record::End { .. })))
 }
 
 /// For each identity, the newest run (by id) whose report says it replaced its files.
-fn newest_changes<'a>(runs: &Path, ids: &'a [String]) -> BTreeMap<String, &'a String> {
+fn newest_changes(history: &History) -> BTreeMap<String, &str> {
     let mut newest = BTreeMap::new();
-    for id in ids {
-        let Ok(report) = state::read_report(&runs.join(id)) else {
+    for (run, report) in &history.runs {
+        let (id, Some(report)) = (run.id(), report) else {
             continue;
         };
         for i in report

@@ -2,18 +2,14 @@
 //! against what was judged, issue the new certificate (and key) and token, and hand them to the
 //! batch loop. What to rotate is decided before (by the fleet's judgement, narrowed by a plan).
 
-use anyhow::Context as _;
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 
 use super::batches::{NotStaged, Work};
 use super::journal::{NewFile, Secret, Staged};
-use super::report::{CertChange, Details, KeyChange, TokenChange};
+use super::record::run_report::{CertChange, Details, KeyChange, TokenChange};
 use crate::ca::Ca;
 use crate::classify::{Action, stamp};
 use crate::digest::Digest;
-use crate::exit::Exit;
 use crate::fsio::{IdentityDir, RootDir, Slot};
 use crate::issue::{self, Terms};
 use crate::keys::{self, KeyFormat};
@@ -22,7 +18,7 @@ use crate::pemblock;
 use crate::policy::KeyMode;
 use crate::scan::{self, CERT_FILE, Candidate, KEY_FILE, TOKEN_FILE};
 use crate::signer::{CaSigner, ReusedKey};
-use crate::survey::{Assessed, Identity, Survey};
+use crate::survey::{Assessed, Identity};
 use crate::token::Claims;
 
 /// One identity to rotate: for each credential present, the digest it had when judged, and
@@ -255,101 +251,5 @@ fn key_format(pem: &[u8]) -> Result<KeyFormat, String> {
     {
         "PRIVATE KEY" => Ok(KeyFormat::Pkcs8),
         _ => Ok(KeyFormat::Traditional),
-    }
-}
-
-/// Rotates `targets` in one journaled run: loads the CA key (before anything is written or
-/// audited), starts the run, lets `before` record what it must before the first batch (the
-/// recovery audit), then runs the batches. `refused` are planned identities left alone, with why.
-/// A run with nothing to rotate still starts, and reports so.
-pub fn run(
-    write: super::WriteRun,
-    survey: &Survey,
-    command: super::Command,
-    targets: BTreeMap<IdentityId, Target>,
-    refused: Vec<(IdentityId, String)>,
-    notes: super::Notes,
-    before: impl FnOnce(&super::Started) -> anyhow::Result<()>,
-) -> anyhow::Result<Exit> {
-    let fleet = facts(survey);
-    if targets.is_empty() {
-        let started = write.start(command, notes)?;
-        before(&started)?;
-        return Ok(started.nothing_to_do(refused, fleet)?.1);
-    }
-    let as_of = write.as_of();
-    let signer = crate::signer::load(write.root(), &survey.scope.ca, as_of)?;
-    let not_after = (as_of + survey.scope.policy.validity()).min(survey.scope.ca.not_after);
-    let warnings: Vec<String> = super::expired_on_arrival(not_after, write.settings.started)
-        .into_iter()
-        .collect();
-    let root_dir = write
-        .fleet()
-        .try_clone()
-        .context("failed to open the fleet root again")?;
-    let rotation = Rotation {
-        fleet: &root_dir,
-        ca: &survey.scope.ca,
-        signer: &signer,
-        keys: survey.scope.policy.keys,
-        not_before: as_of,
-        not_after,
-    };
-    let started = write.start(command, notes)?;
-    before(&started)?;
-    super::journal::crash_point("surveyed");
-    let (_, exit) = started.execute(&rotation, &targets, refused, warnings, fleet)?;
-    Ok(exit)
-}
-
-/// What `rotate` does: rotates every identity `survey` judges `rotate` (with `force`, also
-/// those it would keep).
-pub fn rotate_due(write: super::WriteRun, survey: &Survey, force: bool) -> anyhow::Result<Exit> {
-    let targets = survey
-        .identities
-        .iter()
-        .filter_map(|i| {
-            let target = Target::judged(i, Action::Rotate, force)?;
-            Some((IdentityId::new(&i.node, &i.service)?, target))
-        })
-        .collect();
-    run(
-        write,
-        survey,
-        super::Command::Rotate,
-        targets,
-        Vec::new(),
-        super::Notes::default(),
-        |_| Ok(()),
-    )
-}
-
-/// The policy in force and what is left for a person: identities that need `recover` and
-/// problems, with their own reasons (for `rotate`, they make the exit code 4 if the run itself
-/// went well).
-fn facts(survey: &Survey) -> super::FleetFacts {
-    let mut needs_attention: Vec<super::Attention> = survey
-        .identities
-        .iter()
-        .filter_map(|i| {
-            let (state, reason) = i.needs_person()?;
-            Some(super::Attention {
-                dir: format!("nodes/{}/{}", i.node, i.service),
-                state: state.to_string(),
-                reason,
-            })
-        })
-        .collect();
-    needs_attention.extend(survey.issues.iter().filter(|i| i.is_problem).map(|i| {
-        super::Attention {
-            dir: i.path.clone(),
-            state: "problem".to_string(),
-            reason: i.message.clone(),
-        }
-    }));
-    super::FleetFacts {
-        policy_sha256: Some(survey.scope.policy.digest()),
-        needs_attention,
-        keep_runs: Some(survey.scope.policy.keep_runs as usize),
     }
 }

@@ -20,7 +20,7 @@ pub(super) fn run_program(
     timeout: Duration,
     written_in: Option<crate::fsio::FileId>,
 ) -> HookResult {
-    let logs = ctx.run_dir.join("hooks");
+    let logs = ctx.run.hook_logs();
     let log = logs.join(format!("{}.log", call.call));
     let rel_log = log
         .strip_prefix(ctx.root)

@@ -95,7 +95,7 @@ impl std::fmt::Display for HookSource {
 }
 
 /// A file name in a hooks folder that rekey runs: not hidden, no path in it.
-pub(super) fn is_hook_name(name: &str) -> bool {
+pub fn is_hook_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\0'])
 }
 

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::calls::{HookCall, HookKind, HookStatus};
 use crate::digest::Digest;
-use crate::write::hooks::{HookCall, HookKind, HookStatus};
 
 /// The journal format version: 2 names temporary files after the run
 /// (`.rekey-new.<run-id>.<file>`); version 1 journals are still replayed.
@@ -316,6 +316,34 @@ pub fn unfinished(records: &[Record]) -> Vec<Unfinished> {
     out
 }
 
+/// The writing command a run was made by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunCommand {
+    Apply,
+    Rotate,
+    Recover,
+    Rollback,
+}
+
+impl RunCommand {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunCommand::Apply => "apply",
+            RunCommand::Rotate => "rotate",
+            RunCommand::Recover => "recover",
+            RunCommand::Rollback => "rollback",
+        }
+    }
+
+    /// The command a journal's `start` record names, if it is one.
+    pub fn named(name: &str) -> Option<RunCommand> {
+        [Self::Apply, Self::Rotate, Self::Recover, Self::Rollback]
+            .into_iter()
+            .find(|c| c.as_str() == name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,7 +454,7 @@ mod tests {
 
     #[test]
     fn hook_calls_name_their_source_and_old_journals_still_read() {
-        use crate::write::hooks::HookSource;
+        use crate::write::record::calls::HookSource;
         let cases = [
             (
                 "reload",
@@ -494,7 +522,7 @@ mod tests {
 
     #[test]
     fn dropped_and_discarded_calls_are_no_longer_pending() {
-        use crate::write::hooks::HookSource;
+        use crate::write::record::calls::HookSource;
         let call = |n| HookCall {
             call: n,
             kind: HookKind::Post,

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::super::hooks::HookResult;
-use super::super::journal::FileChange;
+use crate::write::record::calls::HookResult;
+use crate::write::record::entries::FileChange;
 
 /// What became of one identity in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,12 +95,19 @@ pub struct Details {
 /// An identity, or a path, left for a person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Attention {
+pub struct NeedsPerson {
     /// The path relative to the root (`nodes/<node>/<service>`).
     pub dir: String,
-    /// `recover` or `problem`.
-    pub state: String,
+    pub state: PersonState,
     pub reason: String,
+}
+
+/// Why a person is needed: `recover` (an identity that cannot be rotated) or `problem`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PersonState {
+    Recover,
+    Problem,
 }
 
 fn dir_of(node: &str, service: &str) -> String {

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::hooks::{HookResult, HookStatus};
-use crate::classify::stamp;
+use super::calls::{HookResult, HookStatus};
+pub use super::entries::RunCommand;
 use crate::digest::Digest;
 use crate::exit::Exit;
 
@@ -16,27 +16,24 @@ pub const VERSION: u32 = 2;
 mod lines;
 
 pub use lines::{
-    Attention, CertChange, Details, IdentityReport, KeyChange, Outcome, RetriedHook, TokenChange,
+    CertChange, Details, IdentityReport, KeyChange, NeedsPerson, Outcome, PersonState, RetriedHook,
+    TokenChange,
 };
 
-/// The writing command a run was made by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Command {
-    Apply,
-    Rotate,
-    Recover,
-    Rollback,
-}
+/// Report times, as RFC 3339 to the second (`2026-11-28T00:00:00Z`), the form every report has.
+mod rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
 
-impl Command {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Command::Apply => "apply",
-            Command::Rotate => "rotate",
-            Command::Recover => "recover",
-            Command::Rollback => "rollback",
-        }
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::classify::stamp(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -63,21 +60,23 @@ pub enum RunOutcome {
 pub struct Report {
     pub version: u32,
     pub run_id: String,
-    pub command: Command,
+    pub command: RunCommand,
     #[serde(default)]
     pub outcome: RunOutcome,
     /// The exit code of the run (in a report written by a replay: the one it would have had).
     #[serde(default)]
     pub exit_code: u8,
     /// The wall clock when the run started.
-    pub started: String,
+    #[serde(with = "rfc3339")]
+    pub started: DateTime<Utc>,
     /// The wall clock when the run ended.
-    #[serde(default)]
-    pub finished: String,
+    #[serde(default, with = "rfc3339")]
+    pub finished: DateTime<Utc>,
     #[serde(default)]
     pub duration_seconds: f64,
     /// The run date: new validity starts here.
-    pub as_of: String,
+    #[serde(with = "rfc3339")]
+    pub as_of: DateTime<Utc>,
     pub root: String,
     /// The policy in force (rotating runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,7 +109,7 @@ pub struct Report {
     /// What was already there and is left for a person: identities that need `recover` and
     /// problems, with their reasons (rotating runs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub needs_attention: Vec<Attention>,
+    pub needs_attention: Vec<NeedsPerson>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,7 +144,7 @@ pub struct Notes {
 #[derive(Debug, Clone)]
 pub struct Header {
     pub run_id: String,
-    pub command: Command,
+    pub command: RunCommand,
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
     pub as_of: DateTime<Utc>,
@@ -163,21 +162,20 @@ pub struct Header {
 #[derive(Debug, Clone, Default)]
 pub struct FleetFacts {
     pub policy_sha256: Option<Digest>,
-    pub needs_attention: Vec<Attention>,
+    pub needs_attention: Vec<NeedsPerson>,
     /// The policy's `keep_runs`: a run that went well prunes older backups at its end.
     pub keep_runs: Option<usize>,
 }
 
 impl Report {
-    /// What the metrics say of this run (`rekey_last_run_*`); `None` if its start is unreadable.
-    pub fn last_run(&self) -> Option<crate::metrics::LastRun> {
-        let started = DateTime::parse_from_rfc3339(&self.started).ok()?;
-        Some(crate::metrics::LastRun {
-            started: started.with_timezone(&Utc),
+    /// What the metrics say of this run (`rekey_last_run_*`).
+    pub fn last_run(&self) -> crate::metrics::LastRun {
+        crate::metrics::LastRun {
+            started: self.started,
             done: self.counts.done,
             skipped: self.counts.skipped,
             failed: self.counts.failed,
-        })
+        }
     }
 
     /// The report of a run: identities sorted by (node, service), counted once, its outcome and
@@ -196,8 +194,14 @@ impl Report {
                 .iter()
                 .map(|i| usize::from(i.cert.is_some()) + usize::from(i.token.is_some()))
                 .sum(),
-            needs_recover: attention.iter().filter(|a| a.state == "recover").count(),
-            problems: attention.iter().filter(|a| a.state == "problem").count(),
+            needs_recover: attention
+                .iter()
+                .filter(|a| a.state == PersonState::Recover)
+                .count(),
+            problems: attention
+                .iter()
+                .filter(|a| a.state == PersonState::Problem)
+                .count(),
             hooks_failed: 0,
         };
         let outcome = match (counts.done, identities.len()) {
@@ -213,10 +217,11 @@ impl Report {
             command: header.command,
             outcome,
             exit_code: 0,
-            started: stamp(header.started),
-            finished: stamp(header.finished),
+            // To the second, as saved: the report in memory is the one read back.
+            started: chrono::SubsecRound::trunc_subsecs(header.started, 0),
+            finished: chrono::SubsecRound::trunc_subsecs(header.finished, 0),
             duration_seconds: duration as f64 / 1000.0,
-            as_of: stamp(header.as_of),
+            as_of: header.as_of,
             root: header.root,
             policy_sha256: header.fleet.policy_sha256,
             rolls_back: header.notes.rolls_back,
@@ -261,7 +266,7 @@ impl Report {
             Exit::Fatal
         } else if cut_short || c.failed + c.skipped + c.hooks_failed > 0 {
             Exit::WorkDue
-        } else if self.command == Command::Rotate && c.needs_recover + c.problems > 0 {
+        } else if self.command == RunCommand::Rotate && c.needs_recover + c.problems > 0 {
             Exit::Attention
         } else {
             Exit::Ok
@@ -384,9 +389,9 @@ mod tests {
         let t: DateTime<Utc> = "2026-11-28T00:00:00Z".parse().unwrap();
         let line = |o| IdentityReport::unchanged("n", "s", o, String::new());
         let needs = || {
-            vec![Attention {
+            vec![NeedsPerson {
                 dir: "nodes/n/x".into(),
-                state: "problem".into(),
+                state: PersonState::Problem,
                 reason: "r".into(),
             }]
         };
@@ -402,7 +407,7 @@ mod tests {
             l.hooks.push(failed_hook.clone());
             l
         };
-        use Command::{Apply, Rotate};
+        use RunCommand::{Apply, Rotate};
         // (name, command, lines, stopped, attention, exit, outcome)
         let cases = [
             (

@@ -15,13 +15,13 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::report::Report;
-use super::state;
+use super::calls::HookCall;
+use super::run_report::Report;
 use crate::classify::stamp;
 use crate::names::IdentityId;
 
 fn path(root: &Path) -> PathBuf {
-    state::state_dir(root).join("audit.jsonl")
+    crate::store::Store::of(root).audit_log()
 }
 
 /// Records that `operator` asked run `run_id` to recover `ids`, because `reason`.
@@ -85,7 +85,7 @@ pub fn settle(root: &Path, report: &Report, time: DateTime<Utc>) -> Result<()> {
             json!({
                 "time": stamp(time),
                 "event": "recovered",
-                "as_of": report.as_of,
+                "as_of": stamp(report.as_of),
                 "run_id": report.run_id,
                 "operator": operator,
                 "node": node,
@@ -155,7 +155,7 @@ pub fn pruned(root: &Path, run_id: &str, files: usize, time: DateTime<Utc>) -> R
 /// What the audit log says of one hook call.
 pub struct HookLine<'a> {
     pub run_id: &'a str,
-    pub call: &'a super::hooks::HookCall,
+    pub call: &'a HookCall,
 }
 
 impl HookLine<'_> {

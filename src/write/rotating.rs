@@ -1,0 +1,145 @@
+//! A rotating run (`rotate`, `apply`, `recover`): the CA key loaded before anything is written,
+//! the new expiry, the run started, the batches of [`Rotation`] run.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+
+use super::record::run_report::{FleetFacts, NeedsPerson, Notes, PersonState, RunCommand};
+use super::rotation::{Rotation, Target};
+use super::run::WriteRun;
+use super::started::Started;
+use crate::classify::Action;
+use crate::exit::Exit;
+use crate::names::IdentityId;
+use crate::survey::Survey;
+use chrono::{DateTime, Utc};
+
+/// Rotates `targets` in one journaled run: loads the CA key (before anything is written or
+/// audited), starts the run, lets `before` record what it must before the first batch (the
+/// recovery audit), then runs the batches. `refused` are planned identities left alone, with why.
+/// A run with nothing to rotate still starts, and reports so.
+pub fn run(
+    write: WriteRun,
+    survey: &Survey,
+    command: RunCommand,
+    targets: BTreeMap<IdentityId, Target>,
+    refused: Vec<(IdentityId, String)>,
+    notes: Notes,
+    before: impl FnOnce(&Started) -> anyhow::Result<()>,
+) -> anyhow::Result<Exit> {
+    let fleet = facts(survey);
+    if targets.is_empty() {
+        let started = write.start(command, notes)?;
+        before(&started)?;
+        return Ok(started.nothing_to_do(refused, fleet)?.1);
+    }
+    let as_of = write.as_of();
+    let signer = crate::signer::load(write.root(), &survey.scope.ca, as_of)?;
+    let not_after = (as_of + survey.scope.policy.validity()).min(survey.scope.ca.not_after);
+    let warnings: Vec<String> = expired_on_arrival(not_after, write.settings.started)
+        .into_iter()
+        .collect();
+    let root_dir = write
+        .fleet()
+        .try_clone()
+        .context("failed to open the fleet root again")?;
+    let rotation = Rotation {
+        fleet: &root_dir,
+        ca: &survey.scope.ca,
+        signer: &signer,
+        keys: survey.scope.policy.keys,
+        not_before: as_of,
+        not_after,
+    };
+    let started = write.start(command, notes)?;
+    before(&started)?;
+    super::journal::crash_point("surveyed");
+    let (_, exit) = started.execute(&rotation, &targets, refused, warnings, fleet)?;
+    Ok(exit)
+}
+
+/// What `rotate` does: rotates every identity `survey` judges `rotate` (with `force`, also
+/// those it would keep).
+pub fn rotate_due(write: WriteRun, survey: &Survey, force: bool) -> anyhow::Result<Exit> {
+    let targets = survey
+        .identities
+        .iter()
+        .filter_map(|i| {
+            let target = Target::judged(i, Action::Rotate, force)?;
+            Some((IdentityId::new(&i.node, &i.service)?, target))
+        })
+        .collect();
+    run(
+        write,
+        survey,
+        RunCommand::Rotate,
+        targets,
+        Vec::new(),
+        Notes::default(),
+        |_| Ok(()),
+    )
+}
+
+/// The policy in force and what is left for a person: identities that need `recover` and
+/// problems, with their own reasons (for `rotate`, they make the exit code 4 if the run itself
+/// went well).
+fn facts(survey: &Survey) -> FleetFacts {
+    let mut needs_attention: Vec<NeedsPerson> = survey
+        .identities
+        .iter()
+        .filter_map(|i| {
+            let (state, reason) = i.needs_person()?;
+            Some(NeedsPerson {
+                dir: format!("nodes/{}/{}", i.node, i.service),
+                state: match state {
+                    "recover" => PersonState::Recover,
+                    _ => PersonState::Problem,
+                },
+                reason,
+            })
+        })
+        .collect();
+    needs_attention.extend(
+        survey
+            .issues
+            .iter()
+            .filter(|i| i.is_problem)
+            .map(|i| NeedsPerson {
+                dir: i.path.clone(),
+                state: PersonState::Problem,
+                reason: i.message.clone(),
+            }),
+    );
+    FleetFacts {
+        policy_sha256: Some(survey.scope.policy.digest()),
+        needs_attention,
+        keep_runs: Some(survey.scope.policy.keep_runs as usize),
+    }
+}
+
+/// The warning for credentials that expire before the system clock reads now.
+pub fn expired_on_arrival(not_after: DateTime<Utc>, clock: DateTime<Utc>) -> Option<String> {
+    (not_after <= clock).then(|| {
+        format!(
+            "the run date is so far back that what this run issues expired at {}, before the \
+             system clock's now ({}): services cannot use it",
+            crate::classify::stamp(not_after),
+            crate::classify::stamp(clock),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    #[test]
+    fn credentials_expired_on_arrival_are_named() {
+        let clock: DateTime<Utc> = "2026-11-28T12:00:00Z".parse().unwrap();
+        assert!(expired_on_arrival(clock + TimeDelta::seconds(1), clock).is_none());
+        assert!(expired_on_arrival(clock, clock).is_some());
+        assert!(expired_on_arrival(clock - TimeDelta::days(1), clock).is_some());
+    }
+}

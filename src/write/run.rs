@@ -1,0 +1,219 @@
+//! A writing run before it starts: the run date checked against the clock, the fleet's lock
+//! taken, whatever an interrupted run left replayed, the pending hooks of earlier runs run.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::hooks::{HookArgs, HookSet};
+use super::pending::{self, PendingHook, Target as DiscardTarget};
+use super::progress::Progress;
+use super::prune::{self, Pruned};
+use super::record::run_report::RetriedHook;
+use super::signals::Interrupt;
+use crate::exit::UsageError;
+use crate::store::{Lock, Store};
+
+/// How far ahead of the system clock a run date may be (clock skew between hosts).
+pub const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
+
+/// How a writing run is carried out and shown, decided once from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Worker threads; `None`: one per core.
+    pub jobs: Option<usize>,
+    /// How to show progress on stderr.
+    pub progress: Progress,
+    /// Print the report as JSON instead of the table.
+    pub json: bool,
+    /// The wall clock when the process started: names the run, whatever the run date.
+    pub started: DateTime<Utc>,
+    /// Hooks named on the command line, or `--no-hooks`.
+    pub hooks: HookArgs,
+}
+
+/// A writing run that holds the lock: nothing is written yet.
+pub struct WriteRun {
+    pub(super) root: PathBuf,
+    pub(super) as_of: DateTime<Utc>,
+    pub(super) settings: Settings,
+    pub(super) interrupt: Interrupt,
+    pub(super) hooks: HookSet,
+    /// The fleet root, open: identities are opened beneath it, never through a path.
+    pub(super) fleet: crate::fsio::RootDir,
+    /// Pending hooks of earlier runs, run first.
+    pub(super) retried: Vec<RetriedHook>,
+    /// Pending command-line hooks this command line did not give again.
+    pub(super) not_given: usize,
+    pub(super) _lock: Lock,
+}
+
+/// The fleet at `root` with its writer lock held and whatever an interrupted run left replayed:
+/// nothing else has happened, no hook has run.
+struct Locked {
+    root: PathBuf,
+    lock: Lock,
+    /// The fleet root, open: identities are opened beneath it, never through a path.
+    fleet: crate::fsio::RootDir,
+}
+
+impl Locked {
+    fn take(root: &Path, started: DateTime<Utc>) -> Result<Locked> {
+        let root = crate::survey::open_root(root)?;
+        // Before anything in the fleet is opened for writing: what supplies a command or a place
+        // to write must be the invoking user's alone (docs/design.md §8).
+        crate::trust::require(&root)?;
+        let lock = Store::of(&root).lock()?;
+        let fleet = crate::fsio::RootDir::open(&root)
+            .with_context(|| format!("failed to open fleet root {}", root.display()))?;
+        for line in super::replay::replay_interrupted(&root, started)? {
+            eprintln!("{line}");
+        }
+        Ok(Locked { root, lock, fleet })
+    }
+}
+
+/// `rekey hooks discard`: under the writer lock (running no hook), drops the pending hook
+/// calls `target` names, journaled and audited as discarded by `operator`. Returns them.
+pub fn discard_hooks(
+    root: &Path,
+    target: &DiscardTarget,
+    operator: &str,
+    started: DateTime<Utc>,
+) -> Result<Vec<PendingHook>> {
+    let locked = Locked::take(root, started)?;
+    let discarded = pending::discard(&locked.root, target, operator, started)?;
+    drop(locked.lock);
+    Ok(discarded)
+}
+
+impl WriteRun {
+    /// Refuses a run date too far ahead of the clock, takes the lock of the fleet at `root`,
+    /// replays whatever an interrupted run left, runs the hooks earlier runs left pending (unless
+    /// `--no-hooks`; each resolved from the configuration as it is now, see `pending`), and from
+    /// then on lets a signal stop the run between batches.
+    pub fn begin(root: &Path, as_of: DateTime<Utc>, settings: &Settings) -> Result<WriteRun> {
+        let settings = settings.clone();
+        check_run_date(as_of, settings.started)?;
+        let canonical = preflight(root)?;
+        let Locked { root, lock, fleet } = Locked::take(&canonical, settings.started)?;
+        let interrupt = Interrupt::install()?;
+        let policy = crate::policy::load(&root)?.policy;
+        let hooks = HookSet::load(&root, &policy, &settings.hooks)?;
+        let retried = if settings.hooks.skip {
+            pending::Retried::default()
+        } else {
+            pending::retry(&root, &fleet, &hooks, settings.started)?
+        };
+        Ok(WriteRun {
+            root,
+            as_of: chrono::SubsecRound::trunc_subsecs(as_of, 0),
+            settings,
+            interrupt,
+            hooks,
+            fleet,
+            retried: retried.ran,
+            not_given: retried.not_given,
+            _lock: lock,
+        })
+    }
+
+    /// How many pending command-line hooks stay pending because this command line did not give
+    /// them again.
+    pub fn hooks_still_pending(&self) -> usize {
+        self.not_given
+    }
+
+    /// Removes the backups of the runs beyond the newest `keep` (see `prune`); writes nothing
+    /// when `dry`.
+    pub fn prune(&self, keep: usize, dry: bool) -> Result<Pruned> {
+        prune::prune(&self.root, keep, dry, self.settings.started)
+    }
+
+    /// The pending hooks of earlier runs that this run ran first, and how they ended.
+    pub fn retried_hooks(&self) -> &[RetriedHook] {
+        &self.retried
+    }
+
+    /// The fleet root, canonical.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The fleet root, open: what identities are opened beneath.
+    pub fn fleet(&self) -> &crate::fsio::RootDir {
+        &self.fleet
+    }
+
+    /// The run date, to the second: new validity starts here.
+    pub fn as_of(&self) -> DateTime<Utc> {
+        self.as_of
+    }
+}
+
+/// Refuses to start a writing run whose policy's `metrics_file` could not be written as `-o`
+/// would be (docs/design.md §4): checked before the lock is taken, so nothing is written.
+fn check_metrics_file(root: &Path) -> Result<()> {
+    let policy = crate::policy::load(root)?.policy;
+    let path = policy.metrics_path(root);
+    crate::out::metrics_file(path.as_deref(), root, crate::out::Probe::TryCreate).context(
+        "refusing to start: nothing was written; fix metrics_file in rekey.toml (or remove it) \
+         and run again",
+    )?;
+    Ok(())
+}
+
+/// What a writing run refuses to start on, before the lock, and its preview (`rotate --dry-run`,
+/// `recover` without `--yes`, `rollback --dry-run`) refuses alike, so that a preview never
+/// promises a run that would not start: a trusted path another user could change (§8), then a
+/// `metrics_file` that cannot be written. Returns the root, canonical.
+pub fn preflight(root: &Path) -> Result<PathBuf> {
+    let canonical = crate::survey::open_root(root)?;
+    crate::trust::require(&canonical)?;
+    check_metrics_file(&canonical)?;
+    Ok(canonical)
+}
+
+/// Refuses a run date more than [`CLOCK_SKEW`] ahead of the system clock: what it would write
+/// would not be valid yet for anyone using it now.
+pub fn check_run_date(as_of: DateTime<Utc>, clock: DateTime<Utc>) -> Result<()> {
+    if as_of > clock + CLOCK_SKEW {
+        return Err(UsageError(format!(
+            "the run date {} is ahead of the system clock ({}): what rekey writes would not be \
+             valid yet; a writing command runs at the present or in the past (omit --as-of)",
+            crate::classify::stamp(as_of),
+            crate::classify::stamp(clock),
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_date_may_not_be_ahead_of_the_clock() {
+        let clock: DateTime<Utc> = "2026-11-28T12:00:00Z".parse().unwrap();
+        let cases = [
+            ("now", TimeDelta::zero(), true),
+            ("in the past", TimeDelta::days(-400), true),
+            ("exactly the allowed skew", CLOCK_SKEW, true),
+            (
+                "a second past the skew",
+                CLOCK_SKEW + TimeDelta::seconds(1),
+                false,
+            ),
+            ("a year ahead", TimeDelta::days(365), false),
+        ];
+        for (name, ahead, ok) in cases {
+            let got = check_run_date(clock + ahead, clock);
+            assert_eq!(got.is_ok(), ok, "{name}");
+            if let Err(e) = got {
+                assert!(e.downcast_ref::<UsageError>().is_some(), "{name}: exit 2");
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! A started writing run: its batches, its report (built once, saved, printed), its post hooks,
+//! the audit log settled, the metrics refreshed, and the exit code chosen once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+
+use super::batches::{self, Stop, Work};
+use super::hooks;
+use super::journal;
+use super::pending;
+use super::prune;
+use super::reap;
+use super::record::audit;
+use super::record::history;
+use super::record::run::Run;
+use super::record::run_report::{
+    FleetFacts, Header, IdentityReport, Notes, Outcome, Report, RunCommand,
+};
+use super::run::WriteRun;
+use crate::exit::Exit;
+use crate::names::IdentityId;
+use crate::store::Store;
+
+impl WriteRun {
+    /// Starts the run: its directory under `.rekey/runs/` and its journal.
+    pub fn start(self, command: RunCommand, notes: Notes) -> Result<Started> {
+        let run = Run::start(
+            &Store::of(&self.root),
+            self.settings.started,
+            command,
+            self.as_of,
+            &notes,
+        )?;
+        Ok(Started {
+            write: self,
+            run,
+            command,
+            notes,
+            next_call: 0,
+        })
+    }
+}
+
+/// A started run: its journal is open.
+pub struct Started {
+    write: WriteRun,
+    run: Run,
+    command: RunCommand,
+    notes: Notes,
+    /// The last hook call number used in this run.
+    next_call: u32,
+}
+
+impl Started {
+    pub fn id(&self) -> &str {
+        self.run.id()
+    }
+
+    /// Runs `work` over `items` in journaled batches, then [`Started::finish`]es the run.
+    /// `refused` are identities left alone before staging, with why.
+    pub fn execute<W: Work>(
+        mut self,
+        work: &W,
+        items: &BTreeMap<IdentityId, W::Item>,
+        refused: Vec<(IdentityId, String)>,
+        warnings: Vec<String>,
+        fleet: FleetFacts,
+    ) -> Result<(Report, Exit)> {
+        for w in &warnings {
+            eprintln!("rekey: warning: {}", crate::values::Escaped::new(w));
+        }
+        let root = self.write.root.clone();
+        let progress = self.write.settings.progress;
+        let interrupt = self.write.interrupt.clone();
+        let run_dir = self.run.dir.clone();
+        let run_id = self.run.id().to_string();
+        let hooking = (!self.write.settings.hooks.skip).then(|| batches::Hooking {
+            set: &self.write.hooks,
+            ctx: hooks::Context {
+                root: &root,
+                fleet: &self.write.fleet,
+                run_id: &run_id,
+                run: &run_dir,
+                post_env: Vec::new(),
+            },
+            next: 0,
+        });
+        let run = &mut self.run;
+        let root_dir = &self.write.fleet;
+        let done = pool(self.write.settings.jobs)?
+            .install(|| batches::run(work, items, run, root_dir, progress, &interrupt, hooking))?;
+        self.next_call = done.last_call;
+        let mut identities = done.identities;
+        identities.extend(skipped(refused));
+        self.finish(identities, done.stopped, warnings, fleet)
+    }
+
+    /// Ends a run that had nothing to change (but perhaps identities it refused).
+    pub fn nothing_to_do(
+        self,
+        refused: Vec<(IdentityId, String)>,
+        fleet: FleetFacts,
+    ) -> Result<(Report, Exit)> {
+        self.finish(skipped(refused).collect(), None, Vec::new(), fleet)
+    }
+
+    /// Ends the run: builds its report (once), saves it, runs the post hooks when something
+    /// changed, closes the journal, settles the audit log, prints the report and says how the
+    /// run ended. Also the whole of a run that found nothing to do.
+    pub fn finish(
+        mut self,
+        identities: Vec<IdentityReport>,
+        stopped: Option<Stop>,
+        warnings: Vec<String>,
+        fleet: FleetFacts,
+    ) -> Result<(Report, Exit)> {
+        let root = self.write.root.clone();
+        let keep_runs = fleet.keep_runs;
+        let header = Header {
+            run_id: self.run.id().to_string(),
+            command: self.command,
+            started: self.write.settings.started,
+            finished: chrono::Utc::now(),
+            as_of: self.write.as_of,
+            root: root.to_string_lossy().into_owned(),
+            notes: std::mem::take(&mut self.notes),
+            recovered_by_replay: false,
+            stopped: stopped.as_ref().map(ToString::to_string),
+            warnings,
+            fleet,
+            hooks_skipped: self.write.settings.hooks.skip,
+            retried_hooks: std::mem::take(&mut self.write.retried),
+        };
+        let mut report = Report::new(header, identities);
+        if !report.hooks_skipped && report.counts.done > 0 {
+            let results = self.post_hooks(&report)?;
+            report.with_post_hooks(results);
+        }
+        let saved = self.run.finish(&report);
+        if saved.is_err() {
+            report.not_saved();
+        }
+        if report.command == RunCommand::Recover {
+            audit::settle(&root, &report, self.write.settings.started)?;
+        }
+        if let Err(err) = refresh_metrics(&root, self.write.as_of, &report) {
+            eprintln!(
+                "rekey: warning: {}; the run itself is unaffected",
+                crate::values::Escaped::new(&format!("{err:#}"))
+            );
+        }
+        tell(&report, stopped.as_ref(), &saved, self.write.settings.json)?;
+        if let Some(keep) = keep_runs
+            && matches!(report.exit(), Exit::Ok | Exit::Attention)
+        {
+            let pruned = prune::prune(&root, keep, false, self.write.settings.started)?;
+            if !pruned.removed.is_empty() {
+                eprintln!(
+                    "rekey: removed the backups of {} older than the newest {keep} (keep_runs)",
+                    crate::count::count(pruned.removed.len(), "run", "runs")
+                );
+            }
+        }
+        Ok((report.clone(), report.exit()))
+    }
+}
+
+impl Started {
+    /// Runs the post hooks of a run that changed something, journaled first (the report they
+    /// are given is saved before they run).
+    fn post_hooks(&mut self, report: &Report) -> Result<Vec<hooks::HookResult>> {
+        let calls = self.write.hooks.post_calls(&mut self.next_call);
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        history::write_report(&self.run.dir, report)?;
+        pending::mark(&self.run.dir)?;
+        let record = journal::Record::Hooks {
+            batch: None,
+            calls: calls.clone(),
+        };
+        self.run.journal.append(&record)?;
+        let ctx = hooks::Context {
+            root: &self.write.root,
+            fleet: &self.write.fleet,
+            run_id: self.run.dir.id(),
+            run: &self.run.dir,
+            post_env: hooks::post_env(&self.run.dir.report(), &report.counts),
+        };
+        let mut results = Vec::new();
+        for call in &calls {
+            let result = hooks::run(call, &self.write.hooks, &ctx, None);
+            self.run
+                .journal
+                .append(&journal::Record::hook_done(call.call, result.status))?;
+            results.push(result);
+        }
+        reap::sweep();
+        Ok(results)
+    }
+}
+
+/// Rewrites the policy's `metrics_file`, when it names one, with the fleet as the run left it
+/// (judged at the run date) and this run as the last one (docs/design.md §4, §5).
+fn refresh_metrics(root: &Path, as_of: DateTime<Utc>, report: &Report) -> Result<()> {
+    let path = crate::policy::load(root)?.policy.metrics_path(root);
+    // Checked again as the run started it: a file swapped for a link, or a directory that
+    // became a link into the fleet, since then is refused here.
+    let Some(target) =
+        crate::out::metrics_file(path.as_deref(), root, crate::out::Probe::TryCreate)?
+    else {
+        return Ok(());
+    };
+    let families = crate::metrics::Families { x509: true };
+    let last_run = report.last_run();
+    crate::survey::read(root, as_of, None, |scope, judged| {
+        target.write(|w| {
+            crate::metrics::write(scope, judged, Some(&last_run), families, &mut &mut *w)
+        })
+    })?
+    .with_context(|| format!("failed to refresh metrics_file {}", target.path().display()))
+}
+
+fn skipped(refused: Vec<(IdentityId, String)>) -> impl Iterator<Item = IdentityReport> {
+    refused
+        .into_iter()
+        .map(|(id, why)| IdentityReport::unchanged(id.node(), id.service(), Outcome::Skipped, why))
+}
+
+/// Prints a run's report (the table, or the JSON document) and, on stderr, why it stopped
+/// short or could not be saved.
+fn tell(report: &Report, stopped: Option<&Stop>, saved: &Result<()>, json: bool) -> Result<()> {
+    if json {
+        crate::out::emit(&report.to_json())?;
+    } else {
+        crate::out::emit(&report.summary())?;
+    }
+    if let Some(stop) = stopped {
+        let again = match report.command {
+            RunCommand::Apply => "make a new plan and apply it".to_string(),
+            command => format!("run `rekey {}` again", command.as_str()),
+        };
+        let first = match stop {
+            Stop::NoSpace(_) => "free some space and ",
+            Stop::Interrupted(_) => "",
+        };
+        eprintln!(
+            "rekey: error: {stop}; stopped after {} of {}, the rest are unchanged; \
+             {first}{again}",
+            report.counts.done,
+            crate::count::count(report.identities.len(), "identity", "identities"),
+        );
+    }
+    if let Err(err) = saved {
+        eprintln!(
+            "rekey: error: {err:#}; the next writing command replays run {} and saves its report",
+            report.run_id
+        );
+    }
+    Ok(())
+}
+
+fn pool(jobs: Option<usize>) -> Result<rayon::ThreadPool> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = jobs {
+        builder = builder.num_threads(n);
+    }
+    builder.build().context("failed to start worker threads")
+}
