@@ -25,11 +25,9 @@ use super::record::calls::is_hook_name;
 pub use super::record::calls::{HookCall, HookKind, HookResult, HookSource, HookStatus};
 pub use process::private_file;
 use process::run_program;
+pub use process::{Context, Program};
 
 use crate::digest::Digest;
-
-/// How much of a hook's output is kept.
-pub const OUTPUT_CAP: u64 = 64 * 1024;
 
 /// The hooks of a writing run, from the policy, the command line and the hooks folders, as
 /// they are now: the only place a hook's command comes from.
@@ -42,15 +40,6 @@ pub struct HookSet {
     deploy_folder: Vec<String>,
     post_folder: Vec<String>,
     timeout: Duration,
-}
-
-/// What runs for a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Program {
-    /// Through `sh -c`.
-    Shell(String),
-    /// An executable of a hooks folder.
-    Exec(PathBuf),
 }
 
 /// Why a call cannot run now.
@@ -256,18 +245,6 @@ fn folder(root: &Path, kind: HookKind) -> Result<Vec<String>> {
         .collect();
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     Ok(names)
-}
-
-/// Where a call runs and what it is told.
-pub struct Context<'a> {
-    pub root: &'a Path,
-    /// The fleet root, open: a deploy hook runs in its identity's directory, opened beneath it
-    /// without following a link (docs/design.md §8).
-    pub fleet: &'a crate::fsio::RootDir,
-    pub run_id: &'a str,
-    pub run: &'a crate::store::RunDir,
-    /// For post hooks: the report's path and the counts.
-    pub post_env: Vec<(String, String)>,
 }
 
 /// Resolves `call` in `set` and runs it to its end or its timeout; never fails: what went

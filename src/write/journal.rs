@@ -21,66 +21,20 @@ use std::path::Path;
 
 use super::record::calls::HookCall;
 use super::record::run_report::Details;
-use crate::digest::Digest;
-use crate::fsio::{self, IdentityDir, RootDir};
+use crate::fsio::{self, RootDir};
 use anyhow::Result;
 use rayon::prelude::*;
 
 mod files;
+mod staged;
 
 use files::{NotWritten, discard, finish, in_place, moved_away, stage};
 pub use files::{Temps, backup_path};
+pub use staged::{NewFile, Secret, Staged};
 
 pub use super::record::entries::{
     Change, FileChange, Journal, Pending, Record, Unfinished, pending_hooks, read, unfinished,
 };
-
-/// Bytes that must not be printed: a new key, token or certificate on its way to disk.
-pub struct Secret(pub Vec<u8>);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secret([{} bytes elided])", self.0.len())
-    }
-}
-
-/// A replacement ready to be committed: one identity's new files.
-#[derive(Debug)]
-pub struct Staged {
-    pub node: String,
-    pub service: String,
-    /// The identity's directory, as opened when it was staged: every later step works in it.
-    pub dir: IdentityDir,
-    pub files: Vec<NewFile>,
-    /// What the new credentials are, for the report (no secret).
-    pub details: Details,
-}
-
-/// One file of a replacement: its name, the digest of the file it replaces, its new bytes.
-#[derive(Debug)]
-pub struct NewFile {
-    pub name: String,
-    pub old: Digest,
-    pub bytes: Secret,
-}
-
-impl Staged {
-    fn change(&self) -> Change {
-        Change {
-            node: self.node.clone(),
-            service: self.service.clone(),
-            files: self
-                .files
-                .iter()
-                .map(|f| FileChange {
-                    name: f.name.clone(),
-                    old_sha256: f.old,
-                    new_sha256: Digest::of(&f.bytes.0),
-                })
-                .collect(),
-        }
-    }
-}
 
 /// What happened to one staged identity.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -87,7 +87,7 @@ impl Work for Restore<'_> {
             staged.files.push(NewFile {
                 name: f.name.clone(),
                 old: f.new_sha256,
-                bytes: Secret(bytes),
+                bytes: Secret::new(bytes),
             });
         }
         Ok(staged)

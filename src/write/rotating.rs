@@ -36,7 +36,13 @@ pub fn run(
     }
     let as_of = write.as_of();
     let signer = crate::signer::load(write.root(), &survey.scope.ca, as_of)?;
-    let not_after = (as_of + survey.scope.policy.validity()).min(survey.scope.ca.not_after);
+    // The expiry the plan promised: one rule, the classifier's.
+    let not_after = crate::classify::Context {
+        policy: &survey.scope.policy,
+        ca_not_after: survey.scope.ca.not_after,
+        now: as_of,
+    }
+    .new_not_after();
     let warnings: Vec<String> = expired_on_arrival(not_after, write.settings.started)
         .into_iter()
         .collect();

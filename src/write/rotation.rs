@@ -130,7 +130,7 @@ impl Work for Rotation<'_> {
             staged.files.push(NewFile {
                 name: TOKEN_FILE.to_string(),
                 old,
-                bytes: Secret(text.into_bytes()),
+                bytes: Secret::new(text.into_bytes()),
             });
             staged.details.token = Some(TokenChange {
                 path: format!("{rel}/{TOKEN_FILE}"),
@@ -173,7 +173,7 @@ impl Rotation<'_> {
                 staged.files.push(NewFile {
                     name: KEY_FILE.to_string(),
                     old: Digest::of(old_key),
-                    bytes: Secret(key_pem.into_bytes()),
+                    bytes: Secret::new(key_pem.into_bytes()),
                 });
                 key_change = KeyChange::Rotated;
                 der
@@ -193,7 +193,7 @@ impl Rotation<'_> {
         staged.files.push(NewFile {
             name: CERT_FILE.to_string(),
             old: sha,
-            bytes: Secret(cert_pem.into_bytes()),
+            bytes: Secret::new(cert_pem.into_bytes()),
         });
         Ok(CertChange {
             path: String::new(),

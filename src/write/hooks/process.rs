@@ -11,7 +11,33 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use super::{Context, HookCall, HookKind, HookResult, HookStatus, OUTPUT_CAP, Program};
+use std::path::PathBuf;
+
+use crate::write::record::calls::{HookCall, HookKind, HookResult, HookStatus};
+
+/// How much of a hook's output is kept.
+pub const OUTPUT_CAP: u64 = 64 * 1024;
+
+/// What runs for a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// Through `sh -c`.
+    Shell(String),
+    /// An executable of a hooks folder.
+    Exec(PathBuf),
+}
+
+/// Where a call runs and what it is told.
+pub struct Context<'a> {
+    pub root: &'a Path,
+    /// The fleet root, open: a deploy hook runs in its identity's directory, opened beneath it
+    /// without following a link (docs/design.md §8).
+    pub fleet: &'a crate::fsio::RootDir,
+    pub run_id: &'a str,
+    pub run: &'a crate::store::RunDir,
+    /// For post hooks: the report's path and the counts.
+    pub post_env: Vec<(String, String)>,
+}
 
 pub(super) fn run_program(
     call: &HookCall,

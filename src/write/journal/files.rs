@@ -6,9 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Change, Staged};
+use super::staged::Staged;
 use crate::digest::Digest;
 use crate::fsio::{self, IdentityDir, RootDir, TEMP_PREFIX};
+use crate::write::record::entries::Change;
 
 /// Where one run keeps its backup of `node/service/name`.
 pub fn backup_path(backup: &Path, node: &str, service: &str, name: &str) -> PathBuf {
@@ -149,7 +150,12 @@ fn stage_files(
         saved.push(copy);
         let name = temps.name(&f.name);
         s.dir
-            .create_exclusive(&name, &f.bytes.0, entry.mode, Some((entry.uid, entry.gid)))
+            .create_exclusive(
+                &name,
+                f.bytes.expose(),
+                entry.mode,
+                Some((entry.uid, entry.gid)),
+            )
             .map_err(|e| {
                 let shown = s.dir.shown(&name);
                 NotWritten::new(format!("cannot write {}: {e}", shown.display()), &e)

@@ -1,0 +1,217 @@
+use super::*;
+
+fn change(node: &str) -> Change {
+    Change {
+        node: node.into(),
+        service: "s".into(),
+        files: vec![FileChange {
+            name: "cert.pem".into(),
+            old_sha256: Digest::of(b"a"),
+            new_sha256: Digest::of(b"b"),
+        }],
+    }
+}
+
+#[test]
+fn replay_finishes_ready_batches_and_undoes_the_rest() {
+    let start = Record::Start {
+        version: 1,
+        run_id: "r".into(),
+        command: "rotate".into(),
+        as_of: "t".into(),
+        operator: None,
+        reason: None,
+    };
+    let prepare = |batch, nodes: &[&str]| Record::Prepare {
+        batch,
+        identities: nodes.iter().map(|n| change(n)).collect(),
+    };
+    let ready = |batch, nodes: &[&str]| Record::Ready {
+        batch,
+        identities: nodes.iter().map(|n| format!("{n}/s")).collect(),
+    };
+    let cases: Vec<(&str, Vec<Record>, Vec<Unfinished>)> = vec![
+        ("nothing begun", vec![start.clone()], vec![]),
+        (
+            "committed",
+            vec![
+                start.clone(),
+                prepare(0, &["a"]),
+                ready(0, &["a"]),
+                Record::Commit { batch: 0 },
+            ],
+            vec![],
+        ),
+        (
+            "aborted",
+            vec![prepare(0, &["a"]), Record::Abort { batch: 0 }],
+            vec![],
+        ),
+        (
+            "prepared only: undo",
+            vec![prepare(0, &["a", "b"])],
+            vec![Unfinished::Undo {
+                batch: 0,
+                changes: vec![change("a"), change("b")],
+            }],
+        ),
+        (
+            "ready: finish",
+            vec![prepare(0, &["a"]), ready(0, &["a"])],
+            vec![Unfinished::Finish {
+                batch: 0,
+                changes: vec![change("a")],
+            }],
+        ),
+        (
+            "ready for some: finish those, undo the others",
+            vec![prepare(0, &["a", "b"]), ready(0, &["b"])],
+            vec![
+                Unfinished::Undo {
+                    batch: 0,
+                    changes: vec![change("a")],
+                },
+                Unfinished::Finish {
+                    batch: 0,
+                    changes: vec![change("b")],
+                },
+            ],
+        ),
+        (
+            "second batch interrupted",
+            vec![
+                prepare(0, &["a"]),
+                ready(0, &["a"]),
+                Record::Commit { batch: 0 },
+                prepare(1, &["b"]),
+            ],
+            vec![Unfinished::Undo {
+                batch: 1,
+                changes: vec![change("b")],
+            }],
+        ),
+    ];
+    for (name, records, want) in cases {
+        assert_eq!(unfinished(&records), want, "{name}");
+    }
+    let committed_run = [
+        prepare(0, &["a", "b"]),
+        ready(0, &["b"]),
+        Record::Commit { batch: 0 },
+        prepare(1, &["c"]),
+        ready(1, &["c"]),
+    ];
+    assert_eq!(committed(&committed_run), vec![change("b")]);
+}
+
+#[test]
+fn hook_calls_name_their_source_and_old_journals_still_read() {
+    use crate::write::record::calls::HookSource;
+    let cases = [
+        (
+            "reload",
+            r#"{"call":1,"kind":"deploy","node":"n","service":"s","source":"reload"}"#,
+            HookSource::Reload,
+        ),
+        (
+            "a hooks folder executable",
+            r#"{"call":1,"kind":"post","source":"hooks/post/notify"}"#,
+            HookSource::Folder {
+                kind: HookKind::Post,
+                name: "notify".into(),
+            },
+        ),
+        (
+            "the previous release: command and shell read, only the digest kept",
+            r#"{"call":1,"kind":"deploy","source":"--deploy-hook","command":"touch /tmp/x","shell":true}"#,
+            HookSource::CommandLine {
+                kind: HookKind::Deploy,
+                sha256: Digest::of(b"touch /tmp/x"),
+                position: 0,
+            },
+        ),
+        (
+            "the previous release's folder hook",
+            r#"{"call":1,"kind":"deploy","source":"hooks/deploy/a","command":"/x/hooks/deploy/a","shell":false}"#,
+            HookSource::Folder {
+                kind: HookKind::Deploy,
+                name: "a".into(),
+            },
+        ),
+        (
+            "a path planted as a folder hook's name",
+            r#"{"call":1,"kind":"deploy","source":"hooks/deploy/../../bin/sh"}"#,
+            HookSource::Unknown("hooks/deploy/../../bin/sh".into()),
+        ),
+        (
+            "a command-line hook with no digest",
+            r#"{"call":1,"kind":"post","source":"--post-hook"}"#,
+            HookSource::Unknown("--post-hook".into()),
+        ),
+    ];
+    for (name, line, want) in cases {
+        let call: HookCall = serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(call.source, want, "{name}");
+        let again = serde_json::to_string(&call).unwrap();
+        assert!(
+            !again.contains("command\""),
+            "{name}: never written back: {again}"
+        );
+        assert!(!again.contains("touch"), "{name}: {again}");
+        assert_eq!(
+            serde_json::from_str::<HookCall>(&again).unwrap(),
+            call,
+            "{name}"
+        );
+    }
+    let unknown = r#"{"call":1,"kind":"post","source":"reload","extra":1}"#;
+    assert!(
+        serde_json::from_str::<HookCall>(unknown).is_err(),
+        "unknown fields refused"
+    );
+}
+
+#[test]
+fn dropped_and_discarded_calls_are_no_longer_pending() {
+    use crate::write::record::calls::HookSource;
+    let call = |n| HookCall {
+        call: n,
+        kind: HookKind::Post,
+        node: None,
+        service: None,
+        source: HookSource::Reload,
+        not_after: None,
+    };
+    let records = vec![
+        Record::Hooks {
+            batch: None,
+            calls: (1..=5).map(call).collect(),
+        },
+        Record::hook_done(1, HookStatus::Ok),
+        Record::hook_done(2, HookStatus::TimedOut),
+        Record::HookDropped {
+            call: 3,
+            reason: "gone".into(),
+        },
+        Record::HookDiscarded {
+            call: 4,
+            operator: "alice".into(),
+        },
+    ];
+    let left: Vec<(u32, Option<HookStatus>)> = pending_hooks(&records)
+        .into_iter()
+        .map(|p| (p.call.call, p.last))
+        .collect();
+    assert_eq!(left, [(2, Some(HookStatus::TimedOut)), (5, None)]);
+}
+
+#[test]
+fn a_torn_last_line_is_ignored_but_a_torn_middle_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let good = serde_json::to_string(&Record::Commit { batch: 3 }).unwrap();
+    std::fs::write(&path, format!("{good}\n{{\"op\":\"prep")).unwrap();
+    assert_eq!(read(&path).unwrap(), vec![Record::Commit { batch: 3 }]);
+    std::fs::write(&path, format!("{{\"op\":\"prep\n{good}\n")).unwrap();
+    assert!(read(&path).is_err());
+}
