@@ -14,7 +14,7 @@ use crate::names::IdentityId;
 use crate::plan::ValidPlan;
 use crate::select::Selection;
 use crate::survey::Survey;
-use crate::write::{self, Notes, RunCommand, Settings, WriteRun};
+use crate::write::{self, Notes, Rotating, RunCommand, Settings, WriteRun};
 
 #[derive(Debug)]
 pub struct Options {
@@ -56,15 +56,13 @@ pub fn apply(o: &Options) -> Result<Exit> {
     let selected = |id: &IdentityId| o.selection.matches(id.node(), id.service());
     narrowed.targets.retain(|id, _| selected(id));
     narrowed.refused.retain(|(id, _)| selected(id));
-    write::rotate_targets(
-        run,
-        &survey,
-        RunCommand::Apply,
-        narrowed.targets,
-        narrowed.refused,
-        Notes::default(),
-        |_| Ok(()),
-    )
+    let asked = Rotating {
+        command: RunCommand::Apply,
+        targets: narrowed.targets,
+        refused: narrowed.refused,
+        notes: Notes::default(),
+    };
+    write::rotate(run, &survey, asked, |_| Ok(()))
 }
 
 /// The plan file at `path`, refused before it is read when it is larger than [`MAX_PLAN_BYTES`].

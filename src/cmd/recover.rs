@@ -14,7 +14,7 @@ use crate::exit::{Exit, UsageError};
 use crate::names::IdentityId;
 use crate::select::Selection;
 use crate::survey::{Identity, Survey};
-use crate::write::{self, Notes, RunCommand, Settings, Target, WriteRun};
+use crate::write::{self, Notes, Rotating, RunCommand, Settings, Target, WriteRun};
 
 #[derive(Debug)]
 pub struct Options {
@@ -99,24 +99,22 @@ pub fn recover(o: &Options) -> Result<Exit> {
     // Audited once the CA key is loaded and the run has its id, before anything is written:
     // even a recovery cut short by a crash has its who, when and why on record, and the replay
     // that finishes it writes each outcome.
-    write::rotate_targets(
-        run,
-        &survey,
-        RunCommand::Recover,
-        targets.clone(),
-        Vec::new(),
+    let asked = Rotating {
+        command: RunCommand::Recover,
+        targets: targets.clone(),
+        refused: Vec::new(),
         notes,
-        |run| {
-            write::audit_requested(
-                &root,
-                run.id(),
-                started,
-                &o.operator,
-                &o.reason,
-                targets.keys(),
-            )
-        },
-    )
+    };
+    write::rotate(run, &survey, asked, |run| {
+        write::audit_requested(
+            &root,
+            run.id(),
+            started,
+            &o.operator,
+            &o.reason,
+            targets.keys(),
+        )
+    })
 }
 
 /// Why an identity needs recovering, in the words of its first credential's verdict (which tells

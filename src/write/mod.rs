@@ -44,7 +44,7 @@ pub use record::audit::requested as audit_requested;
 pub use record::history::{History, last_run, read_report};
 pub use record::run_report::{FleetFacts, Notes, Outcome, Report, RunCommand};
 pub use restore::{Now, Replaced, Restore};
-pub use rotating::{rotate_due, run as rotate_targets};
+pub use rotating::{Rotating, rotate_due, run as rotate};
 pub use rotation::Target;
 pub use run::{CLOCK_SKEW, Settings, WriteRun, check_run_date, discard_hooks, preflight};
 pub use started::Started;

@@ -15,19 +15,32 @@ use crate::names::IdentityId;
 use crate::survey::Survey;
 use chrono::{DateTime, Utc};
 
+/// What a rotating command asks of its run.
+pub struct Rotating {
+    pub command: RunCommand,
+    /// The identities to rotate, each with what it was judged.
+    pub targets: BTreeMap<IdentityId, Target>,
+    /// Identities the command was asked for and leaves alone, with why.
+    pub refused: Vec<(IdentityId, String)>,
+    pub notes: Notes,
+}
+
 /// Rotates `targets` in one journaled run: loads the CA key (before anything is written or
 /// audited), starts the run, lets `before` record what it must before the first batch (the
-/// recovery audit), then runs the batches. `refused` are planned identities left alone, with why.
-/// A run with nothing to rotate still starts, and reports so.
+/// recovery audit), then runs the batches. A run with nothing to rotate still starts, and reports
+/// so.
 pub fn run(
     write: WriteRun,
     survey: &Survey,
-    command: RunCommand,
-    targets: BTreeMap<IdentityId, Target>,
-    refused: Vec<(IdentityId, String)>,
-    notes: Notes,
+    asked: Rotating,
     before: impl FnOnce(&Started) -> anyhow::Result<()>,
 ) -> anyhow::Result<Exit> {
+    let Rotating {
+        command,
+        targets,
+        refused,
+        notes,
+    } = asked;
     let fleet = facts(survey);
     if targets.is_empty() {
         let started = write.start(command, notes)?;
@@ -76,15 +89,13 @@ pub fn rotate_due(write: WriteRun, survey: &Survey, force: bool) -> anyhow::Resu
             Some((IdentityId::new(&i.node, &i.service)?, target))
         })
         .collect();
-    run(
-        write,
-        survey,
-        RunCommand::Rotate,
+    let asked = Rotating {
+        command: RunCommand::Rotate,
         targets,
-        Vec::new(),
-        Notes::default(),
-        |_| Ok(()),
-    )
+        refused: Vec::new(),
+        notes: Notes::default(),
+    };
+    run(write, survey, asked, |_| Ok(()))
 }
 
 /// The policy in force and what is left for a person: identities that need `recover` and
