@@ -28,7 +28,7 @@ pub use args::*;
     version = VERSION,
     about = "Rotate a fleet's service tokens and certificates before they expire",
     disable_help_subcommand = true,
-    after_help = crate::manual::EXIT_CODES
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -215,6 +215,18 @@ pub const VERSION: &str = concat!(
     env!("REKEY_BUILD_CRYPTO"),
     ")"
 );
+
+/// The exit codes, as `--help` and the manual page (`manual`) show them.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  nothing due, nothing wrong; for a writing command, everything attempted was done
+  1  fatal, nothing written: bad root, unusable CA, bad policy, lock held, refused plan,
+     a writing command without a readable CA key
+  2  usage error: bad arguments, a run date ahead of the clock, a recover selector or a
+     --node/--service filter that matches nothing
+  3  status/plan: work is due (status --expires-within: a credential or the CA expires
+     within it); writing commands: some identities skipped or failed, or the run stopped
+  4  status/plan/rotate: an identity needs `rekey recover`, or a problem was found";
 
 /// What the command line asks for: a subcommand of the library, or the binary describing
 /// itself (help, completions, manual page).
