@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use rekey::cmd::{self, Invocation};
-use rekey::exit::Exit;
+use rekey::exit::{Exit, UsageError};
 use rekey::plan;
 use rekey::select::Selection;
 use rekey::write::hooks::HookArgs;
@@ -240,7 +240,7 @@ pub enum Request {
 
 /// Converts the parsed command line into a validated request. `started` is the wall clock read
 /// once at start; "now" (the default run date) is the same instant to the second.
-pub fn request(cli: Cli, started: DateTime<Utc>) -> Result<Request, String> {
+pub fn request(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
     match cli.command {
         Command::Completions { shell } => Ok(Request::Completions(shell)),
         Command::Man => Ok(Request::Man),
@@ -274,7 +274,7 @@ pub fn help(command: Option<&str>) -> ExitCode {
 
 /// Converts the parsed command line into a validated invocation of a library subcommand. A
 /// combination of flags clap cannot judge alone is refused here (exit 2).
-fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, String> {
+fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
     let now = chrono::SubsecRound::trunc_subsecs(started, 0);
     let settings = |w: &WriteArgs| Settings {
         jobs: w.jobs.map(usize::from),
@@ -294,9 +294,9 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, String> {
         && write.format == RunFormat::Toml
         && !dry_run
     {
-        return Err(
+        return Err(UsageError(
             "--format toml goes with rotate --dry-run (a run's report is a table or JSON)".into(),
-        );
+        ));
     }
     let plan_format = |json: bool| {
         if json {
@@ -464,7 +464,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, String> {
             HooksAction::Discard { target, root } => {
                 Invocation::HooksDiscard(cmd::hooks::DiscardOptions {
                     root,
-                    target: target.parse()?,
+                    target: target.parse().map_err(UsageError)?,
                     started,
                 })
             }
