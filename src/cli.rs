@@ -18,6 +18,7 @@ use rekey::write::{self, Settings};
 use values::{AsOf, parse_as_of, parse_duration, use_colour};
 
 mod args;
+pub mod process;
 mod values;
 
 pub use args::*;
