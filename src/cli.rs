@@ -13,12 +13,13 @@ use rekey::cmd::{self, Invocation};
 use rekey::exit::{Exit, UsageError};
 use rekey::plan;
 use rekey::select::Selection;
+use rekey::write::Progress;
 use rekey::write::hooks::HookArgs;
-use rekey::write::{self, Settings};
 use values::{AsOf, parse_as_of, parse_duration, use_colour};
 
 mod args;
 pub mod process;
+mod run;
 mod values;
 
 pub use args::*;
@@ -277,17 +278,6 @@ pub fn help(command: Option<&str>) -> ExitCode {
 /// combination of flags clap cannot judge alone is refused here (exit 2).
 fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
     let now = chrono::SubsecRound::trunc_subsecs(started, 0);
-    let settings = |w: &WriteArgs| Settings {
-        jobs: w.jobs.map(usize::from),
-        progress: show_progress(
-            w.progress,
-            std::io::stderr().is_terminal(),
-            w.format == RunFormat::Table,
-        ),
-        json: w.format == RunFormat::Json,
-        started,
-        hooks: w.hooks.args(),
-    };
     let dry_run = matches!(cli.command, Command::Rotate { dry_run: true, .. });
     if let Command::Apply { write, .. }
     | Command::Rotate { write, .. }
@@ -369,7 +359,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             as_of,
             selection: select.selection(),
             force: select.force,
-            write: settings(&write),
+            write: write.settings(started),
         }),
         Command::Rotate {
             common,
@@ -386,7 +376,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             }),
             selection: select.selection(),
             force: select.force,
-            write: settings(&write),
+            write: write.settings(started),
         }),
         Command::Recover {
             common,
@@ -408,7 +398,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             reason,
             operator: cmd::recover::operator_name(operator),
             yes,
-            write: settings(&write),
+            write: write.settings(started),
         }),
         Command::Rollback {
             run_id,
@@ -420,13 +410,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             root,
             run_id,
             dry_run,
-            write: Settings {
-                jobs: None,
-                progress: write::Progress::Hidden,
-                json: format == RunFormat::Json,
-                started,
-                hooks: hooks.args(),
-            },
+            write: run::settings(started, None, Progress::Hidden, format, hooks.args()),
         }),
         Command::Runs { root, format } => Invocation::Runs(cmd::runs::Options {
             root,
@@ -440,7 +424,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             root,
             keep: keep.map(|k| k as usize),
             dry_run,
-            write: quiet(started),
+            write: run::quiet(started, HookArgs::default()),
         }),
         Command::Hooks { action } => match action {
             HooksAction::Retry {
@@ -449,14 +433,14 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
                 post_hook,
             } => Invocation::HooksRetry(cmd::hooks::Options {
                 root,
-                write: Settings {
-                    hooks: HookArgs {
+                write: run::quiet(
+                    started,
+                    HookArgs {
                         deploy: deploy_hook,
                         post: post_hook,
                         skip: false,
                     },
-                    ..quiet(started)
-                },
+                ),
             }),
             HooksAction::List { root, format } => Invocation::HooksList(cmd::hooks::ListOptions {
                 root,
@@ -477,7 +461,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
         Command::Demo { dir, .. } => Invocation::Demo(cmd::demo::Options {
             dir,
             as_of,
-            started,
+            write: run::quiet(started, HookArgs::default()),
         }),
         Command::Help { command } => return Ok(Request::Help(command)),
     })))
@@ -500,60 +484,6 @@ impl Command {
             | Command::Policy { .. }
             | Command::Completions { .. }
             | Command::Man => None,
-        }
-    }
-}
-
-/// The settings of a writing command that takes no writing flags.
-fn quiet(started: DateTime<Utc>) -> Settings {
-    Settings {
-        jobs: None,
-        progress: write::Progress::Hidden,
-        json: false,
-        started,
-        hooks: HookArgs::default(),
-    }
-}
-
-/// How to show progress on stderr. `never` shows nothing; `auto` draws a bar only for a person
-/// (stderr is a terminal and the output is the table, not JSON); `always` draws the bar on a
-/// terminal and, anywhere else (a file, a pipe, a CI log), prints plain lines.
-fn show_progress(
-    mode: ProgressFlag,
-    stderr_is_terminal: bool,
-    table_output: bool,
-) -> write::Progress {
-    match (mode, stderr_is_terminal) {
-        (ProgressFlag::Never, _) => write::Progress::Hidden,
-        (ProgressFlag::Always, true) => write::Progress::Bar,
-        (ProgressFlag::Always, false) => write::Progress::Lines,
-        (ProgressFlag::Auto, true) if table_output => write::Progress::Bar,
-        (ProgressFlag::Auto, _) => write::Progress::Hidden,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn progress_is_a_bar_for_people_and_lines_for_logs_when_asked() {
-        use ProgressFlag::{Always, Auto, Never};
-        use write::Progress::{Bar, Hidden, Lines};
-        let cases = [
-            ("auto, terminal, table", Auto, true, true, Bar),
-            ("auto, terminal, json", Auto, true, false, Hidden),
-            ("auto, piped, table", Auto, false, true, Hidden),
-            ("auto, piped, json", Auto, false, false, Hidden),
-            ("always, terminal, table", Always, true, true, Bar),
-            ("always, terminal, json", Always, true, false, Bar),
-            ("always, piped, table", Always, false, true, Lines),
-            ("always, piped, json", Always, false, false, Lines),
-            ("never, terminal, table", Never, true, true, Hidden),
-            ("never, piped, json", Never, false, false, Hidden),
-        ];
-        for (name, mode, tty, table, want) in cases {
-            assert_eq!(show_progress(mode, tty, table), want, "{name}");
         }
     }
 }

@@ -3,11 +3,16 @@
 
 use std::path::PathBuf;
 
+use std::io::IsTerminal;
+
+use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 use rekey::cmd;
 use rekey::select::Selection;
+use rekey::write::Settings;
 use rekey::write::hooks::HookArgs;
 
+use super::run;
 use super::values::{AsOf, parse_as_of};
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +146,18 @@ pub struct WriteArgs {
     pub format: RunFormat,
     #[command(flatten)]
     pub hooks: HookFlags,
+}
+
+impl WriteArgs {
+    /// The settings of the run these flags describe; `started`: the wall clock read at start.
+    pub fn settings(&self, started: DateTime<Utc>) -> Settings {
+        let progress = run::show_progress(
+            self.progress,
+            std::io::stderr().is_terminal(),
+            self.format == RunFormat::Table,
+        );
+        run::settings(started, self.jobs, progress, self.format, self.hooks.args())
+    }
 }
 
 /// Which identities a rotating command acts on (a canary run), and whether to force.
