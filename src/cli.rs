@@ -277,7 +277,7 @@ pub fn help(command: Option<&str>) -> ExitCode {
 /// Converts the parsed command line into a validated invocation of a library subcommand. A
 /// combination of flags clap cannot judge alone is refused here (exit 2).
 fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
-    let now = chrono::SubsecRound::trunc_subsecs(started, 0);
+    let clock = run::Clock::new(started);
     let dry_run = matches!(cli.command, Command::Rotate { dry_run: true, .. });
     if let Command::Apply { write, .. }
     | Command::Rotate { write, .. }
@@ -296,7 +296,8 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             plan::Format::Toml
         }
     };
-    let as_of = cli.command.as_of().map_or(now, |a| a.resolve(now));
+    let judged_at = clock.judged_at(cli.command.as_of());
+    let run_date = clock.run_date(cli.command.as_of());
     // `-` for a file means standard input or output.
     let file = |p: Option<PathBuf>| p.filter(|p| p.as_os_str() != "-");
     Ok(Request::Run(Box::new(match cli.command {
@@ -310,7 +311,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             expires_within,
         } => Invocation::Status(cmd::status::Options {
             root: common.root,
-            as_of,
+            as_of: judged_at,
             format: match format {
                 StatusOutput::Table => cmd::status::Format::Table {
                     colour: use_colour(
@@ -338,7 +339,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             output,
         } => Invocation::Plan(cmd::plan::Options {
             root: common.root,
-            as_of,
+            as_of: judged_at,
             format: match format {
                 PlanFormat::Toml => cmd::plan::Output::Plan(plan::Format::Toml),
                 PlanFormat::Json => cmd::plan::Output::Plan(plan::Format::Json),
@@ -356,10 +357,10 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
         } => Invocation::Apply(cmd::apply::Options {
             plan: file(Some(plan)),
             root,
-            as_of,
+            as_of: run_date,
             selection: select.selection(),
             force: select.force,
-            write: write.settings(started),
+            write: write.settings(clock),
         }),
         Command::Rotate {
             common,
@@ -369,14 +370,14 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             write,
         } => Invocation::Rotate(cmd::rotate::Options {
             root: common.root,
-            as_of,
+            as_of: run_date,
             dry_run: dry_run.then(|| cmd::rotate::DryRun {
                 format: plan_format(write.format == RunFormat::Json),
                 output: file(output),
             }),
             selection: select.selection(),
             force: select.force,
-            write: write.settings(started),
+            write: write.settings(clock),
         }),
         Command::Recover {
             common,
@@ -389,7 +390,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             write,
         } => Invocation::Recover(cmd::recover::Options {
             root: common.root,
-            as_of,
+            as_of: run_date,
             selection: Selection {
                 nodes: node,
                 services: service,
@@ -398,7 +399,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             reason,
             operator: cmd::recover::operator_name(operator),
             yes,
-            write: write.settings(started),
+            write: write.settings(clock),
         }),
         Command::Rollback {
             run_id,
@@ -410,7 +411,8 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             root,
             run_id,
             dry_run,
-            write: run::settings(started, None, Progress::Hidden, format, hooks.args()),
+            as_of: run_date,
+            write: run::settings(clock, None, Progress::Hidden, format, hooks.args()),
         }),
         Command::Runs { root, format } => Invocation::Runs(cmd::runs::Options {
             root,
@@ -424,7 +426,8 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
             root,
             keep: keep.map(|k| k as usize),
             dry_run,
-            write: run::quiet(started, HookArgs::default()),
+            as_of: run_date,
+            write: run::quiet(clock, HookArgs::default()),
         }),
         Command::Hooks { action } => match action {
             HooksAction::Retry {
@@ -433,8 +436,10 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
                 post_hook,
             } => Invocation::HooksRetry(cmd::hooks::Options {
                 root,
+
+                as_of: run_date,
                 write: run::quiet(
-                    started,
+                    clock,
                     HookArgs {
                         deploy: deploy_hook,
                         post: post_hook,
@@ -450,7 +455,7 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
                 Invocation::HooksDiscard(cmd::hooks::DiscardOptions {
                     root,
                     target: target.parse().map_err(UsageError)?,
-                    started,
+                    started: clock.started(),
                 })
             }
         },
@@ -460,8 +465,8 @@ fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
         }
         Command::Demo { dir, .. } => Invocation::Demo(cmd::demo::Options {
             dir,
-            as_of,
-            write: run::quiet(started, HookArgs::default()),
+            as_of: run_date,
+            write: run::quiet(clock, HookArgs::default()),
         }),
         Command::Help { command } => return Ok(Request::Help(command)),
     })))

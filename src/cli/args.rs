@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use std::io::IsTerminal;
 
-use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 use rekey::cmd;
 use rekey::select::Selection;
@@ -149,14 +148,14 @@ pub struct WriteArgs {
 }
 
 impl WriteArgs {
-    /// The settings of the run these flags describe; `started`: the wall clock read at start.
-    pub fn settings(&self, started: DateTime<Utc>) -> Settings {
+    /// The settings of the run these flags describe.
+    pub fn settings(&self, clock: run::Clock) -> Settings {
         let progress = run::show_progress(
             self.progress,
             std::io::stderr().is_terminal(),
             self.format == RunFormat::Table,
         );
-        run::settings(started, self.jobs, progress, self.format, self.hooks.args())
+        run::settings(clock, self.jobs, progress, self.format, self.hooks.args())
     }
 }
 

@@ -16,6 +16,8 @@ use crate::write::{self, DiscardTarget, PendingHook, Settings, WriteRun};
 #[derive(Debug)]
 pub struct Options {
     pub root: PathBuf,
+    /// The run date: the clock at start, to the second.
+    pub as_of: DateTime<Utc>,
     /// Its `hooks` hold the `--deploy-hook` / `--post-hook` given again.
     pub write: Settings,
 }
@@ -38,7 +40,7 @@ pub struct DiscardOptions {
 pub fn retry(o: &Options) -> Result<Exit> {
     // Taking the lock as a writing run does runs every pending hook it can resolve (see
     // `WriteRun::begin`); nothing else is written.
-    let run = WriteRun::begin(&o.root, o.write.started, &o.write)?;
+    let run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
     let retried = run.retried_hooks();
     let failed = retried
         .iter()

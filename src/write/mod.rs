@@ -140,7 +140,7 @@ impl WriteRun {
         };
         Ok(WriteRun {
             root,
-            as_of: chrono::SubsecRound::trunc_subsecs(as_of, 0),
+            as_of,
             settings,
             interrupt,
             hooks,
