@@ -121,19 +121,19 @@ pub enum Request {
 /// `started` is the wall clock read once at start.
 pub fn request(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
     let clock = Clock::new(started);
-    let run = |invocation| Ok(Request::Run(Box::new(invocation)));
+    let invoke = |invocation| Ok(Request::Run(Box::new(invocation)));
     match cli.command {
-        Command::Status(args) => run(Invocation::Status(args.options(clock))),
-        Command::Plan(args) => run(Invocation::Plan(args.options(clock))),
-        Command::Apply(args) => run(Invocation::Apply(args.options(clock)?)),
-        Command::Rotate(args) => run(Invocation::Rotate(args.options(clock)?)),
-        Command::Recover(args) => run(Invocation::Recover(args.options(clock)?)),
-        Command::Rollback(args) => run(Invocation::Rollback(args.options(clock))),
-        Command::Policy(args) => run(Invocation::Policy(args.options())),
-        Command::Runs(args) => run(Invocation::Runs(args.options())),
-        Command::Prune(args) => run(Invocation::Prune(args.options(clock))),
-        Command::Hooks { action } => run(action.invocation(clock)?),
-        Command::Demo(args) => run(Invocation::Demo(args.options(clock))),
+        Command::Status(args) => invoke(Invocation::Status(args.options(clock))),
+        Command::Plan(args) => invoke(Invocation::Plan(args.options(clock))),
+        Command::Apply(args) => invoke(Invocation::Apply(args.options(clock)?)),
+        Command::Rotate(args) => invoke(Invocation::Rotate(args.options(clock)?)),
+        Command::Recover(args) => invoke(Invocation::Recover(args.options(clock)?)),
+        Command::Rollback(args) => invoke(Invocation::Rollback(args.options(clock))),
+        Command::Policy(args) => invoke(Invocation::Policy(args.options())),
+        Command::Runs(args) => invoke(Invocation::Runs(args.options())),
+        Command::Prune(args) => invoke(Invocation::Prune(args.options(clock))),
+        Command::Hooks { action } => invoke(action.invocation(clock)?),
+        Command::Demo(args) => invoke(Invocation::Demo(args.options(clock))),
         Command::Completions { shell } => Ok(Request::Completions(shell)),
         Command::Man => Ok(Request::Man),
         Command::Help { command } => Ok(Request::Help(command)),
