@@ -1,26 +1,32 @@
 //! Command-line arguments: clap's raw structs and their conversion, once, into the validated
-//! options of each subcommand ([`invocation`]). clap's types end here: the library never sees
-//! them, and after this module no argument is a string to be parsed again.
+//! options of each subcommand. Here: the command line as a whole ([`Cli`], its [`Command`]s) and
+//! the one dispatch ([`request`]). Each subcommand's clap struct lives beside its conversion
+//! (`XArgs::options`, ripgrep's `LowArgs` → `HiArgs`), by group: [`read`] (status, plan, policy,
+//! runs), [`rotate`] (apply, rotate, recover, demo), [`history`] (rollback, prune, hooks); what
+//! several share is in [`args`], the clock and a run's settings in [`run`]. clap's types end
+//! here: the library never sees them, and after this module no argument is a string to be
+//! parsed again.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
-
-use chrono::{DateTime, TimeDelta, Utc};
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
 use clap::{CommandFactory, Parser, Subcommand};
-use rekey::cmd::{self, Invocation};
-use rekey::exit::Exit;
-use rekey::plan;
-use rekey::select::Selection;
-use rekey::write::hooks::HookArgs;
-use rekey::write::{self, Settings};
-use values::{AsOf, parse_as_of, parse_duration, use_colour};
+use rekey::cmd::Invocation;
+use rekey::exit::{Exit, UsageError};
 
 mod args;
+mod history;
+pub mod process;
+mod read;
+mod rotate;
+mod run;
 mod values;
 
-pub use args::*;
+pub use args::Shell;
+use history::{HooksAction, PruneArgs, RollbackArgs};
+use read::{PlanArgs, PolicyArgs, RunsArgs, StatusArgs};
+use rotate::{ApplyArgs, DemoArgs, RecoverArgs, RotateArgs};
+use run::Clock;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,7 +34,7 @@ pub use args::*;
     version = VERSION,
     about = "Rotate a fleet's service tokens and certificates before they expire",
     disable_help_subcommand = true,
-    after_help = crate::manual::EXIT_CODES
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -38,126 +44,19 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show every credential's expiry and state (the CA first).
-    Status {
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// table for people, json for machines, prometheus for node_exporter's textfile
-        /// collector, html for the expiry report (one self-contained page).
-        #[arg(long, value_enum, default_value_t = StatusOutput::Table)]
-        format: StatusOutput,
-        /// Write to FILE (atomically: a temporary file renamed over it) instead of stdout; `-` is
-        /// stdout. FILE must be a regular file or not exist yet.
-        #[arg(short = 'o', long = "output", value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Leave out the x509_cert_* families (where x509-certificate-exporter already watches
-        /// the same files).
-        #[arg(long)]
-        no_x509_metrics: bool,
-        /// Count credentials expiring within N days as work due (exit 3).
-        #[arg(long, value_name = "N", default_value_t = 30)]
-        warn_days: u32,
-        /// For monitors: exit 3 only if a credential or the CA expires within DURATION (30d,
-        /// 12h, 90m) or already has; rotations merely due do not count.
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "warn_days")]
-        expires_within: Option<TimeDelta>,
-    },
+    Status(StatusArgs),
     /// Write the dry-run plan: what each credential needs and why.
-    Plan {
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        filter: FilterArgs,
-        #[arg(long, value_enum, default_value_t = PlanFormat::Toml)]
-        format: PlanFormat,
-        /// Write the plan to FILE (atomically) instead of stdout; `-` is stdout. FILE must be a
-        /// regular file or not exist yet.
-        #[arg(short = 'o', long = "output", value_name = "FILE")]
-        output: Option<PathBuf>,
-    },
+    Plan(PlanArgs),
     /// Execute a plan made by `rekey plan` (`-` reads it from stdin).
-    Apply {
-        /// The plan file (TOML or JSON), or `-` for stdin.
-        plan: PathBuf,
-        /// The fleet, when it is mounted elsewhere than the plan's root (same CA required).
-        #[arg(long, value_name = "DIR")]
-        root: Option<PathBuf>,
-        /// New validity runs from this instant instead of now (RFC 3339, YYYY-MM-DD, or -7d).
-        #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
-        as_of: Option<AsOf>,
-        #[command(flatten)]
-        select: SelectArgs,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
+    Apply(ApplyArgs),
     /// Plan and apply in one run: what the upgrade pipeline runs.
-    Rotate {
-        #[command(flatten)]
-        common: Common,
-        /// Print the plan (TOML, or JSON with --format json) and write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// With --dry-run: write the plan to FILE (atomically; `-` is stdout). FILE must be a
-        /// regular file or not exist yet.
-        #[arg(
-            short = 'o',
-            long = "output",
-            value_name = "FILE",
-            requires = "dry_run"
-        )]
-        output: Option<PathBuf>,
-        #[command(flatten)]
-        select: SelectArgs,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
+    Rotate(RotateArgs),
     /// Rotate identities whose token expired, chosen by a person, with a reason for the audit log.
-    #[command(group = clap::ArgGroup::new("selection").required(true).multiple(true).args(["node", "service", "all"]))]
-    Recover {
-        #[command(flatten)]
-        common: Common,
-        /// Recover identities on this node (repeatable).
-        #[arg(long, value_name = "NAME")]
-        node: Vec<String>,
-        /// Recover identities of this service (repeatable).
-        #[arg(long, value_name = "NAME")]
-        service: Vec<String>,
-        /// Recover every identity in state recover.
-        #[arg(long, conflicts_with_all = ["node", "service"])]
-        all: bool,
-        /// Why (recorded in the audit log).
-        #[arg(long, value_name = "TEXT")]
-        reason: String,
-        /// Who (recorded in the audit log; default: the user name).
-        #[arg(long, value_name = "NAME")]
-        operator: Option<String>,
-        /// Do it; without this, only show what would be done.
-        #[arg(long)]
-        yes: bool,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
+    Recover(RecoverArgs),
     /// Put back the files a run replaced, where they still hold what that run wrote.
-    Rollback {
-        /// The run id (see `rekey runs`).
-        run_id: String,
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        root: PathBuf,
-        /// Show what would be put back and write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// The summary after the run: a table for people, the report as JSON for pipelines.
-        #[arg(long, value_enum, default_value_t = RunFormat::Table)]
-        format: RunFormat,
-        #[command(flatten)]
-        hooks: HookFlags,
-    },
+    Rollback(RollbackArgs),
     /// Print the policy in force as a rekey.toml that parses back to the same policy.
-    Policy {
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        root: PathBuf,
-    },
+    Policy(PolicyArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completions {
         #[arg(value_enum)]
@@ -166,37 +65,16 @@ pub enum Command {
     /// Print the manual page, rekey(1), in roff (man -l <(rekey man)).
     Man,
     /// List the runs recorded in the fleet.
-    Runs {
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        root: PathBuf,
-        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
-        format: StatusFormat,
-    },
+    Runs(RunsArgs),
     /// Remove the backups (old private keys) of runs beyond the newest N; journals and reports stay.
-    Prune {
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        root: PathBuf,
-        /// Keep the backups of the newest N runs (default: the policy's keep_runs).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-        keep: Option<u32>,
-        /// Show what would be removed and write nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Prune(PruneArgs),
     /// Hooks left pending by earlier runs (failed, timed out, or cut short by a crash).
     Hooks {
         #[command(subcommand)]
         action: HooksAction,
     },
     /// Build a demo fleet dated relative to now and show what rekey makes of it.
-    Demo {
-        /// Where to build the demo fleet.
-        #[arg(long, value_name = "DIR", default_value = "rekey-demo")]
-        dir: PathBuf,
-        /// Pretend "now" is this instant (RFC 3339, YYYY-MM-DD, or -7d).
-        #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
-        as_of: Option<AsOf>,
-    },
+    Demo(DemoArgs),
     /// Print this message or the help of the given subcommand.
     Help {
         /// The subcommand to describe.
@@ -216,6 +94,18 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// The exit codes, as `--help` and the manual page (`manual`) show them.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  nothing due, nothing wrong; for a writing command, everything attempted was done
+  1  fatal, nothing written: bad root, unusable CA, bad policy, lock held, refused plan,
+     a writing command without a readable CA key
+  2  usage error: bad arguments, a run date ahead of the clock, a recover selector or a
+     --node/--service filter that matches nothing
+  3  status/plan: work is due (status --expires-within: a credential or the CA expires
+     within it); writing commands: some identities skipped or failed, or the run stopped
+  4  status/plan/rotate: an identity needs `rekey recover`, or a problem was found";
+
 /// What the command line asks for: a subcommand of the library, or the binary describing
 /// itself (help, completions, manual page).
 pub enum Request {
@@ -226,13 +116,27 @@ pub enum Request {
     Man,
 }
 
-/// Converts the parsed command line into a validated request. `started` is the wall clock read
-/// once at start; "now" (the default run date) is the same instant to the second.
-pub fn request(cli: Cli, started: DateTime<Utc>) -> Result<Request, String> {
+/// Converts the parsed command line into a validated request: each subcommand's arguments
+/// convert themselves (a combination of flags clap cannot judge alone is refused there, exit 2).
+/// `started` is the wall clock read once at start.
+pub fn request(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> {
+    let clock = Clock::new(started);
+    let invoke = |invocation| Ok(Request::Run(Box::new(invocation)));
     match cli.command {
+        Command::Status(args) => invoke(Invocation::Status(args.options(clock))),
+        Command::Plan(args) => invoke(Invocation::Plan(args.options(clock))),
+        Command::Apply(args) => invoke(Invocation::Apply(args.options(clock)?)),
+        Command::Rotate(args) => invoke(Invocation::Rotate(args.options(clock)?)),
+        Command::Recover(args) => invoke(Invocation::Recover(args.options(clock)?)),
+        Command::Rollback(args) => invoke(Invocation::Rollback(args.options(clock))),
+        Command::Policy(args) => invoke(Invocation::Policy(args.options())),
+        Command::Runs(args) => invoke(Invocation::Runs(args.options())),
+        Command::Prune(args) => invoke(Invocation::Prune(args.options(clock))),
+        Command::Hooks { action } => invoke(action.invocation(clock)?),
+        Command::Demo(args) => invoke(Invocation::Demo(args.options(clock))),
         Command::Completions { shell } => Ok(Request::Completions(shell)),
         Command::Man => Ok(Request::Man),
-        _ => invocation(cli, started),
+        Command::Help { command } => Ok(Request::Help(command)),
     }
 }
 
@@ -257,290 +161,5 @@ pub fn help(command: Option<&str>) -> ExitCode {
     match printed {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(Exit::Fatal as u8),
-    }
-}
-
-/// Converts the parsed command line into a validated invocation of a library subcommand. A
-/// combination of flags clap cannot judge alone is refused here (exit 2).
-fn invocation(cli: Cli, started: DateTime<Utc>) -> Result<Request, String> {
-    let now = chrono::SubsecRound::trunc_subsecs(started, 0);
-    let settings = |w: &WriteArgs| Settings {
-        jobs: w.jobs.map(usize::from),
-        progress: show_progress(
-            w.progress,
-            std::io::stderr().is_terminal(),
-            w.format == RunFormat::Table,
-        ),
-        json: w.format == RunFormat::Json,
-        started,
-        hooks: w.hooks.args(),
-    };
-    let dry_run = matches!(cli.command, Command::Rotate { dry_run: true, .. });
-    if let Command::Apply { write, .. }
-    | Command::Rotate { write, .. }
-    | Command::Recover { write, .. } = &cli.command
-        && write.format == RunFormat::Toml
-        && !dry_run
-    {
-        return Err(
-            "--format toml goes with rotate --dry-run (a run's report is a table or JSON)".into(),
-        );
-    }
-    let plan_format = |json: bool| {
-        if json {
-            plan::Format::Json
-        } else {
-            plan::Format::Toml
-        }
-    };
-    let as_of = cli.command.as_of().map_or(now, |a| a.resolve(now));
-    // `-` for a file means standard input or output.
-    let file = |p: Option<PathBuf>| p.filter(|p| p.as_os_str() != "-");
-    Ok(Request::Run(Box::new(match cli.command {
-        Command::Status {
-            common,
-            filter,
-            format,
-            output,
-            no_x509_metrics,
-            warn_days,
-            expires_within,
-        } => Invocation::Status(cmd::status::Options {
-            root: common.root,
-            as_of,
-            format: match format {
-                StatusOutput::Table => cmd::status::Format::Table {
-                    colour: use_colour(
-                        std::io::stdout().is_terminal(),
-                        std::env::var_os("NO_COLOR").as_deref(),
-                    ),
-                },
-                StatusOutput::Json => cmd::status::Format::Json,
-                StatusOutput::Prometheus => cmd::status::Format::Prometheus {
-                    x509: !no_x509_metrics,
-                },
-                StatusOutput::Html => cmd::status::Format::Html,
-            },
-            output: file(output),
-            rule: match expires_within {
-                Some(within) => cmd::ExitRule::ExpiresWithin(within),
-                None => cmd::ExitRule::WarnWithin(TimeDelta::days(i64::from(warn_days))),
-            },
-            filter: filter.filter(),
-        }),
-        Command::Plan {
-            common,
-            filter,
-            format,
-            output,
-        } => Invocation::Plan(cmd::plan::Options {
-            root: common.root,
-            as_of,
-            format: match format {
-                PlanFormat::Toml => cmd::plan::Output::Plan(plan::Format::Toml),
-                PlanFormat::Json => cmd::plan::Output::Plan(plan::Format::Json),
-                PlanFormat::Html => cmd::plan::Output::Html,
-            },
-            output: file(output),
-            filter: filter.filter(),
-        }),
-        Command::Apply {
-            plan,
-            root,
-            select,
-            write,
-            ..
-        } => Invocation::Apply(cmd::apply::Options {
-            plan: file(Some(plan)),
-            root,
-            as_of,
-            selection: select.selection(),
-            force: select.force,
-            write: settings(&write),
-        }),
-        Command::Rotate {
-            common,
-            dry_run,
-            output,
-            select,
-            write,
-        } => Invocation::Rotate(cmd::rotate::Options {
-            root: common.root,
-            as_of,
-            dry_run: dry_run.then(|| cmd::rotate::DryRun {
-                format: plan_format(write.format == RunFormat::Json),
-                output: file(output),
-            }),
-            selection: select.selection(),
-            force: select.force,
-            write: settings(&write),
-        }),
-        Command::Recover {
-            common,
-            node,
-            service,
-            all,
-            reason,
-            operator,
-            yes,
-            write,
-        } => Invocation::Recover(cmd::recover::Options {
-            root: common.root,
-            as_of,
-            selection: Selection {
-                nodes: node,
-                services: service,
-                all,
-            },
-            reason,
-            operator: cmd::recover::operator_name(operator),
-            yes,
-            write: settings(&write),
-        }),
-        Command::Rollback {
-            run_id,
-            root,
-            dry_run,
-            format,
-            hooks,
-        } => Invocation::Rollback(cmd::rollback::Options {
-            root,
-            run_id,
-            dry_run,
-            write: Settings {
-                jobs: None,
-                progress: write::Progress::Hidden,
-                json: format == RunFormat::Json,
-                started,
-                hooks: hooks.args(),
-            },
-        }),
-        Command::Runs { root, format } => Invocation::Runs(cmd::runs::Options {
-            root,
-            json: format == StatusFormat::Json,
-        }),
-        Command::Prune {
-            root,
-            keep,
-            dry_run,
-        } => Invocation::Prune(cmd::prune::Options {
-            root,
-            keep: keep.map(|k| k as usize),
-            dry_run,
-            write: quiet(started),
-        }),
-        Command::Hooks { action } => match action {
-            HooksAction::Retry {
-                root,
-                deploy_hook,
-                post_hook,
-            } => Invocation::HooksRetry(cmd::hooks::Options {
-                root,
-                write: Settings {
-                    hooks: HookArgs {
-                        deploy: deploy_hook,
-                        post: post_hook,
-                        skip: false,
-                    },
-                    ..quiet(started)
-                },
-            }),
-            HooksAction::List { root, format } => Invocation::HooksList(cmd::hooks::ListOptions {
-                root,
-                json: format == StatusFormat::Json,
-            }),
-            HooksAction::Discard { target, root } => {
-                Invocation::HooksDiscard(cmd::hooks::DiscardOptions {
-                    root,
-                    target: target.parse()?,
-                    started,
-                })
-            }
-        },
-        Command::Policy { root } => Invocation::Policy(cmd::policy::Options { root }),
-        Command::Completions { .. } | Command::Man => {
-            unreachable!("request() answers completions and man before any invocation")
-        }
-        Command::Demo { dir, .. } => Invocation::Demo(cmd::demo::Options {
-            dir,
-            as_of,
-            started,
-        }),
-        Command::Help { command } => return Ok(Request::Help(command)),
-    })))
-}
-
-impl Command {
-    /// The `--as-of` given, whichever subcommand took it.
-    fn as_of(&self) -> Option<AsOf> {
-        match self {
-            Command::Status { common, .. }
-            | Command::Plan { common, .. }
-            | Command::Rotate { common, .. }
-            | Command::Recover { common, .. } => common.as_of,
-            Command::Apply { as_of, .. } | Command::Demo { as_of, .. } => *as_of,
-            Command::Rollback { .. }
-            | Command::Runs { .. }
-            | Command::Prune { .. }
-            | Command::Hooks { .. }
-            | Command::Help { .. }
-            | Command::Policy { .. }
-            | Command::Completions { .. }
-            | Command::Man => None,
-        }
-    }
-}
-
-/// The settings of a writing command that takes no writing flags.
-fn quiet(started: DateTime<Utc>) -> Settings {
-    Settings {
-        jobs: None,
-        progress: write::Progress::Hidden,
-        json: false,
-        started,
-        hooks: HookArgs::default(),
-    }
-}
-
-/// How to show progress on stderr. `never` shows nothing; `auto` draws a bar only for a person
-/// (stderr is a terminal and the output is the table, not JSON); `always` draws the bar on a
-/// terminal and, anywhere else (a file, a pipe, a CI log), prints plain lines.
-fn show_progress(
-    mode: ProgressFlag,
-    stderr_is_terminal: bool,
-    table_output: bool,
-) -> write::Progress {
-    match (mode, stderr_is_terminal) {
-        (ProgressFlag::Never, _) => write::Progress::Hidden,
-        (ProgressFlag::Always, true) => write::Progress::Bar,
-        (ProgressFlag::Always, false) => write::Progress::Lines,
-        (ProgressFlag::Auto, true) if table_output => write::Progress::Bar,
-        (ProgressFlag::Auto, _) => write::Progress::Hidden,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn progress_is_a_bar_for_people_and_lines_for_logs_when_asked() {
-        use ProgressFlag::{Always, Auto, Never};
-        use write::Progress::{Bar, Hidden, Lines};
-        let cases = [
-            ("auto, terminal, table", Auto, true, true, Bar),
-            ("auto, terminal, json", Auto, true, false, Hidden),
-            ("auto, piped, table", Auto, false, true, Hidden),
-            ("auto, piped, json", Auto, false, false, Hidden),
-            ("always, terminal, table", Always, true, true, Bar),
-            ("always, terminal, json", Always, true, false, Bar),
-            ("always, piped, table", Always, false, true, Lines),
-            ("always, piped, json", Always, false, false, Lines),
-            ("never, terminal, table", Never, true, true, Hidden),
-            ("never, piped, json", Never, false, false, Hidden),
-        ];
-        for (name, mode, tty, table, want) in cases {
-            assert_eq!(show_progress(mode, tty, table), want, "{name}");
-        }
     }
 }

@@ -1,47 +1,28 @@
-//! The argument groups and value lists of the command line, shared by several subcommands
-//! (clap's types; converted into the library's options in the parent module).
+//! The argument groups and value lists several subcommands share (clap's types), with what each
+//! becomes: the root and `--as-of` of a command that judges the fleet, a writing command's flags
+//! (its [`Settings`]) and hooks, the formats of a run's summary and of a listing, the shells.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use clap::{Subcommand, ValueEnum};
-use rekey::cmd;
-use rekey::select::Selection;
+use rekey::exit::UsageError;
+use rekey::write::Settings;
 use rekey::write::hooks::HookArgs;
 
+use super::run::{self, Clock};
 use super::values::{AsOf, parse_as_of};
+pub use super::values::{ProgressFlag, RunFormat, Shell, StatusFormat};
 
-#[derive(Debug, Subcommand)]
-pub enum HooksAction {
-    /// Run every pending hook now, each as the configuration says now: the policy's current
-    /// reload, the current hooks/ executable; one whose source or identity is gone is dropped
-    /// (audited). A pending --deploy-hook/--post-hook runs only when given again here.
-    Retry {
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        root: PathBuf,
-        /// Run the pending --deploy-hook whose command is CMD, byte for byte (repeatable).
-        #[arg(long, value_name = "CMD")]
-        deploy_hook: Vec<String>,
-        /// Run the pending --post-hook whose command is CMD, byte for byte (repeatable).
-        #[arg(long, value_name = "CMD")]
-        post_hook: Vec<String>,
-    },
-    /// List the pending hooks (run id, call, kind, source, identity, why); runs nothing, takes
-    /// no lock.
-    List {
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        root: PathBuf,
-        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
-        format: StatusFormat,
-    },
-    /// Drop one pending hook call (RUN_ID:CALL) or every pending call of a run (RUN_ID), under
-    /// the writer lock, journaled and audited; runs nothing.
-    Discard {
-        /// RUN_ID or RUN_ID:CALL, as `rekey hooks list` shows them.
-        #[arg(value_name = "RUN_ID[:CALL]")]
-        target: String,
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        root: PathBuf,
-    },
+/// Arguments every command that judges the fleet takes.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// The fleet root (holds ca/ and nodes/).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub root: PathBuf,
+    /// Judge the fleet as of this instant instead of now: RFC 3339, YYYY-MM-DD, or relative to
+    /// now (+30d: what the fleet will look like then; -12h).
+    #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
+    pub as_of: Option<AsOf>,
 }
 
 /// Hooks on the command line, for the commands that change credentials.
@@ -69,62 +50,6 @@ impl HookFlags {
     }
 }
 
-/// Arguments every read command takes.
-#[derive(Debug, clap::Args)]
-pub struct Common {
-    /// The fleet root (holds ca/ and nodes/).
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    pub root: PathBuf,
-    /// Judge the fleet as of this instant instead of now: RFC 3339, YYYY-MM-DD, or relative to
-    /// now (+30d: what the fleet will look like then; -12h).
-    #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
-    pub as_of: Option<AsOf>,
-}
-
-/// The filters of `status` and `plan`.
-#[derive(Debug, clap::Args)]
-pub struct FilterArgs {
-    /// Only identities on this node (repeatable).
-    #[arg(long, value_name = "NAME")]
-    pub node: Vec<String>,
-    /// Only identities of this service (repeatable).
-    #[arg(long, value_name = "NAME")]
-    pub service: Vec<String>,
-    /// Only credentials in this state (repeatable); `plan` keeps identities with one.
-    #[arg(long, value_enum, value_name = "STATE")]
-    pub state: Vec<StateArg>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StateArg {
-    Healthy,
-    Fresh,
-    Due,
-    Stalled,
-    Expired,
-    Recover,
-    Problem,
-}
-
-impl FilterArgs {
-    pub fn filter(self) -> cmd::Filter {
-        let state = |s: StateArg| match s {
-            StateArg::Healthy => cmd::State::Healthy,
-            StateArg::Fresh => cmd::State::Fresh,
-            StateArg::Due => cmd::State::Due,
-            StateArg::Stalled => cmd::State::Stalled,
-            StateArg::Expired => cmd::State::Expired,
-            StateArg::Recover => cmd::State::Recover,
-            StateArg::Problem => cmd::State::Problem,
-        };
-        cmd::Filter {
-            nodes: self.node,
-            services: self.service,
-            states: self.state.into_iter().map(state).collect(),
-        }
-    }
-}
-
 /// Arguments every writing command takes.
 #[derive(Debug, clap::Args)]
 pub struct WriteArgs {
@@ -143,70 +68,30 @@ pub struct WriteArgs {
     pub hooks: HookFlags,
 }
 
-/// Which identities a rotating command acts on (a canary run), and whether to force.
-#[derive(Debug, clap::Args)]
-pub struct SelectArgs {
-    /// Only identities on this node (repeatable).
-    #[arg(long, value_name = "NAME")]
-    pub node: Vec<String>,
-    /// Only identities of this service (repeatable).
-    #[arg(long, value_name = "NAME")]
-    pub service: Vec<String>,
-    /// Also rotate credentials that would be kept (a suspected key compromise); never those
-    /// that need recover or have a problem.
-    #[arg(long)]
-    pub force: bool,
-}
+impl WriteArgs {
+    /// The settings of the run these flags describe.
+    pub fn settings(&self, clock: Clock) -> Settings {
+        let progress = run::show_progress(
+            self.progress,
+            std::io::stderr().is_terminal(),
+            self.format == RunFormat::Table,
+        );
+        run::settings(clock, self.jobs, progress, self.format, self.hooks.args())
+    }
 
-impl SelectArgs {
-    pub fn selection(&self) -> Selection {
-        Selection {
-            nodes: self.node.clone(),
-            services: self.service.clone(),
-            all: self.node.is_empty() && self.service.is_empty(),
+    /// Refuses `--format toml` where no plan is printed: a run's report is a table or JSON.
+    pub fn refuse_plan_format(&self) -> Result<(), UsageError> {
+        if self.format == RunFormat::Toml {
+            return Err(UsageError(
+                "--format toml goes with rotate --dry-run (a run's report is a table or JSON)"
+                    .into(),
+            ));
         }
+        Ok(())
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RunFormat {
-    Table,
-    Json,
-    Toml,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StatusFormat {
-    Table,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Shell {
-    Bash,
-    Zsh,
-    Fish,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StatusOutput {
-    Table,
-    Json,
-    Prometheus,
-    Html,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressFlag {
-    Auto,
-    Always,
-    Never,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PlanFormat {
-    Toml,
-    Json,
-    /// The plan report for a reviewer (one self-contained page); `apply` does not read it.
-    Html,
+/// The file a FILE argument names; `None` for `-`, standard input or output.
+pub fn named_file(path: Option<PathBuf>) -> Option<PathBuf> {
+    path.filter(|p| p.as_os_str() != "-")
 }

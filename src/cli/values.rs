@@ -1,8 +1,39 @@
 //! The values the command line carries that are more than a string: `--as-of` (an instant or
-//! an offset from the clock), durations (`30d`, `12h`), and whether the table is coloured.
-//! Parsed here once; pure functions, table-tested.
+//! an offset from the clock), durations (`30d`, `12h`), whether the table is coloured, and the
+//! choices of `--format`, `--progress` and `completions`.
+//! Parsed here once; pure functions, table-tested. A value refused is a [`UsageError`], which
+//! clap prints after its own `invalid value` line (exit 2).
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use clap::ValueEnum;
+use rekey::exit::UsageError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunFormat {
+    Table,
+    Json,
+    Toml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressFlag {
+    Auto,
+    Always,
+    Never,
+}
 
 /// An `--as-of` as written: an instant, or an offset from the clock read at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +52,7 @@ impl AsOf {
 }
 
 /// Parses `--as-of`: RFC 3339, a date meaning midnight UTC, or `+DURATION`/`-DURATION` from now.
-pub fn parse_as_of(text: &str) -> Result<AsOf, String> {
+pub fn parse_as_of(text: &str) -> Result<AsOf, UsageError> {
     if let Some(rest) = text.strip_prefix('+') {
         return parse_duration(rest).map(AsOf::FromNow);
     }
@@ -34,18 +65,21 @@ pub fn parse_as_of(text: &str) -> Result<AsOf, String> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(|d| AsOf::At(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()))
         .map_err(|_| {
-            format!(
+            UsageError(format!(
                 "{text:?} is neither RFC 3339 (2026-11-28T00:00:00Z), a date (2026-11-28) nor \
                  relative to now (+30d, -12h)"
-            )
+            ))
         })
 }
 
 /// Parses a duration of at most a century: a whole number followed by `d`, `h`, `m` or `s`
 /// (`30d`, `12h`, `90m`).
-pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
-    let bad =
-        || format!("{text:?} is not a duration such as 30d, 12h, 90m or 45s (at most 36500d)");
+pub fn parse_duration(text: &str) -> Result<TimeDelta, UsageError> {
+    let bad = || {
+        UsageError(format!(
+            "{text:?} is not a duration such as 30d, 12h, 90m or 45s (at most 36500d)"
+        ))
+    };
     let unit = text.chars().last().ok_or_else(bad)?;
     let seconds_per = match unit {
         'd' => 86_400,

@@ -23,14 +23,14 @@ pub struct Options {
     pub dir: std::path::PathBuf,
     /// "Now" for the demo fleet's dates and its rotation.
     pub as_of: DateTime<Utc>,
-    /// The wall clock when the process started.
-    pub started: DateTime<Utc>,
+    /// How the rotation runs (its `started`: the wall clock when the process started).
+    pub write: Settings,
 }
 
 /// `rekey demo`: build the demo fleet, show its status, rotate it, show its status again.
 pub fn demo(o: &Options) -> Result<Exit> {
     let (dir, now) = (o.dir.as_path(), o.as_of);
-    write::check_run_date(now, o.started)?;
+    write::check_run_date(now, o.write.started)?;
     prepare_demo_dir(dir)?;
     let (ca, identities) = demo_fleet(now);
     fleet::write_fleet(dir, &ca, &identities)?;
@@ -52,14 +52,7 @@ pub fn demo(o: &Options) -> Result<Exit> {
         table,
         summary,
     ))?;
-    let settings = Settings {
-        jobs: None,
-        progress: write::Progress::Hidden,
-        json: false,
-        started: o.started,
-        hooks: Default::default(),
-    };
-    let run = WriteRun::begin(&root, now, &settings)?;
+    let run = WriteRun::begin(&root, now, &o.write)?;
     let survey = Survey::take(run.root(), run.as_of())?;
     let rotated = write::rotate_due(run, &survey, false)?;
     let after = Survey::take(&root, now)?;

@@ -11,11 +11,13 @@ use chrono::{DateTime, Utc};
 use super::emit;
 use crate::exit::Exit;
 use crate::write::hooks::HookStatus;
-use crate::write::{self, DiscardTarget, PendingHook, Settings, WriteRun};
+use crate::write::{self, DiscardTarget, PendingHook, Settings};
 
 #[derive(Debug)]
 pub struct Options {
     pub root: PathBuf,
+    /// The run date: the clock at start, to the second.
+    pub as_of: DateTime<Utc>,
     /// Its `hooks` hold the `--deploy-hook` / `--post-hook` given again.
     pub write: Settings,
 }
@@ -36,15 +38,11 @@ pub struct DiscardOptions {
 }
 
 pub fn retry(o: &Options) -> Result<Exit> {
-    // Taking the lock as a writing run does runs every pending hook it can resolve (see
-    // `WriteRun::begin`); nothing else is written.
-    let run = WriteRun::begin(&o.root, o.write.started, &o.write)?;
-    let retried = run.retried_hooks();
+    let (retried, left) = write::retry_hooks(&o.root, o.as_of, &o.write)?;
     let failed = retried
         .iter()
         .filter(|r| r.result.status != HookStatus::Ok)
         .count();
-    let left = run.hooks_still_pending();
     eprintln!(
         "rekey: {} ran, {failed} of them failed (still pending); {left} not given again (still \
          pending)",

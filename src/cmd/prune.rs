@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 
 use crate::exit::Exit;
 use crate::write::{Settings, WriteRun};
@@ -14,6 +15,8 @@ pub struct Options {
     /// How many of the newest runs keep their backups; `None`: the policy's `keep_runs`.
     pub keep: Option<usize>,
     pub dry_run: bool,
+    /// The run date: the clock at start, to the second.
+    pub as_of: DateTime<Utc>,
     pub write: Settings,
 }
 
@@ -22,7 +25,7 @@ pub fn prune(o: &Options) -> Result<Exit> {
     // must not act at all).
     let mut settings = o.write.clone();
     settings.hooks.skip = true;
-    let run = WriteRun::begin(&o.root, o.write.started, &settings)?;
+    let run = WriteRun::begin(&o.root, o.as_of, &settings)?;
     let keep = match o.keep {
         Some(keep) => keep,
         None => crate::policy::load(run.root())?.policy.keep_runs as usize,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
 
 use crate::exit::Exit;
 use crate::names::IdentityId;
@@ -20,6 +21,8 @@ pub struct Options {
     pub root: PathBuf,
     pub run_id: String,
     pub dry_run: bool,
+    /// The run date: the clock at start, to the second.
+    pub as_of: DateTime<Utc>,
     pub write: Settings,
 }
 
@@ -43,7 +46,7 @@ pub fn rollback(o: &Options) -> Result<Exit> {
     if o.dry_run {
         return preview(&restore, &replaced(&run_dir)?);
     }
-    let run = WriteRun::begin(&root, o.write.started, &o.write)?;
+    let run = WriteRun::begin(&root, o.as_of, &o.write)?;
     // Read after the replay: an interrupted run's report is complete only then.
     let mut items = replaced(&run_dir)?;
     items.retain(|id, files| files.iter().any(|f| restore.now(id, f) != Now::AsBefore));

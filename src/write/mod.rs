@@ -46,5 +46,7 @@ pub use record::run_report::{FleetFacts, Notes, Outcome, Report, RunCommand};
 pub use restore::{Now, Replaced, Restore};
 pub use rotating::{Rotating, rotate_due, run as rotate};
 pub use rotation::Target;
-pub use run::{CLOCK_SKEW, Settings, WriteRun, check_run_date, discard_hooks, preflight};
+pub use run::{
+    CLOCK_SKEW, Settings, WriteRun, check_run_date, discard_hooks, preflight, retry_hooks,
+};
 pub use started::Started;

@@ -88,6 +88,19 @@ pub fn discard_hooks(
     Ok(discarded)
 }
 
+/// `rekey hooks retry`: takes the lock as every writing run does, which runs the pending hooks of
+/// earlier runs first (unless `--no-hooks`), and writes nothing else. Returns the calls that ran,
+/// with how each ended, and how many command-line hooks stay pending because this command line
+/// did not give them again.
+pub fn retry_hooks(
+    root: &Path,
+    as_of: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<(Vec<RetriedHook>, usize)> {
+    let run = WriteRun::begin(root, as_of, settings)?;
+    Ok((run.retried, run.not_given))
+}
+
 impl WriteRun {
     /// Refuses a run date too far ahead of the clock, takes the lock of the fleet at `root`,
     /// replays whatever an interrupted run left, runs the hooks earlier runs left pending (unless
@@ -108,7 +121,7 @@ impl WriteRun {
         };
         Ok(WriteRun {
             root,
-            as_of: chrono::SubsecRound::trunc_subsecs(as_of, 0),
+            as_of,
             settings,
             interrupt,
             hooks,
@@ -119,21 +132,10 @@ impl WriteRun {
         })
     }
 
-    /// How many pending command-line hooks stay pending because this command line did not give
-    /// them again.
-    pub fn hooks_still_pending(&self) -> usize {
-        self.not_given
-    }
-
     /// Removes the backups of the runs beyond the newest `keep` (see `prune`); writes nothing
     /// when `dry`.
     pub fn prune(&self, keep: usize, dry: bool) -> Result<Pruned> {
         prune::prune(&self.root, keep, dry, self.settings.started)
-    }
-
-    /// The pending hooks of earlier runs that this run ran first, and how they ended.
-    pub fn retried_hooks(&self) -> &[RetriedHook] {
-        &self.retried
     }
 
     /// The fleet root, canonical.

@@ -1,0 +1,187 @@
+//! The commands that rotate credentials, `apply`, `rotate`, `recover` and `demo`: each one's clap
+//! struct beside its conversion into the command's options. Their date is the run date
+//! ([`Clock::run_date`], to the second), their previews (`rotate --dry-run`, `recover` without
+//! `--yes`) included, so that a preview judges the fleet as its run would.
+
+use std::path::PathBuf;
+
+use rekey::cmd;
+use rekey::exit::UsageError;
+use rekey::plan;
+use rekey::select::Selection;
+use rekey::write::hooks::HookArgs;
+
+use super::args::{Common, RunFormat, WriteArgs, named_file};
+use super::run::{self, Clock};
+use super::values::{AsOf, parse_as_of};
+
+/// The arguments of `rekey apply`.
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// The plan file (TOML or JSON), or `-` for stdin.
+    plan: PathBuf,
+    /// The fleet, when it is mounted elsewhere than the plan's root (same CA required).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// New validity runs from this instant instead of now (RFC 3339, YYYY-MM-DD, or -7d).
+    #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
+    as_of: Option<AsOf>,
+    #[command(flatten)]
+    select: SelectArgs,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+impl ApplyArgs {
+    pub fn options(self, clock: Clock) -> Result<cmd::apply::Options, UsageError> {
+        self.write.refuse_plan_format()?;
+        Ok(cmd::apply::Options {
+            plan: named_file(Some(self.plan)),
+            root: self.root,
+            as_of: clock.run_date(self.as_of),
+            selection: self.select.selection(),
+            force: self.select.force,
+            write: self.write.settings(clock),
+        })
+    }
+}
+
+/// The arguments of `rekey rotate`.
+#[derive(Debug, clap::Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Print the plan (TOML, or JSON with --format json) and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: write the plan to FILE (atomically; `-` is stdout). FILE must be a
+    /// regular file or not exist yet.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        requires = "dry_run"
+    )]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    select: SelectArgs,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+impl RotateArgs {
+    /// `--format` is the plan's with `--dry-run` (TOML or JSON), the report's without.
+    pub fn options(self, clock: Clock) -> Result<cmd::rotate::Options, UsageError> {
+        if !self.dry_run {
+            self.write.refuse_plan_format()?;
+        }
+        let plan_format = match self.write.format {
+            RunFormat::Json => plan::Format::Json,
+            RunFormat::Table | RunFormat::Toml => plan::Format::Toml,
+        };
+        Ok(cmd::rotate::Options {
+            root: self.common.root,
+            as_of: clock.run_date(self.common.as_of),
+            dry_run: self.dry_run.then(|| cmd::rotate::DryRun {
+                format: plan_format,
+                output: named_file(self.output),
+            }),
+            selection: self.select.selection(),
+            force: self.select.force,
+            write: self.write.settings(clock),
+        })
+    }
+}
+
+/// The arguments of `rekey recover`.
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("selection").required(true).multiple(true).args(["node", "service", "all"]))]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Recover identities on this node (repeatable).
+    #[arg(long, value_name = "NAME")]
+    node: Vec<String>,
+    /// Recover identities of this service (repeatable).
+    #[arg(long, value_name = "NAME")]
+    service: Vec<String>,
+    /// Recover every identity in state recover.
+    #[arg(long, conflicts_with_all = ["node", "service"])]
+    all: bool,
+    /// Why (recorded in the audit log).
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+    /// Who (recorded in the audit log; default: the user name).
+    #[arg(long, value_name = "NAME")]
+    operator: Option<String>,
+    /// Do it; without this, only show what would be done.
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+impl RecoverArgs {
+    pub fn options(self, clock: Clock) -> Result<cmd::recover::Options, UsageError> {
+        self.write.refuse_plan_format()?;
+        Ok(cmd::recover::Options {
+            root: self.common.root,
+            as_of: clock.run_date(self.common.as_of),
+            selection: Selection {
+                nodes: self.node,
+                services: self.service,
+                all: self.all,
+            },
+            reason: self.reason,
+            operator: cmd::recover::operator_name(self.operator),
+            yes: self.yes,
+            write: self.write.settings(clock),
+        })
+    }
+}
+
+/// The arguments of `rekey demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Where to build the demo fleet.
+    #[arg(long, value_name = "DIR", default_value = "rekey-demo")]
+    dir: PathBuf,
+    /// Pretend "now" is this instant (RFC 3339, YYYY-MM-DD, or -7d).
+    #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
+    as_of: Option<AsOf>,
+}
+
+impl DemoArgs {
+    pub fn options(self, clock: Clock) -> cmd::demo::Options {
+        cmd::demo::Options {
+            dir: self.dir,
+            as_of: clock.run_date(self.as_of),
+            write: run::quiet(clock, HookArgs::default()),
+        }
+    }
+}
+
+/// Which identities `apply` and `rotate` act on (a canary run), and whether to force.
+#[derive(Debug, clap::Args)]
+pub struct SelectArgs {
+    /// Only identities on this node (repeatable).
+    #[arg(long, value_name = "NAME")]
+    node: Vec<String>,
+    /// Only identities of this service (repeatable).
+    #[arg(long, value_name = "NAME")]
+    service: Vec<String>,
+    /// Also rotate credentials that would be kept (a suspected key compromise); never those
+    /// that need recover or have a problem.
+    #[arg(long)]
+    force: bool,
+}
+
+impl SelectArgs {
+    fn selection(&self) -> Selection {
+        Selection {
+            nodes: self.node.clone(),
+            services: self.service.clone(),
+            all: self.node.is_empty() && self.service.is_empty(),
+        }
+    }
+}
