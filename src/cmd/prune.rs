@@ -28,7 +28,7 @@ pub fn prune(o: &Options) -> Result<Exit> {
     let run = WriteRun::begin(&o.root, o.as_of, &settings)?;
     let keep = match o.keep {
         Some(keep) => keep,
-        None => crate::policy::load(run.root())?.policy.keep_runs as usize,
+        None => run.policy().policy.keep_runs as usize,
     };
     let pruned = run.prune(keep, o.dry_run)?;
     let verb = if o.dry_run { "would remove" } else { "removed" };

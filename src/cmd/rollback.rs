@@ -28,7 +28,8 @@ pub struct Options {
 
 pub fn rollback(o: &Options) -> Result<Exit> {
     // Before a run's records are read: the preview refuses what the rollback would.
-    let root = write::preflight(&o.root)?;
+    let checked = write::preflight(&o.root)?;
+    let root = checked.root().to_path_buf();
     let store = Store::of(&root);
     let id = o.run_id.as_str();
     let Some(run_dir) = store.find(id)? else {
@@ -46,7 +47,7 @@ pub fn rollback(o: &Options) -> Result<Exit> {
     if o.dry_run {
         return preview(&restore, &replaced(&run_dir)?);
     }
-    let run = WriteRun::begin(&root, o.as_of, &o.write)?;
+    let run = WriteRun::begin_checked(checked, o.as_of, &o.write)?;
     // Read after the replay: an interrupted run's report is complete only then.
     let mut items = replaced(&run_dir)?;
     items.retain(|id, files| files.iter().any(|f| restore.now(id, f) != Now::AsBefore));

@@ -13,6 +13,7 @@ use super::prune::{self, Pruned};
 use super::record::run_report::RetriedHook;
 use super::signals::Interrupt;
 use crate::exit::UsageError;
+use crate::policy::Loaded;
 use crate::store::{Lock, Store};
 
 /// How far ahead of the system clock a run date may be (clock skew between hosts).
@@ -36,6 +37,8 @@ pub struct Settings {
 /// A writing run that holds the lock: nothing is written yet.
 pub struct WriteRun {
     pub(super) root: PathBuf,
+    /// The policy in force, read once by [`preflight`].
+    pub(super) policy: Loaded,
     pub(super) as_of: DateTime<Utc>,
     pub(super) settings: Settings,
     pub(super) interrupt: Interrupt,
@@ -59,11 +62,9 @@ struct Locked {
 }
 
 impl Locked {
-    fn take(root: &Path, started: DateTime<Utc>) -> Result<Locked> {
-        let root = crate::survey::open_root(root)?;
-        // Before anything in the fleet is opened for writing: what supplies a command or a place
-        // to write must be the invoking user's alone (docs/design.md §8).
-        crate::trust::require(&root)?;
+    /// Takes the lock of the fleet at `root`, canonical and trusted ([`Trusted`]).
+    fn take(trusted: &Trusted, started: DateTime<Utc>) -> Result<Locked> {
+        let root = trusted.0.clone();
         let lock = Store::of(&root).lock()?;
         let fleet = crate::fsio::RootDir::open(&root)
             .with_context(|| format!("failed to open fleet root {}", root.display()))?;
@@ -82,7 +83,7 @@ pub fn discard_hooks(
     operator: &str,
     started: DateTime<Utc>,
 ) -> Result<Vec<PendingHook>> {
-    let locked = Locked::take(root, started)?;
+    let locked = Locked::take(&Trusted::check(root)?, started)?;
     let discarded = pending::discard(&locked.root, target, operator, started)?;
     drop(locked.lock);
     Ok(discarded)
@@ -107,13 +108,23 @@ impl WriteRun {
     /// `--no-hooks`; each resolved from the configuration as it is now, see `pending`), and from
     /// then on lets a signal stop the run between batches.
     pub fn begin(root: &Path, as_of: DateTime<Utc>, settings: &Settings) -> Result<WriteRun> {
+        check_run_date(as_of, settings.started)?;
+        WriteRun::begin_checked(preflight(root)?, as_of, settings)
+    }
+
+    /// [`WriteRun::begin`] on a fleet [`preflight`] already checked (a command that read the
+    /// fleet's records before it decided to write).
+    pub fn begin_checked(
+        checked: Preflight,
+        as_of: DateTime<Utc>,
+        settings: &Settings,
+    ) -> Result<WriteRun> {
         let settings = settings.clone();
         check_run_date(as_of, settings.started)?;
-        let canonical = preflight(root)?;
-        let Locked { root, lock, fleet } = Locked::take(&canonical, settings.started)?;
+        let Locked { root, lock, fleet } = Locked::take(&checked.trusted, settings.started)?;
         let interrupt = Interrupt::install()?;
-        let policy = crate::policy::load(&root)?.policy;
-        let hooks = HookSet::load(&root, &policy, &settings.hooks)?;
+        let policy = checked.policy;
+        let hooks = HookSet::load(&root, &policy.policy, &settings.hooks)?;
         let retried = if settings.hooks.skip {
             pending::Retried::default()
         } else {
@@ -121,6 +132,7 @@ impl WriteRun {
         };
         Ok(WriteRun {
             root,
+            policy,
             as_of,
             settings,
             interrupt,
@@ -143,6 +155,11 @@ impl WriteRun {
         &self.root
     }
 
+    /// The policy in force, read once when the run began.
+    pub fn policy(&self) -> &Loaded {
+        &self.policy
+    }
+
     /// The fleet root, open: what identities are opened beneath.
     pub fn fleet(&self) -> &crate::fsio::RootDir {
         &self.fleet
@@ -154,27 +171,51 @@ impl WriteRun {
     }
 }
 
-/// Refuses to start a writing run whose policy's `metrics_file` could not be written as `-o`
-/// would be (docs/design.md §4): checked before the lock is taken, so nothing is written.
-fn check_metrics_file(root: &Path) -> Result<()> {
-    let policy = crate::policy::load(root)?.policy;
-    let path = policy.metrics_path(root);
-    crate::out::metrics_file(path.as_deref(), root, crate::out::Probe::TryCreate).context(
-        "refusing to start: nothing was written; fix metrics_file in rekey.toml (or remove it) \
-         and run again",
-    )?;
-    Ok(())
+/// A fleet root, canonical, whose trusted paths only root or the invoking user can change
+/// (docs/design.md §8): what a writing run may take the lock of.
+pub(super) struct Trusted(PathBuf);
+
+impl Trusted {
+    /// Before anything in the fleet is opened for writing: what supplies a command or a place to
+    /// write must be the invoking user's alone.
+    fn check(root: &Path) -> Result<Trusted> {
+        let canonical = crate::survey::open_root(root)?;
+        crate::trust::require(&canonical)?;
+        Ok(Trusted(canonical))
+    }
+}
+
+/// A fleet a writing run may start on, and the policy it runs under (read once, here).
+pub struct Preflight {
+    trusted: Trusted,
+    policy: Loaded,
+}
+
+impl Preflight {
+    /// The fleet root, canonical.
+    pub fn root(&self) -> &Path {
+        &self.trusted.0
+    }
+
+    pub fn policy(&self) -> &Loaded {
+        &self.policy
+    }
 }
 
 /// What a writing run refuses to start on, before the lock, and its preview (`rotate --dry-run`,
 /// `recover` without `--yes`, `rollback --dry-run`) refuses alike, so that a preview never
-/// promises a run that would not start: a trusted path another user could change (§8), then a
-/// `metrics_file` that cannot be written. Returns the root, canonical.
-pub fn preflight(root: &Path) -> Result<PathBuf> {
-    let canonical = crate::survey::open_root(root)?;
-    crate::trust::require(&canonical)?;
-    check_metrics_file(&canonical)?;
-    Ok(canonical)
+/// promises a run that would not start: a trusted path another user could change (§8), a policy
+/// that does not load, then a `metrics_file` that cannot be written as `-o` would be (§4).
+pub fn preflight(root: &Path) -> Result<Preflight> {
+    let trusted = Trusted::check(root)?;
+    let policy = crate::policy::load(&trusted.0)?;
+    let metrics = policy.policy.metrics_path(&trusted.0);
+    crate::out::metrics_file(metrics.as_deref(), &trusted.0, crate::out::Probe::TryCreate)
+        .context(
+            "refusing to start: nothing was written; fix metrics_file in rekey.toml (or remove \
+             it) and run again",
+        )?;
+    Ok(Preflight { trusted, policy })
 }
 
 /// Refuses a run date more than [`CLOCK_SKEW`] ahead of the system clock: what it would write

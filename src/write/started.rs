@@ -2,10 +2,8 @@
 //! the audit log settled, the metrics refreshed, and the exit code chosen once.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Utc};
 
 use super::batches::{self, Stop, Work};
 use super::hooks;
@@ -146,7 +144,7 @@ impl Started {
         if report.command == RunCommand::Recover {
             audit::settle(&root, &report, self.write.settings.started)?;
         }
-        if let Err(err) = refresh_metrics(&root, self.write.as_of, &report) {
+        if let Err(err) = refresh_metrics(&self.write, &report) {
             eprintln!(
                 "rekey: warning: {}; the run itself is unaffected",
                 crate::values::Escaped::new(&format!("{err:#}"))
@@ -205,8 +203,9 @@ impl Started {
 
 /// Rewrites the policy's `metrics_file`, when it names one, with the fleet as the run left it
 /// (judged at the run date) and this run as the last one (docs/design.md §4, §5).
-fn refresh_metrics(root: &Path, as_of: DateTime<Utc>, report: &Report) -> Result<()> {
-    let path = crate::policy::load(root)?.policy.metrics_path(root);
+fn refresh_metrics(write: &WriteRun, report: &Report) -> Result<()> {
+    let (root, as_of) = (write.root(), write.as_of());
+    let path = write.policy().policy.metrics_path(root);
     // Checked again as the run started it: a file swapped for a link, or a directory that
     // became a link into the fleet, since then is refused here.
     let Some(target) =
