@@ -1,16 +1,36 @@
-//! What a survey adds up to: credentials and identities per state, the nearest expiry, the
-//! attention it asks for, and what to run next. Counted identity by identity as a stream passes
-//! ([`Totals::add`]): the status table's closing summary, the JSON `totals`, the metrics, the
-//! HTML reports and the exit codes all count from here. Pure: identities in, numbers and
-//! sentences out.
+//! What a survey adds up to: credentials and identities per state, the nearest expiry, what it
+//! needs of the operator ([`Need`], and the exit code that says it), and what to run next.
+//! Counted identity by identity as a stream passes ([`Totals::add`]): the status table's closing
+//! summary, the JSON `totals`, the metrics, the HTML reports and the exit codes all count from
+//! here. Pure: identities in, numbers and sentences out.
 
 use chrono::{DateTime, Utc};
 
-use crate::count::count;
-use crate::classify::{Kind, State, human, stamp};
 use crate::classify::Action;
+use crate::classify::{Kind, State, human, stamp};
+use crate::count::count;
+use crate::exit::Exit;
 use crate::scan::Issue;
-use crate::survey::{Attention, Identity, Scope};
+use crate::survey::{Identity, Scope};
+
+/// What a fleet, as counted, needs of its operator, least first; the exit code of `status`,
+/// `plan` and `rotate` (4, 3, 0) says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    None,
+    WorkDue,
+    RecoverOrProblem,
+}
+
+impl From<Need> for Exit {
+    fn from(need: Need) -> Exit {
+        match need {
+            Need::None => Exit::Ok,
+            Need::WorkDue => Exit::WorkDue,
+            Need::RecoverOrProblem => Exit::Attention,
+        }
+    }
+}
 
 /// The counts and the nearest expiry of a survey.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,21 +120,21 @@ impl Totals {
         self.credentials.iter().sum()
     }
 
-    /// The operator attention what was counted needs; `warn` also counts credentials that keep
-    /// but expire within it as work due (`status --warn-days`).
-    pub fn attention(&self, as_of: DateTime<Utc>, warn: Option<chrono::TimeDelta>) -> Attention {
+    /// What was counted needs of the operator; `warn` also counts credentials that keep but
+    /// expire within it as work due (`status --warn-days`).
+    pub fn need(&self, as_of: DateTime<Utc>, warn: Option<chrono::TimeDelta>) -> Need {
         let any = |states: &[State]| states.iter().any(|s| self.credentials_in(*s) > 0);
         if self.problems > 0 || any(&[State::Recover, State::Problem]) {
-            return Attention::RecoverOrProblem;
+            return Need::RecoverOrProblem;
         }
         let expiring = match (warn, self.earliest_kept) {
             (Some(warn), Some(t)) => t <= as_of + warn,
             _ => false,
         };
         if self.to_rotate() > 0 || expiring {
-            Attention::WorkDue
+            Need::WorkDue
         } else {
-            Attention::None
+            Need::None
         }
     }
 

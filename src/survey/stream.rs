@@ -22,7 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use super::{Identity, Scope, assess};
+use super::identity::{Identity, assess};
+use super::scope::Scope;
 use crate::inspect;
 use crate::scan::{self, Candidate, Files, Issue, Nodes};
 
