@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use crate::ca::{self, Ca};
@@ -111,8 +111,7 @@ const CHILDREN_LOOKED_AT: usize = 1000;
 /// there): the error names `--root` and every fleet root nearby, in an ancestor (the nearest
 /// first) or an immediate subdirectory, that holds `nodes/` or `rekey.toml`.
 pub fn open_root(root: &Path) -> Result<PathBuf> {
-    let canonical = std::fs::canonicalize(root)
-        .with_context(|| format!("failed to open fleet root {}", root.display()))?;
+    let canonical = crate::fsio::fleet_root(root)?;
     if !root_entries(&canonical).is_empty() {
         return Ok(canonical);
     }
