@@ -85,8 +85,7 @@ pub fn certificate(input: &[u8]) -> bool {
         return true;
     }
     let candidate = Candidate {
-        node: "n1".to_string(),
-        service: "svc".to_string(),
+        id: rekey::names::IdentityId::new("n1", "svc").expect("valid names"),
         dir: "nodes/n1/svc".into(),
         is_link: false,
     };

@@ -136,7 +136,7 @@ impl Context<'_> {
 
 /// The verdicts for an identity's certificate and token (each `None` when the file is absent).
 pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Option<Verdict>) {
-    let renewal = ctx.policy.renewal(&identity.service);
+    let renewal = ctx.policy.renewal(identity.id.service());
     let cert = identity.cert.as_ref();
     let token = identity.token.as_ref();
     let problem = |c: Option<&Credential>, file: &str| {
@@ -146,7 +146,7 @@ pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Op
         })
     };
     let cert_problem = problem(cert, "cert.pem").or_else(|| {
-        cert.and_then(|c| wrong_subject(c, &identity.node, &identity.service, ctx.policy))
+        cert.and_then(|c| wrong_subject(c, identity.id.node(), identity.id.service(), ctx.policy))
     });
     let token_problem = problem(token, "token.jwt");
     if let Some(first) = cert_problem.clone().or(token_problem.clone()) {

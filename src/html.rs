@@ -196,8 +196,8 @@ impl PeopleTable<'_> {
                 out,
                 "<tr class=\"attention-row\"><td>{}</td><td>{}</td><td><span class=\"swatch\" \
                  style=\"background:{}\"></span>{}</td><td>{}</td></tr>",
-                escape(&row.node),
-                escape(&row.service),
+                escape(row.id.node()),
+                escape(row.id.service()),
                 colour,
                 label,
                 escape(&row.reasons),

@@ -11,6 +11,7 @@ use crate::ca::{Ca, to_utc};
 use crate::digest::Digest;
 use crate::fsio::Slot;
 use crate::keys::{self, KeyAlg};
+use crate::names::IdentityId;
 use crate::pemblock;
 use crate::scan::{CERT_FILE, Candidate, Files, KEY_FILE, TOKEN_FILE};
 use crate::token;
@@ -54,8 +55,7 @@ struct Read {
 /// One identity, inspected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspected {
-    pub node: String,
-    pub service: String,
+    pub id: IdentityId,
     pub cert: Option<Credential>,
     pub token: Option<Credential>,
 }
@@ -72,16 +72,14 @@ pub fn inspect(candidate: &Candidate, files: &Files, ca: &Ca) -> Inspected {
     if let Some(why) = &files.in_flight {
         let busy = |slot, file| credential(slot, file, |_| Err(format!("{file} {why}")));
         return Inspected {
-            node: candidate.node.clone(),
-            service: candidate.service.clone(),
+            id: candidate.id.clone(),
             cert: busy(&files.cert, CERT_FILE),
             token: busy(&files.token, TOKEN_FILE),
         };
     }
-    let sub = format!("{}/{}", candidate.node, candidate.service);
+    let sub = candidate.id.to_string();
     Inspected {
-        node: candidate.node.clone(),
-        service: candidate.service.clone(),
+        id: candidate.id.clone(),
         cert: credential(&files.cert, CERT_FILE, |bytes| {
             cert_window(bytes, &files.key, ca)
         }),

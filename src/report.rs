@@ -103,8 +103,8 @@ pub fn write_status_table(
     for identity in judged.by_ref() {
         for c in identity.credentials() {
             let row = [
-                identity.node.as_str(),
-                identity.service.as_str(),
+                identity.node(),
+                identity.service(),
                 kind_str(c),
                 &c.window.map_or_else(|| "-".to_string(), |w| day(w.not_after)),
                 &c.window
@@ -192,9 +192,8 @@ pub fn plan_summary(scope: &Scope, end: &End) -> String {
     for warning in &scope.warnings {
         out.push_str(&format!("warning: {}\n", Escaped::new(warning)));
     }
-    let nodes = scope.root.join("nodes");
     for person in &end.people {
-        let dir = nodes.join(&person.node).join(&person.service);
+        let dir = person.id.dir_in(&scope.root);
         out.push_str(&format!(
             "{}: {}: {}\n",
             person.tag,

@@ -36,11 +36,11 @@ fn unknown_name(
 }
 
 fn node_of(i: &Identity) -> &str {
-    &i.node
+    i.node()
 }
 
 fn service_of(i: &Identity) -> &str {
-    &i.service
+    i.service()
 }
 
 /// How `status` turns the fleet into an exit code.
@@ -97,7 +97,7 @@ impl Selection {
         unknown_name(&self.nodes, &self.services, fleet)?;
         let chosen: Vec<&Identity> = fleet
             .iter()
-            .filter(|i| self.matches(&i.node, &i.service))
+            .filter(|i| self.matches(i.node(), i.service()))
             .collect();
         if chosen.is_empty() && !self.all {
             return Err(UsageError(format!(
@@ -117,7 +117,7 @@ impl Selection {
         self.resolve(&survey.identities)?;
         survey
             .identities
-            .retain(|i| self.matches(&i.node, &i.service));
+            .retain(|i| self.matches(i.node(), i.service()));
         // Paths found that are not identities: kept where they lie inside the selection.
         survey.issues.retain(|issue| {
             let mut parts = issue.path.split('/').skip(1);

@@ -10,6 +10,7 @@ use crate::classify::Action;
 use crate::classify::{Kind, State, human, stamp};
 use crate::count::count;
 use crate::exit::Exit;
+use crate::names::IdentityId;
 use crate::scan::Issue;
 use crate::survey::{Identity, Scope};
 
@@ -56,8 +57,7 @@ pub struct Totals {
 /// The credential that expires next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nearest {
-    pub node: String,
-    pub service: String,
+    pub id: IdentityId,
     pub kind: Kind,
     pub not_after: DateTime<Utc>,
 }
@@ -95,8 +95,7 @@ impl Totals {
                 self.past_expiry += 1;
             } else if self.nearest.as_ref().is_none_or(|n| w.not_after < n.not_after) {
                 self.nearest = Some(Nearest {
-                    node: identity.node.clone(),
-                    service: identity.service.clone(),
+                    id: identity.id.clone(),
                     kind: c.kind,
                     not_after: w.not_after,
                 });
@@ -182,9 +181,8 @@ impl Totals {
                 Kind::Token => "token",
             };
             lines.push(format!(
-                "nearest expiry: {}/{} {kind}, {} ({when})",
-                n.node,
-                n.service,
+                "nearest expiry: {} {kind}, {} ({when})",
+                n.id,
                 stamp(n.not_after)
             ));
         }

@@ -21,7 +21,12 @@ const KNOWN: &[&[&str]] = &[
     &["write/audit.rs", "write/state.rs"],
     &["write/hooks.rs", "write/hooks/process.rs"],
     &["write/journal.rs", "write/journal/files.rs"],
-    &["write/mod.rs", "write/narrow.rs", "write/restore.rs", "write/rotation.rs"],
+    &[
+        "write/mod.rs",
+        "write/narrow.rs",
+        "write/restore.rs",
+        "write/rotation.rs",
+    ],
 ];
 
 #[test]
@@ -55,12 +60,21 @@ fn the_reader_resolves_grouped_uses_inline_paths_super_and_reexports() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path();
     let files = [
-        ("lib.rs", "pub mod a; pub mod b; pub mod c; pub mod d; mod e; mod f;"),
+        (
+            "lib.rs",
+            "pub mod a; pub mod b; pub mod c; pub mod d; mod e; mod f;",
+        ),
         // `a` re-exports its child's item; `a::child` uses an item of its parent.
-        ("a.rs", "mod child; pub use child::Thing; pub struct Parent;"),
+        (
+            "a.rs",
+            "mod child; pub use child::Thing; pub struct Parent;",
+        ),
         ("a/child.rs", "use super::Parent; pub struct Thing;"),
         // `b` reaches `c` through a grouped use, `c` reaches `b` inline: a circle.
-        ("b.rs", "use crate::{a::Thing, c::{self, Gamma}}; pub fn beta() {}"),
+        (
+            "b.rs",
+            "use crate::{a::Thing, c::{self, Gamma}}; pub fn beta() {}",
+        ),
         (
             "c.rs",
             "// crate::d::Delta in a comment is not a reference\n\
@@ -72,8 +86,14 @@ fn the_reader_resolves_grouped_uses_inline_paths_super_and_reexports() {
         // `e` re-exports all of `d`; `f` names `d`'s item through it.
         ("e.rs", "pub use crate::d::*;"),
         ("f.rs", "use crate::e::Delta;"),
-        ("main.rs", "mod cli; fn main() { rekey::b::beta(); cli::cli(); }"),
-        ("cli.rs", "use rekey::d::Delta; pub fn cli() { crate::main(); }"),
+        (
+            "main.rs",
+            "mod cli; fn main() { rekey::b::beta(); cli::cli(); }",
+        ),
+        (
+            "cli.rs",
+            "use rekey::d::Delta; pub fn cli() { crate::main(); }",
+        ),
     ];
     for (name, text) in files {
         let path = src.join(name);
@@ -81,9 +101,8 @@ fn the_reader_resolves_grouped_uses_inline_paths_super_and_reexports() {
         std::fs::write(path, text).unwrap();
     }
     let crate_ = Crate::read(src);
-    let edges = |file: &str| -> Vec<&str> {
-        crate_.edges[file].iter().map(String::as_str).collect()
-    };
+    let edges =
+        |file: &str| -> Vec<&str> { crate_.edges[file].iter().map(String::as_str).collect() };
     assert_eq!(edges("a.rs"), ["a/child.rs"]);
     assert_eq!(edges("a/child.rs"), ["a.rs"]);
     assert_eq!(edges("b.rs"), ["a/child.rs", "c.rs"]);
@@ -133,7 +152,11 @@ impl Crate {
         let bin_children: BTreeSet<String> = declared_mods(&lex(&main));
         let mut modules = BTreeMap::new();
         for path in rust_files(src) {
-            let rel = path.strip_prefix(src).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(src)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             if path.file_name().is_some_and(|n| n == "tests.rs") {
                 continue;
             }
@@ -157,7 +180,9 @@ impl Crate {
                 Some(first) if bin_children.contains(first) => BIN,
                 _ => LIB,
             };
-            let key = std::iter::once(root.to_string()).chain(parts).collect::<Vec<_>>();
+            let key = std::iter::once(root.to_string())
+                .chain(parts)
+                .collect::<Vec<_>>();
             let text = std::fs::read_to_string(&path).unwrap();
             let mut module = parse(&lex(&text));
             module.file = rel;

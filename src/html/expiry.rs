@@ -83,8 +83,8 @@ fn counts_section(out: &mut String, scope: &Scope, totals: &Totals) {
         let _ = writeln!(
             out,
             "<p>Next to expire: <b>{}/{}</b> {} on {} ({} left).</p>",
-            escape(&n.node),
-            escape(&n.service),
+            escape(n.id.node()),
+            escape(n.id.service()),
             match n.kind {
                 crate::classify::Kind::Cert => "certificate",
                 crate::classify::Kind::Token => "token",

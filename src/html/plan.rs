@@ -89,8 +89,8 @@ impl Tally {
                 counts[slot(c.verdict.state.action())] += 1;
             }
         };
-        counts(&mut self.by_node, &i.node);
-        counts(&mut self.by_service, &i.service);
+        counts(&mut self.by_node, i.node());
+        counts(&mut self.by_service, i.service());
     }
 }
 

@@ -151,11 +151,11 @@ impl Serialize for Rows<'_, '_> {
         for i in judged.by_ref() {
             for c in i.credentials() {
                 seq.serialize_element(&RowJson {
-                    node: &i.node,
-                    service: &i.service,
+                    node: i.node(),
+                    service: i.service(),
                     kind: kind_str(c),
                     path: scope
-                        .path_of(&i.node, &i.service, c.kind)
+                        .path_of(&i.id, c.kind)
                         .to_string_lossy()
                         .into_owned(),
                     expires: c.window.map(|w| stamp(w.not_after)),
@@ -193,8 +193,8 @@ fn totals(scope: &Scope, t: &Totals) -> TotalsJson {
         nearest: t.nearest.clone().map(|n| NearestJson {
             expires_at: stamp(n.not_after),
             seconds_left: (n.not_after - scope.as_of).num_seconds(),
-            node: n.node,
-            service: n.service,
+            node: n.id.node().to_string(),
+            service: n.id.service().to_string(),
             kind: n.kind,
         }),
     }

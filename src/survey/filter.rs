@@ -34,7 +34,7 @@ impl Filter {
     /// What the filter keeps of one identity: nothing, the identity whole (`Grain::Identity`,
     /// when a credential is in a selected state) or only its credentials in a selected state.
     pub fn keep(&self, mut identity: Identity, grain: Grain) -> Option<Identity> {
-        if !self.names(&identity.node, &identity.service) {
+        if !self.names(identity.node(), identity.service()) {
             return None;
         }
         let wants = |state: State| self.states.is_empty() || self.states.contains(&state);
@@ -108,4 +108,3 @@ pub(crate) fn no_match(flag: &str, name: &str) -> UsageError {
         "{flag} {name} matches no identity in the fleet (see rekey status)"
     ))
 }
-

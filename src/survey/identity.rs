@@ -4,6 +4,7 @@
 use crate::classify::{self, Action, Context, Kind, State, Verdict};
 use crate::inspect::{self, Window};
 use crate::keys::KeyAlg;
+use crate::names::IdentityId;
 
 /// One credential as classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +22,8 @@ pub struct Assessed {
 /// One identity as classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    pub node: String,
-    pub service: String,
+    /// Which identity: made once, by `scan`, from the names it listed.
+    pub id: IdentityId,
     /// The directory judged (device and inode), when it was read: a writer acts on it only.
     pub dir: Option<crate::fsio::FileId>,
     pub cert: Option<Assessed>,
@@ -30,6 +31,14 @@ pub struct Identity {
 }
 
 impl Identity {
+    pub fn node(&self) -> &str {
+        self.id.node()
+    }
+
+    pub fn service(&self) -> &str {
+        self.id.service()
+    }
+
     pub fn credentials(&self) -> impl Iterator<Item = &Assessed> {
         self.cert.iter().chain(self.token.iter())
     }
@@ -78,7 +87,7 @@ impl Identity {
 
 /// The identity `identity` as classified under `ctx`.
 pub(crate) fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identity {
-    let renewal = ctx.policy.renewal(&identity.service);
+    let renewal = ctx.policy.renewal(identity.id.service());
     let (cert_verdict, token_verdict) = classify::classify(identity, ctx);
     let build =
         |kind, cred: &Option<inspect::Credential>, verdict: Option<Verdict>, self_rotates| {
@@ -93,8 +102,7 @@ pub(crate) fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identi
             })
         };
     Identity {
-        node: identity.node.clone(),
-        service: identity.service.clone(),
+        id: identity.id.clone(),
         dir: None,
         cert: build(
             Kind::Cert,

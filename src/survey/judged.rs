@@ -7,14 +7,14 @@ use super::identity::{Identity, Stuck};
 use super::scope::Scope;
 use super::stream::{Flow, Listed};
 use crate::classify::{Action, State};
+use crate::names::IdentityId;
 use crate::scan::Issue;
 use crate::totals::Totals;
 
 /// An identity that needs a person (`recover`, or a problem), as the reports list it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
-    pub node: String,
-    pub service: String,
+    pub id: IdentityId,
     /// Why: it needs `recover`, or has a problem.
     pub tag: Stuck,
     /// Its own reasons, each once.
@@ -59,8 +59,7 @@ fn count(identity: &Identity, scope: &Scope, totals: &mut Totals, people: &mut V
     totals.add(identity, scope);
     if let Some((tag, reasons)) = identity.needs_person() {
         people.push(Person {
-            node: identity.node.clone(),
-            service: identity.service.clone(),
+            id: identity.id.clone(),
             tag,
             reasons,
             state: identity.state(),

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::ca::{self, Ca};
 use crate::classify::{Context, Kind};
+use crate::names::IdentityId;
 use crate::policy::{self, Policy};
 use crate::scan;
 
@@ -39,8 +40,8 @@ impl Scope {
         let ca = ca::load(&root)?;
         let loaded = policy::load(&root)?;
         let nodes = scan::nodes(&root)?;
-        let names = (services || loaded.names_services())
-            .then(|| scan::service_names(&root, &nodes.nodes));
+        let names =
+            (services || loaded.names_services()).then(|| scan::service_names(&root, &nodes.nodes));
         let mut warnings = match &names {
             Some(names) => loaded.warnings(&names.iter().map(String::as_str).collect()),
             None => Vec::new(),
@@ -74,18 +75,14 @@ impl Scope {
         }
     }
 
-    /// The file a credential of the identity `node`/`service` is read from.
-    pub fn path_of(&self, node: &str, service: &str, kind: Kind) -> PathBuf {
+    /// The file a credential of the identity `id` is read from.
+    pub fn path_of(&self, id: &IdentityId, kind: Kind) -> PathBuf {
         let file = match kind {
             Kind::Cert => scan::CERT_FILE,
             Kind::Token => scan::TOKEN_FILE,
         };
-        let parts = ["nodes", node, service, file];
-        let mut path = PathBuf::with_capacity(
-            self.root.as_os_str().len() + parts.iter().map(|p| p.len() + 1).sum::<usize>(),
-        );
-        path.push(&self.root);
-        path.extend(parts);
+        let mut path = id.dir_in(&self.root);
+        path.push(file);
         path
     }
 }
@@ -173,4 +170,3 @@ fn in_words(items: &[String]) -> String {
         [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
-

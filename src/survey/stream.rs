@@ -223,7 +223,7 @@ pub fn each<R>(
                 };
                 for services in feed {
                     let candidates = services.candidates.into_iter();
-                    for candidate in candidates.filter(|c| wanted(&c.node, &c.service)) {
+                    for candidate in candidates.filter(|c| wanted(c.id.node(), c.id.service())) {
                         batch.push((seq, candidate));
                         seq += 1;
                         if batch.len() == BATCH && !send(&mut batch, seq - 1) {

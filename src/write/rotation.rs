@@ -100,8 +100,7 @@ impl Work for Rotation<'_> {
             ));
         }
         let candidate = Candidate {
-            node: id.node().to_string(),
-            service: id.service().to_string(),
+            id: id.clone(),
             dir: dir.path().to_path_buf(),
             is_link: false,
         };
@@ -310,7 +309,7 @@ pub fn rotate_due(write: super::WriteRun, survey: &Survey, force: bool) -> anyho
         .iter()
         .filter_map(|i| {
             let target = Target::judged(i, Action::Rotate, force)?;
-            Some((IdentityId::new(&i.node, &i.service)?, target))
+            Some((IdentityId::new(i.node(), i.service())?, target))
         })
         .collect();
     run(
@@ -334,7 +333,7 @@ fn facts(survey: &Survey) -> super::FleetFacts {
         .filter_map(|i| {
             let (state, reason) = i.needs_person()?;
             Some(super::Attention {
-                dir: format!("nodes/{}/{}", i.node, i.service),
+                dir: format!("nodes/{}/{}", i.node(), i.service()),
                 state: state.to_string(),
                 reason,
             })
