@@ -15,6 +15,16 @@ pub enum Kind {
     Token,
 }
 
+impl Kind {
+    /// `cert` or `token`, as the status table and JSON name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Cert => "cert",
+            Kind::Token => "token",
+        }
+    }
+}
+
 /// The planned action (the plan's `action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -10,15 +10,8 @@ pub use json::write_status_json;
 use crate::classify::{Action, State, day, human, stamp};
 use crate::count::count;
 use crate::out::Spool;
-use crate::survey::{Assessed, End, Judged, Scope};
+use crate::survey::{End, Judged, Scope};
 use crate::values::Escaped;
-
-pub fn kind_str(c: &Assessed) -> &'static str {
-    match c.kind {
-        crate::classify::Kind::Cert => "cert",
-        crate::classify::Kind::Token => "token",
-    }
-}
 
 /// The CA line shown first by `status`.
 pub fn ca_line(scope: &Scope) -> String {
@@ -105,7 +98,7 @@ pub fn write_status_table(
             let row = [
                 identity.node(),
                 identity.service(),
-                kind_str(c),
+                c.kind.as_str(),
                 &c.window.map_or_else(|| "-".to_string(), |w| day(w.not_after)),
                 &c.window
                     .map_or_else(|| "-".to_string(), |w| human(w.not_after - scope.as_of)),

@@ -17,7 +17,6 @@ const KNOWN: &[&[&str]] = &[
     &["cli.rs", "manual.rs"],
     &["fsio.rs", "fsio/identity.rs"],
     &["plan.rs", "plan/valid.rs"],
-    &["report.rs", "report/json.rs"],
     &["write/audit.rs", "write/state.rs"],
     &["write/hooks.rs", "write/hooks/process.rs"],
     &["write/journal.rs", "write/journal/files.rs"],

@@ -9,7 +9,6 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::kind_str;
 use crate::classify::{Action, State, human, stamp};
 use crate::policy::{Policy, Source};
 use crate::survey::{Judged, Scope};
@@ -153,7 +152,7 @@ impl Serialize for Rows<'_, '_> {
                 seq.serialize_element(&RowJson {
                     node: i.node(),
                     service: i.service(),
-                    kind: kind_str(c),
+                    kind: c.kind.as_str(),
                     path: scope
                         .path_of(&i.id, c.kind)
                         .to_string_lossy()
