@@ -62,6 +62,7 @@ pub fn token(input: &[u8]) -> bool {
             true
         }
         Err(why) => {
+            let why = why.to_string();
             assert!(!why.is_empty());
             false
         }
@@ -108,6 +109,7 @@ pub fn certificate(input: &[u8]) -> bool {
         }
         // Every problem names the file it is about.
         Err(why) => {
+            let why = why.to_string();
             assert!(
                 why.starts_with("cert.pem ") || why.starts_with("key.pem "),
                 "{why}"

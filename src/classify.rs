@@ -107,6 +107,18 @@ impl State {
 pub struct Verdict {
     pub state: State,
     pub reason: String,
+    /// Whose reason it is: the credential's own, or its identity's other credential's problem
+    /// (the reason then starts with [`SPREAD_PREFIX`]).
+    pub whose: Whose,
+}
+
+/// Whose reason a verdict gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whose {
+    /// The credential's own.
+    Own,
+    /// The problem of the identity's other credential, spread to this one.
+    Other,
 }
 
 impl Verdict {
@@ -114,6 +126,7 @@ impl Verdict {
         Verdict {
             state,
             reason: reason.into(),
+            whose: Whose::Own,
         }
     }
 }
@@ -122,7 +135,7 @@ impl Verdict {
 pub const RUN_RECOVER: &str = ": run rekey recover";
 
 /// How the reason of a sound credential starts when its identity's other credential has a problem.
-pub const SPREAD_PREFIX: &str = "identity has a problem: ";
+const SPREAD_PREFIX: &str = "identity has a problem: ";
 
 /// Everything classification depends on besides the identity.
 #[derive(Debug, Clone, Copy)]
@@ -151,7 +164,7 @@ pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Op
     let token = identity.token.as_ref();
     let problem = |c: Option<&Credential>, file: &str| {
         c.and_then(|c| match &c.facts {
-            Err(e) => Some(e.clone()),
+            Err(e) => Some(e.to_string()),
             Ok(w) => not_yet_valid(w, file, ctx),
         })
     };
@@ -160,11 +173,12 @@ pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Op
     });
     let token_problem = problem(token, "token.jwt");
     if let Some(first) = cert_problem.clone().or(token_problem.clone()) {
-        let verdict = |own: Option<String>| {
-            Verdict::new(
-                State::Problem,
-                own.unwrap_or_else(|| format!("identity has a problem: {first}")),
-            )
+        let verdict = |own: Option<String>| match own {
+            Some(own) => Verdict::new(State::Problem, own),
+            None => Verdict {
+                whose: Whose::Other,
+                ..Verdict::new(State::Problem, format!("{SPREAD_PREFIX}{first}"))
+            },
         };
         return (
             cert.map(|_| verdict(cert_problem)),

@@ -21,7 +21,7 @@ fn w(from: i64, to: i64) -> Result<Window, String> {
 fn cred(facts: Result<Window, String>) -> Credential {
     Credential {
         sha256: Some(crate::digest::Digest::of(b"")),
-        facts,
+        facts: facts.map_err(crate::problem::Problem::new),
         key_alg: None,
         names: None,
     }

@@ -1,7 +1,7 @@
 //! One identity as classified: its credentials' verdicts, windows and digests, and what the
 //! identity as a whole asks for. Values only: built by [`assess`] from an inspected identity.
 
-use crate::classify::{self, Action, Context, Kind, State, Verdict};
+use crate::classify::{self, Action, Context, Kind, State, Verdict, Whose};
 use crate::inspect::{self, Window};
 use crate::keys::KeyAlg;
 use crate::names::IdentityId;
@@ -54,7 +54,7 @@ impl Identity {
                 Action::Skip => tag = Some(Stuck::Problem),
                 Action::Keep | Action::Rotate => continue,
             }
-            let own = !c.verdict.reason.starts_with(classify::SPREAD_PREFIX);
+            let own = c.verdict.whose == Whose::Own;
             if own && !reasons.contains(&c.verdict.reason.as_str()) {
                 reasons.push(&c.verdict.reason);
             }

@@ -164,6 +164,7 @@ mod tests {
             verdict: Verdict {
                 state,
                 reason: reason.to_string(),
+                whose: crate::classify::Whose::Own,
             },
             window: None,
             sha256: Some(Digest::of(bytes)),

@@ -323,6 +323,7 @@ mod tests {
             verdict: Verdict {
                 state,
                 reason: String::new(),
+                whose: crate::classify::Whose::Own,
             },
             window: (state != State::Problem).then_some(Window {
                 not_before: not_after - chrono::TimeDelta::days(90),
