@@ -62,6 +62,7 @@ pub fn token(input: &[u8]) -> bool {
             true
         }
         Err(why) => {
+            let why = why.to_string();
             assert!(!why.is_empty());
             false
         }
@@ -85,8 +86,7 @@ pub fn certificate(input: &[u8]) -> bool {
         return true;
     }
     let candidate = Candidate {
-        node: "n1".to_string(),
-        service: "svc".to_string(),
+        id: rekey::names::IdentityId::new("n1", "svc").expect("valid names"),
         dir: "nodes/n1/svc".into(),
         is_link: false,
     };
@@ -109,6 +109,7 @@ pub fn certificate(input: &[u8]) -> bool {
         }
         // Every problem names the file it is about.
         Err(why) => {
+            let why = why.to_string();
             assert!(
                 why.starts_with("cert.pem ") || why.starts_with("key.pem "),
                 "{why}"

@@ -15,6 +15,16 @@ pub enum Kind {
     Token,
 }
 
+impl Kind {
+    /// `cert` or `token`, as the status table and JSON name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Cert => "cert",
+            Kind::Token => "token",
+        }
+    }
+}
+
 /// The planned action (the plan's `action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,6 +107,18 @@ impl State {
 pub struct Verdict {
     pub state: State,
     pub reason: String,
+    /// Whose reason it is: the credential's own, or its identity's other credential's problem
+    /// (the reason then starts with [`SPREAD_PREFIX`]).
+    pub whose: Whose,
+}
+
+/// Whose reason a verdict gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whose {
+    /// The credential's own.
+    Own,
+    /// The problem of the identity's other credential, spread to this one.
+    Other,
 }
 
 impl Verdict {
@@ -104,6 +126,7 @@ impl Verdict {
         Verdict {
             state,
             reason: reason.into(),
+            whose: Whose::Own,
         }
     }
 }
@@ -112,7 +135,7 @@ impl Verdict {
 pub const RUN_RECOVER: &str = ": run rekey recover";
 
 /// How the reason of a sound credential starts when its identity's other credential has a problem.
-pub const SPREAD_PREFIX: &str = "identity has a problem: ";
+const SPREAD_PREFIX: &str = "identity has a problem: ";
 
 /// Everything classification depends on besides the identity.
 #[derive(Debug, Clone, Copy)]
@@ -136,25 +159,26 @@ impl Context<'_> {
 
 /// The verdicts for an identity's certificate and token (each `None` when the file is absent).
 pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Option<Verdict>) {
-    let renewal = ctx.policy.renewal(&identity.service);
+    let renewal = ctx.policy.renewal(identity.id.service());
     let cert = identity.cert.as_ref();
     let token = identity.token.as_ref();
     let problem = |c: Option<&Credential>, file: &str| {
         c.and_then(|c| match &c.facts {
-            Err(e) => Some(e.clone()),
+            Err(e) => Some(e.to_string()),
             Ok(w) => not_yet_valid(w, file, ctx),
         })
     };
     let cert_problem = problem(cert, "cert.pem").or_else(|| {
-        cert.and_then(|c| wrong_subject(c, &identity.node, &identity.service, ctx.policy))
+        cert.and_then(|c| wrong_subject(c, identity.id.node(), identity.id.service(), ctx.policy))
     });
     let token_problem = problem(token, "token.jwt");
     if let Some(first) = cert_problem.clone().or(token_problem.clone()) {
-        let verdict = |own: Option<String>| {
-            Verdict::new(
-                State::Problem,
-                own.unwrap_or_else(|| format!("identity has a problem: {first}")),
-            )
+        let verdict = |own: Option<String>| match own {
+            Some(own) => Verdict::new(State::Problem, own),
+            None => Verdict {
+                whose: Whose::Other,
+                ..Verdict::new(State::Problem, format!("{SPREAD_PREFIX}{first}"))
+            },
         };
         return (
             cert.map(|_| verdict(cert_problem)),

@@ -33,16 +33,6 @@ impl Exit {
     }
 }
 
-impl From<crate::survey::Attention> for Exit {
-    fn from(a: crate::survey::Attention) -> Exit {
-        match a {
-            crate::survey::Attention::None => Exit::Ok,
-            crate::survey::Attention::WorkDue => Exit::WorkDue,
-            crate::survey::Attention::RecoverOrProblem => Exit::Attention,
-        }
-    }
-}
-
 /// An error in what the command line asked (a selector that matches nothing, a run date ahead
 /// of the clock): the process exits 2, nothing written.
 #[derive(Debug)]

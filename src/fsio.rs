@@ -298,6 +298,13 @@ pub fn can_create_in(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// The fleet root at `root` in its canonical form (absolute, links and `..` resolved): what every
+/// command works on and shows, made here only.
+pub fn fleet_root(root: &Path) -> Result<std::path::PathBuf> {
+    std::fs::canonicalize(root)
+        .with_context(|| format!("failed to open fleet root {}", root.display()))
+}
+
 /// The directory `path` is written in.
 pub fn beside(path: &Path) -> &Path {
     match path.parent() {

@@ -161,7 +161,7 @@ pub fn warnings(out: &mut String, scope: &Scope) {
 /// nothing), then the identities and the problems found outside identities, at most
 /// [`MAX_LISTED`] of each, under the column `column`, each identity with the label and colour
 /// `label` gives it (a state, or an action); `more` says where the rest are listed.
-pub struct Attention<'a> {
+pub struct PeopleTable<'a> {
     pub none: &'a str,
     pub column: &'a str,
     pub label: fn(&Person) -> (&'static str, &'static str),
@@ -169,7 +169,7 @@ pub struct Attention<'a> {
     pub more: &'a str,
 }
 
-impl Attention<'_> {
+impl PeopleTable<'_> {
     pub fn write(&self, out: &mut String, end: &End) {
         let rows = &end.people;
         let problems: Vec<&Issue> = end.issues.iter().filter(|i| i.is_problem).collect();
@@ -196,8 +196,8 @@ impl Attention<'_> {
                 out,
                 "<tr class=\"attention-row\"><td>{}</td><td>{}</td><td><span class=\"swatch\" \
                  style=\"background:{}\"></span>{}</td><td>{}</td></tr>",
-                escape(&row.node),
-                escape(&row.service),
+                escape(row.id.node()),
+                escape(row.id.service()),
                 colour,
                 label,
                 escape(&row.reasons),

@@ -1,7 +1,7 @@
 //! Turns an identity's file bytes into facts: each credential's validity window and digest, or the
 //! problem that makes it unusable. Pure: bytes and the CA in, facts out.
 //!
-//! Problems are sentence fragments naming the file ("cert.pem was not issued by this CA").
+//! Problems are [`Problem`]s said of the file ("cert.pem was not issued by this CA").
 
 use chrono::{DateTime, Utc};
 use x509_parser::nom::Parser as _;
@@ -11,7 +11,9 @@ use crate::ca::{Ca, to_utc};
 use crate::digest::Digest;
 use crate::fsio::Slot;
 use crate::keys::{self, KeyAlg};
+use crate::names::IdentityId;
 use crate::pemblock;
+use crate::problem::Problem;
 use crate::scan::{CERT_FILE, Candidate, Files, KEY_FILE, TOKEN_FILE};
 use crate::token;
 
@@ -28,7 +30,7 @@ pub struct Credential {
     /// SHA-256 of the file as read; `None` when it could not be read at all.
     pub sha256: Option<Digest>,
     /// The validity window, or why the credential is unusable.
-    pub facts: Result<Window, String>,
+    pub facts: Result<Window, Problem>,
     /// The certificate's key algorithm (certificates only).
     pub key_alg: Option<KeyAlg>,
     /// The certificate's subject CN and serial (certificates judged usable only).
@@ -54,8 +56,7 @@ struct Read {
 /// One identity, inspected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspected {
-    pub node: String,
-    pub service: String,
+    pub id: IdentityId,
     pub cert: Option<Credential>,
     pub token: Option<Credential>,
 }
@@ -70,18 +71,16 @@ impl Inspected {
 /// Inspects one identity's files against the CA.
 pub fn inspect(candidate: &Candidate, files: &Files, ca: &Ca) -> Inspected {
     if let Some(why) = &files.in_flight {
-        let busy = |slot, file| credential(slot, file, |_| Err(format!("{file} {why}")));
+        let busy = |slot, file| credential(slot, file, |_| Err(Problem::new(why.as_str()).in_file(file)));
         return Inspected {
-            node: candidate.node.clone(),
-            service: candidate.service.clone(),
+            id: candidate.id.clone(),
             cert: busy(&files.cert, CERT_FILE),
             token: busy(&files.token, TOKEN_FILE),
         };
     }
-    let sub = format!("{}/{}", candidate.node, candidate.service);
+    let sub = candidate.id.to_string();
     Inspected {
-        node: candidate.node.clone(),
-        service: candidate.service.clone(),
+        id: candidate.id.clone(),
         cert: credential(&files.cert, CERT_FILE, |bytes| {
             cert_window(bytes, &files.key, ca)
         }),
@@ -95,23 +94,23 @@ pub fn inspect(candidate: &Candidate, files: &Files, ca: &Ca) -> Inspected {
                     key_alg: None,
                     names: None,
                 })
-                .map_err(|e| format!("{TOKEN_FILE} {e}"))
+                .map_err(|e| e.in_file(TOKEN_FILE))
         }),
     }
 }
 
-type Parsed = Result<Read, String>;
+type Parsed = Result<Read, Problem>;
 
 fn credential(
     slot: &Slot,
-    file: &str,
+    file: &'static str,
     parse: impl FnOnce(&[u8]) -> Parsed,
 ) -> Option<Credential> {
     match slot {
         Slot::Absent => None,
         Slot::Unusable(why) => Some(Credential {
             sha256: None,
-            facts: Err(format!("{file} {why}")),
+            facts: Err(Problem::new(why.as_str()).in_file(file)),
             key_alg: None,
             names: None,
         }),
@@ -132,37 +131,37 @@ fn credential(
 }
 
 fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Parsed {
-    let block = pemblock::single(bytes).map_err(|e| format!("{CERT_FILE} {e}"))?;
+    let block = pemblock::single(bytes).map_err(|e| e.in_file(CERT_FILE))?;
     if block.label != "CERTIFICATE" {
-        return Err(format!(
-            "{CERT_FILE} holds a {} block, not a CERTIFICATE",
-            block.label
-        ));
+        let what = format!("holds a {} block, not a CERTIFICATE", block.label);
+        return Err(Problem::new(what).in_file(CERT_FILE));
     }
     // Extensions are compared as bytes when reissuing; judging a leaf needs none of them parsed.
     let mut parser = X509CertificateParser::new().with_deep_parse_extensions(false);
     let cert = match parser.parse(&block.der) {
         Ok((rest, _)) if !rest.is_empty() => {
-            return Err(format!(
-                "{CERT_FILE} has trailing data after the certificate"
-            ));
+            let what = "has trailing data after the certificate";
+            return Err(Problem::new(what).in_file(CERT_FILE));
         }
         Ok((_, cert)) => cert,
-        Err(e) => return Err(format!("{CERT_FILE} is not a valid X.509 certificate: {e}")),
+        Err(e) => {
+            let what = format!("is not a valid X.509 certificate: {e}");
+            return Err(Problem::new(what).in_file(CERT_FILE));
+        }
     };
     if !ca.issued(&cert) {
-        return Err(format!("{CERT_FILE} was not issued by this CA"));
+        return Err(Problem::new("was not issued by this CA").in_file(CERT_FILE));
     }
-    crate::issue::rebuild_name(cert.subject()).map_err(|e| format!("{CERT_FILE} {e}"))?;
-    let public = keys::from_spki(cert.public_key()).map_err(|e| format!("{CERT_FILE} {e}"))?;
+    crate::issue::rebuild_name(cert.subject()).map_err(|e| e.in_file(CERT_FILE))?;
+    let public = keys::from_spki(cert.public_key()).map_err(|e| e.in_file(CERT_FILE))?;
     match key {
         Slot::Absent => {}
-        Slot::Unusable(why) => return Err(format!("{KEY_FILE} {why}")),
+        Slot::Unusable(why) => return Err(Problem::new(why.as_str()).in_file(KEY_FILE)),
         Slot::Present(key_pem) => {
-            let key =
-                keys::public_from_private_pem(key_pem).map_err(|e| format!("{KEY_FILE} {e}"))?;
+            let key = keys::public_from_private_pem(key_pem).map_err(|e| e.in_file(KEY_FILE))?;
             if key != public {
-                return Err(format!("{KEY_FILE} does not match {CERT_FILE}"));
+                let what = format!("does not match {CERT_FILE}");
+                return Err(Problem::new(what).in_file(KEY_FILE));
             }
         }
     }

@@ -17,6 +17,7 @@ use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 use crate::ca::{Ca, to_utc};
 use crate::keys::{self, PublicKey};
+use crate::problem::Problem;
 
 /// What the caller fixes about a new certificate.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +30,7 @@ pub struct Terms {
 /// Rebuilds an X.509 name as rcgen parameters, keeping each value's string type. Refuses what
 /// rcgen cannot write back as it was: several attributes in one RDN, a repeated attribute type,
 /// a string type rcgen does not write.
-pub fn rebuild_name(name: &X509Name<'_>) -> Result<DistinguishedName, String> {
+pub fn rebuild_name(name: &X509Name<'_>) -> Result<DistinguishedName, Problem> {
     let mut dn = DistinguishedName::new();
     let mut seen = Vec::new();
     for rdn in name.iter() {
@@ -71,7 +72,7 @@ pub fn rebuild_name(name: &X509Name<'_>) -> Result<DistinguishedName, String> {
             28 => DnValue::UniversalString(
                 UniversalString::from_utf32be(data).map_err(|_| unsupported())?,
             ),
-            _ => return Err(unsupported()),
+            _ => return Err(Problem::new(unsupported())),
         };
         dn.push(DnType::from_oid(&oid), dn_value);
     }
@@ -85,7 +86,7 @@ pub fn reissue(
     terms: &Terms,
     issuer: &Issuer<'_, KeyPair>,
     ca: &Ca,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, Problem> {
     let (_, old) = X509Certificate::from_der(old_der)
         .map_err(|e| format!("cannot parse the old certificate: {e}"))?;
     let new_public = subject_key.der_bytes();
@@ -135,11 +136,11 @@ fn check(
     public: &[u8],
     terms: &Terms,
     ca: &Ca,
-) -> Result<(), String> {
+) -> Result<(), Problem> {
     let fail = |what: &str| {
-        Err(format!(
+        Err(Problem::new(format!(
             "the reissued certificate {what}: refusing to write it"
-        ))
+        )))
     };
     let Ok((rest, new)) = X509Certificate::from_der(der) else {
         return fail("does not parse");
@@ -148,7 +149,7 @@ fn check(
         return fail("has trailing data");
     }
     if new.subject().as_raw() != old.subject().as_raw() {
-        return Err("subject cannot be reproduced exactly by the issuer library: refusing to change the identity".into());
+        return Err(Problem::new("subject cannot be reproduced exactly by the issuer library: refusing to change the identity"));
     }
     if !ca.issued(&new) {
         return fail("does not verify with the CA");
@@ -179,7 +180,7 @@ fn check(
 }
 
 /// The public key of the certificate `der`, to compare with a key file.
-pub fn public_key_of(der: &[u8]) -> Result<PublicKey, String> {
+pub fn public_key_of(der: &[u8]) -> Result<PublicKey, Problem> {
     let (_, cert) =
         X509Certificate::from_der(der).map_err(|e| format!("cannot parse the certificate: {e}"))?;
     keys::from_spki(cert.public_key())
@@ -199,7 +200,7 @@ pub fn random_serial() -> anyhow::Result<[u8; 16]> {
     Ok(bytes)
 }
 
-fn offset(t: DateTime<Utc>) -> Result<time::OffsetDateTime, String> {
+fn offset(t: DateTime<Utc>) -> Result<time::OffsetDateTime, Problem> {
     time::OffsetDateTime::from_unix_timestamp(t.timestamp())
-        .map_err(|_| "date out of range".to_string())
+        .map_err(|_| Problem::new("date out of range"))
 }

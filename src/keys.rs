@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use rcgen::KeyPair;
 
 use crate::pemblock;
+use crate::problem::Problem;
 
 /// A key algorithm rekey can verify with and issue for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,7 +48,7 @@ pub struct PublicKey {
 }
 
 /// Reads the algorithm and key of a certificate's SubjectPublicKeyInfo.
-pub fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, String> {
+pub fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, Problem> {
     let oid = &spki.algorithm.algorithm;
     let bits = spki.subject_public_key.data.to_vec();
     let alg = if *oid == OID_PKCS1_RSAENCRYPTION {
@@ -65,12 +66,12 @@ pub fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, String> {
             Some(c) => {
                 ec_curve(&c).ok_or_else(|| format!("has an unsupported elliptic curve ({c})"))?
             }
-            None => return Err("has an EC key without a named curve".to_string()),
+            None => return Err(Problem::new("has an EC key without a named curve")),
         }
     } else if *oid == OID_SIG_ED25519 {
         KeyAlg::Ed25519
     } else {
-        return Err(format!("has an unsupported key algorithm ({oid})"));
+        return Err(Problem::new(format!("has an unsupported key algorithm ({oid})")));
     };
     Ok(PublicKey { alg, bits })
 }
@@ -106,7 +107,7 @@ fn rsa_bits(modulus: &[u8]) -> u32 {
 /// A file that declares none (Ed25519 PKCS#8 v1, SEC1 without the optional point) has it derived.
 /// rekey never signs with a service's private key: rotation makes a new one, and reuse keeps the
 /// certificate's public key.
-pub fn public_from_private_pem(bytes: &[u8]) -> Result<PublicKey, String> {
+pub fn public_from_private_pem(bytes: &[u8]) -> Result<PublicKey, Problem> {
     let block = pemblock::single(bytes)?;
     let der = &block.der;
     let parsed = match block.label.as_str() {
@@ -114,12 +115,12 @@ pub fn public_from_private_pem(bytes: &[u8]) -> Result<PublicKey, String> {
         "RSA PRIVATE KEY" => from_pkcs1(der),
         "EC PRIVATE KEY" => from_sec1(der, None),
         "ENCRYPTED PRIVATE KEY" => {
-            return Err("is an encrypted private key, which rekey cannot use".to_string());
+            return Err(Problem::new("is an encrypted private key, which rekey cannot use"));
         }
-        other => return Err(format!("holds a {other} block, not a private key")),
+        other => return Err(Problem::new(format!("holds a {other} block, not a private key"))),
     };
     parsed.ok_or_else(|| {
-        "holds a private key rekey cannot read (unsupported algorithm or malformed)".to_string()
+        Problem::new("holds a private key rekey cannot read (unsupported algorithm or malformed)")
     })
 }
 
@@ -445,7 +446,7 @@ mod tests {
             (garbage, "holds a private key rekey cannot read"),
         ];
         for (pem, want) in cases {
-            let err = public_from_private_pem(pem.as_bytes()).unwrap_err();
+            let err = public_from_private_pem(pem.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");
         }
     }

@@ -109,8 +109,6 @@ pub fn write(
     families: Families,
     w: &mut impl Write,
 ) -> std::io::Result<()> {
-    let nodes = scope.root.join("nodes");
-    let nodes = nodes.to_string_lossy();
     let x509 = if families.x509 { &X509[..] } else { &[] };
     // The first x509 family to `w`, the other two and the tokens' aside.
     let mut aside = Vec::new();
@@ -125,7 +123,8 @@ pub fn write(
     for i in judged.by_ref() {
         if let Some((c, window)) = i.cert.as_ref().and_then(|c| Some((c, c.window?))) {
             let names = c.names.as_ref();
-            let path = format!("{nodes}/{}/{}/{}", i.node, i.service, crate::scan::CERT_FILE);
+            let path = scope.path_of(&i.id, Kind::Cert);
+            let path = path.to_string_lossy();
             let mut label_set = String::with_capacity(256);
             push_labels(
                 &mut label_set,
@@ -133,9 +132,9 @@ pub fn write(
                     ("filename", crate::scan::CERT_FILE),
                     ("filepath", &path),
                     ("issuer_CN", &scope.ca.common_name),
-                    ("node", &i.node),
+                    ("node", i.node()),
                     ("serial_number", names.map_or("", |n| n.serial.as_str())),
-                    ("service", &i.service),
+                    ("service", i.service()),
                     ("subject_CN", names.map_or("", |n| n.subject_cn.as_str())),
                 ],
             );
@@ -155,13 +154,13 @@ pub fn write(
             }
         }
         if let Some(window) = i.token.as_ref().and_then(|t| t.window) {
-            let path = scope.path_of(&i.node, &i.service, Kind::Token);
+            let path = scope.path_of(&i.id, Kind::Token);
             let path = path.to_string_lossy();
             let l = labels(&[
                 ("filepath", &path),
                 ("filename", crate::scan::TOKEN_FILE),
-                ("node", &i.node),
-                ("service", &i.service),
+                ("node", i.node()),
+                ("service", i.service()),
             ]);
             writeln!(tokens.writer(), "{TOKEN}{l} {}", window.not_after.timestamp())?;
         }

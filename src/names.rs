@@ -1,5 +1,16 @@
 //! Node and service names (docs/design.md §1): `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`. A name that passes can
-//! be joined to a path without escaping its parent.
+//! be joined to a path without escaping its parent. The identity they name, and where it lives:
+//! `nodes/<node>/<service>` is built here and nowhere else.
+
+use std::path::{Path, PathBuf};
+
+/// The directory of a fleet root that holds the node directories.
+const NODES: &str = "nodes";
+
+/// `<root>/nodes`: the directory of the fleet root `root` that holds the node directories.
+pub fn nodes_dir(root: &Path) -> PathBuf {
+    root.join(NODES)
+}
 
 /// Whether `name` is a valid node or service name.
 pub fn is_valid(name: &str) -> bool {
@@ -40,6 +51,24 @@ impl IdentityId {
 
     pub fn service(&self) -> &str {
         &self.service
+    }
+
+    /// `nodes/<node>/<service>`: the identity's directory relative to the fleet root, as
+    /// messages, reports and hooks name it.
+    pub fn relative(&self) -> PathBuf {
+        [NODES, &self.node, &self.service].iter().collect()
+    }
+
+    /// `<root>/nodes/<node>/<service>`: the identity's directory under the fleet root `root`.
+    pub fn dir_in(&self, root: &Path) -> PathBuf {
+        let mut dir = PathBuf::with_capacity(
+            root.as_os_str().len() + NODES.len() + self.node.len() + self.service.len() + 3,
+        );
+        dir.push(root);
+        dir.push(NODES);
+        dir.push(&self.node);
+        dir.push(&self.service);
+        dir
     }
 }
 

@@ -187,7 +187,7 @@ pub fn metrics_file_warning(policy: &crate::policy::Policy, root: &Path) -> Opti
 /// when the root or the file's directory cannot be resolved (then the survey or the write says
 /// why).
 fn in_fleet(path: &Path, root: &Path) -> Option<std::path::PathBuf> {
-    let root = std::fs::canonicalize(root).ok()?;
+    let root = crate::fsio::fleet_root(root).ok()?;
     let file = std::fs::canonicalize(crate::fsio::beside(path))
         .ok()?
         .join(path.file_name()?);

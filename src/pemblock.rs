@@ -8,6 +8,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::problem::Problem;
+
 /// One decoded PEM block.
 pub struct Block {
     pub label: String,
@@ -26,19 +28,19 @@ impl std::fmt::Debug for Block {
 }
 
 /// Decodes the one PEM block that `bytes` must hold.
-pub fn single(bytes: &[u8]) -> Result<Block, String> {
+pub fn single(bytes: &[u8]) -> Result<Block, Problem> {
     let text =
         std::str::from_utf8(bytes).map_err(|_| "is not PEM text (binary data)".to_string())?;
     let Some(begin) = text.find("-----BEGIN ") else {
-        return Err("is not PEM (no BEGIN line)".to_string());
+        return Err(Problem::new("is not PEM (no BEGIN line)"));
     };
     if !text[..begin].trim().is_empty() {
-        return Err("has text before the PEM block".to_string());
+        return Err(Problem::new("has text before the PEM block"));
     }
     let after_begin = &text[begin + "-----BEGIN ".len()..];
     if after_begin.contains("-----BEGIN ") {
         let blocks = text.matches("-----BEGIN ").count();
-        return Err(format!("holds {blocks} PEM blocks, expected one"));
+        return Err(Problem::new(format!("holds {blocks} PEM blocks, expected one")));
     }
     let (label, rest) = after_begin
         .split_once("-----")
@@ -49,11 +51,11 @@ pub fn single(bytes: &[u8]) -> Result<Block, String> {
         .split_once(&end_marker)
         .ok_or("is not valid PEM: no complete block")?;
     if !after.trim().is_empty() {
-        return Err("has text after the PEM block".to_string());
+        return Err(Problem::new("has text after the PEM block"));
     }
     if body.contains(':') {
         return Err(
-            "has PEM headers (a legacy encrypted key?), which rekey cannot use".to_string(),
+            "has PEM headers (a legacy encrypted key?), which rekey cannot use".into(),
         );
     }
     let mut compact = Vec::with_capacity(body.len());
@@ -62,7 +64,7 @@ pub fn single(bytes: &[u8]) -> Result<Block, String> {
         .decode(&compact)
         .map_err(|e| format!("is not valid PEM: {e}"))?;
     if der.is_empty() {
-        return Err("has an empty PEM block".to_string());
+        return Err(Problem::new("has an empty PEM block"));
     }
     Ok(Block {
         label: label.to_string(),
@@ -120,7 +122,7 @@ mod tests {
             ),
         ];
         for (name, input, want) in cases {
-            let got = single(input.as_bytes());
+            let got = single(input.as_bytes()).map_err(|e| e.to_string());
             match (want, &got) {
                 (Ok(der), Ok(block)) => assert_eq!(&block.der[..], *der, "{name}"),
                 (Err(""), Err(_)) => {}

@@ -103,8 +103,8 @@ impl PlanIdentity {
     /// The plan entry of one surveyed identity; `new_not_after` is the survey's (stamped).
     pub fn of(i: &Identity, new_not_after: &str) -> PlanIdentity {
         PlanIdentity {
-            node: i.node.clone(),
-            service: i.service.clone(),
+            node: i.node().to_string(),
+            service: i.service().to_string(),
             cert: i.cert.as_ref().map(|c| Entry::of(c, new_not_after)),
             token: i.token.as_ref().map(|c| Entry::of(c, new_not_after)),
         }

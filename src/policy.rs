@@ -16,6 +16,7 @@ use crate::digest::Digest;
 
 use crate::fsio::{self, Slot};
 use crate::names;
+use crate::problem::Problem;
 
 /// The policy file's name inside the fleet root.
 pub const FILE_NAME: &str = "rekey.toml";
@@ -62,9 +63,9 @@ impl SubjectCn {
     const PLACEHOLDERS: [&str; 2] = ["{node}", "{service}"];
 
     /// The pattern, or why it is not one.
-    pub fn parse(text: &str) -> Result<SubjectCn, String> {
+    pub fn parse(text: &str) -> Result<SubjectCn, Problem> {
         if text.is_empty() {
-            return Err("is empty".to_string());
+            return Err(Problem::new("is empty"));
         }
         let mut rest = text;
         while let Some(at) = rest.find(['{', '}']) {
@@ -72,10 +73,10 @@ impl SubjectCn {
             match Self::PLACEHOLDERS.iter().find(|p| tail.starts_with(*p)) {
                 Some(p) => rest = &tail[p.len()..],
                 None => {
-                    return Err(format!(
+                    return Err(Problem::new(format!(
                         "may hold only the placeholders {{node}} and {{service}}, and no other \
                          brace (at {tail:?})"
-                    ));
+                    )));
                 }
             }
         }

@@ -10,15 +10,8 @@ pub use json::write_status_json;
 use crate::classify::{Action, State, day, human, stamp};
 use crate::count::count;
 use crate::out::Spool;
-use crate::survey::{Assessed, End, Judged, Scope};
+use crate::survey::{End, Judged, Scope};
 use crate::values::Escaped;
-
-pub fn kind_str(c: &Assessed) -> &'static str {
-    match c.kind {
-        crate::classify::Kind::Cert => "cert",
-        crate::classify::Kind::Token => "token",
-    }
-}
 
 /// The CA line shown first by `status`.
 pub fn ca_line(scope: &Scope) -> String {
@@ -103,9 +96,9 @@ pub fn write_status_table(
     for identity in judged.by_ref() {
         for c in identity.credentials() {
             let row = [
-                identity.node.as_str(),
-                identity.service.as_str(),
-                kind_str(c),
+                identity.node(),
+                identity.service(),
+                c.kind.as_str(),
                 &c.window.map_or_else(|| "-".to_string(), |w| day(w.not_after)),
                 &c.window
                     .map_or_else(|| "-".to_string(), |w| human(w.not_after - scope.as_of)),
@@ -192,9 +185,8 @@ pub fn plan_summary(scope: &Scope, end: &End) -> String {
     for warning in &scope.warnings {
         out.push_str(&format!("warning: {}\n", Escaped::new(warning)));
     }
-    let nodes = scope.root.join("nodes");
     for person in &end.people {
-        let dir = nodes.join(&person.node).join(&person.service);
+        let dir = person.id.dir_in(&scope.root);
         out.push_str(&format!(
             "{}: {}: {}\n",
             person.tag,

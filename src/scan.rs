@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 
 use crate::fsio::{self, Slot};
-use crate::names;
+use crate::names::{self, IdentityId};
 
 pub const CERT_FILE: &str = "cert.pem";
 pub const KEY_FILE: &str = "key.pem";
@@ -22,8 +22,8 @@ pub const TOKEN_FILE: &str = "token.jwt";
 /// A service directory found under `nodes/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    pub node: String,
-    pub service: String,
+    /// Made once, here, from the names listed (both valid).
+    pub id: IdentityId,
     pub dir: PathBuf,
     /// Set when the directory entry is a symbolic link: the identity cannot be read.
     pub is_link: bool,
@@ -83,7 +83,7 @@ pub struct Files {
 /// (a node that is a link, an invalid name) and the hidden entries ignored. The services of each
 /// node are listed later, node by node ([`services`]), so that a fleet is never listed whole.
 pub fn nodes(root: &Path) -> Result<Nodes> {
-    let nodes = root.join("nodes");
+    let nodes = names::nodes_dir(root);
     let meta = std::fs::symlink_metadata(&nodes).with_context(|| {
         format!(
             "failed to read {}: is --root a fleet root?",
@@ -128,8 +128,8 @@ pub fn services(root: &Path, node: &Node) -> Services {
             .entries
             .into_iter()
             .map(|service| Candidate {
-                node: node.name.clone(),
-                service: service.name,
+                id: IdentityId::new(&node.name, &service.name)
+                    .expect("listed names are valid names"),
                 dir: service.path,
                 is_link: service.is_link,
             })
@@ -366,10 +366,9 @@ pub fn read_in(dir: &fsio::Dir, candidate: &Candidate) -> Files {
         if now + PATIENCE >= deadline + QUIET {
             ANNOUNCED.call_once(|| {
                 eprintln!(
-                    "rekey: waiting for a rekey run that is rewriting nodes/{}/{} ({sign}); up \
-                     to {} s in all",
-                    candidate.node,
-                    candidate.service,
+                    "rekey: waiting for a rekey run that is rewriting {} ({sign}); up to {} s \
+                     in all",
+                    candidate.id.relative().display(),
                     PATIENCE.as_secs()
                 );
             });
@@ -469,8 +468,7 @@ mod tests {
             }
             let _stop = Stop(&stop);
             let candidate = Candidate {
-                node: "n".into(),
-                service: "svc".into(),
+                id: IdentityId::new("n", "svc").unwrap(),
                 dir: dir.clone(),
                 is_link: false,
             };

@@ -1,118 +1,18 @@
 //! Selectors. What part of a surveyed fleet a read command shows (`status` and `plan` with
-//! `--node`, `--service`, `--state`: [`Filter`]) and which rule turns what is shown into an exit
-//! code (`--warn-days` or `--expires-within`); which identities a writing command acts on
-//! (`recover`, `rotate`, `apply` with `--node`, `--service`: [`Selection`]). Values of one flag
-//! are alternatives; flags combine. A name that matches nothing in the fleet is a usage error.
-//! Pure: identities in, fewer identities or a verdict out.
-
-use std::collections::BTreeSet;
+//! `--node`, `--service`, `--state`: [`Filter`], defined with the survey that applies it) and
+//! which rule turns what is shown into an exit code (`--warn-days` or `--expires-within`); which
+//! identities a writing command acts on (`recover`, `rotate`, `apply` with `--node`,
+//! `--service`: [`Selection`]). Values of one flag are alternatives; flags combine. A name that
+//! matches nothing in the fleet is a usage error. Pure: identities in, fewer identities or a
+//! verdict out.
 
 use chrono::TimeDelta;
 
-use crate::classify::State;
 use crate::exit::UsageError;
-use crate::scan::{Issue, Node};
-use crate::survey::{Attention, Identity, Scope, Survey};
-use crate::totals::Totals;
+use crate::survey::{Identity, Scope, Survey, no_match};
+use crate::totals::{Need, Totals};
 
-/// The filters of `status` and `plan`. Values of one flag are alternatives; flags combine.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    pub nodes: Vec<String>,
-    pub services: Vec<String>,
-    pub states: Vec<State>,
-}
-
-/// Whether a state filter keeps single credentials (`status`) or whole identities with a
-/// credential in that state (`plan`: an identity is planned whole).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grain {
-    Credential,
-    Identity,
-}
-
-impl Filter {
-    pub fn is_everything(&self) -> bool {
-        self.nodes.is_empty() && self.services.is_empty() && self.states.is_empty()
-    }
-
-    /// What the filter keeps of one identity: nothing, the identity whole (`Grain::Identity`,
-    /// when a credential is in a selected state) or only its credentials in a selected state.
-    pub fn keep(&self, mut identity: Identity, grain: Grain) -> Option<Identity> {
-        if !self.names(&identity.node, &identity.service) {
-            return None;
-        }
-        let wants = |state: State| self.states.is_empty() || self.states.contains(&state);
-        match grain {
-            Grain::Identity => {
-                let wanted = identity.credentials().any(|c| wants(c.verdict.state));
-                wanted.then_some(identity)
-            }
-            Grain::Credential => {
-                identity.cert = identity.cert.take().filter(|c| wants(c.verdict.state));
-                identity.token = identity.token.take().filter(|c| wants(c.verdict.state));
-                (identity.cert.is_some() || identity.token.is_some()).then_some(identity)
-            }
-        }
-    }
-
-    /// Whether an issue (a path that is not an identity) is shown: when it lies under a
-    /// selected node and service and, with `--state`, only a problem when `problem` is
-    /// selected.
-    pub fn keeps_issue(&self, issue: &Issue) -> bool {
-        let wants = |state: State| self.states.is_empty() || self.states.contains(&state);
-        let mut parts = issue.path.split('/').skip(1);
-        let (node, service) = (parts.next(), parts.next());
-        let node_ok =
-            self.nodes.is_empty() || node.is_some_and(|n| self.nodes.iter().any(|x| x == n));
-        let service_ok = self.services.is_empty()
-            || service.is_some_and(|s| self.services.iter().any(|x| x == s));
-        let state_ok = self.states.is_empty() || (issue.is_problem && wants(State::Problem));
-        node_ok && service_ok && state_ok
-    }
-
-    /// A `--node` or `--service` that names nothing in the fleet is a usage error (a monitor
-    /// watching a name that is gone should hear so), found before anything is shown: a node
-    /// directory holding a service directory, a service directory on some node (the fleet's
-    /// service names are listed when `--service` is given).
-    pub fn check_names(
-        &self,
-        root: &std::path::Path,
-        nodes: &[Node],
-        services: Option<&BTreeSet<String>>,
-    ) -> Result<(), UsageError> {
-        // A node named must hold a service directory: its own listing, the named nodes only.
-        let holds_one = |name: &String| {
-            nodes
-                .iter()
-                .find(|node| &node.name == name)
-                .is_some_and(|node| !crate::scan::services(root, node).candidates.is_empty())
-        };
-        if let Some(name) = self.nodes.iter().find(|n| !holds_one(n)) {
-            return Err(no_match("--node", name));
-        }
-        if let Some(name) = self
-            .services
-            .iter()
-            .find(|s| !services.is_some_and(|known| known.contains(*s)))
-        {
-            return Err(no_match("--service", name));
-        }
-        Ok(())
-    }
-
-    /// Whether the filter's `--node` and `--service` take `node`/`service`.
-    pub fn names(&self, node: &str, service: &str) -> bool {
-        (self.nodes.is_empty() || self.nodes.iter().any(|n| n == node))
-            && (self.services.is_empty() || self.services.iter().any(|s| s == service))
-    }
-}
-
-fn no_match(flag: &str, name: &str) -> UsageError {
-    UsageError(format!(
-        "{flag} {name} matches no identity in the fleet (see rekey status)"
-    ))
-}
+pub use crate::survey::{Filter, Grain};
 
 /// A `--node` or `--service` value that names nothing in `fleet` is a usage error naming it: a
 /// typo, or a monitor watching a name that is gone, must hear so.
@@ -136,11 +36,11 @@ fn unknown_name(
 }
 
 fn node_of(i: &Identity) -> &str {
-    &i.node
+    i.node()
 }
 
 fn service_of(i: &Identity) -> &str {
-    &i.service
+    i.service()
 }
 
 /// How `status` turns the fleet into an exit code.
@@ -154,20 +54,20 @@ pub enum ExitRule {
 }
 
 impl ExitRule {
-    /// What the (filtered) fleet, as counted, asks of the operator under this rule.
-    pub fn attention(self, totals: &Totals, scope: &Scope) -> Attention {
+    /// What the (filtered) fleet, as counted, needs of the operator under this rule.
+    pub fn need(self, totals: &Totals, scope: &Scope) -> Need {
         match self {
-            ExitRule::WarnWithin(warn) => totals.attention(scope.as_of, Some(warn)),
+            ExitRule::WarnWithin(warn) => totals.need(scope.as_of, Some(warn)),
             ExitRule::ExpiresWithin(within) => {
                 let horizon = scope.as_of + within;
-                match totals.attention(scope.as_of, None) {
-                    Attention::RecoverOrProblem => Attention::RecoverOrProblem,
+                match totals.need(scope.as_of, None) {
+                    Need::RecoverOrProblem => Need::RecoverOrProblem,
                     _ if scope.ca.not_after <= horizon
                         || totals.earliest.is_some_and(|t| t <= horizon) =>
                     {
-                        Attention::WorkDue
+                        Need::WorkDue
                     }
-                    _ => Attention::None,
+                    _ => Need::None,
                 }
             }
         }
@@ -197,7 +97,7 @@ impl Selection {
         unknown_name(&self.nodes, &self.services, fleet)?;
         let chosen: Vec<&Identity> = fleet
             .iter()
-            .filter(|i| self.matches(&i.node, &i.service))
+            .filter(|i| self.matches(i.node(), i.service()))
             .collect();
         if chosen.is_empty() && !self.all {
             return Err(UsageError(format!(
@@ -217,7 +117,7 @@ impl Selection {
         self.resolve(&survey.identities)?;
         survey
             .identities
-            .retain(|i| self.matches(&i.node, &i.service));
+            .retain(|i| self.matches(i.node(), i.service()));
         // Paths found that are not identities: kept where they lie inside the selection.
         survey.issues.retain(|issue| {
             let mut parts = issue.path.split('/').skip(1);

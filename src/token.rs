@@ -9,6 +9,7 @@ use jsonwebtoken::errors::ErrorKind;
 use serde::{Deserialize, Serialize};
 
 use crate::ca::{Ca, to_utc};
+use crate::problem::Problem;
 
 /// The claims of a rekey token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,13 +51,13 @@ pub struct TokenInfo {
 
 /// Verifies `bytes` (the whole `token.jwt`) as a token of identity `sub` issued by `ca`.
 /// The error is a fragment that follows the file name ("token.jwt ...").
-pub fn verify(bytes: &[u8], ca: &Ca, sub: &str) -> Result<TokenInfo, String> {
+pub fn verify(bytes: &[u8], ca: &Ca, sub: &str) -> Result<TokenInfo, Problem> {
     let text = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     if text.is_empty() {
-        return Err("is empty".to_string());
+        return Err(Problem::new("is empty"));
     }
     if !text.iter().all(|b| b.is_ascii_graphic()) {
-        return Err("is not one compact JWT (unexpected characters or lines)".to_string());
+        return Err(Problem::new("is not one compact JWT (unexpected characters or lines)"));
     }
     let mut validation = jsonwebtoken::Validation::new(ca.jwt_alg);
     validation.validate_exp = false;
@@ -86,10 +87,10 @@ pub fn verify(bytes: &[u8], ca: &Ca, sub: &str) -> Result<TokenInfo, String> {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
-        return Err("has a jti that is not 128 bits of lowercase hex".to_string());
+        return Err(Problem::new("has a jti that is not 128 bits of lowercase hex"));
     }
     if nbf > exp {
-        return Err("has nbf after exp".to_string());
+        return Err(Problem::new("has nbf after exp"));
     }
     Ok(TokenInfo {
         not_before: to_utc(nbf),

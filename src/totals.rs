@@ -1,16 +1,37 @@
-//! What a survey adds up to: credentials and identities per state, the nearest expiry, the
-//! attention it asks for, and what to run next. Counted identity by identity as a stream passes
-//! ([`Totals::add`]): the status table's closing summary, the JSON `totals`, the metrics, the
-//! HTML reports and the exit codes all count from here. Pure: identities in, numbers and
-//! sentences out.
+//! What a survey adds up to: credentials and identities per state, the nearest expiry, what it
+//! needs of the operator ([`Need`], and the exit code that says it), and what to run next.
+//! Counted identity by identity as a stream passes ([`Totals::add`]): the status table's closing
+//! summary, the JSON `totals`, the metrics, the HTML reports and the exit codes all count from
+//! here. Pure: identities in, numbers and sentences out.
 
 use chrono::{DateTime, Utc};
 
-use crate::count::count;
-use crate::classify::{Kind, State, human, stamp};
 use crate::classify::Action;
+use crate::classify::{Kind, State, human, stamp};
+use crate::count::count;
+use crate::exit::Exit;
+use crate::names::IdentityId;
 use crate::scan::Issue;
-use crate::survey::{Attention, Identity, Scope};
+use crate::survey::{Identity, Scope};
+
+/// What a fleet, as counted, needs of its operator, least first; the exit code of `status`,
+/// `plan` and `rotate` (4, 3, 0) says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    None,
+    WorkDue,
+    RecoverOrProblem,
+}
+
+impl From<Need> for Exit {
+    fn from(need: Need) -> Exit {
+        match need {
+            Need::None => Exit::Ok,
+            Need::WorkDue => Exit::WorkDue,
+            Need::RecoverOrProblem => Exit::Attention,
+        }
+    }
+}
 
 /// The counts and the nearest expiry of a survey.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,8 +57,7 @@ pub struct Totals {
 /// The credential that expires next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nearest {
-    pub node: String,
-    pub service: String,
+    pub id: IdentityId,
     pub kind: Kind,
     pub not_after: DateTime<Utc>,
 }
@@ -75,8 +95,7 @@ impl Totals {
                 self.past_expiry += 1;
             } else if self.nearest.as_ref().is_none_or(|n| w.not_after < n.not_after) {
                 self.nearest = Some(Nearest {
-                    node: identity.node.clone(),
-                    service: identity.service.clone(),
+                    id: identity.id.clone(),
                     kind: c.kind,
                     not_after: w.not_after,
                 });
@@ -100,21 +119,21 @@ impl Totals {
         self.credentials.iter().sum()
     }
 
-    /// The operator attention what was counted needs; `warn` also counts credentials that keep
-    /// but expire within it as work due (`status --warn-days`).
-    pub fn attention(&self, as_of: DateTime<Utc>, warn: Option<chrono::TimeDelta>) -> Attention {
+    /// What was counted needs of the operator; `warn` also counts credentials that keep but
+    /// expire within it as work due (`status --warn-days`).
+    pub fn need(&self, as_of: DateTime<Utc>, warn: Option<chrono::TimeDelta>) -> Need {
         let any = |states: &[State]| states.iter().any(|s| self.credentials_in(*s) > 0);
         if self.problems > 0 || any(&[State::Recover, State::Problem]) {
-            return Attention::RecoverOrProblem;
+            return Need::RecoverOrProblem;
         }
         let expiring = match (warn, self.earliest_kept) {
             (Some(warn), Some(t)) => t <= as_of + warn,
             _ => false,
         };
         if self.to_rotate() > 0 || expiring {
-            Attention::WorkDue
+            Need::WorkDue
         } else {
-            Attention::None
+            Need::None
         }
     }
 
@@ -162,9 +181,8 @@ impl Totals {
                 Kind::Token => "token",
             };
             lines.push(format!(
-                "nearest expiry: {}/{} {kind}, {} ({when})",
-                n.node,
-                n.service,
+                "nearest expiry: {} {kind}, {} ({when})",
+                n.id,
                 stamp(n.not_after)
             ));
         }

@@ -1,6 +1,7 @@
 //! The tables that pin `classify` (a row per case, boundary instants included).
 use super::*;
 use crate::inspect::Credential;
+use crate::names::IdentityId;
 use crate::policy::Policy;
 
 const DAY: i64 = 86_400;
@@ -20,7 +21,7 @@ fn w(from: i64, to: i64) -> Result<Window, String> {
 fn cred(facts: Result<Window, String>) -> Credential {
     Credential {
         sha256: Some(crate::digest::Digest::of(b"")),
-        facts,
+        facts: facts.map_err(crate::problem::Problem::new),
         key_alg: None,
         names: None,
     }
@@ -47,8 +48,7 @@ fn check(
         now: now(),
     };
     let identity = Inspected {
-        node: "n1".into(),
-        service: service.into(),
+        id: IdentityId::new("n1", service).unwrap(),
         cert: cert.map(cred),
         token: token.map(cred),
     };
@@ -187,8 +187,7 @@ fn a_certificate_whose_subject_cn_does_not_match_the_policy_is_a_problem() {
             now: now(),
         };
         let identity = Inspected {
-            node: "node-02".into(),
-            service: service.into(),
+            id: IdentityId::new("node-02", service).unwrap(),
             cert: cn.map(|cn| Credential {
                 names: cn.map(|cn| crate::inspect::CertNames {
                     subject_cn: cn.to_string(),

@@ -39,8 +39,7 @@ pub fn demo(o: &Options) -> Result<Exit> {
         b"built by rekey demo; safe to delete\n",
     )
     .with_context(|| format!("failed to mark {} as a demo fleet", dir.display()))?;
-    let root =
-        std::fs::canonicalize(dir).with_context(|| format!("failed to open {}", dir.display()))?;
+    let root = crate::fsio::fleet_root(dir)?;
     let shown = root.display();
     let before = Survey::take(&root, now)?;
     let mut judged = before.judged();

@@ -42,6 +42,6 @@ pub fn plan(o: &Options) -> Result<Exit> {
         destination.deliver(render)?;
         let end = judged.end();
         eprint!("{}", report::plan_summary(scope, end));
-        Ok(end.totals.attention(scope.as_of, None).into())
+        Ok(end.totals.need(scope.as_of, None).into())
     })?
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::emit;
 use crate::exit::Exit;
@@ -16,8 +16,7 @@ pub struct Options {
 }
 
 pub fn policy(o: &Options) -> Result<Exit> {
-    let root = std::fs::canonicalize(&o.root)
-        .with_context(|| format!("failed to open fleet root {}", o.root.display()))?;
+    let root = crate::fsio::fleet_root(&o.root)?;
     let loaded = policy::load(&root)?;
     // The fleet's own service names only sharpen the warnings: a root without `nodes/` still
     // has a policy to show.

@@ -57,9 +57,9 @@ pub fn recover(o: &Options) -> Result<Exit> {
                 .iter()
                 .map(|i| {
                     serde_json::json!({
-                        "node": i.node,
-                        "service": i.service,
-                        "dir": format!("nodes/{}/{}", i.node, i.service),
+                        "node": i.node(),
+                        "service": i.service(),
+                        "dir": i.id.relative().to_string_lossy(),
                         "reason": reason_of(i),
                     })
                 })
@@ -83,7 +83,7 @@ pub fn recover(o: &Options) -> Result<Exit> {
         .into_iter()
         .filter_map(|i| {
             let target = Target::judged(i, Action::Recover, false)?;
-            Some((IdentityId::new(&i.node, &i.service)?, target))
+            Some((i.id.clone(), target))
         })
         .collect();
     if targets.is_empty() {
@@ -144,12 +144,7 @@ fn chosen<'a>(o: &Options, survey: &'a Survey) -> Result<Vec<&'a Identity>> {
     for i in &chosen {
         let reason = reason_of(i);
         let verb = if o.yes { "recovering" } else { "would recover" };
-        eprintln!(
-            "{verb} {}/{}: {}",
-            i.node,
-            i.service,
-            crate::values::Escaped::new(&reason)
-        );
+        eprintln!("{verb} {}: {}", i.id, crate::values::Escaped::new(&reason));
     }
     Ok(chosen)
 }

@@ -45,7 +45,7 @@ pub fn rotate(o: &Options) -> Result<Exit> {
         destination.deliver(|w| plan::write(scope, &mut judged, dry.format, &mut &mut *w))?;
         let end = judged.end();
         eprint!("{}", report::plan_summary(scope, end));
-        return Ok(end.totals.attention(scope.as_of, None).into());
+        return Ok(end.totals.need(scope.as_of, None).into());
     }
     let run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
     let mut survey = Survey::take(run.root(), run.as_of())?;

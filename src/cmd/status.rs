@@ -71,7 +71,7 @@ pub fn status(o: &Options) -> Result<Exit> {
             Format::Html => html::expiry::write(scope, judged, &mut &mut *w),
         };
         destination.deliver(render)?;
-        Ok(o.rule.attention(&judged.end().totals, scope).into())
+        Ok(o.rule.need(&judged.end().totals, scope).into())
     })?
 }
 

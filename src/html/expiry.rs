@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use super::{
-    Attention, card, close, escape, open, policy_section, state_colour, warnings,
+    PeopleTable, card, close, escape, open, policy_section, state_colour, warnings,
 };
 use crate::classify::{State, human, stamp};
 use crate::survey::{End, Identity, Judged, Scope};
@@ -32,7 +32,7 @@ pub fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) -> std:
     warnings(&mut out, scope);
     ca_section(&mut out, scope);
     counts_section(&mut out, scope, &end.totals);
-    attention_section(&mut out, end);
+    people_section(&mut out, end);
     timeline.write(&mut out);
     grid.write(&mut out);
     policy_section(&mut out, scope);
@@ -83,8 +83,8 @@ fn counts_section(out: &mut String, scope: &Scope, totals: &Totals) {
         let _ = writeln!(
             out,
             "<p>Next to expire: <b>{}/{}</b> {} on {} ({} left).</p>",
-            escape(&n.node),
-            escape(&n.service),
+            escape(n.id.node()),
+            escape(n.id.service()),
             match n.kind {
                 crate::classify::Kind::Cert => "certificate",
                 crate::classify::Kind::Token => "token",
@@ -96,15 +96,15 @@ fn counts_section(out: &mut String, scope: &Scope, totals: &Totals) {
 }
 
 /// The identities that need a person, listed first, with their reasons.
-fn attention_section(out: &mut String, end: &End) {
-    let attention = Attention {
+fn people_section(out: &mut String, end: &End) {
+    let table = PeopleTable {
         none: "No identity needs <code>rekey recover</code> and no problem was found.",
         column: "state",
         label: |person| (person.state.as_str(), state_colour(person.state)),
         problem_label: "problem",
         more: ": <code>rekey status --state recover --state problem</code> lists them all.",
     };
-    attention.write(out, end);
+    table.write(out, end);
 }
 
 /// Credentials expiring on each of the next [`TIMELINE_DAYS`] days, by state.

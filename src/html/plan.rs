@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
-use super::{Attention, card, close, escape, open, policy_section, warnings};
+use super::{PeopleTable, card, close, escape, open, policy_section, warnings};
 use crate::classify::{Action, stamp};
 use crate::survey::{End, Identity, Judged, Scope};
 
@@ -49,7 +49,7 @@ pub fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) -> std:
     open(&mut out, "Rotation plan", scope);
     warnings(&mut out, scope);
     summary_section(&mut out, scope, &tally, end);
-    attention_section(&mut out, end);
+    people_section(&mut out, end);
     table(&mut out, "By node", "by-node", "node", &tally.by_node);
     table(&mut out, "By service", "by-service", "service", &tally.by_service);
     reasons_section(&mut out, &tally.reasons);
@@ -89,8 +89,8 @@ impl Tally {
                 counts[slot(c.verdict.state.action())] += 1;
             }
         };
-        counts(&mut self.by_node, &i.node);
-        counts(&mut self.by_service, &i.service);
+        counts(&mut self.by_node, i.node());
+        counts(&mut self.by_service, i.service());
     }
 }
 
@@ -131,15 +131,15 @@ fn summary_section(out: &mut String, scope: &Scope, tally: &Tally, end: &End) {
 }
 
 /// The identities that need a person or are skipped, with their reasons.
-fn attention_section(out: &mut String, end: &End) {
-    let attention = Attention {
+fn people_section(out: &mut String, end: &End) {
+    let table = PeopleTable {
         none: "Nothing needs <code>rekey recover</code> and nothing is skipped.",
         column: "action",
         label: |person| (action_str(person.action), action_colour(person.action)),
         problem_label: "skip",
         more: " (see the plan file).",
     };
-    attention.write(out, end);
+    table.write(out, end);
 }
 
 /// A table of counts per action, one row per group; past [`MAX_ROWS`], the groups with the

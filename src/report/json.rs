@@ -9,7 +9,6 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::kind_str;
 use crate::classify::{Action, State, human, stamp};
 use crate::policy::{Policy, Source};
 use crate::survey::{Judged, Scope};
@@ -151,11 +150,11 @@ impl Serialize for Rows<'_, '_> {
         for i in judged.by_ref() {
             for c in i.credentials() {
                 seq.serialize_element(&RowJson {
-                    node: &i.node,
-                    service: &i.service,
-                    kind: kind_str(c),
+                    node: i.node(),
+                    service: i.service(),
+                    kind: c.kind.as_str(),
                     path: scope
-                        .path_of(&i.node, &i.service, c.kind)
+                        .path_of(&i.id, c.kind)
                         .to_string_lossy()
                         .into_owned(),
                     expires: c.window.map(|w| stamp(w.not_after)),
@@ -193,8 +192,8 @@ fn totals(scope: &Scope, t: &Totals) -> TotalsJson {
         nearest: t.nearest.clone().map(|n| NearestJson {
             expires_at: stamp(n.not_after),
             seconds_left: (n.not_after - scope.as_of).num_seconds(),
-            node: n.node,
-            service: n.service,
+            node: n.id.node().to_string(),
+            service: n.id.service().to_string(),
             kind: n.kind,
         }),
     }

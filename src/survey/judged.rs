@@ -2,20 +2,21 @@
 //! narrowed by the read commands' filter and counted as they pass, so that what a report says
 //! last (totals, what needs a person, issues) is known without holding the fleet.
 
+use super::filter::{Filter, Grain};
+use super::identity::{Identity, Stuck};
+use super::scope::Scope;
 use super::stream::{Flow, Listed};
-use super::{Identity, Scope};
 use crate::classify::{Action, State};
+use crate::names::IdentityId;
 use crate::scan::Issue;
-use crate::select::{Filter, Grain};
 use crate::totals::Totals;
 
 /// An identity that needs a person (`recover`, or a problem), as the reports list it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
-    pub node: String,
-    pub service: String,
-    /// `recover` or `problem`.
-    pub tag: &'static str,
+    pub id: IdentityId,
+    /// Why: it needs `recover`, or has a problem.
+    pub tag: Stuck,
     /// Its own reasons, each once.
     pub reasons: String,
     /// The identity's state and action (its most urgent, its most demanding credential's).
@@ -58,8 +59,7 @@ fn count(identity: &Identity, scope: &Scope, totals: &mut Totals, people: &mut V
     totals.add(identity, scope);
     if let Some((tag, reasons)) = identity.needs_person() {
         people.push(Person {
-            node: identity.node.clone(),
-            service: identity.service.clone(),
+            id: identity.id.clone(),
             tag,
             reasons,
             state: identity.state(),

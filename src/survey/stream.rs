@@ -22,7 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use super::{Identity, Scope, assess};
+use super::identity::{Identity, assess};
+use super::scope::Scope;
 use crate::inspect;
 use crate::scan::{self, Candidate, Files, Issue, Nodes};
 
@@ -222,7 +223,7 @@ pub fn each<R>(
                 };
                 for services in feed {
                     let candidates = services.candidates.into_iter();
-                    for candidate in candidates.filter(|c| wanted(&c.node, &c.service)) {
+                    for candidate in candidates.filter(|c| wanted(c.id.node(), c.id.service())) {
                         batch.push((seq, candidate));
                         seq += 1;
                         if batch.len() == BATCH && !send(&mut batch, seq - 1) {

@@ -24,7 +24,7 @@ pub fn narrow(plan: &ValidPlan, survey: &Survey, force: bool) -> Narrowed {
     let fleet: BTreeMap<(&str, &str), &crate::survey::Identity> = survey
         .identities
         .iter()
-        .map(|i| ((i.node.as_str(), i.service.as_str()), i))
+        .map(|i| ((i.node(), i.service()), i))
         .collect();
     let mut out = Narrowed::default();
     for (id, planned) in plan.rotations() {
@@ -164,6 +164,7 @@ mod tests {
             verdict: Verdict {
                 state,
                 reason: reason.to_string(),
+                whose: crate::classify::Whose::Own,
             },
             window: None,
             sha256: Some(Digest::of(bytes)),

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 
-use super::record::run_report::{FleetFacts, NeedsPerson, Notes, PersonState, RunCommand};
+use super::record::run_report::{FleetFacts, NeedsPerson, Notes, RunCommand};
 use super::rotation::{Rotation, Target};
 use super::run::WriteRun;
 use super::started::Started;
 use crate::classify::Action;
 use crate::exit::Exit;
 use crate::names::IdentityId;
-use crate::survey::Survey;
+use crate::survey::{Stuck, Survey};
 use chrono::{DateTime, Utc};
 
 /// What a rotating command asks of its run.
@@ -86,7 +86,7 @@ pub fn rotate_due(write: WriteRun, survey: &Survey, force: bool) -> anyhow::Resu
         .iter()
         .filter_map(|i| {
             let target = Target::judged(i, Action::Rotate, force)?;
-            Some((IdentityId::new(&i.node, &i.service)?, target))
+            Some((i.id.clone(), target))
         })
         .collect();
     let asked = Rotating {
@@ -108,11 +108,8 @@ fn facts(survey: &Survey) -> FleetFacts {
         .filter_map(|i| {
             let (state, reason) = i.needs_person()?;
             Some(NeedsPerson {
-                dir: format!("nodes/{}/{}", i.node, i.service),
-                state: match state {
-                    "recover" => PersonState::Recover,
-                    _ => PersonState::Problem,
-                },
+                dir: i.id.relative().to_string_lossy().into_owned(),
+                state,
                 reason,
             })
         })
@@ -124,7 +121,7 @@ fn facts(survey: &Survey) -> FleetFacts {
             .filter(|i| i.is_problem)
             .map(|i| NeedsPerson {
                 dir: i.path.clone(),
-                state: PersonState::Problem,
+                state: Stuck::Problem,
                 reason: i.message.clone(),
             }),
     );

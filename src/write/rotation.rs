@@ -96,8 +96,7 @@ impl Work for Rotation<'_> {
             ));
         }
         let candidate = Candidate {
-            node: id.node().to_string(),
-            service: id.service().to_string(),
+            id: id.clone(),
             dir: dir.path().to_path_buf(),
             is_link: false,
         };
@@ -154,7 +153,7 @@ impl Rotation<'_> {
         let old_der = pemblock::single(pem)
             .map_err(|e| format!("{CERT_FILE} {e}"))?
             .der;
-        let public = issue::public_key_of(&old_der)?;
+        let public = issue::public_key_of(&old_der).map_err(|e| e.to_string())?;
         let terms = Terms {
             serial: issue::random_serial().map_err(|e| format!("{e:#}"))?,
             not_before: self.not_before,
@@ -167,7 +166,8 @@ impl Rotation<'_> {
                 let format = key_format(old_key)?;
                 let pair = keys::generate_key(public.alg)
                     .map_err(|e| format!("{e:#}; set keys = \"reuse\" to keep it"))?;
-                let der = issue::reissue(&old_der, &pair, &terms, issuer, self.ca)?;
+                let der = issue::reissue(&old_der, &pair, &terms, issuer, self.ca)
+                    .map_err(|e| e.to_string())?;
                 let key_pem =
                     keys::encode_key(&pair, public.alg, format).map_err(|e| format!("{e:#}"))?;
                 staged.files.push(NewFile {
@@ -187,7 +187,8 @@ impl Rotation<'_> {
                 &terms,
                 issuer,
                 self.ca,
-            )?,
+            )
+            .map_err(|e| e.to_string())?,
         };
         let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", der)).replace("\r\n", "\n");
         staged.files.push(NewFile {

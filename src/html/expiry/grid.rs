@@ -107,16 +107,16 @@ pub(super) struct Grid {
 
 impl Grid {
     pub(super) fn add(&mut self, i: &Identity, as_of: chrono::DateTime<chrono::Utc>) {
-        if self.current.as_ref().is_none_or(|(node, _)| *node != i.node) {
+        if self.current.as_ref().is_none_or(|(node, _)| *node != i.node()) {
             self.close_node();
-            self.current = Some((i.node.clone(), Vec::new()));
+            self.current = Some((i.node().to_string(), Vec::new()));
         }
-        let number = match self.service_numbers.get(&i.service) {
+        let number = match self.service_numbers.get(i.service()) {
             Some(n) => *n,
             None => {
                 let n = u32::try_from(self.service_names.len()).unwrap_or(u32::MAX);
-                self.service_numbers.insert(i.service.clone(), n);
-                self.service_names.push(i.service.clone());
+                self.service_numbers.insert(i.service().to_string(), n);
+                self.service_names.push(i.service().to_string());
                 self.service_urgency.push(i64::MAX);
                 n
             }
@@ -284,7 +284,7 @@ mod tests {
     fn held_layout(fleet: &[Identity], as_of: chrono::DateTime<chrono::Utc>) -> Layout {
         let mut cells: BTreeMap<(&str, &str), Cell> = BTreeMap::new();
         for i in fleet {
-            let cell = cells.entry((&i.node, &i.service)).or_default();
+            let cell = cells.entry((i.node(), i.service())).or_default();
             for c in i.credentials() {
                 cell.merge(Cell {
                     min_left: c.window.map(|w| (w.not_after - as_of).num_seconds()),
@@ -323,6 +323,7 @@ mod tests {
             verdict: Verdict {
                 state,
                 reason: String::new(),
+                whose: crate::classify::Whose::Own,
             },
             window: (state != State::Problem).then_some(Window {
                 not_before: not_after - chrono::TimeDelta::days(90),
@@ -335,8 +336,8 @@ mod tests {
         };
         Identity {
             dir: None,
-            node: format!("node-{node:03}"),
-            service: format!("svc-{service:02}"),
+            id: crate::names::IdentityId::new(&format!("node-{node:03}"), &format!("svc-{service:02}"))
+                .unwrap(),
             cert: Some(credential(Kind::Cert)),
             token: (!service.is_multiple_of(3)).then(|| credential(Kind::Token)),
         }

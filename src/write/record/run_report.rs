@@ -9,6 +9,7 @@ use super::calls::{HookResult, HookStatus};
 pub use super::entries::RunCommand;
 use crate::digest::Digest;
 use crate::exit::Exit;
+use crate::survey::Stuck;
 
 /// The report format version. Reports of version 1 (no outcome, dates, details) still read.
 pub const VERSION: u32 = 2;
@@ -16,8 +17,7 @@ pub const VERSION: u32 = 2;
 mod lines;
 
 pub use lines::{
-    CertChange, Details, IdentityReport, KeyChange, NeedsPerson, Outcome, PersonState, RetriedHook,
-    TokenChange,
+    CertChange, Details, IdentityReport, KeyChange, NeedsPerson, Outcome, RetriedHook, TokenChange,
 };
 
 /// Report times, as RFC 3339 to the second (`2026-11-28T00:00:00Z`), the form every report has.
@@ -196,11 +196,11 @@ impl Report {
                 .sum(),
             needs_recover: attention
                 .iter()
-                .filter(|a| a.state == PersonState::Recover)
+                .filter(|a| a.state == Stuck::Recover)
                 .count(),
             problems: attention
                 .iter()
-                .filter(|a| a.state == PersonState::Problem)
+                .filter(|a| a.state == Stuck::Problem)
                 .count(),
             hooks_failed: 0,
         };

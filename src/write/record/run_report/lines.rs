@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::survey::Stuck;
 use crate::write::record::calls::HookResult;
 use crate::write::record::entries::FileChange;
 
@@ -98,16 +99,8 @@ pub struct Details {
 pub struct NeedsPerson {
     /// The path relative to the root (`nodes/<node>/<service>`).
     pub dir: String,
-    pub state: PersonState,
+    pub state: Stuck,
     pub reason: String,
-}
-
-/// Why a person is needed: `recover` (an identity that cannot be rotated) or `problem`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PersonState {
-    Recover,
-    Problem,
 }
 
 fn dir_of(node: &str, service: &str) -> String {

@@ -7,7 +7,7 @@ fn the_exit_code_puts_this_runs_failures_before_attention_already_there() {
     let needs = || {
         vec![NeedsPerson {
             dir: "nodes/n/x".into(),
-            state: PersonState::Problem,
+            state: Stuck::Problem,
             reason: "r".into(),
         }]
     };

@@ -1,0 +1,146 @@
+//! One identity as classified: its credentials' verdicts, windows and digests, and what the
+//! identity as a whole asks for. Values only: built by [`assess`] from an inspected identity.
+
+use crate::classify::{self, Action, Context, Kind, State, Verdict, Whose};
+use crate::inspect::{self, Window};
+use crate::keys::KeyAlg;
+use crate::names::IdentityId;
+
+/// One credential as classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessed {
+    pub kind: Kind,
+    pub verdict: Verdict,
+    pub window: Option<Window>,
+    pub sha256: Option<crate::digest::Digest>,
+    pub self_rotates: bool,
+    pub key_alg: Option<KeyAlg>,
+    /// Subject CN and serial of a usable certificate (for the metrics' labels).
+    pub names: Option<inspect::CertNames>,
+}
+
+/// One identity as classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Which identity: made once, by `scan`, from the names it listed.
+    pub id: IdentityId,
+    /// The directory judged (device and inode), when it was read: a writer acts on it only.
+    pub dir: Option<crate::fsio::FileId>,
+    pub cert: Option<Assessed>,
+    pub token: Option<Assessed>,
+}
+
+impl Identity {
+    pub fn node(&self) -> &str {
+        self.id.node()
+    }
+
+    pub fn service(&self) -> &str {
+        self.id.service()
+    }
+
+    pub fn credentials(&self) -> impl Iterator<Item = &Assessed> {
+        self.cert.iter().chain(self.token.iter())
+    }
+
+    /// Whether the identity is left for a person, as `recover` or `problem`, with its own
+    /// reasons (not those spread from its other credential), each once.
+    pub fn needs_person(&self) -> Option<(Stuck, String)> {
+        let mut tag = None;
+        let mut reasons: Vec<&str> = Vec::new();
+        for c in self.credentials() {
+            match c.verdict.state.action() {
+                Action::Recover => tag = tag.or(Some(Stuck::Recover)),
+                Action::Skip => tag = Some(Stuck::Problem),
+                Action::Keep | Action::Rotate => continue,
+            }
+            let own = c.verdict.whose == Whose::Own;
+            if own && !reasons.contains(&c.verdict.reason.as_str()) {
+                reasons.push(&c.verdict.reason);
+            }
+        }
+        tag.map(|tag| (tag, reasons.join("; ")))
+    }
+
+    /// What the identity as a whole asks for: its most demanding credential's action.
+    pub fn action(&self) -> Action {
+        let rank = |a: Action| match a {
+            Action::Keep => 0,
+            Action::Rotate => 1,
+            Action::Recover => 2,
+            Action::Skip => 3,
+        };
+        self.credentials()
+            .map(|c| c.verdict.state.action())
+            .max_by_key(|a| rank(*a))
+            .unwrap_or(Action::Keep)
+    }
+
+    /// The identity's state: that of its most urgent credential.
+    pub fn state(&self) -> State {
+        self.credentials()
+            .map(|c| c.verdict.state)
+            .max_by_key(|s| s.urgency())
+            .unwrap_or(State::Healthy)
+    }
+}
+
+/// The identity `identity` as classified under `ctx`.
+pub(crate) fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identity {
+    let renewal = ctx.policy.renewal(identity.id.service());
+    let (cert_verdict, token_verdict) = classify::classify(identity, ctx);
+    let build =
+        |kind, cred: &Option<inspect::Credential>, verdict: Option<Verdict>, self_rotates| {
+            cred.as_ref().zip(verdict).map(|(c, verdict)| Assessed {
+                kind,
+                verdict,
+                window: c.facts.as_ref().ok().copied(),
+                sha256: c.sha256,
+                self_rotates,
+                key_alg: c.key_alg,
+                names: c.names.clone(),
+            })
+        };
+    Identity {
+        id: identity.id.clone(),
+        dir: None,
+        cert: build(
+            Kind::Cert,
+            &identity.cert,
+            cert_verdict,
+            renewal.self_renews_cert,
+        ),
+        token: build(
+            Kind::Token,
+            &identity.token,
+            token_verdict,
+            renewal.self_rotates_token,
+        ),
+    }
+}
+
+/// Why an identity is left for a person: rekey cannot move it on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stuck {
+    /// It can no longer log in: only `rekey recover` acts.
+    Recover,
+    /// A problem: skipped until it is fixed.
+    Problem,
+}
+
+impl Stuck {
+    /// `recover` or `problem`, as the reports tag it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stuck::Recover => "recover",
+            Stuck::Problem => "problem",
+        }
+    }
+}
+
+impl std::fmt::Display for Stuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
