@@ -300,12 +300,12 @@ pub fn read(candidate: &Candidate) -> Files {
             return files(unusable(), unusable(), unusable(), None);
         }
     };
-    read_in(&dir, candidate)
+    read_in(&dir, &candidate.id, &candidate.dir)
 }
 
-/// [`read`] for the identity `candidate` names, its directory already open as `dir` (a writer
+/// [`read`] for identity `id`, its directory (at `path`) already open as `dir` (a writer
 /// opens it through a handle: `fsio::RootDir::identity`).
-pub fn read_in(dir: &fsio::Dir, candidate: &Candidate) -> Files {
+pub fn read_in(dir: &fsio::Dir, id: &IdentityId, path: &Path) -> Files {
     let dir_id = dir.file_id();
     let files = |cert, key, token, in_flight| Files {
         cert,
@@ -324,12 +324,12 @@ pub fn read_in(dir: &fsio::Dir, candidate: &Candidate) -> Files {
             .ok()
             .and_then(|temps| temps.into_iter().next());
         if let Some(temp) = &temp
-            && Writer::of(candidate, temp) == Writer::None
+            && Writer::of(path, temp) == Writer::None
         {
             let why = format!(
                 "cannot be judged: {} is a temporary file that no unfinished rekey run made (left \
                  behind, or put there by someone else): remove it",
-                candidate.dir.join(temp).display(),
+                path.join(temp).display(),
             );
             return files(cert, key, token, Some(why));
         }
@@ -340,7 +340,7 @@ pub fn read_in(dir: &fsio::Dir, candidate: &Candidate) -> Files {
                     "is being rewritten by a rekey run that has not finished ({temp} is \
                      present): wait for it, or run `rekey rotate` to finish an interrupted one"
                 ),
-                format!("{} is present", candidate.dir.join(&temp).display()),
+                format!("{} is present", path.join(&temp).display()),
             )),
             // A name that could not be opened (a link, a socket) has nothing to compare.
             None => names
@@ -368,7 +368,7 @@ pub fn read_in(dir: &fsio::Dir, candidate: &Candidate) -> Files {
                 eprintln!(
                     "rekey: waiting for a rekey run that is rewriting {} ({sign}); up to {} s \
                      in all",
-                    candidate.id.relative().display(),
+                    id.relative().display(),
                     PATIENCE.as_secs()
                 );
             });
@@ -388,11 +388,11 @@ enum Writer {
 }
 
 impl Writer {
-    /// Who made `temp` (`.rekey-new.<run-id>.<file>`) in `candidate`'s directory: a run whose
+    /// Who made `temp` (`.rekey-new.<run-id>.<file>`) in the identity's directory `path`: a run whose
     /// journal is under `<root>/.rekey/runs/<run-id>/` with no report yet. A name without a run
     /// id (as runs before journal version 2 made them) is a writer's while any run is unfinished.
-    fn of(candidate: &Candidate, temp: &str) -> Writer {
-        let Some(root) = candidate.dir.ancestors().nth(3) else {
+    fn of(path: &Path, temp: &str) -> Writer {
+        let Some(root) = path.ancestors().nth(3) else {
             return Writer::None;
         };
         let store = crate::store::Store::of(root);

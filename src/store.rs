@@ -6,7 +6,7 @@
 //! .rekey/audit.jsonl               the recovery and hook audit log
 //! .rekey/runs/<id>/journal.jsonl   a run's journal
 //! .rekey/runs/<id>/report.json     its report, once it ended
-//! .rekey/runs/<id>/backup/         the files it replaced, per identity
+//! .rekey/runs/<id>/backup/<node>/<service>/   the files it replaced, per identity
 //! .rekey/runs/<id>/hooks.pending   present while hook calls it journaled may not have run
 //! .rekey/runs/<id>/hooks/           the output of each hook call it ran
 //! ```
@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 
 use crate::fsio;
+use crate::names::IdentityId;
 
 const STATE: &str = ".rekey";
 const LOCK: &str = "lock";
@@ -149,6 +150,12 @@ impl Store {
     pub fn sync_runs(&self) -> Result<()> {
         fsio::sync_dir(&self.runs_dir())
     }
+}
+
+/// Where a run's `backup/` keeps identity `id`'s files: `backup/<node>/<service>/`, the layout
+/// of `nodes/` below it.
+pub fn backup_of(backup: &Path, id: &IdentityId) -> PathBuf {
+    backup.join(id.node()).join(id.service())
 }
 
 /// Held while a command writes; released when dropped (or when the process dies).

@@ -80,7 +80,7 @@ pub fn list(o: &ListOptions) -> Result<Exit> {
             p.call.call.to_string(),
             p.call.kind.as_str().to_string(),
             p.call.source.label(),
-            p.call.identity().unwrap_or_else(|| "-".to_string()),
+            p.call.dir().unwrap_or_else(|| "-".to_string()),
             p.why().to_string(),
         ]
     }));
@@ -94,7 +94,7 @@ fn to_json(p: &PendingHook) -> serde_json::Value {
         "call": p.call.call,
         "kind": p.call.kind.as_str(),
         "source": p.call.source.label(),
-        "identity": p.call.identity(),
+        "identity": p.call.dir(),
         "why": p.why(),
     });
     if let write::hooks::HookSource::CommandLine { sha256, .. } = &p.call.source {
@@ -119,7 +119,7 @@ pub fn discard(o: &DiscardOptions) -> Result<Exit> {
             p.call.call,
             p.run_id,
             p.call
-                .identity()
+                .dir()
                 .map(|d| format!(" for {d}"))
                 .unwrap_or_default()
         );

@@ -82,7 +82,8 @@ fn replaced(run: &RunDir) -> Result<BTreeMap<IdentityId, Replaced>> {
         .into_iter()
         .filter(|i| i.outcome == Outcome::Done && !i.files.is_empty())
     {
-        let valid = IdentityId::new(&i.node, &i.service)
+        let valid = i
+            .id()
             .filter(|_| i.files.iter().all(|f| crate::names::is_valid(&f.name)));
         let Some(identity) = valid else {
             bail!(

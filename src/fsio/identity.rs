@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
+use crate::names::IdentityId;
+
 use super::{Dir, FileId, Slot};
 
 /// The fleet root, opened once per writing run: identities are opened beneath it.
@@ -47,16 +49,19 @@ impl RootDir {
 
     /// Opens `nodes/<node>/<service>` beneath the root, following no link at any step and never
     /// leaving the root: `openat2` with `RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH` where the kernel
-    /// has it, else one `O_NOFOLLOW | O_DIRECTORY` open per component. `node` and `service` are
-    /// valid names (no `/`, no `..`).
-    pub fn identity(&self, node: &str, service: &str) -> io::Result<IdentityDir> {
-        let rel = format!("nodes/{node}/{service}");
+    /// has it, else one `O_NOFOLLOW | O_DIRECTORY` open per component. An [`IdentityId`]'s names
+    /// are valid (no `/`, no `..`).
+    pub fn identity(&self, id: &IdentityId) -> io::Result<IdentityDir> {
+        let rel = id.relative();
         let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
         let fd = match rustix::fs::openat2(&self.fd, &rel, dir_flags(), Mode::empty(), resolve) {
             Ok(fd) => fd,
             Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::PERM => {
-                let mut fd = rustix::fs::openat(&self.fd, "nodes", dir_flags(), Mode::empty())?;
-                for part in [node, service] {
+                // One component at a time, none followed if it is a link.
+                let mut parts = rel.components().map(|c| c.as_os_str());
+                let first = parts.next().expect("an identity's path has components");
+                let mut fd = rustix::fs::openat(&self.fd, first, dir_flags(), Mode::empty())?;
+                for part in parts {
                     fd = rustix::fs::openat(&fd, part, dir_flags(), Mode::empty())?;
                 }
                 fd

@@ -12,6 +12,7 @@ use super::progress::{Meter, Progress};
 use super::record::run::Run;
 use super::record::run_report::{IdentityReport, Outcome};
 use super::signals::Interrupt;
+use crate::fsio::FileId;
 use crate::names::IdentityId;
 
 /// Identities per journal batch: one sync pair and four journal records per batch.
@@ -120,7 +121,7 @@ pub fn run<W: Work>(
             .iter()
             .map(|s| {
                 let why = "the filesystem filled up during its batch; left unchanged".to_string();
-                IdentityReport::unchanged(&s.node, &s.service, Outcome::Failed, why)
+                IdentityReport::unchanged(&s.id, Outcome::Failed, why)
             })
             .collect();
         let calls: Vec<HookCall> = match hooking.as_mut() {
@@ -130,8 +131,7 @@ pub fn run<W: Work>(
                     let not_after = s.details.cert.as_ref().map(|c| c.new_not_after.clone());
                     let not_after =
                         not_after.or(s.details.token.as_ref().map(|t| t.new_exp.clone()));
-                    h.set
-                        .deploy_calls(&s.node, &s.service, not_after, &mut h.next)
+                    h.set.deploy_calls(&s.id, not_after, &mut h.next)
                 })
                 .collect(),
             None => Vec::new(),
@@ -165,25 +165,23 @@ pub fn run<W: Work>(
                 Err(err) => return Err(err),
             },
         };
-        let mut dirs = std::collections::HashMap::new();
-        let mut lines: Vec<IdentityReport> = committed
+        let mut lines: Vec<(IdentityId, Option<FileId>, IdentityReport)> = committed
             .into_iter()
             .map(|committed| match committed {
                 Committed::Done(change, details, dir) => {
-                    dirs.insert((change.node.clone(), change.service.clone()), dir);
-                    IdentityReport::done(change.node, change.service, change.files, details)
+                    let line = IdentityReport::done(&change.id, change.files, details);
+                    (change.id, Some(dir), line)
                 }
-                Committed::Failed {
-                    node,
-                    service,
-                    reason,
-                } => IdentityReport::unchanged(&node, &service, Outcome::Failed, reason),
+                Committed::Failed { id, reason } => {
+                    let line = IdentityReport::unchanged(&id, Outcome::Failed, reason);
+                    (id, None, line)
+                }
             })
             .collect();
         if let Some(h) = &hooking {
-            run_deploy_hooks(h, &calls, &dirs, &mut lines, &mut run.journal)?;
+            run_deploy_hooks(h, &calls, &mut lines, &mut run.journal)?;
         }
-        reports.extend(lines);
+        reports.extend(lines.into_iter().map(|(_, _, line)| line));
     }
     meter.finish();
     Ok(Batches {
@@ -193,27 +191,23 @@ pub fn run<W: Work>(
     })
 }
 
-/// Runs the deploy hooks of the identities done (in parallel, bounded by the run's threads),
-/// journals each success, and puts each identity's results on its report line.
+/// Runs the deploy hooks of the identities done (in parallel, bounded by the run's threads), each
+/// in the directory its files were written in; journals each success, and puts each identity's
+/// results on its report line.
 fn run_deploy_hooks(
     h: &Hooking<'_>,
     calls: &[HookCall],
-    dirs: &std::collections::HashMap<(String, String), crate::fsio::FileId>,
-    lines: &mut [IdentityReport],
+    lines: &mut [(IdentityId, Option<FileId>, IdentityReport)],
     journal: &mut journal::Journal,
 ) -> anyhow::Result<()> {
     let ran: Vec<(usize, Vec<(u32, HookResult)>)> = lines
         .par_iter()
         .enumerate()
-        .filter(|(_, l)| l.outcome == Outcome::Done)
-        .map(|(n, l)| {
-            let own = calls.iter().filter(|c| {
-                c.node.as_deref() == Some(l.node.as_str())
-                    && c.service.as_deref() == Some(l.service.as_str())
-            });
-            let dir = dirs.get(&(l.node.clone(), l.service.clone())).copied();
+        .filter(|(_, (_, _, line))| line.outcome == Outcome::Done)
+        .map(|(n, (id, dir, _))| {
+            let own = calls.iter().filter(|c| c.id.as_ref() == Some(id));
             let results = own
-                .map(|c| (c.call, hooks::run(c, h.set, &h.ctx, dir)))
+                .map(|c| (c.call, hooks::run(c, h.set, &h.ctx, *dir)))
                 .collect();
             (n, results)
         })
@@ -222,7 +216,7 @@ fn run_deploy_hooks(
     for (n, results) in ran {
         for (call, result) in results {
             journal.append(&journal::Record::hook_done(call, result.status))?;
-            lines[n].hooks.push(result);
+            lines[n].2.hooks.push(result);
         }
     }
     Ok(())
@@ -246,5 +240,5 @@ fn stage_chunk<'a, W: Work>(
 }
 
 fn line(id: &IdentityId, outcome: Outcome, reason: String) -> IdentityReport {
-    IdentityReport::unchanged(id.node(), id.service(), outcome, reason)
+    IdentityReport::unchanged(id, outcome, reason)
 }

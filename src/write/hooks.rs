@@ -28,6 +28,7 @@ use process::run_program;
 pub use process::{Context, Program};
 
 use crate::digest::Digest;
+use crate::names::IdentityId;
 
 /// The hooks of a writing run, from the policy, the command line and the hooks folders, as
 /// they are now: the only place a hook's command comes from.
@@ -99,17 +100,16 @@ impl HookSet {
         cli.chain(folder).collect()
     }
 
-    /// The deploy calls for `node/service`, numbered from `next`.
+    /// The deploy calls for identity `id`, numbered from `next`.
     pub fn deploy_calls(
         &self,
-        node: &str,
-        service: &str,
+        id: &IdentityId,
         not_after: Option<String>,
         next: &mut u32,
     ) -> Vec<HookCall> {
         let reload = self
             .reload
-            .contains_key(service)
+            .contains_key(id.service())
             .then_some(HookSource::Reload);
         reload
             .into_iter()
@@ -119,8 +119,7 @@ impl HookSet {
                 HookCall {
                     call: *next,
                     kind: HookKind::Deploy,
-                    node: Some(node.to_string()),
-                    service: Some(service.to_string()),
+                    id: Some(id.clone()),
                     source,
                     not_after: not_after.clone(),
                 }
@@ -137,8 +136,7 @@ impl HookSet {
                 HookCall {
                     call: *next,
                     kind: HookKind::Post,
-                    node: None,
-                    service: None,
+                    id: None,
                     source,
                     not_after: None,
                 }
@@ -151,26 +149,20 @@ impl HookSet {
     /// this command whose text has the digest journaled). Never anything the journal says.
     pub fn resolve(&self, call: &HookCall) -> Result<Program, Unresolved> {
         if call.kind == HookKind::Deploy {
-            let id = call
-                .node
-                .as_deref()
-                .zip(call.service.as_deref())
-                .and_then(|(n, s)| crate::names::IdentityId::new(n, s));
-            let Some(id) = id else {
+            let Some(id) = &call.id else {
                 return Err(Unresolved::Gone("it names no valid identity".to_string()));
             };
-            let dir = self.root.join("nodes").join(id.node()).join(id.service());
+            let dir = id.dir_in(&self.root);
             if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
                 return Err(Unresolved::Gone(format!(
-                    "its identity nodes/{}/{} no longer exists",
-                    id.node(),
-                    id.service()
+                    "its identity {} no longer exists",
+                    id.relative().display()
                 )));
             }
         }
         match &call.source {
             HookSource::Reload => {
-                let service = call.service.as_deref().unwrap_or_default();
+                let service = call.id.as_ref().map_or("", IdentityId::service);
                 match self
                     .reload
                     .get(service)

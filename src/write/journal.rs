@@ -22,6 +22,7 @@ use std::path::Path;
 use super::record::calls::HookCall;
 use super::record::run_report::Details;
 use crate::fsio::{self, RootDir};
+use crate::names::IdentityId;
 use anyhow::Result;
 use rayon::prelude::*;
 
@@ -47,8 +48,7 @@ pub enum Committed {
     /// (device and inode: its deploy hooks run there and nowhere else).
     Done(Change, Details, fsio::FileId),
     Failed {
-        node: String,
-        service: String,
+        id: IdentityId,
         reason: String,
     },
 }
@@ -144,8 +144,7 @@ pub fn commit_batch(
                 // `stage` (or `discard`) removed what it had created; anything else there is not
                 // this run's.
                 results.push(Committed::Failed {
-                    node: s.node.clone(),
-                    service: s.service.clone(),
+                    id: s.id.clone(),
                     reason: e.reason,
                 });
             }
@@ -156,12 +155,8 @@ pub fn commit_batch(
     let calls: Vec<HookCall> = hooks
         .iter()
         .filter(|c| {
-            let key = format!(
-                "{}/{}",
-                c.node.as_deref().unwrap_or(""),
-                c.service.as_deref().unwrap_or("")
-            );
-            ready.contains(&key)
+            go.iter()
+                .any(|(_, change)| c.id.as_ref() == Some(&change.id))
         })
         .cloned()
         .collect();
@@ -201,7 +196,7 @@ pub fn commit_batch(
     crash_point("renamed");
     let left_old = go.iter().zip(&renamed).filter(|(_, r)| r.is_err());
     for ((s, _), _) in left_old {
-        drop_hooks(journal, &calls, &s.node, &s.service)?;
+        drop_hooks(journal, &calls, &s.id)?;
     }
     journal.append(&Record::Commit { batch })?;
     crash_point("committed");
@@ -209,8 +204,7 @@ pub fn commit_batch(
         results.push(match outcome {
             Ok(()) => Committed::Done(change, s.details.clone(), s.dir.file_id()),
             Err(reason) => Committed::Failed {
-                node: s.node.clone(),
-                service: s.service.clone(),
+                id: s.id.clone(),
                 reason,
             },
         });
@@ -218,13 +212,11 @@ pub fn commit_batch(
     Ok(results)
 }
 
-/// Closes the deploy hook calls journaled for `node/service` when it ended wholly old after all
+/// Closes the deploy hook calls journaled for identity `id` when it ended wholly old after all
 /// (its renames failed, or a replay could not finish them): hooks run only for an identity a run
 /// changed. Journaled before the batch's `commit`, so that none is ever pending.
-fn drop_hooks(journal: &mut Journal, calls: &[HookCall], node: &str, service: &str) -> Result<()> {
-    let own = calls
-        .iter()
-        .filter(|c| c.node.as_deref() == Some(node) && c.service.as_deref() == Some(service));
+fn drop_hooks(journal: &mut Journal, calls: &[HookCall], id: &IdentityId) -> Result<()> {
+    let own = calls.iter().filter(|c| c.id.as_ref() == Some(id));
     for c in own {
         journal.append(&Record::HookDropped {
             call: c.call,
@@ -298,7 +290,7 @@ pub fn replay(
     let mut journal = Journal::open(journal_path)?;
     let fleet = RootDir::open(root)
         .map_err(|e| anyhow::anyhow!("failed to open fleet root {}: {e}", root.display()))?;
-    let open = |c: &Change| fleet.identity(&c.node, &c.service).ok();
+    let open = |c: &Change| fleet.identity(&c.id).ok();
     let (mut finished, mut undone) = (Vec::new(), Vec::new());
     for step in unfinished(&records) {
         match step {
@@ -335,7 +327,7 @@ pub fn replay(
                     .flatten()
                     .collect();
                 for (c, _) in changes.iter().zip(&results).filter(|(_, ok)| !**ok) {
-                    drop_hooks(&mut journal, &calls, &c.node, &c.service)?;
+                    drop_hooks(&mut journal, &calls, &c.id)?;
                 }
                 journal.append(&Record::Commit { batch })?;
                 for (c, ok) in changes.into_iter().zip(results) {

@@ -111,10 +111,7 @@ pub fn retry(
         };
         let mut left = 0;
         for Pending { call, .. } in &pending {
-            let at = call
-                .identity()
-                .map(|d| format!(" for {d}"))
-                .unwrap_or_default();
+            let at = call.dir().map(|d| format!(" for {d}")).unwrap_or_default();
             match set.resolve(call) {
                 Err(Unresolved::Gone(why)) => {
                     journal.append(&Record::HookDropped {
@@ -153,7 +150,7 @@ pub fn retry(
                     left += usize::from(!ok);
                     out.ran.push(RetriedHook {
                         run_id: id.to_string(),
-                        dir: call.identity(),
+                        dir: call.dir(),
                         result,
                     });
                 }

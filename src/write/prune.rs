@@ -16,6 +16,7 @@ use super::record::audit;
 use super::record::entries::{self, Record};
 use super::record::history::History;
 use super::record::run_report::Outcome;
+use crate::names::IdentityId;
 use crate::store::{RunDir, Store};
 
 /// What a prune did (or, dry, would do), run by run.
@@ -71,7 +72,7 @@ fn finished(run: &RunDir) -> bool {
 }
 
 /// For each identity, the newest run (by id) whose report says it replaced its files.
-fn newest_changes(history: &History) -> BTreeMap<String, &str> {
+fn newest_changes(history: &History) -> BTreeMap<IdentityId, &str> {
     let mut newest = BTreeMap::new();
     for (run, report) in &history.runs {
         let (id, Some(report)) = (run.id(), report) else {
@@ -82,7 +83,9 @@ fn newest_changes(history: &History) -> BTreeMap<String, &str> {
             .iter()
             .filter(|i| i.outcome == Outcome::Done)
         {
-            newest.insert(format!("{}/{}", i.node, i.service), id);
+            if let Some(identity) = i.id() {
+                newest.insert(identity, id);
+            }
         }
     }
     newest
@@ -101,7 +104,8 @@ fn remove_backup(root: &Path, backup: &Path, dry: bool) -> Result<usize> {
             .path()
             .strip_prefix(backup)
             .expect("walkdir stays below its root");
-        let live = root.join("nodes").join(rel);
+        // The backup keeps the layout of `nodes/`: its file is the live one's.
+        let live = crate::names::nodes_dir(root).join(rel);
         let same =
             |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
         let meta = entry

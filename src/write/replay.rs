@@ -85,11 +85,11 @@ fn replayed_report(
     done.extend(finished.iter().cloned());
     let mut identities: Vec<IdentityReport> = done
         .into_iter()
-        .map(|c| IdentityReport::done(c.node, c.service, c.files, Details::default()))
+        .map(|c| IdentityReport::done(&c.id, c.files, Details::default()))
         .collect();
     identities.extend(undone.iter().map(|c| {
         let why = "interrupted before its files were replaced: left as it was".to_string();
-        IdentityReport::unchanged(&c.node, &c.service, Outcome::Failed, why)
+        IdentityReport::unchanged(&c.id, Outcome::Failed, why)
     }));
     identities.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
     identities.dedup_by(|a, b| a.node == b.node && a.service == b.service);

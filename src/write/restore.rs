@@ -32,7 +32,7 @@ pub enum Now {
 impl Restore<'_> {
     /// What the live file of `f` holds now (read through the identity's directory handle).
     pub fn now(&self, id: &IdentityId, f: &FileChange) -> Now {
-        match self.fleet.identity(id.node(), id.service()) {
+        match self.fleet.identity(id) {
             Ok(dir) => Self::now_in(&dir, f),
             Err(_) => Now::ChangedSince,
         }
@@ -53,8 +53,7 @@ impl Work for Restore<'_> {
     fn stage(&self, id: &IdentityId, files: &Replaced) -> Result<Staged, NotStaged> {
         let dir = super::rotation::open_identity(&self.fleet, id)?;
         let mut staged = Staged {
-            node: id.node().to_string(),
-            service: id.service().to_string(),
+            id: id.clone(),
             dir,
             files: Vec::new(),
             details: Default::default(),
@@ -66,7 +65,7 @@ impl Work for Restore<'_> {
                     f.name, self.run_id
                 )));
             }
-            let saved = journal::backup_path(&self.backup, id.node(), id.service(), &f.name);
+            let saved = journal::backup_path(&self.backup, id, &f.name);
             let bytes = match fsio::read_credential(&saved) {
                 Slot::Present(bytes) if Digest::of(&bytes) == f.old_sha256 => bytes,
                 Slot::Present(_) => {

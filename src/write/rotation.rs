@@ -16,7 +16,7 @@ use crate::keys::{self, KeyFormat};
 use crate::names::IdentityId;
 use crate::pemblock;
 use crate::policy::KeyMode;
-use crate::scan::{self, CERT_FILE, Candidate, KEY_FILE, TOKEN_FILE};
+use crate::scan::{self, CERT_FILE, KEY_FILE, TOKEN_FILE};
 use crate::signer::{CaSigner, ReusedKey};
 use crate::survey::{Assessed, Identity};
 use crate::token::Claims;
@@ -95,23 +95,17 @@ impl Work for Rotation<'_> {
                     .into(),
             ));
         }
-        let candidate = Candidate {
-            id: id.clone(),
-            dir: dir.path().to_path_buf(),
-            is_link: false,
-        };
         // The files must still be the ones judged: their digests say so. Read through the
         // handle every later step works in.
-        let files = scan::read_in(dir.dir(), &candidate);
+        let files = scan::read_in(dir.dir(), id, dir.path());
         if let Some(why) = &files.in_flight {
             return Err(NotStaged::Skipped(format!("its directory {why}")));
         }
         unchanged(&files.cert, t.cert, CERT_FILE)?;
         unchanged(&files.token, t.token, TOKEN_FILE)?;
-        let rel = format!("nodes/{id}");
+        let rel = id.relative();
         let mut staged = Staged {
-            node: id.node().to_string(),
-            service: id.service().to_string(),
+            id: id.clone(),
             dir,
             files: Vec::new(),
             details: Details::default(),
@@ -120,7 +114,7 @@ impl Work for Rotation<'_> {
             let mut change = self
                 .stage_cert(pem, sha, &files.key, &mut staged)
                 .map_err(NotStaged::Failed)?;
-            change.path = format!("{rel}/{CERT_FILE}");
+            change.path = rel.join(CERT_FILE).to_string_lossy().into_owned();
             change.old_not_after = t.cert.and_then(|e| e.not_after).map(stamp);
             staged.details.cert = Some(change);
         }
@@ -132,7 +126,7 @@ impl Work for Rotation<'_> {
                 bytes: Secret::new(text.into_bytes()),
             });
             staged.details.token = Some(TokenChange {
-                path: format!("{rel}/{TOKEN_FILE}"),
+                path: rel.join(TOKEN_FILE).to_string_lossy().into_owned(),
                 old_exp: t.token.and_then(|e| e.not_after).map(stamp),
                 new_exp: stamp(self.not_after),
             });
@@ -221,7 +215,7 @@ impl Rotation<'_> {
 /// Opens an identity's directory beneath the fleet root without following a link at any step
 /// (docs/design.md §8): a directory swapped for a link, or gone, leaves the identity alone.
 pub(super) fn open_identity(fleet: &RootDir, id: &IdentityId) -> Result<IdentityDir, NotStaged> {
-    fleet.identity(id.node(), id.service()).map_err(|e| {
+    fleet.identity(id).map_err(|e| {
         NotStaged::Skipped(match e.raw_os_error() {
             Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV) => {
                 "service directory is not a directory (or is a symbolic link on its way)".into()

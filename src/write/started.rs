@@ -226,7 +226,7 @@ fn refresh_metrics(write: &WriteRun, report: &Report) -> Result<()> {
 fn skipped(refused: Vec<(IdentityId, String)>) -> impl Iterator<Item = IdentityReport> {
     refused
         .into_iter()
-        .map(|(id, why)| IdentityReport::unchanged(id.node(), id.service(), Outcome::Skipped, why))
+        .map(|(id, why)| IdentityReport::unchanged(&id, Outcome::Skipped, why))
 }
 
 /// Prints a run's report (the table, or the JSON document) and, on stderr, why it stopped

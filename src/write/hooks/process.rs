@@ -70,8 +70,8 @@ pub(super) fn run_program(
             );
         }
     };
-    let dir = match (&call.node, &call.service) {
-        (Some(node), Some(service)) => match ctx.fleet.identity(node, service) {
+    let dir = match &call.id {
+        Some(id) => match ctx.fleet.identity(id) {
             Ok(dir) if written_in.is_none_or(|id| id == dir.file_id()) => Some(dir),
             Ok(_) | Err(_) => {
                 return result(
@@ -84,7 +84,7 @@ pub(super) fn run_program(
                 );
             }
         },
-        _ => None,
+        None => None,
     };
     let mut command = match program {
         Program::Shell(text) => {
@@ -216,11 +216,11 @@ fn env(
         env.extend([
             (
                 "REKEY_NODE".to_string(),
-                call.node.clone().unwrap_or_default(),
+                call.id.as_ref().map_or("", |id| id.node()).to_string(),
             ),
             (
                 "REKEY_SERVICE".to_string(),
-                call.service.clone().unwrap_or_default(),
+                call.id.as_ref().map_or("", |id| id.service()).to_string(),
             ),
             (
                 "REKEY_DIR".to_string(),

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use super::staged::Staged;
 use crate::digest::Digest;
 use crate::fsio::{self, IdentityDir, RootDir, TEMP_PREFIX};
+use crate::names::IdentityId;
 use crate::write::record::entries::Change;
 
-/// Where one run keeps its backup of `node/service/name`.
-pub fn backup_path(backup: &Path, node: &str, service: &str, name: &str) -> PathBuf {
-    backup.join(node).join(service).join(name)
+/// Where one run keeps its backup of identity `id`'s file `name`.
+pub fn backup_path(backup: &Path, id: &IdentityId, name: &str) -> PathBuf {
+    crate::store::backup_of(backup, id).join(name)
 }
 
 /// How a run names the temporary file of each file it replaces: `.rekey-new.<run-id>.<file>`,
@@ -64,7 +65,7 @@ pub(super) fn moved_away(s: &Staged) -> String {
 /// place. (Moved after this check, the renames still happen in the directory staged in,
 /// wherever it now is inside the fleet: never through what was put at its name.)
 pub(super) fn in_place(fleet: &RootDir, s: &Staged) -> Result<(), NotWritten> {
-    let now = fleet.identity(&s.node, &s.service).map(|d| d.file_id());
+    let now = fleet.identity(&s.id).map(|d| d.file_id());
     if now.is_ok_and(|id| id == s.dir.file_id()) {
         return Ok(());
     }
@@ -119,7 +120,7 @@ fn stage_files(
     saved: &mut Vec<PathBuf>,
     temp: &mut Vec<String>,
 ) -> Result<(), NotWritten> {
-    let target_dir = backup.join(&s.node).join(&s.service);
+    let target_dir = crate::store::backup_of(backup, &s.id);
     fsio::create_private_dir(&target_dir).map_err(|e| {
         let why = format!(
             "cannot create backup directory {}: {e:#}",
@@ -143,7 +144,7 @@ fn stage_files(
                 no_space: false,
             });
         };
-        let copy = backup_path(backup, &s.node, &s.service, &f.name);
+        let copy = backup_path(backup, &s.id, &f.name);
         s.dir
             .save_to(&f.name, &entry, &copy)
             .map_err(|e| NotWritten::new(format!("cannot back up {}: {e}", live.display()), &e))?;
@@ -211,7 +212,7 @@ fn undo_renames(dir: &IdentityDir, backup: &Path, temps: &Temps, change: &Change
         if digest_of(dir, &f.name) != Some(f.new_sha256) {
             continue;
         }
-        let saved = backup_path(backup, &change.node, &change.service, &f.name);
+        let saved = backup_path(backup, &change.id, &f.name);
         let restored = digest_at(&saved) == Some(f.old_sha256)
             && dir.link_from(&saved, &temp).is_ok()
             && dir.rename(&temp, &f.name).is_ok();
@@ -236,7 +237,7 @@ fn undo_renames(dir: &IdentityDir, backup: &Path, temps: &Temps, change: &Change
 pub(super) fn discard(dir: &IdentityDir, backup: &Path, temps: &Temps, change: &Change) {
     for f in &change.files {
         let _ = dir.remove(&temps.name(&f.name));
-        let saved = backup_path(backup, &change.node, &change.service, &f.name);
+        let saved = backup_path(backup, &change.id, &f.name);
         if digest_of(dir, &f.name) == Some(f.old_sha256) {
             let _ = std::fs::remove_file(saved);
         }

@@ -5,6 +5,7 @@ use zeroize::Zeroizing;
 
 use crate::digest::Digest;
 use crate::fsio::IdentityDir;
+use crate::names::IdentityId;
 use crate::write::record::entries::{Change, FileChange};
 use crate::write::record::run_report::Details;
 
@@ -32,8 +33,7 @@ impl std::fmt::Debug for Secret {
 /// A replacement ready to be committed: one identity's new files.
 #[derive(Debug)]
 pub struct Staged {
-    pub node: String,
-    pub service: String,
+    pub id: IdentityId,
     /// The identity's directory, as opened when it was staged: every later step works in it.
     pub dir: IdentityDir,
     pub files: Vec<NewFile>,
@@ -52,8 +52,7 @@ pub struct NewFile {
 impl Staged {
     pub(super) fn change(&self) -> Change {
         Change {
-            node: self.node.clone(),
-            service: self.service.clone(),
+            id: self.id.clone(),
             files: self
                 .files
                 .iter()

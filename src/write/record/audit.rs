@@ -168,9 +168,9 @@ impl HookLine<'_> {
             "kind": self.call.kind.as_str(),
             "source": self.call.source.label(),
         });
-        if let (Some(node), Some(service)) = (&self.call.node, &self.call.service) {
-            line["node"] = json!(node);
-            line["service"] = json!(service);
+        if let Some(id) = &self.call.id {
+            line["node"] = json!(id.node());
+            line["service"] = json!(id.service());
         }
         line[field] = json!(value);
         line

@@ -5,18 +5,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::names::IdentityId;
 
 /// One hook to run, as journaled: *which* hook, never its command line. What runs is resolved
 /// from the trusted configuration when the call runs ([`HookSet::resolve`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "RawCall", into = "RawCall")]
+#[serde(try_from = "RawCall", into = "RawCall")]
 pub struct HookCall {
     /// Unique within its run.
     pub call: u32,
     /// `deploy` (per identity) or `post` (per run).
     pub kind: HookKind,
-    pub node: Option<String>,
-    pub service: Option<String>,
+    /// The identity a deploy call is for.
+    pub id: Option<IdentityId>,
     pub source: HookSource,
     /// The new credentials' expiry (deploy hooks).
     pub not_after: Option<String>,
@@ -124,8 +125,22 @@ struct RawCall {
     shell: Option<serde::de::IgnoredAny>,
 }
 
-impl From<RawCall> for HookCall {
-    fn from(raw: RawCall) -> HookCall {
+impl TryFrom<RawCall> for HookCall {
+    type Error = String;
+
+    fn try_from(raw: RawCall) -> Result<HookCall, String> {
+        let id = match (&raw.node, &raw.service) {
+            (None, None) => None,
+            (Some(node), Some(service)) => Some(
+                IdentityId::new(node, service)
+                    .ok_or_else(|| format!("{node}/{service} is not an identity's name"))?,
+            ),
+            _ => {
+                return Err(
+                    "a hook call names a node without a service, or one without the other".into(),
+                );
+            }
+        };
         let position = raw.position.unwrap_or(0);
         let source = HookSource::parse(
             &raw.source,
@@ -133,14 +148,13 @@ impl From<RawCall> for HookCall {
             raw.command.as_deref(),
             position,
         );
-        HookCall {
+        Ok(HookCall {
             call: raw.call,
             kind: raw.kind,
-            node: raw.node,
-            service: raw.service,
+            id,
             source,
             not_after: raw.not_after,
-        }
+        })
     }
 }
 
@@ -155,8 +169,8 @@ impl From<HookCall> for RawCall {
         RawCall {
             call: call.call,
             kind: call.kind,
-            node: call.node,
-            service: call.service,
+            node: call.id.as_ref().map(|id| id.node().to_string()),
+            service: call.id.as_ref().map(|id| id.service().to_string()),
             source: call.source.label(),
             command_sha256,
             position,
@@ -169,11 +183,10 @@ impl From<HookCall> for RawCall {
 
 impl HookCall {
     /// `nodes/<node>/<service>` for a deploy call.
-    pub fn identity(&self) -> Option<String> {
-        self.node
+    pub fn dir(&self) -> Option<String> {
+        self.id
             .as_ref()
-            .zip(self.service.as_ref())
-            .map(|(n, s)| format!("nodes/{n}/{s}"))
+            .map(|id| id.relative().to_string_lossy().into_owned())
     }
 }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calls::{HookCall, HookKind, HookStatus};
 use crate::digest::Digest;
+use crate::names::IdentityId;
 
 /// The journal format version: 2 names temporary files after the run
 /// (`.rekey-new.<run-id>.<file>`); version 1 journals are still replayed.
@@ -93,16 +94,48 @@ impl Record {
 
 /// The files of one identity that a batch replaces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawChange", into = "RawChange")]
 pub struct Change {
-    pub node: String,
-    pub service: String,
+    pub id: IdentityId,
     pub files: Vec<FileChange>,
 }
 
 impl Change {
+    /// How `ready` names the identity (`node/service`).
     pub fn key(&self) -> String {
-        format!("{}/{}", self.node, self.service)
+        self.id.to_string()
+    }
+}
+
+/// A change as a journal line holds it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChange {
+    node: String,
+    service: String,
+    files: Vec<FileChange>,
+}
+
+impl TryFrom<RawChange> for Change {
+    type Error = String;
+
+    fn try_from(raw: RawChange) -> Result<Change, String> {
+        let id = IdentityId::new(&raw.node, &raw.service)
+            .ok_or_else(|| format!("{}/{} is not an identity's name", raw.node, raw.service))?;
+        Ok(Change {
+            id,
+            files: raw.files,
+        })
+    }
+}
+
+impl From<Change> for RawChange {
+    fn from(change: Change) -> RawChange {
+        RawChange {
+            node: change.id.node().to_string(),
+            service: change.id.service().to_string(),
+            files: change.files,
+        }
     }
 }
 
@@ -266,12 +299,10 @@ pub fn pending_hooks(records: &[Record]) -> Vec<Pending> {
         })
         .flatten()
         .filter(|c| !closed.contains(&c.call))
-        .filter(|c| match (c.kind, &c.node, &c.service) {
-            (HookKind::Deploy, Some(node), Some(service)) => {
-                placed.contains(&format!("{node}/{service}"))
-            }
-            (HookKind::Deploy, _, _) => false,
-            (HookKind::Post, _, _) => true,
+        .filter(|c| match (c.kind, &c.id) {
+            (HookKind::Deploy, Some(id)) => placed.contains(&id.to_string()),
+            (HookKind::Deploy, None) => false,
+            (HookKind::Post, _) => true,
         })
         .map(|c| Pending {
             call: c.clone(),

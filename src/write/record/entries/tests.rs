@@ -2,8 +2,7 @@ use super::*;
 
 fn change(node: &str) -> Change {
     Change {
-        node: node.into(),
-        service: "s".into(),
+        id: IdentityId::new(node, "s").unwrap(),
         files: vec![FileChange {
             name: "cert.pem".into(),
             old_sha256: Digest::of(b"a"),
@@ -177,8 +176,7 @@ fn dropped_and_discarded_calls_are_no_longer_pending() {
     let call = |n| HookCall {
         call: n,
         kind: HookKind::Post,
-        node: None,
-        service: None,
+        id: None,
         source: HookSource::Reload,
         not_after: None,
     };

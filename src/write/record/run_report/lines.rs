@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::IdentityId;
 use crate::survey::Stuck;
 use crate::write::record::calls::HookResult;
 use crate::write::record::entries::FileChange;
@@ -103,17 +104,25 @@ pub struct NeedsPerson {
     pub reason: String,
 }
 
-fn dir_of(node: &str, service: &str) -> String {
-    format!("nodes/{node}/{service}")
+impl IdentityReport {
+    /// The identity the line is for, if its names are valid (a report is read back from disk).
+    pub fn id(&self) -> Option<IdentityId> {
+        IdentityId::new(&self.node, &self.service)
+    }
+}
+
+/// The identity's directory as a report names it: `nodes/<node>/<service>`.
+fn dir_of(id: &IdentityId) -> String {
+    id.relative().to_string_lossy().into_owned()
 }
 
 impl IdentityReport {
     /// An identity whose files were not replaced, with the reason.
-    pub fn unchanged(node: &str, service: &str, outcome: Outcome, reason: String) -> Self {
+    pub fn unchanged(id: &IdentityId, outcome: Outcome, reason: String) -> Self {
         IdentityReport {
-            node: node.to_string(),
-            service: service.to_string(),
-            dir: dir_of(node, service),
+            node: id.node().to_string(),
+            service: id.service().to_string(),
+            dir: dir_of(id),
             outcome,
             reason,
             files: Vec::new(),
@@ -124,11 +133,11 @@ impl IdentityReport {
     }
 
     /// An identity whose files were replaced.
-    pub fn done(node: String, service: String, files: Vec<FileChange>, details: Details) -> Self {
+    pub fn done(id: &IdentityId, files: Vec<FileChange>, details: Details) -> Self {
         IdentityReport {
-            dir: dir_of(&node, &service),
-            node,
-            service,
+            node: id.node().to_string(),
+            service: id.service().to_string(),
+            dir: dir_of(id),
             outcome: Outcome::Done,
             reason: String::new(),
             files,

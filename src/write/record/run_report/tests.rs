@@ -3,7 +3,8 @@ use super::*;
 #[test]
 fn the_exit_code_puts_this_runs_failures_before_attention_already_there() {
     let t: DateTime<Utc> = "2026-11-28T00:00:00Z".parse().unwrap();
-    let line = |o| IdentityReport::unchanged("n", "s", o, String::new());
+    let id = crate::names::IdentityId::new("n", "s").unwrap();
+    let line = |o| IdentityReport::unchanged(&id, o, String::new());
     let needs = || {
         vec![NeedsPerson {
             dir: "nodes/n/x".into(),
