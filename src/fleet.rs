@@ -192,7 +192,10 @@ impl Generator {
 
     /// Writes one identity's directory under `root/nodes`.
     pub fn write_identity(&self, root: &Path, spec: &IdentitySpec) -> Result<()> {
-        let dir = root.join("nodes").join(&spec.node).join(&spec.service);
+        // Not an IdentityId: a hostile fleet has names rekey must refuse.
+        let dir = crate::names::nodes_dir(root)
+            .join(&spec.node)
+            .join(&spec.service);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
         let sub = format!("{}/{}", spec.node, spec.service);
@@ -316,7 +319,7 @@ fn alg_none_token(iss: &str, sub: &str, w: Window) -> Result<String> {
 pub fn write_fleet(root: &Path, ca: &CaSpec, identities: &[IdentitySpec]) -> Result<Generator> {
     let generator = Generator::new(ca)?;
     generator.write_ca(root)?;
-    std::fs::create_dir_all(root.join("nodes"))?;
+    std::fs::create_dir_all(crate::names::nodes_dir(root))?;
     identities
         .par_iter()
         .try_for_each(|spec| generator.write_identity(root, spec))?;

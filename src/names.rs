@@ -4,12 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-/// The directory of a fleet root that holds the node directories.
-const NODES: &str = "nodes";
-
-/// `<root>/nodes`: the directory of the fleet root `root` that holds the node directories.
+/// `<root>/nodes`: the directory of the fleet root `root` that holds the node directories. The
+/// one place the name `nodes` is joined to a path.
 pub fn nodes_dir(root: &Path) -> PathBuf {
-    root.join(NODES)
+    root.join("nodes")
 }
 
 /// Whether `name` is a valid node or service name.
@@ -56,16 +54,13 @@ impl IdentityId {
     /// `nodes/<node>/<service>`: the identity's directory relative to the fleet root, as
     /// messages, reports and hooks name it.
     pub fn relative(&self) -> PathBuf {
-        [NODES, &self.node, &self.service].iter().collect()
+        self.dir_in(Path::new(""))
     }
 
     /// `<root>/nodes/<node>/<service>`: the identity's directory under the fleet root `root`.
     pub fn dir_in(&self, root: &Path) -> PathBuf {
-        let mut dir = PathBuf::with_capacity(
-            root.as_os_str().len() + NODES.len() + self.node.len() + self.service.len() + 3,
-        );
-        dir.push(root);
-        dir.push(NODES);
+        let mut dir = nodes_dir(root);
+        dir.reserve(self.node.len() + self.service.len() + 2);
         dir.push(&self.node);
         dir.push(&self.service);
         dir
@@ -102,5 +97,16 @@ mod tests {
         for (name, input, want) in cases {
             assert_eq!(is_valid(input), want, "{name}");
         }
+    }
+
+    #[test]
+    fn an_identity_lives_under_nodes() {
+        let id = super::IdentityId::new("n1", "svc").unwrap();
+        assert_eq!(id.relative(), std::path::Path::new("nodes/n1/svc"));
+        assert_eq!(
+            id.dir_in(std::path::Path::new("/fleet")),
+            std::path::Path::new("/fleet/nodes/n1/svc")
+        );
+        assert_eq!(id.to_string(), "n1/svc");
     }
 }
