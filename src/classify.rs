@@ -110,6 +110,9 @@ pub struct Verdict {
     /// Whose reason it is: the credential's own, or its identity's other credential's problem
     /// (the reason then starts with [`SPREAD_PREFIX`]).
     pub whose: Whose,
+    /// Where the reason tells people to run `rekey recover` ([`RUN_RECOVER`]), if it does: the
+    /// byte at which that advice starts, so that `recover` itself can leave it out.
+    advice: Option<usize>,
 }
 
 /// Whose reason a verdict gives.
@@ -122,17 +125,38 @@ pub enum Whose {
 }
 
 impl Verdict {
-    fn new(state: State, reason: impl Into<String>) -> Verdict {
+    /// The credential's own verdict, with its reason.
+    pub fn new(state: State, reason: impl Into<String>) -> Verdict {
         Verdict {
             state,
             reason: reason.into(),
             whose: Whose::Own,
+            advice: None,
+        }
+    }
+
+    /// A credential only `rekey recover` can act on: `cause`, then the advice to run it.
+    fn recover(cause: String) -> Verdict {
+        Verdict {
+            advice: Some(cause.len()),
+            ..Verdict::new(State::Recover, format!("{cause}{RUN_RECOVER}"))
+        }
+    }
+
+    /// The reason without its advice to run `rekey recover` (what `recover` itself shows).
+    pub fn without_advice(&self) -> std::borrow::Cow<'_, str> {
+        match self.advice {
+            Some(at) => {
+                let (cause, rest) = self.reason.split_at(at);
+                format!("{cause}{}", &rest[RUN_RECOVER.len()..]).into()
+            }
+            None => self.reason.as_str().into(),
         }
     }
 }
 
-/// How a reason ends when only `rekey recover` can act (stripped in `recover`'s own output).
-pub const RUN_RECOVER: &str = ": run rekey recover";
+/// How a reason ends when only `rekey recover` can act (left out of `recover`'s own output).
+const RUN_RECOVER: &str = ": run rekey recover";
 
 /// How the reason of a sound credential starts when its identity's other credential has a problem.
 const SPREAD_PREFIX: &str = "identity has a problem: ";
@@ -188,8 +212,8 @@ pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Op
     let window = |c: &Credential| *c.facts.as_ref().expect("problems were handled above");
     let token_window = token.map(window);
     if let Some(w) = token_window.filter(|w| ctx.now >= w.not_after) {
-        let reason = format!("token expired {}{RUN_RECOVER}", day(w.not_after));
-        let recover = || capped(Verdict::new(State::Recover, reason.clone()), ctx);
+        let cause = format!("token expired {}", day(w.not_after));
+        let recover = || capped(Verdict::recover(cause.clone()), ctx);
         return (cert.map(|_| recover()), token.map(|_| recover()));
     }
     let cert_verdict = cert.map(|c| one(Kind::Cert, &window(c), renewal, token.is_some(), ctx));
@@ -240,10 +264,7 @@ fn one(kind: Kind, w: &Window, renewal: Renewal, has_token: bool, ctx: &Context<
     if kind == Kind::Cert && ctx.now > w.not_after {
         let when = day(w.not_after);
         return if !has_token {
-            Verdict::new(
-                State::Recover,
-                format!("certificate expired {when} and there is no token{RUN_RECOVER}"),
-            )
+            Verdict::recover(format!("certificate expired {when} and there is no token"))
         } else if self_renews {
             Verdict::new(
                 State::Stalled,
@@ -281,12 +302,14 @@ fn capped(v: Verdict, ctx: &Context<'_>) -> Verdict {
         return v;
     }
     if ctx.ca_not_after <= ctx.now {
-        let reason = format!(
-            "CA expired {}: renew the CA before rotating ({})",
-            day(ctx.ca_not_after),
-            v.reason
+        let opening = format!(
+            "CA expired {}: renew the CA before rotating (",
+            day(ctx.ca_not_after)
         );
-        return Verdict::new(State::Problem, reason);
+        return Verdict {
+            advice: v.advice.map(|at| opening.len() + at),
+            ..Verdict::new(State::Problem, format!("{opening}{})", v.reason))
+        };
     }
     let reason = format!(
         "{}; new validity capped at CA expiry {}",

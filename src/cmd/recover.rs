@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use crate::classify::{Action, RUN_RECOVER};
+use crate::classify::Action;
 use crate::exit::{Exit, UsageError};
 use crate::names::IdentityId;
 use crate::select::Selection;
@@ -121,7 +121,7 @@ pub fn recover(o: &Options) -> Result<Exit> {
 /// people elsewhere to run `rekey recover`; here they are running it).
 fn reason_of(i: &Identity) -> String {
     i.credentials()
-        .map(|c| c.verdict.reason.replace(RUN_RECOVER, ""))
+        .map(|c| c.verdict.without_advice().into_owned())
         .next()
         .unwrap_or_default()
 }

@@ -144,7 +144,7 @@ fn credential(
         }),
         State::Recover => Judged::Refused(format!(
             "needs rekey recover: {}",
-            reason.trim_end_matches(crate::classify::RUN_RECOVER)
+            fleet.verdict.without_advice()
         )),
         State::Problem => Judged::Refused(reason.clone()),
         State::Fresh => Judged::Narrowed(keep, format!("{file} already {reason}")),
@@ -161,11 +161,7 @@ mod tests {
     fn assessed(state: State, reason: &str, bytes: &[u8]) -> Assessed {
         Assessed {
             kind: crate::classify::Kind::Cert,
-            verdict: Verdict {
-                state,
-                reason: reason.to_string(),
-                whose: crate::classify::Whose::Own,
-            },
+            verdict: Verdict::new(state, reason),
             window: None,
             sha256: Some(Digest::of(bytes)),
             self_rotates: false,

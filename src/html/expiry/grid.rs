@@ -320,11 +320,7 @@ mod tests {
         let not_after = chrono::DateTime::UNIX_EPOCH + chrono::TimeDelta::days(left_days);
         let credential = |kind| Assessed {
             kind,
-            verdict: Verdict {
-                state,
-                reason: String::new(),
-                whose: crate::classify::Whose::Own,
-            },
+            verdict: Verdict::new(state, String::new()),
             window: (state != State::Problem).then_some(Window {
                 not_before: not_after - chrono::TimeDelta::days(90),
                 not_after,
