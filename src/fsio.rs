@@ -1,192 +1,23 @@
 //! File I/O at the edge of the tool: bounded, link-refusing reads of credential files and the one
 //! atomic write path every output goes through.
 //!
-//! This module owns every `open` of a fleet file. It must not interpret contents: callers get bytes
-//! or a stated reason why there are none.
+//! This module and its children own every `open` of a fleet file: the reads and the open
+//! directory in `fsio::dir`, the handles writes below `nodes/` go through in `fsio::identity`.
+//! They must not interpret contents: callers get bytes or a stated reason why there are none.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
+mod dir;
 mod identity;
 
+use dir::copy_exclusive;
+pub use dir::{Dir, FileId, Slot, read_credential};
 pub use identity::{Entry, IdentityDir, RootDir};
-
-/// Largest credential file rekey reads; anything bigger is a problem, never read in full.
-pub const MAX_CREDENTIAL_BYTES: u64 = 1024 * 1024;
-
-/// What a credential path held when it was read.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Slot {
-    /// No file at that path.
-    Absent,
-    /// The file's bytes (at most [`MAX_CREDENTIAL_BYTES`]).
-    Present(Vec<u8>),
-    /// Something is there but it cannot be used: a link, a FIFO, too large, unreadable.
-    Unusable(String),
-}
-
-impl std::fmt::Debug for Slot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Slot::Absent => f.write_str("Absent"),
-            Slot::Present(bytes) => write!(f, "Present([{} bytes elided])", bytes.len()),
-            Slot::Unusable(why) => f.debug_tuple("Unusable").field(why).finish(),
-        }
-    }
-}
-
-/// Reads a credential file without following a symbolic link, without blocking on a FIFO and
-/// without reading more than [`MAX_CREDENTIAL_BYTES`].
-pub fn read_credential(path: &Path) -> Slot {
-    read_opened(|extra| {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(READ_FLAGS | extra)
-            .open(path)
-    })
-    .0
-}
-
-/// Which file a name led to: device and inode numbers.
-pub type FileId = (u64, u64);
-
-const READ_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
-
-/// An open directory, to read several files of one identity without walking its path again
-/// (and without the directory being swapped for a link between two reads).
-#[derive(Debug)]
-pub struct Dir(File);
-
-impl Dir {
-    pub fn open(path: &Path) -> io::Result<Dir> {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map(Dir)
-    }
-
-    /// The directory itself: its device and inode.
-    pub fn file_id(&self) -> Option<FileId> {
-        use std::os::unix::fs::MetadataExt;
-        // fstat(2) on the open directory: the one that was read, whatever is at its name now.
-        self.0.metadata().ok().map(|m| (m.dev(), m.ino()))
-    }
-
-    /// [`read_credential`] for the entry `name` of this directory, with the file it read.
-    pub fn read_credential(&self, name: &str) -> (Slot, Option<FileId>) {
-        let Ok(name) = std::ffi::CString::new(name) else {
-            return (Slot::Unusable("has an invalid name".to_string()), None);
-        };
-        read_opened(|extra| {
-            use std::os::fd::{AsRawFd, FromRawFd};
-            // SAFETY: a valid directory descriptor and a NUL-terminated name; the returned
-            // descriptor is owned by the File from here on.
-            let fd = unsafe {
-                libc::openat(
-                    self.0.as_raw_fd(),
-                    name.as_ptr(),
-                    libc::O_RDONLY | READ_FLAGS | extra,
-                )
-            };
-            if fd < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(unsafe { File::from_raw_fd(fd) })
-            }
-        })
-    }
-
-    /// The file the entry `name` is now (a link itself, not what it points to); `None` when
-    /// there is no such entry.
-    pub fn entry(&self, name: &str) -> Option<FileId> {
-        use std::os::fd::AsRawFd;
-        let name = std::ffi::CString::new(name).ok()?;
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid directory descriptor, a NUL-terminated name and a stat buffer.
-        let rc = unsafe {
-            libc::fstatat(
-                self.0.as_raw_fd(),
-                name.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        (rc == 0).then_some((st.st_dev, st.st_ino))
-    }
-}
-
-fn read_opened(open: impl Fn(i32) -> io::Result<File>) -> (Slot, Option<FileId>) {
-    // Reading must not dirty the inode (an atime write per file at 10^5 identities); O_NOATIME
-    // is refused for files we do not own unless privileged, then a plain open will do.
-    let opened = match open(libc::O_NOATIME) {
-        Err(err) if err.raw_os_error() == Some(libc::EPERM) => open(0),
-        other => other,
-    };
-    let file = match opened {
-        Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return (Slot::Absent, None),
-        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
-            return (Slot::Unusable("is a symbolic link".to_string()), None);
-        }
-        // A socket cannot be opened at all.
-        Err(err) if err.raw_os_error() == Some(libc::ENXIO) => {
-            return (Slot::Unusable("is not a regular file".to_string()), None);
-        }
-        Err(err) => return (Slot::Unusable(format!("cannot be opened: {err}")), None),
-    };
-    use std::os::fd::AsRawFd;
-    // fstat(2), not File::metadata (statx with an empty path, which costs a path lookup).
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid descriptor and a stat buffer.
-    if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
-        let err = io::Error::last_os_error();
-        return (Slot::Unusable(format!("cannot be read: {err}")), None);
-    }
-    let id = Some((st.st_dev, st.st_ino));
-    match read_regular_bounded(file, &st) {
-        Ok(slot) => (slot, id),
-        Err(err) => (Slot::Unusable(format!("cannot be read: {err}")), id),
-    }
-}
-
-fn read_regular_bounded(mut file: File, st: &libc::stat) -> io::Result<Slot> {
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Ok(Slot::Unusable("is not a regular file".to_string()));
-    }
-    let len = st.st_size as u64;
-    if len > MAX_CREDENTIAL_BYTES {
-        return Ok(Slot::Unusable("is larger than 1 MiB".to_string()));
-    }
-    // Reads until the size fstat gave is reached or the file ends (no probe read for the end
-    // of a file whose size is known); a file that grew past its size is read on to the cap.
-    let mut bytes = vec![0u8; len as usize + 1];
-    let mut filled = 0;
-    while filled < bytes.len() {
-        match file.read(&mut bytes[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        if filled as u64 == len {
-            break;
-        }
-    }
-    bytes.truncate(filled);
-    if filled as u64 > len {
-        file.take(MAX_CREDENTIAL_BYTES + 1 - filled as u64)
-            .read_to_end(&mut bytes)?;
-    }
-    if bytes.len() as u64 > MAX_CREDENTIAL_BYTES {
-        return Ok(Slot::Unusable("is larger than 1 MiB".to_string()));
-    }
-    Ok(Slot::Present(bytes))
-}
 
 /// Prefix of the temporary file that holds a credential's replacement while a writing run
 /// stages it (`.rekey-new.cert.pem`); readers that see one wait for the rename.
@@ -381,61 +212,10 @@ pub fn link_or_copy_exclusive(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-/// Copies what is left of `source` into a new file `to` (mode 0600, created exclusively, never
-/// through a link); on failure the new file is removed.
-fn copy_exclusive(source: &mut File, to: &Path) -> io::Result<()> {
-    let mut copy = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(to)?;
-    let copied = io::copy(source, &mut copy);
-    if copied.is_err() {
-        let _ = std::fs::remove_file(to);
-    }
-    copied.map(drop)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
-
-    #[test]
-    fn reads_refuse_links_fifos_and_oversize_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("real");
-        std::fs::write(&real, b"hello").unwrap();
-        assert_eq!(read_credential(&real), Slot::Present(b"hello".to_vec()));
-        assert_eq!(read_credential(&dir.path().join("missing")), Slot::Absent);
-
-        let link = dir.path().join("link");
-        symlink(&real, &link).unwrap();
-        assert_eq!(
-            read_credential(&link),
-            Slot::Unusable("is a symbolic link".into())
-        );
-
-        let fifo = dir.path().join("fifo");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        assert_eq!(
-            read_credential(&fifo),
-            Slot::Unusable("is not a regular file".into())
-        );
-
-        let big = dir.path().join("big");
-        File::create(&big).unwrap().set_len(2 << 30).unwrap();
-        assert_eq!(
-            read_credential(&big),
-            Slot::Unusable("is larger than 1 MiB".into())
-        );
-        assert_eq!(
-            read_credential(dir.path()),
-            Slot::Unusable("is not a regular file".into())
-        );
-    }
 
     #[test]
     fn a_backup_never_overwrites_what_is_there() {

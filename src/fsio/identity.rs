@@ -14,9 +14,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
+use super::dir::{Dir, FileId, Slot, copy_exclusive, read_opened};
 use crate::names::IdentityId;
-
-use super::{Dir, FileId, Slot};
 
 /// The fleet root, opened once per writing run: identities are opened beneath it.
 #[derive(Debug)]
@@ -141,7 +140,7 @@ impl IdentityDir {
 
     /// Reads the entry `name` as [`super::read_credential`] reads a path.
     pub fn read(&self, name: &str) -> Slot {
-        super::read_opened(|extra| {
+        read_opened(|extra| {
             let flags = OFlags::RDONLY
                 | OFlags::NOFOLLOW
                 | OFlags::NONBLOCK
@@ -232,7 +231,7 @@ impl IdentityDir {
             Err(_) => {
                 let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
                 let mut source = File::from(rustix::fs::openat(self.fd(), name, flags, Mode::empty())?);
-                super::copy_exclusive(&mut source, to)
+                copy_exclusive(&mut source, to)
             }
         }
     }
@@ -257,24 +256,5 @@ impl IdentityDir {
     /// The directory's descriptor (a hook is started in it with `fchdir`).
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd()
-    }
-}
-
-impl Dir {
-    /// The names in this directory that start with `prefix` (read from its start: three system
-    /// calls for a small directory).
-    pub fn names_starting(&self, prefix: &str) -> io::Result<Vec<String>> {
-        rustix::fs::seek(&self.0, rustix::fs::SeekFrom::Start(0))?;
-        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-        let mut entries = rustix::fs::RawDir::new(&self.0, &mut buf);
-        let mut found = Vec::new();
-        while let Some(entry) = entries.next() {
-            let entry = entry?;
-            let name = entry.file_name().to_bytes();
-            if name.starts_with(prefix.as_bytes()) {
-                found.push(String::from_utf8_lossy(name).into_owned());
-            }
-        }
-        Ok(found)
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 
-use super::{Entry, Plan};
+use super::file::{Entry, Plan};
 use crate::classify::Action;
 use crate::digest::Digest;
 use crate::names::IdentityId;

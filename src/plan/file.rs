@@ -1,0 +1,96 @@
+//! What a plan file holds (docs/design.md §5), field by field as serde writes and reads it, with
+//! unknown fields refused, and the plan parsed back from either format with its version checked.
+//!
+//! The schema only: building a plan from a survey and rendering it are `plan`'s, validating one
+//! for `apply` is `plan::valid`'s. This module imports neither.
+
+use serde::{Deserialize, Serialize};
+
+use crate::classify::Action;
+use crate::policy::KeyMode;
+use crate::values::clip;
+
+/// The plan format version this rekey writes and reads.
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub version: u32,
+    pub root: String,
+    pub as_of: String,
+    /// For the reviewer: the validity the fleet's policy gives (never used to issue).
+    pub validity_days: u32,
+    /// For the reviewer: what happens to key pairs (never used to issue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<KeyMode>,
+    /// The digest of the policy the plan was made under; `apply` refuses another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_sha256: Option<String>,
+    pub ca_sha256: String,
+    pub ca_not_after: String,
+    /// How many `identity` entries follow: a plan cut short at an entry's boundary still parses,
+    /// and is refused because this count disagrees. Required by `apply` (absent only from plans
+    /// of an older rekey, which it refuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identities: Option<usize>,
+    #[serde(default)]
+    pub identity: Vec<PlanIdentity>,
+    /// Paths under the root that are not identities but were reported (links, bad names).
+    #[serde(default)]
+    pub issue: Vec<PlanIssue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanIdentity {
+    pub node: String,
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<Entry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub action: Action,
+    pub reason: String,
+    /// The credential's current expiry, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// The expiry a rotation gives it (rotate and recover only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_not_after: Option<String>,
+    /// SHA-256 of the file as planned, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanIssue {
+    pub path: String,
+    pub reason: String,
+}
+
+impl Plan {
+    /// Parses a plan in either format (JSON when it starts with `{`), refusing other versions.
+    /// A parser's message quotes at most [`QUOTED_MAX`](crate::values::QUOTED_MAX) bytes of a
+    /// line of the plan.
+    pub fn parse(text: &str) -> anyhow::Result<Plan> {
+        let plan: Plan = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| anyhow::anyhow!(clip(&e.to_string())))?
+        } else {
+            toml::from_str(text).map_err(|e| anyhow::anyhow!(clip(&e.to_string())))?
+        };
+        if plan.version != VERSION {
+            anyhow::bail!(
+                "plan version {} is not supported (this rekey reads version {VERSION})",
+                plan.version
+            );
+        }
+        Ok(plan)
+    }
+}
