@@ -15,9 +15,8 @@ use anyhow::{Context, Result};
 mod dir;
 mod identity;
 
-use dir::copy_exclusive;
 pub use dir::{Dir, FileId, Slot, read_credential};
-pub use identity::{Entry, IdentityDir, RootDir};
+pub use identity::{IdentityDir, RootDir};
 
 /// Prefix of the temporary file that holds a credential's replacement while a writing run
 /// stages it (`.rekey-new.cert.pem`); readers that see one wait for the rename.
@@ -195,43 +194,10 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Makes `to` a second name of the file `from` (a hard link) or, where a link cannot be made
-/// (another filesystem, a file owned by another user), a new file with a copy of its bytes, mode
-/// 0600. Never overwrites: an existing `to` is an error and is left exactly as it was.
-pub fn link_or_copy_exclusive(from: &Path, to: &Path) -> io::Result<()> {
-    match std::fs::hard_link(from, to) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
-        Err(_) => {
-            let mut source = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(from)?;
-            copy_exclusive(&mut source, to)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
-
-    #[test]
-    fn a_backup_never_overwrites_what_is_there() {
-        let dir = tempfile::tempdir().unwrap();
-        let live = dir.path().join("key.pem");
-        let saved = dir.path().join("saved");
-        std::fs::write(&live, b"live key").unwrap();
-        link_or_copy_exclusive(&live, &saved).unwrap();
-        assert_eq!(std::fs::read(&saved).unwrap(), b"live key");
-        // A second backup of the same file (the root cause of a key once emptied): refused,
-        // and both names still hold every byte.
-        let err = link_or_copy_exclusive(&live, &saved).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(std::fs::read(&live).unwrap(), b"live key");
-        assert_eq!(std::fs::read(&saved).unwrap(), b"live key");
-    }
 
     #[test]
     fn atomic_write_replaces_a_link_instead_of_writing_through_it() {
