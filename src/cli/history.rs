@@ -130,7 +130,7 @@ impl HooksAction {
             HooksAction::Discard { target, root } => {
                 Invocation::HooksDiscard(cmd::hooks::DiscardOptions {
                     root,
-                    target: target.parse().map_err(UsageError)?,
+                    target: target.parse()?,
                     started: clock.started(),
                 })
             }

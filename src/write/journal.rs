@@ -23,6 +23,7 @@ use super::record::calls::HookCall;
 use super::record::run_report::Details;
 use crate::fsio::{self, RootDir};
 use crate::names::IdentityId;
+use crate::problem::Problem;
 use anyhow::Result;
 use rayon::prelude::*;
 
@@ -182,7 +183,7 @@ pub fn commit_batch(
         return Err(no_space(e, "undone", undone));
     }
     crash_point("ready");
-    let renamed: Vec<Result<(), String>> = go
+    let renamed: Vec<Result<(), Problem>> = go
         .par_iter()
         .map(|(s, change)| {
             crash_point("renaming");
@@ -203,9 +204,9 @@ pub fn commit_batch(
     for ((s, change), outcome) in go.into_iter().zip(renamed) {
         results.push(match outcome {
             Ok(()) => Committed::Done(change, s.details.clone(), s.dir.file_id()),
-            Err(reason) => Committed::Failed {
+            Err(problem) => Committed::Failed {
                 id: s.id.clone(),
-                reason,
+                reason: problem.to_string(),
             },
         });
     }

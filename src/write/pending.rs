@@ -13,6 +13,7 @@ use super::journal::{self, Pending, Record};
 use super::record::audit::{self, HookLine};
 use super::record::history;
 use super::record::run_report::RetriedHook;
+use crate::exit::UsageError;
 use crate::store::{RunDir, Store};
 
 /// Marks a run as having hooks that may be pending, so that later runs look at its journal.
@@ -178,13 +179,16 @@ pub struct Target {
 }
 
 impl std::str::FromStr for Target {
-    type Err = String;
+    type Err = UsageError;
 
-    fn from_str(text: &str) -> Result<Target, String> {
+    fn from_str(text: &str) -> Result<Target, UsageError> {
         let (run_id, call) = match text.rsplit_once(':') {
             Some((run, call)) => {
                 let call = call.parse::<u32>().map_err(|_| {
-                    format!("{text:?}: CALL must be a call number (RUN_ID:CALL, as `rekey hooks list` shows)")
+                    UsageError(format!(
+                        "{text:?}: CALL must be a call number (RUN_ID:CALL, as `rekey hooks list` \
+                         shows)"
+                    ))
                 })?;
                 (run, Some(call))
             }
@@ -192,7 +196,9 @@ impl std::str::FromStr for Target {
         };
         let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-');
         if run_id.is_empty() || !run_id.chars().all(plain) {
-            return Err(format!("{text:?} names no run (RUN_ID or RUN_ID:CALL)"));
+            return Err(UsageError(format!(
+                "{text:?} names no run (RUN_ID or RUN_ID:CALL)"
+            )));
         }
         Ok(Target {
             run_id: run_id.to_string(),

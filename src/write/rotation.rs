@@ -16,6 +16,7 @@ use crate::keys::{self, KeyFormat};
 use crate::names::IdentityId;
 use crate::pemblock;
 use crate::policy::KeyMode;
+use crate::problem::Problem;
 use crate::scan::{self, CERT_FILE, KEY_FILE, TOKEN_FILE};
 use crate::signer::{CaSigner, ReusedKey};
 use crate::survey::{Assessed, Identity};
@@ -113,13 +114,13 @@ impl Work for Rotation<'_> {
         if let (Some(sha), Slot::Present(pem)) = (Target::rotated(t.cert), &files.cert) {
             let mut change = self
                 .stage_cert(pem, sha, &files.key, &mut staged)
-                .map_err(NotStaged::Failed)?;
+                .map_err(failed)?;
             change.path = rel.join(CERT_FILE).to_string_lossy().into_owned();
             change.old_not_after = t.cert.and_then(|e| e.not_after).map(stamp);
             staged.details.cert = Some(change);
         }
         if let Some(old) = Target::rotated(t.token) {
-            let text = self.token_for(&id.to_string()).map_err(NotStaged::Failed)?;
+            let text = self.token_for(&id.to_string()).map_err(failed)?;
             staged.files.push(NewFile {
                 name: TOKEN_FILE.to_string(),
                 old,
@@ -143,13 +144,11 @@ impl Rotation<'_> {
         sha: Digest,
         key: &Slot,
         staged: &mut Staged,
-    ) -> Result<CertChange, String> {
-        let old_der = pemblock::single(pem)
-            .map_err(|e| format!("{CERT_FILE} {e}"))?
-            .der;
-        let public = issue::public_key_of(&old_der).map_err(|e| e.to_string())?;
+    ) -> Result<CertChange, Problem> {
+        let old_der = pemblock::single(pem).map_err(|e| e.in_file(CERT_FILE))?.der;
+        let public = issue::public_key_of(&old_der)?;
         let terms = Terms {
-            serial: issue::random_serial().map_err(|e| format!("{e:#}"))?,
+            serial: issue::random_serial().map_err(chain)?,
             not_before: self.not_before,
             not_after: self.not_after,
         };
@@ -159,11 +158,9 @@ impl Rotation<'_> {
             Slot::Present(old_key) if self.keys == KeyMode::Rotate => {
                 let format = key_format(old_key)?;
                 let pair = keys::generate_key(public.alg)
-                    .map_err(|e| format!("{e:#}; set keys = \"reuse\" to keep it"))?;
-                let der = issue::reissue(&old_der, &pair, &terms, issuer, self.ca)
-                    .map_err(|e| e.to_string())?;
-                let key_pem =
-                    keys::encode_key(&pair, public.alg, format).map_err(|e| format!("{e:#}"))?;
+                    .map_err(|e| Problem::new(format!("{e:#}; set keys = \"reuse\" to keep it")))?;
+                let der = issue::reissue(&old_der, &pair, &terms, issuer, self.ca)?;
+                let key_pem = keys::encode_key(&pair, public.alg, format).map_err(chain)?;
                 staged.files.push(NewFile {
                     name: KEY_FILE.to_string(),
                     old: Digest::of(old_key),
@@ -181,8 +178,7 @@ impl Rotation<'_> {
                 &terms,
                 issuer,
                 self.ca,
-            )
-            .map_err(|e| e.to_string())?,
+            )?,
         };
         let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", der)).replace("\r\n", "\n");
         staged.files.push(NewFile {
@@ -200,16 +196,22 @@ impl Rotation<'_> {
         })
     }
 
-    fn token_for(&self, sub: &str) -> Result<String, String> {
+    fn token_for(&self, sub: &str) -> Result<String, Problem> {
         let claims = Claims::new(&self.ca.common_name, sub, self.not_before, self.not_after)
-            .map_err(|e| format!("{e:#}"))?;
-        let text = self
-            .signer
-            .tokens
-            .sign(&claims)
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(chain)?;
+        let text = self.signer.tokens.sign(&claims).map_err(chain)?;
         Ok(format!("{text}\n"))
     }
+}
+
+/// What went wrong making an identity's new credentials: it is left as it was, and failed.
+fn failed(problem: Problem) -> NotStaged {
+    NotStaged::Failed(problem.to_string())
+}
+
+/// An error of the signing or key libraries, as one line with its causes.
+fn chain(err: anyhow::Error) -> Problem {
+    Problem::new(format!("{err:#}"))
 }
 
 /// Opens an identity's directory beneath the fleet root without following a link at any step
@@ -238,9 +240,9 @@ fn unchanged(slot: &Slot, judged: Option<Expected>, file: &str) -> Result<(), No
 }
 
 /// The encoding of an existing key file, kept for its replacement.
-fn key_format(pem: &[u8]) -> Result<KeyFormat, String> {
+fn key_format(pem: &[u8]) -> Result<KeyFormat, Problem> {
     match pemblock::single(pem)
-        .map_err(|e| format!("{KEY_FILE} {e}"))?
+        .map_err(|e| e.in_file(KEY_FILE))?
         .label
         .as_str()
     {

@@ -10,6 +10,7 @@ use super::staged::Staged;
 use crate::digest::Digest;
 use crate::fsio::{self, IdentityDir, RootDir, TEMP_PREFIX};
 use crate::names::IdentityId;
+use crate::problem::Problem;
 use crate::write::record::entries::Change;
 
 /// Where one run keeps its backup of identity `id`'s file `name`.
@@ -50,13 +51,13 @@ impl Temps {
 }
 
 /// Why an identity whose directory was moved away during its renames is not done.
-pub(super) fn moved_away(s: &Staged) -> String {
-    format!(
+pub(super) fn moved_away(s: &Staged) -> Problem {
+    Problem::new(format!(
         "its directory {} was moved away while its files were replaced: the new files are in \
          that directory, wherever its owner moved it, and whatever is at its name now was not \
          rotated",
         s.dir.path().display()
-    )
+    ))
 }
 
 /// Whether the identity's directory is still the one staged in: a node's owner may have moved
@@ -173,28 +174,32 @@ pub(super) fn finish(
     backup: &Path,
     temps: &Temps,
     change: &Change,
-) -> Result<(), String> {
+) -> Result<(), Problem> {
     for f in &change.files {
         let temp = temps.name(&f.name);
         match dir.entry(&temp) {
             Ok(Some(_)) => {
                 if digest_of(dir, &temp) != Some(f.new_sha256) {
                     let undone = undo_renames(dir, backup, temps, change);
-                    return Err(format!(
+                    return Err(Problem::new(format!(
                         "{} does not hold what was staged: {undone}",
                         dir.shown(&temp).display()
-                    ));
+                    )));
                 }
-                dir.rename(&temp, &f.name)
-                    .map_err(|e| format!("cannot replace {}: {e}", dir.shown(&f.name).display()))?;
+                dir.rename(&temp, &f.name).map_err(|e| {
+                    Problem::new(format!(
+                        "cannot replace {}: {e}",
+                        dir.shown(&f.name).display()
+                    ))
+                })?;
             }
             _ if digest_of(dir, &f.name) == Some(f.new_sha256) => {}
             _ => {
                 let undone = undo_renames(dir, backup, temps, change);
-                return Err(format!(
+                return Err(Problem::new(format!(
                     "{} was lost before it was renamed: {undone}",
                     dir.shown(&temp).display()
-                ));
+                )));
             }
         }
     }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::names::IdentityId;
+use crate::problem::Problem;
 
 /// One hook to run, as journaled: *which* hook, never its command line. What runs is resolved
 /// from the trusted configuration when the call runs ([`HookSet::resolve`]).
@@ -126,19 +127,20 @@ struct RawCall {
 }
 
 impl TryFrom<RawCall> for HookCall {
-    type Error = String;
+    type Error = Problem;
 
-    fn try_from(raw: RawCall) -> Result<HookCall, String> {
+    fn try_from(raw: RawCall) -> Result<HookCall, Problem> {
         let id = match (&raw.node, &raw.service) {
             (None, None) => None,
-            (Some(node), Some(service)) => Some(
-                IdentityId::new(node, service)
-                    .ok_or_else(|| format!("{node}/{service} is not an identity's name"))?,
-            ),
+            (Some(node), Some(service)) => {
+                Some(IdentityId::new(node, service).ok_or_else(|| {
+                    Problem::new(format!("{node}/{service} is not an identity's name"))
+                })?)
+            }
             _ => {
-                return Err(
-                    "a hook call names a node without a service, or one without the other".into(),
-                );
+                return Err(Problem::new(
+                    "a hook call names a node without a service, or a service without a node",
+                ));
             }
         };
         let position = raw.position.unwrap_or(0);

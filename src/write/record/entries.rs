@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::calls::{HookCall, HookKind, HookStatus};
 use crate::digest::Digest;
 use crate::names::IdentityId;
+use crate::problem::Problem;
 
 /// The journal format version: 2 names temporary files after the run
 /// (`.rekey-new.<run-id>.<file>`); version 1 journals are still replayed.
@@ -117,11 +118,15 @@ struct RawChange {
 }
 
 impl TryFrom<RawChange> for Change {
-    type Error = String;
+    type Error = Problem;
 
-    fn try_from(raw: RawChange) -> Result<Change, String> {
-        let id = IdentityId::new(&raw.node, &raw.service)
-            .ok_or_else(|| format!("{}/{} is not an identity's name", raw.node, raw.service))?;
+    fn try_from(raw: RawChange) -> Result<Change, Problem> {
+        let id = IdentityId::new(&raw.node, &raw.service).ok_or_else(|| {
+            Problem::new(format!(
+                "{}/{} is not an identity's name",
+                raw.node, raw.service
+            ))
+        })?;
         Ok(Change {
             id,
             files: raw.files,
