@@ -12,27 +12,12 @@ use super::progress::{Meter, Progress};
 use super::record::run::Run;
 use super::record::run_report::{IdentityReport, Outcome};
 use super::signals::Interrupt;
+use super::work::{NotStaged, Work};
 use crate::fsio::FileId;
 use crate::names::IdentityId;
 
 /// Identities per journal batch: one sync pair and four journal records per batch.
 pub const BATCH: usize = 1024;
-
-/// Why an identity was not staged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotStaged {
-    /// Left alone on purpose (changed since the plan, a problem now): reported, not an error.
-    Skipped(String),
-    /// Something went wrong preparing it.
-    Failed(String),
-}
-
-/// What a writing command changes, identity by identity: it prepares new files in memory; the
-/// loop and the journal put them on disk.
-pub trait Work: Sync {
-    type Item: Sync;
-    fn stage(&self, id: &IdentityId, item: &Self::Item) -> Result<Staged, NotStaged>;
-}
 
 /// Why a run stopped before its end; the identities it did not reach are unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]

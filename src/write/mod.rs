@@ -13,7 +13,8 @@
 //! 5. `run`, `started`, `rotating`: the run's lifecycle, the only things commands touch
 //! 4. `batches`, `hooks`, `pending`, `reap`, `prune`, `progress`, `signals`: the batch loop,
 //!    hooks, retention, progress, signals
-//! 3. `rotation`, `restore`, `narrow`: what each identity gets (staging), what a plan may rotate
+//! 3. `work`, `rotation`, `restore`, `narrow`: what each identity gets (staging), what a plan may
+//!    rotate
 //! 2. `journal`, `replay`: the write protocol and the crash replay
 //! 1. `record`: what a run records in the store (journal entries, hook calls, the report, the
 //!    audit log, the history of runs)
@@ -34,8 +35,9 @@ mod rotation;
 mod run;
 mod signals;
 mod started;
+mod work;
 
-pub use batches::{NotStaged, Stop, Work};
+pub use batches::Stop;
 pub use narrow::{Narrowed, narrow};
 pub use pending::{PendingHook, Target as DiscardTarget, list as pending_hooks, operator};
 pub use progress::Progress;
@@ -50,3 +52,4 @@ pub use run::{
     CLOCK_SKEW, Settings, WriteRun, check_run_date, discard_hooks, preflight, retry_hooks,
 };
 pub use started::Started;
+pub use work::{NotStaged, Work};

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::batches::{NotStaged, Work};
+use super::work::{NotStaged, Work};
 use super::journal::{self, FileChange, NewFile, Secret, Staged};
 use crate::digest::Digest;
 use crate::fsio::{self, IdentityDir, RootDir, Slot};

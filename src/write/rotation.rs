@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::batches::{NotStaged, Work};
+use super::work::{NotStaged, Work};
 use super::journal::{NewFile, Secret, Staged};
 use super::record::run_report::{CertChange, Details, KeyChange, TokenChange};
 use crate::ca::Ca;

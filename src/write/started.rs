@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 
-use super::batches::{self, Stop, Work};
+use super::batches::{self, Stop};
+use super::work::Work;
 use super::hooks;
 use super::journal;
 use super::pending;

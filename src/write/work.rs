@@ -1,0 +1,21 @@
+//! What a writing command changes, identity by identity (a [`Work`]): it stages new files in
+//! memory, or says why not; the batch loop and the journal put them on disk.
+
+use super::journal::Staged;
+use crate::names::IdentityId;
+
+/// Why an identity was not staged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotStaged {
+    /// Left alone on purpose (changed since the plan, a problem now): reported, not an error.
+    Skipped(String),
+    /// Something went wrong preparing it.
+    Failed(String),
+}
+
+/// What a writing command changes, identity by identity: it prepares new files in memory; the
+/// loop and the journal put them on disk.
+pub trait Work: Sync {
+    type Item: Sync;
+    fn stage(&self, id: &IdentityId, item: &Self::Item) -> Result<Staged, NotStaged>;
+}
