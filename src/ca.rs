@@ -24,15 +24,15 @@ use crate::pemblock;
 /// The CA as rekey judges the fleet against it.
 pub struct Ca {
     /// SHA-256 of the CA certificate's DER, lowercase hex (the plan's `ca_sha256`).
-    pub sha256: Digest,
+    pub(crate) sha256: Digest,
     pub common_name: String,
-    pub subject_der: Vec<u8>,
-    pub not_before: DateTime<Utc>,
-    pub not_after: DateTime<Utc>,
+    pub(crate) subject_der: Vec<u8>,
+    pub(crate) not_before: DateTime<Utc>,
+    pub(crate) not_after: DateTime<Utc>,
     pub public: PublicKey,
     pub jwt_alg: jsonwebtoken::Algorithm,
     /// What is at `ca/ca.key`, seen without reading it; only writing needs the key itself.
-    pub key: KeyAccess,
+    pub(crate) key: KeyAccess,
     spki_der: Vec<u8>,
     decoding_key: jsonwebtoken::DecodingKey,
     /// The CA key parsed once, with the signature algorithm a leaf it signs carries (what rekey
@@ -54,7 +54,7 @@ impl std::fmt::Debug for Ca {
 
 /// `ca/ca.key` as the read side sees it: by its type and mode, never its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyAccess {
+pub(crate) enum KeyAccess {
     Absent,
     /// A regular file; `readable`: by this process's user; `mode`: its permission bits.
     Present { readable: bool, mode: u32 },
@@ -64,7 +64,7 @@ pub enum KeyAccess {
 
 impl KeyAccess {
     /// How the `status` header says it.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             KeyAccess::Absent => "absent: read-only".to_string(),
             KeyAccess::Present { readable: true, .. } => "present".to_string(),
@@ -76,7 +76,7 @@ impl KeyAccess {
     }
 
     /// `present`, `not_readable`, `absent` or `unusable`, for machines.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             KeyAccess::Absent => "absent",
             KeyAccess::Present { readable: true, .. } => "present",
@@ -86,7 +86,7 @@ impl KeyAccess {
     }
 
     /// A warning when group or others may read the key (docs/design.md §1).
-    pub fn warning(&self, path: &Path) -> Option<String> {
+    pub(crate) fn warning(&self, path: &Path) -> Option<String> {
         match self {
             KeyAccess::Present { mode, .. } if mode & 0o044 != 0 => Some(format!(
                 "CA key {} is readable by {} (mode {:04o}): only its owner should read it \
@@ -131,7 +131,7 @@ fn key_access(path: &Path) -> KeyAccess {
 }
 
 /// The JWT algorithm fixed by a CA key type (docs/design.md §2).
-pub fn jwt_alg_for(alg: KeyAlg) -> jsonwebtoken::Algorithm {
+pub(crate) fn jwt_alg_for(alg: KeyAlg) -> jsonwebtoken::Algorithm {
     match alg {
         KeyAlg::Rsa { .. } => jsonwebtoken::Algorithm::RS256,
         KeyAlg::P256 => jsonwebtoken::Algorithm::ES256,
@@ -141,7 +141,7 @@ pub fn jwt_alg_for(alg: KeyAlg) -> jsonwebtoken::Algorithm {
 }
 
 /// Loads `<root>/ca/ca.crt` and looks at `<root>/ca/ca.key` without reading it.
-pub fn load(root: &Path) -> Result<Ca> {
+pub(crate) fn load(root: &Path) -> Result<Ca> {
     let dir = root.join("ca");
     let meta = std::fs::symlink_metadata(&dir)
         .with_context(|| format!("failed to find the CA directory {}", dir.display()))?;
@@ -247,12 +247,13 @@ fn leaf_verifier(alg: KeyAlg, public: &[u8]) -> Option<(Oid<'static>, ParsedPubl
 
 impl Ca {
     /// Whether `ca/ca.key` is there for this user to read.
+    #[cfg_attr(not(feature = "testkit"), expect(dead_code, reason = "the tests use it"))]
     pub fn has_key(&self) -> bool {
         matches!(self.key, KeyAccess::Present { readable: true, .. })
     }
 
     /// Whether `cert` was signed by this CA: same issuer name and a signature that verifies.
-    pub fn issued(&self, cert: &X509Certificate<'_>) -> bool {
+    pub(crate) fn issued(&self, cert: &X509Certificate<'_>) -> bool {
         if cert.issuer().as_raw() != self.subject_der.as_slice() {
             return false;
         }
@@ -275,7 +276,7 @@ impl Ca {
 }
 
 /// Seconds since the epoch as a UTC instant, saturating at the representable range.
-pub fn to_utc(secs: i64) -> DateTime<Utc> {
+pub(crate) fn to_utc(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(if secs < 0 {
         DateTime::<Utc>::MIN_UTC
     } else {

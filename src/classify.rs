@@ -10,14 +10,14 @@ use crate::policy::{Policy, Renewal};
 /// Which credential of an identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub(crate) enum Kind {
     Cert,
     Token,
 }
 
 impl Kind {
     /// `cert` or `token`, as the status table and JSON name it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Cert => "cert",
             Kind::Token => "token",
@@ -57,7 +57,7 @@ pub enum State {
 
 impl State {
     /// Every state, in the order of the table of docs/design.md §3.
-    pub const ALL: [State; 7] = [
+    pub(crate) const ALL: [State; 7] = [
         State::Healthy,
         State::Fresh,
         State::Due,
@@ -68,7 +68,7 @@ impl State {
     ];
 
     /// How much a state asks of a person, for an identity judged by its worst credential.
-    pub fn urgency(self) -> u8 {
+    pub(crate) fn urgency(self) -> u8 {
         match self {
             State::Healthy => 0,
             State::Fresh => 1,
@@ -80,7 +80,7 @@ impl State {
         }
     }
 
-    pub fn action(self) -> Action {
+    pub(crate) fn action(self) -> Action {
         match self {
             State::Healthy | State::Fresh => Action::Keep,
             State::Due | State::Stalled | State::Expired => Action::Rotate,
@@ -89,7 +89,7 @@ impl State {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             State::Healthy => "healthy",
             State::Fresh => "fresh",
@@ -104,12 +104,12 @@ impl State {
 
 /// A credential's classification with its one-line reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub state: State,
-    pub reason: String,
+pub(crate) struct Verdict {
+    pub(crate) state: State,
+    pub(crate) reason: String,
     /// Whose reason it is: the credential's own, or its identity's other credential's problem
     /// (the reason then starts with [`SPREAD_PREFIX`]).
-    pub whose: Whose,
+    pub(crate) whose: Whose,
     /// Where the reason tells people to run `rekey recover` ([`RUN_RECOVER`]), if it does: the
     /// byte at which that advice starts, so that `recover` itself can leave it out.
     advice: Option<usize>,
@@ -117,7 +117,7 @@ pub struct Verdict {
 
 /// Whose reason a verdict gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Whose {
+pub(crate) enum Whose {
     /// The credential's own.
     Own,
     /// The problem of the identity's other credential, spread to this one.
@@ -126,7 +126,7 @@ pub enum Whose {
 
 impl Verdict {
     /// The credential's own verdict, with its reason.
-    pub fn new(state: State, reason: impl Into<String>) -> Verdict {
+    pub(crate) fn new(state: State, reason: impl Into<String>) -> Verdict {
         Verdict {
             state,
             reason: reason.into(),
@@ -144,7 +144,7 @@ impl Verdict {
     }
 
     /// The reason without its advice to run `rekey recover` (what `recover` itself shows).
-    pub fn without_advice(&self) -> std::borrow::Cow<'_, str> {
+    pub(crate) fn without_advice(&self) -> std::borrow::Cow<'_, str> {
         match self.advice {
             Some(at) => {
                 let (cause, rest) = self.reason.split_at(at);
@@ -163,26 +163,26 @@ const SPREAD_PREFIX: &str = "identity has a problem: ";
 
 /// Everything classification depends on besides the identity.
 #[derive(Debug, Clone, Copy)]
-pub struct Context<'a> {
-    pub policy: &'a Policy,
-    pub ca_not_after: DateTime<Utc>,
-    pub now: DateTime<Utc>,
+pub(crate) struct Context<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) ca_not_after: DateTime<Utc>,
+    pub(crate) now: DateTime<Utc>,
 }
 
 impl Context<'_> {
     /// The `not_after` a credential rotated now gets: now + validity, capped at the CA's expiry.
-    pub fn new_not_after(&self) -> DateTime<Utc> {
+    pub(crate) fn new_not_after(&self) -> DateTime<Utc> {
         (self.now + self.policy.validity()).min(self.ca_not_after)
     }
 
     /// Whether the CA expires before a full new validity period.
-    pub fn ca_caps_validity(&self) -> bool {
+    pub(crate) fn ca_caps_validity(&self) -> bool {
         self.ca_not_after < self.now + self.policy.validity()
     }
 }
 
 /// The verdicts for an identity's certificate and token (each `None` when the file is absent).
-pub fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Option<Verdict>) {
+pub(crate) fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Option<Verdict>) {
     let renewal = ctx.policy.renewal(identity.id.service());
     let cert = identity.cert.as_ref();
     let token = identity.token.as_ref();
@@ -320,17 +320,17 @@ fn capped(v: Verdict, ctx: &Context<'_>) -> Verdict {
 }
 
 /// An instant as an RFC 3339 timestamp, seconds precision (`2026-11-28T00:00:00Z`).
-pub fn stamp(t: DateTime<Utc>) -> String {
+pub(crate) fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// An instant as a date (`2026-11-28`).
-pub fn day(t: DateTime<Utc>) -> String {
+pub(crate) fn day(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
 }
 
 /// A duration as people read it: `12d 3h`, `5h 10m`, `3d 2h ago` for the past.
-pub fn human(d: TimeDelta) -> String {
+pub(crate) fn human(d: TimeDelta) -> String {
     let secs = d.num_seconds().unsigned_abs();
     let (days, hours, mins) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
     let span = if days > 0 {

@@ -2,7 +2,7 @@
 //! gives a number of something says it through [`count`], so that the noun agrees with it.
 
 /// `n` followed by `one` when `n` is exactly 1, by `many` otherwise.
-pub fn count(n: impl std::fmt::Display, one: &str, many: &str) -> String {
+pub(crate) fn count(n: impl std::fmt::Display, one: &str, many: &str) -> String {
     let n = n.to_string();
     let noun = if n == "1" { one } else { many };
     format!("{n} {noun}")

@@ -6,16 +6,16 @@ use sha2::Digest as _;
 
 /// A SHA-256 digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest([u8; 32]);
+pub(crate) struct Digest([u8; 32]);
 
 impl Digest {
     /// The digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Digest {
+    pub(crate) fn of(bytes: &[u8]) -> Digest {
         Digest(sha2::Sha256::digest(bytes).into())
     }
 
     /// Parses exactly 64 hex digits (either case); anything else is `None`.
-    pub fn parse(text: &str) -> Option<Digest> {
+    pub(crate) fn parse(text: &str) -> Option<Digest> {
         let mut bytes = [0u8; 32];
         if text.len() != 64 {
             return None;
@@ -25,7 +25,7 @@ impl Digest {
     }
 
     /// The lowercase hex form.
-    pub fn hex(&self) -> String {
+    pub(crate) fn hex(&self) -> String {
         hex::encode(self.0)
     }
 }

@@ -15,23 +15,7 @@ pub enum Exit {
     Attention = 4,
 }
 
-impl Exit {
-    /// The more serious of two exit codes (fatal, usage, then 4 over 3 over 0).
-    pub fn worse(self, other: Exit) -> Exit {
-        let rank = |e: Exit| match e {
-            Exit::Ok => 0,
-            Exit::WorkDue => 1,
-            Exit::Attention => 2,
-            Exit::Usage => 3,
-            Exit::Fatal => 4,
-        };
-        if rank(self) >= rank(other) {
-            self
-        } else {
-            other
-        }
-    }
-}
+impl Exit {}
 
 /// An error in what the command line asked (a selector that matches nothing, a run date ahead
 /// of the clock): the process exits 2, nothing written.

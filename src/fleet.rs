@@ -36,9 +36,10 @@ pub struct CaSpec {
 
 /// A subject alternative name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum San {
+pub(crate) enum San {
     Dns(String),
     Ip(IpAddr),
+    #[cfg_attr(not(feature = "testkit"), expect(dead_code, reason = "the hostile catalog uses it"))]
     Uri(String),
 }
 
@@ -73,11 +74,11 @@ pub struct IdentitySpec {
     pub node: String,
     pub service: String,
     pub key_alg: KeyAlg,
-    pub key_format: KeyFormat,
-    pub cert: Option<Window>,
-    pub write_key: bool,
+    pub(crate) key_format: KeyFormat,
+    pub(crate) cert: Option<Window>,
+    pub(crate) write_key: bool,
     pub token: Option<Window>,
-    pub sans: Vec<San>,
+    pub(crate) sans: Vec<San>,
     pub flaw: Option<Flaw>,
 }
 
@@ -166,22 +167,8 @@ impl Generator {
         write(&dir.join("ca.key"), self.key_pem.as_bytes(), 0o600)
     }
 
-    /// Writes only `ca/ca.crt` (a read-only root).
-    #[cfg(feature = "testkit")]
-    pub fn write_ca_cert(&self, root: &Path) -> Result<()> {
-        let dir = root.join("ca");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
-        write(&dir.join("ca.crt"), self.cert_pem.as_bytes(), 0o644)
-    }
-
-    #[cfg(feature = "testkit")]
-    pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
-    }
-
     /// Signs a token for `sub` over `w`.
-    pub fn token(&self, sub: &str, w: Window) -> Result<String> {
+    pub(crate) fn token(&self, sub: &str, w: Window) -> Result<String> {
         self.signer.sign(&Claims::new(
             &self.common_name,
             sub,
@@ -191,7 +178,7 @@ impl Generator {
     }
 
     /// Writes one identity's directory under `root/nodes`.
-    pub fn write_identity(&self, root: &Path, spec: &IdentitySpec) -> Result<()> {
+    pub(crate) fn write_identity(&self, root: &Path, spec: &IdentitySpec) -> Result<()> {
         // Not an IdentityId: a hostile fleet has names rekey must refuse.
         let dir = crate::names::nodes_dir(root)
             .join(&spec.node)

@@ -16,17 +16,17 @@ mod dir;
 mod identity;
 
 pub use dir::{Dir, FileId, Slot, read_credential};
-pub use identity::{IdentityDir, RootDir};
+pub(crate) use identity::{IdentityDir, RootDir};
 
 /// Prefix of the temporary file that holds a credential's replacement while a writing run
 /// stages it (`.rekey-new.cert.pem`); readers that see one wait for the rename.
-pub const TEMP_PREFIX: &str = ".rekey-new.";
+pub(crate) const TEMP_PREFIX: &str = ".rekey-new.";
 
 /// Prefix of the temporary file [`write_atomic`] writes beside its target.
-pub const ATOMIC_PREFIX: &str = ".rekey-tmp-";
+pub(crate) const ATOMIC_PREFIX: &str = ".rekey-tmp-";
 
 /// Removes the temporary files an interrupted [`write_atomic`] left in `dir`.
-pub fn remove_stale_temps(dir: &Path) -> Result<()> {
+pub(crate) fn remove_stale_temps(dir: &Path) -> Result<()> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("failed to list {}", dir.display()))?;
     for entry in entries {
@@ -46,12 +46,12 @@ pub fn remove_stale_temps(dir: &Path) -> Result<()> {
 /// Replaces `path` atomically: a new temporary file in the same directory (created exclusively,
 /// with `mode`), written, synced, renamed over `path`, then the directory synced. A symbolic link
 /// at `path` is replaced by the rename, never written through.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     write_atomic_with(path, mode, |w| w.write_all(bytes))
 }
 
 /// [`write_atomic`] for content produced by `fill` (streamed, never held whole in memory).
-pub fn write_atomic_with(
+pub(crate) fn write_atomic_with(
     path: &Path,
     mode: u32,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
@@ -61,7 +61,7 @@ pub fn write_atomic_with(
 
 /// What a file written by [`write_atomic_like`] is like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Like {
+pub(crate) enum Like {
     /// A new file, with this mode (less the umask).
     New(u32),
     /// The file it replaces: its permission bits exactly, and its owner and group where the
@@ -70,7 +70,7 @@ pub enum Like {
 }
 
 /// [`write_atomic_with`], the new file's mode (and owner) as `like` says.
-pub fn write_atomic_like(
+pub(crate) fn write_atomic_like(
     path: &Path,
     like: &Like,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
@@ -110,7 +110,7 @@ pub fn write_atomic_like(
 /// Whether a new file can be made in `dir`, as [`write_atomic`] will make one: tried with an
 /// unnamed file (`O_TMPFILE`, gone when closed, whatever happens to the process), or where the
 /// filesystem has none, a named one removed at once.
-pub fn can_create_in(dir: &Path) -> io::Result<()> {
+pub(crate) fn can_create_in(dir: &Path) -> io::Result<()> {
     let unnamed = OpenOptions::new()
         .write(true)
         .mode(0o600)
@@ -130,13 +130,13 @@ pub fn can_create_in(dir: &Path) -> io::Result<()> {
 
 /// The fleet root at `root` in its canonical form (absolute, links and `..` resolved): what every
 /// command works on and shows, made here only.
-pub fn fleet_root(root: &Path) -> Result<std::path::PathBuf> {
+pub(crate) fn fleet_root(root: &Path) -> Result<std::path::PathBuf> {
     std::fs::canonicalize(root)
         .with_context(|| format!("failed to open fleet root {}", root.display()))
 }
 
 /// The directory `path` is written in.
-pub fn beside(path: &Path) -> &Path {
+pub(crate) fn beside(path: &Path) -> &Path {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -154,7 +154,7 @@ fn temporary_in(dir: &Path, mode: u32) -> Result<tempfile::NamedTempFile> {
 
 /// Creates `dir` and the directories above it that are missing, each 0700 (what the umask
 /// leaves of it can only be narrower): rekey's own state.
-pub fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -164,18 +164,18 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Whether an I/O error says the filesystem is full (or the user's quota is).
-pub fn is_no_space(err: &io::Error) -> bool {
+pub(crate) fn is_no_space(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 /// Whether any cause in `err`'s chain says the filesystem is full.
-pub fn caused_by_no_space(err: &anyhow::Error) -> bool {
+pub(crate) fn caused_by_no_space(err: &anyhow::Error) -> bool {
     err.chain()
         .any(|cause| cause.downcast_ref::<io::Error>().is_some_and(is_no_space))
 }
 
 /// Makes a directory's entries (renames, new files) durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("failed to sync directory {}", dir.display()))
@@ -183,7 +183,7 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Flushes every pending write of the filesystem holding `path` (one `syncfs`): the batch
 /// barrier of the write protocol, far cheaper than an fsync per file and directory.
-pub fn sync_filesystem(path: &Path) -> Result<()> {
+pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
     let dir = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
     // SAFETY: `dir` is an open file descriptor for the duration of the call.
     let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };

@@ -6,8 +6,8 @@
 //! identities; lists of single identities are capped and say how many more there are.
 //! Pure: a survey in, text out; names, dates, reasons and digests only, never a secret.
 
-pub mod expiry;
-pub mod plan;
+pub(crate) mod expiry;
+pub(crate) mod plan;
 
 use std::fmt::Write as _;
 
@@ -16,10 +16,10 @@ use crate::scan::Issue;
 use crate::survey::{End, Person, Scope};
 
 /// At most this many single identities are listed in a table; the rest are counted.
-pub const MAX_LISTED: usize = 500;
+pub(crate) const MAX_LISTED: usize = 500;
 
 /// `text` escaped for HTML text and attribute values.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -35,7 +35,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// The colour a state is drawn in.
-pub fn state_colour(state: State) -> &'static str {
+pub(crate) fn state_colour(state: State) -> &'static str {
     match state {
         State::Healthy => "#2e7d32",
         State::Fresh => "#81c784",
@@ -83,7 +83,7 @@ svg text { font: 11px system-ui, 'DejaVu Sans', sans-serif; fill: #58636e; }
 ";
 
 /// The page's opening: doctype, title, stylesheet, heading and the line under it.
-pub fn open(out: &mut String, title: &str, scope: &Scope) {
+pub(crate) fn open(out: &mut String, title: &str, scope: &Scope) {
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -98,12 +98,12 @@ pub fn open(out: &mut String, title: &str, scope: &Scope) {
 }
 
 /// The page's end.
-pub fn close(out: &mut String) {
+pub(crate) fn close(out: &mut String) {
     out.push_str("<p class=\"meta\">Made by rekey. Self-contained: no script, nothing fetched.</p>\n</body>\n</html>\n");
 }
 
 /// A card: a big number with a label; `id` names it for tests and readers.
-pub fn card(out: &mut String, id: &str, n: usize, label: &str, colour: Option<&str>) {
+pub(crate) fn card(out: &mut String, id: &str, n: usize, label: &str, colour: Option<&str>) {
     let swatch = colour
         .map(|c| format!("<span class=\"swatch\" style=\"background:{c}\"></span>"))
         .unwrap_or_default();
@@ -116,7 +116,7 @@ pub fn card(out: &mut String, id: &str, n: usize, label: &str, colour: Option<&s
 }
 
 /// The policy in force: where it came from, its digest and its values.
-pub fn policy_section(out: &mut String, scope: &Scope) {
+pub(crate) fn policy_section(out: &mut String, scope: &Scope) {
     let p = &scope.policy;
     let _ = write!(
         out,
@@ -151,7 +151,7 @@ pub fn policy_section(out: &mut String, scope: &Scope) {
 }
 
 /// Warnings the survey gathered, as an alert box.
-pub fn warnings(out: &mut String, scope: &Scope) {
+pub(crate) fn warnings(out: &mut String, scope: &Scope) {
     for w in &scope.warnings {
         let _ = writeln!(out, "<div class=\"alert\">Warning: {}</div>", escape(w));
     }
@@ -161,16 +161,16 @@ pub fn warnings(out: &mut String, scope: &Scope) {
 /// nothing), then the identities and the problems found outside identities, at most
 /// [`MAX_LISTED`] of each, under the column `column`, each identity with the label and colour
 /// `label` gives it (a state, or an action); `more` says where the rest are listed.
-pub struct PeopleTable<'a> {
-    pub none: &'a str,
-    pub column: &'a str,
-    pub label: fn(&Person) -> (&'static str, &'static str),
-    pub problem_label: &'a str,
-    pub more: &'a str,
+pub(crate) struct PeopleTable<'a> {
+    pub(crate) none: &'a str,
+    pub(crate) column: &'a str,
+    pub(crate) label: fn(&Person) -> (&'static str, &'static str),
+    pub(crate) problem_label: &'a str,
+    pub(crate) more: &'a str,
 }
 
 impl PeopleTable<'_> {
-    pub fn write(&self, out: &mut String, end: &End) {
+    pub(crate) fn write(&self, out: &mut String, end: &End) {
         let rows = &end.people;
         let problems: Vec<&Issue> = end.issues.iter().filter(|i| i.is_problem).collect();
         let _ = writeln!(

@@ -20,30 +20,30 @@ use crate::token;
 /// A credential's validity: `not_before`/`not_after` of a certificate, `nbf`/`exp` of a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
-    pub not_before: DateTime<Utc>,
-    pub not_after: DateTime<Utc>,
+    pub(crate) not_before: DateTime<Utc>,
+    pub(crate) not_after: DateTime<Utc>,
 }
 
 /// What is known about one credential file that is present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     /// SHA-256 of the file as read; `None` when it could not be read at all.
-    pub sha256: Option<Digest>,
+    pub(crate) sha256: Option<Digest>,
     /// The validity window, or why the credential is unusable.
     pub facts: Result<Window, Problem>,
     /// The certificate's key algorithm (certificates only).
     pub key_alg: Option<KeyAlg>,
     /// The certificate's subject CN and serial (certificates judged usable only).
-    pub names: Option<CertNames>,
+    pub(crate) names: Option<CertNames>,
 }
 
 /// What the metrics name a certificate by (the labels x509-certificate-exporter uses).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertNames {
+pub(crate) struct CertNames {
     /// The subject's first common name, or empty.
-    pub subject_cn: String,
+    pub(crate) subject_cn: String,
     /// The serial number in decimal.
-    pub serial: String,
+    pub(crate) serial: String,
 }
 
 /// What a credential's bytes said when they could be used.
@@ -56,14 +56,14 @@ struct Read {
 /// One identity, inspected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspected {
-    pub id: IdentityId,
+    pub(crate) id: IdentityId,
     pub cert: Option<Credential>,
     pub token: Option<Credential>,
 }
 
 impl Inspected {
     /// An identity with neither a certificate nor a token is ignored (docs/design.md §1).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.cert.is_none() && self.token.is_none()
     }
 }

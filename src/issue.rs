@@ -21,16 +21,16 @@ use crate::problem::Problem;
 
 /// What the caller fixes about a new certificate.
 #[derive(Debug, Clone, Copy)]
-pub struct Terms {
-    pub serial: [u8; 16],
-    pub not_before: DateTime<Utc>,
-    pub not_after: DateTime<Utc>,
+pub(crate) struct Terms {
+    pub(crate) serial: [u8; 16],
+    pub(crate) not_before: DateTime<Utc>,
+    pub(crate) not_after: DateTime<Utc>,
 }
 
 /// Rebuilds an X.509 name as rcgen parameters, keeping each value's string type. Refuses what
 /// rcgen cannot write back as it was: several attributes in one RDN, a repeated attribute type,
 /// a string type rcgen does not write.
-pub fn rebuild_name(name: &X509Name<'_>) -> Result<DistinguishedName, Problem> {
+pub(crate) fn rebuild_name(name: &X509Name<'_>) -> Result<DistinguishedName, Problem> {
     let mut dn = DistinguishedName::new();
     let mut seen = Vec::new();
     for rdn in name.iter() {
@@ -80,7 +80,7 @@ pub fn rebuild_name(name: &X509Name<'_>) -> Result<DistinguishedName, Problem> {
 }
 
 /// Issues the successor of `old_der` for `subject_key` under `terms`, or says why it cannot.
-pub fn reissue(
+pub(crate) fn reissue(
     old_der: &[u8],
     subject_key: &impl PublicKeyData,
     terms: &Terms,
@@ -187,13 +187,13 @@ pub fn public_key_of(der: &[u8]) -> Result<PublicKey, Problem> {
 }
 
 /// The serial number of the certificate `der`, in uppercase hex (as `openssl x509 -serial`).
-pub fn serial_of(der: &[u8]) -> Option<String> {
+pub(crate) fn serial_of(der: &[u8]) -> Option<String> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     Some(hex::encode_upper(cert.raw_serial()))
 }
 
 /// A fresh positive serial of 127 random bits (never rcgen's default, derived from the key).
-pub fn random_serial() -> anyhow::Result<[u8; 16]> {
+pub(crate) fn random_serial() -> anyhow::Result<[u8; 16]> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
     bytes[0] = (bytes[0] & 0x7f) | 0x01;

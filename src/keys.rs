@@ -44,11 +44,11 @@ impl std::fmt::Display for KeyAlg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKey {
     pub alg: KeyAlg,
-    pub bits: Vec<u8>,
+    pub(crate) bits: Vec<u8>,
 }
 
 /// Reads the algorithm and key of a certificate's SubjectPublicKeyInfo.
-pub fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, Problem> {
+pub(crate) fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, Problem> {
     let oid = &spki.algorithm.algorithm;
     let bits = spki.subject_public_key.data.to_vec();
     let alg = if *oid == OID_PKCS1_RSAENCRYPTION {
@@ -223,11 +223,11 @@ fn derive_ec(sec1: &[u8], alg: KeyAlg) -> Option<PublicKey> {
 mod der {
     use x509_parser::asn1_rs::{Any, Class, FromDer, Oid, Tag};
 
-    pub struct Element<'a> {
-        pub class: Class,
-        pub tag: Tag,
-        pub data: &'a [u8],
-        pub raw: &'a [u8],
+    pub(crate) struct Element<'a> {
+        pub(crate) class: Class,
+        pub(crate) tag: Tag,
+        pub(crate) data: &'a [u8],
+        pub(crate) raw: &'a [u8],
     }
 
     fn element(input: &[u8]) -> Option<(Element<'_>, &[u8])> {
@@ -245,7 +245,7 @@ mod der {
     }
 
     /// The elements of the SEQUENCE that is the whole of `input`.
-    pub fn sequence(input: &[u8]) -> Option<Vec<Element<'_>>> {
+    pub(crate) fn sequence(input: &[u8]) -> Option<Vec<Element<'_>>> {
         let (seq, rest) = element(input)?;
         if !rest.is_empty() || seq.tag != Tag::Sequence || seq.class != Class::Universal {
             return None;
@@ -254,7 +254,7 @@ mod der {
     }
 
     /// The elements of a SEQUENCE element.
-    pub fn sequence_of<'a>(e: &Element<'a>) -> Option<Vec<Element<'a>>> {
+    pub(crate) fn sequence_of<'a>(e: &Element<'a>) -> Option<Vec<Element<'a>>> {
         (e.tag == Tag::Sequence && e.class == Class::Universal)
             .then(|| elements(e.data))
             .flatten()
@@ -270,27 +270,27 @@ mod der {
         Some(out)
     }
 
-    pub fn oid<'a>(e: &Element<'a>) -> Option<Oid<'a>> {
+    pub(crate) fn oid<'a>(e: &Element<'a>) -> Option<Oid<'a>> {
         (e.tag == Tag::Oid && e.class == Class::Universal)
             .then(|| Oid::new(std::borrow::Cow::Borrowed(e.data)))
     }
 
     /// The OID that is the whole of `data` (an EXPLICIT [0] parameters field).
-    pub fn oid_in(data: &[u8]) -> Option<Oid<'_>> {
+    pub(crate) fn oid_in(data: &[u8]) -> Option<Oid<'_>> {
         let (e, rest) = element(data)?;
         if rest.is_empty() { oid(&e) } else { None }
     }
 
-    pub fn is_integer(e: &Element<'_>) -> bool {
+    pub(crate) fn is_integer(e: &Element<'_>) -> bool {
         e.tag == Tag::Integer && e.class == Class::Universal
     }
 
-    pub fn is_context(e: &Element<'_>, n: u32) -> bool {
+    pub(crate) fn is_context(e: &Element<'_>, n: u32) -> bool {
         e.class == Class::ContextSpecific && e.tag == Tag(n)
     }
 
     /// The bits of a BIT STRING's content with no unused bits.
-    pub fn bit_string_data(data: &[u8]) -> Option<&[u8]> {
+    pub(crate) fn bit_string_data(data: &[u8]) -> Option<&[u8]> {
         match data.split_first() {
             Some((0, bits)) => Some(bits),
             _ => None,
@@ -298,7 +298,7 @@ mod der {
     }
 
     /// The bits of the BIT STRING that is the whole of `data` (an EXPLICIT [1] field).
-    pub fn explicit_bit_string(data: &[u8]) -> Option<&[u8]> {
+    pub(crate) fn explicit_bit_string(data: &[u8]) -> Option<&[u8]> {
         let (e, rest) = element(data)?;
         (rest.is_empty() && e.tag == Tag::BitString && e.class == Class::Universal)
             .then(|| bit_string_data(e.data))
@@ -306,7 +306,7 @@ mod der {
     }
 
     /// `body` wrapped as the content of a SEQUENCE.
-    pub fn wrap_sequence(body: &[u8]) -> Vec<u8> {
+    pub(crate) fn wrap_sequence(body: &[u8]) -> Vec<u8> {
         let mut out = vec![0x30];
         let len = body.len();
         if len < 0x80 {
@@ -334,7 +334,7 @@ pub enum KeyFormat {
 }
 
 /// A fresh key pair of `alg`.
-pub fn generate_key(alg: KeyAlg) -> Result<KeyPair> {
+pub(crate) fn generate_key(alg: KeyAlg) -> Result<KeyPair> {
     let key = match alg {
         KeyAlg::Rsa { bits } => {
             let size = match bits {
@@ -353,7 +353,7 @@ pub fn generate_key(alg: KeyAlg) -> Result<KeyPair> {
 }
 
 /// The private key as PEM in the requested encoding.
-pub fn encode_key(key: &KeyPair, alg: KeyAlg, format: KeyFormat) -> Result<String> {
+pub(crate) fn encode_key(key: &KeyPair, alg: KeyAlg, format: KeyFormat) -> Result<String> {
     use aws_lc_rs::encoding::{AsDer, EcPrivateKeyRfc5915Der};
     let (label, der) = match (format, alg) {
         (_, KeyAlg::Ed25519) => {

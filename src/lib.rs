@@ -11,8 +11,15 @@
 //! subcommand), [`exit`], the plan [`Format`](plan::Format) and the writing [`Settings`]
 //! (write::Settings). The `testkit` feature opens the inner modules and the fleet generators to
 //! the tests, the benchmark and the fuzz targets; a release build has none of it.
+//!
+//! `pub` means used from outside the library (the binary, the tests, the benchmark); everything
+//! else is `pub(crate)`, and `unreachable_pub` says so where a `pub` cannot be reached.
 
-/// Declares modules that are private to the crate, and public with the `testkit` feature.
+#![warn(unreachable_pub)]
+
+/// Declares modules that are private to the crate, and public with the `testkit` feature. Their
+/// `pub` items are what the tests use: unreachable without the testkit by design, so the lint
+/// judges them in the testkit build, where it still finds a `pub` nothing outside can reach.
 macro_rules! inner {
     ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
         $(
@@ -21,6 +28,7 @@ macro_rules! inner {
             pub mod $name;
             $(#[$attr])*
             #[cfg(not(feature = "testkit"))]
+            #[allow(unreachable_pub)]
             mod $name;
         )*
     };

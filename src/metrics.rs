@@ -17,20 +17,20 @@ use crate::totals::still_valid;
 
 /// What the last writing run did, for `rekey_last_run_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LastRun {
+pub(crate) struct LastRun {
     /// The wall clock when the run started.
-    pub started: DateTime<Utc>,
-    pub done: usize,
-    pub skipped: usize,
-    pub failed: usize,
+    pub(crate) started: DateTime<Utc>,
+    pub(crate) done: usize,
+    pub(crate) skipped: usize,
+    pub(crate) failed: usize,
 }
 
 /// Which families to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Families {
+pub(crate) struct Families {
     /// The `x509_cert_*` families; off where x509-certificate-exporter already watches the
     /// same files (`--no-x509-metrics`).
-    pub x509: bool,
+    pub(crate) x509: bool,
 }
 
 /// One gauge family's header.
@@ -102,7 +102,7 @@ const TOKEN: &str = "rekey_token_not_after_timestamp_seconds";
 /// is one). The samples of a family must be written together, so the first family goes
 /// straight to `w` and the others are set aside on disk ([`Spool`]) until every identity has
 /// passed: memory stays flat.
-pub fn write(
+pub(crate) fn write(
     scope: &Scope,
     judged: &mut Judged<'_>,
     last_run: Option<&LastRun>,

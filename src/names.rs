@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// `<root>/nodes`: the directory of the fleet root `root` that holds the node directories. The
 /// one place the name `nodes` is joined to a path.
-pub fn nodes_dir(root: &Path) -> PathBuf {
+pub(crate) fn nodes_dir(root: &Path) -> PathBuf {
     root.join("nodes")
 }
 
@@ -43,22 +43,22 @@ impl IdentityId {
         })
     }
 
-    pub fn node(&self) -> &str {
+    pub(crate) fn node(&self) -> &str {
         &self.node
     }
 
-    pub fn service(&self) -> &str {
+    pub(crate) fn service(&self) -> &str {
         &self.service
     }
 
     /// `nodes/<node>/<service>`: the identity's directory relative to the fleet root, as
     /// messages, reports and hooks name it.
-    pub fn relative(&self) -> PathBuf {
+    pub(crate) fn relative(&self) -> PathBuf {
         self.dir_in(Path::new(""))
     }
 
     /// `<root>/nodes/<node>/<service>`: the identity's directory under the fleet root `root`.
-    pub fn dir_in(&self, root: &Path) -> PathBuf {
+    pub(crate) fn dir_in(&self, root: &Path) -> PathBuf {
         let mut dir = nodes_dir(root);
         dir.reserve(self.node.len() + self.service.len() + 2);
         dir.push(&self.node);

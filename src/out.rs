@@ -14,11 +14,11 @@ use crate::fsio::Like;
 /// Where a read command's output goes: stdout, or a file replaced atomically. Made before the
 /// fleet is read, so that a file that could not be written is refused at once, not after the
 /// survey.
-pub struct Destination<'a>(Option<(Target<'a>, Spool)>);
+pub(crate) struct Destination<'a>(Option<(Target<'a>, Spool)>);
 
 /// Who named an output file: the rules are the same, the messages say whom to change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Asker {
+pub(crate) enum Asker {
     /// `-o FILE` on the command line.
     Output,
     /// The policy's `metrics_file` (docs/design.md §4).
@@ -59,13 +59,13 @@ pub struct Target<'a> {
 /// Whether [`Target::check`] tries to make a file in the target's directory: a writer does; a
 /// reader that only warns (`status` about `metrics_file`) may not be the user who writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     TryCreate,
     LookOnly,
 }
 
 impl<'a> Target<'a> {
-    pub fn check(path: &'a Path, root: &Path, named: Asker, probe: Probe) -> Result<Target<'a>> {
+    pub(crate) fn check(path: &'a Path, root: &Path, named: Asker, probe: Probe) -> Result<Target<'a>> {
         let target = Target { path, named };
         target.like()?;
         if let Some(part) = in_fleet(path, root) {
@@ -91,14 +91,14 @@ impl<'a> Target<'a> {
         Ok(target)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.path
     }
 
     /// Replaces the file atomically with what `fill` writes, after looking at it again: a mode
     /// tightened during the run is kept, and a link or a pipe put there meanwhile is refused,
     /// not replaced.
-    pub fn write(&self, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    pub(crate) fn write(&self, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
         let like = self.like()?;
         crate::fsio::write_atomic_like(self.path, &like, fill)
     }
@@ -133,7 +133,7 @@ impl<'a> Target<'a> {
 impl<'a> Destination<'a> {
     /// Stdout for `None`; a file must pass [`Target::check`]. The spool the output is made in
     /// is made here too (a `TMPDIR` that takes no file is refused as early).
-    pub fn check(path: Option<&'a Path>, root: &Path) -> Result<Destination<'a>> {
+    pub(crate) fn check(path: Option<&'a Path>, root: &Path) -> Result<Destination<'a>> {
         let Some(path) = path else {
             return Ok(Destination(None));
         };
@@ -145,7 +145,7 @@ impl<'a> Destination<'a> {
     /// file, the output is made first in an unnamed temporary file ([`Spool`], gone however the
     /// process ends) and copied into place at the end, so that a run stopped midway
     /// (`timeout`, systemd) leaves nothing beside the target.
-    pub fn deliver(self, render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    pub(crate) fn deliver(self, render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
         match self.0 {
             None => emit_with(|w| render(w)),
             Some((target, mut spool)) => {
@@ -161,7 +161,7 @@ impl<'a> Destination<'a> {
 
 /// The policy's `metrics_file` for the fleet at `root`, checked as `-o` is ([`Target::check`]);
 /// `None` when the policy names none.
-pub fn metrics_file<'a>(
+pub(crate) fn metrics_file<'a>(
     path: Option<&'a Path>,
     root: &Path,
     probe: Probe,
@@ -175,7 +175,7 @@ pub fn metrics_file<'a>(
 
 /// The warning a reader (`status`, `plan`, `policy`) gives about a `metrics_file` that a
 /// writing run would refuse to start with; `None` when it is fine or unset.
-pub fn metrics_file_warning(policy: &crate::policy::Policy, root: &Path) -> Option<String> {
+pub(crate) fn metrics_file_warning(policy: &crate::policy::Policy, root: &Path) -> Option<String> {
     let path = policy.metrics_path(root);
     metrics_file(path.as_deref(), root, Probe::LookOnly)
         .err()
@@ -274,12 +274,12 @@ fn kind_of(kind: &std::fs::FileType) -> &'static str {
 }
 
 /// Writes data to stdout.
-pub fn emit(text: &str) -> Result<()> {
+pub(crate) fn emit(text: &str) -> Result<()> {
     emit_with(|w| w.write_all(text.as_bytes()))
 }
 
 /// Streams data to stdout through a buffer.
-pub fn emit_with(
+pub(crate) fn emit_with(
     fill: impl FnOnce(&mut std::io::BufWriter<std::io::StdoutLock<'static>>) -> std::io::Result<()>,
 ) -> Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
@@ -292,7 +292,7 @@ pub fn emit_with(
 /// written after something that is known only at the end (the status table's column widths,
 /// the metrics' families after the first): memory stays flat whatever the fleet's size. The
 /// file is gone when the spool is dropped, even if the process is killed.
-pub struct Spool {
+pub(crate) struct Spool {
     file: std::io::BufWriter<Named>,
 }
 
@@ -322,7 +322,7 @@ impl Write for Named {
 }
 
 impl Spool {
-    pub fn new() -> std::io::Result<Spool> {
+    pub(crate) fn new() -> std::io::Result<Spool> {
         let file = tempfile::tempfile().map_err(|e| {
             std::io::Error::new(
                 e.kind(),
@@ -338,12 +338,12 @@ impl Spool {
         })
     }
 
-    pub fn writer(&mut self) -> &mut impl Write {
+    pub(crate) fn writer(&mut self) -> &mut impl Write {
         &mut self.file
     }
 
     /// What was set aside, from the start, for reading back.
-    pub fn read_back(self) -> std::io::Result<std::io::BufReader<std::fs::File>> {
+    pub(crate) fn read_back(self) -> std::io::Result<std::io::BufReader<std::fs::File>> {
         use std::io::Seek;
         let mut file = self.file.into_inner().map_err(|e| e.into_error())?.file;
         file.rewind()?;
@@ -351,7 +351,7 @@ impl Spool {
     }
 
     /// Appends what was set aside to `w`.
-    pub fn copy_to(self, w: &mut impl Write) -> std::io::Result<()> {
+    pub(crate) fn copy_to(self, w: &mut impl Write) -> std::io::Result<()> {
         std::io::copy(&mut self.read_back()?, w).map(|_| ())
     }
 }

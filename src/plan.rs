@@ -20,7 +20,7 @@ mod file;
 mod valid;
 
 pub use file::{Entry, Plan, PlanIdentity, PlanIssue, VERSION};
-pub use valid::{Planned, PlannedIdentity, ValidPlan};
+pub(crate) use valid::{Planned, ValidPlan};
 
 impl Entry {
     fn of(c: &Assessed, new_not_after: &str) -> Entry {
@@ -38,7 +38,7 @@ impl Entry {
 
 impl PlanIdentity {
     /// The plan entry of one surveyed identity; `new_not_after` is the survey's (stamped).
-    pub fn of(i: &Identity, new_not_after: &str) -> PlanIdentity {
+    pub(crate) fn of(i: &Identity, new_not_after: &str) -> PlanIdentity {
         PlanIdentity {
             node: i.node().to_string(),
             service: i.service().to_string(),
@@ -129,7 +129,7 @@ pub enum Format {
 /// follow, so the entries pass first into a [`Spool`] (one compact JSON line each), counted, and
 /// are written after the header from there: memory stays flat at 10^6 identities. The issues,
 /// known once every identity has passed, come last.
-pub fn write(
+pub(crate) fn write(
     scope: &Scope,
     judged: &mut Judged<'_>,
     format: Format,

@@ -19,12 +19,12 @@ use crate::names;
 use crate::problem::Problem;
 
 /// The policy file's name inside the fleet root.
-pub const FILE_NAME: &str = "rekey.toml";
+pub(crate) const FILE_NAME: &str = "rekey.toml";
 
 /// What to do with the key pair when a certificate is reissued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum KeyMode {
+pub(crate) enum KeyMode {
     /// A new key pair of the same algorithm, when `key.pem` is present.
     Rotate,
     /// Keep the existing public key.
@@ -33,37 +33,37 @@ pub enum KeyMode {
 
 /// Which credentials a service renews by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Renewal {
-    pub self_renews_cert: bool,
-    pub self_rotates_token: bool,
+pub(crate) struct Renewal {
+    pub(crate) self_renews_cert: bool,
+    pub(crate) self_rotates_token: bool,
 }
 
 /// A service's entry in `[services]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Service {
-    pub self_renews_cert: bool,
-    pub self_rotates_token: bool,
+    pub(crate) self_renews_cert: bool,
+    pub(crate) self_rotates_token: bool,
     /// The subject CN its certificates must have; overrides the policy's own. Absent from the
     /// canonical form when unset, so that a policy without it keeps its digest.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject_cn: Option<SubjectCn>,
+    pub(crate) subject_cn: Option<SubjectCn>,
     /// The shell command that reloads the service after its credentials changed (a deploy
     /// hook); absent from the canonical form when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reload: Option<String>,
+    pub(crate) reload: Option<String>,
 }
 
 /// A `subject_cn` pattern (docs/design.md §4): text in which `{node}` and `{service}` stand for
 /// the identity's directory names; non-empty, with no other brace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct SubjectCn(String);
+pub(crate) struct SubjectCn(String);
 
 impl SubjectCn {
     const PLACEHOLDERS: [&str; 2] = ["{node}", "{service}"];
 
     /// The pattern, or why it is not one.
-    pub fn parse(text: &str) -> Result<SubjectCn, Problem> {
+    pub(crate) fn parse(text: &str) -> Result<SubjectCn, Problem> {
         if text.is_empty() {
             return Err(Problem::new("is empty"));
         }
@@ -84,11 +84,11 @@ impl SubjectCn {
     }
 
     /// The subject CN the identity `node/service` must have.
-    pub fn expand(&self, node: &str, service: &str) -> String {
+    pub(crate) fn expand(&self, node: &str, service: &str) -> String {
         self.0.replace("{node}", node).replace("{service}", service)
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -100,28 +100,28 @@ impl SubjectCn {
 pub struct Policy {
     pub validity_days: u32,
     pub stalled_below_percent: u32,
-    pub min_age_hours: u32,
-    pub keys: KeyMode,
+    pub(crate) min_age_hours: u32,
+    pub(crate) keys: KeyMode,
     /// `apply` refuses a plan older than this.
-    pub max_plan_age_hours: u32,
+    pub(crate) max_plan_age_hours: u32,
     /// Backups of the newest this many runs are kept; older ones are pruned.
-    pub keep_runs: u32,
+    pub(crate) keep_runs: u32,
     /// How long one hook may run before its whole process group is killed.
-    pub hook_timeout_seconds: u32,
+    pub(crate) hook_timeout_seconds: u32,
     /// The subject CN every certificate must have, unless its service sets its own; unset: the
     /// fleet's naming is its own.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject_cn: Option<SubjectCn>,
+    pub(crate) subject_cn: Option<SubjectCn>,
     pub services: BTreeMap<String, Service>,
     /// Where every writing run leaves its Prometheus metrics (absolute, or relative to the
     /// root). Absent from the canonical form when unset, so that older digests still hold.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_file: Option<String>,
+    pub(crate) metrics_file: Option<String>,
 }
 
 /// Where the policy in force came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// No `rekey.toml`: the built-in policy.
     Builtin,
     /// `rekey.toml`, with the SHA-256 of its bytes.
@@ -130,11 +130,11 @@ pub enum Source {
 
 /// The policy in force, where it came from, and the service names its file wrote.
 #[derive(Debug, Clone)]
-pub struct Loaded {
-    pub policy: Policy,
-    pub source: Source,
+pub(crate) struct Loaded {
+    pub(crate) policy: Policy,
+    pub(crate) source: Source,
     /// The names under the file's `[services]` (empty for the built-in policy).
-    pub named: Vec<String>,
+    pub(crate) named: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -227,7 +227,7 @@ fn builtin_services() -> BTreeMap<String, Service> {
 
 impl Policy {
     /// The policy used when the root has no `rekey.toml`: the reference fleet's services.
-    pub fn builtin() -> Policy {
+    pub(crate) fn builtin() -> Policy {
         Policy {
             validity_days: default_validity(),
             stalled_below_percent: default_stalled(),
@@ -243,6 +243,7 @@ impl Policy {
     }
 
     /// Parses and validates policy text; the error names the offending field.
+    #[cfg_attr(not(feature = "testkit"), expect(dead_code, reason = "the tests use it"))]
     pub fn parse(text: &str) -> Result<Policy> {
         Policy::parse_named(text).map(|(policy, _)| policy)
     }
@@ -345,11 +346,11 @@ impl Policy {
     }
 
     /// Where `metrics_file` points, for the fleet at `root`.
-    pub fn metrics_path(&self, root: &Path) -> Option<PathBuf> {
+    pub(crate) fn metrics_path(&self, root: &Path) -> Option<PathBuf> {
         self.metrics_file.as_ref().map(|f| root.join(f))
     }
 
-    pub fn renewal(&self, service: &str) -> Renewal {
+    pub(crate) fn renewal(&self, service: &str) -> Renewal {
         self.services
             .get(service)
             .map(|s| Renewal {
@@ -360,16 +361,11 @@ impl Policy {
     }
 
     /// The subject CN pattern `service`'s certificates must match: its own, else the policy's.
-    pub fn subject_cn(&self, service: &str) -> Option<&SubjectCn> {
+    pub(crate) fn subject_cn(&self, service: &str) -> Option<&SubjectCn> {
         self.services
             .get(service)
             .and_then(|s| s.subject_cn.as_ref())
             .or(self.subject_cn.as_ref())
-    }
-
-    /// The command that reloads `service` after its credentials changed, if the policy has one.
-    pub fn reload(&self, service: &str) -> Option<&str> {
-        self.services.get(service).and_then(|s| s.reload.as_deref())
     }
 
     pub fn validity(&self) -> TimeDelta {
@@ -380,18 +376,18 @@ impl Policy {
         TimeDelta::hours(i64::from(self.min_age_hours))
     }
 
-    pub fn max_plan_age(&self) -> TimeDelta {
+    pub(crate) fn max_plan_age(&self) -> TimeDelta {
         TimeDelta::hours(i64::from(self.max_plan_age_hours))
     }
 
     /// The digest of the policy's canonical form (the plan's `policy_sha256`).
-    pub fn digest(&self) -> Digest {
+    pub(crate) fn digest(&self) -> Digest {
         Digest::of(&serde_json::to_vec(self).expect("a policy always serializes"))
     }
 }
 
 /// Loads `<root>/rekey.toml` over the built-in default, or the built-in policy when it is absent.
-pub fn load(root: &Path) -> Result<Loaded> {
+pub(crate) fn load(root: &Path) -> Result<Loaded> {
     let path = root.join(FILE_NAME);
     let bytes = match fsio::read_credential(&path) {
         Slot::Absent => {

@@ -13,7 +13,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(what: impl Into<String>) -> Problem {
+    pub(crate) fn new(what: impl Into<String>) -> Problem {
         Problem {
             file: None,
             what: what.into(),
@@ -21,7 +21,7 @@ impl Problem {
     }
 
     /// The same problem, said of the file `file`: `<file> <what>`.
-    pub fn in_file(self, file: &'static str) -> Problem {
+    pub(crate) fn in_file(self, file: &'static str) -> Problem {
         match self.file {
             None => Problem {
                 file: Some(file),

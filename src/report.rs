@@ -5,7 +5,7 @@ mod json;
 
 use std::io::Write;
 
-pub use json::write_status_json;
+pub(crate) use json::write_status_json;
 
 use crate::classify::{Action, State, day, human, stamp};
 use crate::count::count;
@@ -14,7 +14,7 @@ use crate::survey::{End, Judged, Scope};
 use crate::values::Escaped;
 
 /// The CA line shown first by `status`.
-pub fn ca_line(scope: &Scope) -> String {
+pub(crate) fn ca_line(scope: &Scope) -> String {
     let ca = &scope.ca;
     let ctx = scope.context();
     let left = ca.not_after - scope.as_of;
@@ -42,7 +42,7 @@ pub fn ca_line(scope: &Scope) -> String {
 }
 
 /// The line naming the policy in force, shown by `status` and `plan`.
-pub fn policy_line(scope: &Scope) -> String {
+pub(crate) fn policy_line(scope: &Scope) -> String {
     format!(
         "policy {}, policy_sha256 {}",
         scope.policy_source.describe(),
@@ -51,7 +51,7 @@ pub fn policy_line(scope: &Scope) -> String {
 }
 
 /// The `status` table: CA first, then one aligned row per credential, then reported issues.
-pub fn status_table(scope: &Scope, judged: &mut Judged<'_>) -> std::io::Result<String> {
+pub(crate) fn status_table(scope: &Scope, judged: &mut Judged<'_>) -> std::io::Result<String> {
     let mut out = Vec::new();
     write_status_table(scope, judged, false, &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
@@ -72,7 +72,7 @@ fn colour_of(state: &str) -> Option<&'static str> {
 /// [`status_table`] written as the identities pass: the rows are set aside on disk while the
 /// columns are measured ([`Spool`]), so that at 10^6 identities the table is never in memory.
 /// With `colour`, states are coloured (for a terminal; never for a pipe or with `NO_COLOR`).
-pub fn write_status_table(
+pub(crate) fn write_status_table(
     scope: &Scope,
     judged: &mut Judged<'_>,
     colour: bool,
@@ -164,7 +164,7 @@ fn hidden_line(hidden: usize) -> Option<String> {
 
 /// The plan summary for stderr: counts per action, then each identity that needs a person.
 /// Names, paths and reasons are [`Escaped`]: stderr is a terminal stream.
-pub fn plan_summary(scope: &Scope, end: &End) -> String {
+pub(crate) fn plan_summary(scope: &Scope, end: &End) -> String {
     let mut counts = [0usize; 4];
     for state in State::ALL {
         counts[state.action() as usize] += end.totals.credentials_in(state);
@@ -207,7 +207,7 @@ pub fn plan_summary(scope: &Scope, end: &End) -> String {
 
 /// Left-aligned columns two spaces apart; the last column is not padded. Every cell is shown
 /// [`Escaped`] (a table is for a terminal), and measured as shown.
-pub fn align(rows: &[Vec<String>]) -> String {
+pub(crate) fn align(rows: &[Vec<String>]) -> String {
     let mut widths = Widths::default();
     for row in rows {
         widths.measure(row);

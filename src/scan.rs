@@ -15,9 +15,9 @@ use rayon::prelude::*;
 use crate::fsio::{self, Slot};
 use crate::names::{self, IdentityId};
 
-pub const CERT_FILE: &str = "cert.pem";
-pub const KEY_FILE: &str = "key.pem";
-pub const TOKEN_FILE: &str = "token.jwt";
+pub(crate) const CERT_FILE: &str = "cert.pem";
+pub(crate) const KEY_FILE: &str = "key.pem";
+pub(crate) const TOKEN_FILE: &str = "token.jwt";
 
 /// A service directory found under `nodes/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,12 +31,12 @@ pub struct Candidate {
 
 /// Something in the tree that is not an identity but that an operator should hear about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issue {
+pub(crate) struct Issue {
     /// The path, relative to the root.
-    pub path: String,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) message: String,
     /// A problem counts towards exit code 4; a note (an ignored empty directory) does not.
-    pub is_problem: bool,
+    pub(crate) is_problem: bool,
 }
 
 /// The node directories under `nodes/`, listed before any identity is read.
@@ -44,26 +44,26 @@ pub struct Issue {
 pub struct Nodes {
     /// Sorted by name; links are not here (they are issues).
     pub nodes: Vec<Node>,
-    pub issues: Vec<Issue>,
+    pub(crate) issues: Vec<Issue>,
     /// Directories and links under `nodes/` whose names start with a dot (an NFS `.snapshot`, a
     /// `.git`): not names, not problems, ignored and counted (docs/design.md §1).
-    pub hidden: usize,
+    pub(crate) hidden: usize,
 }
 
 /// A node directory.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub name: String,
-    pub path: PathBuf,
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
 }
 
 /// What one node directory holds: its service directories, sorted, as candidates.
 #[derive(Debug, Default)]
 pub struct Services {
     pub candidates: Vec<Candidate>,
-    pub issues: Vec<Issue>,
+    pub(crate) issues: Vec<Issue>,
     /// Hidden entries of the node, ignored and counted.
-    pub hidden: usize,
+    pub(crate) hidden: usize,
 }
 
 /// An identity's three files as read from disk.
@@ -141,7 +141,7 @@ pub fn services(root: &Path, node: &Node) -> Services {
 
 /// The distinct service names in the fleet, listed node by node on all cores and kept as names
 /// only: what the policy's names and `--service` are checked against before anything is shown.
-pub fn service_names(root: &Path, nodes: &[Node]) -> BTreeSet<String> {
+pub(crate) fn service_names(root: &Path, nodes: &[Node]) -> BTreeSet<String> {
     nodes
         .par_iter()
         .map(|node| {
@@ -243,7 +243,7 @@ fn problem(root: &Path, path: &Path, message: String) -> Issue {
 }
 
 /// `path` relative to `root`, for messages (lossy for non-UTF-8 names).
-pub fn relative(root: &Path, path: &Path) -> String {
+pub(crate) fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
         .unwrap_or(path)
         .to_string_lossy()
@@ -305,7 +305,7 @@ pub fn read(candidate: &Candidate) -> Files {
 
 /// [`read`] for identity `id`, its directory (at `path`) already open as `dir` (a writer
 /// opens it through a handle: `fsio::RootDir::identity`).
-pub fn read_in(dir: &fsio::Dir, id: &IdentityId, path: &Path) -> Files {
+pub(crate) fn read_in(dir: &fsio::Dir, id: &IdentityId, path: &Path) -> Files {
     let dir_id = dir.file_id();
     let files = |cert, key, token, in_flight| Files {
         cert,

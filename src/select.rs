@@ -55,7 +55,7 @@ pub enum ExitRule {
 
 impl ExitRule {
     /// What the (filtered) fleet, as counted, needs of the operator under this rule.
-    pub fn need(self, totals: &Totals, scope: &Scope) -> Need {
+    pub(crate) fn need(self, totals: &Totals, scope: &Scope) -> Need {
         match self {
             ExitRule::WarnWithin(warn) => totals.need(scope.as_of, Some(warn)),
             ExitRule::ExpiresWithin(within) => {
@@ -85,7 +85,7 @@ pub struct Selection {
 impl Selection {
     /// Whether the selection takes `node/service`; an empty selection (no flag) takes everything
     /// only when `all`.
-    pub fn matches(&self, node: &str, service: &str) -> bool {
+    pub(crate) fn matches(&self, node: &str, service: &str) -> bool {
         let node_ok = self.nodes.is_empty() || self.nodes.iter().any(|n| n == node);
         let service_ok = self.services.is_empty() || self.services.iter().any(|s| s == service);
         self.all || (!(self.nodes.is_empty() && self.services.is_empty()) && node_ok && service_ok)
@@ -93,7 +93,10 @@ impl Selection {
 
     /// The identities selected, whatever their state. A `--node` or `--service` that names
     /// nothing in the fleet, or a combination that selects nothing, is a usage error.
-    pub fn resolve<'a>(&self, fleet: &'a [Identity]) -> Result<Vec<&'a Identity>, UsageError> {
+    pub(crate) fn resolve<'a>(
+        &self,
+        fleet: &'a [Identity],
+    ) -> Result<Vec<&'a Identity>, UsageError> {
         unknown_name(&self.nodes, &self.services, fleet)?;
         let chosen: Vec<&Identity> = fleet
             .iter()
@@ -110,7 +113,7 @@ impl Selection {
 
     /// Keeps only the selected identities of `survey`, and the problems found inside the
     /// selection. A selector that names nothing is a usage error.
-    pub fn narrow(&self, survey: &mut Survey) -> Result<(), UsageError> {
+    pub(crate) fn narrow(&self, survey: &mut Survey) -> Result<(), UsageError> {
         if self.all {
             return Ok(());
         }

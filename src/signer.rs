@@ -21,9 +21,9 @@ use crate::pemblock;
 use crate::token;
 
 /// Everything needed to sign for the CA.
-pub struct CaSigner {
-    pub issuer: Issuer<'static, KeyPair>,
-    pub tokens: token::Signer,
+pub(crate) struct CaSigner {
+    pub(crate) issuer: Issuer<'static, KeyPair>,
+    pub(crate) tokens: token::Signer,
 }
 
 impl std::fmt::Debug for CaSigner {
@@ -33,7 +33,7 @@ impl std::fmt::Debug for CaSigner {
 }
 
 /// The rcgen algorithm for a key type (RSA keys sign with SHA-256).
-pub fn rcgen_alg(alg: KeyAlg) -> &'static SignatureAlgorithm {
+pub(crate) fn rcgen_alg(alg: KeyAlg) -> &'static SignatureAlgorithm {
     match alg {
         KeyAlg::Rsa { .. } => &rcgen::PKCS_RSA_SHA256,
         KeyAlg::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -44,9 +44,9 @@ pub fn rcgen_alg(alg: KeyAlg) -> &'static SignatureAlgorithm {
 
 /// An existing public key, for reissuing a certificate without changing its key.
 #[derive(Debug, Clone)]
-pub struct ReusedKey {
-    pub alg: KeyAlg,
-    pub bits: Vec<u8>,
+pub(crate) struct ReusedKey {
+    pub(crate) alg: KeyAlg,
+    pub(crate) bits: Vec<u8>,
 }
 
 impl PublicKeyData for ReusedKey {
@@ -60,7 +60,7 @@ impl PublicKeyData for ReusedKey {
 }
 
 /// Loads the CA key of `root` for signing at `now`.
-pub fn load(root: &Path, ca: &Ca, now: DateTime<Utc>) -> Result<CaSigner> {
+pub(crate) fn load(root: &Path, ca: &Ca, now: DateTime<Utc>) -> Result<CaSigner> {
     let key_path = root.join("ca/ca.key");
     let key_pem = match fsio::read_credential(&key_path) {
         Slot::Present(bytes) => bytes,
@@ -101,7 +101,7 @@ pub fn load(root: &Path, ca: &Ca, now: DateTime<Utc>) -> Result<CaSigner> {
 }
 
 /// Builds the signer from the CA certificate and key (PEM), checking that it reproduces the CA.
-pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], ca: &Ca) -> Result<CaSigner> {
+pub(crate) fn from_pem(cert_pem: &[u8], key_pem: &[u8], ca: &Ca) -> Result<CaSigner> {
     let block = pemblock::single(cert_pem).map_err(|e| anyhow::anyhow!("ca.crt {e}"))?;
     let (_, cert) =
         X509Certificate::from_der(&block.der).map_err(|e| anyhow::anyhow!("ca.crt: {e}"))?;

@@ -36,42 +36,37 @@ const HOOK_LOGS: &str = "hooks";
 
 /// The state of the fleet at a root: `<root>/.rekey`.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     dir: PathBuf,
 }
 
 impl Store {
-    pub fn of(root: &Path) -> Store {
+    pub(crate) fn of(root: &Path) -> Store {
         Store {
             dir: root.join(STATE),
         }
     }
 
-    /// Whether `name`, an entry of the fleet root, is the store.
-    pub fn is_store_name(name: &str) -> bool {
-        name == STATE
-    }
-
     /// `.rekey` itself.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
-    pub fn lock_path(&self) -> PathBuf {
+    pub(crate) fn lock_path(&self) -> PathBuf {
         self.dir.join(LOCK)
     }
 
-    pub fn audit_log(&self) -> PathBuf {
+    pub(crate) fn audit_log(&self) -> PathBuf {
         self.dir.join(AUDIT_LOG)
     }
 
     /// `.rekey/runs`, where every run has its directory.
-    pub fn runs_dir(&self) -> PathBuf {
+    pub(crate) fn runs_dir(&self) -> PathBuf {
         self.dir.join(RUNS)
     }
 
     /// The directory of run `id` (which may not exist).
-    pub fn run(&self, id: &str) -> RunDir {
+    pub(crate) fn run(&self, id: &str) -> RunDir {
         RunDir {
             id: id.to_string(),
             dir: self.runs_dir().join(id),
@@ -79,7 +74,7 @@ impl Store {
     }
 
     /// The runs recorded, in start order (ids name the start); none when there is no store yet.
-    pub fn runs(&self) -> Result<Vec<RunDir>> {
+    pub(crate) fn runs(&self) -> Result<Vec<RunDir>> {
         let runs = self.runs_dir();
         let entries = match std::fs::read_dir(&runs) {
             Ok(entries) => entries,
@@ -96,7 +91,7 @@ impl Store {
     }
 
     /// The run `id` names, if the store records it (a name with a `/` never does).
-    pub fn find(&self, id: &str) -> Result<Option<RunDir>> {
+    pub(crate) fn find(&self, id: &str) -> Result<Option<RunDir>> {
         if id.contains('/') {
             return Ok(None);
         }
@@ -104,7 +99,7 @@ impl Store {
     }
 
     /// Takes `.rekey/lock`, or fails at once if another writer holds it.
-    pub fn lock(&self) -> Result<Lock> {
+    pub(crate) fn lock(&self) -> Result<Lock> {
         fsio::create_private_dir(&self.dir)?;
         let path = self.lock_path();
         let file = OpenOptions::new()
@@ -131,7 +126,7 @@ impl Store {
 
     /// Makes the directory of a new run (with its `backup/`), named by the wall clock `started`
     /// so that ids sort in start order. Its journal is the caller's to create.
-    pub fn create_run(&self, started: DateTime<Utc>) -> Result<RunDir> {
+    pub(crate) fn create_run(&self, started: DateTime<Utc>) -> Result<RunDir> {
         let runs = self.runs_dir();
         fsio::create_private_dir(&runs)?;
         let stem = started.format("%Y%m%dT%H%M%S%.6fZ").to_string();
@@ -147,64 +142,64 @@ impl Store {
     }
 
     /// Makes the new entries of `.rekey/runs` durable.
-    pub fn sync_runs(&self) -> Result<()> {
+    pub(crate) fn sync_runs(&self) -> Result<()> {
         fsio::sync_dir(&self.runs_dir())
     }
 }
 
 /// Where a run's `backup/` keeps identity `id`'s files: `backup/<node>/<service>/`, the layout
 /// of `nodes/` below it.
-pub fn backup_of(backup: &Path, id: &IdentityId) -> PathBuf {
+pub(crate) fn backup_of(backup: &Path, id: &IdentityId) -> PathBuf {
     backup.join(id.node()).join(id.service())
 }
 
 /// Held while a command writes; released when dropped (or when the process dies).
 #[derive(Debug)]
-pub struct Lock {
+pub(crate) struct Lock {
     _file: File,
 }
 
 /// One run's directory, `.rekey/runs/<id>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunDir {
+pub(crate) struct RunDir {
     id: String,
     dir: PathBuf,
 }
 
 impl RunDir {
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.dir
     }
 
-    pub fn journal(&self) -> PathBuf {
+    pub(crate) fn journal(&self) -> PathBuf {
         self.dir.join(JOURNAL)
     }
 
-    pub fn report(&self) -> PathBuf {
+    pub(crate) fn report(&self) -> PathBuf {
         self.dir.join(REPORT)
     }
 
     /// Where the files the run replaced are kept, per identity.
-    pub fn backup(&self) -> PathBuf {
+    pub(crate) fn backup(&self) -> PathBuf {
         self.dir.join(BACKUP)
     }
 
     /// Where the output of each hook call of this run is kept.
-    pub fn hook_logs(&self) -> PathBuf {
+    pub(crate) fn hook_logs(&self) -> PathBuf {
         self.dir.join(HOOK_LOGS)
     }
 
     /// The marker that says hook calls of this run may not have run.
-    pub fn hooks_pending(&self) -> PathBuf {
+    pub(crate) fn hooks_pending(&self) -> PathBuf {
         self.dir.join(HOOKS_PENDING)
     }
 
     /// The wall-clock start its id names (`20261128T000000.000000Z`, maybe with `-N`).
-    pub fn started(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn started(&self) -> Option<DateTime<Utc>> {
         let stem = self.id.split('-').next()?;
         chrono::NaiveDateTime::parse_from_str(stem, "%Y%m%dT%H%M%S%.fZ")
             .ok()
@@ -214,7 +209,7 @@ impl RunDir {
     /// Whether the run may still be writing: it has a journal and no report. What a reader may
     /// not look at counts as unfinished: a monitoring user must not call a writer's file a
     /// leftover.
-    pub fn may_be_unfinished(&self) -> bool {
+    pub(crate) fn may_be_unfinished(&self) -> bool {
         match std::fs::symlink_metadata(self.report()) {
             Ok(_) => false,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.journal().is_file(),

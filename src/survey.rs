@@ -20,24 +20,24 @@ use crate::scan::Issue;
 
 pub use filter::{Filter, Grain};
 pub(crate) use filter::no_match;
-pub use identity::{Assessed, Identity, Stuck};
-pub use judged::{End, Judged, Person};
-pub use scope::{Opened, Scope, open_root};
+pub(crate) use identity::{Assessed, Identity, Stuck};
+pub(crate) use judged::{End, Judged, Person};
+pub(crate) use scope::{Opened, Scope, open_root};
 
 /// The whole fleet as of one instant, held in memory: what a writing command acts on. The read
 /// commands never hold it; they stream the same identities ([`stream`]).
 #[derive(Debug)]
-pub struct Survey {
-    pub scope: Scope,
-    pub identities: Vec<Identity>,
-    pub issues: Vec<Issue>,
+pub(crate) struct Survey {
+    pub(crate) scope: Scope,
+    pub(crate) identities: Vec<Identity>,
+    pub(crate) issues: Vec<Issue>,
     /// Hidden entries (names starting with a dot) under `nodes/` and its nodes, ignored.
-    pub hidden: usize,
+    pub(crate) hidden: usize,
 }
 
 impl Survey {
     /// Surveys the fleet at `root` as of `as_of`, every identity held in memory.
-    pub fn take(root: &Path, as_of: DateTime<Utc>) -> Result<Survey> {
+    pub(crate) fn take(root: &Path, as_of: DateTime<Utc>) -> Result<Survey> {
         let Opened { scope, nodes, .. } = Scope::open(root, as_of, false)?;
         let (identities, listed) = stream::each(&scope, nodes, &|_, _| true, |flow| {
             let identities: Vec<Identity> = flow.by_ref().collect();
@@ -52,7 +52,7 @@ impl Survey {
     }
 
     /// The held identities as a report takes them (a writing command's plan, `demo`'s table).
-    pub fn judged(&self) -> Judged<'_> {
+    pub(crate) fn judged(&self) -> Judged<'_> {
         Judged::held(
             &self.scope,
             self.identities.clone(),
@@ -65,7 +65,7 @@ impl Survey {
 /// Streams the fleet at `root` as of `as_of` to `consume`, narrowed by `filter`: the read
 /// commands' survey, whose memory does not grow with the fleet. A `--node` or `--service` that
 /// names nothing in the fleet is refused before `consume` is called.
-pub fn read<R>(
+pub(crate) fn read<R>(
     root: &Path,
     as_of: DateTime<Utc>,
     filter: Option<(&Filter, Grain)>,

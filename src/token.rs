@@ -13,19 +13,19 @@ use crate::problem::Problem;
 
 /// The claims of a rekey token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    pub iss: String,
-    pub sub: String,
-    pub iat: i64,
-    pub nbf: i64,
-    pub exp: i64,
-    pub jti: String,
+pub(crate) struct Claims {
+    pub(crate) iss: String,
+    pub(crate) sub: String,
+    pub(crate) iat: i64,
+    pub(crate) nbf: i64,
+    pub(crate) exp: i64,
+    pub(crate) jti: String,
 }
 
 impl Claims {
     /// Fresh claims for `sub` issued by `iss`, valid over `[not_before, not_after)`, with a new
     /// random `jti`.
-    pub fn new(
+    pub(crate) fn new(
         iss: &str,
         sub: &str,
         not_before: DateTime<Utc>,
@@ -118,7 +118,7 @@ fn describe(kind: &ErrorKind, ca: &Ca, sub: &str) -> String {
 }
 
 /// A token signer holding the CA private key.
-pub struct Signer {
+pub(crate) struct Signer {
     alg: jsonwebtoken::Algorithm,
     key: jsonwebtoken::EncodingKey,
 }
@@ -131,7 +131,7 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     /// Builds a signer from the CA key in PEM (PKCS#8; PKCS#1 for RSA; SEC1 for EC).
-    pub fn from_pem(key_pem: &[u8], alg: jsonwebtoken::Algorithm) -> Result<Signer> {
+    pub(crate) fn from_pem(key_pem: &[u8], alg: jsonwebtoken::Algorithm) -> Result<Signer> {
         use jsonwebtoken::Algorithm::*;
         let key = match alg {
             RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(key_pem),
@@ -143,7 +143,7 @@ impl Signer {
         Ok(Signer { alg, key })
     }
 
-    pub fn sign(&self, claims: &Claims) -> Result<String> {
+    pub(crate) fn sign(&self, claims: &Claims) -> Result<String> {
         let header = jsonwebtoken::Header::new(self.alg);
         jsonwebtoken::encode(&header, claims, &self.key).context("failed to sign a token")
     }
@@ -175,7 +175,7 @@ fn ec_pkcs8(
 }
 
 /// 128 random bits as lowercase hex: a token's `jti`.
-pub fn random_jti() -> Result<String> {
+pub(crate) fn random_jti() -> Result<String> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
     Ok(hex::encode(bytes))
@@ -228,7 +228,7 @@ mod cached {
         CACHE.get_or_init(|| Mutex::new(Vec::new()))
     }
 
-    pub fn signer(alg: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
+    pub(crate) fn signer(alg: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
         if !matches!(
             alg,
             Algorithm::RS256 | Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA
@@ -301,7 +301,7 @@ mod cached {
 
     /// The verifier of the provider, with the key parsed once per process for the algorithms
     /// rekey uses; anything else goes to the default provider as before.
-    pub fn verifier(
+    pub(crate) fn verifier(
         alg: &Algorithm,
         key: &jsonwebtoken::DecodingKey,
     ) -> Result<Box<dyn jsonwebtoken::crypto::JwtVerifier>> {

@@ -17,7 +17,7 @@ use crate::survey::{Identity, Scope};
 /// What a fleet, as counted, needs of its operator, least first; the exit code of `status`,
 /// `plan` and `rotate` (4, 3, 0) says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Need {
+pub(crate) enum Need {
     None,
     WorkDue,
     RecoverOrProblem,
@@ -35,36 +35,36 @@ impl From<Need> for Exit {
 
 /// The counts and the nearest expiry of a survey.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// Credentials per state, indexed like [`State::ALL`].
-    pub credentials: [usize; 7],
+    pub(crate) credentials: [usize; 7],
     /// Identities per state (an identity is as urgent as its worst credential).
-    pub identities: [usize; 7],
+    pub(crate) identities: [usize; 7],
     /// Issues that are problems (paths that are not identities).
-    pub problems: usize,
+    pub(crate) problems: usize,
     /// Issues that are notes.
-    pub notes: usize,
+    pub(crate) notes: usize,
     /// The credential that expires next (not yet expired at the survey's instant).
-    pub nearest: Option<Nearest>,
+    pub(crate) nearest: Option<Nearest>,
     /// Credentials already past their expiry.
-    pub past_expiry: usize,
+    pub(crate) past_expiry: usize,
     /// The earliest expiry of any credential, and of any credential kept (what `--warn-days`
     /// and `--expires-within` judge).
-    pub earliest: Option<DateTime<Utc>>,
-    pub earliest_kept: Option<DateTime<Utc>>,
+    pub(crate) earliest: Option<DateTime<Utc>>,
+    pub(crate) earliest_kept: Option<DateTime<Utc>>,
 }
 
 /// The credential that expires next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nearest {
-    pub id: IdentityId,
-    pub kind: Kind,
-    pub not_after: DateTime<Utc>,
+pub(crate) struct Nearest {
+    pub(crate) id: IdentityId,
+    pub(crate) kind: Kind,
+    pub(crate) not_after: DateTime<Utc>,
 }
 
 /// Whether a credential expiring at `not_after` is still valid at `at`: a certificate is valid
 /// at its `not_after` instant, a token is expired at its `exp` (docs/design.md §3).
-pub fn still_valid(kind: Kind, not_after: DateTime<Utc>, at: DateTime<Utc>) -> bool {
+pub(crate) fn still_valid(kind: Kind, not_after: DateTime<Utc>, at: DateTime<Utc>) -> bool {
     match kind {
         Kind::Cert => at <= not_after,
         Kind::Token => at < not_after,
@@ -72,7 +72,7 @@ pub fn still_valid(kind: Kind, not_after: DateTime<Utc>, at: DateTime<Utc>) -> b
 }
 
 /// The position of a state in [`State::ALL`].
-pub fn index(state: State) -> usize {
+pub(crate) fn index(state: State) -> usize {
     State::ALL
         .iter()
         .position(|s| *s == state)
@@ -81,7 +81,7 @@ pub fn index(state: State) -> usize {
 
 impl Totals {
     /// Counts one identity.
-    pub fn add(&mut self, identity: &Identity, scope: &Scope) {
+    pub(crate) fn add(&mut self, identity: &Identity, scope: &Scope) {
         self.identities[index(identity.state())] += 1;
         for c in identity.credentials() {
             self.credentials[index(c.verdict.state)] += 1;
@@ -104,24 +104,24 @@ impl Totals {
     }
 
     /// Counts the paths that are not identities.
-    pub fn add_issues(&mut self, issues: &[Issue]) {
+    pub(crate) fn add_issues(&mut self, issues: &[Issue]) {
         self.problems += issues.iter().filter(|i| i.is_problem).count();
         self.notes += issues.iter().filter(|i| !i.is_problem).count();
     }
 
     /// Identities counted.
-    pub fn identities_total(&self) -> usize {
+    pub(crate) fn identities_total(&self) -> usize {
         self.identities.iter().sum()
     }
 
     /// Credentials counted.
-    pub fn credentials_total(&self) -> usize {
+    pub(crate) fn credentials_total(&self) -> usize {
         self.credentials.iter().sum()
     }
 
     /// What was counted needs of the operator; `warn` also counts credentials that keep but
     /// expire within it as work due (`status --warn-days`).
-    pub fn need(&self, as_of: DateTime<Utc>, warn: Option<chrono::TimeDelta>) -> Need {
+    pub(crate) fn need(&self, as_of: DateTime<Utc>, warn: Option<chrono::TimeDelta>) -> Need {
         let any = |states: &[State]| states.iter().any(|s| self.credentials_in(*s) > 0);
         if self.problems > 0 || any(&[State::Recover, State::Problem]) {
             return Need::RecoverOrProblem;
@@ -137,16 +137,16 @@ impl Totals {
         }
     }
 
-    pub fn credentials_in(&self, state: State) -> usize {
+    pub(crate) fn credentials_in(&self, state: State) -> usize {
         self.credentials[index(state)]
     }
 
-    pub fn identities_in(&self, state: State) -> usize {
+    pub(crate) fn identities_in(&self, state: State) -> usize {
         self.identities[index(state)]
     }
 
     /// Credentials to rotate (`due`, `stalled`, `expired`).
-    pub fn to_rotate(&self) -> usize {
+    pub(crate) fn to_rotate(&self) -> usize {
         [State::Due, State::Stalled, State::Expired]
             .map(|s| self.credentials_in(s))
             .iter()
@@ -154,7 +154,7 @@ impl Totals {
     }
 
     /// The closing lines of the status table: counts, the nearest expiry, what to run next.
-    pub fn summary(&self, scope: &Scope) -> Vec<String> {
+    pub(crate) fn summary(&self, scope: &Scope) -> Vec<String> {
         let total = self.credentials_total();
         let counts: Vec<String> = State::ALL
             .iter()
@@ -191,7 +191,7 @@ impl Totals {
     }
 
     /// What to run next, most urgent first.
-    pub fn next_steps(&self, scope: &Scope) -> Vec<String> {
+    pub(crate) fn next_steps(&self, scope: &Scope) -> Vec<String> {
         let root = scope.root.display();
         let mut next = Vec::new();
         let problems = self.identities_in(State::Problem) + self.problems;

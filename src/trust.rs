@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 
 /// A trusted path that someone other than root or the invoking user could change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unsafe {
-    pub path: PathBuf,
-    pub fault: Fault,
+pub(crate) struct Unsafe {
+    pub(crate) path: PathBuf,
+    pub(crate) fault: Fault,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// A symbolic link: what it points to can be anywhere.
     Link,
     /// Owned by another user, who can change it.
@@ -83,7 +83,7 @@ fn euid() -> u32 {
 /// `hooks/` with every executable in it. What does not exist is fine. What the invoking user may
 /// not even look at (a monitoring user below a root-only `.rekey/`) is skipped: such a user runs
 /// nothing from it.
-pub fn check(root: &Path) -> Vec<Unsafe> {
+pub(crate) fn check(root: &Path) -> Vec<Unsafe> {
     let mut found = Vec::new();
     let mut ancestors: Vec<&Path> = root.ancestors().skip(1).collect();
     ancestors.reverse();
@@ -295,7 +295,7 @@ fn entries(dir: &Path, found: &mut Vec<Unsafe>) -> Vec<PathBuf> {
 
 /// Refuses a writing run while anything it trusts could be changed by someone else: one error
 /// naming every such path, its owner and mode, and the fix.
-pub fn require(root: &Path) -> anyhow::Result<()> {
+pub(crate) fn require(root: &Path) -> anyhow::Result<()> {
     let found = check(root);
     if found.is_empty() {
         return Ok(());

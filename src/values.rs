@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::fmt;
 
 /// At most this many bytes of any input are quoted in a message.
-pub const QUOTED_MAX: usize = 200;
+pub(crate) const QUOTED_MAX: usize = 200;
 
 /// A name or path as printed on a terminal stream (the status table, summaries, warnings, error
 /// messages): control characters and other characters that move the cursor, change colours or
@@ -44,11 +44,6 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
-/// `text` with every unsafe character escaped (see [`Escaped`]).
-pub fn escaped(text: &(impl AsRef<OsStr> + ?Sized)) -> String {
-    Escaped::new(text).to_string()
-}
-
 /// The escape of a character a terminal must not see raw; `None` for one shown as it is.
 fn escape(c: char) -> Option<String> {
     match c {
@@ -77,7 +72,7 @@ fn invisible(c: char) -> bool {
 /// `text` cut to at most [`QUOTED_MAX`] bytes (at a character boundary) on each of its lines,
 /// with `…` where something was cut: what a parser's error message quotes of a 100 MB line stays
 /// short.
-pub fn clip(text: &str) -> String {
+pub(crate) fn clip(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(4096));
     for (n, line) in text.split('\n').enumerate() {
         if n > 0 {
@@ -99,7 +94,7 @@ pub fn clip(text: &str) -> String {
 
 /// `text` quoted as Rust's `{:?}` quotes it, after [`clip`]: for a piece of an input named in a
 /// message.
-pub fn quoted(text: &str) -> String {
+pub(crate) fn quoted(text: &str) -> String {
     format!("{:?}", clip(text))
 }
 

@@ -33,9 +33,9 @@ pub struct Options {
 
 /// The largest plan `apply` reads: ten times a plan of 10^5 identities. A larger one is refused
 /// before it is read (stdin: after this many bytes and one more).
-pub const MAX_PLAN_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_PLAN_BYTES: u64 = 64 << 20;
 
-pub fn apply(o: &Options) -> Result<Exit> {
+pub(crate) fn apply(o: &Options) -> Result<Exit> {
     let (shown, text) = match &o.plan {
         Some(path) => (path.display().to_string(), read_plan_file(path)?),
         None => {

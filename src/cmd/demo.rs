@@ -28,7 +28,7 @@ pub struct Options {
 }
 
 /// `rekey demo`: build the demo fleet, show its status, rotate it, show its status again.
-pub fn demo(o: &Options) -> Result<Exit> {
+pub(crate) fn demo(o: &Options) -> Result<Exit> {
     let (dir, now) = (o.dir.as_path(), o.as_of);
     write::check_run_date(now, o.write.started)?;
     prepare_demo_dir(dir)?;

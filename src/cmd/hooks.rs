@@ -37,7 +37,7 @@ pub struct DiscardOptions {
     pub started: DateTime<Utc>,
 }
 
-pub fn retry(o: &Options) -> Result<Exit> {
+pub(crate) fn retry(o: &Options) -> Result<Exit> {
     let (retried, left) = write::retry_hooks(&o.root, o.as_of, &o.write)?;
     let failed = retried
         .iter()
@@ -55,7 +55,7 @@ pub fn retry(o: &Options) -> Result<Exit> {
     })
 }
 
-pub fn list(o: &ListOptions) -> Result<Exit> {
+pub(crate) fn list(o: &ListOptions) -> Result<Exit> {
     let root = crate::survey::open_root(&o.root)?;
     let pending = write::pending_hooks(&root)?;
     if o.json {
@@ -103,7 +103,7 @@ fn to_json(p: &PendingHook) -> serde_json::Value {
     item
 }
 
-pub fn discard(o: &DiscardOptions) -> Result<Exit> {
+pub(crate) fn discard(o: &DiscardOptions) -> Result<Exit> {
     let operator = write::operator();
     let dropped = write::discard_hooks(&o.root, &o.target, &operator, o.started)?;
     if dropped.is_empty() {

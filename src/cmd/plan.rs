@@ -31,7 +31,7 @@ pub struct Options {
     pub filter: Filter,
 }
 
-pub fn plan(o: &Options) -> Result<Exit> {
+pub(crate) fn plan(o: &Options) -> Result<Exit> {
     let filter = Some((&o.filter, Grain::Identity));
     let destination = Destination::check(o.output.as_deref(), &o.root)?;
     survey::read(&o.root, o.as_of, filter, |scope, judged| {

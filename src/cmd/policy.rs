@@ -15,7 +15,7 @@ pub struct Options {
     pub root: PathBuf,
 }
 
-pub fn policy(o: &Options) -> Result<Exit> {
+pub(crate) fn policy(o: &Options) -> Result<Exit> {
     let root = crate::fsio::fleet_root(&o.root)?;
     let loaded = policy::load(&root)?;
     // The fleet's own service names only sharpen the warnings: a root without `nodes/` still

@@ -20,7 +20,7 @@ pub struct Options {
     pub write: Settings,
 }
 
-pub fn prune(o: &Options) -> Result<Exit> {
+pub(crate) fn prune(o: &Options) -> Result<Exit> {
     // Pruning runs no hook, pending ones included: it only removes old backups (and a dry run
     // must not act at all).
     let mut settings = o.write.clone();

@@ -42,7 +42,7 @@ pub fn operator_name(given: Option<String>) -> String {
         .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
 }
 
-pub fn recover(o: &Options) -> Result<Exit> {
+pub(crate) fn recover(o: &Options) -> Result<Exit> {
     if o.reason.trim().is_empty() {
         return Err(
             UsageError("--reason must say why these identities are recovered".into()).into(),

@@ -26,7 +26,7 @@ pub struct Options {
     pub write: Settings,
 }
 
-pub fn rollback(o: &Options) -> Result<Exit> {
+pub(crate) fn rollback(o: &Options) -> Result<Exit> {
     // Before a run's records are read: the preview refuses what the rollback would.
     let checked = write::preflight(&o.root)?;
     let root = checked.root().to_path_buf();

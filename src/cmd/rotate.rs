@@ -34,7 +34,7 @@ pub struct DryRun {
     pub output: Option<PathBuf>,
 }
 
-pub fn rotate(o: &Options) -> Result<Exit> {
+pub(crate) fn rotate(o: &Options) -> Result<Exit> {
     if let Some(dry) = &o.dry_run {
         write::preflight(&o.root)?;
         let destination = Destination::check(dry.output.as_deref(), &o.root)?;

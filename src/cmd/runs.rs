@@ -16,7 +16,7 @@ pub struct Options {
     pub json: bool,
 }
 
-pub fn runs(o: &Options) -> Result<Exit> {
+pub(crate) fn runs(o: &Options) -> Result<Exit> {
     let history = History::read(&Store::of(&crate::survey::open_root(&o.root)?))?;
     let rolled_back_by = |id| -> Vec<&str> {
         history

@@ -42,7 +42,7 @@ pub struct Options {
     pub filter: Filter,
 }
 
-pub fn status(o: &Options) -> Result<Exit> {
+pub(crate) fn status(o: &Options) -> Result<Exit> {
     let destination = Destination::check(o.output.as_deref(), &o.root)?;
     let last_run = match o.format {
         Format::Prometheus { .. } => last_run(&o.root),

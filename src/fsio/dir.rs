@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Largest credential file rekey reads; anything bigger is a problem, never read in full.
-pub const MAX_CREDENTIAL_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_CREDENTIAL_BYTES: u64 = 1024 * 1024;
 
 /// What a credential path held when it was read.
 #[derive(Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ const READ_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
 pub struct Dir(pub(super) File);
 
 impl Dir {
-    pub fn open(path: &Path) -> io::Result<Dir> {
+    pub(crate) fn open(path: &Path) -> io::Result<Dir> {
         OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -66,7 +66,7 @@ impl Dir {
     }
 
     /// The directory itself: its device and inode.
-    pub fn file_id(&self) -> Option<FileId> {
+    pub(crate) fn file_id(&self) -> Option<FileId> {
         use std::os::unix::fs::MetadataExt;
         // fstat(2) on the open directory: the one that was read, whatever is at its name now.
         self.0.metadata().ok().map(|m| (m.dev(), m.ino()))
@@ -98,7 +98,7 @@ impl Dir {
 
     /// The file the entry `name` is now (a link itself, not what it points to); `None` when
     /// there is no such entry.
-    pub fn entry(&self, name: &str) -> Option<FileId> {
+    pub(crate) fn entry(&self, name: &str) -> Option<FileId> {
         use std::os::fd::AsRawFd;
         let name = std::ffi::CString::new(name).ok()?;
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -116,7 +116,7 @@ impl Dir {
 
     /// The names in this directory that start with `prefix` (read from its start: three system
     /// calls for a small directory).
-    pub fn names_starting(&self, prefix: &str) -> io::Result<Vec<String>> {
+    pub(crate) fn names_starting(&self, prefix: &str) -> io::Result<Vec<String>> {
         rustix::fs::seek(&self.0, rustix::fs::SeekFrom::Start(0))?;
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
         let mut entries = rustix::fs::RawDir::new(&self.0, &mut buf);

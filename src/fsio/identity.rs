@@ -19,14 +19,14 @@ use crate::names::IdentityId;
 
 /// The fleet root, opened once per writing run: identities are opened beneath it.
 #[derive(Debug)]
-pub struct RootDir {
+pub(crate) struct RootDir {
     fd: OwnedFd,
     path: PathBuf,
 }
 
 impl RootDir {
     /// Opens the fleet root `path` (canonical, and checked as trusted by the caller).
-    pub fn open(path: &Path) -> io::Result<RootDir> {
+    pub(crate) fn open(path: &Path) -> io::Result<RootDir> {
         let fd = rustix::fs::open(path, dir_flags(), Mode::empty())?;
         Ok(RootDir {
             fd,
@@ -34,12 +34,12 @@ impl RootDir {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// A second handle on the same directory.
-    pub fn try_clone(&self) -> io::Result<RootDir> {
+    pub(crate) fn try_clone(&self) -> io::Result<RootDir> {
         Ok(RootDir {
             fd: self.fd.try_clone()?,
             path: self.path.clone(),
@@ -50,7 +50,7 @@ impl RootDir {
     /// leaving the root: `openat2` with `RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH` where the kernel
     /// has it, else one `O_NOFOLLOW | O_DIRECTORY` open per component. An [`IdentityId`]'s names
     /// are valid (no `/`, no `..`).
-    pub fn identity(&self, id: &IdentityId) -> io::Result<IdentityDir> {
+    pub(crate) fn identity(&self, id: &IdentityId) -> io::Result<IdentityDir> {
         let rel = id.relative();
         let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
         let fd = match rustix::fs::openat2(&self.fd, &rel, dir_flags(), Mode::empty(), resolve) {
@@ -83,7 +83,7 @@ fn dir_flags() -> OFlags {
 /// One identity's directory, open. Its `path` is for messages and hooks only: nothing is ever
 /// opened through it.
 #[derive(Debug)]
-pub struct IdentityDir {
+pub(crate) struct IdentityDir {
     dir: Dir,
     id: FileId,
     path: PathBuf,
@@ -91,11 +91,11 @@ pub struct IdentityDir {
 
 /// What a file of an identity is: its type, mode and owner (the link itself, never followed).
 #[derive(Debug, Clone, Copy)]
-pub struct Entry {
-    pub is_file: bool,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
+pub(crate) struct Entry {
+    pub(crate) is_file: bool,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 impl Entry {
@@ -115,17 +115,17 @@ impl Entry {
 
 impl IdentityDir {
     /// The directory's absolute path when it was opened (for messages and hooks).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The directory's device and inode.
-    pub fn file_id(&self) -> FileId {
+    pub(crate) fn file_id(&self) -> FileId {
         self.id
     }
 
     /// The directory as the readers read it (one generation at a time: `scan::read_in`).
-    pub fn dir(&self) -> &Dir {
+    pub(crate) fn dir(&self) -> &Dir {
         &self.dir
     }
 
@@ -134,12 +134,12 @@ impl IdentityDir {
     }
 
     /// The path of the entry `name`, for messages.
-    pub fn shown(&self, name: &str) -> PathBuf {
+    pub(crate) fn shown(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
 
     /// Reads the entry `name` as [`super::read_credential`] reads a path.
-    pub fn read(&self, name: &str) -> Slot {
+    pub(crate) fn read(&self, name: &str) -> Slot {
         read_opened(|extra| {
             let flags = OFlags::RDONLY
                 | OFlags::NOFOLLOW
@@ -155,7 +155,7 @@ impl IdentityDir {
 
     /// The entry `name` opened for reading when it is a regular file (never through a link,
     /// never waiting on a FIFO), numbered 10 or above; `None` when it is anything else or absent.
-    pub fn open_regular(&self, name: &str) -> Option<OwnedFd> {
+    pub(crate) fn open_regular(&self, name: &str) -> Option<OwnedFd> {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(self.fd(), name, flags, Mode::empty()).ok()?;
         let st = rustix::fs::fstat(&fd).ok()?;
@@ -166,7 +166,7 @@ impl IdentityDir {
     }
 
     /// The entry `name` itself (a link is not followed); `None` when there is none.
-    pub fn entry(&self, name: &str) -> io::Result<Option<Entry>> {
+    pub(crate) fn entry(&self, name: &str) -> io::Result<Option<Entry>> {
         match rustix::fs::statat(self.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(Entry {
                 is_file: st.st_mode & libc::S_IFMT == libc::S_IFREG,
@@ -182,7 +182,7 @@ impl IdentityDir {
     /// Creates the entry `name` exclusively (never through a link) with `mode`, writes `bytes`
     /// and gives it the owner and group `owner` when they differ from the creating user's.
     /// On failure, removes what it created. No sync: see [`super::sync_filesystem`].
-    pub fn create_exclusive(
+    pub(crate) fn create_exclusive(
         &self,
         name: &str,
         bytes: &[u8],
@@ -219,7 +219,7 @@ impl IdentityDir {
     /// mode 0600. A link to a file its owner could still write through another name would let
     /// that owner change rekey's backup. Never overwrites: an existing `to` is an error and is
     /// left as it was.
-    pub fn save_to(&self, name: &str, entry: &Entry, to: &Path) -> io::Result<()> {
+    pub(crate) fn save_to(&self, name: &str, entry: &Entry, to: &Path) -> io::Result<()> {
         let linked = if entry.only_rekey_can_change() {
             rustix::fs::linkat(self.fd(), name, rustix::fs::CWD, to, AtFlags::empty())
         } else {
@@ -238,23 +238,23 @@ impl IdentityDir {
 
     /// Makes the entry `name` a new name of the file at `from` (a path in rekey's own state),
     /// exclusively.
-    pub fn link_from(&self, from: &Path, name: &str) -> io::Result<()> {
+    pub(crate) fn link_from(&self, from: &Path, name: &str) -> io::Result<()> {
         rustix::fs::linkat(rustix::fs::CWD, from, self.fd(), name, AtFlags::empty())
             .map_err(io::Error::from)
     }
 
     /// Renames the entry `from` over the entry `to`, both in this directory.
-    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+    pub(crate) fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         rustix::fs::renameat(self.fd(), from, self.fd(), to).map_err(io::Error::from)
     }
 
     /// Removes the entry `name` (a file, never a directory).
-    pub fn remove(&self, name: &str) -> io::Result<()> {
+    pub(crate) fn remove(&self, name: &str) -> io::Result<()> {
         rustix::fs::unlinkat(self.fd(), name, AtFlags::empty()).map_err(io::Error::from)
     }
 
     /// The directory's descriptor (a hook is started in it with `fchdir`).
-    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+    pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd()
     }
 }

@@ -16,10 +16,10 @@ use crate::survey::{End, Identity, Judged, Scope};
 use crate::totals::{Totals, index, still_valid};
 
 /// Days the timeline covers.
-pub const TIMELINE_DAYS: usize = 120;
+pub(crate) const TIMELINE_DAYS: usize = 120;
 
 /// Writes the expiry report of the identities as they pass.
-pub fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) -> std::io::Result<()> {
+pub(crate) fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) -> std::io::Result<()> {
     let mut timeline = Timeline::new(scope);
     let mut grid = grid::Grid::default();
     for identity in judged.by_ref() {

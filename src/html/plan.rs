@@ -39,7 +39,7 @@ fn slot(a: Action) -> usize {
 }
 
 /// Writes the plan report of the identities as they pass.
-pub fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) -> std::io::Result<()> {
+pub(crate) fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) -> std::io::Result<()> {
     let mut tally = Tally::default();
     for identity in judged.by_ref() {
         tally.add(&identity);

@@ -16,29 +16,29 @@ pub const VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
-    pub version: u32,
-    pub root: String,
+    pub(crate) version: u32,
+    pub(crate) root: String,
     pub as_of: String,
     /// For the reviewer: the validity the fleet's policy gives (never used to issue).
     pub validity_days: u32,
     /// For the reviewer: what happens to key pairs (never used to issue).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keys: Option<KeyMode>,
+    pub(crate) keys: Option<KeyMode>,
     /// The digest of the policy the plan was made under; `apply` refuses another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_sha256: Option<String>,
-    pub ca_sha256: String,
-    pub ca_not_after: String,
+    pub(crate) policy_sha256: Option<String>,
+    pub(crate) ca_sha256: String,
+    pub(crate) ca_not_after: String,
     /// How many `identity` entries follow: a plan cut short at an entry's boundary still parses,
     /// and is refused because this count disagrees. Required by `apply` (absent only from plans
     /// of an older rekey, which it refuses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identities: Option<usize>,
+    pub(crate) identities: Option<usize>,
     #[serde(default)]
     pub identity: Vec<PlanIdentity>,
     /// Paths under the root that are not identities but were reported (links, bad names).
     #[serde(default)]
-    pub issue: Vec<PlanIssue>,
+    pub(crate) issue: Vec<PlanIssue>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,10 +56,10 @@ pub struct PlanIdentity {
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     pub action: Action,
-    pub reason: String,
+    pub(crate) reason: String,
     /// The credential's current expiry, when it could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_after: Option<String>,
+    pub(crate) not_after: Option<String>,
     /// The expiry a rotation gives it (rotate and recover only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_not_after: Option<String>,
@@ -71,8 +71,8 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanIssue {
-    pub path: String,
-    pub reason: String,
+    pub(crate) path: String,
+    pub(crate) reason: String,
 }
 
 impl Plan {

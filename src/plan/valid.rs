@@ -18,42 +18,42 @@ use crate::values::quoted;
 /// A plan every field of which was checked. What `apply` may rotate is decided from this and the
 /// fleet's own judgement; nothing here is used to issue.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidPlan {
-    pub root: PathBuf,
-    pub as_of: DateTime<Utc>,
-    pub validity_days: u32,
-    pub keys: KeyMode,
-    pub policy_sha256: Digest,
-    pub ca_sha256: Digest,
+pub(crate) struct ValidPlan {
+    pub(crate) root: PathBuf,
+    pub(crate) as_of: DateTime<Utc>,
+    pub(crate) validity_days: u32,
+    pub(crate) keys: KeyMode,
+    pub(crate) policy_sha256: Digest,
+    pub(crate) ca_sha256: Digest,
     /// One entry per identity, at most: duplicates are refused when parsing.
-    pub identities: BTreeMap<IdentityId, PlannedIdentity>,
+    pub(crate) identities: BTreeMap<IdentityId, PlannedIdentity>,
 }
 
 /// What the plan says of one identity's credentials (`None`: the file was absent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlannedIdentity {
-    pub cert: Option<Planned>,
-    pub token: Option<Planned>,
+pub(crate) struct PlannedIdentity {
+    pub(crate) cert: Option<Planned>,
+    pub(crate) token: Option<Planned>,
 }
 
 /// What the plan says of one credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Planned {
-    pub action: Action,
+pub(crate) struct Planned {
+    pub(crate) action: Action,
     /// The digest of the file as planned; always present for `rotate` and `recover`.
-    pub sha256: Option<Digest>,
+    pub(crate) sha256: Option<Digest>,
 }
 
 impl ValidPlan {
     /// Parses plan text (TOML, or JSON when it starts with `{`) and validates all of it.
-    pub fn parse(text: &str) -> Result<ValidPlan> {
+    pub(crate) fn parse(text: &str) -> Result<ValidPlan> {
         let plan = Plan::parse(text)?;
         let lines = identity_lines(text, plan.identity.len());
         validate(plan, &lines)
     }
 
     /// The identities the plan asks to rotate at least one credential of.
-    pub fn rotations(&self) -> impl Iterator<Item = (&IdentityId, &PlannedIdentity)> {
+    pub(crate) fn rotations(&self) -> impl Iterator<Item = (&IdentityId, &PlannedIdentity)> {
         self.identities.iter().filter(|(_, p)| {
             p.cert
                 .iter()

@@ -9,7 +9,7 @@ use super::{KeyMode, Loaded, Policy, Source};
 impl Policy {
     /// The policy as a file that parses back to this same policy: every field with its value
     /// and the whole service table, so `builtin_services = false`.
-    pub fn to_toml(&self) -> String {
+    pub(crate) fn to_toml(&self) -> String {
         let keys = match self.keys {
             KeyMode::Rotate => "rotate",
             KeyMode::Reuse => "reuse",
@@ -58,7 +58,7 @@ impl Policy {
 
 impl Source {
     /// One line naming the policy in force: `built-in`, or the file with its SHA-256.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Source::Builtin => "built-in (no rekey.toml)".to_string(),
             Source::File { path, sha256 } => {
@@ -68,7 +68,7 @@ impl Source {
     }
 
     /// `builtin` or `file`, for machines.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Source::Builtin => "builtin",
             Source::File { .. } => "file",
@@ -81,11 +81,11 @@ impl Loaded {
     /// (`fleet` holds the service names found under `nodes/`), naming the nearest known name.
     /// Whether the policy file names services, which [`Loaded::warnings`] checks against the
     /// fleet's.
-    pub fn names_services(&self) -> bool {
+    pub(crate) fn names_services(&self) -> bool {
         matches!(self.source, Source::File { .. }) && !self.named.is_empty()
     }
 
-    pub fn warnings(&self, fleet: &BTreeSet<&str>) -> Vec<String> {
+    pub(crate) fn warnings(&self, fleet: &BTreeSet<&str>) -> Vec<String> {
         let mut known: BTreeSet<&str> = fleet.clone();
         let builtin = super::builtin_services();
         known.extend(builtin.keys().map(String::as_str));

@@ -15,7 +15,7 @@ use crate::survey::{Judged, Scope};
 use crate::totals::Totals;
 
 /// The version of the status document; a change that can break a reader bumps it.
-pub const VERSION: u32 = 1;
+pub(super) const VERSION: u32 = 1;
 
 /// The status document. Its fields are written in this order; the credentials are written as
 /// they pass, so that what is counted from them (`totals`) and what the listing finds besides
@@ -233,7 +233,7 @@ fn ca(scope: &Scope) -> CaJson<'_> {
 }
 
 /// `status --format json`, written as the identities pass.
-pub fn write_status_json(
+pub(crate) fn write_status_json(
     scope: &Scope,
     judged: &mut Judged<'_>,
     w: &mut impl Write,

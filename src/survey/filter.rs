@@ -27,13 +27,10 @@ pub enum Grain {
 }
 
 impl Filter {
-    pub fn is_everything(&self) -> bool {
-        self.nodes.is_empty() && self.services.is_empty() && self.states.is_empty()
-    }
 
     /// What the filter keeps of one identity: nothing, the identity whole (`Grain::Identity`,
     /// when a credential is in a selected state) or only its credentials in a selected state.
-    pub fn keep(&self, mut identity: Identity, grain: Grain) -> Option<Identity> {
+    pub(crate) fn keep(&self, mut identity: Identity, grain: Grain) -> Option<Identity> {
         if !self.names(identity.node(), identity.service()) {
             return None;
         }
@@ -54,7 +51,7 @@ impl Filter {
     /// Whether an issue (a path that is not an identity) is shown: when it lies under a
     /// selected node and service and, with `--state`, only a problem when `problem` is
     /// selected.
-    pub fn keeps_issue(&self, issue: &Issue) -> bool {
+    pub(crate) fn keeps_issue(&self, issue: &Issue) -> bool {
         let wants = |state: State| self.states.is_empty() || self.states.contains(&state);
         let mut parts = issue.path.split('/').skip(1);
         let (node, service) = (parts.next(), parts.next());
@@ -70,7 +67,7 @@ impl Filter {
     /// watching a name that is gone should hear so), found before anything is shown: a node
     /// directory holding a service directory, a service directory on some node (the fleet's
     /// service names are listed when `--service` is given).
-    pub fn check_names(
+    pub(crate) fn check_names(
         &self,
         root: &std::path::Path,
         nodes: &[Node],
@@ -97,7 +94,7 @@ impl Filter {
     }
 
     /// Whether the filter's `--node` and `--service` take `node`/`service`.
-    pub fn names(&self, node: &str, service: &str) -> bool {
+    pub(crate) fn names(&self, node: &str, service: &str) -> bool {
         (self.nodes.is_empty() || self.nodes.iter().any(|n| n == node))
             && (self.services.is_empty() || self.services.iter().any(|s| s == service))
     }

@@ -8,44 +8,44 @@ use crate::names::IdentityId;
 
 /// One credential as classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assessed {
-    pub kind: Kind,
-    pub verdict: Verdict,
-    pub window: Option<Window>,
-    pub sha256: Option<crate::digest::Digest>,
-    pub self_rotates: bool,
-    pub key_alg: Option<KeyAlg>,
+pub(crate) struct Assessed {
+    pub(crate) kind: Kind,
+    pub(crate) verdict: Verdict,
+    pub(crate) window: Option<Window>,
+    pub(crate) sha256: Option<crate::digest::Digest>,
+    pub(crate) self_rotates: bool,
+    pub(crate) key_alg: Option<KeyAlg>,
     /// Subject CN and serial of a usable certificate (for the metrics' labels).
-    pub names: Option<inspect::CertNames>,
+    pub(crate) names: Option<inspect::CertNames>,
 }
 
 /// One identity as classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// Which identity: made once, by `scan`, from the names it listed.
-    pub id: IdentityId,
+    pub(crate) id: IdentityId,
     /// The directory judged (device and inode), when it was read: a writer acts on it only.
-    pub dir: Option<crate::fsio::FileId>,
-    pub cert: Option<Assessed>,
-    pub token: Option<Assessed>,
+    pub(crate) dir: Option<crate::fsio::FileId>,
+    pub(crate) cert: Option<Assessed>,
+    pub(crate) token: Option<Assessed>,
 }
 
 impl Identity {
-    pub fn node(&self) -> &str {
+    pub(crate) fn node(&self) -> &str {
         self.id.node()
     }
 
-    pub fn service(&self) -> &str {
+    pub(crate) fn service(&self) -> &str {
         self.id.service()
     }
 
-    pub fn credentials(&self) -> impl Iterator<Item = &Assessed> {
+    pub(crate) fn credentials(&self) -> impl Iterator<Item = &Assessed> {
         self.cert.iter().chain(self.token.iter())
     }
 
     /// Whether the identity is left for a person, as `recover` or `problem`, with its own
     /// reasons (not those spread from its other credential), each once.
-    pub fn needs_person(&self) -> Option<(Stuck, String)> {
+    pub(crate) fn needs_person(&self) -> Option<(Stuck, String)> {
         let mut tag = None;
         let mut reasons: Vec<&str> = Vec::new();
         for c in self.credentials() {
@@ -63,7 +63,7 @@ impl Identity {
     }
 
     /// What the identity as a whole asks for: its most demanding credential's action.
-    pub fn action(&self) -> Action {
+    pub(crate) fn action(&self) -> Action {
         let rank = |a: Action| match a {
             Action::Keep => 0,
             Action::Rotate => 1,
@@ -77,7 +77,7 @@ impl Identity {
     }
 
     /// The identity's state: that of its most urgent credential.
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.credentials()
             .map(|c| c.verdict.state)
             .max_by_key(|s| s.urgency())
@@ -122,7 +122,7 @@ pub(crate) fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identi
 /// Why an identity is left for a person: rekey cannot move it on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Stuck {
+pub(crate) enum Stuck {
     /// It can no longer log in: only `rekey recover` acts.
     Recover,
     /// A problem: skipped until it is fixed.
@@ -131,7 +131,7 @@ pub enum Stuck {
 
 impl Stuck {
     /// `recover` or `problem`, as the reports tag it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Stuck::Recover => "recover",
             Stuck::Problem => "problem",

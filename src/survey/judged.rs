@@ -13,33 +13,33 @@ use crate::totals::Totals;
 
 /// An identity that needs a person (`recover`, or a problem), as the reports list it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Person {
-    pub id: IdentityId,
+pub(crate) struct Person {
+    pub(crate) id: IdentityId,
     /// Why: it needs `recover`, or has a problem.
-    pub tag: Stuck,
+    pub(crate) tag: Stuck,
     /// Its own reasons, each once.
-    pub reasons: String,
+    pub(crate) reasons: String,
     /// The identity's state and action (its most urgent, its most demanding credential's).
-    pub state: State,
-    pub action: Action,
+    pub(crate) state: State,
+    pub(crate) action: Action,
 }
 
 /// What is known once every identity has passed.
 #[derive(Debug)]
-pub struct End {
+pub(crate) struct End {
     /// Paths that are not identities (those inside the filter).
-    pub issues: Vec<Issue>,
+    pub(crate) issues: Vec<Issue>,
     /// Hidden entries ignored.
-    pub hidden: usize,
-    pub totals: Totals,
+    pub(crate) hidden: usize,
+    pub(crate) totals: Totals,
     /// Every identity shown that needs a person, in order. Held: a fleet's broken identities
     /// are what its reports are for.
-    pub people: Vec<Person>,
+    pub(crate) people: Vec<Person>,
 }
 
 impl End {
     /// What is known of identities held in memory, without taking them.
-    pub fn of(scope: &Scope, identities: &[Identity], issues: &[Issue], hidden: usize) -> End {
+    pub(crate) fn of(scope: &Scope, identities: &[Identity], issues: &[Issue], hidden: usize) -> End {
         let (mut totals, mut people) = (Totals::default(), Vec::new());
         for identity in identities {
             count(identity, scope, &mut totals, &mut people);
@@ -69,7 +69,7 @@ fn count(identity: &Identity, scope: &Scope, totals: &mut Totals, people: &mut V
 }
 
 /// The judged identities of a fleet, one at a time; [`Judged::end`] after the last.
-pub struct Judged<'a> {
+pub(crate) struct Judged<'a> {
     source: Source<'a>,
     filter: Option<(&'a Filter, Grain)>,
     scope: &'a Scope,
@@ -88,12 +88,12 @@ enum Source<'a> {
 
 impl<'a> Judged<'a> {
     /// The identities of a live stream, narrowed by `filter`.
-    pub fn live(scope: &'a Scope, flow: &'a mut Flow, filter: Option<(&'a Filter, Grain)>) -> Self {
+    pub(crate) fn live(scope: &'a Scope, flow: &'a mut Flow, filter: Option<(&'a Filter, Grain)>) -> Self {
         Self::new(scope, Source::Flow(flow), filter)
     }
 
     /// Identities already held (a writing command's survey), with what their listing found.
-    pub fn held(scope: &'a Scope, identities: Vec<Identity>, issues: Vec<Issue>, hidden: usize) -> Self {
+    pub(crate) fn held(scope: &'a Scope, identities: Vec<Identity>, issues: Vec<Issue>, hidden: usize) -> Self {
         let listed = Some(Listed { issues, hidden });
         let source = Source::Held {
             identities: identities.into_iter(),
@@ -114,7 +114,7 @@ impl<'a> Judged<'a> {
     }
 
     /// What is known after the last identity; takes (and counts) any not taken yet.
-    pub fn end(&mut self) -> &End {
+    pub(crate) fn end(&mut self) -> &End {
         if self.end.is_none() {
             for _ in self.by_ref() {}
             let listed = match &mut self.source {
@@ -141,11 +141,6 @@ impl<'a> Judged<'a> {
         self.end.as_ref().expect("set above")
     }
 
-    /// [`Judged::end`], taken.
-    pub fn into_end(mut self) -> End {
-        self.end();
-        self.end.take().expect("set by end()")
-    }
 }
 
 impl Iterator for Judged<'_> {

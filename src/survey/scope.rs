@@ -18,16 +18,16 @@ use crate::scan;
 /// the policy in force and what an operator should hear first. Known before any identity is
 /// read.
 #[derive(Debug)]
-pub struct Scope {
-    pub root: PathBuf,
-    pub as_of: DateTime<Utc>,
-    pub ca: Ca,
-    pub policy: Policy,
+pub(crate) struct Scope {
+    pub(crate) root: PathBuf,
+    pub(crate) as_of: DateTime<Utc>,
+    pub(crate) ca: Ca,
+    pub(crate) policy: Policy,
     /// Where the policy in force came from.
-    pub policy_source: policy::Source,
+    pub(crate) policy_source: policy::Source,
     /// What an operator should hear before reading the rest (a service name in the policy
     /// that looks mistyped, a CA key others can read): stderr and the reports.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Scope {
@@ -35,7 +35,7 @@ impl Scope {
     /// The service names of the whole fleet are listed (names only) when the policy names
     /// services to check them against, or when `services` asks for them (a `--service` filter
     /// to check before anything is shown).
-    pub fn open(root: &Path, as_of: DateTime<Utc>, services: bool) -> Result<Opened> {
+    pub(crate) fn open(root: &Path, as_of: DateTime<Utc>, services: bool) -> Result<Opened> {
         let root = open_root(root)?;
         let ca = ca::load(&root)?;
         let loaded = policy::load(&root)?;
@@ -67,7 +67,7 @@ impl Scope {
         })
     }
 
-    pub fn context(&self) -> Context<'_> {
+    pub(crate) fn context(&self) -> Context<'_> {
         Context {
             policy: &self.policy,
             ca_not_after: self.ca.not_after,
@@ -76,7 +76,7 @@ impl Scope {
     }
 
     /// The file a credential of the identity `id` is read from.
-    pub fn path_of(&self, id: &IdentityId, kind: Kind) -> PathBuf {
+    pub(crate) fn path_of(&self, id: &IdentityId, kind: Kind) -> PathBuf {
         let file = match kind {
             Kind::Cert => scan::CERT_FILE,
             Kind::Token => scan::TOKEN_FILE,
@@ -90,10 +90,10 @@ impl Scope {
 /// A fleet opened: its scope, its node directories, and the service names of the whole fleet
 /// when they were asked for.
 #[derive(Debug)]
-pub struct Opened {
-    pub scope: Scope,
-    pub nodes: scan::Nodes,
-    pub service_names: Option<BTreeSet<String>>,
+pub(crate) struct Opened {
+    pub(crate) scope: Scope,
+    pub(crate) nodes: scan::Nodes,
+    pub(crate) service_names: Option<BTreeSet<String>>,
 }
 
 /// What a fleet root holds (docs/design.md §1), as messages name it: (entry, whether it is a
@@ -107,7 +107,7 @@ const CHILDREN_LOOKED_AT: usize = 1000;
 /// `rekey.toml` is refused before anything else happens (a writing command would take its lock
 /// there): the error names `--root` and every fleet root nearby, in an ancestor (the nearest
 /// first) or an immediate subdirectory, that holds `nodes/` or `rekey.toml`.
-pub fn open_root(root: &Path) -> Result<PathBuf> {
+pub(crate) fn open_root(root: &Path) -> Result<PathBuf> {
     let canonical = crate::fsio::fleet_root(root)?;
     if !root_entries(&canonical).is_empty() {
         return Ok(canonical);

@@ -29,23 +29,23 @@ use crate::scan::{self, Candidate, Files, Issue, Nodes};
 
 /// How many identities may be between the lister and the consumer at once: read, being read,
 /// being checked or waiting for an older one. Bounds the memory of a survey (a few KiB each).
-pub const IN_FLIGHT: usize = 1024;
+pub(crate) const IN_FLIGHT: usize = 1024;
 
 /// Threads that read and judge. On a cold page cache each read waits on the disk, and many
 /// waiting at once keep the disk's queue full while the cores check.
-pub const WORKERS: usize = 16;
+pub(crate) const WORKERS: usize = 16;
 
 /// Identities handed to a worker, and back to the consumer, at a time.
-pub const BATCH: usize = 16;
+pub(crate) const BATCH: usize = 16;
 
 /// Batches a worker takes before it ends and a new one takes its place (see [`each`]).
 const GENERATION: usize = 20;
 
 /// What the listing found besides identities: issues in the order found and hidden entries.
 #[derive(Debug, Default)]
-pub struct Listed {
-    pub issues: Vec<Issue>,
-    pub hidden: usize,
+pub(crate) struct Listed {
+    pub(crate) issues: Vec<Issue>,
+    pub(crate) hidden: usize,
 }
 
 /// One identity judged: an identity, or the issue it is (a link, an empty directory).
@@ -85,7 +85,7 @@ impl Gate {
 
 /// The consumer's end of the stream: an iterator over the judged identities in (node, service)
 /// order. When it is exhausted, [`Flow::listed`] has everything the listing found.
-pub struct Flow {
+pub(crate) struct Flow {
     done: Receiver<Vec<(usize, Verdict)>>,
     waiting: BTreeMap<usize, Verdict>,
     next: usize,
@@ -150,7 +150,7 @@ impl Flow {
 
     /// What the listing found besides identities, once the stream is exhausted: the listing's
     /// issues first, then those of the service directories that were not identities.
-    pub fn listed(&mut self) -> Listed {
+    pub(crate) fn listed(&mut self) -> Listed {
         debug_assert!(self.finished, "the stream is exhausted first");
         let mut listed = std::mem::take(&mut self.lock().listed);
         listed.issues.append(&mut self.issues);
@@ -169,7 +169,7 @@ impl Drop for Flow {
 /// stream to `consume` on this thread; the others are listed (their hidden entries and listing
 /// issues are counted) but never read. `nodes`' own issues and hidden entries come first in
 /// [`Flow::listed`].
-pub fn each<R>(
+pub(crate) fn each<R>(
     scope: &Scope,
     nodes: Nodes,
     wanted: &(dyn Fn(&str, &str) -> bool + Sync),

@@ -17,11 +17,11 @@ use crate::fsio::FileId;
 use crate::names::IdentityId;
 
 /// Identities per journal batch: one sync pair and four journal records per batch.
-pub const BATCH: usize = 1024;
+pub(crate) const BATCH: usize = 1024;
 
 /// Why a run stopped before its end; the identities it did not reach are unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stop {
+pub(crate) enum Stop {
     /// The filesystem filled up (the message names the file); the batch was undone.
     NoSpace(String),
     /// A signal asked the run to stop; the batch in flight was committed first.
@@ -39,26 +39,26 @@ impl std::fmt::Display for Stop {
 
 /// What the loop did.
 #[derive(Debug)]
-pub struct Batches {
+pub(crate) struct Batches {
     /// One line per identity, in (node, service) order.
-    pub identities: Vec<IdentityReport>,
-    pub stopped: Option<Stop>,
+    pub(crate) identities: Vec<IdentityReport>,
+    pub(crate) stopped: Option<Stop>,
     /// The last hook call number used.
-    pub last_call: u32,
+    pub(crate) last_call: u32,
 }
 
 /// The deploy hooks of a run's batches: which to call, where, and the last call number used.
-pub struct Hooking<'a> {
-    pub set: &'a HookSet,
-    pub ctx: hooks::Context<'a>,
-    pub next: u32,
+pub(crate) struct Hooking<'a> {
+    pub(crate) set: &'a HookSet,
+    pub(crate) ctx: hooks::Context<'a>,
+    pub(crate) next: u32,
 }
 
 /// Runs `work` over `items` through the journal, batch by batch, and each committed identity's
 /// deploy hooks after its batch. Keyed by identity, so no identity is staged twice. Any error
 /// other than a full filesystem means the run could not go on at all (journal or filesystem
 /// sync failed), and the next writer replays the journal.
-pub fn run<W: Work>(
+pub(crate) fn run<W: Work>(
     work: &W,
     items: &BTreeMap<IdentityId, W::Item>,
     run: &mut Run,

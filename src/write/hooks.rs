@@ -22,10 +22,10 @@ use anyhow::{Context as _, Result};
 mod process;
 
 use super::record::calls::is_hook_name;
-pub use super::record::calls::{HookCall, HookKind, HookResult, HookSource, HookStatus};
-pub use process::private_file;
+pub(crate) use super::record::calls::{HookCall, HookKind, HookResult, HookSource, HookStatus};
+pub(crate) use process::private_file;
 use process::run_program;
-pub use process::{Context, Program};
+pub(crate) use process::{Context, Program};
 
 use crate::digest::Digest;
 use crate::names::IdentityId;
@@ -33,7 +33,7 @@ use crate::names::IdentityId;
 /// The hooks of a writing run, from the policy, the command line and the hooks folders, as
 /// they are now: the only place a hook's command comes from.
 #[derive(Debug, Clone, Default)]
-pub struct HookSet {
+pub(crate) struct HookSet {
     root: PathBuf,
     reload: std::collections::BTreeMap<String, String>,
     deploy_args: Vec<String>,
@@ -45,7 +45,7 @@ pub struct HookSet {
 
 /// Why a call cannot run now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unresolved {
+pub(crate) enum Unresolved {
     /// Its source (or its identity) is gone: it never will.
     Gone(String),
     /// A command-line hook that this command line does not give again: it stays pending.
@@ -63,7 +63,11 @@ pub struct HookArgs {
 
 impl HookSet {
     /// The hooks of the fleet at `root` under `policy`, plus those of the command line.
-    pub fn load(root: &Path, policy: &crate::policy::Policy, args: &HookArgs) -> Result<HookSet> {
+    pub(crate) fn load(
+        root: &Path,
+        policy: &crate::policy::Policy,
+        args: &HookArgs,
+    ) -> Result<HookSet> {
         Ok(HookSet {
             root: root.to_path_buf(),
             reload: policy
@@ -101,7 +105,7 @@ impl HookSet {
     }
 
     /// The deploy calls for identity `id`, numbered from `next`.
-    pub fn deploy_calls(
+    pub(crate) fn deploy_calls(
         &self,
         id: &IdentityId,
         not_after: Option<String>,
@@ -128,7 +132,7 @@ impl HookSet {
     }
 
     /// The post calls of a run, numbered from `next`.
-    pub fn post_calls(&self, next: &mut u32) -> Vec<HookCall> {
+    pub(crate) fn post_calls(&self, next: &mut u32) -> Vec<HookCall> {
         self.sources(HookKind::Post)
             .into_iter()
             .map(|source| {
@@ -147,7 +151,7 @@ impl HookSet {
     /// What `call` runs now: its source looked up in the configuration as it is now (the
     /// policy's current reload, the current executable of that name, a command-line hook of
     /// this command whose text has the digest journaled). Never anything the journal says.
-    pub fn resolve(&self, call: &HookCall) -> Result<Program, Unresolved> {
+    pub(crate) fn resolve(&self, call: &HookCall) -> Result<Program, Unresolved> {
         if call.kind == HookKind::Deploy {
             let Some(id) = &call.id else {
                 return Err(Unresolved::Gone("it names no valid identity".to_string()));
@@ -213,7 +217,7 @@ impl HookSet {
         }
     }
 
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
 }
@@ -247,7 +251,7 @@ fn folder(root: &Path, kind: HookKind) -> Result<Vec<String>> {
 /// link; when `dir` names the directory the run wrote in (device and inode), one found at the
 /// identity's name that is not it (moved away, a link or another directory put there) means the
 /// hook is not run: the paths it is given would lead elsewhere.
-pub fn run(
+pub(crate) fn run(
     call: &HookCall,
     set: &HookSet,
     ctx: &Context<'_>,
@@ -269,7 +273,7 @@ pub fn run(
 }
 
 /// What a post hook is told besides the run id: the report's path and the counts.
-pub fn post_env(
+pub(crate) fn post_env(
     report: &Path,
     counts: &super::record::run_report::Counts,
 ) -> Vec<(String, String)> {

@@ -31,10 +31,10 @@ mod files;
 mod staged;
 
 use files::{NotWritten, discard, finish, in_place, moved_away, stage};
-pub use files::{Temps, backup_path};
-pub use staged::{NewFile, Secret, Staged};
+pub(crate) use files::{Temps, backup_path};
+pub(crate) use staged::{NewFile, Secret, Staged};
 
-pub use super::record::entries::{
+pub(crate) use super::record::entries::{
     Change, FileChange, Journal, Pending, Record, Unfinished, pending_hooks, read, unfinished,
 };
 
@@ -44,7 +44,7 @@ pub use super::record::entries::{
     clippy::large_enum_variant,
     reason = "one value per identity of a batch, made once and moved into its report line"
 )]
-pub enum Committed {
+pub(crate) enum Committed {
     /// Wholly new: what changed, the report's details, and the directory it was done in
     /// (device and inode: its deploy hooks run there and nowhere else).
     Done(Change, Details, fsio::FileId),
@@ -83,7 +83,7 @@ pub(super) fn crash_point(_step: &str) {}
 
 /// Commits one batch through the protocol above. Identities that fail before their renames
 /// are reported and left wholly old; the rest end wholly new.
-pub fn commit_batch(
+pub(crate) fn commit_batch(
     journal: &mut Journal,
     batch: u32,
     fleet: &RootDir,
@@ -230,7 +230,7 @@ fn drop_hooks(journal: &mut Journal, calls: &[HookCall], id: &IdentityId) -> Res
 
 /// The filesystem filled up during a batch: the batch was undone and the run must stop.
 #[derive(Debug)]
-pub struct NoSpace(pub String);
+pub(crate) struct NoSpace(pub String);
 
 impl std::fmt::Display for NoSpace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -273,7 +273,7 @@ fn abort<'a>(
 /// Returns the identities finished (now wholly new) and undone (wholly old). An identity whose
 /// directory can no longer be opened beneath the root without following a link is neither: it
 /// is reported as undone, and nothing is done outside the fleet.
-pub fn replay(
+pub(crate) fn replay(
     journal_path: &Path,
     root: &Path,
     backup: &Path,

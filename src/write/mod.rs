@@ -37,19 +37,14 @@ mod signals;
 mod started;
 mod work;
 
-pub use batches::Stop;
-pub use narrow::{Narrowed, narrow};
-pub use pending::{PendingHook, Target as DiscardTarget, list as pending_hooks, operator};
+pub(crate) use narrow::narrow;
+pub(crate) use pending::{PendingHook, Target as DiscardTarget, list as pending_hooks, operator};
 pub use progress::Progress;
-pub use prune::Pruned;
-pub use record::audit::requested as audit_requested;
-pub use record::history::{History, last_run, read_report};
-pub use record::run_report::{FleetFacts, Notes, Outcome, Report, RunCommand};
-pub use restore::{Now, Replaced, Restore};
-pub use rotating::{Rotating, rotate_due, run as rotate};
-pub use rotation::Target;
-pub use run::{
-    CLOCK_SKEW, Settings, WriteRun, check_run_date, discard_hooks, preflight, retry_hooks,
-};
-pub use started::Started;
-pub use work::{NotStaged, Work};
+pub(crate) use record::audit::requested as audit_requested;
+pub(crate) use record::history::{History, last_run, read_report};
+pub(crate) use record::run_report::{FleetFacts, Notes, Outcome, RunCommand};
+pub(crate) use restore::{Now, Replaced, Restore};
+pub(crate) use rotating::{Rotating, rotate_due, run as rotate};
+pub(crate) use rotation::Target;
+pub use run::Settings;
+pub(crate) use run::{WriteRun, check_run_date, discard_hooks, preflight, retry_hooks};

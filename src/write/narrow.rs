@@ -13,14 +13,14 @@ use crate::survey::{Assessed, Survey};
 
 /// The identities to rotate, and those the plan asked for that the fleet refuses, with why.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Narrowed {
-    pub targets: BTreeMap<IdentityId, Target>,
-    pub refused: Vec<(IdentityId, String)>,
+pub(crate) struct Narrowed {
+    pub(crate) targets: BTreeMap<IdentityId, Target>,
+    pub(crate) refused: Vec<(IdentityId, String)>,
 }
 
 /// Narrows `plan`'s rotations to what `survey` (the fleet at the run date) judges due; with
 /// `force`, also to what it would keep (never what needs recover or has a problem).
-pub fn narrow(plan: &ValidPlan, survey: &Survey, force: bool) -> Narrowed {
+pub(crate) fn narrow(plan: &ValidPlan, survey: &Survey, force: bool) -> Narrowed {
     let fleet: BTreeMap<(&str, &str), &crate::survey::Identity> = survey
         .identities
         .iter()

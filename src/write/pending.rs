@@ -17,7 +17,7 @@ use crate::exit::UsageError;
 use crate::store::{RunDir, Store};
 
 /// Marks a run as having hooks that may be pending, so that later runs look at its journal.
-pub fn mark(run: &RunDir) -> Result<()> {
+pub(crate) fn mark(run: &RunDir) -> Result<()> {
     let marker = run.hooks_pending();
     hooks::private_file(
         std::fs::OpenOptions::new()
@@ -31,16 +31,16 @@ pub fn mark(run: &RunDir) -> Result<()> {
 
 /// One pending hook call, as `rekey hooks list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingHook {
-    pub run_id: String,
-    pub call: HookCall,
+pub(crate) struct PendingHook {
+    pub(crate) run_id: String,
+    pub(crate) call: HookCall,
     /// How its last attempt ended; `None`: it never ran (cut short by a crash).
-    pub last: Option<HookStatus>,
+    pub(crate) last: Option<HookStatus>,
 }
 
 impl PendingHook {
     /// Why it is pending: `failed`, `timed out` or `never ran`.
-    pub fn why(&self) -> &'static str {
+    pub(crate) fn why(&self) -> &'static str {
         match self.last {
             None => "never ran",
             Some(HookStatus::TimedOut) => "timed out",
@@ -62,7 +62,7 @@ fn pending_of(run: &RunDir) -> Result<Vec<Pending>> {
 
 /// Every pending hook call of the fleet at `root`, oldest run first. Reads only: no lock, no
 /// hook runs.
-pub fn list(root: &Path) -> Result<Vec<PendingHook>> {
+pub(crate) fn list(root: &Path) -> Result<Vec<PendingHook>> {
     let mut out = Vec::new();
     for run in marked_runs(root)? {
         out.extend(pending_of(&run)?.into_iter().map(|p| PendingHook {
@@ -76,20 +76,20 @@ pub fn list(root: &Path) -> Result<Vec<PendingHook>> {
 
 /// What retrying the pending hooks did.
 #[derive(Debug, Default)]
-pub struct Retried {
+pub(crate) struct Retried {
     /// The calls that ran, and how each ended.
-    pub ran: Vec<RetriedHook>,
+    pub(crate) ran: Vec<RetriedHook>,
     /// Command-line hooks not given again: still pending.
-    pub not_given: usize,
+    pub(crate) not_given: usize,
     /// Calls dropped: their source or identity is gone.
-    pub dropped: usize,
+    pub(crate) dropped: usize,
 }
 
 /// Runs the pending hooks of every earlier run, oldest run first, each resolved in `set` (the
 /// configuration as it is now). A call whose source or identity is gone is dropped: journaled,
 /// audited, said on stderr. A command-line hook `set` does not hold stays pending. Journals each
 /// attempt; removes a run's marker once nothing of it is pending. Under the writer lock.
-pub fn retry(
+pub(crate) fn retry(
     root: &Path,
     fleet: &crate::fsio::RootDir,
     set: &HookSet,
@@ -174,8 +174,8 @@ fn unmark(run: &RunDir) -> Result<()> {
 /// `RUN_ID:CALL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub run_id: String,
-    pub call: Option<u32>,
+    pub(crate) run_id: String,
+    pub(crate) call: Option<u32>,
 }
 
 impl std::str::FromStr for Target {
@@ -209,7 +209,7 @@ impl std::str::FromStr for Target {
 
 /// Drops the pending calls `target` names, each journaled and audited as discarded by
 /// `operator`. Runs nothing. Under the writer lock. An unknown run or call is an error.
-pub fn discard(
+pub(crate) fn discard(
     root: &Path,
     target: &Target,
     operator: &str,
@@ -268,7 +268,7 @@ pub fn discard(
 }
 
 /// Who is discarding: `SUDO_USER`, else `USER`, else the uid.
-pub fn operator() -> String {
+pub(crate) fn operator() -> String {
     std::env::var("SUDO_USER")
         .ok()
         .filter(|u| !u.is_empty())

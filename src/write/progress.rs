@@ -24,10 +24,10 @@ pub enum Progress {
 }
 
 /// The shortest time between two progress lines.
-pub const EVERY: Duration = Duration::from_secs(5);
+pub(crate) const EVERY: Duration = Duration::from_secs(5);
 
 /// The progress of one run over `total` identities.
-pub struct Meter {
+pub(crate) struct Meter {
     total: usize,
     done: AtomicUsize,
     started: Instant,
@@ -42,7 +42,7 @@ enum Shown {
 }
 
 impl Meter {
-    pub fn new(progress: Progress, total: usize) -> Meter {
+    pub(crate) fn new(progress: Progress, total: usize) -> Meter {
         let started = Instant::now();
         let shown = match progress {
             Progress::Hidden => Shown::Hidden,
@@ -67,7 +67,7 @@ impl Meter {
     }
 
     /// One more identity handled (staged, skipped or failed); called from the workers.
-    pub fn tick(&self) {
+    pub(crate) fn tick(&self) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         match &self.shown {
             Shown::Hidden => {}
@@ -88,7 +88,7 @@ impl Meter {
 
     /// The run is over: the bar is cleared, or the last line printed (always, even for a run
     /// shorter than [`EVERY`]).
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         match self.shown {
             Shown::Hidden => {}
             Shown::Bar(bar) => bar.finish_and_clear(),
@@ -108,7 +108,7 @@ impl Meter {
 /// A progress line: `rekey: 2048/5000 identities, 1900/s, about 2s left`; at the end
 /// `rekey: 5000/5000 identities, 1900/s, done in 3s`, or `stopped after 3s` when some were not
 /// reached.
-pub fn line(done: usize, total: usize, elapsed: Duration, finished: bool) -> String {
+pub(crate) fn line(done: usize, total: usize, elapsed: Duration, finished: bool) -> String {
     let per_second = done as f64 / elapsed.as_secs_f64().max(0.001);
     let when = if finished && done >= total {
         format!("done in {}", short(elapsed))

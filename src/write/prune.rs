@@ -21,15 +21,15 @@ use crate::store::{RunDir, Store};
 
 /// What a prune did (or, dry, would do), run by run.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Pruned {
+pub(crate) struct Pruned {
     /// Runs whose backups went, with how many files.
-    pub removed: Vec<(String, usize)>,
+    pub(crate) removed: Vec<(String, usize)>,
     /// Older runs whose backups stay, with why.
-    pub kept: Vec<(String, String)>,
+    pub(crate) kept: Vec<(String, String)>,
 }
 
 /// Removes the backups of the runs of `root` beyond the newest `keep` (none when `dry`).
-pub fn prune(root: &Path, keep: usize, dry: bool, time: DateTime<Utc>) -> Result<Pruned> {
+pub(crate) fn prune(root: &Path, keep: usize, dry: bool, time: DateTime<Utc>) -> Result<Pruned> {
     let history = History::read(&Store::of(root))?;
     let newest_change = newest_changes(&history);
     let mut out = Pruned::default();

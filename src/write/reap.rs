@@ -17,7 +17,7 @@ use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 /// The environment variable that marks every process of one hook call.
-pub const MARKER: &str = "REKEY_HOOK_CALL";
+pub(crate) const MARKER: &str = "REKEY_HOOK_CALL";
 
 /// The main processes of the hooks in flight (pid → how many `Child`ren hold it), which only
 /// their `Child` may wait for. Held while spawning and while reaping, so neither races the other.
@@ -45,7 +45,7 @@ fn become_subreaper() {
 }
 
 /// Spawns a hook's main process, marked `REKEY_HOOK_CALL=marker`, and starts tracking it.
-pub fn spawn(command: &mut Command, marker: &str) -> std::io::Result<(Child, Tracker)> {
+pub(crate) fn spawn(command: &mut Command, marker: &str) -> std::io::Result<(Child, Tracker)> {
     become_subreaper();
     command.env(MARKER, marker);
     let mut live = live();
@@ -179,7 +179,7 @@ fn reap(pid: i32, start: u64, me: i32) {
 }
 
 /// The processes of one hook call.
-pub struct Tracker {
+pub(crate) struct Tracker {
     pid: i32,
     marker: Vec<u8>,
     /// Every process seen in its tree: pid → start.
@@ -188,7 +188,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// Notes the processes below the hook's main process now (once per poll tick).
-    pub fn tick(&mut self) {
+    pub(crate) fn tick(&mut self) {
         let mut todo = children(self.pid);
         while let Some(pid) = todo.pop() {
             if self.seen.len() > 100_000 {
@@ -205,7 +205,7 @@ impl Tracker {
     /// Kills every process of this hook still there (its main process has ended and been
     /// waited for, or is being killed with its group) and reaps those that became rekey's
     /// children. Returns how many it killed.
-    pub fn kill_all(&mut self) -> usize {
+    pub(crate) fn kill_all(&mut self) -> usize {
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };
         let mut killed: BTreeMap<i32, u64> = BTreeMap::new();
@@ -261,7 +261,7 @@ impl Drop for Tracker {
 /// Kills and reaps every descendant of rekey still there, once no hook runs (after a batch's
 /// deploy hooks, the post hooks, the retried hooks): what a hook left that could not be told
 /// apart from another's while they ran in parallel. Returns how many it killed.
-pub fn sweep() -> usize {
+pub(crate) fn sweep() -> usize {
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
     let mut killed = BTreeSet::new();

@@ -2,9 +2,9 @@
 //! they name, the report, the audit log, and the history of runs. The bottom floor of the write
 //! wing: it knows the store's layout ([`crate::store`]) and nothing above it.
 
-pub mod audit;
-pub mod calls;
-pub mod entries;
-pub mod history;
-pub mod run;
-pub mod run_report;
+pub(crate) mod audit;
+pub(crate) mod calls;
+pub(crate) mod entries;
+pub(crate) mod history;
+pub(crate) mod run;
+pub(crate) mod run_report;

@@ -19,7 +19,7 @@ use crate::store::{RunDir, Store};
 /// Finishes or undoes whatever an interrupted run left, before any new work: its identities end
 /// wholly old or new, its report is written and, for `recover`, its audit lines are paired with
 /// outcomes. Returns a line per run replayed, for stderr.
-pub fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<String>> {
+pub(crate) fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<String>> {
     let mut said = Vec::new();
     for run in Store::of(root).runs()? {
         let path = run.journal();

@@ -5,25 +5,25 @@
 
 use std::path::PathBuf;
 
-use super::work::{NotStaged, Work};
 use super::journal::{self, FileChange, NewFile, Secret, Staged};
+use super::work::{NotStaged, Work};
 use crate::digest::Digest;
 use crate::fsio::{self, IdentityDir, RootDir, Slot};
 use crate::names::IdentityId;
 
 /// The files of one identity that a run replaced.
-pub type Replaced = Vec<FileChange>;
+pub(crate) type Replaced = Vec<FileChange>;
 
 /// Puts back what the run `run_id` replaced, from its backup.
-pub struct Restore<'a> {
-    pub fleet: RootDir,
-    pub run_id: &'a str,
-    pub backup: PathBuf,
+pub(crate) struct Restore<'a> {
+    pub(crate) fleet: RootDir,
+    pub(crate) run_id: &'a str,
+    pub(crate) backup: PathBuf,
 }
 
 /// Whether a file is as the run left it, already back as before it, or changed since.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Now {
+pub(crate) enum Now {
     AsTheRunLeftIt,
     AsBefore,
     ChangedSince,
@@ -31,7 +31,7 @@ pub enum Now {
 
 impl Restore<'_> {
     /// What the live file of `f` holds now (read through the identity's directory handle).
-    pub fn now(&self, id: &IdentityId, f: &FileChange) -> Now {
+    pub(crate) fn now(&self, id: &IdentityId, f: &FileChange) -> Now {
         match self.fleet.identity(id) {
             Ok(dir) => Self::now_in(&dir, f),
             Err(_) => Now::ChangedSince,

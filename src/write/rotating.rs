@@ -16,20 +16,20 @@ use crate::survey::{Stuck, Survey};
 use chrono::{DateTime, Utc};
 
 /// What a rotating command asks of its run.
-pub struct Rotating {
-    pub command: RunCommand,
+pub(crate) struct Rotating {
+    pub(crate) command: RunCommand,
     /// The identities to rotate, each with what it was judged.
-    pub targets: BTreeMap<IdentityId, Target>,
+    pub(crate) targets: BTreeMap<IdentityId, Target>,
     /// Identities the command was asked for and leaves alone, with why.
-    pub refused: Vec<(IdentityId, String)>,
-    pub notes: Notes,
+    pub(crate) refused: Vec<(IdentityId, String)>,
+    pub(crate) notes: Notes,
 }
 
 /// Rotates `targets` in one journaled run: loads the CA key (before anything is written or
 /// audited), starts the run, lets `before` record what it must before the first batch (the
 /// recovery audit), then runs the batches. A run with nothing to rotate still starts, and reports
 /// so.
-pub fn run(
+pub(crate) fn run(
     write: WriteRun,
     survey: &Survey,
     asked: Rotating,
@@ -80,7 +80,7 @@ pub fn run(
 
 /// What `rotate` does: rotates every identity `survey` judges `rotate` (with `force`, also
 /// those it would keep).
-pub fn rotate_due(write: WriteRun, survey: &Survey, force: bool) -> anyhow::Result<Exit> {
+pub(crate) fn rotate_due(write: WriteRun, survey: &Survey, force: bool) -> anyhow::Result<Exit> {
     let targets = survey
         .identities
         .iter()
@@ -133,7 +133,7 @@ fn facts(survey: &Survey) -> FleetFacts {
 }
 
 /// The warning for credentials that expire before the system clock reads now.
-pub fn expired_on_arrival(not_after: DateTime<Utc>, clock: DateTime<Utc>) -> Option<String> {
+pub(crate) fn expired_on_arrival(not_after: DateTime<Utc>, clock: DateTime<Utc>) -> Option<String> {
     (not_after <= clock).then(|| {
         format!(
             "the run date is so far back that what this run issues expired at {}, before the \

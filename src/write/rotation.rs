@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::work::{NotStaged, Work};
 use super::journal::{NewFile, Secret, Staged};
 use super::record::run_report::{CertChange, Details, KeyChange, TokenChange};
+use super::work::{NotStaged, Work};
 use crate::ca::Ca;
 use crate::classify::{Action, stamp};
 use crate::digest::Digest;
@@ -25,27 +25,27 @@ use crate::token::Claims;
 /// One identity to rotate: for each credential present, the digest it had when judged, and
 /// whether to rotate it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target {
-    pub cert: Option<Expected>,
-    pub token: Option<Expected>,
+pub(crate) struct Target {
+    pub(crate) cert: Option<Expected>,
+    pub(crate) token: Option<Expected>,
     /// The directory judged (device and inode): staging refuses any other at its name.
-    pub dir: Option<crate::fsio::FileId>,
+    pub(crate) dir: Option<crate::fsio::FileId>,
 }
 
 /// A credential as judged: its digest then, whether it is to be rotated, and its expiry then
 /// (for the report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expected {
-    pub sha256: Digest,
-    pub rotate: bool,
-    pub not_after: Option<DateTime<Utc>>,
+pub(crate) struct Expected {
+    pub(crate) sha256: Digest,
+    pub(crate) rotate: bool,
+    pub(crate) not_after: Option<DateTime<Utc>>,
 }
 
 impl Target {
     /// The target of a surveyed identity whose judgement is `action` for at least one
     /// credential (`Rotate` for `rotate`, `Recover` for `recover`); with `force`, credentials
     /// judged `keep` too (an identity that needs recover or has a problem has none).
-    pub fn judged(identity: &Identity, action: Action, force: bool) -> Option<Target> {
+    pub(crate) fn judged(identity: &Identity, action: Action, force: bool) -> Option<Target> {
         let expected = |c: &Option<Assessed>| {
             c.as_ref().and_then(|c| {
                 let judged = c.verdict.state.action();
@@ -64,7 +64,7 @@ impl Target {
         target.rotates().then_some(target)
     }
 
-    pub fn rotates(&self) -> bool {
+    pub(crate) fn rotates(&self) -> bool {
         self.cert.iter().chain(self.token.iter()).any(|e| e.rotate)
     }
 
@@ -74,13 +74,13 @@ impl Target {
 }
 
 /// What every rotation of one run shares.
-pub struct Rotation<'a> {
-    pub fleet: &'a RootDir,
-    pub ca: &'a Ca,
-    pub signer: &'a CaSigner,
-    pub keys: KeyMode,
-    pub not_before: DateTime<Utc>,
-    pub not_after: DateTime<Utc>,
+pub(crate) struct Rotation<'a> {
+    pub(crate) fleet: &'a RootDir,
+    pub(crate) ca: &'a Ca,
+    pub(crate) signer: &'a CaSigner,
+    pub(crate) keys: KeyMode,
+    pub(crate) not_before: DateTime<Utc>,
+    pub(crate) not_after: DateTime<Utc>,
 }
 
 impl Work for Rotation<'_> {

@@ -17,7 +17,7 @@ use crate::policy::Loaded;
 use crate::store::{Lock, Store};
 
 /// How far ahead of the system clock a run date may be (clock skew between hosts).
-pub const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
+pub(crate) const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
 
 /// How a writing run is carried out and shown, decided once from the command line.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ pub struct Settings {
 }
 
 /// A writing run that holds the lock: nothing is written yet.
-pub struct WriteRun {
+pub(crate) struct WriteRun {
     pub(super) root: PathBuf,
     /// The policy in force, read once by [`preflight`].
     pub(super) policy: Loaded,
@@ -77,7 +77,7 @@ impl Locked {
 
 /// `rekey hooks discard`: under the writer lock (running no hook), drops the pending hook
 /// calls `target` names, journaled and audited as discarded by `operator`. Returns them.
-pub fn discard_hooks(
+pub(crate) fn discard_hooks(
     root: &Path,
     target: &DiscardTarget,
     operator: &str,
@@ -93,7 +93,7 @@ pub fn discard_hooks(
 /// earlier runs first (unless `--no-hooks`), and writes nothing else. Returns the calls that ran,
 /// with how each ended, and how many command-line hooks stay pending because this command line
 /// did not give them again.
-pub fn retry_hooks(
+pub(crate) fn retry_hooks(
     root: &Path,
     as_of: DateTime<Utc>,
     settings: &Settings,
@@ -107,14 +107,18 @@ impl WriteRun {
     /// replays whatever an interrupted run left, runs the hooks earlier runs left pending (unless
     /// `--no-hooks`; each resolved from the configuration as it is now, see `pending`), and from
     /// then on lets a signal stop the run between batches.
-    pub fn begin(root: &Path, as_of: DateTime<Utc>, settings: &Settings) -> Result<WriteRun> {
+    pub(crate) fn begin(
+        root: &Path,
+        as_of: DateTime<Utc>,
+        settings: &Settings,
+    ) -> Result<WriteRun> {
         check_run_date(as_of, settings.started)?;
         WriteRun::begin_checked(preflight(root)?, as_of, settings)
     }
 
     /// [`WriteRun::begin`] on a fleet [`preflight`] already checked (a command that read the
     /// fleet's records before it decided to write).
-    pub fn begin_checked(
+    pub(crate) fn begin_checked(
         checked: Preflight,
         as_of: DateTime<Utc>,
         settings: &Settings,
@@ -146,27 +150,27 @@ impl WriteRun {
 
     /// Removes the backups of the runs beyond the newest `keep` (see `prune`); writes nothing
     /// when `dry`.
-    pub fn prune(&self, keep: usize, dry: bool) -> Result<Pruned> {
+    pub(crate) fn prune(&self, keep: usize, dry: bool) -> Result<Pruned> {
         prune::prune(&self.root, keep, dry, self.settings.started)
     }
 
     /// The fleet root, canonical.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// The policy in force, read once when the run began.
-    pub fn policy(&self) -> &Loaded {
+    pub(crate) fn policy(&self) -> &Loaded {
         &self.policy
     }
 
     /// The fleet root, open: what identities are opened beneath.
-    pub fn fleet(&self) -> &crate::fsio::RootDir {
+    pub(crate) fn fleet(&self) -> &crate::fsio::RootDir {
         &self.fleet
     }
 
     /// The run date, to the second: new validity starts here.
-    pub fn as_of(&self) -> DateTime<Utc> {
+    pub(crate) fn as_of(&self) -> DateTime<Utc> {
         self.as_of
     }
 }
@@ -186,19 +190,15 @@ impl Trusted {
 }
 
 /// A fleet a writing run may start on, and the policy it runs under (read once, here).
-pub struct Preflight {
+pub(crate) struct Preflight {
     trusted: Trusted,
     policy: Loaded,
 }
 
 impl Preflight {
     /// The fleet root, canonical.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.trusted.0
-    }
-
-    pub fn policy(&self) -> &Loaded {
-        &self.policy
     }
 }
 
@@ -206,7 +206,7 @@ impl Preflight {
 /// `recover` without `--yes`, `rollback --dry-run`) refuses alike, so that a preview never
 /// promises a run that would not start: a trusted path another user could change (§8), a policy
 /// that does not load, then a `metrics_file` that cannot be written as `-o` would be (§4).
-pub fn preflight(root: &Path) -> Result<Preflight> {
+pub(crate) fn preflight(root: &Path) -> Result<Preflight> {
     let trusted = Trusted::check(root)?;
     let policy = crate::policy::load(&trusted.0)?;
     let metrics = policy.policy.metrics_path(&trusted.0);
@@ -220,7 +220,7 @@ pub fn preflight(root: &Path) -> Result<Preflight> {
 
 /// Refuses a run date more than [`CLOCK_SKEW`] ahead of the system clock: what it would write
 /// would not be valid yet for anyone using it now.
-pub fn check_run_date(as_of: DateTime<Utc>, clock: DateTime<Utc>) -> Result<()> {
+pub(crate) fn check_run_date(as_of: DateTime<Utc>, clock: DateTime<Utc>) -> Result<()> {
     if as_of > clock + CLOCK_SKEW {
         return Err(UsageError(format!(
             "the run date {} is ahead of the system clock ({}): what rekey writes would not be \

@@ -12,13 +12,13 @@ use signal_hook::flag;
 
 /// Whether, and by which signal, the run was asked to stop.
 #[derive(Clone)]
-pub struct Interrupt {
+pub(crate) struct Interrupt {
     signal: Arc<AtomicUsize>,
 }
 
 impl Interrupt {
     /// Installs the handlers for the rest of the process.
-    pub fn install() -> Result<Interrupt> {
+    pub(crate) fn install() -> Result<Interrupt> {
         let signal = Arc::new(AtomicUsize::new(0));
         let asked = Arc::new(AtomicBool::new(false));
         for sig in [SIGINT, SIGTERM] {
@@ -32,7 +32,7 @@ impl Interrupt {
     }
 
     /// The signal that asked the run to stop, if one did.
-    pub fn received(&self) -> Option<&'static str> {
+    pub(crate) fn received(&self) -> Option<&'static str> {
         match self.signal.load(Ordering::SeqCst) {
             0 => None,
             n if n == SIGINT as usize => Some("SIGINT"),

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 
 use super::batches::{self, Stop};
-use super::work::Work;
 use super::hooks;
 use super::journal;
 use super::pending;
@@ -19,13 +18,14 @@ use super::record::run_report::{
     FleetFacts, Header, IdentityReport, Notes, Outcome, Report, RunCommand,
 };
 use super::run::WriteRun;
+use super::work::Work;
 use crate::exit::Exit;
 use crate::names::IdentityId;
 use crate::store::Store;
 
 impl WriteRun {
     /// Starts the run: its directory under `.rekey/runs/` and its journal.
-    pub fn start(self, command: RunCommand, notes: Notes) -> Result<Started> {
+    pub(crate) fn start(self, command: RunCommand, notes: Notes) -> Result<Started> {
         let run = Run::start(
             &Store::of(&self.root),
             self.settings.started,
@@ -44,7 +44,7 @@ impl WriteRun {
 }
 
 /// A started run: its journal is open.
-pub struct Started {
+pub(crate) struct Started {
     write: WriteRun,
     run: Run,
     command: RunCommand,
@@ -54,13 +54,13 @@ pub struct Started {
 }
 
 impl Started {
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         self.run.id()
     }
 
     /// Runs `work` over `items` in journaled batches, then [`Started::finish`]es the run.
     /// `refused` are identities left alone before staging, with why.
-    pub fn execute<W: Work>(
+    pub(crate) fn execute<W: Work>(
         mut self,
         work: &W,
         items: &BTreeMap<IdentityId, W::Item>,
@@ -98,7 +98,7 @@ impl Started {
     }
 
     /// Ends a run that had nothing to change (but perhaps identities it refused).
-    pub fn nothing_to_do(
+    pub(crate) fn nothing_to_do(
         self,
         refused: Vec<(IdentityId, String)>,
         fleet: FleetFacts,
@@ -109,7 +109,7 @@ impl Started {
     /// Ends the run: builds its report (once), saves it, runs the post hooks when something
     /// changed, closes the journal, settles the audit log, prints the report and says how the
     /// run ended. Also the whole of a run that found nothing to do.
-    pub fn finish(
+    pub(crate) fn finish(
         mut self,
         identities: Vec<IdentityReport>,
         stopped: Option<Stop>,

@@ -6,7 +6,7 @@ use crate::names::IdentityId;
 
 /// Why an identity was not staged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotStaged {
+pub(crate) enum NotStaged {
     /// Left alone on purpose (changed since the plan, a problem now): reported, not an error.
     Skipped(String),
     /// Something went wrong preparing it.
@@ -15,7 +15,7 @@ pub enum NotStaged {
 
 /// What a writing command changes, identity by identity: it prepares new files in memory; the
 /// loop and the journal put them on disk.
-pub trait Work: Sync {
+pub(crate) trait Work: Sync {
     type Item: Sync;
     fn stage(&self, id: &IdentityId, item: &Self::Item) -> Result<Staged, NotStaged>;
 }

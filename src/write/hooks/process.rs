@@ -16,11 +16,11 @@ use std::path::PathBuf;
 use crate::write::record::calls::{HookCall, HookKind, HookResult, HookStatus};
 
 /// How much of a hook's output is kept.
-pub const OUTPUT_CAP: u64 = 64 * 1024;
+pub(crate) const OUTPUT_CAP: u64 = 64 * 1024;
 
 /// What runs for a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Program {
+pub(crate) enum Program {
     /// Through `sh -c`.
     Shell(String),
     /// An executable of a hooks folder.
@@ -28,15 +28,15 @@ pub enum Program {
 }
 
 /// Where a call runs and what it is told.
-pub struct Context<'a> {
-    pub root: &'a Path,
+pub(crate) struct Context<'a> {
+    pub(crate) root: &'a Path,
     /// The fleet root, open: a deploy hook runs in its identity's directory, opened beneath it
     /// without following a link (docs/design.md §8).
-    pub fleet: &'a crate::fsio::RootDir,
-    pub run_id: &'a str,
-    pub run: &'a crate::store::RunDir,
+    pub(crate) fleet: &'a crate::fsio::RootDir,
+    pub(crate) run_id: &'a str,
+    pub(crate) run: &'a crate::store::RunDir,
     /// For post hooks: the report's path and the counts.
-    pub post_env: Vec<(String, String)>,
+    pub(crate) post_env: Vec<(String, String)>,
 }
 
 pub(super) fn run_program(
@@ -254,7 +254,10 @@ fn open_log(dir: &Path, log: &Path) -> Result<std::fs::File> {
 
 /// Opens (creating if need be) a file of rekey's own state as 0600 exactly, never through a
 /// link.
-pub fn private_file(options: &mut std::fs::OpenOptions, path: &Path) -> Result<std::fs::File> {
+pub(crate) fn private_file(
+    options: &mut std::fs::OpenOptions,
+    path: &Path,
+) -> Result<std::fs::File> {
     let file = options
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)

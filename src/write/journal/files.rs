@@ -14,7 +14,7 @@ use crate::problem::Problem;
 use crate::write::record::entries::Change;
 
 /// Where one run keeps its backup of identity `id`'s file `name`.
-pub fn backup_path(backup: &Path, id: &IdentityId, name: &str) -> PathBuf {
+pub(crate) fn backup_path(backup: &Path, id: &IdentityId, name: &str) -> PathBuf {
     crate::store::backup_of(backup, id).join(name)
 }
 
@@ -22,13 +22,13 @@ pub fn backup_path(backup: &Path, id: &IdentityId, name: &str) -> PathBuf {
 /// so that one no journal knows of is told apart from a writer at work. Runs of journal version
 /// 1 named them `.rekey-new.<file>`; their journals are still replayed.
 #[derive(Debug, Clone)]
-pub struct Temps {
+pub(crate) struct Temps {
     run_id: Option<String>,
 }
 
 impl Temps {
     /// The temporary names of the run `run_id`.
-    pub fn of(run_id: &str) -> Temps {
+    pub(crate) fn of(run_id: &str) -> Temps {
         Temps {
             run_id: Some(run_id.to_string()),
         }
@@ -42,7 +42,7 @@ impl Temps {
     }
 
     /// The temporary name of `file`.
-    pub fn name(&self, file: &str) -> String {
+    pub(crate) fn name(&self, file: &str) -> String {
         match &self.run_id {
             Some(id) => format!("{TEMP_PREFIX}{id}.{file}"),
             None => format!("{TEMP_PREFIX}{file}"),

@@ -11,15 +11,15 @@ use crate::write::record::run_report::Details;
 
 /// Bytes that must not be printed: a new key, token or certificate on its way to disk. They
 /// are read only through [`Secret::expose`], and zeroed when the value is dropped.
-pub struct Secret(Zeroizing<Vec<u8>>);
+pub(crate) struct Secret(Zeroizing<Vec<u8>>);
 
 impl Secret {
-    pub fn new(bytes: Vec<u8>) -> Secret {
+    pub(crate) fn new(bytes: Vec<u8>) -> Secret {
         Secret(Zeroizing::new(bytes))
     }
 
     /// The bytes, to be written to their file (and nowhere else).
-    pub fn expose(&self) -> &[u8] {
+    pub(crate) fn expose(&self) -> &[u8] {
         &self.0
     }
 }
@@ -32,21 +32,21 @@ impl std::fmt::Debug for Secret {
 
 /// A replacement ready to be committed: one identity's new files.
 #[derive(Debug)]
-pub struct Staged {
-    pub id: IdentityId,
+pub(crate) struct Staged {
+    pub(crate) id: IdentityId,
     /// The identity's directory, as opened when it was staged: every later step works in it.
-    pub dir: IdentityDir,
-    pub files: Vec<NewFile>,
+    pub(crate) dir: IdentityDir,
+    pub(crate) files: Vec<NewFile>,
     /// What the new credentials are, for the report (no secret).
-    pub details: Details,
+    pub(crate) details: Details,
 }
 
 /// One file of a replacement: its name, the digest of the file it replaces, its new bytes.
 #[derive(Debug)]
-pub struct NewFile {
-    pub name: String,
-    pub old: Digest,
-    pub bytes: Secret,
+pub(crate) struct NewFile {
+    pub(crate) name: String,
+    pub(crate) old: Digest,
+    pub(crate) bytes: Secret,
 }
 
 impl Staged {

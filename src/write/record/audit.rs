@@ -25,7 +25,7 @@ fn path(root: &Path) -> PathBuf {
 }
 
 /// Records that `operator` asked run `run_id` to recover `ids`, because `reason`.
-pub fn requested<'a>(
+pub(crate) fn requested<'a>(
     root: &Path,
     run_id: &str,
     time: DateTime<Utc>,
@@ -52,7 +52,7 @@ pub fn requested<'a>(
 /// Writes a `recovered` line, with its outcome from `report`, for every identity that the
 /// report's run requested and that has none yet. Identities the run never reached (it was
 /// interrupted) are `failed`, unchanged.
-pub fn settle(root: &Path, report: &Report, time: DateTime<Utc>) -> Result<()> {
+pub(crate) fn settle(root: &Path, report: &Report, time: DateTime<Utc>) -> Result<()> {
     let (requested, settled) = events_of(root, &report.run_id)?;
     let lines: Vec<Value> = requested
         .difference(&settled)
@@ -142,7 +142,7 @@ fn events_of(root: &Path, run_id: &str) -> Result<(BTreeSet<Event>, BTreeSet<Eve
 }
 
 /// Records that the backups of run `run_id` (`files` old credentials) were removed.
-pub fn pruned(root: &Path, run_id: &str, files: usize, time: DateTime<Utc>) -> Result<()> {
+pub(crate) fn pruned(root: &Path, run_id: &str, files: usize, time: DateTime<Utc>) -> Result<()> {
     let line = json!({
         "time": stamp(time),
         "event": "pruned",
@@ -153,9 +153,9 @@ pub fn pruned(root: &Path, run_id: &str, files: usize, time: DateTime<Utc>) -> R
 }
 
 /// What the audit log says of one hook call.
-pub struct HookLine<'a> {
-    pub run_id: &'a str,
-    pub call: &'a HookCall,
+pub(crate) struct HookLine<'a> {
+    pub(crate) run_id: &'a str,
+    pub(crate) call: &'a HookCall,
 }
 
 impl HookLine<'_> {
@@ -179,7 +179,7 @@ impl HookLine<'_> {
 
 /// Records that a pending hook call was dropped, because `reason` (its source or identity is
 /// gone): it will never run.
-pub fn hook_dropped(
+pub(crate) fn hook_dropped(
     root: &Path,
     hook: &HookLine<'_>,
     reason: &str,
@@ -189,7 +189,7 @@ pub fn hook_dropped(
 }
 
 /// Records that `operator` discarded a pending hook call (`rekey hooks discard`).
-pub fn hook_discarded(
+pub(crate) fn hook_discarded(
     root: &Path,
     hook: &HookLine<'_>,
     operator: &str,

@@ -12,22 +12,22 @@ use crate::problem::Problem;
 /// from the trusted configuration when the call runs ([`HookSet::resolve`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawCall", into = "RawCall")]
-pub struct HookCall {
+pub(crate) struct HookCall {
     /// Unique within its run.
-    pub call: u32,
+    pub(crate) call: u32,
     /// `deploy` (per identity) or `post` (per run).
-    pub kind: HookKind,
+    pub(crate) kind: HookKind,
     /// The identity a deploy call is for.
-    pub id: Option<IdentityId>,
-    pub source: HookSource,
+    pub(crate) id: Option<IdentityId>,
+    pub(crate) source: HookSource,
     /// The new credentials' expiry (deploy hooks).
-    pub not_after: Option<String>,
+    pub(crate) not_after: Option<String>,
 }
 
 /// Where a hook comes from. Its label is the report's `source`: `reload`, `--deploy-hook`,
 /// `--post-hook`, `hooks/deploy/NAME`, `hooks/post/NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookSource {
+pub(crate) enum HookSource {
     /// The policy's `reload` of the call's service.
     Reload,
     /// The executable `hooks/<kind>/<name>`.
@@ -44,7 +44,7 @@ pub enum HookSource {
 
 impl HookSource {
     /// The report's `source` string.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             HookSource::Reload => "reload".to_string(),
             HookSource::Folder { kind, name } => format!("hooks/{}/{name}", kind.as_str()),
@@ -97,7 +97,7 @@ impl std::fmt::Display for HookSource {
 }
 
 /// A file name in a hooks folder that rekey runs: not hidden, no path in it.
-pub fn is_hook_name(name: &str) -> bool {
+pub(crate) fn is_hook_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\0'])
 }
 
@@ -185,7 +185,7 @@ impl From<HookCall> for RawCall {
 
 impl HookCall {
     /// `nodes/<node>/<service>` for a deploy call.
-    pub fn dir(&self) -> Option<String> {
+    pub(crate) fn dir(&self) -> Option<String> {
         self.id
             .as_ref()
             .map(|id| id.relative().to_string_lossy().into_owned())
@@ -194,13 +194,13 @@ impl HookCall {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum HookKind {
+pub(crate) enum HookKind {
     Deploy,
     Post,
 }
 
 impl HookKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             HookKind::Deploy => "deploy",
             HookKind::Post => "post",
@@ -211,21 +211,21 @@ impl HookKind {
 /// How a hook ended, for the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HookResult {
-    pub source: String,
+pub(crate) struct HookResult {
+    pub(crate) source: String,
     /// `ok`, `failed` or `timed out`.
-    pub status: HookStatus,
+    pub(crate) status: HookStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     /// Why it failed, when it did not even run, or what it died of.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub detail: String,
+    pub(crate) detail: String,
     /// Its output (first 64 KiB), relative to the fleet root.
-    pub log: String,
+    pub(crate) log: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum HookStatus {
+pub(crate) enum HookStatus {
     #[serde(rename = "ok")]
     Ok,
     #[serde(rename = "failed")]

@@ -17,12 +17,12 @@ use crate::problem::Problem;
 
 /// The journal format version: 2 names temporary files after the run
 /// (`.rekey-new.<run-id>.<file>`); version 1 journals are still replayed.
-pub const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 2;
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Record {
+pub(crate) enum Record {
     Start {
         version: u32,
         run_id: String,
@@ -84,7 +84,7 @@ pub enum Record {
 
 impl Record {
     /// The record of a call that ran and ended with `status`.
-    pub fn hook_done(call: u32, status: HookStatus) -> Record {
+    pub(crate) fn hook_done(call: u32, status: HookStatus) -> Record {
         Record::HookDone {
             call,
             ok: status == HookStatus::Ok,
@@ -96,14 +96,14 @@ impl Record {
 /// The files of one identity that a batch replaces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawChange", into = "RawChange")]
-pub struct Change {
-    pub id: IdentityId,
-    pub files: Vec<FileChange>,
+pub(crate) struct Change {
+    pub(crate) id: IdentityId,
+    pub(crate) files: Vec<FileChange>,
 }
 
 impl Change {
     /// How `ready` names the identity (`node/service`).
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         self.id.to_string()
     }
 }
@@ -146,20 +146,20 @@ impl From<Change> for RawChange {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileChange {
-    pub name: String,
-    pub old_sha256: Digest,
-    pub new_sha256: Digest,
+pub(crate) struct FileChange {
+    pub(crate) name: String,
+    pub(crate) old_sha256: Digest,
+    pub(crate) new_sha256: Digest,
 }
 
 /// An open journal, appended to and synced record by record.
-pub struct Journal {
+pub(crate) struct Journal {
     file: File,
     path: PathBuf,
 }
 
 impl Journal {
-    pub fn create(path: &Path) -> Result<Journal> {
+    pub(crate) fn create(path: &Path) -> Result<Journal> {
         let file = OpenOptions::new()
             .append(true)
             .create_new(true)
@@ -172,7 +172,7 @@ impl Journal {
         })
     }
 
-    pub fn open(path: &Path) -> Result<Journal> {
+    pub(crate) fn open(path: &Path) -> Result<Journal> {
         let file = OpenOptions::new()
             .append(true)
             .open(path)
@@ -185,7 +185,7 @@ impl Journal {
 
     /// Appends one record and makes it durable. A record that cannot be written whole (the
     /// disk is full, say) is cut off again, so that a later record never follows a torn one.
-    pub fn append(&mut self, record: &Record) -> Result<()> {
+    pub(crate) fn append(&mut self, record: &Record) -> Result<()> {
         let mut line = serde_json::to_string(record).expect("journal records always serialize");
         line.push('\n');
         let before = self.file.metadata().map(|m| m.len());
@@ -204,7 +204,7 @@ impl Journal {
 
 /// Reads a journal. A last line cut short by a crash is ignored: it was never synced whole, so
 /// the step it announced never began.
-pub fn read(path: &Path) -> Result<Vec<Record>> {
+pub(crate) fn read(path: &Path) -> Result<Vec<Record>> {
     let file =
         File::open(path).with_context(|| format!("failed to read journal {}", path.display()))?;
     let lines: Vec<String> = BufReader::new(file)
@@ -224,7 +224,7 @@ pub fn read(path: &Path) -> Result<Vec<Record>> {
 
 /// What replay must do for one unfinished batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unfinished {
+pub(crate) enum Unfinished {
     /// `ready` was journaled: finish these identities' renames.
     Finish { batch: u32, changes: Vec<Change> },
     /// Only `prepare`: remove temporary files and backups; nothing was renamed.
@@ -251,7 +251,7 @@ fn closed(records: &[Record], batch: u32, by_commit: bool) -> bool {
 }
 
 /// The identities of the batches a journal committed (pure): each wholly new on disk.
-pub fn committed(records: &[Record]) -> Vec<Change> {
+pub(crate) fn committed(records: &[Record]) -> Vec<Change> {
     let mut out = Vec::new();
     for record in records {
         if let Record::Prepare { batch, identities } = record
@@ -271,15 +271,15 @@ pub fn committed(records: &[Record]) -> Vec<Change> {
 
 /// A hook call still to run, and how its last attempt ended (`None`: it never ran).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    pub call: HookCall,
-    pub last: Option<HookStatus>,
+pub(crate) struct Pending {
+    pub(crate) call: HookCall,
+    pub(crate) last: Option<HookStatus>,
 }
 
 /// The hook calls of a journal still to run (pure): a deploy call whose identity's files are in
 /// place (its batch committed), or a post call, that has neither run successfully nor been
 /// dropped or discarded.
-pub fn pending_hooks(records: &[Record]) -> Vec<Pending> {
+pub(crate) fn pending_hooks(records: &[Record]) -> Vec<Pending> {
     let placed: BTreeSet<String> = committed(records).iter().map(Change::key).collect();
     let mut closed = BTreeSet::new();
     let mut last = std::collections::BTreeMap::new();
@@ -317,7 +317,7 @@ pub fn pending_hooks(records: &[Record]) -> Vec<Pending> {
 }
 
 /// The batches of a journal that were neither committed nor aborted (pure).
-pub fn unfinished(records: &[Record]) -> Vec<Unfinished> {
+pub(crate) fn unfinished(records: &[Record]) -> Vec<Unfinished> {
     let mut out = Vec::new();
     for record in records {
         let Record::Prepare { batch, identities } = record else {
@@ -355,7 +355,7 @@ pub fn unfinished(records: &[Record]) -> Vec<Unfinished> {
 /// The writing command a run was made by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum RunCommand {
+pub(crate) enum RunCommand {
     Apply,
     Rotate,
     Recover,
@@ -363,7 +363,7 @@ pub enum RunCommand {
 }
 
 impl RunCommand {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RunCommand::Apply => "apply",
             RunCommand::Rotate => "rotate",
@@ -373,7 +373,7 @@ impl RunCommand {
     }
 
     /// The command a journal's `start` record names, if it is one.
-    pub fn named(name: &str) -> Option<RunCommand> {
+    pub(crate) fn named(name: &str) -> Option<RunCommand> {
         [Self::Apply, Self::Rotate, Self::Recover, Self::Rollback]
             .into_iter()
             .find(|c| c.as_str() == name)

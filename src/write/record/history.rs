@@ -7,7 +7,7 @@ use super::run_report::Report;
 use crate::store::{RunDir, Store};
 
 /// Reads run `run`'s `report.json`.
-pub fn read_report(run: &RunDir) -> Result<Report> {
+pub(crate) fn read_report(run: &RunDir) -> Result<Report> {
     let path = run.report();
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("failed to read {}", path.display()))?;
@@ -15,17 +15,17 @@ pub fn read_report(run: &RunDir) -> Result<Report> {
 }
 
 /// Saves run `run`'s `report.json`, atomically.
-pub fn write_report(run: &RunDir, report: &Report) -> Result<()> {
+pub(crate) fn write_report(run: &RunDir, report: &Report) -> Result<()> {
     crate::fsio::write_atomic(&run.report(), report.to_json().as_bytes(), 0o600)
 }
 
 /// Every run the store records, oldest first, each with its report if it has a readable one.
-pub struct History {
-    pub runs: Vec<(RunDir, Option<Report>)>,
+pub(crate) struct History {
+    pub(crate) runs: Vec<(RunDir, Option<Report>)>,
 }
 
 impl History {
-    pub fn read(store: &Store) -> Result<History> {
+    pub(crate) fn read(store: &Store) -> Result<History> {
         let runs = store
             .runs()?
             .into_iter()
@@ -38,7 +38,7 @@ impl History {
     }
 
     /// The runs whose reports say they roll back run `id`, oldest first.
-    pub fn rolled_back_by<'a>(
+    pub(crate) fn rolled_back_by<'a>(
         &'a self,
         id: &'a str,
     ) -> impl Iterator<Item = (&'a RunDir, &'a Report)> {
@@ -51,7 +51,7 @@ impl History {
 
 /// The newest run of the fleet at `store` that left a readable report: what the metrics show as
 /// the last run.
-pub fn last_run(store: &Store) -> Option<Report> {
+pub(crate) fn last_run(store: &Store) -> Option<Report> {
     let runs = store.runs().ok()?;
     runs.iter().rev().find_map(|run| read_report(run).ok())
 }

@@ -8,15 +8,15 @@ use super::history;
 use super::run_report::{Notes, Report, RunCommand};
 use crate::store::{RunDir, Store};
 
-pub struct Run {
-    pub dir: RunDir,
-    pub journal: Journal,
+pub(crate) struct Run {
+    pub(crate) dir: RunDir,
+    pub(crate) journal: Journal,
 }
 
 impl Run {
     /// Starts a run: a new directory named by the wall clock `started`, and its journal, which
     /// opens with what the run is.
-    pub fn start(
+    pub(crate) fn start(
         store: &Store,
         started: DateTime<Utc>,
         command: RunCommand,
@@ -37,13 +37,13 @@ impl Run {
         Ok(Run { dir, journal })
     }
 
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         self.dir.id()
     }
 
     /// Writes `report.json`, then closes the journal (a run cut short between the two is
     /// replayed and reported again).
-    pub fn finish(mut self, report: &Report) -> Result<()> {
+    pub(crate) fn finish(mut self, report: &Report) -> Result<()> {
         history::write_report(&self.dir, report)?;
         self.journal.append(&Record::End { recovered: false })
     }

@@ -6,17 +6,17 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::calls::{HookResult, HookStatus};
-pub use super::entries::RunCommand;
+pub(crate) use super::entries::RunCommand;
 use crate::digest::Digest;
 use crate::exit::Exit;
 use crate::survey::Stuck;
 
 /// The report format version. Reports of version 1 (no outcome, dates, details) still read.
-pub const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 2;
 
 mod lines;
 
-pub use lines::{
+pub(crate) use lines::{
     CertChange, Details, IdentityReport, KeyChange, NeedsPerson, Outcome, RetriedHook, TokenChange,
 };
 
@@ -25,11 +25,11 @@ mod rfc3339 {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&crate::classify::stamp(*t))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let text = String::deserialize(d)?;
         DateTime::parse_from_rfc3339(&text)
             .map(|t| t.with_timezone(&Utc))
@@ -39,7 +39,7 @@ mod rfc3339 {
 
 /// How a run went, as a whole.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RunOutcome {
+pub(crate) enum RunOutcome {
     /// Every identity attempted was done.
     #[default]
     #[serde(rename = "done")]
@@ -57,119 +57,119 @@ pub enum RunOutcome {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Report {
-    pub version: u32,
-    pub run_id: String,
-    pub command: RunCommand,
+pub(crate) struct Report {
+    pub(crate) version: u32,
+    pub(crate) run_id: String,
+    pub(crate) command: RunCommand,
     #[serde(default)]
-    pub outcome: RunOutcome,
+    pub(crate) outcome: RunOutcome,
     /// The exit code of the run (in a report written by a replay: the one it would have had).
     #[serde(default)]
-    pub exit_code: u8,
+    pub(crate) exit_code: u8,
     /// The wall clock when the run started.
     #[serde(with = "rfc3339")]
-    pub started: DateTime<Utc>,
+    pub(crate) started: DateTime<Utc>,
     /// The wall clock when the run ended.
     #[serde(default, with = "rfc3339")]
-    pub finished: DateTime<Utc>,
+    pub(crate) finished: DateTime<Utc>,
     #[serde(default)]
-    pub duration_seconds: f64,
+    pub(crate) duration_seconds: f64,
     /// The run date: new validity starts here.
     #[serde(with = "rfc3339")]
-    pub as_of: DateTime<Utc>,
-    pub root: String,
+    pub(crate) as_of: DateTime<Utc>,
+    pub(crate) root: String,
     /// The policy in force (rotating runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_sha256: Option<Digest>,
+    pub(crate) policy_sha256: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rolls_back: Option<String>,
+    pub(crate) rolls_back: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operator: Option<String>,
-    pub recovered_by_replay: bool,
+    pub(crate) operator: Option<String>,
+    pub(crate) recovered_by_replay: bool,
     /// Why the run stopped before its end (a full filesystem, a signal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped: Option<String>,
+    pub(crate) stopped: Option<String>,
     /// What a person should know about the run (new credentials already expired, say).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     /// `--no-hooks`: no hook ran (and none is pending from this run).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub hooks_skipped: bool,
+    pub(crate) hooks_skipped: bool,
     /// Hooks of earlier runs that were pending and ran first, with how they ended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub retried_hooks: Vec<RetriedHook>,
+    pub(crate) retried_hooks: Vec<RetriedHook>,
     /// The post hooks of this run (once, when it changed something).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub post_hooks: Vec<HookResult>,
-    pub counts: Counts,
+    pub(crate) post_hooks: Vec<HookResult>,
+    pub(crate) counts: Counts,
     /// Every identity this run acted on or was asked to.
-    pub identities: Vec<IdentityReport>,
+    pub(crate) identities: Vec<IdentityReport>,
     /// What was already there and is left for a person: identities that need `recover` and
     /// problems, with their reasons (rotating runs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub needs_attention: Vec<NeedsPerson>,
+    pub(crate) needs_attention: Vec<NeedsPerson>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Counts {
+pub(crate) struct Counts {
     /// Identities whose files were replaced.
-    pub done: usize,
-    pub skipped: usize,
-    pub failed: usize,
+    pub(crate) done: usize,
+    pub(crate) skipped: usize,
+    pub(crate) failed: usize,
     /// Credentials (certificates and tokens) replaced.
     #[serde(default)]
-    pub credentials: usize,
+    pub(crate) credentials: usize,
     /// Identities already needing `recover`, and problems, found by the run (not its failures).
     #[serde(default)]
-    pub needs_recover: usize,
+    pub(crate) needs_recover: usize,
     #[serde(default)]
-    pub problems: usize,
+    pub(crate) problems: usize,
     /// Hooks that failed or timed out (this run's and the retried ones): they stay pending.
     #[serde(default)]
-    pub hooks_failed: usize,
+    pub(crate) hooks_failed: usize,
 }
 
 /// Who asked for a run and why, where the command records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Notes {
-    pub rolls_back: Option<String>,
-    pub reason: Option<String>,
-    pub operator: Option<String>,
+pub(crate) struct Notes {
+    pub(crate) rolls_back: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) operator: Option<String>,
 }
 
 /// Everything a report says besides its identities.
 #[derive(Debug, Clone)]
-pub struct Header {
-    pub run_id: String,
-    pub command: RunCommand,
-    pub started: DateTime<Utc>,
-    pub finished: DateTime<Utc>,
-    pub as_of: DateTime<Utc>,
-    pub root: String,
-    pub notes: Notes,
-    pub recovered_by_replay: bool,
-    pub stopped: Option<String>,
-    pub warnings: Vec<String>,
-    pub fleet: FleetFacts,
-    pub hooks_skipped: bool,
-    pub retried_hooks: Vec<RetriedHook>,
+pub(crate) struct Header {
+    pub(crate) run_id: String,
+    pub(crate) command: RunCommand,
+    pub(crate) started: DateTime<Utc>,
+    pub(crate) finished: DateTime<Utc>,
+    pub(crate) as_of: DateTime<Utc>,
+    pub(crate) root: String,
+    pub(crate) notes: Notes,
+    pub(crate) recovered_by_replay: bool,
+    pub(crate) stopped: Option<String>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) fleet: FleetFacts,
+    pub(crate) hooks_skipped: bool,
+    pub(crate) retried_hooks: Vec<RetriedHook>,
 }
 
 /// What a rotating run found in the fleet besides its work.
 #[derive(Debug, Clone, Default)]
-pub struct FleetFacts {
-    pub policy_sha256: Option<Digest>,
-    pub needs_attention: Vec<NeedsPerson>,
+pub(crate) struct FleetFacts {
+    pub(crate) policy_sha256: Option<Digest>,
+    pub(crate) needs_attention: Vec<NeedsPerson>,
     /// The policy's `keep_runs`: a run that went well prunes older backups at its end.
-    pub keep_runs: Option<usize>,
+    pub(crate) keep_runs: Option<usize>,
 }
 
 impl Report {
     /// What the metrics say of this run (`rekey_last_run_*`).
-    pub fn last_run(&self) -> crate::metrics::LastRun {
+    pub(crate) fn last_run(&self) -> crate::metrics::LastRun {
         crate::metrics::LastRun {
             started: self.started,
             done: self.counts.done,
@@ -182,7 +182,7 @@ impl Report {
     /// exit code chosen here and nowhere else. A run `cut_short` (a full filesystem, a signal,
     /// a report that could not be saved) exits 1 when it changed nothing and 3 when it changed
     /// some; a failure of this run (3) wins over attention that was already there (4).
-    pub fn new(header: Header, mut identities: Vec<IdentityReport>) -> Report {
+    pub(crate) fn new(header: Header, mut identities: Vec<IdentityReport>) -> Report {
         identities.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
         let count = |o: Outcome| identities.iter().filter(|i| i.outcome == o).count();
         let attention = &header.fleet.needs_attention;
@@ -242,7 +242,7 @@ impl Report {
     }
 
     /// Adds the run's post hooks, which may change its exit code.
-    pub fn with_post_hooks(&mut self, results: Vec<HookResult>) {
+    pub(crate) fn with_post_hooks(&mut self, results: Vec<HookResult>) {
         self.post_hooks = results;
         self.decide_exit();
     }
@@ -275,7 +275,7 @@ impl Report {
     }
 
     /// The exit code chosen in [`Report::new`].
-    pub fn exit(&self) -> Exit {
+    pub(crate) fn exit(&self) -> Exit {
         match self.exit_code {
             0 => Exit::Ok,
             1 => Exit::Fatal,
@@ -286,7 +286,7 @@ impl Report {
     }
 
     /// Marks a run whose report could not be saved: it was cut short.
-    pub fn not_saved(&mut self) {
+    pub(crate) fn not_saved(&mut self) {
         let exit = if self.counts.done == 0 {
             Exit::Fatal
         } else {
@@ -296,7 +296,7 @@ impl Report {
     }
 
     /// The table printed after a run: counts, then every identity not done.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let c = self.counts;
         let what = if self.outcome == RunOutcome::NothingToDo {
             "nothing to do".to_string()
@@ -373,7 +373,7 @@ impl Report {
     }
 
     /// The report as pretty JSON, with a final newline.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("a report always serializes");
         text.push('\n');
         text

@@ -12,7 +12,7 @@ use crate::write::record::entries::FileChange;
 /// What became of one identity in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Its files were replaced.
     Done,
     /// Left alone on purpose (the fleet's judgement, a change since the plan), with the reason.
@@ -24,55 +24,55 @@ pub enum Outcome {
 /// A pending hook of an earlier run, run again by this one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RetriedHook {
-    pub run_id: String,
+pub(crate) struct RetriedHook {
+    pub(crate) run_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
+    pub(crate) dir: Option<String>,
     #[serde(flatten)]
-    pub result: HookResult,
+    pub(crate) result: HookResult,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IdentityReport {
-    pub node: String,
-    pub service: String,
+pub(crate) struct IdentityReport {
+    pub(crate) node: String,
+    pub(crate) service: String,
     /// The identity's directory, relative to the root.
     #[serde(default)]
-    pub dir: String,
-    pub outcome: Outcome,
+    pub(crate) dir: String,
+    pub(crate) outcome: Outcome,
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub reason: String,
+    pub(crate) reason: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<FileChange>,
+    pub(crate) files: Vec<FileChange>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert: Option<CertChange>,
+    pub(crate) cert: Option<CertChange>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<TokenChange>,
+    pub(crate) token: Option<TokenChange>,
     /// Its deploy hooks, in the order they ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hooks: Vec<HookResult>,
+    pub(crate) hooks: Vec<HookResult>,
 }
 
 /// A certificate a run replaced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CertChange {
-    pub path: String,
+pub(crate) struct CertChange {
+    pub(crate) path: String,
     /// Serial numbers in uppercase hex, as `openssl x509 -serial` prints them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_serial: Option<String>,
-    pub new_serial: String,
+    pub(crate) old_serial: Option<String>,
+    pub(crate) new_serial: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_not_after: Option<String>,
-    pub new_not_after: String,
+    pub(crate) old_not_after: Option<String>,
+    pub(crate) new_not_after: String,
     /// `rotated` (a new key pair) or `reused`.
-    pub key: KeyChange,
+    pub(crate) key: KeyChange,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum KeyChange {
+pub(crate) enum KeyChange {
     Rotated,
     Reused,
 }
@@ -80,33 +80,33 @@ pub enum KeyChange {
 /// A token a run replaced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TokenChange {
-    pub path: String,
+pub(crate) struct TokenChange {
+    pub(crate) path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_exp: Option<String>,
-    pub new_exp: String,
+    pub(crate) old_exp: Option<String>,
+    pub(crate) new_exp: String,
 }
 
 /// What a staged identity's new credentials are, for its report line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Details {
-    pub cert: Option<CertChange>,
-    pub token: Option<TokenChange>,
+pub(crate) struct Details {
+    pub(crate) cert: Option<CertChange>,
+    pub(crate) token: Option<TokenChange>,
 }
 
 /// An identity, or a path, left for a person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NeedsPerson {
+pub(crate) struct NeedsPerson {
     /// The path relative to the root (`nodes/<node>/<service>`).
-    pub dir: String,
-    pub state: Stuck,
-    pub reason: String,
+    pub(crate) dir: String,
+    pub(crate) state: Stuck,
+    pub(crate) reason: String,
 }
 
 impl IdentityReport {
     /// The identity the line is for, if its names are valid (a report is read back from disk).
-    pub fn id(&self) -> Option<IdentityId> {
+    pub(crate) fn id(&self) -> Option<IdentityId> {
         IdentityId::new(&self.node, &self.service)
     }
 }
@@ -118,7 +118,7 @@ fn dir_of(id: &IdentityId) -> String {
 
 impl IdentityReport {
     /// An identity whose files were not replaced, with the reason.
-    pub fn unchanged(id: &IdentityId, outcome: Outcome, reason: String) -> Self {
+    pub(crate) fn unchanged(id: &IdentityId, outcome: Outcome, reason: String) -> Self {
         IdentityReport {
             node: id.node().to_string(),
             service: id.service().to_string(),
@@ -133,7 +133,7 @@ impl IdentityReport {
     }
 
     /// An identity whose files were replaced.
-    pub fn done(id: &IdentityId, files: Vec<FileChange>, details: Details) -> Self {
+    pub(crate) fn done(id: &IdentityId, files: Vec<FileChange>, details: Details) -> Self {
         IdentityReport {
             node: id.node().to_string(),
             service: id.service().to_string(),
