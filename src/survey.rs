@@ -38,7 +38,16 @@ pub(crate) struct Survey {
 impl Survey {
     /// Surveys the fleet at `root` as of `as_of`, every identity held in memory.
     pub(crate) fn take(root: &Path, as_of: DateTime<Utc>) -> Result<Survey> {
-        let Opened { scope, nodes, .. } = Scope::open(root, as_of, false)?;
+        Survey::take_under(root, as_of, None)
+    }
+
+    /// [`Survey::take`] under the policy a writing run read (`None`: read it now).
+    pub(crate) fn take_under(
+        root: &Path,
+        as_of: DateTime<Utc>,
+        policy: Option<crate::policy::Loaded>,
+    ) -> Result<Survey> {
+        let Opened { scope, nodes, .. } = Scope::open(root, as_of, false, policy)?;
         let (identities, listed) = stream::each(&scope, nodes, &|_, _| true, |flow| {
             let identities: Vec<Identity> = flow.by_ref().collect();
             (identities, flow.listed())
@@ -71,12 +80,23 @@ pub(crate) fn read<R>(
     filter: Option<(&Filter, Grain)>,
     consume: impl FnOnce(&Scope, &mut Judged<'_>) -> R,
 ) -> Result<R> {
+    read_under(root, as_of, None, filter, consume)
+}
+
+/// [`read`] under the policy a writing run read (`None`: read it now).
+pub(crate) fn read_under<R>(
+    root: &Path,
+    as_of: DateTime<Utc>,
+    policy: Option<crate::policy::Loaded>,
+    filter: Option<(&Filter, Grain)>,
+    consume: impl FnOnce(&Scope, &mut Judged<'_>) -> R,
+) -> Result<R> {
     let services = filter.is_some_and(|(f, _)| !f.services.is_empty());
     let Opened {
         scope,
         nodes,
         service_names,
-    } = Scope::open(root, as_of, services)?;
+    } = Scope::open(root, as_of, services, policy)?;
     if let Some((filter, _)) = filter {
         filter.check_names(&scope.root, &nodes.nodes, service_names.as_ref())?;
     }

@@ -49,7 +49,7 @@ pub(crate) fn apply(o: &Options) -> Result<Exit> {
     let plan = ValidPlan::parse(&text).with_context(|| format!("bad plan {shown}"))?;
     let root = o.root.as_deref().unwrap_or(&plan.root);
     let run = WriteRun::begin(root, o.as_of, &o.write)?;
-    let mut survey = Survey::take(run.root(), run.as_of())?;
+    let mut survey = run.survey()?;
     check_against_fleet(&plan, &survey, Path::new(&shown))?;
     o.selection.narrow(&mut survey)?;
     let mut narrowed = write::narrow(&plan, &survey, o.force);

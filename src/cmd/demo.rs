@@ -52,7 +52,7 @@ pub(crate) fn demo(o: &Options) -> Result<Exit> {
         summary,
     ))?;
     let run = WriteRun::begin(&root, now, &o.write)?;
-    let survey = Survey::take(run.root(), run.as_of())?;
+    let survey = run.survey()?;
     let rotated = write::rotate_due(run, &survey, false)?;
     let after = Survey::take(&root, now)?;
     let table = report::status_table(&after.scope, &mut after.judged())?;

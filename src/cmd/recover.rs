@@ -78,7 +78,7 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
         return Ok(Exit::Ok);
     }
     let run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
-    let survey = Survey::take(run.root(), run.as_of())?;
+    let survey = run.survey()?;
     let targets: BTreeMap<IdentityId, Target> = chosen(o, &survey)?
         .into_iter()
         .filter_map(|i| {

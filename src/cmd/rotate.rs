@@ -48,7 +48,7 @@ pub(crate) fn rotate(o: &Options) -> Result<Exit> {
         return Ok(end.totals.need(scope.as_of, None).into());
     }
     let run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
-    let mut survey = Survey::take(run.root(), run.as_of())?;
+    let mut survey = run.survey()?;
     o.selection.narrow(&mut survey)?;
     let end = End::of(
         &survey.scope,

@@ -34,11 +34,20 @@ impl Scope {
     /// Opens the fleet at `root` as of `as_of`: its CA, its policy and its node directories.
     /// The service names of the whole fleet are listed (names only) when the policy names
     /// services to check them against, or when `services` asks for them (a `--service` filter
-    /// to check before anything is shown).
-    pub(crate) fn open(root: &Path, as_of: DateTime<Utc>, services: bool) -> Result<Opened> {
+    /// to check before anything is shown). `policy` is the policy a writing run already read
+    /// (once per run); `None` reads `rekey.toml` here.
+    pub(crate) fn open(
+        root: &Path,
+        as_of: DateTime<Utc>,
+        services: bool,
+        policy: Option<policy::Loaded>,
+    ) -> Result<Opened> {
         let root = open_root(root)?;
         let ca = ca::load(&root)?;
-        let loaded = policy::load(&root)?;
+        let loaded = match policy {
+            Some(loaded) => loaded,
+            None => policy::load(&root)?,
+        };
         let nodes = scan::nodes(&root)?;
         let names =
             (services || loaded.names_services()).then(|| scan::service_names(&root, &nodes.nodes));

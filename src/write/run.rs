@@ -164,6 +164,11 @@ impl WriteRun {
         &self.policy
     }
 
+    /// The fleet surveyed at the run date, under the run's policy.
+    pub(crate) fn survey(&self) -> Result<crate::survey::Survey> {
+        crate::survey::Survey::take_under(&self.root, self.as_of, Some(self.policy.clone()))
+    }
+
     /// The fleet root, open: what identities are opened beneath.
     pub(crate) fn fleet(&self) -> &crate::fsio::RootDir {
         &self.fleet

@@ -216,7 +216,8 @@ fn refresh_metrics(write: &WriteRun, report: &Report) -> Result<()> {
     };
     let families = crate::metrics::Families { x509: true };
     let last_run = report.last_run();
-    crate::survey::read(root, as_of, None, |scope, judged| {
+    let policy = Some(write.policy().clone());
+    crate::survey::read_under(root, as_of, policy, None, |scope, judged| {
         target.write(|w| {
             crate::metrics::write(scope, judged, Some(&last_run), families, &mut &mut *w)
         })
