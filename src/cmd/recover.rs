@@ -49,8 +49,7 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
         );
     }
     if !o.yes {
-        crate::write::preflight(&o.root)?;
-        let survey = Survey::take(&o.root, o.as_of)?;
+        let survey = crate::write::preflight(&o.root)?.survey(o.as_of)?;
         let chosen = chosen(o, &survey)?;
         if o.write.json {
             let would: Vec<serde_json::Value> = chosen

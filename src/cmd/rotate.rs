@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::Destination;
 use crate::exit::Exit;
 use crate::select::Selection;
-use crate::survey::{End, Survey};
+use crate::survey::End;
 use crate::write::{self, Settings, WriteRun};
 use crate::{plan, report};
 
@@ -36,9 +36,9 @@ pub struct DryRun {
 
 pub(crate) fn rotate(o: &Options) -> Result<Exit> {
     if let Some(dry) = &o.dry_run {
-        write::preflight(&o.root)?;
+        let checked = write::preflight(&o.root)?;
         let destination = Destination::check(dry.output.as_deref(), &o.root)?;
-        let mut survey = Survey::take(&o.root, o.as_of)?;
+        let mut survey = checked.survey(o.as_of)?;
         o.selection.narrow(&mut survey)?;
         let mut judged = survey.judged();
         let scope = &survey.scope;

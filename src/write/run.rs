@@ -205,6 +205,11 @@ impl Preflight {
     pub(crate) fn root(&self) -> &Path {
         &self.trusted.0
     }
+
+    /// The fleet surveyed at `as_of` under the policy read here: what a preview shows.
+    pub(crate) fn survey(&self, as_of: DateTime<Utc>) -> Result<crate::survey::Survey> {
+        crate::survey::Survey::take_under(self.root(), as_of, Some(self.policy.clone()))
+    }
 }
 
 /// What a writing run refuses to start on, before the lock, and its preview (`rotate --dry-run`,
