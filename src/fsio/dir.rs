@@ -36,6 +36,7 @@ impl std::fmt::Debug for Slot {
 
 /// Reads a credential file without following a symbolic link, without blocking on a FIFO and
 /// without reading more than [`MAX_CREDENTIAL_BYTES`].
+#[inline]
 pub fn read_credential(path: &Path) -> Slot {
     read_opened(|extra| {
         OpenOptions::new()
@@ -57,6 +58,7 @@ const READ_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
 pub struct Dir(pub(super) File);
 
 impl Dir {
+    #[inline]
     pub(crate) fn open(path: &Path) -> io::Result<Dir> {
         OpenOptions::new()
             .read(true)
@@ -66,6 +68,7 @@ impl Dir {
     }
 
     /// The directory itself: its device and inode.
+    #[inline]
     pub(crate) fn file_id(&self) -> Option<FileId> {
         use std::os::unix::fs::MetadataExt;
         // fstat(2) on the open directory: the one that was read, whatever is at its name now.
@@ -73,6 +76,7 @@ impl Dir {
     }
 
     /// [`read_credential`] for the entry `name` of this directory, with the file it read.
+    #[inline]
     pub fn read_credential(&self, name: &str) -> (Slot, Option<FileId>) {
         let Ok(name) = std::ffi::CString::new(name) else {
             return (Slot::Unusable("has an invalid name".to_string()), None);
@@ -98,6 +102,7 @@ impl Dir {
 
     /// The file the entry `name` is now (a link itself, not what it points to); `None` when
     /// there is no such entry.
+    #[inline]
     pub(crate) fn entry(&self, name: &str) -> Option<FileId> {
         use std::os::fd::AsRawFd;
         let name = std::ffi::CString::new(name).ok()?;
@@ -116,6 +121,7 @@ impl Dir {
 
     /// The names in this directory that start with `prefix` (read from its start: three system
     /// calls for a small directory).
+    #[inline]
     pub(crate) fn names_starting(&self, prefix: &str) -> io::Result<Vec<String>> {
         rustix::fs::seek(&self.0, rustix::fs::SeekFrom::Start(0))?;
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
@@ -168,6 +174,7 @@ pub(super) fn read_opened(open: impl Fn(i32) -> io::Result<File>) -> (Slot, Opti
     }
 }
 
+#[inline]
 fn read_regular_bounded(mut file: File, st: &libc::stat) -> io::Result<Slot> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Ok(Slot::Unusable("is not a regular file".to_string()));
