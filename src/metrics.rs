@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::classify::{Kind, State};
 use crate::out::Spool;
 use crate::survey::{Judged, Scope};
-use crate::totals::still_valid;
+use crate::survey::totals::still_valid;
 
 /// What the last writing run did, for `rekey_last_run_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,8 +9,8 @@
 use chrono::TimeDelta;
 
 use crate::exit::UsageError;
+use crate::survey::totals::{Need, Totals};
 use crate::survey::{Identity, Scope, Survey, no_match};
-use crate::totals::{Need, Totals};
 
 pub use crate::survey::{Filter, Grain};
 

@@ -3,13 +3,14 @@
 //! windows ([`stream`]); writing commands collect them into a [`Survey`].
 //!
 //! Inside, each file uses only those listed before it: [`identity`] and [`scope`] (values),
-//! [`filter`], then `crate::totals`, then [`stream`] and [`judged`], then this file.
+//! [`filter`], then [`totals`], then [`stream`] and [`judged`], then this file.
 
 mod filter;
 mod identity;
 mod judged;
 mod scope;
 mod stream;
+pub(crate) mod totals;
 
 use std::path::Path;
 

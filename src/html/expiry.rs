@@ -13,7 +13,7 @@ use super::{
 };
 use crate::classify::{State, human, stamp};
 use crate::survey::{End, Identity, Judged, Scope};
-use crate::totals::{Totals, index, still_valid};
+use crate::survey::totals::{Totals, index, still_valid};
 
 /// Days the timeline covers.
 pub(crate) const TIMELINE_DAYS: usize = 120;

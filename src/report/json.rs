@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::classify::{Action, State, human, stamp};
 use crate::policy::{Policy, Source};
 use crate::survey::{Judged, Scope};
-use crate::totals::Totals;
+use crate::survey::totals::Totals;
 
 /// The version of the status document; a change that can break a reader bumps it.
 pub(super) const VERSION: u32 = 1;

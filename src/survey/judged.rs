@@ -9,7 +9,7 @@ use super::stream::{Flow, Listed};
 use crate::classify::{Action, State};
 use crate::names::IdentityId;
 use crate::scan::Issue;
-use crate::totals::Totals;
+use super::totals::Totals;
 
 /// An identity that needs a person (`recover`, or a problem), as the reports list it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,8 @@
 //! from the hooks folders) in the identity's directory, in its own process group; it and every
 //! process it started are killed at the timeout, and whatever it left running when it ended is
 //! killed too ([`super::reap`]); its output is kept, capped, in the run's directory (0600).
-//! Pending calls are listed, retried and discarded in [`super::pending`].
+//! Pending calls are listed, retried and discarded by `write::pending`, on the same floor as
+//! this module.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -12,7 +12,8 @@ use crate::count::count;
 use crate::exit::Exit;
 use crate::names::IdentityId;
 use crate::scan::Issue;
-use crate::survey::{Identity, Scope};
+use super::identity::Identity;
+use super::scope::Scope;
 
 /// What a fleet, as counted, needs of its operator, least first; the exit code of `status`,
 /// `plan` and `rotate` (4, 3, 0) says it.
