@@ -7,6 +7,16 @@
 //! run `status` and `plan`. The key is read, and checked against the certificate, by `signer`,
 //! for writing commands only.
 
+mod files;
+mod import;
+mod make;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use files::{CaDir, PairPaths, Stage, bundle_text};
+pub(crate) use import::{Needed, check as check_import};
+pub(crate) use make::{CaPair, Terms, successor, successor_name};
+
 use std::path::Path;
 
 use crate::digest::Digest;
@@ -268,6 +278,12 @@ impl Ca {
             return false;
         };
         cert.verify_signature(Some(&spki)).is_ok()
+    }
+
+    /// SHA-256 of the CA's SubjectPublicKeyInfo: the `kid` of every token it signs, and (its
+    /// first 16 hex digits) the name of its certificate once retired.
+    pub(crate) fn key_id(&self) -> Digest {
+        Digest::of(&self.spki_der)
     }
 
     pub fn decoding_key(&self) -> &jsonwebtoken::DecodingKey {

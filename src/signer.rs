@@ -118,7 +118,7 @@ pub(crate) fn from_pem(cert_pem: &[u8], key_pem: &[u8], ca: &Ca) -> Result<CaSig
         issue::rebuild_name(cert.subject()).map_err(|e| anyhow::anyhow!("ca.crt {e}"))?;
     let signer = CaSigner {
         issuer: Issuer::new(params, key),
-        tokens: token::Signer::from_pem(key_pem, ca.jwt_alg)?,
+        tokens: token::Signer::from_pem(key_pem, ca.jwt_alg)?.with_kid(ca.key_id().hex()),
     };
     probe(&signer, ca)?;
     Ok(signer)

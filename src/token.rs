@@ -121,6 +121,9 @@ fn describe(kind: &ErrorKind, ca: &Ca, sub: &str) -> String {
 pub(crate) struct Signer {
     alg: jsonwebtoken::Algorithm,
     key: jsonwebtoken::EncodingKey,
+    /// The header's `kid`: the signing CA's key id, so that a reader trusting two CAs during a
+    /// CA rotation knows which key to verify with.
+    kid: Option<String>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -140,11 +143,24 @@ impl Signer {
             _ => anyhow::bail!("rekey does not sign tokens with {alg:?}"),
         }
         .context("the CA key cannot sign tokens")?;
-        Ok(Signer { alg, key })
+        Ok(Signer {
+            alg,
+            key,
+            kid: None,
+        })
+    }
+
+    /// The same signer, naming its CA's key id in every token's header.
+    pub(crate) fn with_kid(self, kid: String) -> Signer {
+        Signer {
+            kid: Some(kid),
+            ..self
+        }
     }
 
     pub(crate) fn sign(&self, claims: &Claims) -> Result<String> {
-        let header = jsonwebtoken::Header::new(self.alg);
+        let mut header = jsonwebtoken::Header::new(self.alg);
+        header.kid.clone_from(&self.kid);
         jsonwebtoken::encode(&header, claims, &self.key).context("failed to sign a token")
     }
 }
