@@ -97,7 +97,7 @@ pub fn certificate(input: &[u8]) -> bool {
         in_flight: None,
         dir: None,
     };
-    let seen = inspect::inspect(&candidate, &files, &cas()[mode]);
+    let seen = inspect::inspect(&candidate, &files, ca::Trusted::alone(&cas()[mode]));
     assert!(seen.token.is_none());
     let Some(Credential { facts, key_alg, .. }) = seen.cert else {
         panic!("a present certificate was not inspected");

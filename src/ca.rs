@@ -12,10 +12,13 @@ mod import;
 mod make;
 #[cfg(test)]
 mod tests;
+mod trust;
 
 pub(crate) use files::{CaDir, PairPaths, Stage, bundle_text};
 pub(crate) use import::{Needed, check as check_import};
 pub(crate) use make::{CaPair, Terms, successor, successor_name};
+pub(crate) use trust::{Rotation, load_rotation};
+pub use trust::{Role, Trusted};
 
 use std::path::Path;
 
@@ -44,6 +47,8 @@ pub struct Ca {
     /// What is at `ca/ca.key`, seen without reading it; only writing needs the key itself.
     pub(crate) key: KeyAccess,
     spki_der: Vec<u8>,
+    /// SHA-256 of `spki_der` (see [`Ca::key_id`]).
+    key_id: Digest,
     decoding_key: jsonwebtoken::DecodingKey,
     /// The CA key parsed once, with the signature algorithm a leaf it signs carries (what rekey
     /// and rcgen sign with for this key); other algorithms are checked by x509-parser.
@@ -232,6 +237,7 @@ pub fn from_pem(cert_pem: &[u8], key_pem: Option<&[u8]>) -> Result<Ca> {
             None => KeyAccess::Absent,
         },
         spki_der: cert.public_key().raw.to_vec(),
+        key_id: Digest::of(cert.public_key().raw),
         decoding_key,
         leaf_verifier,
     })
@@ -283,7 +289,7 @@ impl Ca {
     /// SHA-256 of the CA's SubjectPublicKeyInfo: the `kid` of every token it signs, and (its
     /// first 16 hex digits) the name of its certificate once retired.
     pub(crate) fn key_id(&self) -> Digest {
-        Digest::of(&self.spki_der)
+        self.key_id
     }
 
     pub fn decoding_key(&self) -> &jsonwebtoken::DecodingKey {

@@ -4,6 +4,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ca::Role;
 use crate::inspect::{Credential, Inspected, Window};
 use crate::policy::{Policy, Renewal};
 
@@ -216,8 +217,13 @@ pub(crate) fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdi
         let recover = || capped(Verdict::recover(cause.clone()), ctx);
         return (cert.map(|_| recover()), token.map(|_| recover()));
     }
-    let cert_verdict = cert.map(|c| one(Kind::Cert, &window(c), renewal, token.is_some(), ctx));
-    let token_verdict = token_window.map(|w| one(Kind::Token, &w, renewal, true, ctx));
+    let previous = |c: &Credential| c.signed_by == Some(Role::Previous);
+    let cert_verdict = cert.map(|c| {
+        let w = window(c);
+        one(Kind::Cert, &w, renewal, token.is_some(), previous(c), ctx)
+    });
+    let token_verdict =
+        token.map(|c| one(Kind::Token, &window(c), renewal, true, previous(c), ctx));
     (
         cert_verdict.map(|v| capped(v, ctx)),
         token_verdict.map(|v| capped(v, ctx)),
@@ -248,12 +254,25 @@ fn not_yet_valid(w: &Window, file: &str, ctx: &Context<'_>) -> Option<String> {
         .then(|| format!("{file} is not valid until {}", stamp(w.not_before)))
 }
 
-/// One valid, unexpired-token credential.
-fn one(kind: Kind, w: &Window, renewal: Renewal, has_token: bool, ctx: &Context<'_>) -> Verdict {
+/// One valid, unexpired-token credential; `by_previous`: signed by the CA a CA rotation has
+/// switched away from.
+fn one(
+    kind: Kind,
+    w: &Window,
+    renewal: Renewal,
+    has_token: bool,
+    by_previous: bool,
+    ctx: &Context<'_>,
+) -> Verdict {
     let self_renews = match kind {
         Kind::Cert => renewal.self_renews_cert,
         Kind::Token => renewal.self_rotates_token,
     };
+    let expired_cert = kind == Kind::Cert && ctx.now > w.not_after;
+    if by_previous && !expired_cert {
+        // Whatever its age and whether it renews itself: `ca finish` waits for it.
+        return Verdict::new(State::Due, "signed by the previous CA");
+    }
     let age = ctx.now - w.not_before;
     if age < ctx.policy.min_age() {
         return Verdict::new(
@@ -261,7 +280,7 @@ fn one(kind: Kind, w: &Window, renewal: Renewal, has_token: bool, ctx: &Context<
             format!("fresh: issued {}", stamp(w.not_before)),
         );
     }
-    if kind == Kind::Cert && ctx.now > w.not_after {
+    if expired_cert {
         let when = day(w.not_after);
         return if !has_token {
             Verdict::recover(format!("certificate expired {when} and there is no token"))

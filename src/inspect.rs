@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use x509_parser::nom::Parser as _;
 use x509_parser::prelude::X509CertificateParser;
 
-use crate::ca::{Ca, to_utc};
+use crate::ca::{Role, Trusted, to_utc};
 use crate::digest::Digest;
 use crate::fsio::Slot;
 use crate::keys::{self, KeyAlg};
@@ -35,6 +35,8 @@ pub struct Credential {
     pub key_alg: Option<KeyAlg>,
     /// The certificate's subject CN and serial (certificates judged usable only).
     pub(crate) names: Option<CertNames>,
+    /// Which trusted CA signed it (credentials judged usable only).
+    pub(crate) signed_by: Option<Role>,
 }
 
 /// What the metrics name a certificate by (the labels x509-certificate-exporter uses).
@@ -51,6 +53,7 @@ struct Read {
     window: Window,
     key_alg: Option<KeyAlg>,
     names: Option<CertNames>,
+    signed_by: Role,
 }
 
 /// One identity, inspected.
@@ -68,8 +71,8 @@ impl Inspected {
     }
 }
 
-/// Inspects one identity's files against the CA.
-pub fn inspect(candidate: &Candidate, files: &Files, ca: &Ca) -> Inspected {
+/// Inspects one identity's files against the CAs the fleet trusts.
+pub fn inspect(candidate: &Candidate, files: &Files, trusted: Trusted<'_>) -> Inspected {
     if let Some(why) = &files.in_flight {
         let busy = |slot, file| credential(slot, file, |_| Err(Problem::new(why.as_str()).in_file(file)));
         return Inspected {
@@ -82,17 +85,18 @@ pub fn inspect(candidate: &Candidate, files: &Files, ca: &Ca) -> Inspected {
     Inspected {
         id: candidate.id.clone(),
         cert: credential(&files.cert, CERT_FILE, |bytes| {
-            cert_window(bytes, &files.key, ca)
+            cert_window(bytes, &files.key, trusted)
         }),
         token: credential(&files.token, TOKEN_FILE, |bytes| {
-            token::verify(bytes, ca, &sub)
-                .map(|t| Read {
+            token::verify_trusted(bytes, trusted, &sub)
+                .map(|(t, signed_by)| Read {
                     window: Window {
                         not_before: t.not_before,
                         not_after: t.expires,
                     },
                     key_alg: None,
                     names: None,
+                    signed_by,
                 })
                 .map_err(|e| e.in_file(TOKEN_FILE))
         }),
@@ -113,24 +117,26 @@ fn credential(
             facts: Err(Problem::new(why.as_str()).in_file(file)),
             key_alg: None,
             names: None,
+            signed_by: None,
         }),
         Slot::Present(bytes) => {
             let sha256 = Some(Digest::of(bytes));
-            let (facts, key_alg, names) = match parse(bytes) {
-                Ok(read) => (Ok(read.window), read.key_alg, read.names),
-                Err(e) => (Err(e), None, None),
+            let (facts, key_alg, names, signed_by) = match parse(bytes) {
+                Ok(read) => (Ok(read.window), read.key_alg, read.names, Some(read.signed_by)),
+                Err(e) => (Err(e), None, None, None),
             };
             Some(Credential {
                 sha256,
                 facts,
                 key_alg,
                 names,
+                signed_by,
             })
         }
     }
 }
 
-fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Parsed {
+fn cert_window(bytes: &[u8], key: &Slot, trusted: Trusted<'_>) -> Parsed {
     let block = pemblock::single(bytes).map_err(|e| e.in_file(CERT_FILE))?;
     if block.label != "CERTIFICATE" {
         let what = format!("holds a {} block, not a CERTIFICATE", block.label);
@@ -149,9 +155,14 @@ fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Parsed {
             return Err(Problem::new(what).in_file(CERT_FILE));
         }
     };
-    if !ca.issued(&cert) {
-        return Err(Problem::new("was not issued by this CA").in_file(CERT_FILE));
-    }
+    let Some(signed_by) = trusted.issuer_of(&cert) else {
+        let what = if trusted.is_rotating() {
+            "was not issued by either CA of the CA rotation"
+        } else {
+            "was not issued by this CA"
+        };
+        return Err(Problem::new(what).in_file(CERT_FILE));
+    };
     crate::issue::rebuild_name(cert.subject()).map_err(|e| e.in_file(CERT_FILE))?;
     let public = keys::from_spki(cert.public_key()).map_err(|e| e.in_file(CERT_FILE))?;
     match key {
@@ -184,5 +195,6 @@ fn cert_window(bytes: &[u8], key: &Slot, ca: &Ca) -> Parsed {
         window,
         key_alg: Some(public.alg),
         names: Some(names),
+        signed_by,
     })
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use serde::{Deserialize, Serialize};
 
-use crate::ca::{Ca, to_utc};
+use crate::ca::{Ca, Role, Trusted, to_utc};
 use crate::problem::Problem;
 
 /// The claims of a rekey token.
@@ -96,6 +96,36 @@ pub fn verify(bytes: &[u8], ca: &Ca, sub: &str) -> Result<TokenInfo, Problem> {
         not_before: to_utc(nbf),
         expires: to_utc(exp),
     })
+}
+
+/// Verifies a token against the CAs the fleet trusts: the one its `kid` names, or else each in
+/// turn (the active CA first, whose problem is the one told). Says which CA signed it.
+pub(crate) fn verify_trusted(
+    bytes: &[u8],
+    trusted: Trusted<'_>,
+    sub: &str,
+) -> Result<(TokenInfo, Role), Problem> {
+    if !trusted.is_rotating() {
+        return verify(bytes, trusted.active, sub).map(|t| (t, Role::Active));
+    }
+    let text = std::str::from_utf8(bytes.strip_suffix(b"\n").unwrap_or(bytes)).unwrap_or_default();
+    let named = jsonwebtoken::decode_header(text)
+        .ok()
+        .and_then(|h| h.kid)
+        .and_then(|kid| trusted.by_key_id(&kid));
+    if let Some((role, ca)) = named {
+        return verify(bytes, ca, sub).map(|t| (t, role));
+    }
+    let mut first = None;
+    for (role, ca) in trusted.each() {
+        match verify(bytes, ca, sub) {
+            Ok(t) => return Ok((t, role)),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    Err(first.unwrap_or_else(|| Problem::new("was not issued by a CA this fleet trusts")))
 }
 
 fn describe(kind: &ErrorKind, ca: &Ca, sub: &str) -> String {

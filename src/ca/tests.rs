@@ -181,3 +181,41 @@ fn serial(pem: &str) -> Vec<u8> {
     let (_, cert) = X509Certificate::from_der(&block.der).unwrap();
     cert.raw_serial().to_vec()
 }
+
+#[test]
+fn during_a_rotation_credentials_verify_against_either_ca_and_say_which() {
+    crate::token::install_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let (old_cert, old_key) = old_ca(KeyAlg::P256, tmp.path());
+    let old = from_pem(&old_cert, None).unwrap();
+    let old_signer = crate::signer::from_pem(&old_cert, &old_key, &old).unwrap();
+    let new_pair = successor_of(&old_cert, KeyAlg::P256);
+    let new = from_pem(new_pair.cert_pem.as_bytes(), None).unwrap();
+    let new_signer =
+        crate::signer::from_pem(new_pair.cert_pem.as_bytes(), new_pair.key_pem(), &new).unwrap();
+    let switched = Rotation {
+        stage: Stage::Switched,
+        other: from_pem(&old_cert, None).unwrap(),
+    };
+    let trusted = Trusted {
+        active: &new,
+        rotation: Some(&switched),
+    };
+    let token = |signer: &crate::signer::CaSigner, iss: &str| {
+        let claims = crate::token::Claims::new(iss, "n/s", now(), now() + TimeDelta::days(1));
+        signer.tokens.sign(&claims.unwrap()).unwrap()
+    };
+    // A token with the kid of the CA that signed it, each way round.
+    let by_old = token(&old_signer, &old.common_name);
+    let by_new = token(&new_signer, &new.common_name);
+    let role = |t: &str| crate::token::verify_trusted(t.as_bytes(), trusted, "n/s").map(|r| r.1);
+    assert_eq!(role(&by_old), Ok(Role::Previous));
+    assert_eq!(role(&by_new), Ok(Role::Active));
+    // Without a kid (a token from before rekey named one), each CA is tried.
+    let bare = crate::token::Signer::from_pem(&old_key, old.jwt_alg).unwrap();
+    let claims = crate::token::Claims::new(&old.common_name, "n/s", now(), now()).unwrap();
+    assert_eq!(role(&bare.sign(&claims).unwrap()), Ok(Role::Previous));
+    // With one CA alone, the other's tokens do not verify.
+    let alone = crate::token::verify_trusted(by_old.as_bytes(), Trusted::alone(&new), "n/s");
+    assert!(alone.is_err());
+}

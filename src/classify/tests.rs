@@ -24,6 +24,7 @@ fn cred(facts: Result<Window, String>) -> Credential {
         facts: facts.map_err(crate::problem::Problem::new),
         key_alg: None,
         names: None,
+        signed_by: Some(crate::ca::Role::Active),
     }
 }
 
@@ -242,4 +243,43 @@ fn durations_read_naturally() {
     for (d, want) in cases {
         assert_eq!(human(d), want);
     }
+}
+
+#[test]
+fn a_credential_of_the_previous_ca_is_due_whatever_its_age_and_renewal() {
+    let policy = Policy::builtin();
+    let ctx = Context {
+        policy: &policy,
+        ca_not_after: now() + TimeDelta::days(365),
+        now: now(),
+    };
+    let by = |role, window: Result<Window, String>| Credential {
+        signed_by: Some(role),
+        ..cred(window)
+    };
+    // kms renews its own certificate; both are fresh (issued an hour ago).
+    let fresh = w(-3600, 90 * DAY);
+    for (role, want) in [
+        (Role::Previous, (State::Due, "signed by the previous CA")),
+        (Role::Next, (State::Fresh, "fresh")),
+        (Role::Active, (State::Fresh, "fresh")),
+    ] {
+        let identity = Inspected {
+            id: IdentityId::new("n1", "kms").unwrap(),
+            cert: Some(by(role, fresh.clone())),
+            token: Some(by(role, fresh.clone())),
+        };
+        let (c, t) = classify(&identity, &ctx);
+        for v in [c.unwrap(), t.unwrap()] {
+            assert_eq!((v.state, v.reason.contains(want.1)), (want.0, true), "{role:?}: {v:?}");
+        }
+    }
+    // An expired certificate of the previous CA is still judged by its expiry.
+    let identity = Inspected {
+        id: IdentityId::new("n1", "mocctl").unwrap(),
+        cert: Some(by(Role::Previous, w(-100 * DAY, -DAY))),
+        token: Some(by(Role::Previous, w(-DAY, 89 * DAY))),
+    };
+    let (c, _) = classify(&identity, &ctx);
+    assert_eq!(c.unwrap().state, State::Expired);
 }

@@ -22,6 +22,8 @@ pub(crate) struct Scope {
     pub(crate) root: PathBuf,
     pub(crate) as_of: DateTime<Utc>,
     pub(crate) ca: Ca,
+    /// A CA rotation under way: its stage and the CA trusted beside `ca`.
+    pub(crate) rotation: Option<ca::Rotation>,
     pub(crate) policy: Policy,
     /// Where the policy in force came from.
     pub(crate) policy_source: policy::Source,
@@ -44,6 +46,7 @@ impl Scope {
     ) -> Result<Opened> {
         let root = open_root(root)?;
         let ca = ca::load(&root)?;
+        let rotation = ca::load_rotation(&root)?;
         let loaded = match policy {
             Some(loaded) => loaded,
             None => policy::load(&root)?,
@@ -67,6 +70,7 @@ impl Scope {
                 root,
                 as_of,
                 ca,
+                rotation,
                 policy: loaded.policy,
                 policy_source: loaded.source,
                 warnings,
@@ -74,6 +78,14 @@ impl Scope {
             nodes,
             service_names: names,
         })
+    }
+
+    /// The CAs a credential may verify against.
+    pub(crate) fn trusted(&self) -> ca::Trusted<'_> {
+        ca::Trusted {
+            active: &self.ca,
+            rotation: self.rotation.as_ref(),
+        }
     }
 
     pub(crate) fn context(&self) -> Context<'_> {

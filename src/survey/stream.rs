@@ -330,7 +330,7 @@ fn judge(
     let Some(files) = files else {
         return issue("service directory is a symbolic link", true);
     };
-    let inspected = inspect::inspect(candidate, files, &scope.ca);
+    let inspected = inspect::inspect(candidate, files, scope.trusted());
     if inspected.is_empty() {
         return issue("has no cert.pem or token.jwt: ignored", false);
     }
