@@ -49,6 +49,9 @@ pub struct Ca {
     spki_der: Vec<u8>,
     /// SHA-256 of `spki_der` (see [`Ca::key_id`]).
     key_id: Digest,
+    /// The key identifier leaves it signs name in their authority key identifier: its own
+    /// subject key identifier, or (without one) RFC 5280's method 1 on its key.
+    pub(crate) subject_key_id: Vec<u8>,
     decoding_key: jsonwebtoken::DecodingKey,
     /// The CA key parsed once, with the signature algorithm a leaf it signs carries (what rekey
     /// and rcgen sign with for this key); other algorithms are checked by x509-parser.
@@ -238,9 +241,25 @@ pub fn from_pem(cert_pem: &[u8], key_pem: Option<&[u8]>) -> Result<Ca> {
         },
         spki_der: cert.public_key().raw.to_vec(),
         key_id: Digest::of(cert.public_key().raw),
+        subject_key_id: subject_key_id(&cert),
         decoding_key,
         leaf_verifier,
     })
+}
+
+/// The certificate's subject key identifier, or RFC 5280's method 1 (SHA-1 of the key's bits).
+fn subject_key_id(cert: &X509Certificate<'_>) -> Vec<u8> {
+    use x509_parser::extensions::ParsedExtension;
+    use x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER;
+    if let Ok(Some(ext)) = cert.get_extension_unique(&OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
+        && let ParsedExtension::SubjectKeyIdentifier(id) = ext.parsed_extension()
+    {
+        return id.0.to_vec();
+    }
+    let bits = cert.public_key().subject_public_key.data.as_ref();
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, bits)
+        .as_ref()
+        .to_vec()
 }
 
 /// The CA's public key parsed once for the signature algorithm of the leaves it signs.

@@ -12,7 +12,10 @@ use rcgen::{
     CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue, IsCa, Issuer, KeyPair,
     PublicKeyData, SerialNumber,
 };
-use x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::oid_registry::{
+    OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 use crate::ca::{Ca, to_utc};
@@ -105,6 +108,11 @@ pub(crate) fn reissue(
             .collect();
         let value = if ext.oid == OID_X509_EXT_SUBJECT_KEY_IDENTIFIER && !same_key {
             key_identifier(new_public)
+        } else if ext.oid == OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER
+            && names_another_ca(ext.parsed_extension(), ca)
+        {
+            // Issued by another CA (before a CA rotation's switch): name the one that signs now.
+            authority_key_identifier(&ca.subject_key_id)
         } else {
             ext.value.to_vec()
         };
@@ -118,6 +126,39 @@ pub(crate) fn reissue(
     let der = cert.der().to_vec();
     check(&old, &der, new_public, terms, ca)?;
     Ok(der)
+}
+
+/// Whether an authority key identifier names a key other than `ca`'s.
+fn names_another_ca(aki: &ParsedExtension<'_>, ca: &Ca) -> bool {
+    match aki {
+        ParsedExtension::AuthorityKeyIdentifier(aki) => aki
+            .key_identifier
+            .as_ref()
+            .is_some_and(|id| id.0 != ca.subject_key_id.as_slice()),
+        _ => false,
+    }
+}
+
+/// An authority key identifier naming `key_id`: `SEQUENCE { [0] IMPLICIT OCTET STRING }`.
+fn authority_key_identifier(key_id: &[u8]) -> Vec<u8> {
+    let mut inner = vec![0x80];
+    der_length(&mut inner, key_id.len());
+    inner.extend_from_slice(key_id);
+    let mut der = vec![0x30];
+    der_length(&mut der, inner.len());
+    der.extend_from_slice(&inner);
+    der
+}
+
+/// A DER length (key identifiers are short; the long form covers anything else).
+fn der_length(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
 }
 
 /// RFC 5280 method 1: SHA-1 of the subject public key bits, as an OCTET STRING.
@@ -166,14 +207,27 @@ fn check(
     if new.public_key().subject_public_key.data.as_ref() != public {
         return fail("has the wrong key");
     }
+    // The key identifiers aside (the subject's changes with its key, the authority's with the
+    // CA), every extension is as it was.
     let strip = |c: &X509Certificate<'_>| -> Vec<(String, bool, Vec<u8>)> {
         c.extensions()
             .iter()
             .filter(|e| e.oid != OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
+            .filter(|e| e.oid != OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER)
             .map(|e| (e.oid.to_id_string(), e.critical, e.value.to_vec()))
             .collect()
     };
-    if strip(&new) != strip(old) {
+    let authority = |c: &X509Certificate<'_>| {
+        c.extensions()
+            .iter()
+            .find(|e| e.oid == OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER)
+            .map(|e| (e.critical, names_another_ca(e.parsed_extension(), ca)))
+    };
+    let kept = |(critical, _): (bool, bool)| critical;
+    if strip(&new) != strip(old)
+        || authority(&new).map(kept) != authority(old).map(kept)
+        || authority(&new).is_some_and(|(_, other)| other)
+    {
         return fail("has different extensions");
     }
     Ok(())

@@ -30,6 +30,20 @@ pub(crate) fn ca_line(scope: &Scope) -> String {
         stamp(ca.not_after),
         ca.key.describe(),
     );
+    if let Some(r) = &scope.rotation {
+        let role = match r.role() {
+            crate::ca::Role::Previous => "signing no more, trusted until rekey ca finish",
+            _ => "trusted, signing after rekey ca switch",
+        };
+        line.push_str(&format!(
+            "; CA rotation {}: {} CA {:?} ({}), expires {} ({role})",
+            r.stage.name(),
+            r.role().as_str(),
+            r.other.common_name,
+            r.other.public.alg,
+            stamp(r.other.not_after),
+        ));
+    }
     if ca.not_after <= scope.as_of {
         line.push_str(" — EXPIRED: nothing can be rotated until the CA is renewed");
     } else if ctx.ca_caps_validity() {

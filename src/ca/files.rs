@@ -96,6 +96,15 @@ impl CaDir {
         pair(&self.previous_dir())
     }
 
+    /// The pair of files of the CA in `role`.
+    pub(crate) fn of_role(&self, role: super::Role) -> PairPaths {
+        match role {
+            super::Role::Active => self.active(),
+            super::Role::Next => self.next(),
+            super::Role::Previous => self.previous(),
+        }
+    }
+
     /// `ca/bundle.pem`: every CA trusted, what each identity's `ca.pem` is kept equal to.
     pub(crate) fn bundle(&self) -> PathBuf {
         self.dir.join("bundle.pem")

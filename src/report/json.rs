@@ -87,6 +87,24 @@ struct CaJson<'a> {
     key: &'static str,
     key_present: bool,
     caps_validity: bool,
+    rotation: RotationJson<'a>,
+}
+
+/// A CA rotation's stage, and the CA trusted beside the active one while it is under way.
+#[derive(Serialize)]
+struct RotationJson<'a> {
+    stage: &'static str,
+    other: Option<OtherCaJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct OtherCaJson<'a> {
+    role: crate::ca::Role,
+    common_name: &'a str,
+    algorithm: String,
+    path: String,
+    not_after: String,
+    sha256: String,
 }
 
 #[derive(Serialize)]
@@ -125,6 +143,8 @@ struct RowJson<'a> {
     state: &'static str,
     action: Action,
     reason: &'a str,
+    /// `active`, `next` or `previous`: the CA that signed it (null when it could not be judged).
+    signed_by: Option<crate::ca::Role>,
 }
 
 #[derive(Serialize)]
@@ -165,6 +185,7 @@ impl Serialize for Rows<'_, '_> {
                     state: c.verdict.state.as_str(),
                     action: c.verdict.state.action(),
                     reason: &c.verdict.reason,
+                    signed_by: c.signed_by,
                 })?;
             }
         }
@@ -229,6 +250,21 @@ fn ca(scope: &Scope) -> CaJson<'_> {
         key: ca.key.kind(),
         key_present: matches!(ca.key, crate::ca::KeyAccess::Present { .. }),
         caps_validity: scope.context().ca_caps_validity(),
+        rotation: RotationJson {
+            stage: scope.rotation.as_ref().map_or("steady", |r| r.stage.name()),
+            other: scope.rotation.as_ref().map(|r| OtherCaJson {
+                role: r.role(),
+                common_name: &r.other.common_name,
+                algorithm: r.other.public.alg.to_string(),
+                path: crate::ca::CaDir::of(&scope.root)
+                    .of_role(r.role())
+                    .cert
+                    .to_string_lossy()
+                    .into_owned(),
+                not_after: stamp(r.other.not_after),
+                sha256: r.other.sha256.hex(),
+            }),
+        },
     }
 }
 

@@ -17,6 +17,8 @@ pub(crate) struct Assessed {
     pub(crate) key_alg: Option<KeyAlg>,
     /// Subject CN and serial of a usable certificate (for the metrics' labels).
     pub(crate) names: Option<inspect::CertNames>,
+    /// Which trusted CA signed it, when it could be judged.
+    pub(crate) signed_by: Option<crate::ca::Role>,
 }
 
 /// One identity as classified.
@@ -99,6 +101,7 @@ pub(crate) fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identi
                 self_rotates,
                 key_alg: c.key_alg,
                 names: c.names.clone(),
+                signed_by: c.signed_by,
             })
         };
     Identity {

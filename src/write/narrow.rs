@@ -167,6 +167,7 @@ mod tests {
             self_rotates: false,
             key_alg: None,
             names: None,
+            signed_by: None,
         }
     }
 

@@ -329,6 +329,7 @@ mod tests {
             self_rotates: false,
             key_alg: None,
             names: None,
+            signed_by: None,
         };
         Identity {
             dir: None,

@@ -1,0 +1,151 @@
+//! A CA rotation as the read side and `rotate` see it, with the stages laid out on disk by hand
+//! and the new CA made by openssl: after `begin` both CAs are trusted and nothing changes;
+//! after `switch` every credential of the previous CA is due, whatever its age and whether it
+//! renews itself, and `rotate` reissues each under the new CA, which openssl verifies.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use rekey::fleet::IdentitySpec;
+use rekey::keys::KeyAlg;
+
+/// A fleet with a due identity, a self-renewing one issued an hour ago (fresh) and a healthy
+/// self-renewing one.
+fn fleet(root: &Path) {
+    let ids = [
+        IdentitySpec::new("node-01", "mocctl", issued(40)),
+        IdentitySpec::new("node-01", "kms", fleet_window_hours_ago(1)),
+        IdentitySpec::new("node-02", "kms", issued(10)),
+    ];
+    build(root, &ca_spec(KeyAlg::P256), &ids);
+}
+
+fn fleet_window_hours_ago(hours: i64) -> rekey::inspect::Window {
+    rekey::fleet::window(as_of() - chrono::TimeDelta::hours(hours), 90)
+}
+
+/// A new CA made by openssl in `dir` (`ca.crt`, `ca.key`), valid for a year from the day
+/// before AS_OF (`openssl ca -selfsign`, which takes dates, not the system clock).
+fn openssl_ca(dir: &Path) {
+    let work = tempfile::tempdir().unwrap();
+    let w = |name: &str| work.path().join(name).to_str().unwrap().to_string();
+    std::fs::write(w("index.txt"), "").unwrap();
+    std::fs::write(
+        w("openssl.cnf"),
+        format!(
+            "[ca]\ndefault_ca=own\n[own]\ndatabase={}\nnew_certs_dir={}\nrand_serial=yes\n\
+             default_md=sha256\npolicy=any\nunique_subject=no\n[any]\norganizationName=optional\n\
+             commonName=supplied\n[req]\ndistinguished_name=dn\nprompt=no\n[dn]\n\
+             O=rekey test fleet\nCN=fleet test CA 2026-11-27\n[ext]\n\
+             basicConstraints=critical,CA:TRUE\n\
+             keyUsage=critical,keyCertSign,cRLSign,digitalSignature\n\
+             subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+            w("index.txt"),
+            work.path().display()
+        ),
+    )
+    .unwrap();
+    let (conf, key, csr, crt) = (w("openssl.cnf"), w("ca.key"), w("ca.csr"), w("ca.crt"));
+    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key]);
+    openssl(&["req", "-new", "-key", &key, "-config", &conf, "-out", &csr]);
+    openssl(&[
+        "ca", "-batch", "-selfsign", "-config", &conf, "-keyfile", &key, "-in", &csr,
+        "-startdate", "20261127000000Z", "-enddate", "20271127000000Z", "-extensions", "ext",
+        "-notext", "-out", &crt,
+    ]);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(&crt, dir.join("ca.crt")).unwrap();
+    std::fs::copy(&key, dir.join("ca.key")).unwrap();
+}
+
+fn status(root: &Path) -> serde_json::Value {
+    let (code, stdout, stderr) = run(root, &["status", "--format", "json"]);
+    assert!(code == 0 || code == 3, "status exited {code}: {stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// (path, state, reason, signed_by) of each credential.
+fn rows(doc: &serde_json::Value) -> Vec<(String, String, String, String)> {
+    doc["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or("null").to_string();
+            (s("path"), s("state"), s("reason"), s("signed_by"))
+        })
+        .collect()
+}
+
+#[test]
+fn readers_trust_both_cas_and_rotate_moves_every_credential_to_the_new_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fleet(root);
+    let before = rows(&status(root));
+    assert!(before.iter().all(|r| r.3 == "active"), "{before:?}");
+
+    // begin, by hand: the new CA waits in ca/next/; nothing changes for any credential.
+    openssl_ca(&root.join("ca/next"));
+    let begun = status(root);
+    assert_eq!(begun["ca"]["rotation"]["stage"], "begun");
+    assert_eq!(begun["ca"]["rotation"]["other"]["role"], "next");
+    assert_eq!(rows(&begun), before);
+    let (_, table, _) = run(root, &["status"]);
+    assert!(table.contains("CA rotation begun: next CA"), "{table}");
+
+    // switch, by hand: the new CA signs, the old one is the previous.
+    std::fs::create_dir(root.join("ca/previous")).unwrap();
+    for f in ["ca.crt", "ca.key"] {
+        std::fs::rename(root.join("ca").join(f), root.join("ca/previous").join(f)).unwrap();
+        std::fs::rename(root.join("ca/next").join(f), root.join("ca").join(f)).unwrap();
+    }
+    std::fs::remove_dir(root.join("ca/next")).unwrap();
+    let switched = status(root);
+    assert_eq!(switched["ca"]["rotation"]["stage"], "switched");
+    assert_eq!(switched["ca"]["common_name"], "fleet test CA 2026-11-27");
+    for (path, state, reason, signed_by) in rows(&switched) {
+        assert_eq!(
+            (state.as_str(), reason.as_str(), signed_by.as_str()),
+            ("due", "signed by the previous CA", "previous"),
+            "{path}"
+        );
+    }
+
+    // The next rotate reissues everything under the new CA, a full 90 days.
+    let (code, stdout, stderr) = run(root, &["rotate"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let after = status(root);
+    for (path, state, _, signed_by) in rows(&after) {
+        assert_eq!((state.as_str(), signed_by.as_str()), ("fresh", "active"), "{path}");
+    }
+    let new_ca = root.join("ca/ca.crt");
+    let old_ca = root.join("ca/previous/ca.crt");
+    let kid = key_id(&new_ca);
+    for identity in ["node-01/mocctl", "node-01/kms", "node-02/kms"] {
+        let dir = root.join("nodes").join(identity);
+        let cert = dir.join("cert.pem");
+        let (ok, said) = openssl_verify_at(&new_ca, &cert, as_of());
+        assert!(ok, "{identity}: {said}");
+        let (old_ok, _) = openssl_verify_at(&old_ca, &cert, as_of());
+        assert!(!old_ok, "{identity} still verifies with the previous CA");
+        let end = openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-enddate"]);
+        assert!(end.contains("Feb 26 00:00:00 2027"), "{identity}: {end}");
+        let token = std::fs::read_to_string(dir.join("token.jwt")).unwrap();
+        let header = jsonwebtoken::decode_header(token.trim()).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(kid.as_str()), "{identity}");
+    }
+}
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo, lowercase hex, computed by openssl.
+fn key_id(cert: &Path) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let pubkey = tmp.path().join("pub.pem");
+    let der = tmp.path().join("pub.der");
+    openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-pubkey", "-out", pubkey.to_str().unwrap()]);
+    openssl(&["pkey", "-pubin", "-in", pubkey.to_str().unwrap(), "-outform", "DER", "-out", der.to_str().unwrap()]);
+    let digest = openssl(&["dgst", "-sha256", "-r", der.to_str().unwrap()]);
+    digest.split_whitespace().next().unwrap().to_string()
+}
