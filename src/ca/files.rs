@@ -18,6 +18,28 @@ use serde::Serialize;
 use crate::digest::Digest;
 use crate::problem::Problem;
 
+/// Which CA of the fleet signed a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Role {
+    /// `ca/ca.crt`: the CA that signs now.
+    Active,
+    /// `ca/next/ca.crt`: trusted since `ca begin`, signs after `ca switch`.
+    Next,
+    /// `ca/previous/ca.crt`: the CA `ca switch` replaced, trusted until `ca finish`.
+    Previous,
+}
+
+impl Role {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Role::Active => "active",
+            Role::Next => "next",
+            Role::Previous => "previous",
+        }
+    }
+}
+
 /// Where a CA rotation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,11 +119,11 @@ impl CaDir {
     }
 
     /// The pair of files of the CA in `role`.
-    pub(crate) fn of_role(&self, role: super::Role) -> PairPaths {
+    pub(crate) fn of_role(&self, role: Role) -> PairPaths {
         match role {
-            super::Role::Active => self.active(),
-            super::Role::Next => self.next(),
-            super::Role::Previous => self.previous(),
+            Role::Active => self.active(),
+            Role::Next => self.next(),
+            Role::Previous => self.previous(),
         }
     }
 

@@ -1,13 +1,13 @@
 //! A CA made elsewhere, for `rekey ca begin --import-cert F --import-key F` (an enterprise CA's
 //! intermediate, say): checked whole before anything is written. It must be what
-//! [`from_pem`](super::from_pem) accepts of `ca/ca.crt` with its key (a CA, a supported key type,
+//! [`from_pem`] accepts of `ca/ca.crt` with its key (a CA, a supported key type,
 //! the key its own), say outright that it may sign certificates (`keyUsage` with
 //! `keyCertSign`), and be valid from now until the end of the window a rotation needs.
 
 use chrono::{DateTime, Utc};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::{Ca, from_pem};
+use super::cert::{Ca, from_pem};
 use crate::pemblock;
 use crate::problem::Problem;
 

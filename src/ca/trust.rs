@@ -6,34 +6,11 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
 use x509_parser::prelude::X509Certificate;
 
-use super::files::{CaDir, Stage};
-use super::{Ca, from_pem};
+use super::cert::{Ca, from_pem};
+use super::files::{CaDir, Role, Stage};
 use crate::fsio::{self, Slot};
-
-/// Which CA of the fleet signed a credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// `ca/ca.crt`: the CA that signs now.
-    Active,
-    /// `ca/next/ca.crt`: trusted since `ca begin`, signs after `ca switch`.
-    Next,
-    /// `ca/previous/ca.crt`: the CA `ca switch` replaced, trusted until `ca finish`.
-    Previous,
-}
-
-impl Role {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Role::Active => "active",
-            Role::Next => "next",
-            Role::Previous => "previous",
-        }
-    }
-}
 
 /// A CA rotation under way: its stage and the CA trusted beside the active one.
 #[derive(Debug)]
@@ -84,6 +61,10 @@ pub struct Trusted<'a> {
 
 impl<'a> Trusted<'a> {
     /// One CA, no rotation.
+    #[cfg_attr(
+        not(feature = "testkit"),
+        expect(dead_code, reason = "the tests and fuzz targets use it")
+    )]
     pub fn alone(active: &'a Ca) -> Trusted<'a> {
         Trusted {
             active,

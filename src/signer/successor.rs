@@ -1,7 +1,7 @@
 //! A CA's successor, made for a staged CA rotation (`rekey ca begin`): the old CA's subject
 //! with a new common name, a new key (the old one's algorithm unless told otherwise), a random
 //! serial, `basicConstraints CA:TRUE`, `keyCertSign`, and subject and authority key
-//! identifiers. What is made is read back through [`from_pem`](super::from_pem) and the signer's
+//! identifiers. What is made is read back through [`from_pem`](crate::ca::from_pem) and the signer's
 //! own checks before anyone may write it, as an imported CA is.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -31,7 +31,7 @@ impl std::fmt::Debug for CaPair {
 }
 
 impl CaPair {
-    /// A pair given as PEM (an imported CA). Checked by [`super::import::check`], not here.
+    /// A pair given as PEM (an imported CA). Checked by `ca::check_import`, not here.
     pub(crate) fn from_parts(cert_pem: String, key_pem: Zeroizing<String>) -> CaPair {
         CaPair { cert_pem, key_pem }
     }

@@ -10,7 +10,8 @@ use rcgen::{
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::*;
+use super::{CaPair, Terms, successor, successor_name};
+use crate::ca::{Needed, Role, Rotation, Stage, Trusted, check_import, from_pem};
 use crate::fleet::{CaSpec, Generator, window};
 use crate::keys::{KeyAlg, KeyFormat};
 
@@ -73,7 +74,7 @@ fn a_successor_is_a_ca_openssl_accepts_with_the_old_subject_and_a_dated_name() {
         let ca = from_pem(new.cert_pem.as_bytes(), Some(new.key_pem())).unwrap();
         assert_eq!(ca.public.alg, alg);
         assert_eq!(ca.common_name, "short-lived CA 2026-12-06");
-        crate::signer::from_pem(new.cert_pem.as_bytes(), new.key_pem(), &ca).unwrap();
+        super::from_pem(new.cert_pem.as_bytes(), new.key_pem(), &ca).unwrap();
         // openssl's: self-signed and valid, CA:TRUE, keyCertSign, SKI = AKI, O kept.
         let path = tmp.path().join("new.crt");
         std::fs::write(&path, &new.cert_pem).unwrap();
@@ -105,7 +106,7 @@ fn tokens_name_the_key_of_the_ca_that_signed_them() {
     let tmp = tempfile::tempdir().unwrap();
     let (cert, key) = old_ca(KeyAlg::P256, tmp.path());
     let ca = from_pem(&cert, None).unwrap();
-    let signer = crate::signer::from_pem(&cert, &key, &ca).unwrap();
+    let signer = super::from_pem(&cert, &key, &ca).unwrap();
     let claims = crate::token::Claims::new("short-lived CA", "n/s", now(), now()).unwrap();
     let token = signer.tokens.sign(&claims).unwrap();
     let header = jsonwebtoken::decode_header(&token).unwrap();
@@ -188,11 +189,11 @@ fn during_a_rotation_credentials_verify_against_either_ca_and_say_which() {
     let tmp = tempfile::tempdir().unwrap();
     let (old_cert, old_key) = old_ca(KeyAlg::P256, tmp.path());
     let old = from_pem(&old_cert, None).unwrap();
-    let old_signer = crate::signer::from_pem(&old_cert, &old_key, &old).unwrap();
+    let old_signer = super::from_pem(&old_cert, &old_key, &old).unwrap();
     let new_pair = successor_of(&old_cert, KeyAlg::P256);
     let new = from_pem(new_pair.cert_pem.as_bytes(), None).unwrap();
     let new_signer =
-        crate::signer::from_pem(new_pair.cert_pem.as_bytes(), new_pair.key_pem(), &new).unwrap();
+        super::from_pem(new_pair.cert_pem.as_bytes(), new_pair.key_pem(), &new).unwrap();
     let switched = Rotation {
         stage: Stage::Switched,
         other: from_pem(&old_cert, None).unwrap(),
@@ -201,7 +202,7 @@ fn during_a_rotation_credentials_verify_against_either_ca_and_say_which() {
         active: &new,
         rotation: Some(&switched),
     };
-    let token = |signer: &crate::signer::CaSigner, iss: &str| {
+    let token = |signer: &super::CaSigner, iss: &str| {
         let claims = crate::token::Claims::new(iss, "n/s", now(), now() + TimeDelta::days(1));
         signer.tokens.sign(&claims.unwrap()).unwrap()
     };
