@@ -43,9 +43,20 @@ pub(crate) fn retry(o: &Options) -> Result<Exit> {
         .iter()
         .filter(|r| r.result.status != HookStatus::Ok)
         .count();
+    let failed_text = match failed {
+        0 => "none failed".to_string(),
+        1 => "1 failed and stays pending".to_string(),
+        n => format!("{n} failed and stay pending"),
+    };
+    let left_text = match left {
+        0 => String::new(),
+        n => format!(
+            "; {} not given again (still pending)",
+            crate::count::count(n, "hook", "hooks")
+        ),
+    };
     eprintln!(
-        "rekey: {} ran, {failed} of them failed (still pending); {left} not given again (still \
-         pending)",
+        "rekey: {} ran, {failed_text}{left_text}",
         crate::count::count(retried.len(), "pending hook", "pending hooks"),
     );
     Ok(if failed + left > 0 {
@@ -104,7 +115,7 @@ fn to_json(p: &PendingHook) -> serde_json::Value {
 }
 
 pub(crate) fn discard(o: &DiscardOptions) -> Result<Exit> {
-    let operator = write::operator();
+    let operator = write::operator(None);
     let dropped = write::discard_hooks(&o.root, &o.target, &operator, o.started)?;
     if dropped.is_empty() {
         eprintln!(
