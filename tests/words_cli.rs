@@ -148,7 +148,29 @@ fn a_full_cycle_says_every_count_with_a_noun_that_agrees() {
     step(&["prune", "--keep", "1"]);
     step(&["hooks", "list"]);
     step(&["hooks", "retry"]);
+    // Hooks left pending: one identity's, then six more.
+    step(&["rotate", "--force", "--node", "node-01", "--service", "kms", "--deploy-hook", "false"]);
+    step(&["hooks", "retry"]);
+    step(&["hooks", "retry", "--deploy-hook", "false"]);
+    step(&["rotate", "--force", "--node", "node-02", "--deploy-hook", "false"]);
+    step(&["hooks", "list"]);
+    step(&["hooks", "retry", "--deploy-hook", "false"]);
+    step(&["hooks", "retry", "--deploy-hook", "true"]);
+    step(&["runs"]);
     step(&["status"]);
+    // The cycle did what it says (a command that only failed would say little).
+    let all: String = said.iter().map(|(_, text)| text.as_str()).collect();
+    for phrase in [
+        "Built a demo fleet of 20 identities",
+        "add --yes to recover these 2 identities",
+        "files put back)",
+        "1 pending hook ran, 1 failed and stays pending",
+        "7 pending hooks ran, 7 failed and stay pending",
+        "would remove the backups of",
+        "next: fix the problems named above (2 identities with a problem)",
+    ] {
+        assert!(all.contains(phrase), "{phrase:?} was not said:\n{all}");
+    }
     let mut wrong = Vec::new();
     for (command, text) in &said {
         for d in disagreements(text) {

@@ -43,10 +43,11 @@ pub(crate) fn retry(o: &Options) -> Result<Exit> {
         .iter()
         .filter(|r| r.result.status != HookStatus::Ok)
         .count();
-    let failed_text = match failed {
-        0 => "none failed".to_string(),
-        1 => "1 failed and stays pending".to_string(),
-        n => format!("{n} failed and stay pending"),
+    let failed_text = match (retried.len(), failed) {
+        (0, _) => String::new(),
+        (_, 0) => ", none failed".to_string(),
+        (_, 1) => ", 1 failed and stays pending".to_string(),
+        (_, n) => format!(", {n} failed and stay pending"),
     };
     let left_text = match left {
         0 => String::new(),
@@ -55,10 +56,11 @@ pub(crate) fn retry(o: &Options) -> Result<Exit> {
             crate::count::count(n, "hook", "hooks")
         ),
     };
-    eprintln!(
-        "rekey: {} ran, {failed_text}{left_text}",
-        crate::count::count(retried.len(), "pending hook", "pending hooks"),
-    );
+    let ran = match retried.len() {
+        0 => "no pending hook ran".to_string(),
+        n => format!("{} ran", crate::count::count(n, "pending hook", "pending hooks")),
+    };
+    eprintln!("rekey: {ran}{failed_text}{left_text}");
     Ok(if failed + left > 0 {
         Exit::WorkDue
     } else {
