@@ -35,25 +35,43 @@ fn disagreements(text: &str) -> Vec<String> {
     // Singular words that end in s; and the nouns rekey counts.
     const SINGULAR_ENDING_IN_S: [&str; 2] = ["process", "status"];
     const NOUNS: [&str; 12] = [
-        "identity", "credential", "run", "problem", "hook", "file", "path", "entry", "issue",
-        "day", "hour", "other",
+        "identity",
+        "credential",
+        "run",
+        "problem",
+        "hook",
+        "file",
+        "path",
+        "entry",
+        "issue",
+        "day",
+        "hour",
+        "other",
     ];
     let bytes = text.as_bytes();
     let mut found = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
         // A number after `-`, `:` or `.` is part of a date, a time or a decimal.
-        let starts_word = at == 0
-            || !(bytes[at - 1].is_ascii_alphanumeric() || b"-:.".contains(&bytes[at - 1]));
+        let starts_word =
+            at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || b"-:.".contains(&bytes[at - 1]));
         if !(starts_word && bytes[at].is_ascii_digit()) {
             at += 1;
             continue;
         }
-        let digits = bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let digits = bytes[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
         let number = &text[at..at + digits];
         at += digits;
-        let Some(after) = text[at..].strip_prefix(' ') else { continue };
-        let word: String = after.chars().take_while(|c| c.is_ascii_lowercase()).collect();
+        let Some(after) = text[at..].strip_prefix(' ') else {
+            continue;
+        };
+        let word: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase())
+            .collect();
         let ends_word = after[word.len()..]
             .chars()
             .next()
@@ -80,10 +98,16 @@ fn the_disagreement_finder_finds_them() {
         ("1 identities, 2 credentials", &["1 identities"]),
         ("the newest 1 runs keep theirs", &["1 runs"]),
         ("fix the 1 problems named above", &["1 problems"]),
-        ("0 identity, 2 run, 11 hook", &["0 identity", "2 run", "11 hook"]),
+        (
+            "0 identity, 2 run, 11 hook",
+            &["0 identity", "2 run", "11 hook"],
+        ),
         ("1 identity, 2 credentials, 0 files", &[]),
         ("node-01 kms, 2026-10-27 due, sha256 1 process", &[]),
-        ("x1 runs, 2026-12-30 problem, 12:01 runs, 1/1 identities", &["1 identities"]),
+        (
+            "x1 runs, 2026-12-30 problem, 12:01 runs, 1/1 identities",
+            &["1 identities"],
+        ),
         ("(1 others)", &["1 others"]),
     ];
     for (text, want) in cases {
@@ -131,10 +155,19 @@ fn a_full_cycle_says_every_count_with_a_noun_that_agrees() {
     step(&["rotate", "--dry-run"]);
     step(&["rotate", "--dry-run", "--format", "json"]);
     step(&["apply", "plan.toml", "--progress", "always"]);
-    step(&["rotate", "--node", "node-01", "--force", "--progress", "always"]);
+    step(&[
+        "rotate",
+        "--node",
+        "node-01",
+        "--force",
+        "--progress",
+        "always",
+    ]);
     step(&["rotate", "--format", "json"]);
     step(&["recover", "--all", "--reason", "checked"]);
-    step(&["recover", "--all", "--reason", "checked", "--format", "json"]);
+    step(&[
+        "recover", "--all", "--reason", "checked", "--format", "json",
+    ]);
     step(&["recover", "--all", "--reason", "checked", "--yes"]);
     step(&["runs"]);
     step(&["runs", "--format", "json"]);
@@ -149,10 +182,26 @@ fn a_full_cycle_says_every_count_with_a_noun_that_agrees() {
     step(&["hooks", "list"]);
     step(&["hooks", "retry"]);
     // Hooks left pending: one identity's, then six more.
-    step(&["rotate", "--force", "--node", "node-01", "--service", "kms", "--deploy-hook", "false"]);
+    step(&[
+        "rotate",
+        "--force",
+        "--node",
+        "node-01",
+        "--service",
+        "kms",
+        "--deploy-hook",
+        "false",
+    ]);
     step(&["hooks", "retry"]);
     step(&["hooks", "retry", "--deploy-hook", "false"]);
-    step(&["rotate", "--force", "--node", "node-02", "--deploy-hook", "false"]);
+    step(&[
+        "rotate",
+        "--force",
+        "--node",
+        "node-02",
+        "--deploy-hook",
+        "false",
+    ]);
     step(&["hooks", "list"]);
     step(&["hooks", "retry", "--deploy-hook", "false"]);
     step(&["hooks", "retry", "--deploy-hook", "true"]);
@@ -177,7 +226,11 @@ fn a_full_cycle_says_every_count_with_a_noun_that_agrees() {
             wrong.push(format!("rekey {command}: {d:?}"));
         }
     }
-    assert!(wrong.is_empty(), "counts that disagree with their noun:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "counts that disagree with their noun:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// A fleet with one identity to recover, one with a problem, a fleet issue (a service
@@ -202,7 +255,10 @@ fn problems_count_identities_and_fleet_issues_have_their_own_name_everywhere() {
     let status: serde_json::Value = serde_json::from_str(&json).unwrap();
     let totals = &status["totals"];
     assert_eq!(totals["identities_by_state"]["problem"], 1, "{totals:#}");
-    assert_eq!(totals["problems"], 1, "problems counts identities: {totals:#}");
+    assert_eq!(
+        totals["problems"], 1,
+        "problems counts identities: {totals:#}"
+    );
     let issues = status["issues"].as_array().unwrap();
     let fleet_issues = issues.iter().filter(|i| i["problem"] == true).count();
     assert!(fleet_issues > 0, "{issues:?}");
@@ -212,26 +268,40 @@ fn problems_count_identities_and_fleet_issues_have_their_own_name_everywhere() {
     assert!(
         table.contains(&format!(
             "next: fix the problems named above (1 identity with a problem and {})",
-            if fleet_issues == 1 { "1 fleet issue".to_string() } else { format!("{fleet_issues} fleet issues") }
+            if fleet_issues == 1 {
+                "1 fleet issue".to_string()
+            } else {
+                format!("{fleet_issues} fleet issues")
+            }
         )),
         "{table}"
     );
 
     let (_, prom, _) = run(root, &["status", "--format", "prometheus"]);
-    assert!(prom.contains("rekey_identities{state=\"problem\"} 1"), "{prom}");
+    assert!(
+        prom.contains("rekey_identities{state=\"problem\"} 1"),
+        "{prom}"
+    );
     assert!(
         prom.contains(&format!("rekey_fleet_issues {fleet_issues}")),
         "{prom}"
     );
 
     let out = tmp.path().join("status.html");
-    let (_, _, _) = run(root, &["status", "--format", "html", "-o", out.to_str().unwrap()]);
+    let (_, _, _) = run(
+        root,
+        &["status", "--format", "html", "-o", out.to_str().unwrap()],
+    );
     let html = std::fs::read_to_string(&out).unwrap();
     assert!(
         html.contains("<span id=\"attention-count\">2</span> identities")
-            && html.contains(&format!("<span id=\"issue-count\">{fleet_issues}</span> fleet issue")),
+            && html.contains(&format!(
+                "<span id=\"issue-count\">{fleet_issues}</span> fleet issue"
+            )),
         "{}",
-        html.lines().find(|l| l.contains("attention-count")).unwrap_or_default()
+        html.lines()
+            .find(|l| l.contains("attention-count"))
+            .unwrap_or_default()
     );
 
     let (code, json, stderr) = run(root, &["rotate", "--format", "json"]);
@@ -255,7 +325,9 @@ fn recover_counts_what_is_left_after_it_recovered() {
     build(root, &ca_spec(KeyAlg::Ed25519), &specs);
     let (code, json, stderr) = run(
         root,
-        &["recover", "--all", "--reason", "checked", "--yes", "--format", "json"],
+        &[
+            "recover", "--all", "--reason", "checked", "--yes", "--format", "json",
+        ],
     );
     assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -317,11 +389,20 @@ fn a_builtin_service_table_keeps_what_it_does_not_name_and_policy_says_where_eac
     let status: serde_json::Value = serde_json::from_str(&json).unwrap();
     let cert = &status["credentials"][0];
     assert_eq!(cert["kind"], "cert");
-    assert_eq!(cert["self_rotates"], true, "kms still renews its certificate: {cert:#}");
+    assert_eq!(
+        cert["self_rotates"], true,
+        "kms still renews its certificate: {cert:#}"
+    );
 
     let policy = |format: &str| {
         let out = rekey()
-            .args(["policy", "--format", format, "--root", root.to_str().unwrap()])
+            .args([
+                "policy",
+                "--format",
+                format,
+                "--root",
+                root.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -352,17 +433,37 @@ fn a_builtin_service_table_keeps_what_it_does_not_name_and_policy_says_where_eac
     assert_eq!(field(None, "validity_days")["source"], "builtin");
     assert_eq!(field(Some("kms"), "subject_cn")["source"], "file");
     let renews = field(Some("kms"), "self_renews_cert");
-    assert_eq!((&renews["value"], &renews["source"]), (&true.into(), &"builtin".into()));
+    assert_eq!(
+        (&renews["value"], &renews["source"]),
+        (&true.into(), &"builtin".into())
+    );
     assert_eq!(field(Some("csi"), "self_renews_cert")["source"], "builtin");
 }
 
 #[test]
 fn the_audit_log_names_someone() {
     let uid = rustix::process::getuid().as_raw();
-    let cases: [(&str, &[(&str, &str)], String); 4] = [
-        ("SUDO_USER first", &[("SUDO_USER", "bob"), ("USER", "root")], "bob".into()),
-        ("an empty SUDO_USER is skipped", &[("SUDO_USER", ""), ("USER", "carol")], "carol".into()),
-        ("USER empty too: the uid", &[("SUDO_USER", ""), ("USER", "")], format!("uid {uid}")),
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        String,
+    );
+    let cases: [Case; 4] = [
+        (
+            "SUDO_USER first",
+            &[("SUDO_USER", "bob"), ("USER", "root")],
+            "bob".into(),
+        ),
+        (
+            "an empty SUDO_USER is skipped",
+            &[("SUDO_USER", ""), ("USER", "carol")],
+            "carol".into(),
+        ),
+        (
+            "USER empty too: the uid",
+            &[("SUDO_USER", ""), ("USER", "")],
+            format!("uid {uid}"),
+        ),
         ("neither set: the uid", &[], format!("uid {uid}")),
     ];
     for (name, env, want) in cases {
@@ -374,7 +475,9 @@ fn the_audit_log_names_someone() {
             &[IdentitySpec::new("n1", "mocctl", issued(95))],
         );
         let out = rekey()
-            .args(["recover", "--all", "--reason", "checked", "--yes", "--as-of", AS_OF])
+            .args([
+                "recover", "--all", "--reason", "checked", "--yes", "--as-of", AS_OF,
+            ])
             .arg("--root")
             .arg(root)
             .env_remove("SUDO_USER")
@@ -425,7 +528,11 @@ fn an_edited_plan_names_its_values_as_written() {
     let (_, _, _) = run(root, &["plan", "-o", plan.to_str().unwrap()]);
     let text = std::fs::read_to_string(&plan).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let at = lines.iter().position(|l| l.starts_with("cert = {")).unwrap() + 1;
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("cert = {"))
+        .unwrap()
+        + 1;
     std::fs::write(&plan, text.replacen(", sha256 = \"", ", sha256 = \"zz", 1)).unwrap();
     let (code, _, stderr) = run(root, &["apply", plan.to_str().unwrap()]);
     assert_eq!(code, 1, "{stderr}");

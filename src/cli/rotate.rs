@@ -124,7 +124,11 @@ pub struct RecoverArgs {
 impl RecoverArgs {
     pub fn options(self, clock: Clock) -> Result<cmd::recover::Options, UsageError> {
         self.write.refuse_plan_format()?;
-        if self.operator.as_deref().is_some_and(|o| o.trim().is_empty()) {
+        if self
+            .operator
+            .as_deref()
+            .is_some_and(|o| o.trim().is_empty())
+        {
             return Err(UsageError(
                 "--operator must name who recovers (leave it out to record SUDO_USER, USER or \
                  the uid)"

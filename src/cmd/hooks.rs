@@ -58,7 +58,10 @@ pub(crate) fn retry(o: &Options) -> Result<Exit> {
     };
     let ran = match retried.len() {
         0 => "no pending hook ran".to_string(),
-        n => format!("{} ran", crate::count::count(n, "pending hook", "pending hooks")),
+        n => format!(
+            "{} ran",
+            crate::count::count(n, "pending hook", "pending hooks")
+        ),
     };
     eprintln!("rekey: {ran}{failed_text}{left_text}");
     Ok(if failed + left > 0 {

@@ -55,9 +55,10 @@ pub(crate) fn policy(o: &Options) -> Result<Exit> {
 fn json(root: &std::path::Path, loaded: &policy::Loaded) -> String {
     let (path, file_sha256) = match &loaded.source {
         policy::Source::Builtin => (None, None),
-        policy::Source::File { path, sha256 } => {
-            (Some(path.to_string_lossy().into_owned()), Some(sha256.hex()))
-        }
+        policy::Source::File { path, sha256 } => (
+            Some(path.to_string_lossy().into_owned()),
+            Some(sha256.hex()),
+        ),
     };
     let fields: Vec<serde_json::Value> = loaded
         .policy

@@ -104,7 +104,9 @@ impl Where<'_> {
         let mut value = entries.get(n)?;
         let mut start = None;
         for key in path {
-            let DeValue::Table(table) = value.get_ref() else { break };
+            let DeValue::Table(table) = value.get_ref() else {
+                break;
+            };
             let Some(next) = find(table, key) else { break };
             start = Some(next.span().start);
             value = next;

@@ -236,7 +236,10 @@ fn a_builtin_service_table_overrides_only_the_fields_it_names() {
     // Each built-in service, each of its fields set alone to a value unlike the built-in one:
     // that field changes, every other field of every service keeps its built-in value.
     let builtin = Policy::builtin();
-    let fields: [(&str, fn(&Service) -> String, &str); 4] = [
+    /// A field: its name, how to read it, a value unlike every built-in one ("": the opposite
+    /// boolean).
+    type Field = (&'static str, fn(&Service) -> String, &'static str);
+    let fields: [Field; 4] = [
         ("self_renews_cert", |s| s.self_renews_cert.to_string(), ""),
         ("self_rotates_token", |s| s.self_rotates_token.to_string(), ""),
         ("subject_cn", |s| format!("{:?}", s.subject_cn), "\"cn-{node}\""),

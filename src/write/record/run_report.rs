@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::calls::{HookResult, HookStatus};
 pub(crate) use super::entries::RunCommand;
-use crate::digest::Digest;
 use crate::count::count;
+use crate::digest::Digest;
 use crate::exit::Exit;
 use crate::survey::Stuck;
 
