@@ -17,6 +17,7 @@ use crate::digest::Digest;
 use crate::fsio::{self, Slot};
 use crate::names;
 use crate::problem::Problem;
+use crate::values::Step::{self, Key};
 
 /// The policy file's name inside the fleet root.
 pub(crate) const FILE_NAME: &str = "rekey.toml";
@@ -316,58 +317,75 @@ impl Policy {
                 .hook_timeout_seconds
                 .unwrap_or(builtin.hook_timeout_seconds),
         };
+        // The line of a value the parser accepted and the rules below refuse.
+        let at = |path: &[Step<'_>]| {
+            crate::values::toml_line(text, path)
+                .map(|line| format!("line {line}: "))
+                .unwrap_or_default()
+        };
         if raw.version != 1 {
             bail!(
-                "policy version {} is not supported (this rekey reads version 1)",
+                "{}policy version {} is not supported (this rekey reads version 1)",
+                at(&[Key("version")]),
                 raw.version
             );
         }
         if !(1..=3650).contains(&v.validity_days) {
             bail!(
-                "validity_days must be between 1 and 3650, not {}",
+                "{}validity_days must be between 1 and 3650, not {}",
+                at(&[Key("validity_days")]),
                 v.validity_days
             );
         }
         if !(1..=99).contains(&v.stalled_below_percent) {
             bail!(
-                "stalled_below_percent must be between 1 and 99, not {}",
+                "{}stalled_below_percent must be between 1 and 99, not {}",
+                at(&[Key("stalled_below_percent")]),
                 v.stalled_below_percent
             );
         }
         if v.min_age_hours >= v.validity_days.saturating_mul(24) {
             bail!(
-                "min_age_hours ({}) must be shorter than validity_days",
+                "{}min_age_hours ({}) must be shorter than validity_days",
+                at(&[Key("min_age_hours")]),
                 v.min_age_hours
             );
         }
         if !(1..=8760).contains(&v.max_plan_age_hours) {
             bail!(
-                "max_plan_age_hours must be between 1 and 8760, not {}",
+                "{}max_plan_age_hours must be between 1 and 8760, not {}",
+                at(&[Key("max_plan_age_hours")]),
                 v.max_plan_age_hours
             );
         }
         if !(1..=10_000).contains(&v.keep_runs) {
             bail!(
-                "keep_runs must be between 1 and 10000, not {}",
+                "{}keep_runs must be between 1 and 10000, not {}",
+                at(&[Key("keep_runs")]),
                 v.keep_runs
             );
         }
         if !(1..=86_400).contains(&v.hook_timeout_seconds) {
             bail!(
-                "hook_timeout_seconds must be between 1 and 86400, not {}",
+                "{}hook_timeout_seconds must be between 1 and 86400, not {}",
+                at(&[Key("hook_timeout_seconds")]),
                 v.hook_timeout_seconds
             );
         }
-        let pattern = |text: Option<String>, field: &str| {
+        let pattern = |text: Option<String>, field: &str, path: &[Step<'_>]| {
             text.map(|t| {
-                SubjectCn::parse(&t).map_err(|why| anyhow::anyhow!("{field} {t:?} {why}"))
+                SubjectCn::parse(&t)
+                    .map_err(|why| anyhow::anyhow!("{}{field} {t:?} {why}", at(path)))
             })
             .transpose()
         };
         if let Some(file) = &raw.metrics_file
             && (file.is_empty() || file.contains('\0'))
         {
-            bail!("metrics_file must be a path, not {file:?}");
+            bail!(
+                "{}metrics_file must be a path, not {file:?}",
+                at(&[Key("metrics_file")])
+            );
         }
         let named = raw.services.keys().cloned().collect();
         let mut services = if raw.builtin_services {
@@ -377,16 +395,24 @@ impl Policy {
         };
         for (name, raw) in raw.services {
             if !names::is_valid(&name) {
-                bail!("service name {name:?} in [services] is not a valid service name");
+                bail!(
+                    "{}service name {name:?} in [services] is not a valid service name",
+                    at(&[Key("services"), Key(&name)])
+                );
             }
             if raw.reload.as_deref().is_some_and(|r| r.trim().is_empty()) {
                 bail!(
-                    "[services.{name}] reload is empty: give the command that reloads it, or \
-                     remove it"
+                    "{}[services.{name}] reload is empty: give the command that reloads it, or \
+                     remove it",
+                    at(&[Key("services"), Key(&name), Key("reload")])
                 );
             }
             let base = services.remove(&name).unwrap_or_default();
-            let subject_cn = pattern(raw.subject_cn, &format!("[services.{name}] subject_cn"))?;
+            let subject_cn = pattern(
+                raw.subject_cn,
+                &format!("[services.{name}] subject_cn"),
+                &[Key("services"), Key(&name), Key("subject_cn")],
+            )?;
             let service = Service {
                 self_renews_cert: raw.self_renews_cert.unwrap_or(base.self_renews_cert),
                 self_rotates_token: raw.self_rotates_token.unwrap_or(base.self_rotates_token),
@@ -403,7 +429,7 @@ impl Policy {
             max_plan_age_hours: v.max_plan_age_hours,
             keep_runs: v.keep_runs,
             hook_timeout_seconds: v.hook_timeout_seconds,
-            subject_cn: pattern(raw.subject_cn, "subject_cn")?,
+            subject_cn: pattern(raw.subject_cn, "subject_cn", &[Key("subject_cn")])?,
             services,
             metrics_file: raw.metrics_file,
         };

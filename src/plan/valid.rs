@@ -74,60 +74,16 @@ impl Where<'_> {
     /// of that value, else of the nearest part of `path` the entry holds, else of the entry's
     /// `[[identity]]` header.
     fn at(&self, n: usize, path: &[&str]) -> String {
+        use crate::values::Step;
         let entry = format!("identity entry {}", n + 1);
         if self.text.trim_start().starts_with('{') {
             return entry;
         }
-        let span = self.span(n, path).or_else(|| self.header(n));
-        span.map_or(entry, |start| {
-            let before = &self.text.as_bytes()[..start.min(self.text.len())];
-            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-            format!("line {line}")
-        })
-    }
-
-    /// The byte offset of the deepest part of `path` the `n`-th entry holds (`None`: not even
-    /// the first).
-    fn span(&self, n: usize, path: &[&str]) -> Option<usize> {
-        use toml::de::{DeTable, DeValue};
-        type Value<'i> = toml::Spanned<DeValue<'i>>;
-        fn find<'a, 'i>(table: &'a DeTable<'i>, key: &str) -> Option<&'a Value<'i>> {
-            table
-                .iter()
-                .find(|(k, _)| k.get_ref().as_ref() == key)
-                .map(|(_, v)| v)
-        }
-        let doc = DeTable::parse(self.text).ok()?;
-        let DeValue::Array(entries) = find(doc.get_ref(), "identity")?.get_ref() else {
-            return None;
-        };
-        let mut value = entries.get(n)?;
-        let mut start = None;
-        for key in path {
-            let DeValue::Table(table) = value.get_ref() else {
-                break;
-            };
-            let Some(next) = find(table, key) else { break };
-            start = Some(next.span().start);
-            value = next;
-        }
-        start
-    }
-
-    /// The byte offset of the `n`-th `[[identity]]` header.
-    fn header(&self, n: usize) -> Option<usize> {
-        let mut offset = 0;
-        let mut seen = 0;
-        for line in self.text.split_inclusive('\n') {
-            if line.trim() == "[[identity]]" {
-                if seen == n {
-                    return Some(offset);
-                }
-                seen += 1;
-            }
-            offset += line.len();
-        }
-        None
+        let steps: Vec<Step<'_>> = [Step::Key("identity"), Step::Index(n)]
+            .into_iter()
+            .chain(path.iter().map(|key| Step::Key(key)))
+            .collect();
+        crate::values::toml_line(self.text, &steps).map_or(entry, |line| format!("line {line}"))
     }
 }
 
@@ -193,14 +149,9 @@ fn validate(plan: Plan, lines: &Where<'_>) -> Result<ValidPlan> {
     };
     if count != plan.identity.len() {
         bail!(
-            "the plan says identities = {count} but holds {} identity {}: it was cut short or \
-             edited; make a new plan",
-            plan.identity.len(),
-            if plan.identity.len() == 1 {
-                "entry"
-            } else {
-                "entries"
-            }
+            "the plan says identities = {count} but holds {}: it was cut short or edited; make a \
+             new plan",
+            crate::count::count(plan.identity.len(), "identity entry", "identity entries"),
         );
     }
     Ok(ValidPlan {

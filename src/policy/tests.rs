@@ -175,7 +175,22 @@ fn rejects_bad_policies_naming_the_field() {
             "version = 1\nvalidity_days = 0",
             "validity_days",
         ),
-        ("newer version", "version = 2", "version 2"),
+        ("newer version", "version = 2", "line 1: policy version 2"),
+        (
+            "a value out of range names its line",
+            "version = 1\n\n# long enough\nvalidity_days = 0",
+            "line 4: validity_days must be between 1 and 3650, not 0",
+        ),
+        (
+            "a service's bad value names its line",
+            "version = 1\n[services.kms]\nself_renews_cert = true\n\nsubject_cn = \"{node\"",
+            "line 5: [services.kms] subject_cn \"{node\" may hold only",
+        ),
+        (
+            "an empty reload names its line",
+            "version = 1\n[services.kva]\n\nreload = \"\"",
+            "line 4: [services.kva] reload is empty",
+        ),
         ("missing version", "validity_days = 90", "version"),
         ("bad keys", "version = 1\nkeys = \"keep\"", "keys"),
         (
