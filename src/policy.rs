@@ -330,46 +330,28 @@ impl Policy {
                 raw.version
             );
         }
-        if !(1..=3650).contains(&v.validity_days) {
-            bail!(
-                "{}validity_days must be between 1 and 3650, not {}",
-                at(&[Key("validity_days")]),
-                v.validity_days
-            );
-        }
-        if !(1..=99).contains(&v.stalled_below_percent) {
-            bail!(
-                "{}stalled_below_percent must be between 1 and 99, not {}",
-                at(&[Key("stalled_below_percent")]),
-                v.stalled_below_percent
-            );
+        let ranges = [
+            ("validity_days", v.validity_days, 1..=3650),
+            ("stalled_below_percent", v.stalled_below_percent, 1..=99),
+            ("max_plan_age_hours", v.max_plan_age_hours, 1..=8760),
+            ("keep_runs", v.keep_runs, 1..=10_000),
+            ("hook_timeout_seconds", v.hook_timeout_seconds, 1..=86_400),
+        ];
+        for (field, value, range) in ranges {
+            if !range.contains(&value) {
+                bail!(
+                    "{}{field} must be between {} and {}, not {value}",
+                    at(&[Key(field)]),
+                    range.start(),
+                    range.end()
+                );
+            }
         }
         if v.min_age_hours >= v.validity_days.saturating_mul(24) {
             bail!(
                 "{}min_age_hours ({}) must be shorter than validity_days",
                 at(&[Key("min_age_hours")]),
                 v.min_age_hours
-            );
-        }
-        if !(1..=8760).contains(&v.max_plan_age_hours) {
-            bail!(
-                "{}max_plan_age_hours must be between 1 and 8760, not {}",
-                at(&[Key("max_plan_age_hours")]),
-                v.max_plan_age_hours
-            );
-        }
-        if !(1..=10_000).contains(&v.keep_runs) {
-            bail!(
-                "{}keep_runs must be between 1 and 10000, not {}",
-                at(&[Key("keep_runs")]),
-                v.keep_runs
-            );
-        }
-        if !(1..=86_400).contains(&v.hook_timeout_seconds) {
-            bail!(
-                "{}hook_timeout_seconds must be between 1 and 86400, not {}",
-                at(&[Key("hook_timeout_seconds")]),
-                v.hook_timeout_seconds
             );
         }
         let pattern = |text: Option<String>, field: &str, path: &[Step<'_>]| {
