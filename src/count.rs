@@ -4,8 +4,13 @@
 /// `n` followed by `one` when `n` is exactly 1, by `many` otherwise.
 pub(crate) fn count(n: impl std::fmt::Display, one: &str, many: &str) -> String {
     let n = n.to_string();
-    let noun = if n == "1" { one } else { many };
-    format!("{n} {noun}")
+    format!("{n} {}", noun(&n, one, many))
+}
+
+/// The noun alone, for a number shown apart from it (an HTML page puts the number in an
+/// element of its own): `one` when `n` is exactly 1, `many` otherwise.
+pub(crate) fn noun<'a>(n: impl std::fmt::Display, one: &'a str, many: &'a str) -> &'a str {
+    if n.to_string() == "1" { one } else { many }
 }
 
 #[cfg(test)]

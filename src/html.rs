@@ -173,12 +173,16 @@ impl PeopleTable<'_> {
     pub(crate) fn write(&self, out: &mut String, end: &End) {
         let rows = &end.people;
         let problems: Vec<&Issue> = end.issues.iter().filter(|i| i.is_problem).collect();
+        // The number in its own element (the tests read it), the noun agreeing with it.
+        let counted = |id: &str, n: usize, one: &str, many: &str| {
+            let noun = crate::count::noun(n, one, many);
+            format!("<span id=\"{id}\">{n}</span> {noun}")
+        };
         let _ = writeln!(
             out,
-            "<h2>Needs a person: <span id=\"attention-count\">{}</span> identities, \
-             <span id=\"issue-count\">{}</span> other problems</h2>",
-            rows.len(),
-            problems.len()
+            "<h2>Needs a person: {}, {}</h2>",
+            counted("attention-count", rows.len(), "identity", "identities"),
+            counted("issue-count", problems.len(), "fleet issue", "fleet issues"),
         );
         if rows.is_empty() && problems.is_empty() {
             let _ = writeln!(out, "<div class=\"ok\">{}</div>", self.none);

@@ -204,6 +204,13 @@ pub(crate) fn write(
             writeln!(w, "{name}{} {n}", labels(&[("state", state.as_str())]))?;
         }
     }
+    family(
+        w,
+        "rekey_fleet_issues",
+        "Fleet issues: paths under nodes/ that are not identities and are problems (links, bad \
+         names, unreadable entries); identities with a problem are in rekey_identities (state problem).",
+    )?;
+    writeln!(w, "rekey_fleet_issues {}", totals.fleet_issues)?;
     if let Some(run) = last_run {
         family(
             w,

@@ -17,6 +17,7 @@ use crate::digest::Digest;
 use crate::fsio::{self, Slot};
 use crate::names;
 use crate::problem::Problem;
+use crate::values::Step::{self, Key};
 
 /// The policy file's name inside the fleet root.
 pub(crate) const FILE_NAME: &str = "rekey.toml";
@@ -29,6 +30,16 @@ pub(crate) enum KeyMode {
     Rotate,
     /// Keep the existing public key.
     Reuse,
+}
+
+impl KeyMode {
+    /// `rotate` or `reuse`, as a file writes it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            KeyMode::Rotate => "rotate",
+            KeyMode::Reuse => "reuse",
+        }
+    }
 }
 
 /// Which credentials a service renews by itself.
@@ -128,46 +139,55 @@ pub(crate) enum Source {
     File { path: PathBuf, sha256: Digest },
 }
 
-/// The policy in force, where it came from, and the service names its file wrote.
+/// The policy in force, where it came from, and what its file wrote.
 #[derive(Debug, Clone)]
 pub(crate) struct Loaded {
     pub(crate) policy: Policy,
     pub(crate) source: Source,
     /// The names under the file's `[services]` (empty for the built-in policy).
     pub(crate) named: Vec<String>,
+    /// The fields the file set; every other field holds its built-in value.
+    pub(crate) set: Set,
 }
 
+/// The fields a policy file set: `(None, "validity_days")` for a top-level field,
+/// `(Some("kms"), "reload")` for a field of `[services.kms]`.
+pub(crate) type Set = std::collections::BTreeSet<(Option<String>, &'static str)>;
+
+/// A `[services.X]` table as written: a field left out keeps the service's built-in value (or,
+/// for a service that is not built in, off and unset).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawService {
     #[serde(default)]
-    self_renews_cert: bool,
+    self_renews_cert: Option<bool>,
     #[serde(default)]
-    self_rotates_token: bool,
+    self_rotates_token: Option<bool>,
     #[serde(default)]
     subject_cn: Option<String>,
     #[serde(default)]
     reload: Option<String>,
 }
 
+/// The file as written: a field left out keeps its built-in value.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     version: u32,
-    #[serde(default = "default_validity")]
-    validity_days: u32,
-    #[serde(default = "default_stalled")]
-    stalled_below_percent: u32,
-    #[serde(default = "default_min_age")]
-    min_age_hours: u32,
-    #[serde(default = "default_keys")]
-    keys: KeyMode,
-    #[serde(default = "default_max_plan_age")]
-    max_plan_age_hours: u32,
-    #[serde(default = "default_keep_runs")]
-    keep_runs: u32,
-    #[serde(default = "default_hook_timeout")]
-    hook_timeout_seconds: u32,
+    #[serde(default)]
+    validity_days: Option<u32>,
+    #[serde(default)]
+    stalled_below_percent: Option<u32>,
+    #[serde(default)]
+    min_age_hours: Option<u32>,
+    #[serde(default)]
+    keys: Option<KeyMode>,
+    #[serde(default)]
+    max_plan_age_hours: Option<u32>,
+    #[serde(default)]
+    keep_runs: Option<u32>,
+    #[serde(default)]
+    hook_timeout_seconds: Option<u32>,
     #[serde(default)]
     subject_cn: Option<String>,
     #[serde(default = "default_builtin_services")]
@@ -178,27 +198,54 @@ struct RawPolicy {
     metrics_file: Option<String>,
 }
 
-fn default_validity() -> u32 {
-    90
+impl RawPolicy {
+    /// The fields this file sets, by name.
+    fn set(&self) -> Set {
+        let top = [
+            ("validity_days", self.validity_days.is_some()),
+            ("stalled_below_percent", self.stalled_below_percent.is_some()),
+            ("min_age_hours", self.min_age_hours.is_some()),
+            ("keys", self.keys.is_some()),
+            ("max_plan_age_hours", self.max_plan_age_hours.is_some()),
+            ("keep_runs", self.keep_runs.is_some()),
+            ("hook_timeout_seconds", self.hook_timeout_seconds.is_some()),
+            ("subject_cn", self.subject_cn.is_some()),
+            ("metrics_file", self.metrics_file.is_some()),
+        ];
+        let mut set: Set = top
+            .into_iter()
+            .filter(|(_, named)| *named)
+            .map(|(field, _)| (None, field))
+            .collect();
+        for (name, s) in &self.services {
+            let fields = [
+                ("self_renews_cert", s.self_renews_cert.is_some()),
+                ("self_rotates_token", s.self_rotates_token.is_some()),
+                ("subject_cn", s.subject_cn.is_some()),
+                ("reload", s.reload.is_some()),
+            ];
+            set.extend(
+                fields
+                    .into_iter()
+                    .filter(|(_, named)| *named)
+                    .map(|(field, _)| (Some(name.clone()), field)),
+            );
+        }
+        set
+    }
 }
-fn default_stalled() -> u32 {
-    25
+
+/// A file's top-level numbers and key mode, each its own or the built-in one.
+struct Values {
+    validity_days: u32,
+    stalled_below_percent: u32,
+    min_age_hours: u32,
+    keys: KeyMode,
+    max_plan_age_hours: u32,
+    keep_runs: u32,
+    hook_timeout_seconds: u32,
 }
-fn default_min_age() -> u32 {
-    24
-}
-fn default_keys() -> KeyMode {
-    KeyMode::Rotate
-}
-fn default_max_plan_age() -> u32 {
-    168
-}
-fn default_keep_runs() -> u32 {
-    12
-}
-fn default_hook_timeout() -> u32 {
-    120
-}
+
 fn default_builtin_services() -> bool {
     true
 }
@@ -229,13 +276,13 @@ impl Policy {
     /// The policy used when the root has no `rekey.toml`: the reference fleet's services.
     pub(crate) fn builtin() -> Policy {
         Policy {
-            validity_days: default_validity(),
-            stalled_below_percent: default_stalled(),
-            min_age_hours: default_min_age(),
-            keys: default_keys(),
-            max_plan_age_hours: default_max_plan_age(),
-            keep_runs: default_keep_runs(),
-            hook_timeout_seconds: default_hook_timeout(),
+            validity_days: 90,
+            stalled_below_percent: 25,
+            min_age_hours: 24,
+            keys: KeyMode::Rotate,
+            max_plan_age_hours: 168,
+            keep_runs: 12,
+            hook_timeout_seconds: 120,
             subject_cn: None,
             services: builtin_services(),
             metrics_file: None,
@@ -245,104 +292,130 @@ impl Policy {
     /// Parses and validates policy text; the error names the offending field.
     #[cfg_attr(not(feature = "testkit"), expect(dead_code, reason = "the tests use it"))]
     pub fn parse(text: &str) -> Result<Policy> {
-        Policy::parse_named(text).map(|(policy, _)| policy)
+        Policy::parse_named(text).map(|(policy, _, _)| policy)
     }
 
-    /// [`Policy::parse`], also returning the service names the text wrote under `[services]`.
-    fn parse_named(text: &str) -> Result<(Policy, Vec<String>)> {
+    /// [`Policy::parse`], also returning the service names the text wrote under `[services]`
+    /// and the fields it set. A field the text leaves out keeps its built-in value: a
+    /// `[services.X]` table of a built-in service changes only the fields it names.
+    fn parse_named(text: &str) -> Result<(Policy, Vec<String>, Set)> {
         let raw: RawPolicy = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!(crate::values::clip(&e.to_string())))
             .context("invalid policy")?;
+        let set = raw.set();
+        let builtin = Policy::builtin();
+        let v = Values {
+            validity_days: raw.validity_days.unwrap_or(builtin.validity_days),
+            stalled_below_percent: raw
+                .stalled_below_percent
+                .unwrap_or(builtin.stalled_below_percent),
+            min_age_hours: raw.min_age_hours.unwrap_or(builtin.min_age_hours),
+            keys: raw.keys.unwrap_or(builtin.keys),
+            max_plan_age_hours: raw.max_plan_age_hours.unwrap_or(builtin.max_plan_age_hours),
+            keep_runs: raw.keep_runs.unwrap_or(builtin.keep_runs),
+            hook_timeout_seconds: raw
+                .hook_timeout_seconds
+                .unwrap_or(builtin.hook_timeout_seconds),
+        };
+        // The line of a value the parser accepted and the rules below refuse.
+        let at = |path: &[Step<'_>]| {
+            crate::values::toml_line(text, path)
+                .map(|line| format!("line {line}: "))
+                .unwrap_or_default()
+        };
         if raw.version != 1 {
             bail!(
-                "policy version {} is not supported (this rekey reads version 1)",
+                "{}policy version {} is not supported (this rekey reads version 1)",
+                at(&[Key("version")]),
                 raw.version
             );
         }
-        if !(1..=3650).contains(&raw.validity_days) {
+        let ranges = [
+            ("validity_days", v.validity_days, 1..=3650),
+            ("stalled_below_percent", v.stalled_below_percent, 1..=99),
+            ("max_plan_age_hours", v.max_plan_age_hours, 1..=8760),
+            ("keep_runs", v.keep_runs, 1..=10_000),
+            ("hook_timeout_seconds", v.hook_timeout_seconds, 1..=86_400),
+        ];
+        for (field, value, range) in ranges {
+            if !range.contains(&value) {
+                bail!(
+                    "{}{field} must be between {} and {}, not {value}",
+                    at(&[Key(field)]),
+                    range.start(),
+                    range.end()
+                );
+            }
+        }
+        if v.min_age_hours >= v.validity_days.saturating_mul(24) {
             bail!(
-                "validity_days must be between 1 and 3650, not {}",
-                raw.validity_days
+                "{}min_age_hours ({}) must be shorter than validity_days",
+                at(&[Key("min_age_hours")]),
+                v.min_age_hours
             );
         }
-        if !(1..=99).contains(&raw.stalled_below_percent) {
-            bail!(
-                "stalled_below_percent must be between 1 and 99, not {}",
-                raw.stalled_below_percent
-            );
-        }
-        if raw.min_age_hours >= raw.validity_days.saturating_mul(24) {
-            bail!(
-                "min_age_hours ({}) must be shorter than validity_days",
-                raw.min_age_hours
-            );
-        }
-        if !(1..=8760).contains(&raw.max_plan_age_hours) {
-            bail!(
-                "max_plan_age_hours must be between 1 and 8760, not {}",
-                raw.max_plan_age_hours
-            );
-        }
-        if !(1..=10_000).contains(&raw.keep_runs) {
-            bail!(
-                "keep_runs must be between 1 and 10000, not {}",
-                raw.keep_runs
-            );
-        }
-        if !(1..=86_400).contains(&raw.hook_timeout_seconds) {
-            bail!(
-                "hook_timeout_seconds must be between 1 and 86400, not {}",
-                raw.hook_timeout_seconds
-            );
-        }
-        let pattern = |text: Option<String>, field: &str| {
+        let pattern = |text: Option<String>, field: &str, path: &[Step<'_>]| {
             text.map(|t| {
-                SubjectCn::parse(&t).map_err(|why| anyhow::anyhow!("{field} {t:?} {why}"))
+                SubjectCn::parse(&t)
+                    .map_err(|why| anyhow::anyhow!("{}{field} {t:?} {why}", at(path)))
             })
             .transpose()
         };
         if let Some(file) = &raw.metrics_file
             && (file.is_empty() || file.contains('\0'))
         {
-            bail!("metrics_file must be a path, not {file:?}");
+            bail!(
+                "{}metrics_file must be a path, not {file:?}",
+                at(&[Key("metrics_file")])
+            );
         }
         let named = raw.services.keys().cloned().collect();
         let mut services = if raw.builtin_services {
-            builtin_services()
+            builtin.services
         } else {
             BTreeMap::new()
         };
         for (name, raw) in raw.services {
             if !names::is_valid(&name) {
-                bail!("service name {name:?} in [services] is not a valid service name");
+                bail!(
+                    "{}service name {name:?} in [services] is not a valid service name",
+                    at(&[Key("services"), Key(&name)])
+                );
             }
             if raw.reload.as_deref().is_some_and(|r| r.trim().is_empty()) {
                 bail!(
-                    "[services.{name}] reload is empty: give the command that reloads it, or \
-                     remove it"
+                    "{}[services.{name}] reload is empty: give the command that reloads it, or \
+                     remove it",
+                    at(&[Key("services"), Key(&name), Key("reload")])
                 );
             }
+            let base = services.remove(&name).unwrap_or_default();
+            let subject_cn = pattern(
+                raw.subject_cn,
+                &format!("[services.{name}] subject_cn"),
+                &[Key("services"), Key(&name), Key("subject_cn")],
+            )?;
             let service = Service {
-                self_renews_cert: raw.self_renews_cert,
-                self_rotates_token: raw.self_rotates_token,
-                subject_cn: pattern(raw.subject_cn, &format!("[services.{name}] subject_cn"))?,
-                reload: raw.reload,
+                self_renews_cert: raw.self_renews_cert.unwrap_or(base.self_renews_cert),
+                self_rotates_token: raw.self_rotates_token.unwrap_or(base.self_rotates_token),
+                subject_cn: subject_cn.or(base.subject_cn),
+                reload: raw.reload.or(base.reload),
             };
             services.insert(name, service);
         }
         let policy = Policy {
-            validity_days: raw.validity_days,
-            stalled_below_percent: raw.stalled_below_percent,
-            min_age_hours: raw.min_age_hours,
-            keys: raw.keys,
-            max_plan_age_hours: raw.max_plan_age_hours,
-            keep_runs: raw.keep_runs,
-            hook_timeout_seconds: raw.hook_timeout_seconds,
-            subject_cn: pattern(raw.subject_cn, "subject_cn")?,
+            validity_days: v.validity_days,
+            stalled_below_percent: v.stalled_below_percent,
+            min_age_hours: v.min_age_hours,
+            keys: v.keys,
+            max_plan_age_hours: v.max_plan_age_hours,
+            keep_runs: v.keep_runs,
+            hook_timeout_seconds: v.hook_timeout_seconds,
+            subject_cn: pattern(raw.subject_cn, "subject_cn", &[Key("subject_cn")])?,
             services,
             metrics_file: raw.metrics_file,
         };
-        Ok((policy, named))
+        Ok((policy, named, set))
     }
 
     /// Where `metrics_file` points, for the fleet at `root`.
@@ -395,6 +468,7 @@ pub(crate) fn load(root: &Path) -> Result<Loaded> {
                 policy: Policy::builtin(),
                 source: Source::Builtin,
                 named: Vec::new(),
+                set: Set::new(),
             });
         }
         Slot::Present(bytes) => bytes,
@@ -403,12 +477,13 @@ pub(crate) fn load(root: &Path) -> Result<Loaded> {
     let sha256 = Digest::of(&bytes);
     let text = String::from_utf8(bytes)
         .map_err(|_| anyhow::anyhow!("policy {} is not UTF-8 text", path.display()))?;
-    let (policy, named) = Policy::parse_named(&text)
+    let (policy, named, set) = Policy::parse_named(&text)
         .with_context(|| format!("failed to load policy {}", path.display()))?;
     Ok(Loaded {
         policy,
         source: Source::File { path, sha256 },
         named,
+        set,
     })
 }
 

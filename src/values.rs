@@ -1,6 +1,6 @@
 //! How rekey shows text it did not write itself (directory names, paths, pieces of a plan or a
 //! policy) to a person: [`Escaped`] makes a name safe on a terminal stream, [`clip`] bounds how
-//! much of an input a message quotes. Pure: values in, text out. JSON, TOML and HTML outputs never
+//! much of an input a message quotes, [`toml_line`] says on which line of a file a value is. Pure: values in, text out. JSON, TOML and HTML outputs never
 //! pass through here: they escape by their own rules (docs/design.md §5, "Names on a terminal").
 
 use std::ffi::OsStr;
@@ -92,6 +92,48 @@ pub(crate) fn clip(text: &str) -> String {
     out
 }
 
+/// A step into a TOML document: a key of a table, or an index into an array.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The line (from 1) of TOML `text` where the value at `path` starts or, where the text holds
+/// only the beginning of `path`, the deepest step it holds; `None` when the text does not parse
+/// or holds not even the first step. For a message naming the line of a value the parser
+/// accepted but rekey refuses: it parses the text again, so it is called on the way out only.
+pub(crate) fn toml_line(text: &str, path: &[Step<'_>]) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut at: Option<&toml::Spanned<DeValue<'_>>> = None;
+    let mut start = None;
+    for step in path {
+        let next = match (step, at.map(|v| v.get_ref())) {
+            (Step::Key(key), None) => find(doc.get_ref(), key),
+            (Step::Key(key), Some(DeValue::Table(table))) => find(table, key),
+            (Step::Index(n), Some(DeValue::Array(items))) => items.get(*n),
+            _ => None,
+        };
+        let Some(next) = next else { break };
+        start = Some(next.span().start);
+        at = Some(next);
+    }
+    let before = &text.as_bytes()[..start?.min(text.len())];
+    Some(before.iter().filter(|b| **b == b'\n').count() + 1)
+}
+
+/// The value of `key` in a parsed TOML table.
+fn find<'a, 'i>(
+    table: &'a toml::de::DeTable<'i>,
+    key: &str,
+) -> Option<&'a toml::Spanned<toml::de::DeValue<'i>>> {
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == key)
+        .map(|(_, v)| v)
+}
+
 /// `text` quoted as Rust's `{:?}` quotes it, after [`clip`]: for a piece of an input named in a
 /// message.
 pub(crate) fn quoted(text: &str) -> String {
@@ -119,6 +161,51 @@ mod tests {
             let shown = Escaped(input).to_string();
             assert_eq!(shown, want, "{name}");
         }
+    }
+
+    #[test]
+    fn toml_line_names_the_line_of_a_value() {
+        use Step::{Index, Key};
+        let text = "a = 1\n\n[t]\nb = 2\n\n[[x]]\nc = 3\n[[x]]\nd = { e = 4,\n f = 5 }\n";
+        let cases: [(&str, &[Step<'_>], Option<usize>); 9] = [
+            (
+                "an entry of an array of tables: its header",
+                &[Key("x"), Index(1)],
+                Some(8),
+            ),
+            ("top level", &[Key("a")], Some(1)),
+            ("in a table", &[Key("t"), Key("b")], Some(4)),
+            (
+                "in an array of tables",
+                &[Key("x"), Index(0), Key("c")],
+                Some(7),
+            ),
+            (
+                "in the second entry",
+                &[Key("x"), Index(1), Key("d")],
+                Some(9),
+            ),
+            (
+                "inline, on the next line",
+                &[Key("x"), Index(1), Key("d"), Key("f")],
+                Some(10),
+            ),
+            (
+                "absent below: the deepest found",
+                &[Key("t"), Key("z")],
+                Some(3),
+            ),
+            ("absent", &[Key("z")], None),
+            (
+                "an index past the end",
+                &[Key("x"), Index(2), Key("c")],
+                Some(6),
+            ),
+        ];
+        for (name, path, want) in cases {
+            assert_eq!(toml_line(text, path), want, "{name}");
+        }
+        assert_eq!(toml_line("a = ", &[Key("a")]), None, "does not parse");
     }
 
     #[test]

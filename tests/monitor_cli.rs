@@ -198,7 +198,7 @@ fn the_table_ends_with_a_summary_and_is_coloured_only_on_a_terminal() {
     let tail: Vec<&str> = stdout.lines().rev().take(6).collect();
     let tail = tail.join("\n");
     for wanted in [
-        "22 identities, 40 credentials: 3 healthy, 2 fresh, 8 due, 2 stalled, 1 expired, 3 recover, 21 problem",
+        "22 identities, 40 credentials: 3 healthy, 2 fresh, 8 due, 2 stalled, 1 expired, 3 recover, 21 with a problem",
         "already expired: 4 credentials",
         "nearest expiry: n1/csi certificate, 2026-12-08T00:00:00Z (10d 0h left)",
         "next: fix the",

@@ -106,11 +106,18 @@ impl PlanArgs {
 pub struct PolicyArgs {
     #[arg(long, value_name = "DIR", default_value = ".")]
     root: PathBuf,
+    /// table: the policy as a rekey.toml, each field's source in a comment; json: each field
+    /// with its value and source.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    format: StatusFormat,
 }
 
 impl PolicyArgs {
     pub fn options(self) -> cmd::policy::Options {
-        cmd::policy::Options { root: self.root }
+        cmd::policy::Options {
+            root: self.root,
+            json: self.format == StatusFormat::Json,
+        }
     }
 }
 

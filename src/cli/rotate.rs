@@ -111,7 +111,7 @@ pub struct RecoverArgs {
     /// Why (recorded in the audit log).
     #[arg(long, value_name = "TEXT")]
     reason: String,
-    /// Who (recorded in the audit log; default: the user name).
+    /// Who (recorded in the audit log; default: SUDO_USER, else USER, else the uid).
     #[arg(long, value_name = "NAME")]
     operator: Option<String>,
     /// Do it; without this, only show what would be done.
@@ -124,6 +124,17 @@ pub struct RecoverArgs {
 impl RecoverArgs {
     pub fn options(self, clock: Clock) -> Result<cmd::recover::Options, UsageError> {
         self.write.refuse_plan_format()?;
+        if self
+            .operator
+            .as_deref()
+            .is_some_and(|o| o.trim().is_empty())
+        {
+            return Err(UsageError(
+                "--operator must name who recovers (leave it out to record SUDO_USER, USER or \
+                 the uid)"
+                    .into(),
+            ));
+        }
         Ok(cmd::recover::Options {
             root: self.common.root,
             as_of: clock.run_date(self.common.as_of),

@@ -115,13 +115,13 @@ fn check_against_fleet(plan: &ValidPlan, fleet: &Survey, path: &Path) -> Result<
     }
     if plan.validity_days != policy.validity_days || plan.keys != policy.keys {
         bail!(
-            "the plan {shown} says validity_days = {} and keys = {:?}, but the policy it was made \
-             under says {} and {:?}: the plan was edited; numbers in a plan are never used to \
-             issue; make a new plan",
+            "the plan {shown} says validity_days = {} and keys = \"{}\", but the policy it was \
+             made under says {} and \"{}\": the plan was edited; numbers in a plan are never \
+             used to issue; make a new plan",
             plan.validity_days,
-            plan.keys,
+            plan.keys.as_str(),
             policy.validity_days,
-            policy.keys
+            policy.keys.as_str()
         );
     }
     let age = fleet.scope.as_of - plan.as_of;

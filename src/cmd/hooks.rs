@@ -43,11 +43,27 @@ pub(crate) fn retry(o: &Options) -> Result<Exit> {
         .iter()
         .filter(|r| r.result.status != HookStatus::Ok)
         .count();
-    eprintln!(
-        "rekey: {} ran, {failed} of them failed (still pending); {left} not given again (still \
-         pending)",
-        crate::count::count(retried.len(), "pending hook", "pending hooks"),
-    );
+    let failed_text = match (retried.len(), failed) {
+        (0, _) => String::new(),
+        (_, 0) => ", none failed".to_string(),
+        (_, 1) => ", 1 failed and stays pending".to_string(),
+        (_, n) => format!(", {n} failed and stay pending"),
+    };
+    let left_text = match left {
+        0 => String::new(),
+        n => format!(
+            "; {} not given again (still pending)",
+            crate::count::count(n, "hook", "hooks")
+        ),
+    };
+    let ran = match retried.len() {
+        0 => "no pending hook ran".to_string(),
+        n => format!(
+            "{} ran",
+            crate::count::count(n, "pending hook", "pending hooks")
+        ),
+    };
+    eprintln!("rekey: {ran}{failed_text}{left_text}");
     Ok(if failed + left > 0 {
         Exit::WorkDue
     } else {
@@ -104,7 +120,7 @@ fn to_json(p: &PendingHook) -> serde_json::Value {
 }
 
 pub(crate) fn discard(o: &DiscardOptions) -> Result<Exit> {
-    let operator = write::operator();
+    let operator = write::operator(None);
     let dropped = write::discard_hooks(&o.root, &o.target, &operator, o.started)?;
     if dropped.is_empty() {
         eprintln!(

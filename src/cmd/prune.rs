@@ -34,15 +34,17 @@ pub(crate) fn prune(o: &Options) -> Result<Exit> {
     let verb = if o.dry_run { "would remove" } else { "removed" };
     let mut out = String::new();
     for (id, files) in &pruned.removed {
-        out.push_str(&format!("{verb} the backup of run {id} ({files} files)\n"));
+        let files = crate::count::count(files, "file", "files");
+        out.push_str(&format!("{verb} the backup of run {id} ({files})\n"));
     }
     for (id, why) in &pruned.kept {
         out.push_str(&format!("kept the backup of run {id}: {why}\n"));
     }
     crate::out::emit(&out)?;
     eprintln!(
-        "rekey: {verb} the backups of {} runs; the newest {keep} runs keep theirs{}",
-        pruned.removed.len(),
+        "rekey: {verb} the backups of {}; those of the newest {} stay{}",
+        crate::count::count(pruned.removed.len(), "run", "runs"),
+        crate::count::count(keep, "run", "runs"),
         if o.dry_run {
             " (--dry-run: nothing was written)"
         } else {

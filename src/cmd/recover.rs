@@ -33,13 +33,10 @@ fn needs_recover(i: &Identity) -> bool {
         .any(|c| c.verdict.state.action() == Action::Recover)
 }
 
-/// The operator's name: `--operator`, else the login name.
+/// The operator's name for the audit log: `--operator`, else `SUDO_USER`, else `USER`, else
+/// `uid N` (`write::operator`, the one rule).
 pub fn operator_name(given: Option<String>) -> String {
-    given
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        // SAFETY: getuid has no preconditions.
-        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
+    crate::write::operator(given)
 }
 
 pub(crate) fn recover(o: &Options) -> Result<Exit> {

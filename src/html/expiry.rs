@@ -140,9 +140,10 @@ impl Timeline {
         let (days, as_of) = (&self.days, self.as_of);
     let total: usize = days.iter().flatten().sum();
     let peak = days.iter().map(|d| d.iter().sum::<usize>()).max().unwrap_or(0).max(1);
+    let noun = crate::count::noun(total, "credential", "credentials");
     let _ = writeln!(
         out,
-        "<h2>Expiring in the next {TIMELINE_DAYS} days: <span id=\"timeline-total\">{total}</span> credentials</h2>"
+        "<h2>Expiring in the next {TIMELINE_DAYS} days: <span id=\"timeline-total\">{total}</span> {noun}</h2>"
     );
     let (bar, height, left, top) = (7usize, 140usize, 40usize, 10usize);
     let width = left + bar * TIMELINE_DAYS + 10;

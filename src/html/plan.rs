@@ -116,11 +116,11 @@ fn summary_section(out: &mut String, scope: &Scope, tally: &Tally, end: &End) {
     let _ = writeln!(
         out,
         "</div>\n<p>Rotated credentials are valid until <b id=\"new-not-after\">{}</b>{cap} \
-         ({} days, keys {}). The plan file records <code>policy_sha256 {}</code> and \
+         ({}, keys {}). The plan file records <code>policy_sha256 {}</code> and \
          <code>ca_sha256 {}</code>; <code>rekey apply</code> refuses it if either has changed, \
          and rotates nothing the fleet itself does not judge due at its run date.</p>",
         stamp(ctx.new_not_after()),
-        scope.policy.validity_days,
+        crate::count::count(scope.policy.validity_days, "day", "days"),
         match scope.policy.keys {
             crate::policy::KeyMode::Rotate => "rotated",
             crate::policy::KeyMode::Reuse => "reused",
@@ -177,7 +177,8 @@ fn table(out: &mut String, title: &str, id: &str, what: &str, groups: &BTreeMap<
         let _ = writeln!(out, "<tr class=\"group-row\"><td>{}</td>{}</tr>", escape(name), cells(c));
     }
     if let Some((hidden, sum)) = rest {
-        let _ = writeln!(out, "<tr class=\"more\"><td>{hidden} others</td>{}</tr>", cells(&sum));
+        let others = crate::count::count(hidden, "other", "others");
+        let _ = writeln!(out, "<tr class=\"more\"><td>{others}</td>{}</tr>", cells(&sum));
     }
     out.push_str("</table>\n");
 }

@@ -48,8 +48,7 @@ impl ValidPlan {
     /// Parses plan text (TOML, or JSON when it starts with `{`) and validates all of it.
     pub(crate) fn parse(text: &str) -> Result<ValidPlan> {
         let plan = Plan::parse(text)?;
-        let lines = identity_lines(text, plan.identity.len());
-        validate(plan, &lines)
+        validate(plan, &Where { text })
     }
 
     /// The identities the plan asks to rotate at least one credential of.
@@ -63,23 +62,32 @@ impl ValidPlan {
     }
 }
 
-/// Where each `[[identity]]` entry starts, to name it in a message: "line N" in a TOML plan
-/// (when the headers can be counted), "entry N" otherwise.
-fn identity_lines(text: &str, count: usize) -> Vec<String> {
-    let headers: Vec<usize> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| l.trim() == "[[identity]]")
-        .map(|(i, _)| i + 1)
-        .collect();
-    if headers.len() == count && !text.trim_start().starts_with('{') {
-        headers.iter().map(|n| format!("line {n}")).collect()
-    } else {
-        (1..=count).map(|n| format!("identity entry {n}")).collect()
+/// Where a plan's values are, to name them in a message: in a TOML plan, `line N` of the value
+/// itself (the line a reader's editor goes to), found again only when a message needs it; in a
+/// JSON plan, or where the text cannot say, `identity entry N`.
+struct Where<'t> {
+    text: &'t str,
+}
+
+impl Where<'_> {
+    /// Where the `n`-th identity entry (from 0) holds `path` (`["cert", "sha256"]`): the line
+    /// of that value, else of the nearest part of `path` the entry holds, else of the entry's
+    /// `[[identity]]` header.
+    fn at(&self, n: usize, path: &[&str]) -> String {
+        use crate::values::Step;
+        let entry = format!("identity entry {}", n + 1);
+        if self.text.trim_start().starts_with('{') {
+            return entry;
+        }
+        let steps: Vec<Step<'_>> = [Step::Key("identity"), Step::Index(n)]
+            .into_iter()
+            .chain(path.iter().map(|key| Step::Key(key)))
+            .collect();
+        crate::values::toml_line(self.text, &steps).map_or(entry, |line| format!("line {line}"))
     }
 }
 
-fn validate(plan: Plan, lines: &[String]) -> Result<ValidPlan> {
+fn validate(plan: Plan, lines: &Where<'_>) -> Result<ValidPlan> {
     let root = PathBuf::from(&plan.root);
     if !root.is_absolute() {
         bail!("root {} is not an absolute path", quoted(&plan.root));
@@ -102,23 +110,33 @@ fn validate(plan: Plan, lines: &[String]) -> Result<ValidPlan> {
     let ca_sha256 = digest("ca_sha256", &plan.ca_sha256)?;
     let mut identities: BTreeMap<IdentityId, (usize, PlannedIdentity)> = BTreeMap::new();
     for (n, i) in plan.identity.iter().enumerate() {
-        let at = &lines[n];
         let Some(id) = IdentityId::new(&i.node, &i.service) else {
             bail!(
-                "{at}: {}/{} is not a valid node/service name",
+                "{}: {}/{} is not a valid node/service name",
+                lines.at(n, &[]),
                 quoted(&i.node),
                 quoted(&i.service)
             );
         };
+        let planned = |kind: &'static str, e: &Option<Entry>| {
+            entry(e, &id, kind).map_err(|(field, err)| {
+                let path: &[&str] = match field {
+                    Some(field) => &[kind, field],
+                    None => &[kind],
+                };
+                anyhow::anyhow!("{}: {err}", lines.at(n, path))
+            })
+        };
         let planned = PlannedIdentity {
-            cert: entry(&i.cert, at, &id, "cert")?,
-            token: entry(&i.token, at, &id, "token")?,
+            cert: planned("cert", &i.cert)?,
+            token: planned("token", &i.token)?,
         };
         if let Some((first, _)) = identities.get(&id) {
             bail!(
-                "{id} is planned twice ({} and {at}): a plan names each identity once; make a \
+                "{id} is planned twice ({} and {}): a plan names each identity once; make a \
                  new plan",
-                lines[*first]
+                lines.at(*first, &[]),
+                lines.at(n, &[])
             );
         }
         identities.insert(id, (n, planned));
@@ -131,14 +149,9 @@ fn validate(plan: Plan, lines: &[String]) -> Result<ValidPlan> {
     };
     if count != plan.identity.len() {
         bail!(
-            "the plan says identities = {count} but holds {} identity {}: it was cut short or \
-             edited; make a new plan",
-            plan.identity.len(),
-            if plan.identity.len() == 1 {
-                "entry"
-            } else {
-                "entries"
-            }
+            "the plan says identities = {count} but holds {}: it was cut short or edited; make a \
+             new plan",
+            crate::count::count(plan.identity.len(), "identity entry", "identity entries"),
         );
     }
     Ok(ValidPlan {
@@ -152,24 +165,30 @@ fn validate(plan: Plan, lines: &[String]) -> Result<ValidPlan> {
     })
 }
 
-fn entry(e: &Option<Entry>, at: &str, id: &IdentityId, kind: &str) -> Result<Option<Planned>> {
+/// What is wrong with an entry, and in which of its fields (`None`: the entry itself).
+type Bad = (Option<&'static str>, anyhow::Error);
+
+fn entry(e: &Option<Entry>, id: &IdentityId, kind: &str) -> Result<Option<Planned>, Bad> {
     let Some(e) = e else { return Ok(None) };
-    let field = |name: &str| format!("{at}: {id} {kind}.{name}");
+    let field = |name: &str| format!("{id} {kind}.{name}");
     for (name, value) in [
         ("not_after", &e.not_after),
         ("new_not_after", &e.new_not_after),
     ] {
         if let Some(v) = value {
-            date(&field(name), v)?;
+            date(&field(name), v).map_err(|err| (Some(name), err))?;
         }
     }
     let sha256 = match &e.sha256 {
-        Some(text) => Some(digest(&field("sha256"), text)?),
+        Some(text) => Some(digest(&field("sha256"), text).map_err(|err| (Some("sha256"), err))?),
         None if matches!(e.action, Action::Rotate | Action::Recover) => {
-            bail!(
-                "{} is missing: a {kind} to rotate needs its digest",
-                field("sha256")
-            )
+            return Err((
+                None,
+                anyhow::anyhow!(
+                    "{} is missing: a {kind} to rotate needs its digest",
+                    field("sha256")
+                ),
+            ));
         }
         None => None,
     };
@@ -235,6 +254,28 @@ mod tests {
                 "duplicate identity, both lines named",
                 twice,
                 "n1/kms is planned twice (line 11 and line 16)",
+            ),
+            (
+                "a bad digest names its own line, not its entry's",
+                plan(&format!("{}{}", block("n1", "rotate"), block("n2", "rotate")))
+                    .replace(
+                        &format!("\"n2\"\nservice = \"kms\"\ncert = {{ action = \"rotate\", reason = \"r\", sha256 = \"{SHA}\""),
+                        "\"n2\"\nservice = \"kms\"\ncert = { action = \"rotate\", reason = \"r\", sha256 = \"00\"",
+                    ),
+                "line 19: n2/kms cert.sha256 \"00\" is not a SHA-256 digest",
+            ),
+            (
+                "a bad date in a table of its own names its line",
+                plan(
+                    "\n[[identity]]\nnode = \"n1\"\nservice = \"kms\"\n\n[identity.cert]\n\
+                     action = \"keep\"\nreason = \"r\"\n\nnot_after = \"soon\"\n",
+                ),
+                "line 19: n1/kms cert.not_after \"soon\" is not an RFC 3339 time",
+            ),
+            (
+                "a missing digest names the entry's table",
+                plan(&block("n1", "rotate")).replace(&format!(", sha256 = \"{SHA}\""), ""),
+                "line 14: n1/kms cert.sha256 is missing",
             ),
             (
                 "bad name",

@@ -4,55 +4,108 @@
 
 use std::collections::BTreeSet;
 
-use super::{KeyMode, Loaded, Policy, Source};
+use super::{Loaded, Policy, Source};
+
+/// One field of a policy as shown: its service (`None` at the top level), its name, its value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Field {
+    pub(crate) service: Option<String>,
+    pub(crate) name: &'static str,
+    pub(crate) value: serde_json::Value,
+}
 
 impl Policy {
+    /// Every field of the policy, in the order a file writes them: the top-level fields (unset
+    /// options left out), then each service's. The one listing `rekey policy` prints, as TOML
+    /// and as JSON.
+    pub(crate) fn fields(&self) -> Vec<Field> {
+        use serde_json::Value;
+        let keys = self.keys.as_str();
+        let top: [(&'static str, Option<Value>); 9] = [
+            ("validity_days", Some(self.validity_days.into())),
+            ("stalled_below_percent", Some(self.stalled_below_percent.into())),
+            ("min_age_hours", Some(self.min_age_hours.into())),
+            ("keys", Some(keys.into())),
+            ("max_plan_age_hours", Some(self.max_plan_age_hours.into())),
+            ("keep_runs", Some(self.keep_runs.into())),
+            ("hook_timeout_seconds", Some(self.hook_timeout_seconds.into())),
+            ("subject_cn", self.subject_cn.as_ref().map(|p| p.as_str().into())),
+            ("metrics_file", self.metrics_file.as_deref().map(Value::from)),
+        ];
+        let mut fields: Vec<Field> = top
+            .into_iter()
+            .filter_map(|(name, value)| {
+                Some(Field {
+                    service: None,
+                    name,
+                    value: value?,
+                })
+            })
+            .collect();
+        for (service, s) in &self.services {
+            let own: [(&'static str, Option<Value>); 4] = [
+                ("self_renews_cert", Some(s.self_renews_cert.into())),
+                ("self_rotates_token", Some(s.self_rotates_token.into())),
+                ("subject_cn", s.subject_cn.as_ref().map(|p| p.as_str().into())),
+                ("reload", s.reload.as_deref().map(Value::from)),
+            ];
+            fields.extend(own.into_iter().filter_map(|(name, value)| {
+                Some(Field {
+                    service: Some(service.clone()),
+                    name,
+                    value: value?,
+                })
+            }));
+        }
+        fields
+    }
+
     /// The policy as a file that parses back to this same policy: every field with its value
     /// and the whole service table, so `builtin_services = false`.
+    #[cfg(test)]
     pub(crate) fn to_toml(&self) -> String {
-        let keys = match self.keys {
-            KeyMode::Rotate => "rotate",
-            KeyMode::Reuse => "reuse",
+        self.to_toml_noting(|_| None)
+    }
+
+    /// The policy as a file that parses back to this same policy, each field's line ending in
+    /// the comment `note` gives it, if any.
+    pub(crate) fn to_toml_noting(&self, note: impl Fn(&Field) -> Option<String>) -> String {
+        let line = |field: &Field| {
+            let value = match &field.value {
+                serde_json::Value::String(text) => quote(text),
+                other => other.to_string(),
+            };
+            let comment = note(field).map(|n| format!("  # {n}")).unwrap_or_default();
+            format!("{} = {value}{comment}\n", field.name)
         };
-        let mut out = format!(
-            "version = 1\n\
-             validity_days = {}\n\
-             stalled_below_percent = {}\n\
-             min_age_hours = {}\n\
-             keys = \"{keys}\"\n\
-             max_plan_age_hours = {}\n\
-             keep_runs = {}\n\
-             hook_timeout_seconds = {}\n",
-            self.validity_days,
-            self.stalled_below_percent,
-            self.min_age_hours,
-            self.max_plan_age_hours,
-            self.keep_runs,
-            self.hook_timeout_seconds,
-        );
-        if let Some(pattern) = &self.subject_cn {
-            out.push_str(&format!("subject_cn = {}\n", quote(pattern.as_str())));
-        }
-        if let Some(file) = &self.metrics_file {
-            out.push_str(&format!("metrics_file = {}\n", quote(file)));
-        }
+        let (top, services): (Vec<Field>, Vec<Field>) =
+            self.fields().into_iter().partition(|f| f.service.is_none());
+        let mut out = "version = 1\n".to_string();
+        out.extend(top.iter().map(line));
         out.push_str("# the whole service table follows: the built-in one is not added to it\n");
         out.push_str("builtin_services = false\n");
-        for (name, service) in &self.services {
-            out.push_str(&format!(
-                "\n[services.{}]\nself_renews_cert = {}\nself_rotates_token = {}\n",
-                bare_or_quoted(name),
-                service.self_renews_cert,
-                service.self_rotates_token,
-            ));
-            if let Some(pattern) = &service.subject_cn {
-                out.push_str(&format!("subject_cn = {}\n", quote(pattern.as_str())));
+        let mut table = None;
+        for field in &services {
+            if table != field.service.as_deref() {
+                table = field.service.as_deref();
+                let name = table.unwrap_or_default();
+                out.push_str(&format!("\n[services.{}]\n", bare_or_quoted(name)));
             }
-            if let Some(reload) = &service.reload {
-                out.push_str(&format!("reload = {}\n", quote(reload)));
-            }
+            out.push_str(&line(field));
         }
         out
+    }
+}
+
+impl Loaded {
+    /// Where the value of `field` comes from: `file` when the policy file set it, `builtin`
+    /// otherwise (the built-in policy, or a built-in service's own value).
+    pub(crate) fn source_of(&self, field: &Field) -> &'static str {
+        if self.set.contains(&(field.service.clone(), field.name)) {
+            "file"
+        } else {
+            "builtin"
+        }
     }
 }
 
@@ -190,9 +243,10 @@ mod tests {
     #[test]
     fn services_neither_built_in_nor_in_the_fleet_are_warned_about() {
         let loaded = |text: &str| {
-            let (policy, named) = Policy::parse_named(text).unwrap();
+            let (policy, named, set) = Policy::parse_named(text).unwrap();
             Loaded {
                 policy,
+                set,
                 source: Source::File {
                     path: "/f/rekey.toml".into(),
                     sha256: Digest::of(text.as_bytes()),

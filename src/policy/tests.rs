@@ -175,7 +175,22 @@ fn rejects_bad_policies_naming_the_field() {
             "version = 1\nvalidity_days = 0",
             "validity_days",
         ),
-        ("newer version", "version = 2", "version 2"),
+        ("newer version", "version = 2", "line 1: policy version 2"),
+        (
+            "a value out of range names its line",
+            "version = 1\n\n# long enough\nvalidity_days = 0",
+            "line 4: validity_days must be between 1 and 3650, not 0",
+        ),
+        (
+            "a service's bad value names its line",
+            "version = 1\n[services.kms]\nself_renews_cert = true\n\nsubject_cn = \"{node\"",
+            "line 5: [services.kms] subject_cn \"{node\" may hold only",
+        ),
+        (
+            "an empty reload names its line",
+            "version = 1\n[services.kva]\n\nreload = \"\"",
+            "line 4: [services.kva] reload is empty",
+        ),
         ("missing version", "validity_days = 90", "version"),
         ("bad keys", "version = 1\nkeys = \"keep\"", "keys"),
         (
@@ -229,4 +244,56 @@ fn rejects_bad_policies_naming_the_field() {
         let err = format!("{:#}", Policy::parse(text).unwrap_err());
         assert!(err.contains(needle), "{name}: {err}");
     }
+}
+
+#[test]
+fn a_builtin_service_table_overrides_only_the_fields_it_names() {
+    // Each built-in service, each of its fields set alone to a value unlike the built-in one:
+    // that field changes, every other field of every service keeps its built-in value.
+    let builtin = Policy::builtin();
+    /// A field: its name, how to read it, a value unlike every built-in one ("": the opposite
+    /// boolean).
+    type Field = (&'static str, fn(&Service) -> String, &'static str);
+    let fields: [Field; 4] = [
+        ("self_renews_cert", |s| s.self_renews_cert.to_string(), ""),
+        ("self_rotates_token", |s| s.self_rotates_token.to_string(), ""),
+        ("subject_cn", |s| format!("{:?}", s.subject_cn), "\"cn-{node}\""),
+        ("reload", |s| format!("{:?}", s.reload), "\"systemctl reload x\""),
+    ];
+    for (service, before) in &builtin.services {
+        for (field, read, value) in &fields {
+            let value = match *value {
+                "" => (!read(before).parse::<bool>().unwrap()).to_string(),
+                v => v.to_string(),
+            };
+            let text = format!("version = 1\n[services.{service}]\n{field} = {value}\n");
+            let (policy, _, set) = Policy::parse_named(&text).unwrap();
+            assert_eq!(set, [(Some(service.clone()), *field)].into(), "{text}");
+            let after = &policy.services[service];
+            for (other, read, _) in &fields {
+                let (was, is) = (read(before), read(after));
+                if other == field {
+                    assert_ne!(was, is, "{text}: {field} is not overridden");
+                } else {
+                    assert_eq!(was, is, "{text}: {other} changed");
+                }
+            }
+            let mut rest = policy.services.clone();
+            rest.remove(service);
+            let mut built_in_rest = builtin.services.clone();
+            built_in_rest.remove(service);
+            assert_eq!(rest, built_in_rest, "{text}: another service changed");
+        }
+    }
+}
+
+#[test]
+fn top_level_fields_left_out_keep_their_built_in_values() {
+    let (policy, _, set) = Policy::parse_named("version = 1\nkeep_runs = 3\n").unwrap();
+    assert_eq!(set, [(None, "keep_runs")].into());
+    let expected = Policy {
+        keep_runs: 3,
+        ..Policy::builtin()
+    };
+    assert_eq!(policy, expected);
 }

@@ -114,7 +114,10 @@ struct TotalsJson {
     credentials_by_state: BTreeMap<&'static str, usize>,
     identities_by_state: BTreeMap<&'static str, usize>,
     past_expiry: usize,
+    /// Identities with a problem (as `identities_by_state.problem`).
     problems: usize,
+    /// Issues that are problems: paths under `nodes/` that are not identities.
+    fleet_issues: usize,
     notes: usize,
     nearest: Option<NearestJson>,
 }
@@ -208,7 +211,8 @@ fn totals(scope: &Scope, t: &Totals) -> TotalsJson {
         credentials_by_state: by_state(&t.credentials),
         identities_by_state: by_state(&t.identities),
         past_expiry: t.past_expiry,
-        problems: t.problems,
+        problems: t.problems(),
+        fleet_issues: t.fleet_issues,
         notes: t.notes,
         nearest: t.nearest.clone().map(|n| NearestJson {
             expires_at: stamp(n.not_after),

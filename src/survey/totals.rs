@@ -41,8 +41,10 @@ pub(crate) struct Totals {
     pub(crate) credentials: [usize; 7],
     /// Identities per state (an identity is as urgent as its worst credential).
     pub(crate) identities: [usize; 7],
-    /// Issues that are problems (paths that are not identities).
-    pub(crate) problems: usize,
+    /// Fleet issues: issues that are problems, paths under `nodes/` that are not identities
+    /// (links, bad names, unreadable entries). Identities with a problem are `problems`
+    /// ([`Totals::problems`]); the two never mix.
+    pub(crate) fleet_issues: usize,
     /// Issues that are notes.
     pub(crate) notes: usize,
     /// The credential that expires next (not yet expired at the survey's instant).
@@ -106,8 +108,14 @@ impl Totals {
 
     /// Counts the paths that are not identities.
     pub(crate) fn add_issues(&mut self, issues: &[Issue]) {
-        self.problems += issues.iter().filter(|i| i.is_problem).count();
+        self.fleet_issues += issues.iter().filter(|i| i.is_problem).count();
         self.notes += issues.iter().filter(|i| !i.is_problem).count();
+    }
+
+    /// Problems: identities with a problem (state `problem`), the one meaning of the word in
+    /// every output.
+    pub(crate) fn problems(&self) -> usize {
+        self.identities_in(State::Problem)
     }
 
     /// Identities counted.
@@ -124,7 +132,7 @@ impl Totals {
     /// expire within it as work due (`status --warn-days`).
     pub(crate) fn need(&self, as_of: DateTime<Utc>, warn: Option<chrono::TimeDelta>) -> Need {
         let any = |states: &[State]| states.iter().any(|s| self.credentials_in(*s) > 0);
-        if self.problems > 0 || any(&[State::Recover, State::Problem]) {
+        if self.fleet_issues > 0 || any(&[State::Recover, State::Problem]) {
             return Need::RecoverOrProblem;
         }
         let expiring = match (warn, self.earliest_kept) {
@@ -160,11 +168,16 @@ impl Totals {
         let counts: Vec<String> = State::ALL
             .iter()
             .filter(|s| self.credentials_in(**s) > 0)
-            .map(|s| format!("{} {}", self.credentials_in(*s), s.as_str()))
+            .map(|s| match s {
+                // "4 problem" would read as a count of problems, which are identities.
+                State::Problem => format!("{} with a problem", self.credentials_in(*s)),
+                _ => format!("{} {}", self.credentials_in(*s), s.as_str()),
+            })
             .collect();
         let mut lines = vec![format!(
-            "{} identities, {total} credentials: {}",
-            self.identities_total(),
+            "{}, {}: {}",
+            count(self.identities_total(), "identity", "identities"),
+            count(total, "credential", "credentials"),
             if counts.is_empty() {
                 "none".to_string()
             } else {
@@ -191,15 +204,27 @@ impl Totals {
         lines
     }
 
+    /// The problems a status table names, counted as it shows them: identities with a problem
+    /// (their rows) and fleet issues (its `problem:` lines); `None` when there are neither.
+    pub(crate) fn problems_named(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            (self.problems(), "identity with a problem", "identities with a problem"),
+            (self.fleet_issues, "fleet issue", "fleet issues"),
+        ]
+        .into_iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, one, many)| count(n, one, many))
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(" and "))
+    }
+
     /// What to run next, most urgent first.
     pub(crate) fn next_steps(&self, scope: &Scope) -> Vec<String> {
         let root = scope.root.display();
         let mut next = Vec::new();
-        let problems = self.identities_in(State::Problem) + self.problems;
-        if problems > 0 {
-            let n = count(problems, "problem", "problems");
+        if let Some(named) = self.problems_named() {
             next.push(format!(
-                "next: fix the {n} named above; rekey skips them until then"
+                "next: fix the problems named above ({named}); rekey skips them until then"
             ));
         }
         let recover = self.identities_in(State::Recover);

@@ -267,16 +267,6 @@ pub(crate) fn discard(
     Ok(out)
 }
 
-/// Who is discarding: `SUDO_USER`, else `USER`, else the uid.
-pub(crate) fn operator() -> String {
-    std::env::var("SUDO_USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-        // SAFETY: getuid has no preconditions.
-        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,10 +48,11 @@ impl Meter {
             Progress::Hidden => Shown::Hidden,
             Progress::Bar => {
                 let bar = ProgressBar::new(total as u64);
+                let noun = crate::count::noun(total, "identity", "identities");
                 bar.set_style(
-                    ProgressStyle::with_template(
-                        "{bar:40} {pos}/{len} identities {elapsed_precise} eta {eta}",
-                    )
+                    ProgressStyle::with_template(&format!(
+                        "{{bar:40}} {{pos}}/{{len}} {noun} {{elapsed_precise}} eta {{eta}}"
+                    ))
                     .expect("the progress template is valid"),
                 );
                 Shown::Bar(bar)
@@ -105,8 +106,8 @@ impl Meter {
     }
 }
 
-/// A progress line: `rekey: 2048/5000 identities, 1900/s, about 2s left`; at the end
-/// `rekey: 5000/5000 identities, 1900/s, done in 3s`, or `stopped after 3s` when some were not
+/// A progress line: `rekey: 2048/5000 identities, 1900/s, about 1.6s left`; at the end
+/// `rekey: 5000/5000 identities, 1900/s, done in 2.6s`, or `stopped after 2.6s` when some were not
 /// reached.
 pub(crate) fn line(done: usize, total: usize, elapsed: Duration, finished: bool) -> String {
     let per_second = done as f64 / elapsed.as_secs_f64().max(0.001);
@@ -118,7 +119,7 @@ pub(crate) fn line(done: usize, total: usize, elapsed: Duration, finished: bool)
         "time left unknown".to_string()
     } else {
         let left = total.saturating_sub(done) as f64 / per_second;
-        format!("about {} left", short(Duration::from_secs_f64(left.ceil())))
+        format!("about {} left", short(Duration::from_secs_f64(left)))
     };
     format!(
         "rekey: {done}/{}, {per_second:.0}/s, {when}",
@@ -126,12 +127,16 @@ pub(crate) fn line(done: usize, total: usize, elapsed: Duration, finished: bool)
     )
 }
 
-/// A duration to the second, as people read it: `0s`, `42s`, `3m 5s`, `2h 10m`.
+/// A duration as people read it: below a minute to a tenth of a second (`0.4s`, `1.2s`,
+/// `42.0s`), then `3m 5s`, `2h 10m`.
 fn short(d: Duration) -> String {
-    let secs = d.as_secs();
+    let tenths = (d.as_millis() + 50) / 100;
+    if tenths < 600 {
+        return format!("{}.{}s", tenths / 10, tenths % 10);
+    }
+    let secs = (d.as_millis() + 500) / 1000;
     match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        0..3600 => format!("{}m {}s", secs / 60, secs % 60),
         _ => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
     }
 }
@@ -150,7 +155,7 @@ mod tests {
                 5000,
                 Duration::from_millis(1078),
                 false,
-                "rekey: 2048/5000 identities, 1900/s, about 2s left",
+                "rekey: 2048/5000 identities, 1900/s, about 1.6s left",
             ),
             (
                 "nothing done yet",
@@ -182,7 +187,7 @@ mod tests {
                 5000,
                 Duration::from_millis(2600),
                 true,
-                "rekey: 5000/5000 identities, 1923/s, done in 2s",
+                "rekey: 5000/5000 identities, 1923/s, done in 2.6s",
             ),
             (
                 "a short run",
@@ -190,7 +195,31 @@ mod tests {
                 1,
                 Duration::ZERO,
                 true,
-                "rekey: 1/1 identity, 1000/s, done in 0s",
+                "rekey: 1/1 identity, 1000/s, done in 0.0s",
+            ),
+            (
+                "a run of 1.17 s",
+                40,
+                40,
+                Duration::from_millis(1170),
+                true,
+                "rekey: 40/40 identities, 34/s, done in 1.2s",
+            ),
+            (
+                "just under a minute",
+                40,
+                40,
+                Duration::from_millis(59_940),
+                true,
+                "rekey: 40/40 identities, 1/s, done in 59.9s",
+            ),
+            (
+                "rounded up to a minute",
+                40,
+                40,
+                Duration::from_millis(59_960),
+                true,
+                "rekey: 40/40 identities, 1/s, done in 1m 0s",
             ),
             (
                 "stopped",

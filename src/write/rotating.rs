@@ -111,6 +111,7 @@ fn facts(survey: &Survey) -> FleetFacts {
                 dir: i.id.relative().to_string_lossy().into_owned(),
                 state,
                 reason,
+                fleet_issue: false,
             })
         })
         .collect();
@@ -123,6 +124,7 @@ fn facts(survey: &Survey) -> FleetFacts {
                 dir: i.path.clone(),
                 state: Stuck::Problem,
                 reason: i.message.clone(),
+                fleet_issue: true,
             }),
     );
     FleetFacts {

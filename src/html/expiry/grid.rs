@@ -73,7 +73,7 @@ fn pick(urgency: &BTreeMap<&str, i64>, max: usize) -> (Vec<String>, BTreeMap<Str
     let mut labels: Vec<String> = kept.iter().map(|n| n.to_string()).collect();
     let rest = urgency.len() - kept.len();
     if rest > 0 {
-        labels.push(format!("{rest} others"));
+        labels.push(crate::count::count(rest, "other", "others"));
     }
     let mut slot = BTreeMap::new();
     for (n, _) in &names {
@@ -176,7 +176,7 @@ impl Grid {
         self.kept.sort_by(|a, b| a.1.cmp(&b.1));
         let mut rows: Vec<String> = self.kept.iter().map(|(_, n, _)| n.clone()).collect();
         if self.nodes > rows.len() {
-            rows.push(format!("{} others", self.nodes - rows.len()));
+            rows.push(crate::count::count(self.nodes - rows.len(), "other", "others"));
         }
         let urgency: BTreeMap<&str, i64> = self
             .service_names
@@ -245,11 +245,11 @@ impl Grid {
                     };
                     let _ = write!(
                         out,
-                        "<td style=\"background:{}\" title=\"{} / {}: {} credentials, least left {}\"></td>",
+                        "<td style=\"background:{}\" title=\"{} / {}: {}, least left {}\"></td>",
                         cell.colour(),
                         escape(row),
                         escape(column),
-                        cell.credentials,
+                        crate::count::count(cell.credentials, "credential", "credentials"),
                         escape(&left),
                     );
                 }

@@ -20,6 +20,16 @@ use super::run_report::Report;
 use crate::classify::stamp;
 use crate::names::IdentityId;
 
+/// Who the audit log names: `given` (`--operator`, which the command line refuses empty), else
+/// a non-empty `SUDO_USER`, else a non-empty `USER`, else `uid N`. Never empty.
+pub(crate) fn operator(given: Option<String>) -> String {
+    let named = |name: Option<String>| name.filter(|n| !n.trim().is_empty());
+    named(given)
+        .or_else(|| named(std::env::var("SUDO_USER").ok()))
+        .or_else(|| named(std::env::var("USER").ok()))
+        .unwrap_or_else(|| format!("uid {}", rustix::process::getuid().as_raw()))
+}
+
 fn path(root: &Path) -> PathBuf {
     crate::store::Store::of(root).audit_log()
 }

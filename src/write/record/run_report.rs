@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calls::{HookResult, HookStatus};
 pub(crate) use super::entries::RunCommand;
+use crate::count::count;
 use crate::digest::Digest;
 use crate::exit::Exit;
 use crate::survey::Stuck;
@@ -119,14 +120,18 @@ pub(crate) struct Counts {
     pub(crate) done: usize,
     pub(crate) skipped: usize,
     pub(crate) failed: usize,
-    /// Credentials (certificates and tokens) replaced.
+    /// Credentials (certificates and tokens) replaced; for `rollback`, the files put back.
     #[serde(default)]
     pub(crate) credentials: usize,
-    /// Identities already needing `recover`, and problems, found by the run (not its failures).
+    /// Identities that need `recover` after the run (not its failures).
     #[serde(default)]
     pub(crate) needs_recover: usize,
+    /// Identities with a problem after the run, as `status` counts them.
     #[serde(default)]
     pub(crate) problems: usize,
+    /// Fleet issues: paths under `nodes/` that are not identities and are problems.
+    #[serde(default)]
+    pub(crate) fleet_issues: usize,
     /// Hooks that failed or timed out (this run's and the retried ones): they stay pending.
     #[serde(default)]
     pub(crate) hooks_failed: usize,
@@ -182,26 +187,43 @@ impl Report {
     /// exit code chosen here and nowhere else. A run `cut_short` (a full filesystem, a signal,
     /// a report that could not be saved) exits 1 when it changed nothing and 3 when it changed
     /// some; a failure of this run (3) wins over attention that was already there (4).
-    pub(crate) fn new(header: Header, mut identities: Vec<IdentityReport>) -> Report {
+    pub(crate) fn new(mut header: Header, mut identities: Vec<IdentityReport>) -> Report {
         identities.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
-        let count = |o: Outcome| identities.iter().filter(|i| i.outcome == o).count();
+        let outcomes = |o: Outcome| identities.iter().filter(|i| i.outcome == o).count();
+        // Counted after the run: an identity this run changed (a recovered one) is no longer
+        // left for a person.
+        let done: std::collections::BTreeSet<&str> = identities
+            .iter()
+            .filter(|i| i.outcome == Outcome::Done)
+            .map(|i| i.dir.as_str())
+            .collect();
+        header
+            .fleet
+            .needs_attention
+            .retain(|a| a.fleet_issue || !done.contains(a.dir.as_str()));
         let attention = &header.fleet.needs_attention;
+        let stuck = |state: Stuck, fleet_issue: bool| {
+            attention
+                .iter()
+                .filter(|a| a.state == state && a.fleet_issue == fleet_issue)
+                .count()
+        };
+        let rollback = header.command == RunCommand::Rollback;
         let counts = Counts {
-            done: count(Outcome::Done),
-            skipped: count(Outcome::Skipped),
-            failed: count(Outcome::Failed),
+            done: outcomes(Outcome::Done),
+            skipped: outcomes(Outcome::Skipped),
+            failed: outcomes(Outcome::Failed),
             credentials: identities
                 .iter()
-                .map(|i| usize::from(i.cert.is_some()) + usize::from(i.token.is_some()))
+                .filter(|i| i.outcome == Outcome::Done)
+                .map(|i| match rollback {
+                    true => i.files.len(),
+                    false => usize::from(i.cert.is_some()) + usize::from(i.token.is_some()),
+                })
                 .sum(),
-            needs_recover: attention
-                .iter()
-                .filter(|a| a.state == Stuck::Recover)
-                .count(),
-            problems: attention
-                .iter()
-                .filter(|a| a.state == Stuck::Problem)
-                .count(),
+            needs_recover: stuck(Stuck::Recover, false),
+            problems: stuck(Stuck::Problem, false),
+            fleet_issues: stuck(Stuck::Problem, true),
             hooks_failed: 0,
         };
         let outcome = match (counts.done, identities.len()) {
@@ -266,7 +288,9 @@ impl Report {
             Exit::Fatal
         } else if cut_short || c.failed + c.skipped + c.hooks_failed > 0 {
             Exit::WorkDue
-        } else if self.command == RunCommand::Rotate && c.needs_recover + c.problems > 0 {
+        } else if self.command == RunCommand::Rotate
+            && c.needs_recover + c.problems + c.fleet_issues > 0
+        {
             Exit::Attention
         } else {
             Exit::Ok
@@ -301,9 +325,13 @@ impl Report {
         let what = if self.outcome == RunOutcome::NothingToDo {
             "nothing to do".to_string()
         } else {
+            let replaced = match self.command {
+                RunCommand::Rollback => count(c.credentials, "file put back", "files put back"),
+                _ => count(c.credentials, "credential", "credentials"),
+            };
             format!(
-                "{} done ({} credentials), {} skipped, {} failed",
-                c.done, c.credentials, c.skipped, c.failed
+                "{} done ({replaced}), {} skipped, {} failed",
+                c.done, c.skipped, c.failed
             )
         };
         let mut out = format!(

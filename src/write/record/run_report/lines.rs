@@ -98,10 +98,14 @@ pub(crate) struct Details {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NeedsPerson {
-    /// The path relative to the root (`nodes/<node>/<service>`).
+    /// The path relative to the root (`nodes/<node>/<service>`, or the path of a fleet issue).
     pub(crate) dir: String,
     pub(crate) state: Stuck,
     pub(crate) reason: String,
+    /// A fleet issue: a path under `nodes/` that is not an identity (counted in
+    /// `counts.fleet_issues`, never in `counts.problems`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) fleet_issue: bool,
 }
 
 impl IdentityReport {

@@ -10,6 +10,7 @@ fn the_exit_code_puts_this_runs_failures_before_attention_already_there() {
             dir: "nodes/n/x".into(),
             state: Stuck::Problem,
             reason: "r".into(),
+            fleet_issue: false,
         }]
     };
     let failed_hook = HookResult {
