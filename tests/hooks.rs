@@ -894,7 +894,7 @@ fn a_run_whose_hooks_all_ran_leaves_no_pending_marker_and_one_pending_keeps_it_p
     std::fs::write(&flag, "").unwrap();
     let (code, _, stderr) = run(&root, &["rotate", "--force"]);
     assert_eq!(code, 3, "{stderr}");
-    let second = new_run(&root, &[first.clone()]);
+    let second = new_run(&root, std::slice::from_ref(&first));
     let mode = std::fs::metadata(marker(&second))
         .unwrap()
         .permissions()
@@ -936,7 +936,7 @@ fn the_post_hook_of_a_run_cut_off_after_it_changed_something_runs_in_the_next_wr
     // Cut off between its commit and its hooks: it changed everything.
     let (code, _, stderr) = run_env(&root, &["rotate"], &[("REKEY_CRASH_AT", "committed")]);
     assert_eq!(code, None, "{stderr}");
-    let cut = new_run(&root, &[undone.clone()]);
+    let cut = new_run(&root, std::slice::from_ref(&undone));
     assert!(lines(&deploys).is_empty() && lines(&posts).is_empty());
     // The next writer finds nothing to do, and runs what the cut-off run owed: its deploy hooks,
     // then its post hook, as that run's, with the report the replay wrote.

@@ -161,7 +161,7 @@ pub(crate) fn retry(
                         call: call.call,
                         reason: why.clone(),
                     })?;
-                    let line = HookLine { run_id: &id, call };
+                    let line = HookLine { run_id: id, call };
                     audit::hook_dropped(root, &line, &why, now)?;
                     eprintln!(
                         "rekey: dropped the pending hook {} (call {}) of run {id}{at}: {why}",
