@@ -253,3 +253,156 @@ fn rollback_and_recover_killed_midway_leave_every_identity_whole() {
         );
     }
 }
+
+/// Each run's identities done, from every report under `root`: the changes it committed.
+fn committed_changes(root: &Path) -> Vec<(String, String)> {
+    reports(root)
+        .iter()
+        .flat_map(|r| {
+            let run = r["run_id"].as_str().unwrap().to_string();
+            r["identities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["outcome"] == "done")
+                .map(move |i| {
+                    let id = format!(
+                        "{}/{}",
+                        i["node"].as_str().unwrap(),
+                        i["service"].as_str().unwrap()
+                    );
+                    (run.clone(), id)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn hooks_run_once_per_committed_change_give_or_take_those_running_at_a_kill() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("fleet");
+    fleet(&root, 200, 30);
+    let deploys = work.path().join("deploys");
+    let posts = work.path().join("posts");
+    let hook = |kind: &str, text: String| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = root.join("hooks").join(kind).join("10-count");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\n{text}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    hook(
+        "deploy",
+        format!(
+            "echo \"$REKEY_RUN_ID $REKEY_NODE/$REKEY_SERVICE\" >> {}",
+            deploys.display()
+        ),
+    );
+    hook(
+        "post",
+        format!("echo \"$REKEY_RUN_ID\" >> {}", posts.display()),
+    );
+    // Two worker threads: at most two hooks are running (or ended, not yet journaled) when a
+    // kill lands, so each kill during hooks may repeat at most two.
+    const JOBS: usize = 2;
+    let kills = [
+        "hook_done#1",
+        "hook_done#57",
+        "committed",
+        "hook_done#150",
+        "post_hooks",
+        "hook_done#199",
+        "renamed",
+        "hook_done#13",
+        "hook_done#320",
+        "ready",
+        "hook_done#200",
+        "hook_done#90",
+    ];
+    let mut during_hooks = 0usize;
+    for at in kills {
+        let out = bin()
+            .args([
+                "rotate", "--force", "--jobs", "2", "--as-of", AS_OF, "--root",
+            ])
+            .arg(&root)
+            .env("REKEY_CRASH_AT", at)
+            .output()
+            .unwrap();
+        match out.status.code() {
+            None => during_hooks += usize::from(at.starts_with("hook_done") || at == "post_hooks"),
+            Some(code) => assert!(
+                matches!(code, 0 | 3),
+                "{at}: exit {code}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+    // The last writer finishes whatever the last kill left.
+    let out = bin()
+        .args(["hooks", "retry", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        during_hooks >= 6,
+        "only {during_hooks} kills landed during hooks"
+    );
+
+    let changes = committed_changes(&root);
+    let mut ran: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for line in std::fs::read_to_string(&deploys).unwrap().lines() {
+        let (run, id) = line.split_once(' ').unwrap();
+        *ran.entry((run.to_string(), id.to_string())).or_default() += 1;
+    }
+    let mut repeated = 0;
+    for change in &changes {
+        let n = ran.get(change).copied().unwrap_or(0);
+        assert!(n >= 1, "{change:?}: its deploy hook never ran");
+        assert!(
+            n <= 1 + during_hooks,
+            "{change:?}: its deploy hook ran {n} times, with {during_hooks} kills during hooks"
+        );
+        repeated += n - 1;
+    }
+    let committed: std::collections::BTreeSet<&(String, String)> = changes.iter().collect();
+    let strays: Vec<_> = ran.keys().filter(|k| !committed.contains(k)).collect();
+    assert!(
+        strays.is_empty(),
+        "hooks of changes never committed: {strays:?}"
+    );
+    eprintln!(
+        "{} committed changes, {repeated} repeated deploy hooks, {during_hooks} kills during hooks",
+        changes.len()
+    );
+    assert!(
+        repeated <= JOBS * during_hooks,
+        "{repeated} deploy hooks ran again after {during_hooks} kills during hooks with {JOBS} \
+         threads: only those running at a kill may"
+    );
+    let posted = std::fs::read_to_string(&posts).unwrap();
+    let runs_that_changed: std::collections::BTreeSet<&String> =
+        changes.iter().map(|(run, _)| run).collect();
+    for run in &runs_that_changed {
+        assert!(
+            posted.lines().any(|l| l == run.as_str()),
+            "run {run} changed something; its post hook never ran:\n{posted}"
+        );
+    }
+    let out = bin()
+        .args(["hooks", "list", "--format", "json", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed, serde_json::json!([]), "nothing is pending");
+    let markers = walkdir::WalkDir::new(root.join(".rekey/runs"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() == "hooks.pending")
+        .count();
+    assert_eq!(markers, 0, "nothing is pending, so no run is marked");
+}

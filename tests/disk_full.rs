@@ -138,3 +138,114 @@ fn a_full_disk_stops_rotate_cleanly_and_a_rerun_completes() {
         "exactly one level stops between the two batches"
     );
 }
+
+#[test]
+fn a_disk_that_fills_while_hooks_run_keeps_the_rotation_its_exit_code_and_its_report() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let tmpfs = match Tmpfs::mount(&work.path().join("mnt"), "64m") {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot mount a tmpfs here ({why}); the disk-full test needs root");
+            return;
+        }
+    };
+    // Two journal batches (1,024 + 76): the disk fills during the first one's deploy hooks.
+    let root = tmpfs.0.join("fleet");
+    let ids = fleet(&root, 1100, 30);
+    let original = snapshot(&root);
+    let deploys = work.path().join("deploys");
+    let posts = work.path().join("posts");
+    let filled = work.path().join("filled");
+    let filler = tmpfs.0.join("filler");
+    let hook = |kind: &str, text: String| {
+        let path = root.join("hooks").join(kind).join("10-hook");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\n{text}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // One identity's hook fills the filesystem (once); every hook says it ran, outside it.
+    hook(
+        "deploy",
+        format!(
+            "echo \"$REKEY_RUN_ID $REKEY_NODE/$REKEY_SERVICE\" >> {d}\n\
+             if [ \"$REKEY_SERVICE\" = svc-0150 ] && [ ! -e {f} ]; then\n\
+             touch {f}; dd if=/dev/zero of={z} bs=1M 2>/dev/null\nfi\nexit 0",
+            d = deploys.display(),
+            f = filled.display(),
+            z = filler.display()
+        ),
+    );
+    hook(
+        "post",
+        format!("echo \"$REKEY_RUN_ID\" >> {}", posts.display()),
+    );
+    let (code, stdout, stderr) = run(&root, &["rotate", "--jobs", "2"]);
+    assert!(filled.exists(), "the filling hook ran:\n{stderr}");
+    let new = whole(&ids, &original, &snapshot(&root), "hooks filled the disk");
+    eprintln!("exit {code}, {new} new:\n{stderr}");
+    assert!(new >= 1000, "the first batch is in place: {new}");
+    assert_eq!(
+        code, 3,
+        "the run did work and was stopped: exit 3, not 1\n{stderr}"
+    );
+    assert!(!stderr.contains("nothing was written"), "{stderr}");
+    assert!(
+        stdout.contains(&format!("{new} done")),
+        "the report is printed, counting {new} done:\n{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let first = std::fs::read_dir(root.join(".rekey/runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+
+    // Space is back: the next writer saves the run's report, runs the hooks it left pending,
+    // then its post hook, and completes the rotation.
+    std::fs::remove_file(&filler).unwrap();
+    let (code, _, stderr) = run(&root, &["rotate"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(whole(&ids, &original, &snapshot(&root), "rerun"), ids.len());
+    let saved = root.join(".rekey/runs").join(&first).join("report.json");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved).expect("its report is saved")).unwrap();
+    let done = report["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["outcome"] == "done")
+        .count();
+    assert_eq!(done, new, "the saved report counts what the run did");
+    let ran = std::fs::read_to_string(&deploys).unwrap();
+    for i in report["identities"].as_array().unwrap() {
+        if i["outcome"] == "done" {
+            let line = format!(
+                "{first} {}/{}",
+                i["node"].as_str().unwrap(),
+                i["service"].as_str().unwrap()
+            );
+            assert!(
+                ran.lines().any(|l| l == line),
+                "{line}: its deploy hook never ran"
+            );
+        }
+    }
+    let posted = std::fs::read_to_string(&posts).unwrap();
+    assert!(
+        posted.lines().any(|l| l == first),
+        "the stopped run's post hook ran:\n{posted}"
+    );
+    let out = rekey()
+        .args(["hooks", "list", "--format", "json", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed, serde_json::json!([]), "nothing is pending");
+    assert!(temp_files(&root).is_empty());
+}

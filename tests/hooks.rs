@@ -859,3 +859,127 @@ fn killing_one_hooks_processes_leaves_another_identitys_hook_running() {
     assert!(!left, "node-00's stray was killed");
     assert!(stderr.contains("left 1 process running"), "{stderr}");
 }
+
+/// The one run directory whose id is not in `before`.
+fn new_run(root: &Path, before: &[String]) -> String {
+    let mut runs: Vec<String> = std::fs::read_dir(root.join(".rekey/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs.pop().unwrap()
+}
+
+#[test]
+fn a_run_whose_hooks_all_ran_leaves_no_pending_marker_and_one_pending_keeps_it_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 2, 30);
+    let flag = dir.path().join("fail");
+    executable(
+        &root.join("hooks/deploy/10-maybe"),
+        &format!("#!/bin/sh\n! test -e {}\n", flag.display()),
+    );
+    executable(&root.join("hooks/post/10-post"), "#!/bin/sh\ntrue\n");
+    let (code, _, stderr) = run(&root, &["rotate"]);
+    assert_eq!(code, 0, "{stderr}");
+    let first = new_run(&root, &[]);
+    let marker = |id: &str| root.join(".rekey/runs").join(id).join("hooks.pending");
+    assert!(
+        !marker(&first).exists(),
+        "every hook ran: nothing is pending, so no marker"
+    );
+    // A run with a failing hook keeps the marker, 0600, until a later writer has run it.
+    std::fs::write(&flag, "").unwrap();
+    let (code, _, stderr) = run(&root, &["rotate", "--force"]);
+    assert_eq!(code, 3, "{stderr}");
+    let second = new_run(&root, std::slice::from_ref(&first));
+    let mode = std::fs::metadata(marker(&second))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    std::fs::remove_file(&flag).unwrap();
+    let (code, _, stderr) = hooks_cmd(&root, &["retry"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!marker(&second).exists(), "retried: nothing is pending");
+    assert!(pending(&root).is_empty());
+}
+
+#[test]
+fn the_post_hook_of_a_run_cut_off_after_it_changed_something_runs_in_the_next_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 3, 30);
+    let deploys = dir.path().join("deploys");
+    let posts = dir.path().join("posts");
+    executable(
+        &root.join("hooks/deploy/10-log"),
+        &format!(
+            "#!/bin/sh\necho $REKEY_RUN_ID $REKEY_NODE/$REKEY_SERVICE >> {}\n",
+            deploys.display()
+        ),
+    );
+    executable(
+        &root.join("hooks/post/10-log"),
+        &format!(
+            "#!/bin/sh\necho $REKEY_RUN_ID $REKEY_DONE $(test -f \"$REKEY_REPORT\" && echo report) >> {}\n",
+            posts.display()
+        ),
+    );
+    // Cut off before its batch was ready: it changed nothing, so it has no post hook to run.
+    let (code, _, _) = run_env(&root, &["rotate"], &[("REKEY_CRASH_AT", "prepared")]);
+    assert_eq!(code, None);
+    let undone = new_run(&root, &[]);
+    // Cut off between its commit and its hooks: it changed everything.
+    let (code, _, stderr) = run_env(&root, &["rotate"], &[("REKEY_CRASH_AT", "committed")]);
+    assert_eq!(code, None, "{stderr}");
+    let cut = new_run(&root, std::slice::from_ref(&undone));
+    assert!(lines(&deploys).is_empty() && lines(&posts).is_empty());
+    // The next writer finds nothing to do, and runs what the cut-off run owed: its deploy hooks,
+    // then its post hook, as that run's, with the report the replay wrote.
+    let (code, stdout, stderr) = run(&root, &["rotate", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let next = new_run(&root, &[undone.clone(), cut.clone()]);
+    let mut ran = lines(&deploys);
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["node-00/svc-0000", "node-01/svc-0001", "node-02/svc-0002"]
+            .map(|id| format!("{cut} {id}"))
+    );
+    assert_eq!(
+        lines(&posts),
+        [format!("{cut} 3 report")],
+        "once, the cut-off run's"
+    );
+    let report = json(&stdout);
+    let retried = report["retried_hooks"].as_array().unwrap();
+    let post: Vec<&serde_json::Value> = retried
+        .iter()
+        .filter(|h| h["source"] == "hooks/post/10-log")
+        .collect();
+    assert_eq!(post.len(), 1, "{retried:?}");
+    assert_eq!(
+        post[0]["run_id"],
+        cut.as_str(),
+        "the report says whose it is"
+    );
+    assert_eq!(post[0]["status"], "ok");
+    assert_eq!(
+        retried.last().unwrap()["source"],
+        "hooks/post/10-log",
+        "after the deploy hooks"
+    );
+    for id in [&undone, &cut, &next] {
+        let marker = root.join(".rekey/runs").join(id).join("hooks.pending");
+        assert!(!marker.exists(), "{id}: nothing is pending");
+    }
+    // And never again.
+    let (code, _, stderr) = run(&root, &["rotate"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(lines(&posts).len(), 1);
+    assert_eq!(lines(&deploys).len(), 3);
+}

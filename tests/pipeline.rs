@@ -454,3 +454,64 @@ fn prune_runs_no_hook_and_keeps_the_backups_of_a_run_whose_hooks_are_pending() {
     let ran = std::fs::read_to_string(&ran).unwrap();
     assert_eq!(ran.lines().count(), 1, "prune ran no hook");
 }
+
+fn backup_files_of(root: &Path, id: &str) -> usize {
+    walkdir::WalkDir::new(root.join(".rekey/runs").join(id).join("backup"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .count()
+}
+
+#[test]
+fn an_identity_removed_from_the_fleet_pins_no_run_and_its_old_keys_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 2, 30);
+    std::fs::write(root.join("rekey.toml"), "version = 1\nkeep_runs = 1\n").unwrap();
+    // The first run changes both identities; the second only node-00's.
+    assert_eq!(run(&root, &["rotate", "--force"]).0, 0);
+    assert_eq!(run(&root, &["rotate", "--force", "--node", "node-00"]).0, 0);
+    let first = reports(&root)[0]["run_id"].as_str().unwrap().to_string();
+    assert!(
+        backup_files_of(&root, &first) > 0,
+        "node-01's last change keeps it"
+    );
+    // node-01 leaves the fleet: nothing is left to roll back to, so its old keys go.
+    std::fs::remove_dir_all(root.join("nodes/node-01")).unwrap();
+    let (code, _, stderr) = run(&root, &["rotate", "--force"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        backup_files_of(&root, &first),
+        0,
+        "the run that last changed a removed identity is not pinned: {stderr}"
+    );
+}
+
+#[test]
+fn a_reader_gone_early_never_skips_the_pruning_at_the_end_of_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 1, 30);
+    std::fs::write(root.join("rekey.toml"), "version = 1\nkeep_runs = 1\n").unwrap();
+    assert_eq!(run(&root, &["rotate", "--force"]).0, 0);
+    let first = reports(&root)[0]["run_id"].as_str().unwrap().to_string();
+    assert!(backup_files_of(&root, &first) > 0);
+    // `rekey rotate --force | true`: stdout's reader is gone before the report is printed.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
+        .args(["rotate", "--force", "--as-of", AS_OF, "--root"])
+        .arg(&root)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(reports(&root).len(), 2, "{stderr}");
+    assert_eq!(
+        backup_files_of(&root, &first),
+        0,
+        "keep_runs = 1 pruned the first run although stdout was closed: {stderr}"
+    );
+}

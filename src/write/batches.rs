@@ -177,32 +177,40 @@ pub(crate) fn run<W: Work>(
 }
 
 /// Runs the deploy hooks of the identities done (in parallel, bounded by the run's threads), each
-/// in the directory its files were written in; journals each success, and puts each identity's
-/// results on its report line.
+/// in the directory its files were written in; journals each call's end as it ends (so that a
+/// crash re-runs only the calls still running then), and puts each identity's results on its
+/// report line. A journal the full filesystem refuses the record of a call leaves that call
+/// pending (it runs again next time) without stopping the run: its files are in place.
 fn run_deploy_hooks(
     h: &Hooking<'_>,
     calls: &[HookCall],
     lines: &mut [(IdentityId, Option<FileId>, IdentityReport)],
     journal: &mut journal::Journal,
 ) -> anyhow::Result<()> {
-    let ran: Vec<(usize, Vec<(u32, HookResult)>)> = lines
+    let journal = std::sync::Mutex::new(super::pending::HookJournal::new(journal));
+    let ran: Vec<(usize, anyhow::Result<Vec<HookResult>>)> = lines
         .par_iter()
         .enumerate()
         .filter(|(_, (_, _, line))| line.outcome == Outcome::Done)
         .map(|(n, (id, dir, _))| {
             let own = calls.iter().filter(|c| c.id.as_ref() == Some(id));
             let results = own
-                .map(|c| (c.call, hooks::run(c, h.set, &h.ctx, *dir)))
+                .map(|c| {
+                    let result = hooks::run(c, h.set, &h.ctx, *dir);
+                    // A poisoned lock means another hook's thread panicked: the run is over.
+                    let mut journal = journal
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("a hook's thread panicked"))?;
+                    journal.done(c.call, &result)?;
+                    Ok(result)
+                })
                 .collect();
             (n, results)
         })
         .collect();
     super::reap::sweep();
     for (n, results) in ran {
-        for (call, result) in results {
-            journal.append(&journal::Record::hook_done(call, result.status))?;
-            lines[n].2.hooks.push(result);
-        }
+        lines[n].2.hooks.extend(results?);
     }
     Ok(())
 }

@@ -56,12 +56,21 @@ pub(crate) enum Committed {
 
 /// Crash points for the crash and race tests, compiled only with the `crash-points` feature
 /// (never into a release build): `REKEY_CRASH_AT=<step>` kills the process with SIGKILL when the
-/// write protocol reaches that step (`prepared`, `staged`, `ready`, `renaming`, `renamed`);
+/// write protocol reaches that step (`prepared`, `staged`, `ready`, `renaming`, `renamed`,
+/// `committed`, `hook_done` as each hook's end is journaled, `post_hooks` before a run's post
+/// hooks run); `REKEY_CRASH_AT=<step>#<n>` kills the n-th time it is reached;
 /// `REKEY_PAUSE_AT=<step>` with `REKEY_PAUSE_FILE=<path>` creates that file there and waits (up
 /// to a minute) until someone removes it, so that a test can change the fleet at that instant.
 #[cfg(feature = "crash-points")]
 pub(super) fn crash_point(step: &str) {
-    if std::env::var_os("REKEY_CRASH_AT").is_some_and(|v| v == step) {
+    static REACHED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let at = std::env::var("REKEY_CRASH_AT").unwrap_or_default();
+    let (at, nth) = match at.split_once('#') {
+        Some((at, nth)) => (at.to_string(), nth.parse::<u32>().unwrap_or(1)),
+        None => (at, 1),
+    };
+    let kill = at == step && REACHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= nth;
+    if kill {
         // SAFETY: sending SIGKILL to ourselves; nothing after it runs.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);

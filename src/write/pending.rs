@@ -1,14 +1,15 @@
 //! Hooks earlier runs left pending: listing them (reads only), retrying them (each re-resolved
 //! from the configuration as it is now; one whose source or identity is gone is dropped, with an
 //! audit line, and never pending again), and discarding them by hand (journaled and audited).
-//! A run that journaled hooks carries a `hooks.pending` marker until none of its calls is.
+//! A run that journaled hooks carries a `hooks.pending` marker (0600) until none of its calls
+//! is: it goes when the run ends with every hook run, or when a later writer has run the rest.
 
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 
-use super::hooks::{self, HookCall, HookSet, HookStatus, Unresolved};
+use super::hooks::{self, HookCall, HookResult, HookSet, HookStatus, Unresolved};
 use super::journal::{self, Pending, Record};
 use super::record::audit::{self, HookLine};
 use super::record::history;
@@ -27,6 +28,47 @@ pub(crate) fn mark(run: &RunDir) -> Result<()> {
         &marker,
     )
     .map(drop)
+}
+
+/// The journal as hooks end: each call's end appended at once. After the filesystem filled up,
+/// nothing more is attempted (the calls stay pending), and that is said once.
+pub(crate) struct HookJournal<'a> {
+    journal: &'a mut journal::Journal,
+    /// The journal refused a record: the filesystem is full.
+    refused: bool,
+}
+
+impl<'a> HookJournal<'a> {
+    pub(crate) fn new(journal: &'a mut journal::Journal) -> HookJournal<'a> {
+        HookJournal {
+            journal,
+            refused: false,
+        }
+    }
+
+    /// Journals that `call` ended with `result`.
+    pub(crate) fn done(&mut self, call: u32, result: &HookResult) -> anyhow::Result<()> {
+        if self.refused {
+            return Ok(());
+        }
+        let record = journal::Record::hook_done(call, result.status);
+        match self.journal.append(&record) {
+            Ok(()) => {
+                journal::crash_point("hook_done");
+                Ok(())
+            }
+            Err(err) if crate::fsio::caused_by_no_space(&err) => {
+                eprintln!(
+                    "rekey: warning: {}; hook call {call} and those that end after it stay \
+                     pending and run again next time",
+                    crate::values::Escaped::new(&format!("{err:#}"))
+                );
+                self.refused = true;
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
 }
 
 /// One pending hook call, as `rekey hooks list` shows it.
@@ -110,16 +152,16 @@ pub(crate) fn retry(
             run: &run,
             post_env: hooks::post_env(&run.report(), &counts),
         };
-        let mut left = 0;
+        let mut journal = HookJournal::new(&mut journal);
         for Pending { call, .. } in &pending {
             let at = call.dir().map(|d| format!(" for {d}")).unwrap_or_default();
             match set.resolve(call) {
                 Err(Unresolved::Gone(why)) => {
-                    journal.append(&Record::HookDropped {
+                    journal.journal.append(&Record::HookDropped {
                         call: call.call,
                         reason: why.clone(),
                     })?;
-                    let line = HookLine { run_id: &id, call };
+                    let line = HookLine { run_id: id, call };
                     audit::hook_dropped(root, &line, &why, now)?;
                     eprintln!(
                         "rekey: dropped the pending hook {} (call {}) of run {id}{at}: {why}",
@@ -133,11 +175,10 @@ pub(crate) fn retry(
                         call.source, call.call
                     );
                     out.not_given += 1;
-                    left += 1;
                 }
                 Ok(_) => {
                     let result = hooks::run(call, set, &ctx, None);
-                    journal.append(&Record::hook_done(call.call, result.status))?;
+                    journal.done(call.call, &result)?;
                     let ok = result.status == HookStatus::Ok;
                     eprintln!(
                         "rekey: ran the pending hook {} of run {id}{at}: {}",
@@ -148,7 +189,6 @@ pub(crate) fn retry(
                             "failed again, still pending"
                         }
                     );
-                    left += usize::from(!ok);
                     out.ran.push(RetriedHook {
                         run_id: id.to_string(),
                         dir: call.dir(),
@@ -157,12 +197,18 @@ pub(crate) fn retry(
                 }
             }
         }
-        if left == 0 {
-            unmark(&run)?;
-        }
+        settle(&run)?;
     }
     super::reap::sweep();
     Ok(out)
+}
+
+/// Removes a run's marker once none of its calls is pending (a run whose hooks all ran).
+pub(crate) fn settle(run: &RunDir) -> Result<()> {
+    if run.hooks_pending().exists() && pending_of(run)?.is_empty() {
+        unmark(run)?;
+    }
+    Ok(())
 }
 
 fn unmark(run: &RunDir) -> Result<()> {

@@ -1,8 +1,9 @@
 //! Retention: backups hold old private keys, so they do not stay forever. Pruning removes the
 //! `backup/` of every run beyond the newest N, keeping each run's journal and report (the
 //! history stays, the secrets go). It never touches a run that has not finished or has hooks
-//! pending, nor the newest run to have changed each identity (so the last rotation of everything
-//! can always be rolled back), nor a backup file that is still the live file. Each prune is a
+//! pending, nor the newest run to have changed each identity that still exists (so the last
+//! rotation of everything can always be rolled back; an identity removed from the fleet pins
+//! nothing), nor a backup file that is still the live file. Each prune is a
 //! line in the audit log.
 
 use std::collections::BTreeMap;
@@ -31,7 +32,9 @@ pub(crate) struct Pruned {
 /// Removes the backups of the runs of `root` beyond the newest `keep` (none when `dry`).
 pub(crate) fn prune(root: &Path, keep: usize, dry: bool, time: DateTime<Utc>) -> Result<Pruned> {
     let history = History::read(&Store::of(root))?;
-    let newest_change = newest_changes(&history);
+    let fleet = crate::fsio::RootDir::open(root)
+        .with_context(|| format!("failed to open fleet root {}", root.display()))?;
+    let newest_change = newest_changes(&history, &fleet);
     let mut out = Pruned::default();
     let runs = &history.runs;
     for (run, _) in &runs[..runs.len().saturating_sub(keep)] {
@@ -71,8 +74,12 @@ fn finished(run: &RunDir) -> bool {
             .is_ok_and(|records| records.iter().any(|r| matches!(r, Record::End { .. })))
 }
 
-/// For each identity, the newest run (by id) whose report says it replaced its files.
-fn newest_changes(history: &History) -> BTreeMap<IdentityId, &str> {
+/// For each identity still in the fleet, the newest run (by id) whose report says it replaced
+/// its files. An identity whose directory is gone has nothing left to roll back to.
+fn newest_changes<'h>(
+    history: &'h History,
+    fleet: &crate::fsio::RootDir,
+) -> BTreeMap<IdentityId, &'h str> {
     let mut newest = BTreeMap::new();
     for (run, report) in &history.runs {
         let (id, Some(report)) = (run.id(), report) else {
@@ -88,6 +95,11 @@ fn newest_changes(history: &History) -> BTreeMap<IdentityId, &str> {
             }
         }
     }
+    // Only an identity surely gone is let go: one that cannot be opened for another reason (a
+    // link at its name, no permission) keeps its backups.
+    newest.retain(|identity, _| {
+        !matches!(fleet.identity(identity), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    });
     newest
 }
 

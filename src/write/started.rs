@@ -24,21 +24,37 @@ use crate::names::IdentityId;
 use crate::store::Store;
 
 impl WriteRun {
-    /// Starts the run: its directory under `.rekey/runs/` and its journal.
+    /// Starts the run: its directory under `.rekey/runs/` and its journal, which names the
+    /// run's post hooks first: a run cut off once it changed something has them run by the next
+    /// writer (`pending`), as it runs the deploy hooks it left.
     pub(crate) fn start(self, command: RunCommand, notes: Notes) -> Result<Started> {
-        let run = Run::start(
+        let mut run = Run::start(
             &Store::of(&self.root),
             self.settings.started,
             command,
             self.as_of,
             &notes,
         )?;
+        let mut next_call = 0;
+        let post = if self.settings.hooks.skip {
+            Vec::new()
+        } else {
+            self.hooks.post_calls(&mut next_call)
+        };
+        if !post.is_empty() {
+            pending::mark(&run.dir)?;
+            run.journal.append(&journal::Record::Hooks {
+                batch: None,
+                calls: post.clone(),
+            })?;
+        }
         Ok(Started {
             write: self,
             run,
             command,
             notes,
-            next_call: 0,
+            next_call,
+            post,
         })
     }
 }
@@ -51,6 +67,8 @@ pub(crate) struct Started {
     notes: Notes,
     /// The last hook call number used in this run.
     next_call: u32,
+    /// The post hook calls journaled when the run started.
+    post: Vec<hooks::HookCall>,
 }
 
 impl Started {
@@ -85,7 +103,7 @@ impl Started {
                 run: &run_dir,
                 post_env: Vec::new(),
             },
-            next: 0,
+            next: self.next_call,
         });
         let run = &mut self.run;
         let root_dir = &self.write.fleet;
@@ -134,14 +152,18 @@ impl Started {
             retried_hooks: std::mem::take(&mut self.write.retried),
         };
         let mut report = Report::new(header, identities);
-        if !report.hooks_skipped && report.counts.done > 0 {
+        if report.counts.done > 0 {
             let results = self.post_hooks(&report)?;
             report.with_post_hooks(results);
+        } else {
+            self.drop_post_hooks();
         }
+        let run_dir = self.run.dir.clone();
         let saved = self.run.finish(&report);
         if saved.is_err() {
             report.not_saved();
         }
+        pending::settle(&run_dir)?;
         if report.command == RunCommand::Recover {
             audit::settle(&root, &report, self.write.settings.started)?;
         }
@@ -151,7 +173,8 @@ impl Started {
                 crate::values::Escaped::new(&format!("{err:#}"))
             );
         }
-        tell(&report, stopped.as_ref(), &saved, self.write.settings.json)?;
+        // Retention is work, not output: a reader gone early (`rekey rotate | true`) does not
+        // skip it.
         if let Some(keep) = keep_runs
             && matches!(report.exit(), Exit::Ok | Exit::Attention)
         {
@@ -163,25 +186,24 @@ impl Started {
                 );
             }
         }
+        tell(&report, stopped.as_ref(), &saved, self.write.settings.json)?;
         Ok((report.clone(), report.exit()))
     }
 }
 
 impl Started {
-    /// Runs the post hooks of a run that changed something, journaled first (the report they
-    /// are given is saved before they run).
+    /// Runs the post hooks of a run that changed something (journaled when it started), once
+    /// its report is saved for them to read. A report the filesystem cannot take leaves them
+    /// pending: the next writer saves the report (replaying the run) and runs them.
     fn post_hooks(&mut self, report: &Report) -> Result<Vec<hooks::HookResult>> {
-        let calls = self.write.hooks.post_calls(&mut self.next_call);
-        if calls.is_empty() {
+        if self.post.is_empty() {
             return Ok(Vec::new());
         }
-        history::write_report(&self.run.dir, report)?;
-        pending::mark(&self.run.dir)?;
-        let record = journal::Record::Hooks {
-            batch: None,
-            calls: calls.clone(),
-        };
-        self.run.journal.append(&record)?;
+        match history::write_report(&self.run.dir, report) {
+            Err(err) if crate::fsio::caused_by_no_space(&err) => return Ok(Vec::new()),
+            saved => saved?,
+        }
+        journal::crash_point("post_hooks");
         let ctx = hooks::Context {
             root: &self.write.root,
             fleet: &self.write.fleet,
@@ -189,16 +211,30 @@ impl Started {
             run: &self.run.dir,
             post_env: hooks::post_env(&self.run.dir.report(), &report.counts),
         };
+        let mut journal = pending::HookJournal::new(&mut self.run.journal);
         let mut results = Vec::new();
-        for call in &calls {
+        for call in &self.post {
             let result = hooks::run(call, &self.write.hooks, &ctx, None);
-            self.run
-                .journal
-                .append(&journal::Record::hook_done(call.call, result.status))?;
+            journal.done(call.call, &result)?;
             results.push(result);
         }
         reap::sweep();
         Ok(results)
+    }
+
+    /// Closes the post hook calls of a run that changed nothing: they have nothing to announce.
+    /// Best effort: a journal that refuses the record (a full filesystem) leaves them to the
+    /// rule that a run's post hooks are pending only once it committed something.
+    fn drop_post_hooks(&mut self) {
+        for call in &self.post {
+            let dropped = journal::Record::HookDropped {
+                call: call.call,
+                reason: "the run changed nothing".to_string(),
+            };
+            if self.run.journal.append(&dropped).is_err() {
+                return;
+            }
+        }
     }
 }
 

@@ -277,8 +277,9 @@ pub(crate) struct Pending {
 }
 
 /// The hook calls of a journal still to run (pure): a deploy call whose identity's files are in
-/// place (its batch committed), or a post call, that has neither run successfully nor been
-/// dropped or discarded.
+/// place (its batch committed), or a post call of a run that committed something, that has
+/// neither run successfully nor been dropped or discarded. Deploy calls first, then post calls
+/// (which a run journals when it starts), each in the order journaled.
 pub(crate) fn pending_hooks(records: &[Record]) -> Vec<Pending> {
     let placed: BTreeSet<String> = committed(records).iter().map(Change::key).collect();
     let mut closed = BTreeSet::new();
@@ -296,7 +297,7 @@ pub(crate) fn pending_hooks(records: &[Record]) -> Vec<Pending> {
             _ => {}
         }
     }
-    records
+    let mut pending: Vec<Pending> = records
         .iter()
         .filter_map(|r| match r {
             Record::Hooks { calls, .. } => Some(calls),
@@ -307,13 +308,15 @@ pub(crate) fn pending_hooks(records: &[Record]) -> Vec<Pending> {
         .filter(|c| match (c.kind, &c.id) {
             (HookKind::Deploy, Some(id)) => placed.contains(&id.to_string()),
             (HookKind::Deploy, None) => false,
-            (HookKind::Post, _) => true,
+            (HookKind::Post, _) => !placed.is_empty(),
         })
         .map(|c| Pending {
             call: c.clone(),
             last: last.get(&c.call).copied(),
         })
-        .collect()
+        .collect();
+    pending.sort_by_key(|p| p.call.kind == HookKind::Post);
+    pending
 }
 
 /// The batches of a journal that were neither committed nor aborted (pure).

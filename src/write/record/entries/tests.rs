@@ -185,6 +185,15 @@ fn dropped_and_discarded_calls_are_no_longer_pending() {
             batch: None,
             calls: (1..=5).map(call).collect(),
         },
+        Record::Prepare {
+            batch: 0,
+            identities: vec![change("a")],
+        },
+        Record::Ready {
+            batch: 0,
+            identities: vec!["a/s".into()],
+        },
+        Record::Commit { batch: 0 },
         Record::hook_done(1, HookStatus::Ok),
         Record::hook_done(2, HookStatus::TimedOut),
         Record::HookDropped {
@@ -201,6 +210,64 @@ fn dropped_and_discarded_calls_are_no_longer_pending() {
         .map(|p| (p.call.call, p.last))
         .collect();
     assert_eq!(left, [(2, Some(HookStatus::TimedOut)), (5, None)]);
+}
+
+#[test]
+fn post_calls_are_pending_once_the_run_committed_something_and_come_after_deploy_calls() {
+    use crate::write::record::calls::HookSource;
+    let post = HookCall {
+        call: 1,
+        kind: HookKind::Post,
+        id: None,
+        source: HookSource::Reload,
+        not_after: None,
+    };
+    let deploy = |n, node| HookCall {
+        call: n,
+        kind: HookKind::Deploy,
+        id: IdentityId::new(node, "s"),
+        source: HookSource::Reload,
+        not_after: None,
+    };
+    // A run journals its post calls as it starts, then each batch's deploy calls.
+    let mut records = vec![
+        Record::Hooks {
+            batch: None,
+            calls: vec![post],
+        },
+        Record::Prepare {
+            batch: 0,
+            identities: vec![change("a"), change("b")],
+        },
+        Record::Hooks {
+            batch: Some(0),
+            calls: vec![deploy(2, "a"), deploy(3, "b")],
+        },
+    ];
+    let left = |records: &[Record]| -> Vec<u32> {
+        pending_hooks(records).iter().map(|p| p.call.call).collect()
+    };
+    assert_eq!(
+        left(&records),
+        [0u32; 0],
+        "cut off before it changed anything"
+    );
+    records.push(Record::Ready {
+        batch: 0,
+        identities: vec!["a/s".into(), "b/s".into()],
+    });
+    records.push(Record::Commit { batch: 0 });
+    assert_eq!(
+        left(&records),
+        [2, 3, 1],
+        "its deploy calls, then its post call"
+    );
+    records.push(Record::hook_done(2, HookStatus::Ok));
+    assert_eq!(
+        left(&records),
+        [3, 1],
+        "each call's end closes that call alone"
+    );
 }
 
 #[test]
