@@ -4,7 +4,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::inspect::{Credential, Inspected, Window};
+use crate::inspect::{Credential, Facts, Inspected, Window};
 use crate::policy::{Policy, Renewal};
 
 /// Which credential of an identity.
@@ -53,11 +53,13 @@ pub enum State {
     Recover,
     /// Unusable as found: skipped, with the problem stated.
     Problem,
+    /// Not readable by the user who asks: nothing is judged of it, and it is not a problem.
+    Unreadable,
 }
 
 impl State {
     /// Every state, in the order of the table of docs/design.md §3.
-    pub(crate) const ALL: [State; 7] = [
+    pub(crate) const ALL: [State; 8] = [
         State::Healthy,
         State::Fresh,
         State::Due,
@@ -65,18 +67,21 @@ impl State {
         State::Expired,
         State::Recover,
         State::Problem,
+        State::Unreadable,
     ];
 
     /// How much a state asks of a person, for an identity judged by its worst credential.
     pub(crate) fn urgency(self) -> u8 {
         match self {
-            State::Healthy => 0,
-            State::Fresh => 1,
-            State::Due => 2,
-            State::Stalled => 3,
-            State::Expired => 4,
-            State::Recover => 5,
-            State::Problem => 6,
+            // What cannot be read asks nothing of the reader: an identity is judged on the rest.
+            State::Unreadable => 0,
+            State::Healthy => 1,
+            State::Fresh => 2,
+            State::Due => 3,
+            State::Stalled => 4,
+            State::Expired => 5,
+            State::Recover => 6,
+            State::Problem => 7,
         }
     }
 
@@ -85,7 +90,8 @@ impl State {
             State::Healthy | State::Fresh => Action::Keep,
             State::Due | State::Stalled | State::Expired => Action::Rotate,
             State::Recover => Action::Recover,
-            State::Problem => Action::Skip,
+            // A plan made by a user who cannot read a credential cannot ask to rotate it.
+            State::Problem | State::Unreadable => Action::Skip,
         }
     }
 
@@ -98,6 +104,7 @@ impl State {
             State::Expired => "expired",
             State::Recover => "recover",
             State::Problem => "problem",
+            State::Unreadable => "unreadable",
         }
     }
 }
@@ -182,14 +189,48 @@ impl Context<'_> {
 }
 
 /// The verdicts for an identity's certificate and token (each `None` when the file is absent).
+/// A credential this user may not read is `unreadable`, and the other is judged on its own.
 pub(crate) fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Option<Verdict>) {
+    fn readable(c: &Option<Credential>) -> Option<&Credential> {
+        c.as_ref().filter(|c| c.facts != Facts::NotReadable)
+    }
+    let (cert, token) = classify_readable(identity, readable(&identity.cert), readable(&identity.token), ctx);
+    let unreadable = |c: &Option<Credential>, file: &str, unchecked: &str| {
+        c.as_ref().filter(|c| c.facts == Facts::NotReadable).map(|_| {
+            Verdict::new(State::Unreadable, format!("{file} is not readable by you: {unchecked}"))
+        })
+    };
+    let key_unchecked = identity.cert.as_ref().is_some_and(|c| c.key_not_readable);
+    let cert = cert.map(|v| match key_unchecked {
+        true => Verdict {
+            reason: format!("{} (key.pem is not readable by you: its match is not checked)", v.reason),
+            ..v
+        },
+        false => v,
+    });
+    (
+        cert.or_else(|| unreadable(&identity.cert, "cert.pem", "not judged")),
+        token.or_else(|| {
+            unreadable(&identity.token, "token.jwt", "its expiry and signature are not checked")
+        }),
+    )
+}
+
+/// [`classify`] of the credentials this user could read (`token_present`: whether there is a
+/// token, read or not).
+fn classify_readable(
+    identity: &Inspected,
+    cert: Option<&Credential>,
+    token: Option<&Credential>,
+    ctx: &Context<'_>,
+) -> (Option<Verdict>, Option<Verdict>) {
     let renewal = ctx.policy.renewal(identity.id.service());
-    let cert = identity.cert.as_ref();
-    let token = identity.token.as_ref();
+    let has_token = identity.token.is_some();
     let problem = |c: Option<&Credential>, file: &str| {
         c.and_then(|c| match &c.facts {
-            Err(e) => Some(e.to_string()),
-            Ok(w) => not_yet_valid(w, file, ctx),
+            Facts::Unusable(e) => Some(e.to_string()),
+            Facts::Usable(w) => not_yet_valid(w, file, ctx),
+            Facts::NotReadable => None,
         })
     };
     let cert_problem = problem(cert, "cert.pem").or_else(|| {
@@ -209,14 +250,14 @@ pub(crate) fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdi
             token.map(|_| verdict(token_problem)),
         );
     }
-    let window = |c: &Credential| *c.facts.as_ref().expect("problems were handled above");
+    let window = |c: &Credential| c.facts.window().expect("problems were handled above");
     let token_window = token.map(window);
     if let Some(w) = token_window.filter(|w| ctx.now >= w.not_after) {
         let cause = format!("token expired {}", day(w.not_after));
         let recover = || capped(Verdict::recover(cause.clone()), ctx);
         return (cert.map(|_| recover()), token.map(|_| recover()));
     }
-    let cert_verdict = cert.map(|c| one(Kind::Cert, &window(c), renewal, token.is_some(), ctx));
+    let cert_verdict = cert.map(|c| one(Kind::Cert, &window(c), renewal, has_token, ctx));
     let token_verdict = token_window.map(|w| one(Kind::Token, &w, renewal, true, ctx));
     (
         cert_verdict.map(|v| capped(v, ctx)),

@@ -38,7 +38,9 @@ mod started;
 mod work;
 
 pub(crate) use narrow::narrow;
-pub(crate) use pending::{PendingHook, Target as DiscardTarget, list as pending_hooks, operator};
+pub(crate) use pending::{
+    PendingHook, Target as DiscardTarget, counts as hook_counts, list as pending_hooks, operator,
+};
 pub use progress::Progress;
 pub(crate) use record::audit::requested as audit_requested;
 pub(crate) use record::history::{History, last_run, read_report};

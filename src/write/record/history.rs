@@ -49,6 +49,27 @@ impl History {
     }
 }
 
+/// Hook attempts that failed or timed out, over every run the store records: the sum of the
+/// reports' `counts.hooks_failed` (`rekey_hooks_failed_total`; reports are never removed, so it
+/// only grows). Only each report's counts are kept of it. A report that cannot be read counts
+/// nothing; a store that cannot be listed is an error.
+pub(crate) fn hooks_failed_total(store: &Store) -> Result<u64> {
+    #[derive(serde::Deserialize)]
+    struct CountsOnly {
+        counts: super::run_report::Counts,
+    }
+    let mut total = 0u64;
+    for run in store.runs()? {
+        let Ok(text) = std::fs::read_to_string(run.report()) else {
+            continue;
+        };
+        if let Ok(report) = serde_json::from_str::<CountsOnly>(&text) {
+            total += report.counts.hooks_failed as u64;
+        }
+    }
+    Ok(total)
+}
+
 /// The newest run of the fleet at `store` that left a readable report: what the metrics show as
 /// the last run.
 pub(crate) fn last_run(store: &Store) -> Option<Report> {
