@@ -74,6 +74,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .grid th.col { writing-mode: vertical-rl; transform: rotate(180deg); height: 90px;
   vertical-align: bottom; padding: 2px 0; }
 .legend span { margin-right: 14px; white-space: nowrap; }
+#grid-numbers td:first-child { white-space: nowrap; }
 .more { color: #58636e; font-style: italic; }
 svg text { font: 11px system-ui, 'DejaVu Sans', sans-serif; fill: #58636e; }
 @media print {

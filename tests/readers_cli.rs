@@ -228,6 +228,16 @@ fn a_reader_who_cannot_read_keys_and_tokens_sees_every_certificate_it_can_read()
     assert_eq!(samples.len(), 1, "{metrics}");
     assert!(samples[0].contains("service=\"mocctl\""), "{metrics}");
 
+    // A run store it may not read: the pending hooks are not known, and said so.
+    std::fs::create_dir_all(root.join(".rekey/runs")).unwrap();
+    chmod(&root.join(".rekey"), 0o700);
+    let (code, stdout, _) = as_nobody(&bin, &["status", "--root", r]);
+    assert_eq!(code, 3, "{stdout}");
+    assert!(stdout.contains("pending hooks: not known"), "{stdout}");
+    let (_, json, _) = as_nobody(&bin, &["status", "--root", r, "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(doc["pending_hooks"].is_null(), "{}", doc["pending_hooks"]);
+
     // The monitor's question is answered on what it can read.
     let (code, _, _) = as_nobody(&bin, &["status", "--root", r, "--expires-within", "7d"]);
     assert_eq!(code, 0);

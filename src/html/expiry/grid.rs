@@ -244,7 +244,8 @@ impl Layout {
             "<h2>Least time left by node and service</h2>\n<p class=\"meta\">\
              <span id=\"grid-nodes\">{}</span> nodes × <span id=\"grid-services\">{}</span> \
              services{}. Each cell shows the fewest whole days left among its credentials \
-             (× past the expiry date, ! a problem); the table below gives each row's numbers.</p>",
+             (× past the expiry date, ! a problem, ? not readable by you); the table below gives \
+             each row's numbers.</p>",
             self.nodes,
             self.services,
             if merged {
