@@ -194,16 +194,22 @@ pub(crate) fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdi
     fn readable(c: &Option<Credential>) -> Option<&Credential> {
         c.as_ref().filter(|c| c.facts != Facts::NotReadable)
     }
-    let (cert, token) = classify_readable(identity, readable(&identity.cert), readable(&identity.token), ctx);
+    let (cert, token) = classify_readable(
+        identity,
+        readable(&identity.cert),
+        readable(&identity.token),
+        ctx,
+    );
     let unreadable = |c: &Option<Credential>, file: &str, unchecked: &str| {
-        c.as_ref().filter(|c| c.facts == Facts::NotReadable).map(|_| {
-            Verdict::new(State::Unreadable, format!("{file} is not readable by you: {unchecked}"))
-        })
+        let why = format!("{file} is not readable by you: {unchecked}");
+        c.as_ref()
+            .filter(|c| c.facts == Facts::NotReadable)
+            .map(|_| Verdict::new(State::Unreadable, why))
     };
     let key_unchecked = identity.cert.as_ref().is_some_and(|c| c.key_not_readable);
     let cert = cert.map(|v| match key_unchecked {
         true => Verdict {
-            reason: format!("{} (key.pem is not readable by you: its match is not checked)", v.reason),
+            reason: format!("{}{KEY_UNCHECKED}", v.reason),
             ..v
         },
         false => v,
@@ -216,8 +222,11 @@ pub(crate) fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdi
     )
 }
 
-/// [`classify`] of the credentials this user could read (`token_present`: whether there is a
-/// token, read or not).
+/// What a certificate's reason ends with when its key was not readable by this user.
+const KEY_UNCHECKED: &str = " (key.pem is not readable by you: its match is not checked)";
+
+/// [`classify`] of the credentials this user could read (`cert`, `token`: `None` when absent or
+/// not readable); whether the identity has a token at all is the identity's, read or not.
 fn classify_readable(
     identity: &Inspected,
     cert: Option<&Credential>,
