@@ -19,8 +19,19 @@ pub struct Options {
 pub(crate) fn runs(o: &Options) -> Result<Exit> {
     let root = crate::survey::open_root(&o.root)?;
     let history = History::read(&Store::of(&root))?;
-    let pending = write::pending_hooks(&root)?;
-    let pending_of = |id: &str| pending.iter().filter(|p| p.run_id == id).count();
+    // A journal that cannot be read leaves the pending hooks unknown, not the list of runs.
+    let pending = match write::pending_hooks(&root) {
+        Ok(pending) => Some(pending),
+        Err(e) => {
+            let why = crate::values::Escaped::new(&format!("{e:#}")).to_string();
+            eprintln!("rekey: warning: pending hooks not known: {why}");
+            None
+        }
+    };
+    let pending_of = |id: &str| {
+        let pending = pending.as_ref()?;
+        Some(pending.iter().filter(|p| p.run_id == id).count())
+    };
     // A run that replaced files and whose backup is gone (pruned) cannot be rolled back.
     let pruned = |run: &RunDir, replaced: usize| replaced > 0 && !run.backup().exists();
     let rolled_back_by = |id| -> Vec<&str> {
@@ -108,8 +119,12 @@ pub(crate) fn runs(o: &Options) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// The HOOKS cell: hook attempts of the run that failed, and its calls still pending.
-fn hooks_cell(failed: usize, pending: usize) -> String {
+/// The HOOKS cell: hook attempts of the run that failed, and its calls still pending (`None`:
+/// not known).
+fn hooks_cell(failed: usize, pending: Option<usize>) -> String {
+    let Some(pending) = pending else {
+        return format!("{failed} failed, pending not known");
+    };
     match (failed, pending) {
         (0, 0) => "-".to_string(),
         (failed, 0) => format!("{failed} failed"),
