@@ -50,14 +50,26 @@ fn shared_fleet() -> (tempfile::TempDir, PathBuf, PathBuf) {
 
 /// Runs `bin args` as `nobody`; returns (exit code, stdout, stderr).
 fn as_nobody(bin: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(bin)
-        .args(args)
-        .args(["--as-of", AS_OF])
-        .current_dir("/")
-        .output()
-        .expect("setpriv (util-linux) runs");
+    let run = || {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(bin)
+            .args(args)
+            .args(["--as-of", AS_OF])
+            .current_dir("/")
+            .output()
+            .expect("setpriv (util-linux) runs")
+    };
+    // The copy of the binary was just written: a process another test forked meanwhile may
+    // still hold it open for writing until it execs (ETXTBSY), for a moment.
+    let mut out = run();
+    for _ in 0..50 {
+        if !String::from_utf8_lossy(&out.stderr).contains("Text file busy") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        out = run();
+    }
     (
         out.status.code().expect("rekey exits with a code"),
         String::from_utf8_lossy(&out.stdout).into_owned(),
