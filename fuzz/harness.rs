@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use rekey::ca::{self, Ca};
 use rekey::fsio::Slot;
-use rekey::inspect::{self, Credential};
+use rekey::inspect::{self, Credential, Facts};
 use rekey::plan::Plan;
 use rekey::policy::Policy;
 use rekey::scan::{Candidate, Files};
@@ -103,12 +103,13 @@ pub fn certificate(input: &[u8]) -> bool {
         panic!("a present certificate was not inspected");
     };
     match facts {
-        Ok(_) => {
+        Facts::Usable(_) => {
             assert!(key_alg.is_some());
             true
         }
+        Facts::NotReadable => panic!("bytes given are always read"),
         // Every problem names the file it is about.
-        Err(why) => {
+        Facts::Unusable(why) => {
             let why = why.to_string();
             assert!(
                 why.starts_with("cert.pem ") || why.starts_with("key.pem "),

@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ca::Role;
-use crate::inspect::{Credential, Inspected, Window};
+use crate::inspect::{Credential, Facts, Inspected, Window};
 use crate::policy::{Policy, Renewal};
 
 /// Which credential of an identity.
@@ -54,11 +54,13 @@ pub enum State {
     Recover,
     /// Unusable as found: skipped, with the problem stated.
     Problem,
+    /// Not readable by the user who asks: nothing is judged of it, and it is not a problem.
+    Unreadable,
 }
 
 impl State {
     /// Every state, in the order of the table of docs/design.md §3.
-    pub(crate) const ALL: [State; 7] = [
+    pub(crate) const ALL: [State; 8] = [
         State::Healthy,
         State::Fresh,
         State::Due,
@@ -66,18 +68,21 @@ impl State {
         State::Expired,
         State::Recover,
         State::Problem,
+        State::Unreadable,
     ];
 
     /// How much a state asks of a person, for an identity judged by its worst credential.
     pub(crate) fn urgency(self) -> u8 {
         match self {
-            State::Healthy => 0,
-            State::Fresh => 1,
-            State::Due => 2,
-            State::Stalled => 3,
-            State::Expired => 4,
-            State::Recover => 5,
-            State::Problem => 6,
+            // What cannot be read asks nothing of the reader: an identity is judged on the rest.
+            State::Unreadable => 0,
+            State::Healthy => 1,
+            State::Fresh => 2,
+            State::Due => 3,
+            State::Stalled => 4,
+            State::Expired => 5,
+            State::Recover => 6,
+            State::Problem => 7,
         }
     }
 
@@ -86,7 +91,8 @@ impl State {
             State::Healthy | State::Fresh => Action::Keep,
             State::Due | State::Stalled | State::Expired => Action::Rotate,
             State::Recover => Action::Recover,
-            State::Problem => Action::Skip,
+            // A plan made by a user who cannot read a credential cannot ask to rotate it.
+            State::Problem | State::Unreadable => Action::Skip,
         }
     }
 
@@ -99,6 +105,7 @@ impl State {
             State::Expired => "expired",
             State::Recover => "recover",
             State::Problem => "problem",
+            State::Unreadable => "unreadable",
         }
     }
 }
@@ -183,14 +190,57 @@ impl Context<'_> {
 }
 
 /// The verdicts for an identity's certificate and token (each `None` when the file is absent).
+/// A credential this user may not read is `unreadable`, and the other is judged on its own.
 pub(crate) fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdict>, Option<Verdict>) {
+    fn readable(c: &Option<Credential>) -> Option<&Credential> {
+        c.as_ref().filter(|c| c.facts != Facts::NotReadable)
+    }
+    let (cert, token) = classify_readable(
+        identity,
+        readable(&identity.cert),
+        readable(&identity.token),
+        ctx,
+    );
+    let unreadable = |c: &Option<Credential>, file: &str, unchecked: &str| {
+        let why = format!("{file} is not readable by you: {unchecked}");
+        c.as_ref()
+            .filter(|c| c.facts == Facts::NotReadable)
+            .map(|_| Verdict::new(State::Unreadable, why))
+    };
+    let key_unchecked = identity.cert.as_ref().is_some_and(|c| c.key_not_readable);
+    let cert = cert.map(|v| match key_unchecked {
+        true => Verdict {
+            reason: format!("{}{KEY_UNCHECKED}", v.reason),
+            ..v
+        },
+        false => v,
+    });
+    (
+        cert.or_else(|| unreadable(&identity.cert, "cert.pem", "not judged")),
+        token.or_else(|| {
+            unreadable(&identity.token, "token.jwt", "its expiry and signature are not checked")
+        }),
+    )
+}
+
+/// What a certificate's reason ends with when its key was not readable by this user.
+const KEY_UNCHECKED: &str = " (key.pem is not readable by you: its match is not checked)";
+
+/// [`classify`] of the credentials this user could read (`cert`, `token`: `None` when absent or
+/// not readable); whether the identity has a token at all is the identity's, read or not.
+fn classify_readable(
+    identity: &Inspected,
+    cert: Option<&Credential>,
+    token: Option<&Credential>,
+    ctx: &Context<'_>,
+) -> (Option<Verdict>, Option<Verdict>) {
     let renewal = ctx.policy.renewal(identity.id.service());
-    let cert = identity.cert.as_ref();
-    let token = identity.token.as_ref();
+    let has_token = identity.token.is_some();
     let problem = |c: Option<&Credential>, file: &str| {
         c.and_then(|c| match &c.facts {
-            Err(e) => Some(e.to_string()),
-            Ok(w) => not_yet_valid(w, file, ctx),
+            Facts::Unusable(e) => Some(e.to_string()),
+            Facts::Usable(w) => not_yet_valid(w, file, ctx),
+            Facts::NotReadable => None,
         })
     };
     let cert_problem = problem(cert, "cert.pem").or_else(|| {
@@ -210,7 +260,7 @@ pub(crate) fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdi
             token.map(|_| verdict(token_problem)),
         );
     }
-    let window = |c: &Credential| *c.facts.as_ref().expect("problems were handled above");
+    let window = |c: &Credential| c.facts.window().expect("problems were handled above");
     let token_window = token.map(window);
     if let Some(w) = token_window.filter(|w| ctx.now >= w.not_after) {
         let cause = format!("token expired {}", day(w.not_after));
@@ -218,10 +268,8 @@ pub(crate) fn classify(identity: &Inspected, ctx: &Context<'_>) -> (Option<Verdi
         return (cert.map(|_| recover()), token.map(|_| recover()));
     }
     let previous = |c: &Credential| c.signed_by == Some(Role::Previous);
-    let cert_verdict = cert.map(|c| {
-        let w = window(c);
-        one(Kind::Cert, &w, renewal, token.is_some(), previous(c), ctx)
-    });
+    let cert_verdict =
+        cert.map(|c| one(Kind::Cert, &window(c), renewal, has_token, previous(c), ctx));
     let token_verdict =
         token.map(|c| one(Kind::Token, &window(c), renewal, true, previous(c), ctx));
     (

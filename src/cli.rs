@@ -15,6 +15,7 @@ use rekey::cmd::Invocation;
 use rekey::exit::{Exit, UsageError};
 
 mod args;
+mod exits;
 mod history;
 pub mod process;
 mod read;
@@ -106,6 +107,18 @@ Exit codes:
      within it); writing commands: some identities skipped or failed, or the run stopped
   4  status/plan/rotate: an identity needs `rekey recover`, or a problem was found";
 
+/// The command line as `--help`, the completions and the manual page describe it: clap's
+/// definitions, each subcommand's help ending with the exit codes it can return.
+pub fn command() -> clap::Command {
+    exits::add(Cli::command())
+}
+
+/// Parses the process's arguments (clap prints help, or the error and exits 2, itself).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 /// What the command line asks for: a subcommand of the library, or the binary describing
 /// itself (help, completions, manual page).
 pub enum Request {
@@ -143,22 +156,17 @@ pub fn request(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> 
 /// `rekey help [COMMAND]`: prints the help of rekey or of one subcommand, as `--help` does. clap's
 /// own help subcommand cannot describe itself (`rekey help --help`); this one is a subcommand
 /// like the others. An unknown COMMAND is a usage error (exit 2).
-pub fn help(command: Option<&str>) -> ExitCode {
-    let mut cli = Cli::command();
-    cli.build();
-    let printed = match command {
-        None => cli.print_help(),
-        Some(name) => match cli.find_subcommand_mut(name) {
-            Some(sub) => sub.print_help(),
-            None => cli
-                .error(
-                    clap::error::ErrorKind::InvalidSubcommand,
-                    format!("unrecognized subcommand '{name}'"),
-                )
-                .exit(),
-        },
+pub fn help(asked: Option<&str>) -> ExitCode {
+    // What `rekey [COMMAND] --help` prints, made the same way (an unknown COMMAND is clap's own
+    // usage error, exit 2).
+    let args = ["rekey"].into_iter().chain(asked).chain(["--help"]);
+    let shown = match command().try_get_matches_from(args) {
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => e.print(),
+        Err(e) => e.exit(),
+        // `--help` stops every parse; should one go through, it was not a command to describe.
+        Ok(_) => return ExitCode::from(Exit::Usage as u8),
     };
-    match printed {
+    match shown {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(Exit::Fatal as u8),
     }

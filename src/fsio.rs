@@ -16,6 +16,7 @@ mod dir;
 mod identity;
 
 pub use dir::{Dir, FileId, Slot, read_credential};
+pub(crate) use dir::NOT_READABLE;
 pub(crate) use identity::{IdentityDir, RootDir};
 
 /// Prefix of the temporary file that holds a credential's replacement while a writing run

@@ -44,6 +44,7 @@ pub(crate) fn state_colour(state: State) -> &'static str {
         State::Expired => "#e53935",
         State::Recover => "#8e0000",
         State::Problem => "#7b1fa2",
+        State::Unreadable => "#90a4ae",
     }
 }
 
@@ -67,11 +68,13 @@ table { border-collapse: collapse; margin: 6px 0 10px; }
 th, td { border-bottom: 1px solid #e6eaee; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f4f6f8; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.grid td { width: 18px; height: 18px; padding: 0; border: 1px solid #fff; }
+.grid td { width: 18px; height: 18px; padding: 0; border: 1px solid #d7dde3;
+  font-size: 9px; text-align: center; vertical-align: middle; font-variant-numeric: tabular-nums; }
 .grid th { font-weight: 500; font-size: 11px; white-space: nowrap; }
 .grid th.col { writing-mode: vertical-rl; transform: rotate(180deg); height: 90px;
   vertical-align: bottom; padding: 2px 0; }
 .legend span { margin-right: 14px; white-space: nowrap; }
+#grid-numbers td:first-child { white-space: nowrap; }
 .more { color: #58636e; font-style: italic; }
 svg text { font: 11px system-ui, 'DejaVu Sans', sans-serif; fill: #58636e; }
 @media print {

@@ -29,14 +29,51 @@ pub struct Window {
 pub struct Credential {
     /// SHA-256 of the file as read; `None` when it could not be read at all.
     pub(crate) sha256: Option<Digest>,
-    /// The validity window, or why the credential is unusable.
-    pub facts: Result<Window, Problem>,
+    /// The validity window, or why the credential is unusable, or that this user may not read it.
+    pub facts: Facts,
+    /// The validity the file states, when it was read that far: also for a certificate whose
+    /// key does not match it (what status shows), `None` when nothing could be read of it.
+    pub(crate) stated: Option<Window>,
     /// The certificate's key algorithm (certificates only).
     pub key_alg: Option<KeyAlg>,
-    /// The certificate's subject CN and serial (certificates judged usable only).
+    /// The certificate's subject CN and serial (certificates read through, usable or not).
     pub(crate) names: Option<CertNames>,
-    /// Which trusted CA signed it (credentials judged usable only).
+    /// A certificate whose `key.pem` is there but not readable by this user: the certificate is
+    /// judged, the match of its key is not checked.
+    pub(crate) key_not_readable: bool,
+    /// Which trusted CA signed it (credentials read through only).
     pub(crate) signed_by: Option<Role>,
+}
+
+/// What a credential's file says, as far as this user could read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Facts {
+    /// Usable, valid over this window.
+    Usable(Window),
+    /// Unusable as found: the problem.
+    Unusable(Problem),
+    /// The file is there but this user may not open it: nothing is judged of it, and it is
+    /// not a problem of the file (docs/design.md §5, "not readable by you").
+    NotReadable,
+}
+
+impl Facts {
+    /// The window of a usable credential.
+    pub fn window(&self) -> Option<Window> {
+        match self {
+            Facts::Usable(w) => Some(*w),
+            Facts::Unusable(_) | Facts::NotReadable => None,
+        }
+    }
+}
+
+impl From<Result<Window, Problem>> for Facts {
+    fn from(facts: Result<Window, Problem>) -> Facts {
+        match facts {
+            Ok(w) => Facts::Usable(w),
+            Err(p) => Facts::Unusable(p),
+        }
+    }
 }
 
 /// What the metrics name a certificate by (the labels x509-certificate-exporter uses).
@@ -53,7 +90,24 @@ struct Read {
     window: Window,
     key_alg: Option<KeyAlg>,
     names: Option<CertNames>,
+    key_not_readable: bool,
     signed_by: Role,
+}
+
+/// Why a credential's bytes cannot be used, with what was read of them before it was found
+/// (a certificate whose key does not match still states its validity).
+struct Unusable {
+    problem: Problem,
+    read: Option<Box<Read>>,
+}
+
+impl From<Problem> for Unusable {
+    fn from(problem: Problem) -> Unusable {
+        Unusable {
+            problem,
+            read: None,
+        }
+    }
 }
 
 /// One identity, inspected.
@@ -74,7 +128,9 @@ impl Inspected {
 /// Inspects one identity's files against the CAs the fleet trusts.
 pub fn inspect(candidate: &Candidate, files: &Files, trusted: Trusted<'_>) -> Inspected {
     if let Some(why) = &files.in_flight {
-        let busy = |slot, file| credential(slot, file, |_| Err(Problem::new(why.as_str()).in_file(file)));
+        let busy = |slot, file| {
+            credential(slot, file, |_| Err(Problem::new(why.as_str()).in_file(file).into()))
+        };
         return Inspected {
             id: candidate.id.clone(),
             cert: busy(&files.cert, CERT_FILE),
@@ -96,47 +152,85 @@ pub fn inspect(candidate: &Candidate, files: &Files, trusted: Trusted<'_>) -> In
                     },
                     key_alg: None,
                     names: None,
+                    key_not_readable: false,
                     signed_by,
                 })
-                .map_err(|e| e.in_file(TOKEN_FILE))
+                .map_err(|e| e.in_file(TOKEN_FILE).into())
         }),
     }
 }
 
-type Parsed = Result<Read, Problem>;
+type Parsed = Result<Read, Unusable>;
 
 fn credential(
     slot: &Slot,
     file: &'static str,
     parse: impl FnOnce(&[u8]) -> Parsed,
 ) -> Option<Credential> {
+    let unread = |facts| Credential {
+        sha256: None,
+        facts,
+        stated: None,
+        key_alg: None,
+        names: None,
+        key_not_readable: false,
+        signed_by: None,
+    };
     match slot {
         Slot::Absent => None,
-        Slot::Unusable(why) => Some(Credential {
-            sha256: None,
-            facts: Err(Problem::new(why.as_str()).in_file(file)),
-            key_alg: None,
-            names: None,
-            signed_by: None,
-        }),
+        Slot::Unusable(why) => Some(unread(Facts::Unusable(
+            Problem::new(why.as_str()).in_file(file),
+        ))),
+        Slot::NotReadable => Some(unread(Facts::NotReadable)),
         Slot::Present(bytes) => {
             let sha256 = Some(Digest::of(bytes));
-            let (facts, key_alg, names, signed_by) = match parse(bytes) {
-                Ok(read) => (Ok(read.window), read.key_alg, read.names, Some(read.signed_by)),
-                Err(e) => (Err(e), None, None, None),
+            let (facts, read) = match parse(bytes) {
+                Ok(read) => (Facts::Usable(read.window), Some(read)),
+                Err(e) => (Facts::Unusable(e.problem), e.read.map(|r| *r)),
             };
             Some(Credential {
                 sha256,
                 facts,
-                key_alg,
-                names,
-                signed_by,
+                stated: read.as_ref().map(|r| r.window),
+                key_alg: read.as_ref().and_then(|r| r.key_alg),
+                key_not_readable: read.as_ref().is_some_and(|r| r.key_not_readable),
+                signed_by: read.as_ref().map(|r| r.signed_by),
+                names: read.and_then(|r| r.names),
             })
         }
     }
 }
 
 fn cert_window(bytes: &[u8], key: &Slot, trusted: Trusted<'_>) -> Parsed {
+    let (read, public) = cert_read(bytes, trusted)?;
+    let key_problem = match key {
+        Slot::Absent => None,
+        Slot::NotReadable => {
+            return Ok(Read {
+                key_not_readable: true,
+                ..read
+            });
+        }
+        Slot::Unusable(why) => Some(Problem::new(why.as_str()).in_file(KEY_FILE)),
+        Slot::Present(key_pem) => match keys::public_from_private_pem(key_pem) {
+            Err(e) => Some(e.in_file(KEY_FILE)),
+            Ok(key) if key != public => Some(
+                Problem::new(format!("does not match {CERT_FILE}")).in_file(KEY_FILE),
+            ),
+            Ok(_) => None,
+        },
+    };
+    match key_problem {
+        None => Ok(read),
+        Some(problem) => Err(Unusable {
+            problem,
+            read: Some(Box::new(read)),
+        }),
+    }
+}
+
+/// A certificate read through, and its public key; its key file not yet looked at.
+fn cert_read(bytes: &[u8], trusted: Trusted<'_>) -> Result<(Read, keys::PublicKey), Problem> {
     let block = pemblock::single(bytes).map_err(|e| e.in_file(CERT_FILE))?;
     if block.label != "CERTIFICATE" {
         let what = format!("holds a {} block, not a CERTIFICATE", block.label);
@@ -165,17 +259,6 @@ fn cert_window(bytes: &[u8], key: &Slot, trusted: Trusted<'_>) -> Parsed {
     };
     crate::issue::rebuild_name(cert.subject()).map_err(|e| e.in_file(CERT_FILE))?;
     let public = keys::from_spki(cert.public_key()).map_err(|e| e.in_file(CERT_FILE))?;
-    match key {
-        Slot::Absent => {}
-        Slot::Unusable(why) => return Err(Problem::new(why.as_str()).in_file(KEY_FILE)),
-        Slot::Present(key_pem) => {
-            let key = keys::public_from_private_pem(key_pem).map_err(|e| e.in_file(KEY_FILE))?;
-            if key != public {
-                let what = format!("does not match {CERT_FILE}");
-                return Err(Problem::new(what).in_file(KEY_FILE));
-            }
-        }
-    }
     let validity = cert.validity();
     let window = Window {
         not_before: to_utc(validity.not_before.timestamp()),
@@ -191,10 +274,12 @@ fn cert_window(bytes: &[u8], key: &Slot, trusted: Trusted<'_>) -> Parsed {
             .to_string(),
         serial: cert.tbs_certificate.serial.to_string(),
     };
-    Ok(Read {
+    let read = Read {
         window,
         key_alg: Some(public.alg),
         names: Some(names),
+        key_not_readable: false,
         signed_by,
-    })
+    };
+    Ok((read, public))
 }

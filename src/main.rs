@@ -6,13 +6,12 @@ mod manual;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use rekey::exit::{Exit, UsageError};
 use rekey::values::Escaped;
 
 fn main() -> ExitCode {
     cli::process::prepare();
-    let parsed = cli::Cli::parse();
+    let parsed = cli::parse();
     let outcome = match cli::request(parsed, chrono::Utc::now()) {
         Ok(cli::Request::Run(invocation)) => rekey::cmd::run(*invocation),
         Ok(cli::Request::Help(command)) => return cli::help(command.as_deref()),

@@ -25,6 +25,16 @@ pub(crate) struct LastRun {
     pub(crate) failed: usize,
 }
 
+/// Hooks left pending and hook attempts that failed, for `rekey_hooks_*` (left out when this
+/// user may not read the run store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HookCounts {
+    /// Hook calls earlier runs left pending.
+    pub(crate) pending: usize,
+    /// Hook attempts that failed or timed out, over every run recorded.
+    pub(crate) failed_total: u64,
+}
+
 /// Which families to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Families {
@@ -35,8 +45,13 @@ pub(crate) struct Families {
 
 /// One gauge family's header.
 fn family(w: &mut impl Write, name: &str, help: &str) -> std::io::Result<()> {
+    family_of(w, name, help, "gauge")
+}
+
+/// One family's header, of type `kind` (`gauge`, or `counter` for a `_total`).
+fn family_of(w: &mut impl Write, name: &str, help: &str, kind: &str) -> std::io::Result<()> {
     writeln!(w, "# HELP {name} {help}")?;
-    writeln!(w, "# TYPE {name} gauge")
+    writeln!(w, "# TYPE {name} {kind}")
 }
 
 /// Appends a label value to `out`, escaped as the text format requires (`\\`, `\"`, `\n`).
@@ -106,6 +121,7 @@ pub(crate) fn write(
     scope: &Scope,
     judged: &mut Judged<'_>,
     last_run: Option<&LastRun>,
+    hooks: Option<HookCounts>,
     families: Families,
     w: &mut impl Write,
 ) -> std::io::Result<()> {
@@ -226,6 +242,22 @@ pub(crate) fn write(
         for (outcome, n) in [("done", run.done), ("skipped", run.skipped), ("failed", run.failed)] {
             writeln!(w, "rekey_last_run_identities{} {n}", labels(&[("outcome", outcome)]))?;
         }
+    }
+    if let Some(hooks) = hooks {
+        family(
+            w,
+            "rekey_hooks_pending",
+            "Hook calls earlier writing runs left pending (failed, timed out or never ran): \
+             rekey hooks list.",
+        )?;
+        writeln!(w, "rekey_hooks_pending {}", hooks.pending)?;
+        family_of(
+            w,
+            "rekey_hooks_failed_total",
+            "Hook attempts that failed or timed out, over every writing run recorded.",
+            "counter",
+        )?;
+        writeln!(w, "rekey_hooks_failed_total {}", hooks.failed_total)?;
     }
     Ok(())
 }

@@ -473,6 +473,7 @@ pub(crate) fn load(root: &Path) -> Result<Loaded> {
         }
         Slot::Present(bytes) => bytes,
         Slot::Unusable(why) => bail!("policy {} {why}", path.display()),
+        Slot::NotReadable => bail!("policy {} {}", path.display(), fsio::NOT_READABLE),
     };
     let sha256 = Digest::of(&bytes);
     let text = String::from_utf8(bytes)

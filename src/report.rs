@@ -1,6 +1,7 @@
 //! Renders a survey for people: the `status` table and the short plan summary that goes to
 //! stderr; `report::json` renders it for pipelines. Pure: values in, text out.
 
+pub(crate) mod hooks;
 mod json;
 
 use std::io::Write;
@@ -10,6 +11,7 @@ pub(crate) use json::write_status_json;
 use crate::classify::{Action, State, day, human, stamp};
 use crate::count::count;
 use crate::out::Spool;
+use crate::select::ExitRule;
 use crate::survey::{End, Judged, Scope};
 use crate::values::Escaped;
 
@@ -67,7 +69,7 @@ pub(crate) fn policy_line(scope: &Scope) -> String {
 /// The `status` table: CA first, then one aligned row per credential, then reported issues.
 pub(crate) fn status_table(scope: &Scope, judged: &mut Judged<'_>) -> std::io::Result<String> {
     let mut out = Vec::new();
-    write_status_table(scope, judged, false, &mut out)?;
+    write_status_table(scope, judged, None, Some(&[]), false, &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
@@ -79,16 +81,21 @@ fn colour_of(state: &str) -> Option<&'static str> {
         "stalled" | "expired" => Some("1;33"),
         "recover" => Some("1;31"),
         "problem" => Some("35"),
+        "unreadable" => Some("2"),
         _ => None,
     }
 }
 
 /// [`status_table`] written as the identities pass: the rows are set aside on disk while the
 /// columns are measured ([`Spool`]), so that at 10^6 identities the table is never in memory.
-/// With `colour`, states are coloured (for a terminal; never for a pipe or with `NO_COLOR`).
+/// With `colour`, states are coloured (for a terminal; never for a pipe or with `NO_COLOR`);
+/// `rule`, the exit rule of a monitor, adds its answer to the summary; `pending`, the hooks
+/// earlier runs left pending (`None`: the run store could not be read), a line about them.
 pub(crate) fn write_status_table(
     scope: &Scope,
     judged: &mut Judged<'_>,
+    rule: Option<ExitRule>,
+    pending: Option<&[hooks::PendingHook]>,
     colour: bool,
     w: &mut impl Write,
 ) -> std::io::Result<()> {
@@ -108,6 +115,17 @@ pub(crate) fn write_status_table(
     widths.measure(&header);
     let mut spool = Spool::new()?;
     for identity in judged.by_ref() {
+        if identity.state() == State::Unreadable {
+            // Nothing of it is readable by this user: said once, not once per file.
+            let row = [identity.node(), identity.service(), "-", "-", "-", "-"]
+                .into_iter()
+                .chain([State::Unreadable.as_str(), "nothing here is readable by you"]);
+            let row: Vec<&str> = row.collect();
+            widths.measure(&row);
+            serde_json::to_writer(spool.writer(), &row)?;
+            spool.writer().write_all(b"\n")?;
+            continue;
+        }
         for c in identity.credentials() {
             let row = [
                 identity.node(),
@@ -160,7 +178,9 @@ pub(crate) fn write_status_table(
         writeln!(w, "{line}")?;
     }
     writeln!(w)?;
-    for line in end.totals.summary(scope) {
+    let monitor = rule.and_then(|rule| rule.summary(&end.totals, scope));
+    let hooks = hooks::summary_line(pending);
+    for line in end.totals.summary(scope).into_iter().chain(hooks).chain(monitor) {
         writeln!(w, "{}", Escaped::new(&line))?;
     }
     Ok(())

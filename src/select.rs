@@ -6,7 +6,9 @@
 //! matches nothing in the fleet is a usage error. Pure: identities in, fewer identities or a
 //! verdict out.
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::classify::{human, stamp};
 
 use crate::exit::UsageError;
 use crate::survey::totals::{Need, Totals};
@@ -58,19 +60,53 @@ impl ExitRule {
     pub(crate) fn need(self, totals: &Totals, scope: &Scope) -> Need {
         match self {
             ExitRule::WarnWithin(warn) => totals.need(scope.as_of, Some(warn)),
+            // The monitor's question is answered first: an expiry within the window is 3
+            // whatever else is wrong; a person is needed (4) only when nothing expires.
             ExitRule::ExpiresWithin(within) => {
-                let horizon = scope.as_of + within;
-                match totals.need(scope.as_of, None) {
-                    Need::RecoverOrProblem => Need::RecoverOrProblem,
-                    _ if scope.ca.not_after <= horizon
-                        || totals.earliest.is_some_and(|t| t <= horizon) =>
-                    {
-                        Need::WorkDue
-                    }
-                    _ => Need::None,
+                if Self::first_expiry_within(within, totals, scope).is_some() {
+                    Need::WorkDue
+                } else if totals.need(scope.as_of, None) == Need::RecoverOrProblem {
+                    Need::RecoverOrProblem
+                } else {
+                    Need::None
                 }
             }
         }
+    }
+
+    /// What expires within `within` of the run date (or already has), the CA first: its name
+    /// and when. `None` when nothing does.
+    fn first_expiry_within(
+        within: TimeDelta,
+        totals: &Totals,
+        scope: &Scope,
+    ) -> Option<(&'static str, DateTime<Utc>)> {
+        let horizon = scope.as_of + within;
+        let ca = (scope.ca.not_after <= horizon).then_some(("the CA", scope.ca.not_after));
+        let credential = totals.earliest.filter(|t| *t <= horizon);
+        ca.or(credential.map(|t| ("a credential", t)))
+    }
+
+    /// The closing line of the status table that answers the monitor's question, naming both
+    /// what expires within the window and whether an identity needs a person; `None` under
+    /// `--warn-days`.
+    pub(crate) fn summary(self, totals: &Totals, scope: &Scope) -> Option<String> {
+        let ExitRule::ExpiresWithin(within) = self else {
+            return None;
+        };
+        let window = human(within);
+        let expiring = match Self::first_expiry_within(within, totals, scope) {
+            Some((what, at)) => format!("{what} ({}, the first)", stamp(at)),
+            None => "nothing".to_string(),
+        };
+        let person = match totals.need(scope.as_of, None) {
+            Need::RecoverOrProblem => "yes (named above)",
+            Need::None | Need::WorkDue => "no",
+        };
+        Some(format!(
+            "expires within {window}: {expiring}; needs a person: {person}; exit {}",
+            crate::exit::Exit::from(self.need(totals, scope)) as i32
+        ))
     }
 }
 

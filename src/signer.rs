@@ -76,7 +76,7 @@ pub(crate) fn load(root: &Path, ca: &Ca, now: DateTime<Utc>) -> Result<CaSigner>
             "CA key {} is missing: rekey needs it to write",
             key_path.display()
         ),
-        Slot::Unusable(_) if matches!(ca.key, KeyAccess::Present { readable: false, .. }) => {
+        Slot::NotReadable | Slot::Unusable(_) if matches!(ca.key, KeyAccess::Present { readable: false, .. }) => {
             bail!(
                 "CA key {} is not readable by this user: writing commands need it (status and \
                  plan do not); run as the key's owner",
@@ -84,6 +84,7 @@ pub(crate) fn load(root: &Path, ca: &Ca, now: DateTime<Utc>) -> Result<CaSigner>
             )
         }
         Slot::Unusable(why) => bail!("CA key {} {why}", key_path.display()),
+        Slot::NotReadable => bail!("CA key {} {}", key_path.display(), fsio::NOT_READABLE),
     };
     let cert_pem = match fsio::read_credential(&root.join("ca/ca.crt")) {
         Slot::Present(bytes) => bytes,

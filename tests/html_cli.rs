@@ -1,7 +1,7 @@
 //! The HTML reports (docs/design.md §5, `status --format html`, `plan --format html`) rendered
 //! in headless Chromium (the `chromium-headless-shell` or `chromium` Debian package; .ci/run
 //! installs it): the rendered DOM holds the expected counts, the pages are self-contained, and
-//! a screenshot of each is kept under target/html-screenshots/.
+//! a screenshot of each is kept under target/tmp/html-screenshots/, beside the page.
 
 mod common;
 
@@ -63,6 +63,7 @@ fn render(page: &Path, name: &str) -> String {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("html-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     let shot = dir.join(format!("{name}.png"));
+    std::fs::copy(page, dir.join(format!("{name}.html"))).unwrap();
     let _ = std::fs::remove_file(&shot);
     chromium(
         page,
@@ -272,4 +273,147 @@ fn large_fleets_are_aggregated_not_listed() {
         .unwrap();
     assert_eq!(services.matches("class=\"group-row\"").count(), 199);
     assert!(services.contains("41 others"), "the rest summed in one row");
+}
+
+/// The numbers of the grid's table (`#grid-numbers`), summed over its rows: credentials, each
+/// bucket of the time-left scale, problems.
+fn grid_numbers(dom: &str) -> std::collections::BTreeMap<String, usize> {
+    let table = dom
+        .split("id=\"grid-numbers\"")
+        .nth(1)
+        .expect("a table of the grid's numbers")
+        .split("</table>")
+        .next()
+        .unwrap();
+    let mut sums = std::collections::BTreeMap::new();
+    for cell in table.split("data-n=\"").skip(1) {
+        let (key, rest) = cell.split_once('"').unwrap();
+        let n: usize = rest[rest.find('>').unwrap() + 1..rest.find('<').unwrap()]
+            .parse()
+            .unwrap();
+        *sums.entry(key.to_string()).or_default() += n;
+    }
+    sums
+}
+
+/// The expiry page of `root` at `as_of` checked against `status --format json` at the same
+/// instant: every count the page shows is the CLI's; screenshot kept as `name`.
+fn expiry_page_agrees_with_the_cli(root: &Path, as_of: &str, name: &str) -> String {
+    let json = rekey()
+        .args(["status", "--format", "json", "--as-of", as_of, "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let file = root.parent().unwrap().join(format!("{name}.html"));
+    let out = rekey()
+        .args(["status", "--format", "html", "--as-of", as_of, "-o"])
+        .arg(&file)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 3 | 4)));
+    let html = std::fs::read_to_string(&file).unwrap();
+    self_contained(&html, root);
+    assert!(!html.contains("Hover"), "nothing asks for a mouse");
+    let dom = render(&file, name);
+    let totals = &doc["totals"];
+    for (state, n) in totals["credentials_by_state"].as_object().unwrap() {
+        assert_eq!(
+            number(&dom, &format!("count-{state}")) as u64,
+            n.as_u64().unwrap(),
+            "{state}"
+        );
+    }
+    let past = totals["past_expiry"].as_u64().unwrap() as usize;
+    assert_eq!(number(&dom, "past-expiry"), past);
+    let grid = grid_numbers(&dom);
+    assert_eq!(
+        grid["credentials"],
+        totals["credentials"].as_u64().unwrap() as usize
+    );
+    assert_eq!(
+        grid["bucket-0"], past,
+        "one meaning of past expiry, cards and grid"
+    );
+    let problems = doc["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["state"] == "problem")
+        .count();
+    assert_eq!(grid["problems"], problems);
+    // The week table adds up to the timeline's total.
+    let weeks: usize = dom
+        .split("class=\"week-row\"")
+        .skip(1)
+        .map(|row| {
+            let at = row.find("data-n=\"").unwrap() + 8;
+            row[at..at + row[at..].find('"').unwrap()]
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(weeks, number(&dom, "timeline-total"));
+    // The grid's colours are the time-left scale's, never the states'.
+    let grid_table = dom
+        .split("class=\"grid\"")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    for state in [
+        "#2e7d32", "#f9a825", "#ef6c00", "#e53935", "#8e0000", "#7b1fa2",
+    ] {
+        assert!(
+            !grid_table.contains(state),
+            "state colour {state} in the grid"
+        );
+    }
+    dom
+}
+
+#[test]
+fn the_expiry_page_reads_true_at_ten_and_at_fifteen_hundred_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    let ids: Vec<_> = (0..10)
+        .map(|i| IdentitySpec::new(&format!("n{}", i % 3), &format!("svc{i}"), issued(8 * i)))
+        .collect();
+    build(&small, &ca_spec(KeyAlg::P256), &ids);
+    expiry_page_agrees_with_the_cli(&small, AS_OF, "expiry-10");
+
+    // 1,500 identities, issued over 100 days, a few broken; seen 70 days later, when many
+    // self-renewing certificates are past their date (state stalled, not expired).
+    let large = dir.path().join("large");
+    let ids: Vec<_> = (0..1500)
+        .map(|i| {
+            let service = ["kms", "mocctl", "csi", "caph", "capi"][i / 30 % 5];
+            let mut spec = IdentitySpec::new(
+                &format!("node-{:02}", i % 30),
+                &format!("{service}-{:02}", i / 150),
+                issued((i * 7 % 100) as i64),
+            );
+            if i % 211 == 0 {
+                spec.flaw = Some(rekey::fleet::Flaw::KeyMismatch);
+            }
+            spec
+        })
+        .collect();
+    build(&large, &ca_spec(KeyAlg::P256), &ids);
+    let later = (as_of() + days(70)).to_rfc3339();
+    let dom = expiry_page_agrees_with_the_cli(&large, &later, "expiry-1500");
+    assert_eq!(number(&dom, "identities"), 1500);
+    assert!(
+        number(&dom, "past-expiry") > 0,
+        "some are past their date by then"
+    );
+    // A day of a few credentials is drawn beside the busiest day: every bar at least 3 px.
+    for bar in dom.split("class=\"bar\"").skip(1).take(400) {
+        let at = bar.find("height=\"").unwrap() + 8;
+        let h: usize = bar[at..at + bar[at..].find('"').unwrap()].parse().unwrap();
+        assert!(h >= 1, "{bar}");
+    }
 }

@@ -121,12 +121,26 @@ fn promtool_accepts_the_metrics_with_one_sample_per_certificate() {
         "{text}"
     );
     assert!(!text.contains("rekey_last_run"), "no run yet: {text}");
-    // HELP and TYPE for every family; no sample carries a timestamp.
+    assert_eq!(
+        samples(&text, "rekey_hooks_pending"),
+        ["rekey_hooks_pending 0"]
+    );
+    assert_eq!(
+        samples(&text, "rekey_hooks_failed_total"),
+        ["rekey_hooks_failed_total 0"]
+    );
+    // HELP and TYPE for every family (gauges, but for the one `_total`, a counter); no sample
+    // carries a timestamp.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let family = line.split(['{', ' ']).next().unwrap();
         assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+        let kind = if family.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
         assert!(
-            text.contains(&format!("# TYPE {family} gauge\n")),
+            text.contains(&format!("# TYPE {family} {kind}\n")),
             "{family}"
         );
         let after_labels = line.rsplit_once('}').map_or(line, |(_, rest)| rest);
@@ -517,4 +531,113 @@ fn the_metrics_file_keeps_its_mode() {
     );
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640);
+}
+
+/// Runs `rekey ARGS --root ROOT` (no `--as-of`: `runs` and `hooks` take none).
+fn plain(root: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = rekey().args(args).arg("--root").arg(root).output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_failed_reload_hook_is_seen_by_status_metrics_runs_and_hooks_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 1, 30);
+    let (code, stdout, _) = run(
+        &root,
+        &["rotate", "--format", "json", "--deploy-hook", "exit 1"],
+    );
+    assert_eq!(code, 3, "{stdout}");
+    let run_id = serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (_, table, _) = run(&root, &["status"]);
+    assert!(
+        table.contains(&format!(
+            "pending hooks: 1 hook call (1 failed or timed out; oldest run {run_id})"
+        )),
+        "{table}"
+    );
+    let (_, json, _) = run(&root, &["status", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let pending = &doc["pending_hooks"];
+    assert_eq!(pending["count"], 1, "{pending}");
+    assert_eq!(pending["hooks"][0]["run_id"], run_id.as_str());
+    assert_eq!(pending["hooks"][0]["identity"], "nodes/node-00/svc-0000");
+    assert_eq!(pending["hooks"][0]["source"], "--deploy-hook");
+    assert_eq!(pending["hooks"][0]["last_error"], "failed");
+
+    let text = metrics(&root, &[]);
+    promtool_check(&text);
+    assert_eq!(
+        samples(&text, "rekey_hooks_pending"),
+        ["rekey_hooks_pending 1"],
+        "{text}"
+    );
+    assert_eq!(
+        samples(&text, "rekey_hooks_failed_total"),
+        ["rekey_hooks_failed_total 1"]
+    );
+    assert!(
+        text.contains("# TYPE rekey_hooks_failed_total counter\n"),
+        "{text}"
+    );
+
+    let (code, runs, _) = plain(&root, &["runs"]);
+    assert_eq!(code, 0);
+    let header = runs.lines().next().unwrap();
+    assert!(header.contains(" HOOKS "), "{runs}");
+    let line = runs.lines().find(|l| l.starts_with(&run_id)).unwrap();
+    assert!(line.contains("1 failed, 1 pending"), "{runs}");
+    let (_, runs, _) = plain(&root, &["runs", "--format", "json"]);
+    let runs: serde_json::Value = serde_json::from_str(&runs).unwrap();
+    assert_eq!(runs[0]["hooks_failed"], 1);
+    assert_eq!(runs[0]["hooks_pending"], 1);
+    assert_eq!(runs[0]["backups_pruned"], false);
+
+    let (_, list, _) = plain(&root, &["hooks", "list"]);
+    assert!(list.contains(&run_id) && list.contains("failed"), "{list}");
+
+    // The hook retried with success: nothing pending, the failure still counted.
+    let (code, _, stderr) = plain(&root, &["hooks", "retry", "--deploy-hook", "exit 1"]);
+    assert_eq!(code, 3, "{stderr}");
+    let text = metrics(&root, &[]);
+    assert_eq!(
+        samples(&text, "rekey_hooks_pending"),
+        ["rekey_hooks_pending 1"]
+    );
+    let (_, json, _) = run(&root, &["status", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["pending_hooks"]["count"], 1);
+}
+
+#[test]
+fn runs_marks_the_runs_whose_backups_were_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 2, 30);
+    assert_eq!(run(&root, &["rotate"]).0, 0);
+    assert_eq!(run(&root, &["rotate", "--force"]).0, 0);
+    let (code, _, stderr) = plain(&root, &["prune", "--keep", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, runs, _) = plain(&root, &["runs"]);
+    let lines: Vec<&str> = runs.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{runs}");
+    assert!(
+        lines[0].contains("backups pruned: cannot be rolled back"),
+        "{runs}"
+    );
+    assert!(!lines[1].contains("pruned"), "{runs}");
+    let (_, json, _) = plain(&root, &["runs", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json[0]["backups_pruned"], true);
+    assert_eq!(json[1]["backups_pruned"], false);
+    assert_eq!(json[0]["hooks_pending"], 0);
 }

@@ -58,14 +58,48 @@ fn a_nearly_expired_fleet_or_ca_fails_the_monitor_check() {
 }
 
 #[test]
-fn a_broken_fleet_needs_a_person_whatever_the_window() {
+fn an_expiry_within_the_window_is_answered_first_and_the_summary_names_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broken = IdentitySpec::new("n1", "kms", issued(2));
+    broken.flaw = Some(rekey::fleet::Flaw::KeyMismatch);
+    let ids = [broken, IdentitySpec::new("n2", "kms", issued(80))];
+    build(dir.path(), &ca_spec(KeyAlg::P256), &ids);
+    // n2/kms expires in 10 days; n1/kms has a problem.
+    let (code, stdout, _) = run(dir.path(), &["status", "--expires-within", "14d"]);
+    assert_eq!(code, 3, "{stdout}");
+    assert!(
+        stdout.contains(
+            "expires within 14d 0h: a credential (2026-12-08T00:00:00Z, the first); needs a \
+             person: yes (named above); exit 3"
+        ),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(dir.path(), &["status", "--expires-within", "7d"]);
+    assert_eq!(
+        code, 4,
+        "nothing expires within 7 days, and a person is needed: {stdout}"
+    );
+    assert!(
+        stdout.contains("expires within 7d 0h: nothing; needs a person: yes (named above); exit 4"),
+        "{stdout}"
+    );
+    // Without --expires-within, the summary has no such line.
+    let (_, stdout, _) = run(dir.path(), &["status"]);
+    assert!(!stdout.contains("expires within"), "{stdout}");
+}
+
+#[test]
+fn a_broken_fleet_with_nothing_expiring_needs_a_person() {
     let dir = tempfile::tempdir().unwrap();
     build(
         dir.path(),
         &ca_spec(KeyAlg::P256),
         &every_case(as_of(), KeyAlg::P256),
     );
-    assert_eq!(run(dir.path(), &["status", "--expires-within", "0d"]).0, 4);
+    // Credentials have already expired: the monitor's question comes first.
+    assert_eq!(run(dir.path(), &["status", "--expires-within", "0d"]).0, 3);
+    let problems = ["status", "--state", "problem", "--expires-within", "0d"];
+    assert_eq!(run(dir.path(), &problems).0, 4);
     // Narrowed to identities with neither problems nor recover, the check is about expiry.
     let filtered = ["status", "--node", "n1", "--expires-within"];
     assert_eq!(

@@ -269,3 +269,62 @@ fn a_closed_stdout_ends_quietly() {
     assert_eq!(stderr, "", "a closed pipe is not worth a message");
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn apply_records_and_prints_the_digest_of_the_plan_file_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    mixed_fleet(&root);
+    let hex = |bytes: &[u8]| {
+        sha2_digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let plan = dir.path().join("plan.toml");
+    run(&root, &["plan", "-o", plan.to_str().unwrap()]);
+    let want = hex(&std::fs::read(&plan).unwrap());
+    let (code, stdout, stderr) = run(
+        &root,
+        &["apply", plan.to_str().unwrap(), "--format", "json"],
+    );
+    assert!(matches!(code, 0 | 4), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["plan_file_sha256"], want.as_str());
+    assert_report_valid(&report, "apply");
+    let saved = reports(&root);
+    assert_eq!(saved.last().unwrap()["plan_file_sha256"], want.as_str());
+
+    // The table after a run says it too.
+    run(
+        &root,
+        &[
+            "plan",
+            "--as-of",
+            "2026-11-28T01:00:00Z",
+            "-o",
+            plan.to_str().unwrap(),
+        ],
+    );
+    let want = hex(&std::fs::read(&plan).unwrap());
+    let out = rekey()
+        .args([
+            "apply",
+            plan.to_str().unwrap(),
+            "--as-of",
+            "2026-11-28T01:00:00Z",
+            "--root",
+        ])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains(&format!("plan file sha256: {want}")),
+        "{printed}"
+    );
+}

@@ -35,8 +35,9 @@ pub struct StatusArgs {
     /// Count credentials expiring within N days as work due (exit 3).
     #[arg(long, value_name = "N", default_value_t = 30)]
     warn_days: u32,
-    /// For monitors: exit 3 only if a credential or the CA expires within DURATION (30d,
-    /// 12h, 90m) or already has; rotations merely due do not count.
+    /// For monitors: exit 3 if a credential or the CA expires within DURATION (30d, 12h, 90m)
+    /// or already has, whatever else is wrong; else 4 if an identity needs a person, else 0.
+    /// Rotations merely due do not count.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "warn_days")]
     expires_within: Option<TimeDelta>,
 }
@@ -163,6 +164,7 @@ impl FilterArgs {
             StateArg::Expired => cmd::State::Expired,
             StateArg::Recover => cmd::State::Recover,
             StateArg::Problem => cmd::State::Problem,
+            StateArg::Unreadable => cmd::State::Unreadable,
         };
         cmd::Filter {
             nodes: self.node,
@@ -181,6 +183,8 @@ pub enum StateArg {
     Expired,
     Recover,
     Problem,
+    // Not readable by the user who asks (not a problem).
+    Unreadable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

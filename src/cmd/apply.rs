@@ -60,7 +60,10 @@ pub(crate) fn apply(o: &Options) -> Result<Exit> {
         command: RunCommand::Apply,
         targets: narrowed.targets,
         refused: narrowed.refused,
-        notes: Notes::default(),
+        notes: Notes {
+            plan_file_sha256: Some(crate::digest::Digest::of(text.as_bytes())),
+            ..Notes::default()
+        },
     };
     write::rotate(run, &survey, asked, |_| Ok(()))
 }

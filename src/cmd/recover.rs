@@ -88,6 +88,7 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
     let root = run.root().to_path_buf();
     let started = o.write.started;
     let notes = Notes {
+        plan_file_sha256: None,
         rolls_back: None,
         reason: Some(o.reason.clone()),
         operator: Some(o.operator.clone()),

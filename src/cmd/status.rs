@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use super::Destination;
 use crate::exit::Exit;
 use crate::metrics::{self, Families, LastRun};
+use crate::report::hooks::PendingHook;
 use crate::select::{ExitRule, Filter, Grain};
 use crate::{html, report, survey, write};
 
@@ -48,6 +49,11 @@ pub(crate) fn status(o: &Options) -> Result<Exit> {
         Format::Prometheus { .. } => last_run(&o.root),
         _ => None,
     };
+    let pending = pending_hooks(&o.root);
+    let hook_counts = match o.format {
+        Format::Prometheus { .. } => write::hook_counts(&o.root),
+        _ => None,
+    };
     let filter = Some((&o.filter, Grain::Credential));
     survey::read(&o.root, o.as_of, filter, |scope, judged| {
         for warning in &scope.warnings {
@@ -57,14 +63,19 @@ pub(crate) fn status(o: &Options) -> Result<Exit> {
             Format::Table { colour } => report::write_status_table(
                 scope,
                 judged,
+                Some(o.rule),
+                pending.as_deref(),
                 colour && o.output.is_none(),
                 &mut &mut *w,
             ),
-            Format::Json => report::write_status_json(scope, judged, &mut &mut *w),
+            Format::Json => {
+                report::write_status_json(scope, judged, pending.as_deref(), &mut &mut *w)
+            }
             Format::Prometheus { x509 } => metrics::write(
                 scope,
                 judged,
                 last_run.as_ref(),
+                hook_counts,
                 Families { x509 },
                 &mut &mut *w,
             ),
@@ -78,4 +89,30 @@ pub(crate) fn status(o: &Options) -> Result<Exit> {
 /// The newest run of the fleet that left a report, as the metrics show it.
 fn last_run(root: &Path) -> Option<LastRun> {
     write::last_run(&crate::store::Store::of(root)).map(|report| report.last_run())
+}
+
+/// The hooks earlier runs left pending, read through the journal's own reader (no lock, no hook
+/// runs); `None` when the run store cannot be read (not readable by this user), said on stderr.
+fn pending_hooks(root: &Path) -> Option<Vec<PendingHook>> {
+    let pending = match write::pending_hooks(root) {
+        Ok(pending) => pending,
+        Err(e) => {
+            let why = crate::values::Escaped::new(&format!("{e:#}")).to_string();
+            eprintln!("rekey: warning: pending hooks not known: {why}");
+            return None;
+        }
+    };
+    Some(
+        pending
+            .iter()
+            .map(|p| PendingHook {
+                run_id: p.run_id.clone(),
+                call: p.call.call,
+                kind: p.call.kind.as_str(),
+                identity: p.call.dir(),
+                source: p.call.source.label(),
+                last_error: p.why(),
+            })
+            .collect(),
+    )
 }

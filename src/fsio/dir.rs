@@ -20,9 +20,15 @@ pub enum Slot {
     Absent,
     /// The file's bytes (at most [`MAX_CREDENTIAL_BYTES`]).
     Present(Vec<u8>),
-    /// Something is there but it cannot be used: a link, a FIFO, too large, unreadable.
+    /// Something is there but it cannot be used: a link, a FIFO, too large, a read that failed.
     Unusable(String),
+    /// A file is there that this user may not open (`EACCES`): not a fault of the file, and
+    /// nothing is known of what it holds (docs/design.md §5, "not readable by you").
+    NotReadable,
 }
+
+/// What is said of a file this user may not open.
+pub(crate) const NOT_READABLE: &str = "is not readable by you";
 
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,6 +36,7 @@ impl std::fmt::Debug for Slot {
             Slot::Absent => f.write_str("Absent"),
             Slot::Present(bytes) => write!(f, "Present([{} bytes elided])", bytes.len()),
             Slot::Unusable(why) => f.debug_tuple("Unusable").field(why).finish(),
+            Slot::NotReadable => f.write_str("NotReadable"),
         }
     }
 }
@@ -156,6 +163,9 @@ pub(super) fn read_opened(open: impl Fn(i32) -> io::Result<File>) -> (Slot, Opti
         // A socket cannot be opened at all.
         Err(err) if err.raw_os_error() == Some(libc::ENXIO) => {
             return (Slot::Unusable("is not a regular file".to_string()), None);
+        }
+        Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+            return (Slot::NotReadable, None);
         }
         Err(err) => return (Slot::Unusable(format!("cannot be opened: {err}")), None),
     };

@@ -4,6 +4,10 @@
 //! least time left. Aggregated: its size does not grow with the fleet beyond the capped lists.
 
 mod grid;
+mod left;
+mod timeline;
+
+use timeline::Timeline;
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -12,15 +16,17 @@ use super::{
     PeopleTable, card, close, escape, open, policy_section, state_colour, warnings,
 };
 use crate::classify::{State, human, stamp};
-use crate::survey::{End, Identity, Judged, Scope};
-use crate::survey::totals::{Totals, index, still_valid};
+use crate::survey::{End, Judged, Scope};
+use crate::survey::totals::Totals;
 
-/// Days the timeline covers.
-pub(crate) const TIMELINE_DAYS: usize = 120;
+
+/// What the page calls a credential whose expiry has passed, in any state (the time-left
+/// scale's first bucket).
+const SCALE_PAST: &str = left::SCALE[0].0;
 
 /// Writes the expiry report of the identities as they pass.
 pub(crate) fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) -> std::io::Result<()> {
-    let mut timeline = Timeline::new(scope);
+    let mut timeline = Timeline::new(scope.as_of);
     let mut grid = grid::Grid::default();
     for identity in judged.by_ref() {
         timeline.add(&identity);
@@ -77,8 +83,14 @@ fn counts_section(out: &mut String, scope: &Scope, totals: &Totals) {
         let n = totals.credentials_in(state);
         card(out, &id, n, state.as_str(), Some(state_colour(state)));
     }
-    card(out, "past-expiry", totals.past_expiry, "already expired", None);
+    card(out, "past-expiry", totals.past_expiry, SCALE_PAST, None);
     out.push_str("</div>\n");
+    out.push_str(
+        "<p class=\"meta\">A state (its colour) is what a credential needs. The state \
+         <i>expired</i> is a certificate past its expiry date whose token still proves the \
+         identity; credentials in other states (stalled, recover, problem) can be past their \
+         expiry date too, and \"past expiry date\" counts them all.</p>\n",
+    );
     if let Some(n) = &totals.nearest {
         let _ = writeln!(
             out,
@@ -107,106 +119,3 @@ fn people_section(out: &mut String, end: &End) {
     table.write(out, end);
 }
 
-/// Credentials expiring on each of the next [`TIMELINE_DAYS`] days, by state.
-struct Timeline {
-    as_of: chrono::DateTime<chrono::Utc>,
-    days: Vec<[usize; 7]>,
-}
-
-impl Timeline {
-    fn new(scope: &Scope) -> Timeline {
-        Timeline {
-            as_of: scope.as_of,
-            days: vec![[0usize; 7]; TIMELINE_DAYS],
-        }
-    }
-
-    fn add(&mut self, identity: &Identity) {
-        for c in identity.credentials() {
-            let Some(w) = c.window else { continue };
-            if !still_valid(c.kind, w.not_after, self.as_of) {
-                continue;
-            }
-            let day = usize::try_from((w.not_after - self.as_of).num_seconds() / 86_400)
-                .unwrap_or(usize::MAX);
-            if let Some(counts) = self.days.get_mut(day) {
-                counts[index(c.verdict.state)] += 1;
-            }
-        }
-    }
-
-    /// The timeline, stacked by state, as SVG.
-    fn write(&self, out: &mut String) {
-        let (days, as_of) = (&self.days, self.as_of);
-    let total: usize = days.iter().flatten().sum();
-    let peak = days.iter().map(|d| d.iter().sum::<usize>()).max().unwrap_or(0).max(1);
-    let noun = crate::count::noun(total, "credential", "credentials");
-    let _ = writeln!(
-        out,
-        "<h2>Expiring in the next {TIMELINE_DAYS} days: <span id=\"timeline-total\">{total}</span> {noun}</h2>"
-    );
-    let (bar, height, left, top) = (7usize, 140usize, 40usize, 10usize);
-    let width = left + bar * TIMELINE_DAYS + 10;
-    let _ = write!(
-        out,
-        "<svg id=\"timeline\" role=\"img\" aria-label=\"credentials expiring per day\" \
-         width=\"{width}\" height=\"{}\" viewBox=\"0 0 {width} {}\">",
-        height + top + 30,
-        height + top + 30
-    );
-    let _ = write!(
-        out,
-        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#9aa5b1\"/>\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{peak}</text>\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>",
-        top + height,
-        width - 10,
-        top + height,
-        left - 4,
-        top + 9,
-        left - 4,
-        top + height,
-    );
-    for (day, counts) in days.iter().enumerate() {
-        let x = left + day * bar;
-        let mut y = top + height;
-        for (state, n) in State::ALL.iter().zip(counts) {
-            if *n == 0 {
-                continue;
-            }
-            let h = (n * height).div_ceil(peak).max(1);
-            y -= h;
-            let date = stamp(as_of + chrono::TimeDelta::days(day as i64));
-            let _ = write!(
-                out,
-                "<rect class=\"bar\" data-day=\"{day}\" data-state=\"{}\" data-n=\"{n}\" x=\"{x}\" \
-                 y=\"{y}\" width=\"{}\" height=\"{h}\" fill=\"{}\"><title>{} {}: {n}</title></rect>",
-                state.as_str(),
-                bar - 1,
-                state_colour(*state),
-                &date[..10],
-                state.as_str(),
-            );
-        }
-        if day % 15 == 0 {
-            let date = stamp(as_of + chrono::TimeDelta::days(day as i64));
-            let _ = write!(
-                out,
-                "<text x=\"{x}\" y=\"{}\">{}</text>",
-                top + height + 16,
-                &date[5..10]
-            );
-        }
-    }
-    out.push_str("</svg>\n<p class=\"legend\">");
-    for state in State::ALL {
-        let _ = write!(
-            out,
-            "<span><span class=\"swatch\" style=\"background:{}\"></span>{}</span>",
-            state_colour(state),
-            state.as_str()
-        );
-    }
-    out.push_str("</p>\n");
-}
-}

@@ -22,6 +22,7 @@ pub(super) const VERSION: u32 = 1;
 /// them (`issues`, `hidden_entries_ignored`) come after them.
 struct StatusJson<'a, 'j> {
     scope: &'a Scope,
+    pending: Option<&'a [super::hooks::PendingHook]>,
     judged: &'a RefCell<&'a mut Judged<'j>>,
 }
 
@@ -29,7 +30,7 @@ impl Serialize for StatusJson<'_, '_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let scope = self.scope;
-        let mut doc = serializer.serialize_struct("StatusJson", 10)?;
+        let mut doc = serializer.serialize_struct("StatusJson", 11)?;
         doc.serialize_field("version", &VERSION)?;
         doc.serialize_field("as_of", &stamp(scope.as_of))?;
         doc.serialize_field("root", &scope.root.to_string_lossy())?;
@@ -57,6 +58,7 @@ impl Serialize for StatusJson<'_, '_> {
         doc.serialize_field("issues", &issues)?;
         doc.serialize_field("hidden_entries_ignored", &end.hidden)?;
         doc.serialize_field("totals", &totals(scope, &end.totals))?;
+        doc.serialize_field("pending_hooks", &self.pending.map(super::hooks::PendingJson::new))?;
         doc.end()
     }
 }
@@ -114,6 +116,7 @@ struct TotalsJson {
     credentials_by_state: BTreeMap<&'static str, usize>,
     identities_by_state: BTreeMap<&'static str, usize>,
     past_expiry: usize,
+    unreadable_files: usize,
     /// Identities with a problem (as `identities_by_state.problem`).
     problems: usize,
     /// Issues that are problems: paths under `nodes/` that are not identities.
@@ -146,6 +149,10 @@ struct RowJson<'a> {
     state: &'static str,
     action: Action,
     reason: &'a str,
+    /// `false`: the file is there but not readable by this user (not a problem).
+    readable: bool,
+    /// What a file not readable by this user kept from being checked.
+    not_checked: &'static [&'static str],
     /// `active`, `next` or `previous`: the CA that signed it (null when it could not be judged).
     signed_by: Option<crate::ca::Role>,
 }
@@ -188,6 +195,8 @@ impl Serialize for Rows<'_, '_> {
                     state: c.verdict.state.as_str(),
                     action: c.verdict.state.action(),
                     reason: &c.verdict.reason,
+                    readable: c.readable(),
+                    not_checked: c.not_checked(),
                     signed_by: c.signed_by,
                 })?;
             }
@@ -196,7 +205,7 @@ impl Serialize for Rows<'_, '_> {
     }
 }
 
-fn by_state(counts: &[usize; 7]) -> BTreeMap<&'static str, usize> {
+fn by_state(counts: &[usize; State::ALL.len()]) -> BTreeMap<&'static str, usize> {
     State::ALL
         .iter()
         .zip(counts)
@@ -211,6 +220,7 @@ fn totals(scope: &Scope, t: &Totals) -> TotalsJson {
         credentials_by_state: by_state(&t.credentials),
         identities_by_state: by_state(&t.identities),
         past_expiry: t.past_expiry,
+        unreadable_files: t.unreadable_files,
         problems: t.problems(),
         fleet_issues: t.fleet_issues,
         notes: t.notes,
@@ -276,11 +286,13 @@ fn ca(scope: &Scope) -> CaJson<'_> {
 pub(crate) fn write_status_json(
     scope: &Scope,
     judged: &mut Judged<'_>,
+    pending: Option<&[super::hooks::PendingHook]>,
     w: &mut impl Write,
 ) -> std::io::Result<()> {
     let judged = RefCell::new(judged);
     let doc = StatusJson {
         scope,
+        pending,
         judged: &judged,
     };
     serde_json::to_writer_pretty(&mut *w, &doc)?;

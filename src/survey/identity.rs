@@ -15,10 +15,35 @@ pub(crate) struct Assessed {
     pub(crate) sha256: Option<crate::digest::Digest>,
     pub(crate) self_rotates: bool,
     pub(crate) key_alg: Option<KeyAlg>,
-    /// Subject CN and serial of a usable certificate (for the metrics' labels).
+    /// Subject CN and serial of a certificate read through (for the metrics' labels).
     pub(crate) names: Option<inspect::CertNames>,
     /// Which trusted CA signed it, when it could be judged.
     pub(crate) signed_by: Option<crate::ca::Role>,
+    /// A certificate whose `key.pem` this user may not read: the key match was not checked.
+    pub(crate) key_not_readable: bool,
+}
+
+impl Assessed {
+    /// Whether this user could read the credential's file (docs/design.md §5).
+    pub(crate) fn readable(&self) -> bool {
+        self.verdict.state != State::Unreadable
+    }
+
+    /// What could not be checked because a file is not readable by this user.
+    pub(crate) fn not_checked(&self) -> &'static [&'static str] {
+        match (self.kind, self.readable(), self.key_not_readable) {
+            (Kind::Cert, false, _) => &["expiry", "issuer", "key match"],
+            (Kind::Token, false, _) => &["expiry", "signature"],
+            (Kind::Cert, true, true) => &["key match"],
+            _ => &[],
+        }
+    }
+
+    /// Files of this credential present but not readable by this user (its own, or the key
+    /// of a certificate read).
+    pub(crate) fn unreadable_files(&self) -> usize {
+        usize::from(!self.readable()) + usize::from(self.key_not_readable)
+    }
 }
 
 /// One identity as classified.
@@ -51,10 +76,10 @@ impl Identity {
         let mut tag = None;
         let mut reasons: Vec<&str> = Vec::new();
         for c in self.credentials() {
-            match c.verdict.state.action() {
-                Action::Recover => tag = tag.or(Some(Stuck::Recover)),
-                Action::Skip => tag = Some(Stuck::Problem),
-                Action::Keep | Action::Rotate => continue,
+            match c.verdict.state {
+                State::Recover => tag = tag.or(Some(Stuck::Recover)),
+                State::Problem => tag = Some(Stuck::Problem),
+                _ => continue,
             }
             let own = c.verdict.whose == Whose::Own;
             if own && !reasons.contains(&c.verdict.reason.as_str()) {
@@ -96,12 +121,13 @@ pub(crate) fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identi
             cred.as_ref().zip(verdict).map(|(c, verdict)| Assessed {
                 kind,
                 verdict,
-                window: c.facts.as_ref().ok().copied(),
+                window: c.stated,
                 sha256: c.sha256,
                 self_rotates,
                 key_alg: c.key_alg,
                 names: c.names.clone(),
                 signed_by: c.signed_by,
+                key_not_readable: c.key_not_readable,
             })
         };
     Identity {

@@ -38,9 +38,9 @@ impl From<Need> for Exit {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
     /// Credentials per state, indexed like [`State::ALL`].
-    pub(crate) credentials: [usize; 7],
+    pub(crate) credentials: [usize; State::ALL.len()],
     /// Identities per state (an identity is as urgent as its worst credential).
-    pub(crate) identities: [usize; 7],
+    pub(crate) identities: [usize; State::ALL.len()],
     /// Fleet issues: issues that are problems, paths under `nodes/` that are not identities
     /// (links, bad names, unreadable entries). Identities with a problem are `problems`
     /// ([`Totals::problems`]); the two never mix.
@@ -49,6 +49,8 @@ pub(crate) struct Totals {
     pub(crate) notes: usize,
     /// The credential that expires next (not yet expired at the survey's instant).
     pub(crate) nearest: Option<Nearest>,
+    /// Credential files present but not readable by this user (never problems).
+    pub(crate) unreadable_files: usize,
     /// Credentials already past their expiry.
     pub(crate) past_expiry: usize,
     /// The earliest expiry of any credential, and of any credential kept (what `--warn-days`
@@ -88,6 +90,7 @@ impl Totals {
         self.identities[index(identity.state())] += 1;
         for c in identity.credentials() {
             self.credentials[index(c.verdict.state)] += 1;
+            self.unreadable_files += c.unreadable_files();
             let Some(w) = c.window else { continue };
             let earliest = |t: Option<DateTime<Utc>>| Some(t.map_or(w.not_after, |t| t.min(w.not_after)));
             self.earliest = earliest(self.earliest);
@@ -184,6 +187,21 @@ impl Totals {
                 counts.join(", ")
             }
         )];
+        if self.unreadable_files > 0 {
+            let mut line = format!(
+                "not readable by you: {}, not problems: what needs them is not checked (run as \
+                 their owner to check it)",
+                count(self.unreadable_files, "file", "files")
+            );
+            let blind = self.identities_in(State::Unreadable);
+            if blind > 0 {
+                line.push_str(&format!(
+                    "; nothing is readable of {}",
+                    count(blind, "identity", "identities")
+                ));
+            }
+            lines.push(line);
+        }
         if self.past_expiry > 0 {
             let n = count(self.past_expiry, "credential", "credentials");
             lines.push(format!("already expired: {n}"));

@@ -38,7 +38,9 @@ mod started;
 mod work;
 
 pub(crate) use narrow::narrow;
-pub(crate) use pending::{PendingHook, Target as DiscardTarget, list as pending_hooks};
+pub(crate) use pending::{
+    PendingHook, Target as DiscardTarget, counts as hook_counts, list as pending_hooks,
+};
 pub use progress::Progress;
 pub(crate) use record::audit::operator;
 pub(crate) use record::audit::requested as audit_requested;

@@ -146,7 +146,7 @@ fn credential(
             "needs rekey recover: {}",
             fleet.verdict.without_advice()
         )),
-        State::Problem => Judged::Refused(reason.clone()),
+        State::Problem | State::Unreadable => Judged::Refused(reason.clone()),
         State::Fresh => Judged::Narrowed(keep, format!("{file} already {reason}")),
         State::Healthy => Judged::Narrowed(keep, format!("{file} not due: {reason}")),
     }
@@ -168,6 +168,7 @@ mod tests {
             key_alg: None,
             names: None,
             signed_by: None,
+            key_not_readable: false,
         }
     }
 

@@ -116,6 +116,15 @@ pub(crate) fn list(root: &Path) -> Result<Vec<PendingHook>> {
     Ok(out)
 }
 
+/// The metrics' `rekey_hooks_pending` and `rekey_hooks_failed_total` of the fleet at `root`;
+/// `None` when this user may not read the run store.
+pub(crate) fn counts(root: &Path) -> Option<crate::metrics::HookCounts> {
+    Some(crate::metrics::HookCounts {
+        pending: list(root).ok()?.len(),
+        failed_total: super::record::history::hooks_failed_total(&Store::of(root)).ok()?,
+    })
+}
+
 /// What retrying the pending hooks did.
 #[derive(Debug, Default)]
 pub(crate) struct Retried {

@@ -101,6 +101,7 @@ fn replayed_report(
         as_of,
         root: root.to_string_lossy().into_owned(),
         notes: Notes {
+            plan_file_sha256: None,
             rolls_back: None,
             reason: start.and_then(|s| s.3.clone()),
             operator: start.and_then(|s| s.2.clone()),

@@ -236,6 +236,10 @@ fn unchanged(slot: &Slot, judged: Option<Expected>, file: &str) -> Result<(), No
         Slot::Present(_) => Err(NotStaged::Skipped(format!("{file} changed since the plan"))),
         Slot::Absent => Err(NotStaged::Skipped(format!("{file} is gone since the plan"))),
         Slot::Unusable(why) => Err(NotStaged::Skipped(format!("{file} {why}"))),
+        Slot::NotReadable => Err(NotStaged::Skipped(format!(
+            "{file} {}",
+            crate::fsio::NOT_READABLE
+        ))),
     }
 }
 

@@ -255,7 +255,15 @@ fn refresh_metrics(write: &WriteRun, report: &Report) -> Result<()> {
     let policy = Some(write.policy().clone());
     crate::survey::read_under(root, as_of, policy, None, |scope, judged| {
         target.write(|w| {
-            crate::metrics::write(scope, judged, Some(&last_run), families, &mut &mut *w)
+            let hooks = super::pending::counts(root);
+            crate::metrics::write(
+                scope,
+                judged,
+                Some(&last_run),
+                hooks,
+                families,
+                &mut &mut *w,
+            )
         })
     })?
     .with_context(|| format!("failed to refresh metrics_file {}", target.path().display()))

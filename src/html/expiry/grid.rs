@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::left::{self, BUCKETS, PROBLEM, SCALE};
 use crate::classify::{State, human};
 use crate::html::escape;
-use crate::survey::Identity;
+use crate::survey::{Assessed, Identity};
 
 /// Most rows and columns the grid shows; the least urgent rest are merged into one.
 const GRID_ROWS: usize = 60;
@@ -22,40 +23,65 @@ struct Layout {
     services: usize,
 }
 
-/// The least time left in a group of credentials, and whether any is unusable.
+/// A group of credentials: the least time left, how many have a problem, how many fall in each
+/// bucket of the time-left scale.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Cell {
     min_left: Option<i64>,
-    problem: bool,
+    problems: usize,
     credentials: usize,
+    buckets: [usize; BUCKETS],
 }
 
 impl Cell {
+    /// One credential, judged at `as_of`.
+    fn of(c: &Assessed, as_of: chrono::DateTime<chrono::Utc>) -> Cell {
+        let min_left = c.window.map(|w| (w.not_after - as_of).num_seconds());
+        let mut buckets = [0; BUCKETS];
+        if let Some(left) = min_left {
+            buckets[left::bucket(c.kind, left)] += 1;
+        }
+        Cell {
+            min_left,
+            problems: usize::from(c.verdict.state == State::Problem),
+            credentials: 1,
+            buckets,
+        }
+    }
+
     fn merge(&mut self, other: Cell) {
         self.min_left = match (self.min_left, other.min_left) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.problem |= other.problem;
+        self.problems += other.problems;
         self.credentials += other.credentials;
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
     }
 
     /// Smaller is more urgent.
     fn urgency(&self) -> i64 {
-        if self.problem { i64::MIN } else { self.min_left.unwrap_or(i64::MAX) }
+        if self.problems > 0 { i64::MIN } else { self.min_left.unwrap_or(i64::MAX) }
     }
 
-    fn colour(&self) -> &'static str {
-        const DAY: i64 = 86_400;
-        match (self.problem, self.min_left) {
-            (true, _) => "#7b1fa2",
-            (false, None) => "#eceff1",
-            (false, Some(s)) if s <= 0 => "#8e0000",
-            (false, Some(s)) if s < 7 * DAY => "#e53935",
-            (false, Some(s)) if s < 30 * DAY => "#ef6c00",
-            (false, Some(s)) if s < 60 * DAY => "#f9a825",
-            _ => "#2e7d32",
+    /// Fill, ink and the mark written in the cell: the fewest whole days left (`×` past the
+    /// expiry date, `!` a problem, `?` nothing readable).
+    fn look(&self) -> (&'static str, &'static str, String) {
+        if self.problems > 0 {
+            return (PROBLEM.1, PROBLEM.2, "!".to_string());
         }
+        let Some(first) = self.buckets.iter().position(|n| *n > 0) else {
+            return ("#ffffff", "#58636e", "?".to_string());
+        };
+        let (_, fill, ink) = SCALE[first];
+        let mark = match (first, self.min_left) {
+            (0, _) | (_, None) => "×".to_string(),
+            (_, Some(s)) if s >= 100 * 86_400 => "99+".to_string(),
+            (_, Some(s)) => (s / 86_400).to_string(),
+        };
+        (fill, ink, mark)
     }
 }
 
@@ -126,11 +152,7 @@ impl Grid {
         };
         let mut cell = Cell::default();
         for c in i.credentials() {
-            cell.merge(Cell {
-                min_left: c.window.map(|w| (w.not_after - as_of).num_seconds()),
-                problem: c.verdict.state == State::Problem,
-                credentials: 1,
-            });
+            cell.merge(Cell::of(c, as_of));
         }
         cells.push((number, cell));
     }
@@ -207,69 +229,97 @@ impl Grid {
     }
 
     pub(super) fn write(self, out: &mut String) {
-        let Layout {
-            rows,
-            columns,
-            grid,
-            nodes: node_count,
-            services: service_count,
-        } = self.layout();
-    let _ = writeln!(
-        out,
-        "<h2>Least time left by node and service</h2>\n<p class=\"meta\">\
-         <span id=\"grid-nodes\">{}</span> nodes × <span id=\"grid-services\">{}</span> services\
-         {}. Hover a cell for its numbers.</p>",
-        node_count,
-        service_count,
-        if rows.len() < node_count || columns.len() < service_count {
-            "; the most urgent are shown, the rest merged into \"others\""
-        } else {
-            ""
-        }
-    );
-    out.push_str("<table class=\"grid\"><tr><th></th>");
-    for c in &columns {
-        let _ = write!(out, "<th class=\"col\">{}</th>", escape(c));
+        let layout = self.layout();
+        layout.write_grid(out);
+        layout.write_numbers(out);
     }
-    out.push_str("</tr>\n");
-    for (r, row) in rows.iter().enumerate() {
-        let _ = write!(out, "<tr><th>{}</th>", escape(row));
-        for (c, column) in columns.iter().enumerate() {
-            match &grid[r][c] {
-                None => out.push_str("<td></td>"),
-                Some(cell) => {
-                    let left = match (cell.problem, cell.min_left) {
-                        (true, _) => "a problem".to_string(),
-                        (false, Some(s)) => human(chrono::TimeDelta::seconds(s)),
-                        (false, None) => "-".to_string(),
-                    };
-                    let _ = write!(
-                        out,
-                        "<td style=\"background:{}\" title=\"{} / {}: {}, least left {}\"></td>",
-                        cell.colour(),
-                        escape(row),
-                        escape(column),
-                        crate::count::count(cell.credentials, "credential", "credentials"),
-                        escape(&left),
-                    );
-                }
+}
+
+impl Layout {
+    /// The grid, each cell coloured by the time-left scale and marked with its fewest days left.
+    fn write_grid(&self, out: &mut String) {
+        let merged = self.rows.len() < self.nodes || self.columns.len() < self.services;
+        let _ = writeln!(
+            out,
+            "<h2>Least time left by node and service</h2>\n<p class=\"meta\">\
+             <span id=\"grid-nodes\">{}</span> nodes × <span id=\"grid-services\">{}</span> \
+             services{}. Each cell shows the fewest whole days left among its credentials \
+             (× past the expiry date, ! a problem, ? not readable by you); the table below gives \
+             each row's numbers.</p>",
+            self.nodes,
+            self.services,
+            if merged {
+                "; the most urgent are shown, the rest merged into \"others\""
+            } else {
+                ""
             }
+        );
+        out.push_str("<table class=\"grid\"><tr><th></th>");
+        for c in &self.columns {
+            let _ = write!(out, "<th class=\"col\">{}</th>", escape(c));
         }
         out.push_str("</tr>\n");
+        for (r, row) in self.rows.iter().enumerate() {
+            let _ = write!(out, "<tr><th>{}</th>", escape(row));
+            for (c, column) in self.columns.iter().enumerate() {
+                match &self.grid[r][c] {
+                    None => out.push_str("<td></td>"),
+                    Some(cell) => {
+                        let (fill, ink, mark) = cell.look();
+                        let _ = write!(
+                            out,
+                            "<td style=\"background:{fill};color:{ink}\" title=\"{} / {}: {}\">\
+                             {mark}</td>",
+                            escape(row),
+                            escape(column),
+                            crate::count::count(cell.credentials, "credential", "credentials"),
+                        );
+                    }
+                }
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>\n");
+        left::legend(out);
     }
-    out.push_str("</table>\n<p class=\"legend\">");
-    for (colour, label) in [
-        ("#8e0000", "expired"),
-        ("#e53935", "under 7 days"),
-        ("#ef6c00", "under 30 days"),
-        ("#f9a825", "under 60 days"),
-        ("#2e7d32", "60 days or more"),
-        ("#7b1fa2", "a problem"),
-    ] {
-        let _ = write!(out, "<span><span class=\"swatch\" style=\"background:{colour}\"></span>{label}</span>");
+
+    /// The grid's numbers, row by row: credentials per bucket of the time-left scale, problems,
+    /// and the least time left (what a cell's colour says, readable without a mouse).
+    fn write_numbers(&self, out: &mut String) {
+        out.push_str(
+            "<h3>The grid's numbers, by node</h3>\n<table id=\"grid-numbers\"><tr><th>node</th>\
+             <th class=\"num\">credentials</th>",
+        );
+        for (label, _, _) in SCALE {
+            let _ = write!(out, "<th class=\"num\">{label}</th>");
+        }
+        out.push_str("<th class=\"num\">problems</th><th>least left</th></tr>\n");
+        for (r, name) in self.rows.iter().enumerate() {
+            let mut row = Cell::default();
+            for cell in self.grid[r].iter().flatten() {
+                row.merge(*cell);
+            }
+            let _ = write!(
+                out,
+                "<tr class=\"grid-row\"><td>{}</td><td class=\"num\" data-n=\"credentials\">{}</td>",
+                escape(name),
+                row.credentials
+            );
+            for (b, n) in row.buckets.iter().enumerate() {
+                let _ = write!(out, "<td class=\"num\" data-n=\"bucket-{b}\">{n}</td>");
+            }
+            let least = row
+                .min_left
+                .map_or_else(|| "-".to_string(), |s| human(chrono::TimeDelta::seconds(s)));
+            let _ = writeln!(
+                out,
+                "<td class=\"num\" data-n=\"problems\">{}</td><td>{}</td></tr>",
+                row.problems,
+                escape(&least)
+            );
+        }
+        out.push_str("</table>\n");
     }
-    out.push_str("</p>\n");
-}
 }
 
 #[cfg(test)]
@@ -277,7 +327,6 @@ mod tests {
     use super::*;
     use crate::classify::{Kind, Verdict};
     use crate::inspect::Window;
-    use crate::survey::Assessed;
 
     /// The grid as it was made from the whole fleet held at once: every (node, service) cell,
     /// then the most urgent nodes and services picked.
@@ -286,11 +335,7 @@ mod tests {
         for i in fleet {
             let cell = cells.entry((i.node(), i.service())).or_default();
             for c in i.credentials() {
-                cell.merge(Cell {
-                    min_left: c.window.map(|w| (w.not_after - as_of).num_seconds()),
-                    problem: c.verdict.state == State::Problem,
-                    credentials: 1,
-                });
+                cell.merge(Cell::of(c, as_of));
             }
         }
         let mut node_urgency: BTreeMap<&str, i64> = BTreeMap::new();
@@ -329,6 +374,7 @@ mod tests {
             self_rotates: false,
             key_alg: None,
             names: None,
+            key_not_readable: false,
             signed_by: None,
         };
         Identity {

@@ -82,6 +82,10 @@ pub(crate) struct Report {
     /// The policy in force (rotating runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) policy_sha256: Option<Digest>,
+    /// `apply`: the SHA-256 of the plan file as read, to match the signed review, the file and
+    /// the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) plan_file_sha256: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) rolls_back: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,6 +144,8 @@ pub(crate) struct Counts {
 /// Who asked for a run and why, where the command records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Notes {
+    /// `apply`: the digest of the plan file it read.
+    pub(crate) plan_file_sha256: Option<Digest>,
     pub(crate) rolls_back: Option<String>,
     pub(crate) reason: Option<String>,
     pub(crate) operator: Option<String>,
@@ -246,6 +252,7 @@ impl Report {
             as_of: header.as_of,
             root: header.root,
             policy_sha256: header.fleet.policy_sha256,
+            plan_file_sha256: header.notes.plan_file_sha256,
             rolls_back: header.notes.rolls_back,
             reason: header.notes.reason,
             operator: header.notes.operator,
@@ -341,6 +348,9 @@ impl Report {
             self.root,
             self.run_id
         );
+        if let Some(sha256) = &self.plan_file_sha256 {
+            out.push_str(&format!("plan file sha256: {}\n", sha256.hex()));
+        }
         let mut rows = vec![
             ["NODE", "SERVICE", "OUTCOME", "REASON"]
                 .map(String::from)
