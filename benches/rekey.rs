@@ -12,6 +12,9 @@
 //!   be on this machine;
 //! - the durable-write floor: replacing as many small files as `rotate` replaces with the best
 //!   strategy found (temporary files written in parallel, one `syncfs`, renames, one `syncfs`);
+//!   for `keys = rotate`, taken in turn with the key-generation floor: a new key pair of the
+//!   leaves' type per identity, generated on every core (from a sample of at most
+//!   `REKEY_BENCH_RSA` keys), since `rotate` cannot write a key before it has made it;
 //! - the script an operator would otherwise write: `openssl x509 -req` per certificate plus an
 //!   `openssl dgst -sign` per token, on a sample (when `openssl` is installed).
 //!
@@ -293,6 +296,39 @@ fn write_floor(root: &Path, scratch: &Path, files_per_identity: usize, reps: usi
         })
         .collect();
     identity_dirs(scratch).len() as f64 / median(times).as_secs_f64()
+}
+
+/// `REKEY_BENCH_RSA` (default 200): the RSA-leaf scenario's identities (0: none), and the most
+/// key pairs the key-generation floor makes, enough for a steady rate, few enough for RSA.
+fn rsa_sample() -> usize {
+    env_or("REKEY_BENCH_RSA", "200")
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("REKEY_BENCH_RSA: a number"))
+}
+
+/// The key-generation floor: `sample` new key pairs of `alg`, generated on every core as
+/// `rotate` does with `keys = rotate`. Identities (keys) per second.
+fn keygen_floor(alg: KeyAlg, sample: usize, reps: usize) -> f64 {
+    let times: Vec<Duration> = (0..reps)
+        .map(|_| {
+            let start = Instant::now();
+            (0..sample).into_par_iter().for_each(|_| {
+                let key = match alg {
+                    KeyAlg::Rsa { .. } => rcgen::KeyPair::generate_rsa_for(
+                        &rcgen::PKCS_RSA_SHA256,
+                        rcgen::RsaKeySize::_2048,
+                    ),
+                    KeyAlg::P256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+                    KeyAlg::P384 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+                    KeyAlg::Ed25519 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519),
+                };
+                std::hint::black_box(key.expect("a key pair is generated"));
+            });
+            start.elapsed()
+        })
+        .collect();
+    sample as f64 / median(times).as_secs_f64()
 }
 
 fn sync_fs(path: &Path) {
@@ -587,7 +623,14 @@ fn scenario(
         let copy = work.join("rotate");
         let files = if *keys == "rotate" { 3 } else { 2 };
         eprintln!("bench: {name}: durable-write floor ({files} files per identity)");
-        let floor = write_floor(&root, &work.join("floor"), files, reps);
+        let write = write_floor(&root, &work.join("floor"), files, reps);
+        let (floor, floor_name) = if *keys == "rotate" {
+            eprintln!("bench: {name}: key-generation floor ({leaf})");
+            let keygen = keygen_floor(leaf, n.min(rsa_sample().max(1)), reps);
+            (in_turn(write, keygen), Some("write + key generation in turn"))
+        } else {
+            (write, None)
+        };
         eprintln!("bench: {name}: rotate (keys = {keys})");
         let copy_s = copy.to_str().unwrap().to_string();
         let args = [
@@ -615,7 +658,7 @@ fn scenario(
             identities: n,
             median: t,
             floor_per_s: Some(floor),
-            floor_name: None,
+            floor_name,
             cold_read_per_s: None,
             warm_read_per_s: None,
             cold_read_cores: None,
@@ -644,7 +687,7 @@ fn main() {
         .collect();
     let reps = number("REKEY_BENCH_REPS", "3");
     let rotate_n = number("REKEY_BENCH_ROTATE", "20000");
-    let rsa_sample = number("REKEY_BENCH_RSA", "200");
+    let rsa_sample = rsa_sample();
     let mut cold = Cold {
         readers: number("REKEY_BENCH_READERS", "64").max(1),
         skipped: None,
