@@ -161,6 +161,7 @@ pub(crate) fn load(root: &Path) -> Result<Ca> {
         Slot::Present(bytes) => bytes,
         Slot::Absent => bail!("CA certificate {} is missing", cert_path.display()),
         Slot::Unusable(why) => bail!("CA certificate {} {why}", cert_path.display()),
+        Slot::NotReadable => bail!("CA certificate {} {}", cert_path.display(), fsio::NOT_READABLE),
     };
     let mut ca =
         from_pem(&cert_pem, None).with_context(|| format!("CA in {} is unusable", dir.display()))?;

@@ -47,6 +47,7 @@ pub(crate) fn load_rotation(root: &Path) -> Result<Option<Rotation>> {
             stage.name()
         ),
         Slot::Unusable(why) => bail!("CA certificate {} {why}", cert.display()),
+        Slot::NotReadable => bail!("CA certificate {} {}", cert.display(), fsio::NOT_READABLE),
     };
     let other = from_pem(&pem, None).with_context(|| format!("CA {} is unusable", cert.display()))?;
     Ok(Some(Rotation { stage, other }))
