@@ -561,7 +561,7 @@ fn a_failed_reload_hook_is_seen_by_status_metrics_runs_and_hooks_list() {
     let (_, table, _) = run(&root, &["status"]);
     assert!(
         table.contains(&format!(
-            "pending hooks: 1 hook call (1 failed or timed out; oldest run {run_id})"
+            "pending hooks: 1 call (1 failed or timed out; oldest run {run_id})"
         )),
         "{table}"
     );

@@ -50,7 +50,7 @@ pub(crate) fn summary_line(pending: Option<&[PendingHook]>) -> Option<String> {
     Some(format!(
         "pending hooks: {} ({failed} failed or timed out; oldest run {}): rekey hooks list, \
          then rekey hooks retry",
-        count(pending.len(), "hook call", "hook calls"),
+        count(pending.len(), "call", "calls"),
         first.run_id
     ))
 }

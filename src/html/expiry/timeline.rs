@@ -67,7 +67,7 @@ impl Timeline {
             out,
             "<h2>Expiring in the next {TIMELINE_DAYS} days: <span id=\"timeline-total\">{total}\
              </span> {noun}</h2>\n<p class=\"meta\">Bar height: the day's count on a log \
-             scale (a day of 1 shows beside a day of {peak}); colours split it by state. The \
+             scale (a day with a single expiry shows beside the busiest, {peak}); colours split it by state. The \
              table under it gives the numbers, week by week.</p>"
         );
         let (bar, left, top) = (7usize, 40usize, 10usize);
