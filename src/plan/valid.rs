@@ -51,16 +51,6 @@ impl ValidPlan {
         let lines = identity_lines(text, plan.identity.len());
         validate(plan, &lines)
     }
-
-    /// The identities the plan asks to rotate at least one credential of.
-    pub(crate) fn rotations(&self) -> impl Iterator<Item = (&IdentityId, &PlannedIdentity)> {
-        self.identities.iter().filter(|(_, p)| {
-            p.cert
-                .iter()
-                .chain(p.token.iter())
-                .any(|c| c.action == Action::Rotate)
-        })
-    }
 }
 
 /// Where each `[[identity]]` entry starts, to name it in a message: "line N" in a TOML plan
@@ -223,8 +213,6 @@ mod tests {
         let valid = ValidPlan::parse(&text).unwrap();
         let ids: Vec<String> = valid.identities.keys().map(|i| i.to_string()).collect();
         assert_eq!(ids, ["n1/kms", "n2/kms"]);
-        let rotations: Vec<String> = valid.rotations().map(|(i, _)| i.to_string()).collect();
-        assert_eq!(rotations, ["n1/kms"]);
     }
 
     #[test]

@@ -24,15 +24,20 @@ use crate::names::IdentityId;
 use crate::store::Store;
 
 impl WriteRun {
-    /// Starts the run: its directory under `.rekey/runs/` and its journal.
+    /// Starts the run: its directory under `.rekey/runs/` and its journal (a dry run: the id
+    /// the run would have, and nothing on disk).
     pub(crate) fn start(self, command: RunCommand, notes: Notes) -> Result<Started> {
-        let run = Run::start(
-            &Store::of(&self.root),
-            self.settings.started,
-            command,
-            self.as_of,
-            &notes,
-        )?;
+        let run = if self.effects.writes() {
+            Journaled::Run(Run::start(
+                &Store::of(&self.root),
+                self.settings.started,
+                command,
+                self.as_of,
+                &notes,
+            )?)
+        } else {
+            Journaled::DryRun(crate::store::run_id_at(self.settings.started))
+        };
         Ok(Started {
             write: self,
             run,
@@ -43,10 +48,17 @@ impl WriteRun {
     }
 }
 
-/// A started run: its journal is open.
+/// A started run's record: its directory and open journal, or, for a dry run, only the id it
+/// would have.
+enum Journaled {
+    Run(Run),
+    DryRun(String),
+}
+
+/// A started run: its journal is open (a dry run's is nowhere).
 pub(crate) struct Started {
     write: WriteRun,
-    run: Run,
+    run: Journaled,
     command: RunCommand,
     notes: Notes,
     /// The last hook call number used in this run.
@@ -55,7 +67,10 @@ pub(crate) struct Started {
 
 impl Started {
     pub(crate) fn id(&self) -> &str {
-        self.run.id()
+        match &self.run {
+            Journaled::Run(run) => run.id(),
+            Journaled::DryRun(id) => id,
+        }
     }
 
     /// Runs `work` over `items` in journaled batches, then [`Started::finish`]es the run.
@@ -74,23 +89,32 @@ impl Started {
         let root = self.write.root.clone();
         let progress = self.write.settings.progress;
         let interrupt = self.write.interrupt.clone();
-        let run_dir = self.run.dir.clone();
-        let run_id = self.run.id().to_string();
-        let hooking = (!self.write.settings.hooks.skip).then(|| batches::Hooking {
-            set: &self.write.hooks,
-            ctx: hooks::Context {
-                root: &root,
-                fleet: &self.write.fleet,
-                run_id: &run_id,
-                run: &run_dir,
-                post_env: Vec::new(),
-            },
-            next: 0,
-        });
-        let run = &mut self.run;
+        let skip_hooks = self.write.settings.hooks.skip;
+        let (commit, run_dir) = match &mut self.run {
+            Journaled::Run(run) => {
+                let dir = run.dir.clone();
+                (batches::Commit::Journal(run), Some(dir))
+            }
+            Journaled::DryRun(_) => (batches::Commit::Nowhere, None),
+        };
+        let hooking = run_dir
+            .as_ref()
+            .filter(|_| !skip_hooks)
+            .map(|run_dir| batches::Hooking {
+                set: &self.write.hooks,
+                ctx: hooks::Context {
+                    root: &root,
+                    fleet: &self.write.fleet,
+                    run_id: run_dir.id(),
+                    run: run_dir,
+                    post_env: Vec::new(),
+                },
+                next: 0,
+            });
         let root_dir = &self.write.fleet;
-        let done = pool(self.write.settings.jobs)?
-            .install(|| batches::run(work, items, run, root_dir, progress, &interrupt, hooking))?;
+        let done = pool(self.write.settings.jobs)?.install(|| {
+            batches::run(work, items, commit, root_dir, progress, &interrupt, hooking)
+        })?;
         self.next_call = done.last_call;
         let mut identities = done.identities;
         identities.extend(skipped(refused));
@@ -118,8 +142,10 @@ impl Started {
     ) -> Result<(Report, Exit)> {
         let root = self.write.root.clone();
         let keep_runs = fleet.keep_runs;
+        let dry_run = !self.write.effects.writes();
         let header = Header {
-            run_id: self.run.id().to_string(),
+            run_id: self.id().to_string(),
+            dry_run,
             command: self.command,
             started: self.write.settings.started,
             finished: chrono::Utc::now(),
@@ -134,11 +160,20 @@ impl Started {
             retried_hooks: std::mem::take(&mut self.write.retried),
         };
         let mut report = Report::new(header, identities);
+        let mut run = match self.run {
+            Journaled::Run(run) => run,
+            Journaled::DryRun(_) => {
+                // The report the run would write, and nothing after it: no post hook, no report
+                // saved, no audit, no metrics, no pruning.
+                tell(&report, stopped.as_ref(), &Ok(()), self.write.settings.json)?;
+                return Ok((report.clone(), report.exit()));
+            }
+        };
         if !report.hooks_skipped && report.counts.done > 0 {
-            let results = self.post_hooks(&report)?;
+            let results = post_hooks(&self.write, &mut run, &mut self.next_call, &report)?;
             report.with_post_hooks(results);
         }
-        let saved = self.run.finish(&report);
+        let saved = run.finish(&report);
         if saved.is_err() {
             report.not_saved();
         }
@@ -167,39 +202,41 @@ impl Started {
     }
 }
 
-impl Started {
-    /// Runs the post hooks of a run that changed something, journaled first (the report they
-    /// are given is saved before they run).
-    fn post_hooks(&mut self, report: &Report) -> Result<Vec<hooks::HookResult>> {
-        let calls = self.write.hooks.post_calls(&mut self.next_call);
-        if calls.is_empty() {
-            return Ok(Vec::new());
-        }
-        history::write_report(&self.run.dir, report)?;
-        pending::mark(&self.run.dir)?;
-        let record = journal::Record::Hooks {
-            batch: None,
-            calls: calls.clone(),
-        };
-        self.run.journal.append(&record)?;
-        let ctx = hooks::Context {
-            root: &self.write.root,
-            fleet: &self.write.fleet,
-            run_id: self.run.dir.id(),
-            run: &self.run.dir,
-            post_env: hooks::post_env(&self.run.dir.report(), &report.counts),
-        };
-        let mut results = Vec::new();
-        for call in &calls {
-            let result = hooks::run(call, &self.write.hooks, &ctx, None);
-            self.run
-                .journal
-                .append(&journal::Record::hook_done(call.call, result.status))?;
-            results.push(result);
-        }
-        reap::sweep();
-        Ok(results)
+/// Runs the post hooks of a run that changed something, journaled first (the report they are
+/// given is saved before they run).
+fn post_hooks(
+    write: &WriteRun,
+    run: &mut Run,
+    next_call: &mut u32,
+    report: &Report,
+) -> Result<Vec<hooks::HookResult>> {
+    let calls = write.hooks.post_calls(next_call);
+    if calls.is_empty() {
+        return Ok(Vec::new());
     }
+    history::write_report(&run.dir, report)?;
+    pending::mark(&run.dir)?;
+    let record = journal::Record::Hooks {
+        batch: None,
+        calls: calls.clone(),
+    };
+    run.journal.append(&record)?;
+    let ctx = hooks::Context {
+        root: &write.root,
+        fleet: &write.fleet,
+        run_id: run.dir.id(),
+        run: &run.dir,
+        post_env: hooks::post_env(&run.dir.report(), &report.counts),
+    };
+    let mut results = Vec::new();
+    for call in &calls {
+        let result = hooks::run(call, &write.hooks, &ctx, None);
+        run.journal
+            .append(&journal::Record::hook_done(call.call, result.status))?;
+        results.push(result);
+    }
+    reap::sweep();
+    Ok(results)
 }
 
 /// Rewrites the policy's `metrics_file`, when it names one, with the fleet as the run left it

@@ -112,6 +112,7 @@ fn the_exit_code_puts_this_runs_failures_before_attention_already_there() {
     for (name, command, lines, stopped, attention, exit, outcome) in cases {
         let header = Header {
             run_id: "r".into(),
+            dry_run: false,
             command,
             started: t,
             finished: t,
