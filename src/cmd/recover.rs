@@ -62,7 +62,10 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
         return Ok(Exit::Ok);
     }
     if run.dry() {
-        let these = crate::count::count(targets.len(), "identity", "identities");
+        let these = match targets.len() {
+            1 => "this identity".to_string(),
+            n => format!("these {n} identities"),
+        };
         eprintln!("rekey: nothing was written; add --yes to recover {these}");
     }
     let root = run.root().to_path_buf();

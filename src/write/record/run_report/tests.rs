@@ -55,8 +55,17 @@ fn the_exit_code_puts_this_runs_failures_before_attention_already_there() {
             RunOutcome::Done,
         ),
         (
-            "attention, not rotate",
+            "apply exits as rotate: done, attention left",
             Apply,
+            vec![line(Outcome::Done)],
+            false,
+            needs(),
+            4,
+            RunOutcome::Done,
+        ),
+        (
+            "attention, not a command that rotates what is due",
+            RunCommand::Recover,
             vec![line(Outcome::Done)],
             false,
             needs(),
