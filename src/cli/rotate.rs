@@ -110,7 +110,7 @@ impl RecoverArgs {
             },
             reason: self.reason,
             operator: cmd::recover::operator_name(self.operator),
-            yes: self.yes,
+            // Without --yes, a dry run.
             write: {
                 let mut write = self.write.settings(clock);
                 write.sink = run::sink(!self.yes);

@@ -23,9 +23,6 @@ pub struct Options {
     pub selection: Selection,
     pub reason: String,
     pub operator: String,
-    /// Do it; without this (or with `--dry-run`), the run's sink writes nothing
-    /// (`write.sink`): the report shows what would be done.
-    pub yes: bool,
     pub write: Settings,
 }
 

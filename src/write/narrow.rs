@@ -145,10 +145,14 @@ fn credential(
     });
     let reason = fleet.verdict.without_advice();
     let Some(planned) = planned else {
+        // Not in the plan: never rotated, and the identity is left whole when the fleet says it
+        // needs a person (as when the plan asks to rotate such a credential).
         let note = format!("the plan lists no line for {file}: not rotated");
         return match judged {
             Action::Rotate => Judged::Narrowed(keep, note),
-            _ => keep.map_or(Judged::Absent, Judged::Expected),
+            Action::Recover => Judged::Refused(format!("needs rekey recover: {reason}")),
+            Action::Skip => Judged::Refused(fleet.verdict.reason.clone()),
+            Action::Keep => keep.map_or(Judged::Absent, Judged::Expected),
         };
     };
     let Some(keep) = keep else {
@@ -278,6 +282,26 @@ mod tests {
                 None,
                 Some(assessed(State::Due, "cannot self-rotate", b"a")),
                 "the plan lists no line for cert.pem: not rotated",
+            ),
+            (
+                "no line in the plan for what needs recover",
+                None,
+                Some(assessed(
+                    State::Recover,
+                    "token expired 2026-10-02: run rekey recover",
+                    b"a",
+                )),
+                "needs rekey recover: token expired 2026-10-02",
+            ),
+            (
+                "no line in the plan for a problem",
+                None,
+                Some(assessed(
+                    State::Problem,
+                    "cert.pem was not issued by this CA",
+                    b"a",
+                )),
+                "cert.pem was not issued by this CA",
             ),
             (
                 "plan keeps what is due, said",
