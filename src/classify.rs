@@ -36,6 +36,18 @@ pub enum Action {
     Skip,
 }
 
+impl Action {
+    /// The action as a plan writes it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Action::Keep => "keep",
+            Action::Rotate => "rotate",
+            Action::Recover => "recover",
+            Action::Skip => "skip",
+        }
+    }
+}
+
 /// The state of a credential (the status table's `state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -105,7 +105,9 @@ Exit codes:
      --node/--service filter that matches nothing
   3  status/plan: work is due (status --expires-within: a credential or the CA expires
      within it); writing commands: some identities skipped or failed, or the run stopped
-  4  status/plan/rotate: an identity needs `rekey recover`, or a problem was found";
+  4  status/plan: an identity needs `rekey recover`, or a problem was found; rotate/apply:
+     the run went well but leaves such identities for a person
+A dry run (--dry-run; recover without --yes) exits as its run would.";
 
 /// The command line as `--help`, the completions and the manual page describe it: clap's
 /// definitions, each subcommand's help ending with the exit codes it can return.

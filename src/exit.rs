@@ -11,7 +11,8 @@ pub enum Exit {
     Usage = 2,
     /// `status`/`plan`: work is due. Write commands: some identities failed, the rest were done.
     WorkDue = 3,
-    /// `status`/`plan`/`rotate`: an identity needs `recover`, or a problem was found.
+    /// `status`/`plan`: an identity needs `recover`, or a problem was found; `rotate`/`apply`:
+    /// the run went well but leaves such identities for a person.
     Attention = 4,
 }
 

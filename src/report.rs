@@ -198,17 +198,23 @@ fn hidden_line(hidden: usize) -> Option<String> {
 
 /// The plan summary for stderr: counts per action, then each identity that needs a person.
 /// Names, paths and reasons are [`Escaped`]: stderr is a terminal stream.
-pub(crate) fn plan_summary(scope: &Scope, end: &End) -> String {
+pub(crate) fn plan_summary(scope: &Scope, end: &End, forced: usize) -> String {
     let mut counts = [0usize; 4];
     for state in State::ALL {
         counts[state.action() as usize] += end.totals.credentials_in(state);
     }
+    let forced = forced.min(counts[Action::Keep as usize]);
+    let forced_note = if forced > 0 {
+        format!(" ({forced} forced)")
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "plan: {}, {}: {} rotate, {} keep, {} recover, {} skip\n",
+        "plan: {}, {}: {} rotate{forced_note}, {} keep, {} recover, {} skip\n",
         count(end.totals.identities_total(), "identity", "identities"),
         count(counts.iter().sum::<usize>(), "credential", "credentials"),
-        counts[Action::Rotate as usize],
-        counts[Action::Keep as usize],
+        counts[Action::Rotate as usize] + forced,
+        counts[Action::Keep as usize] - forced,
         counts[Action::Recover as usize],
         counts[Action::Skip as usize],
     );

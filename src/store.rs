@@ -129,7 +129,7 @@ impl Store {
     pub(crate) fn create_run(&self, started: DateTime<Utc>) -> Result<RunDir> {
         let runs = self.runs_dir();
         fsio::create_private_dir(&runs)?;
-        let stem = started.format("%Y%m%dT%H%M%S%.6fZ").to_string();
+        let stem = run_id_at(started);
         let mut id = stem.clone();
         let mut n = 1;
         while runs.join(&id).exists() {
@@ -145,6 +145,12 @@ impl Store {
     pub(crate) fn sync_runs(&self) -> Result<()> {
         fsio::sync_dir(&self.runs_dir())
     }
+}
+
+/// The id of a run started at `started` (the wall clock, in UTC, to the microsecond), before
+/// `-N` is appended to tell it from a run of the same instant.
+pub(crate) fn run_id_at(started: DateTime<Utc>) -> String {
+    started.format("%Y%m%dT%H%M%S%.6fZ").to_string()
 }
 
 /// Where a run's `backup/` keeps identity `id`'s files: `backup/<node>/<service>/`, the layout

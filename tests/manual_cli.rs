@@ -77,7 +77,7 @@ fn the_manual_and_help_carry_the_commands_and_exit_codes() {
             "  1  fatal",
             "  2  usage error",
             "  3  status/plan",
-            "  4  status/plan/rotate",
+            "  4  status/plan: an identity needs",
         ] {
             assert!(text.contains(code), "{code}");
         }

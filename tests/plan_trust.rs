@@ -415,7 +415,7 @@ fn a_recovery_cut_short_gets_its_outcomes_from_the_replay() {
 }
 
 #[test]
-fn rollback_dry_run_shows_what_would_be_put_back_and_writes_nothing() {
+fn rollback_dry_run_is_the_rollback_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("fleet");
     fleet(&root, 2, 30);
@@ -430,17 +430,18 @@ fn rollback_dry_run_shows_what_would_be_put_back_and_writes_nothing() {
         "--root",
         root.to_str().unwrap(),
     ]);
-    assert_eq!(code, 0, "{stderr}");
+    // The rollback itself skips the identity whose file changed, whole, and exits 3: so does
+    // its dry run.
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stdout.starts_with("dry run (rollback): 1 done"), "{stdout}");
+    assert!(stdout.contains("node-00  svc-0000  done"), "{stdout}");
     assert!(
-        stdout.contains("node-00/svc-0000/cert.pem   be put back"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("node-01/svc-0001/token.jwt  stay: changed since the run"),
+        stdout.contains("node-01  svc-0001  skipped  token.jwt changed since run"),
         "{stdout}"
     );
     assert_eq!(snapshot(&root), before);
     assert_eq!(reports(&root).len(), 1, "no run started");
+    assert_eq!(runs_made(&root), 1, "no run directory made");
 }
 
 /// Sends `signal` to a `rotate` of 2,500 identities once `ready` says so; returns (exit code,
@@ -655,4 +656,9 @@ fn an_oversized_plan_is_refused_unread_and_messages_quote_little_of_it() {
             stderr.len()
         );
     }
+}
+
+/// How many run directories `.rekey/runs` holds.
+fn runs_made(root: &std::path::Path) -> usize {
+    std::fs::read_dir(root.join(".rekey/runs")).map_or(0, |d| d.count())
 }

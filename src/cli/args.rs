@@ -61,9 +61,12 @@ pub struct WriteArgs {
     #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
     pub progress: ProgressFlag,
     /// The summary after the run: a table for people, the report as JSON for pipelines.
-    /// (`toml`: the plan of `rotate --dry-run`).
     #[arg(long, value_enum, default_value_t = RunFormat::Table)]
     pub format: RunFormat,
+    /// Decide everything the run would and write nothing: print the report the run would write
+    /// (with --format json, the same report with "dry_run": true). No lock, no hook.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub hooks: HookFlags,
 }
@@ -76,14 +79,19 @@ impl WriteArgs {
             std::io::stderr().is_terminal(),
             self.format == RunFormat::Table,
         );
-        run::settings(clock, self.jobs, progress, self.format, self.hooks.args())
+        let mut settings =
+            run::settings(clock, self.jobs, progress, self.format, self.hooks.args());
+        settings.sink = run::sink(self.dry_run);
+        settings
     }
 
-    /// Refuses `--format toml` where no plan is printed: a run's report is a table or JSON.
+    /// Refuses `--format toml`: a run's report (and its dry run's) is a table or JSON; a plan is
+    /// `rekey plan`'s.
     pub fn refuse_plan_format(&self) -> Result<(), UsageError> {
         if self.format == RunFormat::Toml {
             return Err(UsageError(
-                "--format toml goes with rotate --dry-run (a run's report is a table or JSON)"
+                "--format toml is a plan's: rekey plan writes it (a run's report, and its dry \
+                 run's, is a table or JSON)"
                     .into(),
             ));
         }

@@ -20,7 +20,8 @@ pub struct RollbackArgs {
     run_id: String,
     #[arg(long, value_name = "DIR", default_value = ".")]
     root: PathBuf,
-    /// Show what would be put back and write nothing.
+    /// Decide everything the rollback would and write nothing: print the report it would
+    /// write (with --format json, "dry_run": true).
     #[arg(long)]
     dry_run: bool,
     /// The summary after the run: a table for people, the report as JSON for pipelines.
@@ -34,12 +35,13 @@ impl RollbackArgs {
     /// A rollback shows no progress and runs on one worker per core.
     pub fn options(self, clock: Clock) -> cmd::rollback::Options {
         let hooks = self.hooks.args();
+        let mut write = run::settings(clock, None, Progress::Hidden, self.format, hooks);
+        write.sink = run::sink(self.dry_run);
         cmd::rollback::Options {
             root: self.root,
             run_id: self.run_id,
-            dry_run: self.dry_run,
             as_of: clock.run_date(None),
-            write: run::settings(clock, None, Progress::Hidden, self.format, hooks),
+            write,
         }
     }
 }
@@ -59,12 +61,13 @@ pub struct PruneArgs {
 
 impl PruneArgs {
     pub fn options(self, clock: Clock) -> cmd::prune::Options {
+        let mut write = run::quiet(clock, HookArgs::default());
+        write.sink = run::sink(self.dry_run);
         cmd::prune::Options {
             root: self.root,
             keep: self.keep.map(|k| k as usize),
-            dry_run: self.dry_run,
             as_of: clock.run_date(None),
-            write: run::quiet(clock, HookArgs::default()),
+            write,
         }
     }
 }

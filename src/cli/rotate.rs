@@ -1,17 +1,16 @@
 //! The commands that rotate credentials, `apply`, `rotate`, `recover` and `demo`: each one's clap
 //! struct beside its conversion into the command's options. Their date is the run date
-//! ([`Clock::run_date`], to the second), their previews (`rotate --dry-run`, `recover` without
-//! `--yes`) included, so that a preview judges the fleet as its run would.
+//! ([`Clock::run_date`], to the second), their dry runs (`--dry-run`, `recover` without `--yes`)
+//! included: a dry run is the run, with the sink that writes nothing.
 
 use std::path::PathBuf;
 
 use rekey::cmd;
 use rekey::exit::UsageError;
-use rekey::plan;
 use rekey::select::Selection;
 use rekey::write::hooks::HookArgs;
 
-use super::args::{Common, RunFormat, WriteArgs, named_file};
+use super::args::{Common, WriteArgs, named_file};
 use super::run::{self, Clock};
 use super::values::{AsOf, parse_as_of};
 
@@ -51,18 +50,6 @@ impl ApplyArgs {
 pub struct RotateArgs {
     #[command(flatten)]
     common: Common,
-    /// Print the plan (TOML, or JSON with --format json) and write nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// With --dry-run: write the plan to FILE (atomically; `-` is stdout). FILE must be a
-    /// regular file or not exist yet.
-    #[arg(
-        short = 'o',
-        long = "output",
-        value_name = "FILE",
-        requires = "dry_run"
-    )]
-    output: Option<PathBuf>,
     #[command(flatten)]
     select: SelectArgs,
     #[command(flatten)]
@@ -70,22 +57,11 @@ pub struct RotateArgs {
 }
 
 impl RotateArgs {
-    /// `--format` is the plan's with `--dry-run` (TOML or JSON), the report's without.
     pub fn options(self, clock: Clock) -> Result<cmd::rotate::Options, UsageError> {
-        if !self.dry_run {
-            self.write.refuse_plan_format()?;
-        }
-        let plan_format = match self.write.format {
-            RunFormat::Json => plan::Format::Json,
-            RunFormat::Table | RunFormat::Toml => plan::Format::Toml,
-        };
+        self.write.refuse_plan_format()?;
         Ok(cmd::rotate::Options {
             root: self.common.root,
             as_of: clock.run_date(self.common.as_of),
-            dry_run: self.dry_run.then(|| cmd::rotate::DryRun {
-                format: plan_format,
-                output: named_file(self.output),
-            }),
             selection: self.select.selection(),
             force: self.select.force,
             write: self.write.settings(clock),
@@ -114,8 +90,8 @@ pub struct RecoverArgs {
     /// Who (recorded in the audit log; default: SUDO_USER, else USER, else the uid).
     #[arg(long, value_name = "NAME")]
     operator: Option<String>,
-    /// Do it; without this, only show what would be done.
-    #[arg(long)]
+    /// Do it; without this, only show what would be done (as --dry-run does).
+    #[arg(long, conflicts_with = "dry_run")]
     yes: bool,
     #[command(flatten)]
     write: WriteArgs,
@@ -145,8 +121,12 @@ impl RecoverArgs {
             },
             reason: self.reason,
             operator: cmd::recover::operator_name(self.operator),
-            yes: self.yes,
-            write: self.write.settings(clock),
+            // Without --yes, a dry run.
+            write: {
+                let mut write = self.write.settings(clock);
+                write.sink = run::sink(!self.yes);
+                write
+            },
         })
     }
 }

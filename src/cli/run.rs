@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use rekey::write::hooks::HookArgs;
-use rekey::write::{Progress, Settings};
+use rekey::write::{Progress, Settings, Sink};
 
 use super::values::AsOf;
 use super::values::{ProgressFlag, RunFormat};
@@ -60,7 +60,13 @@ pub fn settings(
         json: format == RunFormat::Json,
         started: clock.started,
         hooks,
+        sink: Sink::Disk,
     }
+}
+
+/// The sink of a writing run: nowhere for `--dry-run`.
+pub fn sink(dry_run: bool) -> Sink {
+    if dry_run { Sink::Nowhere } else { Sink::Disk }
 }
 
 /// The settings of a writing command that takes no writing flags (`prune`, `hooks retry`,

@@ -44,7 +44,7 @@ pub(crate) fn demo(o: &Options) -> Result<Exit> {
     let before = Survey::take(&root, now)?;
     let mut judged = before.judged();
     let table = report::status_table(&before.scope, &mut judged)?;
-    let summary = report::plan_summary(&before.scope, judged.end());
+    let summary = report::plan_summary(&before.scope, judged.end(), 0);
     emit(&format!(
         "Built a demo fleet of {} in {shown}\n\n$ rekey status --root {shown}\n{}\n$ rekey rotate --root {shown}\n{}",
         crate::count::count(identities.len(), "identity", "identities"),
@@ -53,7 +53,8 @@ pub(crate) fn demo(o: &Options) -> Result<Exit> {
     ))?;
     let run = WriteRun::begin(&root, now, &o.write)?;
     let survey = run.survey()?;
-    let rotated = write::rotate_due(run, &survey, false)?;
+    let targets = write::due_targets(&survey, false);
+    let rotated = write::rotate_due(run, &survey, targets)?;
     let after = Survey::take(&root, now)?;
     let table = report::status_table(&after.scope, &mut after.judged())?;
     emit(&format!(

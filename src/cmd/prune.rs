@@ -14,15 +14,14 @@ pub struct Options {
     pub root: PathBuf,
     /// How many of the newest runs keep their backups; `None`: the policy's `keep_runs`.
     pub keep: Option<usize>,
-    pub dry_run: bool,
     /// The run date: the clock at start, to the second.
     pub as_of: DateTime<Utc>,
     pub write: Settings,
 }
 
 pub(crate) fn prune(o: &Options) -> Result<Exit> {
-    // Pruning runs no hook, pending ones included: it only removes old backups (and a dry run
-    // must not act at all).
+    // Pruning runs no hook, pending ones included: it only removes old backups. `--dry-run` is
+    // the sink that writes nothing (`write.sink`): no lock, nothing removed, the same choice.
     let mut settings = o.write.clone();
     settings.hooks.skip = true;
     let run = WriteRun::begin(&o.root, o.as_of, &settings)?;
@@ -30,8 +29,9 @@ pub(crate) fn prune(o: &Options) -> Result<Exit> {
         Some(keep) => keep,
         None => run.policy().policy.keep_runs as usize,
     };
-    let pruned = run.prune(keep, o.dry_run)?;
-    let verb = if o.dry_run { "would remove" } else { "removed" };
+    let pruned = run.prune(keep)?;
+    let dry = run.dry();
+    let verb = if dry { "would remove" } else { "removed" };
     let mut out = String::new();
     for (id, files) in &pruned.removed {
         let files = crate::count::count(files, "file", "files");
@@ -45,7 +45,7 @@ pub(crate) fn prune(o: &Options) -> Result<Exit> {
         "rekey: {verb} the backups of {}; those of the newest {} stay{}",
         crate::count::count(pruned.removed.len(), "run", "runs"),
         crate::count::count(keep, "run", "runs"),
-        if o.dry_run {
+        if dry {
             " (--dry-run: nothing was written)"
         } else {
             ""

@@ -14,7 +14,7 @@ use crate::exit::{Exit, UsageError};
 use crate::names::IdentityId;
 use crate::select::Selection;
 use crate::survey::{Identity, Survey};
-use crate::write::{self, Notes, Rotating, RunCommand, Settings, Target, WriteRun};
+use crate::write::{self, Notes, Rotating, RunCommand, Settings, Sink, Target, WriteRun};
 
 #[derive(Debug)]
 pub struct Options {
@@ -23,8 +23,6 @@ pub struct Options {
     pub selection: Selection,
     pub reason: String,
     pub operator: String,
-    /// Do it; without this, only show what would be done.
-    pub yes: bool,
     pub write: Settings,
 }
 
@@ -45,34 +43,6 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
             UsageError("--reason must say why these identities are recovered".into()).into(),
         );
     }
-    if !o.yes {
-        let survey = crate::write::preflight(&o.root)?.survey(o.as_of)?;
-        let chosen = chosen(o, &survey)?;
-        if o.write.json {
-            let would: Vec<serde_json::Value> = chosen
-                .iter()
-                .map(|i| {
-                    serde_json::json!({
-                        "node": i.node(),
-                        "service": i.service(),
-                        "dir": i.id.relative().to_string_lossy(),
-                        "reason": reason_of(i),
-                    })
-                })
-                .collect();
-            let doc = serde_json::json!({ "would_recover": would, "written": false });
-            crate::out::emit(&format!("{doc:#}\n"))?;
-        } else if !chosen.is_empty() {
-            let n = chosen.len();
-            let these = if n == 1 {
-                "this identity".to_string()
-            } else {
-                format!("these {n} identities")
-            };
-            eprintln!("rekey: nothing was written; add --yes to recover {these}");
-        }
-        return Ok(Exit::Ok);
-    }
     let run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
     let survey = run.survey()?;
     let targets: BTreeMap<IdentityId, Target> = chosen(o, &survey)?
@@ -84,6 +54,13 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
         .collect();
     if targets.is_empty() {
         return Ok(Exit::Ok);
+    }
+    if run.dry() {
+        let these = match targets.len() {
+            1 => "this identity".to_string(),
+            n => format!("these {n} identities"),
+        };
+        eprintln!("rekey: nothing was written; add --yes to recover {these}");
     }
     let root = run.root().to_path_buf();
     let started = o.write.started;
@@ -140,7 +117,11 @@ fn chosen<'a>(o: &Options, survey: &'a Survey) -> Result<Vec<&'a Identity>> {
     }
     for i in &chosen {
         let reason = reason_of(i);
-        let verb = if o.yes { "recovering" } else { "would recover" };
+        let verb = if o.write.sink == Sink::Disk {
+            "recovering"
+        } else {
+            "would recover"
+        };
         eprintln!("{verb} {}: {}", i.id, crate::values::Escaped::new(&reason));
     }
     Ok(chosen)

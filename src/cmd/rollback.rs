@@ -1,6 +1,7 @@
 //! `rekey rollback RUN_ID`: put back the files a run replaced, where they still hold what that
 //! run wrote; anything changed since is reported and left alone. A run already undone is said
-//! so, and nothing is written. `--dry-run` shows what would be put back.
+//! so, and nothing is written. `--dry-run` is the same rollback with the sink that writes
+//! nothing: the same skips and failures, the report it would write.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,14 +21,13 @@ use crate::write::{
 pub struct Options {
     pub root: PathBuf,
     pub run_id: String,
-    pub dry_run: bool,
     /// The run date: the clock at start, to the second.
     pub as_of: DateTime<Utc>,
     pub write: Settings,
 }
 
 pub(crate) fn rollback(o: &Options) -> Result<Exit> {
-    // Before a run's records are read: the preview refuses what the rollback would.
+    // Before a run's records are read: a rollback refuses what it cannot start on.
     let checked = write::preflight(&o.root)?;
     let root = checked.root().to_path_buf();
     let store = Store::of(&root);
@@ -44,19 +44,13 @@ pub(crate) fn rollback(o: &Options) -> Result<Exit> {
         run_id: id,
         backup: run_dir.backup(),
     };
-    if o.dry_run {
-        return preview(&restore, &replaced(&run_dir)?);
-    }
     let run = WriteRun::begin_checked(checked, o.as_of, &o.write)?;
     // Read after the replay: an interrupted run's report is complete only then.
     let mut items = replaced(&run_dir)?;
     items.retain(|id, files| files.iter().any(|f| restore.now(id, f) != Now::AsBefore));
-    let notes = Notes {
-        rolls_back: Some(id.to_string()),
-        ..Notes::default()
-    };
-    let started = run.start(RunCommand::Rollback, notes)?;
     if items.is_empty() {
+        // Nothing to put back: no run starts, so nothing is written (and `rekey runs` does not
+        // list the run as rolled back again).
         match rolled_back_by(&store, id)? {
             Some(by) => {
                 eprintln!("rekey: run {id} was already rolled back by run {by}; nothing to do")
@@ -65,8 +59,13 @@ pub(crate) fn rollback(o: &Options) -> Result<Exit> {
                 "rekey: every file run {id} replaced holds what it held before; nothing to roll back"
             ),
         }
-        return Ok(started.nothing_to_do(Vec::new(), FleetFacts::default())?.1);
+        return Ok(Exit::Ok);
     }
+    let notes = Notes {
+        rolls_back: Some(id.to_string()),
+        ..Notes::default()
+    };
+    let started = run.start(RunCommand::Rollback, notes)?;
     let facts = FleetFacts::default();
     let (_, exit) = started.execute(&restore, &items, Vec::new(), Vec::new(), facts)?;
     Ok(exit)
@@ -107,22 +106,4 @@ fn rolled_back_by(store: &Store, id: &str) -> Result<Option<String>> {
         .filter(|(_, report)| report.counts.done > 0)
         .last();
     Ok(newest.map(|(run, _)| run.id().to_string()))
-}
-
-/// What a rollback would do, file by file, on stdout; writes nothing.
-fn preview(restore: &Restore<'_>, items: &BTreeMap<IdentityId, Replaced>) -> Result<Exit> {
-    let mut rows = vec![["FILE", "WOULD"].map(String::from).to_vec()];
-    for (id, files) in items {
-        for f in files {
-            let would = match restore.now(id, f) {
-                Now::AsTheRunLeftIt => "be put back",
-                Now::AsBefore => "stay: already as before the run",
-                Now::ChangedSince => "stay: changed since the run",
-            };
-            rows.push(vec![format!("{id}/{}", f.name), would.to_string()]);
-        }
-    }
-    super::emit(&crate::report::align(&rows))?;
-    eprintln!("rekey: nothing was written (--dry-run)");
-    Ok(Exit::Ok)
 }

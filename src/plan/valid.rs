@@ -50,16 +50,6 @@ impl ValidPlan {
         let plan = Plan::parse(text)?;
         validate(plan, &Where { text })
     }
-
-    /// The identities the plan asks to rotate at least one credential of.
-    pub(crate) fn rotations(&self) -> impl Iterator<Item = (&IdentityId, &PlannedIdentity)> {
-        self.identities.iter().filter(|(_, p)| {
-            p.cert
-                .iter()
-                .chain(p.token.iter())
-                .any(|c| c.action == Action::Rotate)
-        })
-    }
 }
 
 /// Where a plan's values are, to name them in a message: in a TOML plan, `line N` of the value
@@ -242,8 +232,6 @@ mod tests {
         let valid = ValidPlan::parse(&text).unwrap();
         let ids: Vec<String> = valid.identities.keys().map(|i| i.to_string()).collect();
         assert_eq!(ids, ["n1/kms", "n2/kms"]);
-        let rotations: Vec<String> = valid.rotations().map(|(i, _)| i.to_string()).collect();
-        assert_eq!(rotations, ["n1/kms"]);
     }
 
     #[test]

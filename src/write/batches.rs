@@ -54,6 +54,40 @@ pub(crate) struct Hooking<'a> {
     pub(crate) next: u32,
 }
 
+/// Where a run's batches go: through the journal onto disk, or nowhere (a dry run: each
+/// identity staged is reported as its commit would report it, and nothing is written).
+pub(crate) enum Commit<'a> {
+    Journal(&'a mut Run),
+    Nowhere,
+}
+
+impl Commit<'_> {
+    /// Commits one staged batch (see `journal::commit_batch`), or, for a dry run, says what
+    /// its commit would: every identity staged done, in the directory it was staged in.
+    fn batch(
+        &mut self,
+        batch: u32,
+        fleet: &crate::fsio::RootDir,
+        staged: Vec<Staged>,
+        calls: &[HookCall],
+    ) -> anyhow::Result<Vec<Committed>> {
+        let Commit::Journal(run) = self else {
+            let done = |s: Staged| {
+                let id = s.dir.file_id();
+                Committed::Done(s.change(), s.details, id)
+            };
+            return Ok(staged.into_iter().map(done).collect());
+        };
+        if !calls.is_empty() {
+            super::pending::mark(&run.dir)?;
+        }
+        let backup = run.dir.backup();
+        let temps = journal::Temps::of(run.id());
+        let places = (backup.as_path(), &temps);
+        journal::commit_batch(&mut run.journal, batch, fleet, places, staged, calls)
+    }
+}
+
 /// Runs `work` over `items` through the journal, batch by batch, and each committed identity's
 /// deploy hooks after its batch. Keyed by identity, so no identity is staged twice. Any error
 /// other than a full filesystem means the run could not go on at all (journal or filesystem
@@ -61,15 +95,13 @@ pub(crate) struct Hooking<'a> {
 pub(crate) fn run<W: Work>(
     work: &W,
     items: &BTreeMap<IdentityId, W::Item>,
-    run: &mut Run,
+    mut commit: Commit<'_>,
     fleet: &crate::fsio::RootDir,
     progress: Progress,
     interrupt: &Interrupt,
     mut hooking: Option<Hooking<'_>>,
 ) -> anyhow::Result<Batches> {
     let meter = Meter::new(progress, items.len());
-    let backup = run.dir.backup();
-    let temps = journal::Temps::of(run.id());
     let all: Vec<(&IdentityId, &W::Item)> = items.iter().collect();
     let chunks: Vec<&[(&IdentityId, &W::Item)]> = all.chunks(BATCH).collect();
     let mut reports = Vec::with_capacity(items.len());
@@ -121,15 +153,8 @@ pub(crate) fn run<W: Work>(
                 .collect(),
             None => Vec::new(),
         };
-        if !calls.is_empty() {
-            super::pending::mark(&run.dir)?;
-        }
-        let journal = &mut run.journal;
         let (committed, next) = rayon::join(
-            || {
-                let places = (backup.as_path(), &temps);
-                journal::commit_batch(journal, batch as u32, fleet, places, staged, &calls)
-            },
+            || commit.batch(batch as u32, fleet, staged, &calls),
             || {
                 chunks
                     .get(batch + 1)
@@ -164,7 +189,7 @@ pub(crate) fn run<W: Work>(
             })
             .collect();
         if let Some(h) = &hooking {
-            run_deploy_hooks(h, &calls, &mut lines, &mut run.journal)?;
+            run_deploy_hooks(h, &calls, &mut lines, &mut commit)?;
         }
         reports.extend(lines.into_iter().map(|(_, _, line)| line));
     }
@@ -185,9 +210,13 @@ fn run_deploy_hooks(
     h: &Hooking<'_>,
     calls: &[HookCall],
     lines: &mut [(IdentityId, Option<FileId>, IdentityReport)],
-    journal: &mut journal::Journal,
+    commit: &mut Commit<'_>,
 ) -> anyhow::Result<()> {
-    let journal = std::sync::Mutex::new(super::pending::HookJournal::new(journal));
+    // A dry run runs no hook (and is given none to run).
+    let Commit::Journal(run) = commit else {
+        return Ok(());
+    };
+    let journal = std::sync::Mutex::new(super::pending::HookJournal::new(&mut run.journal));
     let ran: Vec<(usize, anyhow::Result<Vec<HookResult>>)> = lines
         .par_iter()
         .enumerate()

@@ -3,7 +3,9 @@
 //! handlers; [`WriteRun::start`] opens the run's directory and journal; [`Started::execute`] runs
 //! the batches with progress, builds the report once, saves it, prints it and chooses the exit
 //! code once. `apply`, `rotate`, `recover` and `rollback` only say *what* to change (a [`Work`]
-//! and its items); none of them knows how a run is kept.
+//! and its items); none of them knows how a run is kept. A dry run is the same run with the sink
+//! that writes nothing ([`Sink::Nowhere`], in its [`Settings`]): no command has a preview path of
+//! its own.
 //!
 //! ```text
 //! begin ─▶ (survey, decide) ─▶ start ─▶ batches: stage ▸ journal ▸ rename ▸ commit ─▶ report ─▶ exit
@@ -47,7 +49,7 @@ pub(crate) use record::audit::requested as audit_requested;
 pub(crate) use record::history::{History, last_run, read_report};
 pub(crate) use record::run_report::{FleetFacts, Notes, Outcome, RunCommand};
 pub(crate) use restore::{Now, Replaced, Restore};
-pub(crate) use rotating::{Rotating, rotate_due, run as rotate};
+pub(crate) use rotating::{Rotating, due_targets, rotate_due, run as rotate};
 pub(crate) use rotation::Target;
-pub use run::Settings;
+pub use run::{Settings, Sink};
 pub(crate) use run::{WriteRun, check_run_date, discard_hooks, preflight, retry_hooks};

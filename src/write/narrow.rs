@@ -20,6 +20,11 @@ pub(crate) struct Narrowed {
 
 /// Narrows `plan`'s rotations to what `survey` (the fleet at the run date) judges due; with
 /// `force`, also to what it would keep (never what needs recover or has a problem).
+///
+/// Every identity the plan asks to rotate something of, or whose credential the fleet judges
+/// due but the plan lists no line for, gets a target or a refusal, each with the reason for
+/// every credential where the plan and the fleet differ: `token.jwt: the plan lists no line
+/// for it: not rotated`, `cert.pem: the plan asks rotate; the fleet judges keep (fresh: …)`.
 pub(crate) fn narrow(plan: &ValidPlan, survey: &Survey, force: bool) -> Narrowed {
     let fleet: BTreeMap<(&str, &str), &crate::survey::Identity> = survey
         .identities
@@ -27,27 +32,41 @@ pub(crate) fn narrow(plan: &ValidPlan, survey: &Survey, force: bool) -> Narrowed
         .map(|i| ((i.node(), i.service()), i))
         .collect();
     let mut out = Narrowed::default();
-    for (id, planned) in plan.rotations() {
+    for (id, planned) in &plan.identities {
+        let asks = planned
+            .cert
+            .iter()
+            .chain(planned.token.iter())
+            .any(|c| c.action == Action::Rotate);
         let Some(identity) = fleet.get(&(id.node(), id.service())) else {
-            out.refused
-                .push((id.clone(), "no longer an identity of the fleet".to_string()));
+            if asks {
+                out.refused
+                    .push((id.clone(), "no longer an identity of the fleet".to_string()));
+            }
             continue;
         };
         let files = [
             (planned.cert, identity.cert.as_ref(), "cert.pem"),
             (planned.token, identity.token.as_ref(), "token.jwt"),
         ];
+        let unlisted_due = files.iter().any(|(p, f, _)| {
+            p.is_none() && f.is_some_and(|f| f.verdict.state.action() == Action::Rotate)
+        });
+        if !asks && !unlisted_due {
+            continue;
+        }
         // What changed since the plan comes first: the reviewer never saw it.
         if let Some(why) = files.iter().find_map(|(p, f, file)| changed(*p, *f, file)) {
             out.refused.push((id.clone(), why));
             continue;
         }
-        let mut refusals = Vec::new();
+        let mut notes = Vec::new();
         let mut refused = None;
         let mut target = Target {
             cert: None,
             token: None,
             dir: identity.dir,
+            note: String::new(),
         };
         let slots = [&mut target.cert, &mut target.token];
         for (slot, (p, f, file)) in slots.into_iter().zip(files) {
@@ -55,8 +74,8 @@ pub(crate) fn narrow(plan: &ValidPlan, survey: &Survey, force: bool) -> Narrowed
                 Judged::Absent => {}
                 Judged::Expected(e) => *slot = Some(e),
                 Judged::Narrowed(e, why) => {
-                    *slot = Some(e);
-                    refusals.push(why);
+                    *slot = e;
+                    notes.push(why);
                 }
                 Judged::Refused(why) => {
                     refused = Some(why);
@@ -68,11 +87,11 @@ pub(crate) fn narrow(plan: &ValidPlan, survey: &Survey, force: bool) -> Narrowed
             out.refused.push((id.clone(), why));
             continue;
         }
+        target.note = notes.join("; ");
         if target.rotates() {
             out.targets.insert(id.clone(), target);
-        } else if !refusals.is_empty() {
-            refusals.dedup();
-            out.refused.push((id.clone(), refusals.join("; ")));
+        } else {
+            out.refused.push((id.clone(), target.note));
         }
     }
     out
@@ -84,26 +103,27 @@ enum Judged {
     Absent,
     /// The plan and the fleet agree (to rotate it, or to leave it).
     Expected(Expected),
-    /// The plan asked to rotate it but the fleet keeps it: left, with why.
-    Narrowed(Expected, String),
+    /// The plan and the fleet differ: it is left as it is (checked unchanged when the fleet
+    /// could read it), with why.
+    Narrowed(Option<Expected>, String),
     /// The identity must not be touched at all: it changed since the plan, needs a person, or
     /// has a problem.
     Refused(String),
 }
 
-/// Why a credential is not the one the plan judged, if it is not.
+/// Why a credential is not the one the plan judged, if it is not. A credential the plan lists
+/// no line for is not "changed": the plan asks nothing of it (see [`credential`]).
 fn changed(planned: Option<Planned>, fleet: Option<&Assessed>, file: &str) -> Option<String> {
     match (planned, fleet) {
-        (None, None) => None,
+        (None, _) => None,
         (Some(_), None) => Some(format!("{file} is gone since the plan")),
-        (None, Some(_)) => Some(format!("{file} appeared since the plan")),
         (Some(p), Some(f)) => {
             (p.sha256 != f.sha256).then(|| format!("{file} changed since the plan"))
         }
     }
 }
 
-/// One credential, the same as planned, judged again.
+/// One credential, the same as planned (or not in the plan), judged again.
 fn credential(
     planned: Option<Planned>,
     fleet: Option<&Assessed>,
@@ -113,26 +133,48 @@ fn credential(
     if let Some(why) = changed(planned, fleet, file) {
         return Judged::Refused(why);
     }
-    let (Some(planned), Some(fleet)) = (planned, fleet) else {
+    let Some(fleet) = fleet else {
         return Judged::Absent;
     };
-    let Some(sha256) = fleet.sha256 else {
+    let judged = fleet.verdict.state.action();
+    let keep = fleet.sha256.map(|sha256| Expected {
+        sha256,
+        judged,
+        rotate: false,
+        not_after: fleet.window.map(|w| w.not_after),
+    });
+    let reason = fleet.verdict.without_advice();
+    let Some(planned) = planned else {
+        // Not in the plan: never rotated, and the identity is left whole when the fleet says it
+        // needs a person (as when the plan asks to rotate such a credential).
+        let note = format!("the plan lists no line for {file}: not rotated");
+        return match judged {
+            Action::Rotate => Judged::Narrowed(keep, note),
+            Action::Recover => Judged::Refused(format!("needs rekey recover: {reason}")),
+            Action::Skip => Judged::Refused(fleet.verdict.reason.clone()),
+            Action::Keep => keep.map_or(Judged::Absent, Judged::Expected),
+        };
+    };
+    let Some(keep) = keep else {
         // Unreadable, in the plan and now: a problem the plan cannot ask to rotate.
         return match planned.action {
             Action::Rotate => Judged::Refused(fleet.verdict.reason.clone()),
             _ => Judged::Absent,
         };
     };
-    let not_after = fleet.window.map(|w| w.not_after);
-    let keep = Expected {
-        sha256,
-        rotate: false,
-        not_after,
+    let differ = |not: &str| {
+        format!(
+            "{file}: the plan asks {}; the fleet judges {} ({reason}){not}",
+            planned.action.as_str(),
+            judged.as_str()
+        )
     };
     if planned.action != Action::Rotate {
-        return Judged::Expected(keep);
+        return match judged {
+            Action::Rotate => Judged::Narrowed(Some(keep), differ(": not rotated")),
+            _ => Judged::Expected(keep),
+        };
     }
-    let reason = &fleet.verdict.reason;
     match fleet.verdict.state {
         State::Due | State::Stalled | State::Expired => Judged::Expected(Expected {
             rotate: true,
@@ -142,13 +184,9 @@ fn credential(
             rotate: true,
             ..keep
         }),
-        State::Recover => Judged::Refused(format!(
-            "needs rekey recover: {}",
-            fleet.verdict.without_advice()
-        )),
-        State::Problem | State::Unreadable => Judged::Refused(reason.clone()),
-        State::Fresh => Judged::Narrowed(keep, format!("{file} already {reason}")),
-        State::Healthy => Judged::Narrowed(keep, format!("{file} not due: {reason}")),
+        State::Recover => Judged::Refused(format!("needs rekey recover: {reason}")),
+        State::Problem | State::Unreadable => Judged::Refused(fleet.verdict.reason.clone()),
+        State::Fresh | State::Healthy => Judged::Narrowed(Some(keep), differ("")),
     }
 }
 
@@ -190,12 +228,6 @@ mod tests {
                 "rotate",
             ),
             (
-                "plan keeps what is due",
-                planned(Action::Keep, b"a"),
-                Some(assessed(State::Due, "cannot self-rotate", b"a")),
-                "keep",
-            ),
-            (
                 "recover flipped to rotate",
                 planned(Action::Rotate, b"a"),
                 Some(assessed(
@@ -213,7 +245,7 @@ mod tests {
                     "fresh: issued 2026-11-28T00:00:00Z",
                     b"a",
                 )),
-                "cert.pem already fresh: issued",
+                "cert.pem: the plan asks rotate; the fleet judges keep (fresh: issued",
             ),
             (
                 "healthy",
@@ -223,7 +255,7 @@ mod tests {
                     "renews itself: 80 of 90 days left",
                     b"a",
                 )),
-                "cert.pem not due: renews itself",
+                "cert.pem: the plan asks rotate; the fleet judges keep (renews itself",
             ),
             (
                 "a problem now",
@@ -248,10 +280,37 @@ mod tests {
                 "cert.pem is gone since the plan",
             ),
             (
-                "appeared since the plan",
+                "no line in the plan",
                 None,
                 Some(assessed(State::Due, "cannot self-rotate", b"a")),
-                "cert.pem appeared since the plan",
+                "the plan lists no line for cert.pem: not rotated",
+            ),
+            (
+                "no line in the plan for what needs recover",
+                None,
+                Some(assessed(
+                    State::Recover,
+                    "token expired 2026-10-02: run rekey recover",
+                    b"a",
+                )),
+                "needs rekey recover: token expired 2026-10-02",
+            ),
+            (
+                "no line in the plan for a problem",
+                None,
+                Some(assessed(
+                    State::Problem,
+                    "cert.pem was not issued by this CA",
+                    b"a",
+                )),
+                "cert.pem was not issued by this CA",
+            ),
+            (
+                "plan keeps what is due, said",
+                planned(Action::Keep, b"a"),
+                Some(assessed(State::Due, "cannot self-rotate", b"a")),
+                "cert.pem: the plan asks keep; the fleet judges rotate (cannot self-rotate): not \
+                 rotated",
             ),
         ];
         for (name, plan, fleet, want) in cases {

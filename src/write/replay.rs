@@ -22,15 +22,10 @@ use crate::store::{RunDir, Store};
 pub(crate) fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<String>> {
     let mut said = Vec::new();
     for run in Store::of(root).runs()? {
+        let Some(records) = interrupted(&run)? else {
+            continue;
+        };
         let path = run.journal();
-        if !path.is_file() {
-            continue;
-        }
-        let records = entries::read(&path)?;
-        let ended = records.iter().any(|r| matches!(r, Record::End { .. }));
-        if ended && run.report().is_file() {
-            continue;
-        }
         let (finished, undone) = journal::replay(&path, root, &run.backup())?;
         // Killed while saving its report: the half-written copy goes, a whole one is written.
         fsio::remove_stale_temps(run.path())?;
@@ -49,6 +44,34 @@ pub(crate) fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<
             } else {
                 "they were"
             }
+        ));
+    }
+    Ok(said)
+}
+
+/// The journal of `run` when it was interrupted (it did not end, or has no report yet).
+fn interrupted(run: &RunDir) -> Result<Option<Vec<Record>>> {
+    let path = run.journal();
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let records = entries::read(&path)?;
+    let ended = records.iter().any(|r| matches!(r, Record::End { .. }));
+    Ok((!ended || !run.report().is_file()).then_some(records))
+}
+
+/// What a dry run says of the runs an interrupted writer left: the run it previews would replay
+/// them first, and the dry run, which writes nothing, does not (it judges the fleet as it is).
+pub(crate) fn waiting(root: &Path) -> Result<Vec<String>> {
+    let mut said = Vec::new();
+    for run in Store::of(root).runs()? {
+        if interrupted(&run)?.is_none() {
+            continue;
+        }
+        said.push(format!(
+            "rekey: warning: run {} was interrupted; the run previewed here would replay it \
+             first, and this dry run does not (it writes nothing)",
+            run.id()
         ));
     }
     Ok(said)
@@ -95,6 +118,7 @@ fn replayed_report(
     identities.dedup_by(|a, b| a.node == b.node && a.service == b.service);
     let header = Header {
         run_id: run.id().to_string(),
+        dry_run: false,
         command,
         started,
         finished: now,

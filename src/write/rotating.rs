@@ -42,9 +42,13 @@ pub(crate) fn run(
         notes,
     } = asked;
     let fleet = facts(survey);
+    // `before` records (the recovery audit): a dry run records nothing.
+    let dry = write.dry();
     if targets.is_empty() {
         let started = write.start(command, notes)?;
-        before(&started)?;
+        if !dry {
+            before(&started)?;
+        }
         return Ok(started.nothing_to_do(refused, fleet)?.1);
     }
     let as_of = write.as_of();
@@ -72,23 +76,33 @@ pub(crate) fn run(
         not_after,
     };
     let started = write.start(command, notes)?;
-    before(&started)?;
+    if !dry {
+        before(&started)?;
+    }
     super::journal::crash_point("surveyed");
     let (_, exit) = started.execute(&rotation, &targets, refused, warnings, fleet)?;
     Ok(exit)
 }
 
-/// What `rotate` does: rotates every identity `survey` judges `rotate` (with `force`, also
-/// those it would keep).
-pub(crate) fn rotate_due(write: WriteRun, survey: &Survey, force: bool) -> anyhow::Result<Exit> {
-    let targets = survey
+/// What `rotate` rotates: every identity `survey` judges `rotate` (with `force`, also the
+/// credentials it would keep).
+pub(crate) fn due_targets(survey: &Survey, force: bool) -> BTreeMap<IdentityId, Target> {
+    survey
         .identities
         .iter()
         .filter_map(|i| {
             let target = Target::judged(i, Action::Rotate, force)?;
             Some((i.id.clone(), target))
         })
-        .collect();
+        .collect()
+}
+
+/// What `rotate` does: rotates `targets` ([`due_targets`]).
+pub(crate) fn rotate_due(
+    write: WriteRun,
+    survey: &Survey,
+    targets: BTreeMap<IdentityId, Target>,
+) -> anyhow::Result<Exit> {
     let asked = Rotating {
         command: RunCommand::Rotate,
         targets,

@@ -24,19 +24,23 @@ use crate::token::Claims;
 
 /// One identity to rotate: for each credential present, the digest it had when judged, and
 /// whether to rotate it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
     pub(crate) cert: Option<Expected>,
     pub(crate) token: Option<Expected>,
     /// The directory judged (device and inode): staging refuses any other at its name.
     pub(crate) dir: Option<crate::fsio::FileId>,
+    /// Why a credential the command was asked about is not rotated (a plan asked what the fleet
+    /// does not judge due, or named no line for it): the reason on the identity's report line.
+    pub(crate) note: String,
 }
 
-/// A credential as judged: its digest then, whether it is to be rotated, and its expiry then
-/// (for the report).
+/// A credential as judged: its digest then, what the fleet judged it, whether it is to be
+/// rotated, and its expiry then (for the report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Expected {
     pub(crate) sha256: Digest,
+    pub(crate) judged: Action,
     pub(crate) rotate: bool,
     pub(crate) not_after: Option<DateTime<Utc>>,
 }
@@ -51,6 +55,7 @@ impl Target {
                 let judged = c.verdict.state.action();
                 c.sha256.map(|sha256| Expected {
                     sha256,
+                    judged,
                     rotate: judged == action || (force && judged == Action::Keep),
                     not_after: c.window.map(|w| w.not_after),
                 })
@@ -60,12 +65,18 @@ impl Target {
             cert: expected(&identity.cert),
             token: expected(&identity.token),
             dir: identity.dir,
+            note: String::new(),
         };
         target.rotates().then_some(target)
     }
 
+    /// The credentials present, as judged.
+    pub(crate) fn credentials(&self) -> impl Iterator<Item = &Expected> {
+        self.cert.iter().chain(self.token.iter())
+    }
+
     pub(crate) fn rotates(&self) -> bool {
-        self.cert.iter().chain(self.token.iter()).any(|e| e.rotate)
+        self.credentials().any(|e| e.rotate)
     }
 
     fn rotated(e: Option<Expected>) -> Option<Digest> {
@@ -109,7 +120,10 @@ impl Work for Rotation<'_> {
             id: id.clone(),
             dir,
             files: Vec::new(),
-            details: Details::default(),
+            details: Details {
+                reason: t.note.clone(),
+                ..Details::default()
+            },
         };
         if let (Some(sha), Slot::Present(pem)) = (Target::rotated(t.cert), &files.cert) {
             let mut change = self

@@ -32,6 +32,42 @@ pub struct Settings {
     pub started: DateTime<Utc>,
     /// Hooks named on the command line, or `--no-hooks`.
     pub hooks: HookArgs,
+    /// Where the run's effects go: to disk, or nowhere (`--dry-run`).
+    pub sink: Sink,
+}
+
+/// Where a writing run's effects go. A dry run is the run with the sink that writes nothing:
+/// it takes the same decisions through the same code (the fleet judged, every identity staged,
+/// its files checked, its new credentials made) and builds the report the run would write; only
+/// the last step is skipped: the lock, the replay of an interrupted run, pending hooks, the
+/// run's directory and journal, backups, temporary files, renames, removals, hooks, the audit
+/// log, the metrics file and pruning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sink {
+    /// The run writes.
+    #[default]
+    Disk,
+    /// `--dry-run`: the run records what it would have written, and writes nothing.
+    Nowhere,
+}
+
+/// What a run holds while it may write: the writer lock, or nothing (a dry run takes no lock:
+/// it writes nothing, and a writer that runs meanwhile is as if it ran just before).
+pub(super) enum Effects {
+    Disk(
+        #[expect(
+            dead_code,
+            reason = "held, never read: the lock is released when dropped"
+        )]
+        Lock,
+    ),
+    Nowhere,
+}
+
+impl Effects {
+    pub(super) fn writes(&self) -> bool {
+        matches!(self, Effects::Disk(_))
+    }
 }
 
 /// A writing run that holds the lock: nothing is written yet.
@@ -49,7 +85,7 @@ pub(crate) struct WriteRun {
     pub(super) retried: Vec<RetriedHook>,
     /// Pending command-line hooks this command line did not give again.
     pub(super) not_given: usize,
-    pub(super) _lock: Lock,
+    pub(super) effects: Effects,
 }
 
 /// The fleet at `root` with its writer lock held and whatever an interrupted run left replayed:
@@ -125,11 +161,26 @@ impl WriteRun {
     ) -> Result<WriteRun> {
         let settings = settings.clone();
         check_run_date(as_of, settings.started)?;
-        let Locked { root, lock, fleet } = Locked::take(&checked.trusted, settings.started)?;
+        let (root, effects, fleet) = match settings.sink {
+            Sink::Disk => {
+                let Locked { root, lock, fleet } =
+                    Locked::take(&checked.trusted, settings.started)?;
+                (root, Effects::Disk(lock), fleet)
+            }
+            Sink::Nowhere => {
+                let root = checked.trusted.0.clone();
+                let fleet = crate::fsio::RootDir::open(&root)
+                    .with_context(|| format!("failed to open fleet root {}", root.display()))?;
+                for line in super::replay::waiting(&root)? {
+                    eprintln!("{line}");
+                }
+                (root, Effects::Nowhere, fleet)
+            }
+        };
         let interrupt = Interrupt::install()?;
         let policy = checked.policy;
         let hooks = HookSet::load(&root, &policy.policy, &settings.hooks)?;
-        let retried = if settings.hooks.skip {
+        let retried = if settings.hooks.skip || !effects.writes() {
             pending::Retried::default()
         } else {
             pending::retry(&root, &fleet, &hooks, settings.started)?
@@ -144,14 +195,24 @@ impl WriteRun {
             fleet,
             retried: retried.ran,
             not_given: retried.not_given,
-            _lock: lock,
+            effects,
         })
     }
 
-    /// Removes the backups of the runs beyond the newest `keep` (see `prune`); writes nothing
-    /// when `dry`.
-    pub(crate) fn prune(&self, keep: usize, dry: bool) -> Result<Pruned> {
-        prune::prune(&self.root, keep, dry, self.settings.started)
+    /// Removes the backups of the runs beyond the newest `keep` (see `prune`); a dry run
+    /// removes nothing and says what it would remove.
+    pub(crate) fn prune(&self, keep: usize) -> Result<Pruned> {
+        prune::prune(
+            &self.root,
+            keep,
+            !self.effects.writes(),
+            self.settings.started,
+        )
+    }
+
+    /// Whether this is a dry run (the sink that writes nothing).
+    pub(crate) fn dry(&self) -> bool {
+        !self.effects.writes()
     }
 
     /// The fleet root, canonical.
@@ -205,17 +266,12 @@ impl Preflight {
     pub(crate) fn root(&self) -> &Path {
         &self.trusted.0
     }
-
-    /// The fleet surveyed at `as_of` under the policy read here: what a preview shows.
-    pub(crate) fn survey(&self, as_of: DateTime<Utc>) -> Result<crate::survey::Survey> {
-        crate::survey::Survey::take_under(self.root(), as_of, Some(self.policy.clone()))
-    }
 }
 
-/// What a writing run refuses to start on, before the lock, and its preview (`rotate --dry-run`,
-/// `recover` without `--yes`, `rollback --dry-run`) refuses alike, so that a preview never
-/// promises a run that would not start: a trusted path another user could change (§8), a policy
-/// that does not load, then a `metrics_file` that cannot be written as `-o` would be (§4).
+/// What a writing run refuses to start on, before the lock, and its dry run refuses alike (it is
+/// the same run, with the sink that writes nothing): a trusted path another user could change
+/// (§8), a policy that does not load, then a `metrics_file` that cannot be written as `-o` would
+/// be (§4).
 pub(crate) fn preflight(root: &Path) -> Result<Preflight> {
     let trusted = Trusted::check(root)?;
     let policy = crate::policy::load(&trusted.0)?;

@@ -26,28 +26,35 @@ use crate::store::Store;
 impl WriteRun {
     /// Starts the run: its directory under `.rekey/runs/` and its journal, which names the
     /// run's post hooks first: a run cut off once it changed something has them run by the next
-    /// writer (`pending`), as it runs the deploy hooks it left.
+    /// writer (`pending`), as it runs the deploy hooks it left. A dry run: the id the run would
+    /// have, and nothing on disk.
     pub(crate) fn start(self, command: RunCommand, notes: Notes) -> Result<Started> {
-        let mut run = Run::start(
-            &Store::of(&self.root),
-            self.settings.started,
-            command,
-            self.as_of,
-            &notes,
-        )?;
         let mut next_call = 0;
-        let post = if self.settings.hooks.skip {
-            Vec::new()
+        let (run, post) = if self.effects.writes() {
+            let mut run = Run::start(
+                &Store::of(&self.root),
+                self.settings.started,
+                command,
+                self.as_of,
+                &notes,
+            )?;
+            let post = if self.settings.hooks.skip {
+                Vec::new()
+            } else {
+                self.hooks.post_calls(&mut next_call)
+            };
+            if !post.is_empty() {
+                pending::mark(&run.dir)?;
+                run.journal.append(&journal::Record::Hooks {
+                    batch: None,
+                    calls: post.clone(),
+                })?;
+            }
+            (Journaled::Run(run), post)
         } else {
-            self.hooks.post_calls(&mut next_call)
+            let id = crate::store::run_id_at(self.settings.started);
+            (Journaled::DryRun(id), Vec::new())
         };
-        if !post.is_empty() {
-            pending::mark(&run.dir)?;
-            run.journal.append(&journal::Record::Hooks {
-                batch: None,
-                calls: post.clone(),
-            })?;
-        }
         Ok(Started {
             write: self,
             run,
@@ -59,21 +66,31 @@ impl WriteRun {
     }
 }
 
-/// A started run: its journal is open.
+/// A started run's record: its directory and open journal, or, for a dry run, only the id it
+/// would have.
+enum Journaled {
+    Run(Run),
+    DryRun(String),
+}
+
+/// A started run: its journal is open (a dry run's is nowhere).
 pub(crate) struct Started {
     write: WriteRun,
-    run: Run,
+    run: Journaled,
     command: RunCommand,
     notes: Notes,
     /// The last hook call number used in this run.
     next_call: u32,
-    /// The post hook calls journaled when the run started.
+    /// The post hook calls journaled when the run started (none in a dry run).
     post: Vec<hooks::HookCall>,
 }
 
 impl Started {
     pub(crate) fn id(&self) -> &str {
-        self.run.id()
+        match &self.run {
+            Journaled::Run(run) => run.id(),
+            Journaled::DryRun(id) => id,
+        }
     }
 
     /// Runs `work` over `items` in journaled batches, then [`Started::finish`]es the run.
@@ -92,23 +109,32 @@ impl Started {
         let root = self.write.root.clone();
         let progress = self.write.settings.progress;
         let interrupt = self.write.interrupt.clone();
-        let run_dir = self.run.dir.clone();
-        let run_id = self.run.id().to_string();
-        let hooking = (!self.write.settings.hooks.skip).then(|| batches::Hooking {
-            set: &self.write.hooks,
-            ctx: hooks::Context {
-                root: &root,
-                fleet: &self.write.fleet,
-                run_id: &run_id,
-                run: &run_dir,
-                post_env: Vec::new(),
-            },
-            next: self.next_call,
-        });
-        let run = &mut self.run;
+        let skip_hooks = self.write.settings.hooks.skip;
+        let (commit, run_dir) = match &mut self.run {
+            Journaled::Run(run) => {
+                let dir = run.dir.clone();
+                (batches::Commit::Journal(run), Some(dir))
+            }
+            Journaled::DryRun(_) => (batches::Commit::Nowhere, None),
+        };
+        let hooking = run_dir
+            .as_ref()
+            .filter(|_| !skip_hooks)
+            .map(|run_dir| batches::Hooking {
+                set: &self.write.hooks,
+                ctx: hooks::Context {
+                    root: &root,
+                    fleet: &self.write.fleet,
+                    run_id: run_dir.id(),
+                    run: run_dir,
+                    post_env: Vec::new(),
+                },
+                next: self.next_call,
+            });
         let root_dir = &self.write.fleet;
-        let done = pool(self.write.settings.jobs)?
-            .install(|| batches::run(work, items, run, root_dir, progress, &interrupt, hooking))?;
+        let done = pool(self.write.settings.jobs)?.install(|| {
+            batches::run(work, items, commit, root_dir, progress, &interrupt, hooking)
+        })?;
         self.next_call = done.last_call;
         let mut identities = done.identities;
         identities.extend(skipped(refused));
@@ -136,8 +162,10 @@ impl Started {
     ) -> Result<(Report, Exit)> {
         let root = self.write.root.clone();
         let keep_runs = fleet.keep_runs;
+        let dry_run = !self.write.effects.writes();
         let header = Header {
-            run_id: self.run.id().to_string(),
+            run_id: self.id().to_string(),
+            dry_run,
             command: self.command,
             started: self.write.settings.started,
             finished: chrono::Utc::now(),
@@ -152,14 +180,23 @@ impl Started {
             retried_hooks: std::mem::take(&mut self.write.retried),
         };
         let mut report = Report::new(header, identities);
+        let mut run = match self.run {
+            Journaled::Run(run) => run,
+            Journaled::DryRun(_) => {
+                // The report the run would write, and nothing after it: no post hook, no report
+                // saved, no audit, no metrics, no pruning.
+                tell(&report, stopped.as_ref(), &Ok(()), self.write.settings.json)?;
+                return Ok((report.clone(), report.exit()));
+            }
+        };
         if report.counts.done > 0 {
-            let results = self.post_hooks(&report)?;
+            let results = post_hooks(&self.write, &mut run, &self.post, &report)?;
             report.with_post_hooks(results);
         } else {
-            self.drop_post_hooks();
+            drop_post_hooks(&mut run, &self.post);
         }
-        let run_dir = self.run.dir.clone();
-        let saved = self.run.finish(&report);
+        let run_dir = run.dir.clone();
+        let saved = run.finish(&report);
         if saved.is_err() {
             report.not_saved();
         }
@@ -191,49 +228,52 @@ impl Started {
     }
 }
 
-impl Started {
-    /// Runs the post hooks of a run that changed something (journaled when it started), once
-    /// its report is saved for them to read. A report the filesystem cannot take leaves them
-    /// pending: the next writer saves the report (replaying the run) and runs them.
-    fn post_hooks(&mut self, report: &Report) -> Result<Vec<hooks::HookResult>> {
-        if self.post.is_empty() {
-            return Ok(Vec::new());
-        }
-        match history::write_report(&self.run.dir, report) {
-            Err(err) if crate::fsio::caused_by_no_space(&err) => return Ok(Vec::new()),
-            saved => saved?,
-        }
-        journal::crash_point("post_hooks");
-        let ctx = hooks::Context {
-            root: &self.write.root,
-            fleet: &self.write.fleet,
-            run_id: self.run.dir.id(),
-            run: &self.run.dir,
-            post_env: hooks::post_env(&self.run.dir.report(), &report.counts),
-        };
-        let mut journal = pending::HookJournal::new(&mut self.run.journal);
-        let mut results = Vec::new();
-        for call in &self.post {
-            let result = hooks::run(call, &self.write.hooks, &ctx, None);
-            journal.done(call.call, &result)?;
-            results.push(result);
-        }
-        reap::sweep();
-        Ok(results)
+/// Runs the post hooks of a run that changed something (journaled when it started), once its
+/// report is saved for them to read. A report the filesystem cannot take leaves them pending:
+/// the next writer saves the report (replaying the run) and runs them.
+fn post_hooks(
+    write: &WriteRun,
+    run: &mut Run,
+    post: &[hooks::HookCall],
+    report: &Report,
+) -> Result<Vec<hooks::HookResult>> {
+    if post.is_empty() {
+        return Ok(Vec::new());
     }
+    match history::write_report(&run.dir, report) {
+        Err(err) if crate::fsio::caused_by_no_space(&err) => return Ok(Vec::new()),
+        saved => saved?,
+    }
+    journal::crash_point("post_hooks");
+    let ctx = hooks::Context {
+        root: &write.root,
+        fleet: &write.fleet,
+        run_id: run.dir.id(),
+        run: &run.dir,
+        post_env: hooks::post_env(&run.dir.report(), &report.counts),
+    };
+    let mut journal = pending::HookJournal::new(&mut run.journal);
+    let mut results = Vec::new();
+    for call in post {
+        let result = hooks::run(call, &write.hooks, &ctx, None);
+        journal.done(call.call, &result)?;
+        results.push(result);
+    }
+    reap::sweep();
+    Ok(results)
+}
 
-    /// Closes the post hook calls of a run that changed nothing: they have nothing to announce.
-    /// Best effort: a journal that refuses the record (a full filesystem) leaves them to the
-    /// rule that a run's post hooks are pending only once it committed something.
-    fn drop_post_hooks(&mut self) {
-        for call in &self.post {
-            let dropped = journal::Record::HookDropped {
-                call: call.call,
-                reason: "the run changed nothing".to_string(),
-            };
-            if self.run.journal.append(&dropped).is_err() {
-                return;
-            }
+/// Closes the post hook calls of a run that changed nothing: they have nothing to announce.
+/// Best effort: a journal that refuses the record (a full filesystem) leaves them to the rule
+/// that a run's post hooks are pending only once it committed something.
+fn drop_post_hooks(run: &mut Run, post: &[hooks::HookCall]) {
+    for call in post {
+        let dropped = journal::Record::HookDropped {
+            call: call.call,
+            reason: "the run changed nothing".to_string(),
+        };
+        if run.journal.append(&dropped).is_err() {
+            return;
         }
     }
 }

@@ -50,7 +50,7 @@ pub(crate) struct NewFile {
 }
 
 impl Staged {
-    pub(super) fn change(&self) -> Change {
+    pub(crate) fn change(&self) -> Change {
         Change {
             id: self.id.clone(),
             files: self

@@ -62,6 +62,9 @@ pub(crate) struct Report {
     pub(crate) version: u32,
     pub(crate) run_id: String,
     pub(crate) command: RunCommand,
+    /// `--dry-run`: the report the run would write; nothing was written (never saved).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) dry_run: bool,
     #[serde(default)]
     pub(crate) outcome: RunOutcome,
     /// The exit code of the run (in a report written by a replay: the one it would have had).
@@ -155,6 +158,7 @@ pub(crate) struct Notes {
 #[derive(Debug, Clone)]
 pub(crate) struct Header {
     pub(crate) run_id: String,
+    pub(crate) dry_run: bool,
     pub(crate) command: RunCommand,
     pub(crate) started: DateTime<Utc>,
     pub(crate) finished: DateTime<Utc>,
@@ -243,6 +247,7 @@ impl Report {
             version: VERSION,
             run_id: header.run_id,
             command: header.command,
+            dry_run: header.dry_run,
             outcome,
             exit_code: 0,
             // To the second, as saved: the report in memory is the one read back.
@@ -279,7 +284,8 @@ impl Report {
     /// The exit code, from the counts: a run cut short (a full filesystem, a signal) exits 1
     /// when it changed nothing and 3 when it changed some; a failure of this run (an identity
     /// failed or skipped, a hook failed) is 3 and wins over attention already there, which is
-    /// 4 for `rotate`, the pipeline's command.
+    /// 4 for the commands that rotate what the fleet judges due, `rotate` and `apply`: the run
+    /// went well but leaves identities for a person.
     fn decide_exit(&mut self) {
         let failed = |h: &HookResult| h.status != HookStatus::Ok;
         let own = self.identities.iter().flat_map(|i| &i.hooks);
@@ -295,7 +301,7 @@ impl Report {
             Exit::Fatal
         } else if cut_short || c.failed + c.skipped + c.hooks_failed > 0 {
             Exit::WorkDue
-        } else if self.command == RunCommand::Rotate
+        } else if matches!(self.command, RunCommand::Rotate | RunCommand::Apply)
             && c.needs_recover + c.problems + c.fleet_issues > 0
         {
             Exit::Attention
@@ -341,13 +347,20 @@ impl Report {
                 c.done, c.skipped, c.failed
             )
         };
-        let mut out = format!(
-            "run {} ({}): {what}\nreport: {}/.rekey/runs/{}/report.json\n",
-            self.run_id,
-            self.command.as_str(),
-            self.root,
-            self.run_id
-        );
+        let mut out = if self.dry_run {
+            format!(
+                "dry run ({}): {what}\nnothing was written (--dry-run)\n",
+                self.command.as_str(),
+            )
+        } else {
+            format!(
+                "run {} ({}): {what}\nreport: {}/.rekey/runs/{}/report.json\n",
+                self.run_id,
+                self.command.as_str(),
+                self.root,
+                self.run_id
+            )
+        };
         if let Some(sha256) = &self.plan_file_sha256 {
             out.push_str(&format!("plan file sha256: {}\n", sha256.hex()));
         }
@@ -359,7 +372,7 @@ impl Report {
         for r in self
             .identities
             .iter()
-            .filter(|i| i.outcome != Outcome::Done)
+            .filter(|i| self.dry_run || i.outcome != Outcome::Done)
         {
             let outcome = match r.outcome {
                 Outcome::Done => "done",

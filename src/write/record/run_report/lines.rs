@@ -92,6 +92,8 @@ pub(crate) struct TokenChange {
 pub(crate) struct Details {
     pub(crate) cert: Option<CertChange>,
     pub(crate) token: Option<TokenChange>,
+    /// Why a credential the run was asked about was left as it was (empty: none was).
+    pub(crate) reason: String,
 }
 
 /// An identity, or a path, left for a person.
@@ -143,7 +145,7 @@ impl IdentityReport {
             service: id.service().to_string(),
             dir: dir_of(id),
             outcome: Outcome::Done,
-            reason: String::new(),
+            reason: details.reason,
             files,
             cert: details.cert,
             token: details.token,

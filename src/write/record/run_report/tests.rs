@@ -56,8 +56,17 @@ fn the_exit_code_puts_this_runs_failures_before_attention_already_there() {
             RunOutcome::Done,
         ),
         (
-            "attention, not rotate",
+            "apply exits as rotate: done, attention left",
             Apply,
+            vec![line(Outcome::Done)],
+            false,
+            needs(),
+            4,
+            RunOutcome::Done,
+        ),
+        (
+            "attention, not a command that rotates what is due",
+            RunCommand::Recover,
             vec![line(Outcome::Done)],
             false,
             needs(),
@@ -113,6 +122,7 @@ fn the_exit_code_puts_this_runs_failures_before_attention_already_there() {
     for (name, command, lines, stopped, attention, exit, outcome) in cases {
         let header = Header {
             run_id: "r".into(),
+            dry_run: false,
             command,
             started: t,
             finished: t,

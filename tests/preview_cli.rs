@@ -1,0 +1,247 @@
+//! What rekey says before and after it acts is what it does (issue: every preview is the run
+//! without its writes, every reason true): `rollback --dry-run` is the rollback, a forced run can
+//! be previewed and `apply` has `--dry-run`, every identity a hand-edited plan names has a true
+//! reason, `rotate` and `apply` share the exit rule, and a second rollback writes nothing.
+
+mod common;
+
+use std::path::Path;
+
+use common::{AS_OF, build, ca_spec, copy};
+use rekey::keys::KeyAlg;
+use serde_json::Value;
+
+/// Runs rekey with `args` and `--root root`; (exit code, stdout, stderr).
+fn rekey(root: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = common::rekey()
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .expect("rekey runs");
+    (
+        out.status.code().expect("rekey exits with a code"),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The runs `.rekey/runs` holds, oldest first.
+fn run_ids(root: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(root.join(".rekey/runs"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn at(root: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = args.to_vec();
+    all.extend(["--as-of", AS_OF]);
+    rekey(root, &all)
+}
+
+/// The report line of `node/service`.
+fn line<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| {
+            format!(
+                "{}/{}",
+                i["node"].as_str().unwrap(),
+                i["service"].as_str().unwrap()
+            ) == id
+        })
+        .unwrap_or_else(|| panic!("{id} is in the report: {report:#}"))
+}
+
+/// Issue item 1: `rollback --dry-run` says what the rollback does, in JSON when asked: a file
+/// changed since the run skips its identity whole; a pruned run fails, exit 3.
+#[test]
+fn rollback_dry_run_is_the_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    common::fleet(&root, 2, 30);
+    assert_eq!(at(&root, &["rotate"]).0, 0);
+    assert_eq!(at(&root, &["rotate", "--force"]).0, 0);
+    let [first, second] = [run_ids(&root)[0].clone(), run_ids(&root)[1].clone()];
+    let cert = root.join("nodes/node-01/svc-0001/cert.pem");
+    let mut text = std::fs::read_to_string(&cert).unwrap();
+    text.push('\n');
+    std::fs::write(&cert, text).unwrap();
+    let dry = ["rollback", &second, "--dry-run", "--format", "json"];
+    let (code, out, err) = rekey(&root, &dry);
+    assert_eq!(code, 3, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(report["dry_run"], true);
+    let changed = line(&report, "node-01/svc-0001");
+    assert_eq!(changed["outcome"], "skipped", "{changed}");
+    let why = changed["reason"].as_str().unwrap();
+    assert!(why.contains("cert.pem changed since run"), "{why}");
+    assert_eq!(line(&report, "node-00/svc-0000")["outcome"], "done");
+    // The rollback does just that: node-00 holds what the first run wrote again.
+    assert_eq!(rekey(&root, &["rollback", &second]).0, 3);
+    // node-00's newest change is that rollback: the first run's backup goes.
+    let (code, _, err) = rekey(&root, &["prune", "--keep", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let dry = ["rollback", &first, "--dry-run", "--format", "json"];
+    let (code, out, err) = rekey(&root, &dry);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, 3, "a pruned run cannot be put back: {err}");
+    let pruned = line(&report, "node-00/svc-0000");
+    assert_eq!(pruned["outcome"], "failed", "{pruned}");
+    let why = pruned["reason"].as_str().unwrap();
+    assert!(why.contains("is missing"), "{why}");
+    assert_eq!(
+        run_ids(&root).len(),
+        3,
+        "no run directory made by a dry run"
+    );
+    let (real, _, _) = rekey(&root, &["rollback", &first]);
+    assert_eq!(real, code, "the rollback exits as its dry run said");
+}
+
+/// Issue item 2: a forced run can be previewed, its plan summary counts the forced rotations,
+/// and `apply` takes `--dry-run`.
+#[test]
+fn a_forced_run_can_be_previewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    common::fleet(&root, 2, 0);
+    let (code, out, err) = at(
+        &root,
+        &["rotate", "--force", "--dry-run", "--format", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(report["counts"]["done"], 2, "{report:#}");
+    assert_eq!(report["counts"]["credentials"], 4, "{report:#}");
+    assert!(err.contains("4 rotate (4 forced), 0 keep"), "{err}");
+    let plan = dir.path().join("plan.toml");
+    let (code, _, err) = at(&root, &["plan", "-o", plan.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace("action = \"keep\"", "action = \"rotate\"");
+    std::fs::write(&plan, text).unwrap();
+    let plan = plan.to_str().unwrap();
+    let (code, out, err) = at(
+        &root,
+        &["apply", plan, "--force", "--dry-run", "--format", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        (report["dry_run"].clone(), report["counts"]["done"].clone()),
+        (true.into(), 2.into())
+    );
+    assert!(run_ids(&root).is_empty(), "nothing written");
+}
+
+/// Issue item 3: every identity a hand-edited plan names is in the report, with a reason that
+/// is true, per credential.
+#[test]
+fn every_identity_a_plan_names_has_a_true_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    let mut kms = rekey::fleet::IdentitySpec::new("n1", "svc-c", common::issued(30));
+    kms.token = Some(common::issued(0));
+    let ids = [
+        rekey::fleet::IdentitySpec::new("n1", "svc-a", common::issued(30)),
+        rekey::fleet::IdentitySpec::new("n1", "svc-b", common::issued(30)),
+        kms,
+    ];
+    build(&root, &ca_spec(KeyAlg::P256), &ids);
+    let plan = dir.path().join("plan.toml");
+    let (code, _, err) = at(&root, &["plan", "-o", plan.to_str().unwrap()]);
+    assert_eq!(code, 3, "{err}");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    // svc-a loses its token line, svc-b its cert line; svc-c's fresh token is flipped to rotate
+    // (their certificates are due).
+    let mut service = String::new();
+    let mut edited = Vec::new();
+    for l in text.lines() {
+        if let Some(s) = l.strip_prefix("service = ") {
+            service = s.trim_matches('"').to_string();
+        }
+        match (service.as_str(), l.split(' ').next().unwrap_or("")) {
+            ("svc-a", "token") | ("svc-b", "cert") => continue,
+            ("svc-c", "token") => edited.push(l.replace("\"keep\"", "\"rotate\"")),
+            _ => edited.push(l.to_string()),
+        }
+    }
+    std::fs::write(&plan, edited.join("\n") + "\n").unwrap();
+    let (code, out, err) = at(
+        &root,
+        &["apply", plan.to_str().unwrap(), "--format", "json"],
+    );
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    assert_eq!(code, 0, "{report:#}");
+    let reason = |id: &str| {
+        line(&report, id)["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let a = line(&report, "n1/svc-a");
+    assert_eq!(a["outcome"], "done");
+    assert!(a["cert"].is_object() && a["token"].is_null(), "{a}");
+    assert_eq!(
+        reason("n1/svc-a"),
+        "the plan lists no line for token.jwt: not rotated"
+    );
+    let b = line(&report, "n1/svc-b");
+    assert!(b["token"].is_object() && b["cert"].is_null(), "{b}");
+    assert_eq!(
+        reason("n1/svc-b"),
+        "the plan lists no line for cert.pem: not rotated"
+    );
+    assert!(
+        reason("n1/svc-c")
+            .starts_with("token.jwt: the plan asks rotate; the fleet judges keep (fresh"),
+        "{report:#}"
+    );
+}
+
+/// Issue item 5: `rotate` and `plan` + `apply` on the same fleet exit alike: 4 when the run
+/// went well but leaves identities for a person.
+#[test]
+fn rotate_and_apply_share_the_exit_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    let ids = [
+        rekey::fleet::IdentitySpec::new("n1", "mocctl", common::issued(30)),
+        rekey::fleet::IdentitySpec::new("n2", "kva", common::issued(95)),
+    ];
+    build(&base, &ca_spec(KeyAlg::P256), &ids);
+    let root = dir.path().join("fleet");
+    copy(&base, &root);
+    assert_eq!(at(&root, &["rotate"]).0, 4);
+    copy(&base, &root);
+    let plan = dir.path().join("plan.toml");
+    assert_eq!(at(&root, &["plan", "-o", plan.to_str().unwrap()]).0, 4);
+    let (code, out, err) = at(&root, &["apply", plan.to_str().unwrap()]);
+    assert_eq!(code, 4, "{out}{err}");
+}
+
+/// Issue item 8: a second rollback of the same run says so and writes nothing: no run directory,
+/// and `rekey runs` lists it rolled back once.
+#[test]
+fn a_second_rollback_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    common::fleet(&root, 2, 30);
+    assert_eq!(at(&root, &["rotate"]).0, 0);
+    let id = run_ids(&root)[0].clone();
+    assert_eq!(rekey(&root, &["rollback", &id]).0, 0);
+    let runs = run_ids(&root);
+    let (code, _, err) = rekey(&root, &["rollback", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("already rolled back"), "{err}");
+    assert_eq!(run_ids(&root), runs, "no new run directory");
+}
