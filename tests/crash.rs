@@ -285,13 +285,7 @@ fn hooks_run_once_per_committed_change_give_or_take_those_running_at_a_kill() {
     fleet(&root, 200, 30);
     let deploys = work.path().join("deploys");
     let posts = work.path().join("posts");
-    let hook = |kind: &str, text: String| {
-        use std::os::unix::fs::PermissionsExt;
-        let path = root.join("hooks").join(kind).join("10-count");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, format!("#!/bin/sh\n{text}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    };
+    let hook = |kind: &str, text: String| install_hook(&root, kind, "10-count", &text);
     hook(
         "deploy",
         format!(

@@ -141,7 +141,6 @@ fn a_full_disk_stops_rotate_cleanly_and_a_rerun_completes() {
 
 #[test]
 fn a_disk_that_fills_while_hooks_run_keeps_the_rotation_its_exit_code_and_its_report() {
-    use std::os::unix::fs::PermissionsExt;
     let work = tempfile::tempdir().unwrap();
     let tmpfs = match Tmpfs::mount(&work.path().join("mnt"), "64m") {
         Ok(t) => t,
@@ -158,12 +157,7 @@ fn a_disk_that_fills_while_hooks_run_keeps_the_rotation_its_exit_code_and_its_re
     let posts = work.path().join("posts");
     let filled = work.path().join("filled");
     let filler = tmpfs.0.join("filler");
-    let hook = |kind: &str, text: String| {
-        let path = root.join("hooks").join(kind).join("10-hook");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, format!("#!/bin/sh\n{text}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    };
+    let hook = |kind: &str, text: String| install_hook(&root, kind, "10-hook", &text);
     // One identity's hook fills the filesystem (once); every hook says it ran, outside it.
     hook(
         "deploy",

@@ -41,20 +41,7 @@ impl Rng {
     }
 }
 
-/// Runs rekey with `args` and `--root root`; (exit code, stdout, stderr).
-fn rekey(root: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = common::rekey()
-        .args(args)
-        .arg("--root")
-        .arg(root)
-        .output()
-        .expect("rekey runs");
-    (
-        out.status.code().expect("rekey exits with a code"),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use common::run_unpinned as rekey;
 
 /// Everything under `root`, rekey's own state included: path → contents (directories: empty).
 fn everything(root: &Path) -> Vec<(String, Vec<u8>)> {

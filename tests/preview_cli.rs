@@ -11,20 +11,7 @@ use common::{AS_OF, build, ca_spec, copy};
 use rekey::keys::KeyAlg;
 use serde_json::Value;
 
-/// Runs rekey with `args` and `--root root`; (exit code, stdout, stderr).
-fn rekey(root: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = common::rekey()
-        .args(args)
-        .arg("--root")
-        .arg(root)
-        .output()
-        .expect("rekey runs");
-    (
-        out.status.code().expect("rekey exits with a code"),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use common::run_unpinned as rekey;
 
 /// The runs `.rekey/runs` holds, oldest first.
 fn run_ids(root: &Path) -> Vec<String> {

@@ -62,6 +62,33 @@ pub fn run(root: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs rekey with `args` and `--root root`, and no `--as-of` unless `args` give one; returns
+/// (exit code, stdout, stderr).
+pub fn run_unpinned(root: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = rekey()
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .expect("rekey runs");
+    (
+        out.status
+            .code()
+            .expect("rekey exits with a code, not a signal"),
+        String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    )
+}
+
+/// Installs `hooks/<kind>/<name>` under `root`: a `/bin/sh` script running `body`, mode 0755.
+pub fn install_hook(root: &Path, kind: &str, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.join("hooks").join(kind).join(name);
+    std::fs::create_dir_all(path.parent().expect("a hook has a directory")).unwrap();
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// `status --format json` as (node/service/kind) → (state, reason).
 pub fn states(root: &Path) -> BTreeMap<String, (String, String)> {
     let (_, stdout, stderr) = run(root, &["status", "--format", "json"]);
