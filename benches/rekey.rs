@@ -627,7 +627,10 @@ fn scenario(
         let (floor, floor_name) = if *keys == "rotate" {
             eprintln!("bench: {name}: key-generation floor ({leaf})");
             let keygen = keygen_floor(leaf, n.min(rsa_sample().max(1)), reps);
-            (in_turn(write, keygen), Some("write + key generation in turn"))
+            (
+                in_turn(write, keygen),
+                Some("write + key generation in turn"),
+            )
         } else {
             (write, None)
         };

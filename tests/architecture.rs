@@ -194,10 +194,10 @@ impl Crate {
                 .chain(&module.globs)
                 .chain(&module.paths);
             for path in all {
-                if let Some(to) = self.resolve(key, path, 0).and_then(|m| self.file_of(&m)) {
-                    if &to != from {
-                        targets.insert(to);
-                    }
+                if let Some(to) = self.resolve(key, path, 0).and_then(|m| self.file_of(&m))
+                    && &to != from
+                {
+                    targets.insert(to);
                 }
             }
         }

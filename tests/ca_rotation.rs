@@ -48,12 +48,35 @@ fn openssl_ca(dir: &Path) {
     )
     .unwrap();
     let (conf, key, csr, crt) = (w("openssl.cnf"), w("ca.key"), w("ca.csr"), w("ca.crt"));
-    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &key,
+    ]);
     openssl(&["req", "-new", "-key", &key, "-config", &conf, "-out", &csr]);
     openssl(&[
-        "ca", "-batch", "-selfsign", "-config", &conf, "-keyfile", &key, "-in", &csr,
-        "-startdate", "20261127000000Z", "-enddate", "20271127000000Z", "-extensions", "ext",
-        "-notext", "-out", &crt,
+        "ca",
+        "-batch",
+        "-selfsign",
+        "-config",
+        &conf,
+        "-keyfile",
+        &key,
+        "-in",
+        &csr,
+        "-startdate",
+        "20261127000000Z",
+        "-enddate",
+        "20271127000000Z",
+        "-extensions",
+        "ext",
+        "-notext",
+        "-out",
+        &crt,
     ]);
     std::fs::create_dir_all(dir).unwrap();
     std::fs::copy(&crt, dir.join("ca.crt")).unwrap();
@@ -119,7 +142,11 @@ fn readers_trust_both_cas_and_rotate_moves_every_credential_to_the_new_one() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     let after = status(root);
     for (path, state, _, signed_by) in rows(&after) {
-        assert_eq!((state.as_str(), signed_by.as_str()), ("fresh", "active"), "{path}");
+        assert_eq!(
+            (state.as_str(), signed_by.as_str()),
+            ("fresh", "active"),
+            "{path}"
+        );
     }
     let new_ca = root.join("ca/ca.crt");
     let old_ca = root.join("ca/previous/ca.crt");
@@ -144,8 +171,25 @@ fn key_id(cert: &Path) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let pubkey = tmp.path().join("pub.pem");
     let der = tmp.path().join("pub.der");
-    openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-pubkey", "-out", pubkey.to_str().unwrap()]);
-    openssl(&["pkey", "-pubin", "-in", pubkey.to_str().unwrap(), "-outform", "DER", "-out", der.to_str().unwrap()]);
+    openssl(&[
+        "x509",
+        "-in",
+        cert.to_str().unwrap(),
+        "-noout",
+        "-pubkey",
+        "-out",
+        pubkey.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "pkey",
+        "-pubin",
+        "-in",
+        pubkey.to_str().unwrap(),
+        "-outform",
+        "DER",
+        "-out",
+        der.to_str().unwrap(),
+    ]);
     let digest = openssl(&["dgst", "-sha256", "-r", der.to_str().unwrap()]);
     digest.split_whitespace().next().unwrap().to_string()
 }
