@@ -241,3 +241,31 @@ fn the_review_page_is_only_a_dry_runs() {
     assert!(err.contains("is in the fleet"), "{err}");
     assert_eq!(snapshot(&root), before);
 }
+
+#[test]
+fn the_review_page_lists_at_most_two_thousand_rotations_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 2_050, 80);
+    let plan = dir.path().join("plan.toml");
+    let plan_arg = plan.to_str().unwrap();
+    let (code, _, err) = run(&root, &["plan", "-o", plan_arg]);
+    assert_eq!(code, 3, "{err}");
+    let review = dir.path().join("review.html");
+    let review_arg = review.to_str().unwrap();
+    let args = [
+        "apply",
+        plan_arg,
+        "--dry-run",
+        "--format",
+        "html",
+        "-o",
+        review_arg,
+    ];
+    let (code, _, err) = run(&root, &args);
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(&review).unwrap();
+    assert_eq!(number(&html, "review-done"), 2_050);
+    assert_eq!(html.matches("class=\"rotate-row\"").count(), 2_000);
+    assert_eq!(number(&html, "rotate-more"), 50);
+}
