@@ -60,11 +60,13 @@ pub struct WriteArgs {
     /// prints a plain line every few seconds where stderr is not a terminal.
     #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
     pub progress: ProgressFlag,
-    /// The summary after the run: a table for people, the report as JSON for pipelines.
+    /// The summary after the run: a table for people, the report as JSON for pipelines (for
+    /// `apply PLAN --dry-run`, html: that report as the plan file's review page).
     #[arg(long, value_enum, default_value_t = RunFormat::Table)]
     pub format: RunFormat,
     /// Decide everything the run would and write nothing: print the report the run would write
-    /// (with --format json, the same report with "dry_run": true). No lock, no hook.
+    /// (with --format json, the same report with "dry_run": true; with apply's --format html,
+    /// the review page of the plan file). No lock, no hook.
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
