@@ -143,7 +143,7 @@ pub fn request(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> 
         Command::Apply(args) => invoke(Invocation::Apply(args.options(clock)?)),
         Command::Rotate(args) => invoke(Invocation::Rotate(args.options(clock)?)),
         Command::Recover(args) => invoke(Invocation::Recover(args.options(clock)?)),
-        Command::Rollback(args) => invoke(Invocation::Rollback(args.options(clock))),
+        Command::Rollback(args) => invoke(Invocation::Rollback(args.options(clock)?)),
         Command::Policy(args) => invoke(Invocation::Policy(args.options())),
         Command::Runs(args) => invoke(Invocation::Runs(args.options())),
         Command::Prune(args) => invoke(Invocation::Prune(args.options(clock))),

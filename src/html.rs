@@ -1,13 +1,15 @@
 //! HTML reports people would rather look at than read (docs/design.md §5, `--format html`):
-//! the expiry report of `status` (`html::expiry`) and the plan report of `plan` (`html::plan`).
-//! This module holds what both share: the page shell with its inline stylesheet (no script, no
-//! network, readable printed), escaping, colours and the small tables. Pages aggregate (counts
-//! per day, per node and service, per reason) so that they stay small and fast at 10^5
-//! identities; lists of single identities are capped and say how many more there are.
+//! the expiry report of `status` (`html::expiry`), the plan report of `plan` (`html::plan`) and
+//! the review page of a plan file, made by `apply PLAN --dry-run` (`html::review`).
+//! This module holds what the pages share: the page shell with its inline stylesheet (no
+//! script, no network, readable printed), escaping, colours and the small tables. Pages
+//! aggregate (counts per day, per node and service, per reason) so that they stay small and fast
+//! at 10^5 identities; lists of single identities are capped and say how many more there are.
 //! Pure: a survey in, text out; names, dates, reasons and digests only, never a secret.
 
 pub(crate) mod expiry;
 pub(crate) mod plan;
+pub(crate) mod review;
 
 use std::fmt::Write as _;
 
@@ -67,6 +69,7 @@ h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid #d7dde3; padd
 table { border-collapse: collapse; margin: 6px 0 10px; }
 th, td { border-bottom: 1px solid #e6eaee; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f4f6f8; font-weight: 600; }
+td.when { white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .grid td { width: 18px; height: 18px; padding: 0; border: 1px solid #d7dde3;
   font-size: 9px; text-align: center; vertical-align: middle; font-variant-numeric: tabular-nums; }
@@ -76,6 +79,9 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .legend span { margin-right: 14px; white-space: nowrap; }
 #grid-numbers td:first-child { white-space: nowrap; }
 .more { color: #58636e; font-style: italic; }
+.signed { border: 2px solid #1d2329; border-radius: 6px; padding: 10px 14px; margin: 12px 0;
+  font-size: 15px; }
+.signed .digest { font-size: 15px; font-weight: 650; word-break: break-all; }
 svg text { font: 11px system-ui, 'DejaVu Sans', sans-serif; fill: #58636e; }
 @media print {
   body { margin: 0; max-width: none; font-size: 11px; }

@@ -180,7 +180,8 @@ fn run_case(dir: &Path) -> Result<(), String> {
             let mut cmd = rekey();
             cmd.arg("apply")
                 .arg(&plan)
-                .args(["--as-of", case.run_as_of.as_deref().unwrap_or(&as_of)]);
+                .args(["--as-of", case.run_as_of.as_deref().unwrap_or(&as_of)])
+                .args(&args);
             cmd
         }
         command => command_on(command, &root, &as_of, &args),

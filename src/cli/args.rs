@@ -60,11 +60,13 @@ pub struct WriteArgs {
     /// prints a plain line every few seconds where stderr is not a terminal.
     #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
     pub progress: ProgressFlag,
-    /// The summary after the run: a table for people, the report as JSON for pipelines.
+    /// The summary after the run: a table for people, the report as JSON for pipelines (for
+    /// `apply PLAN --dry-run`, html: that report as the plan file's review page).
     #[arg(long, value_enum, default_value_t = RunFormat::Table)]
     pub format: RunFormat,
     /// Decide everything the run would and write nothing: print the report the run would write
-    /// (with --format json, the same report with "dry_run": true). No lock, no hook.
+    /// (with --format json, the same report with "dry_run": true; with apply's --format html,
+    /// the review page of the plan file). No lock, no hook.
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
@@ -85,17 +87,28 @@ impl WriteArgs {
         settings
     }
 
-    /// Refuses `--format toml`: a run's report (and its dry run's) is a table or JSON; a plan is
-    /// `rekey plan`'s.
-    pub fn refuse_plan_format(&self) -> Result<(), UsageError> {
-        if self.format == RunFormat::Toml {
-            return Err(UsageError(
-                "--format toml is a plan's: rekey plan writes it (a run's report, and its dry \
-                 run's, is a table or JSON)"
-                    .into(),
-            ));
-        }
-        Ok(())
+    /// Refuses the formats a run's report is not shown in: `toml`, a plan's, and `html`, the
+    /// review page only `apply PLAN --dry-run` makes (`review`: this is that dry run).
+    pub fn check_format(&self, review: bool) -> Result<(), UsageError> {
+        check_run_format(self.format, review)
+    }
+}
+
+/// Refuses `--format toml` (a plan's) and `--format html` unless `review` (a dry run of
+/// `apply PLAN`, whose review page it is): a run's report is a table or JSON.
+pub fn check_run_format(format: RunFormat, review: bool) -> Result<(), UsageError> {
+    match format {
+        RunFormat::Toml => Err(UsageError(
+            "--format toml is a plan's: rekey plan writes it (a run's report, and its dry \
+             run's, is a table or JSON)"
+                .into(),
+        )),
+        RunFormat::Html if !review => Err(UsageError(
+            "--format html is the review page of a plan file, made by its dry run: rekey apply \
+             PLAN --dry-run --format html -o FILE (a run's report is a table or JSON)"
+                .into(),
+        )),
+        RunFormat::Table | RunFormat::Json | RunFormat::Html => Ok(()),
     }
 }
 

@@ -33,16 +33,17 @@ pub struct RollbackArgs {
 
 impl RollbackArgs {
     /// A rollback shows no progress and runs on one worker per core.
-    pub fn options(self, clock: Clock) -> cmd::rollback::Options {
+    pub fn options(self, clock: Clock) -> Result<cmd::rollback::Options, UsageError> {
+        super::args::check_run_format(self.format, false)?;
         let hooks = self.hooks.args();
         let mut write = run::settings(clock, None, Progress::Hidden, self.format, hooks);
         write.sink = run::sink(self.dry_run);
-        cmd::rollback::Options {
+        Ok(cmd::rollback::Options {
             root: self.root,
             run_id: self.run_id,
             as_of: clock.run_date(None),
             write,
-        }
+        })
     }
 }
 

@@ -10,7 +10,7 @@ use rekey::exit::UsageError;
 use rekey::select::Selection;
 use rekey::write::hooks::HookArgs;
 
-use super::args::{Common, WriteArgs, named_file};
+use super::args::{Common, RunFormat, WriteArgs, named_file};
 use super::run::{self, Clock};
 use super::values::{AsOf, parse_as_of};
 
@@ -29,11 +29,25 @@ pub struct ApplyArgs {
     select: SelectArgs,
     #[command(flatten)]
     write: WriteArgs,
+    /// With --dry-run --format html: write the review page to FILE (atomically) instead of
+    /// stdout; `-` is stdout. FILE must be a regular file or not exist yet.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 impl ApplyArgs {
     pub fn options(self, clock: Clock) -> Result<cmd::apply::Options, UsageError> {
-        self.write.refuse_plan_format()?;
+        self.write.check_format(self.write.dry_run)?;
+        let review = (self.write.format == RunFormat::Html).then(|| cmd::apply::Review {
+            output: named_file(self.output.clone()),
+        });
+        if review.is_none() && self.output.is_some() {
+            return Err(UsageError(
+                "-o writes the review page of the plan file: give --dry-run --format html too \
+                 (a run's report is printed, and saved under .rekey/runs/)"
+                    .into(),
+            ));
+        }
         Ok(cmd::apply::Options {
             plan: named_file(Some(self.plan)),
             root: self.root,
@@ -41,6 +55,7 @@ impl ApplyArgs {
             selection: self.select.selection(),
             force: self.select.force,
             write: self.write.settings(clock),
+            review,
         })
     }
 }
@@ -58,7 +73,7 @@ pub struct RotateArgs {
 
 impl RotateArgs {
     pub fn options(self, clock: Clock) -> Result<cmd::rotate::Options, UsageError> {
-        self.write.refuse_plan_format()?;
+        self.write.check_format(false)?;
         Ok(cmd::rotate::Options {
             root: self.common.root,
             as_of: clock.run_date(self.common.as_of),
@@ -99,7 +114,7 @@ pub struct RecoverArgs {
 
 impl RecoverArgs {
     pub fn options(self, clock: Clock) -> Result<cmd::recover::Options, UsageError> {
-        self.write.refuse_plan_format()?;
+        self.write.check_format(false)?;
         if self
             .operator
             .as_deref()

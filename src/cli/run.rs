@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use rekey::write::hooks::HookArgs;
-use rekey::write::{Progress, Settings, Sink};
+use rekey::write::{Progress, Settings, Shown, Sink};
 
 use super::values::AsOf;
 use super::values::{ProgressFlag, RunFormat};
@@ -57,7 +57,11 @@ pub fn settings(
     Settings {
         jobs: jobs.map(usize::from),
         progress,
-        json: format == RunFormat::Json,
+        shown: match format {
+            RunFormat::Json => Shown::Json,
+            RunFormat::Html => Shown::ByCommand,
+            RunFormat::Table | RunFormat::Toml => Shown::Table,
+        },
         started: clock.started,
         hooks,
         sink: Sink::Disk,

@@ -13,6 +13,8 @@ pub enum RunFormat {
     Table,
     Json,
     Toml,
+    /// `apply PLAN --dry-run` only: the review page of that plan file (one self-contained page).
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

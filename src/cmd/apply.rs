@@ -1,6 +1,8 @@
 //! `rekey apply PLAN`: a plan is a request; the fleet is the authority. The plan is validated
 //! whole, checked against the fleet (CA, policy, age), and narrowed to what the fleet, judged
 //! again at the run date, would rotate anyway. A plan can only narrow what rekey would do.
+//! `--dry-run --format html` renders the dry run's report as the review page of that exact plan
+//! file (`html::review`), its sha256 the report's `plan_file_sha256`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -8,13 +10,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 
+use super::Destination;
 use crate::classify::stamp;
+use crate::digest::Digest;
 use crate::exit::Exit;
+use crate::html;
 use crate::names::IdentityId;
 use crate::plan::ValidPlan;
 use crate::select::Selection;
 use crate::survey::Survey;
-use crate::write::{self, Notes, Rotating, RunCommand, Settings, WriteRun};
+use crate::write::{
+    self, Notes, Outcome, Report, Rotating, RunCommand, Settings, Shown, Sink, WriteRun,
+};
 
 #[derive(Debug)]
 pub struct Options {
@@ -29,6 +36,16 @@ pub struct Options {
     /// Also rotate what the plan says `rotate` but the fleet would keep.
     pub force: bool,
     pub write: Settings,
+    /// `--dry-run --format html`: the review page of the plan file, made from the dry run's
+    /// report instead of printing it.
+    pub review: Option<Review>,
+}
+
+/// Where the review page of the plan file goes.
+#[derive(Debug)]
+pub struct Review {
+    /// `None`: stdout.
+    pub output: Option<PathBuf>,
 }
 
 /// The largest plan `apply` reads: ten times a plan of 10^5 identities. A larger one is refused
@@ -48,7 +65,19 @@ pub(crate) fn apply(o: &Options) -> Result<Exit> {
     }
     let plan = ValidPlan::parse(&text).with_context(|| format!("bad plan {shown}"))?;
     let root = o.root.as_deref().unwrap_or(&plan.root);
-    let run = WriteRun::begin(root, o.as_of, &o.write)?;
+    // The review page is only ever a dry run's: this command makes it so, whatever it was given.
+    let (settings, destination) = match &o.review {
+        Some(review) => (
+            Settings {
+                sink: Sink::Nowhere,
+                shown: Shown::ByCommand,
+                ..o.write.clone()
+            },
+            Some(Destination::check(review.output.as_deref(), root)?),
+        ),
+        None => (o.write.clone(), None),
+    };
+    let run = WriteRun::begin(root, o.as_of, &settings)?;
     let mut survey = run.survey()?;
     check_against_fleet(&plan, &survey, Path::new(&shown))?;
     o.selection.narrow(&mut survey)?;
@@ -56,16 +85,77 @@ pub(crate) fn apply(o: &Options) -> Result<Exit> {
     let selected = |id: &IdentityId| o.selection.matches(id.node(), id.service());
     narrowed.targets.retain(|id, _| selected(id));
     narrowed.refused.retain(|(id, _)| selected(id));
+    let digest = Digest::of(text.as_bytes());
     let asked = Rotating {
         command: RunCommand::Apply,
         targets: narrowed.targets,
         refused: narrowed.refused,
         notes: Notes {
-            plan_file_sha256: Some(crate::digest::Digest::of(text.as_bytes())),
+            plan_file_sha256: Some(digest),
             ..Notes::default()
         },
     };
-    write::rotate(run, &survey, asked, |_| Ok(()))
+    let (report, exit) = write::rotate(run, &survey, asked, |_| Ok(()))?;
+    if let Some(destination) = destination {
+        let review = html::review::Review {
+            plan_file: &shown,
+            plan: &plan,
+            scope: &survey.scope,
+            run: decided(&report, &digest),
+        };
+        destination.deliver(|w| html::review::write(&review, &mut &mut *w))?;
+    }
+    Ok(exit)
+}
+
+/// The dry run's report in the review page's terms: its counts, the identities it would rotate
+/// and those it refuses, as the report says them.
+fn decided<'a>(report: &'a Report, digest: &'a Digest) -> html::review::Decided<'a> {
+    let mut rotating = Vec::new();
+    let mut refused = Vec::new();
+    for line in &report.identities {
+        let what = match line.outcome {
+            Outcome::Done => {
+                rotating.push(html::review::Rotates {
+                    dir: &line.dir,
+                    files: line.files.iter().map(|f| f.name.as_str()).collect(),
+                    cert_until: line.cert.as_ref().map(|c| c.new_not_after.as_str()),
+                    token_until: line.token.as_ref().map(|t| t.new_exp.as_str()),
+                    note: &line.reason,
+                });
+                continue;
+            }
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "would fail",
+        };
+        refused.push(html::review::Left {
+            dir: &line.dir,
+            what,
+            reason: &line.reason,
+        });
+    }
+    let attention = report
+        .needs_attention
+        .iter()
+        .map(|a| html::review::Left {
+            dir: &a.dir,
+            what: a.state.as_str(),
+            reason: &a.reason,
+        })
+        .collect();
+    html::review::Decided {
+        as_of: report.as_of,
+        // The report's own digest: the one the run prints and records.
+        plan_file_sha256: report.plan_file_sha256.as_ref().unwrap_or(digest),
+        done: report.counts.done,
+        skipped: report.counts.skipped,
+        failed: report.counts.failed,
+        credentials: report.counts.credentials,
+        rotating,
+        refused,
+        attention,
+        warnings: &report.warnings,
+    }
 }
 
 /// The plan file at `path`, refused before it is read when it is larger than [`MAX_PLAN_BYTES`].

@@ -89,6 +89,7 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
             targets.keys(),
         )
     })
+    .map(|(_, exit)| exit)
 }
 
 /// Why an identity needs recovering, in the words of its first credential's verdict (which tells

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 
-use super::record::run_report::{FleetFacts, NeedsPerson, Notes, RunCommand};
+use super::record::run_report::{FleetFacts, NeedsPerson, Notes, Report, RunCommand};
 use super::rotation::{Rotation, Target};
 use super::run::WriteRun;
 use super::started::Started;
@@ -28,13 +28,13 @@ pub(crate) struct Rotating {
 /// Rotates `targets` in one journaled run: loads the CA key (before anything is written or
 /// audited), starts the run, lets `before` record what it must before the first batch (the
 /// recovery audit), then runs the batches. A run with nothing to rotate still starts, and reports
-/// so.
+/// so. Returns the run's report (a dry run's: the one the run would write) and its exit code.
 pub(crate) fn run(
     write: WriteRun,
     survey: &Survey,
     asked: Rotating,
     before: impl FnOnce(&Started) -> anyhow::Result<()>,
-) -> anyhow::Result<Exit> {
+) -> anyhow::Result<(Report, Exit)> {
     let Rotating {
         command,
         targets,
@@ -49,7 +49,7 @@ pub(crate) fn run(
         if !dry {
             before(&started)?;
         }
-        return Ok(started.nothing_to_do(refused, fleet)?.1);
+        return started.nothing_to_do(refused, fleet);
     }
     let as_of = write.as_of();
     let signer = crate::signer::load(write.root(), &survey.scope.ca, as_of)?;
@@ -80,8 +80,7 @@ pub(crate) fn run(
         before(&started)?;
     }
     super::journal::crash_point("surveyed");
-    let (_, exit) = started.execute(&rotation, &targets, refused, warnings, fleet)?;
-    Ok(exit)
+    started.execute(&rotation, &targets, refused, warnings, fleet)
 }
 
 /// What `rotate` rotates: every identity `survey` judges `rotate` (with `force`, also the
@@ -109,7 +108,7 @@ pub(crate) fn rotate_due(
         refused: Vec::new(),
         notes: Notes::default(),
     };
-    run(write, survey, asked, |_| Ok(()))
+    Ok(run(write, survey, asked, |_| Ok(()))?.1)
 }
 
 /// The policy in force and what is left for a person: identities that need `recover` and

@@ -26,8 +26,8 @@ pub struct Settings {
     pub jobs: Option<usize>,
     /// How to show progress on stderr.
     pub progress: Progress,
-    /// Print the report as JSON instead of the table.
-    pub json: bool,
+    /// How the report is shown when the run ends.
+    pub shown: Shown,
     /// The wall clock when the process started: names the run, whatever the run date.
     pub started: DateTime<Utc>,
     /// Hooks named on the command line, or `--no-hooks`.
@@ -49,6 +49,19 @@ pub enum Sink {
     Disk,
     /// `--dry-run`: the run records what it would have written, and writes nothing.
     Nowhere,
+}
+
+/// How a run's report is shown when the run ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Shown {
+    /// The table, for people.
+    #[default]
+    Table,
+    /// The report as JSON, for pipelines.
+    Json,
+    /// Not printed: the command renders the report it gets back (`apply --dry-run --format
+    /// html`, the review page of a plan file).
+    ByCommand,
 }
 
 /// What a run holds while it may write: the writer lock, or nothing (a dry run takes no lock:

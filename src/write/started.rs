@@ -17,7 +17,7 @@ use super::record::run::Run;
 use super::record::run_report::{
     FleetFacts, Header, IdentityReport, Notes, Outcome, Report, RunCommand,
 };
-use super::run::WriteRun;
+use super::run::{Shown, WriteRun};
 use super::work::Work;
 use crate::exit::Exit;
 use crate::names::IdentityId;
@@ -185,7 +185,12 @@ impl Started {
             Journaled::DryRun(_) => {
                 // The report the run would write, and nothing after it: no post hook, no report
                 // saved, no audit, no metrics, no pruning.
-                tell(&report, stopped.as_ref(), &Ok(()), self.write.settings.json)?;
+                tell(
+                    &report,
+                    stopped.as_ref(),
+                    &Ok(()),
+                    self.write.settings.shown,
+                )?;
                 return Ok((report.clone(), report.exit()));
             }
         };
@@ -223,7 +228,7 @@ impl Started {
                 );
             }
         }
-        tell(&report, stopped.as_ref(), &saved, self.write.settings.json)?;
+        tell(&report, stopped.as_ref(), &saved, self.write.settings.shown)?;
         Ok((report.clone(), report.exit()))
     }
 }
@@ -315,13 +320,14 @@ fn skipped(refused: Vec<(IdentityId, String)>) -> impl Iterator<Item = IdentityR
         .map(|(id, why)| IdentityReport::unchanged(&id, Outcome::Skipped, why))
 }
 
-/// Prints a run's report (the table, or the JSON document) and, on stderr, why it stopped
+/// Prints a run's report (the table, or the JSON document; nothing when the command renders
+/// it) and, on stderr, why it stopped
 /// short or could not be saved.
-fn tell(report: &Report, stopped: Option<&Stop>, saved: &Result<()>, json: bool) -> Result<()> {
-    if json {
-        crate::out::emit(&report.to_json())?;
-    } else {
-        crate::out::emit(&report.summary())?;
+fn tell(report: &Report, stopped: Option<&Stop>, saved: &Result<()>, shown: Shown) -> Result<()> {
+    match shown {
+        Shown::Table => crate::out::emit(&report.summary())?,
+        Shown::Json => crate::out::emit(&report.to_json())?,
+        Shown::ByCommand => {}
     }
     if let Some(stop) = stopped {
         let again = match report.command {

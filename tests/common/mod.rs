@@ -2,6 +2,8 @@
 //! pinned instant, and the real `rekey` binary run against them.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
