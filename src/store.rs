@@ -141,10 +141,6 @@ impl Store {
         Ok(run)
     }
 
-    /// Makes the new entries of `.rekey/runs` durable.
-    pub(crate) fn sync_runs(&self) -> Result<()> {
-        fsio::sync_dir(&self.runs_dir())
-    }
 }
 
 /// Where a run's `backup/` keeps identity `id`'s files: `backup/<node>/<service>/`, the layout

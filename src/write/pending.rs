@@ -25,8 +25,9 @@ pub(crate) fn mark(run: &RunDir) -> Result<()> {
             .create(true)
             .truncate(false),
         &marker,
-    )
-    .map(drop)
+    )?;
+    // The marker's name durable before the hooks it points to are journaled.
+    crate::fsio::sync_dir(run.path())
 }
 
 /// One pending hook call, as `rekey hooks list` shows it.
