@@ -141,10 +141,6 @@ impl Store {
         Ok(run)
     }
 
-    /// Makes the new entries of `.rekey/runs` durable.
-    pub(crate) fn sync_runs(&self) -> Result<()> {
-        fsio::sync_dir(&self.runs_dir())
-    }
 }
 
 /// The id of a run started at `started` (the wall clock, in UTC, to the microsecond), before

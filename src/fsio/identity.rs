@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
+use anyhow::{Context, Result};
+
 use super::dir::{Dir, FileId, Slot, copy_exclusive, read_opened};
+use super::durability::{Durability, sync_filesystem};
 use crate::names::IdentityId;
 
 /// The fleet root, opened once per writing run: identities are opened beneath it.
@@ -22,15 +25,18 @@ use crate::names::IdentityId;
 pub(crate) struct RootDir {
     fd: OwnedFd,
     path: PathBuf,
+    durability: Durability,
 }
 
 impl RootDir {
     /// Opens the fleet root `path` (canonical, and checked as trusted by the caller).
     pub(crate) fn open(path: &Path) -> io::Result<RootDir> {
         let fd = rustix::fs::open(path, dir_flags(), Mode::empty())?;
+        let durability = Durability::of_fd(fd.as_fd())?;
         Ok(RootDir {
             fd,
             path: path.to_path_buf(),
+            durability,
         })
     }
 
@@ -38,11 +44,18 @@ impl RootDir {
         &self.path
     }
 
+    /// How a phase of a run on this fleet is made durable: known from the filesystem's type
+    /// when the root is opened.
+    pub(crate) fn durability(&self) -> Durability {
+        self.durability
+    }
+
     /// A second handle on the same directory.
     pub(crate) fn try_clone(&self) -> io::Result<RootDir> {
         Ok(RootDir {
             fd: self.fd.try_clone()?,
             path: self.path.clone(),
+            durability: self.durability,
         })
     }
 
@@ -253,8 +266,90 @@ impl IdentityDir {
         rustix::fs::unlinkat(self.fd(), name, AtFlags::empty()).map_err(io::Error::from)
     }
 
+    /// `fsync` of the entry `name` (never through a link).
+    pub(crate) fn sync_entry(&self, name: &str) -> io::Result<()> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(self.fd(), name, flags, Mode::empty())?;
+        rustix::fs::fsync(&fd).map_err(io::Error::from)
+    }
+
+    /// `fsync` of the directory itself: its entries made durable.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        rustix::fs::fsync(self.fd()).map_err(io::Error::from)
+    }
+
     /// The directory's descriptor (a hook is started in it with `fchdir`).
     pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd()
+    }
+}
+
+/// What one phase of a writing run changed, to be made durable together
+/// ([`RootDir::make_durable`]): files and directories below `nodes/`, through their identity's
+/// handle, and files and directories of rekey's own state, by path.
+#[derive(Debug, Default)]
+pub(crate) struct Changed<'a> {
+    files: Vec<(&'a IdentityDir, String)>,
+    dirs: Vec<&'a IdentityDir>,
+    own_files: Vec<std::path::PathBuf>,
+    own_dirs: std::collections::BTreeSet<std::path::PathBuf>,
+}
+
+impl<'a> Changed<'a> {
+    /// The file `name` of `dir` was written.
+    pub(crate) fn file_in(&mut self, dir: &'a IdentityDir, name: String) {
+        self.files.push((dir, name));
+    }
+
+    /// Entries of `dir` were created, renamed or removed.
+    pub(crate) fn dir(&mut self, dir: &'a IdentityDir) {
+        self.dirs.push(dir);
+    }
+
+    /// A file of rekey's own state was written.
+    pub(crate) fn own_file(&mut self, path: std::path::PathBuf) {
+        self.own_files.push(path);
+    }
+
+    /// Entries of a directory of rekey's own state were created or removed.
+    pub(crate) fn own_dir(&mut self, path: std::path::PathBuf) {
+        self.own_dirs.insert(path);
+    }
+}
+
+impl RootDir {
+    /// Makes what a phase changed durable: one `syncfs`, or where that does not reach the
+    /// filesystem, an `fsync` of every file and then of every directory (a directory gone
+    /// meanwhile has nothing left to keep).
+    pub(crate) fn make_durable(&self, changed: &Changed<'_>) -> Result<()> {
+        use rayon::prelude::*;
+        if self.durability() == Durability::Syncfs {
+            return sync_filesystem(self.path());
+        }
+        let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+        changed.files.par_iter().try_for_each(|(dir, name)| {
+            dir.sync_entry(name)
+                .with_context(|| format!("failed to sync {}", dir.shown(name).display()))
+        })?;
+        changed.own_files.par_iter().try_for_each(|path| {
+            match File::open(path).and_then(|f| f.sync_all()) {
+                Err(e) if !gone(&e) => {
+                    Err(e).with_context(|| format!("failed to sync {}", path.display()))
+                }
+                _ => Ok(()),
+            }
+        })?;
+        changed.dirs.par_iter().try_for_each(|dir| {
+            dir.sync()
+                .with_context(|| format!("failed to sync directory {}", dir.path().display()))
+        })?;
+        changed.own_dirs.par_iter().try_for_each(|path| {
+            match File::open(path).and_then(|f| f.sync_all()) {
+                Err(e) if !gone(&e) => {
+                    Err(e).with_context(|| format!("failed to sync directory {}", path.display()))
+                }
+                _ => Ok(()),
+            }
+        })
     }
 }

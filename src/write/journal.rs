@@ -126,7 +126,7 @@ pub(crate) fn commit_batch(
             .filter(|(_, w)| w.is_ok())
             .map(|((s, c), _)| (s, c.clone()))
             .unzip();
-        abort(journal, batch, (backup, temps), ok, &ok_changes);
+        abort(journal, batch, fleet, (backup, temps), ok, &ok_changes);
         return Err(NoSpace(format!(
             "no space left on the filesystem: {}; the batch of {} was undone",
             full.reason,
@@ -134,9 +134,11 @@ pub(crate) fn commit_batch(
         ))
         .into());
     }
-    let root = fleet.path();
-    fsio::sync_filesystem(root)?;
-    fsio::sync_filesystem(backup)?;
+    let mut changed = fsio::Changed::default();
+    for (s, _) in staged.iter().zip(&written).filter(|(_, w)| w.is_ok()) {
+        staged_in(&mut changed, s, backup, temps);
+    }
+    fleet.make_durable(&changed)?;
     crash_point("staged");
     let mut results = Vec::with_capacity(staged.len());
     let mut ready = Vec::new();
@@ -188,7 +190,7 @@ pub(crate) fn commit_batch(
         // Not ready, so nothing may be renamed: undo now rather than leave it to a replay.
         let (staged, changes): (Vec<&Staged>, Vec<Change>) = go.into_iter().unzip();
         let undone = staged.len();
-        abort(journal, batch, (backup, temps), staged, &changes);
+        abort(journal, batch, fleet, (backup, temps), staged, &changes);
         return Err(no_space(e, "undone", undone));
     }
     crash_point("ready");
@@ -202,7 +204,11 @@ pub(crate) fn commit_batch(
             in_place(fleet, s).map_err(|_| moved_away(s))
         })
         .collect();
-    fsio::sync_filesystem(root)?;
+    let mut changed = fsio::Changed::default();
+    for (s, _) in &go {
+        changed.dir(&s.dir);
+    }
+    fleet.make_durable(&changed)?;
     crash_point("renamed");
     let left_old = go.iter().zip(&renamed).filter(|(_, r)| r.is_err());
     for ((s, _), _) in left_old {
@@ -268,14 +274,46 @@ fn no_space(err: anyhow::Error, batch_was: &str, identities: usize) -> anyhow::E
 fn abort<'a>(
     journal: &mut Journal,
     batch: u32,
+    fleet: &RootDir,
     (backup, temps): (&Path, &Temps),
     staged: impl IntoIterator<Item = &'a Staged>,
     changes: &[Change],
 ) {
+    let mut changed = fsio::Changed::default();
     for (s, change) in staged.into_iter().zip(changes) {
         discard(&s.dir, backup, temps, change);
+        undone_in(&mut changed, &s.dir, &s.id, backup);
     }
-    let _ = journal.append(&Record::Abort { batch });
+    // The removals are durable before the record that says they were done; if they cannot be
+    // made so, there is no record, and a replay undoes the batch again.
+    if fleet.make_durable(&changed).is_ok() {
+        let _ = journal.append(&Record::Abort { batch });
+    }
+}
+
+/// What staging `s` changed: its temporary files and directory, its backup files and the
+/// backup's directories (made by the staging) up to `backup/`.
+fn staged_in<'a>(changed: &mut fsio::Changed<'a>, s: &'a Staged, backup: &Path, temps: &Temps) {
+    for f in &s.files {
+        changed.file_in(&s.dir, temps.name(&f.name));
+        changed.own_file(backup_path(backup, &s.id, &f.name));
+    }
+    changed.dir(&s.dir);
+    let dir = crate::store::backup_of(backup, &s.id);
+    changed.own_dir(fsio::beside(&dir).to_path_buf());
+    changed.own_dir(dir);
+    changed.own_dir(backup.to_path_buf());
+}
+
+/// What undoing an identity changed: the entries of its directory and of its backup's.
+fn undone_in<'a>(
+    changed: &mut fsio::Changed<'a>,
+    dir: &'a fsio::IdentityDir,
+    id: &IdentityId,
+    backup: &Path,
+) {
+    changed.dir(dir);
+    changed.own_dir(crate::store::backup_of(backup, id));
 }
 
 /// Replays a run's journal: finishes or undoes every unfinished batch and closes the run.
@@ -305,12 +343,19 @@ pub(crate) fn replay(
     for step in unfinished(&records) {
         match step {
             Unfinished::Undo { batch, changes } => {
-                changes.par_iter().for_each(|c| {
-                    if let Some(dir) = open(c) {
-                        discard(&dir, backup, &temps, c)
+                let dirs: Vec<Option<fsio::IdentityDir>> = changes.par_iter().map(open).collect();
+                changes.par_iter().zip(&dirs).for_each(|(c, dir)| {
+                    if let Some(dir) = dir {
+                        discard(dir, backup, &temps, c);
                     }
                 });
-                fsio::sync_filesystem(root)?;
+                let mut changed = fsio::Changed::default();
+                for (c, dir) in changes.iter().zip(&dirs) {
+                    if let Some(dir) = dir {
+                        undone_in(&mut changed, dir, &c.id, backup);
+                    }
+                }
+                fleet.make_durable(&changed)?;
                 let whole = !records
                     .iter()
                     .any(|r| matches!(r, Record::Ready { batch: b, .. } if *b == batch));
@@ -320,11 +365,22 @@ pub(crate) fn replay(
                 undone.extend(changes);
             }
             Unfinished::Finish { batch, changes } => {
+                let dirs: Vec<Option<fsio::IdentityDir>> = changes.par_iter().map(open).collect();
                 let results: Vec<bool> = changes
                     .par_iter()
-                    .map(|c| open(c).is_some_and(|dir| finish(&dir, backup, &temps, c).is_ok()))
+                    .zip(&dirs)
+                    .map(|(c, dir)| {
+                        dir.as_ref()
+                            .is_some_and(|dir| finish(dir, backup, &temps, c).is_ok())
+                    })
                     .collect();
-                fsio::sync_filesystem(root)?;
+                let mut changed = fsio::Changed::default();
+                for (c, dir) in changes.iter().zip(&dirs) {
+                    if let Some(dir) = dir {
+                        undone_in(&mut changed, dir, &c.id, backup);
+                    }
+                }
+                fleet.make_durable(&changed)?;
                 let calls: Vec<HookCall> = records
                     .iter()
                     .filter_map(|r| match r {

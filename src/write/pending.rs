@@ -26,8 +26,9 @@ pub(crate) fn mark(run: &RunDir) -> Result<()> {
             .create(true)
             .truncate(false),
         &marker,
-    )
-    .map(drop)
+    )?;
+    // The marker's name durable before the hooks it points to are journaled.
+    crate::fsio::sync_dir(run.path())
 }
 
 /// The journal as hooks end: each call's end appended at once. After the filesystem filled up,

@@ -58,9 +58,12 @@ pub(crate) fn prune(root: &Path, keep: usize, dry: bool, time: DateTime<Utc>) ->
             out.kept.push((id.to_string(), why));
             continue;
         }
-        let files = remove_backup(root, &backup, dry)?;
+        // The audit line first: a prune cut short by a crash is on record, and the next prune
+        // finishes it (and records it again).
+        let files = remove_backup(root, &backup, true)?;
         if !dry {
             audit::pruned(root, id, files, time)?;
+            remove_backup(root, &backup, false)?;
         }
         out.removed.push((id.to_string(), files));
     }
@@ -134,6 +137,8 @@ fn remove_backup(root: &Path, backup: &Path, dry: bool) -> Result<usize> {
     }
     if !dry {
         let _ = remove_empty_dirs(backup);
+        // The removals durable before the run goes on.
+        sync_removed(backup)?;
     }
     Ok(removed)
 }
@@ -146,4 +151,19 @@ fn remove_empty_dirs(dir: &Path) -> std::io::Result<()> {
         }
     }
     std::fs::remove_dir(dir)
+}
+
+/// Makes the removal of a run's backup durable: its run directory's entries (the backup gone,
+/// or what is left of it).
+fn sync_removed(backup: &Path) -> Result<()> {
+    let run = crate::fsio::beside(backup);
+    let mut dirs = vec![run.to_path_buf()];
+    dirs.extend(
+        walkdir::WalkDir::new(backup)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_dir())
+            .map(|e| e.into_path()),
+    );
+    dirs.iter().try_for_each(|d| crate::fsio::sync_dir(d))
 }

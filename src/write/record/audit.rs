@@ -214,6 +214,7 @@ pub(crate) fn hook_discarded(
 /// Appends lines to the audit log and syncs them.
 fn append(root: &Path, lines: &[Value]) -> Result<()> {
     let path = path(root);
+    let new = std::fs::symlink_metadata(&path).is_err();
     let mut file = OpenOptions::new()
         .append(true)
         .create(true)
@@ -228,5 +229,10 @@ fn append(root: &Path, lines: &[Value]) -> Result<()> {
     }
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_data())
-        .with_context(|| format!("failed to append to the audit log {}", path.display()))
+        .with_context(|| format!("failed to append to the audit log {}", path.display()))?;
+    if new {
+        // A new log's name is durable with its first lines.
+        crate::fsio::sync_dir(crate::fsio::beside(&path))?;
+    }
+    Ok(())
 }

@@ -172,11 +172,24 @@ impl Journal {
         })
     }
 
+    /// Opens a journal to append to it. A last line cut short by a crash (never synced whole:
+    /// without its newline, or with a newline but torn inside, as a power cut can leave an
+    /// unsynced append) is cut off first, so that what is appended now never follows it.
     pub(crate) fn open(path: &Path) -> Result<Journal> {
         let file = OpenOptions::new()
             .append(true)
             .open(path)
             .with_context(|| format!("failed to open journal {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("failed to read journal {}", path.display()))?;
+        let whole = whole_len(&bytes);
+        if whole < bytes.len() {
+            file.set_len(whole as u64)
+                .and_then(|()| file.sync_data())
+                .with_context(|| {
+                    format!("failed to cut the torn end of journal {}", path.display())
+                })?;
+        }
         Ok(Journal {
             file,
             path: path.to_path_buf(),
@@ -199,6 +212,22 @@ impl Journal {
             let _ = self.file.set_len(len);
         }
         written.with_context(|| format!("failed to write journal {}", self.path.display()))
+    }
+}
+
+/// How many bytes of a journal's `bytes` are whole records: a trailing piece without its
+/// newline is not, nor a last line that does not parse.
+fn whole_len(bytes: &[u8]) -> usize {
+    let Some(end) = bytes.iter().rposition(|b| *b == b'\n').map(|i| i + 1) else {
+        return 0;
+    };
+    let start = bytes[..end - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    match serde_json::from_slice::<Record>(&bytes[start..end - 1]) {
+        Ok(_) => end,
+        Err(_) => start,
     }
 }
 

@@ -33,7 +33,8 @@ impl Run {
             operator: notes.operator.clone(),
             reason: notes.reason.clone(),
         })?;
-        store.sync_runs()?;
+        // The journal's name, and the run's, durable before anything the journal announces.
+        crate::fsio::sync_dirs_up_to(&dir.journal(), crate::fsio::beside(store.dir()))?;
         Ok(Run { dir, journal })
     }
 

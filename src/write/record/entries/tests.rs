@@ -280,3 +280,19 @@ fn a_torn_last_line_is_ignored_but_a_torn_middle_is_corrupt() {
     std::fs::write(&path, format!("{{\"op\":\"prep\n{good}\n")).unwrap();
     assert!(read(&path).is_err());
 }
+
+#[test]
+fn a_torn_last_line_is_cut_off_before_anything_is_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let start = "{\"op\":\"start\",\"version\":2,\"run_id\":\"r\",\"command\":\"rotate\",\"as_of\":\"2026-11-28T00:00:00Z\"}\n";
+    // A power cut kept the second half of an unsynced append, not the first: zeros, then text.
+    for torn in ["\0\0\0\0\"batch\":0}\n", "{\"op\":\"commit\",\"ba"] {
+        std::fs::write(&path, format!("{start}{torn}")).unwrap();
+        let mut journal = Journal::open(&path).unwrap();
+        journal.append(&Record::Abort { batch: 0 }).unwrap();
+        let records = read(&path).unwrap();
+        assert_eq!(records.len(), 2, "{torn:?}");
+        assert!(matches!(records[1], Record::Abort { batch: 0 }), "{torn:?}");
+    }
+}
