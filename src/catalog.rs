@@ -1,6 +1,7 @@
 //! Fleets to generate: one identity in every state and with every problem of docs/design.md §3 that the
 //! generator can make, dated relative to one instant (the command-line tests check its
-//! classification and `fixtures/generated-*` are built from it); and a plain uniform fleet of any
+//! classification and `fixtures/generated-*` are built from it); a fleet of mixed services issued
+//! over a hundred days, for pages that must read true at scale; and a plain uniform fleet of any
 //! size for benchmarks.
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -67,6 +68,27 @@ pub fn every_case(as_of: DateTime<Utc>, leaf: KeyAlg) -> Vec<IdentitySpec> {
 
 /// A plain fleet of `n` identities (`node-NNN/svc-NNNN`, a thousand per node), all issued 30 days
 /// before `now`, for benchmarks and profiling.
+/// `n` identities on 30 nodes, five kinds of service in tens (`kms-00`, …), issued over the `days`
+/// days before `as_of` (identity `i` `i * 7 % days` days back), one in 211 with a key that does
+/// not match its certificate. Over 100 days, a fleet whose monthly rotations were not all made.
+pub fn spread(n: usize, days: usize, as_of: DateTime<Utc>) -> Vec<IdentitySpec> {
+    (0..n)
+        .map(|i| {
+            let service = ["kms", "mocctl", "csi", "caph", "capi"][i / 30 % 5];
+            let ago = i64::try_from(i * 7 % days.max(1)).unwrap_or(0);
+            let mut spec = IdentitySpec::new(
+                &format!("node-{:02}", i % 30),
+                &format!("{service}-{:02}", i / 150),
+                window(as_of - TimeDelta::days(ago), 90),
+            );
+            if i % 211 == 0 {
+                spec.flaw = Some(Flaw::KeyMismatch);
+            }
+            spec
+        })
+        .collect()
+}
+
 pub fn uniform(
     now: DateTime<Utc>,
     n: usize,

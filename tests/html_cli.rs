@@ -287,20 +287,7 @@ fn the_expiry_page_reads_true_at_ten_and_at_fifteen_hundred_identities() {
     // 1,500 identities, issued over 100 days, a few broken; seen 70 days later, when many
     // self-renewing certificates are past their date (state stalled, not expired).
     let large = dir.path().join("large");
-    let ids: Vec<_> = (0..1500)
-        .map(|i| {
-            let service = ["kms", "mocctl", "csi", "caph", "capi"][i / 30 % 5];
-            let mut spec = IdentitySpec::new(
-                &format!("node-{:02}", i % 30),
-                &format!("{service}-{:02}", i / 150),
-                issued((i * 7 % 100) as i64),
-            );
-            if i % 211 == 0 {
-                spec.flaw = Some(rekey::fleet::Flaw::KeyMismatch);
-            }
-            spec
-        })
-        .collect();
+    let ids = rekey::catalog::spread(1500, 100, as_of());
     build(&large, &ca_spec(KeyAlg::P256), &ids);
     let later = (as_of() + days(70)).to_rfc3339();
     let dom = expiry_page_agrees_with_the_cli(&large, &later, "expiry-1500");
