@@ -21,6 +21,10 @@ fn main() -> anyhow::Result<()> {
         window: fleet::window(now - chrono::TimeDelta::days(365), 3650),
         key_format: KeyFormat::Pkcs8,
     };
-    fleet::write_fleet(std::path::Path::new(dir), &ca, &rekey::catalog::spread(n, 85, now))?;
+    fleet::write_fleet(
+        std::path::Path::new(dir),
+        &ca,
+        &rekey::catalog::spread(n, 85, now),
+    )?;
     Ok(())
 }
