@@ -92,10 +92,22 @@ pub(crate) fn check(root: &Path) -> Vec<Unsafe> {
     }
     look(root, Expect::Dir, Sticky::Refused, &mut found);
     look(&root.join("rekey.toml"), Expect::File, Sticky::Refused, &mut found);
-    let ca = root.join("ca");
-    if look(&ca, Expect::Dir, Sticky::Refused, &mut found) {
-        for name in ["ca.crt", "ca.key"] {
-            look(&ca.join(name), Expect::File, Sticky::Refused, &mut found);
+    let ca = crate::ca::CaDir::of(root);
+    if look(ca.path(), Expect::Dir, Sticky::Refused, &mut found) {
+        let active = ca.active();
+        for file in [active.cert, active.key, ca.bundle()] {
+            look(&file, Expect::File, Sticky::Refused, &mut found);
+        }
+        // A CA rotation's other CA is trusted as the active one is (docs/design.md §3a).
+        for (dir, pair) in [
+            (ca.next_dir(), ca.next()),
+            (ca.previous_dir(), ca.previous()),
+        ] {
+            if look(&dir, Expect::Dir, Sticky::Refused, &mut found) {
+                for file in [pair.cert, pair.key] {
+                    look(&file, Expect::File, Sticky::Refused, &mut found);
+                }
+            }
         }
     }
     state(&crate::store::Store::of(root), &mut found);

@@ -193,3 +193,26 @@ fn key_id(cert: &Path) -> String {
     let digest = openssl(&["dgst", "-sha256", "-r", der.to_str().unwrap()]);
     digest.split_whitespace().next().unwrap().to_string()
 }
+
+#[test]
+fn a_rotation_ca_others_may_change_is_refused_by_writers_and_named_by_readers() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fleet(root);
+    openssl_ca(&root.join("ca/next"));
+    let next = root.join("ca/next");
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, stdout, stderr) = run(root, &["rotate"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains(next.to_str().unwrap()), "{stderr}");
+    let (_, _, warned) = run(root, &["status"]);
+    assert!(warned.contains(next.to_str().unwrap()), "{warned}");
+    // Its certificate, writable by others, is refused alike.
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cert = next.join("ca.crt");
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, _, stderr) = run(root, &["rotate"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(cert.to_str().unwrap()), "{stderr}");
+}
