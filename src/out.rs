@@ -183,7 +183,8 @@ pub(crate) fn metrics_file_warning(policy: &crate::policy::Policy, root: &Path) 
 }
 
 /// The part of the fleet at `root` that `path` would be written in (`<root>/nodes`, `ca`,
-/// `.rekey` or `rekey.toml`), with links and `..` resolved; `None` when it is outside them, or
+/// `.rekey`, `hooks` or `rekey.toml`: a file there is the fleet's, or a command rekey runs as
+/// its user), with links and `..` resolved; `None` when it is outside them, or
 /// when the root or the file's directory cannot be resolved (then the survey or the write says
 /// why).
 fn in_fleet(path: &Path, root: &Path) -> Option<std::path::PathBuf> {
@@ -194,7 +195,7 @@ fn in_fleet(path: &Path, root: &Path) -> Option<std::path::PathBuf> {
     let first = file.strip_prefix(&root).ok()?.components().next()?;
     matches!(
         first.as_os_str().to_str(),
-        Some("nodes" | "ca" | ".rekey" | "rekey.toml")
+        Some("nodes" | "ca" | ".rekey" | "hooks" | "rekey.toml")
     )
     .then(|| root.join(first))
 }

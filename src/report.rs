@@ -34,8 +34,8 @@ pub(crate) fn ca_line(scope: &Scope) -> String {
     );
     if let Some(r) = &scope.rotation {
         let role = match r.role() {
-            crate::ca::Role::Previous => "signing no more, trusted until rekey ca finish",
-            _ => "trusted, signing after rekey ca switch",
+            crate::ca::Role::Previous => "signing no more, still trusted",
+            _ => "trusted, not signing yet",
         };
         line.push_str(&format!(
             "; CA rotation {}: {} CA {:?} ({}), expires {} ({role})",

@@ -118,6 +118,8 @@ fn readers_trust_both_cas_and_rotate_moves_every_credential_to_the_new_one() {
     assert_eq!(rows(&begun), before);
     let (_, table, _) = run(root, &["status"]);
     assert!(table.contains("CA rotation begun: next CA"), "{table}");
+    // No advice to run a command this rekey does not have.
+    assert!(!table.contains("rekey ca "), "{table}");
 
     // switch, by hand: the new CA signs, the old one is the previous.
     std::fs::create_dir(root.join("ca/previous")).unwrap();

@@ -288,8 +288,14 @@ fn mkfifo(path: &Path) {
 #[test]
 fn a_metrics_file_a_writer_may_not_write_stops_it_before_it_starts() {
     type Setup = fn(&Path, &Path);
-    let cases: [(&str, &str, Setup, &str); 8] = [
+    let cases: [(&str, &str, Setup, &str); 9] = [
         ("the CA key", "ca/ca.key", |_, _| {}, "is in the fleet"),
+        (
+            "a deploy hook rekey runs",
+            "hooks/deploy/10-reload",
+            |root, _| std::fs::create_dir_all(root.join("hooks/deploy")).unwrap(),
+            "is in the fleet",
+        ),
         (
             "a live certificate reached through ..",
             "metrics/../nodes/n1/mocctl/cert.pem",
