@@ -41,6 +41,13 @@ impl ApplyArgs {
         let review = (self.write.format == RunFormat::Html).then(|| cmd::apply::Review {
             output: named_file(self.output.clone()),
         });
+        if review.is_some() && !self.select.whole() {
+            return Err(UsageError(
+                "the review page shows what the whole plan file does: drop --node, --service and \
+                 --force (a page of part of a plan would carry the whole file's sha256)"
+                    .into(),
+            ));
+        }
         if review.is_none() && self.output.is_some() {
             return Err(UsageError(
                 "-o writes the review page of the plan file: give --dry-run --format html too \
@@ -183,6 +190,11 @@ pub struct SelectArgs {
 }
 
 impl SelectArgs {
+    /// Neither narrowed (`--node`, `--service`) nor widened (`--force`).
+    fn whole(&self) -> bool {
+        self.node.is_empty() && self.service.is_empty() && !self.force
+    }
+
     fn selection(&self) -> Selection {
         Selection {
             nodes: self.node.clone(),
