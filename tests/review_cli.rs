@@ -240,6 +240,25 @@ fn the_review_page_is_only_a_dry_runs() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("is in the fleet"), "{err}");
     assert_eq!(snapshot(&root), before);
+    // The page never replaces the plan it reviews, named directly or through a link.
+    let written = std::fs::read(&plan).unwrap();
+    let link = dir.path().join("plan-link.toml");
+    std::os::unix::fs::symlink(&plan, &link).unwrap();
+    for target in [plan_arg, link.to_str().unwrap()] {
+        let args = [
+            "apply",
+            plan_arg,
+            "--dry-run",
+            "--format",
+            "html",
+            "-o",
+            target,
+        ];
+        let (code, _, err) = run(&root, &args);
+        assert_eq!(code, 1, "{target}: {err}");
+        assert!(err.contains("is the plan file itself"), "{target}: {err}");
+        assert_eq!(std::fs::read(&plan).unwrap(), written, "{target}");
+    }
 }
 
 #[test]

@@ -66,6 +66,15 @@ pub(crate) fn apply(o: &Options) -> Result<Exit> {
     let plan = ValidPlan::parse(&text).with_context(|| format!("bad plan {shown}"))?;
     let root = o.root.as_deref().unwrap_or(&plan.root);
     // The review page is only ever a dry run's: this command makes it so, whatever it was given.
+    if let (Some(plan), Some(Review { output: Some(page) })) = (&o.plan, &o.review)
+        && same_file(plan, page)
+    {
+        bail!(
+            "-o {} is the plan file itself: its review page would replace what it reviews; \
+             write the page elsewhere",
+            page.display()
+        );
+    }
     let (settings, destination) = match &o.review {
         Some(review) => (
             Settings {
@@ -106,6 +115,15 @@ pub(crate) fn apply(o: &Options) -> Result<Exit> {
         destination.deliver(|w| html::review::write(&review, &mut &mut *w))?;
     }
     Ok(exit)
+}
+
+/// Whether `a` and `b` name one file that exists (device and inode, links and `..` followed).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// The dry run's report in the review page's terms: its counts, the identities it would rotate
