@@ -18,7 +18,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 use crate::fsio;
@@ -113,13 +113,34 @@ impl Store {
         match file.try_lock() {
             Ok(()) => Ok(Lock { _file: file }),
             Err(TryLockError::WouldBlock) => {
-                bail!(
-                    "another rekey is writing to this fleet (lock {} is held); nothing was changed",
-                    path.display()
-                )
+                Err(held(&path))
             }
             Err(TryLockError::Error(e)) => {
                 Err(e).with_context(|| format!("failed to take the lock {}", path.display()))
+            }
+        }
+    }
+
+    /// Fails as [`Store::lock`] would when another writer holds `.rekey/lock` now, seen without
+    /// taking the lock or writing anything (a dry run refuses as its run would).
+    pub(crate) fn refuse_if_locked(&self) -> Result<()> {
+        let path = self.lock_path();
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to open the lock {}", path.display()));
+            }
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(()),
+            Err(TryLockError::WouldBlock) => Err(held(&path)),
+            Err(TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("failed to look at the lock {}", path.display()))
             }
         }
     }
@@ -242,4 +263,12 @@ mod tests {
         assert!(store.find("../x").unwrap().is_none());
         assert_eq!(store.find(first.id()).unwrap(), Some(first));
     }
+}
+
+/// What a writer, and its dry run, say when another writer holds the lock at `path`.
+fn held(path: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "another rekey is writing to this fleet (lock {} is held); nothing was changed",
+        path.display()
+    )
 }

@@ -232,3 +232,37 @@ fn a_second_rollback_writes_nothing() {
     assert!(err.contains("already rolled back"), "{err}");
     assert_eq!(run_ids(&root), runs, "no new run directory");
 }
+
+/// A dry run meets what its run would meet first: another writer's lock (it refuses alike, and
+/// still writes nothing) and pending hooks the run would retry (it says so: how they end counts
+/// in the run's exit code).
+#[test]
+fn a_dry_run_refuses_a_held_lock_and_names_the_hooks_its_run_would_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    common::fleet(&root, 2, 80);
+    let (code, _, err) = at(&root, &["rotate", "--deploy-hook", "false"]);
+    assert_eq!(code, 3, "{err}");
+    let runs = run_ids(&root);
+    let (code, _, err) = at(
+        &root,
+        &["rotate", "--dry-run", "--force", "--deploy-hook", "false"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("the run would first retry 2 pending hook calls (rekey hooks list)"),
+        "{err}"
+    );
+    // Another writer holds the lock: the run would refuse, and so does its dry run.
+    let lock = std::fs::File::open(root.join(".rekey/lock")).unwrap();
+    lock.lock().unwrap();
+    let (real, _, real_err) = at(&root, &["rotate", "--force"]);
+    let (dry, _, dry_err) = at(&root, &["rotate", "--force", "--dry-run"]);
+    assert_eq!((real, dry), (1, 1), "{real_err}{dry_err}");
+    assert!(
+        dry_err.contains("another rekey is writing to this fleet"),
+        "{dry_err}"
+    );
+    drop(lock);
+    assert_eq!(run_ids(&root), runs, "nothing written");
+}

@@ -184,8 +184,20 @@ impl WriteRun {
                 let root = checked.trusted.0.clone();
                 let fleet = crate::fsio::RootDir::open(&root)
                     .with_context(|| format!("failed to open fleet root {}", root.display()))?;
+                // What the run would meet before its first batch: another writer (it would
+                // refuse), an interrupted run (it would replay it), pending hooks (it would retry
+                // them, and how they end counts in its exit code).
+                Store::of(&root).refuse_if_locked()?;
                 for line in super::replay::waiting(&root)? {
                     eprintln!("{line}");
+                }
+                let pending = super::pending::list(&root)?.len();
+                if pending > 0 && !settings.hooks.skip {
+                    eprintln!(
+                        "rekey: the run would first retry {} (rekey hooks list); how they end \
+                         counts in its exit code, which this dry run cannot know",
+                        crate::count::count(pending, "pending hook call", "pending hook calls")
+                    );
                 }
                 (root, Effects::Nowhere, fleet)
             }
