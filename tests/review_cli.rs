@@ -13,6 +13,11 @@ use sha2::Digest as _;
 
 /// `plan` with its first line that starts with `starts` and holds `holds` changed by `edit`
 /// (`None`: deleted); returns the identity (`nodes/<node>/<service>`) whose line it was.
+/// `apply PLAN --dry-run --format html -o OUT`: the review page of the plan file `plan`.
+fn review_page<'a>(plan: &'a str, out: &'a str) -> [&'a str; 7] {
+    ["apply", plan, "--dry-run", "--format", "html", "-o", out]
+}
+
 fn edit_line(
     plan: &mut Vec<String>,
     starts: &str,
@@ -76,18 +81,7 @@ fn the_review_page_is_the_plan_file_with_what_apply_would_do() {
     let before = snapshot(&root);
     let review = dir.path().join("review.html");
     let review_arg = review.to_str().unwrap();
-    let (code, stdout, err) = run(
-        &root,
-        &[
-            "apply",
-            plan_arg,
-            "--dry-run",
-            "--format",
-            "html",
-            "-o",
-            review_arg,
-        ],
-    );
+    let (code, stdout, err) = run(&root, &review_page(plan_arg, review_arg));
     // The exit code is the run's: 3, one identity refused.
     assert_eq!((code, stdout.as_str()), (3, ""), "{err}");
     let (code, json, err) = run(&root, &["apply", plan_arg, "--dry-run", "--format", "json"]);
@@ -225,18 +219,7 @@ fn the_review_page_is_only_a_dry_runs() {
         assert!(!page.exists(), "{name}");
     }
     let in_fleet_arg = in_fleet.to_str().unwrap();
-    let (code, _, err) = run(
-        &root,
-        &[
-            "apply",
-            plan_arg,
-            "--dry-run",
-            "--format",
-            "html",
-            "-o",
-            in_fleet_arg,
-        ],
-    );
+    let (code, _, err) = run(&root, &review_page(plan_arg, in_fleet_arg));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("is in the fleet"), "{err}");
     assert_eq!(snapshot(&root), before);
@@ -245,15 +228,7 @@ fn the_review_page_is_only_a_dry_runs() {
     let link = dir.path().join("plan-link.toml");
     std::os::unix::fs::symlink(&plan, &link).unwrap();
     for target in [plan_arg, link.to_str().unwrap()] {
-        let args = [
-            "apply",
-            plan_arg,
-            "--dry-run",
-            "--format",
-            "html",
-            "-o",
-            target,
-        ];
+        let args = review_page(plan_arg, target);
         let (code, _, err) = run(&root, &args);
         assert_eq!(code, 1, "{target}: {err}");
         assert!(err.contains("is the plan file itself"), "{target}: {err}");
@@ -272,15 +247,7 @@ fn the_review_page_lists_at_most_two_thousand_rotations_and_counts_the_rest() {
     assert_eq!(code, 3, "{err}");
     let review = dir.path().join("review.html");
     let review_arg = review.to_str().unwrap();
-    let args = [
-        "apply",
-        plan_arg,
-        "--dry-run",
-        "--format",
-        "html",
-        "-o",
-        review_arg,
-    ];
+    let args = review_page(plan_arg, review_arg);
     let (code, _, err) = run(&root, &args);
     assert_eq!(code, 0, "{err}");
     let html = std::fs::read_to_string(&review).unwrap();
