@@ -128,6 +128,40 @@ pub struct Policy {
     /// root). Absent from the canonical form when unset, so that older digests still hold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) metrics_file: Option<String>,
+    /// How long a CA that `rekey ca begin` makes is valid. Each CA field is absent from the
+    /// canonical form at its built-in value, so that older digests still hold.
+    #[serde(skip_serializing_if = "Ca::validity_is_builtin")]
+    pub(crate) ca_validity_days: u32,
+    /// Within this many days of the active CA's end, `status` and `plan` say `rekey ca begin`.
+    #[serde(skip_serializing_if = "Ca::rotate_before_is_builtin")]
+    pub(crate) ca_rotate_before_days: u32,
+    /// `rekey ca switch` is refused until this many hours after `begin`.
+    #[serde(skip_serializing_if = "Ca::settle_is_builtin")]
+    pub(crate) ca_trust_settle_hours: u32,
+    /// The shell command run once when the CA bundle changed (the issuer's side).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_reload: Option<String>,
+}
+
+/// The built-in values of the CA fields.
+struct Ca;
+
+impl Ca {
+    const VALIDITY_DAYS: u32 = 365;
+    const ROTATE_BEFORE_DAYS: u32 = 120;
+    const TRUST_SETTLE_HOURS: u32 = 0;
+
+    fn validity_is_builtin(days: &u32) -> bool {
+        *days == Ca::VALIDITY_DAYS
+    }
+
+    fn rotate_before_is_builtin(days: &u32) -> bool {
+        *days == Ca::ROTATE_BEFORE_DAYS
+    }
+
+    fn settle_is_builtin(hours: &u32) -> bool {
+        *hours == Ca::TRUST_SETTLE_HOURS
+    }
 }
 
 /// Where the policy in force came from.
@@ -196,6 +230,14 @@ struct RawPolicy {
     services: BTreeMap<String, RawService>,
     #[serde(default)]
     metrics_file: Option<String>,
+    #[serde(default)]
+    ca_validity_days: Option<u32>,
+    #[serde(default)]
+    ca_rotate_before_days: Option<u32>,
+    #[serde(default)]
+    ca_trust_settle_hours: Option<u32>,
+    #[serde(default)]
+    ca_reload: Option<String>,
 }
 
 impl RawPolicy {
@@ -211,6 +253,10 @@ impl RawPolicy {
             ("hook_timeout_seconds", self.hook_timeout_seconds.is_some()),
             ("subject_cn", self.subject_cn.is_some()),
             ("metrics_file", self.metrics_file.is_some()),
+            ("ca_validity_days", self.ca_validity_days.is_some()),
+            ("ca_rotate_before_days", self.ca_rotate_before_days.is_some()),
+            ("ca_trust_settle_hours", self.ca_trust_settle_hours.is_some()),
+            ("ca_reload", self.ca_reload.is_some()),
         ];
         let mut set: Set = top
             .into_iter()
@@ -244,6 +290,9 @@ struct Values {
     max_plan_age_hours: u32,
     keep_runs: u32,
     hook_timeout_seconds: u32,
+    ca_validity_days: u32,
+    ca_rotate_before_days: u32,
+    ca_trust_settle_hours: u32,
 }
 
 fn default_builtin_services() -> bool {
@@ -286,6 +335,10 @@ impl Policy {
             subject_cn: None,
             services: builtin_services(),
             metrics_file: None,
+            ca_validity_days: Ca::VALIDITY_DAYS,
+            ca_rotate_before_days: Ca::ROTATE_BEFORE_DAYS,
+            ca_trust_settle_hours: Ca::TRUST_SETTLE_HOURS,
+            ca_reload: None,
         }
     }
 
@@ -316,6 +369,13 @@ impl Policy {
             hook_timeout_seconds: raw
                 .hook_timeout_seconds
                 .unwrap_or(builtin.hook_timeout_seconds),
+            ca_validity_days: raw.ca_validity_days.unwrap_or(builtin.ca_validity_days),
+            ca_rotate_before_days: raw
+                .ca_rotate_before_days
+                .unwrap_or(builtin.ca_rotate_before_days),
+            ca_trust_settle_hours: raw
+                .ca_trust_settle_hours
+                .unwrap_or(builtin.ca_trust_settle_hours),
         };
         // The line of a value the parser accepted and the rules below refuse.
         let at = |path: &[Step<'_>]| {
@@ -336,6 +396,9 @@ impl Policy {
             ("max_plan_age_hours", v.max_plan_age_hours, 1..=8760),
             ("keep_runs", v.keep_runs, 1..=10_000),
             ("hook_timeout_seconds", v.hook_timeout_seconds, 1..=86_400),
+            ("ca_validity_days", v.ca_validity_days, 2..=36_500),
+            ("ca_rotate_before_days", v.ca_rotate_before_days, 1..=36_500),
+            ("ca_trust_settle_hours", v.ca_trust_settle_hours, 0..=8_760),
         ];
         for (field, value, range) in ranges {
             if !range.contains(&value) {
@@ -352,6 +415,41 @@ impl Policy {
                 "{}min_age_hours ({}) must be shorter than validity_days",
                 at(&[Key("min_age_hours")]),
                 v.min_age_hours
+            );
+        }
+        // A file that names the CA's lifetime or window gets them checked against each other
+        // and against validity_days; the built-in values pass with every validity_days up to
+        // the CA window, and a longer one is warned about where a leaf would be capped (§3a).
+        if raw.ca_rotate_before_days.is_some() && v.ca_rotate_before_days < v.validity_days {
+            bail!(
+                "{}ca_rotate_before_days ({}) must be at least validity_days ({}): credentials \
+                 issued before the CA rotation begins would be cut short at the CA's end",
+                at(&[Key("ca_rotate_before_days")]),
+                v.ca_rotate_before_days,
+                v.validity_days
+            );
+        }
+        if (raw.ca_validity_days.is_some() || raw.ca_rotate_before_days.is_some())
+            && v.ca_validity_days <= v.ca_rotate_before_days.saturating_add(v.validity_days)
+        {
+            let field = if raw.ca_validity_days.is_some() {
+                "ca_validity_days"
+            } else {
+                "ca_rotate_before_days"
+            };
+            bail!(
+                "{}ca_validity_days ({}) must be longer than ca_rotate_before_days + \
+                 validity_days ({}): a new CA would already be due for rotation",
+                at(&[Key(field)]),
+                v.ca_validity_days,
+                v.ca_rotate_before_days.saturating_add(v.validity_days)
+            );
+        }
+        if raw.ca_reload.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            bail!(
+                "{}ca_reload is empty: give the command that reloads the issuer's CA bundle, or \
+                 remove it",
+                at(&[Key("ca_reload")])
             );
         }
         let pattern = |text: Option<String>, field: &str, path: &[Step<'_>]| {
@@ -414,6 +512,10 @@ impl Policy {
             subject_cn: pattern(raw.subject_cn, "subject_cn", &[Key("subject_cn")])?,
             services,
             metrics_file: raw.metrics_file,
+            ca_validity_days: v.ca_validity_days,
+            ca_rotate_before_days: v.ca_rotate_before_days,
+            ca_trust_settle_hours: v.ca_trust_settle_hours,
+            ca_reload: raw.ca_reload,
         };
         Ok((policy, named, set))
     }
@@ -447,6 +549,21 @@ impl Policy {
 
     pub fn min_age(&self) -> TimeDelta {
         TimeDelta::hours(i64::from(self.min_age_hours))
+    }
+
+    /// How long a CA made by `rekey ca begin` is valid.
+    pub(crate) fn ca_validity(&self) -> TimeDelta {
+        TimeDelta::days(i64::from(self.ca_validity_days))
+    }
+
+    /// How long before the active CA's end a CA rotation is due.
+    pub(crate) fn ca_rotate_before(&self) -> TimeDelta {
+        TimeDelta::days(i64::from(self.ca_rotate_before_days))
+    }
+
+    /// How long after `rekey ca begin` a switch waits for relying parties.
+    pub(crate) fn ca_trust_settle(&self) -> TimeDelta {
+        TimeDelta::hours(i64::from(self.ca_trust_settle_hours))
     }
 
     pub(crate) fn max_plan_age(&self) -> TimeDelta {

@@ -21,7 +21,7 @@ impl Policy {
     pub(crate) fn fields(&self) -> Vec<Field> {
         use serde_json::Value;
         let keys = self.keys.as_str();
-        let top: [(&'static str, Option<Value>); 9] = [
+        let top: [(&'static str, Option<Value>); 13] = [
             ("validity_days", Some(self.validity_days.into())),
             ("stalled_below_percent", Some(self.stalled_below_percent.into())),
             ("min_age_hours", Some(self.min_age_hours.into())),
@@ -31,6 +31,10 @@ impl Policy {
             ("hook_timeout_seconds", Some(self.hook_timeout_seconds.into())),
             ("subject_cn", self.subject_cn.as_ref().map(|p| p.as_str().into())),
             ("metrics_file", self.metrics_file.as_deref().map(Value::from)),
+            ("ca_validity_days", Some(self.ca_validity_days.into())),
+            ("ca_rotate_before_days", Some(self.ca_rotate_before_days.into())),
+            ("ca_trust_settle_hours", Some(self.ca_trust_settle_hours.into())),
+            ("ca_reload", self.ca_reload.as_deref().map(Value::from)),
         ];
         let mut fields: Vec<Field> = top
             .into_iter()

@@ -40,6 +40,35 @@ fn the_digest_names_the_policy_in_force_not_its_spelling() {
 }
 
 #[test]
+fn the_ca_fields_default_to_a_year_and_a_window_longer_than_a_credential() {
+    let builtin = Policy::builtin();
+    assert_eq!(
+        (builtin.ca_validity_days, builtin.ca_rotate_before_days, builtin.ca_trust_settle_hours),
+        (365, 120, 0)
+    );
+    assert!(builtin.ca_rotate_before() > builtin.validity());
+    let restated = "version = 1\nca_validity_days = 365\nca_rotate_before_days = 120\n\
+                    ca_trust_settle_hours = 0\n";
+    assert_eq!(
+        Policy::parse(restated).unwrap().digest(),
+        builtin.digest(),
+        "the CA fields at their built-in values keep the digest policies had before them"
+    );
+    let set = Policy::parse(
+        "version = 1\nca_validity_days = 730\nca_rotate_before_days = 150\n\
+         ca_trust_settle_hours = 24\nca_reload = \"systemctl reload issuer\"\n",
+    )
+    .unwrap();
+    assert_eq!(set.ca_validity(), TimeDelta::days(730));
+    assert_eq!(set.ca_rotate_before(), TimeDelta::days(150));
+    assert_eq!(set.ca_trust_settle(), TimeDelta::hours(24));
+    assert_eq!(set.ca_reload.as_deref(), Some("systemctl reload issuer"));
+    assert_ne!(set.digest(), builtin.digest());
+    let shown = Policy::parse(&set.to_toml()).unwrap();
+    assert_eq!(shown, set, "rekey policy prints the CA fields back");
+}
+
+#[test]
 fn subject_cn_is_global_or_per_service_and_the_service_wins() {
     let policy = Policy::parse(
         "version = 1\nsubject_cn = \"{service}.{node}\"\n\
@@ -234,6 +263,23 @@ fn rejects_bad_policies_naming_the_field() {
             "version = 1\n[services.kms]\nsubject_cn = \"{node\"",
             "[services.kms] subject_cn \"{node\" may hold only",
         ),
+        (
+            "CA window shorter than a credential",
+            "version = 1\nvalidity_days = 90\nca_rotate_before_days = 89",
+            "line 3: ca_rotate_before_days (89) must be at least validity_days (90)",
+        ),
+        (
+            "CA lifetime inside its own window",
+            "version = 1\nca_validity_days = 210",
+            "ca_validity_days (210) must be longer than ca_rotate_before_days + validity_days (210)",
+        ),
+        (
+            "CA window that leaves a new CA no life",
+            "version = 1\nca_rotate_before_days = 300",
+            "line 2: ca_validity_days (365) must be longer",
+        ),
+        ("CA settle past a year", "version = 1\nca_trust_settle_hours = 8761", "ca_trust_settle_hours"),
+        ("empty ca_reload", "version = 1\nca_reload = \"\"", "ca_reload is empty"),
         (
             "subject_cn of the wrong type",
             "version = 1\nsubject_cn = 1",
