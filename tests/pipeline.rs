@@ -225,7 +225,7 @@ fn rotate_dry_run_prints_the_report_the_run_would_write() {
     let (code, stdout, _) = run(&root, &["rotate", "--dry-run", "--format", "json"]);
     assert_eq!(code, 0);
     let report = json(&stdout);
-    assert_eq!(report["version"], 2);
+    assert_eq!(report["version"], 3);
     assert_eq!(report["dry_run"], true);
     assert_eq!(report["counts"]["done"], 2);
     for args in [
@@ -355,7 +355,7 @@ fn prune_removes_old_backups_but_keeps_history_and_the_last_change_of_everything
     );
     assert!(
         said.contains(&format!(
-            "kept the backup of run {}: newest run to change node-01/svc-0001",
+            "would keep the backup of run {}: newest run to change node-01/svc-0001",
             runs[2]
         )),
         "{said}"
@@ -433,9 +433,10 @@ fn prune_runs_no_hook_and_keeps_the_backups_of_a_run_whose_hooks_are_pending() {
             .unwrap();
         assert_eq!(out.status.code(), Some(0));
         let said = String::from_utf8_lossy(&out.stdout);
+        let kept = if args.is_empty() { "kept" } else { "would keep" };
         assert!(
             said.contains(&format!(
-                "kept the backup of run {first}: its hooks are pending"
+                "{kept} the backup of run {first}: its hooks are pending"
             )),
             "{args:?}: {said}"
         );

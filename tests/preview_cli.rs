@@ -266,3 +266,36 @@ fn a_dry_run_refuses_a_held_lock_and_names_the_hooks_its_run_would_retry() {
     drop(lock);
     assert_eq!(run_ids(&root), runs, "nothing written");
 }
+
+/// Issue item 4: a rollback puts files back without judging the fleet, so its report states no
+/// count of what is left for a person (`null`, not a 0 it never counted), and its dry run says
+/// the same; a rotating run's report counts them.
+#[test]
+fn a_rollback_states_no_count_it_did_not_judge() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    common::fleet(&root, 3, 30);
+    std::fs::write(root.join("nodes/node-02/svc-0002/cert.pem"), "not a certificate\n").unwrap();
+    let (code, out, err) = at(&root, &["rotate", "--format", "json"]);
+    assert_eq!(code, 4, "a problem is left for a person: {err}");
+    let rotated: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    common::assert_report_valid(&rotated, "rotate");
+    assert_eq!(rotated["counts"]["problems"], 1, "{:#}", rotated["counts"]);
+    assert_eq!(rotated["counts"]["needs_recover"], 0);
+    let run = run_ids(&root)[0].clone();
+    for dry in [true, false] {
+        let mut args = vec!["rollback", run.as_str(), "--format", "json"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let (code, out, err) = rekey(&root, &args);
+        assert_eq!(code, 0, "{err}");
+        let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        common::assert_report_valid(&report, "rollback");
+        let counts = &report["counts"];
+        assert_eq!(counts["done"], 2, "dry run {dry}: {counts:#}");
+        for unjudged in ["needs_recover", "problems", "fleet_issues"] {
+            assert!(counts[unjudged].is_null(), "dry run {dry}: {unjudged} in {counts:#}");
+        }
+    }
+}

@@ -142,7 +142,7 @@ fn facts(survey: &Survey) -> FleetFacts {
     );
     FleetFacts {
         policy_sha256: Some(survey.scope.policy.digest()),
-        needs_attention,
+        needs_attention: Some(needs_attention),
         keep_runs: Some(survey.scope.policy.keep_runs as usize),
     }
 }

@@ -12,8 +12,9 @@ use crate::digest::Digest;
 use crate::exit::Exit;
 use crate::survey::Stuck;
 
-/// The report format version. Reports of version 1 (no outcome, dates, details) still read.
-pub(crate) const VERSION: u32 = 2;
+/// The report format version. Reports of version 1 (no outcome, dates, details) and 2 (the
+/// fleet's counts 0 where the run did not judge it, not `null`) still read.
+pub(crate) const VERSION: u32 = 3;
 
 mod lines;
 
@@ -115,7 +116,8 @@ pub(crate) struct Report {
     /// Every identity this run acted on or was asked to.
     pub(crate) identities: Vec<IdentityReport>,
     /// What was already there and is left for a person: identities that need `recover` and
-    /// problems, with their reasons (rotating runs).
+    /// problems, with their reasons (rotating runs; a run that does not judge the fleet has
+    /// none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) needs_attention: Vec<NeedsPerson>,
 }
@@ -130,15 +132,17 @@ pub(crate) struct Counts {
     /// Credentials (certificates and tokens) replaced; for `rollback`, the files put back.
     #[serde(default)]
     pub(crate) credentials: usize,
-    /// Identities that need `recover` after the run (not its failures).
+    /// Identities that need `recover` after the run (not its failures); `null` from a run that
+    /// does not judge the fleet (a rollback, a run finished by replay).
     #[serde(default)]
-    pub(crate) needs_recover: usize,
-    /// Identities with a problem after the run, as `status` counts them.
+    pub(crate) needs_recover: Option<usize>,
+    /// Identities with a problem after the run, as `status` counts them; `null` as above.
     #[serde(default)]
-    pub(crate) problems: usize,
-    /// Fleet issues: paths under `nodes/` that are not identities and are problems.
+    pub(crate) problems: Option<usize>,
+    /// Fleet issues: paths under `nodes/` that are not identities and are problems; `null` as
+    /// above.
     #[serde(default)]
-    pub(crate) fleet_issues: usize,
+    pub(crate) fleet_issues: Option<usize>,
     /// Hooks that failed or timed out (this run's and the retried ones): they stay pending.
     #[serde(default)]
     pub(crate) hooks_failed: usize,
@@ -177,7 +181,10 @@ pub(crate) struct Header {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FleetFacts {
     pub(crate) policy_sha256: Option<Digest>,
-    pub(crate) needs_attention: Vec<NeedsPerson>,
+    /// What is left for a person, or `None` from a run that does not judge the fleet (a
+    /// rollback puts files back without judging them; a replay finishes a run it did not
+    /// start): its report's counts of them are `null`, never a 0 it did not count.
+    pub(crate) needs_attention: Option<Vec<NeedsPerson>>,
     /// The policy's `keep_runs`: a run that went well prunes older backups at its end.
     pub(crate) keep_runs: Option<usize>,
 }
@@ -207,16 +214,17 @@ impl Report {
             .filter(|i| i.outcome == Outcome::Done)
             .map(|i| i.dir.as_str())
             .collect();
-        header
-            .fleet
-            .needs_attention
-            .retain(|a| a.fleet_issue || !done.contains(a.dir.as_str()));
-        let attention = &header.fleet.needs_attention;
+        if let Some(attention) = &mut header.fleet.needs_attention {
+            attention.retain(|a| a.fleet_issue || !done.contains(a.dir.as_str()));
+        }
+        let attention = header.fleet.needs_attention.as_deref();
         let stuck = |state: Stuck, fleet_issue: bool| {
-            attention
-                .iter()
-                .filter(|a| a.state == state && a.fleet_issue == fleet_issue)
-                .count()
+            attention.map(|attention| {
+                attention
+                    .iter()
+                    .filter(|a| a.state == state && a.fleet_issue == fleet_issue)
+                    .count()
+            })
         };
         let rollback = header.command == RunCommand::Rollback;
         let counts = Counts {
@@ -269,7 +277,7 @@ impl Report {
             post_hooks: Vec::new(),
             counts,
             identities,
-            needs_attention: header.fleet.needs_attention,
+            needs_attention: header.fleet.needs_attention.unwrap_or_default(),
         };
         report.decide_exit();
         report
@@ -302,7 +310,11 @@ impl Report {
         } else if cut_short || c.failed + c.skipped + c.hooks_failed > 0 {
             Exit::WorkDue
         } else if matches!(self.command, RunCommand::Rotate | RunCommand::Apply)
-            && c.needs_recover + c.problems + c.fleet_issues > 0
+            && [c.needs_recover, c.problems, c.fleet_issues]
+                .into_iter()
+                .flatten()
+                .sum::<usize>()
+                > 0
         {
             Exit::Attention
         } else {

@@ -134,7 +134,7 @@ fn the_exit_code_puts_this_runs_failures_before_attention_already_there() {
             warnings: Vec::new(),
             fleet: FleetFacts {
                 policy_sha256: None,
-                needs_attention: attention,
+                needs_attention: Some(attention),
                 keep_runs: None,
             },
             hooks_skipped: false,
