@@ -208,7 +208,7 @@ fn the_review_page_is_only_a_dry_runs() {
         (
             "rollback makes no page",
             vec!["rollback", "20261128T000000Z", "--format", "html"],
-            "--format html is the review page of a plan file",
+            "invalid value 'html' for '--format <FORMAT>'",
         ),
     ];
     let before = snapshot(&root);

@@ -25,8 +25,8 @@ pub struct RollbackArgs {
     #[arg(long)]
     dry_run: bool,
     /// The summary after the run: a table for people, the report as JSON for pipelines.
-    #[arg(long, value_enum, default_value_t = RunFormat::Table)]
-    format: RunFormat,
+    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    format: StatusFormat,
     #[command(flatten)]
     hooks: HookFlags,
 }
@@ -34,9 +34,12 @@ pub struct RollbackArgs {
 impl RollbackArgs {
     /// A rollback shows no progress and runs on one worker per core.
     pub fn options(self, clock: Clock) -> Result<cmd::rollback::Options, UsageError> {
-        super::args::check_run_format(self.format, false)?;
+        let format = match self.format {
+            StatusFormat::Table => RunFormat::Table,
+            StatusFormat::Json => RunFormat::Json,
+        };
         let hooks = self.hooks.args();
-        let mut write = run::settings(clock, None, Progress::Hidden, self.format, hooks);
+        let mut write = run::settings(clock, None, Progress::Hidden, format, hooks);
         write.sink = run::sink(self.dry_run);
         Ok(cmd::rollback::Options {
             root: self.root,

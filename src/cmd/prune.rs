@@ -31,14 +31,18 @@ pub(crate) fn prune(o: &Options) -> Result<Exit> {
     };
     let pruned = run.prune(keep)?;
     let dry = run.dry();
-    let verb = if dry { "would remove" } else { "removed" };
+    let (verb, kept) = if dry {
+        ("would remove", "would keep")
+    } else {
+        ("removed", "kept")
+    };
     let mut out = String::new();
     for (id, files) in &pruned.removed {
         let files = crate::count::count(files, "file", "files");
         out.push_str(&format!("{verb} the backup of run {id} ({files})\n"));
     }
     for (id, why) in &pruned.kept {
-        out.push_str(&format!("kept the backup of run {id}: {why}\n"));
+        out.push_str(&format!("{kept} the backup of run {id}: {why}\n"));
     }
     crate::out::emit(&out)?;
     eprintln!(
