@@ -24,7 +24,7 @@ pub(crate) use dir::NOT_READABLE;
 )]
 pub use durability::Durability;
 pub(crate) use durability::sync_dir;
-pub(crate) use identity::{Changed, IdentityDir, RootDir};
+pub(crate) use identity::{Changed, IdentityDir, JudgedError, RootDir};
 
 /// Prefix of the temporary file that holds a credential's replacement while a writing run
 /// stages it (`.rekey-new.cert.pem`); readers that see one wait for the rename.

@@ -116,6 +116,22 @@ impl<'a> Target<'a> {
         Ok(match std::fs::symlink_metadata(path) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Like::New(0o644),
             Err(err) => bail!("cannot write {}: {err}", path.display()),
+            // A file another user owns, or any user may write, is theirs to rewrite after rekey
+            // wrote it (a review page, a report, metrics read by a monitor): never replaced,
+            // and never handed back to them.
+            Ok(meta) if meta.is_file() && meta.uid() != rustix::process::geteuid().as_raw() => {
+                bail!(
+                    "{} belongs to uid {}, not to the user rekey runs as: its owner could rewrite \
+                     what rekey wrote there; {flag} names a file of your own to replace {fix}",
+                    path.display(),
+                    meta.uid()
+                )
+            }
+            Ok(meta) if meta.is_file() && meta.mode() & 0o002 != 0 => bail!(
+                "{} can be written by any user, who could rewrite what rekey wrote there: take \
+                 that away (chmod o-w), or give {flag} another file {fix}",
+                path.display()
+            ),
             Ok(meta) if meta.is_file() => Like::Replaced {
                 mode: meta.mode() & 0o777,
                 uid: meta.uid(),

@@ -34,6 +34,10 @@ const BACKUP: &str = "backup";
 const HOOKS_PENDING: &str = "hooks.pending";
 const HOOK_LOGS: &str = "hooks";
 
+/// How long a writer tries again for the lock while it is held shared: far longer than a dry
+/// run's look at it, far shorter than any run.
+const LOOK_AT_THE_LOCK: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The state of the fleet at a root: `<root>/.rekey`.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
@@ -98,7 +102,8 @@ impl Store {
         Ok(self.runs()?.into_iter().find(|run| run.id == id))
     }
 
-    /// Takes `.rekey/lock`, or fails at once if another writer holds it.
+    /// Takes `.rekey/lock`, or fails if another writer holds it (after trying for
+    /// [`LOOK_AT_THE_LOCK`], the longest a dry run looks at it).
     pub(crate) fn lock(&self) -> Result<Lock> {
         fsio::create_private_dir(&self.dir)?;
         let path = self.lock_path();
@@ -110,19 +115,28 @@ impl Store {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .with_context(|| format!("failed to open the lock {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Lock { _file: file }),
-            Err(TryLockError::WouldBlock) => {
-                Err(held(&path))
-            }
-            Err(TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("failed to take the lock {}", path.display()))
+        // A dry run's look at the lock holds it shared for an instant: a writer that meets
+        // only that tries again for a moment; one that meets another writer gives up after it.
+        let patience = std::time::Instant::now() + LOOK_AT_THE_LOCK;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Lock { _file: file }),
+                Err(TryLockError::WouldBlock) if std::time::Instant::now() < patience => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => return Err(held(&path)),
+                Err(TryLockError::Error(e)) => {
+                    return Err(e)
+                        .with_context(|| format!("failed to take the lock {}", path.display()));
+                }
             }
         }
     }
 
-    /// Fails as [`Store::lock`] would when another writer holds `.rekey/lock` now, seen without
-    /// taking the lock or writing anything (a dry run refuses as its run would).
+    /// Fails as [`Store::lock`] would when another writer holds `.rekey/lock` now, seen by
+    /// holding it shared for an instant and writing nothing (a dry run refuses as its run
+    /// would): a writer meeting that instant tries again ([`Store::lock`]), so a dry run never
+    /// makes a run fail.
     pub(crate) fn refuse_if_locked(&self) -> Result<()> {
         let path = self.lock_path();
         let file = match OpenOptions::new()

@@ -174,14 +174,7 @@ fn rollback_and_recover_killed_midway_leave_every_identity_whole() {
     copy(&template, &rotated);
     assert_eq!(run(&rotated, &["rotate"]).0, 0);
     let rotated_files = snapshot(&rotated);
-    let run_id = std::fs::read_dir(rotated.join(".rekey/runs"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .file_name()
-        .into_string()
-        .unwrap();
+    let run_id = run_ids(&rotated).remove(0);
     let root = work.path().join("fleet");
     copy(&rotated, &root);
     let full = timed(&["rollback", &run_id], &root);
@@ -386,13 +379,7 @@ fn hooks_run_once_per_committed_change_give_or_take_those_running_at_a_kill() {
             "run {run} changed something; its post hook never ran:\n{posted}"
         );
     }
-    let out = bin()
-        .args(["hooks", "list", "--format", "json", "--root"])
-        .arg(&root)
-        .output()
-        .unwrap();
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed, serde_json::json!([]), "nothing is pending");
+    assert_nothing_pending(&root);
     let markers = walkdir::WalkDir::new(root.join(".rekey/runs"))
         .into_iter()
         .filter_map(Result::ok)

@@ -18,6 +18,16 @@ use common::*;
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
+    /// A 64 MiB tmpfs in `work`, or `None`, said on stderr, where this user cannot mount one
+    /// (CI runs as root: there the test always runs).
+    fn for_test(work: &Path) -> Option<Tmpfs> {
+        Tmpfs::mount(&work.join("mnt"), "64m")
+            .map_err(|why| {
+                eprintln!("SKIPPED: cannot mount a tmpfs here ({why}); the disk-full test needs root")
+            })
+            .ok()
+    }
+
     fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
         let out = Command::new("mount")
@@ -64,12 +74,8 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_disk_stops_rotate_cleanly_and_a_rerun_completes() {
     let work = tempfile::tempdir().unwrap();
-    let tmpfs = match Tmpfs::mount(&work.path().join("mnt"), "64m") {
-        Ok(t) => t,
-        Err(why) => {
-            eprintln!("SKIPPED: cannot mount a tmpfs here ({why}); the disk-full test needs root");
-            return;
-        }
+    let Some(tmpfs) = Tmpfs::for_test(work.path()) else {
+        return;
     };
     // Two journal batches (1,024 + 476), so that the disk can fill up between them.
     let template = work.path().join("template");
@@ -142,12 +148,8 @@ fn a_full_disk_stops_rotate_cleanly_and_a_rerun_completes() {
 #[test]
 fn a_disk_that_fills_while_hooks_run_keeps_the_rotation_its_exit_code_and_its_report() {
     let work = tempfile::tempdir().unwrap();
-    let tmpfs = match Tmpfs::mount(&work.path().join("mnt"), "64m") {
-        Ok(t) => t,
-        Err(why) => {
-            eprintln!("SKIPPED: cannot mount a tmpfs here ({why}); the disk-full test needs root");
-            return;
-        }
+    let Some(tmpfs) = Tmpfs::for_test(work.path()) else {
+        return;
     };
     // Two journal batches (1,024 + 76): the disk fills during the first one's deploy hooks.
     let root = tmpfs.0.join("fleet");
@@ -190,14 +192,7 @@ fn a_disk_that_fills_while_hooks_run_keeps_the_rotation_its_exit_code_and_its_re
     );
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let first = std::fs::read_dir(root.join(".rekey/runs"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .file_name()
-        .into_string()
-        .unwrap();
+    let first = run_ids(&root).remove(0);
 
     // Space is back: the next writer saves the run's report, runs the hooks it left pending,
     // then its post hook, and completes the rotation.
@@ -234,12 +229,6 @@ fn a_disk_that_fills_while_hooks_run_keeps_the_rotation_its_exit_code_and_its_re
         posted.lines().any(|l| l == first),
         "the stopped run's post hook ran:\n{posted}"
     );
-    let out = rekey()
-        .args(["hooks", "list", "--format", "json", "--root"])
-        .arg(&root)
-        .output()
-        .unwrap();
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed, serde_json::json!([]), "nothing is pending");
+    assert_nothing_pending(&root);
     assert!(temp_files(&root).is_empty());
 }

@@ -983,3 +983,35 @@ fn the_post_hook_of_a_run_cut_off_after_it_changed_something_runs_in_the_next_wr
     assert_eq!(lines(&posts).len(), 1);
     assert_eq!(lines(&deploys).len(), 3);
 }
+
+/// A post hook announces its run's work done: while a deploy call of its run stays pending
+/// (failed again, or not given again), its pending post call waits, untried; once the deploy
+/// calls ran, it runs.
+#[test]
+fn a_pending_post_hook_waits_for_the_pending_deploy_hooks_of_its_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 1, 80);
+    let ok = dir.path().join("ok");
+    let log = dir.path().join("posted");
+    let deploy = format!("test -e {}", ok.display());
+    let post = format!("echo ran >> {}; test -e {}", log.display(), ok.display());
+    let (code, _, err) = run(&root, &["rotate", "--deploy-hook", &deploy, "--post-hook", &post]);
+    assert_eq!(code, 3, "both hooks fail: {err}");
+    let posted = || std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+    assert_eq!(posted(), 1);
+    // Only the post hook given again: the deploy call stays pending, so the post call waits.
+    let (_, _, err) = run(&root, &["hooks", "retry", "--post-hook", &post]);
+    assert_eq!(posted(), 1, "the post hook waited: {err}");
+    assert!(err.contains("a deploy hook of its run is still pending"), "{err}");
+    // Both given, the deploy hook fails again: the post call still waits.
+    let both = ["hooks", "retry", "--deploy-hook", &deploy, "--post-hook", &post];
+    let _ = run(&root, &both);
+    assert_eq!(posted(), 1);
+    // The deploy hook succeeds: then the post hook runs, and nothing is pending.
+    std::fs::write(&ok, "").unwrap();
+    let (code, _, err) = run(&root, &both);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(posted(), 2, "{err}");
+    common::assert_nothing_pending(&root);
+}

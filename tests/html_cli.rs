@@ -66,16 +66,7 @@ fn the_expiry_report_renders_with_the_fleets_counts() {
         .filter(|(c, s)| (if c["kind"] == "cert" { *s >= 0 } else { *s > 0 }) && *s < 120 * 86_400)
         .count();
     assert_eq!(number(&dom, "timeline-total"), within_120_days);
-    let drawn: usize = dom
-        .split("class=\"bar\"")
-        .skip(1)
-        .map(|bar| {
-            let at = bar.find("data-n=\"").unwrap() + 8;
-            bar[at..at + bar[at..].find('"').unwrap()]
-                .parse::<usize>()
-                .unwrap()
-        })
-        .sum();
+    let drawn = sum_of_n(&dom, "bar");
     assert_eq!(drawn, within_120_days, "the bars add up to the total");
     assert_eq!(
         (number(&dom, "grid-nodes"), number(&dom, "grid-services")),
@@ -244,16 +235,7 @@ fn expiry_page_agrees_with_the_cli(root: &Path, as_of: &str, name: &str) -> Stri
         .count();
     assert_eq!(grid["problems"], problems);
     // The week table adds up to the timeline's total.
-    let weeks: usize = dom
-        .split("class=\"week-row\"")
-        .skip(1)
-        .map(|row| {
-            let at = row.find("data-n=\"").unwrap() + 8;
-            row[at..at + row[at..].find('"').unwrap()]
-                .parse::<usize>()
-                .unwrap()
-        })
-        .sum();
+    let weeks = sum_of_n(&dom, "week-row");
     assert_eq!(weeks, number(&dom, "timeline-total"));
     // The grid's colours are the time-left scale's, never the states'.
     let grid_table = dom
@@ -302,4 +284,17 @@ fn the_expiry_page_reads_true_at_ten_and_at_fifteen_hundred_identities() {
         let h: usize = bar[at..at + bar[at..].find('"').unwrap()].parse().unwrap();
         assert!(h >= 1, "{bar}");
     }
+}
+
+/// The sum of the `data-n` numbers of every element of `class` in `dom`.
+fn sum_of_n(dom: &str, class: &str) -> usize {
+    dom.split(&format!("class=\"{class}\""))
+        .skip(1)
+        .map(|element| {
+            let at = element.find("data-n=\"").unwrap() + 8;
+            element[at..at + element[at..].find('"').unwrap()]
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum()
 }

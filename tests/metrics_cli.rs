@@ -390,14 +390,7 @@ fn every_writing_command_refuses_a_bad_metrics_file_and_readers_warn() {
     // A run to roll back, made while the policy was sound.
     let (code, _, stderr) = run(&root, &["rotate", "--progress", "never"]);
     assert_eq!(code, 0, "{stderr}");
-    let run_id = std::fs::read_dir(root.join(".rekey/runs"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .file_name()
-        .into_string()
-        .unwrap();
+    let run_id = run_ids(&root).remove(0);
     std::fs::write(
         root.join("rekey.toml"),
         "version = 1\nmetrics_file = \"ca/ca.key\"\n",

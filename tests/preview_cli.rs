@@ -7,23 +7,11 @@ mod common;
 
 use std::path::Path;
 
-use common::{AS_OF, build, ca_spec, copy};
+use common::{AS_OF, build, ca_spec, copy, run_ids};
 use rekey::keys::KeyAlg;
 use serde_json::Value;
 
 use common::run_unpinned as rekey;
-
-/// The runs `.rekey/runs` holds, oldest first.
-fn run_ids(root: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(root.join(".rekey/runs"))
-        .map(|d| {
-            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort();
-    ids
-}
 
 fn at(root: &Path, args: &[&str]) -> (i32, String, String) {
     let mut all = args.to_vec();
@@ -265,6 +253,17 @@ fn a_dry_run_refuses_a_held_lock_and_names_the_hooks_its_run_would_retry() {
     );
     drop(lock);
     assert_eq!(run_ids(&root), runs, "nothing written");
+    // A dry run's look at the lock (held shared for an instant; here for a tenth of a second)
+    // never makes a run fail: the writer tries again.
+    let lock = std::fs::File::open(root.join(".rekey/lock")).unwrap();
+    lock.lock_shared().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(lock);
+    });
+    let (code, _, err) = at(&root, &["rotate", "--force", "--no-hooks"]);
+    release.join().unwrap();
+    assert_eq!(code, 0, "a dry run looking at the lock stops no run: {err}");
 }
 
 /// Issue item 4: a rollback puts files back without judging the fleet, so its report states no

@@ -6,7 +6,7 @@
 //! none), and imports nothing of the crate: `fsio` and `fsio::identity` both build on it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -219,20 +219,20 @@ fn read_regular_bounded(mut file: File, st: &libc::stat) -> io::Result<Slot> {
     Ok(Slot::Present(bytes))
 }
 
-/// Copies what is left of `source` into a new file `to` (mode 0600, created exclusively, never
-/// through a link); on failure the new file is removed.
-pub(super) fn copy_exclusive(source: &mut File, to: &Path) -> io::Result<()> {
+/// Writes `bytes` into a new file `to` (mode 0600, created exclusively, never through a link);
+/// on failure the new file is removed.
+pub(super) fn write_exclusive(to: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut copy = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(to)?;
-    let copied = io::copy(source, &mut copy);
-    if copied.is_err() {
+    let written = copy.write_all(bytes);
+    if written.is_err() {
         let _ = std::fs::remove_file(to);
     }
-    copied.map(drop)
+    written
 }
 
 #[cfg(test)]

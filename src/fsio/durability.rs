@@ -71,10 +71,6 @@ impl Durability {
     }
 
     /// The path the filesystem holding `path` gets.
-    #[cfg_attr(
-        not(feature = "testkit"),
-        expect(dead_code, reason = "the power-loss tests use it")
-    )]
     pub fn of(path: &Path) -> io::Result<Durability> {
         let dir = File::open(path)?;
         Durability::of_fd(std::os::fd::AsFd::as_fd(&dir))

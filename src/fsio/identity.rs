@@ -16,9 +16,11 @@ use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
 use anyhow::{Context, Result};
 
-use super::dir::{Dir, FileId, Slot, copy_exclusive, read_opened};
+use super::dir::{Dir, FileId, Slot, read_opened, write_exclusive};
 use super::durability::{Durability, sync_filesystem};
+use crate::digest::Digest;
 use crate::names::IdentityId;
+use zeroize::Zeroizing;
 
 /// The fleet root, opened once per writing run: identities are opened beneath it.
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub(crate) struct RootDir {
     fd: OwnedFd,
     path: PathBuf,
     durability: Durability,
+    /// The device of the root's filesystem: one `syncfs` there covers what lives on it.
+    dev: u64,
 }
 
 impl RootDir {
@@ -33,21 +37,17 @@ impl RootDir {
     pub(crate) fn open(path: &Path) -> io::Result<RootDir> {
         let fd = rustix::fs::open(path, dir_flags(), Mode::empty())?;
         let durability = Durability::of_fd(fd.as_fd())?;
+        let dev = rustix::fs::fstat(&fd)?.st_dev;
         Ok(RootDir {
             fd,
             path: path.to_path_buf(),
             durability,
+            dev,
         })
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// How a phase of a run on this fleet is made durable: known from the filesystem's type
-    /// when the root is opened.
-    pub(crate) fn durability(&self) -> Durability {
-        self.durability
     }
 
     /// A second handle on the same directory.
@@ -56,6 +56,7 @@ impl RootDir {
             fd: self.fd.try_clone()?,
             path: self.path.clone(),
             durability: self.durability,
+            dev: self.dev,
         })
     }
 
@@ -81,10 +82,13 @@ impl RootDir {
             Err(e) => return Err(e.into()),
         };
         let st = rustix::fs::fstat(&fd)?;
+        // Its own filesystem's kind: a node may be a mount of another kind than the root.
+        let durability = Durability::of_fd(fd.as_fd())?;
         Ok(IdentityDir {
             dir: Dir(File::from(fd)),
             id: (st.st_dev, st.st_ino),
             path: self.path.join(rel),
+            durability,
         })
     }
 }
@@ -100,12 +104,14 @@ pub(crate) struct IdentityDir {
     dir: Dir,
     id: FileId,
     path: PathBuf,
+    /// How what is written here is made durable: where `syncfs` does not reach this
+    /// directory's filesystem, each file is synced through the descriptor that wrote it.
+    durability: Durability,
 }
 
-/// What a file of an identity is: its type, mode and owner (the link itself, never followed).
+/// A file of an identity's mode and owner (of the entry itself: a link is never followed).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Entry {
-    pub(crate) is_file: bool,
     pub(crate) mode: u32,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
@@ -124,6 +130,31 @@ impl Entry {
         let euid = rustix::process::geteuid().as_raw();
         protected && (self.uid == 0 || self.uid == euid) && self.mode & 0o022 == 0
     }
+}
+
+/// A file of an identity as [`IdentityDir::open_judged`] opened it: the bytes rekey judged, the
+/// descriptor they were read from, and that file's mode and owner.
+pub(crate) struct Judged {
+    file: File,
+    bytes: Zeroizing<Vec<u8>>,
+    pub(crate) entry: Entry,
+}
+
+impl std::fmt::Debug for Judged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Judged")
+            .field("entry", &self.entry)
+            .field("bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an identity's file could not be opened as it was judged.
+#[derive(Debug)]
+pub(crate) enum JudgedError {
+    /// Something else is at its name now (what, in a fragment: "changed since it was read").
+    Changed(&'static str),
+    Io(io::Error),
 }
 
 impl IdentityDir {
@@ -182,7 +213,6 @@ impl IdentityDir {
     pub(crate) fn entry(&self, name: &str) -> io::Result<Option<Entry>> {
         match rustix::fs::statat(self.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(Entry {
-                is_file: st.st_mode & libc::S_IFMT == libc::S_IFREG,
                 mode: st.st_mode & 0o7777,
                 uid: st.st_uid,
                 gid: st.st_gid,
@@ -218,6 +248,12 @@ impl IdentityDir {
                 }
             }
             rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+            // Where a phase's one `syncfs` would not reach this file, it is made durable here,
+            // through the descriptor that wrote it: reopened by name later, it could be another
+            // file by then (the directory's owner can rename, remove or replace any entry).
+            if self.durability == Durability::EachFile {
+                file.sync_all()?;
+            }
             Ok(())
         })();
         if result.is_err() {
@@ -226,27 +262,65 @@ impl IdentityDir {
         result
     }
 
-    /// Makes `to` (a path in rekey's own state) a second name of the entry `name` (a hard link)
-    /// when `entry` says nobody else could write that file or link it elsewhere, or else (or
-    /// where a link cannot be made: another filesystem) a new file with a copy of its bytes,
-    /// mode 0600. A link to a file its owner could still write through another name would let
-    /// that owner change rekey's backup. Never overwrites: an existing `to` is an error and is
-    /// left as it was.
-    pub(crate) fn save_to(&self, name: &str, entry: &Entry, to: &Path) -> io::Result<()> {
-        let linked = if entry.only_rekey_can_change() {
-            rustix::fs::linkat(self.fd(), name, rustix::fs::CWD, to, AtFlags::empty())
-        } else {
-            Err(rustix::io::Errno::PERM)
+    /// The entry `name` opened once, to be replaced: a regular file (never through a link,
+    /// never waiting on a FIFO) of at most 1 MiB whose bytes are those rekey judged (`judged`,
+    /// their SHA-256), with its mode and owner from that same descriptor. Everything rekey then
+    /// does with the old file (its backup, the new file's mode and owner) comes from this one
+    /// opening: a name looked at again could be another file by then, since the directory's
+    /// owner can rename, replace or grow any entry between two system calls. Its bytes are
+    /// wiped when it is dropped (an old key is a secret).
+    pub(crate) fn open_judged(&self, name: &str, judged: &Digest) -> Result<Judged, JudgedError> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(self.fd(), name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::LOOP) => return Err(JudgedError::Changed("is a link now")),
+            Err(rustix::io::Errno::NOENT) => return Err(JudgedError::Changed("is gone")),
+            Err(rustix::io::Errno::NXIO) => {
+                return Err(JudgedError::Changed("is not a regular file now"));
+            }
+            Err(e) => return Err(JudgedError::Io(e.into())),
         };
-        match linked {
-            Ok(()) => Ok(()),
-            Err(rustix::io::Errno::EXIST) => Err(io::ErrorKind::AlreadyExists.into()),
-            Err(_) => {
-                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-                let mut source = File::from(rustix::fs::openat(self.fd(), name, flags, Mode::empty())?);
-                copy_exclusive(&mut source, to)
+        let st = rustix::fs::fstat(&fd).map_err(|e| JudgedError::Io(e.into()))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(JudgedError::Changed("is not a regular file now"));
+        }
+        let mut file = File::from(fd);
+        let mut bytes = Zeroizing::new(Vec::new());
+        io::Read::read_to_end(
+            &mut io::Read::take(&mut file, super::dir::MAX_CREDENTIAL_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(JudgedError::Io)?;
+        if Digest::of(&bytes) != *judged {
+            return Err(JudgedError::Changed("changed since it was read"));
+        }
+        Ok(Judged {
+            file,
+            bytes,
+            entry: Entry {
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid,
+                gid: st.st_gid,
+            },
+        })
+    }
+
+    /// Makes `to` (a path in rekey's own state) the backup of `old`: a second name of that very
+    /// file (a hard link, made from its descriptor) when nobody else could write it or link it
+    /// elsewhere, or else (or where such a link cannot be made) a new file, mode 0600, holding
+    /// the bytes that were judged. A link to a file its owner could still write through another
+    /// name would let that owner change rekey's backup. Never overwrites: an existing `to` is
+    /// an error and is left as it was.
+    pub(crate) fn save_judged(&self, old: &Judged, to: &Path) -> io::Result<()> {
+        if old.entry.only_rekey_can_change() {
+            match rustix::fs::linkat(&old.file, "", rustix::fs::CWD, to, AtFlags::EMPTY_PATH) {
+                Ok(()) => return Ok(()),
+                Err(rustix::io::Errno::EXIST) => return Err(io::ErrorKind::AlreadyExists.into()),
+                // Linking a descriptor needs CAP_DAC_READ_SEARCH: without it, a copy.
+                Err(_) => {}
             }
         }
+        write_exclusive(to, &old.bytes)
     }
 
     /// Makes the entry `name` a new name of the file at `from` (a path in rekey's own state),
@@ -266,16 +340,14 @@ impl IdentityDir {
         rustix::fs::unlinkat(self.fd(), name, AtFlags::empty()).map_err(io::Error::from)
     }
 
-    /// `fsync` of the entry `name` (never through a link).
-    pub(crate) fn sync_entry(&self, name: &str) -> io::Result<()> {
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(self.fd(), name, flags, Mode::empty())?;
-        rustix::fs::fsync(&fd).map_err(io::Error::from)
-    }
-
     /// `fsync` of the directory itself: its entries made durable.
     pub(crate) fn sync(&self) -> io::Result<()> {
         rustix::fs::fsync(self.fd()).map_err(io::Error::from)
+    }
+
+    /// `syncfs` of the directory's filesystem, through its handle.
+    fn sync_filesystem(&self) -> io::Result<()> {
+        rustix::fs::syncfs(self.fd()).map_err(io::Error::from)
     }
 
     /// The directory's descriptor (a hook is started in it with `fchdir`).
@@ -285,22 +357,17 @@ impl IdentityDir {
 }
 
 /// What one phase of a writing run changed, to be made durable together
-/// ([`RootDir::make_durable`]): files and directories below `nodes/`, through their identity's
-/// handle, and files and directories of rekey's own state, by path.
+/// ([`RootDir::make_durable`]): directories below `nodes/`, through their identity's handle
+/// (a file written there was made durable as it was written, where its filesystem needs that:
+/// [`IdentityDir::create_exclusive`]), and files and directories of rekey's own state, by path.
 #[derive(Debug, Default)]
 pub(crate) struct Changed<'a> {
-    files: Vec<(&'a IdentityDir, String)>,
     dirs: Vec<&'a IdentityDir>,
     own_files: Vec<std::path::PathBuf>,
     own_dirs: std::collections::BTreeSet<std::path::PathBuf>,
 }
 
 impl<'a> Changed<'a> {
-    /// The file `name` of `dir` was written.
-    pub(crate) fn file_in(&mut self, dir: &'a IdentityDir, name: String) {
-        self.files.push((dir, name));
-    }
-
     /// Entries of `dir` were created, renamed or removed.
     pub(crate) fn dir(&mut self, dir: &'a IdentityDir) {
         self.dirs.push(dir);
@@ -318,38 +385,100 @@ impl<'a> Changed<'a> {
 }
 
 impl RootDir {
-    /// Makes what a phase changed durable: one `syncfs`, or where that does not reach the
-    /// filesystem, an `fsync` of every file and then of every directory (a directory gone
-    /// meanwhile has nothing left to keep).
+    /// Makes what a phase changed durable, on every filesystem it touched: one `syncfs` of each
+    /// (the root's first), or, on a filesystem `syncfs` does not reach, an `fsync` of every
+    /// directory (and of each of rekey's own files) changed there. A node or `.rekey` mounted
+    /// from another filesystem gets its own. A path of rekey's own state gone meanwhile has
+    /// nothing left to keep. An identity's directory is synced through its handle, so whatever
+    /// its owner does to its entries meanwhile fails no other identity and makes rekey open
+    /// nothing of theirs.
     pub(crate) fn make_durable(&self, changed: &Changed<'_>) -> Result<()> {
         use rayon::prelude::*;
-        if self.durability() == Durability::Syncfs {
-            return sync_filesystem(self.path());
+        use std::collections::{BTreeMap, BTreeSet};
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        // Filesystems synced whole, by device.
+        let mut whole = BTreeSet::new();
+        if self.durability == Durability::Syncfs {
+            sync_filesystem(self.path())?;
+            whole.insert(self.dev);
         }
-        let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
-        changed.files.par_iter().try_for_each(|(dir, name)| {
-            dir.sync_entry(name)
-                .with_context(|| format!("failed to sync {}", dir.shown(name).display()))
-        })?;
-        changed.own_files.par_iter().try_for_each(|path| {
-            match File::open(path).and_then(|f| f.sync_all()) {
-                Err(e) if !gone(&e) => {
-                    Err(e).with_context(|| format!("failed to sync {}", path.display()))
-                }
-                _ => Ok(()),
+        let mut each = Vec::new();
+        for dir in &changed.dirs {
+            match dir.durability {
+                Durability::EachFile => each.push(*dir),
+                Durability::Syncfs if whole.insert(dir.id.0) => dir
+                    .sync_filesystem()
+                    .with_context(|| format!("failed to sync the filesystem of {}", dir.path().display()))?,
+                Durability::Syncfs => {}
             }
-        })?;
-        changed.dirs.par_iter().try_for_each(|dir| {
+        }
+        each.par_iter().try_for_each(|dir| {
             dir.sync()
                 .with_context(|| format!("failed to sync directory {}", dir.path().display()))
         })?;
-        changed.own_dirs.par_iter().try_for_each(|path| {
-            match File::open(path).and_then(|f| f.sync_all()) {
-                Err(e) if !gone(&e) => {
-                    Err(e).with_context(|| format!("failed to sync directory {}", path.display()))
+        // rekey's own state, by path (only root can change it): each directory's filesystem,
+        // known once per device.
+        let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+        let mut kinds: BTreeMap<u64, Durability> = BTreeMap::new();
+        let mut own_each: BTreeSet<&Path> = BTreeSet::new();
+        let dirs_of_files = changed.own_files.iter().filter_map(|f| f.parent());
+        let own_dirs: BTreeSet<&Path> = changed
+            .own_dirs
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(dirs_of_files)
+            .collect();
+        for dir in &own_dirs {
+            let dev = match std::fs::metadata(dir) {
+                Ok(m) => m.dev(),
+                Err(e) if gone(&e) => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("failed to read {}", dir.display()));
                 }
-                _ => Ok(()),
+            };
+            let kind = match kinds.get(&dev) {
+                Some(kind) => *kind,
+                None => {
+                    let kind = Durability::of(dir)
+                        .with_context(|| format!("failed to read {}", dir.display()))?;
+                    kinds.insert(dev, kind);
+                    kind
+                }
+            };
+            match kind {
+                Durability::EachFile => {
+                    own_each.insert(dir);
+                }
+                Durability::Syncfs if whole.insert(dev) => sync_filesystem(dir)?,
+                Durability::Syncfs => {}
             }
-        })
+        }
+        // Never through a link, never waiting on a FIFO: only root can change these paths, and
+        // even so a sync opens nothing it did not write.
+        let open = |path: &Path| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(path)
+        };
+        let sync_own = |path: &Path, what: &str| match open(path).and_then(|f| f.sync_all()) {
+            Err(e) if !gone(&e) => {
+                Err(e).with_context(|| format!("failed to sync {what}{}", path.display()))
+            }
+            _ => Ok(()),
+        };
+        changed
+            .own_files
+            .par_iter()
+            .filter(|f| f.parent().is_some_and(|d| own_each.contains(d)))
+            .try_for_each(|path| sync_own(path, ""))?;
+        changed
+            .own_dirs
+            .par_iter()
+            .filter(|d| own_each.contains(d.as_path()))
+            .try_for_each(|path| sync_own(path, "directory "))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -136,7 +136,7 @@ pub(crate) fn commit_batch(
     }
     let mut changed = fsio::Changed::default();
     for (s, _) in staged.iter().zip(&written).filter(|(_, w)| w.is_ok()) {
-        staged_in(&mut changed, s, backup, temps);
+        staged_in(&mut changed, s, backup);
     }
     fleet.make_durable(&changed)?;
     crash_point("staged");
@@ -291,11 +291,11 @@ fn abort<'a>(
     }
 }
 
-/// What staging `s` changed: its temporary files and directory, its backup files and the
-/// backup's directories (made by the staging) up to `backup/`.
-fn staged_in<'a>(changed: &mut fsio::Changed<'a>, s: &'a Staged, backup: &Path, temps: &Temps) {
+/// What staging `s` changed: its directory (its temporary files were made durable as they were
+/// written, where their filesystem needs that), its backup files and the backup's directories
+/// (made by the staging) up to `backup/`.
+fn staged_in<'a>(changed: &mut fsio::Changed<'a>, s: &'a Staged, backup: &Path) {
     for f in &s.files {
-        changed.file_in(&s.dir, temps.name(&f.name));
         changed.own_file(backup_path(backup, &s.id, &f.name));
     }
     changed.dir(&s.dir);

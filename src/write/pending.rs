@@ -131,15 +131,17 @@ pub(crate) fn counts(root: &Path) -> Option<crate::metrics::HookCounts> {
 pub(crate) struct Retried {
     /// The calls that ran, and how each ended.
     pub(crate) ran: Vec<RetriedHook>,
-    /// Command-line hooks not given again: still pending.
+    /// Calls left pending untried: command-line hooks not given again, and post calls held
+    /// while a deploy call of their run stays pending.
     pub(crate) not_given: usize,
     /// Calls dropped: their source or identity is gone.
     pub(crate) dropped: usize,
 }
 
 /// Runs the pending hooks of every earlier run, oldest run first, each resolved in `set` (the
-/// configuration as it is now). A call whose source or identity is gone is dropped: journaled,
-/// audited, said on stderr. A command-line hook `set` does not hold stays pending. Journals each
+/// configuration as it is now), a run's deploy calls before its post calls. A call whose source
+/// or identity is gone is dropped: journaled, audited, said on stderr. A command-line hook `set`
+/// does not hold stays pending, and so does a post call while a deploy call of its run does. Journals each
 /// attempt; removes a run's marker once nothing of it is pending. Under the writer lock.
 pub(crate) fn retry(
     root: &Path,
@@ -163,8 +165,22 @@ pub(crate) fn retry(
             post_env: hooks::post_env(&run.report(), &counts),
         };
         let mut journal = HookJournal::new(&mut journal);
-        for Pending { call, .. } in &pending {
+        // Deploy calls first: a post call announces the run's work done, so it waits while
+        // any deploy call of its run stays pending (failed again, or not given again).
+        let (deploys, posts): (Vec<&Pending>, Vec<&Pending>) =
+            pending.iter().partition(|p| p.call.dir().is_some());
+        let mut deploy_left = false;
+        for Pending { call, .. } in deploys.into_iter().chain(posts) {
             let at = call.dir().map(|d| format!(" for {d}")).unwrap_or_default();
+            if deploy_left && call.dir().is_none() {
+                eprintln!(
+                    "rekey: the pending hook {} (call {}) of run {id} stays pending: a deploy \
+                     hook of its run is still pending",
+                    call.source, call.call
+                );
+                out.not_given += 1;
+                continue;
+            }
             match set.resolve(call) {
                 Err(Unresolved::Gone(why)) => {
                     journal.journal.append(&Record::HookDropped {
@@ -185,11 +201,13 @@ pub(crate) fn retry(
                         call.source, call.call
                     );
                     out.not_given += 1;
+                    deploy_left |= call.dir().is_some();
                 }
                 Ok(_) => {
                     let result = hooks::run(call, set, &ctx, None);
                     journal.done(call.call, &result)?;
                     let ok = result.status == HookStatus::Ok;
+                    deploy_left |= !ok && call.dir().is_some();
                     eprintln!(
                         "rekey: ran the pending hook {} of run {id}{at}: {}",
                         call.source,

@@ -48,20 +48,9 @@ pub fn rekey() -> Command {
 
 /// Runs a read command with `--root` and the pinned `--as-of`; returns (exit code, stdout, stderr).
 pub fn run(root: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = rekey()
-        .args(args)
-        .arg("--root")
-        .arg(root)
-        .args(["--as-of", AS_OF])
-        .output()
-        .expect("rekey runs");
-    (
-        out.status
-            .code()
-            .expect("rekey exits with a code, not a signal"),
-        String::from_utf8(out.stdout).expect("stdout is UTF-8"),
-        String::from_utf8(out.stderr).expect("stderr is UTF-8"),
-    )
+    let mut pinned = args.to_vec();
+    pinned.extend(["--as-of", AS_OF]);
+    run_unpinned(root, &pinned)
 }
 
 /// Runs rekey with `args` and `--root root`, and no `--as-of` unless `args` give one; returns
@@ -80,6 +69,26 @@ pub fn run_unpinned(root: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8(out.stdout).expect("stdout is UTF-8"),
         String::from_utf8(out.stderr).expect("stderr is UTF-8"),
     )
+}
+
+/// The runs `.rekey/runs` holds, oldest first.
+pub fn run_ids(root: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(root.join(".rekey/runs"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// Asserts that `rekey hooks list` at `root` lists no pending hook call.
+pub fn assert_nothing_pending(root: &Path) {
+    let (code, out, err) = run_unpinned(root, &["hooks", "list", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).expect("hooks list prints JSON");
+    assert_eq!(listed, serde_json::json!([]), "nothing is pending");
 }
 
 /// Installs `hooks/<kind>/<name>` under `root`: a `/bin/sh` script running `body`, mode 0755.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::staged::Staged;
 use crate::digest::Digest;
-use crate::fsio::{self, IdentityDir, RootDir, TEMP_PREFIX};
+use crate::fsio::{self, IdentityDir, JudgedError, RootDir, TEMP_PREFIX};
 use crate::names::IdentityId;
 use crate::problem::Problem;
 use crate::write::record::entries::Change;
@@ -135,19 +135,19 @@ fn stage_files(
     })?;
     for f in &s.files {
         let live = s.dir.shown(&f.name);
-        let entry = s
-            .dir
-            .entry(&f.name)
-            .map_err(|e| NotWritten::new(format!("{} cannot be read: {e}", live.display()), &e))?;
-        let Some(entry) = entry.filter(|e| e.is_file) else {
-            return Err(NotWritten {
-                reason: format!("{} is no longer a regular file", live.display()),
+        // The file judged, opened once: its backup and the new file's mode and owner come from
+        // that one descriptor, whatever is put at its name meanwhile.
+        let old = s.dir.open_judged(&f.name, &f.old).map_err(|e| match e {
+            JudgedError::Changed(what) => NotWritten {
+                reason: format!("{} {what}: left as it was", live.display()),
                 no_space: false,
-            });
-        };
+            },
+            JudgedError::Io(e) => NotWritten::new(format!("{} cannot be read: {e}", live.display()), &e),
+        })?;
+        let entry = old.entry;
         let copy = backup_path(backup, &s.id, &f.name);
         s.dir
-            .save_to(&f.name, &entry, &copy)
+            .save_judged(&old, &copy)
             .map_err(|e| NotWritten::new(format!("cannot back up {}: {e}", live.display()), &e))?;
         saved.push(copy);
         let name = temps.name(&f.name);

@@ -360,8 +360,13 @@ impl Report {
             )
         };
         let mut out = if self.dry_run {
+            // `recover` previews unless told `--yes`; every other command when told `--dry-run`.
+            let asked = match self.command {
+                RunCommand::Recover => "without --yes",
+                _ => "--dry-run",
+            };
             format!(
-                "dry run ({}): {what}\nnothing was written (--dry-run)\n",
+                "dry run ({}): {what}\nnothing was written ({asked})\n",
                 self.command.as_str(),
             )
         } else {
