@@ -49,9 +49,16 @@ pub(crate) fn ca_line(scope: &Scope) -> String {
     if ca.not_after <= scope.as_of {
         line.push_str(" — EXPIRED: nothing can be rotated until the CA is renewed");
     } else if ctx.ca_caps_validity() {
+        // The command that ends the capping: a new CA that signs (docs/design.md §3a).
+        let step = match scope.stage() {
+            crate::ca::Stage::Begun => crate::survey::CaStep::Switch,
+            _ => crate::survey::CaStep::Begin { ends: ca.not_after },
+        };
         line.push_str(&format!(
-            " — expires within {}: new validity is capped at its expiry",
-            count(scope.policy.validity_days, "day", "days")
+            " — expires within {}: new validity is capped at its expiry until a new CA signs \
+             (next: {})",
+            count(scope.policy.validity_days, "day", "days"),
+            step.command()
         ));
     }
     line
@@ -241,6 +248,10 @@ pub(crate) fn plan_summary(scope: &Scope, end: &End, forced: usize) -> String {
             Escaped::new(&scope.root.join(&issue.path)),
             Escaped::new(&issue.message)
         ));
+    }
+    // A CA rotation due or under way: the plan rotates credentials, never the CA.
+    if let Some(step) = end.totals.ca_step(scope) {
+        out.push_str(&format!("{}\n", Escaped::new(&step.next_line(scope))));
     }
     out
 }
