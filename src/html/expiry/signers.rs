@@ -102,9 +102,9 @@ impl Signers {
         if self.more > 0 {
             let _ = writeln!(
                 out,
-                "<p class=\"meta\">and {} more: <code>rekey status --format json</code> gives \
-                 each credential's <code>signed_by</code>.</p>",
-                self.more
+                "<p class=\"meta\">And {} not signed by the active CA: <code>rekey status \
+                 --format json</code> gives each credential's <code>signed_by</code>.</p>",
+                crate::count::count(self.more, "more credential", "more credentials")
             );
         }
     }
