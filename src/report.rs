@@ -12,7 +12,7 @@ use crate::classify::{Action, State, day, human, stamp};
 use crate::count::count;
 use crate::out::Spool;
 use crate::select::ExitRule;
-use crate::survey::{End, Judged, Scope};
+use crate::survey::{CaStep, End, Judged, Scope};
 use crate::values::Escaped;
 
 /// The CA line shown first by `status`.
@@ -249,9 +249,12 @@ pub(crate) fn plan_summary(scope: &Scope, end: &End, forced: usize) -> String {
             Escaped::new(&issue.message)
         ));
     }
-    // A CA rotation due or under way: the plan rotates credentials, never the CA.
-    if let Some(step) = end.totals.ca_step(scope) {
-        out.push_str(&format!("{}\n", Escaped::new(&step.next_line(scope))));
+    // A CA rotation due or under way: a plan (and `rotate`, which prints this summary before
+    // its run) rotates credentials, never the CA, so the stage to run is named; moving the
+    // credentials off the previous CA is what the plan itself does.
+    match end.totals.ca_step(scope) {
+        Some(CaStep::Rotate { .. }) | None => {}
+        Some(step) => out.push_str(&format!("{}\n", Escaped::new(&step.next_line(scope)))),
     }
     out
 }

@@ -164,9 +164,18 @@ fn readers_trust_both_cas_and_rotate_moves_every_credential_to_the_new_one() {
         );
     }
 
+    // A plan's summary names no CA stage here: its rotations are the step.
+    let (_, _, summary) = run(root, &["plan", "-o", "-"]);
+    assert!(
+        summary.contains("plan: 3 identities, 6 credentials: 6 rotate"),
+        "{summary}"
+    );
+    assert!(!summary.contains("next:"), "{summary}");
+
     // The next rotate reissues everything under the new CA, a full 90 days.
     let (code, stdout, stderr) = run(root, &["rotate"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stderr.contains("next: rekey rotate"), "{stderr}");
     let after = status(root);
     let (code, table, _) = run(root, &["status"]);
     assert!(table.contains("next: rekey ca finish --root"), "{table}");
