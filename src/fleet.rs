@@ -167,6 +167,21 @@ impl Generator {
         write(&dir.join("ca.key"), self.key_pem.as_bytes(), 0o600)
     }
 
+    /// Writes `ca/bundle.pem` (this CA alone, as in a steady fleet) and each identity's trust
+    /// file `ca.pem`, equal to it (docs/design.md §1), for a fleet a CA rotation can be walked
+    /// through.
+    pub fn write_trust_files(&self, root: &Path, identities: &[IdentitySpec]) -> Result<()> {
+        let bundle = crate::ca::bundle_text([self.cert_pem.as_str()]);
+        write(&root.join("ca").join("bundle.pem"), bundle.as_bytes(), 0o644)?;
+        for spec in identities {
+            let dir = crate::names::nodes_dir(root)
+                .join(&spec.node)
+                .join(&spec.service);
+            write(&dir.join("ca.pem"), bundle.as_bytes(), 0o644)?;
+        }
+        Ok(())
+    }
+
     /// Signs a token for `sub` over `w`.
     pub(crate) fn token(&self, sub: &str, w: Window) -> Result<String> {
         self.signer.sign(&Claims::new(

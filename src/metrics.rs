@@ -43,6 +43,38 @@ pub(crate) struct Families {
     pub(crate) x509: bool,
 }
 
+/// The CA families: each CA of the fleet's expiry, by its role (the active one, and during a
+/// CA rotation the next or previous one beside it), and the stage of the rotation.
+fn write_ca(scope: &Scope, w: &mut impl Write) -> std::io::Result<()> {
+    let name = "rekey_ca_not_after_timestamp_seconds";
+    family(
+        w,
+        name,
+        "When each CA of the fleet expires, as a Unix time; role is active (ca/ca.crt, signs), \
+         next (ca/next/ca.crt, after rekey ca begin) or previous (ca/previous/ca.crt, after \
+         rekey ca switch).",
+    )?;
+    let dir = crate::ca::CaDir::of(&scope.root);
+    for (role, ca) in scope.trusted().each() {
+        let path = dir.of_role(role).cert;
+        let l = labels(&[
+            ("filepath", &path.to_string_lossy()),
+            ("role", role.as_str()),
+            ("subject_CN", &ca.common_name),
+        ]);
+        writeln!(w, "{name}{l} {}", ca.not_after.timestamp())?;
+    }
+    let stage = scope.stage();
+    let name = "rekey_ca_rotation_stage";
+    family(
+        w,
+        name,
+        "The stage of the fleet's CA rotation: 0 steady (one CA), 1 begun (the next CA trusted, \
+         not signing yet), 2 switched (the new CA signs, the previous one still trusted).",
+    )?;
+    writeln!(w, "{name} {}", stage.number())
+}
+
 /// One gauge family's header.
 fn family(w: &mut impl Write, name: &str, help: &str) -> std::io::Result<()> {
     family_of(w, name, help, "gauge")
@@ -191,17 +223,7 @@ pub(crate) fn write(
         "When the identity's login token (token.jwt) expires, as a Unix time.",
     )?;
     tokens.copy_to(w)?;
-    family(
-        w,
-        "rekey_ca_not_after_timestamp_seconds",
-        "When the issuing CA certificate (ca/ca.crt) expires, as a Unix time.",
-    )?;
-    let ca_path = scope.root.join("ca/ca.crt");
-    let l = labels(&[
-        ("filepath", &ca_path.to_string_lossy()),
-        ("subject_CN", &scope.ca.common_name),
-    ]);
-    writeln!(w, "rekey_ca_not_after_timestamp_seconds{l} {}", scope.ca.not_after.timestamp())?;
+    write_ca(scope, w)?;
     let totals = &judged.end().totals;
     for (name, help, counts) in [
         (

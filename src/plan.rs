@@ -63,6 +63,10 @@ struct Out<'a, I: Serialize, J: Serialize> {
     ca_sha256: &'a str,
     ca_not_after: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    ca_stage: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_other_sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     identities: Option<usize>,
     identity: I,
     issue: J,
@@ -87,6 +91,12 @@ impl<I: Serialize, J: Serialize> Out<'_, I, J> {
         }
         writeln!(w, "ca_sha256 = {}", quote(self.ca_sha256))?;
         writeln!(w, "ca_not_after = {}", quote(self.ca_not_after))?;
+        if let Some(stage) = self.ca_stage {
+            writeln!(w, "ca_stage = {}", quote(stage))?;
+        }
+        if let Some(digest) = self.ca_other_sha256 {
+            writeln!(w, "ca_other_sha256 = {}", quote(digest))?;
+        }
         if let Some(n) = self.identities {
             writeln!(w, "identities = {n}")?;
         }
@@ -140,6 +150,7 @@ pub(crate) fn write(
     let new_not_after = stamp(scope.context().new_not_after());
     let policy_sha256 = scope.policy.digest().hex();
     let ca_sha256 = scope.ca.sha256.hex();
+    let ca_other_sha256 = scope.rotation.as_ref().map(|r| r.other.sha256.hex());
     let mut spool = Spool::new()?;
     let mut count = 0;
     for i in judged.by_ref() {
@@ -159,6 +170,8 @@ pub(crate) fn write(
         policy_sha256: Some(&policy_sha256),
         ca_sha256: &ca_sha256,
         ca_not_after: &ca_not_after,
+        ca_stage: Some(scope.stage().name()),
+        ca_other_sha256: ca_other_sha256.as_deref(),
         identities: Some(count),
         identity: Spooled(RefCell::new(Some(spooled))),
         issue: &issues,
@@ -215,6 +228,8 @@ impl Plan {
             policy_sha256: self.policy_sha256.as_deref(),
             ca_sha256: &self.ca_sha256,
             ca_not_after: &self.ca_not_after,
+            ca_stage: self.ca_stage.as_deref(),
+            ca_other_sha256: self.ca_other_sha256.as_deref(),
             identities: self.identities,
             identity: &self.identity,
             issue: &self.issue,

@@ -12,7 +12,7 @@ use crate::classify::{Action, State, day, human, stamp};
 use crate::count::count;
 use crate::out::Spool;
 use crate::select::ExitRule;
-use crate::survey::{End, Judged, Scope};
+use crate::survey::{CaStep, End, Judged, Scope};
 use crate::values::Escaped;
 
 /// The CA line shown first by `status`.
@@ -49,9 +49,16 @@ pub(crate) fn ca_line(scope: &Scope) -> String {
     if ca.not_after <= scope.as_of {
         line.push_str(" — EXPIRED: nothing can be rotated until the CA is renewed");
     } else if ctx.ca_caps_validity() {
+        // The command that ends the capping: a new CA that signs (docs/design.md §3a).
+        let step = match scope.stage() {
+            crate::ca::Stage::Begun => crate::survey::CaStep::Switch,
+            _ => crate::survey::CaStep::Begin { ends: ca.not_after },
+        };
         line.push_str(&format!(
-            " — expires within {}: new validity is capped at its expiry",
-            count(scope.policy.validity_days, "day", "days")
+            " — expires within {}: new validity is capped at its expiry until a new CA signs \
+             (next: {})",
+            count(scope.policy.validity_days, "day", "days"),
+            step.command()
         ));
     }
     line
@@ -241,6 +248,13 @@ pub(crate) fn plan_summary(scope: &Scope, end: &End, forced: usize) -> String {
             Escaped::new(&scope.root.join(&issue.path)),
             Escaped::new(&issue.message)
         ));
+    }
+    // A CA rotation due or under way: a plan (and `rotate`, which prints this summary before
+    // its run) rotates credentials, never the CA, so the stage to run is named; moving the
+    // credentials off the previous CA is what the plan itself does.
+    match end.totals.ca_step(scope) {
+        Some(CaStep::Rotate { .. }) | None => {}
+        Some(step) => out.push_str(&format!("{}\n", Escaped::new(&step.next_line(scope)))),
     }
     out
 }

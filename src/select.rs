@@ -59,13 +59,13 @@ impl ExitRule {
     /// What the (filtered) fleet, as counted, needs of the operator under this rule.
     pub(crate) fn need(self, totals: &Totals, scope: &Scope) -> Need {
         match self {
-            ExitRule::WarnWithin(warn) => totals.need(scope.as_of, Some(warn)),
+            ExitRule::WarnWithin(warn) => totals.need(scope, Some(warn)),
             // The monitor's question is answered first: an expiry within the window is 3
             // whatever else is wrong; a person is needed (4) only when nothing expires.
             ExitRule::ExpiresWithin(within) => {
                 if Self::first_expiry_within(within, totals, scope).is_some() {
                     Need::WorkDue
-                } else if totals.need(scope.as_of, None) == Need::RecoverOrProblem {
+                } else if totals.need(scope, None) == Need::RecoverOrProblem {
                     Need::RecoverOrProblem
                 } else {
                     Need::None
@@ -99,7 +99,7 @@ impl ExitRule {
             Some((what, at)) => format!("{what} ({}, the first)", stamp(at)),
             None => "nothing".to_string(),
         };
-        let person = match totals.need(scope.as_of, None) {
+        let person = match totals.need(scope, None) {
             Need::RecoverOrProblem => "yes (named above)",
             Need::None | Need::WorkDue => "no",
         };

@@ -3,8 +3,9 @@
 //! windows ([`stream`]); writing commands collect them into a [`Survey`].
 //!
 //! Inside, each file uses only those listed before it: [`identity`] and [`scope`] (values),
-//! [`filter`], then [`totals`], then [`stream`] and [`judged`], then this file.
+//! [`filter`], then [`ca_step`], then [`totals`], then [`stream`] and [`judged`], then this file.
 
+mod ca_step;
 mod filter;
 mod identity;
 mod judged;
@@ -21,6 +22,7 @@ use crate::scan::Issue;
 
 pub use filter::{Filter, Grain};
 pub(crate) use filter::no_match;
+pub(crate) use ca_step::CaStep;
 pub(crate) use identity::{Assessed, Identity, Stuck};
 pub(crate) use judged::{End, Judged, Person};
 pub(crate) use scope::{Opened, Scope, open_root};

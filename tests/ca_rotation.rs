@@ -116,19 +116,44 @@ fn readers_trust_both_cas_and_rotate_moves_every_credential_to_the_new_one() {
     assert_eq!(begun["ca"]["rotation"]["stage"], "begun");
     assert_eq!(begun["ca"]["rotation"]["other"]["role"], "next");
     assert_eq!(rows(&begun), before);
-    let (_, table, _) = run(root, &["status"]);
+    let (code, table, _) = run(root, &["status"]);
     assert!(table.contains("CA rotation begun: next CA"), "{table}");
-    // No advice to run a command this rekey does not have.
-    assert!(!table.contains("rekey ca "), "{table}");
+    // The next stage is named, and is work due.
+    assert!(table.contains("next: rekey ca switch --root"), "{table}");
+    assert_eq!(code, 3, "{table}");
+    let (code, _, summary) = run(root, &["plan", "-o", "-"]);
+    assert!(
+        summary.contains("next: rekey ca switch --root"),
+        "{summary}"
+    );
+    assert_eq!(code, 3, "{summary}");
+    let text = metrics(root);
+    assert_eq!(
+        ca_samples(&text),
+        roles(&[
+            ("active", ca_end(root, "ca")),
+            ("next", ca_end(root, "ca/next"))
+        ])
+    );
+    assert!(text.contains("\nrekey_ca_rotation_stage 1\n"), "{text}");
 
-    // switch, by hand: the new CA signs, the old one is the previous.
-    std::fs::create_dir(root.join("ca/previous")).unwrap();
-    for f in ["ca.crt", "ca.key"] {
-        std::fs::rename(root.join("ca").join(f), root.join("ca/previous").join(f)).unwrap();
-        std::fs::rename(root.join("ca/next").join(f), root.join("ca").join(f)).unwrap();
-    }
-    std::fs::remove_dir(root.join("ca/next")).unwrap();
+    switch(root);
     let switched = status(root);
+    let (_, table, _) = run(root, &["status"]);
+    assert!(table.contains("next: rekey rotate --root"), "{table}");
+    assert!(
+        table.contains("6 credentials still signed by the previous CA"),
+        "{table}"
+    );
+    let text = metrics(root);
+    assert_eq!(
+        ca_samples(&text),
+        roles(&[
+            ("active", ca_end(root, "ca")),
+            ("previous", ca_end(root, "ca/previous"))
+        ])
+    );
+    assert!(text.contains("\nrekey_ca_rotation_stage 2\n"), "{text}");
     assert_eq!(switched["ca"]["rotation"]["stage"], "switched");
     assert_eq!(switched["ca"]["common_name"], "fleet test CA 2026-11-27");
     for (path, state, reason, signed_by) in rows(&switched) {
@@ -139,10 +164,23 @@ fn readers_trust_both_cas_and_rotate_moves_every_credential_to_the_new_one() {
         );
     }
 
+    // A plan's summary names no CA stage here: its rotations are the step.
+    let (_, _, summary) = run(root, &["plan", "-o", "-"]);
+    assert!(
+        summary.contains("plan: 3 identities, 6 credentials: 6 rotate"),
+        "{summary}"
+    );
+    assert!(!summary.contains("next:"), "{summary}");
+
     // The next rotate reissues everything under the new CA, a full 90 days.
     let (code, stdout, stderr) = run(root, &["rotate"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stderr.contains("next: rekey rotate"), "{stderr}");
     let after = status(root);
+    let (code, table, _) = run(root, &["status"]);
+    assert!(table.contains("next: rekey ca finish --root"), "{table}");
+    assert!(!table.contains("next: rekey rotate"), "{table}");
+    assert_eq!(code, 3, "{table}");
     for (path, state, _, signed_by) in rows(&after) {
         assert_eq!(
             (state.as_str(), signed_by.as_str()),
@@ -166,6 +204,60 @@ fn readers_trust_both_cas_and_rotate_moves_every_credential_to_the_new_one() {
         let header = jsonwebtoken::decode_header(token.trim()).unwrap();
         assert_eq!(header.kid.as_deref(), Some(kid.as_str()), "{identity}");
     }
+}
+
+/// `status --format prometheus`, checked by promtool.
+fn metrics(root: &Path) -> String {
+    let (_, text, stderr) = run(root, &["status", "--format", "prometheus"]);
+    assert!(
+        text.contains("# TYPE rekey_ca_rotation_stage gauge"),
+        "{text}{stderr}"
+    );
+    promtool_check(&text);
+    text
+}
+
+/// `ca switch`, by hand: the new CA signs, the old one is the previous.
+fn switch(root: &Path) {
+    std::fs::create_dir(root.join("ca/previous")).unwrap();
+    for f in ["ca.crt", "ca.key"] {
+        std::fs::rename(root.join("ca").join(f), root.join("ca/previous").join(f)).unwrap();
+        std::fs::rename(root.join("ca/next").join(f), root.join("ca").join(f)).unwrap();
+    }
+    std::fs::remove_dir(root.join("ca/next")).unwrap();
+}
+
+fn roles(samples: &[(&str, i64)]) -> Vec<(String, i64)> {
+    samples.iter().map(|(r, t)| (r.to_string(), *t)).collect()
+}
+
+/// (role, value) of each `rekey_ca_not_after_timestamp_seconds` sample.
+fn ca_samples(text: &str) -> Vec<(String, i64)> {
+    text.lines()
+        .filter(|l| l.starts_with("rekey_ca_not_after_timestamp_seconds{"))
+        .map(|l| {
+            let role = l
+                .split("role=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let value = l.rsplit(' ').next().unwrap().parse().unwrap();
+            (role.to_string(), value)
+        })
+        .collect()
+}
+
+/// The end of the CA certificate in `dir` (relative to the root), as openssl reads it.
+fn ca_end(root: &Path, dir: &str) -> i64 {
+    let cert = root.join(dir).join("ca.crt");
+    let end = openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-enddate"]);
+    let end = end.trim().trim_start_matches("notAfter=");
+    chrono::NaiveDateTime::parse_from_str(end, "%b %e %H:%M:%S %Y GMT")
+        .unwrap_or_else(|e| panic!("{end}: {e}"))
+        .and_utc()
+        .timestamp()
 }
 
 /// SHA-256 of a certificate's SubjectPublicKeyInfo, lowercase hex, computed by openssl.
@@ -217,4 +309,130 @@ fn a_rotation_ca_others_may_change_is_refused_by_writers_and_named_by_readers() 
     let (code, _, stderr) = run(root, &["rotate"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains(cert.to_str().unwrap()), "{stderr}");
+}
+
+/// SHA-256 of a certificate's DER, lowercase hex, computed by openssl.
+fn cert_sha256(cert: &Path) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let der = tmp.path().join("ca.der");
+    let (cert, der) = (cert.to_str().unwrap(), der.to_str().unwrap());
+    openssl(&["x509", "-in", cert, "-outform", "DER", "-out", der]);
+    let digest = openssl(&["dgst", "-sha256", "-r", der]);
+    digest.split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn a_plan_records_the_stage_and_both_cas_and_apply_refuses_it_in_another_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("fleet");
+    fleet(&root);
+    let steady = tmp.path().join("steady.toml");
+    run(&root, &["plan", "-o", steady.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&steady).unwrap();
+    assert!(text.contains("\nca_stage = \"steady\"\n"), "{text}");
+    assert!(!text.contains("ca_other_sha256"), "{text}");
+
+    openssl_ca(&root.join("ca/next"));
+    let begun = tmp.path().join("begun.toml");
+    let (code, _, summary) = run(&root, &["plan", "-o", begun.to_str().unwrap()]);
+    assert_eq!(code, 3, "{summary}");
+    let text = std::fs::read_to_string(&begun).unwrap();
+    assert!(text.contains("\nca_stage = \"begun\"\n"), "{text}");
+    let other = cert_sha256(&root.join("ca/next/ca.crt"));
+    assert!(
+        text.contains(&format!("\nca_other_sha256 = \"{other}\"\n")),
+        "{text}"
+    );
+    let (code, json, _) = run(&root, &["plan", "--format", "json"]);
+    assert_eq!(code, 3);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (doc["ca_stage"].as_str(), doc["ca_other_sha256"].as_str()),
+        (Some("begun"), Some(other.as_str()))
+    );
+
+    // The plan made before the rotation began is refused now, and the begun one once it is
+    // undone: the same active CA, another stage.
+    let (code, _, stderr) = run(&root, &["apply", steady.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "was made in CA rotation stage steady, but the fleet's CA rotation is begun now"
+        ),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(root.join("ca/next")).unwrap();
+    let (code, _, stderr) = run(&root, &["apply", begun.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "was made in CA rotation stage begun, but the fleet's CA rotation is steady now"
+        ),
+        "{stderr}"
+    );
+    // Begun again under another new CA: the pair differs.
+    openssl_ca(&root.join("ca/next"));
+    let (code, _, stderr) = run(&root, &["apply", begun.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("was made under another pair of CAs"),
+        "{stderr}"
+    );
+    // The plan of the stage as it is applies.
+    let now = tmp.path().join("now.toml");
+    run(&root, &["plan", "-o", now.to_str().unwrap()]);
+    let (code, stdout, stderr) = run(&root, &["apply", now.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+#[test]
+fn the_expiry_page_shows_both_cas_the_stage_and_which_ca_signed_each_credential() {
+    use common::browser::{number, render, self_contained, text_of};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("fleet");
+    fleet(&root);
+    openssl_ca(&root.join("ca/next"));
+    switch(&root);
+    let page = tmp.path().join("expiry.html");
+    let (code, _, stderr) = run(
+        &root,
+        &["status", "--format", "html", "-o", page.to_str().unwrap()],
+    );
+    assert_eq!(code, 3, "{stderr}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    self_contained(&html, &root);
+    let dom = render(&page, "expiry-ca-switched");
+    assert_eq!(text_of(&dom, "ca-stage"), "switched");
+    assert_eq!(number(&dom, "ca-signed-active"), 0);
+    assert_eq!(number(&dom, "ca-signed-previous"), 6);
+    assert!(
+        text_of(&dom, "ca-next").starts_with("next: rekey rotate --root"),
+        "{dom}"
+    );
+    assert_eq!(dom.matches("<tr class=\"signed-by\">").count(), 6, "{dom}");
+    for identity in [
+        "<td>node-01</td><td>mocctl</td><td>cert</td><td>previous</td>",
+        "<td>node-02</td><td>kms</td><td>token</td><td>previous</td>",
+    ] {
+        assert!(dom.contains(identity), "{identity}: {dom}");
+    }
+    assert!(
+        dom.contains("data-role=\"previous\"") && dom.contains("fleet test CA 2026-11-27"),
+        "{dom}"
+    );
+
+    let (code, stdout, stderr) = run(&root, &["rotate"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    run(
+        &root,
+        &["status", "--format", "html", "-o", page.to_str().unwrap()],
+    );
+    let dom = render(&page, "expiry-ca-rotated");
+    assert_eq!(number(&dom, "ca-signed-active"), 6);
+    assert_eq!(number(&dom, "ca-signed-previous"), 0);
+    assert!(!dom.contains("class=\"signed-by\""), "{dom}");
+    assert!(
+        text_of(&dom, "ca-next").starts_with("next: rekey ca finish --root"),
+        "{dom}"
+    );
 }

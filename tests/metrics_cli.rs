@@ -11,37 +11,6 @@ use rekey::catalog::every_case;
 use rekey::fleet::IdentitySpec;
 use rekey::keys::KeyAlg;
 
-/// Runs `promtool check metrics` on `text`; fails the test with what to install when missing.
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut child = match std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => panic!(
-            "promtool is needed to check the metrics ({e}): apt-get install prometheus \
-             (.ci/run installs it)"
-        ),
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics refused:\n{}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The samples of one family.
 fn samples<'a>(text: &'a str, family: &str) -> Vec<&'a str> {
     text.lines()

@@ -131,7 +131,7 @@ struct World {
 impl World {
     fn build() -> World {
         let pristine = tempfile::tempdir().expect("a temporary directory");
-        let (ca, ids) = rekey::cmd::demo::demo_fleet(as_of());
+        let (ca, ids) = rekey::cmd::demo::demo_fleet(as_of(), None);
         fleet::write_fleet(pristine.path(), &ca, &ids).expect("the demo fleet is written");
         let base = plan_of(pristine.path(), AS_OF);
         let parse = |text: &str| rekey::plan::Plan::parse(text).expect("the base plan parses");
@@ -144,7 +144,7 @@ impl World {
         // Another fleet, another CA, dated 40 days earlier, with two names the first lacks.
         let foreign_dir = tempfile::tempdir().expect("a temporary directory");
         let then = as_of() - days(40);
-        let (mut ca, mut ids) = rekey::cmd::demo::demo_fleet(then);
+        let (mut ca, mut ids) = rekey::cmd::demo::demo_fleet(then, None);
         ca.common_name = "foreign fleet CA".into();
         ca.alg = KeyAlg::Ed25519;
         for service in ["mocctl", "kms"] {

@@ -107,6 +107,7 @@ fn the_review_page_is_the_plan_file_with_what_apply_would_do() {
     };
     assert_eq!(text_of(&dom, "plan-policy"), plan_field("policy_sha256"));
     assert_eq!(text_of(&dom, "plan-ca"), plan_field("ca_sha256"));
+    assert_eq!(text_of(&dom, "plan-ca-stage"), plan_field("ca_stage"));
     assert_eq!(text_of(&dom, "plan-as-of"), plan_field("as_of"));
     assert_eq!(text_of(&dom, "run-as-of"), AS_OF);
     let counts = &dry["counts"];

@@ -371,8 +371,8 @@ fn apply_follows_the_plan_and_refuses_what_it_must() {
         ),
         (
             "newer version",
-            plan_text.replacen("version = 1", "version = 2", 1),
-            "plan version 2 is not supported",
+            plan_text.replacen("version = 2", "version = 3", 1),
+            "plan version 3 is not supported",
         ),
         (
             "truncated",

@@ -162,6 +162,10 @@ pub struct DemoArgs {
     /// Pretend "now" is this instant (RFC 3339, YYYY-MM-DD, or -7d).
     #[arg(long, value_name = "TIME", value_parser = parse_as_of, allow_hyphen_values = true)]
     as_of: Option<AsOf>,
+    /// Give the demo fleet a CA that ends N days from now (1 to 36500), with ca/bundle.pem and
+    /// a ca.pem in every identity, to walk a CA rotation through its stages.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    ca_days: Option<u32>,
 }
 
 impl DemoArgs {
@@ -169,6 +173,7 @@ impl DemoArgs {
         cmd::demo::Options {
             dir: self.dir,
             as_of: clock.run_date(self.as_of),
+            ca_days: self.ca_days,
             write: run::quiet(clock, HookArgs::default()),
         }
     }

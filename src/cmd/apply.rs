@@ -217,6 +217,22 @@ fn check_against_fleet(plan: &ValidPlan, fleet: &Survey, path: &Path) -> Result<
     if plan.ca_sha256 != fleet.scope.ca.sha256 {
         bail!("the plan {shown} was made for another CA (ca_sha256 differs): make a new plan");
     }
+    let stage = fleet.scope.stage();
+    if plan.ca_stage != stage {
+        bail!(
+            "the plan {shown} was made in CA rotation stage {}, but the fleet's CA rotation is \
+             {} now: make a new plan",
+            plan.ca_stage.name(),
+            stage.name()
+        );
+    }
+    let other = fleet.scope.rotation.as_ref().map(|r| r.other.sha256);
+    if plan.ca_other_sha256 != other {
+        bail!(
+            "the plan {shown} was made under another pair of CAs (ca_other_sha256 differs from \
+             the CA trusted beside ca/ca.crt): make a new plan"
+        );
+    }
     let policy = &fleet.scope.policy;
     if plan.policy_sha256 != policy.digest() {
         bail!(

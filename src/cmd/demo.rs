@@ -23,6 +23,10 @@ pub struct Options {
     pub dir: std::path::PathBuf,
     /// "Now" for the demo fleet's dates and its rotation.
     pub as_of: DateTime<Utc>,
+    /// `--ca-days N`: a CA that ends N days after `as_of`, with `ca/bundle.pem` and every
+    /// identity's `ca.pem`, so that a CA rotation can be walked through; `None`: a CA of ten
+    /// years.
+    pub ca_days: Option<u32>,
     /// How the rotation runs (its `started`: the wall clock when the process started).
     pub write: Settings,
 }
@@ -32,8 +36,11 @@ pub(crate) fn demo(o: &Options) -> Result<Exit> {
     let (dir, now) = (o.dir.as_path(), o.as_of);
     write::check_run_date(now, o.write.started)?;
     prepare_demo_dir(dir)?;
-    let (ca, identities) = demo_fleet(now);
-    fleet::write_fleet(dir, &ca, &identities)?;
+    let (ca, identities) = demo_fleet(now, o.ca_days);
+    let generator = fleet::write_fleet(dir, &ca, &identities)?;
+    if o.ca_days.is_some() {
+        generator.write_trust_files(dir, &identities)?;
+    }
     std::fs::write(
         dir.join(DEMO_MARKER),
         b"built by rekey demo; safe to delete\n",
@@ -64,10 +71,27 @@ pub(crate) fn demo(o: &Options) -> Result<Exit> {
          \x20 rekey plan --root {shown}\n\
          \x20 rekey recover --root {shown} --all --reason \"demo\"    (shows what it would do; add --yes)\n\
          \x20 rekey runs --root {shown}\n\
-         \x20 rekey rollback RUN_ID --root {shown}\n",
-        rotated as u8, table,
+         \x20 rekey rollback RUN_ID --root {shown}\n{}",
+        rotated as u8,
+        table,
+        ca_walk(o.ca_days, &shown.to_string()),
     ))?;
     Ok(Exit::Ok)
+}
+
+/// With `--ca-days`, the four stages of a CA rotation to try next (docs/design.md §3a).
+fn ca_walk(ca_days: Option<u32>, shown: &str) -> String {
+    let Some(n) = ca_days else {
+        return String::new();
+    };
+    format!(
+        "\nIts CA ends in {}: walk a CA rotation through its four stages:\n\
+         \x20 rekey ca begin --root {shown}     (a new CA in ca/next/, trusted beside the old one)\n\
+         \x20 rekey ca switch --root {shown}    (the new CA signs; the old one is still trusted)\n\
+         \x20 rekey rotate --root {shown}       (every credential reissued under the new CA)\n\
+         \x20 rekey ca finish --root {shown}    (the old CA is trusted no more; its key removed)\n",
+        crate::count::count(n as usize, "day", "days")
+    )
 }
 
 fn prepare_demo_dir(dir: &Path) -> Result<()> {
@@ -92,12 +116,17 @@ fn prepare_demo_dir(dir: &Path) -> Result<()> {
 }
 
 /// The demo fleet: the reference services on three nodes and `mgmt`, in every state of docs/design.md §3.
-pub fn demo_fleet(now: DateTime<Utc>) -> (CaSpec, Vec<IdentitySpec>) {
+/// Its CA began 400 days before `now` (before every credential) and ends `ca_days` after it, or
+/// ten years after it began.
+pub fn demo_fleet(now: DateTime<Utc>, ca_days: Option<u32>) -> (CaSpec, Vec<IdentitySpec>) {
     let days = TimeDelta::days;
     let ca = CaSpec {
         alg: KeyAlg::P256,
         common_name: "rekey demo CA".to_string(),
-        window: window(now - days(400), 3650),
+        window: window(
+            now - days(400),
+            ca_days.map_or(3650, |n| 400 + i64::from(n)),
+        ),
         key_format: KeyFormat::Pkcs8,
     };
     let issued = |ago: i64| window(now - days(ago), 90);

@@ -42,6 +42,6 @@ pub(crate) fn plan(o: &Options) -> Result<Exit> {
         destination.deliver(render)?;
         let end = judged.end();
         eprint!("{}", report::plan_summary(scope, end, 0));
-        Ok(end.totals.need(scope.as_of, None).into())
+        Ok(end.totals.need(scope, None).into())
     })?
 }

@@ -1,10 +1,12 @@
-//! The expiry report (`status --format html`): the CA's expiry, the identities that need a
+//! The expiry report (`status --format html`): the CA's expiry (during a CA rotation both CAs,
+//! the stage and which CA signed each credential), the identities that need a
 //! person first (recover, problems) with their reasons, a timeline of the next 120 days with the
 //! credentials expiring each day coloured by state, and a node × service grid coloured by the
 //! least time left. Aggregated: its size does not grow with the fleet beyond the capped lists.
 
 mod grid;
 mod left;
+mod signers;
 mod timeline;
 
 use timeline::Timeline;
@@ -28,8 +30,10 @@ const SCALE_PAST: &str = left::SCALE[0].0;
 pub(crate) fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) -> std::io::Result<()> {
     let mut timeline = Timeline::new(scope.as_of);
     let mut grid = grid::Grid::default();
+    let mut signers = signers::Signers::default();
     for identity in judged.by_ref() {
         timeline.add(&identity);
+        signers.add(&identity);
         grid.add(&identity, scope.as_of);
     }
     let end = judged.end();
@@ -37,6 +41,7 @@ pub(crate) fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) 
     open(&mut out, "Credential expiry", scope);
     warnings(&mut out, scope);
     ca_section(&mut out, scope);
+    signers.write(&mut out, scope, &end.totals);
     counts_section(&mut out, scope, &end.totals);
     people_section(&mut out, end);
     timeline.write(&mut out);

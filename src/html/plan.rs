@@ -117,7 +117,8 @@ fn summary_section(out: &mut String, scope: &Scope, tally: &Tally, end: &End) {
         out,
         "</div>\n<p>Rotated credentials are valid until <b id=\"new-not-after\">{}</b>{cap} \
          ({}, keys {}). The plan file records <code>policy_sha256 {}</code> and \
-         <code>ca_sha256 {}</code>; <code>rekey apply</code> refuses it if either has changed, \
+         <code>ca_sha256 {}</code> with the CA rotation's <code>ca_stage {}</code>; \
+         <code>rekey apply</code> refuses it if any has changed, \
          and rotates nothing the fleet itself does not judge due at its run date.</p>",
         stamp(ctx.new_not_after()),
         crate::count::count(scope.policy.validity_days, "day", "days"),
@@ -127,6 +128,7 @@ fn summary_section(out: &mut String, scope: &Scope, tally: &Tally, end: &End) {
         },
         scope.policy.digest(),
         scope.ca.sha256,
+        scope.stage().name(),
     );
 }
 

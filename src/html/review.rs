@@ -85,9 +85,11 @@ pub(crate) fn write(review: &Review<'_>, w: &mut impl Write) -> std::io::Result<
          <tr><th>plan made as of</th><td><time id=\"plan-as-of\">{}</time></td></tr>\
          <tr><th>dry run as of</th><td><time id=\"run-as-of\">{}</time></td></tr>\
          <tr><th>policy_sha256 (plan)</th><td><code id=\"plan-policy\">{}</code></td></tr>\
-         <tr><th>ca_sha256 (plan)</th><td><code id=\"plan-ca\">{}</code></td></tr></table>\n\
+         <tr><th>ca_sha256 (plan)</th><td><code id=\"plan-ca\">{}</code></td></tr>\
+         <tr><th>ca_stage (plan)</th><td><code id=\"plan-ca-stage\">{}</code>{}</td></tr></table>\n\
          <p class=\"meta\">What <code>rekey apply</code> would do with this file at the dry \
-         run's date: it refuses a plan whose policy or CA digest differs from the fleet's, and \
+         run's date: it refuses a plan whose policy or CA digest, or CA rotation stage, differs \
+         from the fleet's, and \
          rotates only what the plan asks and the fleet itself judges due. The run prints and \
          records the same sha256 (<code>plan_file_sha256</code>).</p>",
         escape(review.plan_file),
@@ -96,6 +98,10 @@ pub(crate) fn write(review: &Review<'_>, w: &mut impl Write) -> std::io::Result<
         stamp(run.as_of),
         plan.policy_sha256,
         plan.ca_sha256,
+        plan.ca_stage.name(),
+        plan.ca_other_sha256.map_or(String::new(), |d| format!(
+            " beside <code id=\"plan-ca-other\">{d}</code> (ca_other_sha256)"
+        )),
     );
     warnings(&mut out, review.scope);
     for w in run.warnings {

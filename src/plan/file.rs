@@ -11,7 +11,9 @@ use crate::policy::KeyMode;
 use crate::values::clip;
 
 /// The plan format version this rekey writes and reads.
-pub const VERSION: u32 = 1;
+/// Version 2 added `ca_stage` and `ca_other_sha256` (docs/design.md §5, "Plan format"); a
+/// version-1 plan does not say in which stage of a CA rotation it was made, and is refused.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +31,14 @@ pub struct Plan {
     pub(crate) policy_sha256: Option<String>,
     pub(crate) ca_sha256: String,
     pub(crate) ca_not_after: String,
+    /// The stage of the fleet's CA rotation the plan was made in: `steady`, `begun` or
+    /// `switched`; `apply` refuses the plan in another stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_stage: Option<String>,
+    /// During a CA rotation, SHA-256 of the certificate of the CA trusted beside the active one
+    /// (`ca/next/ca.crt` when begun, `ca/previous/ca.crt` when switched); absent when steady.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_other_sha256: Option<String>,
     /// How many `identity` entries follow: a plan cut short at an entry's boundary still parses,
     /// and is refused because this count disagrees. Required by `apply` (absent only from plans
     /// of an older rekey, which it refuses).
@@ -85,6 +95,12 @@ impl Plan {
         } else {
             toml::from_str(text).map_err(|e| anyhow::anyhow!(clip(&e.to_string())))?
         };
+        if plan.version == 1 {
+            anyhow::bail!(
+                "plan version 1 was made by an older rekey and does not record the stage of the \
+                 CA rotation it was made in (ca_stage): make a new plan with this rekey"
+            );
+        }
         if plan.version != VERSION {
             anyhow::bail!(
                 "plan version {} is not supported (this rekey reads version {VERSION})",

@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 
 use super::file::{Entry, Plan};
+use crate::ca::Stage;
 use crate::classify::Action;
 use crate::digest::Digest;
 use crate::names::IdentityId;
@@ -25,6 +26,10 @@ pub(crate) struct ValidPlan {
     pub(crate) keys: KeyMode,
     pub(crate) policy_sha256: Digest,
     pub(crate) ca_sha256: Digest,
+    /// The stage of the CA rotation the plan was made in.
+    pub(crate) ca_stage: Stage,
+    /// During a CA rotation, the digest of the CA trusted beside the active one.
+    pub(crate) ca_other_sha256: Option<Digest>,
     /// One entry per identity, at most: duplicates are refused when parsing.
     pub(crate) identities: BTreeMap<IdentityId, PlannedIdentity>,
 }
@@ -98,6 +103,7 @@ fn validate(plan: Plan, lines: &Where<'_>) -> Result<ValidPlan> {
     };
     let policy_sha256 = digest("policy_sha256", policy)?;
     let ca_sha256 = digest("ca_sha256", &plan.ca_sha256)?;
+    let (ca_stage, ca_other_sha256) = rotation(&plan)?;
     let mut identities: BTreeMap<IdentityId, (usize, PlannedIdentity)> = BTreeMap::new();
     for (n, i) in plan.identity.iter().enumerate() {
         let Some(id) = IdentityId::new(&i.node, &i.service) else {
@@ -151,8 +157,43 @@ fn validate(plan: Plan, lines: &Where<'_>) -> Result<ValidPlan> {
         keys,
         policy_sha256,
         ca_sha256,
+        ca_stage,
+        ca_other_sha256,
         identities: identities.into_iter().map(|(id, (_, p))| (id, p)).collect(),
     })
+}
+
+/// The CA rotation a plan was made in: its stage, and the other CA's digest, present exactly
+/// when a rotation is under way.
+fn rotation(plan: &Plan) -> Result<(Stage, Option<Digest>)> {
+    let stage = match plan.ca_stage.as_deref() {
+        Some("steady") => Stage::Steady,
+        Some("begun") => Stage::Begun,
+        Some("switched") => Stage::Switched,
+        Some(other) => bail!(
+            "ca_stage {} is not a CA rotation stage (steady, begun or switched): the plan was \
+             edited; make a new plan",
+            quoted(other)
+        ),
+        None => bail!(
+            "the plan does not record the stage of the CA rotation it was made in (ca_stage): \
+             make a new plan"
+        ),
+    };
+    let other = match (stage, plan.ca_other_sha256.as_deref()) {
+        (Stage::Steady, None) => None,
+        (Stage::Steady, Some(_)) => bail!(
+            "the plan names a second CA (ca_other_sha256) but says ca_stage = \"steady\": the \
+             plan was edited; make a new plan"
+        ),
+        (_, Some(other)) => Some(digest("ca_other_sha256", other)?),
+        (_, None) => bail!(
+            "the plan says ca_stage = \"{}\" but names no second CA (ca_other_sha256): the plan \
+             was edited; make a new plan",
+            stage.name()
+        ),
+    };
+    Ok((stage, other))
 }
 
 /// What is wrong with an entry, and in which of its fields (`None`: the entry itself).
@@ -213,9 +254,9 @@ mod tests {
     fn plan(identities: &str) -> String {
         let n = identities.matches("[[identity]]").count();
         format!(
-            "version = 1\nroot = \"/fleet\"\nas_of = \"2026-11-28T00:00:00Z\"\nvalidity_days = 90\n\
+            "version = 2\nroot = \"/fleet\"\nas_of = \"2026-11-28T00:00:00Z\"\nvalidity_days = 90\n\
              keys = \"rotate\"\npolicy_sha256 = \"{SHA}\"\nca_sha256 = \"{SHA}\"\n\
-             ca_not_after = \"2030-01-01T00:00:00Z\"\nidentities = {n}\n{identities}"
+             ca_not_after = \"2030-01-01T00:00:00Z\"\nca_stage = \"steady\"\nidentities = {n}\n{identities}"
         )
     }
 
@@ -224,6 +265,25 @@ mod tests {
             "\n[[identity]]\nnode = \"{node}\"\nservice = \"kms\"\n\
              cert = {{ action = \"{action}\", reason = \"r\", sha256 = \"{SHA}\" }}\n"
         )
+    }
+
+    #[test]
+    fn a_plan_made_during_a_ca_rotation_keeps_its_stage_and_second_ca() {
+        let text = plan("").replace(
+            "\"steady\"",
+            &format!("\"switched\"\nca_other_sha256 = \"{SHA}\""),
+        );
+        let valid = ValidPlan::parse(&text).unwrap();
+        assert_eq!(valid.ca_stage, Stage::Switched);
+        assert_eq!(
+            valid.ca_other_sha256.map(|d| d.hex()),
+            Some(SHA.to_string())
+        );
+        let steady = ValidPlan::parse(&plan("")).unwrap();
+        assert_eq!(
+            (steady.ca_stage, steady.ca_other_sha256),
+            (Stage::Steady, None)
+        );
     }
 
     #[test]
@@ -241,7 +301,7 @@ mod tests {
             (
                 "duplicate identity, both lines named",
                 twice,
-                "n1/kms is planned twice (line 11 and line 16)",
+                "n1/kms is planned twice (line 12 and line 17)",
             ),
             (
                 "a bad digest names its own line, not its entry's",
@@ -250,7 +310,7 @@ mod tests {
                         &format!("\"n2\"\nservice = \"kms\"\ncert = {{ action = \"rotate\", reason = \"r\", sha256 = \"{SHA}\""),
                         "\"n2\"\nservice = \"kms\"\ncert = { action = \"rotate\", reason = \"r\", sha256 = \"00\"",
                     ),
-                "line 19: n2/kms cert.sha256 \"00\" is not a SHA-256 digest",
+                "line 20: n2/kms cert.sha256 \"00\" is not a SHA-256 digest",
             ),
             (
                 "a bad date in a table of its own names its line",
@@ -258,12 +318,12 @@ mod tests {
                     "\n[[identity]]\nnode = \"n1\"\nservice = \"kms\"\n\n[identity.cert]\n\
                      action = \"keep\"\nreason = \"r\"\n\nnot_after = \"soon\"\n",
                 ),
-                "line 19: n1/kms cert.not_after \"soon\" is not an RFC 3339 time",
+                "line 20: n1/kms cert.not_after \"soon\" is not an RFC 3339 time",
             ),
             (
                 "a missing digest names the entry's table",
                 plan(&block("n1", "rotate")).replace(&format!(", sha256 = \"{SHA}\""), ""),
-                "line 14: n1/kms cert.sha256 is missing",
+                "line 15: n1/kms cert.sha256 is missing",
             ),
             (
                 "bad name",
@@ -295,6 +355,36 @@ mod tests {
                 "no policy digest (an older plan)",
                 plan("").replace("policy_sha256", "# policy_sha256"),
                 "does not record the policy",
+            ),
+            (
+                "no CA rotation stage",
+                plan("").replace("ca_stage", "# ca_stage"),
+                "does not record the stage of the CA rotation",
+            ),
+            (
+                "an unknown CA rotation stage",
+                plan("").replace("\"steady\"", "\"paused\""),
+                "ca_stage \"paused\" is not a CA rotation stage",
+            ),
+            (
+                "a second CA in a steady fleet",
+                plan("").replace("ca_stage", &format!("ca_other_sha256 = \"{SHA}\"\nca_stage")),
+                "names a second CA (ca_other_sha256) but says ca_stage = \"steady\"",
+            ),
+            (
+                "a rotation without its second CA",
+                plan("").replace("\"steady\"", "\"switched\""),
+                "says ca_stage = \"switched\" but names no second CA",
+            ),
+            (
+                "a bad second CA digest",
+                plan("").replace("\"steady\"", "\"begun\"\nca_other_sha256 = \"00\""),
+                "ca_other_sha256 \"00\" is not a SHA-256 digest",
+            ),
+            (
+                "a plan of version 1",
+                plan("").replace("version = 2", "version = 1"),
+                "plan version 1 was made by an older rekey",
             ),
             (
                 "absurd validity",

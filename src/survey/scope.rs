@@ -80,6 +80,11 @@ impl Scope {
         })
     }
 
+    /// The stage of the fleet's CA rotation.
+    pub(crate) fn stage(&self) -> ca::Stage {
+        self.rotation.as_ref().map_or(ca::Stage::Steady, |r| r.stage)
+    }
+
     /// The CAs a credential may verify against.
     pub(crate) fn trusted(&self) -> ca::Trusted<'_> {
         ca::Trusted {

@@ -12,6 +12,7 @@ use crate::count::count;
 use crate::exit::Exit;
 use crate::names::IdentityId;
 use crate::scan::Issue;
+use super::ca_step::CaStep;
 use super::identity::Identity;
 use super::scope::Scope;
 
@@ -57,6 +58,9 @@ pub(crate) struct Totals {
     /// and `--expires-within` judge).
     pub(crate) earliest: Option<DateTime<Utc>>,
     pub(crate) earliest_kept: Option<DateTime<Utc>>,
+    /// Credentials judged usable that are signed by the previous CA of a switched CA rotation
+    /// (what keeps `rekey ca finish` waiting).
+    pub(crate) on_previous: usize,
 }
 
 /// The credential that expires next.
@@ -91,6 +95,7 @@ impl Totals {
         for c in identity.credentials() {
             self.credentials[index(c.verdict.state)] += 1;
             self.unreadable_files += c.unreadable_files();
+            self.on_previous += usize::from(c.signed_by == Some(crate::ca::Role::Previous));
             let Some(w) = c.window else { continue };
             let earliest = |t: Option<DateTime<Utc>>| Some(t.map_or(w.not_after, |t| t.min(w.not_after)));
             self.earliest = earliest(self.earliest);
@@ -131,9 +136,16 @@ impl Totals {
         self.credentials.iter().sum()
     }
 
+    /// The next step of a CA rotation the counted fleet asks for (docs/design.md §3a).
+    pub(crate) fn ca_step(&self, scope: &Scope) -> Option<CaStep> {
+        CaStep::of(scope, self.on_previous)
+    }
+
     /// What was counted needs of the operator; `warn` also counts credentials that keep but
-    /// expire within it as work due (`status --warn-days`).
-    pub(crate) fn need(&self, as_of: DateTime<Utc>, warn: Option<chrono::TimeDelta>) -> Need {
+    /// expire within it as work due (`status --warn-days`). A CA rotation due or under way
+    /// ([`Totals::ca_step`]) is work due.
+    pub(crate) fn need(&self, scope: &Scope, warn: Option<chrono::TimeDelta>) -> Need {
+        let as_of = scope.as_of;
         let any = |states: &[State]| states.iter().any(|s| self.credentials_in(*s) > 0);
         if self.fleet_issues > 0 || any(&[State::Recover, State::Problem]) {
             return Need::RecoverOrProblem;
@@ -142,7 +154,7 @@ impl Totals {
             (Some(warn), Some(t)) => t <= as_of + warn,
             _ => false,
         };
-        if self.to_rotate() > 0 || expiring {
+        if self.to_rotate() > 0 || expiring || self.ca_step(scope).is_some() {
             Need::WorkDue
         } else {
             Need::None
@@ -260,6 +272,9 @@ impl Totals {
                 "next: {n} to rotate: rekey plan --root {root} -o plan.toml, review, rekey apply \
                  plan.toml (or rekey rotate --root {root})"
             ));
+        }
+        if let Some(step) = self.ca_step(scope) {
+            next.push(step.next_line(scope));
         }
         if next.is_empty() {
             next.push("next: nothing to do".to_string());
