@@ -74,8 +74,11 @@ struct Out<'a, I: Serialize, J: Serialize> {
 
 impl<I: Serialize, J: Serialize> Out<'_, I, J> {
     fn write_json(&self, w: &mut impl Write) -> std::io::Result<()> {
-        serde_json::to_writer_pretty(&mut *w, self)?;
-        w.write_all(b"\n")
+        // A buffer of its own type, as `status` writes its JSON (report::json).
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+        serde_json::to_writer_pretty(&mut w, self)?;
+        w.write_all(b"\n")?;
+        w.flush()
     }
 
     fn write_toml_header(&self, w: &mut impl Write) -> std::io::Result<()> {

@@ -77,9 +77,12 @@ impl Dir {
     /// The directory itself: its device and inode.
     #[inline]
     pub(crate) fn file_id(&self) -> Option<FileId> {
-        use std::os::unix::fs::MetadataExt;
-        // fstat(2) on the open directory: the one that was read, whatever is at its name now.
-        self.0.metadata().ok().map(|m| (m.dev(), m.ino()))
+        use std::os::fd::AsRawFd;
+        // fstat(2) on the open directory: the one that was read, whatever is at its name now
+        // (not File::metadata, a statx with an empty path, which costs a path lookup).
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor and a stat buffer.
+        (unsafe { libc::fstat(self.0.as_raw_fd(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
     }
 
     /// [`read_credential`] for the entry `name` of this directory, with the file it read.

@@ -141,8 +141,8 @@ struct RowJson<'a> {
     kind: &'static str,
     path: String,
     /// The same instant as `expires_at` (kept for readers of the first status JSON).
-    expires: Option<String>,
-    expires_at: Option<String>,
+    expires: Option<&'a str>,
+    expires_at: Option<&'a str>,
     seconds_left: Option<i64>,
     time_left: Option<String>,
     self_rotates: bool,
@@ -179,6 +179,7 @@ impl Serialize for Rows<'_, '_> {
         let mut judged = self.judged.borrow_mut();
         for i in judged.by_ref() {
             for c in i.credentials() {
+                let expires_at = c.window.map(|w| stamp(w.not_after));
                 seq.serialize_element(&RowJson {
                     node: i.node(),
                     service: i.service(),
@@ -187,8 +188,8 @@ impl Serialize for Rows<'_, '_> {
                         .path_of(&i.id, c.kind)
                         .to_string_lossy()
                         .into_owned(),
-                    expires: c.window.map(|w| stamp(w.not_after)),
-                    expires_at: c.window.map(|w| stamp(w.not_after)),
+                    expires: expires_at.as_deref(),
+                    expires_at: expires_at.as_deref(),
                     seconds_left: c.window.map(|w| (w.not_after - scope.as_of).num_seconds()),
                     time_left: c.window.map(|w| human(w.not_after - scope.as_of)),
                     self_rotates: c.self_rotates,
@@ -295,6 +296,10 @@ pub(crate) fn write_status_json(
         pending,
         judged: &judged,
     };
-    serde_json::to_writer_pretty(&mut *w, &doc)?;
-    w.write_all(b"\n")
+    // A buffer of its own type: the serializer's many small writes go to it inline, not each
+    // through `w` (a `dyn Write` where a command delivers its output).
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+    serde_json::to_writer_pretty(&mut w, &doc)?;
+    w.write_all(b"\n")?;
+    w.flush()
 }

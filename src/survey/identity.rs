@@ -112,39 +112,30 @@ impl Identity {
     }
 }
 
-/// The identity `identity` as classified under `ctx`.
-pub(crate) fn assess(identity: &inspect::Inspected, ctx: &Context<'_>) -> Identity {
+/// The identity `identity` as classified under `ctx` (its names and credentials moved, not
+/// copied: this runs once per identity).
+pub(crate) fn assess(identity: inspect::Inspected, ctx: &Context<'_>) -> Identity {
     let renewal = ctx.policy.renewal(identity.id.service());
-    let (cert_verdict, token_verdict) = classify::classify(identity, ctx);
-    let build =
-        |kind, cred: &Option<inspect::Credential>, verdict: Option<Verdict>, self_rotates| {
-            cred.as_ref().zip(verdict).map(|(c, verdict)| Assessed {
-                kind,
-                verdict,
-                window: c.stated,
-                sha256: c.sha256,
-                self_rotates,
-                key_alg: c.key_alg,
-                names: c.names.clone(),
-                signed_by: c.signed_by,
-                key_not_readable: c.key_not_readable,
-            })
-        };
+    let (cert_verdict, token_verdict) = classify::classify(&identity, ctx);
+    let build = |kind, cred: Option<inspect::Credential>, verdict: Option<Verdict>, self_rotates| {
+        cred.zip(verdict).map(|(c, verdict)| Assessed {
+            kind,
+            verdict,
+            window: c.stated,
+            sha256: c.sha256,
+            self_rotates,
+            key_alg: c.key_alg,
+            names: c.names,
+            signed_by: c.signed_by,
+            key_not_readable: c.key_not_readable,
+        })
+    };
+    let inspect::Inspected { id, cert, token } = identity;
     Identity {
-        id: identity.id.clone(),
+        id,
         dir: None,
-        cert: build(
-            Kind::Cert,
-            &identity.cert,
-            cert_verdict,
-            renewal.self_renews_cert,
-        ),
-        token: build(
-            Kind::Token,
-            &identity.token,
-            token_verdict,
-            renewal.self_rotates_token,
-        ),
+        cert: build(Kind::Cert, cert, cert_verdict, renewal.self_renews_cert),
+        token: build(Kind::Token, token, token_verdict, renewal.self_rotates_token),
     }
 }
 

@@ -262,11 +262,20 @@ pub(crate) fn each<R>(
                                         if stop.load(Ordering::Relaxed) {
                                             return false;
                                         }
-                                        let judged = batch
+                                        // The whole batch read, then the whole batch judged:
+                                        // the kernel's reading code and the checks' code each
+                                        // stay in the core's caches for a batch at a time.
+                                        let read: Vec<_> = batch
                                             .into_iter()
                                             .map(|(seq, candidate)| {
                                                 let files = (!candidate.is_link)
                                                     .then(|| scan::read(&candidate));
+                                                (seq, candidate, files)
+                                            })
+                                            .collect();
+                                        let judged = read
+                                            .into_iter()
+                                            .map(|(seq, candidate, files)| {
                                                 (seq, judge(scope, ctx, &candidate, files.as_ref()))
                                             })
                                             .collect();
@@ -334,7 +343,7 @@ fn judge(
     if inspected.is_empty() {
         return issue("has no cert.pem or token.jwt: ignored", false);
     }
-    let mut identity = assess(&inspected, ctx);
+    let mut identity = assess(inspected, ctx);
     identity.dir = files.dir;
     Ok(identity)
 }
