@@ -54,6 +54,7 @@ pub(crate) enum Stage {
 
 impl Stage {
     /// The value of `rekey_ca_rotation_stage`.
+    #[allow(dead_code, reason = "the metrics of a CA rotation are built on it next")]
     pub(crate) fn number(self) -> u8 {
         match self {
             Stage::Steady => 0,
@@ -68,6 +69,13 @@ impl Stage {
             Stage::Begun => "begun",
             Stage::Switched => "switched",
         }
+    }
+
+    /// The stage [`Stage::name`] names.
+    pub(crate) fn named(name: &str) -> Option<Stage> {
+        [Stage::Steady, Stage::Begun, Stage::Switched]
+            .into_iter()
+            .find(|s| s.name() == name)
     }
 }
 

@@ -93,6 +93,21 @@ impl Started {
         }
     }
 
+    /// The fleet root, and the run's directory with its open journal (`None`: a dry run), for
+    /// a step of the run outside its batches (a CA rotation stage's change of `ca/`).
+    pub(super) fn record(
+        &mut self,
+    ) -> (
+        &std::path::Path,
+        Option<(&crate::store::RunDir, &mut journal::Journal)>,
+    ) {
+        let root = self.write.root.as_path();
+        match &mut self.run {
+            Journaled::Run(run) => (root, Some((&run.dir, &mut run.journal))),
+            Journaled::DryRun(_) => (root, None),
+        }
+    }
+
     /// Runs `work` over `items` in journaled batches, then [`Started::finish`]es the run.
     /// `refused` are identities left alone before staging, with why.
     pub(crate) fn execute<W: Work>(
