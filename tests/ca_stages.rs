@@ -262,3 +262,65 @@ fn abort_before_switch_undoes_begin_and_a_dry_run_writes_nothing() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("rekey ca finish"), "{stderr}");
 }
+
+#[test]
+fn begin_runs_each_changed_identitys_deploy_hook_and_switch_waits_for_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    short_lived_fleet(root);
+    let log = tempfile::tempdir().unwrap();
+    let log = log.path().join("hooks.log");
+    let fail = root.join("hooks-fail");
+    std::fs::write(&fail, "").unwrap();
+    install_hook(
+        root,
+        "deploy",
+        "trust",
+        &format!(
+            "echo \"$REKEY_NODE/$REKEY_SERVICE $REKEY_CA_BUNDLE\" >>{}\n\
+             [ \"$REKEY_SERVICE\" = kms ] && [ -e {} ] && exit 1\nexit 0",
+            log.display(),
+            fail.display()
+        ),
+    );
+    let (code, stdout, stderr) = run(root, &["ca", "begin"]);
+    assert_eq!(code, 3, "two hooks failed: {stdout}{stderr}");
+    let said = std::fs::read_to_string(&log).unwrap();
+    let bundle = root.join("ca/bundle.pem").canonicalize().unwrap();
+    for id in IDENTITIES {
+        let line = format!("{id} {}", bundle.display());
+        assert!(said.lines().any(|l| l == line), "{id}: {said}");
+    }
+
+    // The kms hooks failed: the services may not trust the new CA yet.
+    let (code, _, stderr) = run(root, &["ca", "switch", "--no-hooks"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("switch refused"), "{stderr}");
+    assert!(root.join("ca/next").is_dir(), "nothing switched");
+
+    // Fixed: the switch retries them first, then switches.
+    std::fs::remove_file(&fail).unwrap();
+    let (code, stdout, stderr) = run(root, &["ca", "switch"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(root.join("ca/previous").is_dir());
+}
+
+#[test]
+fn switch_waits_for_ca_trust_settle_hours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    short_lived_fleet(root);
+    std::fs::write(
+        root.join("rekey.toml"),
+        "version = 1\nca_trust_settle_hours = 24\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(root, &["ca", "begin"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, _, stderr) = run(root, &["ca", "switch"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("ca_trust_settle_hours"), "{stderr}");
+    let later = (as_of() + days(1)).to_rfc3339();
+    let (code, stdout, stderr) = run_unpinned(root, &["ca", "switch", "--as-of", &later]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
