@@ -175,3 +175,56 @@ fn switch_waits_for_ca_trust_settle_hours() {
     let (code, stdout, stderr) = run_unpinned(root, &["ca", "switch", "--as-of", &later]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+/// The run ids of the fleet at `root`, oldest first.
+fn run_ids(root: &std::path::Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(root.join(".rekey/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_stage_rolls_back_until_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    short_lived_fleet(root);
+    let before = snapshot(root);
+
+    let (code, stdout, stderr) = run(root, &["ca", "begin"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let begin = run_ids(root).pop().unwrap();
+    let (code, stdout, stderr) = run_unpinned(root, &["rollback", &begin]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        snapshot(root),
+        before,
+        "rolled back: ca/ and every ca.pem as before"
+    );
+
+    run(root, &["ca", "begin"]);
+    let begun = snapshot(root);
+    let begin = run_ids(root).pop().unwrap();
+    let (code, stdout, stderr) = run(root, &["ca", "switch"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let switch = run_ids(root).pop().unwrap();
+    // The begin cannot be rolled back under the switch.
+    let (code, _, stderr) = run_unpinned(root, &["rollback", &begin]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("roll back the later stage"), "{stderr}");
+    let (code, stdout, stderr) = run_unpinned(root, &["rollback", &switch]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(snapshot(root), begun, "the switch rolled back");
+    every_identity_trusted(root, "switch rolled back");
+
+    run(root, &["ca", "switch"]);
+    run(root, &["rotate"]);
+    let (code, stdout, stderr) = run(root, &["ca", "finish"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let finish = run_ids(root).pop().unwrap();
+    let (code, _, stderr) = run_unpinned(root, &["rollback", &finish]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("cannot be rolled back"), "{stderr}");
+}

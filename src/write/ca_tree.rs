@@ -281,6 +281,21 @@ pub(crate) fn replay(root: &Path, run: &RunDir, records: &[Record]) -> Result<()
     }
 }
 
+/// The stages a run's committed change of `ca/` went from and to, if it made one.
+pub(crate) fn committed(records: &[Record]) -> Result<Option<(Stage, Stage)>> {
+    let last = records.iter().rev().find_map(|r| match r {
+        Record::Ca { step, from, to, .. } => Some((*step, from, to)),
+        _ => None,
+    });
+    match last {
+        Some((CaStep::Commit, from, to)) => match (Stage::named(from), Stage::named(to)) {
+            (Some(from), Some(to)) => Ok(Some((from, to))),
+            _ => bail!("a journal names an unknown CA rotation stage"),
+        },
+        _ => Ok(None),
+    }
+}
+
 /// `renameat2(a, b, RENAME_EXCHANGE)`: both names stay, their directories swap, atomically.
 fn exchange(a: &Path, b: &Path) -> Result<()> {
     let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());

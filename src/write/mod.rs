@@ -42,6 +42,7 @@ mod started;
 mod trust_files;
 mod work;
 
+pub(crate) use ca_stage::ca_rollback;
 pub(crate) use ca_tree::{CaChange, Tree as CaTree};
 pub(crate) use narrow::narrow;
 pub(crate) use pending::{
