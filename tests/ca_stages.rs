@@ -228,3 +228,32 @@ fn a_stage_rolls_back_until_finish() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("cannot be rolled back"), "{stderr}");
 }
+
+#[test]
+fn the_policys_ca_reload_runs_once_per_stage_that_changes_the_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    short_lived_fleet(root);
+    let log = tempfile::tempdir().unwrap();
+    let log = log.path().join("ca_reload.log");
+    std::fs::write(
+        root.join("rekey.toml"),
+        format!(
+            "version = 1\nca_reload = \"echo \\\"$REKEY_CA_BUNDLE\\\" >>{}\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    for stage in ["begin", "switch", "finish"] {
+        if stage == "finish" {
+            run(root, &["rotate"]);
+        }
+        let (code, stdout, stderr) = run(root, &["ca", stage]);
+        assert_eq!(code, 0, "{stage}: {stdout}{stderr}");
+    }
+    // begin and finish changed the bundle; switch did not.
+    let bundle = root.join("ca/bundle.pem").canonicalize().unwrap();
+    let expected = format!("{0}\n{0}\n", bundle.display());
+    assert_eq!(read(), expected);
+}

@@ -81,7 +81,7 @@ pub struct Options {
 }
 
 pub(crate) fn stage(o: &Options) -> Result<Exit> {
-    let run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
+    let mut run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
     let root = run.root().to_path_buf();
     let dir = CaDir::of(&root);
     let now = dir.stage().map_err(|e| anyhow!("{e}"))?;
@@ -108,6 +108,13 @@ pub(crate) fn stage(o: &Options) -> Result<Exit> {
         bundle,
     };
     let (items, refused) = trust.targets(ids);
+    if change
+        .as_ref()
+        .is_some_and(|c| c.change.to != Stage::Switched)
+    {
+        // begin, finish and abort change the bundle; switch leaves it as it is.
+        run.call_ca_reload();
+    }
     let mut started = run.start(command, Notes::default())?;
     if let Some(c) = &change {
         started.change_ca(&c.change)?;

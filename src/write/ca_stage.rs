@@ -12,6 +12,14 @@ use super::started::Started;
 use crate::ca::{CaDir, Stage};
 use crate::store::RunDir;
 
+impl super::WriteRun {
+    /// This run changes `ca/bundle.pem`: the policy's `ca_reload` runs once at its end, as a
+    /// post hook (journaled when the run starts, pending if it fails).
+    pub(crate) fn call_ca_reload(&mut self) {
+        self.hooks.call_ca_reload();
+    }
+}
+
 impl Started {
     /// Changes `ca/` as `change` says, journaled in this run (a dry run: nothing).
     pub(crate) fn change_ca(&mut self, change: &CaChange) -> Result<()> {
@@ -21,6 +29,7 @@ impl Started {
             let dir = dir.clone();
             ca_tree::change(journal, &root, &dir, change)?;
         }
+        self.changed_ca();
         Ok(())
     }
 }

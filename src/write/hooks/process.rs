@@ -237,6 +237,7 @@ fn env(
         ]);
     } else {
         env.extend(ctx.post_env.iter().cloned());
+        env.push(("REKEY_CA_BUNDLE".to_string(), ca_bundle(ctx.root)));
     }
     env
 }

@@ -323,6 +323,16 @@ pub(crate) struct Pending {
 /// (which a run journals when it starts), each in the order journaled.
 pub(crate) fn pending_hooks(records: &[Record]) -> Vec<Pending> {
     let placed: BTreeSet<String> = committed(records).iter().map(Change::key).collect();
+    // A CA rotation stage that changed ca/ changed something, whatever its batches did.
+    let changed_ca = records.iter().any(|r| {
+        matches!(
+            r,
+            Record::Ca {
+                step: CaStep::Commit,
+                ..
+            }
+        )
+    });
     let mut closed = BTreeSet::new();
     let mut last = std::collections::BTreeMap::new();
     for r in records {
@@ -349,7 +359,7 @@ pub(crate) fn pending_hooks(records: &[Record]) -> Vec<Pending> {
         .filter(|c| match (c.kind, &c.id) {
             (HookKind::Deploy, Some(id)) => placed.contains(&id.to_string()),
             (HookKind::Deploy, None) => false,
-            (HookKind::Post, _) => !placed.is_empty(),
+            (HookKind::Post, _) => !placed.is_empty() || changed_ca,
         })
         .map(|c| Pending {
             call: c.clone(),
