@@ -5,7 +5,7 @@
 //! | --- | --- | --- | --- | --- |
 //! | steady | signs | — | — | the CA (or absent) |
 //! | begun | signs | the new CA | — | old + new |
-//! | switched | the new CA, signs | — | the old CA | new + old |
+//! | switched | the new CA, signs | — | the old CA | as `begin` left it (old + new) |
 //!
 //! After `finish` the stage is steady again, the bundle holds the new CA alone, and the old CA's
 //! certificate (never its key) is kept as `ca/retired/<YYYYMMDD>-<key id, 16 hex>.crt`.
