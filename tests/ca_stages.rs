@@ -257,3 +257,42 @@ fn the_policys_ca_reload_runs_once_per_stage_that_changes_the_bundle() {
     let expected = format!("{0}\n{0}\n", bundle.display());
     assert_eq!(read(), expected);
 }
+
+#[test]
+fn ca_status_shows_the_stage_and_both_cas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    short_lived_fleet(root);
+    let status = |root: &std::path::Path| {
+        let (code, stdout, stderr) = run_unpinned(root, &["ca", "status", "--format", "json"]);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
+    };
+    let steady = status(root);
+    assert_eq!(steady["stage"], "steady");
+    assert_eq!(steady["cas"].as_array().unwrap().len(), 1);
+    run(root, &["ca", "begin"]);
+    let begun = status(root);
+    assert_eq!(begun["stage"], "begun");
+    let roles: Vec<&str> = begun["cas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["active", "next"]);
+    assert_eq!(
+        begun["cas"][1]["key_id"],
+        key_id(&root.join("ca/next/ca.crt")).as_str()
+    );
+    assert!(
+        begun["cas"][1]["common_name"]
+            .as_str()
+            .unwrap()
+            .starts_with("short-lived CA 2026-11-28"),
+        "{begun}"
+    );
+    let (code, stdout, _) = run_unpinned(root, &["ca", "status"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("CA rotation: begun\n"), "{stdout}");
+}
