@@ -241,11 +241,23 @@ fn switch(run: &WriteRun) -> Result<Planned> {
     refuse_before_settled(run)?;
     let stale = stale_trust_files(run)?;
     if !stale.is_empty() {
+        let names: Vec<String> = stale
+            .iter()
+            .take(20)
+            .map(|id| id.relative().display().to_string())
+            .collect();
         bail!(
-            "switch refused: {} still {} not hold ca/bundle.pem (a begin cut short?): run \
-             rekey ca begin again to bring them, then switch",
-            crate::count::count(stale.len(), "trust file", "trust files"),
-            if stale.len() == 1 { "does" } else { "do" }
+            "switch refused: the ca.pem of {} does not hold ca/bundle.pem ({}{}): its service \
+             would not trust what the new CA signs. Run rekey ca begin again to bring them (a \
+             ca.pem that is a link is never followed: make it a regular file first), then \
+             switch",
+            crate::count::count(stale.len(), "identity", "identities"),
+            names.join(", "),
+            if stale.len() > names.len() {
+                ", …"
+            } else {
+                ""
+            }
         );
     }
     // The new CA's key must be the one its certificate names before it signs anything.
