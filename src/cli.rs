@@ -15,6 +15,7 @@ use rekey::cmd::Invocation;
 use rekey::exit::{Exit, UsageError};
 
 mod args;
+mod ca;
 mod exits;
 mod history;
 pub mod process;
@@ -24,6 +25,7 @@ mod run;
 mod values;
 
 pub use args::Shell;
+use ca::CaAction;
 use history::{HooksAction, PruneArgs, RollbackArgs};
 use read::{PlanArgs, PolicyArgs, RunsArgs, StatusArgs};
 use rotate::{ApplyArgs, DemoArgs, RecoverArgs, RotateArgs};
@@ -76,6 +78,12 @@ pub enum Command {
     },
     /// Build a demo fleet dated relative to now and show what rekey makes of it.
     Demo(DemoArgs),
+    /// Rotate the CA itself in stages (begin, switch, finish; abort before switch), each a
+    /// writing run, so that every identity stays trusted throughout.
+    Ca {
+        #[command(subcommand)]
+        action: CaAction,
+    },
     /// Print this message or the help of the given subcommand.
     Help {
         /// The subcommand to describe.
@@ -148,6 +156,7 @@ pub fn request(cli: Cli, started: DateTime<Utc>) -> Result<Request, UsageError> 
         Command::Runs(args) => invoke(Invocation::Runs(args.options())),
         Command::Prune(args) => invoke(Invocation::Prune(args.options(clock))),
         Command::Hooks { action } => invoke(action.invocation(clock)?),
+        Command::Ca { action } => invoke(action.invocation(clock)?),
         Command::Demo(args) => invoke(Invocation::Demo(args.options(clock))),
         Command::Completions { shell } => Ok(Request::Completions(shell)),
         Command::Man => Ok(Request::Man),

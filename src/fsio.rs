@@ -17,7 +17,7 @@ mod durability;
 mod identity;
 
 pub use dir::{Dir, FileId, Slot, read_credential};
-pub(crate) use dir::NOT_READABLE;
+pub(crate) use dir::{MAX_CREDENTIAL_BYTES, NOT_READABLE};
 #[cfg_attr(
     not(feature = "testkit"),
     expect(unused_imports, reason = "the power-loss tests use it")

@@ -6,12 +6,10 @@
 //! own subject survives rcgen's name handling byte for byte — otherwise every certificate issued
 //! would name an issuer that does not exist.
 
-#[allow(dead_code, reason = "the CA rotation commands (ca begin, switch, finish, abort) are built on these next; the tests use them now")]
 mod successor;
 #[cfg(test)]
 mod tests;
 
-#[allow(unused_imports, reason = "the CA rotation commands (ca begin, switch, finish, abort) are built on these next; the tests use them now")]
 pub(crate) use successor::{CaPair, Terms, successor, successor_name};
 
 use std::path::Path;

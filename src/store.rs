@@ -225,6 +225,18 @@ impl RunDir {
         self.dir.join(BACKUP)
     }
 
+    /// A CA rotation stage's new `ca/` tree while it is built (`ca-new/`): exchanged with
+    /// `ca/` in one rename, after which the same name holds the tree it replaced, until it is
+    /// renamed `ca-old/`.
+    pub(crate) fn ca_new(&self) -> PathBuf {
+        self.dir.join("ca-new")
+    }
+
+    /// The `ca/` tree a CA rotation stage replaced: what a rollback of the stage puts back.
+    pub(crate) fn ca_old(&self) -> PathBuf {
+        self.dir.join("ca-old")
+    }
+
     /// Where the output of each hook call of this run is kept.
     pub(crate) fn hook_logs(&self) -> PathBuf {
         self.dir.join(HOOK_LOGS)

@@ -5,7 +5,7 @@
 //! | --- | --- | --- | --- | --- |
 //! | steady | signs | — | — | the CA (or absent) |
 //! | begun | signs | the new CA | — | old + new |
-//! | switched | the new CA, signs | — | the old CA | new + old |
+//! | switched | the new CA, signs | — | the old CA | as `begin` left it (old + new) |
 //!
 //! After `finish` the stage is steady again, the bundle holds the new CA alone, and the old CA's
 //! certificate (never its key) is kept as `ca/retired/<YYYYMMDD>-<key id, 16 hex>.crt`.
@@ -54,6 +54,7 @@ pub(crate) enum Stage {
 
 impl Stage {
     /// The value of `rekey_ca_rotation_stage`.
+    #[allow(dead_code, reason = "the metrics of a CA rotation are built on it next")]
     pub(crate) fn number(self) -> u8 {
         match self {
             Stage::Steady => 0,
@@ -68,6 +69,13 @@ impl Stage {
             Stage::Begun => "begun",
             Stage::Switched => "switched",
         }
+    }
+
+    /// The stage [`Stage::name`] names.
+    pub(crate) fn named(name: &str) -> Option<Stage> {
+        [Stage::Steady, Stage::Begun, Stage::Switched]
+            .into_iter()
+            .find(|s| s.name() == name)
     }
 }
 

@@ -61,6 +61,20 @@ fn codes(command: &str) -> &'static [(u8, &'static str)] {
         ],
         "apply" | "rotate" => &[DONE, FATAL, WRITE_USAGE, RUN_FAILED, LEFT],
         "recover" | "rollback" => &[DONE, FATAL, WRITE_USAGE, RUN_FAILED],
+        "begin" | "switch" | "finish" | "abort" => &[
+            (
+                0,
+                "the stage was done, and every trust file follows the bundle",
+            ),
+            (
+                1,
+                "fatal, nothing written: refused (the wrong stage, a credential still on the \
+                 previous CA, a hook of begin pending, an imported CA that falls short), lock \
+                 held, and the like",
+            ),
+            WRITE_USAGE,
+            RUN_FAILED,
+        ],
         "retry" => &[
             (
                 0,

@@ -3,6 +3,8 @@
 //! returns the exit code. No subcommand calls another, except `demo`, which shows `rotate`.
 
 pub mod apply;
+pub mod ca;
+pub mod ca_status;
 pub mod demo;
 pub mod hooks;
 pub mod plan;
@@ -38,6 +40,8 @@ pub enum Invocation {
     HooksList(hooks::ListOptions),
     HooksDiscard(hooks::DiscardOptions),
     Demo(demo::Options),
+    CaStage(ca::Options),
+    CaStatus(ca_status::Options),
 }
 
 /// Runs one subcommand.
@@ -57,5 +61,7 @@ pub fn run(invocation: Invocation) -> Result<Exit> {
         Invocation::HooksList(o) => hooks::list(&o),
         Invocation::HooksDiscard(o) => hooks::discard(&o),
         Invocation::Demo(o) => demo::demo(&o),
+        Invocation::CaStage(o) => ca::stage(&o),
+        Invocation::CaStatus(o) => ca_status::status(&o),
     }
 }

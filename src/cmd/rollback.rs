@@ -48,7 +48,9 @@ pub(crate) fn rollback(o: &Options) -> Result<Exit> {
     // Read after the replay: an interrupted run's report is complete only then.
     let mut items = replaced(&run_dir)?;
     items.retain(|id, files| files.iter().any(|f| restore.now(id, f) != Now::AsBefore));
-    if items.is_empty() {
+    // A CA rotation stage's run: ca/ goes back to the tree it replaced, first.
+    let ca = write::ca_rollback(&root, &run_dir)?;
+    if items.is_empty() && ca.is_none() {
         // Nothing to put back: no run starts, so nothing is written (and `rekey runs` does not
         // list the run as rolled back again).
         match rolled_back_by(&store, id)? {
@@ -65,7 +67,10 @@ pub(crate) fn rollback(o: &Options) -> Result<Exit> {
         rolls_back: Some(id.to_string()),
         ..Notes::default()
     };
-    let started = run.start(RunCommand::Rollback, notes)?;
+    let mut started = run.start(RunCommand::Rollback, notes)?;
+    if let Some(change) = &ca {
+        started.change_ca(change)?;
+    }
     let facts = FleetFacts::default();
     let (_, exit) = started.execute(&restore, &items, Vec::new(), Vec::new(), facts)?;
     Ok(exit)

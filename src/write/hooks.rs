@@ -37,6 +37,10 @@ use crate::names::IdentityId;
 pub(crate) struct HookSet {
     root: PathBuf,
     reload: std::collections::BTreeMap<String, String>,
+    /// The policy's `ca_reload`, and whether this run calls it (a CA rotation stage that
+    /// changes the bundle).
+    ca_reload: Option<String>,
+    calls_ca_reload: bool,
     deploy_args: Vec<String>,
     post_args: Vec<String>,
     deploy_folder: Vec<String>,
@@ -76,6 +80,8 @@ impl HookSet {
                 .iter()
                 .filter_map(|(name, s)| Some((name.clone(), s.reload.clone()?)))
                 .collect(),
+            ca_reload: policy.ca_reload.clone(),
+            calls_ca_reload: false,
             deploy_args: args.deploy.clone(),
             post_args: args.post.clone(),
             deploy_folder: folder(root, HookKind::Deploy)?,
@@ -132,10 +138,19 @@ impl HookSet {
             .collect()
     }
 
+    /// This run changes `ca/bundle.pem`: the policy's `ca_reload` (if any) is its first post
+    /// call.
+    pub(crate) fn call_ca_reload(&mut self) {
+        self.calls_ca_reload = true;
+    }
+
     /// The post calls of a run, numbered from `next`.
     pub(crate) fn post_calls(&self, next: &mut u32) -> Vec<HookCall> {
-        self.sources(HookKind::Post)
+        let ca_reload =
+            (self.calls_ca_reload && self.ca_reload.is_some()).then_some(HookSource::CaReload);
+        ca_reload
             .into_iter()
+            .chain(self.sources(HookKind::Post))
             .map(|source| {
                 *next += 1;
                 HookCall {
@@ -212,6 +227,16 @@ impl HookSet {
                         ))
                     })
             }
+            HookSource::CaReload => match self
+                .ca_reload
+                .as_ref()
+                .filter(|_| call.kind == HookKind::Post)
+            {
+                Some(command) => Ok(Program::Shell(command.clone())),
+                None => Err(Unresolved::Gone(
+                    "the policy has no ca_reload any more".to_string(),
+                )),
+            },
             HookSource::Unknown(label) => Err(Unresolved::Gone(format!(
                 "its source {label:?} is not one rekey knows"
             ))),

@@ -22,6 +22,8 @@
 //!    audit log, the history of runs)
 
 mod batches;
+mod ca_stage;
+mod ca_tree;
 pub mod hooks;
 mod journal;
 mod narrow;
@@ -37,8 +39,11 @@ mod rotation;
 mod run;
 mod signals;
 mod started;
+mod trust_files;
 mod work;
 
+pub(crate) use ca_stage::ca_rollback;
+pub(crate) use ca_tree::{CaChange, Tree as CaTree};
 pub(crate) use narrow::narrow;
 pub(crate) use pending::{
     PendingHook, Target as DiscardTarget, counts as hook_counts, list as pending_hooks,
@@ -53,3 +58,4 @@ pub(crate) use rotating::{Rotating, due_targets, rotate_due, run as rotate};
 pub(crate) use rotation::Target;
 pub use run::{Settings, Shown, Sink};
 pub(crate) use run::{WriteRun, check_run_date, discard_hooks, preflight, retry_hooks};
+pub(crate) use trust_files::TrustFiles;

@@ -26,6 +26,8 @@ pub(crate) fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<
             continue;
         };
         let path = run.journal();
+        // A CA rotation stage changes ca/ before its batches: that change is settled first.
+        super::ca_tree::replay(root, &run, &records)?;
         let (finished, undone) = journal::replay(&path, root, &run.backup())?;
         // Killed while saving its report: the half-written copy goes, a whole one is written.
         fsio::remove_stale_temps(run.path())?;

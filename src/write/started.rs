@@ -62,6 +62,7 @@ impl WriteRun {
             notes,
             next_call,
             post,
+            changed_ca: false,
         })
     }
 }
@@ -83,6 +84,9 @@ pub(crate) struct Started {
     next_call: u32,
     /// The post hook calls journaled when the run started (none in a dry run).
     post: Vec<hooks::HookCall>,
+    /// The run changed `ca/` (a CA rotation stage): it changed something, whatever its batches
+    /// did, so its post hooks run.
+    changed_ca: bool,
 }
 
 impl Started {
@@ -90,6 +94,26 @@ impl Started {
         match &self.run {
             Journaled::Run(run) => run.id(),
             Journaled::DryRun(id) => id,
+        }
+    }
+
+    /// Notes that the run changed `ca/`.
+    pub(super) fn changed_ca(&mut self) {
+        self.changed_ca = true;
+    }
+
+    /// The fleet root, and the run's directory with its open journal (`None`: a dry run), for
+    /// a step of the run outside its batches (a CA rotation stage's change of `ca/`).
+    pub(super) fn record(
+        &mut self,
+    ) -> (
+        &std::path::Path,
+        Option<(&crate::store::RunDir, &mut journal::Journal)>,
+    ) {
+        let root = self.write.root.as_path();
+        match &mut self.run {
+            Journaled::Run(run) => (root, Some((&run.dir, &mut run.journal))),
+            Journaled::DryRun(_) => (root, None),
         }
     }
 
@@ -194,7 +218,7 @@ impl Started {
                 return Ok((report.clone(), report.exit()));
             }
         };
-        if report.counts.done > 0 {
+        if report.counts.done > 0 || self.changed_ca {
             let results = post_hooks(&self.write, &mut run, &self.post, &report)?;
             report.with_post_hooks(results);
         } else {

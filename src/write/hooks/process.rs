@@ -233,11 +233,24 @@ fn env(
                 "REKEY_NOT_AFTER".to_string(),
                 call.not_after.clone().unwrap_or_default(),
             ),
+            ("REKEY_CA_BUNDLE".to_string(), ca_bundle(ctx.root)),
         ]);
     } else {
         env.extend(ctx.post_env.iter().cloned());
+        env.push(("REKEY_CA_BUNDLE".to_string(), ca_bundle(ctx.root)));
     }
     env
+}
+
+/// `ca/bundle.pem`, every CA the fleet trusts (what a CA rotation keeps each `ca.pem` equal
+/// to), when it is a regular file; empty otherwise.
+fn ca_bundle(root: &Path) -> String {
+    let bundle = crate::ca::CaDir::of(root).bundle();
+    if std::fs::symlink_metadata(&bundle).is_ok_and(|m| m.is_file()) {
+        bundle.to_string_lossy().into_owned()
+    } else {
+        String::new()
+    }
 }
 
 fn open_log(dir: &Path, log: &Path) -> Result<std::fs::File> {

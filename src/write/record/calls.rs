@@ -38,6 +38,8 @@ pub(crate) enum HookSource {
         sha256: Digest,
         position: u32,
     },
+    /// The policy's `ca_reload`: a post call of a CA rotation stage that changed the bundle.
+    CaReload,
     /// A label no release of rekey writes (a damaged or planted journal): never runs.
     Unknown(String),
 }
@@ -47,6 +49,7 @@ impl HookSource {
     pub(crate) fn label(&self) -> String {
         match self {
             HookSource::Reload => "reload".to_string(),
+            HookSource::CaReload => "ca_reload".to_string(),
             HookSource::Folder { kind, name } => format!("hooks/{}/{name}", kind.as_str()),
             HookSource::CommandLine { kind, .. } => format!("--{}-hook", kind.as_str()),
             HookSource::Unknown(label) => label.clone(),
@@ -76,6 +79,7 @@ impl HookSource {
         };
         match label {
             "reload" => HookSource::Reload,
+            "ca_reload" => HookSource::CaReload,
             "--deploy-hook" => cli(HookKind::Deploy),
             "--post-hook" => cli(HookKind::Post),
             _ => match (

@@ -74,6 +74,18 @@ pub(crate) enum Record {
         call: u32,
         reason: String,
     },
+    /// A CA rotation stage's change of `ca/`, one atomic exchange of the directory with the
+    /// tree the run built (`write::ca_tree`): `step` is `prepare` (the tree is being built),
+    /// `ready` (it is durable), `commit` (`ca/` is the new tree) or `abort`; `from` and `to` are
+    /// the stages before and after. `purge_sha256`: the digest of a retired CA key file the
+    /// stage removes from the run's copy of the old tree.
+    Ca {
+        step: CaStep,
+        from: String,
+        to: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        purge_sha256: Option<Digest>,
+    },
     /// A pending call an operator discarded (`rekey hooks discard`): never pending again.
     #[serde(rename = "hook_discarded")]
     HookDiscarded {
@@ -311,6 +323,16 @@ pub(crate) struct Pending {
 /// (which a run journals when it starts), each in the order journaled.
 pub(crate) fn pending_hooks(records: &[Record]) -> Vec<Pending> {
     let placed: BTreeSet<String> = committed(records).iter().map(Change::key).collect();
+    // A CA rotation stage that changed ca/ changed something, whatever its batches did.
+    let changed_ca = records.iter().any(|r| {
+        matches!(
+            r,
+            Record::Ca {
+                step: CaStep::Commit,
+                ..
+            }
+        )
+    });
     let mut closed = BTreeSet::new();
     let mut last = std::collections::BTreeMap::new();
     for r in records {
@@ -337,7 +359,7 @@ pub(crate) fn pending_hooks(records: &[Record]) -> Vec<Pending> {
         .filter(|c| match (c.kind, &c.id) {
             (HookKind::Deploy, Some(id)) => placed.contains(&id.to_string()),
             (HookKind::Deploy, None) => false,
-            (HookKind::Post, _) => !placed.is_empty(),
+            (HookKind::Post, _) => !placed.is_empty() || changed_ca,
         })
         .map(|c| Pending {
             call: c.clone(),
@@ -392,6 +414,24 @@ pub(crate) enum RunCommand {
     Rotate,
     Recover,
     Rollback,
+    #[serde(rename = "ca begin")]
+    CaBegin,
+    #[serde(rename = "ca switch")]
+    CaSwitch,
+    #[serde(rename = "ca finish")]
+    CaFinish,
+    #[serde(rename = "ca abort")]
+    CaAbort,
+}
+
+/// A step of a CA rotation stage's change of `ca/` (see [`Record::Ca`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CaStep {
+    Prepare,
+    Ready,
+    Commit,
+    Abort,
 }
 
 impl RunCommand {
@@ -401,14 +441,27 @@ impl RunCommand {
             RunCommand::Rotate => "rotate",
             RunCommand::Recover => "recover",
             RunCommand::Rollback => "rollback",
+            RunCommand::CaBegin => "ca begin",
+            RunCommand::CaSwitch => "ca switch",
+            RunCommand::CaFinish => "ca finish",
+            RunCommand::CaAbort => "ca abort",
         }
     }
 
     /// The command a journal's `start` record names, if it is one.
     pub(crate) fn named(name: &str) -> Option<RunCommand> {
-        [Self::Apply, Self::Rotate, Self::Recover, Self::Rollback]
-            .into_iter()
-            .find(|c| c.as_str() == name)
+        [
+            Self::Apply,
+            Self::Rotate,
+            Self::Recover,
+            Self::Rollback,
+            Self::CaBegin,
+            Self::CaSwitch,
+            Self::CaFinish,
+            Self::CaAbort,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == name)
     }
 }
 
