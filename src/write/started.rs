@@ -175,7 +175,7 @@ impl Started {
     }
 
     /// Ends the run: builds its report (once), saves it, runs the post hooks when something
-    /// changed, closes the journal, settles the audit log, prints the report and says how the
+    /// changed, settles the audit log, closes the journal, prints the report and says how the
     /// run ended. Also the whole of a run that found nothing to do.
     pub(crate) fn finish(
         mut self,
@@ -224,15 +224,18 @@ impl Started {
         } else {
             drop_post_hooks(&mut run, &self.post);
         }
+        // The audit log is settled before the journal ends: a run whose journal ended is never
+        // replayed, so lines written after it would be lost for good at a power cut between the
+        // two (settling is idempotent: a replay of this run writes only what is missing).
+        if report.command == RunCommand::Recover {
+            audit::settle(&root, &report, self.write.settings.started)?;
+        }
         let run_dir = run.dir.clone();
         let saved = run.finish(&report);
         if saved.is_err() {
             report.not_saved();
         }
         pending::settle(&run_dir)?;
-        if report.command == RunCommand::Recover {
-            audit::settle(&root, &report, self.write.settings.started)?;
-        }
         if let Err(err) = refresh_metrics(&self.write, &report) {
             eprintln!(
                 "rekey: warning: {}; the run itself is unaffected",
