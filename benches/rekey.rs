@@ -37,17 +37,18 @@
 //! skipped, and a line under the table and on stderr says why.
 //!
 //! A growth table follows, derived from the rows already measured (nothing is timed twice): for
-//! each P-256 size, warm `status` and `plan` and cold `status`, in seconds and µs per identity,
-//! with the warm commands' peak RSS, and a line giving the peak RSS at the largest size relative
-//! to the smallest.
+//! each P-256 size, warm `status` and `plan`, cold `status` and `rotate` of the whole fleet (keys
+//! reused; timed for this table only), in seconds and µs per identity, with the warm commands'
+//! and rotate's peak RSS, and a line giving the peak RSS at the largest size relative to the
+//! smallest.
 //!
 //! Sizes for `status` and `plan`: `REKEY_BENCH_SIZES` (default `10000,100000`); size for
 //! `rotate`: `REKEY_BENCH_ROTATE` (default 20000, as docs/design.md §7 states the target); repetitions:
 //! `REKEY_BENCH_REPS` (default 3, cold repetitions included; medians are reported); RSA key
 //! generation sample: `REKEY_BENCH_RSA` (default 200); reader threads of the cold-read floor:
 //! `REKEY_BENCH_READERS` (default 64); `REKEY_BENCH_GROWTH_MILLION=1` (default 0) adds a P-256
-//! fleet of 1,000,000 identities to the growth table, timing only warm `status` and `plan` (JSON)
-//! and cold `status` on it (building it is slow, and takes some 16 GB of disk and 4 million
+//! fleet of 1,000,000 identities to the growth table, timing only warm `status` and `plan` (JSON),
+//! cold `status` and `rotate` on it (building it is slow, and takes some 16 GB of disk and 4 million
 //! inodes on ext4). Fleets live in a temporary directory (`TMPDIR`).
 //!
 //! Fleets are dated from a pinned instant and every command runs with `--as-of` it, so the same
@@ -551,6 +552,7 @@ fn scenario(
     read_commands: &[(&str, &str, bool)],
     rotate_modes: &[&str],
     cold: Option<&mut Cold>,
+    growth_rotate: bool,
 ) {
     eprintln!("bench: {name}: building {n} identities");
     let work = &work.join(name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
@@ -613,6 +615,9 @@ fn scenario(
         if let Some(cold) = cold.filter(|c| c.skipped.is_none()) {
             cold_status(rows, cold, name, n, &root, &root_s, crypto, reps);
         }
+    }
+    if growth_rotate {
+        growth_rotate_row(rows, work, name, n, &root, reps);
     }
     let openssl = if rotate_modes.is_empty() {
         None
@@ -722,6 +727,7 @@ fn main() {
             read,
             &[],
             Some(&mut cold),
+            true,
         );
     }
     const MILLION: usize = 1_000_000;
@@ -738,6 +744,7 @@ fn main() {
             lean,
             &[],
             Some(&mut cold),
+            true,
         );
         growth_sizes.push(MILLION);
     }
@@ -752,6 +759,7 @@ fn main() {
         read,
         &[],
         Some(&mut cold),
+        false,
     );
     if rotate_n > 0 {
         let modes = &["reuse", "rotate"][..];
@@ -765,6 +773,7 @@ fn main() {
             &[],
             modes,
             None,
+            false,
         );
         let name = format!("RSA-2048 CA, {rotate_n}");
         scenario(
@@ -777,6 +786,7 @@ fn main() {
             &[],
             &["reuse"],
             None,
+            false,
         );
     }
     if rsa_sample > 0 {
@@ -791,6 +801,7 @@ fn main() {
             &[],
             &["rotate"],
             None,
+            false,
         );
     }
     print_table(&rows);
@@ -905,8 +916,52 @@ fn print_cold(rows: &[Row]) {
     }
 }
 
-/// Warm `status` and `plan` and cold `status` at each P-256 size, from the rows already measured,
-/// and the peak RSS at the largest size relative to the smallest.
+/// `rotate` (keys reused) of the whole fleet, for the growth table: its time per identity and
+/// its peak RSS, which must not grow with the fleet (no floor: the rotate rows give those).
+fn growth_rotate_row(
+    rows: &mut Vec<Row>,
+    work: &Path,
+    name: &str,
+    n: usize,
+    root: &Path,
+    reps: usize,
+) {
+    eprintln!("bench: {name}: rotate (growth)");
+    let copy = work.join("rotate-growth");
+    let copy_s = copy.to_str().unwrap().to_string();
+    let args = [
+        "rotate",
+        "--root",
+        &copy_s,
+        "--as-of",
+        AS_OF,
+        "--progress",
+        "never",
+        "--format",
+        "json",
+    ];
+    let (t, rss) = time_command(&args, reps, &mut || {
+        copy_tree(root, &copy);
+        std::fs::write(copy.join("rekey.toml"), "version = 1\nkeys = \"reuse\"\n").unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&copy);
+    rows.push(Row {
+        scenario: name.into(),
+        command: "rotate (growth)".into(),
+        identities: n,
+        median: t,
+        floor_per_s: None,
+        floor_name: None,
+        cold_read_per_s: None,
+        warm_read_per_s: None,
+        cold_read_cores: None,
+        openssl_per_s: None,
+        peak_rss_kib: rss,
+    });
+}
+
+/// Warm `status` and `plan`, cold `status` and `rotate` at each P-256 size, from the rows already
+/// measured, and the peak RSS at the largest size relative to the smallest.
 fn print_growth(rows: &[Row], sizes: &[usize]) {
     let find = |n: usize, command: &str| {
         let scenario = format!("P-256 CA, {n}");
@@ -928,17 +983,18 @@ fn print_growth(rows: &[Row], sizes: &[usize]) {
     sizes.dedup();
     println!();
     println!(
-        "| identities | status warm s | µs per identity | peak RSS MiB | plan warm s | µs per identity | peak RSS MiB | status cold s | µs per identity |"
+        "| identities | status warm s | µs per identity | peak RSS MiB | plan warm s | µs per identity | peak RSS MiB | status cold s | µs per identity | rotate s | µs per identity | peak RSS MiB |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &sizes {
-        let (status, plan, cold) = (
+        let (status, plan, cold, rotate) = (
             find(n, "status"),
             find(n, "plan"),
             find(n, "status, cold cache"),
+            find(n, "rotate (growth)"),
         );
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             thousands(n),
             secs(status),
             micros(status),
@@ -948,6 +1004,9 @@ fn print_growth(rows: &[Row], sizes: &[usize]) {
             mib(plan),
             secs(cold),
             micros(cold),
+            secs(rotate),
+            micros(rotate),
+            mib(rotate),
         );
     }
     let (Some(&small), Some(&large)) = (sizes.first(), sizes.last()) else {
@@ -961,14 +1020,15 @@ fn print_growth(rows: &[Row], sizes: &[usize]) {
         let (a, b) = (rss(small)?, rss(large)?);
         Some(format!("{:+.0}%", 100.0 * (b as f64 / a as f64 - 1.0)))
     };
-    let (status, plan) = (growth("status"), growth("plan"));
+    let (status, plan, rotate) = (growth("status"), growth("plan"), growth("rotate (growth)"));
     println!();
     println!(
-        "{} peak RSS from {} to {} identities for status, {} for plan (target: at most +10%)",
+        "{} peak RSS from {} to {} identities for status, {} for plan, {} for rotate (target: at most +10%)",
         status.as_deref().unwrap_or("unknown"),
         thousands(small),
         thousands(large),
         plan.as_deref().unwrap_or("unknown"),
+        rotate.as_deref().unwrap_or("unknown"),
     );
 }
 

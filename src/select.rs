@@ -169,6 +169,15 @@ impl Selection {
         Ok(())
     }
 
+    /// The usage error of a selection whose names each exist but together match no identity.
+    pub(crate) fn selects_nothing(&self) -> anyhow::Error {
+        UsageError(format!(
+            "{} together match no identity in the fleet (see rekey status)",
+            self.described()
+        ))
+        .into()
+    }
+
     fn described(&self) -> String {
         let nodes = self.nodes.iter().map(|n| format!("--node {n}"));
         let services = self.services.iter().map(|s| format!("--service {s}"));

@@ -8,11 +8,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use crate::classify::Action;
 use crate::exit::Exit;
-use crate::report;
 use crate::select::Selection;
-use crate::survey::End;
 use crate::write::{self, Settings, WriteRun};
 
 #[derive(Debug)]
@@ -28,23 +25,5 @@ pub struct Options {
 
 pub(crate) fn rotate(o: &Options) -> Result<Exit> {
     let run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
-    let mut survey = run.survey()?;
-    o.selection.narrow(&mut survey)?;
-    let end = End::of(
-        &survey.scope,
-        &survey.identities,
-        &survey.issues,
-        survey.hidden,
-    );
-    let targets = write::due_targets(&survey, o.force);
-    let forced: usize = targets
-        .values()
-        .map(|t| {
-            t.credentials()
-                .filter(|e| e.rotate && e.judged == Action::Keep)
-                .count()
-        })
-        .sum();
-    eprint!("{}", report::plan_summary(&survey.scope, &end, forced));
-    write::rotate_due(run, &survey, targets)
+    write::rotate_streamed(run, &o.selection, o.force)
 }

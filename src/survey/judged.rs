@@ -37,23 +37,6 @@ pub(crate) struct End {
     pub(crate) people: Vec<Person>,
 }
 
-impl End {
-    /// What is known of identities held in memory, without taking them.
-    pub(crate) fn of(scope: &Scope, identities: &[Identity], issues: &[Issue], hidden: usize) -> End {
-        let (mut totals, mut people) = (Totals::default(), Vec::new());
-        for identity in identities {
-            count(identity, scope, &mut totals, &mut people);
-        }
-        totals.add_issues(issues);
-        End {
-            issues: issues.to_vec(),
-            hidden,
-            totals,
-            people,
-        }
-    }
-}
-
 /// Counts one identity passing, and lists it when it needs a person.
 fn count(identity: &Identity, scope: &Scope, totals: &mut Totals, people: &mut Vec<Person>) {
     totals.add(identity, scope);

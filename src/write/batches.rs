@@ -2,7 +2,7 @@
 //! the previous one commits), commit it through the journal, and collect one report line per
 //! identity. It stops cleanly, between batches, when the filesystem fills up or a signal asks.
 
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
 
 use rayon::prelude::*;
 
@@ -10,7 +10,7 @@ use super::hooks::{self, HookCall, HookResult, HookSet};
 use super::journal::{self, Committed, Staged};
 use super::progress::{Meter, Progress};
 use super::record::run::Run;
-use super::record::run_report::{IdentityReport, Outcome};
+use super::record::run_report::{IdentityReport, Lines, Outcome};
 use super::signals::Interrupt;
 use super::work::{NotStaged, Work};
 use crate::fsio::FileId;
@@ -18,6 +18,20 @@ use crate::names::IdentityId;
 
 /// Identities per journal batch: one sync pair and four journal records per batch.
 pub(crate) const BATCH: usize = 1024;
+
+/// The identities of one batch: [`BATCH`]; a build with the test kit (never a release) takes
+/// `REKEY_TEST_BATCH=<n>` instead, so that a test runs many batches on a small fleet.
+fn batch_size() -> usize {
+    #[cfg(feature = "testkit")]
+    if let Some(n) = std::env::var("REKEY_TEST_BATCH")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return n;
+    }
+    BATCH
+}
 
 /// Why a run stopped before its end; the identities it did not reach are unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +51,9 @@ impl std::fmt::Display for Stop {
     }
 }
 
-/// What the loop did.
+/// What the loop did (its report lines went to the run's [`Lines`], batch by batch).
 #[derive(Debug)]
 pub(crate) struct Batches {
-    /// One line per identity, in (node, service) order.
-    pub(crate) identities: Vec<IdentityReport>,
     pub(crate) stopped: Option<Stop>,
     /// The last hook call number used.
     pub(crate) last_call: u32,
@@ -52,6 +64,14 @@ pub(crate) struct Hooking<'a> {
     pub(crate) set: &'a HookSet,
     pub(crate) ctx: hooks::Context<'a>,
     pub(crate) next: u32,
+}
+
+/// What a run's batches take: each identity and its item, in (node, service) order, from a map
+/// held or a survey streamed, and how many there are (for the progress shown; a streamed survey
+/// gives what its first pass counted).
+pub(crate) struct Items<I> {
+    pub(crate) each: I,
+    pub(crate) total: usize,
 }
 
 /// Where a run's batches go: through the journal onto disk, or nowhere (a dry run: each
@@ -89,30 +109,33 @@ impl Commit<'_> {
 }
 
 /// Runs `work` over `items` through the journal, batch by batch, and each committed identity's
-/// deploy hooks after its batch. Keyed by identity, so no identity is staged twice. Any error
+/// deploy hooks after its batch; each batch's report lines go to `lines` once it is done, and
+/// the batch is dropped. Keyed by identity, so no identity is staged twice. Any error
 /// other than a full filesystem means the run could not go on at all (journal or filesystem
 /// sync failed), and the next writer replays the journal.
-pub(crate) fn run<W: Work>(
+pub(crate) fn run<W: Work, T: Borrow<W::Item> + Send + Sync>(
     work: &W,
-    items: &BTreeMap<IdentityId, W::Item>,
+    items: Items<impl Iterator<Item = (IdentityId, T)>>,
+    pool: &rayon::ThreadPool,
     mut commit: Commit<'_>,
     fleet: &crate::fsio::RootDir,
     progress: Progress,
     interrupt: &Interrupt,
     mut hooking: Option<Hooking<'_>>,
+    lines: &mut Lines,
 ) -> anyhow::Result<Batches> {
-    let meter = Meter::new(progress, items.len());
-    let all: Vec<(&IdentityId, &W::Item)> = items.iter().collect();
-    let chunks: Vec<&[(&IdentityId, &W::Item)]> = all.chunks(BATCH).collect();
-    let mut reports = Vec::with_capacity(items.len());
+    let meter = Meter::new(progress, items.total);
+    let (size, mut items) = (batch_size(), items.each);
+    let mut chunk: Vec<(IdentityId, T)> = items.by_ref().take(size).collect();
     // Staging (crypto) of batch n+1 runs while batch n is committed (mostly waiting on the
-    // disk), so neither waits for the other.
-    let mut prepared = chunks
-        .first()
-        .map(|c| stage_chunk(work, c, &meter))
-        .unwrap_or_default();
+    // disk), so neither waits for the other. Items are taken a batch ahead: from a survey
+    // streamed, that is as far as it is read.
+    let mut prepared = pool.install(|| stage_chunk(work, &chunk, &meter));
     let mut stopped = None;
-    for (batch, chunk) in chunks.iter().enumerate() {
+    let mut batch: u32 = 0;
+    while !chunk.is_empty() {
+        let next: Vec<(IdentityId, T)> = items.by_ref().take(size).collect();
+        let mut reports = Vec::with_capacity(chunk.len());
         if stopped.is_none() {
             stopped = interrupt.received().map(Stop::Interrupted);
         }
@@ -121,17 +144,19 @@ pub(crate) fn run<W: Work>(
                 Stop::NoSpace(_) => "not attempted: the filesystem filled up before it".into(),
                 Stop::Interrupted(sig) => format!("not attempted: the run was stopped by {sig}"),
             };
-            for (id, _) in *chunk {
+            for (id, _) in &chunk {
                 reports.push(line(id, Outcome::Failed, why.clone()));
             }
+            lines.batch(reports);
+            (chunk, batch) = (next, batch + 1);
             continue;
         }
         let mut staged = Vec::new();
         for (id, result) in std::mem::take(&mut prepared) {
             match result {
                 Ok(s) => staged.push(s),
-                Err(NotStaged::Skipped(why)) => reports.push(line(id, Outcome::Skipped, why)),
-                Err(NotStaged::Failed(why)) => reports.push(line(id, Outcome::Failed, why)),
+                Err(NotStaged::Skipped(why)) => reports.push(line(&id, Outcome::Skipped, why)),
+                Err(NotStaged::Failed(why)) => reports.push(line(&id, Outcome::Failed, why)),
             }
         }
         let names: Vec<IdentityReport> = staged
@@ -153,29 +178,28 @@ pub(crate) fn run<W: Work>(
                 .collect(),
             None => Vec::new(),
         };
-        let (committed, next) = rayon::join(
-            || commit.batch(batch as u32, fleet, staged, &calls),
-            || {
-                chunks
-                    .get(batch + 1)
-                    .map(|c| stage_chunk(work, c, &meter))
-                    .unwrap_or_default()
-            },
-        );
-        prepared = next;
+        let (committed, staged_next) = pool.install(|| {
+            rayon::join(
+                || commit.batch(batch, fleet, staged, &calls),
+                || stage_chunk(work, &next, &meter),
+            )
+        });
+        prepared = staged_next;
         let committed = match committed {
             Ok(committed) => committed,
             Err(err) => match err.downcast::<journal::NoSpace>() {
                 Ok(journal::NoSpace(why)) => {
                     reports.extend(names);
+                    lines.batch(reports);
                     stopped = Some(Stop::NoSpace(why));
                     prepared = Vec::new();
+                    (chunk, batch) = (next, batch + 1);
                     continue;
                 }
                 Err(err) => return Err(err),
             },
         };
-        let mut lines: Vec<(IdentityId, Option<FileId>, IdentityReport)> = committed
+        let mut done: Vec<(IdentityId, Option<FileId>, IdentityReport)> = committed
             .into_iter()
             .map(|committed| match committed {
                 Committed::Done(change, details, dir) => {
@@ -189,13 +213,14 @@ pub(crate) fn run<W: Work>(
             })
             .collect();
         if let Some(h) = &hooking {
-            run_deploy_hooks(h, &calls, &mut lines, &mut commit)?;
+            pool.install(|| run_deploy_hooks(h, &calls, &mut done, &mut commit))?;
         }
-        reports.extend(lines.into_iter().map(|(_, _, line)| line));
+        reports.extend(done.into_iter().map(|(_, _, line)| line));
+        lines.batch(reports);
+        (chunk, batch) = (next, batch + 1);
     }
     meter.finish();
     Ok(Batches {
-        identities: reports,
         stopped,
         last_call: hooking.map_or(0, |h| h.next),
     })
@@ -244,19 +269,19 @@ fn run_deploy_hooks(
     Ok(())
 }
 
-type StagedChunk<'a> = Vec<(&'a IdentityId, Result<Staged, NotStaged>)>;
+type StagedChunk = Vec<(IdentityId, Result<Staged, NotStaged>)>;
 
-fn stage_chunk<'a, W: Work>(
+fn stage_chunk<W: Work, T: Borrow<W::Item> + Sync>(
     work: &W,
-    chunk: &[(&'a IdentityId, &W::Item)],
+    chunk: &[(IdentityId, T)],
     meter: &Meter,
-) -> StagedChunk<'a> {
+) -> StagedChunk {
     chunk
         .par_iter()
         .map(|(id, item)| {
-            let staged = work.stage(id, item);
+            let staged = work.stage(id, item.borrow());
             meter.tick();
-            (*id, staged)
+            (id.clone(), staged)
         })
         .collect()
 }

@@ -54,7 +54,7 @@ pub(crate) use record::audit::requested as audit_requested;
 pub(crate) use record::history::{History, last_run, read_report};
 pub(crate) use record::run_report::{FleetFacts, Notes, Outcome, Report, RunCommand};
 pub(crate) use restore::{Now, Replaced, Restore};
-pub(crate) use rotating::{Rotating, due_targets, rotate_due, run as rotate};
+pub(crate) use rotating::{Rotating, due_targets, rotate_due, rotate_streamed, run as rotate};
 pub(crate) use rotation::Target;
 pub use run::{Settings, Shown, Sink};
 pub(crate) use run::{WriteRun, check_run_date, discard_hooks, preflight, retry_hooks};

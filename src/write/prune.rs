@@ -14,7 +14,8 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 use super::record::audit;
-use super::record::entries::{self, Record};
+use super::record::done::Done;
+use super::record::entries;
 use super::record::history::History;
 use super::record::run_report::Outcome;
 use crate::names::IdentityId;
@@ -31,13 +32,22 @@ pub(crate) struct Pruned {
 
 /// Removes the backups of the runs of `root` beyond the newest `keep` (none when `dry`).
 pub(crate) fn prune(root: &Path, keep: usize, dry: bool, time: DateTime<Utc>) -> Result<Pruned> {
-    let history = History::read(&Store::of(root))?;
+    let store = Store::of(root);
+    let runs = store.runs()?;
+    let older = runs.len().saturating_sub(keep);
+    if older == 0 {
+        return Ok(Pruned::default());
+    }
     let fleet = crate::fsio::RootDir::open(root)
         .with_context(|| format!("failed to open fleet root {}", root.display()))?;
-    let newest_change = newest_changes(&history, &fleet);
+    // Each report read a line at a time, all in step; a report not in the layout rekey writes
+    // has every report read whole instead.
+    let pinned = match pins_streamed(&runs, older, &fleet) {
+        Ok(pinned) => pinned,
+        Err(_) => pins_held(&History::read(&store)?, older, &fleet),
+    };
     let mut out = Pruned::default();
-    let runs = &history.runs;
-    for (run, _) in &runs[..runs.len().saturating_sub(keep)] {
+    for (run, pin) in runs[..older].iter().zip(pinned) {
         let id = run.id();
         let backup = run.backup();
         if !backup.exists() {
@@ -53,8 +63,8 @@ pub(crate) fn prune(root: &Path, keep: usize, dry: bool, time: DateTime<Utc>) ->
                 .push((id.to_string(), "its hooks are pending".to_string()));
             continue;
         }
-        if let Some(identity) = newest_change.iter().find(|(_, newest)| **newest == id) {
-            let why = format!("newest run to change {}", identity.0);
+        if let Some(identity) = pin {
+            let why = format!("newest run to change {identity}");
             out.kept.push((id.to_string(), why));
             continue;
         }
@@ -72,20 +82,73 @@ pub(crate) fn prune(root: &Path, keep: usize, dry: bool, time: DateTime<Utc>) ->
 
 /// Whether a run ended: its journal is closed and its report written.
 fn finished(run: &RunDir) -> bool {
-    run.report().is_file()
-        && entries::read(&run.journal())
-            .is_ok_and(|records| records.iter().any(|r| matches!(r, Record::End { .. })))
+    run.report().is_file() && entries::ended(&run.journal()).unwrap_or(false)
 }
 
-/// For each identity still in the fleet, the newest run (by id) whose report says it replaced
-/// its files. An identity whose directory is gone has nothing left to roll back to.
-fn newest_changes<'h>(
-    history: &'h History,
+/// Whether an identity still exists, for what pins its newest run: only an identity surely
+/// gone is let go (one that cannot be opened for another reason, a link at its name or no
+/// permission, keeps its backups).
+fn exists(fleet: &crate::fsio::RootDir, identity: &IdentityId) -> bool {
+    !matches!(fleet.identity(identity), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// For each of the `older` oldest runs, the first identity (in (node, service) order) it is the
+/// newest run to have changed and that still exists: what keeps its backups. Every report's
+/// done identities are read in step, a line at a time (all in (node, service) order): memory
+/// holds one identity per run, whatever the fleet's size.
+fn pins_streamed(
+    runs: &[RunDir],
+    older: usize,
     fleet: &crate::fsio::RootDir,
-) -> BTreeMap<IdentityId, &'h str> {
+) -> Result<Vec<Option<IdentityId>>> {
+    let mut readers = Vec::new();
+    for (n, run) in runs.iter().enumerate() {
+        if let Some(mut done) = Done::open(run)? {
+            if let Some(first) = done.next_done()? {
+                readers.push((n, first, done));
+            }
+        }
+    }
+    let mut pinned = vec![None; older];
+    while let Some(least) = readers.iter().map(|(_, id, _)| id).min().cloned() {
+        // The newest run that changed `least`: the last of the runs it heads.
+        let mut newest = 0;
+        let mut at = 0;
+        while at < readers.len() {
+            let (n, head, done) = &mut readers[at];
+            if *head != least {
+                at += 1;
+                continue;
+            }
+            newest = newest.max(*n);
+            match done.next_done()? {
+                Some(next) => {
+                    *head = next;
+                    at += 1;
+                }
+                None => {
+                    readers.swap_remove(at);
+                }
+            }
+        }
+        if let Some(pin @ None) = pinned.get_mut(newest)
+            && exists(fleet, &least)
+        {
+            *pin = Some(least);
+        }
+    }
+    Ok(pinned)
+}
+
+/// [`pins_streamed`] from every report read whole.
+fn pins_held(
+    history: &History,
+    older: usize,
+    fleet: &crate::fsio::RootDir,
+) -> Vec<Option<IdentityId>> {
     let mut newest = BTreeMap::new();
-    for (run, report) in &history.runs {
-        let (id, Some(report)) = (run.id(), report) else {
+    for (n, (_, report)) in history.runs.iter().enumerate() {
+        let Some(report) = report else {
             continue;
         };
         for i in report
@@ -94,16 +157,19 @@ fn newest_changes<'h>(
             .filter(|i| i.outcome == Outcome::Done)
         {
             if let Some(identity) = i.id() {
-                newest.insert(identity, id);
+                newest.insert(identity, n);
             }
         }
     }
-    // Only an identity surely gone is let go: one that cannot be opened for another reason (a
-    // link at its name, no permission) keeps its backups.
-    newest.retain(|identity, _| {
-        !matches!(fleet.identity(identity), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
-    });
-    newest
+    let mut pinned = vec![None; older];
+    for (identity, n) in newest {
+        if let Some(pin @ None) = pinned.get_mut(n)
+            && exists(fleet, &identity)
+        {
+            *pin = Some(identity);
+        }
+    }
+    pinned
 }
 
 /// Removes the files of one run's backup (never one that is still the live file) and then its

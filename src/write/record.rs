@@ -4,6 +4,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod calls;
+pub(crate) mod done;
 pub(crate) mod entries;
 pub(crate) mod history;
 pub(crate) mod run;

@@ -57,6 +57,10 @@ fn interrupted(run: &RunDir) -> Result<Option<Vec<Record>>> {
     if !path.is_file() {
         return Ok(None);
     }
+    // Most runs ended: their journals are read a line at a time, never held whole.
+    if run.report().is_file() && entries::ended(&path)? {
+        return Ok(None);
+    }
     let records = entries::read(&path)?;
     let ended = records.iter().any(|r| matches!(r, Record::End { .. }));
     Ok((!ended || !run.report().is_file()).then_some(records))

@@ -1,7 +1,7 @@
 //! A rotating run (`rotate`, `apply`, `recover`): the CA key loaded before anything is written,
 //! the new expiry, the run started, the batches of [`Rotation`] run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
 
@@ -109,6 +109,118 @@ pub(crate) fn rotate_due(
         notes: Notes::default(),
     };
     Ok(run(write, survey, asked, |_| Ok(()))?.1)
+}
+
+/// What `rotate` does, the fleet streamed twice and held never: a first pass counts (the plan
+/// summary on stderr, the selection checked, how many identities to rotate), a second hands
+/// each identity judged `rotate` (with `force`, also the credentials it would keep) to the
+/// batches as the survey judges it. Memory holds the batch in flight and the next, whatever the
+/// fleet's size. What the run rotates is what the second pass judges (the fleet as it is when
+/// each identity is read, as with any run).
+pub(crate) fn rotate_streamed(
+    write: WriteRun,
+    selection: &crate::select::Selection,
+    force: bool,
+) -> anyhow::Result<Exit> {
+    let root = write.root().to_path_buf();
+    let (as_of, policy) = (write.as_of(), Some(write.policy().clone()));
+    let filter = (!selection.all).then(|| crate::survey::Filter {
+        nodes: selection.nodes.clone(),
+        services: selection.services.clone(),
+        states: Vec::new(),
+    });
+    let narrowed = filter.as_ref().map(|f| (f, crate::survey::Grain::Identity));
+    let counted =
+        crate::survey::read_under(&root, as_of, policy.clone(), narrowed, |scope, judged| {
+            let (mut targets, mut forced) = (0usize, 0usize);
+            for identity in judged.by_ref() {
+                if let Some(target) = Target::judged(&identity, Action::Rotate, force) {
+                    targets += 1;
+                    forced += target
+                        .credentials()
+                        .filter(|e| e.rotate && e.judged == Action::Keep)
+                        .count();
+                }
+            }
+            let end = judged.end();
+            if filter.is_some() && end.totals.identities_total() == 0 {
+                return Err(selection.selects_nothing());
+            }
+            eprint!("{}", crate::report::plan_summary(scope, end, forced));
+            Ok((targets, end_facts(scope, end)))
+        })?;
+    let (targets, fleet) = counted?;
+    if targets == 0 {
+        let started = write.start(RunCommand::Rotate, Notes::default())?;
+        return Ok(started.nothing_to_do(Vec::new(), fleet)?.1);
+    }
+    crate::survey::read_under(&root, as_of, policy, narrowed, |scope, judged| {
+        let signer = crate::signer::load(write.root(), &scope.ca, as_of)?;
+        let not_after = crate::classify::Context {
+            policy: &scope.policy,
+            ca_not_after: scope.ca.not_after,
+            now: as_of,
+        }
+        .new_not_after();
+        let warnings: Vec<String> = expired_on_arrival(not_after, write.settings.started)
+            .into_iter()
+            .collect();
+        let root_dir = write
+            .fleet()
+            .try_clone()
+            .context("failed to open the fleet root again")?;
+        let rotation = Rotation {
+            fleet: &root_dir,
+            ca: &scope.ca,
+            signer: &signer,
+            keys: scope.policy.keys,
+            not_before: as_of,
+            not_after,
+        };
+        let started = write.start(RunCommand::Rotate, Notes::default())?;
+        super::journal::crash_point("surveyed");
+        let each = judged.filter_map(|identity| {
+            let target = Target::judged(&identity, Action::Rotate, force)?;
+            Some((identity.id, target))
+        });
+        let items = super::batches::Items {
+            each,
+            total: targets,
+        };
+        // Rotate stages no identity left for a person: none is done, none is watched.
+        let streamed = started.stream(&rotation, items, Vec::new(), warnings, BTreeSet::new())?;
+        Ok(streamed.finish(fleet)?.1)
+    })?
+}
+
+/// [`facts`] of a fleet streamed: what is left for a person, from what the survey counted.
+fn end_facts(scope: &crate::survey::Scope, end: &crate::survey::End) -> FleetFacts {
+    let mut needs_attention: Vec<NeedsPerson> = end
+        .people
+        .iter()
+        .map(|p| NeedsPerson {
+            dir: p.id.relative().to_string_lossy().into_owned(),
+            state: p.tag,
+            reason: p.reasons.clone(),
+            fleet_issue: false,
+        })
+        .collect();
+    needs_attention.extend(
+        end.issues
+            .iter()
+            .filter(|i| i.is_problem)
+            .map(|i| NeedsPerson {
+                dir: i.path.clone(),
+                state: Stuck::Problem,
+                reason: i.message.clone(),
+                fleet_issue: true,
+            }),
+    );
+    FleetFacts {
+        policy_sha256: Some(scope.policy.digest()),
+        needs_attention: Some(needs_attention),
+        keep_runs: Some(scope.policy.keep_runs as usize),
+    }
 }
 
 /// The policy in force and what is left for a person: identities that need `recover` and

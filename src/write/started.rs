@@ -1,7 +1,8 @@
 //! A started writing run: its batches, its report (built once, saved, printed), its post hooks,
 //! the audit log settled, the metrics refreshed, and the exit code chosen once.
 
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 
@@ -15,7 +16,7 @@ use super::record::audit;
 use super::record::history;
 use super::record::run::Run;
 use super::record::run_report::{
-    FleetFacts, Header, IdentityReport, Notes, Outcome, Report, RunCommand,
+    FleetFacts, Header, IdentityReport, Lines, Notes, Outcome, Report, RunCommand,
 };
 use super::run::{Shown, WriteRun};
 use super::work::Work;
@@ -64,6 +65,27 @@ impl WriteRun {
             post,
             changed_ca: false,
         })
+    }
+}
+
+/// A run whose batches are done: what it found in the fleet is all that its report waits for.
+pub(crate) struct Streamed {
+    started: Started,
+    lines: Lines,
+    stopped: Option<Stop>,
+    warnings: Vec<String>,
+}
+
+impl Streamed {
+    /// Ends the run ([`Started::finish`]) with what it found in the fleet.
+    pub(crate) fn finish(self, fleet: FleetFacts) -> Result<(Report, Exit)> {
+        let Streamed {
+            started,
+            lines,
+            stopped,
+            warnings,
+        } = self;
+        started.finish(lines, stopped, warnings, fleet)
     }
 }
 
@@ -120,13 +142,33 @@ impl Started {
     /// Runs `work` over `items` in journaled batches, then [`Started::finish`]es the run.
     /// `refused` are identities left alone before staging, with why.
     pub(crate) fn execute<W: Work>(
-        mut self,
+        self,
         work: &W,
         items: &BTreeMap<IdentityId, W::Item>,
         refused: Vec<(IdentityId, String)>,
         warnings: Vec<String>,
         fleet: FleetFacts,
     ) -> Result<(Report, Exit)> {
+        let each = items.iter().map(|(id, item)| (id.clone(), item));
+        let total = items.len();
+        let watched = fleet.watched();
+        let items = batches::Items { each, total };
+        self.stream(work, items, refused, warnings, watched)?
+            .finish(fleet)
+    }
+
+    /// Runs `work` over `items`, taken as they come (a survey streamed: nothing is held but the
+    /// batch in flight and the next), in journaled batches; the run then ends with
+    /// [`Streamed::finish`], once what it found in the fleet is known. `watched` are the
+    /// identities left for a person whose being done the report notes (see `FleetFacts`).
+    pub(crate) fn stream<W: Work, T: Borrow<W::Item> + Send + Sync>(
+        mut self,
+        work: &W,
+        items: batches::Items<impl Iterator<Item = (IdentityId, T)>>,
+        refused: Vec<(IdentityId, String)>,
+        warnings: Vec<String>,
+        watched: BTreeSet<String>,
+    ) -> Result<Streamed> {
         for w in &warnings {
             eprintln!("rekey: warning: {}", crate::values::Escaped::new(w));
         }
@@ -155,14 +197,23 @@ impl Started {
                 },
                 next: self.next_call,
             });
+        let mut lines = Lines::new(
+            run_dir.as_ref().map(|dir| dir.path()),
+            skipped(refused).collect(),
+            watched,
+        );
+        let pool = pool(self.write.settings.jobs)?;
         let root_dir = &self.write.fleet;
-        let done = pool(self.write.settings.jobs)?.install(|| {
-            batches::run(work, items, commit, root_dir, progress, &interrupt, hooking)
-        })?;
+        let done = batches::run(
+            work, items, &pool, commit, root_dir, progress, &interrupt, hooking, &mut lines,
+        )?;
         self.next_call = done.last_call;
-        let mut identities = done.identities;
-        identities.extend(skipped(refused));
-        self.finish(identities, done.stopped, warnings, fleet)
+        Ok(Streamed {
+            started: self,
+            lines,
+            stopped: done.stopped,
+            warnings,
+        })
     }
 
     /// Ends a run that had nothing to change (but perhaps identities it refused).
@@ -171,15 +222,22 @@ impl Started {
         refused: Vec<(IdentityId, String)>,
         fleet: FleetFacts,
     ) -> Result<(Report, Exit)> {
-        self.finish(skipped(refused).collect(), None, Vec::new(), fleet)
+        let dir = match &self.run {
+            Journaled::Run(run) => Some(run.dir.path().to_path_buf()),
+            Journaled::DryRun(_) => None,
+        };
+        let lines = Lines::new(dir.as_deref(), skipped(refused).collect(), fleet.watched());
+        self.finish(lines, None, Vec::new(), fleet)
     }
 
-    /// Ends the run: builds its report (once), saves it, runs the post hooks when something
-    /// changed, settles the audit log, closes the journal, prints the report and says how the
-    /// run ended. Also the whole of a run that found nothing to do.
+    /// Ends the run: builds its report (once, its identities streamed from `lines`), saves it,
+    /// runs the post hooks when something changed, settles the audit log, closes the journal,
+    /// prints the report and says how the run ended. Also the whole of a run that found nothing
+    /// to do. The report returned holds its identities only when the command shows it
+    /// ([`Shown::ByCommand`]).
     pub(crate) fn finish(
         mut self,
-        identities: Vec<IdentityReport>,
+        mut lines: Lines,
         stopped: Option<Stop>,
         warnings: Vec<String>,
         fleet: FleetFacts,
@@ -203,23 +261,21 @@ impl Started {
             hooks_skipped: self.write.settings.hooks.skip,
             retried_hooks: std::mem::take(&mut self.write.retried),
         };
-        let mut report = Report::new(header, identities);
+        lines.close();
+        let mut report = Report::of(header, lines.tally(), Vec::new());
+        let shown = self.write.settings.shown;
         let mut run = match self.run {
             Journaled::Run(run) => run,
             Journaled::DryRun(_) => {
                 // The report the run would write, and nothing after it: no post hook, no report
                 // saved, no audit, no metrics, no pruning.
-                tell(
-                    &report,
-                    stopped.as_ref(),
-                    &Ok(()),
-                    self.write.settings.shown,
-                )?;
-                return Ok((report.clone(), report.exit()));
+                tell(&report, &lines, stopped.as_ref(), &Ok(()), shown)?;
+                let exit = report.exit();
+                return Ok((handed(report, &lines, shown)?, exit));
             }
         };
         if report.counts.done > 0 || self.changed_ca {
-            let results = post_hooks(&self.write, &mut run, &self.post, &report)?;
+            let results = post_hooks(&self.write, &mut run, &self.post, &report, &lines)?;
             report.with_post_hooks(results);
         } else {
             drop_post_hooks(&mut run, &self.post);
@@ -228,10 +284,11 @@ impl Started {
         // replayed, so lines written after it would be lost for good at a power cut between the
         // two (settling is idempotent: a replay of this run writes only what is missing).
         if report.command == RunCommand::Recover {
-            audit::settle(&root, &report, self.write.settings.started)?;
+            let held = handed(report.clone(), &lines, Shown::ByCommand)?;
+            audit::settle(&root, &held, self.write.settings.started)?;
         }
         let run_dir = run.dir.clone();
-        let saved = run.finish(&report);
+        let saved = run.finish(&report, &lines);
         if saved.is_err() {
             report.not_saved();
         }
@@ -255,9 +312,21 @@ impl Started {
                 );
             }
         }
-        tell(&report, stopped.as_ref(), &saved, self.write.settings.shown)?;
-        Ok((report.clone(), report.exit()))
+        tell(&report, &lines, stopped.as_ref(), &saved, shown)?;
+        let exit = report.exit();
+        Ok((handed(report, &lines, shown)?, exit))
     }
+}
+
+/// The report a run hands its command: with its identities read back when the command shows
+/// it (the review page), without them otherwise (they are in `report.json`).
+fn handed(mut report: Report, lines: &Lines, shown: Shown) -> Result<Report> {
+    if shown == Shown::ByCommand {
+        report.identities = lines
+            .hold()
+            .context("failed to read the run's report lines")?;
+    }
+    Ok(report)
 }
 
 /// Runs the post hooks of a run that changed something (journaled when it started), once its
@@ -268,11 +337,12 @@ fn post_hooks(
     run: &mut Run,
     post: &[hooks::HookCall],
     report: &Report,
+    lines: &Lines,
 ) -> Result<Vec<hooks::HookResult>> {
     if post.is_empty() {
         return Ok(Vec::new());
     }
-    match history::write_report(&run.dir, report) {
+    match history::save_report(&run.dir, report, lines) {
         Err(err) if crate::fsio::caused_by_no_space(&err) => return Ok(Vec::new()),
         saved => saved?,
     }
@@ -350,10 +420,23 @@ fn skipped(refused: Vec<(IdentityId, String)>) -> impl Iterator<Item = IdentityR
 /// Prints a run's report (the table, or the JSON document; nothing when the command renders
 /// it) and, on stderr, why it stopped
 /// short or could not be saved.
-fn tell(report: &Report, stopped: Option<&Stop>, saved: &Result<()>, shown: Shown) -> Result<()> {
+fn tell(
+    report: &Report,
+    lines: &Lines,
+    stopped: Option<&Stop>,
+    saved: &Result<()>,
+    shown: Shown,
+) -> Result<()> {
+    let read = || {
+        lines
+            .read()
+            .context("failed to read the run's report lines")
+    };
     match shown {
-        Shown::Table => crate::out::emit(&report.summary())?,
-        Shown::Json => crate::out::emit(&report.to_json())?,
+        Shown::Table => crate::out::emit(&report.summary_of(read()?)?)?,
+        Shown::Json => {
+            crate::out::emit_with(|w| report.write_json(read().map_err(std::io::Error::other)?, w))?
+        }
         Shown::ByCommand => {}
     }
     if let Some(stop) = stopped {
@@ -369,7 +452,7 @@ fn tell(report: &Report, stopped: Option<&Stop>, saved: &Result<()>, shown: Show
             "rekey: error: {stop}; stopped after {} of {}, the rest are unchanged; \
              {first}{again}",
             report.counts.done,
-            crate::count::count(report.identities.len(), "identity", "identities"),
+            crate::count::count(lines.tally().lines, "identity", "identities"),
         );
     }
     if let Err(err) = saved {

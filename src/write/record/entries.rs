@@ -263,6 +263,23 @@ pub(crate) fn read(path: &Path) -> Result<Vec<Record>> {
     Ok(records)
 }
 
+/// Whether the journal at `path` says its run ended, read a line at a time (a journal holds a
+/// record per batch and per hook call: never held whole for this). A last line cut short, as a
+/// crash leaves it, is not an end.
+pub(crate) fn ended(path: &Path) -> Result<bool> {
+    let file =
+        File::open(path).with_context(|| format!("failed to read journal {}", path.display()))?;
+    for line in BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("failed to read journal {}", path.display()))?;
+        // Only an `end` record can say so: the others are not parsed.
+        if line.contains("\"end\"") && matches!(serde_json::from_str(&line), Ok(Record::End { .. }))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// What replay must do for one unfinished batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Unfinished {

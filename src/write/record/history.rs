@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 
-use super::run_report::Report;
+use super::run_report::{Lines, Report};
 use crate::store::{RunDir, Store};
 
 /// Reads run `run`'s `report.json`.
@@ -17,6 +17,13 @@ pub(crate) fn read_report(run: &RunDir) -> Result<Report> {
 /// Saves run `run`'s `report.json`, atomically.
 pub(crate) fn write_report(run: &RunDir, report: &Report) -> Result<()> {
     crate::fsio::write_atomic(&run.report(), report.to_json().as_bytes(), 0o600)
+}
+
+/// Saves run `run`'s `report.json`, atomically, its identities streamed from `lines`.
+pub(crate) fn save_report(run: &RunDir, report: &Report, lines: &Lines) -> Result<()> {
+    crate::fsio::write_atomic_with(&run.report(), 0o600, |w| {
+        report.write_json(lines.read()?, w)
+    })
 }
 
 /// Every run the store records, oldest first, each with its report if it has a readable one.

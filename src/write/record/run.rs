@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::entries::{self, Journal, Record};
 use super::history;
-use super::run_report::{Notes, Report, RunCommand};
+use super::run_report::{Lines, Notes, Report, RunCommand};
 use crate::store::{RunDir, Store};
 
 pub(crate) struct Run {
@@ -44,8 +44,8 @@ impl Run {
 
     /// Writes `report.json`, then closes the journal (a run cut short between the two is
     /// replayed and reported again).
-    pub(crate) fn finish(mut self, report: &Report) -> Result<()> {
-        history::write_report(&self.dir, report)?;
+    pub(crate) fn finish(mut self, report: &Report, lines: &Lines) -> Result<()> {
+        history::save_report(&self.dir, report, lines)?;
         self.journal.append(&Record::End { recovered: false })
     }
 }

@@ -17,10 +17,12 @@ use crate::survey::Stuck;
 pub(crate) const VERSION: u32 = 3;
 
 mod lines;
+mod stream;
 
 pub(crate) use lines::{
     CertChange, Details, IdentityReport, KeyChange, NeedsPerson, Outcome, RetriedHook, TokenChange,
 };
+pub(crate) use stream::{Lines, Tally};
 
 /// Report times, as RFC 3339 to the second (`2026-11-28T00:00:00Z`), the form every report has.
 mod rfc3339 {
@@ -120,6 +122,10 @@ pub(crate) struct Report {
     /// none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) needs_attention: Vec<NeedsPerson>,
+    /// The deploy hooks of its identities that failed (counted as the lines passed: a report
+    /// streamed holds no identities).
+    #[serde(skip)]
+    pub(crate) own_hooks_failed: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +195,18 @@ pub(crate) struct FleetFacts {
     pub(crate) keep_runs: Option<usize>,
 }
 
+impl FleetFacts {
+    /// The identities left for a person before the run: a line that says one was done clears it.
+    pub(crate) fn watched(&self) -> std::collections::BTreeSet<String> {
+        self.needs_attention
+            .iter()
+            .flatten()
+            .filter(|a| !a.fleet_issue)
+            .map(|a| a.dir.clone())
+            .collect()
+    }
+}
+
 impl Report {
     /// What the metrics say of this run (`rekey_last_run_*`).
     pub(crate) fn last_run(&self) -> crate::metrics::LastRun {
@@ -204,18 +222,19 @@ impl Report {
     /// exit code chosen here and nowhere else. A run `cut_short` (a full filesystem, a signal,
     /// a report that could not be saved) exits 1 when it changed nothing and 3 when it changed
     /// some; a failure of this run (3) wins over attention that was already there (4).
-    pub(crate) fn new(mut header: Header, mut identities: Vec<IdentityReport>) -> Report {
+    pub(crate) fn new(header: Header, mut identities: Vec<IdentityReport>) -> Report {
         identities.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
-        let outcomes = |o: Outcome| identities.iter().filter(|i| i.outcome == o).count();
+        let tally = Tally::of(&identities, &header.fleet.watched());
+        Report::of(header, &tally, identities)
+    }
+
+    /// The report of a run whose lines were counted in `tally` as they passed; `identities`
+    /// are those it holds (none, for a run whose lines are streamed: see `stream`).
+    pub(crate) fn of(mut header: Header, tally: &Tally, identities: Vec<IdentityReport>) -> Report {
         // Counted after the run: an identity this run changed (a recovered one) is no longer
         // left for a person.
-        let done: std::collections::BTreeSet<&str> = identities
-            .iter()
-            .filter(|i| i.outcome == Outcome::Done)
-            .map(|i| i.dir.as_str())
-            .collect();
         if let Some(attention) = &mut header.fleet.needs_attention {
-            attention.retain(|a| a.fleet_issue || !done.contains(a.dir.as_str()));
+            attention.retain(|a| a.fleet_issue || !tally.cleared.contains(a.dir.as_str()));
         }
         let attention = header.fleet.needs_attention.as_deref();
         let stuck = |state: Stuck, fleet_issue: bool| {
@@ -228,23 +247,20 @@ impl Report {
         };
         let rollback = header.command == RunCommand::Rollback;
         let counts = Counts {
-            done: outcomes(Outcome::Done),
-            skipped: outcomes(Outcome::Skipped),
-            failed: outcomes(Outcome::Failed),
-            credentials: identities
-                .iter()
-                .filter(|i| i.outcome == Outcome::Done)
-                .map(|i| match rollback {
-                    true => i.files.len(),
-                    false => usize::from(i.cert.is_some()) + usize::from(i.token.is_some()),
-                })
-                .sum(),
+            done: tally.done,
+            skipped: tally.skipped,
+            failed: tally.failed,
+            credentials: if rollback {
+                tally.files
+            } else {
+                tally.credentials
+            },
             needs_recover: stuck(Stuck::Recover, false),
             problems: stuck(Stuck::Problem, false),
             fleet_issues: stuck(Stuck::Problem, true),
             hooks_failed: 0,
         };
-        let outcome = match (counts.done, identities.len()) {
+        let outcome = match (counts.done, tally.lines) {
             (_, 0) => RunOutcome::NothingToDo,
             (0, _) => RunOutcome::Failed,
             (done, all) if done == all => RunOutcome::Done,
@@ -278,6 +294,7 @@ impl Report {
             counts,
             identities,
             needs_attention: header.fleet.needs_attention.unwrap_or_default(),
+            own_hooks_failed: tally.hooks_failed,
         };
         report.decide_exit();
         report
@@ -296,13 +313,14 @@ impl Report {
     /// went well but leaves identities for a person.
     fn decide_exit(&mut self) {
         let failed = |h: &HookResult| h.status != HookStatus::Ok;
-        let own = self.identities.iter().flat_map(|i| &i.hooks);
         let retried = self.retried_hooks.iter().map(|r| &r.result);
-        self.counts.hooks_failed = own
-            .chain(&self.post_hooks)
-            .chain(retried)
-            .filter(|h| failed(h))
-            .count();
+        self.counts.hooks_failed = self.own_hooks_failed
+            + self
+                .post_hooks
+                .iter()
+                .chain(retried)
+                .filter(|h| failed(h))
+                .count();
         let c = self.counts;
         let cut_short = self.stopped.is_some();
         let exit = if cut_short && c.done == 0 {
@@ -344,8 +362,12 @@ impl Report {
         self.exit_code = exit as u8;
     }
 
-    /// The table printed after a run: counts, then every identity not done.
-    pub(crate) fn summary(&self) -> String {
+    /// The table printed after a run: counts, then every identity not done (every identity, in
+    /// a dry run), those it holds and then `lines`.
+    pub(crate) fn summary_of(
+        &self,
+        lines: impl Iterator<Item = std::io::Result<IdentityReport>>,
+    ) -> std::io::Result<String> {
         let c = self.counts;
         let what = if self.outcome == RunOutcome::NothingToDo {
             "nothing to do".to_string()
@@ -386,31 +408,30 @@ impl Report {
                 .map(String::from)
                 .to_vec(),
         ];
-        for r in self
-            .identities
-            .iter()
-            .filter(|i| self.dry_run || i.outcome != Outcome::Done)
-        {
+        // Hooks that failed, with the identity's directory: few, held until the table is out.
+        let mut own_hooks = Vec::new();
+        for r in self.identities.iter().cloned().map(Ok).chain(lines) {
+            let r = r?;
+            for h in r.hooks.iter().filter(|h| h.status != HookStatus::Ok) {
+                own_hooks.push((Some(r.dir.clone()), h.clone()));
+            }
+            if !self.dry_run && r.outcome == Outcome::Done {
+                continue;
+            }
             let outcome = match r.outcome {
                 Outcome::Done => "done",
                 Outcome::Skipped => "skipped",
                 Outcome::Failed => "failed",
             };
-            rows.push(vec![
-                r.node.clone(),
-                r.service.clone(),
-                outcome.to_string(),
-                r.reason.clone(),
-            ]);
+            rows.push(vec![r.node, r.service, outcome.to_string(), r.reason]);
         }
         if rows.len() > 1 {
             out.push('\n');
             out.push_str(&crate::report::align(&rows));
         }
-        let hooks = self
-            .identities
+        let hooks = own_hooks
             .iter()
-            .flat_map(|i| i.hooks.iter().map(move |h| (Some(i.dir.as_str()), h)))
+            .map(|(dir, h)| (dir.as_deref(), h))
             .chain(self.post_hooks.iter().map(|h| (None, h)))
             .chain(
                 self.retried_hooks
@@ -437,7 +458,7 @@ impl Report {
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
         }
-        out
+        Ok(out)
     }
 
     /// The report as pretty JSON, with a final newline.
