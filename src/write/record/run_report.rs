@@ -469,5 +469,43 @@ impl Report {
     }
 }
 
+/// The top-level key of the identities in the pretty JSON of a report that holds none.
+const EMPTY: &str = "\n  \"identities\": []";
+
+impl Report {
+    /// The report as pretty JSON, with a final newline, its identities (after any it holds)
+    /// from `lines`: byte for byte [`Report::to_json`] of the report holding them all.
+    pub(crate) fn write_json(
+        &self,
+        lines: impl Iterator<Item = std::io::Result<IdentityReport>>,
+        w: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        let mut whole = self.clone();
+        let mut lines = whole
+            .identities
+            .drain(..)
+            .map(Ok)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(lines)
+            .peekable();
+        if lines.peek().is_none() {
+            return w.write_all(self.to_json().as_bytes());
+        }
+        let head = whole.to_json();
+        let at = head
+            .find(EMPTY)
+            .ok_or_else(|| std::io::Error::other("a report always has its identities"))?;
+        w.write_all(head[..at + EMPTY.len() - 1].as_bytes())?;
+        for (n, line) in lines.enumerate() {
+            w.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
+            let text = serde_json::to_string_pretty(&line?).map_err(std::io::Error::from)?;
+            w.write_all(text.replace('\n', "\n    ").as_bytes())?;
+        }
+        w.write_all(b"\n  ]")?;
+        w.write_all(head[at + EMPTY.len()..].as_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests;

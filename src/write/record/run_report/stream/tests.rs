@@ -1,6 +1,6 @@
 use super::*;
 use crate::names::IdentityId;
-use crate::write::record::run_report::{FleetFacts, Header, Notes, RunCommand};
+use crate::write::record::run_report::{FleetFacts, Header, Notes, Report, RunCommand};
 
 fn header() -> Header {
     let t = "2026-11-28T00:00:00Z".parse().unwrap();
