@@ -62,6 +62,16 @@ pub struct Begin {
     pub import: Option<(PathBuf, PathBuf)>,
 }
 
+impl Begin {
+    /// Whether nothing was asked of the new CA (`ca begin` alone).
+    fn is_default(&self) -> bool {
+        self.key_type.is_none()
+            && self.validity_days.is_none()
+            && self.subject.is_none()
+            && self.import.is_none()
+    }
+}
+
 /// Which stage.
 #[derive(Debug)]
 pub enum StageCommand {
@@ -87,8 +97,15 @@ pub(crate) fn stage(o: &Options) -> Result<Exit> {
     let now = dir.stage().map_err(|e| anyhow!("{e}"))?;
     let (command, change) = match (&o.stage, now) {
         (StageCommand::Begin(b), Stage::Steady) => (RunCommand::CaBegin, Some(begin(&run, b)?)),
-        // Run again after a begin cut short: the trust files it did not reach.
-        (StageCommand::Begin(_), Stage::Begun) => (RunCommand::CaBegin, None),
+        // Run again after a begin cut short: the trust files it did not reach. What the new CA
+        // is made of was settled by the begin that made it: asked for another, it refuses.
+        (StageCommand::Begin(b), Stage::Begun) if b.is_default() => (RunCommand::CaBegin, None),
+        (StageCommand::Begin(_), Stage::Begun) => bail!(
+            "a CA rotation is already begun (ca/next holds the new CA): rekey ca begin run again \
+             only brings the ca.pem files to the bundle, and takes no --key-type, \
+             --validity-days, --subject or --import-*; to begin with another CA, rekey ca abort \
+             first"
+        ),
         (StageCommand::Switch, Stage::Begun) => (RunCommand::CaSwitch, Some(switch(&run)?)),
         (StageCommand::Finish, Stage::Switched) => (RunCommand::CaFinish, Some(finish(&run)?)),
         // Run again after a finish cut short: the trust files it did not reach.

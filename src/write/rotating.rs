@@ -51,30 +51,9 @@ pub(crate) fn run(
         }
         return started.nothing_to_do(refused, fleet);
     }
-    let as_of = write.as_of();
-    let signer = crate::signer::load(write.root(), &survey.scope.ca, as_of)?;
-    // The expiry the plan promised: one rule, the classifier's.
-    let not_after = crate::classify::Context {
-        policy: &survey.scope.policy,
-        ca_not_after: survey.scope.ca.not_after,
-        now: as_of,
-    }
-    .new_not_after();
-    let warnings: Vec<String> = expired_on_arrival(not_after, write.settings.started)
-        .into_iter()
-        .collect();
-    let root_dir = write
-        .fleet()
-        .try_clone()
-        .context("failed to open the fleet root again")?;
-    let rotation = Rotation {
-        fleet: &root_dir,
-        ca: &survey.scope.ca,
-        signer: &signer,
-        keys: survey.scope.policy.keys,
-        not_before: as_of,
-        not_after,
-    };
+    let signing = Signing::load(&write, &survey.scope)?;
+    let rotation = signing.rotation(&survey.scope, write.as_of());
+    let warnings = signing.warnings.clone();
     let started = write.start(command, notes)?;
     if !dry {
         before(&started)?;
@@ -155,28 +134,9 @@ pub(crate) fn rotate_streamed(
         return Ok(started.nothing_to_do(Vec::new(), fleet)?.1);
     }
     crate::survey::read_under(&root, as_of, policy, narrowed, |scope, judged| {
-        let signer = crate::signer::load(write.root(), &scope.ca, as_of)?;
-        let not_after = crate::classify::Context {
-            policy: &scope.policy,
-            ca_not_after: scope.ca.not_after,
-            now: as_of,
-        }
-        .new_not_after();
-        let warnings: Vec<String> = expired_on_arrival(not_after, write.settings.started)
-            .into_iter()
-            .collect();
-        let root_dir = write
-            .fleet()
-            .try_clone()
-            .context("failed to open the fleet root again")?;
-        let rotation = Rotation {
-            fleet: &root_dir,
-            ca: &scope.ca,
-            signer: &signer,
-            keys: scope.policy.keys,
-            not_before: as_of,
-            not_after,
-        };
+        let signing = Signing::load(&write, scope)?;
+        let rotation = signing.rotation(scope, as_of);
+        let warnings = signing.warnings.clone();
         let started = write.start(RunCommand::Rotate, Notes::default())?;
         super::journal::crash_point("surveyed");
         let each = judged.filter_map(|identity| {
@@ -191,6 +151,54 @@ pub(crate) fn rotate_streamed(
         let streamed = started.stream(&rotation, items, Vec::new(), warnings, BTreeSet::new())?;
         Ok(streamed.finish(fleet)?.1)
     })?
+}
+
+/// What signing at the run date needs, loaded before anything is written or audited: the CA
+/// key, the expiry the plan promised (one rule, the classifier's), the warning when that is
+/// already past, and a second handle on the fleet root.
+struct Signing {
+    signer: crate::signer::CaSigner,
+    not_after: DateTime<Utc>,
+    warnings: Vec<String>,
+    root_dir: crate::fsio::RootDir,
+}
+
+impl Signing {
+    fn load(write: &WriteRun, scope: &crate::survey::Scope) -> anyhow::Result<Signing> {
+        let as_of = write.as_of();
+        let signer = crate::signer::load(write.root(), &scope.ca, as_of)?;
+        let not_after = crate::classify::Context {
+            policy: &scope.policy,
+            ca_not_after: scope.ca.not_after,
+            now: as_of,
+        }
+        .new_not_after();
+        let warnings = expired_on_arrival(not_after, write.settings.started)
+            .into_iter()
+            .collect();
+        let root_dir = write
+            .fleet()
+            .try_clone()
+            .context("failed to open the fleet root again")?;
+        Ok(Signing {
+            signer,
+            not_after,
+            warnings,
+            root_dir,
+        })
+    }
+
+    /// The rotation of each identity, signed at `as_of` under `scope`'s CA and policy.
+    fn rotation<'a>(&'a self, scope: &'a crate::survey::Scope, as_of: DateTime<Utc>) -> Rotation<'a> {
+        Rotation {
+            fleet: &self.root_dir,
+            ca: &scope.ca,
+            signer: &self.signer,
+            keys: scope.policy.keys,
+            not_before: as_of,
+            not_after: self.not_after,
+        }
+    }
 }
 
 /// [`facts`] of a fleet streamed: what is left for a person, from what the survey counted.
