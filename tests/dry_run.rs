@@ -76,16 +76,7 @@ fn comparable(report: &Value) -> Value {
     ] {
         o.remove(key);
     }
-    // A warning may quote the system clock (a run date so far back that what it issues has
-    // expired by now): the two runs read it a moment apart.
-    let warnings = o.get_mut("warnings").and_then(Value::as_array_mut);
-    for w in warnings.into_iter().flatten() {
-        if let Some(text) = w.as_str()
-            && let Some(at) = text.find("the system clock's now (")
-        {
-            *w = Value::String(text[..at].to_string());
-        }
-    }
+    common::without_the_clock(o);
     let rotating = o["command"] != "rollback";
     if !rotating {
         // A rollback's run date is the wall clock: a timestamp.
