@@ -203,7 +203,7 @@ impl Signing {
 
 /// [`facts`] of a fleet streamed: what is left for a person, from what the survey counted.
 fn end_facts(scope: &crate::survey::Scope, end: &crate::survey::End) -> FleetFacts {
-    let mut needs_attention: Vec<NeedsPerson> = end
+    let needs_attention: Vec<NeedsPerson> = end
         .people
         .iter()
         .map(|p| NeedsPerson {
@@ -213,29 +213,14 @@ fn end_facts(scope: &crate::survey::Scope, end: &crate::survey::End) -> FleetFac
             fleet_issue: false,
         })
         .collect();
-    needs_attention.extend(
-        end.issues
-            .iter()
-            .filter(|i| i.is_problem)
-            .map(|i| NeedsPerson {
-                dir: i.path.clone(),
-                state: Stuck::Problem,
-                reason: i.message.clone(),
-                fleet_issue: true,
-            }),
-    );
-    FleetFacts {
-        policy_sha256: Some(scope.policy.digest()),
-        needs_attention: Some(needs_attention),
-        keep_runs: Some(scope.policy.keep_runs as usize),
-    }
+    left_for_a_person(scope, needs_attention, &end.issues)
 }
 
 /// The policy in force and what is left for a person: identities that need `recover` and
 /// problems, with their own reasons (for `rotate`, they make the exit code 4 if the run itself
 /// went well).
 fn facts(survey: &Survey) -> FleetFacts {
-    let mut needs_attention: Vec<NeedsPerson> = survey
+    let needs_attention: Vec<NeedsPerson> = survey
         .identities
         .iter()
         .filter_map(|i| {
@@ -248,22 +233,26 @@ fn facts(survey: &Survey) -> FleetFacts {
             })
         })
         .collect();
-    needs_attention.extend(
-        survey
-            .issues
-            .iter()
-            .filter(|i| i.is_problem)
-            .map(|i| NeedsPerson {
-                dir: i.path.clone(),
-                state: Stuck::Problem,
-                reason: i.message.clone(),
-                fleet_issue: true,
-            }),
-    );
+    left_for_a_person(&survey.scope, needs_attention, &survey.issues)
+}
+
+/// The facts of a fleet judged under `scope`: the identities left for a person, then the
+/// fleet issues that are problems, and the policy in force.
+fn left_for_a_person(
+    scope: &crate::survey::Scope,
+    mut needs_attention: Vec<NeedsPerson>,
+    issues: &[crate::scan::Issue],
+) -> FleetFacts {
+    needs_attention.extend(issues.iter().filter(|i| i.is_problem).map(|i| NeedsPerson {
+        dir: i.path.clone(),
+        state: Stuck::Problem,
+        reason: i.message.clone(),
+        fleet_issue: true,
+    }));
     FleetFacts {
-        policy_sha256: Some(survey.scope.policy.digest()),
+        policy_sha256: Some(scope.policy.digest()),
         needs_attention: Some(needs_attention),
-        keep_runs: Some(survey.scope.policy.keep_runs as usize),
+        keep_runs: Some(scope.policy.keep_runs as usize),
     }
 }
 
