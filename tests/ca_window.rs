@@ -181,6 +181,40 @@ fn demo_with_ca_days_builds_a_fleet_whose_ca_ends_then_with_trust_files() {
     assert!(stdout.contains("next: rekey ca begin --root"), "{stdout}");
 }
 
+/// A new user walks the stages on the demo fleet, whose identities left for a person (one
+/// needs recover, two have a problem) are still signed by the previous CA after the rotate:
+/// the next step names them as what rotate skips, and finish refuses naming them, never
+/// "rekey rotate" alone, which would move nothing.
+#[test]
+fn after_the_switch_next_says_which_credentials_rotate_cannot_move() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = rekey()
+        .args(["demo", "--ca-days", "60", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    for stage in [&["ca", "begin"][..], &["ca", "switch"], &["rotate"]] {
+        let (code, _, err) = run_unpinned(&dir, stage);
+        assert!(code == 0 || code == 4, "{stage:?}: {err}");
+    }
+    let (code, stdout, _) = run_unpinned(&dir, &["status"]);
+    assert_eq!(code, 4, "{stdout}");
+    let next = stdout
+        .lines()
+        .find(|l| l.starts_with("next: rekey rotate"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        next.contains("5 credentials are still signed by the previous CA; 5 of them belong to \
+             identities that need recover or have a problem, which rotate skips"),
+        "{next}"
+    );
+    let (code, _, err) = run_unpinned(&dir, &["ca", "finish"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("3 identities are still signed by the previous CA"), "{err}");
+}
+
 #[test]
 fn demo_without_ca_days_has_a_ten_year_ca_and_no_trust_files() {
     let tmp = tempfile::tempdir().unwrap();

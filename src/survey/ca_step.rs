@@ -19,24 +19,26 @@ pub(crate) enum CaStep {
     Begin { ends: DateTime<Utc> },
     /// Begun: switch once the hooks of `begin` have run and the trust has settled.
     Switch,
-    /// Switched, with this many credentials still signed by the previous CA.
-    Rotate { on_previous: usize },
+    /// Switched, with this many credentials still signed by the previous CA, `stuck` of them
+    /// of identities left for a person (which `rotate` skips).
+    Rotate { on_previous: usize, stuck: usize },
     /// Switched, and no credential is signed by the previous CA any more.
     Finish,
 }
 
 impl CaStep {
     /// The step the fleet in `scope` asks for, `on_previous` being how many of the credentials
-    /// judged are still signed by the previous CA. A steady fleet is due for a rotation from
-    /// the instant `ca_rotate_before_days` before its CA's end, that instant included.
-    pub(crate) fn of(scope: &Scope, on_previous: usize) -> Option<CaStep> {
+    /// judged are still signed by the previous CA (`stuck` of them of identities left for a
+    /// person). A steady fleet is due for a rotation from the instant `ca_rotate_before_days`
+    /// before its CA's end, that instant included.
+    pub(crate) fn of(scope: &Scope, on_previous: usize, stuck: usize) -> Option<CaStep> {
         match scope.stage() {
             Stage::Steady => {
                 let ends = scope.ca.not_after;
                 (scope.as_of >= ends - scope.policy.ca_rotate_before()).then_some(CaStep::Begin { ends })
             }
             Stage::Begun => Some(CaStep::Switch),
-            Stage::Switched if on_previous > 0 => Some(CaStep::Rotate { on_previous }),
+            Stage::Switched if on_previous > 0 => Some(CaStep::Rotate { on_previous, stuck }),
             Stage::Switched => Some(CaStep::Finish),
         }
     }
@@ -73,10 +75,16 @@ impl CaStep {
                  ca_trust_settle_hours ({}) have passed since it",
                 scope.policy.ca_trust_settle_hours
             ),
-            CaStep::Rotate { on_previous } => format!(
+            CaStep::Rotate { on_previous, stuck: 0 } => format!(
                 "CA rotation switched: {} still signed by the previous CA, reissued under the \
                  new one; then rekey ca finish",
                 count(on_previous, "credential", "credentials")
+            ),
+            CaStep::Rotate { on_previous, stuck } => format!(
+                "CA rotation switched: {} still signed by the previous CA; {stuck} of them \
+                 belong to identities that need recover or have a problem, which rotate skips: \
+                 recover or fix those (named above) first; then rekey ca finish",
+                count(on_previous, "credential is", "credentials are")
             ),
             CaStep::Finish => "CA rotation switched, and no credential is signed by the previous \
                                CA any more"

@@ -61,6 +61,9 @@ pub(crate) struct Totals {
     /// Credentials judged usable that are signed by the previous CA of a switched CA rotation
     /// (what keeps `rekey ca finish` waiting).
     pub(crate) on_previous: usize,
+    /// Of those, the credentials of identities left for a person (recover, problem): `rotate`
+    /// skips them, so only the person moves them to the new CA.
+    pub(crate) on_previous_stuck: usize,
 }
 
 /// The credential that expires next.
@@ -92,10 +95,13 @@ impl Totals {
     /// Counts one identity.
     pub(crate) fn add(&mut self, identity: &Identity, scope: &Scope) {
         self.identities[index(identity.state())] += 1;
+        let stuck = matches!(identity.state(), State::Recover | State::Problem);
         for c in identity.credentials() {
             self.credentials[index(c.verdict.state)] += 1;
             self.unreadable_files += c.unreadable_files();
-            self.on_previous += usize::from(c.signed_by == Some(crate::ca::Role::Previous));
+            let previous = c.signed_by == Some(crate::ca::Role::Previous);
+            self.on_previous += usize::from(previous);
+            self.on_previous_stuck += usize::from(previous && stuck);
             let Some(w) = c.window else { continue };
             let earliest = |t: Option<DateTime<Utc>>| Some(t.map_or(w.not_after, |t| t.min(w.not_after)));
             self.earliest = earliest(self.earliest);
@@ -138,7 +144,7 @@ impl Totals {
 
     /// The next step of a CA rotation the counted fleet asks for (docs/design.md §3a).
     pub(crate) fn ca_step(&self, scope: &Scope) -> Option<CaStep> {
-        CaStep::of(scope, self.on_previous)
+        CaStep::of(scope, self.on_previous, self.on_previous_stuck)
     }
 
     /// What was counted needs of the operator; `warn` also counts credentials that keep but
