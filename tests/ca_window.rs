@@ -206,13 +206,18 @@ fn after_the_switch_next_says_which_credentials_rotate_cannot_move() {
         .find(|l| l.starts_with("next: rekey rotate"))
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(
-        next.contains("5 credentials are still signed by the previous CA; 5 of them belong to \
-             identities that need recover or have a problem, which rotate skips"),
+        next.contains(
+            "5 credentials are still signed by the previous CA; 5 of them belong to \
+             identities that need recover or have a problem, which rotate skips"
+        ),
         "{next}"
     );
     let (code, _, err) = run_unpinned(&dir, &["ca", "finish"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("3 identities are still signed by the previous CA"), "{err}");
+    assert!(
+        err.contains("3 identities are still signed by the previous CA"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -23,7 +23,9 @@ impl Tmpfs {
     fn for_test(work: &Path) -> Option<Tmpfs> {
         Tmpfs::mount(&work.join("mnt"), "64m")
             .map_err(|why| {
-                eprintln!("SKIPPED: cannot mount a tmpfs here ({why}); the disk-full test needs root")
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs here ({why}); the disk-full test needs root"
+                )
             })
             .ok()
     }

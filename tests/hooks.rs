@@ -996,16 +996,34 @@ fn a_pending_post_hook_waits_for_the_pending_deploy_hooks_of_its_run() {
     let log = dir.path().join("posted");
     let deploy = format!("test -e {}", ok.display());
     let post = format!("echo ran >> {}; test -e {}", log.display(), ok.display());
-    let (code, _, err) = run(&root, &["rotate", "--deploy-hook", &deploy, "--post-hook", &post]);
+    let (code, _, err) = run(
+        &root,
+        &["rotate", "--deploy-hook", &deploy, "--post-hook", &post],
+    );
     assert_eq!(code, 3, "both hooks fail: {err}");
-    let posted = || std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+    let posted = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
     assert_eq!(posted(), 1);
     // Only the post hook given again: the deploy call stays pending, so the post call waits.
     let (_, _, err) = common::run_unpinned(&root, &["hooks", "retry", "--post-hook", &post]);
     assert_eq!(posted(), 1, "the post hook waited: {err}");
-    assert!(err.contains("a deploy hook of its run is still pending"), "{err}");
+    assert!(
+        err.contains("a deploy hook of its run is still pending"),
+        "{err}"
+    );
     // Both given, the deploy hook fails again: the post call still waits.
-    let both = ["hooks", "retry", "--deploy-hook", &deploy, "--post-hook", &post];
+    let both = [
+        "hooks",
+        "retry",
+        "--deploy-hook",
+        &deploy,
+        "--post-hook",
+        &post,
+    ];
     let _ = common::run_unpinned(&root, &both);
     assert_eq!(posted(), 1);
     // The deploy hook succeeds: then the post hook runs, and nothing is pending.

@@ -433,7 +433,11 @@ fn prune_runs_no_hook_and_keeps_the_backups_of_a_run_whose_hooks_are_pending() {
             .unwrap();
         assert_eq!(out.status.code(), Some(0));
         let said = String::from_utf8_lossy(&out.stdout);
-        let kept = if args.is_empty() { "kept" } else { "would keep" };
+        let kept = if args.is_empty() {
+            "kept"
+        } else {
+            "would keep"
+        };
         assert!(
             said.contains(&format!(
                 "{kept} the backup of run {first}: its hooks are pending"

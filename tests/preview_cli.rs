@@ -274,7 +274,11 @@ fn a_rollback_states_no_count_it_did_not_judge() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("fleet");
     common::fleet(&root, 3, 30);
-    std::fs::write(root.join("nodes/node-02/svc-0002/cert.pem"), "not a certificate\n").unwrap();
+    std::fs::write(
+        root.join("nodes/node-02/svc-0002/cert.pem"),
+        "not a certificate\n",
+    )
+    .unwrap();
     let (code, out, err) = at(&root, &["rotate", "--format", "json"]);
     assert_eq!(code, 4, "a problem is left for a person: {err}");
     let rotated: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
@@ -294,7 +298,10 @@ fn a_rollback_states_no_count_it_did_not_judge() {
         let counts = &report["counts"];
         assert_eq!(counts["done"], 2, "dry run {dry}: {counts:#}");
         for unjudged in ["needs_recover", "problems", "fleet_issues"] {
-            assert!(counts[unjudged].is_null(), "dry run {dry}: {unjudged} in {counts:#}");
+            assert!(
+                counts[unjudged].is_null(),
+                "dry run {dry}: {unjudged} in {counts:#}"
+            );
         }
     }
 }

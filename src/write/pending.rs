@@ -141,8 +141,9 @@ pub(crate) struct Retried {
 /// Runs the pending hooks of every earlier run, oldest run first, each resolved in `set` (the
 /// configuration as it is now), a run's deploy calls before its post calls. A call whose source
 /// or identity is gone is dropped: journaled, audited, said on stderr. A command-line hook `set`
-/// does not hold stays pending, and so does a post call while a deploy call of its run does. Journals each
-/// attempt; removes a run's marker once nothing of it is pending. Under the writer lock.
+/// does not hold stays pending, and so does a post call while a deploy call of its run does.
+/// Journals each attempt; removes a run's marker once nothing of it is pending. Under the writer
+/// lock.
 pub(crate) fn retry(
     root: &Path,
     fleet: &crate::fsio::RootDir,

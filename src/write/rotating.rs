@@ -189,7 +189,11 @@ impl Signing {
     }
 
     /// The rotation of each identity, signed at `as_of` under `scope`'s CA and policy.
-    fn rotation<'a>(&'a self, scope: &'a crate::survey::Scope, as_of: DateTime<Utc>) -> Rotation<'a> {
+    fn rotation<'a>(
+        &'a self,
+        scope: &'a crate::survey::Scope,
+        as_of: DateTime<Utc>,
+    ) -> Rotation<'a> {
         Rotation {
             fleet: &self.root_dir,
             ca: &scope.ca,

@@ -142,7 +142,9 @@ fn stage_files(
                 reason: format!("{} {what}: left as it was", live.display()),
                 no_space: false,
             },
-            JudgedError::Io(e) => NotWritten::new(format!("{} cannot be read: {e}", live.display()), &e),
+            JudgedError::Io(e) => {
+                NotWritten::new(format!("{} cannot be read: {e}", live.display()), &e)
+            }
         })?;
         let entry = old.entry;
         let copy = backup_path(backup, &s.id, &f.name);
