@@ -267,6 +267,14 @@ impl RunDir {
     }
 }
 
+/// What a writer, and its dry run, say when another writer holds the lock at `path`.
+fn held(path: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "another rekey is writing to this fleet (lock {} is held); nothing was changed",
+        path.display()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,12 +297,4 @@ mod tests {
         assert!(store.find("../x").unwrap().is_none());
         assert_eq!(store.find(first.id()).unwrap(), Some(first));
     }
-}
-
-/// What a writer, and its dry run, say when another writer holds the lock at `path`.
-fn held(path: &Path) -> anyhow::Error {
-    anyhow::anyhow!(
-        "another rekey is writing to this fleet (lock {} is held); nothing was changed",
-        path.display()
-    )
 }

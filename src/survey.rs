@@ -86,6 +86,28 @@ pub(crate) fn read<R>(
     read_under(root, as_of, None, filter, consume)
 }
 
+/// How many service directories under `root` the names of `filter` select, by listing the
+/// nodes and their services only (no file is read): what a run that judges as it goes shows its
+/// progress against. 0 when the fleet cannot be listed (its survey then says why).
+pub(crate) fn listed(root: &Path, filter: Option<&Filter>) -> usize {
+    let Ok(nodes) = crate::scan::nodes(root) else {
+        return 0;
+    };
+    let node_named = |name: &str| filter.is_none_or(|f| f.nodes.is_empty() || f.nodes.iter().any(|n| n == name));
+    nodes
+        .nodes
+        .iter()
+        .filter(|node| node_named(&node.name))
+        .map(|node| {
+            let services = crate::scan::services(root, node).candidates;
+            let named = |c: &&crate::scan::Candidate| {
+                filter.is_none_or(|f| f.names(&node.name, c.id.service()))
+            };
+            services.iter().filter(named).count()
+        })
+        .sum()
+}
+
 /// [`read`] under the policy a writing run read (`None`: read it now).
 pub(crate) fn read_under<R>(
     root: &Path,

@@ -363,6 +363,42 @@ fn progress_always_prints_plain_lines_where_stderr_is_not_a_terminal() {
     }
 }
 
+/// `rotate` judges the fleet as it goes: its progress counts every identity it handles, those it
+/// passes by included, against what the selection lists, and its plan summary follows the run.
+/// A run with nothing to rotate shows no progress.
+#[test]
+fn rotate_progress_counts_every_identity_it_judges_and_its_summary_follows_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two due, three kept: the total is five, not two.
+    let ids: Vec<_> = (1..=5)
+        .map(|n| {
+            let age = if n <= 2 { 30 } else { 0 };
+            rekey::fleet::IdentitySpec::new(&format!("n{n}"), "mocctl", issued(age))
+        })
+        .collect();
+    let root = tmp.path().join("fleet");
+    build(&root, &ca_spec(rekey::keys::KeyAlg::P256), &ids);
+    let (code, stdout, stderr) = run(&root, &["rotate", "--progress", "always"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let progress = lines
+        .iter()
+        .position(|l| l.starts_with("rekey: 5/5 identities, ") && l.contains("/s, done in "));
+    let summary = lines
+        .iter()
+        .position(|l| l.starts_with("plan: 5 identities"));
+    let (Some(progress), Some(summary)) = (progress, summary) else {
+        panic!("a progress line over all five, and the plan summary:\n{stderr}");
+    };
+    assert!(progress < summary, "the summary follows the run:\n{stderr}");
+    assert!(stderr.contains(": 4 rotate, 6 keep,"), "{stderr}");
+    // Nothing left to rotate: no progress at all.
+    let (code, stdout, stderr) = run(&root, &["rotate", "--progress", "always"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stderr.contains("/5 identities"), "{stderr}");
+    assert!(stderr.contains(": 0 rotate, 10 keep,"), "{stderr}");
+}
+
 /// A certificate copied from `node-01/kms` into `node-02/kms`: with the policy's `subject_cn`
 /// set, it is a problem for that identity (and left alone by `rotate`); unset, the fleet's
 /// naming is its own.

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::hooks::{self, HookCall, HookResult, HookSet};
 use super::journal::{self, Committed, Staged};
-use super::progress::{Meter, Progress};
+use super::progress::Meter;
 use super::record::run::Run;
 use super::record::run_report::{IdentityReport, Lines, Outcome};
 use super::signals::Interrupt;
@@ -67,8 +67,7 @@ pub(crate) struct Hooking<'a> {
 }
 
 /// What a run's batches take: each identity and its item, in (node, service) order, from a map
-/// held or a survey streamed, and how many there are (for the progress shown; a streamed survey
-/// gives what its first pass counted).
+/// held or a survey streamed, and how many there are (for the progress shown).
 pub(crate) struct Items<I> {
     pub(crate) each: I,
     pub(crate) total: usize,
@@ -115,22 +114,21 @@ impl Commit<'_> {
 /// sync failed), and the next writer replays the journal.
 pub(crate) fn run<W: Work, T: Borrow<W::Item> + Send + Sync>(
     work: &W,
-    items: Items<impl Iterator<Item = (IdentityId, T)>>,
+    mut items: impl Iterator<Item = (IdentityId, T)>,
     pool: &rayon::ThreadPool,
     mut commit: Commit<'_>,
     fleet: &crate::fsio::RootDir,
-    progress: Progress,
+    meter: &Meter,
     interrupt: &Interrupt,
     mut hooking: Option<Hooking<'_>>,
     lines: &mut Lines,
 ) -> anyhow::Result<Batches> {
-    let meter = Meter::new(progress, items.total);
-    let (size, mut items) = (batch_size(), items.each);
+    let size = batch_size();
     let mut chunk: Vec<(IdentityId, T)> = items.by_ref().take(size).collect();
     // Staging (crypto) of batch n+1 runs while batch n is committed (mostly waiting on the
     // disk), so neither waits for the other. Items are taken a batch ahead: from a survey
     // streamed, that is as far as it is read.
-    let mut prepared = pool.install(|| stage_chunk(work, &chunk, &meter));
+    let mut prepared = pool.install(|| stage_chunk(work, &chunk, meter));
     let mut stopped = None;
     let mut batch: u32 = 0;
     while !chunk.is_empty() {
@@ -181,7 +179,7 @@ pub(crate) fn run<W: Work, T: Borrow<W::Item> + Send + Sync>(
         let (committed, staged_next) = pool.install(|| {
             rayon::join(
                 || commit.batch(batch, fleet, staged, &calls),
-                || stage_chunk(work, &next, &meter),
+                || stage_chunk(work, &next, meter),
             )
         });
         prepared = staged_next;
@@ -219,7 +217,6 @@ pub(crate) fn run<W: Work, T: Borrow<W::Item> + Send + Sync>(
         lines.batch(reports);
         (chunk, batch) = (next, batch + 1);
     }
-    meter.finish();
     Ok(Batches {
         stopped,
         last_call: hooking.map_or(0, |h| h.next),

@@ -81,45 +81,65 @@ impl Meter {
                 };
                 if now.duration_since(*last) >= EVERY {
                     *last = now;
-                    eprintln!("{}", line(done, self.total, now - self.started, false));
+                    eprintln!(
+                        "{}",
+                        line(done, self.total, now - self.started, At::Running)
+                    );
                 }
             }
         }
     }
 
     /// The run is over: the bar is cleared, or the last line printed (always, even for a run
-    /// shorter than [`EVERY`]).
-    pub(crate) fn finish(self) {
+    /// shorter than [`EVERY`]). A run that reached every identity says `done`, its count what
+    /// it handled (a streamed run's total was counted by listing, before each was judged); a run
+    /// `stopped` says so with the count it was given.
+    pub(crate) fn finish(self, stopped: bool) {
         match self.shown {
             Shown::Hidden => {}
             Shown::Bar(bar) => bar.finish_and_clear(),
-            Shown::Lines(_) => eprintln!(
-                "{}",
-                line(
-                    self.done.into_inner(),
-                    self.total,
-                    self.started.elapsed(),
-                    true
-                )
-            ),
+            Shown::Lines(_) => {
+                let done = self.done.into_inner();
+                let elapsed = self.started.elapsed();
+                let shown = match stopped {
+                    true => line(done, self.total, elapsed, At::Stopped),
+                    false => line(done, done, elapsed, At::Done),
+                };
+                eprintln!("{shown}");
+            }
         }
     }
+
+    /// The run ended before it had anything to do: no last line (a run that changed nothing
+    /// shows no progress), the bar cleared.
+    pub(crate) fn clear(self) {
+        if let Shown::Bar(bar) = self.shown {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Where a run is, for its progress line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum At {
+    Running,
+    Done,
+    Stopped,
 }
 
 /// A progress line: `rekey: 2048/5000 identities, 1900/s, about 1.6s left`; at the end
 /// `rekey: 5000/5000 identities, 1900/s, done in 2.6s`, or `stopped after 2.6s` when some were not
 /// reached.
-pub(crate) fn line(done: usize, total: usize, elapsed: Duration, finished: bool) -> String {
+pub(crate) fn line(done: usize, total: usize, elapsed: Duration, at: At) -> String {
     let per_second = done as f64 / elapsed.as_secs_f64().max(0.001);
-    let when = if finished && done >= total {
-        format!("done in {}", short(elapsed))
-    } else if finished {
-        format!("stopped after {}", short(elapsed))
-    } else if done == 0 {
-        "time left unknown".to_string()
-    } else {
-        let left = total.saturating_sub(done) as f64 / per_second;
-        format!("about {} left", short(Duration::from_secs_f64(left)))
+    let when = match at {
+        At::Done => format!("done in {}", short(elapsed)),
+        At::Stopped => format!("stopped after {}", short(elapsed)),
+        At::Running if done == 0 => "time left unknown".to_string(),
+        At::Running => {
+            let left = total.saturating_sub(done) as f64 / per_second;
+            format!("about {} left", short(Duration::from_secs_f64(left)))
+        }
     };
     format!(
         "rekey: {done}/{}, {per_second:.0}/s, {when}",
@@ -154,7 +174,7 @@ mod tests {
                 2048,
                 5000,
                 Duration::from_millis(1078),
-                false,
+                At::Running,
                 "rekey: 2048/5000 identities, 1900/s, about 1.6s left",
             ),
             (
@@ -162,7 +182,7 @@ mod tests {
                 0,
                 5000,
                 s(5),
-                false,
+                At::Running,
                 "rekey: 0/5000 identities, 0/s, time left unknown",
             ),
             (
@@ -170,7 +190,7 @@ mod tests {
                 100,
                 20000,
                 s(5),
-                false,
+                At::Running,
                 "rekey: 100/20000 identities, 20/s, about 16m 35s left",
             ),
             (
@@ -178,7 +198,7 @@ mod tests {
                 10,
                 200000,
                 s(5),
-                false,
+                At::Running,
                 "rekey: 10/200000 identities, 2/s, about 27h 46m left",
             ),
             (
@@ -186,7 +206,7 @@ mod tests {
                 5000,
                 5000,
                 Duration::from_millis(2600),
-                true,
+                At::Done,
                 "rekey: 5000/5000 identities, 1923/s, done in 2.6s",
             ),
             (
@@ -194,7 +214,7 @@ mod tests {
                 1,
                 1,
                 Duration::ZERO,
-                true,
+                At::Done,
                 "rekey: 1/1 identity, 1000/s, done in 0.0s",
             ),
             (
@@ -202,7 +222,7 @@ mod tests {
                 40,
                 40,
                 Duration::from_millis(1170),
-                true,
+                At::Done,
                 "rekey: 40/40 identities, 34/s, done in 1.2s",
             ),
             (
@@ -210,7 +230,7 @@ mod tests {
                 40,
                 40,
                 Duration::from_millis(59_940),
-                true,
+                At::Done,
                 "rekey: 40/40 identities, 1/s, done in 59.9s",
             ),
             (
@@ -218,7 +238,7 @@ mod tests {
                 40,
                 40,
                 Duration::from_millis(59_960),
-                true,
+                At::Done,
                 "rekey: 40/40 identities, 1/s, done in 1m 0s",
             ),
             (
@@ -226,12 +246,12 @@ mod tests {
                 1024,
                 5000,
                 s(65),
-                true,
+                At::Stopped,
                 "rekey: 1024/5000 identities, 16/s, stopped after 1m 5s",
             ),
         ];
-        for (name, done, total, elapsed, finished, want) in cases {
-            assert_eq!(line(done, total, elapsed, finished), want, "{name}");
+        for (name, done, total, elapsed, at, want) in cases {
+            assert_eq!(line(done, total, elapsed, at), want, "{name}");
         }
     }
 }

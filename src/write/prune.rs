@@ -103,10 +103,10 @@ fn pins_streamed(
 ) -> Result<Vec<Option<IdentityId>>> {
     let mut readers = Vec::new();
     for (n, run) in runs.iter().enumerate() {
-        if let Some(mut done) = Done::open(run)? {
-            if let Some(first) = done.next_done()? {
-                readers.push((n, first, done));
-            }
+        if let Some(mut done) = Done::open(run)?
+            && let Some(first) = done.next_done()?
+        {
+            readers.push((n, first, done));
         }
     }
     let mut pinned = vec![None; older];

@@ -90,12 +90,13 @@ pub(crate) fn rotate_due(
     Ok(run(write, survey, asked, |_| Ok(()))?.1)
 }
 
-/// What `rotate` does, the fleet streamed twice and held never: a first pass counts (the plan
-/// summary on stderr, the selection checked, how many identities to rotate), a second hands
-/// each identity judged `rotate` (with `force`, also the credentials it would keep) to the
-/// batches as the survey judges it. Memory holds the batch in flight and the next, whatever the
-/// fleet's size. What the run rotates is what the second pass judges (the fleet as it is when
-/// each identity is read, as with any run).
+/// What `rotate` does, the fleet judged once and held never: each identity judged `rotate`
+/// (with `force`, also the credentials it would keep) goes to the batches as the survey judges
+/// it, and memory holds the batch in flight and the next, whatever the fleet's size. The run
+/// starts at the first identity to rotate (the CA key loaded first): a fleet with none ends as
+/// a run with nothing to do, and a selection of nothing is refused, before anything is written.
+/// The plan summary (stderr) is printed once the fleet has been read, before the report; the
+/// progress is counted against the identities the selection lists.
 pub(crate) fn rotate_streamed(
     write: WriteRun,
     selection: &crate::select::Selection,
@@ -109,47 +110,55 @@ pub(crate) fn rotate_streamed(
         states: Vec::new(),
     });
     let narrowed = filter.as_ref().map(|f| (f, crate::survey::Grain::Identity));
-    let counted =
-        crate::survey::read_under(&root, as_of, policy.clone(), narrowed, |scope, judged| {
-            let (mut targets, mut forced) = (0usize, 0usize);
-            for identity in judged.by_ref() {
-                if let Some(target) = Target::judged(&identity, Action::Rotate, force) {
-                    targets += 1;
-                    forced += target
-                        .credentials()
-                        .filter(|e| e.rotate && e.judged == Action::Keep)
-                        .count();
-                }
-            }
+    let meter = write.meter(crate::survey::listed(&root, filter.as_ref()));
+    crate::survey::read_under(&root, as_of, policy, narrowed, |scope, judged| {
+        let forced = std::cell::Cell::new(0usize);
+        let mut targets = judged.by_ref().filter_map(|identity| {
+            let Some(target) = Target::judged(&identity, Action::Rotate, force) else {
+                meter.tick();
+                return None;
+            };
+            let kept = target
+                .credentials()
+                .filter(|e| e.rotate && e.judged == Action::Keep);
+            forced.set(forced.get() + kept.count());
+            Some((identity.id, target))
+        });
+        let Some(first) = targets.next() else {
+            drop(targets);
+            meter.clear();
             let end = judged.end();
             if filter.is_some() && end.totals.identities_total() == 0 {
                 return Err(selection.selects_nothing());
             }
-            eprint!("{}", crate::report::plan_summary(scope, end, forced));
-            Ok((targets, end_facts(scope, end)))
-        })?;
-    let (targets, fleet) = counted?;
-    if targets == 0 {
-        let started = write.start(RunCommand::Rotate, Notes::default())?;
-        return Ok(started.nothing_to_do(Vec::new(), fleet)?.1);
-    }
-    crate::survey::read_under(&root, as_of, policy, narrowed, |scope, judged| {
+            eprint!("{}", crate::report::plan_summary(scope, end, forced.get()));
+            let started = write.start(RunCommand::Rotate, Notes::default())?;
+            return Ok(started.nothing_to_do(Vec::new(), end_facts(scope, end))?.1);
+        };
         let signing = Signing::load(&write, scope)?;
         let rotation = signing.rotation(scope, as_of);
         let warnings = signing.warnings.clone();
         let started = write.start(RunCommand::Rotate, Notes::default())?;
         super::journal::crash_point("surveyed");
-        let each = judged.filter_map(|identity| {
-            let target = Target::judged(&identity, Action::Rotate, force)?;
-            Some((identity.id, target))
-        });
-        let items = super::batches::Items {
-            each,
-            total: targets,
-        };
+        let each = std::iter::once(first).chain(targets);
         // Rotate stages no identity left for a person: none is done, none is watched.
-        let streamed = started.stream(&rotation, items, Vec::new(), warnings, BTreeSet::new())?;
-        Ok(streamed.finish(fleet)?.1)
+        let streamed = started.stream_metered(
+            &rotation,
+            each,
+            &meter,
+            Vec::new(),
+            warnings,
+            BTreeSet::new(),
+        );
+        meter.finish(
+            streamed
+                .as_ref()
+                .is_ok_and(super::started::Streamed::stopped),
+        );
+        let streamed = streamed?;
+        let end = judged.end();
+        eprint!("{}", crate::report::plan_summary(scope, end, forced.get()));
+        Ok(streamed.finish(end_facts(scope, end))?.1)
     })?
 }
 

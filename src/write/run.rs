@@ -235,6 +235,11 @@ impl WriteRun {
         )
     }
 
+    /// The progress of a run over `total` identities, shown as the run's settings say.
+    pub(crate) fn meter(&self, total: usize) -> super::progress::Meter {
+        super::progress::Meter::new(self.settings.progress, total)
+    }
+
     /// Whether this is a dry run (the sink that writes nothing).
     pub(crate) fn dry(&self) -> bool {
         !self.effects.writes()

@@ -10,6 +10,7 @@ use super::batches::{self, Stop};
 use super::hooks;
 use super::journal;
 use super::pending;
+use super::progress::Meter;
 use super::prune;
 use super::reap;
 use super::record::audit;
@@ -77,6 +78,11 @@ pub(crate) struct Streamed {
 }
 
 impl Streamed {
+    /// Whether the run stopped before its end (a full filesystem, a signal).
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped.is_some()
+    }
+
     /// Ends the run ([`Started::finish`]) with what it found in the fleet.
     pub(crate) fn finish(self, fleet: FleetFacts) -> Result<(Report, Exit)> {
         let Streamed {
@@ -162,9 +168,26 @@ impl Started {
     /// [`Streamed::finish`], once what it found in the fleet is known. `watched` are the
     /// identities left for a person whose being done the report notes (see `FleetFacts`).
     pub(crate) fn stream<W: Work, T: Borrow<W::Item> + Send + Sync>(
-        mut self,
+        self,
         work: &W,
         items: batches::Items<impl Iterator<Item = (IdentityId, T)>>,
+        refused: Vec<(IdentityId, String)>,
+        warnings: Vec<String>,
+        watched: BTreeSet<String>,
+    ) -> Result<Streamed> {
+        let meter = self.write.meter(items.total);
+        let streamed = self.stream_metered(work, items.each, &meter, refused, warnings, watched);
+        meter.finish(streamed.as_ref().is_ok_and(Streamed::stopped));
+        streamed
+    }
+
+    /// [`Started::stream`] with its progress shown on `meter`, which its caller made and
+    /// finishes: a run that judges as it goes ticks it for the identities it passes by too.
+    pub(crate) fn stream_metered<W: Work, T: Borrow<W::Item> + Send + Sync>(
+        mut self,
+        work: &W,
+        items: impl Iterator<Item = (IdentityId, T)>,
+        meter: &Meter,
         refused: Vec<(IdentityId, String)>,
         warnings: Vec<String>,
         watched: BTreeSet<String>,
@@ -173,7 +196,6 @@ impl Started {
             eprintln!("rekey: warning: {}", crate::values::Escaped::new(w));
         }
         let root = self.write.root.clone();
-        let progress = self.write.settings.progress;
         let interrupt = self.write.interrupt.clone();
         let skip_hooks = self.write.settings.hooks.skip;
         let (commit, run_dir) = match &mut self.run {
@@ -205,7 +227,7 @@ impl Started {
         let pool = pool(self.write.settings.jobs)?;
         let root_dir = &self.write.fleet;
         let done = batches::run(
-            work, items, &pool, commit, root_dir, progress, &interrupt, hooking, &mut lines,
+            work, items, &pool, commit, root_dir, meter, &interrupt, hooking, &mut lines,
         )?;
         self.next_call = done.last_call;
         Ok(Streamed {

@@ -496,14 +496,14 @@ impl Report {
         let at = head
             .find(EMPTY)
             .ok_or_else(|| std::io::Error::other("a report always has its identities"))?;
-        w.write_all(head[..at + EMPTY.len() - 1].as_bytes())?;
+        w.write_all(&head.as_bytes()[..at + EMPTY.len() - 1])?;
         for (n, line) in lines.enumerate() {
             w.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
             let text = serde_json::to_string_pretty(&line?).map_err(std::io::Error::from)?;
             w.write_all(text.replace('\n', "\n    ").as_bytes())?;
         }
         w.write_all(b"\n  ]")?;
-        w.write_all(head[at + EMPTY.len()..].as_bytes())
+        w.write_all(&head.as_bytes()[at + EMPTY.len()..])
     }
 }
 
