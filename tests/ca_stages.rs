@@ -74,6 +74,14 @@ fn begin_switch_rotate_finish_keeps_every_identity_trusted_and_ends_on_the_new_c
         );
     }
     no_file_holds_key(root, &old_key, "after finish");
+    // Every stage's report is one the published schema describes.
+    let commands: Vec<String> = reports(root)
+        .iter()
+        .map(|r| r["command"].as_str().unwrap().to_string())
+        .collect();
+    for stage in ["ca begin", "ca switch", "ca finish"] {
+        assert!(commands.iter().any(|c| c == stage), "{stage}: {commands:?}");
+    }
 }
 
 #[test]
@@ -104,6 +112,8 @@ fn abort_before_switch_undoes_begin_and_a_dry_run_writes_nothing() {
         assert_eq!(trust, cert, "{id}: ca.pem is the CA alone again");
     }
     every_identity_trusted(root, "after abort");
+    let last = reports(root).pop().expect("abort's report, checked against the schema");
+    assert_eq!(last["command"], "ca abort");
 
     // After a switch, abort is refused and says what to do.
     run(root, &["ca", "begin"]);
