@@ -276,7 +276,7 @@ pub(crate) fn write(
         family_of(
             w,
             "rekey_hooks_failed_total",
-            "Hook attempts that failed or timed out, over every writing run recorded.",
+            "Hook attempts that failed or timed out during writing runs, as their reports count them (not hooks retry, nor an attempt a crash cut off).",
             "counter",
         )?;
         writeln!(w, "rekey_hooks_failed_total {}", hooks.failed_total)?;

@@ -112,7 +112,9 @@ fn abort_before_switch_undoes_begin_and_a_dry_run_writes_nothing() {
         assert_eq!(trust, cert, "{id}: ca.pem is the CA alone again");
     }
     every_identity_trusted(root, "after abort");
-    let last = reports(root).pop().expect("abort's report, checked against the schema");
+    let last = reports(root)
+        .pop()
+        .expect("abort's report, checked against the schema");
     assert_eq!(last["command"], "ca abort");
 
     // After a switch, abort is refused and says what to do.
