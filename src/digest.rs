@@ -30,6 +30,21 @@ impl Digest {
     }
 }
 
+/// A digest computed as the bytes pass, a piece at a time (a plan file read as a stream).
+#[derive(Default)]
+pub(crate) struct Running(sha2::Sha256);
+
+impl Running {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest of every byte passed.
+    pub(crate) fn finish(self) -> Digest {
+        Digest(self.0.finalize().into())
+    }
+}
+
 impl std::fmt::Display for Digest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.hex())

@@ -1,7 +1,7 @@
 //! The plan (docs/design.md §5): the dry-run report that `apply` executes. Built from a survey, rendered
 //! as TOML (by hand, so that each credential is one inline table as the contract shows) or JSON,
 //! and parsed back with unknown fields refused (its schema and parsing: `plan::file`; validated
-//! for `apply`: `plan::valid`). Deterministic: same survey, same bytes. No secret is ever in it:
+//! for `apply`: `plan::valid`, a file read as a stream: `plan::read`). Deterministic: same survey, same bytes. No secret is ever in it:
 //! actions, reasons, dates and digests only.
 
 use serde::Serialize;
@@ -17,10 +17,12 @@ use crate::out::Spool;
 use crate::survey::{Assessed, End, Identity, Judged, Scope};
 
 mod file;
+mod read;
 mod valid;
 
 pub use file::{Entry, Plan, PlanIdentity, PlanIssue, VERSION};
-pub(crate) use valid::{Planned, ValidPlan};
+pub(crate) use read::{MAX_PLAN_BYTES, ReadPlan};
+pub(crate) use valid::{Planned, PlannedIdentity, ValidPlan};
 
 impl Entry {
     fn of(c: &Assessed, new_not_after: &str) -> Entry {

@@ -12,7 +12,7 @@ use crate::classify::{human, stamp};
 
 use crate::exit::UsageError;
 use crate::survey::totals::{Need, Totals};
-use crate::survey::{Identity, Scope, Survey, no_match};
+use crate::survey::{Identity, Scope, no_match};
 
 pub use crate::survey::{Filter, Grain};
 
@@ -145,28 +145,6 @@ impl Selection {
             )));
         }
         Ok(chosen)
-    }
-
-    /// Keeps only the selected identities of `survey`, and the problems found inside the
-    /// selection. A selector that names nothing is a usage error.
-    pub(crate) fn narrow(&self, survey: &mut Survey) -> Result<(), UsageError> {
-        if self.all {
-            return Ok(());
-        }
-        self.resolve(&survey.identities)?;
-        survey
-            .identities
-            .retain(|i| self.matches(i.node(), i.service()));
-        // Paths found that are not identities: kept where they lie inside the selection.
-        survey.issues.retain(|issue| {
-            let mut parts = issue.path.split('/').skip(1);
-            match (parts.next(), parts.next()) {
-                (Some(node), Some(service)) => self.matches(node, service),
-                (Some(node), None) => self.nodes.iter().any(|n| n == node),
-                _ => false,
-            }
-        });
-        Ok(())
     }
 
     /// The usage error of a selection whose names each exist but together match no identity.

@@ -105,3 +105,81 @@ fn a_dry_run_over_many_batches_prints_every_identity_once_in_order() {
     });
     assert_eq!(dirs, want);
 }
+
+/// `apply` streams the plan and the fleet and meets them by merge: over many batches, with
+/// identities the fleet refuses among those it rotates (one gone since the plan, one changed,
+/// one the plan names past the fleet's last), its report lists every identity the plan asks for
+/// once, in order, each as the same run in one batch reports it.
+#[test]
+fn apply_over_many_batches_reports_every_identity_once_in_order_as_one_batch_would() {
+    let work = tempfile::tempdir().unwrap();
+    let (many, one) = (work.path().join("many"), work.path().join("one"));
+    fleet(&many, 300, 30);
+    let plan = work.path().join("plan.toml");
+    let (code, _, stderr) = run(&many, &["plan", "-o", plan.to_str().unwrap()]);
+    assert_eq!(code, 3, "{stderr}");
+    // Since the plan: one identity gone, one token changed; and the plan names one more.
+    std::fs::remove_dir_all(many.join("nodes/node-07/svc-0107")).unwrap();
+    let token = many.join("nodes/node-11/svc-0211/token.jwt");
+    let mut changed = std::fs::read(&token).unwrap();
+    changed.push(b'\n');
+    std::fs::write(&token, changed).unwrap();
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let sha = "0".repeat(64);
+    let text = text.replace("identities = 300", "identities = 301")
+        + &format!(
+            "\n[[identity]]\nnode = \"zz-gone\"\nservice = \"svc\"\n\
+             cert = {{ action = \"rotate\", reason = \"r\", sha256 = \"{sha}\" }}\n"
+        );
+    std::fs::write(&plan, text).unwrap();
+    copy(&many, &one);
+    let apply = ["apply", plan.to_str().unwrap(), "--format", "json"];
+    // Exit 3: identities the plan asked for were skipped.
+    let (code, stdout, stderr) = run_env(&many, &apply, &[("REKEY_TEST_BATCH", "16")]);
+    assert_eq!(code, Some(3), "{stderr}");
+    let (code, _, stderr) = run_env(&one, &apply, &[("REKEY_TEST_BATCH", "100000")]);
+    assert_eq!(code, Some(3), "{stderr}");
+    let streamed = reports(&many).pop().expect("the run's report");
+    let held = reports(&one).pop().expect("the run's report");
+    let printed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(printed, streamed, "what the run printed is its report");
+    let lines = streamed["identities"].as_array().unwrap();
+    let dirs: Vec<&str> = lines.iter().map(|i| i["dir"].as_str().unwrap()).collect();
+    let mut want: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("node-{:02}", i % 20), format!("svc-{i:04}")))
+        .chain([("zz-gone".to_string(), "svc".to_string())])
+        .collect();
+    want.sort();
+    let want: Vec<String> = want.iter().map(|(n, s)| format!("nodes/{n}/{s}")).collect();
+    assert_eq!(
+        dirs, want,
+        "every identity the plan asks for once, in order"
+    );
+    let reason = |dir: &str| {
+        let line = lines.iter().find(|l| l["dir"] == dir).unwrap();
+        (
+            line["outcome"].as_str().unwrap().to_string(),
+            line["reason"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        reason("nodes/node-07/svc-0107"),
+        (
+            "skipped".into(),
+            "no longer an identity of the fleet".into()
+        )
+    );
+    assert_eq!(
+        reason("nodes/node-11/svc-0211"),
+        ("skipped".into(), "token.jwt changed since the plan".into())
+    );
+    assert_eq!(
+        reason("nodes/zz-gone/svc"),
+        (
+            "skipped".into(),
+            "no longer an identity of the fleet".into()
+        )
+    );
+    assert_eq!(streamed["counts"]["done"], 298);
+    assert_eq!(comparable(&streamed), comparable(&held));
+}

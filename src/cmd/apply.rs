@@ -1,10 +1,11 @@
-//! `rekey apply PLAN`: a plan is a request; the fleet is the authority. The plan is validated
-//! whole, checked against the fleet (CA, policy, age), and narrowed to what the fleet, judged
-//! again at the run date, would rotate anyway. A plan can only narrow what rekey would do.
+//! `rekey apply PLAN`: a plan is a request; the fleet is the authority. The plan is read as a
+//! stream and validated whole before anything is written (`plan::ReadPlan`), checked against the
+//! fleet (CA, policy, age), and narrowed, identity by identity as the fleet streams past, to what
+//! the fleet, judged again at the run date, would rotate anyway (`write::apply_streamed`). A plan
+//! can only narrow what rekey would do.
 //! `--dry-run --format html` renders the dry run's report as the review page of that exact plan
 //! file (`html::review`), its sha256 the report's `plan_file_sha256`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -15,13 +16,10 @@ use crate::classify::stamp;
 use crate::digest::Digest;
 use crate::exit::Exit;
 use crate::html;
-use crate::names::IdentityId;
-use crate::plan::ValidPlan;
+use crate::plan::{MAX_PLAN_BYTES, ReadPlan, ValidPlan};
 use crate::select::Selection;
-use crate::survey::Survey;
-use crate::write::{
-    self, Notes, Outcome, Report, Rotating, RunCommand, Settings, Shown, Sink, WriteRun,
-};
+use crate::survey::Scope;
+use crate::write::{self, Outcome, Report, Settings, Shown, Sink, WriteRun};
 
 #[derive(Debug)]
 pub struct Options {
@@ -48,23 +46,16 @@ pub struct Review {
     pub output: Option<PathBuf>,
 }
 
-/// The largest plan `apply` reads: ten times a plan of 10^5 identities. A larger one is refused
-/// before it is read (stdin: after this many bytes and one more).
-pub(crate) const MAX_PLAN_BYTES: u64 = 64 << 20;
-
 pub(crate) fn apply(o: &Options) -> Result<Exit> {
-    let (shown, text) = match &o.plan {
+    let (shown, plan) = match &o.plan {
         Some(path) => (path.display().to_string(), read_plan_file(path)?),
         None => {
-            let text = read_capped(std::io::stdin().lock(), "(stdin)")?;
-            ("(stdin)".to_string(), text)
+            let plan = ReadPlan::read(std::io::stdin().lock()).context("bad plan (stdin)")?;
+            ("(stdin)".to_string(), plan)
         }
     };
-    if text.trim().is_empty() {
-        bail!("bad plan {shown}: it is empty");
-    }
-    let plan = ValidPlan::parse(&text).with_context(|| format!("bad plan {shown}"))?;
-    let root = o.root.as_deref().unwrap_or(&plan.root);
+    let header = &plan.header;
+    let root = o.root.as_deref().unwrap_or(&header.root);
     // The review page is only ever a dry run's: this command makes it so, whatever it was given.
     if let (Some(plan), Some(Review { output: Some(page) })) = (&o.plan, &o.review)
         && same_file(plan, page)
@@ -87,34 +78,25 @@ pub(crate) fn apply(o: &Options) -> Result<Exit> {
         None => (o.write.clone(), None),
     };
     let run = WriteRun::begin(root, o.as_of, &settings)?;
-    let mut survey = run.survey()?;
-    check_against_fleet(&plan, &survey, Path::new(&shown))?;
-    o.selection.narrow(&mut survey)?;
-    let mut narrowed = write::narrow(&plan, &survey, o.force);
-    let selected = |id: &IdentityId| o.selection.matches(id.node(), id.service());
-    narrowed.targets.retain(|id, _| selected(id));
-    narrowed.refused.retain(|(id, _)| selected(id));
-    let digest = Digest::of(text.as_bytes());
-    let asked = Rotating {
-        command: RunCommand::Apply,
-        targets: narrowed.targets,
-        refused: narrowed.refused,
-        notes: Notes {
-            plan_file_sha256: Some(digest),
-            ..Notes::default()
+    let applying = write::Applying {
+        plan: &plan,
+        selection: &o.selection,
+        force: o.force,
+        check: |scope: &Scope| check_against_fleet(header, scope, Path::new(&shown)),
+        shown: |scope: &Scope, report: &Report| {
+            let Some(destination) = destination else {
+                return Ok(());
+            };
+            let review = html::review::Review {
+                plan_file: &shown,
+                plan: header,
+                scope,
+                run: decided(report, &plan.sha256),
+            };
+            destination.deliver(|w| html::review::write(&review, &mut &mut *w))
         },
     };
-    let (report, exit) = write::rotate(run, &survey, asked, |_| Ok(()))?;
-    if let Some(destination) = destination {
-        let review = html::review::Review {
-            plan_file: &shown,
-            plan: &plan,
-            scope: &survey.scope,
-            run: decided(&report, &digest),
-        };
-        destination.deliver(|w| html::review::write(&review, &mut &mut *w))?;
-    }
-    Ok(exit)
+    write::apply_streamed(run, applying)
 }
 
 /// Whether `a` and `b` name one file that exists (device and inode, links and `..` followed).
@@ -176,8 +158,9 @@ fn decided<'a>(report: &'a Report, digest: &'a Digest) -> html::review::Decided<
     }
 }
 
-/// The plan file at `path`, refused before it is read when it is larger than [`MAX_PLAN_BYTES`].
-fn read_plan_file(path: &Path) -> Result<String> {
+/// The plan file at `path`, read as a stream ([`ReadPlan`]); refused before it is read when it
+/// is larger than [`MAX_PLAN_BYTES`].
+fn read_plan_file(path: &Path) -> Result<ReadPlan> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("failed to read plan {}", path.display()))?;
     let meta = file
@@ -191,33 +174,17 @@ fn read_plan_file(path: &Path) -> Result<String> {
             meta.len()
         );
     }
-    read_capped(file, &path.display().to_string())
-}
-
-/// Reads at most [`MAX_PLAN_BYTES`] and one byte more from `from` (a pipe, or a file that grew),
-/// refusing what is larger or not UTF-8.
-fn read_capped(from: impl Read, shown: &str) -> Result<String> {
-    let mut bytes = Vec::new();
-    from.take(MAX_PLAN_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("failed to read plan {shown}"))?;
-    if bytes.len() as u64 > MAX_PLAN_BYTES {
-        bail!(
-            "bad plan {shown}: it is larger than a plan can be ({MAX_PLAN_BYTES} bytes, 64 MiB); \
-             the rest was not read"
-        );
-    }
-    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("bad plan {shown}: it is not UTF-8 text"))
+    ReadPlan::read(file).with_context(|| format!("bad plan {}", path.display()))
 }
 
 /// Refuses a plan made for another CA, under another policy, edited in its policy numbers, made
 /// after the run date, or older than the policy allows.
-fn check_against_fleet(plan: &ValidPlan, fleet: &Survey, path: &Path) -> Result<()> {
+fn check_against_fleet(plan: &ValidPlan, fleet: &Scope, path: &Path) -> Result<()> {
     let shown = path.display();
-    if plan.ca_sha256 != fleet.scope.ca.sha256 {
+    if plan.ca_sha256 != fleet.ca.sha256 {
         bail!("the plan {shown} was made for another CA (ca_sha256 differs): make a new plan");
     }
-    let stage = fleet.scope.stage();
+    let stage = fleet.stage();
     if plan.ca_stage != stage {
         bail!(
             "the plan {shown} was made in CA rotation stage {}, but the fleet's CA rotation is \
@@ -226,14 +193,14 @@ fn check_against_fleet(plan: &ValidPlan, fleet: &Survey, path: &Path) -> Result<
             stage.name()
         );
     }
-    let other = fleet.scope.rotation.as_ref().map(|r| r.other.sha256);
+    let other = fleet.rotation.as_ref().map(|r| r.other.sha256);
     if plan.ca_other_sha256 != other {
         bail!(
             "the plan {shown} was made under another pair of CAs (ca_other_sha256 differs from \
              the CA trusted beside ca/ca.crt): make a new plan"
         );
     }
-    let policy = &fleet.scope.policy;
+    let policy = &fleet.policy;
     if plan.policy_sha256 != policy.digest() {
         bail!(
             "the policy changed since the plan {shown} was made (policy_sha256 differs): make a \
@@ -251,13 +218,13 @@ fn check_against_fleet(plan: &ValidPlan, fleet: &Survey, path: &Path) -> Result<
             policy.keys.as_str()
         );
     }
-    let age = fleet.scope.as_of - plan.as_of;
+    let age = fleet.as_of - plan.as_of;
     if age < chrono::TimeDelta::zero() {
         bail!(
             "the plan {shown} was made as of {}, after this run's date {}: a plan cannot judge \
              a fleet it has not seen; make a new plan",
             stamp(plan.as_of),
-            stamp(fleet.scope.as_of)
+            stamp(fleet.as_of)
         );
     }
     if age > policy.max_plan_age() {
@@ -266,7 +233,7 @@ fn check_against_fleet(plan: &ValidPlan, fleet: &Survey, path: &Path) -> Result<
              max_plan_age_hours = {}: make a new plan",
             crate::count::count(age.num_hours(), "hour", "hours"),
             stamp(plan.as_of),
-            stamp(fleet.scope.as_of),
+            stamp(fleet.as_of),
             policy.max_plan_age_hours
         );
     }

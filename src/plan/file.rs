@@ -95,18 +95,24 @@ impl Plan {
         } else {
             toml::from_str(text).map_err(|e| anyhow::anyhow!(clip(&e.to_string())))?
         };
-        if plan.version == 1 {
+        plan.check_version()?;
+        Ok(plan)
+    }
+
+    /// Refuses a plan of another version than this rekey reads.
+    pub(crate) fn check_version(&self) -> anyhow::Result<()> {
+        if self.version == 1 {
             anyhow::bail!(
                 "plan version 1 was made by an older rekey and does not record the stage of the \
                  CA rotation it was made in (ca_stage): make a new plan with this rekey"
             );
         }
-        if plan.version != VERSION {
+        if self.version != VERSION {
             anyhow::bail!(
                 "plan version {} is not supported (this rekey reads version {VERSION})",
-                plan.version
+                self.version
             );
         }
-        Ok(plan)
+        Ok(())
     }
 }

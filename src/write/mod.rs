@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Floors, each using only those below it (docs/architecture.md):
-//! 5. `run`, `started`, `rotating`: the run's lifecycle, the only things commands touch
+//! 5. `run`, `started`, `rotating`, `applying`: the run's lifecycle, the only things commands touch
 //! 4. `batches`, `hooks`, `pending`, `reap`, `prune`, `progress`, `signals`: the batch loop,
 //!    hooks, retention, progress, signals
 //! 3. `work`, `rotation`, `restore`, `narrow`: what each identity gets (staging), what a plan may
@@ -21,6 +21,7 @@
 //! 1. `record`: what a run records in the store (journal entries, hook calls, the report, the
 //!    audit log, the history of runs)
 
+mod applying;
 mod batches;
 mod ca_stage;
 mod ca_tree;
@@ -42,9 +43,9 @@ mod started;
 mod trust_files;
 mod work;
 
+pub(crate) use applying::{Applying, apply_streamed};
 pub(crate) use ca_stage::ca_rollback;
 pub(crate) use ca_tree::{CaChange, Tree as CaTree};
-pub(crate) use narrow::narrow;
 pub(crate) use pending::{
     PendingHook, Target as DiscardTarget, counts as hook_counts, list as pending_hooks,
 };

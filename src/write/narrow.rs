@@ -1,100 +1,99 @@
 //! What a plan may rotate: a plan can only narrow what rekey would do, never widen it. A
 //! credential is rotated only when the plan says `rotate` *and* the fleet, judged again at the
 //! run date under its own policy, says `rotate` too, on the very bytes the plan was made from.
-//! Pure: a validated plan and a survey in, targets and refusals out.
+//! Pure: a plan's entries and the fleet's identities in (both in (node, service) order, met by
+//! [`Merge`]), a target or a refusal per identity out.
 
-use std::collections::BTreeMap;
+use std::iter::Peekable;
 
 use super::rotation::{Expected, Target};
 use crate::classify::{Action, State};
 use crate::names::IdentityId;
-use crate::plan::{Planned, ValidPlan};
-use crate::survey::{Assessed, Survey};
+use crate::plan::{Planned, PlannedIdentity};
+use crate::survey::{Assessed, Identity};
 
-/// The identities to rotate, and those the plan asked for that the fleet refuses, with why.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Narrowed {
-    pub(crate) targets: BTreeMap<IdentityId, Target>,
-    pub(crate) refused: Vec<(IdentityId, String)>,
+/// The plan's entries met with the fleet's identities, both in (node, service) order: each entry
+/// with the fleet's identity of that name, if the fleet has one. Memory holds one of each.
+pub(crate) struct Merge<P, F: Iterator> {
+    pub(crate) plan: P,
+    pub(crate) fleet: Peekable<F>,
 }
 
-/// Narrows `plan`'s rotations to what `survey` (the fleet at the run date) judges due; with
-/// `force`, also to what it would keep (never what needs recover or has a problem).
+impl<P, F> Iterator for Merge<P, F>
+where
+    P: Iterator<Item = (IdentityId, PlannedIdentity)>,
+    F: Iterator<Item = Identity>,
+{
+    type Item = (IdentityId, PlannedIdentity, Option<Identity>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (id, planned) = self.plan.next()?;
+        while self.fleet.next_if(|i| i.id < id).is_some() {}
+        let identity = self.fleet.next_if(|i| i.id == id);
+        Some((id, planned, identity))
+    }
+}
+
+/// Narrows what the plan asks of `id` to what the fleet's `identity` (judged at the run date;
+/// `None`: the fleet has no such identity) judges due; with `force`, also to what it would keep
+/// (never what needs recover or has a problem). `None`: the plan asks nothing of it.
 ///
-/// Every identity the plan asks to rotate something of, or whose credential the fleet judges
-/// due but the plan lists no line for, gets a target or a refusal, each with the reason for
-/// every credential where the plan and the fleet differ: `token.jwt: the plan lists no line
-/// for it: not rotated`, `cert.pem: the plan asks rotate; the fleet judges keep (fresh: …)`.
-pub(crate) fn narrow(plan: &ValidPlan, survey: &Survey, force: bool) -> Narrowed {
-    let fleet: BTreeMap<(&str, &str), &crate::survey::Identity> = survey
-        .identities
+/// An identity the plan asks to rotate something of, or whose credential the fleet judges due
+/// but the plan lists no line for, gets a target or a refusal, each with the reason for every
+/// credential where the plan and the fleet differ: `token.jwt: the plan lists no line for it:
+/// not rotated`, `cert.pem: the plan asks rotate; the fleet judges keep (fresh: …)`.
+pub(crate) fn narrow(
+    planned: &PlannedIdentity,
+    identity: Option<&Identity>,
+    force: bool,
+) -> Option<Result<Target, String>> {
+    let asks = planned
+        .cert
         .iter()
-        .map(|i| ((i.node(), i.service()), i))
-        .collect();
-    let mut out = Narrowed::default();
-    for (id, planned) in &plan.identities {
-        let asks = planned
-            .cert
-            .iter()
-            .chain(planned.token.iter())
-            .any(|c| c.action == Action::Rotate);
-        let Some(identity) = fleet.get(&(id.node(), id.service())) else {
-            if asks {
-                out.refused
-                    .push((id.clone(), "no longer an identity of the fleet".to_string()));
+        .chain(planned.token.iter())
+        .any(|c| c.action == Action::Rotate);
+    let Some(identity) = identity else {
+        return asks.then(|| Err("no longer an identity of the fleet".to_string()));
+    };
+    let files = [
+        (planned.cert, identity.cert.as_ref(), "cert.pem"),
+        (planned.token, identity.token.as_ref(), "token.jwt"),
+    ];
+    let unlisted_due = files.iter().any(|(p, f, _)| {
+        p.is_none() && f.is_some_and(|f| f.verdict.state.action() == Action::Rotate)
+    });
+    if !asks && !unlisted_due {
+        return None;
+    }
+    // What changed since the plan comes first: the reviewer never saw it.
+    if let Some(why) = files.iter().find_map(|(p, f, file)| changed(*p, *f, file)) {
+        return Some(Err(why));
+    }
+    let mut notes = Vec::new();
+    let mut target = Target {
+        cert: None,
+        token: None,
+        dir: identity.dir,
+        note: String::new(),
+    };
+    let slots = [&mut target.cert, &mut target.token];
+    for (slot, (p, f, file)) in slots.into_iter().zip(files) {
+        match credential(p, f, file, force) {
+            Judged::Absent => {}
+            Judged::Expected(e) => *slot = Some(e),
+            Judged::Narrowed(e, why) => {
+                *slot = e;
+                notes.push(why);
             }
-            continue;
-        };
-        let files = [
-            (planned.cert, identity.cert.as_ref(), "cert.pem"),
-            (planned.token, identity.token.as_ref(), "token.jwt"),
-        ];
-        let unlisted_due = files.iter().any(|(p, f, _)| {
-            p.is_none() && f.is_some_and(|f| f.verdict.state.action() == Action::Rotate)
-        });
-        if !asks && !unlisted_due {
-            continue;
-        }
-        // What changed since the plan comes first: the reviewer never saw it.
-        if let Some(why) = files.iter().find_map(|(p, f, file)| changed(*p, *f, file)) {
-            out.refused.push((id.clone(), why));
-            continue;
-        }
-        let mut notes = Vec::new();
-        let mut refused = None;
-        let mut target = Target {
-            cert: None,
-            token: None,
-            dir: identity.dir,
-            note: String::new(),
-        };
-        let slots = [&mut target.cert, &mut target.token];
-        for (slot, (p, f, file)) in slots.into_iter().zip(files) {
-            match credential(p, f, file, force) {
-                Judged::Absent => {}
-                Judged::Expected(e) => *slot = Some(e),
-                Judged::Narrowed(e, why) => {
-                    *slot = e;
-                    notes.push(why);
-                }
-                Judged::Refused(why) => {
-                    refused = Some(why);
-                    break;
-                }
-            }
-        }
-        if let Some(why) = refused {
-            out.refused.push((id.clone(), why));
-            continue;
-        }
-        target.note = notes.join("; ");
-        if target.rotates() {
-            out.targets.insert(id.clone(), target);
-        } else {
-            out.refused.push((id.clone(), target.note));
+            Judged::Refused(why) => return Some(Err(why)),
         }
     }
-    out
+    target.note = notes.join("; ");
+    Some(if target.rotates() {
+        Ok(target)
+    } else {
+        Err(target.note)
+    })
 }
 
 /// One credential of a planned identity, judged again.

@@ -165,15 +165,15 @@ pub(crate) fn rotate_streamed(
 /// What signing at the run date needs, loaded before anything is written or audited: the CA
 /// key, the expiry the plan promised (one rule, the classifier's), the warning when that is
 /// already past, and a second handle on the fleet root.
-struct Signing {
+pub(super) struct Signing {
     signer: crate::signer::CaSigner,
     not_after: DateTime<Utc>,
-    warnings: Vec<String>,
+    pub(super) warnings: Vec<String>,
     root_dir: crate::fsio::RootDir,
 }
 
 impl Signing {
-    fn load(write: &WriteRun, scope: &crate::survey::Scope) -> anyhow::Result<Signing> {
+    pub(super) fn load(write: &WriteRun, scope: &crate::survey::Scope) -> anyhow::Result<Signing> {
         let as_of = write.as_of();
         let signer = crate::signer::load(write.root(), &scope.ca, as_of)?;
         let not_after = crate::classify::Context {
@@ -198,7 +198,7 @@ impl Signing {
     }
 
     /// The rotation of each identity, signed at `as_of` under `scope`'s CA and policy.
-    fn rotation<'a>(
+    pub(super) fn rotation<'a>(
         &'a self,
         scope: &'a crate::survey::Scope,
         as_of: DateTime<Utc>,
@@ -215,7 +215,7 @@ impl Signing {
 }
 
 /// [`facts`] of a fleet streamed: what is left for a person, from what the survey counted.
-fn end_facts(scope: &crate::survey::Scope, end: &crate::survey::End) -> FleetFacts {
+pub(super) fn end_facts(scope: &crate::survey::Scope, end: &crate::survey::End) -> FleetFacts {
     let needs_attention: Vec<NeedsPerson> = end
         .people
         .iter()
