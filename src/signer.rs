@@ -67,7 +67,8 @@ impl PublicKeyData for ReusedKey {
 
 /// Loads the CA key of `root` for signing at `now`.
 pub(crate) fn load(root: &Path, ca: &Ca, now: DateTime<Utc>) -> Result<CaSigner> {
-    let key_path = root.join("ca/ca.key");
+    let ca_dir = crate::ca::CaDir::of(root);
+    let (key_path, cert_path) = (ca_dir.active().key, ca_dir.active().cert);
     let key_pem = match fsio::read_credential(&key_path) {
         Slot::Present(bytes) => bytes,
         Slot::Absent => bail!(
@@ -84,11 +85,11 @@ pub(crate) fn load(root: &Path, ca: &Ca, now: DateTime<Utc>) -> Result<CaSigner>
         Slot::Unusable(why) => bail!("CA key {} {why}", key_path.display()),
         Slot::NotReadable => bail!("CA key {} {}", key_path.display(), fsio::NOT_READABLE),
     };
-    let cert_pem = match fsio::read_credential(&root.join("ca/ca.crt")) {
+    let cert_pem = match fsio::read_credential(&cert_path) {
         Slot::Present(bytes) => bytes,
         _ => bail!(
             "CA certificate {} changed while rekey ran",
-            root.join("ca/ca.crt").display()
+            cert_path.display()
         ),
     };
     if ca.not_after <= now {
@@ -104,7 +105,7 @@ pub(crate) fn load(root: &Path, ca: &Ca, now: DateTime<Utc>) -> Result<CaSigner>
         );
     }
     from_pem(&cert_pem, &key_pem, ca)
-        .with_context(|| format!("CA in {} cannot sign", root.join("ca").display()))
+        .with_context(|| format!("CA in {} cannot sign", ca_dir.path().display()))
 }
 
 /// Builds the signer from the CA certificate and key (PEM), checking that it reproduces the CA.

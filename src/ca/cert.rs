@@ -147,8 +147,9 @@ pub(crate) fn jwt_alg_for(alg: KeyAlg) -> jsonwebtoken::Algorithm {
 
 /// Loads `<root>/ca/ca.crt` and looks at `<root>/ca/ca.key` without reading it.
 pub(crate) fn load(root: &Path) -> Result<Ca> {
-    let dir = root.join("ca");
-    let meta = std::fs::symlink_metadata(&dir)
+    let ca_dir = super::CaDir::of(root);
+    let (dir, pair) = (ca_dir.path(), ca_dir.active());
+    let meta = std::fs::symlink_metadata(dir)
         .with_context(|| format!("failed to find the CA directory {}", dir.display()))?;
     if !meta.is_dir() {
         bail!(
@@ -156,7 +157,7 @@ pub(crate) fn load(root: &Path) -> Result<Ca> {
             dir.display()
         );
     }
-    let cert_path = dir.join("ca.crt");
+    let cert_path = pair.cert;
     let cert_pem = match fsio::read_credential(&cert_path) {
         Slot::Present(bytes) => bytes,
         Slot::Absent => bail!("CA certificate {} is missing", cert_path.display()),
@@ -165,7 +166,7 @@ pub(crate) fn load(root: &Path) -> Result<Ca> {
     };
     let mut ca =
         from_pem(&cert_pem, None).with_context(|| format!("CA in {} is unusable", dir.display()))?;
-    ca.key = key_access(&dir.join("ca.key"));
+    ca.key = key_access(&pair.key);
     Ok(ca)
 }
 

@@ -256,7 +256,7 @@ fn ca(scope: &Scope) -> CaJson<'_> {
     CaJson {
         common_name: &ca.common_name,
         algorithm: ca.public.alg.to_string(),
-        path: scope.root.join("ca/ca.crt").to_string_lossy().into_owned(),
+        path: crate::ca::CaDir::of(&scope.root).active().cert.to_string_lossy().into_owned(),
         not_after: stamp(ca.not_after),
         expires_at: stamp(ca.not_after),
         seconds_left: (ca.not_after - scope.as_of).num_seconds(),

@@ -58,7 +58,7 @@ impl Scope {
             Some(names) => loaded.warnings(&names.iter().map(String::as_str).collect()),
             None => Vec::new(),
         };
-        warnings.extend(ca.key.warning(&root.join("ca/ca.key")));
+        warnings.extend(ca.key.warning(&crate::ca::CaDir::of(&root).active().key));
         warnings.extend(
             crate::trust::check(&root)
                 .into_iter()
