@@ -1,0 +1,240 @@
+//! The cut driver: one run of rekey on the crash filesystem (cut at a request, or not), the
+//! requests worth cutting at, and the sweep of one command over them.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::checks::{Expect, check, hooks_ran, journal_kept};
+use crate::common::*;
+use crate::lab::Lab;
+use crashfs::Survives;
+
+/// One run of rekey on the crash filesystem, the power cut at request `cut` if given.
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stderr: String,
+    pub trace: Vec<String>,
+    pub cut: bool,
+    pub syncfs: u64,
+}
+
+pub fn on_crashfs(
+    lab: &Lab,
+    args: &[String],
+    cut: Option<u64>,
+    survives: Survives,
+    env: &[(&str, String)],
+) -> Ran {
+    let t = Instant::now();
+    let m = crashfs::mount(lab.backing.path(), lab.mount.path(), cut)
+        .expect("the crash filesystem mounts (root, /dev/fuse)");
+    let root = lab.mount.path().join("fleet");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
+        .args(args)
+        .arg("--root")
+        .arg(&root)
+        .args(if matches!(args[0].as_str(), "rollback" | "prune") {
+            &[][..] // they take no --as-of
+        } else {
+            &["--as-of", AS_OF][..]
+        })
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(300);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if m.is_cut() || Instant::now() > until {
+            // The power is gone: so is the process.
+            let _ = child.kill();
+            break child.wait().unwrap().code().filter(|_| false);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    let (trace, syncfs) = (m.trace(), m.syncfs_seen());
+    let cut = m.finish(survives).unwrap();
+    eprintln!(
+        "  {:?}: {} requests, {:.1?}",
+        args.first(),
+        trace.len(),
+        t.elapsed()
+    );
+    Ran {
+        code,
+        stderr,
+        trace,
+        cut,
+        syncfs,
+    }
+}
+
+/// The requests to cut at in a run whose requests were `trace`: each journal append and its
+/// sync, the report's and the hook marker's, the audit log's, and `spread` points over the rest.
+pub fn cut_points(trace: &[String], spread: usize) -> Vec<u64> {
+    let mut points: Vec<u64> = Vec::new();
+    for (i, op) in trace.iter().enumerate() {
+        let key = [
+            "write journal.jsonl",
+            "fsync journal.jsonl",
+            "create hooks.pending",
+            "rename report.json",
+            "write audit.jsonl",
+            "fsync .crashfs-syncfs",
+        ];
+        let after_renames = i > 0 && trace[i - 1].starts_with("rename") && op.starts_with("fsync");
+        let first =
+            |what: &str| op.starts_with(what) && !trace[..i].iter().any(|o| o.starts_with(what));
+        if key.iter().any(|k| op == k)
+            || after_renames
+            || first("fsync .rekey-new")
+            || first("rename .rekey-new")
+            || first("rename cert.pem")
+        {
+            points.push(i as u64 + 1);
+        }
+    }
+    if points.len() > 16 {
+        // Hooks journal one record per call: the first steps, two in the middle, the last.
+        let n = points.len();
+        points = [&points[..10], &points[n / 2..n / 2 + 2], &points[n - 4..]].concat();
+    }
+    let n = trace.len();
+    points.extend((1..=spread).map(|k| (k * n / (spread + 1)) as u64 + 1));
+    points.sort_unstable();
+    points.dedup();
+    points
+}
+
+#[derive(Default)]
+pub struct Tally {
+    pub strict: usize,
+    pub reordering: usize,
+    pub torn: usize,
+    pub lost: usize,
+}
+
+/// Whether the sweep `name` cuts: all of them, or those `REKEY_POWER_ONLY` names (a comma-separated
+/// list of sweep names, e.g. `recover,prune`: to run one again by hand).
+pub fn chosen(name: &str) -> bool {
+    match std::env::var("REKEY_POWER_ONLY") {
+        Ok(only) => only.split(',').any(|o| o == name),
+        Err(_) => true,
+    }
+}
+
+/// Where a sweep cuts, of the points [`cut_points`] finds.
+#[derive(Clone, Copy)]
+pub enum Cuts {
+    /// `most` of them evenly over the run (`spread` more points spread over it first).
+    Over { spread: usize, most: usize },
+    /// The first `n` (a replay: its steps come first).
+    First(usize),
+}
+
+/// One command swept with cuts: from the state in `base` each time, cut, remount, `status`,
+/// `next`, check.
+#[expect(clippy::too_many_arguments, reason = "one sweep's whole description")]
+pub fn sweep(
+    lab: &Lab,
+    base: &Path,
+    name: &str,
+    args: &[String],
+    next: &[String],
+    expect: &Expect<'_>,
+    hooked: &[String],
+    cuts: Cuts,
+    env: &[(&str, String)],
+    tally: &mut Tally,
+) -> Ran {
+    copy(base, lab.backing.path());
+    let before = snapshot(&lab.root());
+    let whole = on_crashfs(lab, args, None, Survives::Everything, env);
+    assert!(
+        matches!(whole.code, Some(0 | 3 | 4)),
+        "{name}: {}",
+        whole.stderr
+    );
+    let points = match cuts {
+        _ if !chosen(name) => Vec::new(),
+        Cuts::Over { spread, most } => {
+            let points = cut_points(&whole.trace, spread);
+            // Evenly over the run, the first and the last kept.
+            let n = points.len();
+            if n > most {
+                (0..most)
+                    .map(|k| points[k * (n - 1) / (most - 1)])
+                    .collect()
+            } else {
+                points
+            }
+        }
+        Cuts::First(most) => cut_points(&whole.trace, 0).into_iter().take(most).collect(),
+    };
+    eprintln!(
+        "{name}: {} requests, {} cut points",
+        whole.trace.len(),
+        points.len()
+    );
+    for (n, at) in points.iter().enumerate() {
+        let t = Instant::now();
+        copy(base, lab.backing.path());
+        let survives = if n % 3 == 2 {
+            Survives::Some(0x5eed + *at)
+        } else {
+            Survives::Synced
+        };
+        let what = format!(
+            "{name} cut at request {at} of {} ({}, {:?})",
+            whole.trace.len(),
+            whole.trace[*at as usize - 1],
+            survives
+        );
+        let runs_before: Vec<String> = std::fs::read_dir(lab.root().join(".rekey/runs"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ran = on_crashfs(lab, args, Some(*at), survives, env);
+        assert!(ran.cut, "{what}: the power was never cut");
+        tally.lost += journal_kept(&lab.root(), &runs_before, &what);
+        match survives {
+            Survives::Some(_) => tally.reordering += 1,
+            _ => tally.strict += 1,
+        }
+        // A reader of the disk as the cut left it (no writes: it reads a copy of the backing
+        // directory, the same bytes the crash filesystem would serve), while the next writing
+        // command runs on the filesystem mounted again. A reader that finds a dead run's
+        // temporary files waits for it a while (scan::PATIENCE): that wait overlaps the run.
+        let cut = tempfile::tempdir().unwrap();
+        copy(&lab.root(), &cut.path().join("fleet"));
+        let reader = std::thread::spawn(move || {
+            let read = Instant::now();
+            let said = run(&cut.path().join("fleet"), &["status"]);
+            (said, read.elapsed())
+        });
+        let after = on_crashfs(lab, next, None, Survives::Everything, env);
+        let ((code, _, stderr), took) = reader.join().unwrap();
+        assert!(matches!(code, 0 | 3 | 4), "{what}: status: {stderr}");
+        eprintln!("  status: {took:.1?}");
+        assert!(
+            matches!(after.code, Some(0 | 3 | 4)),
+            "{what}: {}",
+            after.stderr
+        );
+        check(lab, &before, expect, &what, tally);
+        hooks_ran(lab, hooked, &what);
+        eprintln!("{what}: whole ({:.1?})", t.elapsed());
+    }
+    // Stop at the first command that tears or loses anything (the lines above say where).
+    assert_eq!((tally.torn, tally.lost), (0, 0), "{name}: torn, lost");
+    whole
+}
