@@ -9,7 +9,16 @@ use crate::common::*;
 use crate::lab::Lab;
 use crashfs::Survives;
 
-/// One run of rekey on the crash filesystem, the power cut at request `cut` if given.
+/// Where the power is cut in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// At the run's Nth mutating request (the first is 1).
+    At(u64),
+    /// Once the process has exited successfully: all it left unsynced is lost.
+    Exited,
+}
+
+/// One run of rekey on the crash filesystem, the power cut where `cut` says if given.
 pub struct Ran {
     pub code: Option<i32>,
     pub stderr: String,
@@ -21,23 +30,29 @@ pub struct Ran {
 pub fn on_crashfs(
     lab: &Lab,
     args: &[String],
-    cut: Option<u64>,
+    cut: Option<Cut>,
     survives: Survives,
     env: &[(&str, String)],
 ) -> Ran {
     let t = Instant::now();
-    let m = crashfs::mount(lab.backing.path(), lab.mount.path(), cut)
+    let at = match cut {
+        Some(Cut::At(n)) => Some(n),
+        _ => None,
+    };
+    let m = crashfs::mount(lab.backing.path(), lab.mount.path(), at)
         .expect("the crash filesystem mounts (root, /dev/fuse)");
     let root = lab.mount.path().join("fleet");
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
         .args(args)
         .arg("--root")
         .arg(&root)
-        .args(if matches!(args[0].as_str(), "rollback" | "prune") {
-            &[][..] // they take no --as-of
-        } else {
-            &["--as-of", AS_OF][..]
-        })
+        .args(
+            if matches!(args[0].as_str(), "rollback" | "prune" | "hooks") {
+                &[][..] // they take no --as-of
+            } else {
+                &["--as-of", AS_OF][..]
+            },
+        )
         .envs(env.iter().map(|(k, v)| (*k, v)))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -46,6 +61,9 @@ pub fn on_crashfs(
     let until = Instant::now() + Duration::from_secs(300);
     let code = loop {
         if let Some(status) = child.try_wait().unwrap() {
+            if cut == Some(Cut::Exited) && matches!(status.code(), Some(0 | 3 | 4)) {
+                m.cut_now();
+            }
             break status.code();
         }
         if m.is_cut() || Instant::now() > until {
@@ -76,11 +94,18 @@ pub fn on_crashfs(
     }
 }
 
-/// The requests to cut at in a run whose requests were `trace`: each journal append and its
-/// sync, the report's and the hook marker's, the audit log's, and `spread` points over the rest.
+/// The requests to cut at in a run whose requests were `trace`: each journal append's sync,
+/// the report's and the hook marker's, the audit log's, and `spread` points over the rest. (Not
+/// an append's write as well: a strict cut there leaves what a strict cut at its sync does,
+/// and a reordering cut at the sync may keep the unsynced append, whole or in part.)
 pub fn cut_points(trace: &[String], spread: usize) -> Vec<u64> {
     let mut points: Vec<u64> = Vec::new();
     for (i, op) in trace.iter().enumerate() {
+        if op == "write journal.jsonl"
+            && trace.get(i + 1).is_some_and(|o| o == "fsync journal.jsonl")
+        {
+            continue;
+        }
         let key = [
             "write journal.jsonl",
             "fsync journal.jsonl",
@@ -130,10 +155,23 @@ pub fn chosen(name: &str) -> bool {
     }
 }
 
+/// `most` of `points`, evenly over them, the first and the last kept.
+pub fn evenly(points: Vec<u64>, most: usize) -> Vec<u64> {
+    let n = points.len();
+    if n > most {
+        (0..most)
+            .map(|k| points[k * (n - 1) / (most - 1)])
+            .collect()
+    } else {
+        points
+    }
+}
+
 /// Where a sweep cuts, of the points [`cut_points`] finds.
 #[derive(Clone, Copy)]
 pub enum Cuts {
-    /// `most` of them evenly over the run (`spread` more points spread over it first).
+    /// `most` of them evenly over the run (`spread` more points spread over it first), and a
+    /// strict cut once the run has exited.
     Over { spread: usize, most: usize },
     /// The first `n` (a replay: its steps come first).
     First(usize),
@@ -165,45 +203,50 @@ pub fn sweep(
     let points = match cuts {
         _ if !chosen(name) => Vec::new(),
         Cuts::Over { spread, most } => {
-            let points = cut_points(&whole.trace, spread);
-            // Evenly over the run, the first and the last kept.
-            let n = points.len();
-            if n > most {
-                (0..most)
-                    .map(|k| points[k * (n - 1) / (most - 1)])
-                    .collect()
-            } else {
-                points
-            }
+            let mut points: Vec<Cut> = evenly(cut_points(&whole.trace, spread), most)
+                .into_iter()
+                .map(Cut::At)
+                .collect();
+            points.push(Cut::Exited);
+            points
         }
-        Cuts::First(most) => cut_points(&whole.trace, 0).into_iter().take(most).collect(),
+        Cuts::First(most) => cut_points(&whole.trace, 0)
+            .into_iter()
+            .take(most)
+            .map(Cut::At)
+            .collect(),
     };
     eprintln!(
         "{name}: {} requests, {} cut points",
         whole.trace.len(),
         points.len()
     );
-    for (n, at) in points.iter().enumerate() {
+    for (n, cut) in points.iter().enumerate() {
         let t = Instant::now();
         copy(base, lab.backing.path());
-        let survives = if n % 3 == 2 {
-            Survives::Some(0x5eed + *at)
-        } else {
-            Survives::Synced
+        let (survives, what) = match *cut {
+            Cut::At(at) => {
+                let survives = if n % 3 == 2 {
+                    Survives::Some(0x5eed + at)
+                } else {
+                    Survives::Synced
+                };
+                let what = format!(
+                    "{name} cut at request {at} of {} ({}, {survives:?})",
+                    whole.trace.len(),
+                    whole.trace[at as usize - 1],
+                );
+                (survives, what)
+            }
+            Cut::Exited => (Survives::Synced, format!("{name} cut once it exited")),
         };
-        let what = format!(
-            "{name} cut at request {at} of {} ({}, {:?})",
-            whole.trace.len(),
-            whole.trace[*at as usize - 1],
-            survives
-        );
         let runs_before: Vec<String> = std::fs::read_dir(lab.root().join(".rekey/runs"))
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                     .collect()
             })
             .unwrap_or_default();
-        let ran = on_crashfs(lab, args, Some(*at), survives, env);
+        let ran = on_crashfs(lab, args, Some(*cut), survives, env);
         assert!(ran.cut, "{what}: the power was never cut");
         tally.lost += journal_kept(&lab.root(), &runs_before, &what);
         match survives {

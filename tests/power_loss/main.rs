@@ -14,11 +14,14 @@
 //! The modules: [`lab`] the fleet and its hooks, [`drive`] the cut driver (one run on the crash
 //! filesystem, the cut points, the sweep of a command), [`checks`] what must hold after a cut
 //! (with [`openssl`] the independent check), [`scenarios`] the sweeps per command, [`controls`]
-//! the controls and the durability paths.
+//! the controls and the durability paths, [`ca`] the CA rotation's stages.
 
+#[path = "../ca_common/mod.rs"]
+mod ca_common;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod ca;
 mod checks;
 mod controls;
 mod drive;
@@ -50,6 +53,17 @@ fn main() {
     let started = Instant::now();
     controls::controls();
     controls::durability_paths();
-    scenarios::power_cuts_leave_every_identity_whole();
+    let mut tally = drive::Tally::default();
+    scenarios::power_cuts_leave_every_identity_whole(&mut tally);
+    ca::ca_stages_cut(&mut tally);
+    println!(
+        "power loss: {} cuts ({} strict, {} reordering), {} torn, {} lost",
+        tally.strict + tally.reordering,
+        tally.strict,
+        tally.reordering,
+        tally.torn,
+        tally.lost
+    );
+    assert_eq!((tally.torn, tally.lost), (0, 0));
     println!("power loss: done in {:.0?}", started.elapsed());
 }
