@@ -14,8 +14,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::ca_common::*;
+use crate::checks::exited_whole;
 use crate::common::*;
-use crate::drive::{Cut, Tally, chosen, on_crashfs};
+use crate::drive::{Cut, Tally, chosen, on_crashfs, runs_of};
 use crate::lab::Lab;
 use crashfs::Survives;
 
@@ -124,8 +125,14 @@ fn stage_cut(lab: &Lab, base: &Path, command: &str, from: &str, to: &str, tally:
             ),
             Cut::Exited => format!("{name} cut once it exited"),
         };
+        let runs_before = runs_of(&lab.root());
         let ran = on_crashfs(lab, &args, Some(cut), survives, &[]);
         assert!(ran.cut, "{what}: the power was never cut");
+        if cut == Cut::Exited {
+            // docs/report.schema.json knows no CA stage's report yet (its `command` and the
+            // trust files' name `ca.pem`): whole JSON of its run, not the schema's.
+            exited_whole(&lab.root(), &runs_before, false, &what);
+        }
         match survives {
             Survives::Some(_) => tally.reordering += 1,
             _ => tally.strict += 1,

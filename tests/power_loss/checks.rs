@@ -107,6 +107,39 @@ pub fn check(lab: &Lab, before: &Snapshot, expect: &Expect<'_>, what: &str, tall
     openssl_fleet(&root, &lab.ids, what);
 }
 
+/// What a command that exited left on the disk as a cut after it left it (before any other
+/// command could repair it): the report of each run not in `runs_before` whole (its own run's,
+/// and the schema's when `schema`), and the audit log's lines (see [`audit_whole`]).
+pub fn exited_whole(root: &Path, runs_before: &[String], schema: bool, what: &str) {
+    for run in std::fs::read_dir(root.join(".rekey/runs"))
+        .into_iter()
+        .flatten()
+    {
+        let run = run.unwrap();
+        if runs_before.contains(&run.file_name().to_string_lossy().into_owned()) {
+            continue;
+        }
+        let report = run.path().join("report.json");
+        let bytes = std::fs::read(&report).unwrap_or_else(|e| {
+            panic!(
+                "{what}: the run's report is lost: {}: {e}",
+                report.display()
+            )
+        });
+        let report: serde_json::Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{what}: the run's report is not whole: {e}"));
+        assert_eq!(
+            report["run_id"],
+            *run.file_name().to_string_lossy(),
+            "{what}"
+        );
+        if schema {
+            assert_report_valid(&report, what);
+        }
+    }
+    audit_whole(root, what);
+}
+
 /// The audit log keeps what `recover` changed: every identity a recover run's report has done
 /// has its `requested` line of that run, and its `recovered` line (rekey settles the audit log
 /// before it ends the run's journal, so a run cut off before its end is replayed, and the

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::checks::{Expect, check, hooks_ran, journal_kept};
+use crate::checks::{Expect, check, exited_whole, hooks_ran, journal_kept};
 use crate::common::*;
 use crate::lab::Lab;
 use crashfs::Survives;
@@ -167,6 +167,16 @@ pub fn evenly(points: Vec<u64>, most: usize) -> Vec<u64> {
     }
 }
 
+/// The runs of the fleet at `root` (their ids).
+pub fn runs_of(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root.join(".rekey/runs"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Where a sweep cuts, of the points [`cut_points`] finds.
 #[derive(Clone, Copy)]
 pub enum Cuts {
@@ -240,15 +250,13 @@ pub fn sweep(
             }
             Cut::Exited => (Survives::Synced, format!("{name} cut once it exited")),
         };
-        let runs_before: Vec<String> = std::fs::read_dir(lab.root().join(".rekey/runs"))
-            .map(|d| {
-                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let runs_before = runs_of(&lab.root());
         let ran = on_crashfs(lab, args, Some(*cut), survives, env);
         assert!(ran.cut, "{what}: the power was never cut");
         tally.lost += journal_kept(&lab.root(), &runs_before, &what);
+        if *cut == Cut::Exited {
+            exited_whole(&lab.root(), &runs_before, true, &what);
+        }
         match survives {
             Survives::Some(_) => tally.reordering += 1,
             _ => tally.strict += 1,
