@@ -263,8 +263,9 @@ pub fn sweep(
         }
         // A reader of the disk as the cut left it (no writes: it reads a copy of the backing
         // directory, the same bytes the crash filesystem would serve), while the next writing
-        // command runs on the filesystem mounted again. A reader that finds a dead run's
-        // temporary files waits for it a while (scan::PATIENCE): that wait overlaps the run.
+        // command runs on the filesystem mounted again and the fleet is checked. A reader that
+        // finds a dead run's temporary files waits for it a while (scan::PATIENCE): that wait
+        // overlaps the run and the check.
         let cut = tempfile::tempdir().unwrap();
         copy(&lab.root(), &cut.path().join("fleet"));
         let reader = std::thread::spawn(move || {
@@ -273,16 +274,18 @@ pub fn sweep(
             (said, read.elapsed())
         });
         let after = on_crashfs(lab, next, None, Survives::Everything, env);
-        let ((code, _, stderr), took) = reader.join().unwrap();
-        assert!(matches!(code, 0 | 3 | 4), "{what}: status: {stderr}");
-        eprintln!("  status: {took:.1?}");
         assert!(
             matches!(after.code, Some(0 | 3 | 4)),
             "{what}: {}",
             after.stderr
         );
+        let checking = Instant::now();
         check(lab, &before, expect, &what, tally);
         hooks_ran(lab, hooked, &what);
+        eprintln!("  check: {:.1?}", checking.elapsed());
+        let ((code, _, stderr), took) = reader.join().unwrap();
+        assert!(matches!(code, 0 | 3 | 4), "{what}: status: {stderr}");
+        eprintln!("  status: {took:.1?}");
         eprintln!("{what}: whole ({:.1?})", t.elapsed());
     }
     // Stop at the first command that tears or loses anything (the lines above say where).
