@@ -231,6 +231,7 @@ pub fn sweep(
         whole.trace.len(),
         points.len()
     );
+    let mut readers = Vec::new();
     for (n, cut) in points.iter().enumerate() {
         let t = Instant::now();
         copy(base, lab.backing.path());
@@ -263,14 +264,14 @@ pub fn sweep(
         }
         // A reader of the disk as the cut left it (no writes: it reads a copy of the backing
         // directory, the same bytes the crash filesystem would serve), while the next writing
-        // command runs on the filesystem mounted again and the fleet is checked. A reader that
-        // finds a dead run's temporary files waits for it a while (scan::PATIENCE): that wait
-        // overlaps the run and the check.
-        let cut = tempfile::tempdir().unwrap();
-        copy(&lab.root(), &cut.path().join("fleet"));
+        // command runs on the filesystem mounted again, the fleet is checked and the next cuts
+        // are made. A reader that finds a dead run's temporary files waits for it a while
+        // (scan::PATIENCE): that wait overlaps them; the readers are heard at the sweep's end.
+        let disk = tempfile::tempdir().unwrap();
+        copy(&lab.root(), &disk.path().join("fleet"));
         let reader = std::thread::spawn(move || {
             let read = Instant::now();
-            let said = run(&cut.path().join("fleet"), &["status"]);
+            let said = run(&disk.path().join("fleet"), &["status"]);
             (said, read.elapsed())
         });
         let after = on_crashfs(lab, next, None, Survives::Everything, env);
@@ -283,10 +284,13 @@ pub fn sweep(
         check(lab, &before, expect, &what, tally);
         hooks_ran(lab, hooked, &what);
         eprintln!("  check: {:.1?}", checking.elapsed());
+        eprintln!("{what}: whole ({:.1?})", t.elapsed());
+        readers.push((reader, what));
+    }
+    for (reader, what) in readers {
         let ((code, _, stderr), took) = reader.join().unwrap();
         assert!(matches!(code, 0 | 3 | 4), "{what}: status: {stderr}");
-        eprintln!("  status: {took:.1?}");
-        eprintln!("{what}: whole ({:.1?})", t.elapsed());
+        eprintln!("{what}: status read the cut disk in {took:.1?}");
     }
     // Stop at the first command that tears or loses anything (the lines above say where).
     assert_eq!((tally.torn, tally.lost), (0, 0), "{name}: torn, lost");

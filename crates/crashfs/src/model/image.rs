@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{DirOp, FileOp, Image, Kind, Model, ROOT, Survives, apply, write_at};
+use std::ffi::OsString;
+
+use super::{DirOp, FileOp, Image, Kind, Model, ROOT, Survives, write_at};
 
 /// One cut being built: what survives, its random choices, the directories placed, and each
 /// exchange's choice (both halves alike).
@@ -124,5 +126,31 @@ impl Rng {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 & 1 == 1
+    }
+}
+
+/// A directory operation applied to a directory's entries.
+pub(super) fn apply(names: &mut BTreeMap<OsString, u64>, op: &DirOp) {
+    match op {
+        DirOp::Insert(name, ino) | DirOp::Exchange { name, ino, .. } => {
+            names.insert(name.clone(), *ino);
+        }
+        DirOp::Remove(name) => {
+            names.remove(name);
+        }
+        DirOp::Move { from, to } => {
+            if let Some(ino) = names.remove(from) {
+                names.insert(to.clone(), ino);
+            }
+        }
+        DirOp::Swap(a, b) => {
+            let (x, y) = (names.remove(a), names.remove(b));
+            if let Some(y) = y {
+                names.insert(a.clone(), y);
+            }
+            if let Some(x) = x {
+                names.insert(b.clone(), x);
+            }
+        }
     }
 }

@@ -487,32 +487,8 @@ fn write_at(data: &mut Vec<u8>, offset: u64, bytes: &[u8]) {
     data[start..start + bytes.len()].copy_from_slice(bytes);
 }
 
-/// A directory operation applied to a directory's entries.
-fn apply(names: &mut BTreeMap<OsString, u64>, op: &DirOp) {
-    match op {
-        DirOp::Insert(name, ino) | DirOp::Exchange { name, ino, .. } => {
-            names.insert(name.clone(), *ino);
-        }
-        DirOp::Remove(name) => {
-            names.remove(name);
-        }
-        DirOp::Move { from, to } => {
-            if let Some(ino) = names.remove(from) {
-                names.insert(to.clone(), ino);
-            }
-        }
-        DirOp::Swap(a, b) => {
-            let (x, y) = (names.remove(a), names.remove(b));
-            if let Some(y) = y {
-                names.insert(a.clone(), y);
-            }
-            if let Some(x) = x {
-                names.insert(b.clone(), x);
-            }
-        }
-    }
-}
-
 mod image;
 #[cfg(test)]
 mod tests;
+
+use image::apply;
