@@ -2,7 +2,7 @@
 //!
 //! [`mount`] loads a backing directory into memory and serves it over FUSE. It keeps, per file,
 //! what was written since its last `fsync`/`fdatasync`, and per directory the creates, renames,
-//! links and unlinks since its last `fsync` ([`model`]). At the Nth mutating request (a sync
+//! exchanges, links and unlinks since its last `fsync` ([`model`]). At the Nth mutating request (a sync
 //! counts) it cuts the power: that request and every later one fail with `EIO`, and
 //! [`Mounted::finish`] writes back to the backing directory only what a disk would still hold:
 //! what was synced (the strict cut), or that and a seeded random subset of what was not (the

@@ -312,10 +312,23 @@ impl Filesystem for CrashFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        if flags.contains(RenameFlags::RENAME_EXCHANGE)
-            || flags.contains(RenameFlags::RENAME_WHITEOUT)
-        {
+        if flags.contains(RenameFlags::RENAME_WHITEOUT) {
             return reply.error(Errno::EINVAL);
+        }
+        if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            return match self.mutate("exchange", 0, Some(newname)).and_then(|mut s| {
+                let a = s.model.lookup(parent.0, name).map_err(errno)?;
+                let b = s.model.lookup(newparent.0, newname).map_err(errno)?;
+                s.model
+                    .exchange(parent.0, name, newparent.0, newname)
+                    .map_err(errno)?;
+                s.names.insert(a, newname.to_owned());
+                s.names.insert(b, name.to_owned());
+                Ok(())
+            }) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            };
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
         match self.mutate("rename", 0, Some(newname)).and_then(|mut s| {

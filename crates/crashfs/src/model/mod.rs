@@ -2,14 +2,21 @@
 //!
 //! Every inode keeps its current state and its durable state: a file the bytes and attributes
 //! of its last `fsync`/`fdatasync` and the writes since then; a directory its entries at its
-//! last `fsync` and the creates, renames, links and unlinks since then. A cut builds the tree
-//! a disk would hold after losing power: from the root, each directory's durable entries and
-//! each file's durable bytes, plus (the reordering cut) a seeded random subset of what was not
-//! synced yet, each directory's and file's operations applied in their order, any of them left
-//! out (Pebble's crash clone of its in-memory filesystem does the same). This module is pure:
-//! no FUSE, no disk.
+//! last `fsync` and the creates, renames, exchanges, links and unlinks since then. A cut builds
+//! the tree a disk would hold after losing power (`image`): from the root, each directory's
+//! durable entries and each file's durable bytes, plus (the reordering cut) a seeded random
+//! subset of what was not synced yet, each directory's and file's operations applied in their
+//! order, any of them left out (Pebble's crash clone of its in-memory filesystem does the same).
+//!
+//! An exchange of two directories' entries (`renameat2(RENAME_EXCHANGE)`) is one operation of
+//! both: the sync of either makes it durable in both, and a reordering cut keeps both halves or
+//! neither. A directory never has two names, and a journaling filesystem commits both
+//! directories of a rename in one transaction; kept apart, a cut between the two directories'
+//! syncs would leave one tree under both names and the other nowhere, which no disk holds.
+//!
+//! This module is pure: no FUSE, no disk.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 
 /// The inode of the root directory (FUSE's root id).
@@ -41,6 +48,17 @@ pub(crate) enum DirOp {
     Move {
         from: OsString,
         to: OsString,
+    },
+    /// An exchange inside this directory (`RENAME_EXCHANGE`): one step.
+    Swap(OsString, OsString),
+    /// This directory's half of an exchange with another directory's entry: `name` now names
+    /// `ino`. Both halves are one operation (`pair`): durable in both directories once either
+    /// is synced, and a reordering cut keeps both or neither (see [`Model::exchange`]).
+    Exchange {
+        name: OsString,
+        ino: u64,
+        pair: u64,
+        other: u64,
     },
 }
 
@@ -100,6 +118,8 @@ pub enum Image {
 pub struct Model {
     pub(crate) nodes: HashMap<u64, Node>,
     next: u64,
+    /// The next exchange's pair number.
+    pairs: u64,
 }
 
 impl Model {
@@ -118,6 +138,7 @@ impl Model {
         Model {
             nodes: HashMap::from([(ROOT, root)]),
             next: ROOT + 1,
+            pairs: 0,
         }
     }
 
@@ -299,6 +320,46 @@ impl Model {
         Ok(())
     }
 
+    /// Exchanges `parent/name` and `to_parent/to_name` (`renameat2(RENAME_EXCHANGE)`): both
+    /// names stay, each now naming the other's inode. Between two directories it is one
+    /// operation recorded in each: a directory cannot have two names, and a journaling
+    /// filesystem commits a rename's two directories in one transaction, so the sync of either
+    /// makes it durable in both.
+    pub fn exchange(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        to_parent: u64,
+        to_name: &OsStr,
+    ) -> Result<(), Errno> {
+        let (a, b) = (self.lookup(parent, name)?, self.lookup(to_parent, to_name)?);
+        if parent == to_parent {
+            if name != to_name {
+                let (entries, log) = self.dir_mut(parent)?;
+                entries.insert(name.to_owned(), b);
+                entries.insert(to_name.to_owned(), a);
+                log.push(DirOp::Swap(name.to_owned(), to_name.to_owned()));
+            }
+            return Ok(());
+        }
+        let pair = self.pairs;
+        self.pairs += 1;
+        for (dir, entry, ino, other) in [
+            (parent, name, b, to_parent),
+            (to_parent, to_name, a, parent),
+        ] {
+            let (entries, log) = self.dir_mut(dir)?;
+            entries.insert(entry.to_owned(), ino);
+            log.push(DirOp::Exchange {
+                name: entry.to_owned(),
+                ino,
+                pair,
+                other,
+            });
+        }
+        Ok(())
+    }
+
     /// Writes `bytes` at `offset` of file `ino`.
     pub fn write(&mut self, ino: u64, offset: u64, bytes: &[u8]) -> Result<(), Errno> {
         match &mut self.node_mut(ino)?.kind {
@@ -355,6 +416,19 @@ impl Model {
     /// `fsync` of `ino`: a file's bytes and attributes, a directory's entries and attributes
     /// become durable.
     pub fn sync(&mut self, ino: u64) -> Result<(), Errno> {
+        let halves: Vec<(u64, u64)> = match &self.node(ino)?.kind {
+            Kind::Dir { log, .. } => log
+                .iter()
+                .filter_map(|op| match op {
+                    DirOp::Exchange { pair, other, .. } => Some((*pair, *other)),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (pair, other) in halves {
+            self.settle_half(other, pair);
+        }
         let node = self.node_mut(ino)?;
         node.synced_meta = node.meta;
         match &mut node.kind {
@@ -375,106 +449,33 @@ impl Model {
         Ok(())
     }
 
+    /// The other half of exchange `pair` in directory `dir` made durable with what came before
+    /// it in that directory (the transaction that commits it commits those too).
+    fn settle_half(&mut self, dir: u64, pair: u64) {
+        let Some(Node {
+            kind: Kind::Dir { synced, log, .. },
+            ..
+        }) = self.nodes.get_mut(&dir)
+        else {
+            return;
+        };
+        let Some(at) = log
+            .iter()
+            .position(|op| matches!(op, DirOp::Exchange { pair: p, .. } if *p == pair))
+        else {
+            return;
+        };
+        for op in log.drain(..=at) {
+            apply(synced, &op);
+        }
+    }
+
     /// Everything durable (what a `syncfs` that reached the filesystem would do).
     pub fn sync_all(&mut self) {
         let inos: Vec<u64> = self.nodes.keys().copied().collect();
         for ino in inos {
             let _ = self.sync(ino);
         }
-    }
-
-    /// The tree a disk would hold: see the module's comment. `skip` is left out (the control
-    /// file).
-    pub fn image(&self, survives: Survives, skip: u64) -> Image {
-        let mut rng = Rng(match survives {
-            Survives::Some(seed) => seed | 1,
-            _ => 1,
-        });
-        let mut seen = HashSet::new();
-        self.image_of(ROOT, survives, &mut rng, &mut seen, skip)
-            .unwrap_or_else(|| Image::Dir(BTreeMap::new(), self.nodes[&ROOT].meta))
-    }
-
-    fn image_of(
-        &self,
-        ino: u64,
-        survives: Survives,
-        rng: &mut Rng,
-        seen: &mut HashSet<u64>,
-        skip: u64,
-    ) -> Option<Image> {
-        let node = self.nodes.get(&ino)?;
-        let meta = match survives {
-            Survives::Everything => node.meta,
-            Survives::Synced => node.synced_meta,
-            Survives::Some(_) if rng.coin() => node.meta,
-            Survives::Some(_) => node.synced_meta,
-        };
-        Some(match &node.kind {
-            Kind::Link(target) => Image::Link(target.clone()),
-            Kind::File { data, synced, log } => {
-                let (bytes, meta) = match survives {
-                    Survives::Everything => (data.clone(), node.meta),
-                    Survives::Synced => (synced.clone(), node.synced_meta),
-                    Survives::Some(_) => {
-                        let (mut bytes, mut meta) = (synced.clone(), node.synced_meta);
-                        for op in log.iter().filter(|_| rng.coin()) {
-                            match op {
-                                FileOp::Write { offset, bytes: b } => {
-                                    write_at(&mut bytes, *offset, b)
-                                }
-                                FileOp::Truncate(size) => bytes.resize(*size as usize, 0),
-                                FileOp::Meta(m) => meta = *m,
-                            }
-                        }
-                        (bytes, meta)
-                    }
-                };
-                Image::File(ino, bytes, meta)
-            }
-            Kind::Dir {
-                entries,
-                synced,
-                log,
-            } => {
-                if !seen.insert(ino) {
-                    return None; // a loop a reordering made: the directory is already placed
-                }
-                let names = match survives {
-                    Survives::Everything => entries.clone(),
-                    Survives::Synced => synced.clone(),
-                    Survives::Some(_) => {
-                        let mut names = synced.clone();
-                        for op in log.iter().filter(|_| rng.coin()) {
-                            match op {
-                                DirOp::Insert(name, ino) => {
-                                    names.insert(name.clone(), *ino);
-                                }
-                                DirOp::Remove(name) => {
-                                    names.remove(name);
-                                }
-                                DirOp::Move { from, to } => {
-                                    if let Some(ino) = names.remove(from) {
-                                        names.insert(to.clone(), ino);
-                                    }
-                                }
-                            }
-                        }
-                        names
-                    }
-                };
-                let mut children = BTreeMap::new();
-                for (name, child) in names {
-                    if child == skip {
-                        continue;
-                    }
-                    if let Some(image) = self.image_of(child, survives, rng, seen, skip) {
-                        children.insert(name, image);
-                    }
-                }
-                Image::Dir(children, meta)
-            }
-        })
     }
 }
 
@@ -486,89 +487,8 @@ fn write_at(data: &mut Vec<u8>, offset: u64, bytes: &[u8]) {
     data[start..start + bytes.len()].copy_from_slice(bytes);
 }
 
-/// xorshift64: a cut's choices follow from its seed alone.
-struct Rng(u64);
-
-impl Rng {
-    fn coin(&mut self) -> bool {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 & 1 == 1
-    }
-}
-
+mod image;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    const M: Meta = Meta {
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-    };
-
-    fn file<'a>(image: &'a Image, name: &str) -> Option<&'a Vec<u8>> {
-        match image {
-            Image::Dir(children, _) => match children.get(OsStr::new(name)) {
-                Some(Image::File(_, bytes, _)) => Some(bytes),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn a_strict_cut_keeps_only_what_was_synced() {
-        let mut fs = Model::new(M);
-        let old = fs
-            .create(ROOT, OsStr::new("a"), New::File, M, true)
-            .unwrap();
-        fs.write(old, 0, b"old").unwrap();
-        fs.sync(old).unwrap();
-        // Written and renamed over, the file synced but not the directory: the old name wins.
-        let new = fs
-            .create(ROOT, OsStr::new("a.tmp"), New::File, M, false)
-            .unwrap();
-        fs.write(new, 0, b"new").unwrap();
-        fs.sync(new).unwrap();
-        fs.rename(ROOT, OsStr::new("a.tmp"), ROOT, OsStr::new("a"), false)
-            .unwrap();
-        let cut = fs.image(Survives::Synced, 0);
-        assert_eq!(file(&cut, "a").unwrap(), b"old");
-        assert!(file(&cut, "a.tmp").is_none());
-        assert_eq!(
-            file(&fs.image(Survives::Everything, 0), "a").unwrap(),
-            b"new"
-        );
-        fs.sync(ROOT).unwrap();
-        assert_eq!(file(&fs.image(Survives::Synced, 0), "a").unwrap(), b"new");
-        // Renamed without the file synced: the name survives, the bytes do not.
-        let empty = fs
-            .create(ROOT, OsStr::new("b"), New::File, M, false)
-            .unwrap();
-        fs.write(empty, 0, b"unsynced").unwrap();
-        fs.sync(ROOT).unwrap();
-        assert_eq!(file(&fs.image(Survives::Synced, 0), "b").unwrap(), b"");
-    }
-
-    #[test]
-    fn a_reordering_cut_keeps_some_unsynced_steps_and_follows_its_seed() {
-        let mut fs = Model::new(M);
-        for i in 0..32 {
-            let ino = fs
-                .create(ROOT, OsStr::new(&format!("f{i}")), New::File, M, false)
-                .unwrap();
-            fs.write(ino, 0, b"x").unwrap();
-        }
-        let count = |image: &Image| match image {
-            Image::Dir(children, _) => children.len(),
-            _ => 0,
-        };
-        let some = fs.image(Survives::Some(7), 0);
-        assert!((1..32).contains(&count(&some)), "{}", count(&some));
-        assert_eq!(some, fs.image(Survives::Some(7), 0));
-        assert_ne!(some, fs.image(Survives::Some(8), 0));
-        assert_eq!(count(&fs.image(Survives::Synced, 0)), 0);
-    }
-}
+use image::apply;
