@@ -129,9 +129,7 @@ fn stage_cut(lab: &Lab, base: &Path, command: &str, from: &str, to: &str, tally:
         let ran = on_crashfs(lab, &args, Some(cut), survives, &[]);
         assert!(ran.cut, "{what}: the power was never cut");
         if cut == Cut::Exited {
-            // docs/report.schema.json knows no CA stage's report yet (its `command` and the
-            // trust files' name `ca.pem`): whole JSON of its run, not the schema's.
-            exited_whole(&lab.root(), &runs_before, false, &what);
+            exited_whole(&lab.root(), &runs_before, &what);
         }
         match survives {
             Survives::Some(_) => tally.reordering += 1,

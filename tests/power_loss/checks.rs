@@ -109,8 +109,8 @@ pub fn check(lab: &Lab, before: &Snapshot, expect: &Expect<'_>, what: &str, tall
 
 /// What a command that exited left on the disk as a cut after it left it (before any other
 /// command could repair it): the report of each run not in `runs_before` whole (its own run's,
-/// and the schema's when `schema`), and the audit log's lines (see [`audit_whole`]).
-pub fn exited_whole(root: &Path, runs_before: &[String], schema: bool, what: &str) {
+/// and the schema's), and the audit log's lines (see [`audit_whole`]).
+pub fn exited_whole(root: &Path, runs_before: &[String], what: &str) {
     for run in std::fs::read_dir(root.join(".rekey/runs"))
         .into_iter()
         .flatten()
@@ -133,9 +133,7 @@ pub fn exited_whole(root: &Path, runs_before: &[String], schema: bool, what: &st
             *run.file_name().to_string_lossy(),
             "{what}"
         );
-        if schema {
-            assert_report_valid(&report, what);
-        }
+        assert_report_valid(&report, what);
     }
     audit_whole(root, what);
 }

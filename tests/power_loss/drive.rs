@@ -256,7 +256,7 @@ pub fn sweep(
         assert!(ran.cut, "{what}: the power was never cut");
         tally.lost += journal_kept(&lab.root(), &runs_before, &what);
         if *cut == Cut::Exited {
-            exited_whole(&lab.root(), &runs_before, true, &what);
+            exited_whole(&lab.root(), &runs_before, &what);
         }
         match survives {
             Survives::Some(_) => tally.reordering += 1,
