@@ -16,35 +16,6 @@ use crate::survey::{Identity, Scope, Survey, no_match};
 
 pub use crate::survey::{Filter, Grain};
 
-/// A `--node` or `--service` value that names nothing in `fleet` is a usage error naming it: a
-/// typo, or a monitor watching a name that is gone, must hear so.
-fn unknown_name(
-    nodes: &[String],
-    services: &[String],
-    fleet: &[Identity],
-) -> Result<(), UsageError> {
-    for (flag, names, of) in [
-        ("--node", nodes, node_of as fn(&Identity) -> &str),
-        ("--service", services, service_of),
-    ] {
-        if let Some(name) = names
-            .iter()
-            .find(|n| !fleet.iter().any(|i| of(i) == n.as_str()))
-        {
-            return Err(no_match(flag, name));
-        }
-    }
-    Ok(())
-}
-
-fn node_of(i: &Identity) -> &str {
-    i.node()
-}
-
-fn service_of(i: &Identity) -> &str {
-    i.service()
-}
-
 /// How `status` turns the fleet into an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitRule {
@@ -133,18 +104,23 @@ impl Selection {
         &self,
         fleet: &'a [Identity],
     ) -> Result<Vec<&'a Identity>, UsageError> {
-        unknown_name(&self.nodes, &self.services, fleet)?;
+        let mut checked = self.checked();
         let chosen: Vec<&Identity> = fleet
             .iter()
-            .filter(|i| self.matches(i.node(), i.service()))
+            .filter(|i| checked.takes(i.node(), i.service()))
             .collect();
-        if chosen.is_empty() && !self.all {
-            return Err(UsageError(format!(
-                "{} together match no identity in the fleet (see rekey status)",
-                self.described()
-            )));
-        }
+        checked.end()?;
         Ok(chosen)
+    }
+
+    /// The selection checked as a fleet streams past it ([`Checked`]).
+    pub(crate) fn checked(&self) -> Checked<'_> {
+        Checked {
+            selection: self,
+            nodes: vec![false; self.nodes.len()],
+            services: vec![false; self.services.len()],
+            taken: 0,
+        }
     }
 
     /// Keeps only the selected identities of `survey`, and the problems found inside the
@@ -171,17 +147,65 @@ impl Selection {
 
     /// The usage error of a selection whose names each exist but together match no identity.
     pub(crate) fn selects_nothing(&self) -> anyhow::Error {
+        self.selects_nothing_usage().into()
+    }
+
+    fn selects_nothing_usage(&self) -> UsageError {
         UsageError(format!(
             "{} together match no identity in the fleet (see rekey status)",
             self.described()
         ))
-        .into()
     }
 
     fn described(&self) -> String {
         let nodes = self.nodes.iter().map(|n| format!("--node {n}"));
         let services = self.services.iter().map(|s| format!("--service {s}"));
         nodes.chain(services).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// A selection checked against a fleet one identity at a time: which of its names some
+/// identity bears, and how many identities it took, so that a streamed fleet is judged as a
+/// held one ([`Selection::resolve`]) without being held.
+pub(crate) struct Checked<'a> {
+    selection: &'a Selection,
+    nodes: Vec<bool>,
+    services: Vec<bool>,
+    taken: usize,
+}
+
+impl Checked<'_> {
+    /// Whether the selection takes `node/service`, noting the names it bears.
+    pub(crate) fn takes(&mut self, node: &str, service: &str) -> bool {
+        let selection = self.selection;
+        for (seen, name) in self.nodes.iter_mut().zip(&selection.nodes) {
+            *seen |= name == node;
+        }
+        for (seen, name) in self.services.iter_mut().zip(&selection.services) {
+            *seen |= name == service;
+        }
+        let takes = selection.matches(node, service);
+        self.taken += usize::from(takes);
+        takes
+    }
+
+    /// Once the whole fleet passed, how many identities the selection took. A `--node` or
+    /// `--service` that no identity bears (a typo, or a name that is gone) is a usage error
+    /// naming it, and so is a combination that took nothing.
+    pub(crate) fn end(self) -> Result<usize, UsageError> {
+        let selection = self.selection;
+        for (flag, names, seen) in [
+            ("--node", &selection.nodes, &self.nodes),
+            ("--service", &selection.services, &self.services),
+        ] {
+            if let Some((name, _)) = names.iter().zip(seen).find(|(_, seen)| !**seen) {
+                return Err(no_match(flag, name));
+            }
+        }
+        if self.taken == 0 && !selection.all {
+            return Err(selection.selects_nothing_usage());
+        }
+        Ok(self.taken)
     }
 }
 
