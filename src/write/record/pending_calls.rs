@@ -62,10 +62,9 @@ where
                 let (post, deploy): (Vec<HookCall>, Vec<HookCall>) =
                     calls.into_iter().partition(|c| c.kind == HookKind::Post);
                 posts.extend(post.into_iter().filter(|_| post_pending));
-                match batch.filter(|b| *b == window.batch && window.open()) {
-                    Some(_) => window.calls.extend(deploy),
-                    // Not its batch's (or journaled after its `ready`): placed nowhere.
-                    None => {}
+                // A deploy call not journaled in its batch before its `ready` placed nothing.
+                if batch.is_some_and(|b| b == window.batch && window.open()) {
+                    window.calls.extend(deploy);
                 }
                 ControlFlow::Continue(())
             }
