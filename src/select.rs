@@ -12,38 +12,9 @@ use crate::classify::{human, stamp};
 
 use crate::exit::UsageError;
 use crate::survey::totals::{Need, Totals};
-use crate::survey::{Identity, Scope, no_match};
+use crate::survey::{Scope, no_match};
 
 pub use crate::survey::{Filter, Grain};
-
-/// A `--node` or `--service` value that names nothing in `fleet` is a usage error naming it: a
-/// typo, or a monitor watching a name that is gone, must hear so.
-fn unknown_name(
-    nodes: &[String],
-    services: &[String],
-    fleet: &[Identity],
-) -> Result<(), UsageError> {
-    for (flag, names, of) in [
-        ("--node", nodes, node_of as fn(&Identity) -> &str),
-        ("--service", services, service_of),
-    ] {
-        if let Some(name) = names
-            .iter()
-            .find(|n| !fleet.iter().any(|i| of(i) == n.as_str()))
-        {
-            return Err(no_match(flag, name));
-        }
-    }
-    Ok(())
-}
-
-fn node_of(i: &Identity) -> &str {
-    i.node()
-}
-
-fn service_of(i: &Identity) -> &str {
-    i.service()
-}
 
 /// How `status` turns the fleet into an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,39 +98,77 @@ impl Selection {
         self.all || (!(self.nodes.is_empty() && self.services.is_empty()) && node_ok && service_ok)
     }
 
-    /// The identities selected, whatever their state. A `--node` or `--service` that names
-    /// nothing in the fleet, or a combination that selects nothing, is a usage error.
-    pub(crate) fn resolve<'a>(
-        &self,
-        fleet: &'a [Identity],
-    ) -> Result<Vec<&'a Identity>, UsageError> {
-        unknown_name(&self.nodes, &self.services, fleet)?;
-        let chosen: Vec<&Identity> = fleet
-            .iter()
-            .filter(|i| self.matches(i.node(), i.service()))
-            .collect();
-        if chosen.is_empty() && !self.all {
-            return Err(UsageError(format!(
-                "{} together match no identity in the fleet (see rekey status)",
-                self.described()
-            )));
+    /// The selection checked as a fleet streams past it ([`Checked`]).
+    pub(crate) fn checked(&self) -> Checked<'_> {
+        Checked {
+            selection: self,
+            nodes: vec![false; self.nodes.len()],
+            services: vec![false; self.services.len()],
+            taken: 0,
         }
-        Ok(chosen)
     }
 
     /// The usage error of a selection whose names each exist but together match no identity.
     pub(crate) fn selects_nothing(&self) -> anyhow::Error {
+        self.selects_nothing_usage().into()
+    }
+
+    fn selects_nothing_usage(&self) -> UsageError {
         UsageError(format!(
             "{} together match no identity in the fleet (see rekey status)",
             self.described()
         ))
-        .into()
     }
 
     fn described(&self) -> String {
         let nodes = self.nodes.iter().map(|n| format!("--node {n}"));
         let services = self.services.iter().map(|s| format!("--service {s}"));
         nodes.chain(services).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// A selection checked against a fleet one identity at a time: which of its names some
+/// identity bears, and how many identities it took, so that a fleet is checked as it streams
+/// past, without being held.
+pub(crate) struct Checked<'a> {
+    selection: &'a Selection,
+    nodes: Vec<bool>,
+    services: Vec<bool>,
+    taken: usize,
+}
+
+impl Checked<'_> {
+    /// Whether the selection takes `node/service`, noting the names it bears.
+    pub(crate) fn takes(&mut self, node: &str, service: &str) -> bool {
+        let selection = self.selection;
+        for (seen, name) in self.nodes.iter_mut().zip(&selection.nodes) {
+            *seen |= name == node;
+        }
+        for (seen, name) in self.services.iter_mut().zip(&selection.services) {
+            *seen |= name == service;
+        }
+        let takes = selection.matches(node, service);
+        self.taken += usize::from(takes);
+        takes
+    }
+
+    /// Once the whole fleet passed, how many identities the selection took. A `--node` or
+    /// `--service` that no identity bears (a typo, or a name that is gone) is a usage error
+    /// naming it, and so is a combination that took nothing.
+    pub(crate) fn end(self) -> Result<usize, UsageError> {
+        let selection = self.selection;
+        for (flag, names, seen) in [
+            ("--node", &selection.nodes, &self.nodes),
+            ("--service", &selection.services, &self.services),
+        ] {
+            if let Some((name, _)) = names.iter().zip(seen).find(|(_, seen)| !**seen) {
+                return Err(no_match(flag, name));
+            }
+        }
+        if self.taken == 0 && !selection.all {
+            return Err(selection.selects_nothing_usage());
+        }
+        Ok(self.taken)
     }
 }
 

@@ -9,11 +9,19 @@ use common::*;
 use serde_json::Value;
 
 /// What two runs of the same fleet report alike: everything but what each run makes anew
-/// (serials, new file digests) and what names the run (its id, its times).
+/// (serials, new file digests) and what names the run (its id, its times; a rollback's run date
+/// is its clock).
 fn comparable(report: &Value) -> Value {
     let mut report = report.clone();
     let object = report.as_object_mut().unwrap();
-    for key in ["run_id", "started", "finished", "duration_seconds", "root"] {
+    for key in [
+        "run_id",
+        "started",
+        "finished",
+        "duration_seconds",
+        "root",
+        "as_of",
+    ] {
         object.remove(key);
     }
     common::without_the_clock(object);
@@ -35,39 +43,16 @@ fn rotate_over_many_batches_reports_every_identity_once_in_order_as_one_batch_wo
     let ids = fleet(&many, 300, 30);
     copy(&many, &one);
     // 300 identities in batches of 16: 19 batches, the last one short.
-    let (code, stdout, stderr) = run_env(
+    let (streamed, held) = in_many_batches_and_in_one(
         &many,
-        &["rotate", "--format", "json"],
-        &[("REKEY_TEST_BATCH", "16")],
-    );
-    assert_eq!(code, Some(0), "{stderr}");
-    let (code, _, stderr) = run_env(
         &one,
-        &["rotate", "--format", "json"],
-        &[("REKEY_TEST_BATCH", "100000")],
+        &["rotate", "--as-of", AS_OF, "--format", "json"],
     );
-    assert_eq!(code, Some(0), "{stderr}");
-    let streamed = reports(&many).pop().expect("the run's report");
-    let held = reports(&one).pop().expect("the run's report");
-    // What the run printed is its report.json, byte for byte.
-    let saved = std::fs::read_dir(many.join(".rekey/runs"))
-        .unwrap()
-        .map(|d| d.unwrap().path().join("report.json"))
-        .find(|p| p.is_file())
-        .unwrap();
-    assert_eq!(stdout, std::fs::read_to_string(saved).unwrap());
-    let dirs: Vec<&str> = streamed["identities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["dir"].as_str().unwrap())
-        .collect();
-    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
-    want.sort_by_key(|d| {
-        let mut parts = d.split('/').skip(1);
-        (parts.next().unwrap(), parts.next().unwrap())
-    });
-    assert_eq!(dirs, want, "every identity once, in (node, service) order");
+    assert_eq!(
+        dirs_of(&streamed),
+        in_report_order(&ids),
+        "every identity once, in order"
+    );
     assert_eq!(streamed["counts"]["done"], 300);
     assert_eq!(comparable(&streamed), comparable(&held));
 }
@@ -89,21 +74,120 @@ fn a_dry_run_over_many_batches_prints_every_identity_once_in_order() {
     assert_eq!(snapshot(&root), before, "a dry run writes nothing");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["dry_run"], true);
-    let dirs: Vec<String> = report["identities"]
+    assert_eq!(dirs_of(&report), in_report_order(&ids));
+}
+
+/// Runs `args` (`--as-of` among them where the command takes it) on `many` in batches of 16 and
+/// on `one` in one batch; returns each run's saved
+/// report (the newest), having checked that the many-batch run printed its report.json byte for
+/// byte.
+fn in_many_batches_and_in_one(
+    many: &std::path::Path,
+    one: &std::path::Path,
+    args: &[&str],
+) -> (Value, Value) {
+    let in_batches_of = |root: &std::path::Path, size: &str| {
+        let out = rekey()
+            .args(args)
+            .arg("--root")
+            .arg(root)
+            .env("REKEY_TEST_BATCH", size)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(matches!(out.status.code(), Some(0 | 4)), "{stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let stdout = in_batches_of(many, "16");
+    in_batches_of(one, "100000");
+    let streamed = reports(many).pop().expect("the run's report");
+    let held = reports(one).pop().expect("the run's report");
+    let run = streamed["run_id"].as_str().unwrap();
+    let saved = many.join(".rekey/runs").join(run).join("report.json");
+    assert_eq!(stdout, std::fs::read_to_string(saved).unwrap());
+    (streamed, held)
+}
+
+/// The `nodes/<node>/<service>` paths of a report's identities, in its order.
+fn dirs_of(report: &Value) -> Vec<String> {
+    report["identities"]
         .as_array()
         .unwrap()
         .iter()
         .map(|i| i["dir"].as_str().unwrap().to_string())
-        .collect();
-    let mut want = ids.clone();
-    want.sort_by(|a, b| {
+        .collect()
+}
+
+/// `ids` in (node, service) order, the order of every report.
+fn in_report_order(ids: &[String]) -> Vec<String> {
+    let mut ids = ids.to_vec();
+    ids.sort_by(|a, b| {
         let key = |d: &str| -> (String, String) {
             let mut parts = d.split('/').skip(1);
             (parts.next().unwrap().into(), parts.next().unwrap().into())
         };
         key(a).cmp(&key(b))
     });
-    assert_eq!(dirs, want);
+    ids
+}
+
+/// `recover` streams the fleet as `rotate` does: over many batches its report lists every
+/// identity once, in order, as one batch does, and the audit pairs each request with its outcome.
+#[test]
+fn recover_over_many_batches_reports_every_identity_once_in_order_as_one_batch_would() {
+    let work = tempfile::tempdir().unwrap();
+    let (many, one) = (work.path().join("many"), work.path().join("one"));
+    // Issued 120 days back for 90 days: every token expired, every identity needs recover.
+    let ids = fleet(&many, 150, 120);
+    copy(&many, &one);
+    let args = ["recover", "--all", "--reason", "the owners asked", "--yes"];
+    let args = [
+        &args[..],
+        &["--operator", "alice", "--as-of", AS_OF, "--format", "json"],
+    ]
+    .concat();
+    let (streamed, held) = in_many_batches_and_in_one(&many, &one, &args);
+    assert_eq!(dirs_of(&streamed), in_report_order(&ids));
+    assert_eq!(streamed["counts"]["done"], 150);
+    assert_eq!(comparable(&streamed), comparable(&held));
+    let audit = std::fs::read_to_string(many.join(".rekey/audit.jsonl")).unwrap();
+    let events = |event: &str| {
+        audit
+            .lines()
+            .filter(|l| l.contains(&format!("\"event\":\"{event}\"")))
+            .count()
+    };
+    assert_eq!((events("requested"), events("recovered")), (150, 150));
+}
+
+/// `rollback` reads the run it undoes a line at a time: over many batches its report lists every
+/// identity that run replaced once, in order, as one batch does, and the fleet is as before.
+#[test]
+fn rollback_over_many_batches_reports_every_identity_once_in_order_as_one_batch_would() {
+    let work = tempfile::tempdir().unwrap();
+    let (many, one) = (work.path().join("many"), work.path().join("one"));
+    let ids = fleet(&many, 150, 30);
+    let before = snapshot(&many);
+    let (code, _, stderr) = run_env(&many, &["rotate"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    copy(&many, &one);
+    let rotate = reports(&many).pop().unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (streamed, held) =
+        in_many_batches_and_in_one(&many, &one, &["rollback", &rotate, "--format", "json"]);
+    assert_eq!(dirs_of(&streamed), in_report_order(&ids));
+    assert_eq!(streamed["counts"]["done"], 150);
+    assert_eq!(comparable(&streamed), comparable(&held));
+    let after = snapshot(&many);
+    let credentials = |s: &std::collections::BTreeMap<String, (Vec<u8>, u32)>| {
+        s.iter()
+            .filter(|(path, _)| path.starts_with("nodes/"))
+            .map(|(p, v)| (p.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(credentials(&after), credentials(&before), "every file back");
 }
 
 /// `apply` streams the plan and the fleet and meets them by merge: over many batches, with

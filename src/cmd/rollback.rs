@@ -3,18 +3,15 @@
 //! so, and nothing is written. `--dry-run` is the same rollback with the sink that writes
 //! nothing: the same skips and failures, the report it would write.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 
 use crate::exit::Exit;
-use crate::names::IdentityId;
-use crate::store::{RunDir, Store};
+use crate::store::Store;
 use crate::write::{
-    self, FleetFacts, History, Notes, Now, Outcome, Replaced, Restore, RunCommand, Settings,
-    WriteRun,
+    self, FleetFacts, History, Items, Notes, Replacements, Restore, RunCommand, Settings, WriteRun,
 };
 
 #[derive(Debug)]
@@ -45,12 +42,17 @@ pub(crate) fn rollback(o: &Options) -> Result<Exit> {
         backup: run_dir.backup(),
     };
     let run = WriteRun::begin_checked(checked, o.as_of, &o.write)?;
-    // Read after the replay: an interrupted run's report is complete only then.
-    let mut items = replaced(&run_dir)?;
-    items.retain(|id, files| files.iter().any(|f| restore.now(id, f) != Now::AsBefore));
+    // Read after the replay: an interrupted run's report is complete only then. Read twice and
+    // held never: a first pass counts what is to be put back, the second hands it to the
+    // batches a line at a time.
+    let mut first = Replacements::open(&run_dir)?;
+    let mut total = 0usize;
+    while let Some((identity, files)) = first.next()? {
+        total += usize::from(restore.changed(&identity, &files));
+    }
     // A CA rotation stage's run: ca/ goes back to the tree it replaced, first.
     let ca = write::ca_rollback(&root, &run_dir)?;
-    if items.is_empty() && ca.is_none() {
+    if total == 0 && ca.is_none() {
         // Nothing to put back: no run starts, so nothing is written (and `rekey runs` does not
         // list the run as rolled back again).
         match rolled_back_by(&store, id)? {
@@ -71,36 +73,35 @@ pub(crate) fn rollback(o: &Options) -> Result<Exit> {
     if let Some(change) = &ca {
         started.change_ca(change)?;
     }
-    let facts = FleetFacts::default();
-    let (_, exit) = started.execute(&restore, &items, Vec::new(), Vec::new(), facts)?;
-    Ok(exit)
-}
-
-/// The files each identity of run `id` had replaced, from its report.
-fn replaced(run: &RunDir) -> Result<BTreeMap<IdentityId, Replaced>> {
-    let id = run.id();
-    let report = write::read_report(run)?;
-    let mut items = BTreeMap::new();
-    for i in report
-        .identities
-        .into_iter()
-        .filter(|i| i.outcome == Outcome::Done && !i.files.is_empty())
-    {
-        let valid = i
-            .id()
-            .filter(|_| i.files.iter().all(|f| crate::names::is_valid(&f.name)));
-        let Some(identity) = valid else {
-            bail!(
-                "report of run {id} names an invalid path ({}/{})",
-                i.node,
-                i.service
-            );
-        };
-        if items.insert(identity, i.files).is_some() {
-            bail!("report of run {id} names {}/{} twice", i.node, i.service);
+    let mut second = Replacements::open(&run_dir)?;
+    // The report was read whole once already: an error now is the disk's, and ends the
+    // rollback early (the run ends cleanly with what it did).
+    let mut unread = None;
+    let each = std::iter::from_fn(|| {
+        loop {
+            match second.next() {
+                Ok(Some((identity, files))) if restore.changed(&identity, &files) => {
+                    return Some((identity, files));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(err) => {
+                    unread = Some(err);
+                    return None;
+                }
+            }
         }
+    });
+    let items = Items { each, total };
+    let streamed = started.stream(&restore, items, Vec::new(), Vec::new(), Default::default())?;
+    let (_, exit) = streamed.finish(FleetFacts::default())?;
+    match unread {
+        Some(err) => Err(err.context(format!(
+            "failed to read the report of run {id} again; what it lists after the identities \
+             rolled back is unchanged: run `rekey rollback {id}` again"
+        ))),
+        None => Ok(exit),
     }
-    Ok(items)
 }
 
 /// The newest run that rolled back `id`, if one did.

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 
 use super::ca_tree::{self, CaChange};
-use super::record::entries::read;
+use super::record::entries::records;
 use super::started::Started;
 use crate::ca::{CaDir, Stage};
 use crate::store::RunDir;
@@ -39,8 +39,7 @@ impl Started {
 /// longer at the stage the run left (a later stage ran: roll that back first), and for a
 /// `finish`, whose previous CA's key is gone.
 pub(crate) fn ca_rollback(root: &Path, run: &RunDir) -> Result<Option<CaChange>> {
-    let records = read(&run.journal())?;
-    let Some((from, to)) = ca_tree::committed(&records)? else {
+    let Some((from, to)) = ca_tree::committed(records(&run.journal())?)? else {
         return Ok(None);
     };
     if from == Stage::Switched && to == Stage::Steady {

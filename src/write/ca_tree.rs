@@ -281,14 +281,19 @@ pub(crate) fn replay(root: &Path, run: &RunDir, records: &[Record]) -> Result<()
     }
 }
 
-/// The stages a run's committed change of `ca/` went from and to, if it made one.
-pub(crate) fn committed(records: &[Record]) -> Result<Option<(Stage, Stage)>> {
-    let last = records.iter().rev().find_map(|r| match r {
-        Record::Ca { step, from, to, .. } => Some((*step, from, to)),
-        _ => None,
-    });
+/// The stages a run's committed change of `ca/` went from and to, if it made one, from its
+/// journal's `records` read a line at a time.
+pub(crate) fn committed(
+    records: impl Iterator<Item = Result<Record>>,
+) -> Result<Option<(Stage, Stage)>> {
+    let mut last = None;
+    for record in records {
+        if let Record::Ca { step, from, to, .. } = record? {
+            last = Some((step, from, to));
+        }
+    }
     match last {
-        Some((CaStep::Commit, from, to)) => match (Stage::named(from), Stage::named(to)) {
+        Some((CaStep::Commit, from, to)) => match (Stage::named(&from), Stage::named(&to)) {
             (Some(from), Some(to)) => Ok(Some((from, to))),
             _ => bail!("a journal names an unknown CA rotation stage"),
         },

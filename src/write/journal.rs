@@ -35,7 +35,7 @@ pub(crate) use files::{Temps, backup_path};
 pub(crate) use staged::{NewFile, Secret, Staged};
 
 pub(crate) use super::record::entries::{
-    Change, FileChange, Journal, Pending, Record, Unfinished, pending_hooks, read, unfinished,
+    Change, FileChange, Journal, Record, Unfinished, read, records, unfinished,
 };
 
 /// What happened to one staged identity.

@@ -44,6 +44,7 @@ mod trust_files;
 mod work;
 
 pub(crate) use applying::{Applying, apply_streamed};
+pub(crate) use batches::Items;
 pub(crate) use ca_stage::ca_rollback;
 pub(crate) use ca_tree::{CaChange, Tree as CaTree};
 pub(crate) use pending::{
@@ -52,10 +53,12 @@ pub(crate) use pending::{
 pub use progress::Progress;
 pub(crate) use record::audit::operator;
 pub(crate) use record::audit::requested as audit_requested;
-pub(crate) use record::history::{History, last_run, read_report};
+pub(crate) use record::history::{History, last_run};
 pub(crate) use record::run_report::{FleetFacts, Notes, Outcome, Report, RunCommand};
-pub(crate) use restore::{Now, Replaced, Restore};
-pub(crate) use rotating::{Rotating, due_targets, rotate_due, rotate_streamed, run as rotate};
+pub(crate) use restore::{Replacements, Restore};
+pub(crate) use rotating::{
+    Counted, due_targets, end_facts, rotate_due, rotate_streamed, run_streamed,
+};
 pub(crate) use rotation::Target;
 pub use run::{Settings, Shown, Sink};
 pub(crate) use run::{WriteRun, check_run_date, discard_hooks, preflight, retry_hooks};

@@ -4,15 +4,17 @@
 //! A run that journaled hooks carries a `hooks.pending` marker (0600) until none of its calls
 //! is: it goes when the run ends with every hook run, or when a later writer has run the rest.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 
 use super::hooks::{self, HookCall, HookResult, HookSet, HookStatus, Unresolved};
-use super::journal::{self, Pending, Record};
+use super::journal::{self, Record};
 use super::record::audit::{self, HookLine};
 use super::record::history;
+use super::record::pending_calls::{self, Pending};
 use super::record::run_report::RetriedHook;
 use crate::exit::UsageError;
 use crate::store::{RunDir, Store};
@@ -99,8 +101,11 @@ fn marked_runs(root: &Path) -> Result<Vec<RunDir>> {
     Ok(runs)
 }
 
-fn pending_of(run: &RunDir) -> Result<Vec<Pending>> {
-    Ok(journal::pending_hooks(&journal::read(&run.journal())?))
+/// Hands `take` each pending call of `run`, its journal read a window at a time (see
+/// `record::pending_calls`); `take` may stop early.
+fn each_pending(run: &RunDir, take: impl FnMut(Pending) -> Result<ControlFlow<()>>) -> Result<()> {
+    let path = run.journal();
+    pending_calls::each(|| journal::records(&path), take)
 }
 
 /// Every pending hook call of the fleet at `root`, oldest run first. Reads only: no lock, no
@@ -108,20 +113,31 @@ fn pending_of(run: &RunDir) -> Result<Vec<Pending>> {
 pub(crate) fn list(root: &Path) -> Result<Vec<PendingHook>> {
     let mut out = Vec::new();
     for run in marked_runs(root)? {
-        out.extend(pending_of(&run)?.into_iter().map(|p| PendingHook {
-            run_id: run.id().to_string(),
-            call: p.call,
-            last: p.last,
-        }));
+        each_pending(&run, |p| {
+            out.push(PendingHook {
+                run_id: run.id().to_string(),
+                call: p.call,
+                last: p.last,
+            });
+            Ok(ControlFlow::Continue(()))
+        })?;
     }
     Ok(out)
 }
 
 /// The metrics' `rekey_hooks_pending` and `rekey_hooks_failed_total` of the fleet at `root`;
-/// `None` when this user may not read the run store.
+/// `None` when this user may not read the run store. Counted, never listed.
 pub(crate) fn counts(root: &Path) -> Option<crate::metrics::HookCounts> {
+    let mut pending = 0;
+    for run in marked_runs(root).ok()? {
+        each_pending(&run, |_| {
+            pending += 1;
+            Ok(ControlFlow::Continue(()))
+        })
+        .ok()?;
+    }
     Some(crate::metrics::HookCounts {
-        pending: list(root).ok()?.len(),
+        pending,
         failed_total: super::record::history::hooks_failed_total(&Store::of(root)).ok()?,
     })
 }
@@ -153,10 +169,9 @@ pub(crate) fn retry(
     let mut out = Retried::default();
     for run in marked_runs(root)? {
         let id = run.id();
-        let pending = pending_of(&run)?;
         let mut journal = journal::Journal::open(&run.journal())?;
-        let counts = history::read_report(&run)
-            .map(|r| r.counts)
+        let counts = super::record::done::counts(&run)
+            .or_else(|| history::read_report(&run).ok().map(|r| r.counts))
             .unwrap_or_default();
         let ctx = hooks::Context {
             root,
@@ -166,12 +181,12 @@ pub(crate) fn retry(
             post_env: hooks::post_env(&run.report(), &counts),
         };
         let mut journal = HookJournal::new(&mut journal);
-        // Deploy calls first: a post call announces the run's work done, so it waits while
-        // any deploy call of its run stays pending (failed again, or not given again).
-        let (deploys, posts): (Vec<&Pending>, Vec<&Pending>) =
-            pending.iter().partition(|p| p.call.dir().is_some());
+        // Deploy calls come first: a post call announces the run's work done, so it waits
+        // while any deploy call of its run stays pending (failed again, or not given again).
+        // Each call's end is appended to the journal as the calls are read from it: the
+        // reading never looks at what is appended.
         let mut deploy_left = false;
-        for Pending { call, .. } in deploys.into_iter().chain(posts) {
+        each_pending(&run, |Pending { call, .. }| {
             let at = call.dir().map(|d| format!(" for {d}")).unwrap_or_default();
             if deploy_left && call.dir().is_none() {
                 eprintln!(
@@ -180,15 +195,18 @@ pub(crate) fn retry(
                     call.source, call.call
                 );
                 out.not_given += 1;
-                continue;
+                return Ok(ControlFlow::Continue(()));
             }
-            match set.resolve(call) {
+            match set.resolve(&call) {
                 Err(Unresolved::Gone(why)) => {
                     journal.journal.append(&Record::HookDropped {
                         call: call.call,
                         reason: why.clone(),
                     })?;
-                    let line = HookLine { run_id: id, call };
+                    let line = HookLine {
+                        run_id: id,
+                        call: &call,
+                    };
                     audit::hook_dropped(root, &line, &why, now)?;
                     eprintln!(
                         "rekey: dropped the pending hook {} (call {}) of run {id}{at}: {why}",
@@ -205,7 +223,7 @@ pub(crate) fn retry(
                     deploy_left |= call.dir().is_some();
                 }
                 Ok(_) => {
-                    let result = hooks::run(call, set, &ctx, None);
+                    let result = hooks::run(&call, set, &ctx, None);
                     journal.done(call.call, &result)?;
                     let ok = result.status == HookStatus::Ok;
                     deploy_left |= !ok && call.dir().is_some();
@@ -225,7 +243,8 @@ pub(crate) fn retry(
                     });
                 }
             }
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         settle(&run)?;
     }
     super::reap::sweep();
@@ -234,7 +253,15 @@ pub(crate) fn retry(
 
 /// Removes a run's marker once none of its calls is pending (a run whose hooks all ran).
 pub(crate) fn settle(run: &RunDir) -> Result<()> {
-    if run.hooks_pending().exists() && pending_of(run)?.is_empty() {
+    if !run.hooks_pending().exists() {
+        return Ok(());
+    }
+    let mut none = true;
+    each_pending(run, |_| {
+        none = false;
+        Ok(ControlFlow::Break(()))
+    })?;
+    if none {
         unmark(run)?;
     }
     Ok(())
@@ -300,24 +327,32 @@ pub(crate) fn discard(
             store.runs_dir().display()
         );
     }
-    let records = journal::read(&path)?;
-    let pending = journal::pending_hooks(&records);
-    let chosen: Vec<&Pending> = match target.call {
-        None => pending.iter().collect(),
-        Some(n) => {
-            let known = records.iter().any(
-                |r| matches!(r, Record::Hooks { calls, .. } if calls.iter().any(|c| c.call == n)),
-            );
-            match pending.iter().find(|p| p.call.call == n) {
-                Some(p) => vec![p],
-                None if known => bail!(
-                    "no pending hook call {n} in run {}: it ran, or was dropped or discarded",
-                    target.run_id
-                ),
-                None => bail!("no hook call {n} in run {}", target.run_id),
+    // Those discarded are printed: held. The journal is read a window at a time.
+    let (mut chosen, mut pending) = (Vec::new(), 0usize);
+    each_pending(&run, |p| {
+        pending += 1;
+        if target.call.is_none_or(|n| p.call.call == n) {
+            chosen.push(p);
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    if let Some(n) = target.call
+        && chosen.is_empty()
+    {
+        let mut known = false;
+        for record in journal::records(&path)? {
+            if let Record::Hooks { calls, .. } = record? {
+                known |= calls.iter().any(|c| c.call == n);
             }
         }
-    };
+        if known {
+            bail!(
+                "no pending hook call {n} in run {}: it ran, or was dropped or discarded",
+                target.run_id
+            );
+        }
+        bail!("no hook call {n} in run {}", target.run_id);
+    }
     let mut journal = journal::Journal::open(&path)?;
     let mut out = Vec::new();
     for p in chosen {
@@ -332,11 +367,11 @@ pub(crate) fn discard(
         audit::hook_discarded(root, &line, operator, now)?;
         out.push(PendingHook {
             run_id: target.run_id.clone(),
-            call: p.call.clone(),
+            call: p.call,
             last: p.last,
         });
     }
-    if out.len() == pending.len() && run.hooks_pending().exists() {
+    if out.len() == pending && run.hooks_pending().exists() {
         unmark(&run)?;
     }
     Ok(out)

@@ -7,5 +7,6 @@ pub(crate) mod calls;
 pub(crate) mod done;
 pub(crate) mod entries;
 pub(crate) mod history;
+pub(crate) mod pending_calls;
 pub(crate) mod run;
 pub(crate) mod run_report;

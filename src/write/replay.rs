@@ -34,7 +34,12 @@ pub(crate) fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<
         let report = replayed_report(root, &run, &records, &finished, &undone, now);
         history::write_report(&run, &report)?;
         if report.command == RunCommand::Recover {
-            audit::settle(root, &report, now)?;
+            audit::settle(
+                root,
+                &report,
+                report.identities.iter().cloned().map(Ok),
+                now,
+            )?;
         }
         let id = run.id();
         said.push(format!(

@@ -5,14 +5,88 @@
 
 use std::path::PathBuf;
 
+use anyhow::{Result, bail};
+
 use super::journal::{self, FileChange, NewFile, Secret, Staged};
+use super::record::done::Done;
+use super::record::run_report::{IdentityReport, Outcome};
 use super::work::{NotStaged, Work};
 use crate::digest::Digest;
 use crate::fsio::{self, IdentityDir, RootDir, Slot};
 use crate::names::IdentityId;
+use crate::store::RunDir;
 
 /// The files of one identity that a run replaced.
 pub(crate) type Replaced = Vec<FileChange>;
+
+/// What a run replaced, identity by identity, in (node, service) order, from its report: read a
+/// line at a time from the layout rekey writes, so that a rollback holds one identity of it at
+/// a time; a report in another layout (written by hand, compact) is read whole, as before.
+pub(crate) struct Replacements {
+    run_id: String,
+    lines: Lines,
+}
+
+enum Lines {
+    Streamed(Done),
+    Held(std::vec::IntoIter<IdentityReport>),
+}
+
+impl Replacements {
+    /// The files run `run` replaced, from the start of its report.
+    pub(crate) fn open(run: &RunDir) -> Result<Replacements> {
+        let lines = match Done::open(run) {
+            Ok(Some(done)) => Lines::Streamed(done),
+            // No report to open, or not in rekey's layout: read whole, which says what is
+            // wrong with it, or sorts a report in another order.
+            Ok(None) | Err(_) => {
+                let mut lines = super::record::history::read_report(run)?.identities;
+                lines.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
+                if let Some(twice) = lines
+                    .windows(2)
+                    .find(|w| (&w[0].node, &w[0].service) == (&w[1].node, &w[1].service))
+                {
+                    let (node, service) = (&twice[0].node, &twice[0].service);
+                    bail!("report of run {} names {node}/{service} twice", run.id());
+                }
+                Lines::Held(lines.into_iter())
+            }
+        };
+        Ok(Replacements {
+            run_id: run.id().to_string(),
+            lines,
+        })
+    }
+
+    /// The next identity whose files the run replaced, with those files; `None` at the end.
+    /// A name that is not an identity's (a damaged report) is refused.
+    pub(crate) fn next(&mut self) -> Result<Option<(IdentityId, Replaced)>> {
+        loop {
+            let line = match &mut self.lines {
+                Lines::Streamed(done) => done.next_identity()?,
+                Lines::Held(lines) => lines.next(),
+            };
+            let Some(line) = line else {
+                return Ok(None);
+            };
+            if line.outcome != Outcome::Done || line.files.is_empty() {
+                continue;
+            }
+            let valid = line
+                .id()
+                .filter(|_| line.files.iter().all(|f| crate::names::is_valid(&f.name)));
+            let Some(id) = valid else {
+                bail!(
+                    "report of run {} names an invalid path ({}/{})",
+                    self.run_id,
+                    line.node,
+                    line.service
+                );
+            };
+            return Ok(Some((id, line.files)));
+        }
+    }
+}
 
 /// Puts back what the run `run_id` replaced, from its backup.
 pub(crate) struct Restore<'a> {
@@ -36,6 +110,12 @@ impl Restore<'_> {
             Ok(dir) => Self::now_in(&dir, f),
             Err(_) => Now::ChangedSince,
         }
+    }
+
+    /// Whether some file of `files` no longer holds what it held before the run: the
+    /// identity has something to put back (or to report left alone).
+    pub(crate) fn changed(&self, id: &IdentityId, files: &[FileChange]) -> bool {
+        files.iter().any(|f| self.now(id, f) != Now::AsBefore)
     }
 
     fn now_in(dir: &IdentityDir, f: &FileChange) -> Now {

@@ -162,6 +162,56 @@ pub(crate) fn rotate_streamed(
     })?
 }
 
+/// What a rotating run over a streamed fleet is told by its first pass (which counted, and
+/// checked what the command was asked).
+pub(crate) struct Counted {
+    pub(crate) command: RunCommand,
+    pub(crate) notes: Notes,
+    /// How many identities the second pass hands to the batches.
+    pub(crate) total: usize,
+    /// What is left for a person, from the whole fleet (the first pass's [`end_facts`]).
+    pub(crate) fleet: FleetFacts,
+}
+
+/// The second pass of a rotating run over a fleet streamed (`recover`'s): loads the CA key
+/// (before anything is written or audited), starts the run, lets `before` record what it must
+/// before the first batch (the recovery audit; a dry run records nothing), then hands each
+/// identity `pick` takes to the batches as the survey judges it, holding only the batch in
+/// flight and the next.
+pub(crate) fn run_streamed(
+    write: WriteRun,
+    counted: Counted,
+    mut pick: impl FnMut(crate::survey::Identity) -> Option<(IdentityId, Target)>,
+    before: impl FnOnce(&Started) -> anyhow::Result<()>,
+) -> anyhow::Result<(Report, Exit)> {
+    let Counted {
+        command,
+        notes,
+        total,
+        fleet,
+    } = counted;
+    let root = write.root().to_path_buf();
+    let (as_of, policy) = (write.as_of(), Some(write.policy().clone()));
+    crate::survey::read_under(&root, as_of, policy, None, |scope, judged| {
+        let signing = Signing::load(&write, scope)?;
+        let rotation = signing.rotation(scope, as_of);
+        let warnings = signing.warnings.clone();
+        let dry = write.dry();
+        let started = write.start(command, notes)?;
+        if !dry {
+            before(&started)?;
+        }
+        super::journal::crash_point("surveyed");
+        let items = super::batches::Items {
+            each: judged.filter_map(&mut pick),
+            total,
+        };
+        let watched = fleet.watched();
+        let streamed = started.stream(&rotation, items, Vec::new(), warnings, watched)?;
+        streamed.finish(fleet)
+    })?
+}
+
 /// What signing at the run date needs, loaded before anything is written or audited: the CA
 /// key, the expiry the plan promised (one rule, the classifier's), the warning when that is
 /// already past, and a second handle on the fleet root.
@@ -215,7 +265,7 @@ impl Signing {
 }
 
 /// [`facts`] of a fleet streamed: what is left for a person, from what the survey counted.
-pub(super) fn end_facts(scope: &crate::survey::Scope, end: &crate::survey::End) -> FleetFacts {
+pub(crate) fn end_facts(scope: &crate::survey::Scope, end: &crate::survey::End) -> FleetFacts {
     let needs_attention: Vec<NeedsPerson> = end
         .people
         .iter()

@@ -306,8 +306,10 @@ impl Started {
         // replayed, so lines written after it would be lost for good at a power cut between the
         // two (settling is idempotent: a replay of this run writes only what is missing).
         if report.command == RunCommand::Recover {
-            let held = handed(report.clone(), &lines, Shown::ByCommand)?;
-            audit::settle(&root, &held, self.write.settings.started)?;
+            let read = lines
+                .read()
+                .context("failed to read the run's report lines")?;
+            audit::settle(&root, &report, read, self.write.settings.started)?;
         }
         let run_dir = run.dir.clone();
         let saved = run.finish(&report, &lines);

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::calls::HookCall;
-use super::run_report::Report;
+use super::run_report::{IdentityReport, Report};
 use crate::classify::stamp;
 use crate::names::IdentityId;
 
@@ -43,38 +43,59 @@ pub(crate) fn requested<'a>(
     reason: &str,
     ids: impl Iterator<Item = &'a IdentityId>,
 ) -> Result<()> {
-    let lines: Vec<Value> = ids
-        .map(|id| {
-            json!({
-                "time": stamp(time),
-                "event": "requested",
-                "run_id": run_id,
-                "operator": operator,
-                "node": id.node(),
-                "service": id.service(),
-                "reason": reason,
-            })
+    let lines = ids.map(|id| {
+        json!({
+            "time": stamp(time),
+            "event": "requested",
+            "run_id": run_id,
+            "operator": operator,
+            "node": id.node(),
+            "service": id.service(),
+            "reason": reason,
         })
-        .collect();
-    append(root, &lines)
+    });
+    append(root, lines)
 }
 
 /// Writes a `recovered` line, with its outcome from `report`, for every identity that the
 /// report's run requested and that has none yet. Identities the run never reached (it was
-/// interrupted) are `failed`, unchanged.
-pub(crate) fn settle(root: &Path, report: &Report, time: DateTime<Utc>) -> Result<()> {
+/// interrupted) are `failed`, unchanged. `identities` are the report's lines, in its (node,
+/// service) order, taken as they come (merged with the requests, never held).
+pub(crate) fn settle(
+    root: &Path,
+    report: &Report,
+    identities: impl Iterator<Item = std::io::Result<IdentityReport>>,
+    time: DateTime<Utc>,
+) -> Result<()> {
     let (requested, settled) = events_of(root, &report.run_id)?;
-    let lines: Vec<Value> = requested
+    let mut identities = identities.peekable();
+    let mut failed = None;
+    let mut line_of = |node: &str, service: &str| -> Option<IdentityReport> {
+        while let Some(next) = identities.peek() {
+            match next {
+                Ok(i) if (i.node.as_str(), i.service.as_str()) < (node, service) => {}
+                Ok(i) if (i.node.as_str(), i.service.as_str()) == (node, service) => {
+                    return Some(i.clone());
+                }
+                Ok(_) => return None,
+                Err(_) => {
+                    if let Some(Err(e)) = identities.next() {
+                        failed = Some(e);
+                    }
+                    return None;
+                }
+            }
+            identities.next();
+        }
+        None
+    };
+    let mut lines = requested
         .difference(&settled)
         .map(|(node, service, operator, reason)| {
-            let line = report
-                .identities
-                .iter()
-                .find(|i| &i.node == node && &i.service == service);
-            let (outcome, detail, changed) = match line {
+            let (outcome, detail, changed) = match line_of(node, service) {
                 Some(i) => (
                     json!(i.outcome),
-                    i.reason.clone(),
+                    i.reason,
                     i.files
                         .iter()
                         .map(|f| {
@@ -106,11 +127,15 @@ pub(crate) fn settle(root: &Path, report: &Report, time: DateTime<Utc>) -> Resul
                 "detail": detail,
             })
         })
-        .collect();
-    if lines.is_empty() {
-        return Ok(());
+        .peekable();
+    if lines.peek().is_some() {
+        append(root, &mut lines)?;
     }
-    append(root, &lines)
+    drop(lines);
+    match failed {
+        Some(e) => Err(e).context("failed to read the run's report lines"),
+        None => Ok(()),
+    }
 }
 
 type Event = (String, String, String, String);
@@ -119,17 +144,26 @@ type Event = (String, String, String, String);
 /// run, as sets.
 fn events_of(root: &Path, run_id: &str) -> Result<(BTreeSet<Event>, BTreeSet<Event>)> {
     let path = path(root);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => Some(file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             return Err(e)
                 .with_context(|| format!("failed to read the audit log {}", path.display()));
         }
     };
     let (mut requested, mut settled) = (BTreeSet::new(), BTreeSet::new());
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
+    // A line at a time: the log holds every recovery ever made.
+    for line in file
+        .into_iter()
+        .flat_map(|f| std::io::BufReader::new(f).lines())
+    {
+        let line =
+            line.with_context(|| format!("failed to read the audit log {}", path.display()))?;
+        if !line.contains(run_id) {
+            continue;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
             continue; // a line torn by a crash: nothing to pair
         };
         if v["run_id"] != run_id {
@@ -159,7 +193,7 @@ pub(crate) fn pruned(root: &Path, run_id: &str, files: usize, time: DateTime<Utc
         "run_id": run_id,
         "files": files,
     });
-    append(root, &[line])
+    append(root, [line])
 }
 
 /// What the audit log says of one hook call.
@@ -195,7 +229,7 @@ pub(crate) fn hook_dropped(
     reason: &str,
     time: DateTime<Utc>,
 ) -> Result<()> {
-    append(root, &[hook.line("hook_dropped", time, "reason", reason)])
+    append(root, [hook.line("hook_dropped", time, "reason", reason)])
 }
 
 /// Records that `operator` discarded a pending hook call (`rekey hooks discard`).
@@ -207,29 +241,28 @@ pub(crate) fn hook_discarded(
 ) -> Result<()> {
     append(
         root,
-        &[hook.line("hook_discarded", time, "operator", operator)],
+        [hook.line("hook_discarded", time, "operator", operator)],
     )
 }
 
-/// Appends lines to the audit log and syncs them.
-fn append(root: &Path, lines: &[Value]) -> Result<()> {
+/// Appends lines to the audit log, as they come (never held together), and syncs them.
+fn append(root: &Path, lines: impl IntoIterator<Item = Value>) -> Result<()> {
     let path = path(root);
     let new = std::fs::symlink_metadata(&path).is_err();
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .with_context(|| format!("failed to open the audit log {}", path.display()))?;
-    let mut text = String::new();
-    for line in lines {
-        text.push_str(&line.to_string());
-        text.push('\n');
-    }
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_data())
-        .with_context(|| format!("failed to append to the audit log {}", path.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, &file);
+    let written = lines
+        .into_iter()
+        .try_for_each(|line| writeln!(out, "{line}"))
+        .and_then(|()| out.flush())
+        .and_then(|()| file.sync_data());
+    written.with_context(|| format!("failed to append to the audit log {}", path.display()))?;
     if new {
         // A new log's name is durable with its first lines.
         crate::fsio::sync_dir(crate::fsio::beside(&path))?;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use super::run_report::{IdentityReport, Outcome};
+use super::run_report::{Counts, IdentityReport, Outcome};
 use crate::names::IdentityId;
 use crate::store::RunDir;
 
@@ -19,6 +19,8 @@ const KEY: &str = "  \"identities\": [";
 /// An identity object's first and last lines, one level into the array.
 const OPEN: &str = "    {";
 const CLOSE: &str = "    }";
+/// The top-level key of the counts, whose object ends at `  }`.
+const COUNTS: &str = "  \"counts\": {";
 /// The array's end.
 const END: &str = "  ]";
 
@@ -64,12 +66,28 @@ impl Done {
 
     /// The next identity the report says was done, or `None` at the end of its identities.
     pub(crate) fn next_done(&mut self) -> Result<Option<IdentityId>> {
-        while let Some(line) = self.next_line()? {
-            if let Some(id) = self.judge(&line)? {
+        while let Some(line) = self.next_identity()? {
+            if line.outcome == Outcome::Done
+                && let Some(id) = line.id()
+            {
                 return Ok(Some(id));
             }
         }
         Ok(None)
+    }
+
+    /// The next identity's line, whatever became of it, or `None` at the end of its
+    /// identities; a line out of order is refused.
+    pub(crate) fn next_identity(&mut self) -> Result<Option<IdentityReport>> {
+        let Some(line) = self.next_line()? else {
+            return Ok(None);
+        };
+        let key = (line.node.clone(), line.service.clone());
+        if self.last.as_ref().is_some_and(|last| *last >= key) {
+            bail!("{}: identities out of order", self.path.display());
+        }
+        self.last = Some(key);
+        Ok(Some(line))
     }
 
     /// One identity's object, whole, or `None` at the array's end.
@@ -99,20 +117,33 @@ impl Done {
         }
     }
 
-    /// The identity of `line` if it was done; refuses a line out of order.
-    fn judge(&mut self, line: &IdentityReport) -> Result<Option<IdentityId>> {
-        let key = (line.node.clone(), line.service.clone());
-        if self.last.as_ref().is_some_and(|last| *last >= key) {
-            bail!("{}: identities out of order", self.path.display());
-        }
-        self.last = Some(key);
-        Ok((line.outcome == Outcome::Done).then(|| line.id()).flatten())
-    }
-
     fn read(&mut self) -> Result<String> {
         match self.lines.next() {
             Some(line) => line.with_context(|| format!("failed to read {}", self.path.display())),
             None => bail!("{}: cut short in its identities", self.path.display()),
+        }
+    }
+}
+
+/// The counts of `run`'s saved report, read from the lines before its identities in the layout
+/// `Report::to_json` writes (its top-level `counts` object); `None` when it has no report, or
+/// not in that layout.
+pub(crate) fn counts(run: &RunDir) -> Option<Counts> {
+    let file = File::open(run.report()).ok()?;
+    let mut lines = BufReader::with_capacity(1 << 16, file).lines();
+    let mut text = String::new();
+    loop {
+        let line = lines.next()?.ok()?;
+        if line.starts_with(KEY) {
+            return None;
+        }
+        if text.is_empty() && line != COUNTS {
+            continue;
+        }
+        text.push_str(&line);
+        if line == "  }" || line == "  }," {
+            let text = text.trim_end_matches(',');
+            return serde_json::from_str(&text[COUNTS.len() - 1..]).ok();
         }
     }
 }

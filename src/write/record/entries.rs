@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::calls::{HookCall, HookKind, HookStatus};
+use super::calls::{HookCall, HookStatus};
 use crate::digest::Digest;
 use crate::names::IdentityId;
 use crate::problem::Problem;
@@ -189,14 +189,14 @@ impl Journal {
     /// unsynced append) is cut off first, so that what is appended now never follows it.
     pub(crate) fn open(path: &Path) -> Result<Journal> {
         let file = OpenOptions::new()
+            .read(true)
             .append(true)
             .open(path)
             .with_context(|| format!("failed to open journal {}", path.display()))?;
-        let bytes = std::fs::read(path)
+        let whole = whole_end(&file)
             .with_context(|| format!("failed to read journal {}", path.display()))?;
-        let whole = whole_len(&bytes);
-        if whole < bytes.len() {
-            file.set_len(whole as u64)
+        if whole.cut {
+            file.set_len(whole.len)
                 .and_then(|()| file.sync_data())
                 .with_context(|| {
                     format!("failed to cut the torn end of journal {}", path.display())
@@ -227,6 +227,33 @@ impl Journal {
     }
 }
 
+/// Where a journal's whole records end, and whether something follows them.
+struct WholeEnd {
+    len: u64,
+    cut: bool,
+}
+
+/// [`whole_len`] of the journal `file`, reading only its end (its last lines), never the whole.
+fn whole_end(file: &File) -> std::io::Result<WholeEnd> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 1 << 16;
+    let size = file.metadata()?.len();
+    let (mut tail, mut start) = (Vec::new(), size);
+    // Back a chunk at a time until the tail holds two newlines (its last line whole) or all.
+    while start > 0 && tail.iter().filter(|b| **b == b'\n').count() < 2 {
+        let from = start.saturating_sub(CHUNK);
+        let mut chunk = vec![0; (start - from) as usize];
+        file.read_exact_at(&mut chunk, from)?;
+        chunk.extend_from_slice(&tail);
+        (tail, start) = (chunk, from);
+    }
+    let len = start + whole_len(&tail) as u64;
+    Ok(WholeEnd {
+        len,
+        cut: len < size,
+    })
+}
+
 /// How many bytes of a journal's `bytes` are whole records: a trailing piece without its
 /// newline is not, nor a last line that does not parse.
 fn whole_len(bytes: &[u8]) -> usize {
@@ -246,21 +273,49 @@ fn whole_len(bytes: &[u8]) -> usize {
 /// Reads a journal. A last line cut short by a crash is ignored: it was never synced whole, so
 /// the step it announced never began.
 pub(crate) fn read(path: &Path) -> Result<Vec<Record>> {
+    records(path)?.collect()
+}
+
+/// A journal's records read a line at a time ([`read`], never held whole).
+pub(crate) struct Records {
+    path: PathBuf,
+    lines: std::iter::Peekable<std::io::Lines<BufReader<File>>>,
+    /// The number of the line read last.
+    n: usize,
+}
+
+/// The records of the journal at `path`, from its start.
+pub(crate) fn records(path: &Path) -> Result<Records> {
     let file =
         File::open(path).with_context(|| format!("failed to read journal {}", path.display()))?;
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("failed to read journal {}", path.display()))?;
-    let mut records = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        match serde_json::from_str(line) {
-            Ok(record) => records.push(record),
-            Err(_) if i + 1 == lines.len() => break,
-            Err(e) => anyhow::bail!("journal {} line {} is corrupt: {e}", path.display(), i + 1),
+    Ok(Records {
+        path: path.to_path_buf(),
+        lines: BufReader::new(file).lines().peekable(),
+        n: 0,
+    })
+}
+
+impl Iterator for Records {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        let line = self.lines.next()?;
+        self.n += 1;
+        let path = self.path.display();
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => return Some(Err(e).context(format!("failed to read journal {path}"))),
+        };
+        match serde_json::from_str(&line) {
+            Ok(record) => Some(Ok(record)),
+            // The last line, cut short: the end.
+            Err(_) if self.lines.peek().is_none() => None,
+            Err(e) => Some(Err(anyhow::anyhow!(
+                "journal {path} line {} is corrupt: {e}",
+                self.n
+            ))),
         }
     }
-    Ok(records)
 }
 
 /// Whether the journal at `path` says its run ended, read a line at a time (a journal holds a
@@ -325,66 +380,6 @@ pub(crate) fn committed(records: &[Record]) -> Vec<Change> {
         }
     }
     out
-}
-
-/// A hook call still to run, and how its last attempt ended (`None`: it never ran).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Pending {
-    pub(crate) call: HookCall,
-    pub(crate) last: Option<HookStatus>,
-}
-
-/// The hook calls of a journal still to run (pure): a deploy call whose identity's files are in
-/// place (its batch committed), or a post call of a run that committed something, that has
-/// neither run successfully nor been dropped or discarded. Deploy calls first, then post calls
-/// (which a run journals when it starts), each in the order journaled.
-pub(crate) fn pending_hooks(records: &[Record]) -> Vec<Pending> {
-    let placed: BTreeSet<String> = committed(records).iter().map(Change::key).collect();
-    // A CA rotation stage that changed ca/ changed something, whatever its batches did.
-    let changed_ca = records.iter().any(|r| {
-        matches!(
-            r,
-            Record::Ca {
-                step: CaStep::Commit,
-                ..
-            }
-        )
-    });
-    let mut closed = BTreeSet::new();
-    let mut last = std::collections::BTreeMap::new();
-    for r in records {
-        match r {
-            Record::HookDone { call, ok: true, .. }
-            | Record::HookDropped { call, .. }
-            | Record::HookDiscarded { call, .. } => {
-                closed.insert(*call);
-            }
-            Record::HookDone { call, status, .. } => {
-                last.insert(*call, status.unwrap_or(HookStatus::Failed));
-            }
-            _ => {}
-        }
-    }
-    let mut pending: Vec<Pending> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Hooks { calls, .. } => Some(calls),
-            _ => None,
-        })
-        .flatten()
-        .filter(|c| !closed.contains(&c.call))
-        .filter(|c| match (c.kind, &c.id) {
-            (HookKind::Deploy, Some(id)) => placed.contains(&id.to_string()),
-            (HookKind::Deploy, None) => false,
-            (HookKind::Post, _) => !placed.is_empty() || changed_ca,
-        })
-        .map(|c| Pending {
-            call: c.clone(),
-            last: last.get(&c.call).copied(),
-        })
-        .collect();
-    pending.sort_by_key(|p| p.call.kind == HookKind::Post);
-    pending
 }
 
 /// The batches of a journal that were neither committed nor aborted (pure).

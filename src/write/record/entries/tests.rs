@@ -1,4 +1,5 @@
 use super::*;
+use crate::write::record::calls::HookKind;
 
 fn change(node: &str) -> Change {
     Change {
@@ -171,106 +172,6 @@ fn hook_calls_name_their_source_and_old_journals_still_read() {
 }
 
 #[test]
-fn dropped_and_discarded_calls_are_no_longer_pending() {
-    use crate::write::record::calls::HookSource;
-    let call = |n| HookCall {
-        call: n,
-        kind: HookKind::Post,
-        id: None,
-        source: HookSource::Reload,
-        not_after: None,
-    };
-    let records = vec![
-        Record::Hooks {
-            batch: None,
-            calls: (1..=5).map(call).collect(),
-        },
-        Record::Prepare {
-            batch: 0,
-            identities: vec![change("a")],
-        },
-        Record::Ready {
-            batch: 0,
-            identities: vec!["a/s".into()],
-        },
-        Record::Commit { batch: 0 },
-        Record::hook_done(1, HookStatus::Ok),
-        Record::hook_done(2, HookStatus::TimedOut),
-        Record::HookDropped {
-            call: 3,
-            reason: "gone".into(),
-        },
-        Record::HookDiscarded {
-            call: 4,
-            operator: "alice".into(),
-        },
-    ];
-    let left: Vec<(u32, Option<HookStatus>)> = pending_hooks(&records)
-        .into_iter()
-        .map(|p| (p.call.call, p.last))
-        .collect();
-    assert_eq!(left, [(2, Some(HookStatus::TimedOut)), (5, None)]);
-}
-
-#[test]
-fn post_calls_are_pending_once_the_run_committed_something_and_come_after_deploy_calls() {
-    use crate::write::record::calls::HookSource;
-    let post = HookCall {
-        call: 1,
-        kind: HookKind::Post,
-        id: None,
-        source: HookSource::Reload,
-        not_after: None,
-    };
-    let deploy = |n, node| HookCall {
-        call: n,
-        kind: HookKind::Deploy,
-        id: IdentityId::new(node, "s"),
-        source: HookSource::Reload,
-        not_after: None,
-    };
-    // A run journals its post calls as it starts, then each batch's deploy calls.
-    let mut records = vec![
-        Record::Hooks {
-            batch: None,
-            calls: vec![post],
-        },
-        Record::Prepare {
-            batch: 0,
-            identities: vec![change("a"), change("b")],
-        },
-        Record::Hooks {
-            batch: Some(0),
-            calls: vec![deploy(2, "a"), deploy(3, "b")],
-        },
-    ];
-    let left = |records: &[Record]| -> Vec<u32> {
-        pending_hooks(records).iter().map(|p| p.call.call).collect()
-    };
-    assert_eq!(
-        left(&records),
-        [0u32; 0],
-        "cut off before it changed anything"
-    );
-    records.push(Record::Ready {
-        batch: 0,
-        identities: vec!["a/s".into(), "b/s".into()],
-    });
-    records.push(Record::Commit { batch: 0 });
-    assert_eq!(
-        left(&records),
-        [2, 3, 1],
-        "its deploy calls, then its post call"
-    );
-    records.push(Record::hook_done(2, HookStatus::Ok));
-    assert_eq!(
-        left(&records),
-        [3, 1],
-        "each call's end closes that call alone"
-    );
-}
-
-#[test]
 fn a_torn_last_line_is_ignored_but_a_torn_middle_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.jsonl");
@@ -294,5 +195,34 @@ fn a_torn_last_line_is_cut_off_before_anything_is_appended() {
         let records = read(&path).unwrap();
         assert_eq!(records.len(), 2, "{torn:?}");
         assert!(matches!(records[1], Record::Abort { batch: 0 }), "{torn:?}");
+    }
+}
+
+/// Opening a journal reads only its end: a torn line after records longer than the piece read
+/// at a time is still cut off, and a whole last line of that length is kept.
+#[test]
+fn a_torn_end_after_long_records_is_cut_off_and_a_whole_one_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let long = Record::Prepare {
+        batch: 0,
+        identities: (0..2000).map(|i| change(&format!("n{i}"))).collect(),
+    };
+    let long = serde_json::to_string(&long).unwrap();
+    assert!(long.len() > 3 << 16, "longer than the pieces read");
+    for (torn, kept) in [
+        ("", 2),
+        ("{\"op\":\"commit\",\"ba", 2),
+        ("\0\0\"batch\":0}\n", 2),
+    ] {
+        std::fs::write(&path, format!("{long}\n{long}\n{torn}")).unwrap();
+        let mut journal = Journal::open(&path).unwrap();
+        journal.append(&Record::Abort { batch: 0 }).unwrap();
+        let records = read(&path).unwrap();
+        assert_eq!(records.len(), kept + 1, "{torn:?}");
+        assert!(
+            matches!(records[kept], Record::Abort { batch: 0 }),
+            "{torn:?}"
+        );
     }
 }
