@@ -19,6 +19,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use crate::scan::Issue;
+use stream::Window;
 
 pub use filter::{Filter, Grain};
 pub(crate) use filter::no_match;
@@ -51,7 +52,7 @@ impl Survey {
         policy: Option<crate::policy::Loaded>,
     ) -> Result<Survey> {
         let Opened { scope, nodes, .. } = Scope::open(root, as_of, false, policy)?;
-        let (identities, listed) = stream::each(&scope, nodes, &|_, _| true, |flow| {
+        let (identities, listed) = stream::each(&scope, nodes, &|_, _| true, Window::Reading, |flow| {
             let identities: Vec<Identity> = flow.by_ref().collect();
             (identities, flow.listed())
         });
@@ -83,7 +84,7 @@ pub(crate) fn read<R>(
     filter: Option<(&Filter, Grain)>,
     consume: impl FnOnce(&Scope, &mut Judged<'_>) -> R,
 ) -> Result<R> {
-    read_under(root, as_of, None, filter, consume)
+    streamed(root, as_of, None, filter, Window::Reading, consume)
 }
 
 /// How many service directories under `root` the names of `filter` select, by listing the
@@ -108,12 +109,24 @@ pub(crate) fn listed(root: &Path, filter: Option<&Filter>) -> usize {
         .sum()
 }
 
-/// [`read`] under the policy a writing run read (`None`: read it now).
+/// [`read`] for a writing run, under the policy it read (`None`: read it now), with the
+/// writers' narrower read-ahead (a journal batch at a time takes what it judged).
 pub(crate) fn read_under<R>(
     root: &Path,
     as_of: DateTime<Utc>,
     policy: Option<crate::policy::Loaded>,
     filter: Option<(&Filter, Grain)>,
+    consume: impl FnOnce(&Scope, &mut Judged<'_>) -> R,
+) -> Result<R> {
+    streamed(root, as_of, policy, filter, Window::Writing, consume)
+}
+
+fn streamed<R>(
+    root: &Path,
+    as_of: DateTime<Utc>,
+    policy: Option<crate::policy::Loaded>,
+    filter: Option<(&Filter, Grain)>,
+    window: Window,
     consume: impl FnOnce(&Scope, &mut Judged<'_>) -> R,
 ) -> Result<R> {
     let services = filter.is_some_and(|(f, _)| !f.services.is_empty());
@@ -126,7 +139,7 @@ pub(crate) fn read_under<R>(
         filter.check_names(&scope.root, &nodes.nodes, service_names.as_ref())?;
     }
     let wanted = |node: &str, service: &str| filter.is_none_or(|(f, _)| f.names(node, service));
-    Ok(stream::each(&scope, nodes, &wanted, |flow| {
+    Ok(stream::each(&scope, nodes, &wanted, window, |flow| {
         let mut judged = Judged::live(&scope, flow, filter);
         consume(&scope, &mut judged)
     }))

@@ -1,11 +1,11 @@
 //! Judging a fleet as a stream (docs/design.md §7): identities come out in (node, service) order
-//! while the next ones are still being read, and at most [`IN_FLIGHT`] are held at any moment,
-//! whatever the size of the fleet.
+//! while the next ones are still being read, and at most a [`Window`] of them are held at any
+//! moment, whatever the size of the fleet.
 //!
 //! Three stages run at once:
 //! - a lister lists node directories one at a time, a node ahead of the feeder;
 //! - a feeder numbers their service directories and hands them out in batches of [`BATCH`],
-//!   admitting one only when fewer than [`IN_FLIGHT`] identities are between it and the oldest
+//!   admitting one only when fewer than the window's identities are between it and the oldest
 //!   not yet taken by the consumer;
 //! - [`WORKERS`] threads each read a batch's files and judge them (a generation at a time). Reading is I/O: on a cold
 //!   page cache a worker waits on the disk while others check what has arrived, so a cold run
@@ -29,7 +29,25 @@ use crate::scan::{self, Candidate, Files, Issue, Nodes};
 
 /// How many identities may be between the lister and the consumer at once: read, being read,
 /// being checked or waiting for an older one. Bounds the memory of a survey (a few KiB each).
-pub(crate) const IN_FLIGHT: usize = 1024;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Window {
+    /// 1,024: a reader's consumer (a renderer) takes each identity as it comes, and a wide
+    /// window lets the workers run ahead of one slow read on a cold disk.
+    Reading,
+    /// 256 (every worker's batch once): a writing run takes identities a journal batch at a
+    /// time and holds two batches of new files beside the window, so read-ahead past what the
+    /// workers judge at once would only be memory.
+    Writing,
+}
+
+impl Window {
+    fn identities(self) -> usize {
+        match self {
+            Window::Reading => 1024,
+            Window::Writing => WORKERS * BATCH,
+        }
+    }
+}
 
 /// Threads that read and judge. On a cold page cache each read waits on the disk, and many
 /// waiting at once keep the disk's queue full while the cores check.
@@ -51,19 +69,27 @@ pub(crate) struct Listed {
 /// One identity judged: an identity, or the issue it is (a link, an empty directory).
 type Verdict = Result<Identity, Issue>;
 
-/// Admits identities into the window: the feeder waits while [`IN_FLIGHT`] are out.
-#[derive(Default)]
+/// Admits identities into the window: the feeder waits while the window's identities are out.
 struct Gate {
+    in_flight: usize,
     /// (identities taken by the consumer, whether the consumer has gone)
     state: Mutex<(usize, bool)>,
     moved: Condvar,
 }
 
 impl Gate {
+    fn new(window: Window) -> Gate {
+        Gate {
+            in_flight: window.identities(),
+            state: Mutex::default(),
+            moved: Condvar::new(),
+        }
+    }
+
     /// Waits until identity `seq` may enter the window; false when the consumer has gone.
     fn admit(&self, seq: usize) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while !state.1 && seq >= state.0 + IN_FLIGHT {
+        while !state.1 && seq >= state.0 + self.in_flight {
             state = self
                 .moved
                 .wait(state)
@@ -167,12 +193,13 @@ impl Drop for Flow {
 
 /// Judges the identities under `nodes` that `wanted` names (by node and service), handing the
 /// stream to `consume` on this thread; the others are listed (their hidden entries and listing
-/// issues are counted) but never read. `nodes`' own issues and hidden entries come first in
-/// [`Flow::listed`].
+/// issues are counted) but never read, and at most `window` are judged ahead of `consume`.
+/// `nodes`' own issues and hidden entries come first in [`Flow::listed`].
 pub(crate) fn each<R>(
     scope: &Scope,
     nodes: Nodes,
     wanted: &(dyn Fn(&str, &str) -> bool + Sync),
+    window: Window,
     consume: impl FnOnce(&mut Flow) -> R,
 ) -> R {
     let Nodes {
@@ -184,13 +211,13 @@ pub(crate) fn each<R>(
         listed: Listed { issues, hidden },
         admitted: None,
     }));
-    let gate = Arc::new(Gate::default());
+    let gate = Arc::new(Gate::new(window));
     let stop = AtomicBool::new(false);
     let root = &scope.root;
     let ctx = scope.context();
     std::thread::scope(|s| {
         let (to_feed, feed) = sync_channel::<scan::Services>(1);
-        let (to_work, work) = sync_channel::<Vec<(usize, Candidate)>>(IN_FLIGHT / BATCH);
+        let (to_work, work) = sync_channel::<Vec<(usize, Candidate)>>(window.identities() / BATCH);
         let (to_done, done) = channel::<Vec<(usize, Verdict)>>();
         let work = Arc::new(Mutex::new(work));
         let stop = &stop;
