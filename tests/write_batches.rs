@@ -267,3 +267,52 @@ fn apply_over_many_batches_reports_every_identity_once_in_order_as_one_batch_wou
     assert_eq!(streamed["counts"]["done"], 298);
     assert_eq!(comparable(&streamed), comparable(&held));
 }
+
+/// A CA rotation stage streams the fleet as `rotate` does: over many batches `ca begin`'s report
+/// lists every identity whose `ca.pem` it changes once, in order, with a `ca.pem` it refuses (a
+/// link) reported skipped in its place and an identity without one left out, as one batch does.
+#[test]
+fn ca_begin_over_many_batches_reports_every_trust_file_once_in_order_as_one_batch_would() {
+    let work = tempfile::tempdir().unwrap();
+    let (many, one) = (work.path().join("many"), work.path().join("one"));
+    let ids = fleet(&many, 150, 30);
+    let ca = std::fs::read(many.join("ca/ca.crt")).unwrap();
+    for id in &ids {
+        std::fs::write(many.join(id).join("ca.pem"), &ca).unwrap();
+    }
+    let linked = many.join("nodes/node-05/svc-0045/ca.pem");
+    std::fs::remove_file(&linked).unwrap();
+    std::os::unix::fs::symlink("../../../ca/ca.crt", &linked).unwrap();
+    std::fs::remove_file(many.join("nodes/node-09/svc-0069/ca.pem")).unwrap();
+    copy(&many, &one);
+    let begin = ["ca", "begin", "--format", "json"];
+    // Exit 3: a trust file was skipped.
+    let (code, stdout, stderr) = run_env(&many, &begin, &[("REKEY_TEST_BATCH", "16")]);
+    assert_eq!(code, Some(3), "{stderr}");
+    let (code, _, stderr) = run_env(&one, &begin, &[("REKEY_TEST_BATCH", "100000")]);
+    assert_eq!(code, Some(3), "{stderr}");
+    let streamed = reports(&many).pop().expect("the run's report");
+    let held = reports(&one).pop().expect("the run's report");
+    let printed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(printed, streamed, "what the run printed is its report");
+    let want: Vec<String> = in_report_order(&ids)
+        .into_iter()
+        .filter(|d| d != "nodes/node-09/svc-0069")
+        .collect();
+    assert_eq!(dirs_of(&streamed), want, "every trust file once, in order");
+    let lines = streamed["identities"].as_array().unwrap();
+    let link = lines
+        .iter()
+        .find(|l| l["dir"] == "nodes/node-05/svc-0045")
+        .unwrap();
+    assert_eq!(link["outcome"], "skipped");
+    assert!(
+        link["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ca.pem is a symbolic link"),
+        "{link}"
+    );
+    assert_eq!(streamed["counts"]["done"], 148);
+    assert_eq!(comparable(&streamed), comparable(&held));
+}

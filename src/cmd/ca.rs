@@ -10,6 +10,7 @@
 //! | finish | `previous/` gone: its certificate in `retired/`, its key removed (and every copy under `.rekey/runs/`); `bundle.pem` the CA alone | = the bundle |
 //! | abort (after begin) | `next/` gone; `bundle.pem` the CA alone | = the bundle |
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -113,41 +114,89 @@ pub(crate) fn stage(o: &Options) -> Result<Exit> {
         (StageCommand::Abort, Stage::Begun) => (RunCommand::CaAbort, Some(abort(&run)?)),
         (stage, now) => bail!("{}", refusal(stage, now)),
     };
-    let survey = run.survey()?;
-    let ids: Vec<&IdentityId> = survey.identities.iter().map(|i| &i.id).collect();
     let bundle = match &change {
         Some(c) => c.bundle.clone(),
         None => read_file(&dir.bundle())?,
     };
-    let trust = TrustFiles {
-        fleet: fsio::RootDir::open(&root)
-            .with_context(|| format!("failed to open fleet root {}", root.display()))?,
-        bundle,
-    };
-    let (items, refused) = trust.targets(ids);
-    if change
-        .as_ref()
-        .is_some_and(|c| c.change.to != Stage::Switched)
-    {
-        // begin, finish and abort change the bundle; switch leaves it as it is.
-        run.call_ca_reload();
-    }
-    let mut started = run.start(command, Notes::default())?;
-    if let Some(c) = &change {
-        started.change_ca(&c.change)?;
-        let verb = if o.write.sink == write::Sink::Nowhere {
-            "would be"
-        } else {
-            "is now"
-        };
-        eprintln!(
-            "rekey: {}: the CA rotation {verb} {}",
-            command.as_str(),
-            c.change.to.name()
+    let trust = TrustFiles::new(open_fleet(&root)?, bundle);
+    // Each identity's ca.pem as the survey streams the fleet: the run holds the batch in
+    // flight and the next, whatever the fleet's size; its progress counts every identity.
+    let meter = run.meter(crate::survey::listed(&root, None));
+    let (as_of, policy) = (run.as_of(), Some(run.policy().clone()));
+    crate::survey::read_under(&root, as_of, policy, None, |_, judged| {
+        if change
+            .as_ref()
+            .is_some_and(|c| c.change.to != Stage::Switched)
+        {
+            // begin, finish and abort change the bundle; switch leaves it as it is.
+            run.call_ca_reload();
+        }
+        let mut started = run.start(command, Notes::default())?;
+        if let Some(c) = &change {
+            started.change_ca(&c.change)?;
+            let verb = if o.write.sink == write::Sink::Nowhere {
+                "would be"
+            } else {
+                "is now"
+            };
+            eprintln!(
+                "rekey: {}: the CA rotation {verb} {}",
+                command.as_str(),
+                c.change.to.name()
+            );
+        }
+        let each = judged.by_ref().filter_map(|identity| {
+            let target = trust.target(&identity.id);
+            if target.is_none() {
+                meter.tick();
+            }
+            Some((identity.id, target?))
+        });
+        let streamed = started.stream_metered(
+            &trust,
+            each,
+            &meter,
+            Vec::new(),
+            Vec::new(),
+            BTreeSet::new(),
         );
+        meter.finish(streamed.as_ref().is_ok_and(write::Streamed::stopped));
+        Ok(streamed?.finish(FleetFacts::default())?.1)
+    })?
+}
+
+/// The fleet root, open: what each identity's `ca.pem` is read and written beneath.
+fn open_fleet(root: &Path) -> Result<fsio::RootDir> {
+    fsio::RootDir::open(root)
+        .with_context(|| format!("failed to open fleet root {}", root.display()))
+}
+
+/// The identities a refusal names: how many, and the first few by name.
+#[derive(Default)]
+struct Named {
+    count: usize,
+    first: Vec<String>,
+}
+
+impl Named {
+    const SHOWN: usize = 20;
+
+    fn add(&mut self, id: &IdentityId) {
+        self.count += 1;
+        if self.first.len() < Self::SHOWN {
+            self.first.push(id.relative().display().to_string());
+        }
     }
-    let (_, exit) = started.execute(&trust, &items, refused, Vec::new(), FleetFacts::default())?;
-    Ok(exit)
+
+    /// `a, b, c` (and `, …` when there are more than are named).
+    fn list(&self) -> String {
+        let more = if self.count > self.first.len() {
+            ", …"
+        } else {
+            ""
+        };
+        format!("{}{more}", self.first.join(", "))
+    }
 }
 
 /// A stage's change of `ca/`, and the bundle it leaves.
@@ -257,24 +306,14 @@ fn switch(run: &WriteRun) -> Result<Planned> {
     let dir = CaDir::of(root);
     refuse_before_settled(run)?;
     let stale = stale_trust_files(run)?;
-    if !stale.is_empty() {
-        let names: Vec<String> = stale
-            .iter()
-            .take(20)
-            .map(|id| id.relative().display().to_string())
-            .collect();
+    if stale.count > 0 {
         bail!(
-            "switch refused: the ca.pem of {} does not hold ca/bundle.pem ({}{}): its service \
+            "switch refused: the ca.pem of {} does not hold ca/bundle.pem ({}): its service \
              would not trust what the new CA signs. Run rekey ca begin again to bring them (a \
              ca.pem that is a link is never followed: make it a regular file first), then \
              switch",
-            crate::count::count(stale.len(), "identity", "identities"),
-            names.join(", "),
-            if stale.len() > names.len() {
-                ", …"
-            } else {
-                ""
-            }
+            crate::count::count(stale.count, "identity", "identities"),
+            stale.list()
         );
     }
     // The new CA's key must be the one its certificate names before it signs anything.
@@ -343,25 +382,20 @@ fn refuse_before_settled(run: &WriteRun) -> Result<()> {
 /// `finish`: refused while anything under `nodes/` is signed by the previous CA; else its
 /// certificate is retired, its key removed, the bundle the CA alone.
 fn finish(run: &WriteRun) -> Result<Planned> {
-    let survey = run.survey()?;
-    let on_previous: Vec<String> = survey
-        .identities
-        .iter()
-        .filter(|i| i.credentials().any(|c| c.signed_by == Some(Role::Previous)))
-        .map(|i| i.id.relative().display().to_string())
-        .collect();
-    if !on_previous.is_empty() {
-        let shown: Vec<&str> = on_previous.iter().take(20).map(String::as_str).collect();
+    let on_previous = surveyed(run, |identity, named| {
+        if identity
+            .credentials()
+            .any(|c| c.signed_by == Some(Role::Previous))
+        {
+            named.add(&identity.id);
+        }
+    })?;
+    if on_previous.count > 0 {
         bail!(
-            "finish refused: {} still signed by the previous CA: {}{}; rotate them first \
+            "finish refused: {} still signed by the previous CA: {}; rotate them first \
              (rekey rotate), then finish",
-            crate::count::count(on_previous.len(), "identity is", "identities are"),
-            shown.join(", "),
-            if on_previous.len() > shown.len() {
-                ", …"
-            } else {
-                ""
-            }
+            crate::count::count(on_previous.count, "identity is", "identities are"),
+            on_previous.list()
         );
     }
     let root = run.root();
@@ -414,27 +448,38 @@ fn abort(run: &WriteRun) -> Result<Planned> {
 
 /// The identities whose `ca.pem` does not hold `ca/bundle.pem` (one that is not a regular
 /// file included).
-fn stale_trust_files(run: &WriteRun) -> Result<Vec<IdentityId>> {
+fn stale_trust_files(run: &WriteRun) -> Result<Named> {
     let root = run.root();
     let bundle = match fsio::read_credential(&CaDir::of(root).bundle()) {
         Slot::Present(bytes) => bytes,
-        _ => return Ok(Vec::new()),
+        _ => return Ok(Named::default()),
     };
-    let trust = TrustFiles {
-        fleet: fsio::RootDir::open(root)
-            .with_context(|| format!("failed to open fleet root {}", root.display()))?,
-        bundle,
-    };
-    let survey = run.survey()?;
-    let (items, refused) = trust.targets(survey.identities.iter().map(|i| &i.id));
-    Ok(items
-        .into_keys()
-        .chain(refused.into_iter().map(|(id, _)| id))
-        .collect())
+    let trust = TrustFiles::new(open_fleet(root)?, bundle);
+    surveyed(run, |identity, named| {
+        if trust.target(&identity.id).is_some() {
+            named.add(&identity.id);
+        }
+    })
+}
+
+/// The identities of the fleet, as the survey streams it under the run's policy, that `pick`
+/// names.
+fn surveyed(
+    run: &WriteRun,
+    mut pick: impl FnMut(&crate::survey::Identity, &mut Named),
+) -> Result<Named> {
+    let policy = Some(run.policy().clone());
+    crate::survey::read_under(run.root(), run.as_of(), policy, None, |_, judged| {
+        let mut named = Named::default();
+        for identity in judged.by_ref() {
+            pick(&identity, &mut named);
+        }
+        named
+    })
 }
 
 fn stale_trust(run: &WriteRun) -> Result<bool> {
-    Ok(!stale_trust_files(run)?.is_empty())
+    Ok(stale_trust_files(run)?.count > 0)
 }
 
 /// A file rekey's configuration names, read whole (bounded, never through a link).

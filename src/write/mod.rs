@@ -62,4 +62,5 @@ pub(crate) use rotating::{
 pub(crate) use rotation::Target;
 pub use run::{Settings, Shown, Sink};
 pub(crate) use run::{WriteRun, check_run_date, discard_hooks, preflight, retry_hooks};
+pub(crate) use started::Streamed;
 pub(crate) use trust_files::TrustFiles;

@@ -3,8 +3,6 @@
 //! (backed up, replaced by a rename, rolled back). A `ca.pem` that is a link, or anything but a
 //! regular file, is a problem for that identity and is never followed.
 
-use std::collections::BTreeMap;
-
 use super::journal::{NewFile, Secret, Staged};
 use super::work::{NotStaged, Work};
 use crate::digest::Digest;
@@ -16,41 +14,39 @@ pub(crate) const TRUST_FILE: &str = "ca.pem";
 
 /// Makes each identity's `ca.pem` the bundle.
 pub(crate) struct TrustFiles {
-    pub(crate) fleet: RootDir,
-    pub(crate) bundle: Vec<u8>,
+    fleet: RootDir,
+    bundle: Vec<u8>,
+    wanted: Digest,
 }
 
 /// What an identity's `ca.pem` held when it was chosen.
 pub(crate) type Seen = Digest;
 
 impl TrustFiles {
-    /// Of `ids`, those whose `ca.pem` differs from the bundle (with what it holds), and those
-    /// whose `ca.pem` cannot be used (with why).
-    pub(crate) fn targets<'a>(
-        &self,
-        ids: impl IntoIterator<Item = &'a IdentityId>,
-    ) -> (BTreeMap<IdentityId, Seen>, Vec<(IdentityId, String)>) {
-        let mut items = BTreeMap::new();
-        let mut refused = Vec::new();
-        let wanted = Digest::of(&self.bundle);
-        for id in ids {
-            let Ok(dir) = self.fleet.identity(id) else {
-                continue;
-            };
-            match dir.read(TRUST_FILE) {
-                Slot::Absent => {}
-                Slot::Present(bytes) if Digest::of(&bytes) == wanted => {}
-                Slot::Present(bytes) => {
-                    items.insert(id.clone(), Digest::of(&bytes));
-                }
-                Slot::Unusable(why) => refused.push((id.clone(), unusable(&why))),
-                Slot::NotReadable => refused.push((
-                    id.clone(),
-                    format!("{TRUST_FILE} {}", crate::fsio::NOT_READABLE),
-                )),
-            }
+    /// The trust files beneath `fleet`, to hold `bundle`.
+    pub(crate) fn new(fleet: RootDir, bundle: Vec<u8>) -> TrustFiles {
+        let wanted = Digest::of(&bundle);
+        TrustFiles {
+            fleet,
+            bundle,
+            wanted,
         }
-        (items, refused)
+    }
+
+    /// What `id`'s `ca.pem` asks of the run: nothing (none, or it holds the bundle, or the
+    /// identity's directory cannot be opened), a change from what it holds now, or a refusal
+    /// with why (it cannot be used).
+    pub(crate) fn target(&self, id: &IdentityId) -> Option<Result<Seen, String>> {
+        let dir = self.fleet.identity(id).ok()?;
+        match dir.read(TRUST_FILE) {
+            Slot::Absent => None,
+            Slot::Present(bytes) => {
+                let seen = Digest::of(&bytes);
+                (seen != self.wanted).then_some(Ok(seen))
+            }
+            Slot::Unusable(why) => Some(Err(unusable(&why))),
+            Slot::NotReadable => Some(Err(format!("{TRUST_FILE} {}", crate::fsio::NOT_READABLE))),
+        }
     }
 }
 
@@ -62,9 +58,13 @@ fn unusable(why: &str) -> String {
 }
 
 impl Work for TrustFiles {
-    type Item = Seen;
+    /// What [`TrustFiles::target`] found: a refusal is reported skipped, with why.
+    type Item = Result<Seen, String>;
 
-    fn stage(&self, id: &IdentityId, seen: &Seen) -> Result<Staged, NotStaged> {
+    fn stage(&self, id: &IdentityId, seen: &Self::Item) -> Result<Staged, NotStaged> {
+        let seen = seen
+            .as_ref()
+            .map_err(|why| NotStaged::Skipped(why.clone()))?;
         let dir = super::rotation::open_identity(&self.fleet, id)?;
         match dir.read(TRUST_FILE) {
             Slot::Present(bytes) if Digest::of(&bytes) == *seen => {}
