@@ -12,7 +12,7 @@ pub type Snapshot = BTreeMap<String, (Vec<u8>, u32)>;
 
 /// The fleet: identities in every key type, a tenth of them with an expired token (for
 /// `recover`), an eighth owned by their service's user. Every run works in one batch (up to
-/// 1024 identities), so more identities would only make each step longer, not add one.
+/// 512 identities), so more identities would only make each step longer, not add one.
 pub const IDENTITIES: usize = 120;
 
 /// A lab: the backing directory (the "disk"), the mount point, and where hooks leave a line.
