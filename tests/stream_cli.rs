@@ -353,7 +353,7 @@ fn an_output_that_cannot_be_written_is_refused_before_the_fleet_is_read() {
 /// fsync of the run, the output's.
 #[test]
 fn a_stop_while_the_output_is_put_in_place_waits_for_the_rename() {
-    use std::os::unix::process::ExitStatusExt;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("fleet");
     std::fs::create_dir(&root).unwrap();
@@ -366,14 +366,28 @@ fn a_stop_while_the_output_is_put_in_place_waits_for_the_rename() {
         (libc::SIGINT, "SIGINT"),
         (libc::SIGHUP, "SIGHUP"),
     ] {
-        let run = std::process::Command::new("strace")
+        let mut strace = std::process::Command::new("strace");
+        strace
             .args(["-f", "-o", "/dev/null", "-e", "trace=fsync", "-e"])
             .arg(format!("inject=fsync:signal={name}:when=1"))
             .arg(assert_cmd::cargo::cargo_bin("rekey"))
             .args(["status", "--format", "json", "--as-of", AS_OF, "--root"])
             .arg(&root)
             .arg("-o")
-            .arg(&target)
+            .arg(&target);
+        // A runner started in the background without job control ignores SIGINT, and rekey
+        // keeps an ignored signal ignored (as under nohup): the child gets each signal's
+        // default action, whatever the runner inherited.
+        // SAFETY: only signal(2), async-signal-safe, between fork and exec.
+        unsafe {
+            strace.pre_exec(|| {
+                for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        let run = strace
             .output()
             .expect("strace runs (apt-get install strace)");
         // strace ends as the traced process did.
