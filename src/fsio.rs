@@ -30,10 +30,10 @@ pub(crate) use identity::{Changed, IdentityDir, JudgedError, RootDir};
 /// stages it (`.rekey-new.cert.pem`); readers that see one wait for the rename.
 pub(crate) const TEMP_PREFIX: &str = ".rekey-new.";
 
-/// Prefix of the temporary file [`write_atomic`] writes beside its target.
+/// Prefix of the temporary file [`write_atomic_with`] writes beside its target.
 pub(crate) const ATOMIC_PREFIX: &str = ".rekey-tmp-";
 
-/// Removes the temporary files an interrupted [`write_atomic`] left in `dir`.
+/// Removes the temporary files an interrupted [`write_atomic_with`] left in `dir`.
 pub(crate) fn remove_stale_temps(dir: &Path) -> Result<()> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("failed to list {}", dir.display()))?;
@@ -51,14 +51,10 @@ pub(crate) fn remove_stale_temps(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Replaces `path` atomically: a new temporary file in the same directory (created exclusively,
-/// with `mode`), written, synced, renamed over `path`, then the directory synced. A symbolic link
-/// at `path` is replaced by the rename, never written through.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    write_atomic_with(path, mode, |w| w.write_all(bytes))
-}
-
-/// [`write_atomic`] for content produced by `fill` (streamed, never held whole in memory).
+/// Replaces `path` atomically with what `fill` writes (streamed, never held whole in memory): a
+/// new temporary file in the same directory (created exclusively, with `mode`), written, synced,
+/// renamed over `path`, then the directory synced. A symbolic link at `path` is replaced by the
+/// rename, never written through.
 pub(crate) fn write_atomic_with(
     path: &Path,
     mode: u32,
@@ -115,7 +111,7 @@ pub(crate) fn write_atomic_like(
     sync_dir(dir)
 }
 
-/// Whether a new file can be made in `dir`, as [`write_atomic`] will make one: tried with an
+/// Whether a new file can be made in `dir`, as [`write_atomic_with`] will make one: tried with an
 /// unnamed file (`O_TMPFILE`, gone when closed, whatever happens to the process), or where the
 /// filesystem has none, a named one removed at once.
 pub(crate) fn can_create_in(dir: &Path) -> io::Result<()> {
@@ -151,7 +147,7 @@ pub(crate) fn beside(path: &Path) -> &Path {
     }
 }
 
-/// A new temporary file of [`write_atomic`]'s in `dir`, created exclusively with `mode`.
+/// A new temporary file of [`write_atomic_with`]'s in `dir`, created exclusively with `mode`.
 fn temporary_in(dir: &Path, mode: u32) -> Result<tempfile::NamedTempFile> {
     tempfile::Builder::new()
         .prefix(ATOMIC_PREFIX)
@@ -224,7 +220,7 @@ mod tests {
         std::fs::write(&target, b"old").unwrap();
         let out = dir.path().join("out");
         symlink(&target, &out).unwrap();
-        write_atomic(&out, b"new", 0o600).unwrap();
+        write_atomic_with(&out, 0o600, |w| w.write_all(b"new")).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"old");
         assert_eq!(std::fs::read(&out).unwrap(), b"new");
         let meta = std::fs::symlink_metadata(&out).unwrap();

@@ -316,3 +316,79 @@ fn ca_begin_over_many_batches_reports_every_trust_file_once_in_order_as_one_batc
     assert_eq!(streamed["counts"]["done"], 148);
     assert_eq!(comparable(&streamed), comparable(&held));
 }
+
+/// A run killed over many batches is finished by the next writer, whose replay reads the
+/// journal a line at a time and streams the report as a run does: the report lists every
+/// identity the run reached once, in order, done where all its files are new on disk and failed
+/// where they are old. Killed once a batch is ready (the replay finishes it), once one is only
+/// prepared (the replay undoes it), and with the journal's first two batches swapped (out of
+/// order, which rekey never writes: its lines are then held and sorted).
+#[test]
+fn a_replayed_run_over_many_batches_reports_every_identity_it_reached_once_in_order() {
+    for (at, swapped) in [("ready#5", false), ("prepared#5", false), ("ready#5", true)] {
+        let what = format!("killed at {at}, batches swapped: {swapped}");
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("fleet");
+        let ids = fleet(&root, 150, 30);
+        let before = snapshot(&root);
+        let env = [("REKEY_TEST_BATCH", "16"), ("REKEY_CRASH_AT", at)];
+        let (code, _, stderr) = run_env(&root, &["rotate"], &env);
+        assert_eq!(code, None, "{what}: killed: {stderr}");
+        let run = run_ids(&root).pop().expect("the killed run");
+        let journal = root.join(".rekey/runs").join(&run).join("journal.jsonl");
+        if swapped {
+            swap_first_batches(&journal);
+        }
+        let (code, _, stderr) = run_env(
+            &root,
+            &["recover", "--all", "--reason", "replay", "--yes"],
+            &[],
+        );
+        assert!(matches!(code, Some(0 | 3 | 4)), "{what}: {stderr}");
+        assert!(stderr.contains("was interrupted"), "{what}: {stderr}");
+        let report = reports(&root)
+            .into_iter()
+            .find(|r| r["run_id"] == run.as_str())
+            .expect("the replayed run's report");
+        assert_eq!(report["recovered_by_replay"], true, "{what}");
+        let listed = dirs_of(&report);
+        let mut once = in_report_order(&listed);
+        once.dedup();
+        assert_eq!(listed, once, "{what}: every identity once, in order");
+        let now = snapshot(&root);
+        let new = whole(&ids, &before, &now, &what);
+        let lines = report["identities"].as_array().unwrap();
+        for line in lines {
+            let dir = line["dir"].as_str().unwrap();
+            let cert = &now[&format!("{dir}/cert.pem")].0;
+            let changed = before[&format!("{dir}/cert.pem")].0 != *cert;
+            assert_eq!(line["outcome"] == "done", changed, "{what}: {dir}");
+            if changed {
+                use sha2::Digest;
+                let file = line["files"].as_array().unwrap().iter();
+                let listed = file.clone().find(|f| f["name"] == "cert.pem").unwrap();
+                let digest = hex::encode(sha2::Sha256::digest(cert));
+                assert_eq!(listed["new_sha256"].as_str(), Some(digest.as_str()), "{what}");
+            }
+        }
+        assert_eq!(report["counts"]["done"], new, "{what}: every identity new is done");
+        assert!(new >= 4 * 16, "{what}: four batches committed at least, {new} new");
+        let failed = lines.iter().filter(|l| l["outcome"] == "failed").count();
+        assert_eq!(report["counts"]["failed"], failed, "{what}");
+        assert_eq!(lines.len(), new + failed, "{what}: only done and failed");
+    }
+}
+
+/// Swaps the journal's first two batches, each from its `prepare` to the next batch's: the
+/// journal still follows the protocol, but its identities are no longer in order.
+fn swap_first_batches(journal: &std::path::Path) {
+    let text = std::fs::read_to_string(journal).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let prepares: Vec<usize> = (0..lines.len())
+        .filter(|i| lines[*i].contains(r#""op":"prepare""#))
+        .take(3)
+        .collect();
+    let (a, b, c) = (prepares[0], prepares[1], prepares[2]);
+    let swapped = [&lines[..a], &lines[b..c], &lines[a..b], &lines[c..]].concat();
+    std::fs::write(journal, swapped.join("\n") + "\n").unwrap();
+}

@@ -242,20 +242,19 @@ fn settle(root: &Path, run: &RunDir, from: Stage, to: Stage, purge: Option<Diges
     Ok(())
 }
 
-/// Replays the `ca/` change an interrupted run left, if any (before its batches are replayed).
-pub(crate) fn replay(root: &Path, run: &RunDir, records: &[Record]) -> Result<()> {
-    let last = records.iter().rev().find_map(|r| match r {
-        Record::Ca {
-            step,
-            from,
-            to,
-            purge_sha256,
-        } => Some((*step, from, to, *purge_sha256)),
-        _ => None,
-    });
-    let Some((step, from, to, purge)) = last else {
+/// Replays the `ca/` change an interrupted run left, if any (before its batches are replayed):
+/// `last` is the last `ca` record of its journal.
+pub(crate) fn replay(root: &Path, run: &RunDir, last: Option<&Record>) -> Result<()> {
+    let Some(Record::Ca {
+        step,
+        from,
+        to,
+        purge_sha256: purge,
+    }) = last
+    else {
         return Ok(());
     };
+    let (step, purge) = (*step, *purge);
     let (Some(from), Some(to)) = (Stage::named(from), Stage::named(to)) else {
         bail!(
             "journal {} names an unknown CA rotation stage",

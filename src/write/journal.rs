@@ -35,7 +35,7 @@ pub(crate) use files::{Temps, backup_path};
 pub(crate) use staged::{NewFile, Secret, Staged};
 
 pub(crate) use super::record::entries::{
-    Change, FileChange, Journal, Record, Unfinished, read, records, unfinished,
+    Change, FileChange, Journal, Left, Record, Unfinished, records,
 };
 
 /// What happened to one staged identity.
@@ -316,31 +316,25 @@ fn undone_in<'a>(
     changed.own_dir(crate::store::backup_of(backup, id));
 }
 
-/// Replays a run's journal: finishes or undoes every unfinished batch and closes the run.
-/// Returns the identities finished (now wholly new) and undone (wholly old). An identity whose
-/// directory can no longer be opened beneath the root without following a link is neither: it
-/// is reported as undone, and nothing is done outside the fleet.
+/// Replays a run's journal: finishes or undoes every unfinished batch `left` found in it and
+/// closes the run. Returns the identities finished (now wholly new) and undone (wholly old). An
+/// identity whose directory can no longer be opened beneath the root without following a link
+/// is neither: it is reported as undone, and nothing is done outside the fleet.
 pub(crate) fn replay(
     journal_path: &Path,
+    left: &Left,
     root: &Path,
     backup: &Path,
 ) -> Result<(Vec<Change>, Vec<Change>)> {
-    let records = read(journal_path)?;
-    let temps = records
-        .iter()
-        .find_map(|r| match r {
-            Record::Start {
-                version, run_id, ..
-            } => Some(Temps::of_journal(run_id, *version)),
-            _ => None,
-        })
-        .unwrap_or(Temps::of_journal("", 1));
+    let temps = left.start.as_ref().map_or(Temps::of_journal("", 1), |s| {
+        Temps::of_journal(&s.run_id, s.version)
+    });
     let mut journal = Journal::open(journal_path)?;
     let fleet = RootDir::open(root)
         .map_err(|e| anyhow::anyhow!("failed to open fleet root {}: {e}", root.display()))?;
     let open = |c: &Change| fleet.identity(&c.id).ok();
     let (mut finished, mut undone) = (Vec::new(), Vec::new());
-    for step in unfinished(&records) {
+    for step in &left.unfinished {
         match step {
             Unfinished::Undo { batch, changes } => {
                 let dirs: Vec<Option<fsio::IdentityDir>> = changes.par_iter().map(open).collect();
@@ -356,13 +350,10 @@ pub(crate) fn replay(
                     }
                 }
                 fleet.make_durable(&changed)?;
-                let whole = !records
-                    .iter()
-                    .any(|r| matches!(r, Record::Ready { batch: b, .. } if *b == batch));
-                if whole {
-                    journal.append(&Record::Abort { batch })?;
+                if left.undo_closes(*batch) {
+                    journal.append(&Record::Abort { batch: *batch })?;
                 }
-                undone.extend(changes);
+                undone.extend(changes.iter().cloned());
             }
             Unfinished::Finish { batch, changes } => {
                 let dirs: Vec<Option<fsio::IdentityDir>> = changes.par_iter().map(open).collect();
@@ -381,28 +372,22 @@ pub(crate) fn replay(
                     }
                 }
                 fleet.make_durable(&changed)?;
-                let calls: Vec<HookCall> = records
-                    .iter()
-                    .filter_map(|r| match r {
-                        Record::Hooks {
-                            batch: Some(b),
-                            calls,
-                        } if *b == batch => Some(calls.iter().cloned()),
-                        _ => None,
-                    })
-                    .flatten()
-                    .collect();
+                let calls = left.hooks_of(*batch);
                 for (c, _) in changes.iter().zip(&results).filter(|(_, ok)| !**ok) {
-                    drop_hooks(&mut journal, &calls, &c.id)?;
+                    drop_hooks(&mut journal, calls, &c.id)?;
                 }
-                journal.append(&Record::Commit { batch })?;
-                for (c, ok) in changes.into_iter().zip(results) {
-                    if ok { finished.push(c) } else { undone.push(c) }
+                journal.append(&Record::Commit { batch: *batch })?;
+                for (c, ok) in changes.iter().zip(results) {
+                    if ok {
+                        finished.push(c.clone())
+                    } else {
+                        undone.push(c.clone())
+                    }
                 }
             }
         }
     }
-    if !records.iter().any(|r| matches!(r, Record::End { .. })) {
+    if !left.ended {
         journal.append(&Record::End { recovered: true })?;
     }
     Ok((finished, undone))

@@ -1,6 +1,7 @@
 //! The crash replay every writer performs before anything else: whatever an interrupted run left
 //! is finished or undone through its journal, and the run gets its report.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::Result;
@@ -8,38 +9,36 @@ use chrono::{DateTime, Utc};
 
 use super::journal;
 use super::record::audit;
-use super::record::entries::{self, Change, Record};
+use super::record::entries::{self, Change, Left};
 use super::record::history;
 use super::record::run_report::{
-    Details, FleetFacts, Header, IdentityReport, Notes, Outcome, Report, RunCommand,
+    Details, FleetFacts, Header, IdentityReport, Lines, Notes, Outcome, Report, RunCommand,
 };
 use crate::fsio;
 use crate::store::{RunDir, Store};
 
 /// Finishes or undoes whatever an interrupted run left, before any new work: its identities end
 /// wholly old or new, its report is written and, for `recover`, its audit lines are paired with
-/// outcomes. Returns a line per run replayed, for stderr.
+/// outcomes. Returns a line per run replayed, for stderr. The journal is read a line at a time
+/// (twice: [`Left`]), and the report's lines are streamed as a run's are.
 pub(crate) fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<String>> {
     let mut said = Vec::new();
     for run in Store::of(root).runs()? {
-        let Some(records) = interrupted(&run)? else {
+        if !interrupted(&run)? {
             continue;
-        };
+        }
         let path = run.journal();
+        let left = Left::of(&path, entries::records(&path)?)?;
         // A CA rotation stage changes ca/ before its batches: that change is settled first.
-        super::ca_tree::replay(root, &run, &records)?;
-        let (finished, undone) = journal::replay(&path, root, &run.backup())?;
+        super::ca_tree::replay(root, &run, left.ca.as_ref())?;
+        let (finished, undone) = journal::replay(&path, &left, root, &run.backup())?;
         // Killed while saving its report: the half-written copy goes, a whole one is written.
         fsio::remove_stale_temps(run.path())?;
-        let report = replayed_report(root, &run, &records, &finished, &undone, now);
-        history::write_report(&run, &report)?;
+        let lines = replayed_lines(&run, &left, &finished, &undone)?;
+        let report = Report::of(header(root, &run, &left, now), lines.tally(), Vec::new());
+        history::save_report(&run, &report, &lines)?;
         if report.command == RunCommand::Recover {
-            audit::settle(
-                root,
-                &report,
-                report.identities.iter().cloned().map(Ok),
-                now,
-            )?;
+            audit::settle(root, &report, lines.read()?, now)?;
         }
         let id = run.id();
         said.push(format!(
@@ -56,19 +55,14 @@ pub(crate) fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<
     Ok(said)
 }
 
-/// The journal of `run` when it was interrupted (it did not end, or has no report yet).
-fn interrupted(run: &RunDir) -> Result<Option<Vec<Record>>> {
+/// Whether `run` was interrupted: its journal did not end, or it has no report yet. Most runs
+/// ended: their journals are read a line at a time, never held whole.
+fn interrupted(run: &RunDir) -> Result<bool> {
     let path = run.journal();
     if !path.is_file() {
-        return Ok(None);
+        return Ok(false);
     }
-    // Most runs ended: their journals are read a line at a time, never held whole.
-    if run.report().is_file() && entries::ended(&path)? {
-        return Ok(None);
-    }
-    let records = entries::read(&path)?;
-    let ended = records.iter().any(|r| matches!(r, Record::End { .. }));
-    Ok((!ended || !run.report().is_file()).then_some(records))
+    Ok(!(run.report().is_file() && entries::ended(&path)?))
 }
 
 /// What a dry run says of the runs an interrupted writer left: the run it previews would replay
@@ -76,7 +70,7 @@ fn interrupted(run: &RunDir) -> Result<Option<Vec<Record>>> {
 pub(crate) fn waiting(root: &Path) -> Result<Vec<String>> {
     let mut said = Vec::new();
     for run in Store::of(root).runs()? {
-        if interrupted(&run)?.is_none() {
+        if !interrupted(&run)? {
             continue;
         }
         said.push(format!(
@@ -88,46 +82,57 @@ pub(crate) fn waiting(root: &Path) -> Result<Vec<String>> {
     Ok(said)
 }
 
-/// The report of a run finished by a replay: every identity of a committed batch or finished
-/// now is done, every identity undone failed, all from the journal.
-fn replayed_report(
-    root: &Path,
+/// The report lines of a run finished by a replay, in (node, service) order, each identity
+/// once: every identity of a committed batch or `finished` now is done, every identity
+/// `undone` failed. The committed batches are streamed from the journal, the few lines of the
+/// batches replayed merged in at their place. A journal whose batches are not in order (rekey
+/// writes none) is held and sorted instead, an identity named twice reported once.
+fn replayed_lines(
     run: &RunDir,
-    records: &[Record],
+    left: &Left,
     finished: &[Change],
     undone: &[Change],
-    now: DateTime<Utc>,
-) -> Report {
-    let start = records.iter().find_map(|r| match r {
-        Record::Start {
-            command,
-            as_of,
-            operator,
-            reason,
-            ..
-        } => Some((command.as_str(), as_of.as_str(), operator, reason)),
-        _ => None,
-    });
-    let command = start
-        .and_then(|s| RunCommand::named(s.0))
-        .unwrap_or(RunCommand::Rotate);
-    let started = run.started().unwrap_or_default();
-    let as_of = start
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.1).ok())
-        .map_or(started, |t| t.with_timezone(&Utc));
-    let mut done = entries::committed(records);
-    done.extend(finished.iter().cloned());
-    let mut identities: Vec<IdentityReport> = done
-        .into_iter()
-        .map(|c| IdentityReport::done(&c.id, c.files, Details::default()))
-        .collect();
-    identities.extend(undone.iter().map(|c| {
+) -> Result<Lines> {
+    let done = |c: Change| IdentityReport::done(&c.id, c.files, Details::default());
+    let replayed = finished.iter().cloned().map(done).chain(undone.iter().map(|c| {
         let why = "interrupted before its files were replaced: left as it was".to_string();
         IdentityReport::unchanged(&c.id, Outcome::Failed, why)
     }));
-    identities.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
-    identities.dedup_by(|a, b| a.node == b.node && a.service == b.service);
-    let header = Header {
+    let committed = left.committed(entries::records(&run.journal())?);
+    let dir = Some(run.path());
+    if left.in_order {
+        let mut lines = Lines::new(dir, replayed.collect(), BTreeSet::new());
+        for batch in committed {
+            lines.batch(batch?.into_iter().map(done).collect());
+        }
+        lines.close();
+        return Ok(lines);
+    }
+    let mut all = Vec::new();
+    for batch in committed {
+        all.extend(batch?.into_iter().map(done));
+    }
+    all.extend(replayed);
+    // Stable: of an identity named twice, its committed line is the one kept.
+    all.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
+    all.dedup_by(|a, b| a.node == b.node && a.service == b.service);
+    let mut lines = Lines::new(dir, Vec::new(), BTreeSet::new());
+    lines.batch(all);
+    lines.close();
+    Ok(lines)
+}
+
+/// The report header of a run finished by a replay, from its journal's `start`.
+fn header(root: &Path, run: &RunDir, left: &Left, now: DateTime<Utc>) -> Header {
+    let start = left.start.as_ref();
+    let command = start
+        .and_then(|s| RunCommand::named(&s.command))
+        .unwrap_or(RunCommand::Rotate);
+    let started = run.started().unwrap_or_default();
+    let as_of = start
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s.as_of).ok())
+        .map_or(started, |t| t.with_timezone(&Utc));
+    Header {
         run_id: run.id().to_string(),
         dry_run: false,
         command,
@@ -138,8 +143,8 @@ fn replayed_report(
         notes: Notes {
             plan_file_sha256: None,
             rolls_back: None,
-            reason: start.and_then(|s| s.3.clone()),
-            operator: start.and_then(|s| s.2.clone()),
+            reason: start.and_then(|s| s.reason.clone()),
+            operator: start.and_then(|s| s.operator.clone()),
         },
         recovered_by_replay: true,
         stopped: None,
@@ -147,6 +152,5 @@ fn replayed_report(
         fleet: FleetFacts::default(),
         hooks_skipped: false,
         retried_hooks: Vec::new(),
-    };
-    Report::new(header, identities)
+    }
 }

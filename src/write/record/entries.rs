@@ -1,7 +1,6 @@
 //! The journal's format: one JSON record a line, appended and synced one at a time, and what
 //! a journal says is left unfinished. The protocol that writes it is in the parent module.
 
-use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -272,11 +271,13 @@ fn whole_len(bytes: &[u8]) -> usize {
 
 /// Reads a journal. A last line cut short by a crash is ignored: it was never synced whole, so
 /// the step it announced never began.
+#[cfg(test)]
 pub(crate) fn read(path: &Path) -> Result<Vec<Record>> {
     records(path)?.collect()
 }
 
-/// A journal's records read a line at a time ([`read`], never held whole).
+/// A journal's records read a line at a time, never held whole. A last line cut short by a
+/// crash is ignored: it was never synced whole, so the step it announced never began.
 pub(crate) struct Records {
     path: PathBuf,
     lines: std::iter::Peekable<std::io::Lines<BufReader<File>>>,
@@ -333,89 +334,6 @@ pub(crate) fn ended(path: &Path) -> Result<bool> {
         }
     }
     Ok(false)
-}
-
-/// What replay must do for one unfinished batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Unfinished {
-    /// `ready` was journaled: finish these identities' renames.
-    Finish { batch: u32, changes: Vec<Change> },
-    /// Only `prepare`: remove temporary files and backups; nothing was renamed.
-    Undo { batch: u32, changes: Vec<Change> },
-}
-
-/// The identities a batch marked ready, when it did.
-fn ready_in(records: &[Record], batch: u32) -> Option<BTreeSet<&String>> {
-    records.iter().find_map(|r| match r {
-        Record::Ready {
-            batch: b,
-            identities,
-        } if *b == batch => Some(identities.iter().collect()),
-        _ => None,
-    })
-}
-
-fn closed(records: &[Record], batch: u32, by_commit: bool) -> bool {
-    records.iter().any(|r| match r {
-        Record::Commit { batch: b } => *b == batch,
-        Record::Abort { batch: b } => *b == batch && !by_commit,
-        _ => false,
-    })
-}
-
-/// The identities of the batches a journal committed (pure): each wholly new on disk.
-pub(crate) fn committed(records: &[Record]) -> Vec<Change> {
-    let mut out = Vec::new();
-    for record in records {
-        if let Record::Prepare { batch, identities } = record
-            && closed(records, *batch, true)
-        {
-            let ready = ready_in(records, *batch).unwrap_or_default();
-            out.extend(
-                identities
-                    .iter()
-                    .filter(|c| ready.contains(&c.key()))
-                    .cloned(),
-            );
-        }
-    }
-    out
-}
-
-/// The batches of a journal that were neither committed nor aborted (pure).
-pub(crate) fn unfinished(records: &[Record]) -> Vec<Unfinished> {
-    let mut out = Vec::new();
-    for record in records {
-        let Record::Prepare { batch, identities } = record else {
-            continue;
-        };
-        if closed(records, *batch, false) {
-            continue;
-        }
-        match ready_in(records, *batch) {
-            Some(ready) => {
-                let (finish, undo): (Vec<Change>, Vec<Change>) = identities
-                    .iter()
-                    .cloned()
-                    .partition(|c| ready.contains(&c.key()));
-                if !undo.is_empty() {
-                    out.push(Unfinished::Undo {
-                        batch: *batch,
-                        changes: undo,
-                    });
-                }
-                out.push(Unfinished::Finish {
-                    batch: *batch,
-                    changes: finish,
-                });
-            }
-            None => out.push(Unfinished::Undo {
-                batch: *batch,
-                changes: identities.clone(),
-            }),
-        }
-    }
-    out
 }
 
 /// The writing command a run was made by.
@@ -476,6 +394,12 @@ impl RunCommand {
         .find(|c| c.as_str() == name)
     }
 }
+
+mod left;
+
+pub(crate) use left::{Left, Unfinished};
+#[cfg(test)]
+pub(crate) use left::{committed, unfinished};
 
 #[cfg(test)]
 mod tests;

@@ -14,11 +14,6 @@ pub(crate) fn read_report(run: &RunDir) -> Result<Report> {
     serde_json::from_str(&text).with_context(|| format!("{} is not a rekey report", path.display()))
 }
 
-/// Saves run `run`'s `report.json`, atomically.
-pub(crate) fn write_report(run: &RunDir, report: &Report) -> Result<()> {
-    crate::fsio::write_atomic(&run.report(), report.to_json().as_bytes(), 0o600)
-}
-
 /// Saves run `run`'s `report.json`, atomically, its identities streamed from `lines`.
 pub(crate) fn save_report(run: &RunDir, report: &Report, lines: &Lines) -> Result<()> {
     crate::fsio::write_atomic_with(&run.report(), 0o600, |w| {

@@ -221,7 +221,9 @@ impl Report {
     /// The report of a run: identities sorted by (node, service), counted once, its outcome and
     /// exit code chosen here and nowhere else. A run `cut_short` (a full filesystem, a signal,
     /// a report that could not be saved) exits 1 when it changed nothing and 3 when it changed
-    /// some; a failure of this run (3) wins over attention that was already there (4).
+    /// some; a failure of this run (3) wins over attention that was already there (4). Every run
+    /// streams its lines ([`Report::of`]): this is the reference its tests compare with.
+    #[cfg(test)]
     pub(crate) fn new(header: Header, mut identities: Vec<IdentityReport>) -> Report {
         identities.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
         let tally = Tally::of(&identities, &header.fleet.watched());

@@ -55,7 +55,8 @@ impl Tally {
             .count();
     }
 
-    /// The tally of lines held whole (a report rebuilt by a replay).
+    /// The tally of lines held whole (`Report::new`, the tests' reference).
+    #[cfg(test)]
     pub(crate) fn of<'a>(
         lines: impl IntoIterator<Item = &'a IdentityReport>,
         watched: &BTreeSet<String>,

@@ -1,0 +1,263 @@
+//! What an interrupted run's journal leaves to its replay, read a line at a time: a first pass
+//! notes the run's start, its last change of `ca/` and the batches still open (a batch's records
+//! are consecutive, so about one); a second hands over, batch by batch, the identities each
+//! committed batch made wholly new. A journal holds a record per batch: a replay never holds it
+//! whole, whatever the fleet's size.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Result, bail};
+use std::path::Path;
+
+use super::{Change, Record};
+use crate::names::IdentityId;
+use crate::write::record::calls::HookCall;
+
+/// What replay must do for one unfinished batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unfinished {
+    /// `ready` was journaled: finish these identities' renames.
+    Finish { batch: u32, changes: Vec<Change> },
+    /// Only `prepare`: remove temporary files and backups; nothing was renamed.
+    Undo { batch: u32, changes: Vec<Change> },
+}
+
+/// How the run began: its `start` record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Start {
+    pub(crate) version: u32,
+    pub(crate) run_id: String,
+    pub(crate) command: String,
+    pub(crate) as_of: String,
+    pub(crate) operator: Option<String>,
+    pub(crate) reason: Option<String>,
+}
+
+/// What the first pass over a journal learns (see the module's documentation).
+#[derive(Debug, Default)]
+pub(crate) struct Left {
+    /// The run's first `start` record.
+    pub(crate) start: Option<Start>,
+    /// The last change of `ca/` the run journaled (a `ca` record), if it made one.
+    pub(crate) ca: Option<Record>,
+    /// The batches neither committed nor aborted, in journal order: an undo of those not
+    /// ready, then a finish of those ready (which a batch with a `ready` always has).
+    pub(crate) unfinished: Vec<Unfinished>,
+    /// The deploy hook calls journaled for each unfinished batch.
+    hooks: BTreeMap<u32, Vec<HookCall>>,
+    /// The batches closed by their `commit`.
+    committed: BTreeSet<u32>,
+    /// Whether the run journaled its `end`.
+    pub(crate) ended: bool,
+    /// Whether each identity the batches name follows the one before in (node, service) order,
+    /// so that each is named once: true of every journal rekey writes.
+    pub(crate) in_order: bool,
+}
+
+/// A batch not closed yet, as the first pass holds it.
+struct Open {
+    /// Where its first `prepare` is among the batches (replay goes in journal order).
+    seq: usize,
+    changes: Vec<Change>,
+    /// The identities its first `ready` named, once it came.
+    ready: Option<BTreeSet<String>>,
+    hooks: Vec<HookCall>,
+}
+
+impl Left {
+    /// The first pass over `records`, the records of the journal at `path` from its start. A
+    /// batch's records come in the protocol's order (`prepare` first): a journal that says a
+    /// batch was ready, committed or aborted before it was prepared is damaged, and is refused
+    /// rather than guessed at.
+    pub(crate) fn of(path: &Path, records: impl Iterator<Item = Result<Record>>) -> Result<Left> {
+        let mut left = Left {
+            in_order: true,
+            ..Left::default()
+        };
+        let mut open: BTreeMap<u32, Open> = BTreeMap::new();
+        let mut last: Option<IdentityId> = None;
+        let mut seq = 0;
+        let mut prepared = BTreeSet::new();
+        for (line, record) in (1..).zip(records) {
+            let record = record?;
+            if let Some((batch, what)) = step_of(&record)
+                && !prepared.contains(&batch)
+            {
+                bail!(
+                    "journal {} line {line}: batch {batch} is {what} before it is prepared, which \
+                     rekey never writes: the journal is damaged and its run cannot be replayed. \
+                     Restore it from a backup of the store; or have a person check that run's \
+                     identities (each wholly old or wholly new), remove its temporary files \
+                     (.rekey-new.*) and move its directory out of .rekey/runs",
+                    path.display()
+                );
+            }
+            match record {
+                Record::Start {
+                    version,
+                    run_id,
+                    command,
+                    as_of,
+                    operator,
+                    reason,
+                } if left.start.is_none() => {
+                    left.start = Some(Start {
+                        version,
+                        run_id,
+                        command,
+                        as_of,
+                        operator,
+                        reason,
+                    });
+                }
+                Record::Prepare { batch, identities } => {
+                    let ids = identities.iter().map(|c| &c.id);
+                    let before = last.iter().chain(ids.clone());
+                    let after = ids.skip(usize::from(last.is_none()));
+                    if before.zip(after).any(|(a, b)| key(a) >= key(b)) {
+                        left.in_order = false;
+                    }
+                    last = identities.last().map(|c| c.id.clone()).or(last);
+                    seq += 1;
+                    prepared.insert(batch);
+                    let batch = open.entry(batch).or_insert_with(|| Open {
+                        seq,
+                        changes: Vec::new(),
+                        ready: None,
+                        hooks: Vec::new(),
+                    });
+                    batch.changes.extend(identities);
+                }
+                Record::Ready { batch, identities } => {
+                    if let Some(open) = open.get_mut(&batch)
+                        && open.ready.is_none()
+                    {
+                        open.ready = Some(identities.into_iter().collect());
+                    }
+                }
+                Record::Hooks {
+                    batch: Some(batch),
+                    calls,
+                } => {
+                    if let Some(open) = open.get_mut(&batch) {
+                        open.hooks.extend(calls);
+                    }
+                }
+                Record::Commit { batch } => {
+                    if open.remove(&batch).is_some() {
+                        left.committed.insert(batch);
+                    }
+                }
+                Record::Abort { batch } => {
+                    open.remove(&batch);
+                }
+                Record::End { .. } => left.ended = true,
+                ca @ Record::Ca { .. } => left.ca = Some(ca),
+                _ => {}
+            }
+        }
+        let mut open: Vec<(u32, Open)> = open.into_iter().collect();
+        open.sort_by_key(|(_, o)| o.seq);
+        for (batch, o) in open {
+            match o.ready {
+                Some(ready) => {
+                    let (finish, undo): (Vec<Change>, Vec<Change>) =
+                        o.changes.into_iter().partition(|c| ready.contains(&c.key()));
+                    if !undo.is_empty() {
+                        left.unfinished.push(Unfinished::Undo {
+                            batch,
+                            changes: undo,
+                        });
+                    }
+                    left.unfinished.push(Unfinished::Finish {
+                        batch,
+                        changes: finish,
+                    });
+                }
+                None => left.unfinished.push(Unfinished::Undo {
+                    batch,
+                    changes: o.changes,
+                }),
+            }
+            left.hooks.insert(batch, o.hooks);
+        }
+        Ok(left)
+    }
+
+    /// The deploy hook calls journaled for unfinished batch `batch`.
+    pub(crate) fn hooks_of(&self, batch: u32) -> &[HookCall] {
+        self.hooks.get(&batch).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether undoing `batch` closes it (nothing of it was ready): otherwise its finish does.
+    pub(crate) fn undo_closes(&self, batch: u32) -> bool {
+        !self
+            .unfinished
+            .iter()
+            .any(|u| matches!(u, Unfinished::Finish { batch: b, .. } if *b == batch))
+    }
+
+    /// The second pass over `records` (the same journal from its start): each committed batch's
+    /// identities that its `ready` named, batch by batch as the journal goes. Each is wholly
+    /// new on disk.
+    pub(crate) fn committed<'a>(
+        &'a self,
+        records: impl Iterator<Item = Result<Record>> + 'a,
+    ) -> impl Iterator<Item = Result<Vec<Change>>> + 'a {
+        let mut prepared: BTreeMap<u32, Vec<Change>> = BTreeMap::new();
+        records.filter_map(move |record| match record {
+            Err(e) => Some(Err(e)),
+            Ok(Record::Prepare { batch, identities }) if self.committed.contains(&batch) => {
+                prepared.entry(batch).or_default().extend(identities);
+                None
+            }
+            Ok(Record::Ready { batch, identities }) => {
+                let changes = prepared.remove(&batch)?;
+                let ready: BTreeSet<String> = identities.into_iter().collect();
+                Some(Ok(changes
+                    .into_iter()
+                    .filter(|c| ready.contains(&c.key()))
+                    .collect()))
+            }
+            Ok(_) => None,
+        })
+    }
+}
+
+/// The batches of a journal held in memory that were neither committed nor aborted (pure).
+#[cfg(test)]
+pub(crate) fn unfinished(records: &[Record]) -> Vec<Unfinished> {
+    held(records).unfinished
+}
+
+/// The identities of the batches a journal held in memory committed (pure).
+#[cfg(test)]
+pub(crate) fn committed(records: &[Record]) -> Vec<Change> {
+    let left = held(records);
+    let batches = left.committed(records.iter().cloned().map(Ok));
+    batches.flat_map(|b| b.expect("records held in memory read")).collect()
+}
+
+/// The batch a record after its `prepare` names, and what the record says of it.
+fn step_of(record: &Record) -> Option<(u32, &'static str)> {
+    match record {
+        Record::Ready { batch, .. } => Some((*batch, "ready")),
+        Record::Hooks {
+            batch: Some(batch), ..
+        } => Some((*batch, "given hooks")),
+        Record::Commit { batch } => Some((*batch, "committed")),
+        Record::Abort { batch } => Some((*batch, "aborted")),
+        _ => None,
+    }
+}
+
+/// How reports order identities.
+fn key(id: &IdentityId) -> (&str, &str) {
+    (id.node(), id.service())
+}
+
+#[cfg(test)]
+fn held(records: &[Record]) -> Left {
+    Left::of(Path::new("journal"), records.iter().cloned().map(Ok))
+        .expect("a journal in protocol order")
+}
