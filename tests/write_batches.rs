@@ -368,11 +368,21 @@ fn a_replayed_run_over_many_batches_reports_every_identity_it_reached_once_in_or
                 let file = line["files"].as_array().unwrap().iter();
                 let listed = file.clone().find(|f| f["name"] == "cert.pem").unwrap();
                 let digest = hex::encode(sha2::Sha256::digest(cert));
-                assert_eq!(listed["new_sha256"].as_str(), Some(digest.as_str()), "{what}");
+                assert_eq!(
+                    listed["new_sha256"].as_str(),
+                    Some(digest.as_str()),
+                    "{what}"
+                );
             }
         }
-        assert_eq!(report["counts"]["done"], new, "{what}: every identity new is done");
-        assert!(new >= 4 * 16, "{what}: four batches committed at least, {new} new");
+        assert_eq!(
+            report["counts"]["done"], new,
+            "{what}: every identity new is done"
+        );
+        assert!(
+            new >= 4 * 16,
+            "{what}: four batches committed at least, {new} new"
+        );
         let failed = lines.iter().filter(|l| l["outcome"] == "failed").count();
         assert_eq!(report["counts"]["failed"], failed, "{what}");
         assert_eq!(lines.len(), new + failed, "{what}: only done and failed");

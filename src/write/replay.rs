@@ -94,10 +94,14 @@ fn replayed_lines(
     undone: &[Change],
 ) -> Result<Lines> {
     let done = |c: Change| IdentityReport::done(&c.id, c.files, Details::default());
-    let replayed = finished.iter().cloned().map(done).chain(undone.iter().map(|c| {
-        let why = "interrupted before its files were replaced: left as it was".to_string();
-        IdentityReport::unchanged(&c.id, Outcome::Failed, why)
-    }));
+    let replayed = finished
+        .iter()
+        .cloned()
+        .map(done)
+        .chain(undone.iter().map(|c| {
+            let why = "interrupted before its files were replaced: left as it was".to_string();
+            IdentityReport::unchanged(&c.id, Outcome::Failed, why)
+        }));
     let committed = left.committed(entries::records(&run.journal())?);
     let dir = Some(run.path());
     if left.in_order {

@@ -161,8 +161,10 @@ impl Left {
         for (batch, o) in open {
             match o.ready {
                 Some(ready) => {
-                    let (finish, undo): (Vec<Change>, Vec<Change>) =
-                        o.changes.into_iter().partition(|c| ready.contains(&c.key()));
+                    let (finish, undo): (Vec<Change>, Vec<Change>) = o
+                        .changes
+                        .into_iter()
+                        .partition(|c| ready.contains(&c.key()));
                     if !undo.is_empty() {
                         left.unfinished.push(Unfinished::Undo {
                             batch,
@@ -235,7 +237,9 @@ pub(crate) fn unfinished(records: &[Record]) -> Vec<Unfinished> {
 pub(crate) fn committed(records: &[Record]) -> Vec<Change> {
     let left = held(records);
     let batches = left.committed(records.iter().cloned().map(Ok));
-    batches.flat_map(|b| b.expect("records held in memory read")).collect()
+    batches
+        .flat_map(|b| b.expect("records held in memory read"))
+        .collect()
 }
 
 /// The batch a record after its `prepare` names, and what the record says of it.

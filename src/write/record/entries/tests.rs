@@ -261,9 +261,16 @@ fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
     ];
     let left = of(&journal).unwrap();
     assert!(left.in_order && !left.ended);
-    assert_eq!(left.hooks_of(0), &[], "a committed batch's calls are not held");
+    assert_eq!(
+        left.hooks_of(0),
+        &[],
+        "a committed batch's calls are not held"
+    );
     assert_eq!(left.hooks_of(1).len(), 1);
-    assert!(!left.undo_closes(1), "its finish closes a batch that was ready");
+    assert!(
+        !left.undo_closes(1),
+        "its finish closes a batch that was ready"
+    );
     let committed: Vec<Vec<Change>> = left
         .committed(journal.iter().cloned().map(Ok))
         .map(Result::unwrap)
@@ -283,7 +290,9 @@ fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
     ] {
         let err = of(&[early, prepare(0, &["a"])]).unwrap_err().to_string();
         assert!(
-            err.contains(&format!("journal j line 1: batch 0 is {what} before it is prepared")),
+            err.contains(&format!(
+                "journal j line 1: batch 0 is {what} before it is prepared"
+            )),
             "{err}"
         );
     }
