@@ -262,15 +262,30 @@ pub(crate) fn plan_summary(scope: &Scope, end: &End, forced: usize) -> String {
 /// Left-aligned columns two spaces apart; the last column is not padded. Every cell is shown
 /// [`Escaped`] (a table is for a terminal), and measured as shown.
 pub(crate) fn align(rows: &[Vec<String>]) -> String {
-    let mut widths = Widths::default();
+    let mut table = Aligned::default();
     for row in rows {
-        widths.measure(row);
+        table.measure(row);
     }
     let mut out = Vec::new();
     for row in rows {
-        write_row(&mut out, row, &widths.0, &|_, _| None).expect("writing to memory cannot fail");
+        table.write(&mut out, row).expect("writing to memory cannot fail");
     }
     String::from_utf8(out).expect("the table is UTF-8")
+}
+
+/// An [`align`]ed table written a row at a time, never held: every row is measured first (a
+/// pass over what the table shows), then each is written as it comes (a second pass).
+#[derive(Default)]
+pub(crate) struct Aligned(Widths);
+
+impl Aligned {
+    pub(crate) fn measure(&mut self, row: &[String]) {
+        self.0.measure(row);
+    }
+
+    pub(crate) fn write(&self, w: &mut impl Write, row: &[String]) -> std::io::Result<()> {
+        write_row(w, row, &self.0.0, &|_, _| None)
+    }
 }
 
 /// The width of each column of a table, in characters, measured row by row.

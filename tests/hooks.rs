@@ -1033,3 +1033,45 @@ fn a_pending_post_hook_waits_for_the_pending_deploy_hooks_of_its_run() {
     assert_eq!(posted(), 2, "{err}");
     common::assert_nothing_pending(&root);
 }
+
+/// `hooks list` reads the pending calls twice and holds none: its JSON is byte for byte the
+/// pretty list serde_json makes of the calls held whole, and its table's columns line up with
+/// its header however long the identities' names, as measured by a first pass.
+#[test]
+fn hooks_list_streams_its_json_and_its_table_aligned_from_a_first_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 40, 30);
+    let (code, stdout, _) = hooks_cmd(&root, &["list", "--format", "json"]);
+    assert_eq!((code, stdout.as_str()), (0, "[]\n"), "nothing pending");
+    let (code, stdout, stderr) = hooks_cmd(&root, &["list"]);
+    assert_eq!((code, stdout.as_str()), (0, ""));
+    assert!(stderr.contains("no hook is pending"), "{stderr}");
+    let (code, _, stderr) = run(
+        &root,
+        &["rotate", "--deploy-hook", "exit 1", "--post-hook", "exit 1"],
+    );
+    assert_eq!(code, 3, "{stderr}");
+    let (code, stdout, stderr) = hooks_cmd(&root, &["list", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let held = json(&stdout);
+    assert_eq!(held.as_array().unwrap().len(), 41, "40 deploy calls and the post call");
+    assert_eq!(stdout, serde_json::to_string_pretty(&held).unwrap() + "\n");
+    let (code, table, stderr) = hooks_cmd(&root, &["list"]);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 42, "{table}");
+    let column = |row: &str, name: &str| row.find(name);
+    let (identity, why) = (
+        column(rows[0], "IDENTITY").unwrap(),
+        column(rows[0], "WHY").unwrap(),
+    );
+    for row in &rows[1..] {
+        let cells: Vec<usize> = row
+            .char_indices()
+            .filter(|(i, c)| *c != ' ' && (*i == 0 || row.as_bytes()[i - 1] == b' '))
+            .map(|(i, _)| i)
+            .collect();
+        assert!(cells.contains(&identity) && cells.contains(&why), "{row}\n{table}");
+    }
+}

@@ -3,12 +3,12 @@
 //! at the start of the next writing run; `list` shows them and runs nothing; `discard` drops
 //! them by hand, journaled and audited, and runs nothing.
 
+use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::emit;
 use crate::exit::Exit;
 use crate::write::hooks::HookStatus;
 use crate::write::{self, DiscardTarget, PendingHook, Settings};
@@ -71,37 +71,58 @@ pub(crate) fn retry(o: &Options) -> Result<Exit> {
     })
 }
 
+/// `rekey hooks list`: the pending calls are read twice and held never: a first pass measures
+/// the table's columns (and finds a journal that cannot be read before anything is printed),
+/// the second prints each call as it comes.
 pub(crate) fn list(o: &ListOptions) -> Result<Exit> {
     let root = crate::survey::open_root(&o.root)?;
-    let pending = write::pending_hooks(&root)?;
-    if o.json {
-        let items: Vec<serde_json::Value> = pending.iter().map(to_json).collect();
-        let mut text = serde_json::to_string_pretty(&items).expect("a list always serializes");
-        text.push('\n');
-        emit(&text)?;
-        return Ok(Exit::Ok);
-    }
-    if pending.is_empty() {
+    let mut table = crate::report::Aligned::default();
+    table.measure(&HEADER.map(String::from));
+    let mut pending = 0;
+    write::each_pending_hook(&root, |p| {
+        table.measure(&row_of(&p));
+        pending += 1;
+        Ok(())
+    })?;
+    if !o.json && pending == 0 {
         eprintln!("rekey: no hook is pending");
         return Ok(Exit::Ok);
     }
-    let mut rows = vec![
-        ["RUN", "CALL", "KIND", "SOURCE", "IDENTITY", "WHY"]
-            .map(String::from)
-            .to_vec(),
-    ];
-    rows.extend(pending.iter().map(|p| {
-        vec![
-            p.run_id.clone(),
-            p.call.call.to_string(),
-            p.call.kind.as_str().to_string(),
-            p.call.source.label(),
-            p.call.dir().unwrap_or_else(|| "-".to_string()),
-            p.why().to_string(),
-        ]
-    }));
-    emit(&crate::report::align(&rows))?;
+    let mut listed = Ok(());
+    crate::out::emit_with(|w| {
+        if o.json {
+            // Byte for byte what `serde_json::to_string_pretty` makes of the list held whole.
+            use serde::ser::{SerializeSeq, Serializer};
+            let mut json = serde_json::Serializer::pretty(&mut *w);
+            let mut items = json.serialize_seq(None)?;
+            listed = write::each_pending_hook(&root, |p| {
+                items.serialize_element(&to_json(&p)).map_err(anyhow::Error::from)
+            });
+            items.end()?;
+            w.write_all(b"\n")
+        } else {
+            table.write(w, &HEADER.map(String::from))?;
+            listed = write::each_pending_hook(&root, |p| Ok(table.write(w, &row_of(&p))?));
+            Ok(())
+        }
+    })?;
+    listed.context("failed to list the pending hooks")?;
     Ok(Exit::Ok)
+}
+
+/// The columns of `hooks list`'s table.
+const HEADER: [&str; 6] = ["RUN", "CALL", "KIND", "SOURCE", "IDENTITY", "WHY"];
+
+/// One pending call as a row of `hooks list`'s table.
+fn row_of(p: &PendingHook) -> Vec<String> {
+    vec![
+        p.run_id.clone(),
+        p.call.call.to_string(),
+        p.call.kind.as_str().to_string(),
+        p.call.source.label(),
+        p.call.dir().unwrap_or_else(|| "-".to_string()),
+        p.why().to_string(),
+    ]
 }
 
 fn to_json(p: &PendingHook) -> serde_json::Value {

@@ -108,20 +108,29 @@ fn each_pending(run: &RunDir, take: impl FnMut(Pending) -> Result<ControlFlow<()
     pending_calls::each(|| journal::records(&path), take)
 }
 
-/// Every pending hook call of the fleet at `root`, oldest run first. Reads only: no lock, no
-/// hook runs.
-pub(crate) fn list(root: &Path) -> Result<Vec<PendingHook>> {
-    let mut out = Vec::new();
+/// Hands `take` every pending hook call of the fleet at `root`, oldest run first, each run's
+/// journal read a window at a time: nothing is held. Reads only: no lock, no hook runs.
+pub(crate) fn each(root: &Path, mut take: impl FnMut(PendingHook) -> Result<()>) -> Result<()> {
     for run in marked_runs(root)? {
         each_pending(&run, |p| {
-            out.push(PendingHook {
+            take(PendingHook {
                 run_id: run.id().to_string(),
                 call: p.call,
                 last: p.last,
-            });
+            })?;
             Ok(ControlFlow::Continue(()))
         })?;
     }
+    Ok(())
+}
+
+/// Every pending hook call of the fleet at `root`, oldest run first ([`each`], held).
+pub(crate) fn list(root: &Path) -> Result<Vec<PendingHook>> {
+    let mut out = Vec::new();
+    each(root, |p| {
+        out.push(p);
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -191,7 +191,11 @@ impl WriteRun {
                 for line in super::replay::waiting(&root)? {
                     eprintln!("{line}");
                 }
-                let pending = super::pending::list(&root)?.len();
+                let mut pending = 0;
+                super::pending::each(&root, |_| {
+                    pending += 1;
+                    Ok(())
+                })?;
                 if pending > 0 && !settings.hooks.skip {
                     eprintln!(
                         "rekey: the run would first retry {} (rekey hooks list); how they end \
