@@ -1055,7 +1055,11 @@ fn hooks_list_streams_its_json_and_its_table_aligned_from_a_first_pass() {
     let (code, stdout, stderr) = hooks_cmd(&root, &["list", "--format", "json"]);
     assert_eq!(code, 0, "{stderr}");
     let held = json(&stdout);
-    assert_eq!(held.as_array().unwrap().len(), 41, "40 deploy calls and the post call");
+    assert_eq!(
+        held.as_array().unwrap().len(),
+        41,
+        "40 deploy calls and the post call"
+    );
     assert_eq!(stdout, serde_json::to_string_pretty(&held).unwrap() + "\n");
     let (code, table, stderr) = hooks_cmd(&root, &["list"]);
     assert_eq!(code, 0, "{stderr}");
@@ -1072,6 +1076,9 @@ fn hooks_list_streams_its_json_and_its_table_aligned_from_a_first_pass() {
             .filter(|(i, c)| *c != ' ' && (*i == 0 || row.as_bytes()[i - 1] == b' '))
             .map(|(i, _)| i)
             .collect();
-        assert!(cells.contains(&identity) && cells.contains(&why), "{row}\n{table}");
+        assert!(
+            cells.contains(&identity) && cells.contains(&why),
+            "{row}\n{table}"
+        );
     }
 }

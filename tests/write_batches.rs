@@ -379,6 +379,11 @@ fn a_replayed_run_over_many_batches_reports_every_identity_it_reached_once_in_or
             report["counts"]["done"], new,
             "{what}: every identity new is done"
         );
+        assert_eq!(
+            report["counts"]["credentials"],
+            2 * new,
+            "{what}: each identity done got a new certificate and a new token"
+        );
         assert!(
             new >= 4 * 16,
             "{what}: four batches committed at least, {new} new"

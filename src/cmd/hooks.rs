@@ -96,7 +96,9 @@ pub(crate) fn list(o: &ListOptions) -> Result<Exit> {
             let mut json = serde_json::Serializer::pretty(&mut *w);
             let mut items = json.serialize_seq(None)?;
             listed = write::each_pending_hook(&root, |p| {
-                items.serialize_element(&to_json(&p)).map_err(anyhow::Error::from)
+                items
+                    .serialize_element(&to_json(&p))
+                    .map_err(anyhow::Error::from)
             });
             items.end()?;
             w.write_all(b"\n")

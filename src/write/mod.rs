@@ -48,7 +48,8 @@ pub(crate) use batches::Items;
 pub(crate) use ca_stage::ca_rollback;
 pub(crate) use ca_tree::{CaChange, Tree as CaTree};
 pub(crate) use pending::{
-    PendingHook, Target as DiscardTarget, counts as hook_counts, each as each_pending_hook, list as pending_hooks,
+    PendingHook, Target as DiscardTarget, counts as hook_counts, each as each_pending_hook,
+    list as pending_hooks,
 };
 pub use progress::Progress;
 pub(crate) use record::audit::operator;

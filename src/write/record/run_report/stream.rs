@@ -12,6 +12,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
 use std::path::Path;
 
 use super::lines::{IdentityReport, Outcome};
+use crate::scan::{CERT_FILE, TOKEN_FILE};
 use crate::write::record::calls::HookStatus;
 
 /// What the lines of a run add up to, counted as they pass.
@@ -38,8 +39,13 @@ impl Tally {
         match line.outcome {
             Outcome::Done => {
                 self.done += 1;
-                self.credentials +=
-                    usize::from(line.cert.is_some()) + usize::from(line.token.is_some());
+                // From the files replaced, which every line done names (a line a replay wrote
+                // from the journal has no certificate or token details).
+                self.credentials += line
+                    .files
+                    .iter()
+                    .filter(|f| [CERT_FILE, TOKEN_FILE].contains(&f.name.as_str()))
+                    .count();
                 self.files += line.files.len();
                 if watched.contains(&line.dir) {
                     self.cleared.insert(line.dir.clone());
