@@ -508,7 +508,7 @@ fn sigterm_stops_a_rotate_after_the_batch_in_flight_with_a_report() {
     let done = report["counts"]["done"].as_u64().unwrap() as usize;
     // Journal batches are of 512 identities (src/write/batches.rs): whole batches are done.
     assert!(
-        done >= 512 && done % 512 == 0 && done < ids.len(),
+        done >= 512 && done.is_multiple_of(512) && done < ids.len(),
         "stopped between batches: {done}"
     );
     assert_eq!(code, 3, "some identities were done");

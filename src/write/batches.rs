@@ -110,6 +110,15 @@ impl Commit<'_> {
     }
 }
 
+/// What the batch loop works with besides its items, the same for every batch: the threads
+/// that stage and commit, the fleet's root, the progress meter and the signals that stop it.
+pub(crate) struct Crew<'a> {
+    pub(crate) pool: &'a rayon::ThreadPool,
+    pub(crate) fleet: &'a crate::fsio::RootDir,
+    pub(crate) meter: &'a Meter,
+    pub(crate) interrupt: &'a Interrupt,
+}
+
 /// Runs `work` over `items` through the journal, batch by batch, and each committed identity's
 /// deploy hooks after its batch; each batch's report lines go to `lines` once it is done, and
 /// the batch is dropped. Keyed by identity, so no identity is staged twice. Any error
@@ -118,14 +127,17 @@ impl Commit<'_> {
 pub(crate) fn run<W: Work, T: Borrow<W::Item> + Send + Sync>(
     work: &W,
     mut items: impl Iterator<Item = (IdentityId, T)>,
-    pool: &rayon::ThreadPool,
+    crew: Crew<'_>,
     mut commit: Commit<'_>,
-    fleet: &crate::fsio::RootDir,
-    meter: &Meter,
-    interrupt: &Interrupt,
     mut hooking: Option<Hooking<'_>>,
     lines: &mut Lines,
 ) -> anyhow::Result<Batches> {
+    let Crew {
+        pool,
+        fleet,
+        meter,
+        interrupt,
+    } = crew;
     let size = batch_size();
     let mut chunk: Vec<(IdentityId, T)> = items.by_ref().take(size).collect();
     // Staging (crypto) of batch n+1 runs while batch n is committed (mostly waiting on the

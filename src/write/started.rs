@@ -226,9 +226,13 @@ impl Started {
         );
         let pool = pool(self.write.settings.jobs)?;
         let root_dir = &self.write.fleet;
-        let done = batches::run(
-            work, items, &pool, commit, root_dir, meter, &interrupt, hooking, &mut lines,
-        )?;
+        let crew = batches::Crew {
+            pool: &pool,
+            fleet: root_dir,
+            meter,
+            interrupt: &interrupt,
+        };
+        let done = batches::run(work, items, crew, commit, hooking, &mut lines)?;
         self.next_call = done.last_call;
         Ok(Streamed {
             started: self,

@@ -143,10 +143,8 @@ impl Left {
                         open.hooks.extend(calls);
                     }
                 }
-                Record::Commit { batch } => {
-                    if open.remove(&batch).is_some() {
-                        left.committed.insert(batch);
-                    }
+                Record::Commit { batch } if open.remove(&batch).is_some() => {
+                    left.committed.insert(batch);
                 }
                 Record::Abort { batch } => {
                     open.remove(&batch);
