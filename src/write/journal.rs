@@ -34,9 +34,8 @@ use files::{NotWritten, discard, finish, in_place, moved_away, stage};
 pub(crate) use files::{Temps, backup_path};
 pub(crate) use staged::{NewFile, Secret, Staged};
 
-pub(crate) use super::record::entries::{
-    Change, FileChange, Journal, Left, Record, Unfinished, records,
-};
+pub(crate) use super::record::entries::{Change, FileChange, Journal, Record, records};
+use super::record::left::{Left, Unfinished};
 
 /// What happened to one staged identity.
 #[derive(Debug, Clone, PartialEq, Eq)]

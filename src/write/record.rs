@@ -7,6 +7,7 @@ pub(crate) mod calls;
 pub(crate) mod done;
 pub(crate) mod entries;
 pub(crate) mod history;
+pub(crate) mod left;
 pub(crate) mod pending_calls;
 pub(crate) mod run;
 pub(crate) mod run_report;

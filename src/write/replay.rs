@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 
 use super::journal;
 use super::record::audit;
-use super::record::entries::{self, Change, Left};
+use super::record::entries::{self, Change};
 use super::record::history;
+use super::record::left::Left;
 use super::record::run_report::{
     Details, FleetFacts, Header, IdentityReport, Lines, Notes, Outcome, Report, RunCommand,
 };

@@ -1,5 +1,6 @@
-//! The journal's format: one JSON record a line, appended and synced one at a time, and what
-//! a journal says is left unfinished. The protocol that writes it is in the parent module.
+//! The journal's format: one JSON record a line, appended and synced one at a time, and read
+//! back a line at a time. What a journal leaves unfinished is [`super::left`]'s; the protocol
+//! that writes it is in the write module's `journal`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -394,12 +395,6 @@ impl RunCommand {
         .find(|c| c.as_str() == name)
     }
 }
-
-mod left;
-
-pub(crate) use left::{Left, Unfinished};
-#[cfg(test)]
-pub(crate) use left::{committed, unfinished};
 
 #[cfg(test)]
 mod tests;

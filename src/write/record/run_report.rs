@@ -343,7 +343,7 @@ impl Report {
         self.exit_code = exit as u8;
     }
 
-    /// The exit code chosen in [`Report::new`].
+    /// The exit code chosen in [`Report::of`].
     pub(crate) fn exit(&self) -> Exit {
         match self.exit_code {
             0 => Exit::Ok,

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Result, bail};
 use std::path::Path;
 
-use super::{Change, Record};
+use super::calls::HookCall;
+use super::entries::{Change, Record};
 use crate::names::IdentityId;
-use crate::write::record::calls::HookCall;
 
 /// What replay must do for one unfinished batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,3 +263,6 @@ fn held(records: &[Record]) -> Left {
     Left::of(Path::new("journal"), records.iter().cloned().map(Ok))
         .expect("a journal in protocol order")
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+use std::path::Path;
+
+use super::*;
+use crate::digest::Digest;
+use crate::write::record::calls::HookKind;
+use crate::write::record::entries::FileChange;
+
+fn change(node: &str) -> Change {
+    Change {
+        id: IdentityId::new(node, "s").unwrap(),
+        files: vec![FileChange {
+            name: "cert.pem".into(),
+            old_sha256: Digest::of(b"a"),
+            new_sha256: Digest::of(b"b"),
+        }],
+    }
+}
+
+#[test]
+fn replay_finishes_ready_batches_and_undoes_the_rest() {
+    let start = Record::Start {
+        version: 1,
+        run_id: "r".into(),
+        command: "rotate".into(),
+        as_of: "t".into(),
+        operator: None,
+        reason: None,
+    };
+    let prepare = |batch, nodes: &[&str]| Record::Prepare {
+        batch,
+        identities: nodes.iter().map(|n| change(n)).collect(),
+    };
+    let ready = |batch, nodes: &[&str]| Record::Ready {
+        batch,
+        identities: nodes.iter().map(|n| format!("{n}/s")).collect(),
+    };
+    let cases: Vec<(&str, Vec<Record>, Vec<Unfinished>)> = vec![
+        ("nothing begun", vec![start.clone()], vec![]),
+        (
+            "committed",
+            vec![
+                start.clone(),
+                prepare(0, &["a"]),
+                ready(0, &["a"]),
+                Record::Commit { batch: 0 },
+            ],
+            vec![],
+        ),
+        (
+            "aborted",
+            vec![prepare(0, &["a"]), Record::Abort { batch: 0 }],
+            vec![],
+        ),
+        (
+            "prepared only: undo",
+            vec![prepare(0, &["a", "b"])],
+            vec![Unfinished::Undo {
+                batch: 0,
+                changes: vec![change("a"), change("b")],
+            }],
+        ),
+        (
+            "ready: finish",
+            vec![prepare(0, &["a"]), ready(0, &["a"])],
+            vec![Unfinished::Finish {
+                batch: 0,
+                changes: vec![change("a")],
+            }],
+        ),
+        (
+            "ready for some: finish those, undo the others",
+            vec![prepare(0, &["a", "b"]), ready(0, &["b"])],
+            vec![
+                Unfinished::Undo {
+                    batch: 0,
+                    changes: vec![change("a")],
+                },
+                Unfinished::Finish {
+                    batch: 0,
+                    changes: vec![change("b")],
+                },
+            ],
+        ),
+        (
+            "second batch interrupted",
+            vec![
+                prepare(0, &["a"]),
+                ready(0, &["a"]),
+                Record::Commit { batch: 0 },
+                prepare(1, &["b"]),
+            ],
+            vec![Unfinished::Undo {
+                batch: 1,
+                changes: vec![change("b")],
+            }],
+        ),
+    ];
+    for (name, records, want) in cases {
+        assert_eq!(unfinished(&records), want, "{name}");
+    }
+    let committed_run = [
+        prepare(0, &["a", "b"]),
+        ready(0, &["b"]),
+        Record::Commit { batch: 0 },
+        prepare(1, &["c"]),
+        ready(1, &["c"]),
+    ];
+    assert_eq!(committed(&committed_run), vec![change("b")]);
+}
+
+/// A replay's first pass holds only the batches still open, notes whether the batches' identities
+/// come in report order (each once), and refuses a batch's step journaled before its `prepare`.
+#[test]
+fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
+    let prepare = |batch, nodes: &[&str]| Record::Prepare {
+        batch,
+        identities: nodes.iter().map(|n| change(n)).collect(),
+    };
+    let ready = |batch, nodes: &[&str]| Record::Ready {
+        batch,
+        identities: nodes.iter().map(|n| format!("{n}/s")).collect(),
+    };
+    let hooks = |batch| Record::Hooks {
+        batch: Some(batch),
+        calls: vec![HookCall {
+            call: batch,
+            kind: HookKind::Deploy,
+            id: Some(IdentityId::new("x", "s").unwrap()),
+            source: crate::write::record::calls::HookSource::Reload,
+            not_after: None,
+        }],
+    };
+    let of = |records: &[Record]| Left::of(Path::new("j"), records.iter().cloned().map(Ok));
+    let journal = [
+        prepare(0, &["a", "b"]),
+        hooks(0),
+        ready(0, &["a", "b"]),
+        Record::Commit { batch: 0 },
+        prepare(1, &["c", "d"]),
+        hooks(1),
+        ready(1, &["d"]),
+    ];
+    let left = of(&journal).unwrap();
+    assert!(left.in_order && !left.ended);
+    assert_eq!(
+        left.hooks_of(0),
+        &[],
+        "a committed batch's calls are not held"
+    );
+    assert_eq!(left.hooks_of(1).len(), 1);
+    assert!(
+        !left.undo_closes(1),
+        "its finish closes a batch that was ready"
+    );
+    let committed: Vec<Vec<Change>> = left
+        .committed(journal.iter().cloned().map(Ok))
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(committed, vec![vec![change("a"), change("b")]]);
+
+    let out_of_order = [prepare(0, &["b"]), prepare(1, &["a"])];
+    assert!(!of(&out_of_order).unwrap().in_order);
+    let twice = [prepare(0, &["a", "a"])];
+    assert!(!of(&twice).unwrap().in_order, "an identity named twice");
+
+    for (what, early) in [
+        ("committed", Record::Commit { batch: 0 }),
+        ("ready", ready(0, &["a"])),
+        ("aborted", Record::Abort { batch: 0 }),
+        ("given hooks", hooks(0)),
+    ] {
+        let err = of(&[early, prepare(0, &["a"])]).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "journal j line 1: batch 0 is {what} before it is prepared"
+            )),
+            "{err}"
+        );
+    }
+}
