@@ -1,5 +1,5 @@
 //! `report.json`: what one writing run did, identity by identity, built in one place
-//! ([`Report::new`]) for a run that ends and for one finished by a replay, and its table for
+//! ([`Report::of`]) for a run that ends and for one finished by a replay, and its table for
 //! people. No secret: names, outcomes, reasons, digests.
 
 use chrono::{DateTime, Utc};
