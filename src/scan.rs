@@ -316,13 +316,16 @@ pub(crate) fn read_in(dir: &fsio::Dir, id: &IdentityId, path: &Path) -> Files {
     };
     let names = [CERT_FILE, KEY_FILE, TOKEN_FILE];
     let mut pause = Duration::from_millis(1);
+    let mut rewind = false;
     loop {
         let [(cert, cert_id), (key, key_id), (token, token_id)] =
             names.map(|name| dir.read_credential(name));
-        let temp = dir
-            .names_starting(crate::fsio::TEMP_PREFIX)
-            .ok()
-            .and_then(|temps| temps.into_iter().next());
+        let listed = dir.entries(crate::fsio::TEMP_PREFIX, names, rewind).ok();
+        rewind = true;
+        let (temp, inodes) = match listed {
+            Some((temps, inodes)) => (temps.into_iter().next(), Some(inodes)),
+            None => (None, None),
+        };
         if let Some(temp) = &temp
             && Writer::of(path, temp) == Writer::None
         {
@@ -346,9 +349,18 @@ pub(crate) fn read_in(dir: &fsio::Dir, id: &IdentityId, path: &Path) -> Files {
             None => names
                 .iter()
                 .zip([(&cert, cert_id), (&key, key_id), (&token, token_id)])
-                .filter(|(_, (slot, id))| id.is_some() || matches!(slot, Slot::Absent))
-                .find(|(name, (_, id))| dir.entry(name) != *id)
-                .map(|(name, _)| {
+                .zip(inodes.map_or([None; 3], |i| i.map(Some)))
+                .filter(|((_, (slot, id)), _)| id.is_some() || matches!(slot, Slot::Absent))
+                // The listing after the reads names each file as read: nothing more to ask.
+                // Otherwise (a file mounted over its name lists the inode beneath) the entry
+                // is looked at itself.
+                .filter(|((_, (_, id)), listed)| match (id, listed) {
+                    (Some((_, ino)), Some(Some(listed))) => ino != listed,
+                    (None, Some(None)) => false,
+                    _ => true,
+                })
+                .find(|((name, (_, id)), _)| dir.entry(name) != *id)
+                .map(|((name, _), _)| {
                     (
                         format!("is being rewritten ({name} changed while it was read)"),
                         format!("{name} changed while it was read"),

@@ -552,3 +552,58 @@ fn a_node_with_nothing_in_it_is_not_a_selector() {
         assert!(out.is_empty(), "{out}");
     }
 }
+
+/// A file mounted over a credential's name (a bind mount, as a container runtime mounts a
+/// single secret file) lists the inode beneath it in its directory, not the one a reader opens:
+/// the reader, which checks each name against one listing of the directory after reading it,
+/// looks at such a name itself and reads the identity as it is, never as being rewritten.
+/// Needs the right to mount (root, outside a container that forbids it); without it the test
+/// says so and checks nothing.
+#[test]
+fn a_file_mounted_over_a_credential_is_read_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    fleet(&root, 3, 10);
+    let id = root.join("nodes/node-01/svc-0001");
+    let copy = dir.path().join("cert.pem");
+    std::fs::copy(id.join("cert.pem"), &copy).unwrap();
+    let target = id.join("cert.pem");
+    let mount = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(&copy)
+        .arg(&target)
+        .output();
+    match mount {
+        Ok(out) if out.status.success() => {}
+        other => {
+            eprintln!("skipped: cannot bind-mount a file here ({other:?})");
+            return;
+        }
+    }
+    /// Unmounts on the way out, also when an assertion fails.
+    struct Mounted<'a>(&'a Path);
+    impl Drop for Mounted<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _mounted = Mounted(&target);
+    let listed = std::fs::read_dir(&id)
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|e| e.file_name() == "cert.pem")
+        .map(|e| std::os::unix::fs::DirEntryExt::ino(&e))
+        .unwrap();
+    let opened = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&target).unwrap());
+    assert_ne!(
+        listed, opened,
+        "the listing names the inode beneath the mount"
+    );
+    let (code, out, err) = run(&root, &["status", "--format", "json"]);
+    assert!(matches!(code, 0 | 3), "{err}");
+    assert!(!err.contains("waiting"), "{err}");
+    assert!(!out.contains("is being rewritten"), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["totals"]["identities"], 3, "{out}");
+    assert_eq!(doc["totals"]["problems"], 0, "{out}");
+}

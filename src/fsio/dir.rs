@@ -129,22 +129,33 @@ impl Dir {
         (rc == 0).then_some((st.st_dev, st.st_ino))
     }
 
-    /// The names in this directory that start with `prefix` (read from its start: three system
-    /// calls for a small directory).
-    #[inline]
-    pub(crate) fn names_starting(&self, prefix: &str) -> io::Result<Vec<String>> {
-        rustix::fs::seek(&self.0, rustix::fs::SeekFrom::Start(0))?;
+    /// One reading of this directory's entries (two system calls for a small directory, three
+    /// with `rewind`): the names that start with `prefix`, and the inode number each of `names`
+    /// has (`None`: no such entry). `rewind` reads from the start a handle whose entries were
+    /// read before (a fresh one is at its start).
+    pub(crate) fn entries<const N: usize>(
+        &self,
+        prefix: &str,
+        names: [&str; N],
+        rewind: bool,
+    ) -> io::Result<(Vec<String>, [Option<u64>; N])> {
+        if rewind {
+            rustix::fs::seek(&self.0, rustix::fs::SeekFrom::Start(0))?;
+        }
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
         let mut entries = rustix::fs::RawDir::new(&self.0, &mut buf);
-        let mut found = Vec::new();
+        let (mut found, mut inodes) = (Vec::new(), [None; N]);
         while let Some(entry) = entries.next() {
             let entry = entry?;
             let name = entry.file_name().to_bytes();
             if name.starts_with(prefix.as_bytes()) {
                 found.push(String::from_utf8_lossy(name).into_owned());
             }
+            if let Some(i) = names.iter().position(|n| n.as_bytes() == name) {
+                inodes[i] = Some(entry.ino());
+            }
         }
-        Ok(found)
+        Ok((found, inodes))
     }
 }
 
