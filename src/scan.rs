@@ -304,7 +304,8 @@ pub fn read(candidate: &Candidate) -> Files {
 }
 
 /// [`read`] for identity `id`, its directory (at `path`) already open as `dir` (a writer
-/// opens it through a handle: `fsio::RootDir::identity`).
+/// opens it through a handle: `fsio::RootDir::identity`), a handle whose entries were not read
+/// yet (its first listing does not rewind it).
 pub(crate) fn read_in(dir: &fsio::Dir, id: &IdentityId, path: &Path) -> Files {
     let dir_id = dir.file_id();
     let files = |cert, key, token, in_flight| Files {
@@ -323,9 +324,10 @@ pub(crate) fn read_in(dir: &fsio::Dir, id: &IdentityId, path: &Path) -> Files {
         let listed = dir.entries(crate::fsio::TEMP_PREFIX, names, rewind).ok();
         rewind = true;
         let (temp, inodes) = match listed {
-            Some((temps, inodes)) => (temps.into_iter().next(), Some(inodes)),
+            Some(listed) => (listed.prefixed.into_iter().next(), listed.inodes),
             None => (None, None),
         };
+        let dir_dev = dir_id.map(|(dev, _)| dev);
         if let Some(temp) = &temp
             && Writer::of(path, temp) == Writer::None
         {
@@ -355,7 +357,9 @@ pub(crate) fn read_in(dir: &fsio::Dir, id: &IdentityId, path: &Path) -> Files {
                 // Otherwise (a file mounted over its name lists the inode beneath) the entry
                 // is looked at itself.
                 .filter(|((_, (_, id)), listed)| match (id, listed) {
-                    (Some((_, ino)), Some(Some(listed))) => ino != listed,
+                    (Some((dev, ino)), Some(Some(listed))) if Some(*dev) == dir_dev => {
+                        ino != listed
+                    }
                     (None, Some(None)) => false,
                     _ => true,
                 })

@@ -100,6 +100,10 @@ pub(crate) fn list(o: &ListOptions) -> Result<Exit> {
                     .serialize_element(&to_json(&p))
                     .map_err(anyhow::Error::from)
             });
+            // A list cut short by an error stays unclosed: never a whole list of some calls.
+            if listed.is_err() {
+                return Ok(());
+            }
             items.end()?;
             w.write_all(b"\n")
         } else {

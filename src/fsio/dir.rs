@@ -131,21 +131,30 @@ impl Dir {
 
     /// One reading of this directory's entries (two system calls for a small directory, three
     /// with `rewind`): the names that start with `prefix`, and the inode number each of `names`
-    /// has (`None`: no such entry). `rewind` reads from the start a handle whose entries were
-    /// read before (a fresh one is at its start).
+    /// has (`None`: no such entry), given only when the entries came from one `getdents` call,
+    /// which a rename in the directory cannot come in the middle of (a directory too large for
+    /// one is read in several, and a rename between two would mix what each saw). `rewind` reads
+    /// from the start a handle whose entries were read before (a fresh one is at its start).
     pub(crate) fn entries<const N: usize>(
         &self,
         prefix: &str,
         names: [&str; N],
         rewind: bool,
-    ) -> io::Result<(Vec<String>, [Option<u64>; N])> {
+    ) -> io::Result<Entries<N>> {
         if rewind {
             rustix::fs::seek(&self.0, rustix::fs::SeekFrom::Start(0))?;
         }
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
         let mut entries = rustix::fs::RawDir::new(&self.0, &mut buf);
         let (mut found, mut inodes) = (Vec::new(), [None; N]);
-        while let Some(entry) = entries.next() {
+        // The `getdents` calls that gave entries (the last call, which gives none, aside).
+        let mut calls = 0;
+        loop {
+            let refill = entries.is_buffer_empty();
+            let Some(entry) = entries.next() else {
+                break;
+            };
+            calls += usize::from(refill);
             let entry = entry?;
             let name = entry.file_name().to_bytes();
             if name.starts_with(prefix.as_bytes()) {
@@ -155,8 +164,20 @@ impl Dir {
                 inodes[i] = Some(entry.ino());
             }
         }
-        Ok((found, inodes))
+        Ok(Entries {
+            prefixed: found,
+            inodes: (calls <= 1).then_some(inodes),
+        })
     }
+}
+
+/// What one reading of a directory's entries found ([`Dir::entries`]).
+pub(crate) struct Entries<const N: usize> {
+    /// The names that start with the prefix asked for.
+    pub(crate) prefixed: Vec<String>,
+    /// The inode number of each name asked for (`None`: no such entry), when the entries came
+    /// from one `getdents` call.
+    pub(crate) inodes: Option<[Option<u64>; N]>,
 }
 
 /// Reads the file `open` opens (given flags to add to its own), as [`read_credential`] reads a
@@ -287,5 +308,30 @@ mod tests {
             read_credential(dir.path()),
             Slot::Unusable("is not a regular file".into())
         );
+    }
+
+    /// A listing gives each name's inode only when one `getdents` call read the whole
+    /// directory: entries read over several calls may straddle a rename.
+    #[test]
+    fn a_listing_names_inodes_only_when_read_in_one_call() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), b"c").unwrap();
+        std::fs::write(dir.path().join(".rekey-new.x"), b"t").unwrap();
+        let ino = std::fs::metadata(dir.path().join("cert.pem")).unwrap().ino();
+        let open = Dir::open(dir.path()).unwrap();
+        let small = open.entries(".rekey-new.", ["cert.pem", "key.pem"], false).unwrap();
+        assert_eq!(small.prefixed, [".rekey-new.x"]);
+        assert_eq!(small.inodes, Some([Some(ino), None]));
+        let again = open.entries(".rekey-new.", ["cert.pem", "key.pem"], true).unwrap();
+        assert_eq!(again.inodes, small.inodes, "rewound, the same listing");
+        // Some 200 entries of 100-byte names: more than a 4 KiB buffer takes at once.
+        for i in 0..200 {
+            std::fs::write(dir.path().join(format!("{i:0>100}")), b"").unwrap();
+        }
+        let large = Dir::open(dir.path()).unwrap();
+        let listed = large.entries(".rekey-new.", ["cert.pem"], false).unwrap();
+        assert_eq!(listed.prefixed, [".rekey-new.x"]);
+        assert_eq!(listed.inodes, None);
     }
 }

@@ -287,17 +287,23 @@ pub(crate) fn each<R>(
         // lives the whole run fills as the run goes on: memory would grow with the fleet. A
         // thread's end gives it back.
         {
-            let ctx = &ctx;
+            let (ctx, gate) = (&ctx, &gate);
             s.spawn(move || {
                 std::thread::scope(|g| {
                     let (ended, turns) = channel::<bool>();
                     let start = || {
-                        let (work, to_done, ended) =
-                            (Arc::clone(&work), to_done.clone(), ended.clone());
+                        let (work, to_done, ended, gate) =
+                            (Arc::clone(&work), to_done.clone(), ended.clone(), gate);
                         g.spawn(move || {
                             // Says whether the worker reached its quota (more work may be
-                            // left), also when it panics: the scope then carries the panic on.
-                            let mut turn = Turn { ended, more: false };
+                            // left); a worker that panics stops the stream, so that every
+                            // thread ends and the scope carries the panic on.
+                            let mut turn = Turn {
+                                ended,
+                                more: false,
+                                stop,
+                                gate,
+                            };
                             turn.more = work_a_generation(&work, &to_done, stop, |batch| {
                                 judge_batch(scope, ctx, batch)
                             });
@@ -335,13 +341,21 @@ pub(crate) fn each<R>(
 }
 
 /// A worker's end, told to the thread that replaces workers (see [`each`]) when it is dropped.
-struct Turn {
+/// A worker that panics never hands its batch on, which the consumer would wait for, and the
+/// feeder with it: it stops the stream and opens the gate, so that every thread ends.
+struct Turn<'a> {
     ended: std::sync::mpsc::Sender<bool>,
     more: bool,
+    stop: &'a AtomicBool,
+    gate: &'a Gate,
 }
 
-impl Drop for Turn {
+impl Drop for Turn<'_> {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.stop.store(true, Ordering::Relaxed);
+            self.gate.close();
+        }
         let _ = self.ended.send(self.more);
     }
 }

@@ -85,10 +85,7 @@ impl Left {
             {
                 bail!(
                     "journal {} line {line}: batch {batch} is {what} before it is prepared, which \
-                     rekey never writes: the journal is damaged and its run cannot be replayed. \
-                     Restore it from a backup of the store; or have a person check that run's \
-                     identities (each wholly old or wholly new), remove its temporary files \
-                     (.rekey-new.*) and move its directory out of .rekey/runs",
+                     rekey never writes: {DAMAGED}",
                     path.display()
                 );
             }
@@ -109,6 +106,13 @@ impl Left {
                         operator,
                         reason,
                     });
+                }
+                Record::Prepare { batch, .. } if prepared.contains(&batch) => {
+                    bail!(
+                        "journal {} line {line}: batch {batch} is prepared twice, which rekey \
+                         never writes: {DAMAGED}",
+                        path.display()
+                    );
                 }
                 Record::Prepare { batch, identities } => {
                     let ids = identities.iter().map(|c| &c.id);
@@ -239,6 +243,12 @@ pub(crate) fn committed(records: &[Record]) -> Vec<Change> {
         .flat_map(|b| b.expect("records held in memory read"))
         .collect()
 }
+
+/// What a damaged journal's refusal asks of a person.
+const DAMAGED: &str = "the journal is damaged and its run cannot be replayed. Restore it from a \
+     backup of the store; or have a person check that run's identities (each wholly old or \
+     wholly new), remove its temporary files (.rekey-new.*) and move its directory out of \
+     .rekey/runs";
 
 /// The batch a record after its `prepare` names, and what the record says of it.
 fn step_of(record: &Record) -> Option<(u32, &'static str)> {

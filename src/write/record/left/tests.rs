@@ -177,4 +177,14 @@ fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
             "{err}"
         );
     }
+    let twice = [
+        prepare(0, &["a"]),
+        Record::Abort { batch: 0 },
+        prepare(0, &["b"]),
+    ];
+    let err = of(&twice).unwrap_err().to_string();
+    assert!(
+        err.contains("journal j line 3: batch 0 is prepared twice"),
+        "{err}"
+    );
 }
