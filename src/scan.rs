@@ -319,8 +319,10 @@ pub(crate) fn read_in(dir: &fsio::Dir, id: &IdentityId, path: &Path) -> Files {
     let mut pause = Duration::from_millis(1);
     let mut rewind = false;
     loop {
-        let [(cert, cert_id), (key, key_id), (token, token_id)] =
+        let [(cert, cert_id, c), (key, key_id, k), (token, token_id, t)] =
             names.map(|name| dir.read_credential(name));
+        // Open until the check below: the numbers it compares are these files' own.
+        let _kept = (c, k, t);
         let listed = dir.entries(crate::fsio::TEMP_PREFIX, names, rewind).ok();
         rewind = true;
         let (temp, inodes) = match listed {

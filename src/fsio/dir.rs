@@ -85,13 +85,18 @@ impl Dir {
         (unsafe { libc::fstat(self.0.as_raw_fd(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
     }
 
-    /// [`read_credential`] for the entry `name` of this directory, with the file it read.
+    /// [`read_credential`] for the entry `name` of this directory, with the file it read, kept
+    /// open ([`Kept`]).
     #[inline]
-    pub fn read_credential(&self, name: &str) -> (Slot, Option<FileId>) {
+    pub fn read_credential(&self, name: &str) -> (Slot, Option<FileId>, Kept) {
         let Ok(name) = std::ffi::CString::new(name) else {
-            return (Slot::Unusable("has an invalid name".to_string()), None);
+            return (
+                Slot::Unusable("has an invalid name".to_string()),
+                None,
+                Kept(None),
+            );
         };
-        read_opened(|extra| {
+        read_opened_kept(|extra| {
             use std::os::fd::{AsRawFd, FromRawFd};
             // SAFETY: a valid directory descriptor and a NUL-terminated name; the returned
             // descriptor is owned by the File from here on.
@@ -180,29 +185,43 @@ pub(crate) struct Entries<const N: usize> {
     pub(crate) inodes: Option<[Option<u64>; N]>,
 }
 
+/// A file read, kept open until this is dropped: while it is, no other file can have its inode
+/// number (a file removed keeps its inode until its last descriptor closes), so that a name
+/// found later to lead to that number leads to the file read, not to one made since on a
+/// number freed meanwhile.
+#[derive(Debug)]
+pub struct Kept(#[expect(dead_code, reason = "held for its descriptor")] Option<File>);
+
 /// Reads the file `open` opens (given flags to add to its own), as [`read_credential`] reads a
 /// path: what it holds and which file it was.
 pub(super) fn read_opened(open: impl Fn(i32) -> io::Result<File>) -> (Slot, Option<FileId>) {
+    let (slot, id, _) = read_opened_kept(open);
+    (slot, id)
+}
+
+/// [`read_opened`], the file kept open ([`Kept`]).
+fn read_opened_kept(open: impl Fn(i32) -> io::Result<File>) -> (Slot, Option<FileId>, Kept) {
+    let none = |slot| (slot, None, Kept(None));
     // Reading must not dirty the inode (an atime write per file at 10^5 identities); O_NOATIME
     // is refused for files we do not own unless privileged, then a plain open will do.
     let opened = match open(libc::O_NOATIME) {
         Err(err) if err.raw_os_error() == Some(libc::EPERM) => open(0),
         other => other,
     };
-    let file = match opened {
+    let mut file = match opened {
         Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return (Slot::Absent, None),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return none(Slot::Absent),
         Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
-            return (Slot::Unusable("is a symbolic link".to_string()), None);
+            return none(Slot::Unusable("is a symbolic link".to_string()));
         }
         // A socket cannot be opened at all.
         Err(err) if err.raw_os_error() == Some(libc::ENXIO) => {
-            return (Slot::Unusable("is not a regular file".to_string()), None);
+            return none(Slot::Unusable("is not a regular file".to_string()));
         }
         Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
-            return (Slot::NotReadable, None);
+            return none(Slot::NotReadable);
         }
-        Err(err) => return (Slot::Unusable(format!("cannot be opened: {err}")), None),
+        Err(err) => return none(Slot::Unusable(format!("cannot be opened: {err}"))),
     };
     use std::os::fd::AsRawFd;
     // fstat(2), not File::metadata (statx with an empty path, which costs a path lookup).
@@ -210,17 +229,18 @@ pub(super) fn read_opened(open: impl Fn(i32) -> io::Result<File>) -> (Slot, Opti
     // SAFETY: a valid descriptor and a stat buffer.
     if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
         let err = io::Error::last_os_error();
-        return (Slot::Unusable(format!("cannot be read: {err}")), None);
+        return none(Slot::Unusable(format!("cannot be read: {err}")));
     }
     let id = Some((st.st_dev, st.st_ino));
-    match read_regular_bounded(file, &st) {
-        Ok(slot) => (slot, id),
-        Err(err) => (Slot::Unusable(format!("cannot be read: {err}")), id),
-    }
+    let slot = match read_regular_bounded(&mut file, &st) {
+        Ok(slot) => slot,
+        Err(err) => Slot::Unusable(format!("cannot be read: {err}")),
+    };
+    (slot, id, Kept(Some(file)))
 }
 
 #[inline]
-fn read_regular_bounded(mut file: File, st: &libc::stat) -> io::Result<Slot> {
+fn read_regular_bounded(file: &mut File, st: &libc::stat) -> io::Result<Slot> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Ok(Slot::Unusable("is not a regular file".to_string()));
     }

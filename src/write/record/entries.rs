@@ -396,5 +396,37 @@ impl RunCommand {
     }
 }
 
+/// Records the journal's tests build from: a change of identity `<node>/s`, a batch's `prepare`
+/// and `ready` naming such identities.
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::*;
+
+    pub(crate) fn change(node: &str) -> Change {
+        Change {
+            id: IdentityId::new(node, "s").unwrap(),
+            files: vec![FileChange {
+                name: "cert.pem".into(),
+                old_sha256: Digest::of(b"a"),
+                new_sha256: Digest::of(b"b"),
+            }],
+        }
+    }
+
+    pub(crate) fn prepare(batch: u32, nodes: &[&str]) -> Record {
+        Record::Prepare {
+            batch,
+            identities: nodes.iter().map(|n| change(n)).collect(),
+        }
+    }
+
+    pub(crate) fn ready(batch: u32, nodes: &[&str]) -> Record {
+        Record::Ready {
+            batch,
+            identities: nodes.iter().map(|n| format!("{n}/s")).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,16 +1,6 @@
 use super::*;
 use crate::write::record::calls::HookKind;
-
-fn change(node: &str) -> Change {
-    Change {
-        id: IdentityId::new(node, "s").unwrap(),
-        files: vec![FileChange {
-            name: "cert.pem".into(),
-            old_sha256: Digest::of(b"a"),
-            new_sha256: Digest::of(b"b"),
-        }],
-    }
-}
+use crate::write::record::entries::sample::change;
 
 #[test]
 fn hook_calls_name_their_source_and_old_journals_still_read() {

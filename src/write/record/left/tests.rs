@@ -1,20 +1,8 @@
 use std::path::Path;
 
 use super::*;
-use crate::digest::Digest;
 use crate::write::record::calls::HookKind;
-use crate::write::record::entries::FileChange;
-
-fn change(node: &str) -> Change {
-    Change {
-        id: IdentityId::new(node, "s").unwrap(),
-        files: vec![FileChange {
-            name: "cert.pem".into(),
-            old_sha256: Digest::of(b"a"),
-            new_sha256: Digest::of(b"b"),
-        }],
-    }
-}
+use crate::write::record::entries::sample::{change, prepare, ready};
 
 #[test]
 fn replay_finishes_ready_batches_and_undoes_the_rest() {
@@ -25,14 +13,6 @@ fn replay_finishes_ready_batches_and_undoes_the_rest() {
         as_of: "t".into(),
         operator: None,
         reason: None,
-    };
-    let prepare = |batch, nodes: &[&str]| Record::Prepare {
-        batch,
-        identities: nodes.iter().map(|n| change(n)).collect(),
-    };
-    let ready = |batch, nodes: &[&str]| Record::Ready {
-        batch,
-        identities: nodes.iter().map(|n| format!("{n}/s")).collect(),
     };
     let cases: Vec<(&str, Vec<Record>, Vec<Unfinished>)> = vec![
         ("nothing begun", vec![start.clone()], vec![]),
@@ -112,14 +92,6 @@ fn replay_finishes_ready_batches_and_undoes_the_rest() {
 /// come in report order (each once), and refuses a batch's step journaled before its `prepare`.
 #[test]
 fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
-    let prepare = |batch, nodes: &[&str]| Record::Prepare {
-        batch,
-        identities: nodes.iter().map(|n| change(n)).collect(),
-    };
-    let ready = |batch, nodes: &[&str]| Record::Ready {
-        batch,
-        identities: nodes.iter().map(|n| format!("{n}/s")).collect(),
-    };
     let hooks = |batch| Record::Hooks {
         batch: Some(batch),
         calls: vec![HookCall {

@@ -1,18 +1,6 @@
 use super::*;
-use crate::digest::Digest;
 use crate::names::IdentityId;
-use crate::write::record::entries::{Change, FileChange};
-
-fn change(node: &str) -> Change {
-    Change {
-        id: IdentityId::new(node, "s").unwrap(),
-        files: vec![FileChange {
-            name: "cert.pem".into(),
-            old_sha256: Digest::of(b"a"),
-            new_sha256: Digest::of(b"b"),
-        }],
-    }
-}
+use crate::write::record::entries::sample::change;
 
 #[test]
 fn dropped_and_discarded_calls_are_no_longer_pending() {
