@@ -334,11 +334,16 @@ mod tests {
     /// directory: entries read over several calls may straddle a rename.
     #[test]
     fn a_listing_names_inodes_only_when_read_in_one_call() {
-        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cert.pem"), b"c").unwrap();
         std::fs::write(dir.path().join(".rekey-new.x"), b"t").unwrap();
-        let ino = std::fs::metadata(dir.path().join("cert.pem")).unwrap().ino();
+        // As the directory lists it (on some filesystems, overlayfs, not what stat says).
+        let ino = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.file_name() == "cert.pem")
+            .map(|e| std::os::unix::fs::DirEntryExt::ino(&e))
+            .unwrap();
         let open = Dir::open(dir.path()).unwrap();
         let small = open.entries(".rekey-new.", ["cert.pem", "key.pem"], false).unwrap();
         assert_eq!(small.prefixed, [".rekey-new.x"]);
