@@ -1,6 +1,6 @@
 //! The journal's format: one JSON record a line, appended and synced one at a time, and read
-//! back a line at a time. What a journal leaves unfinished is [`super::left`]'s; the protocol
-//! that writes it is in the write module's `journal`.
+//! back a line at a time. What a journal leaves unfinished is read by the `left` module; the
+//! protocol that writes it is in the write module's `journal`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
