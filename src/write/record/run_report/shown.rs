@@ -1,0 +1,151 @@
+//! How a report is shown: the table printed after a run, for people, and the JSON document
+//! (`report.json`, `--format json`), its identities streamed from the run's lines.
+
+use super::{HookStatus, IdentityReport, Outcome, Report, RunCommand, RunOutcome};
+use crate::count::count;
+
+impl Report {
+    /// The table printed after a run: counts, then every identity not done (every identity, in
+    /// a dry run), those it holds and then `lines`.
+    pub(crate) fn summary_of(
+        &self,
+        lines: impl Iterator<Item = std::io::Result<IdentityReport>>,
+    ) -> std::io::Result<String> {
+        let c = self.counts;
+        let what = if self.outcome == RunOutcome::NothingToDo {
+            "nothing to do".to_string()
+        } else {
+            let replaced = match self.command {
+                RunCommand::Rollback => count(c.credentials, "file put back", "files put back"),
+                _ => count(c.credentials, "credential", "credentials"),
+            };
+            format!(
+                "{} done ({replaced}), {} skipped, {} failed",
+                c.done, c.skipped, c.failed
+            )
+        };
+        let mut out = if self.dry_run {
+            // `recover` previews unless told `--yes`; every other command when told `--dry-run`.
+            let asked = match self.command {
+                RunCommand::Recover => "without --yes",
+                _ => "--dry-run",
+            };
+            format!(
+                "dry run ({}): {what}\nnothing was written ({asked})\n",
+                self.command.as_str(),
+            )
+        } else {
+            format!(
+                "run {} ({}): {what}\nreport: {}/.rekey/runs/{}/report.json\n",
+                self.run_id,
+                self.command.as_str(),
+                self.root,
+                self.run_id
+            )
+        };
+        if let Some(sha256) = &self.plan_file_sha256 {
+            out.push_str(&format!("plan file sha256: {}\n", sha256.hex()));
+        }
+        let mut rows = vec![
+            ["NODE", "SERVICE", "OUTCOME", "REASON"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        // Hooks that failed, with the identity's directory: few, held until the table is out.
+        let mut own_hooks = Vec::new();
+        for r in self.identities.iter().cloned().map(Ok).chain(lines) {
+            let r = r?;
+            for h in r.hooks.iter().filter(|h| h.status != HookStatus::Ok) {
+                own_hooks.push((Some(r.dir.clone()), h.clone()));
+            }
+            if !self.dry_run && r.outcome == Outcome::Done {
+                continue;
+            }
+            let outcome = match r.outcome {
+                Outcome::Done => "done",
+                Outcome::Skipped => "skipped",
+                Outcome::Failed => "failed",
+            };
+            rows.push(vec![r.node, r.service, outcome.to_string(), r.reason]);
+        }
+        if rows.len() > 1 {
+            out.push('\n');
+            out.push_str(&crate::report::align(&rows));
+        }
+        let hooks = own_hooks
+            .iter()
+            .map(|(dir, h)| (dir.as_deref(), h))
+            .chain(self.post_hooks.iter().map(|h| (None, h)))
+            .chain(
+                self.retried_hooks
+                    .iter()
+                    .map(|r| (r.dir.as_deref(), &r.result)),
+            );
+        for (dir, h) in hooks.filter(|(_, h)| h.status != HookStatus::Ok) {
+            let what = match h.status {
+                HookStatus::TimedOut => "timed out",
+                _ => "failed",
+            };
+            let at = dir.map(|d| format!("{d}: ")).unwrap_or_default();
+            // A hook that never started has no output to point at.
+            let output = if h.log.is_empty() {
+                String::new()
+            } else {
+                format!("; output in {}", h.log)
+            };
+            out.push_str(&format!(
+                "hook {what}: {at}{} ({}{output}); it stays pending\n",
+                h.source, h.detail
+            ));
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("warning: {w}\n"));
+        }
+        Ok(out)
+    }
+
+    /// The report as pretty JSON, with a final newline.
+    pub(crate) fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("a report always serializes");
+        text.push('\n');
+        text
+    }
+}
+
+/// The top-level key of the identities in the pretty JSON of a report that holds none.
+const EMPTY: &str = "\n  \"identities\": []";
+
+impl Report {
+    /// The report as pretty JSON, with a final newline, its identities (after any it holds)
+    /// from `lines`: byte for byte [`Report::to_json`] of the report holding them all.
+    pub(crate) fn write_json(
+        &self,
+        lines: impl Iterator<Item = std::io::Result<IdentityReport>>,
+        w: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        let mut whole = self.clone();
+        let mut lines = whole
+            .identities
+            .drain(..)
+            .map(Ok)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(lines)
+            .peekable();
+        if lines.peek().is_none() {
+            return w.write_all(self.to_json().as_bytes());
+        }
+        let head = whole.to_json();
+        let at = head
+            .find(EMPTY)
+            .ok_or_else(|| std::io::Error::other("a report always has its identities"))?;
+        w.write_all(&head.as_bytes()[..at + EMPTY.len() - 1])?;
+        for (n, line) in lines.enumerate() {
+            w.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
+            let text = serde_json::to_string_pretty(&line?).map_err(std::io::Error::from)?;
+            w.write_all(text.replace('\n', "\n    ").as_bytes())?;
+        }
+        w.write_all(b"\n  ]")?;
+        w.write_all(&head.as_bytes()[at + EMPTY.len()..])
+    }
+}
