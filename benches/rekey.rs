@@ -18,6 +18,10 @@
 //! - the script an operator would otherwise write: `openssl x509 -req` per certificate plus an
 //!   `openssl dgst -sign` per token, on a sample (when `openssl` is installed).
 //!
+//! Every floor is timed in turn with the rows it bounds: each repetition times the floors once,
+//! then runs each command once, so that a change in this shared machine's load weighs on a row
+//! and its floors alike; medians of each are reported.
+//!
 //! Beside `status` (JSON to stdout) it times the other outputs of the read side on the same
 //! fleet, each written to a file: `status --format prometheus`, `status --format html` and
 //! `plan --format html`, and reports each one's time as a share of `status`'s.
@@ -182,121 +186,142 @@ fn identity_dirs(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// Identities per second of `n` identities handled in each of `times` (their median).
+fn rate(n: usize, times: Vec<Duration>) -> f64 {
+    n as f64 / median(times).as_secs_f64()
+}
+
 /// The crypto + parse floor: parse each certificate and verify it and its token, on all cores,
-/// from memory. Returns identities per second.
-fn crypto_floor(root: &Path, reps: usize) -> f64 {
-    let ca_pem = std::fs::read(root.join("ca/ca.crt")).unwrap();
-    let ca_der = rekey::pemblock::single(&ca_pem).unwrap().der;
-    let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
-    let ca_model = rekey::ca::from_pem(&ca_pem, None).unwrap();
-    // The CA key parsed once, as the best checker would (and as rekey does).
-    let params: &dyn aws_lc_rs::signature::VerificationAlgorithm = match ca_model.public.alg {
-        KeyAlg::Rsa { .. } => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
-        _ => &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-    };
-    let key = aws_lc_rs::signature::ParsedPublicKey::new(
-        params,
-        &ca.public_key().subject_public_key.data,
-    )
-    .expect("the bench CA's key parses");
-    let inputs: Vec<(Vec<u8>, Vec<u8>)> = identity_dirs(root)
-        .iter()
-        .map(|d| {
-            (
-                std::fs::read(d.join("cert.pem")).unwrap(),
-                std::fs::read(d.join("token.jwt")).unwrap(),
-            )
-        })
-        .collect();
-    let mut validation = jsonwebtoken::Validation::new(ca_model.jwt_alg);
-    validation.validate_exp = false;
-    validation.required_spec_claims.clear();
-    let times: Vec<Duration> = (0..reps)
-        .map(|_| {
-            let start = Instant::now();
-            let ok = inputs
-                .par_iter()
-                .filter(|(cert, token)| {
-                    let der = x509_parser::pem::parse_x509_pem(cert).unwrap().1.contents;
-                    let (_, c) = X509Certificate::from_der(&der).unwrap();
-                    let text = std::str::from_utf8(token).unwrap().trim_end();
-                    key.verify_sig(c.tbs_certificate.as_ref(), &c.signature_value.data)
-                        .is_ok()
-                        && jsonwebtoken::decode::<serde_json::Value>(
-                            text,
-                            ca_model.decoding_key(),
-                            &validation,
-                        )
-                        .is_ok()
-                })
-                .count();
-            assert_eq!(ok, inputs.len());
-            start.elapsed()
-        })
-        .collect();
-    inputs.len() as f64 / median(times).as_secs_f64()
+/// from memory. Each [`CryptoFloor::once`] is one timed pass, so that its repetitions can take
+/// turns with the rows it bounds.
+struct CryptoFloor {
+    key: aws_lc_rs::signature::ParsedPublicKey,
+    ca: rekey::ca::Ca,
+    validation: jsonwebtoken::Validation,
+    inputs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl CryptoFloor {
+    fn new(root: &Path) -> CryptoFloor {
+        let ca_pem = std::fs::read(root.join("ca/ca.crt")).unwrap();
+        let ca_der = rekey::pemblock::single(&ca_pem).unwrap().der;
+        let (_, cert) = X509Certificate::from_der(&ca_der).unwrap();
+        let ca = rekey::ca::from_pem(&ca_pem, None).unwrap();
+        // The CA key parsed once, as the best checker would (and as rekey does).
+        let params: &dyn aws_lc_rs::signature::VerificationAlgorithm = match ca.public.alg {
+            KeyAlg::Rsa { .. } => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            _ => &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+        };
+        let key = aws_lc_rs::signature::ParsedPublicKey::new(
+            params,
+            &cert.public_key().subject_public_key.data,
+        )
+        .expect("the bench CA's key parses");
+        let inputs = identity_dirs(root)
+            .iter()
+            .map(|d| {
+                (
+                    std::fs::read(d.join("cert.pem")).unwrap(),
+                    std::fs::read(d.join("token.jwt")).unwrap(),
+                )
+            })
+            .collect();
+        let mut validation = jsonwebtoken::Validation::new(ca.jwt_alg);
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        CryptoFloor {
+            key,
+            ca,
+            validation,
+            inputs,
+        }
+    }
+
+    fn once(&self) -> Duration {
+        let start = Instant::now();
+        let ok = self
+            .inputs
+            .par_iter()
+            .filter(|(cert, token)| {
+                let der = x509_parser::pem::parse_x509_pem(cert).unwrap().1.contents;
+                let (_, c) = X509Certificate::from_der(&der).unwrap();
+                let text = std::str::from_utf8(token).unwrap().trim_end();
+                self.key
+                    .verify_sig(c.tbs_certificate.as_ref(), &c.signature_value.data)
+                    .is_ok()
+                    && jsonwebtoken::decode::<serde_json::Value>(
+                        text,
+                        self.ca.decoding_key(),
+                        &self.validation,
+                    )
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(ok, self.inputs.len());
+        start.elapsed()
+    }
 }
 
 /// The warm read floor: every identity's files read by rekey's own reader, with its guarantees
 /// (no link followed, the size cap, the one-generation checks), from the page cache, on all
-/// cores, nothing parsed. The fleet is listed outside the timed region. Returns identities per
-/// second.
-fn warm_read_floor(root: &Path, reps: usize) -> f64 {
-    let listed = rekey::scan::nodes(root).expect("the bench fleet lists");
-    let candidates: Vec<rekey::scan::Candidate> = listed
-        .nodes
-        .iter()
-        .flat_map(|node| rekey::scan::services(root, node).candidates)
-        .collect();
-    // Once untimed, so the page cache holds every file whatever ran before.
-    candidates
-        .par_iter()
-        .for_each(|c| drop(rekey::scan::read(c)));
-    let times: Vec<Duration> = (0..reps)
-        .map(|_| {
-            let start = Instant::now();
-            let read = candidates
-                .par_iter()
-                .filter(|c| {
-                    let files = rekey::scan::read(c);
-                    files.in_flight.is_none()
-                        && [&files.cert, &files.key, &files.token]
-                            .iter()
-                            .all(|slot| matches!(slot, rekey::fsio::Slot::Present(_)))
-                })
-                .count();
-            assert_eq!(read, candidates.len());
-            start.elapsed()
-        })
-        .collect();
-    candidates.len() as f64 / median(times).as_secs_f64()
+/// cores, nothing parsed. The fleet is listed outside the timed region.
+struct WarmReadFloor {
+    candidates: Vec<rekey::scan::Candidate>,
 }
 
-/// The durable-write floor: replace `files_per_identity` small files per identity with the best
-/// strategy found. Returns identities per second.
-fn write_floor(root: &Path, scratch: &Path, files_per_identity: usize, reps: usize) -> f64 {
+impl WarmReadFloor {
+    fn new(root: &Path) -> WarmReadFloor {
+        let listed = rekey::scan::nodes(root).expect("the bench fleet lists");
+        let candidates: Vec<rekey::scan::Candidate> = listed
+            .nodes
+            .iter()
+            .flat_map(|node| rekey::scan::services(root, node).candidates)
+            .collect();
+        // Once untimed, so the page cache holds every file whatever ran before.
+        candidates
+            .par_iter()
+            .for_each(|c| drop(rekey::scan::read(c)));
+        WarmReadFloor { candidates }
+    }
+
+    fn once(&self) -> Duration {
+        let start = Instant::now();
+        let read = self
+            .candidates
+            .par_iter()
+            .filter(|c| {
+                let files = rekey::scan::read(c);
+                files.in_flight.is_none()
+                    && [&files.cert, &files.key, &files.token]
+                        .iter()
+                        .all(|slot| matches!(slot, rekey::fsio::Slot::Present(_)))
+            })
+            .count();
+        assert_eq!(read, self.candidates.len());
+        start.elapsed()
+    }
+}
+
+/// One pass of the durable-write floor: replace `files_per_identity` small files per identity
+/// of a fresh copy of the fleet with the best strategy found (the copy untimed).
+fn write_floor_once(root: &Path, scratch: &Path, files_per_identity: usize) -> Duration {
     let names = ["cert.pem", "token.jwt", "key.pem"];
-    let times: Vec<Duration> = (0..reps)
-        .map(|_| {
-            copy_tree(root, scratch);
-            let dirs = identity_dirs(scratch);
-            let start = Instant::now();
-            dirs.par_iter().for_each(|d| {
-                for name in &names[..files_per_identity] {
-                    std::fs::write(d.join(format!(".tmp.{name}")), [b'x'; 700]).unwrap();
-                }
-            });
-            sync_fs(scratch);
-            dirs.par_iter().for_each(|d| {
-                for name in &names[..files_per_identity] {
-                    std::fs::rename(d.join(format!(".tmp.{name}")), d.join(name)).unwrap();
-                }
-            });
-            sync_fs(scratch);
-            start.elapsed()
-        })
-        .collect();
-    identity_dirs(scratch).len() as f64 / median(times).as_secs_f64()
+    copy_tree(root, scratch);
+    let dirs = identity_dirs(scratch);
+    let start = Instant::now();
+    dirs.par_iter().for_each(|d| {
+        for name in &names[..files_per_identity] {
+            std::fs::write(d.join(format!(".tmp.{name}")), [b'x'; 700]).unwrap();
+        }
+    });
+    sync_fs(scratch);
+    dirs.par_iter().for_each(|d| {
+        for name in &names[..files_per_identity] {
+            std::fs::rename(d.join(format!(".tmp.{name}")), d.join(name)).unwrap();
+        }
+    });
+    sync_fs(scratch);
+    start.elapsed()
 }
 
 /// `REKEY_BENCH_RSA` (default 200): the RSA-leaf scenario's identities (0: none), and the most
@@ -308,28 +333,22 @@ fn rsa_sample() -> usize {
         .unwrap_or_else(|_| panic!("REKEY_BENCH_RSA: a number"))
 }
 
-/// The key-generation floor: `sample` new key pairs of `alg`, generated on every core as
-/// `rotate` does with `keys = rotate`. Identities (keys) per second.
-fn keygen_floor(alg: KeyAlg, sample: usize, reps: usize) -> f64 {
-    let times: Vec<Duration> = (0..reps)
-        .map(|_| {
-            let start = Instant::now();
-            (0..sample).into_par_iter().for_each(|_| {
-                let key = match alg {
-                    KeyAlg::Rsa { .. } => rcgen::KeyPair::generate_rsa_for(
-                        &rcgen::PKCS_RSA_SHA256,
-                        rcgen::RsaKeySize::_2048,
-                    ),
-                    KeyAlg::P256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-                    KeyAlg::P384 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
-                    KeyAlg::Ed25519 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519),
-                };
-                std::hint::black_box(key.expect("a key pair is generated"));
-            });
-            start.elapsed()
-        })
-        .collect();
-    sample as f64 / median(times).as_secs_f64()
+/// One pass of the key-generation floor: `sample` new key pairs of `alg`, generated on every
+/// core as `rotate` does with `keys = rotate`.
+fn keygen_floor_once(alg: KeyAlg, sample: usize) -> Duration {
+    let start = Instant::now();
+    (0..sample).into_par_iter().for_each(|_| {
+        let key = match alg {
+            KeyAlg::Rsa { .. } => {
+                rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+            }
+            KeyAlg::P256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+            KeyAlg::P384 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+            KeyAlg::Ed25519 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519),
+        };
+        std::hint::black_box(key.expect("a key pair is generated"));
+    });
+    start.elapsed()
 }
 
 fn sync_fs(path: &Path) {
@@ -562,10 +581,9 @@ fn scenario(
     sync_fs(&root);
     let root_s = root.to_str().unwrap().to_string();
     if !read_commands.is_empty() {
-        eprintln!("bench: {name}: crypto + parse floor");
-        let crypto = crypto_floor(&root, reps);
-        eprintln!("bench: {name}: warm read floor");
-        let warm_read = warm_read_floor(&root, reps);
+        eprintln!("bench: {name}: loading the crypto + parse floor's inputs");
+        let crypto_floor = CryptoFloor::new(&root);
+        let warm_floor = WarmReadFloor::new(&root);
         let out = work.join("out");
         std::fs::create_dir_all(&out).unwrap();
         let commands: Vec<(String, Vec<String>)> = read_commands
@@ -584,11 +602,16 @@ fn scenario(
                 (label, args.iter().map(|a| a.to_string()).collect())
             })
             .collect();
-        // Round-robin: each repetition runs every command once, so that a change in the
-        // machine's load weighs on all of them alike and their ratios stay readable.
+        // Round-robin: each repetition times both floors and runs every command once, so that a
+        // change in the machine's load weighs on the rows and the floors that bound them alike
+        // and their ratios stay readable.
         let mut times = vec![Vec::new(); commands.len()];
         let mut peaks = vec![None; commands.len()];
+        let (mut crypto_times, mut warm_times) = (Vec::new(), Vec::new());
         for rep in 0..reps {
+            eprintln!("bench: {name}: crypto + parse floor, warm read floor ({}/{reps})", rep + 1);
+            crypto_times.push(crypto_floor.once());
+            warm_times.push(warm_floor.once());
             for (at, (label, args)) in commands.iter().enumerate() {
                 eprintln!("bench: {name}: {label} ({}/{reps})", rep + 1);
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -597,6 +620,8 @@ fn scenario(
                 peaks[at] = peaks[at].max(rss);
             }
         }
+        drop(crypto_floor);
+        let (crypto, warm_read) = (rate(n, crypto_times), rate(n, warm_times));
         for (((label, _), t), rss) in commands.into_iter().zip(times).zip(peaks) {
             rows.push(Row {
                 scenario: name.into(),
@@ -627,19 +652,7 @@ fn scenario(
     for keys in rotate_modes {
         let copy = work.join("rotate");
         let files = if *keys == "rotate" { 3 } else { 2 };
-        eprintln!("bench: {name}: durable-write floor ({files} files per identity)");
-        let write = write_floor(&root, &work.join("floor"), files, reps);
-        let (floor, floor_name) = if *keys == "rotate" {
-            eprintln!("bench: {name}: key-generation floor ({leaf})");
-            let keygen = keygen_floor(leaf, n.min(rsa_sample().max(1)), reps);
-            (
-                in_turn(write, keygen),
-                Some("write + key generation in turn"),
-            )
-        } else {
-            (write, None)
-        };
-        eprintln!("bench: {name}: rotate (keys = {keys})");
+        let keygen_sample = (*keys == "rotate").then(|| n.min(rsa_sample().max(1)));
         let copy_s = copy.to_str().unwrap().to_string();
         let args = [
             "rotate",
@@ -652,14 +665,39 @@ fn scenario(
             "--format",
             "json",
         ];
-        let (t, rss) = time_command(&args, reps, &mut || {
+        // Each repetition times the floors, then rotate, on the same load.
+        let (mut writes, mut keygens, mut times) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rss = None;
+        for rep in 0..reps {
+            eprintln!(
+                "bench: {name}: durable-write floor ({files} files per identity) ({}/{reps})",
+                rep + 1
+            );
+            writes.push(write_floor_once(&root, &work.join("floor"), files));
+            if let Some(sample) = keygen_sample {
+                eprintln!("bench: {name}: key-generation floor ({leaf}) ({}/{reps})", rep + 1);
+                keygens.push(keygen_floor_once(leaf, sample));
+            }
             copy_tree(&root, &copy);
             std::fs::write(
                 copy.join("rekey.toml"),
                 format!("version = 1\nkeys = \"{keys}\"\n"),
             )
             .unwrap();
-        });
+            eprintln!("bench: {name}: rotate (keys = {keys}) ({}/{reps})", rep + 1);
+            let (t, peak) = run_rekey(&args);
+            times.push(t);
+            rss = rss.max(peak);
+        }
+        let t = median(times);
+        let write = rate(n, writes);
+        let (floor, floor_name) = match keygen_sample {
+            Some(sample) => (
+                in_turn(write, rate(sample, keygens)),
+                Some("write + key generation in turn"),
+            ),
+            None => (write, None),
+        };
         rows.push(Row {
             scenario: name.into(),
             command: format!("rotate, keys = {keys}"),
