@@ -367,6 +367,12 @@ impl Spool {
         Ok(std::io::BufReader::with_capacity(1 << 16, file))
     }
 
+    /// The file of what was set aside, everything written to it (for readers that keep their
+    /// own offset).
+    pub(crate) fn into_file(self) -> std::io::Result<std::fs::File> {
+        Ok(self.file.into_inner().map_err(|e| e.into_error())?.file)
+    }
+
     /// Appends what was set aside to `w`.
     pub(crate) fn copy_to(self, w: &mut impl Write) -> std::io::Result<()> {
         std::io::copy(&mut self.read_back()?, w).map(|_| ())

@@ -3,18 +3,20 @@
 //! loaded before anything is audited; each `requested` line in `.rekey/audit.jsonl` is paired
 //! with its outcome.
 
-use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 use crate::classify::Action;
 use crate::exit::{Exit, UsageError};
-use crate::names::IdentityId;
+use crate::out::Spool;
 use crate::select::Selection;
 use crate::survey::{Identity, Judged};
-use crate::write::{self, Counted, Notes, RunCommand, Settings, Sink, Target, WriteRun};
+use crate::write::{
+    self, Choosing, Chosen, Counted, Notes, RunCommand, Settings, Sink, Target, WriteRun,
+};
 
 #[derive(Debug)]
 pub struct Options {
@@ -45,9 +47,9 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
     }
     let run = WriteRun::begin(&o.root, o.as_of, &o.write)?;
     // The fleet is streamed twice and held never: a first pass checks the selection, says what
-    // is recovered and counts; the second hands those identities to the batches as it judges
-    // them. Held: the names of the identities recovered, which the audit lists before the
-    // first batch.
+    // is recovered and sets the identities chosen aside (in a temporary file, in order); the
+    // second meets them by merge as it judges the fleet and hands them to the batches. The
+    // audit lists them, read back, before the first batch.
     let (root, as_of) = (run.root().to_path_buf(), run.as_of());
     let policy = Some(run.policy().clone());
     let (targets, fleet) =
@@ -79,26 +81,33 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
     };
     // The identities the first pass chose, as the second judges them (an identity that no
     // longer needs recovering is left alone, and the audit settles it as not attempted).
+    let mut picking = targets.pick();
     let pick = |i: Identity| {
-        let target = targets
-            .contains(&i.id)
+        let target = picking
+            .takes(&i.id)
             .then(|| Target::judged(&i, Action::Recover, false))??;
         Some((i.id, target))
     };
     // Audited once the CA key is loaded and the run has its id, before anything is written:
     // even a recovery cut short by a crash has its who, when and why on record, and the replay
     // that finishes it writes each outcome.
-    write::run_streamed(run, counted, pick, |run| {
+    let exit = write::run_streamed(run, counted, pick, |run| {
         write::audit_requested(
             &root,
             run.id(),
             started,
             &o.operator,
             &o.reason,
-            targets.iter(),
+            targets.each(),
         )
     })
-    .map(|(_, exit)| exit)
+    .map(|(_, exit)| exit)?;
+    // An identity chosen that could not be read back was not recovered (the audit says it was
+    // not attempted): the run says so rather than end well.
+    picking
+        .end()
+        .context("failed to recover every identity chosen")?;
+    Ok(exit)
 }
 
 /// Why an identity needs recovering, in the words of its first credential's verdict (which tells
@@ -110,38 +119,46 @@ fn reason_of(i: &Identity) -> String {
         .unwrap_or_default()
 }
 
-/// The selected identities in state recover that a recovery rotates, in the fleet's order; each
-/// one chosen is shown on stderr once the selection is known good, or it is said that none is.
-/// A selector that names nothing is a usage error, as with a held fleet. Held: what is shown
-/// of the chosen identities.
-fn chosen(o: &Options, judged: &mut Judged<'_>) -> Result<BTreeSet<IdentityId>> {
+/// The selected identities in state recover that a recovery rotates, in the fleet's order, set
+/// aside; each one chosen is shown on stderr once the selection is known good (its line set
+/// aside until then), or it is said that none is. A selector that names nothing is a usage
+/// error, as with a held fleet.
+fn chosen(o: &Options, judged: &mut Judged<'_>) -> Result<Chosen> {
     let mut checked = o.selection.checked();
-    let mut chosen: Vec<(IdentityId, String)> = Vec::new();
-    let mut targets = BTreeSet::new();
+    let verb = if o.write.sink == Sink::Disk {
+        "recovering"
+    } else {
+        "would recover"
+    };
+    let mut shown = Spool::new()?;
+    let mut any = false;
+    let mut targets = Choosing::new()?;
     for i in judged.by_ref() {
         if !checked.takes(i.node(), i.service()) || !needs_recover(&i) {
             continue;
         }
         if Target::judged(&i, Action::Recover, false).is_some() {
-            targets.insert(i.id.clone());
+            targets.push(&i.id)?;
         }
-        chosen.push((i.id.clone(), reason_of(&i)));
+        let reason = reason_of(&i);
+        writeln!(
+            shown.writer(),
+            "{verb} {}: {}",
+            i.id,
+            crate::values::Escaped::new(&reason)
+        )?;
+        any = true;
     }
     let selected = checked.end()?;
-    if chosen.is_empty() {
+    if !any {
         let none = match selected {
             1 => "the selected identity is not".to_string(),
             n => format!("none of the {n} selected identities is"),
         };
         eprintln!("rekey: {none} in state recover (see rekey status); nothing to do");
     }
-    let verb = if o.write.sink == Sink::Disk {
-        "recovering"
-    } else {
-        "would recover"
-    };
-    for (id, reason) in chosen {
-        eprintln!("{verb} {id}: {}", crate::values::Escaped::new(&reason));
-    }
-    Ok(targets)
+    shown
+        .copy_to(&mut std::io::stderr().lock())
+        .context("failed to show the identities chosen")?;
+    targets.done()
 }

@@ -25,6 +25,7 @@ mod applying;
 mod batches;
 mod ca_stage;
 mod ca_tree;
+mod chosen;
 pub mod hooks;
 mod journal;
 mod narrow;
@@ -47,6 +48,7 @@ pub(crate) use applying::{Applying, apply_streamed};
 pub(crate) use batches::Items;
 pub(crate) use ca_stage::ca_rollback;
 pub(crate) use ca_tree::{CaChange, Tree as CaTree};
+pub(crate) use chosen::{Choosing, Chosen};
 pub(crate) use pending::{
     PendingHook, Target as DiscardTarget, counts as hook_counts, each as each_pending_hook,
     list as pending_hooks,

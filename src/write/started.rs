@@ -461,7 +461,9 @@ fn tell(
             .context("failed to read the run's report lines")
     };
     match shown {
-        Shown::Table => crate::out::emit(&report.summary_of(read()?)?)?,
+        Shown::Table => crate::out::emit_with(|w| {
+            report.write_summary(|| read().map_err(std::io::Error::other), w)
+        })?,
         Shown::Json => {
             crate::out::emit_with(|w| report.write_json(read().map_err(std::io::Error::other)?, w))?
         }

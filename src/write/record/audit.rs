@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -34,17 +34,20 @@ fn path(root: &Path) -> PathBuf {
     crate::store::Store::of(root).audit_log()
 }
 
-/// Records that `operator` asked run `run_id` to recover `ids`, because `reason`.
-pub(crate) fn requested<'a>(
+/// Records that `operator` asked run `run_id` to recover `ids`, because `reason`, each line
+/// written as its identity comes. An identity that cannot be read stops the lines there, and
+/// is the error.
+pub(crate) fn requested(
     root: &Path,
     run_id: &str,
     time: DateTime<Utc>,
     operator: &str,
     reason: &str,
-    ids: impl Iterator<Item = &'a IdentityId>,
+    ids: impl Iterator<Item = Result<IdentityId>>,
 ) -> Result<()> {
-    let lines = ids.map(|id| {
-        json!({
+    let mut failed = None;
+    let lines = ids.map_while(|id| match id {
+        Ok(id) => Some(json!({
             "time": stamp(time),
             "event": "requested",
             "run_id": run_id,
@@ -52,9 +55,17 @@ pub(crate) fn requested<'a>(
             "node": id.node(),
             "service": id.service(),
             "reason": reason,
-        })
+        })),
+        Err(e) => {
+            failed = Some(e);
+            None
+        }
     });
-    append(root, lines)
+    append(root, lines)?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Writes a `recovered` line, with its outcome from `report`, for every identity that the
@@ -67,7 +78,7 @@ pub(crate) fn settle(
     identities: impl Iterator<Item = std::io::Result<IdentityReport>>,
     time: DateTime<Utc>,
 ) -> Result<()> {
-    let (requested, settled) = events_of(root, &report.run_id)?;
+    let unsettled = Unsettled::of(root, &report.run_id)?;
     let mut identities = identities.peekable();
     let mut failed = None;
     let mut line_of = |node: &str, service: &str| -> Option<IdentityReport> {
@@ -89,10 +100,11 @@ pub(crate) fn settle(
         }
         None
     };
-    let mut lines = requested
-        .difference(&settled)
+    let mut unsettled = unsettled.each()?;
+    let mut lines = unsettled
+        .by_ref()
         .map(|(node, service, operator, reason)| {
-            let (outcome, detail, changed) = match line_of(node, service) {
+            let (outcome, detail, changed) = match line_of(&node, &service) {
                 Some(i) => (
                     json!(i.outcome),
                     i.reason,
@@ -132,6 +144,7 @@ pub(crate) fn settle(
         append(root, &mut lines)?;
     }
     drop(lines);
+    unsettled.end()?;
     match failed {
         Some(e) => Err(e).context("failed to read the run's report lines"),
         None => Ok(()),
@@ -140,35 +153,190 @@ pub(crate) fn settle(
 
 type Event = (String, String, String, String);
 
-/// The (node, service, operator, reason) of the `requested` and of the `recovered` lines of a
-/// run, as sets.
-fn events_of(root: &Path, run_id: &str) -> Result<(BTreeSet<Event>, BTreeSet<Event>)> {
-    let path = path(root);
-    let file = match std::fs::File::open(&path) {
-        Ok(file) => Some(file),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("failed to read the audit log {}", path.display()));
-        }
-    };
-    let (mut requested, mut settled) = (BTreeSet::new(), BTreeSet::new());
-    // A line at a time: the log holds every recovery ever made.
-    for line in file
-        .into_iter()
-        .flat_map(|f| std::io::BufReader::new(f).lines())
-    {
-        let line =
-            line.with_context(|| format!("failed to read the audit log {}", path.display()))?;
-        if !line.contains(run_id) {
-            continue;
-        }
-        let Ok(v) = serde_json::from_str::<Value>(&line) else {
-            continue; // a line torn by a crash: nothing to pair
+/// The `requested` lines of one run that have no `recovered` line yet. A run writes both kinds
+/// in (node, service) order, each identity once (a replay writes only the `recovered` lines
+/// missing, after those there are): then a first pass over the log checks that order and the
+/// second meets the two kinds by merge, holding nothing. A log not in that order (edited by
+/// hand) has the run's events held as sets instead.
+enum Unsettled {
+    Merged { path: PathBuf, run_id: String, len: u64 },
+    Held(Vec<Event>),
+}
+
+impl Unsettled {
+    fn of(root: &Path, run_id: &str) -> Result<Unsettled> {
+        let path = path(root);
+        let Some(len) = log_len(&path)? else {
+            return Ok(Unsettled::Held(Vec::new()));
         };
-        if v["run_id"] != run_id {
-            continue;
+        let (mut last_requested, mut last_settled) = (None::<Event>, None::<Event>);
+        let mut in_order = true;
+        for event in events(&path, run_id, len)? {
+            let (kind, event) = event?;
+            let last = match kind {
+                Kind::Requested => &mut last_requested,
+                Kind::Recovered => &mut last_settled,
+            };
+            in_order &= last.as_ref().is_none_or(|last| *last < event);
+            *last = Some(event);
         }
+        if in_order {
+            return Ok(Unsettled::Merged {
+                path,
+                run_id: run_id.to_string(),
+                len,
+            });
+        }
+        let (mut requested, mut settled) = (BTreeSet::new(), BTreeSet::new());
+        for event in events(&path, run_id, len)? {
+            match event? {
+                (Kind::Requested, event) => requested.insert(event),
+                (Kind::Recovered, event) => settled.insert(event),
+            };
+        }
+        Ok(Unsettled::Held(
+            requested.difference(&settled).cloned().collect(),
+        ))
+    }
+
+    /// Each unsettled event, in order; the log as it was when [`Unsettled::of`] read it (what
+    /// is appended since, the lines being settled, is not read).
+    fn each(self) -> Result<Each> {
+        let (path, run_id, len) = match self {
+            Unsettled::Held(events) => return Ok(Each::Held(events.into_iter())),
+            Unsettled::Merged { path, run_id, len } => (path, run_id, len),
+        };
+        let only = |kind: Kind| -> Result<Events> {
+            Ok(Box::new(events(&path, &run_id, len)?.filter(move |e| {
+                e.as_ref().map_or(true, |(k, _)| *k == kind)
+            })))
+        };
+        Ok(Each::Merged {
+            requested: only(Kind::Requested)?,
+            settled: only(Kind::Recovered)?.peekable(),
+            failed: None,
+        })
+    }
+}
+
+type Events = Box<dyn Iterator<Item = Result<(Kind, Event)>>>;
+
+/// The unsettled events of a run, met by merge or held; a read error ends them and is kept for
+/// [`Each::end`].
+enum Each {
+    Merged {
+        requested: Events,
+        settled: std::iter::Peekable<Events>,
+        failed: Option<anyhow::Error>,
+    },
+    Held(std::vec::IntoIter<Event>),
+}
+
+impl Iterator for Each {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        let (requested, settled, failed) = match self {
+            Each::Held(events) => return events.next(),
+            Each::Merged {
+                requested,
+                settled,
+                failed,
+            } => (requested, settled, failed),
+        };
+        if failed.is_some() {
+            return None;
+        }
+        'requested: loop {
+            let event = match requested.next()? {
+                Ok((_, event)) => event,
+                Err(e) => {
+                    *failed = Some(e);
+                    return None;
+                }
+            };
+            // Past every settled event before this one (an error is taken, to stop on).
+            while let Some(taken) =
+                settled.next_if(|s| s.as_ref().map_or(true, |(_, s)| *s < event))
+            {
+                if let Err(e) = taken {
+                    *failed = Some(e);
+                    return None;
+                }
+            }
+            if matches!(settled.peek(), Some(Ok((_, s))) if *s == event) {
+                continue 'requested;
+            }
+            return Some(event);
+        }
+    }
+}
+
+impl Each {
+    fn end(self) -> Result<()> {
+        match self {
+            Each::Merged {
+                failed: Some(e), ..
+            } => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Requested,
+    Recovered,
+}
+
+/// The audit log's length now, or `None` when there is no log.
+fn log_len(path: &Path) -> Result<Option<u64>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta.len())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => {
+            Err(e).with_context(|| format!("failed to read the audit log {}", path.display()))
+        }
+    }
+}
+
+/// The (node, service, operator, reason) of the `requested` and `recovered` lines of a run, in
+/// the log's order, read a line at a time from its first `len` bytes (the log holds every
+/// recovery ever made).
+fn events(
+    path: &Path,
+    run_id: &str,
+    len: u64,
+) -> Result<impl Iterator<Item = Result<(Kind, Event)>> + use<>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("failed to read the audit log {}", path.display()))?;
+    let (path, run_id) = (path.to_path_buf(), run_id.to_string());
+    let lines = std::io::BufReader::with_capacity(1 << 16, file.take(len)).lines();
+    Ok(lines.filter_map(move |line| {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                let e = anyhow::Error::new(e)
+                    .context(format!("failed to read the audit log {}", path.display()));
+                return Some(Err(e));
+            }
+        };
+        if !line.contains(run_id.as_str()) {
+            return None;
+        }
+        // A line torn by a crash: nothing to pair.
+        let v = serde_json::from_str::<Value>(&line).ok()?;
+        if v["run_id"] != run_id.as_str() {
+            return None;
+        }
+        let kind = match v["event"].as_str() {
+            Some("requested") => Kind::Requested,
+            Some("recovered") => Kind::Recovered,
+            _ => return None,
+        };
         let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
         let event = (
             field("node"),
@@ -176,13 +344,8 @@ fn events_of(root: &Path, run_id: &str) -> Result<(BTreeSet<Event>, BTreeSet<Eve
             field("operator"),
             field("reason"),
         );
-        match v["event"].as_str() {
-            Some("requested") => requested.insert(event),
-            Some("recovered") => settled.insert(event),
-            _ => false,
-        };
-    }
-    Ok((requested, settled))
+        Some(Ok((kind, event)))
+    }))
 }
 
 /// Records that the backups of run `run_id` (`files` old credentials) were removed.
@@ -269,3 +432,6 @@ fn append(root: &Path, lines: impl IntoIterator<Item = Value>) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,16 +1,87 @@
 //! How a report is shown: the table printed after a run, for people, and the JSON document
 //! (`report.json`, `--format json`), its identities streamed from the run's lines.
 
+use std::io::Write;
+
 use super::{HookStatus, IdentityReport, Outcome, Report, RunCommand, RunOutcome};
 use crate::count::count;
 
 impl Report {
     /// The table printed after a run: counts, then every identity not done (every identity, in
-    /// a dry run), those it holds and then `lines`.
-    pub(crate) fn summary_of(
+    /// a dry run), those it holds and then the run's lines, then the hooks that failed and the
+    /// warnings. `read` gives the lines from their start each time it is called: a first pass
+    /// measures the table's columns (and keeps the few hooks that failed), the second writes
+    /// each row as it comes, so that no row is held.
+    pub(crate) fn write_summary<I>(
         &self,
-        lines: impl Iterator<Item = std::io::Result<IdentityReport>>,
-    ) -> std::io::Result<String> {
+        read: impl Fn() -> std::io::Result<I>,
+        mut w: &mut dyn std::io::Write,
+    ) -> std::io::Result<()>
+    where
+        I: Iterator<Item = std::io::Result<IdentityReport>>,
+    {
+        w.write_all(self.summary_head().as_bytes())?;
+        let every = |lines: I| self.identities.iter().cloned().map(Ok).chain(lines);
+        let header = ["NODE", "SERVICE", "OUTCOME", "REASON"].map(String::from);
+        let mut table = crate::report::Aligned::default();
+        table.measure(&header);
+        let mut rows = 0usize;
+        // Hooks that failed, with the identity's directory: few, held until the table is out.
+        let mut own_hooks = Vec::new();
+        for r in every(read()?) {
+            let r = r?;
+            for h in r.hooks.iter().filter(|h| h.status != HookStatus::Ok) {
+                own_hooks.push((Some(r.dir.clone()), h.clone()));
+            }
+            if let Some(row) = self.row(r) {
+                table.measure(&row);
+                rows += 1;
+            }
+        }
+        if rows > 0 {
+            w.write_all(b"\n")?;
+            table.write(&mut w, &header)?;
+            for r in every(read()?) {
+                if let Some(row) = self.row(r?) {
+                    table.write(&mut w, &row)?;
+                }
+            }
+        }
+        let hooks = own_hooks
+            .iter()
+            .map(|(dir, h)| (dir.as_deref(), h))
+            .chain(self.post_hooks.iter().map(|h| (None, h)))
+            .chain(
+                self.retried_hooks
+                    .iter()
+                    .map(|r| (r.dir.as_deref(), &r.result)),
+            );
+        for (dir, h) in hooks.filter(|(_, h)| h.status != HookStatus::Ok) {
+            let what = match h.status {
+                HookStatus::TimedOut => "timed out",
+                _ => "failed",
+            };
+            let at = dir.map(|d| format!("{d}: ")).unwrap_or_default();
+            // A hook that never started has no output to point at.
+            let output = if h.log.is_empty() {
+                String::new()
+            } else {
+                format!("; output in {}", h.log)
+            };
+            writeln!(
+                w,
+                "hook {what}: {at}{} ({}{output}); it stays pending",
+                h.source, h.detail
+            )?;
+        }
+        for warning in &self.warnings {
+            writeln!(w, "warning: {warning}")?;
+        }
+        Ok(())
+    }
+
+    /// The summary's first lines: what the run did, and where its report is.
+    fn summary_head(&self) -> String {
         let c = self.counts;
         let what = if self.outcome == RunOutcome::NothingToDo {
             "nothing to do".to_string()
@@ -46,62 +117,19 @@ impl Report {
         if let Some(sha256) = &self.plan_file_sha256 {
             out.push_str(&format!("plan file sha256: {}\n", sha256.hex()));
         }
-        let mut rows = vec![
-            ["NODE", "SERVICE", "OUTCOME", "REASON"]
-                .map(String::from)
-                .to_vec(),
-        ];
-        // Hooks that failed, with the identity's directory: few, held until the table is out.
-        let mut own_hooks = Vec::new();
-        for r in self.identities.iter().cloned().map(Ok).chain(lines) {
-            let r = r?;
-            for h in r.hooks.iter().filter(|h| h.status != HookStatus::Ok) {
-                own_hooks.push((Some(r.dir.clone()), h.clone()));
-            }
-            if !self.dry_run && r.outcome == Outcome::Done {
-                continue;
-            }
-            let outcome = match r.outcome {
-                Outcome::Done => "done",
-                Outcome::Skipped => "skipped",
-                Outcome::Failed => "failed",
-            };
-            rows.push(vec![r.node, r.service, outcome.to_string(), r.reason]);
-        }
-        if rows.len() > 1 {
-            out.push('\n');
-            out.push_str(&crate::report::align(&rows));
-        }
-        let hooks = own_hooks
-            .iter()
-            .map(|(dir, h)| (dir.as_deref(), h))
-            .chain(self.post_hooks.iter().map(|h| (None, h)))
-            .chain(
-                self.retried_hooks
-                    .iter()
-                    .map(|r| (r.dir.as_deref(), &r.result)),
-            );
-        for (dir, h) in hooks.filter(|(_, h)| h.status != HookStatus::Ok) {
-            let what = match h.status {
-                HookStatus::TimedOut => "timed out",
-                _ => "failed",
-            };
-            let at = dir.map(|d| format!("{d}: ")).unwrap_or_default();
-            // A hook that never started has no output to point at.
-            let output = if h.log.is_empty() {
-                String::new()
-            } else {
-                format!("; output in {}", h.log)
-            };
-            out.push_str(&format!(
-                "hook {what}: {at}{} ({}{output}); it stays pending\n",
-                h.source, h.detail
-            ));
-        }
-        for w in &self.warnings {
-            out.push_str(&format!("warning: {w}\n"));
-        }
-        Ok(out)
+        out
+    }
+
+    /// An identity's row in the summary's table: every identity not done, or in a dry run
+    /// every identity.
+    fn row(&self, r: IdentityReport) -> Option<[String; 4]> {
+        let outcome = match r.outcome {
+            Outcome::Done if !self.dry_run => return None,
+            Outcome::Done => "done",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+        };
+        Some([r.node, r.service, outcome.to_string(), r.reason])
     }
 
     /// The report as pretty JSON, with a final newline.

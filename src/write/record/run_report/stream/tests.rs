@@ -67,8 +67,12 @@ fn lines_streamed_make_the_report_held_whole() {
             held.to_json(),
             "{total}: json"
         );
-        let table = streamed.summary_of(lines.read().unwrap()).unwrap();
-        let whole = held.summary_of(std::iter::empty()).unwrap();
+        let (mut table, mut whole) = (Vec::new(), Vec::new());
+        streamed
+            .write_summary(|| lines.read(), &mut table)
+            .unwrap();
+        held.write_summary(|| Ok(std::iter::empty()), &mut whole)
+            .unwrap();
         assert_eq!(table, whole, "{total}: table");
         assert_eq!(lines.hold().unwrap(), held.identities, "{total}: held");
     }
