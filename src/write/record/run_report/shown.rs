@@ -1,8 +1,6 @@
 //! How a report is shown: the table printed after a run, for people, and the JSON document
 //! (`report.json`, `--format json`), its identities streamed from the run's lines.
 
-use std::io::Write;
-
 use super::{HookStatus, IdentityReport, Outcome, Report, RunCommand, RunOutcome};
 use crate::count::count;
 
