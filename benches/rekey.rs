@@ -161,8 +161,10 @@ fn build_fleet(root: &Path, n: usize, ca_alg: KeyAlg, leaf: KeyAlg) {
     fleet::write_fleet(root, &ca, &ids).expect("the bench fleet is written");
 }
 
+/// Copies `from` to `to`, a name not yet used: nothing is removed here, since removing a tree
+/// just before a timed write would slow that write (see [`quiet_inodes`]).
 fn copy_tree(from: &Path, to: &Path) {
-    let _ = std::fs::remove_dir_all(to);
+    assert!(!to.exists(), "{} is a fresh name", to.display());
     let ok = Command::new("cp")
         .arg("-a")
         .arg(from)
@@ -173,6 +175,37 @@ fn copy_tree(from: &Path, to: &Path) {
     assert!(ok, "cp -a failed");
     // Flush the copy now, so that no measured sync pays for it.
     sync_fs(to);
+}
+
+/// When the bench last removed a tree of files.
+static REMOVED: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+
+/// Removes a tree the bench made (if it is there), noting when.
+fn remove_tree(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok() {
+        let _ = std::fs::remove_dir_all(path);
+        sync_fs(path.parent().unwrap_or(Path::new("/")));
+        *REMOVED.lock().unwrap() = Some(Instant::now());
+    }
+}
+
+/// Waits, before a timed run that creates files, until the last removal is a minute and a
+/// few seconds old. ext4 without a journal (this class of machine's filesystem) skips, when it
+/// allocates an inode, each free one deleted in the last minute (`recently_deleted` in a
+/// profile): right after a fleet's copy was removed, creating files cost `rotate` and the
+/// durable-write floor several times their usual system time, and not alike (`rotate` creates
+/// more inodes per identity: its backup directories). A fleet on a cluster's volume is not
+/// rotated a minute after tens of thousands of files were removed from it.
+fn quiet_inodes() {
+    const QUIET: Duration = Duration::from_secs(65);
+    let removed = *REMOVED.lock().unwrap();
+    if let Some(left) = removed.and_then(|at| QUIET.checked_sub(at.elapsed())) {
+        eprintln!(
+            "bench: waiting {}s for the inodes removed to age (ext4 skips recently deleted ones)",
+            left.as_secs()
+        );
+        std::thread::sleep(left);
+    }
 }
 
 fn identity_dirs(root: &Path) -> Vec<PathBuf> {
@@ -308,6 +341,7 @@ fn write_floor_once(root: &Path, scratch: &Path, files_per_identity: usize) -> D
     let names = ["cert.pem", "token.jwt", "key.pem"];
     copy_tree(root, scratch);
     let dirs = identity_dirs(scratch);
+    quiet_inodes();
     let start = Instant::now();
     dirs.par_iter().for_each(|d| {
         for name in &names[..files_per_identity] {
@@ -545,16 +579,28 @@ fn openssl_script(root: &Path, scratch: &Path, sample: usize) -> Option<f64> {
     Some(dirs.len() as f64 / elapsed.as_secs_f64())
 }
 
-fn time_command(args: &[&str], reps: usize, prepare: &mut dyn FnMut()) -> (Duration, Option<u64>) {
-    let mut times = Vec::new();
-    let mut peak: Option<u64> = None;
-    for _ in 0..reps {
-        prepare();
-        let (t, rss) = run_rekey(args);
-        times.push(t);
-        peak = peak.max(rss);
-    }
-    (median(times), peak)
+/// `rotate` (with `keys`) of a fresh copy of the fleet at `root`, made at `copy`; its time and
+/// peak RSS.
+fn rotate_copy(root: &Path, copy: &Path, keys: &str) -> (Duration, Option<u64>) {
+    copy_tree(root, copy);
+    std::fs::write(
+        copy.join("rekey.toml"),
+        format!("version = 1\nkeys = \"{keys}\"\n"),
+    )
+    .unwrap();
+    let args = [
+        "rotate",
+        "--root",
+        copy.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--progress",
+        "never",
+        "--format",
+        "json",
+    ];
+    quiet_inodes();
+    run_rekey(&args)
 }
 
 #[expect(
@@ -650,21 +696,8 @@ fn scenario(
         openssl_script(&root, &work.join("openssl"), 40)
     };
     for keys in rotate_modes {
-        let copy = work.join("rotate");
         let files = if *keys == "rotate" { 3 } else { 2 };
         let keygen_sample = (*keys == "rotate").then(|| n.min(rsa_sample().max(1)));
-        let copy_s = copy.to_str().unwrap().to_string();
-        let args = [
-            "rotate",
-            "--root",
-            &copy_s,
-            "--as-of",
-            AS_OF,
-            "--progress",
-            "never",
-            "--format",
-            "json",
-        ];
         // Each repetition times the floors, then rotate, on the same load.
         let (mut writes, mut keygens, mut times) = (Vec::new(), Vec::new(), Vec::new());
         let mut rss = None;
@@ -673,19 +706,15 @@ fn scenario(
                 "bench: {name}: durable-write floor ({files} files per identity) ({}/{reps})",
                 rep + 1
             );
-            writes.push(write_floor_once(&root, &work.join("floor"), files));
+            let scratch = work.join(format!("floor-{keys}-{rep}"));
+            writes.push(write_floor_once(&root, &scratch, files));
             if let Some(sample) = keygen_sample {
                 eprintln!("bench: {name}: key-generation floor ({leaf}) ({}/{reps})", rep + 1);
                 keygens.push(keygen_floor_once(leaf, sample));
             }
-            copy_tree(&root, &copy);
-            std::fs::write(
-                copy.join("rekey.toml"),
-                format!("version = 1\nkeys = \"{keys}\"\n"),
-            )
-            .unwrap();
             eprintln!("bench: {name}: rotate (keys = {keys}) ({}/{reps})", rep + 1);
-            let (t, peak) = run_rekey(&args);
+            let copy = work.join(format!("rotate-{keys}-{rep}"));
+            let (t, peak) = rotate_copy(&root, &copy, keys);
             times.push(t);
             rss = rss.max(peak);
         }
@@ -711,10 +740,8 @@ fn scenario(
             openssl_per_s: openssl,
             peak_rss_kib: rss,
         });
-        let _ = std::fs::remove_dir_all(&copy);
-        let _ = std::fs::remove_dir_all(work.join("floor"));
     }
-    let _ = std::fs::remove_dir_all(work);
+    remove_tree(work);
 }
 
 fn main() {
@@ -964,25 +991,14 @@ fn growth_rotate_row(
     root: &Path,
     reps: usize,
 ) {
-    eprintln!("bench: {name}: rotate (growth)");
-    let copy = work.join("rotate-growth");
-    let copy_s = copy.to_str().unwrap().to_string();
-    let args = [
-        "rotate",
-        "--root",
-        &copy_s,
-        "--as-of",
-        AS_OF,
-        "--progress",
-        "never",
-        "--format",
-        "json",
-    ];
-    let (t, rss) = time_command(&args, reps, &mut || {
-        copy_tree(root, &copy);
-        std::fs::write(copy.join("rekey.toml"), "version = 1\nkeys = \"reuse\"\n").unwrap();
-    });
-    let _ = std::fs::remove_dir_all(&copy);
+    let (mut times, mut rss) = (Vec::new(), None);
+    for rep in 0..reps {
+        eprintln!("bench: {name}: rotate (growth) ({}/{reps})", rep + 1);
+        let (t, peak) = rotate_copy(root, &work.join(format!("rotate-growth-{rep}")), "reuse");
+        times.push(t);
+        rss = rss.max(peak);
+    }
+    let t = median(times);
     rows.push(Row {
         scenario: name.into(),
         command: "rotate (growth)".into(),
