@@ -11,7 +11,8 @@
 //!   against the two floors in turn (target 80%), the fastest a reader that keeps those
 //!   guarantees can be on this machine;
 //! - the durable-write floor: replacing as many small files as `rotate` replaces with the best
-//!   strategy found (temporary files written in parallel, one `syncfs`, renames, one `syncfs`);
+//!   strategy found (temporary files written in parallel, each old file kept by a hard link as
+//!   `rotate` keeps its backups, one `syncfs`, renames, one `syncfs`);
 //!   for `keys = rotate`, taken in turn with the key-generation floor: a new key pair of the
 //!   leaves' type per identity, generated on every core (from a sample of at most
 //!   `REKEY_BENCH_RSA` keys), since `rotate` cannot write a key before it has made it;
@@ -53,7 +54,8 @@
 //! `REKEY_BENCH_READERS` (default 64); `REKEY_BENCH_GROWTH_MILLION=1` (default 0) adds a P-256
 //! fleet of 1,000,000 identities to the growth table, timing only warm `status` and `plan` (JSON),
 //! cold `status` and `rotate` on it (building it is slow, and takes some 16 GB of disk and 4 million
-//! inodes on ext4). Fleets live in a temporary directory (`TMPDIR`).
+//! inodes on ext4). Fleets live in a temporary directory (`TMPDIR`), every copy kept until the end
+//! (some 20 GB with the defaults; see `quiet_inodes`).
 //!
 //! Fleets are dated from a pinned instant and every command runs with `--as-of` it, so the same
 //! fleets are measured whatever the date (the operator script's `openssl x509 -req -days 90`
@@ -189,15 +191,17 @@ fn remove_tree(path: &Path) {
     }
 }
 
-/// Waits, before a timed run that creates files, until the last removal is a minute and a
-/// few seconds old. ext4 without a journal (this class of machine's filesystem) skips, when it
-/// allocates an inode, each free one deleted in the last minute (`recently_deleted` in a
-/// profile): right after a fleet's copy was removed, creating files cost `rotate` and the
-/// durable-write floor several times their usual system time, and not alike (`rotate` creates
-/// more inodes per identity: its backup directories). A fleet on a cluster's volume is not
-/// rotated a minute after tens of thousands of files were removed from it.
+/// Waits, before a timed run that creates files, until the last removal is six minutes old.
+/// ext4 without a journal (this class of machine's filesystem) skips, when it allocates an
+/// inode, each free one deleted in the last minute, or the last six while its inode table block
+/// is dirty (`recently_deleted` in a profile): right after a fleet's copy was removed, creating
+/// files cost `rotate` and the durable-write floor several times their usual system time, and
+/// not alike (`rotate` creates more inodes per identity: its backup directories). So the bench
+/// removes nothing before the end but the copies of a fleet of a million, and neither `rotate`
+/// nor the floor deletes a file (each keeps the old ones). A fleet on a cluster's volume is not
+/// rotated minutes after tens of thousands of its files were removed.
 fn quiet_inodes() {
-    const QUIET: Duration = Duration::from_secs(65);
+    const QUIET: Duration = Duration::from_secs(365);
     let removed = *REMOVED.lock().unwrap();
     if let Some(left) = removed.and_then(|at| QUIET.checked_sub(at.elapsed())) {
         eprintln!(
@@ -336,7 +340,8 @@ impl WarmReadFloor {
 }
 
 /// One pass of the durable-write floor: replace `files_per_identity` small files per identity
-/// of a fresh copy of the fleet with the best strategy found (the copy untimed).
+/// of a fresh copy of the fleet with the best strategy found (the copy untimed), each old file
+/// kept by a hard link beside it, as `rotate` keeps its backups.
 fn write_floor_once(root: &Path, scratch: &Path, files_per_identity: usize) -> Duration {
     let names = ["cert.pem", "token.jwt", "key.pem"];
     copy_tree(root, scratch);
@@ -346,6 +351,8 @@ fn write_floor_once(root: &Path, scratch: &Path, files_per_identity: usize) -> D
     dirs.par_iter().for_each(|d| {
         for name in &names[..files_per_identity] {
             std::fs::write(d.join(format!(".tmp.{name}")), [b'x'; 700]).unwrap();
+            // The old file kept, as `rotate` keeps its backups: nothing is deleted.
+            std::fs::hard_link(d.join(name), d.join(format!(".old.{name}"))).unwrap();
         }
     });
     sync_fs(scratch);
@@ -741,7 +748,11 @@ fn scenario(
             peak_rss_kib: rss,
         });
     }
-    remove_tree(work);
+    // Kept until the bench ends (see `quiet_inodes`), but for a fleet too large for the disk
+    // to hold its copies beside the others'.
+    if n >= 500_000 {
+        remove_tree(work);
+    }
 }
 
 fn main() {
