@@ -98,6 +98,9 @@ struct Row {
     cold_read_per_s: Option<f64>,
     cold_read_cores: Option<f64>,
     openssl_per_s: Option<f64>,
+    /// For `rotate`: every floor of what it must do on the same cores, taken in turn (reading,
+    /// checking, signing, writing durably, and for new keys generating them).
+    all_in_turn_per_s: Option<f64>,
     peak_rss_kib: Option<u64>,
 }
 
@@ -339,6 +342,44 @@ impl WarmReadFloor {
     }
 }
 
+/// The signing floor: a new certificate's and a new token's signature per identity with the
+/// CA's key (what `rotate` signs), on all cores, from memory; the messages are each identity's
+/// own certificate body and token, read outside the timed region.
+struct SignFloor {
+    key: rcgen::KeyPair,
+    messages: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl SignFloor {
+    fn new(root: &Path) -> SignFloor {
+        let pem = std::fs::read_to_string(root.join("ca/ca.key")).unwrap();
+        let key = rcgen::KeyPair::from_pem(&pem).expect("the bench CA's key parses");
+        let messages = identity_dirs(root)
+            .iter()
+            .map(|d| {
+                let cert = std::fs::read(d.join("cert.pem")).unwrap();
+                let der = x509_parser::pem::parse_x509_pem(&cert).unwrap().1.contents;
+                let (_, c) = X509Certificate::from_der(&der).unwrap();
+                let tbs = c.tbs_certificate.as_ref().to_vec();
+                let token = std::fs::read(d.join("token.jwt")).unwrap();
+                let signed = token.rsplitn(2, |b| *b == b'.').nth(1).unwrap_or(&token);
+                (tbs, signed.to_vec())
+            })
+            .collect();
+        SignFloor { key, messages }
+    }
+
+    fn once(&self) -> Duration {
+        use rcgen::SigningKey;
+        let start = Instant::now();
+        self.messages.par_iter().for_each(|(tbs, token)| {
+            std::hint::black_box(self.key.sign(tbs).expect("signs"));
+            std::hint::black_box(self.key.sign(token).expect("signs"));
+        });
+        start.elapsed()
+    }
+}
+
 /// One pass of the durable-write floor: replace `files_per_identity` small files per identity
 /// of a fresh copy of the fleet with the best strategy found (the copy untimed), each old file
 /// kept by a hard link beside it, as `rotate` keeps its backups.
@@ -550,6 +591,7 @@ fn cold_status(
         warm_read_per_s: None,
         cold_read_cores: Some(median_f64(cores)),
         openssl_per_s: None,
+        all_in_turn_per_s: None,
         peak_rss_kib: peak,
     });
 }
@@ -687,6 +729,7 @@ fn scenario(
                 warm_read_per_s: Some(warm_read),
                 cold_read_cores: None,
                 openssl_per_s: None,
+                all_in_turn_per_s: None,
                 peak_rss_kib: rss,
             });
         }
@@ -707,8 +750,21 @@ fn scenario(
         let keygen_sample = (*keys == "rotate").then(|| n.min(rsa_sample().max(1)));
         // Each repetition times the floors, then rotate, on the same load.
         let (mut writes, mut keygens, mut times) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut reads, mut checks, mut signs) = (Vec::new(), Vec::new(), Vec::new());
         let mut rss = None;
+        let (read_floor, check_floor, sign_floor) = (
+            WarmReadFloor::new(&root),
+            CryptoFloor::new(&root),
+            SignFloor::new(&root),
+        );
         for rep in 0..reps {
+            eprintln!(
+                "bench: {name}: warm read, crypto + parse and signing floors ({}/{reps})",
+                rep + 1
+            );
+            reads.push(read_floor.once());
+            checks.push(check_floor.once());
+            signs.push(sign_floor.once());
             eprintln!(
                 "bench: {name}: durable-write floor ({files} files per identity) ({}/{reps})",
                 rep + 1
@@ -734,6 +790,10 @@ fn scenario(
             ),
             None => (write, None),
         };
+        let all_in_turn = [reads, checks, signs]
+            .into_iter()
+            .map(|times| rate(n, times))
+            .fold(floor, in_turn);
         rows.push(Row {
             scenario: name.into(),
             command: format!("rotate, keys = {keys}"),
@@ -745,6 +805,7 @@ fn scenario(
             warm_read_per_s: None,
             cold_read_cores: None,
             openssl_per_s: openssl,
+            all_in_turn_per_s: Some(all_in_turn),
             peak_rss_kib: rss,
         });
     }
@@ -888,6 +949,7 @@ fn main() {
     print_outputs(&rows);
     print_warm(&rows);
     print_cold(&rows);
+    print_rotate(&rows);
     print_growth(&rows, &growth_sizes);
 }
 
@@ -992,6 +1054,35 @@ fn print_cold(rows: &[Row]) {
     }
 }
 
+/// Each `rotate` row against its durable-write floor and against every floor of what it must do
+/// on the same cores taken in turn: on two cores the disk, warm, is not what binds it.
+fn print_rotate(rows: &[Row]) {
+    let rotate: Vec<&Row> = rows.iter().filter(|r| r.all_in_turn_per_s.is_some()).collect();
+    if rotate.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "| scenario | command | identities | rekey identities/s | durable-write floor identities/s | vs it | all floors in turn identities/s | vs all in turn |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for r in rotate {
+        let rate = r.identities as f64 / r.median.as_secs_f64();
+        let pct = |f: Option<f64>| f.map_or("-".into(), |f| format!("{:.0}%", 100.0 * rate / f));
+        let num = |f: Option<f64>| f.map_or("-".into(), |f| format!("{f:.0}"));
+        println!(
+            "| {} | {} | {} | {rate:.0} | {} | {} | {} | {} |",
+            r.scenario,
+            r.command,
+            r.identities,
+            num(r.floor_per_s),
+            pct(r.floor_per_s),
+            num(r.all_in_turn_per_s),
+            pct(r.all_in_turn_per_s),
+        );
+    }
+}
+
 /// `rotate` (keys reused) of the whole fleet, for the growth table: its time per identity and
 /// its peak RSS, which must not grow with the fleet (no floor: the rotate rows give those).
 fn growth_rotate_row(
@@ -1021,6 +1112,7 @@ fn growth_rotate_row(
         warm_read_per_s: None,
         cold_read_cores: None,
         openssl_per_s: None,
+        all_in_turn_per_s: None,
         peak_rss_kib: rss,
     });
 }
