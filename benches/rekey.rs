@@ -704,7 +704,10 @@ fn scenario(
         let mut peaks = vec![None; commands.len()];
         let (mut crypto_times, mut warm_times) = (Vec::new(), Vec::new());
         for rep in 0..reps {
-            eprintln!("bench: {name}: crypto + parse floor, warm read floor ({}/{reps})", rep + 1);
+            eprintln!(
+                "bench: {name}: crypto + parse floor, warm read floor ({}/{reps})",
+                rep + 1
+            );
             crypto_times.push(crypto_floor.once());
             warm_times.push(warm_floor.once());
             for (at, (label, args)) in commands.iter().enumerate() {
@@ -772,7 +775,10 @@ fn scenario(
             let scratch = work.join(format!("floor-{keys}-{rep}"));
             writes.push(write_floor_once(&root, &scratch, files));
             if let Some(sample) = keygen_sample {
-                eprintln!("bench: {name}: key-generation floor ({leaf}) ({}/{reps})", rep + 1);
+                eprintln!(
+                    "bench: {name}: key-generation floor ({leaf}) ({}/{reps})",
+                    rep + 1
+                );
                 keygens.push(keygen_floor_once(leaf, sample));
             }
             eprintln!("bench: {name}: rotate (keys = {keys}) ({}/{reps})", rep + 1);
@@ -1057,7 +1063,10 @@ fn print_cold(rows: &[Row]) {
 /// Each `rotate` row against its durable-write floor and against every floor of what it must do
 /// on the same cores taken in turn: on two cores the disk, warm, is not what binds it.
 fn print_rotate(rows: &[Row]) {
-    let rotate: Vec<&Row> = rows.iter().filter(|r| r.all_in_turn_per_s.is_some()).collect();
+    let rotate: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.all_in_turn_per_s.is_some())
+        .collect();
     if rotate.is_empty() {
         return;
     }

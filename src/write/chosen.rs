@@ -63,10 +63,13 @@ impl Chosen {
 
     /// Every identity chosen, in order, from the first.
     pub(crate) fn each(&self) -> impl Iterator<Item = Result<IdentityId>> + '_ {
-        let reader = BufReader::with_capacity(1 << 16, At {
-            file: &self.file,
-            at: 0,
-        });
+        let reader = BufReader::with_capacity(
+            1 << 16,
+            At {
+                file: &self.file,
+                at: 0,
+            },
+        );
         reader.lines().map(|line| {
             let line = line.context("failed to read back the identities chosen")?;
             line.split_once('/')

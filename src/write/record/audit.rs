@@ -159,7 +159,11 @@ type Event = (String, String, String, String);
 /// second meets the two kinds by merge, holding nothing. A log not in that order (edited by
 /// hand) has the run's events held as sets instead.
 enum Unsettled {
-    Merged { path: PathBuf, run_id: String, len: u64 },
+    Merged {
+        path: PathBuf,
+        run_id: String,
+        len: u64,
+    },
     Held(Vec<Event>),
 }
 

@@ -68,11 +68,33 @@ fn lines_streamed_make_the_report_held_whole() {
             "{total}: json"
         );
         let (mut table, mut whole) = (Vec::new(), Vec::new());
-        streamed
-            .write_summary(|| lines.read(), &mut table)
-            .unwrap();
+        streamed.write_summary(|| lines.read(), &mut table).unwrap();
         held.write_summary(|| Ok(std::iter::empty()), &mut whole)
             .unwrap();
+        // The table aligned as a whole, its widest cells anywhere (measured in a first pass).
+        let mut rows = vec![
+            ["NODE", "SERVICE", "OUTCOME", "REASON"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for l in all.iter().filter(|l| l.outcome != Outcome::Done) {
+            let outcome = if l.outcome == Outcome::Failed {
+                "failed"
+            } else {
+                "skipped"
+            };
+            rows.push(vec![
+                l.node.clone(),
+                l.service.clone(),
+                outcome.into(),
+                l.reason.clone(),
+            ]);
+        }
+        if rows.len() > 1 {
+            let aligned = crate::report::align(&rows);
+            let shown = String::from_utf8(table.clone()).unwrap();
+            assert!(shown.contains(&aligned), "{total}: aligned\n{shown}");
+        }
         assert_eq!(table, whole, "{total}: table");
         assert_eq!(lines.hold().unwrap(), held.identities, "{total}: held");
     }
