@@ -959,6 +959,13 @@ fn main() {
     print_growth(&rows, &growth_sizes);
 }
 
+/// A blank line, then a Markdown table's header and its alignment row.
+fn heading(columns: &str, alignment: &str) {
+    println!();
+    println!("{columns}");
+    println!("{alignment}");
+}
+
 /// Identities per second of two stages run one after the other on the same cores, from each
 /// stage's own rate: what reading then checking allows when reading costs CPU too.
 fn in_turn(read: f64, crypto: f64) -> f64 {
@@ -975,11 +982,10 @@ fn print_warm(rows: &[Row]) {
     if warm.is_empty() {
         return;
     }
-    println!();
-    println!(
-        "| scenario | command | identities | warm read floor identities/s | crypto + parse floor identities/s | both floors in turn identities/s | rekey identities/s | vs crypto + parse floor | vs both in turn (target 80%) |"
+    heading(
+        "| scenario | command | identities | warm read floor identities/s | crypto + parse floor identities/s | both floors in turn identities/s | rekey identities/s | vs crypto + parse floor | vs both in turn (target 80%) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in warm {
         let rate = r.identities as f64 / r.median.as_secs_f64();
         let in_turn = r
@@ -1012,11 +1018,10 @@ fn print_cold(rows: &[Row]) {
         return;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    println!();
-    println!(
-        "| scenario | identities | cold-read floor identities/s | cores busy reading | crypto + parse floor identities/s | bound by | status cold identities/s | vs bound | both floors in turn identities/s | vs both in turn | most the {cores} cores allow identities/s | vs that (target 70%) |"
+    heading(
+        "| scenario | identities | cold-read floor identities/s | cores busy reading | crypto + parse floor identities/s | bound by | status cold identities/s | vs bound | both floors in turn identities/s | vs both in turn | most the {cores} cores allow identities/s | vs that (target 70%) |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     );
-    println!("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|");
     for r in cold {
         let crypto = rows
             .iter()
@@ -1070,11 +1075,10 @@ fn print_rotate(rows: &[Row]) {
     if rotate.is_empty() {
         return;
     }
-    println!();
-    println!(
-        "| scenario | command | identities | rekey identities/s | durable-write floor identities/s | vs it | all floors in turn identities/s | vs all in turn |"
+    heading(
+        "| scenario | command | identities | rekey identities/s | durable-write floor identities/s | vs it | all floors in turn identities/s | vs all in turn |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for r in rotate {
         let rate = r.identities as f64 / r.median.as_secs_f64();
         let pct = |f: Option<f64>| f.map_or("-".into(), |f| format!("{:.0}%", 100.0 * rate / f));
@@ -1147,11 +1151,10 @@ fn print_growth(rows: &[Row], sizes: &[usize]) {
     let mut sizes = sizes.to_vec();
     sizes.sort();
     sizes.dedup();
-    println!();
-    println!(
-        "| identities | status warm s | µs per identity | peak RSS MiB | plan warm s | µs per identity | peak RSS MiB | status cold s | µs per identity | rotate s | µs per identity | peak RSS MiB |"
+    heading(
+        "| identities | status warm s | µs per identity | peak RSS MiB | plan warm s | µs per identity | peak RSS MiB | status cold s | µs per identity | rotate s | µs per identity | peak RSS MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &sizes {
         let (status, plan, cold, rotate) = (
             find(n, "status"),
@@ -1236,11 +1239,10 @@ fn print_outputs(rows: &[Row]) {
 }
 
 fn print_table(rows: &[Row]) {
-    println!();
-    println!(
-        "| scenario | command | identities | median s | identities/s | floor identities/s | vs floor | vs openssl script | peak RSS MiB | RSS budget MiB |"
+    heading(
+        "| scenario | command | identities | median s | identities/s | floor identities/s | vs floor | vs openssl script | peak RSS MiB | RSS budget MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let rate = r.identities as f64 / r.median.as_secs_f64();
         let budget = 64.0 + r.identities as f64 / 1024.0;
