@@ -355,6 +355,26 @@ impl Spool {
         })
     }
 
+    /// A spool in `dir` rather than `TMPDIR`: for what decides what root writes, a directory
+    /// only root can change.
+    pub(crate) fn new_in(dir: &std::path::Path) -> std::io::Result<Spool> {
+        let file = tempfile::tempfile_in(dir).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot make a temporary file in {}: {e}", dir.display()),
+            )
+        })?;
+        Ok(Spool {
+            file: std::io::BufWriter::with_capacity(
+                1 << 16,
+                Named {
+                    file,
+                    dir: dir.to_path_buf(),
+                },
+            ),
+        })
+    }
+
     pub(crate) fn writer(&mut self) -> &mut impl Write {
         &mut self.file
     }

@@ -4,7 +4,8 @@
 //! with its outcome.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -52,9 +53,13 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
     // audit lists them, read back, before the first batch.
     let (root, as_of) = (run.root().to_path_buf(), run.as_of());
     let policy = Some(run.policy().clone());
+    // A run sets its choice aside in the fleet's `.rekey/` (only root can change it: it decides
+    // what root writes); a dry run, which may find none, in `TMPDIR`.
+    let store = crate::store::Store::of(&root);
+    let aside = (o.write.sink == Sink::Disk).then(|| store.dir());
     let (targets, fleet) =
         crate::survey::read_under(&root, as_of, policy, None, |scope, judged| {
-            let targets = chosen(o, judged)?;
+            let targets = chosen(o, judged, aside)?;
             Ok::<_, anyhow::Error>((targets, write::end_facts(scope, judged.end())))
         })??;
     if targets.is_empty() {
@@ -81,12 +86,18 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
     };
     // The identities the first pass chose, as the second judges them (an identity that no
     // longer needs recovering is left alone, and the audit settles it as not attempted).
+    // A choice that cannot be read back stops the run where it stands: the identities after
+    // it are not attempted, as the audit then says.
     let mut picking = targets.pick();
     let pick = |i: Identity| {
-        let target = picking
-            .takes(&i.id)
-            .then(|| Target::judged(&i, Action::Recover, false))??;
-        Some((i.id, target))
+        let taken = picking.takes(&i.id);
+        if picking.failed() {
+            return ControlFlow::Break(());
+        }
+        let target = taken
+            .then(|| Target::judged(&i, Action::Recover, false))
+            .flatten();
+        ControlFlow::Continue(target.map(|target| (i.id, target)))
     };
     // Audited once the CA key is loaded and the run has its id, before anything is written:
     // even a recovery cut short by a crash has its who, when and why on record, and the replay
@@ -123,7 +134,7 @@ fn reason_of(i: &Identity) -> String {
 /// aside; each one chosen is shown on stderr once the selection is known good (its line set
 /// aside until then), or it is said that none is. A selector that names nothing is a usage
 /// error, as with a held fleet.
-fn chosen(o: &Options, judged: &mut Judged<'_>) -> Result<Chosen> {
+fn chosen(o: &Options, judged: &mut Judged<'_>, aside: Option<&Path>) -> Result<Chosen> {
     let mut checked = o.selection.checked();
     let verb = if o.write.sink == Sink::Disk {
         "recovering"
@@ -132,7 +143,7 @@ fn chosen(o: &Options, judged: &mut Judged<'_>) -> Result<Chosen> {
     };
     let mut shown = Spool::new()?;
     let mut any = false;
-    let mut targets = Choosing::new()?;
+    let mut targets = Choosing::new(aside)?;
     for i in judged.by_ref() {
         if !checked.takes(i.node(), i.service()) || !needs_recover(&i) {
             continue;

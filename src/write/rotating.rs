@@ -177,11 +177,13 @@ pub(crate) struct Counted {
 /// (before anything is written or audited), starts the run, lets `before` record what it must
 /// before the first batch (the recovery audit; a dry run records nothing), then hands each
 /// identity `pick` takes to the batches as the survey judges it, holding only the batch in
-/// flight and the next.
+/// flight and the next, until `pick` breaks (the identities after it are not attempted).
 pub(crate) fn run_streamed(
     write: WriteRun,
     counted: Counted,
-    mut pick: impl FnMut(crate::survey::Identity) -> Option<(IdentityId, Target)>,
+    mut pick: impl FnMut(
+        crate::survey::Identity,
+    ) -> std::ops::ControlFlow<(), Option<(IdentityId, Target)>>,
     before: impl FnOnce(&Started) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Report, Exit)> {
     let Counted {
@@ -203,7 +205,7 @@ pub(crate) fn run_streamed(
         }
         super::journal::crash_point("surveyed");
         let items = super::batches::Items {
-            each: judged.filter_map(&mut pick),
+            each: judged.map_while(|i| pick(i).continue_value()).flatten(),
             total,
         };
         let watched = fleet.watched();
