@@ -293,6 +293,18 @@ enum Kind {
     Recovered,
 }
 
+/// Whether the log does not end with a whole line (a crash cut its last one).
+fn torn_end(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8];
+    file.read_exact_at(&mut last, len - 1)?;
+    Ok(last[0] != b'\n')
+}
+
 /// The audit log's length now, or `None` when there is no log.
 fn log_len(path: &Path) -> Result<Option<u64>> {
     match std::fs::symlink_metadata(path) {
@@ -417,6 +429,7 @@ fn append(root: &Path, lines: impl IntoIterator<Item = Value>) -> Result<()> {
     let path = path(root);
     let new = std::fs::symlink_metadata(&path).is_err();
     let file = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o600)
@@ -424,9 +437,15 @@ fn append(root: &Path, lines: impl IntoIterator<Item = Value>) -> Result<()> {
         .open(&path)
         .with_context(|| format!("failed to open the audit log {}", path.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 16, &file);
-    let written = lines
-        .into_iter()
-        .try_for_each(|line| writeln!(out, "{line}"))
+    // A last line torn by a crash is ended first, so that the first line appended stands alone
+    // (glued to the torn one, it could not be read back, and its pairing would be lost).
+    let written = torn_end(&file)
+        .and_then(|torn| if torn { out.write_all(b"\n") } else { Ok(()) })
+        .and_then(|()| {
+            lines
+                .into_iter()
+                .try_for_each(|line| writeln!(out, "{line}"))
+        })
         .and_then(|()| out.flush())
         .and_then(|()| file.sync_data());
     written.with_context(|| format!("failed to append to the audit log {}", path.display()))?;

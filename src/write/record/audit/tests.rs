@@ -73,3 +73,30 @@ fn a_runs_unsettled_requests_are_met_by_merge_or_held_alike() {
     let none = tempfile::tempdir().unwrap();
     assert_eq!(unsettled(none.path(), "r1"), (false, Vec::new()));
 }
+
+/// A log whose last line a crash cut short: the next line appended stands on its own line and
+/// reads back, the torn one is skipped as before.
+#[test]
+fn a_line_appended_after_a_torn_one_stands_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join(".rekey")).unwrap();
+    let path = path(root);
+    let torn = event("requested", "r1", 1);
+    std::fs::write(
+        &path,
+        format!("{}\n{}", event("requested", "r1", 0), &torn[..20]),
+    )
+    .unwrap();
+    let time = "2026-11-28T00:00:00Z".parse().unwrap();
+    pruned(root, "r1", 3, time).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let last: Value = serde_json::from_str(lines[2]).unwrap();
+    assert_eq!(last["event"], "pruned");
+    assert!(text.ends_with('\n'));
+    // A log that ends whole gains no empty line.
+    pruned(root, "r1", 4, time).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 4);
+}
