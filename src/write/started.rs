@@ -455,20 +455,29 @@ fn tell(
     saved: &Result<()>,
     shown: Shown,
 ) -> Result<()> {
+    // An error reading the run's lines is kept aside and said as that, not as a failure to
+    // write to stdout (which is where it surfaces, mid-output).
+    let unread: std::cell::RefCell<Option<std::io::Error>> = std::cell::RefCell::new(None);
+    let note = |e: std::io::Error| {
+        let kind = e.kind();
+        unread.borrow_mut().get_or_insert(e);
+        std::io::Error::from(kind)
+    };
     let read = || {
         lines
             .read()
-            .context("failed to read the run's report lines")
+            .map(|each| each.map(|line| line.map_err(note)))
+            .map_err(note)
     };
-    match shown {
-        Shown::Table => crate::out::emit_with(|w| {
-            report.write_summary(|| read().map_err(std::io::Error::other), w)
-        })?,
-        Shown::Json => {
-            crate::out::emit_with(|w| report.write_json(read().map_err(std::io::Error::other)?, w))?
-        }
-        Shown::ByCommand => {}
+    let written = match shown {
+        Shown::Table => crate::out::emit_with(|w| report.write_summary(read, w)),
+        Shown::Json => crate::out::emit_with(|w| report.write_json(read()?, w)),
+        Shown::ByCommand => Ok(()),
+    };
+    if let Some(e) = unread.into_inner() {
+        return Err(e).context("failed to read the run's report lines");
     }
+    written?;
     if let Some(stop) = stopped {
         let again = match report.command {
             RunCommand::Apply => "make a new plan and apply it".to_string(),
