@@ -182,6 +182,10 @@ fn copy_tree(from: &Path, to: &Path) {
     sync_fs(to);
 }
 
+/// A fleet too large for its copies to be kept beside the others' (the million): each is
+/// removed once timed, and the next timed write waits (see [`quiet_inodes`]).
+const LARGE: usize = 500_000;
+
 /// When the bench last removed a tree of files.
 static REMOVED: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
 
@@ -200,9 +204,9 @@ fn remove_tree(path: &Path) {
 /// is dirty (`recently_deleted` in a profile): right after a fleet's copy was removed, creating
 /// files cost `rotate` and the durable-write floor several times their usual system time, and
 /// not alike (`rotate` creates more inodes per identity: its backup directories). So the bench
-/// removes nothing before the end but the copies of a fleet of a million, and neither `rotate`
-/// nor the floor deletes a file (each keeps the old ones). A fleet on a cluster's volume is not
-/// rotated minutes after tens of thousands of its files were removed.
+/// removes nothing before the end but the copies of a fleet of a million ([`LARGE`]), and
+/// neither `rotate` nor the floor deletes a file (each keeps the old ones). A fleet on a
+/// cluster's volume is not rotated minutes after tens of thousands of its files were removed.
 fn quiet_inodes() {
     const QUIET: Duration = Duration::from_secs(365);
     let removed = *REMOVED.lock().unwrap();
@@ -817,7 +821,7 @@ fn scenario(
     }
     // Kept until the bench ends (see `quiet_inodes`), but for a fleet too large for the disk
     // to hold its copies beside the others'.
-    if n >= 500_000 {
+    if n >= LARGE {
         remove_tree(work);
     }
 }
@@ -1109,9 +1113,13 @@ fn growth_rotate_row(
     let (mut times, mut rss) = (Vec::new(), None);
     for rep in 0..reps {
         eprintln!("bench: {name}: rotate (growth) ({}/{reps})", rep + 1);
-        let (t, peak) = rotate_copy(root, &work.join(format!("rotate-growth-{rep}")), "reuse");
+        let copy = work.join(format!("rotate-growth-{rep}"));
+        let (t, peak) = rotate_copy(root, &copy, "reuse");
         times.push(t);
         rss = rss.max(peak);
+        if n >= LARGE {
+            remove_tree(&copy); // the next repetition waits in `quiet_inodes`
+        }
     }
     let t = median(times);
     rows.push(Row {
