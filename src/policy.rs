@@ -1,46 +1,34 @@
 //! The rotation policy (docs/design.md §4): `<root>/rekey.toml` laid over the built-in default for
 //! the reference fleet (its `[services]` extend the built-in table unless `builtin_services =
 //! false`). Parsed once into [`Policy`], with where it came from ([`Source`]); nothing after this
-//! module sees TOML. `policy::shown` prints it back and warns about names that look mistyped.
+//! module sees TOML. `policy::file` is the file as written, `policy::key_mode` and
+//! `policy::subject_cn` two of its values; `policy::shown` prints it back and warns about names
+//! that look mistyped.
 
+mod file;
+mod key_mode;
 mod shown;
+mod subject_cn;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use chrono::TimeDelta;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::digest::Digest;
 
 use crate::fsio::{self, Slot};
 use crate::names;
-use crate::problem::Problem;
 use crate::values::Step::{self, Key};
+pub(crate) use file::Set;
+use file::RawPolicy;
+pub(crate) use key_mode::KeyMode;
+pub(crate) use subject_cn::SubjectCn;
 
 /// The policy file's name inside the fleet root.
 pub(crate) const FILE_NAME: &str = "rekey.toml";
-
-/// What to do with the key pair when a certificate is reissued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum KeyMode {
-    /// A new key pair of the same algorithm, when `key.pem` is present.
-    Rotate,
-    /// Keep the existing public key.
-    Reuse,
-}
-
-impl KeyMode {
-    /// `rotate` or `reuse`, as a file writes it.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            KeyMode::Rotate => "rotate",
-            KeyMode::Reuse => "reuse",
-        }
-    }
-}
 
 /// Which credentials a service renews by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,46 +50,6 @@ pub struct Service {
     /// hook); absent from the canonical form when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reload: Option<String>,
-}
-
-/// A `subject_cn` pattern (docs/design.md §4): text in which `{node}` and `{service}` stand for
-/// the identity's directory names; non-empty, with no other brace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub(crate) struct SubjectCn(String);
-
-impl SubjectCn {
-    const PLACEHOLDERS: [&str; 2] = ["{node}", "{service}"];
-
-    /// The pattern, or why it is not one.
-    pub(crate) fn parse(text: &str) -> Result<SubjectCn, Problem> {
-        if text.is_empty() {
-            return Err(Problem::new("is empty"));
-        }
-        let mut rest = text;
-        while let Some(at) = rest.find(['{', '}']) {
-            let tail = &rest[at..];
-            match Self::PLACEHOLDERS.iter().find(|p| tail.starts_with(*p)) {
-                Some(p) => rest = &tail[p.len()..],
-                None => {
-                    return Err(Problem::new(format!(
-                        "may hold only the placeholders {{node}} and {{service}}, and no other \
-                         brace (at {tail:?})"
-                    )));
-                }
-            }
-        }
-        Ok(SubjectCn(text.to_string()))
-    }
-
-    /// The subject CN the identity `node/service` must have.
-    pub(crate) fn expand(&self, node: &str, service: &str) -> String {
-        self.0.replace("{node}", node).replace("{service}", service)
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// A validated policy. Its serialized form is canonical (fields in a fixed order, services
@@ -184,102 +132,6 @@ pub(crate) struct Loaded {
     pub(crate) set: Set,
 }
 
-/// The fields a policy file set: `(None, "validity_days")` for a top-level field,
-/// `(Some("kms"), "reload")` for a field of `[services.kms]`.
-pub(crate) type Set = std::collections::BTreeSet<(Option<String>, &'static str)>;
-
-/// A `[services.X]` table as written: a field left out keeps the service's built-in value (or,
-/// for a service that is not built in, off and unset).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawService {
-    #[serde(default)]
-    self_renews_cert: Option<bool>,
-    #[serde(default)]
-    self_rotates_token: Option<bool>,
-    #[serde(default)]
-    subject_cn: Option<String>,
-    #[serde(default)]
-    reload: Option<String>,
-}
-
-/// The file as written: a field left out keeps its built-in value.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    version: u32,
-    #[serde(default)]
-    validity_days: Option<u32>,
-    #[serde(default)]
-    stalled_below_percent: Option<u32>,
-    #[serde(default)]
-    min_age_hours: Option<u32>,
-    #[serde(default)]
-    keys: Option<KeyMode>,
-    #[serde(default)]
-    max_plan_age_hours: Option<u32>,
-    #[serde(default)]
-    keep_runs: Option<u32>,
-    #[serde(default)]
-    hook_timeout_seconds: Option<u32>,
-    #[serde(default)]
-    subject_cn: Option<String>,
-    #[serde(default = "default_builtin_services")]
-    builtin_services: bool,
-    #[serde(default)]
-    services: BTreeMap<String, RawService>,
-    #[serde(default)]
-    metrics_file: Option<String>,
-    #[serde(default)]
-    ca_validity_days: Option<u32>,
-    #[serde(default)]
-    ca_rotate_before_days: Option<u32>,
-    #[serde(default)]
-    ca_trust_settle_hours: Option<u32>,
-    #[serde(default)]
-    ca_reload: Option<String>,
-}
-
-impl RawPolicy {
-    /// The fields this file sets, by name.
-    fn set(&self) -> Set {
-        let top = [
-            ("validity_days", self.validity_days.is_some()),
-            ("stalled_below_percent", self.stalled_below_percent.is_some()),
-            ("min_age_hours", self.min_age_hours.is_some()),
-            ("keys", self.keys.is_some()),
-            ("max_plan_age_hours", self.max_plan_age_hours.is_some()),
-            ("keep_runs", self.keep_runs.is_some()),
-            ("hook_timeout_seconds", self.hook_timeout_seconds.is_some()),
-            ("subject_cn", self.subject_cn.is_some()),
-            ("metrics_file", self.metrics_file.is_some()),
-            ("ca_validity_days", self.ca_validity_days.is_some()),
-            ("ca_rotate_before_days", self.ca_rotate_before_days.is_some()),
-            ("ca_trust_settle_hours", self.ca_trust_settle_hours.is_some()),
-            ("ca_reload", self.ca_reload.is_some()),
-        ];
-        let mut set: Set = top
-            .into_iter()
-            .filter(|(_, named)| *named)
-            .map(|(field, _)| (None, field))
-            .collect();
-        for (name, s) in &self.services {
-            let fields = [
-                ("self_renews_cert", s.self_renews_cert.is_some()),
-                ("self_rotates_token", s.self_rotates_token.is_some()),
-                ("subject_cn", s.subject_cn.is_some()),
-                ("reload", s.reload.is_some()),
-            ];
-            set.extend(
-                fields
-                    .into_iter()
-                    .filter(|(_, named)| *named)
-                    .map(|(field, _)| (Some(name.clone()), field)),
-            );
-        }
-        set
-    }
-}
 
 /// A file's top-level numbers and key mode, each its own or the built-in one.
 struct Values {
@@ -293,10 +145,6 @@ struct Values {
     ca_validity_days: u32,
     ca_rotate_before_days: u32,
     ca_trust_settle_hours: u32,
-}
-
-fn default_builtin_services() -> bool {
-    true
 }
 
 /// The reference fleet's services: `mocctl` renews nothing, the rest renew their certificates.
