@@ -229,8 +229,8 @@ fn writing_runs_are_named_and_stamped_by_the_wall_clock() {
                 }
             }
         }
-        let (code, listing, _) = output(rekey_at(step(3)).args(["runs", "--root"]).arg(root));
-        assert_eq!(code, 0, "{what}");
+        let (code, listing, stderr) = output(rekey_at(step(3)).args(["runs", "--root"]).arg(root));
+        assert_eq!(code, 0, "{what}: {stderr}");
         assert!(
             listing.contains(&format!(
                 "rolled back by {}",
