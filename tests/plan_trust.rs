@@ -663,3 +663,112 @@ fn an_oversized_plan_is_refused_unread_and_messages_quote_little_of_it() {
 fn runs_made(root: &std::path::Path) -> usize {
     std::fs::read_dir(root.join(".rekey/runs")).map_or(0, |d| d.count())
 }
+
+/// An identity `recover` chose in its first read of the fleet but finds otherwise in its second
+/// (its files changed between the two) is left alone and reported skipped with what it is now;
+/// one gone from the fleet by then is reported skipped as gone. In the report, the table's
+/// counts and the audit's `recovered` line alike: before, neither had a report line after
+/// stderr said "recovering …", and the audit said "not attempted: the run ended before it".
+#[test]
+fn identities_chosen_then_changed_or_gone_are_reported_skipped_with_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    // Two identities in state recover, last in the fleet's order: far past what the second
+    // pass has read ahead when the run pauses before its first batch.
+    let specs: Vec<IdentitySpec> = (0..600)
+        .map(|i| {
+            let ago = if i >= 598 { 120 } else { 30 };
+            IdentitySpec::new(
+                &format!("node-{:02}", i % 20),
+                &format!("svc-{i:04}"),
+                issued(ago),
+            )
+        })
+        .collect();
+    build(&root, &ca_spec(KeyAlg::P256), &specs);
+    let (changed, gone) = (
+        root.join("nodes/node-18/svc-0598"),
+        root.join("nodes/node-19/svc-0599"),
+    );
+    let pause = dir.path().join("paused");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
+        .args(["recover", "--all", "--reason", "expired", "--yes"])
+        .args(["--as-of", AS_OF, "--format", "json", "--root"])
+        .arg(&root)
+        .env("REKEY_PAUSE_AT", "surveyed")
+        .env("REKEY_PAUSE_FILE", &pause)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while !pause.exists() {
+        assert!(
+            Instant::now() < until,
+            "recover never reached its second pass"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Between the two reads: one identity's files become a healthy neighbour's (whose token
+    // names the neighbour), the other's directory is removed.
+    for file in ["cert.pem", "key.pem", "token.jwt"] {
+        let neighbour = root.join("nodes/node-18/svc-0578").join(file);
+        std::fs::copy(neighbour, changed.join(file)).unwrap();
+    }
+    std::fs::remove_dir_all(&gone).unwrap();
+    std::fs::remove_file(&pause).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("recovering node-18/svc-0598"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let lines: Vec<(String, String, String)> = report["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let text = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            (text("dir"), text("outcome"), text("reason"))
+        })
+        .collect();
+    let changed_why = "no longer in state recover when the run reached it (now: identity has a \
+                       problem: token.jwt sub does not name this identity (node-18/svc-0598)): the fleet changed since \
+                       it was first read; left alone";
+    let gone_why = "no longer in the fleet when the run reached it: the fleet changed since it \
+                    was first read";
+    assert_eq!(
+        lines,
+        [
+            (
+                "nodes/node-18/svc-0598".into(),
+                "skipped".into(),
+                changed_why.into()
+            ),
+            (
+                "nodes/node-19/svc-0599".into(),
+                "skipped".into(),
+                gone_why.into()
+            ),
+        ],
+        "{stderr}"
+    );
+    assert_eq!(report["counts"]["skipped"], 2, "{report}");
+    assert_eq!(report["counts"]["done"], 0, "{report}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let log = audit_log(&root);
+    let recovered: Vec<(String, String)> = log
+        .iter()
+        .filter(|l| l["event"] == "recovered")
+        .map(|l| {
+            let text = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            (text("outcome"), text("detail"))
+        })
+        .collect();
+    assert_eq!(
+        recovered,
+        [
+            ("skipped".into(), changed_why.into()),
+            ("skipped".into(), gone_why.into()),
+        ],
+        "{log:?}"
+    );
+}

@@ -4,7 +4,6 @@
 //! with its outcome.
 
 use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -12,11 +11,12 @@ use chrono::{DateTime, Utc};
 
 use crate::classify::Action;
 use crate::exit::{Exit, UsageError};
+use crate::names::IdentityId;
 use crate::out::Spool;
 use crate::select::Selection;
 use crate::survey::{Identity, Judged};
 use crate::write::{
-    self, Choosing, Chosen, Counted, Notes, RunCommand, Settings, Sink, Target, WriteRun,
+    self, Choosing, Chosen, Counted, Met, Notes, Pick, RunCommand, Settings, Sink, Target, WriteRun,
 };
 
 #[derive(Debug)]
@@ -84,24 +84,14 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
         total: targets.len(),
         fleet,
     };
-    // The identities the first pass chose, as the second judges them (an identity that no
-    // longer needs recovering is left alone, and the audit settles it as not attempted).
-    // A choice that cannot be read back stops the run where it stands: the identities after
-    // it are not attempted, as the audit then says.
-    let mut picking = targets.pick();
-    let pick = |i: Identity| {
-        let taken = picking.takes(&i.id);
-        if picking.failed() {
-            return ControlFlow::Break(());
-        }
-        let target = taken
-            .then(|| Target::judged(&i, Action::Recover, false))
-            .flatten();
-        ControlFlow::Continue(target.map(|target| (i.id, target)))
+    let mut recovering = Recovering {
+        picking: targets.pick(),
+        waiting: None,
     };
     // Audited once the CA key is loaded and the run has its id, before anything is written:
     // even a recovery cut short by a crash has its who, when and why on record, and the replay
     // that finishes it writes each outcome.
+    let pick = |judged: &mut Judged<'_>| recovering.next(judged);
     let exit = write::run_streamed(run, counted, pick, |run| {
         write::audit_requested(
             &root,
@@ -115,7 +105,8 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
     .map(|(_, exit)| exit)?;
     // An identity chosen that could not be read back was not recovered (the audit says it was
     // not attempted): the run says so rather than end well.
-    picking
+    recovering
+        .picking
         .end()
         .context("failed to recover every identity chosen")?;
     Ok(exit)
@@ -128,6 +119,59 @@ fn reason_of(i: &Identity) -> String {
         .map(|c| c.verdict.without_advice().into_owned())
         .next()
         .unwrap_or_default()
+}
+
+/// The identities the first pass chose, as the second judges them. One that no longer needs
+/// recovering, or is no longer in the fleet, is left alone and reported skipped with why (the
+/// audit's `recovered` line says the same). A choice that cannot be read back stops the run
+/// where it stands: the identities after it are not attempted, as the audit then says.
+struct Recovering<'a> {
+    picking: Pick<'a>,
+    /// An identity of the second pass met again once the chosen ones before it, missing from
+    /// it, are reported.
+    waiting: Option<Identity>,
+}
+
+impl Recovering<'_> {
+    fn next(&mut self, survey: &mut Judged<'_>) -> Option<(IdentityId, Result<Target, String>)> {
+        while !self.picking.failed() {
+            let Some(i) = self.waiting.take().or_else(|| survey.next()) else {
+                return self.picking.next_missing().map(|id| (id, Err(gone())));
+            };
+            match self.picking.meet(&i.id) {
+                Met::Chosen => {
+                    let target = Target::judged(&i, Action::Recover, false);
+                    return Some((i.id.clone(), target.ok_or_else(|| no_longer(&i))));
+                }
+                Met::NotChosen => {}
+                Met::Missing(id) => {
+                    self.waiting = Some(i);
+                    return Some((id, Err(gone())));
+                }
+            }
+        }
+        None
+    }
+}
+
+fn gone() -> String {
+    "no longer in the fleet when the run reached it: the fleet changed since it was first read"
+        .to_string()
+}
+
+/// Why an identity the first pass chose is left alone by the second: it no longer needs
+/// recovering (its files changed between the two reads), in the words of what it is now.
+fn no_longer(i: &Identity) -> String {
+    let now = reason_of(i);
+    let now = if now.is_empty() {
+        String::new()
+    } else {
+        format!(" (now: {now})")
+    };
+    format!(
+        "no longer in state recover when the run reached it{now}: the fleet changed since it \
+         was first read; left alone"
+    )
 }
 
 /// The selected identities in state recover that a recovery rotates, in the fleet's order, set

@@ -113,11 +113,13 @@ impl Chosen {
         })
     }
 
-    /// Which identities of a second pass over the fleet (in the same order) were chosen.
+    /// Which identities of a second pass over the fleet (in the same order) were chosen, and
+    /// which chosen ones it no longer has.
     pub(crate) fn pick(&self) -> Pick<'_> {
         Pick {
             each: Box::new(self.each()),
             next: None,
+            met: false,
             ended: false,
             failed: None,
         }
@@ -127,27 +129,70 @@ impl Chosen {
 /// Meets the identities of a second pass with those chosen, by merge.
 pub(crate) struct Pick<'a> {
     each: Box<dyn Iterator<Item = Result<IdentityId>> + 'a>,
+    /// The chosen identity the merge stands at.
     next: Option<IdentityId>,
+    /// Whether the second pass had it.
+    met: bool,
     /// Every identity chosen was read.
     ended: bool,
     failed: Option<anyhow::Error>,
 }
 
+/// What a second pass's identity is to the choice.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Met {
+    /// It was chosen.
+    Chosen,
+    /// It was not; nothing chosen before it is missing.
+    NotChosen,
+    /// A chosen identity that comes before it is not in the second pass (gone since it was
+    /// chosen): meet the same identity again for the next.
+    Missing(IdentityId),
+}
+
 impl Pick<'_> {
-    /// Whether `id` was chosen; identities must come in (node, service) order. After a read
-    /// error nothing more is chosen: [`Pick::failed`] says so, and [`Pick::end`] why.
-    pub(crate) fn takes(&mut self, id: &IdentityId) -> bool {
-        while !self.ended
-            && self.failed.is_none()
-            && self.next.as_ref().is_none_or(|next| next < id)
-        {
-            match self.each.next() {
-                Some(Ok(next)) => self.next = Some(next),
-                Some(Err(e)) => self.failed = Some(e),
-                None => self.ended = true,
+    /// Meets `id`; identities must come in (node, service) order. After a read error nothing
+    /// more is chosen: [`Pick::failed`] says so, and [`Pick::end`] why.
+    pub(crate) fn meet(&mut self, id: &IdentityId) -> Met {
+        loop {
+            if self.ended || self.failed.is_some() {
+                return Met::NotChosen;
+            }
+            match &self.next {
+                Some(next) if next == id => {
+                    self.met = true;
+                    return Met::Chosen;
+                }
+                Some(next) if next > id => return Met::NotChosen,
+                _ => {}
+            }
+            if let Some(missing) = self.advance() {
+                return Met::Missing(missing);
             }
         }
-        self.failed.is_none() && self.next.as_ref() == Some(id)
+    }
+
+    /// After the second pass's last identity: the next chosen identity it never had.
+    pub(crate) fn next_missing(&mut self) -> Option<IdentityId> {
+        while !self.ended && self.failed.is_none() {
+            if let Some(missing) = self.advance() {
+                return Some(missing);
+            }
+        }
+        None
+    }
+
+    /// Moves the merge to the next chosen identity; the one it leaves when the second pass
+    /// never had it.
+    fn advance(&mut self) -> Option<IdentityId> {
+        let left = self.next.take().filter(|_| !self.met);
+        self.met = false;
+        match self.each.next() {
+            Some(Ok(next)) => self.next = Some(next),
+            Some(Err(e)) => self.failed = Some(e),
+            None => self.ended = true,
+        }
+        left
     }
 
     /// Whether reading the identities chosen back failed (the run must stop there).
@@ -215,11 +260,13 @@ mod tests {
         );
         let mut pick = chosen.pick();
         let (first, rest) = all.split_at(all.len() / 2);
-        let mut picked: Vec<IdentityId> = first.iter().filter(|i| pick.takes(i)).cloned().collect();
+        let mut taken = |i: &&IdentityId| pick.meet(i) == Met::Chosen;
+        let mut picked: Vec<IdentityId> = first.iter().filter(&mut taken).cloned().collect();
         // A second reader while the first is halfway.
         let read: Vec<IdentityId> = chosen.each().map(Result::unwrap).collect();
         assert_eq!(read, expected);
-        picked.extend(rest.iter().filter(|i| pick.takes(i)).cloned());
+        picked.extend(rest.iter().filter(&mut taken).cloned());
+        assert_eq!(pick.next_missing(), None);
         assert!(!pick.failed());
         pick.end().unwrap();
         assert_eq!(picked, expected);
@@ -231,7 +278,48 @@ mod tests {
     fn nothing_chosen_picks_nothing() {
         let chosen = Choosing::new(None).unwrap().done().unwrap();
         assert!(chosen.is_empty());
-        assert!(!chosen.pick().takes(&id("a", "b")));
+        let mut pick = chosen.pick();
+        assert_eq!(pick.meet(&id("a", "b")), Met::NotChosen);
+        assert_eq!(pick.next_missing(), None);
+    }
+
+    /// A chosen identity the second pass does not have is said missing, once, before the
+    /// pass's next identity is met (which is then met again) or after its last.
+    #[test]
+    fn chosen_identities_the_second_pass_lacks_are_missing_in_order() {
+        let mut choosing = Choosing::new(None).unwrap();
+        for (n, s) in [("a", "1"), ("a", "3"), ("b", "2"), ("c", "9"), ("d", "1")] {
+            choosing.push(&id(n, s)).unwrap();
+        }
+        let chosen = choosing.done().unwrap();
+        let mut pick = chosen.pick();
+        let mut met = Vec::new();
+        for (n, s) in [("a", "1"), ("a", "2"), ("b", "1"), ("b", "2"), ("c", "1")] {
+            loop {
+                let m = pick.meet(&id(n, s));
+                let again = matches!(m, Met::Missing(_));
+                met.push(m);
+                if !again {
+                    break;
+                }
+            }
+        }
+        let missing = std::iter::from_fn(|| pick.next_missing()).map(Met::Missing);
+        met.extend(missing);
+        assert_eq!(
+            met,
+            [
+                Met::Chosen,
+                Met::NotChosen,
+                Met::Missing(id("a", "3")),
+                Met::NotChosen,
+                Met::Chosen,
+                Met::NotChosen,
+                Met::Missing(id("c", "9")),
+                Met::Missing(id("d", "1")),
+            ]
+        );
+        pick.end().unwrap();
     }
 
     /// What is read back must be what was set aside: a name that does not parse, names out of
@@ -253,8 +341,12 @@ mod tests {
             assert!(err.to_string().contains(why), "{err}");
             assert!(read[..read.len() - 1].iter().all(Result::is_ok));
             let mut pick = chosen.pick();
-            assert!(pick.takes(&id("a", "b")));
-            assert!(!pick.takes(&id("z", "z")), "nothing after the damage");
+            assert_eq!(pick.meet(&id("a", "b")), Met::Chosen);
+            // What was read whole before the damage may be missing; nothing after it is chosen.
+            let after = std::iter::repeat_with(|| pick.meet(&id("z", "z")))
+                .find(|m| !matches!(m, Met::Missing(_)));
+            assert_eq!(after, Some(Met::NotChosen), "nothing after the damage");
+            assert_eq!(pick.next_missing(), None);
             assert!(pick.failed());
             assert!(pick.end().is_err());
         }

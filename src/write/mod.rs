@@ -48,7 +48,7 @@ pub(crate) use applying::{Applying, apply_streamed};
 pub(crate) use batches::Items;
 pub(crate) use ca_stage::ca_rollback;
 pub(crate) use ca_tree::{CaChange, Tree as CaTree};
-pub(crate) use chosen::{Choosing, Chosen};
+pub(crate) use chosen::{Choosing, Chosen, Met, Pick};
 pub(crate) use pending::{
     PendingHook, Target as DiscardTarget, counts as hook_counts, each as each_pending_hook,
     list as pending_hooks,

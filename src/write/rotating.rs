@@ -175,15 +175,14 @@ pub(crate) struct Counted {
 
 /// The second pass of a rotating run over a fleet streamed (`recover`'s): loads the CA key
 /// (before anything is written or audited), starts the run, lets `before` record what it must
-/// before the first batch (the recovery audit; a dry run records nothing), then hands each
-/// identity `pick` takes to the batches as the survey judges it, holding only the batch in
-/// flight and the next, until `pick` breaks (the identities after it are not attempted).
+/// before the first batch (the recovery audit; a dry run records nothing), then hands the
+/// batches each identity `pick` makes of the survey, as the survey judges it, holding only the
+/// batch in flight and the next, until `pick` has none (the identities after it are not
+/// attempted). An identity `pick` refuses (`Err(why)`) is reported skipped, with why.
 pub(crate) fn run_streamed(
     write: WriteRun,
     counted: Counted,
-    mut pick: impl FnMut(
-        crate::survey::Identity,
-    ) -> std::ops::ControlFlow<(), Option<(IdentityId, Target)>>,
+    mut pick: impl FnMut(&mut crate::survey::Judged<'_>) -> Option<(IdentityId, Result<Target, String>)>,
     before: impl FnOnce(&Started) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Report, Exit)> {
     let Counted {
@@ -205,11 +204,12 @@ pub(crate) fn run_streamed(
         }
         super::journal::crash_point("surveyed");
         let items = super::batches::Items {
-            each: judged.map_while(|i| pick(i).continue_value()).flatten(),
+            each: std::iter::from_fn(|| pick(judged)),
             total,
         };
         let watched = fleet.watched();
-        let streamed = started.stream(&rotation, items, Vec::new(), warnings, watched)?;
+        let work = super::work::OrSkipped(&rotation);
+        let streamed = started.stream(&work, items, Vec::new(), warnings, watched)?;
         streamed.finish(fleet)
     })?
 }

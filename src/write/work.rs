@@ -19,3 +19,18 @@ pub(crate) trait Work: Sync {
     type Item: Sync;
     fn stage(&self, id: &IdentityId, item: &Self::Item) -> Result<Staged, NotStaged>;
 }
+
+/// A [`Work`] whose items may each have been refused before staging, with why: a refused item
+/// is reported skipped with that reason, the others are staged by the work itself.
+pub(crate) struct OrSkipped<'a, W>(pub(crate) &'a W);
+
+impl<W: Work> Work for OrSkipped<'_, W> {
+    type Item = Result<W::Item, String>;
+
+    fn stage(&self, id: &IdentityId, item: &Self::Item) -> Result<Staged, NotStaged> {
+        match item {
+            Ok(item) => self.0.stage(id, item),
+            Err(why) => Err(NotStaged::Skipped(why.clone())),
+        }
+    }
+}
