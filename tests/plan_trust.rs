@@ -690,37 +690,19 @@ fn identities_chosen_then_changed_or_gone_are_reported_skipped_with_why() {
         root.join("nodes/node-18/svc-0598"),
         root.join("nodes/node-19/svc-0599"),
     );
-    let pause = dir.path().join("paused");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
-        .args(["recover", "--all", "--reason", "expired", "--yes"])
-        .args(["--as-of", AS_OF, "--format", "json", "--root"])
-        .arg(&root)
-        .env("REKEY_PAUSE_AT", "surveyed")
-        .env("REKEY_PAUSE_FILE", &pause)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(60);
-    while !pause.exists() {
-        assert!(
-            Instant::now() < until,
-            "recover never reached its second pass"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let args = ["recover", "--all", "--reason", "expired", "--yes"];
+    let args = [&args[..], &["--as-of", AS_OF, "--format", "json"]].concat();
     // Between the two reads: one identity's files become a healthy neighbour's (whose token
     // names the neighbour), the other's directory is removed.
-    for file in ["cert.pem", "key.pem", "token.jwt"] {
-        let neighbour = root.join("nodes/node-18/svc-0578").join(file);
-        std::fs::copy(neighbour, changed.join(file)).unwrap();
-    }
-    std::fs::remove_dir_all(&gone).unwrap();
-    std::fs::remove_file(&pause).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stdout, stderr) = common::paused_at(&root, "surveyed", &args, || {
+        for file in ["cert.pem", "key.pem", "token.jwt"] {
+            let neighbour = root.join("nodes/node-18/svc-0578").join(file);
+            std::fs::copy(neighbour, changed.join(file)).unwrap();
+        }
+        std::fs::remove_dir_all(&gone).unwrap();
+    });
     assert!(stderr.contains("recovering node-18/svc-0598"), "{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON report");
     let lines: Vec<(String, String, String)> = report["identities"]
         .as_array()
         .unwrap()
@@ -753,7 +735,7 @@ fn identities_chosen_then_changed_or_gone_are_reported_skipped_with_why() {
     );
     assert_eq!(report["counts"]["skipped"], 2, "{report}");
     assert_eq!(report["counts"]["done"], 0, "{report}");
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(code, 3, "{stderr}");
     let log = audit_log(&root);
     let recovered: Vec<(String, String)> = log
         .iter()

@@ -7,8 +7,6 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -65,30 +63,8 @@ fn rotate_paused_at(
     args: &[&str],
     during: impl FnOnce(),
 ) -> (i32, String, String) {
-    let pause = root.parent().unwrap().join("paused");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
-        .args(["rotate", "--as-of", AS_OF, "--root"])
-        .arg(root)
-        .args(args)
-        .env("REKEY_PAUSE_AT", step)
-        .env("REKEY_PAUSE_FILE", &pause)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(60);
-    while !pause.exists() {
-        assert!(Instant::now() < until, "rotate never reached {step}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    during();
-    std::fs::remove_file(&pause).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().expect("rotate exits with a code"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let args = [&["rotate", "--as-of", AS_OF][..], args].concat();
+    paused_at(root, step, &args, during)
 }
 
 /// The node owner swaps its service directory for a link to a directory of root's while rotate

@@ -502,3 +502,41 @@ pub fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `rekey args --root root` until it reaches the write protocol's `step` (the crash
+/// points' `REKEY_PAUSE_AT`), lets `during` act on the fleet there, then lets it finish;
+/// returns (code, stdout, stderr).
+pub fn paused_at(
+    root: &Path,
+    step: &str,
+    args: &[&str],
+    during: impl FnOnce(),
+) -> (i32, String, String) {
+    let pause = root.parent().unwrap().join("paused");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .env("REKEY_PAUSE_AT", step)
+        .env("REKEY_PAUSE_FILE", &pause)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pause.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "{args:?} never reached {step}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    during();
+    std::fs::remove_file(&pause).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().expect("rekey exits with a code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
