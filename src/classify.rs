@@ -49,7 +49,7 @@ impl Action {
 }
 
 /// The state of a credential (the status table's `state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Renews itself and has enough lifetime left.

@@ -179,7 +179,7 @@ pub(crate) struct PeopleTable<'a> {
 }
 
 impl PeopleTable<'_> {
-    pub(crate) fn write(&self, out: &mut String, end: &End) {
+    pub(crate) fn write(&self, out: &mut String, end: &End) -> std::io::Result<()> {
         let rows = &end.people;
         let problems: Vec<&Issue> = end.issues.iter().filter(|i| i.is_problem).collect();
         // The number in its own element (the tests read it), the noun agreeing with it.
@@ -195,7 +195,7 @@ impl PeopleTable<'_> {
         );
         if rows.is_empty() && problems.is_empty() {
             let _ = writeln!(out, "<div class=\"ok\">{}</div>", self.none);
-            return;
+            return Ok(());
         }
         let _ = writeln!(
             out,
@@ -203,8 +203,9 @@ impl PeopleTable<'_> {
              <th>reason</th></tr>",
             self.column
         );
-        for row in rows.iter().take(MAX_LISTED) {
-            let (label, colour) = (self.label)(row);
+        for row in rows.read().take(MAX_LISTED) {
+            let row = row?;
+            let (label, colour) = (self.label)(&row);
             let _ = writeln!(
                 out,
                 "<tr class=\"attention-row\"><td>{}</td><td>{}</td><td><span class=\"swatch\" \
@@ -231,6 +232,7 @@ impl PeopleTable<'_> {
         if hidden > 0 {
             let _ = writeln!(out, "<p class=\"more\">… and {hidden} more{}</p>", self.more);
         }
+        Ok(())
     }
 }
 

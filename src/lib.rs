@@ -35,8 +35,8 @@ macro_rules! inner {
 }
 
 inner!(
-    ca, classify, count, digest, fleet, fsio, html, inspect, issue, keys, metrics, names, out,
-    pemblock, policy, problem, report, scan, signer, store, survey, token, trust,
+    aside, ca, classify, count, digest, fleet, fsio, html, inspect, issue, keys, metrics, names,
+    out, pemblock, policy, problem, report, scan, signer, store, survey, token, trust,
 );
 
 /// Fleets for the tests and the benchmark (the demo fleet lives in `cmd::demo`).

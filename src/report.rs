@@ -205,7 +205,27 @@ fn hidden_line(hidden: usize) -> Option<String> {
 
 /// The plan summary for stderr: counts per action, then each identity that needs a person.
 /// Names, paths and reasons are [`Escaped`]: stderr is a terminal stream.
-pub(crate) fn plan_summary(scope: &Scope, end: &End, forced: usize) -> String {
+pub(crate) fn plan_summary(scope: &Scope, end: &End, forced: usize) -> std::io::Result<String> {
+    let mut out = Vec::new();
+    write_plan_summary(&mut out, scope, end, forced)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// [`plan_summary`] written to stderr as it is made (after a missed window it lists the
+/// fleet): a summary that cannot be written or read back is said, never the run's failure.
+pub(crate) fn show_plan_summary(scope: &Scope, end: &End, forced: usize) {
+    if let Err(e) = write_plan_summary(&mut std::io::stderr().lock(), scope, end, forced) {
+        eprintln!("rekey: warning: the plan summary is incomplete: {e}");
+    }
+}
+
+/// [`plan_summary`] to `w`, a line at a time.
+pub(crate) fn write_plan_summary(
+    w: &mut dyn std::io::Write,
+    scope: &Scope,
+    end: &End,
+    forced: usize,
+) -> std::io::Result<()> {
     let mut counts = [0usize; 4];
     for state in State::ALL {
         counts[state.action() as usize] += end.totals.credentials_in(state);
@@ -216,47 +236,50 @@ pub(crate) fn plan_summary(scope: &Scope, end: &End, forced: usize) -> String {
     } else {
         String::new()
     };
-    let mut out = format!(
-        "plan: {}, {}: {} rotate{forced_note}, {} keep, {} recover, {} skip\n",
+    writeln!(
+        w,
+        "plan: {}, {}: {} rotate{forced_note}, {} keep, {} recover, {} skip",
         count(end.totals.identities_total(), "identity", "identities"),
         count(counts.iter().sum::<usize>(), "credential", "credentials"),
         counts[Action::Rotate as usize] + forced,
         counts[Action::Keep as usize] - forced,
         counts[Action::Recover as usize],
         counts[Action::Skip as usize],
-    );
-    out.push_str(&format!("{}\n", Escaped::new(&policy_line(scope))));
+    )?;
+    writeln!(w, "{}", Escaped::new(&policy_line(scope)))?;
     if scope.context().ca_caps_validity() {
-        out.push_str(&format!("warning: {}\n", Escaped::new(&ca_line(scope))));
+        writeln!(w, "warning: {}", Escaped::new(&ca_line(scope)))?;
     }
     for warning in &scope.warnings {
-        out.push_str(&format!("warning: {}\n", Escaped::new(warning)));
+        writeln!(w, "warning: {}", Escaped::new(warning))?;
     }
-    for person in &end.people {
+    for person in end.people.read() {
+        let person = person?;
         let dir = person.id.dir_in(&scope.root);
-        out.push_str(&format!(
-            "{}: {}: {}\n",
+        writeln!(
+            w,
+            "{}: {}: {}",
             person.tag,
             Escaped::new(&dir),
             Escaped::new(&person.reasons)
-        ));
+        )?;
     }
     for issue in &end.issues {
         let tag = if issue.is_problem { "problem" } else { "note" };
-        out.push_str(&format!(
-            "{tag}: {}: {}\n",
+        writeln!(
+            w,
+            "{tag}: {}: {}",
             Escaped::new(&scope.root.join(&issue.path)),
             Escaped::new(&issue.message)
-        ));
+        )?;
     }
     // A CA rotation due or under way: a plan (and `rotate`, which prints this summary before
     // its run) rotates credentials, never the CA, so the stage to run is named; moving the
     // credentials off the previous CA is what the plan itself does.
     match end.totals.ca_step(scope) {
-        Some(CaStep::Rotate { .. }) | None => {}
-        Some(step) => out.push_str(&format!("{}\n", Escaped::new(&step.next_line(scope)))),
+        Some(CaStep::Rotate { .. }) | None => Ok(()),
+        Some(step) => writeln!(w, "{}", Escaped::new(&step.next_line(scope))),
     }
-    out
 }
 
 /// Left-aligned columns two spaces apart; the last column is not padded. Every cell is shown

@@ -84,7 +84,7 @@ pub(crate) fn read<R>(
     filter: Option<(&Filter, Grain)>,
     consume: impl FnOnce(&Scope, &mut Judged<'_>) -> R,
 ) -> Result<R> {
-    streamed(root, as_of, None, filter, Window::Reading, consume)
+    streamed(root, as_of, None, filter, Window::Reading, None, consume)
 }
 
 /// How many service directories under `root` the names of `filter` select, by listing the
@@ -110,15 +110,18 @@ pub(crate) fn listed(root: &Path, filter: Option<&Filter>) -> usize {
 }
 
 /// [`read`] for a writing run, under the policy it read (`None`: read it now), with the
-/// writers' narrower read-ahead (a journal batch at a time takes what it judged).
+/// writers' narrower read-ahead (a journal batch at a time takes what it judged), the
+/// identities that need a person set aside in `aside` (the run's [`crate::write::WriteRun`]
+/// says where).
 pub(crate) fn read_under<R>(
     root: &Path,
     as_of: DateTime<Utc>,
     policy: Option<crate::policy::Loaded>,
     filter: Option<(&Filter, Grain)>,
+    aside: Option<&Path>,
     consume: impl FnOnce(&Scope, &mut Judged<'_>) -> R,
 ) -> Result<R> {
-    streamed(root, as_of, policy, filter, Window::Writing, consume)
+    streamed(root, as_of, policy, filter, Window::Writing, aside, consume)
 }
 
 fn streamed<R>(
@@ -127,6 +130,7 @@ fn streamed<R>(
     policy: Option<crate::policy::Loaded>,
     filter: Option<(&Filter, Grain)>,
     window: Window,
+    aside: Option<&Path>,
     consume: impl FnOnce(&Scope, &mut Judged<'_>) -> R,
 ) -> Result<R> {
     let services = filter.is_some_and(|(f, _)| !f.services.is_empty());
@@ -140,7 +144,7 @@ fn streamed<R>(
     }
     let wanted = |node: &str, service: &str| filter.is_none_or(|(f, _)| f.names(node, service));
     Ok(stream::each(&scope, nodes, &wanted, window, |flow| {
-        let mut judged = Judged::live(&scope, flow, filter);
+        let mut judged = Judged::live(&scope, flow, filter, aside);
         consume(&scope, &mut judged)
     }))
 }

@@ -734,6 +734,17 @@ fn identities_chosen_then_changed_or_gone_are_reported_skipped_with_why() {
         "{stderr}"
     );
     assert_eq!(report["counts"]["skipped"], 2, "{report}");
+    // What is left for a person is what the run found as it acted: nothing in state recover,
+    // the changed identity's problem.
+    assert_eq!(report["counts"]["needs_recover"], 0, "{report}");
+    assert_eq!(report["counts"]["problems"], 1, "{report}");
+    let left: Vec<(&str, &str)> = report["needs_attention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["dir"].as_str().unwrap(), a["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(left, [("nodes/node-18/svc-0598", "problem")], "{report}");
     assert_eq!(report["counts"]["done"], 0, "{report}");
     assert_eq!(code, 3, "{stderr}");
     let log = audit_log(&root);

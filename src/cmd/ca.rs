@@ -10,7 +10,6 @@
 //! | finish | `previous/` gone: its certificate in `retired/`, its key removed (and every copy under `.rekey/runs/`); `bundle.pem` the CA alone | = the bundle |
 //! | abort (after begin) | `next/` gone; `bundle.pem` the CA alone | = the bundle |
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -123,7 +122,8 @@ pub(crate) fn stage(o: &Options) -> Result<Exit> {
     // flight and the next, whatever the fleet's size; its progress counts every identity.
     let meter = run.meter(crate::survey::listed(&root, None));
     let (as_of, policy) = (run.as_of(), Some(run.policy().clone()));
-    crate::survey::read_under(&root, as_of, policy, None, |_, judged| {
+    let aside = run.aside();
+    crate::survey::read_under(&root, as_of, policy, None, aside.as_deref(), |_, judged| {
         if change
             .as_ref()
             .is_some_and(|c| c.change.to != Stage::Switched)
@@ -152,14 +152,7 @@ pub(crate) fn stage(o: &Options) -> Result<Exit> {
             }
             Some((identity.id, target?))
         });
-        let streamed = started.stream_metered(
-            &trust,
-            each,
-            &meter,
-            Vec::new(),
-            Vec::new(),
-            BTreeSet::new(),
-        );
+        let streamed = started.stream_metered(&trust, each, &meter, Vec::new(), Vec::new());
         meter.finish(streamed.as_ref().is_ok_and(write::Streamed::stopped));
         Ok(streamed?.finish(FleetFacts::default())?.1)
     })?
@@ -469,13 +462,21 @@ fn surveyed(
     mut pick: impl FnMut(&crate::survey::Identity, &mut Named),
 ) -> Result<Named> {
     let policy = Some(run.policy().clone());
-    crate::survey::read_under(run.root(), run.as_of(), policy, None, |_, judged| {
-        let mut named = Named::default();
-        for identity in judged.by_ref() {
-            pick(&identity, &mut named);
-        }
-        named
-    })
+    let aside = run.aside();
+    crate::survey::read_under(
+        run.root(),
+        run.as_of(),
+        policy,
+        None,
+        aside.as_deref(),
+        |_, judged| {
+            let mut named = Named::default();
+            for identity in judged.by_ref() {
+                pick(&identity, &mut named);
+            }
+            named
+        },
+    )
 }
 
 fn stale_trust(run: &WriteRun) -> Result<bool> {

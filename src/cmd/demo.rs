@@ -51,7 +51,7 @@ pub(crate) fn demo(o: &Options) -> Result<Exit> {
     let before = Survey::take(&root, now)?;
     let mut judged = before.judged();
     let table = report::status_table(&before.scope, &mut judged)?;
-    let summary = report::plan_summary(&before.scope, judged.end(), 0);
+    let summary = report::plan_summary(&before.scope, judged.end(), 0)?;
     emit(&format!(
         "Built a demo fleet of {} in {shown}\n\n$ rekey status --root {shown}\n{}\n$ rekey rotate --root {shown}\n{}",
         crate::count::count(identities.len(), "identity", "identities"),

@@ -41,7 +41,7 @@ pub(crate) fn plan(o: &Options) -> Result<Exit> {
         };
         destination.deliver(render)?;
         let end = judged.end();
-        eprint!("{}", report::plan_summary(scope, end, 0));
+        report::show_plan_summary(scope, end, 0);
         Ok(end.totals.need(scope, None).into())
     })?
 }

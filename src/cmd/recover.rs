@@ -55,12 +55,10 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
     let policy = Some(run.policy().clone());
     // A run sets its choice aside in the fleet's `.rekey/` (only root can change it: it decides
     // what root writes); a dry run, which may find none, in `TMPDIR`.
-    let store = crate::store::Store::of(&root);
-    let aside = (o.write.sink == Sink::Disk).then(|| store.dir());
-    let (targets, fleet) =
-        crate::survey::read_under(&root, as_of, policy, None, |scope, judged| {
-            let targets = chosen(o, judged, aside)?;
-            Ok::<_, anyhow::Error>((targets, write::end_facts(scope, judged.end())))
+    let aside = run.aside();
+    let targets =
+        crate::survey::read_under(&root, as_of, policy, None, aside.as_deref(), |_, judged| {
+            chosen(o, judged, aside.as_deref())
         })??;
     if targets.is_empty() {
         return Ok(Exit::Ok);
@@ -82,7 +80,6 @@ pub(crate) fn recover(o: &Options) -> Result<Exit> {
             operator: Some(o.operator.clone()),
         },
         total: targets.len(),
-        fleet,
     };
     let mut recovering = Recovering {
         picking: targets.pick(),

@@ -43,7 +43,7 @@ pub(crate) fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) 
     ca_section(&mut out, scope);
     signers.write(&mut out, scope, &end.totals);
     counts_section(&mut out, scope, &end.totals);
-    people_section(&mut out, end);
+    people_section(&mut out, end)?;
     timeline.write(&mut out);
     grid.write(&mut out);
     policy_section(&mut out, scope);
@@ -113,7 +113,7 @@ fn counts_section(out: &mut String, scope: &Scope, totals: &Totals) {
 }
 
 /// The identities that need a person, listed first, with their reasons.
-fn people_section(out: &mut String, end: &End) {
+fn people_section(out: &mut String, end: &End) -> std::io::Result<()> {
     let table = PeopleTable {
         none: "No identity needs <code>rekey recover</code> and no problem was found.",
         column: "state",
@@ -121,6 +121,6 @@ fn people_section(out: &mut String, end: &End) {
         problem_label: "problem",
         more: ": <code>rekey status --state recover --state problem</code> lists them all.",
     };
-    table.write(out, end);
+    table.write(out, end)
 }
 

@@ -49,7 +49,7 @@ pub(crate) fn write(scope: &Scope, judged: &mut Judged<'_>, w: &mut impl Write) 
     open(&mut out, "Rotation plan", scope);
     warnings(&mut out, scope);
     summary_section(&mut out, scope, &tally, end);
-    people_section(&mut out, end);
+    people_section(&mut out, end)?;
     table(&mut out, "By node", "by-node", "node", &tally.by_node);
     table(&mut out, "By service", "by-service", "service", &tally.by_service);
     reasons_section(&mut out, &tally.reasons);
@@ -133,7 +133,7 @@ fn summary_section(out: &mut String, scope: &Scope, tally: &Tally, end: &End) {
 }
 
 /// The identities that need a person or are skipped, with their reasons.
-fn people_section(out: &mut String, end: &End) {
+fn people_section(out: &mut String, end: &End) -> std::io::Result<()> {
     let table = PeopleTable {
         none: "Nothing needs <code>rekey recover</code> and nothing is skipped.",
         column: "action",
@@ -141,7 +141,7 @@ fn people_section(out: &mut String, end: &End) {
         problem_label: "skip",
         more: " (see the plan file).",
     };
-    table.write(out, end);
+    table.write(out, end)
 }
 
 /// A table of counts per action, one row per group; past [`MAX_ROWS`], the groups with the

@@ -10,9 +10,12 @@ use crate::classify::{Action, State};
 use crate::names::IdentityId;
 use crate::scan::Issue;
 use super::totals::Totals;
+use crate::aside::Aside;
+use std::path::Path;
 
 /// An identity that needs a person (`recover`, or a problem), as the reports list it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "PersonLine", try_from = "PersonLine")]
 pub(crate) struct Person {
     pub(crate) id: IdentityId,
     /// Why: it needs `recover`, or has a problem.
@@ -24,6 +27,53 @@ pub(crate) struct Person {
     pub(crate) action: Action,
 }
 
+/// A [`Person`] as it is set aside (a JSON line): its names checked again when read back.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PersonLine {
+    node: String,
+    service: String,
+    tag: Stuck,
+    reasons: String,
+    state: State,
+    action: Action,
+}
+
+impl From<Person> for PersonLine {
+    fn from(p: Person) -> PersonLine {
+        PersonLine {
+            node: p.id.node().to_string(),
+            service: p.id.service().to_string(),
+            tag: p.tag,
+            reasons: p.reasons,
+            state: p.state,
+            action: p.action,
+        }
+    }
+}
+
+impl TryFrom<PersonLine> for Person {
+    type Error = String;
+
+    fn try_from(p: PersonLine) -> Result<Person, String> {
+        let id = IdentityId::new(&p.node, &p.service)
+            .ok_or_else(|| format!("{}/{} is not an identity's name", p.node, p.service))?;
+        Ok(Person {
+            id,
+            tag: p.tag,
+            reasons: p.reasons,
+            state: p.state,
+            action: p.action,
+        })
+    }
+}
+
+/// The identities that need a person, in order: the first [`PEOPLE_HELD`] held, any more set
+/// aside in a file with them (after a missed window, that is the fleet).
+pub(crate) type People = Aside<Person>;
+
+/// How many identities that need a person a survey holds before it sets them aside.
+const PEOPLE_HELD: usize = 1024;
+
 /// What is known once every identity has passed.
 #[derive(Debug)]
 pub(crate) struct End {
@@ -32,13 +82,12 @@ pub(crate) struct End {
     /// Hidden entries ignored.
     pub(crate) hidden: usize,
     pub(crate) totals: Totals,
-    /// Every identity shown that needs a person, in order. Held: a fleet's broken identities
-    /// are what its reports are for.
-    pub(crate) people: Vec<Person>,
+    /// Every identity shown that needs a person, in order.
+    pub(crate) people: People,
 }
 
 /// Counts one identity passing, and lists it when it needs a person.
-fn count(identity: &Identity, scope: &Scope, totals: &mut Totals, people: &mut Vec<Person>) {
+fn count(identity: &Identity, scope: &Scope, totals: &mut Totals, people: &mut People) {
     totals.add(identity, scope);
     if let Some((tag, reasons)) = identity.needs_person() {
         people.push(Person {
@@ -57,7 +106,7 @@ pub(crate) struct Judged<'a> {
     filter: Option<(&'a Filter, Grain)>,
     scope: &'a Scope,
     totals: Totals,
-    people: Vec<Person>,
+    people: People,
     end: Option<End>,
 }
 
@@ -70,9 +119,15 @@ enum Source<'a> {
 }
 
 impl<'a> Judged<'a> {
-    /// The identities of a live stream, narrowed by `filter`.
-    pub(crate) fn live(scope: &'a Scope, flow: &'a mut Flow, filter: Option<(&'a Filter, Grain)>) -> Self {
-        Self::new(scope, Source::Flow(flow), filter)
+    /// The identities of a live stream, narrowed by `filter`; those that need a person set
+    /// aside in `aside` (else in `TMPDIR`) past the first few.
+    pub(crate) fn live(
+        scope: &'a Scope,
+        flow: &'a mut Flow,
+        filter: Option<(&'a Filter, Grain)>,
+        aside: Option<&Path>,
+    ) -> Self {
+        Self::new(scope, Source::Flow(flow), filter, aside)
     }
 
     /// Identities already held (a writing command's survey), with what their listing found.
@@ -82,16 +137,21 @@ impl<'a> Judged<'a> {
             identities: identities.into_iter(),
             listed,
         };
-        Self::new(scope, source, None)
+        Self::new(scope, source, None, None)
     }
 
-    fn new(scope: &'a Scope, source: Source<'a>, filter: Option<(&'a Filter, Grain)>) -> Self {
+    fn new(
+        scope: &'a Scope,
+        source: Source<'a>,
+        filter: Option<(&'a Filter, Grain)>,
+        aside: Option<&Path>,
+    ) -> Self {
         Judged {
             source,
             filter,
             scope,
             totals: Totals::default(),
-            people: Vec::new(),
+            people: Aside::new(aside, PEOPLE_HELD),
             end: None,
         }
     }
@@ -114,11 +174,12 @@ impl<'a> Judged<'a> {
             };
             let mut totals = std::mem::take(&mut self.totals);
             totals.add_issues(&issues);
+            self.people.flush();
             self.end = Some(End {
                 issues,
                 hidden: listed.hidden,
                 totals,
-                people: std::mem::take(&mut self.people),
+                people: std::mem::replace(&mut self.people, Aside::held(Vec::new())),
             });
         }
         self.end.as_ref().expect("set above")

@@ -49,8 +49,14 @@ where
         states: Vec::new(),
     });
     let narrowed = filter.as_ref().map(|f| (f, Grain::Identity));
-    let counted =
-        crate::survey::read_under(&root, as_of, policy.clone(), narrowed, |scope, judged| {
+    let aside = write.aside();
+    let counted = crate::survey::read_under(
+        &root,
+        as_of,
+        policy.clone(),
+        narrowed,
+        aside.as_deref(),
+        |scope, judged| {
             (a.check)(scope)?;
             let mut failed = None;
             let (mut items, mut targets) = (0usize, 0usize);
@@ -66,41 +72,48 @@ where
                 return Err(a.selection.selects_nothing());
             }
             Ok((items, targets, end_facts(scope, end)))
-        })?;
+        },
+    )?;
     let (items, targets, fleet) = counted?;
     let notes = Notes {
         plan_file_sha256: Some(a.plan.sha256),
         ..Notes::default()
     };
-    crate::survey::read_under(&root, as_of, policy, narrowed, |scope, judged| {
-        (a.check)(scope)?;
-        // The CA key is loaded only for a run with something to rotate, before anything is
-        // written or audited.
-        let signing = match targets {
-            0 => None,
-            _ => Some(Signing::load(&write, scope)?),
-        };
-        let work = Asked {
-            rotation: signing.as_ref().map(|s| s.rotation(scope, as_of)),
-        };
-        let warnings = signing.as_ref().map(|s| s.warnings.clone());
-        let started = write.start(RunCommand::Apply, notes)?;
-        if signing.is_some() {
-            journal::crash_point("surveyed");
-        }
-        let mut failed = None;
-        let each = asked(a.plan, judged, a.selection, a.force, &mut failed)?;
-        let items = Items { each, total: items };
-        let watched = fleet.watched();
-        let warnings = warnings.unwrap_or_default();
-        let streamed = started.stream(&work, items, Vec::new(), warnings, watched)?;
-        if let Some(err) = failed {
-            return Err(err);
-        }
-        let (report, exit) = streamed.finish(fleet)?;
-        (a.shown)(scope, &report)?;
-        Ok(exit)
-    })?
+    crate::survey::read_under(
+        &root,
+        as_of,
+        policy,
+        narrowed,
+        aside.as_deref(),
+        |scope, judged| {
+            (a.check)(scope)?;
+            // The CA key is loaded only for a run with something to rotate, before anything is
+            // written or audited.
+            let signing = match targets {
+                0 => None,
+                _ => Some(Signing::load(&write, scope)?),
+            };
+            let work = Asked {
+                rotation: signing.as_ref().map(|s| s.rotation(scope, as_of)),
+            };
+            let warnings = signing.as_ref().map(|s| s.warnings.clone());
+            let started = write.start(RunCommand::Apply, notes)?;
+            if signing.is_some() {
+                journal::crash_point("surveyed");
+            }
+            let mut failed = None;
+            let each = asked(a.plan, judged, a.selection, a.force, &mut failed)?;
+            let items = Items { each, total: items };
+            let warnings = warnings.unwrap_or_default();
+            let streamed = started.stream(&work, items, Vec::new(), warnings)?;
+            if let Some(err) = failed {
+                return Err(err);
+            }
+            let (report, exit) = streamed.finish(fleet)?;
+            (a.shown)(scope, &report)?;
+            Ok(exit)
+        },
+    )?
 }
 
 /// What the plan asks of each identity it names (of the selection), judged against the fleet's

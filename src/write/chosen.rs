@@ -3,11 +3,11 @@
 //! that reads the fleet twice carries between its passes without holding it (`recover`'s).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{BufRead, BufReader, Write};
 
 use anyhow::{Context, Result, bail};
 
+use crate::aside::At;
 use crate::names::IdentityId;
 use crate::out::Spool;
 
@@ -206,21 +206,6 @@ impl Pick<'_> {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-}
-
-/// Reads a file from `at` on with `pread`, never moving the file's own offset: readers of one
-/// file never disturb each other.
-struct At<'a> {
-    file: &'a File,
-    at: u64,
-}
-
-impl Read for At<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read_at(buf, self.at)?;
-        self.at += n as u64;
-        Ok(n)
     }
 }
 

@@ -59,9 +59,7 @@ pub(crate) use record::audit::requested as audit_requested;
 pub(crate) use record::history::{History, last_run};
 pub(crate) use record::run_report::{FleetFacts, Notes, Outcome, Report, RunCommand};
 pub(crate) use restore::{Replacements, Restore};
-pub(crate) use rotating::{
-    Counted, due_targets, end_facts, rotate_due, rotate_streamed, run_streamed,
-};
+pub(crate) use rotating::{Counted, due_targets, rotate_due, rotate_streamed, run_streamed};
 pub(crate) use rotation::Target;
 pub use run::{Settings, Shown, Sink};
 pub(crate) use run::{WriteRun, check_run_date, discard_hooks, preflight, retry_hooks};

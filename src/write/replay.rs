@@ -1,7 +1,6 @@
 //! The crash replay every writer performs before anything else: whatever an interrupted run left
 //! is finished or undone through its journal, and the run gets its report.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::Result;
@@ -36,7 +35,8 @@ pub(crate) fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<
         // Killed while saving its report: the half-written copy goes, a whole one is written.
         fsio::remove_stale_temps(run.path())?;
         let lines = replayed_lines(&run, &left, &finished, &undone)?;
-        let report = Report::of(header(root, &run, &left, now), lines.tally(), Vec::new());
+        let header = header(root, &run, &left, now);
+        let report = Report::of(header, lines.tally(), Vec::new(), lines.read()?, None)?;
         history::save_report(&run, &report, &lines)?;
         if report.command == RunCommand::Recover {
             audit::settle(root, &report, lines.read()?, now)?;
@@ -106,7 +106,7 @@ fn replayed_lines(
     let committed = left.committed(entries::records(&run.journal())?);
     let dir = Some(run.path());
     if left.in_order {
-        let mut lines = Lines::new(dir, replayed.collect(), BTreeSet::new());
+        let mut lines = Lines::new(dir, replayed.collect());
         for batch in committed {
             lines.batch(batch?.into_iter().map(done).collect());
         }
@@ -121,7 +121,7 @@ fn replayed_lines(
     // Stable: of an identity named twice, its committed line is the one kept.
     all.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
     all.dedup_by(|a, b| a.node == b.node && a.service == b.service);
-    let mut lines = Lines::new(dir, Vec::new(), BTreeSet::new());
+    let mut lines = Lines::new(dir, Vec::new());
     lines.batch(all);
     lines.close();
     Ok(lines)

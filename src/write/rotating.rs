@@ -1,14 +1,15 @@
 //! A rotating run (`rotate`, `apply`, `recover`): the CA key loaded before anything is written,
 //! the new expiry, the run started, the batches of [`Rotation`] run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 
-use super::record::run_report::{FleetFacts, NeedsPerson, Notes, Report, RunCommand};
+use super::record::run_report::{Attention, FleetFacts, NeedsPerson, Notes, Report, RunCommand};
 use super::rotation::{Rotation, Target};
 use super::run::WriteRun;
 use super::started::Started;
+use crate::aside::Aside;
 use crate::classify::Action;
 use crate::exit::Exit;
 use crate::names::IdentityId;
@@ -111,55 +112,55 @@ pub(crate) fn rotate_streamed(
     });
     let narrowed = filter.as_ref().map(|f| (f, crate::survey::Grain::Identity));
     let meter = write.meter(crate::survey::listed(&root, filter.as_ref()));
-    crate::survey::read_under(&root, as_of, policy, narrowed, |scope, judged| {
-        let forced = std::cell::Cell::new(0usize);
-        let mut targets = judged.by_ref().filter_map(|identity| {
-            let Some(target) = Target::judged(&identity, Action::Rotate, force) else {
-                meter.tick();
-                return None;
+    let aside = write.aside();
+    crate::survey::read_under(
+        &root,
+        as_of,
+        policy,
+        narrowed,
+        aside.as_deref(),
+        |scope, judged| {
+            let forced = std::cell::Cell::new(0usize);
+            let mut targets = judged.by_ref().filter_map(|identity| {
+                let Some(target) = Target::judged(&identity, Action::Rotate, force) else {
+                    meter.tick();
+                    return None;
+                };
+                let kept = target
+                    .credentials()
+                    .filter(|e| e.rotate && e.judged == Action::Keep);
+                forced.set(forced.get() + kept.count());
+                Some((identity.id, target))
+            });
+            let Some(first) = targets.next() else {
+                drop(targets);
+                meter.clear();
+                let end = judged.end();
+                if filter.is_some() && end.totals.identities_total() == 0 {
+                    return Err(selection.selects_nothing());
+                }
+                crate::report::show_plan_summary(scope, end, forced.get());
+                let started = write.start(RunCommand::Rotate, Notes::default())?;
+                return Ok(started.nothing_to_do(Vec::new(), end_facts(scope, end))?.1);
             };
-            let kept = target
-                .credentials()
-                .filter(|e| e.rotate && e.judged == Action::Keep);
-            forced.set(forced.get() + kept.count());
-            Some((identity.id, target))
-        });
-        let Some(first) = targets.next() else {
-            drop(targets);
-            meter.clear();
-            let end = judged.end();
-            if filter.is_some() && end.totals.identities_total() == 0 {
-                return Err(selection.selects_nothing());
-            }
-            eprint!("{}", crate::report::plan_summary(scope, end, forced.get()));
+            let signing = Signing::load(&write, scope)?;
+            let rotation = signing.rotation(scope, as_of);
+            let warnings = signing.warnings.clone();
             let started = write.start(RunCommand::Rotate, Notes::default())?;
-            return Ok(started.nothing_to_do(Vec::new(), end_facts(scope, end))?.1);
-        };
-        let signing = Signing::load(&write, scope)?;
-        let rotation = signing.rotation(scope, as_of);
-        let warnings = signing.warnings.clone();
-        let started = write.start(RunCommand::Rotate, Notes::default())?;
-        super::journal::crash_point("surveyed");
-        let each = std::iter::once(first).chain(targets);
-        // Rotate stages no identity left for a person: none is done, none is watched.
-        let streamed = started.stream_metered(
-            &rotation,
-            each,
-            &meter,
-            Vec::new(),
-            warnings,
-            BTreeSet::new(),
-        );
-        meter.finish(
-            streamed
-                .as_ref()
-                .is_ok_and(super::started::Streamed::stopped),
-        );
-        let streamed = streamed?;
-        let end = judged.end();
-        eprint!("{}", crate::report::plan_summary(scope, end, forced.get()));
-        Ok(streamed.finish(end_facts(scope, end))?.1)
-    })?
+            super::journal::crash_point("surveyed");
+            let each = std::iter::once(first).chain(targets);
+            let streamed = started.stream_metered(&rotation, each, &meter, Vec::new(), warnings);
+            meter.finish(
+                streamed
+                    .as_ref()
+                    .is_ok_and(super::started::Streamed::stopped),
+            );
+            let streamed = streamed?;
+            let end = judged.end();
+            crate::report::show_plan_summary(scope, end, forced.get());
+            Ok(streamed.finish(end_facts(scope, end))?.1)
+        },
+    )?
 }
 
 /// What a rotating run over a streamed fleet is told by its first pass (which counted, and
@@ -169,8 +170,6 @@ pub(crate) struct Counted {
     pub(crate) notes: Notes,
     /// How many identities the second pass hands to the batches.
     pub(crate) total: usize,
-    /// What is left for a person, from the whole fleet (the first pass's [`end_facts`]).
-    pub(crate) fleet: FleetFacts,
 }
 
 /// The second pass of a rotating run over a fleet streamed (`recover`'s): loads the CA key
@@ -178,7 +177,8 @@ pub(crate) struct Counted {
 /// before the first batch (the recovery audit; a dry run records nothing), then hands the
 /// batches each identity `pick` makes of the survey, as the survey judges it, holding only the
 /// batch in flight and the next, until `pick` has none (the identities after it are not
-/// attempted). An identity `pick` refuses (`Err(why)`) is reported skipped, with why.
+/// attempted). An identity `pick` refuses (`Err(why)`) is reported skipped, with why. What is
+/// left for a person is the second pass's (what the run found as it acted), less what it did.
 pub(crate) fn run_streamed(
     write: WriteRun,
     counted: Counted,
@@ -189,29 +189,35 @@ pub(crate) fn run_streamed(
         command,
         notes,
         total,
-        fleet,
     } = counted;
     let root = write.root().to_path_buf();
     let (as_of, policy) = (write.as_of(), Some(write.policy().clone()));
-    crate::survey::read_under(&root, as_of, policy, None, |scope, judged| {
-        let signing = Signing::load(&write, scope)?;
-        let rotation = signing.rotation(scope, as_of);
-        let warnings = signing.warnings.clone();
-        let dry = write.dry();
-        let started = write.start(command, notes)?;
-        if !dry {
-            before(&started)?;
-        }
-        super::journal::crash_point("surveyed");
-        let items = super::batches::Items {
-            each: std::iter::from_fn(|| pick(judged)),
-            total,
-        };
-        let watched = fleet.watched();
-        let work = super::work::OrSkipped(&rotation);
-        let streamed = started.stream(&work, items, Vec::new(), warnings, watched)?;
-        streamed.finish(fleet)
-    })?
+    let aside = write.aside();
+    crate::survey::read_under(
+        &root,
+        as_of,
+        policy,
+        None,
+        aside.as_deref(),
+        |scope, judged| {
+            let signing = Signing::load(&write, scope)?;
+            let rotation = signing.rotation(scope, as_of);
+            let warnings = signing.warnings.clone();
+            let dry = write.dry();
+            let started = write.start(command, notes)?;
+            if !dry {
+                before(&started)?;
+            }
+            super::journal::crash_point("surveyed");
+            let items = super::batches::Items {
+                each: std::iter::from_fn(|| pick(judged)),
+                total,
+            };
+            let work = super::work::OrSkipped(&rotation);
+            let streamed = started.stream(&work, items, Vec::new(), warnings)?;
+            streamed.finish(end_facts(scope, judged.end()))
+        },
+    )?
 }
 
 /// What signing at the run date needs, loaded before anything is written or audited: the CA
@@ -266,57 +272,49 @@ impl Signing {
     }
 }
 
-/// [`facts`] of a fleet streamed: what is left for a person, from what the survey counted.
+/// [`facts`] of a fleet streamed: what is left for a person, from what the survey counted
+/// (and set aside).
 pub(crate) fn end_facts(scope: &crate::survey::Scope, end: &crate::survey::End) -> FleetFacts {
-    let needs_attention: Vec<NeedsPerson> = end
-        .people
-        .iter()
-        .map(|p| NeedsPerson {
-            dir: p.id.relative().to_string_lossy().into_owned(),
-            state: p.tag,
-            reason: p.reasons.clone(),
-            fleet_issue: false,
-        })
-        .collect();
-    left_for_a_person(scope, needs_attention, &end.issues)
+    left_for_a_person(scope, end.people.share(), &end.issues)
 }
 
 /// The policy in force and what is left for a person: identities that need `recover` and
 /// problems, with their own reasons (for `rotate`, they make the exit code 4 if the run itself
 /// went well).
 fn facts(survey: &Survey) -> FleetFacts {
-    let needs_attention: Vec<NeedsPerson> = survey
+    let people = survey
         .identities
         .iter()
         .filter_map(|i| {
-            let (state, reason) = i.needs_person()?;
-            Some(NeedsPerson {
-                dir: i.id.relative().to_string_lossy().into_owned(),
-                state,
-                reason,
-                fleet_issue: false,
+            let (tag, reasons) = i.needs_person()?;
+            Some(crate::survey::Person {
+                id: i.id.clone(),
+                tag,
+                reasons,
+                state: i.state(),
+                action: i.action(),
             })
         })
         .collect();
-    left_for_a_person(&survey.scope, needs_attention, &survey.issues)
+    left_for_a_person(&survey.scope, Aside::held(people), &survey.issues)
 }
 
 /// The facts of a fleet judged under `scope`: the identities left for a person, then the
 /// fleet issues that are problems, and the policy in force.
 fn left_for_a_person(
     scope: &crate::survey::Scope,
-    mut needs_attention: Vec<NeedsPerson>,
+    people: Aside<crate::survey::Person>,
     issues: &[crate::scan::Issue],
 ) -> FleetFacts {
-    needs_attention.extend(issues.iter().filter(|i| i.is_problem).map(|i| NeedsPerson {
+    let issues = issues.iter().filter(|i| i.is_problem).map(|i| NeedsPerson {
         dir: i.path.clone(),
         state: Stuck::Problem,
         reason: i.message.clone(),
         fleet_issue: true,
-    }));
+    });
     FleetFacts {
         policy_sha256: Some(scope.policy.digest()),
-        needs_attention: Some(needs_attention),
+        needs_attention: Some(Attention::new(people, issues.collect())),
         keep_runs: Some(scope.policy.keep_runs as usize),
     }
 }

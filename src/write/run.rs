@@ -249,6 +249,13 @@ impl WriteRun {
         !self.effects.writes()
     }
 
+    /// Where the run sets aside what it must not hold (what it chose, what needs a person): the
+    /// fleet's `.rekey/`, which only root can change, since what is set aside decides what root
+    /// writes and reports; a dry run's, which writes nothing in the fleet, in `TMPDIR`.
+    pub(crate) fn aside(&self) -> Option<PathBuf> {
+        (!self.dry()).then(|| crate::store::Store::of(&self.root).dir().to_path_buf())
+    }
+
     /// The fleet root, canonical.
     pub(crate) fn root(&self) -> &Path {
         &self.root

@@ -2,7 +2,7 @@
 //! the audit log settled, the metrics refreshed, and the exit code chosen once.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 
@@ -157,26 +157,22 @@ impl Started {
     ) -> Result<(Report, Exit)> {
         let each = items.iter().map(|(id, item)| (id.clone(), item));
         let total = items.len();
-        let watched = fleet.watched();
         let items = batches::Items { each, total };
-        self.stream(work, items, refused, warnings, watched)?
-            .finish(fleet)
+        self.stream(work, items, refused, warnings)?.finish(fleet)
     }
 
     /// Runs `work` over `items`, taken as they come (a survey streamed: nothing is held but the
     /// batch in flight and the next), in journaled batches; the run then ends with
-    /// [`Streamed::finish`], once what it found in the fleet is known. `watched` are the
-    /// identities left for a person whose being done the report notes (see `FleetFacts`).
+    /// [`Streamed::finish`], once what it found in the fleet is known.
     pub(crate) fn stream<W: Work, T: Borrow<W::Item> + Send + Sync>(
         self,
         work: &W,
         items: batches::Items<impl Iterator<Item = (IdentityId, T)>>,
         refused: Vec<(IdentityId, String)>,
         warnings: Vec<String>,
-        watched: BTreeSet<String>,
     ) -> Result<Streamed> {
         let meter = self.write.meter(items.total);
-        let streamed = self.stream_metered(work, items.each, &meter, refused, warnings, watched);
+        let streamed = self.stream_metered(work, items.each, &meter, refused, warnings);
         meter.finish(streamed.as_ref().is_ok_and(Streamed::stopped));
         streamed
     }
@@ -190,7 +186,6 @@ impl Started {
         meter: &Meter,
         refused: Vec<(IdentityId, String)>,
         warnings: Vec<String>,
-        watched: BTreeSet<String>,
     ) -> Result<Streamed> {
         for w in &warnings {
             eprintln!("rekey: warning: {}", crate::values::Escaped::new(w));
@@ -222,7 +217,6 @@ impl Started {
         let mut lines = Lines::new(
             run_dir.as_ref().map(|dir| dir.path()),
             skipped(refused).collect(),
-            watched,
         );
         let pool = pool(self.write.settings.jobs)?;
         let root_dir = &self.write.fleet;
@@ -252,7 +246,7 @@ impl Started {
             Journaled::Run(run) => Some(run.dir.path().to_path_buf()),
             Journaled::DryRun(_) => None,
         };
-        let lines = Lines::new(dir.as_deref(), skipped(refused).collect(), fleet.watched());
+        let lines = Lines::new(dir.as_deref(), skipped(refused).collect());
         self.finish(lines, None, Vec::new(), fleet)
     }
 
@@ -288,7 +282,18 @@ impl Started {
             retried_hooks: std::mem::take(&mut self.write.retried),
         };
         lines.close();
-        let mut report = Report::of(header, lines.tally(), Vec::new());
+        let aside = match &self.run {
+            Journaled::Run(run) => Some(run.dir.path().to_path_buf()),
+            Journaled::DryRun(_) => None,
+        };
+        let mut report = Report::of(
+            header,
+            lines.tally(),
+            Vec::new(),
+            lines.read()?,
+            aside.as_deref(),
+        )
+        .context("failed to read back the run's report lines")?;
         let shown = self.write.settings.shown;
         let mut run = match self.run {
             Journaled::Run(run) => run,
@@ -353,6 +358,11 @@ fn handed(mut report: Report, lines: &Lines, shown: Shown) -> Result<Report> {
         report.identities = lines
             .hold()
             .context("failed to read the run's report lines")?;
+        report.needs_attention = report
+            .attention()
+            .collect::<std::io::Result<_>>()
+            .context("failed to read back what the run leaves for a person")?;
+        report.left = None;
     }
     Ok(report)
 }
@@ -423,19 +433,27 @@ fn refresh_metrics(write: &WriteRun, report: &Report) -> Result<()> {
     let families = crate::metrics::Families { x509: true };
     let last_run = report.last_run();
     let policy = Some(write.policy().clone());
-    crate::survey::read_under(root, as_of, policy, None, |scope, judged| {
-        target.write(|w| {
-            let hooks = super::pending::counts(root);
-            crate::metrics::write(
-                scope,
-                judged,
-                Some(&last_run),
-                hooks,
-                families,
-                &mut &mut *w,
-            )
-        })
-    })?
+    let aside = write.aside();
+    crate::survey::read_under(
+        root,
+        as_of,
+        policy,
+        None,
+        aside.as_deref(),
+        |scope, judged| {
+            target.write(|w| {
+                let hooks = super::pending::counts(root);
+                crate::metrics::write(
+                    scope,
+                    judged,
+                    Some(&last_run),
+                    hooks,
+                    families,
+                    &mut &mut *w,
+                )
+            })
+        },
+    )?
     .with_context(|| format!("failed to refresh metrics_file {}", target.path().display()))
 }
 

@@ -9,15 +9,17 @@ use super::calls::{HookResult, HookStatus};
 pub(crate) use super::entries::RunCommand;
 use crate::digest::Digest;
 use crate::exit::Exit;
-use crate::survey::Stuck;
 
 /// The report format version. Reports of version 1 (no outcome, dates, details) and 2 (the
 /// fleet's counts 0 where the run did not judge it, not `null`) still read.
 pub(crate) const VERSION: u32 = 3;
 
+mod attention;
 mod lines;
 mod shown;
 mod stream;
+
+pub(crate) use attention::Attention;
 
 pub(crate) use lines::{
     CertChange, Details, IdentityReport, KeyChange, NeedsPerson, Outcome, RetriedHook, TokenChange,
@@ -59,7 +61,7 @@ pub(crate) enum RunOutcome {
     Failed,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Report {
     pub(crate) version: u32,
@@ -120,8 +122,13 @@ pub(crate) struct Report {
     /// What was already there and is left for a person: identities that need `recover` and
     /// problems, with their reasons (rotating runs; a run that does not judge the fleet has
     /// none).
+    /// (Held: a report read back. A run's own is set aside in `left`, and written after
+    /// these: this is the last field a report's JSON has.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) needs_attention: Vec<NeedsPerson>,
+    /// What a run's own report leaves for a person, set aside ([`Report::attention`]).
+    #[serde(skip)]
+    pub(crate) left: Option<std::sync::Arc<crate::aside::Aside<NeedsPerson>>>,
     /// The deploy hooks of its identities that failed (counted as the lines passed: a report
     /// streamed holds no identities).
     #[serde(skip)]
@@ -165,7 +172,7 @@ pub(crate) struct Notes {
 }
 
 /// Everything a report says besides its identities.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Header {
     pub(crate) run_id: String,
     pub(crate) dry_run: bool,
@@ -184,27 +191,15 @@ pub(crate) struct Header {
 }
 
 /// What a rotating run found in the fleet besides its work.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct FleetFacts {
     pub(crate) policy_sha256: Option<Digest>,
     /// What is left for a person, or `None` from a run that does not judge the fleet (a
     /// rollback puts files back without judging them; a replay finishes a run it did not
     /// start): its report's counts of them are `null`, never a 0 it did not count.
-    pub(crate) needs_attention: Option<Vec<NeedsPerson>>,
+    pub(crate) needs_attention: Option<Attention>,
     /// The policy's `keep_runs`: a run that went well prunes older backups at its end.
     pub(crate) keep_runs: Option<usize>,
-}
-
-impl FleetFacts {
-    /// The identities left for a person before the run: a line that says one was done clears it.
-    pub(crate) fn watched(&self) -> std::collections::BTreeSet<String> {
-        self.needs_attention
-            .iter()
-            .flatten()
-            .filter(|a| !a.fleet_issue)
-            .map(|a| a.dir.clone())
-            .collect()
-    }
 }
 
 impl Report {
@@ -226,26 +221,27 @@ impl Report {
     #[cfg(test)]
     pub(crate) fn new(header: Header, mut identities: Vec<IdentityReport>) -> Report {
         identities.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
-        let tally = Tally::of(&identities, &header.fleet.watched());
-        Report::of(header, &tally, identities)
+        let tally = Tally::of(&identities);
+        let lines = identities.clone().into_iter().map(Ok);
+        Report::of(header, &tally, identities, lines, None).expect("held lines read back")
     }
 
     /// The report of a run whose lines were counted in `tally` as they passed; `identities`
-    /// are those it holds (none, for a run whose lines are streamed: see `stream`).
-    pub(crate) fn of(mut header: Header, tally: &Tally, identities: Vec<IdentityReport>) -> Report {
+    /// are those it holds (none, for a run whose lines are streamed: see `stream`), `lines`
+    /// every line, in order (met by merge with what was left for a person, and set aside in
+    /// `dir`, else in `TMPDIR`).
+    pub(crate) fn of(
+        header: Header,
+        tally: &Tally,
+        identities: Vec<IdentityReport>,
+        lines: impl Iterator<Item = std::io::Result<IdentityReport>>,
+        dir: Option<&std::path::Path>,
+    ) -> std::io::Result<Report> {
         // Counted after the run: an identity this run changed (a recovered one) is no longer
         // left for a person.
-        if let Some(attention) = &mut header.fleet.needs_attention {
-            attention.retain(|a| a.fleet_issue || !tally.cleared.contains(a.dir.as_str()));
-        }
-        let attention = header.fleet.needs_attention.as_deref();
-        let stuck = |state: Stuck, fleet_issue: bool| {
-            attention.map(|attention| {
-                attention
-                    .iter()
-                    .filter(|a| a.state == state && a.fleet_issue == fleet_issue)
-                    .count()
-            })
+        let left = match &header.fleet.needs_attention {
+            Some(attention) => Some(attention.left(lines, dir)?),
+            None => None,
         };
         let rollback = header.command == RunCommand::Rollback;
         let counts = Counts {
@@ -257,9 +253,9 @@ impl Report {
             } else {
                 tally.credentials
             },
-            needs_recover: stuck(Stuck::Recover, false),
-            problems: stuck(Stuck::Problem, false),
-            fleet_issues: stuck(Stuck::Problem, true),
+            needs_recover: left.as_ref().map(|l| l.needs_recover),
+            problems: left.as_ref().map(|l| l.problems),
+            fleet_issues: left.as_ref().map(|l| l.fleet_issues),
             hooks_failed: 0,
         };
         let outcome = match (counts.done, tally.lines) {
@@ -295,11 +291,18 @@ impl Report {
             post_hooks: Vec::new(),
             counts,
             identities,
-            needs_attention: header.fleet.needs_attention.unwrap_or_default(),
+            needs_attention: Vec::new(),
+            left: left.map(|l| l.list),
             own_hooks_failed: tally.hooks_failed,
         };
         report.decide_exit();
-        report
+        Ok(report)
+    }
+
+    /// What the report leaves for a person, in order: those it holds, then those set aside.
+    pub(crate) fn attention(&self) -> impl Iterator<Item = std::io::Result<NeedsPerson>> + '_ {
+        let left = self.left.iter().flat_map(|l| l.read());
+        self.needs_attention.iter().cloned().map(Ok).chain(left)
     }
 
     /// Adds the run's post hooks, which may change its exit code.

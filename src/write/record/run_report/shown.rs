@@ -143,35 +143,52 @@ const EMPTY: &str = "\n  \"identities\": []";
 
 impl Report {
     /// The report as pretty JSON, with a final newline, its identities (after any it holds)
-    /// from `lines`: byte for byte [`Report::to_json`] of the report holding them all.
+    /// from `lines` and what it leaves for a person (after any it holds) from where it was set
+    /// aside: byte for byte [`Report::to_json`] of the report holding them all.
     pub(crate) fn write_json(
         &self,
         lines: impl Iterator<Item = std::io::Result<IdentityReport>>,
         w: &mut dyn std::io::Write,
     ) -> std::io::Result<()> {
         let mut whole = self.clone();
-        let mut lines = whole
-            .identities
-            .drain(..)
-            .map(Ok)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .chain(lines)
-            .peekable();
-        if lines.peek().is_none() {
-            return w.write_all(self.to_json().as_bytes());
-        }
+        let held = std::mem::take(&mut whole.identities);
+        whole.needs_attention.clear();
+        whole.left = None;
         let head = whole.to_json();
         let at = head
             .find(EMPTY)
             .ok_or_else(|| std::io::Error::other("a report always has its identities"))?;
+        // Up to the identities' `[`; then each identity, then `needs_attention` (a report's last
+        // field, absent when empty), then what follows.
         w.write_all(&head.as_bytes()[..at + EMPTY.len() - 1])?;
-        for (n, line) in lines.enumerate() {
-            w.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
-            let text = serde_json::to_string_pretty(&line?).map_err(std::io::Error::from)?;
-            w.write_all(text.replace('\n', "\n    ").as_bytes())?;
+        let lines = held.into_iter().map(Ok).chain(lines);
+        if write_elements(lines, w)? == 0 {
+            w.write_all(b"]")?;
         }
-        w.write_all(b"\n  ]")?;
+        let mut attention = self.attention().peekable();
+        if attention.peek().is_some() {
+            w.write_all(b",\n  \"needs_attention\": [")?;
+            write_elements(attention, w)?;
+        }
         w.write_all(&head.as_bytes()[at + EMPTY.len()..])
     }
+}
+
+/// The elements of a top-level array of a pretty report, each on its own indented lines, and
+/// the array's closing line when there was one; how many.
+fn write_elements<T: serde::Serialize>(
+    elements: impl Iterator<Item = std::io::Result<T>>,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<usize> {
+    let mut n = 0;
+    for element in elements {
+        w.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
+        let text = serde_json::to_string_pretty(&element?).map_err(std::io::Error::from)?;
+        w.write_all(text.replace('\n', "\n    ").as_bytes())?;
+        n += 1;
+    }
+    if n > 0 {
+        w.write_all(b"\n  ]")?;
+    }
+    Ok(n)
 }

@@ -6,12 +6,14 @@ fn the_exit_code_puts_this_runs_failures_before_attention_already_there() {
     let id = crate::names::IdentityId::new("n", "s").unwrap();
     let line = |o| IdentityReport::unchanged(&id, o, String::new());
     let needs = || {
-        vec![NeedsPerson {
-            dir: "nodes/n/x".into(),
-            state: Stuck::Problem,
-            reason: "r".into(),
-            fleet_issue: false,
-        }]
+        let person = crate::survey::Person {
+            id: crate::names::IdentityId::new("n", "x").unwrap(),
+            tag: crate::survey::Stuck::Problem,
+            reasons: "r".into(),
+            state: crate::classify::State::Problem,
+            action: crate::classify::Action::Skip,
+        };
+        vec![person]
     };
     let failed_hook = HookResult {
         source: "reload".into(),
@@ -134,7 +136,10 @@ fn the_exit_code_puts_this_runs_failures_before_attention_already_there() {
             warnings: Vec::new(),
             fleet: FleetFacts {
                 policy_sha256: None,
-                needs_attention: Some(attention),
+                needs_attention: Some(Attention::new(
+                    crate::aside::Aside::held(attention),
+                    Vec::new(),
+                )),
                 keep_runs: None,
             },
             hooks_skipped: false,

@@ -1,8 +1,17 @@
 use super::*;
+use crate::aside::Aside;
+use crate::classify::{Action, State};
 use crate::names::IdentityId;
-use crate::write::record::run_report::{FleetFacts, Header, Notes, Report, RunCommand};
+use crate::survey::{Person, Stuck};
+use crate::write::record::run_report::{
+    Attention, FleetFacts, Header, NeedsPerson, Notes, Report, RunCommand,
+};
 
 fn header() -> Header {
+    header_with(FleetFacts::default())
+}
+
+fn header_with(fleet: FleetFacts) -> Header {
     let t = "2026-11-28T00:00:00Z".parse().unwrap();
     Header {
         run_id: "r".into(),
@@ -16,7 +25,7 @@ fn header() -> Header {
         recovered_by_replay: false,
         stopped: None,
         warnings: vec!["\"identities\": []".into()],
-        fleet: FleetFacts::default(),
+        fleet,
         hooks_skipped: false,
         retried_hooks: Vec::new(),
     }
@@ -50,12 +59,19 @@ fn lines_streamed_make_the_report_held_whole() {
             .filter(|(n, _)| n % 11 != 0)
             .map(|(_, l)| l.clone())
             .collect();
-        let mut lines = Lines::new(None, refused, Default::default());
+        let mut lines = Lines::new(None, refused);
         for batch in work.chunks(64) {
             lines.batch(batch.iter().rev().cloned().collect());
         }
         lines.close();
-        let streamed = Report::of(header(), lines.tally(), Vec::new());
+        let streamed = Report::of(
+            header(),
+            lines.tally(),
+            Vec::new(),
+            lines.read().unwrap(),
+            None,
+        )
+        .unwrap();
         assert_eq!(streamed.counts, held.counts, "{total}: counts");
         assert_eq!(streamed.outcome, held.outcome, "{total}: outcome");
         let mut json = Vec::new();
@@ -97,5 +113,119 @@ fn lines_streamed_make_the_report_held_whole() {
         }
         assert_eq!(table, whole, "{total}: table");
         assert_eq!(lines.hold().unwrap(), held.identities, "{total}: held");
+    }
+}
+
+fn person(node: &str, service: &str, tag: Stuck) -> Person {
+    Person {
+        id: IdentityId::new(node, service).unwrap(),
+        tag,
+        reasons: format!("{node}/{service} needs a person,\nsays \"this\""),
+        state: State::Recover,
+        action: Action::Recover,
+    }
+}
+
+/// What a run leaves for a person is what its survey set aside less what the run did, then the
+/// fleet issues: met with the lines by merge, set aside again, and written into the JSON after
+/// the identities, byte for byte the report holding it whole; counted by kind. Past a thousand
+/// entries both lists are in files.
+#[test]
+fn what_is_left_for_a_person_is_set_aside_and_written_as_held() {
+    let outcome = |n: usize| match n % 5 {
+        0 => Outcome::Failed,
+        _ => Outcome::Done,
+    };
+    for (total, extra) in [(0, 0), (10, 3), (300, 1500)] {
+        let all: Vec<IdentityReport> = (0..total).map(|n| line(n, outcome(n))).collect();
+        // Every third identity of the run needed a person before it (it clears when done), and
+        // `extra` more the run never touched (after every line, and between them).
+        let mut people: Vec<Person> = (0..total)
+            .step_by(3)
+            .map(|n| {
+                let tag = if n % 2 == 0 {
+                    Stuck::Recover
+                } else {
+                    Stuck::Problem
+                };
+                person(&format!("node-{:03}", n / 10), &format!("svc-{n}"), tag)
+            })
+            .chain((0..extra).map(|k| person("node-999", &format!("x-{k:05}"), Stuck::Recover)))
+            .chain(
+                (0..extra.min(2)).map(|k| person("node-000", &format!("svc-0{k}"), Stuck::Problem)),
+            )
+            .collect();
+        people.sort_by(|a, b| a.id.cmp(&b.id));
+        let issues = vec![NeedsPerson {
+            dir: "nodes/stray-file".into(),
+            state: Stuck::Problem,
+            reason: "is a file, not a node".into(),
+            fleet_issue: true,
+        }];
+        let mut spilled = Aside::new(None, 8);
+        for p in &people {
+            spilled.push(p.clone());
+        }
+        spilled.flush();
+        let facts = |people| FleetFacts {
+            policy_sha256: None,
+            needs_attention: Some(Attention::new(people, issues.clone())),
+            keep_runs: None,
+        };
+        let mut lines = Lines::new(None, Vec::new());
+        for batch in all.chunks(64) {
+            lines.batch(batch.to_vec());
+        }
+        lines.close();
+        let header = header_with(facts(spilled));
+        let streamed = Report::of(
+            header,
+            lines.tally(),
+            Vec::new(),
+            lines.read().unwrap(),
+            None,
+        )
+        .unwrap();
+        // Independently: each person whose line is not done, in order, then the issue.
+        let done: std::collections::BTreeSet<&str> = all
+            .iter()
+            .filter(|l| l.outcome == Outcome::Done)
+            .map(|l| l.dir.as_str())
+            .collect();
+        let left: Vec<NeedsPerson> = people
+            .iter()
+            .map(|p| NeedsPerson {
+                dir: p.id.relative().to_string_lossy().into_owned(),
+                state: p.tag,
+                reason: p.reasons.clone(),
+                fleet_issue: false,
+            })
+            .filter(|a| !done.contains(a.dir.as_str()))
+            .chain(issues.clone())
+            .collect();
+        let count = |state, fleet_issue| {
+            left.iter()
+                .filter(|a| a.state == state && a.fleet_issue == fleet_issue)
+                .count()
+        };
+        assert_eq!(
+            streamed.counts.needs_recover,
+            Some(count(Stuck::Recover, false))
+        );
+        assert_eq!(streamed.counts.problems, Some(count(Stuck::Problem, false)));
+        assert_eq!(streamed.counts.fleet_issues, Some(1));
+        let mut held = Report::new(header_with(facts(Aside::held(people.clone()))), all.clone());
+        held.left = None;
+        held.needs_attention = left.clone();
+        let mut json = Vec::new();
+        streamed
+            .write_json(lines.read().unwrap(), &mut json)
+            .unwrap();
+        let json = String::from_utf8(json).unwrap();
+        assert_eq!(json, held.to_json(), "{total}: json");
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.needs_attention, left, "{total}: read back");
+        let filed = format!("{:?}", streamed.left).contains("filed: true");
+        assert_eq!(filed, left.len() > 1024, "{total}: filed");
     }
 }
