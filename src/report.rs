@@ -214,7 +214,10 @@ pub(crate) fn plan_summary(scope: &Scope, end: &End, forced: usize) -> std::io::
 /// [`plan_summary`] written to stderr as it is made (after a missed window it lists the
 /// fleet): a summary that cannot be written or read back is said, never the run's failure.
 pub(crate) fn show_plan_summary(scope: &Scope, end: &End, forced: usize) {
-    if let Err(e) = write_plan_summary(&mut std::io::stderr().lock(), scope, end, forced) {
+    let mut stderr = std::io::BufWriter::new(std::io::stderr().lock());
+    let shown = write_plan_summary(&mut stderr, scope, end, forced).and_then(|()| stderr.flush());
+    drop(stderr);
+    if let Err(e) = shown {
         eprintln!("rekey: warning: the plan summary is incomplete: {e}");
     }
 }

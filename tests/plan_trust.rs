@@ -765,3 +765,48 @@ fn identities_chosen_then_changed_or_gone_are_reported_skipped_with_why() {
         "{log:?}"
     );
 }
+
+/// What `apply` leaves for a person is what it found as it acted, less what it did: an identity
+/// that needed recover when the plan was made but is gone by the run is not counted, nor listed.
+#[test]
+fn apply_counts_what_is_left_for_a_person_as_it_acted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    // 598 identities due, two in state recover last in the fleet's order (past what the run
+    // has read ahead when it pauses before its first batch).
+    let specs: Vec<IdentitySpec> = (0..600)
+        .map(|i| {
+            let ago = if i >= 598 { 120 } else { 30 };
+            IdentitySpec::new(
+                &format!("node-{:02}", i % 20),
+                &format!("svc-{i:04}"),
+                issued(ago),
+            )
+        })
+        .collect();
+    build(&root, &ca_spec(KeyAlg::P256), &specs);
+    let (plan, _) = plan_at(&root, dir.path(), AS_OF);
+    let args = [
+        "apply",
+        plan.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--format",
+        "json",
+    ];
+    let gone = root.join("nodes/node-19/svc-0599");
+    let (code, stdout, stderr) = common::paused_at(&root, "surveyed", &args, || {
+        std::fs::remove_dir_all(&gone).unwrap();
+    });
+    assert_eq!(code, 4, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON report");
+    assert_eq!(report["counts"]["done"], 598, "{stderr}");
+    assert_eq!(report["counts"]["needs_recover"], 1, "{report}");
+    let left: Vec<&str> = report["needs_attention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["dir"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, ["nodes/node-18/svc-0598"], "{stderr}");
+}

@@ -71,10 +71,10 @@ where
             if filter.is_some() && end.totals.identities_total() == 0 {
                 return Err(a.selection.selects_nothing());
             }
-            Ok((items, targets, end_facts(scope, end)))
+            Ok((items, targets))
         },
     )?;
-    let (items, targets, fleet) = counted?;
+    let (items, targets) = counted?;
     let notes = Notes {
         plan_file_sha256: Some(a.plan.sha256),
         ..Notes::default()
@@ -109,7 +109,8 @@ where
             if let Some(err) = failed {
                 return Err(err);
             }
-            let (report, exit) = streamed.finish(fleet)?;
+            // What is left for a person as this pass, the one that acted, found the fleet.
+            let (report, exit) = streamed.finish(end_facts(scope, judged.end()))?;
             (a.shown)(scope, &report)?;
             Ok(exit)
         },

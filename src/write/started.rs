@@ -293,7 +293,7 @@ impl Started {
             lines.read()?,
             aside.as_deref(),
         )
-        .context("failed to read back the run's report lines")?;
+        .context("failed to read back the run's report lines, or what it leaves for a person")?;
         let shown = self.write.settings.shown;
         let mut run = match self.run {
             Journaled::Run(run) => run,
@@ -473,8 +473,9 @@ fn tell(
     saved: &Result<()>,
     shown: Shown,
 ) -> Result<()> {
-    // An error reading the run's lines is kept aside and said as that, not as a failure to
-    // write to stdout (which is where it surfaces, mid-output).
+    // An error reading the run's lines (or what it leaves for a person) back is kept aside and
+    // said as that, not as a failure to write to stdout (which is where it surfaces,
+    // mid-output).
     let unread: std::cell::RefCell<Option<std::io::Error>> = std::cell::RefCell::new(None);
     let note = |e: std::io::Error| {
         let kind = e.kind();
@@ -489,11 +490,15 @@ fn tell(
     };
     let written = match shown {
         Shown::Table => crate::out::emit_with(|w| report.write_summary(read, w)),
-        Shown::Json => crate::out::emit_with(|w| report.write_json(read()?, w)),
+        Shown::Json => crate::out::emit_with(|w| {
+            let attention = report.attention().map(|a| a.map_err(note));
+            report.write_json_with(read()?, attention, w)
+        }),
         Shown::ByCommand => Ok(()),
     };
     if let Some(e) = unread.into_inner() {
-        return Err(e).context("failed to read the run's report lines");
+        return Err(e)
+            .context("failed to read back the run's report lines, or what it leaves for a person");
     }
     written?;
     if let Some(stop) = stopped {

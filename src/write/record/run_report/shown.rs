@@ -1,7 +1,7 @@
 //! How a report is shown: the table printed after a run, for people, and the JSON document
 //! (`report.json`, `--format json`), its identities streamed from the run's lines.
 
-use super::{HookStatus, IdentityReport, Outcome, Report, RunCommand, RunOutcome};
+use super::{HookStatus, IdentityReport, NeedsPerson, Outcome, Report, RunCommand, RunOutcome};
 use crate::count::count;
 
 impl Report {
@@ -150,6 +150,17 @@ impl Report {
         lines: impl Iterator<Item = std::io::Result<IdentityReport>>,
         w: &mut dyn std::io::Write,
     ) -> std::io::Result<()> {
+        self.write_json_with(lines, self.attention(), w)
+    }
+
+    /// [`Report::write_json`] with what it leaves for a person from `attention` (its
+    /// [`Report::attention`], read errors perhaps noted on the way).
+    pub(crate) fn write_json_with(
+        &self,
+        lines: impl Iterator<Item = std::io::Result<IdentityReport>>,
+        attention: impl Iterator<Item = std::io::Result<NeedsPerson>>,
+        w: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
         let mut whole = self.clone();
         let held = std::mem::take(&mut whole.identities);
         whole.needs_attention.clear();
@@ -165,7 +176,7 @@ impl Report {
         if write_elements(lines, w)? == 0 {
             w.write_all(b"]")?;
         }
-        let mut attention = self.attention().peekable();
+        let mut attention = attention.peekable();
         if attention.peek().is_some() {
             w.write_all(b",\n  \"needs_attention\": [")?;
             write_elements(attention, w)?;
