@@ -664,17 +664,10 @@ fn runs_made(root: &std::path::Path) -> usize {
     std::fs::read_dir(root.join(".rekey/runs")).map_or(0, |d| d.count())
 }
 
-/// An identity `recover` chose in its first read of the fleet but finds otherwise in its second
-/// (its files changed between the two) is left alone and reported skipped with what it is now;
-/// one gone from the fleet by then is reported skipped as gone. In the report, the table's
-/// counts and the audit's `recovered` line alike: before, neither had a report line after
-/// stderr said "recovering …", and the audit said "not attempted: the run ended before it".
-#[test]
-fn identities_chosen_then_changed_or_gone_are_reported_skipped_with_why() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("fleet");
-    // Two identities in state recover, last in the fleet's order: far past what the second
-    // pass has read ahead when the run pauses before its first batch.
+/// A fleet of 600 identities over 20 nodes, all due but two in state recover, last in the
+/// fleet's order (`node-18/svc-0598`, `node-19/svc-0599`): far past what a writing run has read
+/// ahead when it pauses before its first batch.
+fn two_to_recover_last(root: &Path) {
     let specs: Vec<IdentitySpec> = (0..600)
         .map(|i| {
             let ago = if i >= 598 { 120 } else { 30 };
@@ -685,7 +678,19 @@ fn identities_chosen_then_changed_or_gone_are_reported_skipped_with_why() {
             )
         })
         .collect();
-    build(&root, &ca_spec(KeyAlg::P256), &specs);
+    build(root, &ca_spec(KeyAlg::P256), &specs);
+}
+
+/// An identity `recover` chose in its first read of the fleet but finds otherwise in its second
+/// (its files changed between the two) is left alone and reported skipped with what it is now;
+/// one gone from the fleet by then is reported skipped as gone. In the report, the table's
+/// counts and the audit's `recovered` line alike: before, neither had a report line after
+/// stderr said "recovering …", and the audit said "not attempted: the run ended before it".
+#[test]
+fn identities_chosen_then_changed_or_gone_are_reported_skipped_with_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    two_to_recover_last(&root);
     let (changed, gone) = (
         root.join("nodes/node-18/svc-0598"),
         root.join("nodes/node-19/svc-0599"),
@@ -772,19 +777,7 @@ fn identities_chosen_then_changed_or_gone_are_reported_skipped_with_why() {
 fn apply_counts_what_is_left_for_a_person_as_it_acted() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("fleet");
-    // 598 identities due, two in state recover last in the fleet's order (past what the run
-    // has read ahead when it pauses before its first batch).
-    let specs: Vec<IdentitySpec> = (0..600)
-        .map(|i| {
-            let ago = if i >= 598 { 120 } else { 30 };
-            IdentitySpec::new(
-                &format!("node-{:02}", i % 20),
-                &format!("svc-{i:04}"),
-                issued(ago),
-            )
-        })
-        .collect();
-    build(&root, &ca_spec(KeyAlg::P256), &specs);
+    two_to_recover_last(&root);
     let (plan, _) = plan_at(&root, dir.path(), AS_OF);
     let args = [
         "apply",
