@@ -248,9 +248,22 @@ fn read_regular_bounded(file: &mut File, st: &libc::stat) -> io::Result<Slot> {
     if len > MAX_CREDENTIAL_BYTES {
         return Ok(Slot::Unusable("is larger than 1 MiB".to_string()));
     }
-    // Reads until the size fstat gave is reached or the file ends (no probe read for the end
-    // of a file whose size is known); a file that grew past its size is read on to the cap.
-    let mut bytes = vec![0u8; len as usize + 1];
+    let mut bytes = Vec::new();
+    read_known_size(file, len, &mut bytes)?;
+    if bytes.len() as u64 > MAX_CREDENTIAL_BYTES {
+        return Ok(Slot::Unusable("is larger than 1 MiB".to_string()));
+    }
+    Ok(Slot::Present(bytes))
+}
+
+/// Reads `file`, whose size fstat gave as `len`, into `bytes` (emptied first): to that size
+/// with no probe read for the end of the file, and a file that grew past it on to the cap
+/// (1 MiB and one byte, so that a caller sees it is too large). One allocation of the size
+/// known, so that no copy of a secret is left behind by a buffer that grew.
+pub(super) fn read_known_size(file: &mut File, len: u64, bytes: &mut Vec<u8>) -> io::Result<()> {
+    let len = len.min(MAX_CREDENTIAL_BYTES);
+    bytes.clear();
+    bytes.resize(len as usize + 1, 0);
     let mut filled = 0;
     while filled < bytes.len() {
         match file.read(&mut bytes[filled..]) {
@@ -266,12 +279,9 @@ fn read_regular_bounded(file: &mut File, st: &libc::stat) -> io::Result<Slot> {
     bytes.truncate(filled);
     if filled as u64 > len {
         file.take(MAX_CREDENTIAL_BYTES + 1 - filled as u64)
-            .read_to_end(&mut bytes)?;
+            .read_to_end(bytes)?;
     }
-    if bytes.len() as u64 > MAX_CREDENTIAL_BYTES {
-        return Ok(Slot::Unusable("is larger than 1 MiB".to_string()));
-    }
-    Ok(Slot::Present(bytes))
+    Ok(())
 }
 
 /// Writes `bytes` into a new file `to` (mode 0600, created exclusively, never through a link);
@@ -328,6 +338,28 @@ mod tests {
             read_credential(dir.path()),
             Slot::Unusable("is not a regular file".into())
         );
+    }
+
+    /// A file is read to the size its `fstat` gave; one that grew since is read on, to the cap
+    /// and one byte past it, so that its reader sees it changed or is too large; one that shrank
+    /// is read as it is now.
+    #[test]
+    fn a_file_read_to_its_known_size_is_read_whole_whatever_it_became() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let read = |len: u64| {
+            let mut bytes = b"left from before".to_vec();
+            read_known_size(&mut File::open(&path).unwrap(), len, &mut bytes).unwrap();
+            bytes
+        };
+        std::fs::write(&path, b"0123456789").unwrap();
+        assert_eq!(read(10), b"0123456789");
+        assert_eq!(read(4), b"0123456789", "grew since its size was taken");
+        assert_eq!(read(40), b"0123456789", "shrank since its size was taken");
+        let big = vec![7u8; MAX_CREDENTIAL_BYTES as usize + 4096];
+        std::fs::write(&path, &big).unwrap();
+        assert_eq!(read(100).len() as u64, MAX_CREDENTIAL_BYTES + 1);
+        assert_eq!(read(u64::MAX).len() as u64, MAX_CREDENTIAL_BYTES + 1);
     }
 
     /// A listing gives each name's inode only when one `getdents` call read the whole

@@ -286,11 +286,8 @@ impl IdentityDir {
         }
         let mut file = File::from(fd);
         let mut bytes = Zeroizing::new(Vec::new());
-        io::Read::read_to_end(
-            &mut io::Read::take(&mut file, super::dir::MAX_CREDENTIAL_BYTES + 1),
-            &mut bytes,
-        )
-        .map_err(JudgedError::Io)?;
+        super::dir::read_known_size(&mut file, st.st_size as u64, &mut bytes)
+            .map_err(JudgedError::Io)?;
         if Digest::of(&bytes) != *judged {
             return Err(JudgedError::Changed("changed since it was read"));
         }
