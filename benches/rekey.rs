@@ -1040,7 +1040,9 @@ fn print_cold(rows: &[Row]) {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     heading(
-        "| scenario | identities | cold-read floor identities/s | cores busy reading | crypto + parse floor identities/s | bound by | status cold identities/s | vs bound | both floors in turn identities/s | vs both in turn | most the {cores} cores allow identities/s | vs that (target 70%) |",
+        &format!(
+            "| scenario | identities | cold-read floor identities/s | cores busy reading | crypto + parse floor identities/s | bound by | status cold identities/s | vs bound | both floors in turn identities/s | vs both in turn | most the {cores} cores allow identities/s | vs that (target 70%) |"
+        ),
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     );
     for r in cold {
