@@ -668,17 +668,7 @@ fn runs_made(root: &std::path::Path) -> usize {
 /// fleet's order (`node-18/svc-0598`, `node-19/svc-0599`): far past what a writing run has read
 /// ahead when it pauses before its first batch.
 fn two_to_recover_last(root: &Path) {
-    let specs: Vec<IdentitySpec> = (0..600)
-        .map(|i| {
-            let ago = if i >= 598 { 120 } else { 30 };
-            IdentitySpec::new(
-                &format!("node-{:02}", i % 20),
-                &format!("svc-{i:04}"),
-                issued(ago),
-            )
-        })
-        .collect();
-    build(root, &ca_spec(KeyAlg::P256), &specs);
+    common::fleet_by(root, 600, |i| if i >= 598 { 120 } else { 30 });
 }
 
 /// An identity `recover` chose in its first read of the fleet but finds otherwise in its second

@@ -335,12 +335,17 @@ pub const FILES: [&str; 3] = ["cert.pem", "key.pem", "token.jwt"];
 /// A fleet of `n` plain identities on 20 nodes, issued `ago` days before [`AS_OF`]; returns
 /// their `nodes/<node>/<service>` paths.
 pub fn fleet(root: &Path, n: usize, ago: i64) -> Vec<String> {
+    fleet_by(root, n, |_| ago)
+}
+
+/// As [`fleet`], the `i`th identity issued `ago_of(i)` days ago.
+pub fn fleet_by(root: &Path, n: usize, ago_of: impl Fn(usize) -> i64) -> Vec<String> {
     let specs: Vec<_> = (0..n)
         .map(|i| {
             IdentitySpec::new(
                 &format!("node-{:02}", i % 20),
                 &format!("svc-{i:04}"),
-                issued(ago),
+                issued(ago_of(i)),
             )
         })
         .collect();
