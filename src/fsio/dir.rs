@@ -259,7 +259,8 @@ fn read_regular_bounded(file: &mut File, st: &libc::stat) -> io::Result<Slot> {
 /// Reads `file`, whose size fstat gave as `len`, into `bytes` (emptied first): to that size
 /// with no probe read for the end of the file, and a file that grew past it on to the cap
 /// (1 MiB and one byte, so that a caller sees it is too large). One allocation of the size
-/// known, so that no copy of a secret is left behind by a buffer that grew.
+/// known, so that a file whose size did not change leaves no copy of a secret behind in a
+/// buffer that grew.
 pub(super) fn read_known_size(file: &mut File, len: u64, bytes: &mut Vec<u8>) -> io::Result<()> {
     let len = len.min(MAX_CREDENTIAL_BYTES);
     bytes.clear();
