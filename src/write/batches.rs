@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use super::hooks::{self, HookCall, HookResult, HookSet};
 use super::journal::{self, Committed, Staged};
 use super::progress::Meter;
+use super::record::entries::{LeftAs, Untouched};
 use super::record::run::Run;
 use super::record::run_report::{IdentityReport, Lines, Outcome};
 use super::signals::Interrupt;
@@ -90,7 +91,7 @@ impl Commit<'_> {
         &mut self,
         batch: u32,
         fleet: &crate::fsio::RootDir,
-        staged: Vec<Staged>,
+        (staged, untouched): (Vec<Staged>, Vec<Untouched>),
         calls: &[HookCall],
     ) -> anyhow::Result<Vec<Committed>> {
         let Commit::Journal(run) = self else {
@@ -106,7 +107,12 @@ impl Commit<'_> {
         let backup = run.dir.backup();
         let temps = journal::Temps::of(run.id());
         let places = (backup.as_path(), &temps);
-        journal::commit_batch(&mut run.journal, batch, fleet, places, staged, calls)
+        let batch = journal::Batch {
+            number: batch,
+            staged,
+            untouched,
+        };
+        journal::commit_batch(&mut run.journal, batch, fleet, places, calls)
     }
 }
 
@@ -165,12 +171,18 @@ pub(crate) fn run<W: Work, T: Borrow<W::Item> + Send + Sync>(
             continue;
         }
         let mut staged = Vec::new();
+        let mut untouched = Vec::new();
         for (id, result) in std::mem::take(&mut prepared) {
-            match result {
-                Ok(s) => staged.push(s),
-                Err(NotStaged::Skipped(why)) => reports.push(line(&id, Outcome::Skipped, why)),
-                Err(NotStaged::Failed(why)) => reports.push(line(&id, Outcome::Failed, why)),
-            }
+            let (left, reason) = match result {
+                Ok(s) => {
+                    staged.push(s);
+                    continue;
+                }
+                Err(NotStaged::Skipped(why)) => (LeftAs::Skipped, why),
+                Err(NotStaged::Failed(why)) => (LeftAs::Failed, why),
+            };
+            reports.push(line(&id, left.into(), reason.clone()));
+            untouched.push(Untouched { id, left, reason });
         }
         let names: Vec<IdentityReport> = staged
             .iter()
@@ -193,7 +205,7 @@ pub(crate) fn run<W: Work, T: Borrow<W::Item> + Send + Sync>(
         };
         let (committed, staged_next) = pool.install(|| {
             rayon::join(
-                || commit.batch(batch, fleet, staged, &calls),
+                || commit.batch(batch, fleet, (staged, untouched), &calls),
                 || stage_chunk(work, &next, meter),
             )
         });

@@ -34,7 +34,7 @@ use files::{NotWritten, discard, finish, in_place, moved_away, stage};
 pub(crate) use files::{Temps, backup_path};
 pub(crate) use staged::{NewFile, Secret, Staged};
 
-pub(crate) use super::record::entries::{Change, FileChange, Journal, Record, records};
+pub(crate) use super::record::entries::{Change, FileChange, Journal, Record, Untouched, records};
 use super::record::left::{Left, Unfinished};
 
 /// What happened to one staged identity.
@@ -89,16 +89,35 @@ pub(super) fn crash_point(step: &str) {
 #[cfg(not(feature = "crash-points"))]
 pub(super) fn crash_point(_step: &str) {}
 
+/// One batch for [`commit_batch`]: its number, the identities staged, and those it left as they
+/// were before staging (journaled first, for a replay's report).
+pub(crate) struct Batch {
+    pub(crate) number: u32,
+    pub(crate) staged: Vec<Staged>,
+    pub(crate) untouched: Vec<Untouched>,
+}
+
 /// Commits one batch through the protocol above. Identities that fail before their renames
 /// are reported and left wholly old; the rest end wholly new.
 pub(crate) fn commit_batch(
     journal: &mut Journal,
-    batch: u32,
+    Batch {
+        number: batch,
+        staged,
+        untouched,
+    }: Batch,
     fleet: &RootDir,
     (backup, temps): (&Path, &Temps),
-    staged: Vec<Staged>,
     hooks: &[HookCall],
 ) -> Result<Vec<Committed>> {
+    if !untouched.is_empty() {
+        journal
+            .append(&Record::Unchanged {
+                batch,
+                identities: untouched,
+            })
+            .map_err(|e| no_space(e, "not started", staged.len()))?;
+    }
     if staged.is_empty() {
         return Ok(Vec::new());
     }

@@ -1,6 +1,7 @@
 //! The crash replay every writer performs before anything else: whatever an interrupted run left
 //! is finished or undone through its journal, and the run gets its report.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
@@ -10,7 +11,7 @@ use super::journal;
 use super::record::audit;
 use super::record::entries::{self, Change};
 use super::record::history;
-use super::record::left::Left;
+use super::record::left::{Left, Part};
 use super::record::run_report::{
     Details, FleetFacts, Header, IdentityReport, Lines, Notes, Outcome, Report, RunCommand,
 };
@@ -103,21 +104,47 @@ fn replayed_lines(
             let why = "interrupted before its files were replaced: left as it was".to_string();
             IdentityReport::unchanged(&c.id, Outcome::Failed, why)
         }));
-    let committed = left.committed(entries::records(&run.journal())?);
+    let parts = left.parts(entries::records(&run.journal())?);
     let dir = Some(run.path());
     if left.in_order {
         let mut lines = Lines::new(dir, replayed.collect());
-        for batch in committed {
-            lines.batch(batch?.into_iter().map(done).collect());
+        // A committed batch's untouched identities wait for its `ready`, to be sorted in with
+        // its lines; any other batch's (one replayed now, or one that staged nothing) go as
+        // they come, merged with the lines replayed.
+        let mut waiting: BTreeMap<u32, Vec<IdentityReport>> = BTreeMap::new();
+        for part in parts {
+            match part? {
+                Part::Unchanged(batch, untouched) => {
+                    let untouched = untouched.iter().map(IdentityReport::untouched).collect();
+                    if left.commits(batch) {
+                        waiting.insert(batch, untouched);
+                    } else {
+                        lines.batch(untouched);
+                    }
+                }
+                Part::Committed(batch, changes) => {
+                    let mut batch_lines: Vec<IdentityReport> =
+                        changes.into_iter().map(done).collect();
+                    batch_lines.extend(waiting.remove(&batch).unwrap_or_default());
+                    lines.batch(batch_lines);
+                }
+            }
         }
         lines.close();
         return Ok(lines);
     }
     let mut all = Vec::new();
-    for batch in committed {
-        all.extend(batch?.into_iter().map(done));
+    let mut untouched = Vec::new();
+    for part in parts {
+        match part? {
+            Part::Committed(_, changes) => all.extend(changes.into_iter().map(done)),
+            Part::Unchanged(_, left) => {
+                untouched.extend(left.iter().map(IdentityReport::untouched))
+            }
+        }
     }
     all.extend(replayed);
+    all.extend(untouched);
     // Stable: of an identity named twice, its committed line is the one kept.
     all.sort_by(|a, b| (&a.node, &a.service).cmp(&(&b.node, &b.service)));
     all.dedup_by(|a, b| a.node == b.node && a.service == b.service);

@@ -517,11 +517,25 @@ pub fn paused_at(
     args: &[&str],
     during: impl FnOnce(),
 ) -> (i32, String, String) {
+    let (code, stdout, stderr) = paused_at_with(root, step, args, &[], during);
+    (code.expect("rekey exits with a code"), stdout, stderr)
+}
+
+/// As [`paused_at`], with `env` set (a crash point, a batch size); the code is `None` when a
+/// signal ended it (`REKEY_CRASH_AT`).
+pub fn paused_at_with(
+    root: &Path,
+    step: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    during: impl FnOnce(),
+) -> (Option<i32>, String, String) {
     let pause = root.parent().unwrap().join("paused");
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
         .args(args)
         .arg("--root")
         .arg(root)
+        .envs(env.iter().copied())
         .env("REKEY_PAUSE_AT", step)
         .env("REKEY_PAUSE_FILE", &pause)
         .stdout(std::process::Stdio::piped())
@@ -540,7 +554,7 @@ pub fn paused_at(
     std::fs::remove_file(&pause).unwrap();
     let out = child.wait_with_output().unwrap();
     (
-        out.status.code().expect("rekey exits with a code"),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )

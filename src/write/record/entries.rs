@@ -92,6 +92,70 @@ pub(crate) enum Record {
         call: u32,
         operator: String,
     },
+    /// The identities of a batch that the run left as they were before staging anything of
+    /// theirs (skipped or failed, with why), journaled before the batch's `prepare` (or alone,
+    /// when nothing of the batch was staged), so that a replayed report has their lines as the
+    /// run's own would have.
+    Unchanged {
+        batch: u32,
+        identities: Vec<Untouched>,
+    },
+}
+
+/// An identity a batch left as it was before staging it, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawUntouched", into = "RawUntouched")]
+pub(crate) struct Untouched {
+    pub(crate) id: IdentityId,
+    pub(crate) left: LeftAs,
+    pub(crate) reason: String,
+}
+
+/// How a run left an identity it did not stage: its report line's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LeftAs {
+    Skipped,
+    Failed,
+}
+
+/// An untouched identity as a journal line holds it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUntouched {
+    node: String,
+    service: String,
+    outcome: LeftAs,
+    reason: String,
+}
+
+impl TryFrom<RawUntouched> for Untouched {
+    type Error = Problem;
+
+    fn try_from(raw: RawUntouched) -> Result<Untouched, Problem> {
+        let id = IdentityId::new(&raw.node, &raw.service).ok_or_else(|| {
+            Problem::new(format!(
+                "{}/{} is not an identity's name",
+                raw.node, raw.service
+            ))
+        })?;
+        Ok(Untouched {
+            id,
+            left: raw.outcome,
+            reason: raw.reason,
+        })
+    }
+}
+
+impl From<Untouched> for RawUntouched {
+    fn from(u: Untouched) -> RawUntouched {
+        RawUntouched {
+            node: u.id.node().to_string(),
+            service: u.id.service().to_string(),
+            outcome: u.left,
+            reason: u.reason,
+        }
+    }
 }
 
 impl Record {
@@ -297,6 +361,12 @@ pub(crate) fn records(path: &Path) -> Result<Records> {
     })
 }
 
+/// What a damaged journal's refusal asks of a person.
+pub(crate) const DAMAGED: &str = "the journal is damaged and its run cannot be replayed. Restore \
+     it from a backup of the store; or have a person check that run's identities (each wholly \
+     old or wholly new), remove its temporary files (.rekey-new.*) and move its directory out \
+     of .rekey/runs";
+
 impl Iterator for Records {
     type Item = Result<Record>;
 
@@ -313,7 +383,7 @@ impl Iterator for Records {
             // The last line, cut short: the end.
             Err(_) if self.lines.peek().is_none() => None,
             Err(e) => Some(Err(anyhow::anyhow!(
-                "journal {path} line {} is corrupt: {e}",
+                "journal {path} line {} is corrupt: {e}: {DAMAGED}",
                 self.n
             ))),
         }

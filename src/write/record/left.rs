@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use std::path::Path;
 
 use super::calls::HookCall;
-use super::entries::{Change, Record};
+use super::entries::{Change, DAMAGED, Record, Untouched};
 use crate::names::IdentityId;
 
 /// What replay must do for one unfinished batch.
@@ -52,6 +52,16 @@ pub(crate) struct Left {
     /// Whether each identity the batches name follows the one before in (node, service) order,
     /// so that each is named once: true of every journal rekey writes.
     pub(crate) in_order: bool,
+}
+
+/// What the second pass over a journal hands a replayed report, in the journal's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// A committed batch's identities that its `ready` named: each wholly new on disk.
+    Committed(u32, Vec<Change>),
+    /// The identities a batch left as they were before staging them (an `unchanged` record,
+    /// journaled before the batch's `prepare`).
+    Unchanged(u32, Vec<Untouched>),
 }
 
 /// A batch not closed yet, as the first pass holds it.
@@ -202,12 +212,12 @@ impl Left {
     }
 
     /// The second pass over `records` (the same journal from its start): each committed batch's
-    /// identities that its `ready` named, batch by batch as the journal goes. Each is wholly
-    /// new on disk.
-    pub(crate) fn committed<'a>(
+    /// identities that its `ready` named (each wholly new on disk), and each batch's identities
+    /// left untouched, batch by batch as the journal goes.
+    pub(crate) fn parts<'a>(
         &'a self,
         records: impl Iterator<Item = Result<Record>> + 'a,
-    ) -> impl Iterator<Item = Result<Vec<Change>>> + 'a {
+    ) -> impl Iterator<Item = Result<Part>> + 'a {
         let mut prepared: BTreeMap<u32, Vec<Change>> = BTreeMap::new();
         records.filter_map(move |record| match record {
             Err(e) => Some(Err(e)),
@@ -218,13 +228,22 @@ impl Left {
             Ok(Record::Ready { batch, identities }) => {
                 let changes = prepared.remove(&batch)?;
                 let ready: BTreeSet<String> = identities.into_iter().collect();
-                Some(Ok(changes
+                let changes = changes
                     .into_iter()
                     .filter(|c| ready.contains(&c.key()))
-                    .collect()))
+                    .collect();
+                Some(Ok(Part::Committed(batch, changes)))
+            }
+            Ok(Record::Unchanged { batch, identities }) => {
+                Some(Ok(Part::Unchanged(batch, identities)))
             }
             Ok(_) => None,
         })
+    }
+
+    /// Whether batch `batch` was closed by its `commit`.
+    pub(crate) fn commits(&self, batch: u32) -> bool {
+        self.committed.contains(&batch)
     }
 }
 
@@ -238,17 +257,14 @@ pub(crate) fn unfinished(records: &[Record]) -> Vec<Unfinished> {
 #[cfg(test)]
 pub(crate) fn committed(records: &[Record]) -> Vec<Change> {
     let left = held(records);
-    let batches = left.committed(records.iter().cloned().map(Ok));
-    batches
-        .flat_map(|b| b.expect("records held in memory read"))
+    let parts = left.parts(records.iter().cloned().map(Ok));
+    parts
+        .flat_map(|part| match part.expect("records held in memory read") {
+            Part::Committed(_, changes) => changes,
+            Part::Unchanged(..) => Vec::new(),
+        })
         .collect()
 }
-
-/// What a damaged journal's refusal asks of a person.
-const DAMAGED: &str = "the journal is damaged and its run cannot be replayed. Restore it from a \
-     backup of the store; or have a person check that run's identities (each wholly old or \
-     wholly new), remove its temporary files (.rekey-new.*) and move its directory out of \
-     .rekey/runs";
 
 /// The batch a record after its `prepare` names, and what the record says of it.
 fn step_of(record: &Record) -> Option<(u32, &'static str)> {

@@ -124,3 +124,30 @@ fn a_torn_end_after_long_records_is_cut_off_and_a_whole_one_kept() {
         );
     }
 }
+
+/// An identity a batch left untouched is journaled by name, outcome and reason, and read back
+/// only if its name is an identity's and its outcome one a run gives an untouched identity.
+#[test]
+fn untouched_identities_are_journaled_by_name_outcome_and_reason() {
+    let record = Record::Unchanged {
+        batch: 3,
+        identities: vec![Untouched {
+            id: IdentityId::new("n1", "kms").unwrap(),
+            left: LeftAs::Skipped,
+            reason: "no longer in state recover".into(),
+        }],
+    };
+    let line = serde_json::to_string(&record).unwrap();
+    assert_eq!(
+        line,
+        r#"{"op":"unchanged","batch":3,"identities":[{"node":"n1","service":"kms","outcome":"skipped","reason":"no longer in state recover"}]}"#
+    );
+    assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), record);
+    for bad in [
+        line.replace(r#""n1""#, r#""../n1""#),
+        line.replace("skipped", "done"),
+        line.replace(r#""reason""#, r#""why""#),
+    ] {
+        assert!(serde_json::from_str::<Record>(&bad).is_err(), "{bad}");
+    }
+}

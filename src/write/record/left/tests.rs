@@ -103,11 +103,21 @@ fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
         }],
     };
     let of = |records: &[Record]| Left::of(Path::new("j"), records.iter().cloned().map(Ok));
+    let untouched = |batch, node: &str| Record::Unchanged {
+        batch,
+        identities: vec![crate::write::record::entries::Untouched {
+            id: IdentityId::new(node, "s").unwrap(),
+            left: crate::write::record::entries::LeftAs::Skipped,
+            reason: "why".into(),
+        }],
+    };
     let journal = [
+        untouched(0, "aa"),
         prepare(0, &["a", "b"]),
         hooks(0),
         ready(0, &["a", "b"]),
         Record::Commit { batch: 0 },
+        untouched(1, "cc"),
         prepare(1, &["c", "d"]),
         hooks(1),
         ready(1, &["d"]),
@@ -124,11 +134,24 @@ fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
         !left.undo_closes(1),
         "its finish closes a batch that was ready"
     );
-    let committed: Vec<Vec<Change>> = left
-        .committed(journal.iter().cloned().map(Ok))
+    assert!(left.commits(0) && !left.commits(1));
+    let parts: Vec<Part> = left
+        .parts(journal.iter().cloned().map(Ok))
         .map(Result::unwrap)
         .collect();
-    assert_eq!(committed, vec![vec![change("a"), change("b")]]);
+    let untouched_part = |batch, node| match untouched(batch, node) {
+        Record::Unchanged { batch, identities } => Part::Unchanged(batch, identities),
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        parts,
+        vec![
+            untouched_part(0, "aa"),
+            Part::Committed(0, vec![change("a"), change("b")]),
+            untouched_part(1, "cc"),
+        ],
+        "a batch's untouched identities before its committed ones, in journal order"
+    );
 
     let out_of_order = [prepare(0, &["b"]), prepare(1, &["a"])];
     assert!(!of(&out_of_order).unwrap().in_order);

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::names::IdentityId;
 use crate::survey::Stuck;
 use crate::write::record::calls::HookResult;
-use crate::write::record::entries::FileChange;
+use crate::write::record::entries::{FileChange, LeftAs};
 
 /// What became of one identity in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,15 @@ pub(crate) enum Outcome {
     Skipped,
     /// Something went wrong; it is wholly as it was.
     Failed,
+}
+
+impl From<LeftAs> for Outcome {
+    fn from(left: LeftAs) -> Outcome {
+        match left {
+            LeftAs::Skipped => Outcome::Skipped,
+            LeftAs::Failed => Outcome::Failed,
+        }
+    }
 }
 
 /// A pending hook of an earlier run, run again by this one.
@@ -136,6 +145,11 @@ impl IdentityReport {
             token: None,
             hooks: Vec::new(),
         }
+    }
+
+    /// An identity a batch left as it was before staging it, as its journal says (a replay).
+    pub(crate) fn untouched(u: &crate::write::record::entries::Untouched) -> Self {
+        Self::unchanged(&u.id, u.left.into(), u.reason.clone())
     }
 
     /// An identity whose files were replaced.
