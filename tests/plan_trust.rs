@@ -796,69 +796,80 @@ fn apply_counts_what_is_left_for_a_person_as_it_acted() {
 
 /// A run killed after a batch in which it left an identity untouched (chosen by `recover`'s
 /// first read, changed by its second): the replay's report has that identity's line, skipped
-/// and why, as the run's own would have, and the audit settles it as skipped. Before, the
-/// journal held only what was staged: the replayed report had no line for it, and the audit
-/// said "failed: not attempted".
+/// and why, in its place, as the run's own would have, and the audit settles it as skipped:
+/// whether its batch staged nothing, was committed with another identity, or is the one the
+/// replay undoes. Before, the journal held only what was staged: the replayed report had no line
+/// for it, and the audit said "failed: not attempted".
 #[test]
 fn a_replayed_report_keeps_the_identities_a_batch_left_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("fleet");
-    common::fleet_by(&root, 600, |i| if i >= 597 { 120 } else { 30 });
-    let changed = root.join("nodes/node-18/svc-0598");
-    let args = ["recover", "--all", "--reason", "expired", "--yes"];
-    let args = [&args[..], &["--as-of", AS_OF, "--format", "json"]].concat();
-    // One identity a batch: node-17/svc-0597 commits, node-18/svc-0598 is left untouched,
-    // and the run is killed once node-19/svc-0599's batch is prepared.
-    let env = [("REKEY_TEST_BATCH", "1"), ("REKEY_CRASH_AT", "prepared#2")];
-    let (code, _, stderr) = common::paused_at_with(&root, "surveyed", &args, &env, || {
-        for file in ["cert.pem", "key.pem", "token.jwt"] {
-            let neighbour = root.join("nodes/node-18/svc-0578").join(file);
-            std::fs::copy(neighbour, changed.join(file)).unwrap();
-        }
-    });
-    assert_eq!(code, None, "killed at its second prepare: {stderr}");
-    let (code, _, stderr) = common::run_unpinned(&root, &["hooks", "retry"]);
-    assert!(stderr.contains("was interrupted"), "{code}: {stderr}");
-    let report = reports(&root)
-        .into_iter()
-        .find(|r| r["command"] == "recover")
-        .expect("the replayed run's report");
-    assert_eq!(report["recovered_by_replay"], true, "{report}");
-    let lines: Vec<(&str, &str, &str)> = report["identities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            let text = |k: &str| l[k].as_str().unwrap_or_default();
-            (text("dir"), text("outcome"), text("reason"))
-        })
-        .collect();
     let changed_why = "no longer in state recover when the run reached it (now: identity has a \
                        problem: token.jwt sub does not name this identity (node-18/svc-0598)): the fleet changed since \
                        it was first read; left alone";
-    assert_eq!(
-        lines,
-        [
-            ("nodes/node-17/svc-0597", "done", ""),
-            ("nodes/node-18/svc-0598", "skipped", changed_why),
-            (
-                "nodes/node-19/svc-0599",
-                "failed",
-                "interrupted before its files were replaced: left as it was"
-            ),
-        ],
-        "{report}"
-    );
-    let recovered: Vec<(String, String)> = audit_log(&root)
-        .iter()
-        .filter(|l| l["event"] == "recovered")
-        .map(|l| {
-            let text = |k: &str| l[k].as_str().unwrap_or_default().to_string();
-            (text("outcome"), text("detail"))
-        })
-        .collect();
-    assert!(
-        recovered.contains(&("skipped".into(), changed_why.into())),
-        "{recovered:?}"
-    );
+    let interrupted = "interrupted before its files were replaced: left as it was";
+    // node-17/svc-0597, node-18/svc-0598 (left untouched), node-19/svc-0599 are recovered, in
+    // batches of one (the untouched one's batch stages nothing), of two (it shares a committed
+    // batch) or of three (the run is killed at the batch's prepare, which the replay undoes).
+    for (batch, kill, first, last) in [
+        ("1", "prepared#2", "done", "failed"),
+        ("2", "prepared#2", "done", "failed"),
+        ("3", "prepared#1", "failed", "failed"),
+    ] {
+        let what = format!("batches of {batch}");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("fleet");
+        common::fleet_by(&root, 600, |i| if i >= 597 { 120 } else { 30 });
+        let changed = root.join("nodes/node-18/svc-0598");
+        let args = ["recover", "--all", "--reason", "expired", "--yes"];
+        let args = [&args[..], &["--as-of", AS_OF, "--format", "json"]].concat();
+        let env = [("REKEY_TEST_BATCH", batch), ("REKEY_CRASH_AT", kill)];
+        let (code, _, stderr) = common::paused_at_with(&root, "surveyed", &args, &env, || {
+            for file in ["cert.pem", "key.pem", "token.jwt"] {
+                let neighbour = root.join("nodes/node-18/svc-0578").join(file);
+                std::fs::copy(neighbour, changed.join(file)).unwrap();
+            }
+        });
+        assert_eq!(code, None, "{what}: killed at {kill}: {stderr}");
+        let (code, _, stderr) = common::run_unpinned(&root, &["hooks", "retry"]);
+        assert!(
+            stderr.contains("was interrupted"),
+            "{what}: {code}: {stderr}"
+        );
+        let report = reports(&root)
+            .into_iter()
+            .find(|r| r["command"] == "recover")
+            .expect("the replayed run's report");
+        assert_eq!(report["recovered_by_replay"], true, "{what}: {report}");
+        let lines: Vec<(&str, &str, &str)> = report["identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let text = |k: &str| l[k].as_str().unwrap_or_default();
+                (text("dir"), text("outcome"), text("reason"))
+            })
+            .collect();
+        let why = |outcome| if outcome == "done" { "" } else { interrupted };
+        assert_eq!(
+            lines,
+            [
+                ("nodes/node-17/svc-0597", first, why(first)),
+                ("nodes/node-18/svc-0598", "skipped", changed_why),
+                ("nodes/node-19/svc-0599", last, why(last)),
+            ],
+            "{what}: {report}"
+        );
+        assert_eq!(report["counts"]["skipped"], 1, "{what}: {report}");
+        let recovered: Vec<(String, String)> = audit_log(&root)
+            .iter()
+            .filter(|l| l["event"] == "recovered")
+            .map(|l| {
+                let text = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+                (text("outcome"), text("detail"))
+            })
+            .collect();
+        assert!(
+            recovered.contains(&("skipped".into(), changed_why.into())),
+            "{what}: {recovered:?}"
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //! so that, after a crash at any instant, each identity ends wholly old or wholly new.
 //!
 //! For each batch:
+//! 0. `unchanged` is journaled when the batch left identities as they were before staging them
+//!    (skipped or failed, with why), for a replay's report; best effort on a full filesystem.
 //! 1. `prepare` is journaled (and synced): which files of which identities will change, with the
 //!    old and new digests. No secret is journaled; new contents exist only in temporary files.
 //! 2. Each old file is hard-linked into the run's backup, each new one written to a temporary
@@ -111,12 +113,18 @@ pub(crate) fn commit_batch(
     hooks: &[HookCall],
 ) -> Result<Vec<Committed>> {
     if !untouched.is_empty() {
-        journal
-            .append(&Record::Unchanged {
-                batch,
-                identities: untouched,
-            })
-            .map_err(|e| no_space(e, "not started", staged.len()))?;
+        let noted = journal.append(&Record::Unchanged {
+            batch,
+            identities: untouched,
+        });
+        // Best effort on a full filesystem: nothing of these identities is on disk, and only a
+        // replay's report would miss their lines; the batch's `prepare` meets a full filesystem
+        // as it always has.
+        if let Err(e) = noted
+            && !fsio::caused_by_no_space(&e)
+        {
+            return Err(e);
+        }
     }
     if staged.is_empty() {
         return Ok(Vec::new());

@@ -85,9 +85,10 @@ impl Left {
             ..Left::default()
         };
         let mut open: BTreeMap<u32, Open> = BTreeMap::new();
-        let mut last: Option<IdentityId> = None;
+        let mut order = Order::default();
         let mut seq = 0;
         let mut prepared = BTreeSet::new();
+        let mut untouched = BTreeSet::new();
         for (line, record) in (1..).zip(records) {
             let record = record?;
             if let Some((batch, what)) = step_of(&record)
@@ -124,14 +125,21 @@ impl Left {
                         path.display()
                     );
                 }
+                Record::Unchanged { batch, .. }
+                    if prepared.contains(&batch) || untouched.contains(&batch) =>
+                {
+                    bail!(
+                        "journal {} line {line}: batch {batch} names identities left unchanged \
+                         after it is prepared or twice, which rekey never writes: {DAMAGED}",
+                        path.display()
+                    );
+                }
+                Record::Unchanged { batch, identities } => {
+                    untouched.insert(batch);
+                    order.untouched(batch, identities.into_iter().map(|u| u.id).collect());
+                }
                 Record::Prepare { batch, identities } => {
-                    let ids = identities.iter().map(|c| &c.id);
-                    let before = last.iter().chain(ids.clone());
-                    let after = ids.skip(usize::from(last.is_none()));
-                    if before.zip(after).any(|(a, b)| key(a) >= key(b)) {
-                        left.in_order = false;
-                    }
-                    last = identities.last().map(|c| c.id.clone()).or(last);
+                    order.prepared(batch, identities.iter().map(|c| c.id.clone()).collect());
                     seq += 1;
                     prepared.insert(batch);
                     let batch = open.entry(batch).or_insert_with(|| Open {
@@ -168,6 +176,8 @@ impl Left {
                 _ => {}
             }
         }
+        order.settle();
+        left.in_order = !order.broken;
         let mut open: Vec<(u32, Open)> = open.into_iter().collect();
         open.sort_by_key(|(_, o)| o.seq);
         for (batch, o) in open {
@@ -264,6 +274,65 @@ pub(crate) fn committed(records: &[Record]) -> Vec<Change> {
             Part::Unchanged(..) => Vec::new(),
         })
         .collect()
+}
+
+/// Whether a journal names its identities in (node, service) order, each once, batch by batch:
+/// a batch's identities left unchanged (journaled before its `prepare`) and its prepared ones
+/// each in order, none in both, and all after every identity of the batches before. Holds one
+/// batch's unchanged names at most.
+#[derive(Default)]
+struct Order {
+    /// The last identity of the batches before.
+    last: Option<IdentityId>,
+    /// A batch's identities left unchanged, until its `prepare` or another batch's record.
+    untouched: Option<(u32, Vec<IdentityId>)>,
+    broken: bool,
+}
+
+impl Order {
+    fn untouched(&mut self, batch: u32, ids: Vec<IdentityId>) {
+        self.settle();
+        self.untouched = Some((batch, ids));
+    }
+
+    fn prepared(&mut self, batch: u32, ids: Vec<IdentityId>) {
+        let untouched = match self.untouched.take() {
+            Some((of, untouched)) if of == batch => untouched,
+            other => {
+                self.untouched = other;
+                self.settle();
+                Vec::new()
+            }
+        };
+        self.batch(vec![untouched, ids]);
+    }
+
+    /// The identities left unchanged by a batch that staged nothing, as one batch.
+    fn settle(&mut self) {
+        if let Some((_, untouched)) = self.untouched.take() {
+            self.batch(vec![untouched]);
+        }
+    }
+
+    fn batch(&mut self, lists: Vec<Vec<IdentityId>>) {
+        let increasing = |ids: &[IdentityId]| ids.windows(2).all(|w| key(&w[0]) < key(&w[1]));
+        if !lists.iter().all(|ids| increasing(ids)) {
+            self.broken = true;
+        }
+        let mut all: Vec<IdentityId> = lists.into_iter().flatten().collect();
+        all.sort_by(|a, b| key(a).cmp(&key(b)));
+        if !increasing(&all)
+            || all
+                .first()
+                .zip(self.last.as_ref())
+                .is_some_and(|(first, last)| key(first) <= key(last))
+        {
+            self.broken = true;
+        }
+        if let Some(last) = all.pop() {
+            self.last = Some(last);
+        }
+    }
 }
 
 /// The batch a record after its `prepare` names, and what the record says of it.

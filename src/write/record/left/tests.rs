@@ -183,3 +183,65 @@ fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
         "{err}"
     );
 }
+
+/// A batch's identities left unchanged sort in among its prepared ones; a journal is in order
+/// when each batch's two lists are, none is in both, and each batch follows the one before. An
+/// `unchanged` after its batch's `prepare`, or twice for a batch, is damaged.
+#[test]
+fn identities_left_unchanged_are_checked_for_order_with_their_batch() {
+    let untouched = |batch, nodes: &[&str]| Record::Unchanged {
+        batch,
+        identities: nodes
+            .iter()
+            .map(|n| crate::write::record::entries::Untouched {
+                id: IdentityId::new(n, "s").unwrap(),
+                left: crate::write::record::entries::LeftAs::Failed,
+                reason: "why".into(),
+            })
+            .collect(),
+    };
+    let of = |records: &[Record]| Left::of(Path::new("j"), records.iter().cloned().map(Ok));
+    let in_order = |records: &[Record]| of(records).unwrap().in_order;
+    assert!(in_order(&[
+        untouched(0, &["b", "d"]),
+        prepare(0, &["a", "c"]),
+        Record::Abort { batch: 0 },
+        untouched(1, &["e"]),
+        untouched(2, &["f"]),
+        prepare(2, &["g"]),
+    ]));
+    for (what, journal) in [
+        (
+            "named in both",
+            vec![untouched(0, &["a"]), prepare(0, &["a"])],
+        ),
+        (
+            "a list out of order",
+            vec![untouched(0, &["c", "b"]), prepare(0, &["d"])],
+        ),
+        (
+            "before the batch before",
+            vec![
+                prepare(0, &["b"]),
+                Record::Commit { batch: 0 },
+                untouched(1, &["a"]),
+            ],
+        ),
+        (
+            "a batch that staged nothing, then one before it",
+            vec![untouched(0, &["c"]), prepare(1, &["b"])],
+        ),
+    ] {
+        assert!(!in_order(&journal), "{what}");
+    }
+    for journal in [
+        vec![prepare(0, &["a"]), untouched(0, &["b"])],
+        vec![untouched(0, &["a"]), untouched(0, &["b"])],
+    ] {
+        let err = of(&journal).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2: batch 0 names identities left unchanged"),
+            "{err}"
+        );
+    }
+}
