@@ -58,6 +58,18 @@ fn audit_log(root: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The audit log's `recovered` lines: each (outcome, detail).
+fn recovered(root: &Path) -> Vec<(String, String)> {
+    audit_log(root)
+        .iter()
+        .filter(|l| l["event"] == "recovered")
+        .map(|l| {
+            let text = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            (text("outcome"), text("detail"))
+        })
+        .collect()
+}
+
 #[test]
 fn a_plan_naming_an_identity_twice_is_refused_and_no_key_is_lost() {
     let dir = tempfile::tempdir().unwrap();
@@ -743,14 +755,7 @@ fn identities_chosen_then_changed_or_gone_are_reported_skipped_with_why() {
     assert_eq!(report["counts"]["done"], 0, "{report}");
     assert_eq!(code, 3, "{stderr}");
     let log = audit_log(&root);
-    let recovered: Vec<(String, String)> = log
-        .iter()
-        .filter(|l| l["event"] == "recovered")
-        .map(|l| {
-            let text = |k: &str| l[k].as_str().unwrap_or_default().to_string();
-            (text("outcome"), text("detail"))
-        })
-        .collect();
+    let recovered = recovered(&root);
     assert_eq!(
         recovered,
         [
@@ -859,14 +864,7 @@ fn a_replayed_report_keeps_the_identities_a_batch_left_untouched() {
             "{what}: {report}"
         );
         assert_eq!(report["counts"]["skipped"], 1, "{what}: {report}");
-        let recovered: Vec<(String, String)> = audit_log(&root)
-            .iter()
-            .filter(|l| l["event"] == "recovered")
-            .map(|l| {
-                let text = |k: &str| l[k].as_str().unwrap_or_default().to_string();
-                (text("outcome"), text("detail"))
-            })
-            .collect();
+        let recovered = recovered(&root);
         assert!(
             recovered.contains(&("skipped".into(), changed_why.into())),
             "{what}: {recovered:?}"

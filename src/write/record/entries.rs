@@ -102,6 +102,12 @@ pub(crate) enum Record {
     },
 }
 
+/// The identity a journal line names, or why it names none.
+fn identity_named(node: &str, service: &str) -> Result<IdentityId, Problem> {
+    IdentityId::new(node, service)
+        .ok_or_else(|| Problem::new(format!("{node}/{service} is not an identity's name")))
+}
+
 /// An identity a batch left as it was before staging it, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawUntouched", into = "RawUntouched")]
@@ -133,12 +139,7 @@ impl TryFrom<RawUntouched> for Untouched {
     type Error = Problem;
 
     fn try_from(raw: RawUntouched) -> Result<Untouched, Problem> {
-        let id = IdentityId::new(&raw.node, &raw.service).ok_or_else(|| {
-            Problem::new(format!(
-                "{}/{} is not an identity's name",
-                raw.node, raw.service
-            ))
-        })?;
+        let id = identity_named(&raw.node, &raw.service)?;
         Ok(Untouched {
             id,
             left: raw.outcome,
@@ -197,12 +198,7 @@ impl TryFrom<RawChange> for Change {
     type Error = Problem;
 
     fn try_from(raw: RawChange) -> Result<Change, Problem> {
-        let id = IdentityId::new(&raw.node, &raw.service).ok_or_else(|| {
-            Problem::new(format!(
-                "{}/{} is not an identity's name",
-                raw.node, raw.service
-            ))
-        })?;
+        let id = identity_named(&raw.node, &raw.service)?;
         Ok(Change {
             id,
             files: raw.files,
