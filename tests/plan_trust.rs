@@ -871,3 +871,51 @@ fn a_replayed_report_keeps_the_identities_a_batch_left_untouched() {
         );
     }
 }
+
+/// A run killed after committing a batch in which one identity failed before its files were
+/// ready (its directory moved away while the batch was staged): the replay's report has that
+/// identity's line, failed, between the two done, and counts it. Before, the replay reported
+/// only what the batch's `ready` named: the identity had no line.
+#[test]
+fn a_replayed_report_keeps_the_identities_that_failed_before_their_batch_was_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    common::fleet(&root, 3, 30);
+    let moved = root.join("nodes/node-01/svc-0001");
+    let args = ["rotate", "--as-of", AS_OF, "--format", "json"];
+    let env = [("REKEY_CRASH_AT", "committed")];
+    let (code, _, stderr) = common::paused_at_with(&root, "prepared", &args, &env, || {
+        std::fs::rename(&moved, root.join("nodes/node-01/svc-moved")).unwrap();
+    });
+    assert_eq!(code, None, "killed once its batch is committed: {stderr}");
+    let (code, _, stderr) = common::run_unpinned(&root, &["hooks", "retry"]);
+    assert!(stderr.contains("was interrupted"), "{code}: {stderr}");
+    let report = reports(&root)
+        .into_iter()
+        .find(|r| r["command"] == "rotate")
+        .expect("the replayed run's report");
+    assert_eq!(report["recovered_by_replay"], true, "{report}");
+    let lines: Vec<(&str, &str)> = report["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["dir"].as_str().unwrap(), l["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("nodes/node-00/svc-0000", "done"),
+            ("nodes/node-01/svc-0001", "failed"),
+            ("nodes/node-02/svc-0002", "done"),
+        ],
+        "{report}"
+    );
+    assert_eq!(report["counts"]["failed"], 1, "{report}");
+    assert!(
+        report["identities"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed before its new files were ready"),
+        "{report}"
+    );
+}

@@ -122,9 +122,8 @@ fn replayed_lines(
                         lines.batch(untouched);
                     }
                 }
-                Part::Committed(batch, changes) => {
-                    let mut batch_lines: Vec<IdentityReport> =
-                        changes.into_iter().map(done).collect();
+                Part::Committed(batch, ready, unready) => {
+                    let mut batch_lines = committed(ready, unready);
                     batch_lines.extend(waiting.remove(&batch).unwrap_or_default());
                     lines.batch(batch_lines);
                 }
@@ -137,7 +136,7 @@ fn replayed_lines(
     let mut untouched = Vec::new();
     for part in parts {
         match part? {
-            Part::Committed(_, changes) => all.extend(changes.into_iter().map(done)),
+            Part::Committed(_, ready, unready) => all.extend(committed(ready, unready)),
             Part::Unchanged(_, left) => {
                 untouched.extend(left.iter().map(IdentityReport::untouched))
             }
@@ -152,6 +151,21 @@ fn replayed_lines(
     lines.batch(all);
     lines.close();
     Ok(lines)
+}
+
+/// The lines of a committed batch: done, each identity its `ready` named; failed, each it
+/// prepared but did not name (it failed before its files were ready, and the run's reason for
+/// it was not journaled).
+fn committed(ready: Vec<Change>, unready: Vec<Change>) -> Vec<IdentityReport> {
+    let why = "failed before its new files were ready: left as it was (the run ended before its \
+               report said why)";
+    let done = ready
+        .into_iter()
+        .map(|c| IdentityReport::done(&c.id, c.files, Details::default()));
+    let failed = unready
+        .iter()
+        .map(|c| IdentityReport::unchanged(&c.id, Outcome::Failed, why.to_string()));
+    done.chain(failed).collect()
 }
 
 /// The report header of a run finished by a replay, from its journal's `start`.

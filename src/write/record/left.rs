@@ -57,8 +57,9 @@ pub(crate) struct Left {
 /// What the second pass over a journal hands a replayed report, in the journal's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Part {
-    /// A committed batch's identities that its `ready` named: each wholly new on disk.
-    Committed(u32, Vec<Change>),
+    /// A committed batch: the identities its `ready` named (each wholly new on disk), then those
+    /// it prepared but did not name (each failed before its files were ready: wholly old).
+    Committed(u32, Vec<Change>, Vec<Change>),
     /// The identities a batch left as they were before staging them (an `unchanged` record,
     /// journaled before the batch's `prepare`).
     Unchanged(u32, Vec<Untouched>),
@@ -222,8 +223,8 @@ impl Left {
     }
 
     /// The second pass over `records` (the same journal from its start): each committed batch's
-    /// identities that its `ready` named (each wholly new on disk), and each batch's identities
-    /// left untouched, batch by batch as the journal goes.
+    /// identities, those its `ready` named (each wholly new on disk) and those it did not, and
+    /// each batch's identities left untouched, batch by batch as the journal goes.
     pub(crate) fn parts<'a>(
         &'a self,
         records: impl Iterator<Item = Result<Record>> + 'a,
@@ -238,11 +239,8 @@ impl Left {
             Ok(Record::Ready { batch, identities }) => {
                 let changes = prepared.remove(&batch)?;
                 let ready: BTreeSet<String> = identities.into_iter().collect();
-                let changes = changes
-                    .into_iter()
-                    .filter(|c| ready.contains(&c.key()))
-                    .collect();
-                Some(Ok(Part::Committed(batch, changes)))
+                let (done, failed) = changes.into_iter().partition(|c| ready.contains(&c.key()));
+                Some(Ok(Part::Committed(batch, done, failed)))
             }
             Ok(Record::Unchanged { batch, identities }) => {
                 Some(Ok(Part::Unchanged(batch, identities)))
@@ -270,7 +268,7 @@ pub(crate) fn committed(records: &[Record]) -> Vec<Change> {
     let parts = left.parts(records.iter().cloned().map(Ok));
     parts
         .flat_map(|part| match part.expect("records held in memory read") {
-            Part::Committed(_, changes) => changes,
+            Part::Committed(_, changes, _) => changes,
             Part::Unchanged(..) => Vec::new(),
         })
         .collect()

@@ -147,7 +147,7 @@ fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
         parts,
         vec![
             untouched_part(0, "aa"),
-            Part::Committed(0, vec![change("a"), change("b")]),
+            Part::Committed(0, vec![change("a"), change("b")], Vec::new()),
             untouched_part(1, "cc"),
         ],
         "a batch's untouched identities before its committed ones, in journal order"
