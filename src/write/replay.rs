@@ -85,8 +85,9 @@ pub(crate) fn waiting(root: &Path) -> Result<Vec<String>> {
 }
 
 /// The report lines of a run finished by a replay, in (node, service) order, each identity
-/// once: every identity of a committed batch or `finished` now is done, every identity
-/// `undone` failed. The committed batches are streamed from the journal, the few lines of the
+/// once: every identity of a committed batch's `ready` or `finished` now is done, every identity
+/// `undone` or prepared by a committed batch but not made ready failed, every identity a batch
+/// left untouched as its `unchanged` record says. The committed batches are streamed from the journal, the few lines of the
 /// batches replayed merged in at their place. A journal whose batches are not in order (rekey
 /// writes none) is held and sorted instead, an identity named twice reported once.
 fn replayed_lines(
@@ -95,7 +96,6 @@ fn replayed_lines(
     finished: &[Change],
     undone: &[Change],
 ) -> Result<Lines> {
-    let done = |c: Change| IdentityReport::done(&c.id, c.files, Details::default());
     let replayed = finished
         .iter()
         .cloned()
@@ -159,13 +159,15 @@ fn replayed_lines(
 fn committed(ready: Vec<Change>, unready: Vec<Change>) -> Vec<IdentityReport> {
     let why = "failed before its new files were ready: left as it was (the run ended before its \
                report said why)";
-    let done = ready
-        .into_iter()
-        .map(|c| IdentityReport::done(&c.id, c.files, Details::default()));
     let failed = unready
         .iter()
         .map(|c| IdentityReport::unchanged(&c.id, Outcome::Failed, why.to_string()));
-    done.chain(failed).collect()
+    ready.into_iter().map(done).chain(failed).collect()
+}
+
+/// The line of an identity whose files a replayed run replaced.
+fn done(c: Change) -> IdentityReport {
+    IdentityReport::done(&c.id, c.files, Details::default())
 }
 
 /// The report header of a run finished by a replay, from its journal's `start`.

@@ -1,7 +1,8 @@
 //! What an interrupted run's journal leaves to its replay, read a line at a time: a first pass
 //! notes the run's start, its last change of `ca/` and the batches still open (a batch's records
 //! are consecutive, so about one); a second hands over, batch by batch, the identities each
-//! committed batch made wholly new. A journal holds a record per batch: a replay never holds it
+//! committed batch made wholly new (and those it prepared but did not make ready), and those
+//! each batch left untouched. A journal holds a record per batch: a replay never holds it
 //! whole, whatever the fleet's size.
 
 use std::collections::{BTreeMap, BTreeSet};
