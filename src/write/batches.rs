@@ -115,6 +115,19 @@ impl Commit<'_> {
         };
         journal::commit_batch(&mut run.journal, batch, fleet, places, calls)
     }
+
+    /// Journals why the run stops here, for a replay's report (best effort on a full
+    /// filesystem, which may be why); a dry run journals nothing.
+    fn stop(&mut self, stop: &Stop) -> anyhow::Result<()> {
+        let Commit::Journal(run) = self else {
+            return Ok(());
+        };
+        let reason = stop.to_string();
+        match run.journal.append(&journal::Record::Stopped { reason }) {
+            Err(e) if !crate::fsio::caused_by_no_space(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What the batch loop works with besides its items, the same for every batch: the threads
@@ -156,17 +169,29 @@ pub(crate) fn run<W: Work, T: Borrow<W::Item> + Send + Sync>(
     while !chunk.is_empty() {
         let next: Vec<(IdentityId, T)> = items.by_ref().take(size).collect();
         let mut reports = Vec::with_capacity(chunk.len());
-        if stopped.is_none() {
-            stopped = interrupt.received().map(Stop::Interrupted);
+        if stopped.is_none()
+            && let Some(signal) = interrupt.received()
+        {
+            let stop = Stop::Interrupted(signal);
+            commit.stop(&stop)?;
+            stopped = Some(stop);
         }
         if let Some(stop) = &stopped {
             let why = match stop {
                 Stop::NoSpace(_) => "not attempted: the filesystem filled up before it".into(),
                 Stop::Interrupted(sig) => format!("not attempted: the run was stopped by {sig}"),
             };
-            for (id, _) in &chunk {
-                reports.push(line(id, Outcome::Failed, why.clone()));
-            }
+            let untouched: Vec<Untouched> = chunk
+                .iter()
+                .map(|(id, _)| Untouched {
+                    id: id.clone(),
+                    left: LeftAs::Failed,
+                    reason: why.clone(),
+                })
+                .collect();
+            reports.extend(untouched.iter().map(IdentityReport::untouched));
+            // Journaled as a batch that staged nothing, for a replay's report.
+            commit.batch(batch, fleet, (Vec::new(), untouched), &[])?;
             lines.batch(reports);
             (chunk, batch) = (next, batch + 1);
             continue;
@@ -187,10 +212,7 @@ pub(crate) fn run<W: Work, T: Borrow<W::Item> + Send + Sync>(
         }
         let names: Vec<IdentityReport> = staged
             .iter()
-            .map(|s| {
-                let why = "the filesystem filled up during its batch; left unchanged".to_string();
-                IdentityReport::unchanged(&s.id, Outcome::Failed, why)
-            })
+            .map(|s| IdentityReport::unchanged(&s.id, Outcome::Failed, journal::FILLED.to_string()))
             .collect();
         let calls: Vec<HookCall> = match hooking.as_mut() {
             Some(h) => staged
@@ -217,7 +239,9 @@ pub(crate) fn run<W: Work, T: Borrow<W::Item> + Send + Sync>(
                 Ok(journal::NoSpace(why)) => {
                     reports.extend(names);
                     lines.batch(reports);
-                    stopped = Some(Stop::NoSpace(why));
+                    let stop = Stop::NoSpace(why);
+                    commit.stop(&stop)?;
+                    stopped = Some(stop);
                     prepared = Vec::new();
                     (chunk, batch) = (next, batch + 1);
                     continue;

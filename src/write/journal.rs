@@ -36,8 +36,10 @@ use files::{NotWritten, discard, finish, in_place, moved_away, stage};
 pub(crate) use files::{Temps, backup_path};
 pub(crate) use staged::{NewFile, Secret, Staged};
 
-pub(crate) use super::record::entries::{Change, FileChange, Journal, Record, Untouched, records};
-use super::record::left::{Left, Unfinished};
+pub(crate) use super::record::entries::{
+    Change, Failure, FileChange, Journal, Record, Untouched, records,
+};
+use super::record::left::{INTERRUPTED, Left, Unfinished};
 
 /// What happened to one staged identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +60,8 @@ pub(crate) enum Committed {
 /// Crash points for the crash and race tests, compiled only with the `crash-points` feature
 /// (never into a release build): `REKEY_CRASH_AT=<step>` kills the process with SIGKILL when the
 /// write protocol reaches that step (`prepared`, `staged`, `ready`, `renaming`, `renamed`,
-/// `committed`, `hook_done` as each hook's end is journaled, `post_hooks` before a run's post
-/// hooks run); `REKEY_CRASH_AT=<step>#<n>` kills the n-th time it is reached;
+/// `committed`, `hook_done` as each hook's end is journaled, `finishing` once a run's batches
+/// are done and before its report is made, `post_hooks` before a run's post hooks run); `REKEY_CRASH_AT=<step>#<n>` kills the n-th time it is reached;
 /// `REKEY_PAUSE_AT=<step>` with `REKEY_PAUSE_FILE=<path>` creates that file there and waits (up
 /// to a minute) until someone removes it, so that a test can change the fleet at that instant.
 #[cfg(feature = "crash-points")]
@@ -152,7 +154,14 @@ pub(crate) fn commit_batch(
             .filter(|(_, w)| w.is_ok())
             .map(|((s, c), _)| (s, c.clone()))
             .unzip();
-        abort(journal, batch, fleet, (backup, temps), ok, &ok_changes);
+        abort(
+            journal,
+            (batch, FILLED),
+            fleet,
+            (backup, temps),
+            ok,
+            &ok_changes,
+        );
         return Err(NoSpace(format!(
             "no space left on the filesystem: {}; the batch of {} was undone",
             full.reason,
@@ -198,14 +207,17 @@ pub(crate) fn commit_batch(
         })
         .cloned()
         .collect();
-    let marked = if calls.is_empty() {
-        Ok(())
-    } else {
+    // Those that failed are journaled first, for a replay's report.
+    let marked = failed(journal, batch, &results);
+    let marked = marked.and_then(|()| {
+        if calls.is_empty() {
+            return Ok(());
+        }
         journal.append(&Record::Hooks {
             batch: Some(batch),
             calls: calls.clone(),
         })
-    };
+    });
     let marked = marked.and_then(|()| {
         journal.append(&Record::Ready {
             batch,
@@ -216,7 +228,19 @@ pub(crate) fn commit_batch(
         // Not ready, so nothing may be renamed: undo now rather than leave it to a replay.
         let (staged, changes): (Vec<&Staged>, Vec<Change>) = go.into_iter().unzip();
         let undone = staged.len();
-        abort(journal, batch, fleet, (backup, temps), staged, &changes);
+        let why = if fsio::caused_by_no_space(&e) {
+            FILLED
+        } else {
+            "its batch was undone when the journal could not be written: left as it was"
+        };
+        abort(
+            journal,
+            (batch, why),
+            fleet,
+            (backup, temps),
+            staged,
+            &changes,
+        );
         return Err(no_space(e, "undone", undone));
     }
     crash_point("ready");
@@ -236,22 +260,45 @@ pub(crate) fn commit_batch(
     }
     fleet.make_durable(&changed)?;
     crash_point("renamed");
-    let left_old = go.iter().zip(&renamed).filter(|(_, r)| r.is_err());
-    for ((s, _), _) in left_old {
-        drop_hooks(journal, &calls, &s.id)?;
-    }
-    journal.append(&Record::Commit { batch })?;
-    crash_point("committed");
+    let mut moved = Vec::new();
     for ((s, change), outcome) in go.into_iter().zip(renamed) {
-        results.push(match outcome {
+        moved.push(match outcome {
             Ok(()) => Committed::Done(change, s.details.clone(), s.dir.file_id()),
-            Err(problem) => Committed::Failed {
-                id: s.id.clone(),
-                reason: problem.to_string(),
-            },
+            Err(problem) => {
+                drop_hooks(journal, &calls, &s.id)?;
+                Committed::Failed {
+                    id: s.id.clone(),
+                    reason: problem.to_string(),
+                }
+            }
         });
     }
+    failed(journal, batch, &moved)?;
+    journal.append(&Record::Commit { batch })?;
+    crash_point("committed");
+    results.extend(moved);
     Ok(results)
+}
+
+/// What a batch undone by a full filesystem reports of each identity it had staged.
+pub(crate) const FILLED: &str = "the filesystem filled up during its batch; left unchanged";
+
+/// Journals the identities of `results` that failed, with why (nothing when none did).
+fn failed(journal: &mut Journal, batch: u32, results: &[Committed]) -> Result<()> {
+    let identities: Vec<Failure> = results
+        .iter()
+        .filter_map(|r| match r {
+            Committed::Failed { id, reason } => Some(Failure {
+                id: id.clone(),
+                reason: reason.clone(),
+            }),
+            Committed::Done(..) => None,
+        })
+        .collect();
+    if identities.is_empty() {
+        return Ok(());
+    }
+    journal.append(&Record::Failed { batch, identities })
 }
 
 /// Closes the deploy hook calls journaled for identity `id` when it ended wholly old after all
@@ -295,11 +342,11 @@ fn no_space(err: anyhow::Error, batch_was: &str, identities: usize) -> anyhow::E
     }
 }
 
-/// Undoes a batch before its `ready` mark: every identity stays wholly old. The `abort` record
-/// is best effort; without it, a replay undoes the batch again, which is harmless.
+/// Undoes a batch before its `ready` mark: every identity stays wholly old, its report line
+/// saying `why`. The `abort` record (with `why`, for a replay's report) is best effort; without it, a replay undoes the batch again, which is harmless.
 fn abort<'a>(
     journal: &mut Journal,
-    batch: u32,
+    (batch, why): (u32, &str),
     fleet: &RootDir,
     (backup, temps): (&Path, &Temps),
     staged: impl IntoIterator<Item = &'a Staged>,
@@ -313,7 +360,10 @@ fn abort<'a>(
     // The removals are durable before the record that says they were done; if they cannot be
     // made so, there is no record, and a replay undoes the batch again.
     if fleet.make_durable(&changed).is_ok() {
-        let _ = journal.append(&Record::Abort { batch });
+        let _ = journal.append(&Record::Abort {
+            batch,
+            reason: Some(why.to_string()),
+        });
     }
 }
 
@@ -377,7 +427,10 @@ pub(crate) fn replay(
                 }
                 fleet.make_durable(&changed)?;
                 if left.undo_closes(*batch) {
-                    journal.append(&Record::Abort { batch: *batch })?;
+                    journal.append(&Record::Abort {
+                        batch: *batch,
+                        reason: Some(INTERRUPTED.to_string()),
+                    })?;
                 }
                 undone.extend(changes.iter().cloned());
             }

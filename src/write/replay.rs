@@ -11,7 +11,7 @@ use super::journal;
 use super::record::audit;
 use super::record::entries::{self, Change};
 use super::record::history;
-use super::record::left::{Left, Part};
+use super::record::left::{INTERRUPTED, Left, Part};
 use super::record::run_report::{
     Details, FleetFacts, Header, IdentityReport, Lines, Notes, Outcome, Report, RunCommand,
 };
@@ -101,7 +101,7 @@ fn replayed_lines(
         .cloned()
         .map(done)
         .chain(undone.iter().map(|c| {
-            let why = "interrupted before its files were replaced: left as it was".to_string();
+            let why = left.failure_of(&c.id).unwrap_or(INTERRUPTED).to_string();
             IdentityReport::unchanged(&c.id, Outcome::Failed, why)
         }));
     let parts = left.parts(entries::records(&run.journal())?);
@@ -153,16 +153,12 @@ fn replayed_lines(
     Ok(lines)
 }
 
-/// The lines of a committed batch: done, each identity its `ready` named; failed, each it
-/// prepared but did not name (it failed before its files were ready, and the run's reason for
-/// it was not journaled).
-fn committed(ready: Vec<Change>, unready: Vec<Change>) -> Vec<IdentityReport> {
-    let why = "failed before its new files were ready: left as it was (the run ended before its \
-               report said why)";
-    let failed = unready
-        .iter()
-        .map(|c| IdentityReport::unchanged(&c.id, Outcome::Failed, why.to_string()));
-    ready.into_iter().map(done).chain(failed).collect()
+/// The lines of a committed batch: done, each identity it made wholly new; failed, each other
+/// one it prepared, with why.
+fn committed(done: Vec<Change>, failed: Vec<entries::Untouched>) -> Vec<IdentityReport> {
+    let mut lines: Vec<IdentityReport> = done.into_iter().map(self::done).collect();
+    lines.extend(failed.iter().map(IdentityReport::untouched));
+    lines
 }
 
 /// The line of an identity whose files a replayed run replaced.
@@ -195,7 +191,7 @@ fn header(root: &Path, run: &RunDir, left: &Left, now: DateTime<Utc>) -> Header 
             operator: start.and_then(|s| s.operator.clone()),
         },
         recovered_by_replay: true,
-        stopped: None,
+        stopped: left.stopped.clone(),
         warnings: Vec::new(),
         fleet: FleetFacts::default(),
         hooks_skipped: false,

@@ -265,6 +265,7 @@ impl Started {
         warnings: Vec<String>,
         fleet: FleetFacts,
     ) -> Result<(Report, Exit)> {
+        journal::crash_point("finishing");
         let root = self.write.root.clone();
         let keep_runs = fleet.keep_runs;
         let dry_run = !self.write.effects.writes();

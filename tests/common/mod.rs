@@ -530,6 +530,17 @@ pub fn paused_at_with(
     env: &[(&str, &str)],
     during: impl FnOnce(),
 ) -> (Option<i32>, String, String) {
+    paused_at_pid(root, step, args, env, |_| during())
+}
+
+/// [`paused_at_with`], `during` given the paused process's id (to signal it, say).
+pub fn paused_at_pid(
+    root: &Path,
+    step: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    during: impl FnOnce(u32),
+) -> (Option<i32>, String, String) {
     let pause = root.parent().unwrap().join("paused");
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rekey"))
         .args(args)
@@ -550,7 +561,7 @@ pub fn paused_at_with(
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    during();
+    during(child.id());
     std::fs::remove_file(&pause).unwrap();
     let out = child.wait_with_output().unwrap();
     (

@@ -16,8 +16,10 @@ use crate::names::IdentityId;
 use crate::problem::Problem;
 
 /// The journal format version: 2 names temporary files after the run
-/// (`.rekey-new.<run-id>.<file>`); version 1 journals are still replayed.
-pub(crate) const VERSION: u32 = 2;
+/// (`.rekey-new.<run-id>.<file>`); 3 adds what a replayed report needs to say what the run's own
+/// would have (the `unchanged`, `failed` and `stopped` records, and an `abort`'s reason).
+/// Versions 1 and 2 are still replayed; a journal of a later version is refused, by name.
+pub(crate) const VERSION: u32 = 3;
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,8 +48,12 @@ pub(crate) enum Record {
     Commit {
         batch: u32,
     },
+    /// A batch undone before its `ready`; `reason`: what each identity it prepared is reported
+    /// as (left as it was), when the run or a replay said.
     Abort {
         batch: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     End {
         recovered: bool,
@@ -100,6 +106,18 @@ pub(crate) enum Record {
         batch: u32,
         identities: Vec<Untouched>,
     },
+    /// Identities of a prepared batch that failed, with why: before its `ready` (journaled just
+    /// before it: left as they were), or when their renames found the directory moved away
+    /// (journaled before the batch's `commit`).
+    Failed {
+        batch: u32,
+        identities: Vec<Failure>,
+    },
+    /// The run stopped before its end (a full filesystem, a signal), and why: the report's
+    /// `stopped`. The identities it does not reach follow in `unchanged` records.
+    Stopped {
+        reason: String,
+    },
 }
 
 /// The identity a journal line names, or why it names none.
@@ -115,6 +133,45 @@ pub(crate) struct Untouched {
     pub(crate) id: IdentityId,
     pub(crate) left: LeftAs,
     pub(crate) reason: String,
+}
+
+/// An identity a prepared batch did not change where it stood, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawFailure", into = "RawFailure")]
+pub(crate) struct Failure {
+    pub(crate) id: IdentityId,
+    pub(crate) reason: String,
+}
+
+/// A failure as a journal line holds it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailure {
+    node: String,
+    service: String,
+    reason: String,
+}
+
+impl TryFrom<RawFailure> for Failure {
+    type Error = Problem;
+
+    fn try_from(raw: RawFailure) -> Result<Failure, Problem> {
+        let id = identity_named(&raw.node, &raw.service)?;
+        Ok(Failure {
+            id,
+            reason: raw.reason,
+        })
+    }
+}
+
+impl From<Failure> for RawFailure {
+    fn from(f: Failure) -> RawFailure {
+        RawFailure {
+            node: f.id.node().to_string(),
+            service: f.id.service().to_string(),
+            reason: f.reason,
+        }
+    }
 }
 
 /// How a run left an identity it did not stage: its report line's outcome.

@@ -1,9 +1,9 @@
 //! What an interrupted run's journal leaves to its replay, read a line at a time: a first pass
-//! notes the run's start, its last change of `ca/` and the batches still open (a batch's records
-//! are consecutive, so about one); a second hands over, batch by batch, the identities each
-//! committed batch made wholly new (and those it prepared but did not make ready), and those
-//! each batch left untouched. A journal holds a record per batch: a replay never holds it
-//! whole, whatever the fleet's size.
+//! notes the run's start, its last change of `ca/`, whether it stopped early and the batches
+//! still open (a batch's records are consecutive, so about one); a second hands over, batch by
+//! batch, the identities each committed batch made wholly new and those it failed (with why),
+//! the identities each batch the run undid had prepared, and those each batch left untouched. A
+//! journal holds a record per batch: a replay never holds it whole, whatever the fleet's size.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use std::path::Path;
 
 use super::calls::HookCall;
-use super::entries::{Change, DAMAGED, Record, Untouched};
+use super::entries::{Change, DAMAGED, Failure, LeftAs, Record, Untouched, VERSION};
 use crate::names::IdentityId;
 
 /// What replay must do for one unfinished batch.
@@ -46,8 +46,14 @@ pub(crate) struct Left {
     pub(crate) unfinished: Vec<Unfinished>,
     /// The deploy hook calls journaled for each unfinished batch.
     hooks: BTreeMap<u32, Vec<HookCall>>,
+    /// Why each identity an unfinished batch said had failed did (its `failed` records).
+    failures: BTreeMap<String, String>,
     /// The batches closed by their `commit`.
     committed: BTreeSet<u32>,
+    /// The batches closed by an `abort` that says why (the run's own, or a replay's).
+    aborted: BTreeSet<u32>,
+    /// Why the run stopped before its end, if its journal says it did.
+    pub(crate) stopped: Option<String>,
     /// Whether the run journaled its `end`.
     pub(crate) ended: bool,
     /// Whether each identity the batches name follows the one before in (node, service) order,
@@ -58,11 +64,13 @@ pub(crate) struct Left {
 /// What the second pass over a journal hands a replayed report, in the journal's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Part {
-    /// A committed batch: the identities its `ready` named (each wholly new on disk), then those
-    /// it prepared but did not name (each failed before its files were ready: wholly old).
-    Committed(u32, Vec<Change>, Vec<Change>),
-    /// The identities a batch left as they were before staging them (an `unchanged` record,
-    /// journaled before the batch's `prepare`).
+    /// A committed batch: the identities it made wholly new, then those it prepared and failed,
+    /// each with why (before its files were ready, or when their renames found the directory
+    /// moved away).
+    Committed(u32, Vec<Change>, Vec<Untouched>),
+    /// The identities a batch left as they were: before staging them (an `unchanged` record,
+    /// journaled before the batch's `prepare`), or prepared by a batch that was undone (its
+    /// `abort` says why).
     Unchanged(u32, Vec<Untouched>),
 }
 
@@ -74,6 +82,7 @@ struct Open {
     /// The identities its first `ready` named, once it came.
     ready: Option<BTreeSet<String>>,
     hooks: Vec<HookCall>,
+    failed: Vec<Failure>,
 }
 
 impl Left {
@@ -111,6 +120,14 @@ impl Left {
                     operator,
                     reason,
                 } if left.start.is_none() => {
+                    if version > VERSION {
+                        bail!(
+                            "journal {} line {line}: written by a later rekey (journal version \
+                             {version}; this rekey reads up to {VERSION}): replay it with the \
+                             rekey that wrote it, or a later one, before using this one",
+                            path.display()
+                        );
+                    }
                     left.start = Some(Start {
                         version,
                         run_id,
@@ -149,6 +166,7 @@ impl Left {
                         changes: Vec::new(),
                         ready: None,
                         hooks: Vec::new(),
+                        failed: Vec::new(),
                     });
                     batch.changes.extend(identities);
                 }
@@ -167,12 +185,22 @@ impl Left {
                         open.hooks.extend(calls);
                     }
                 }
+                Record::Failed { batch, identities } => {
+                    if let Some(open) = open.get_mut(&batch) {
+                        open.failed.extend(identities);
+                    }
+                }
                 Record::Commit { batch } if open.remove(&batch).is_some() => {
                     left.committed.insert(batch);
                 }
-                Record::Abort { batch } => {
-                    open.remove(&batch);
+                Record::Abort { batch, reason } => {
+                    // Undone by the run, or by a replay of it: said why, so reported.
+                    let closed = open.remove(&batch).is_some();
+                    if closed && reason.is_some() {
+                        left.aborted.insert(batch);
+                    }
                 }
+                Record::Stopped { reason } => left.stopped = Some(reason),
                 Record::End { .. } => left.ended = true,
                 ca @ Record::Ca { .. } => left.ca = Some(ca),
                 _ => {}
@@ -206,8 +234,16 @@ impl Left {
                 }),
             }
             left.hooks.insert(batch, o.hooks);
+            for Failure { id, reason } in o.failed {
+                left.failures.entry(id.to_string()).or_insert(reason);
+            }
         }
         Ok(left)
+    }
+
+    /// Why the run said identity `id` of an unfinished batch failed, if it said.
+    pub(crate) fn failure_of(&self, id: &IdentityId) -> Option<&str> {
+        self.failures.get(&id.to_string()).map(String::as_str)
     }
 
     /// The deploy hook calls journaled for unfinished batch `batch`.
@@ -224,29 +260,17 @@ impl Left {
     }
 
     /// The second pass over `records` (the same journal from its start): each committed batch's
-    /// identities, those its `ready` named (each wholly new on disk) and those it did not, and
-    /// each batch's identities left untouched, batch by batch as the journal goes.
+    /// identities, those it made wholly new and those it failed, each batch's identities left
+    /// untouched, and those of each batch undone with a reason, batch by batch as the journal
+    /// goes. Holds one batch at a time.
     pub(crate) fn parts<'a>(
         &'a self,
         records: impl Iterator<Item = Result<Record>> + 'a,
     ) -> impl Iterator<Item = Result<Part>> + 'a {
-        let mut prepared: BTreeMap<u32, Vec<Change>> = BTreeMap::new();
+        let mut closing = Closing::default();
         records.filter_map(move |record| match record {
             Err(e) => Some(Err(e)),
-            Ok(Record::Prepare { batch, identities }) if self.committed.contains(&batch) => {
-                prepared.entry(batch).or_default().extend(identities);
-                None
-            }
-            Ok(Record::Ready { batch, identities }) => {
-                let changes = prepared.remove(&batch)?;
-                let ready: BTreeSet<String> = identities.into_iter().collect();
-                let (done, failed) = changes.into_iter().partition(|c| ready.contains(&c.key()));
-                Some(Ok(Part::Committed(batch, done, failed)))
-            }
-            Ok(Record::Unchanged { batch, identities }) => {
-                Some(Ok(Part::Unchanged(batch, identities)))
-            }
-            Ok(_) => None,
+            Ok(record) => closing.take(self, record).map(Ok),
         })
     }
 
@@ -254,6 +278,101 @@ impl Left {
     pub(crate) fn commits(&self, batch: u32) -> bool {
         self.committed.contains(&batch)
     }
+}
+
+/// The batches of the second pass still to be handed over: what each prepared, made ready and
+/// said had failed, until its `commit` or its `abort`.
+#[derive(Default)]
+struct Closing {
+    prepared: BTreeMap<u32, Vec<Change>>,
+    ready: BTreeMap<u32, BTreeSet<String>>,
+    failed: BTreeMap<u32, BTreeMap<String, String>>,
+}
+
+impl Closing {
+    /// Notes `record`; hands over the part it completes, if it completes one.
+    fn take(&mut self, left: &Left, record: Record) -> Option<Part> {
+        match record {
+            Record::Prepare { batch, identities }
+                if left.committed.contains(&batch) || left.aborted.contains(&batch) =>
+            {
+                self.prepared.entry(batch).or_default().extend(identities);
+                None
+            }
+            Record::Ready { batch, identities } if self.prepared.contains_key(&batch) => {
+                self.ready
+                    .entry(batch)
+                    .or_insert_with(|| identities.into_iter().collect());
+                None
+            }
+            Record::Failed { batch, identities } if self.prepared.contains_key(&batch) => {
+                let failed = self.failed.entry(batch).or_default();
+                for Failure { id, reason } in identities {
+                    failed.entry(id.to_string()).or_insert(reason);
+                }
+                None
+            }
+            Record::Commit { batch } if left.committed.contains(&batch) => {
+                let changes = self.prepared.remove(&batch)?;
+                let ready = self.ready.remove(&batch).unwrap_or_default();
+                let failed = self.failed.remove(&batch).unwrap_or_default();
+                Some(committed_part(batch, changes, &ready, &failed))
+            }
+            Record::Abort {
+                batch,
+                reason: Some(reason),
+            } if left.aborted.contains(&batch) => {
+                let changes = self.prepared.remove(&batch)?;
+                self.ready.remove(&batch);
+                let failed = self.failed.remove(&batch).unwrap_or_default();
+                let left = |c: Change| {
+                    let reason = failed.get(&c.key()).unwrap_or(&reason).clone();
+                    Untouched {
+                        id: c.id,
+                        left: LeftAs::Failed,
+                        reason,
+                    }
+                };
+                Some(Part::Unchanged(
+                    batch,
+                    changes.into_iter().map(left).collect(),
+                ))
+            }
+            Record::Unchanged { batch, identities } => Some(Part::Unchanged(batch, identities)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a replay reports an identity it undid (or could not finish): what its `abort` says.
+pub(crate) const INTERRUPTED: &str = "interrupted before its files were replaced: left as it was";
+
+/// Why a replay reports an identity failed that a committed batch prepared and did not make
+/// ready, when its journal does not say (a journal before version 3).
+pub(crate) const UNREADY: &str = "failed before its new files were ready: left as it was (the \
+     run ended before its report said why)";
+
+/// A committed batch's part: done, each identity its `ready` named that no `failed` record
+/// names; failed, each other one it prepared, with the reason journaled for it.
+fn committed_part(
+    batch: u32,
+    changes: Vec<Change>,
+    ready: &BTreeSet<String>,
+    failed: &BTreeMap<String, String>,
+) -> Part {
+    let (mut done, mut lost) = (Vec::new(), Vec::new());
+    for change in changes {
+        let key = change.key();
+        match failed.get(&key) {
+            None if ready.contains(&key) => done.push(change),
+            why => lost.push(Untouched {
+                id: change.id,
+                left: LeftAs::Failed,
+                reason: why.map_or(UNREADY, String::as_str).to_string(),
+            }),
+        }
+    }
+    Part::Committed(batch, done, lost)
 }
 
 /// The batches of a journal held in memory that were neither committed nor aborted (pure).
@@ -342,7 +461,8 @@ fn step_of(record: &Record) -> Option<(u32, &'static str)> {
             batch: Some(batch), ..
         } => Some((*batch, "given hooks")),
         Record::Commit { batch } => Some((*batch, "committed")),
-        Record::Abort { batch } => Some((*batch, "aborted")),
+        Record::Abort { batch, .. } => Some((*batch, "aborted")),
+        Record::Failed { batch, .. } => Some((*batch, "said to have failed")),
         _ => None,
     }
 }

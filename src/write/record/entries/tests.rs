@@ -89,10 +89,24 @@ fn a_torn_last_line_is_cut_off_before_anything_is_appended() {
     for torn in ["\0\0\0\0\"batch\":0}\n", "{\"op\":\"commit\",\"ba"] {
         std::fs::write(&path, format!("{start}{torn}")).unwrap();
         let mut journal = Journal::open(&path).unwrap();
-        journal.append(&Record::Abort { batch: 0 }).unwrap();
+        journal
+            .append(&Record::Abort {
+                batch: 0,
+                reason: None,
+            })
+            .unwrap();
         let records = read(&path).unwrap();
         assert_eq!(records.len(), 2, "{torn:?}");
-        assert!(matches!(records[1], Record::Abort { batch: 0 }), "{torn:?}");
+        assert!(
+            matches!(
+                records[1],
+                Record::Abort {
+                    batch: 0,
+                    reason: None
+                }
+            ),
+            "{torn:?}"
+        );
     }
 }
 
@@ -115,11 +129,22 @@ fn a_torn_end_after_long_records_is_cut_off_and_a_whole_one_kept() {
     ] {
         std::fs::write(&path, format!("{long}\n{long}\n{torn}")).unwrap();
         let mut journal = Journal::open(&path).unwrap();
-        journal.append(&Record::Abort { batch: 0 }).unwrap();
+        journal
+            .append(&Record::Abort {
+                batch: 0,
+                reason: None,
+            })
+            .unwrap();
         let records = read(&path).unwrap();
         assert_eq!(records.len(), kept + 1, "{torn:?}");
         assert!(
-            matches!(records[kept], Record::Abort { batch: 0 }),
+            matches!(
+                records[kept],
+                Record::Abort {
+                    batch: 0,
+                    reason: None
+                }
+            ),
             "{torn:?}"
         );
     }

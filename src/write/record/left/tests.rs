@@ -28,7 +28,13 @@ fn replay_finishes_ready_batches_and_undoes_the_rest() {
         ),
         (
             "aborted",
-            vec![prepare(0, &["a"]), Record::Abort { batch: 0 }],
+            vec![
+                prepare(0, &["a"]),
+                Record::Abort {
+                    batch: 0,
+                    reason: None,
+                },
+            ],
             vec![],
         ),
         (
@@ -161,7 +167,13 @@ fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
     for (what, early) in [
         ("committed", Record::Commit { batch: 0 }),
         ("ready", ready(0, &["a"])),
-        ("aborted", Record::Abort { batch: 0 }),
+        (
+            "aborted",
+            Record::Abort {
+                batch: 0,
+                reason: None,
+            },
+        ),
         ("given hooks", hooks(0)),
     ] {
         let err = of(&[early, prepare(0, &["a"])]).unwrap_err().to_string();
@@ -174,7 +186,10 @@ fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
     }
     let twice = [
         prepare(0, &["a"]),
-        Record::Abort { batch: 0 },
+        Record::Abort {
+            batch: 0,
+            reason: None,
+        },
         prepare(0, &["b"]),
     ];
     let err = of(&twice).unwrap_err().to_string();
@@ -205,7 +220,10 @@ fn identities_left_unchanged_are_checked_for_order_with_their_batch() {
     assert!(in_order(&[
         untouched(0, &["b", "d"]),
         prepare(0, &["a", "c"]),
-        Record::Abort { batch: 0 },
+        Record::Abort {
+            batch: 0,
+            reason: None
+        },
         untouched(1, &["e"]),
         untouched(2, &["f"]),
         prepare(2, &["g"]),
@@ -244,4 +262,99 @@ fn identities_left_unchanged_are_checked_for_order_with_their_batch() {
             "{err}"
         );
     }
+}
+
+/// What a journal says of the identities a batch failed or undid reaches the second pass with
+/// its reasons: a committed batch's `failed` records (before its `ready`, or after its renames)
+/// make those identities failed, with why; a batch undone with a reason hands over each identity
+/// it prepared, failed with that reason (or the one a `failed` record gave it); one undone
+/// without a reason hands over nothing; the run's `stopped` is kept; a journal of a later
+/// version is refused, by name.
+#[test]
+fn failures_undone_batches_and_a_stop_reach_the_replayed_report_with_their_reasons() {
+    use crate::write::record::entries::{Failure, LeftAs, Untouched};
+    let failed = |batch, node: &str, why: &str| Record::Failed {
+        batch,
+        identities: vec![Failure {
+            id: IdentityId::new(node, "s").unwrap(),
+            reason: why.into(),
+        }],
+    };
+    let lost = |node: &str, why: &str| Untouched {
+        id: IdentityId::new(node, "s").unwrap(),
+        left: LeftAs::Failed,
+        reason: why.into(),
+    };
+    let journal = [
+        prepare(0, &["a", "b", "c"]),
+        failed(0, "b", "staging failed"),
+        ready(0, &["a", "c"]),
+        failed(0, "c", "moved away"),
+        Record::Commit { batch: 0 },
+        prepare(1, &["d", "e"]),
+        failed(1, "e", "its own reason"),
+        Record::Abort {
+            batch: 1,
+            reason: Some("filled up".into()),
+        },
+        prepare(2, &["f"]),
+        Record::Abort {
+            batch: 2,
+            reason: None,
+        },
+        Record::Stopped {
+            reason: "interrupted by SIGTERM".into(),
+        },
+    ];
+    let left = held(&journal);
+    assert_eq!(left.stopped.as_deref(), Some("interrupted by SIGTERM"));
+    let parts: Vec<Part> = left
+        .parts(journal.iter().cloned().map(Ok))
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            Part::Committed(
+                0,
+                vec![change("a")],
+                vec![lost("b", "staging failed"), lost("c", "moved away")]
+            ),
+            Part::Unchanged(1, vec![lost("d", "filled up"), lost("e", "its own reason")]),
+        ]
+    );
+    // Without its `failed` records (a journal before version 3), a committed batch's unready
+    // identity fails with the replay's own reason.
+    let older = [
+        prepare(0, &["a", "b"]),
+        ready(0, &["a"]),
+        Record::Commit { batch: 0 },
+    ];
+    let parts: Vec<Part> = held(&older)
+        .parts(older.iter().cloned().map(Ok))
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        parts,
+        [Part::Committed(
+            0,
+            vec![change("a")],
+            vec![lost("b", UNREADY)]
+        )]
+    );
+    let later = Record::Start {
+        version: VERSION + 1,
+        run_id: "r".into(),
+        command: "rotate".into(),
+        as_of: "t".into(),
+        operator: None,
+        reason: None,
+    };
+    let err = Left::of(Path::new("j"), [Ok(later)].into_iter())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("journal j line 1: written by a later rekey (journal version 4"),
+        "{err}"
+    );
 }

@@ -1,0 +1,126 @@
+//! A run killed before it saved its report gets one from the next writer's replay, made from its
+//! journal: each case here runs the same attack on the same fleet twice, once to its end and
+//! once killed, and the replayed report must say what the run's own said, line for line (every
+//! outcome and every reason), with the same counts and the same `stopped`.
+
+mod common;
+
+use std::path::Path;
+
+use common::{AS_OF, reports};
+use serde_json::Value;
+
+/// A report's identity lines as (dir, outcome, reason).
+fn lines(report: &Value) -> Vec<(String, String, String)> {
+    let text = |l: &Value, k: &str| l[k].as_str().unwrap_or_default().to_string();
+    report["identities"]
+        .as_array()
+        .expect("a report lists its identities")
+        .iter()
+        .map(|l| (text(l, "dir"), text(l, "outcome"), text(l, "reason")))
+        .collect()
+}
+
+/// A `rotate` of a fresh fleet of `n` at `root` in batches of `batch`, paused at `pause` where
+/// `during` acts (given the root and the run's process id): once to its end (its report, as it
+/// printed it), then, on a fleet made again at the same place, killed at `kill` and replayed by
+/// the next writer (the report the replay saved).
+fn own_and_replayed(
+    root: &Path,
+    (n, batch): (usize, &str),
+    (pause, kill): (&str, &str),
+    during: impl Fn(&Path, u32),
+) -> (Value, Value) {
+    let args = ["rotate", "--as-of", AS_OF, "--format", "json"];
+    common::fleet(root, n, 30);
+    let env = [("REKEY_TEST_BATCH", batch)];
+    let (code, stdout, stderr) =
+        common::paused_at_pid(root, pause, &args, &env, |pid| during(root, pid));
+    assert!(matches!(code, Some(0 | 3)), "the run to its end: {stderr}");
+    let own: Value = serde_json::from_str(&stdout).expect("the run's report");
+    std::fs::remove_dir_all(root).unwrap();
+    common::fleet(root, n, 30);
+    let env = [("REKEY_TEST_BATCH", batch), ("REKEY_CRASH_AT", kill)];
+    let (code, _, stderr) =
+        common::paused_at_pid(root, pause, &args, &env, |pid| during(root, pid));
+    assert_eq!(code, None, "killed at {kill}: {stderr}");
+    let (code, _, stderr) = common::run_unpinned(root, &["hooks", "retry"]);
+    assert!(stderr.contains("was interrupted"), "{code:?}: {stderr}");
+    let replayed = reports(root)
+        .into_iter()
+        .find(|r| r["command"] == "rotate")
+        .expect("the replayed run's report");
+    assert_eq!(replayed["recovered_by_replay"], true, "{replayed}");
+    (own, replayed)
+}
+
+/// The replayed report says what the run's own said: its lines, its counts of what it did (a
+/// replay does not read the fleet, so its counts of what the fleet holds are null) and whether
+/// it stopped.
+fn assert_same(own: &Value, replayed: &Value) {
+    assert_eq!(lines(replayed), lines(own), "{replayed}");
+    for count in ["done", "failed", "skipped", "credentials", "hooks_failed"] {
+        let count = |r: &Value| r["counts"][count].clone();
+        assert_eq!(count(replayed), count(own), "{replayed}");
+    }
+    assert_eq!(replayed["stopped"], own["stopped"], "{replayed}");
+}
+
+/// An identity whose directory its owner moved away while its batch was staged fails before the
+/// batch is ready: a run killed once the batch is committed is replayed with that identity's
+/// line, failed, in its place, and the run's own reason. Before, the replay had no line for it,
+/// then a reason of its own ("the run ended before its report said why").
+#[test]
+fn a_replayed_report_says_why_an_identity_failed_before_its_batch_was_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    let (own, replayed) =
+        own_and_replayed(&root, (3, "3"), ("prepared", "committed"), |root, _| {
+            let moved = root.join("nodes/node-01/svc-0001");
+            std::fs::rename(moved, root.join("nodes/node-01/svc-moved")).unwrap();
+        });
+    let outcomes: Vec<String> = lines(&own).into_iter().map(|l| l.1).collect();
+    assert_eq!(outcomes, ["done", "failed", "done"], "{own}");
+    assert!(
+        lines(&own)[1].2.contains("was moved or replaced"),
+        "the run's own reason: {own}"
+    );
+    assert_same(&own, &replayed);
+}
+
+/// An identity whose directory its owner moved away after its batch was ready has its new files
+/// renamed in that directory, wherever it went: the run reports it failed, and so must a replay
+/// of the run killed once the batch is committed. Before, the replay reported it done.
+#[test]
+fn a_replayed_report_says_an_identity_moved_away_during_its_renames_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    let (own, replayed) = own_and_replayed(&root, (3, "3"), ("ready", "committed"), |root, _| {
+        let moved = root.join("nodes/node-01/svc-0001");
+        std::fs::rename(moved, root.join("nodes/node-01/svc-moved")).unwrap();
+    });
+    let outcomes: Vec<String> = lines(&own).into_iter().map(|l| l.1).collect();
+    assert_eq!(outcomes, ["done", "failed", "done"], "{own}");
+    assert_same(&own, &replayed);
+}
+
+/// A run stopped by SIGTERM commits the batch in flight and leaves the rest, each `not
+/// attempted`, and says it `stopped`: killed after that, before its report, its replay says the
+/// same. Before, the replay had no line for the identities after the stop, and no `stopped`.
+#[test]
+fn a_replayed_report_keeps_what_a_stopped_run_did_not_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    let (own, replayed) = own_and_replayed(&root, (6, "2"), ("prepared", "finishing"), |_, pid| {
+        // SAFETY: kill(2) on the child this test started and has not waited for yet.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    });
+    let outcomes: Vec<String> = lines(&own).into_iter().map(|l| l.1).collect();
+    assert_eq!(
+        outcomes,
+        ["done", "done", "failed", "failed", "failed", "failed"],
+        "{own}"
+    );
+    assert_eq!(own["stopped"], "interrupted by SIGTERM", "{own}");
+    assert_same(&own, &replayed);
+}
