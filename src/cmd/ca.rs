@@ -152,7 +152,7 @@ pub(crate) fn stage(o: &Options) -> Result<Exit> {
             }
             Some((identity.id, target?))
         });
-        let streamed = started.stream_metered(&trust, each, &meter, Vec::new(), Vec::new());
+        let streamed = started.stream_metered(&trust, each, &meter, Vec::new());
         meter.finish(streamed.as_ref().is_ok_and(write::Streamed::stopped));
         Ok(streamed?.finish(FleetFacts::default())?.1)
     })?

@@ -93,7 +93,7 @@ pub(crate) fn rollback(o: &Options) -> Result<Exit> {
         }
     });
     let items = Items { each, total };
-    let streamed = started.stream(&restore, items, Vec::new(), Vec::new())?;
+    let streamed = started.stream(&restore, items, Vec::new())?;
     let (_, exit) = streamed.finish(FleetFacts::default())?;
     match unread {
         Some(err) => Err(err.context(format!(

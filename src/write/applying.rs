@@ -105,7 +105,7 @@ where
             let each = asked(a.plan, judged, a.selection, a.force, &mut failed)?;
             let items = Items { each, total: items };
             let warnings = warnings.unwrap_or_default();
-            let streamed = started.stream(&work, items, Vec::new(), warnings)?;
+            let streamed = started.stream(&work, items, warnings)?;
             if let Some(err) = failed {
                 return Err(err);
             }

@@ -21,8 +21,6 @@ pub(crate) struct Rotating {
     pub(crate) command: RunCommand,
     /// The identities to rotate, each with what it was judged.
     pub(crate) targets: BTreeMap<IdentityId, Target>,
-    /// Identities the command was asked for and leaves alone, with why.
-    pub(crate) refused: Vec<(IdentityId, String)>,
     pub(crate) notes: Notes,
 }
 
@@ -39,7 +37,6 @@ pub(crate) fn run(
     let Rotating {
         command,
         targets,
-        refused,
         notes,
     } = asked;
     let fleet = facts(survey);
@@ -50,7 +47,7 @@ pub(crate) fn run(
         if !dry {
             before(&started)?;
         }
-        return started.nothing_to_do(refused, fleet);
+        return started.nothing_to_do(fleet);
     }
     let signing = Signing::load(&write, &survey.scope)?;
     let rotation = signing.rotation(&survey.scope, write.as_of());
@@ -60,7 +57,7 @@ pub(crate) fn run(
         before(&started)?;
     }
     super::journal::crash_point("surveyed");
-    started.execute(&rotation, &targets, refused, warnings, fleet)
+    started.execute(&rotation, &targets, warnings, fleet)
 }
 
 /// What `rotate` rotates: every identity `survey` judges `rotate` (with `force`, also the
@@ -85,7 +82,6 @@ pub(crate) fn rotate_due(
     let asked = Rotating {
         command: RunCommand::Rotate,
         targets,
-        refused: Vec::new(),
         notes: Notes::default(),
     };
     Ok(run(write, survey, asked, |_| Ok(()))?.1)
@@ -141,7 +137,7 @@ pub(crate) fn rotate_streamed(
                 }
                 crate::report::show_plan_summary(scope, end, forced.get());
                 let started = write.start(RunCommand::Rotate, Notes::default())?;
-                return Ok(started.nothing_to_do(Vec::new(), end_facts(scope, end))?.1);
+                return Ok(started.nothing_to_do(end_facts(scope, end))?.1);
             };
             let signing = Signing::load(&write, scope)?;
             let rotation = signing.rotation(scope, as_of);
@@ -149,7 +145,7 @@ pub(crate) fn rotate_streamed(
             let started = write.start(RunCommand::Rotate, Notes::default())?;
             super::journal::crash_point("surveyed");
             let each = std::iter::once(first).chain(targets);
-            let streamed = started.stream_metered(&rotation, each, &meter, Vec::new(), warnings);
+            let streamed = started.stream_metered(&rotation, each, &meter, warnings);
             meter.finish(
                 streamed
                     .as_ref()
@@ -214,7 +210,7 @@ pub(crate) fn run_streamed(
                 total,
             };
             let work = super::work::OrSkipped(&rotation);
-            let streamed = started.stream(&work, items, Vec::new(), warnings)?;
+            let streamed = started.stream(&work, items, warnings)?;
             streamed.finish(end_facts(scope, judged.end()))
         },
     )?

@@ -16,9 +16,7 @@ use super::reap;
 use super::record::audit;
 use super::record::history;
 use super::record::run::Run;
-use super::record::run_report::{
-    FleetFacts, Header, IdentityReport, Lines, Notes, Outcome, Report, RunCommand,
-};
+use super::record::run_report::{FleetFacts, Header, Lines, Notes, Report, RunCommand};
 use super::run::WriteRun;
 use super::work::Work;
 use crate::exit::Exit;
@@ -149,19 +147,17 @@ impl Started {
     }
 
     /// Runs `work` over `items` in journaled batches, then [`Started::finish`]es the run.
-    /// `refused` are identities left alone before staging, with why.
     pub(crate) fn execute<W: Work>(
         self,
         work: &W,
         items: &BTreeMap<IdentityId, W::Item>,
-        refused: Vec<(IdentityId, String)>,
         warnings: Vec<String>,
         fleet: FleetFacts,
     ) -> Result<(Report, Exit)> {
         let each = items.iter().map(|(id, item)| (id.clone(), item));
         let total = items.len();
         let items = batches::Items { each, total };
-        self.stream(work, items, refused, warnings)?.finish(fleet)
+        self.stream(work, items, warnings)?.finish(fleet)
     }
 
     /// Runs `work` over `items`, taken as they come (a survey streamed: nothing is held but the
@@ -171,11 +167,10 @@ impl Started {
         self,
         work: &W,
         items: batches::Items<impl Iterator<Item = (IdentityId, T)>>,
-        refused: Vec<(IdentityId, String)>,
         warnings: Vec<String>,
     ) -> Result<Streamed> {
         let meter = self.write.meter(items.total);
-        let streamed = self.stream_metered(work, items.each, &meter, refused, warnings);
+        let streamed = self.stream_metered(work, items.each, &meter, warnings);
         meter.finish(streamed.as_ref().is_ok_and(Streamed::stopped));
         streamed
     }
@@ -187,7 +182,6 @@ impl Started {
         work: &W,
         items: impl Iterator<Item = (IdentityId, T)>,
         meter: &Meter,
-        refused: Vec<(IdentityId, String)>,
         warnings: Vec<String>,
     ) -> Result<Streamed> {
         for w in &warnings {
@@ -217,10 +211,7 @@ impl Started {
                 },
                 next: self.next_call,
             });
-        let mut lines = Lines::new(
-            run_dir.as_ref().map(|dir| dir.path()),
-            skipped(refused).collect(),
-        );
+        let mut lines = Lines::new(run_dir.as_ref().map(|dir| dir.path()), Vec::new());
         let pool = pool(self.write.settings.jobs)?;
         let root_dir = &self.write.fleet;
         let crew = batches::Crew {
@@ -239,17 +230,13 @@ impl Started {
         })
     }
 
-    /// Ends a run that had nothing to change (but perhaps identities it refused).
-    pub(crate) fn nothing_to_do(
-        self,
-        refused: Vec<(IdentityId, String)>,
-        fleet: FleetFacts,
-    ) -> Result<(Report, Exit)> {
+    /// Ends a run that had nothing to change.
+    pub(crate) fn nothing_to_do(self, fleet: FleetFacts) -> Result<(Report, Exit)> {
         let dir = match &self.run {
             Journaled::Run(run) => Some(run.dir.path().to_path_buf()),
             Journaled::DryRun(_) => None,
         };
-        let lines = Lines::new(dir.as_deref(), skipped(refused).collect());
+        let lines = Lines::new(dir.as_deref(), Vec::new());
         self.finish(lines, None, Vec::new(), fleet)
     }
 
@@ -443,12 +430,6 @@ fn refresh_metrics(write: &WriteRun, report: &Report) -> Result<()> {
         },
     )?
     .with_context(|| format!("failed to refresh metrics_file {}", target.path().display()))
-}
-
-fn skipped(refused: Vec<(IdentityId, String)>) -> impl Iterator<Item = IdentityReport> {
-    refused
-        .into_iter()
-        .map(|(id, why)| IdentityReport::unchanged(&id, Outcome::Skipped, why))
 }
 
 fn pool(jobs: Option<usize>) -> Result<rayon::ThreadPool> {
