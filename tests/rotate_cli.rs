@@ -354,6 +354,13 @@ fn apply_follows_the_plan_and_refuses_what_it_must() {
         )
     };
 
+    let escaping = plan_text.replacen("node = \"node-01\"", "node = \"../../etc\"", 1);
+    // Named at the line of the name, not of its `[[identity]]`.
+    let escaping_line = 1 + escaping
+        .lines()
+        .position(|l| l.contains("../../etc"))
+        .unwrap();
+    let escaping_message = format!("line {escaping_line}: \"../../etc\"/");
     let refusals = [
         (
             "another CA",
@@ -364,11 +371,7 @@ fn apply_follows_the_plan_and_refuses_what_it_must() {
             ),
             "made for another CA",
         ),
-        (
-            "escaping name",
-            plan_text.replacen("node = \"node-01\"", "node = \"../../etc\"", 1),
-            "not a valid node/service name",
-        ),
+        ("escaping name", escaping, escaping_message.as_str()),
         (
             "newer version",
             plan_text.replacen("version = 2", "version = 3", 1),

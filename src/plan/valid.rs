@@ -99,9 +99,15 @@ pub(crate) fn identity(
     at: impl Fn(&[&str]) -> String,
 ) -> Result<(IdentityId, PlannedIdentity)> {
     let Some(id) = IdentityId::new(&i.node, &i.service) else {
+        // At the line of the name that is not valid (the node's when both are not).
+        let field = if crate::names::is_valid(&i.node) {
+            "service"
+        } else {
+            "node"
+        };
         bail!(
             "{}: {}/{} is not a valid node/service name",
-            at(&[]),
+            at(&[field]),
             quoted(&i.node),
             quoted(&i.service)
         );
