@@ -76,7 +76,7 @@ pub(crate) fn policy_line(scope: &Scope) -> String {
 /// The `status` table: CA first, then one aligned row per credential, then reported issues.
 pub(crate) fn status_table(scope: &Scope, judged: &mut Judged<'_>) -> std::io::Result<String> {
     let mut out = Vec::new();
-    write_status_table(scope, judged, None, Some(&[]), false, &mut out)?;
+    write_status_table(scope, judged, None, Some(&hooks::Pending::new()), false, &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
@@ -102,7 +102,7 @@ pub(crate) fn write_status_table(
     scope: &Scope,
     judged: &mut Judged<'_>,
     rule: Option<ExitRule>,
-    pending: Option<&[hooks::PendingHook]>,
+    pending: Option<&hooks::Pending>,
     colour: bool,
     w: &mut impl Write,
 ) -> std::io::Result<()> {

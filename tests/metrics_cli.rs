@@ -586,6 +586,38 @@ fn a_failed_reload_hook_is_seen_by_status_metrics_runs_and_hooks_list() {
     assert_eq!(doc["pending_hooks"]["count"], 1);
 }
 
+/// More pending calls than `status` keeps in memory (it sets them aside as it reads the
+/// journals, then writes them back out): the JSON lists each once, in the journal's order, under
+/// a count that agrees, and the summary counts them all.
+#[test]
+fn status_lists_every_pending_hook_once_in_order_however_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    let n = 300;
+    let mut expected = fleet(&root, n, 30);
+    expected.sort();
+    let (code, _, stderr) = run(&root, &["rotate", "--deploy-hook", "exit 1"]);
+    assert_eq!(code, 3, "{stderr}");
+    let (_, json, _) = run(&root, &["status", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let pending = &doc["pending_hooks"];
+    assert_eq!(pending["count"], n, "{pending}");
+    let identities: Vec<&str> = pending["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["identity"].as_str().unwrap())
+        .collect();
+    assert_eq!(identities, expected);
+    let (_, table, _) = run(&root, &["status"]);
+    assert!(
+        table.contains(&format!(
+            "pending hooks: {n} calls ({n} failed or timed out;"
+        )),
+        "{table}"
+    );
+}
+
 #[test]
 fn runs_marks_the_runs_whose_backups_were_pruned() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::Destination;
 use crate::exit::Exit;
 use crate::metrics::{self, Families, LastRun};
-use crate::report::hooks::PendingHook;
+use crate::report::hooks::{Pending, PendingHook};
 use crate::select::{ExitRule, Filter, Grain};
 use crate::{html, report, survey, write};
 
@@ -64,12 +64,12 @@ pub(crate) fn status(o: &Options) -> Result<Exit> {
                 scope,
                 judged,
                 Some(o.rule),
-                pending.as_deref(),
+                pending.as_ref(),
                 colour && o.output.is_none(),
                 &mut &mut *w,
             ),
             Format::Json => {
-                report::write_status_json(scope, judged, pending.as_deref(), &mut &mut *w)
+                report::write_status_json(scope, judged, pending.as_ref(), &mut &mut *w)
             }
             Format::Prometheus { x509 } => metrics::write(
                 scope,
@@ -92,27 +92,26 @@ fn last_run(root: &Path) -> Option<LastRun> {
 }
 
 /// The hooks earlier runs left pending, read through the journal's own reader (no lock, no hook
-/// runs); `None` when the run store cannot be read (not readable by this user), said on stderr.
-fn pending_hooks(root: &Path) -> Option<Vec<PendingHook>> {
-    let pending = match write::pending_hooks(root) {
-        Ok(pending) => pending,
-        Err(e) => {
-            let why = crate::values::Escaped::new(&format!("{e:#}")).to_string();
-            eprintln!("rekey: warning: pending hooks not known: {why}");
-            return None;
-        }
-    };
-    Some(
-        pending
-            .iter()
-            .map(|p| PendingHook {
-                run_id: p.run_id.clone(),
-                call: p.call.call,
-                kind: p.call.kind.as_str(),
-                identity: p.call.dir(),
-                source: p.call.source.label(),
-                last_error: p.why(),
-            })
-            .collect(),
-    )
+/// runs) and set aside as they come; `None` when the run store cannot be read (not readable by
+/// this user), said on stderr.
+fn pending_hooks(root: &Path) -> Option<Pending> {
+    let mut pending = Pending::new();
+    let read = write::each_pending_hook(root, |p| {
+        pending.push(PendingHook {
+            run_id: p.run_id.clone(),
+            call: p.call.call,
+            kind: p.call.kind.as_str().to_string(),
+            identity: p.call.dir(),
+            source: p.call.source.label(),
+            last_error: p.why().to_string(),
+        });
+        Ok(())
+    });
+    if let Err(e) = read {
+        let why = crate::values::Escaped::new(&format!("{e:#}")).to_string();
+        eprintln!("rekey: warning: pending hooks not known: {why}");
+        return None;
+    }
+    pending.close();
+    Some(pending)
 }

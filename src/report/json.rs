@@ -22,7 +22,7 @@ pub(super) const VERSION: u32 = 1;
 /// them (`issues`, `hidden_entries_ignored`) come after them.
 struct StatusJson<'a, 'j> {
     scope: &'a Scope,
-    pending: Option<&'a [super::hooks::PendingHook]>,
+    pending: Option<&'a super::hooks::Pending>,
     judged: &'a RefCell<&'a mut Judged<'j>>,
 }
 
@@ -287,7 +287,7 @@ fn ca(scope: &Scope) -> CaJson<'_> {
 pub(crate) fn write_status_json(
     scope: &Scope,
     judged: &mut Judged<'_>,
-    pending: Option<&[super::hooks::PendingHook]>,
+    pending: Option<&super::hooks::Pending>,
     w: &mut impl Write,
 ) -> std::io::Result<()> {
     let judged = RefCell::new(judged);
