@@ -10,7 +10,6 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 use crate::exit::Exit;
-use crate::write::hooks::HookStatus;
 use crate::write::{self, DiscardTarget, PendingHook, Settings};
 
 #[derive(Debug)]
@@ -39,10 +38,7 @@ pub struct DiscardOptions {
 
 pub(crate) fn retry(o: &Options) -> Result<Exit> {
     let (retried, left) = write::retry_hooks(&o.root, o.as_of, &o.write)?;
-    let failed = retried
-        .iter()
-        .filter(|r| r.result.status != HookStatus::Ok)
-        .count();
+    let failed = retried.failed();
     let failed_text = match (retried.len(), failed) {
         (0, _) => String::new(),
         (_, 0) => ", none failed".to_string(),

@@ -15,7 +15,7 @@ use super::journal::{self, Record};
 use super::record::audit::{self, HookLine};
 use super::record::history;
 use super::record::pending_calls::{self, Pending};
-use super::record::run_report::RetriedHook;
+use super::record::run_report::{RetriedHook, RetriedHooks};
 use crate::exit::UsageError;
 use crate::store::{RunDir, Store};
 
@@ -155,7 +155,7 @@ pub(crate) fn counts(root: &Path) -> Option<crate::metrics::HookCounts> {
 #[derive(Debug, Default)]
 pub(crate) struct Retried {
     /// The calls that ran, and how each ended.
-    pub(crate) ran: Vec<RetriedHook>,
+    pub(crate) ran: RetriedHooks,
     /// Calls left pending untried: command-line hooks not given again, and post calls held
     /// while a deploy call of their run stays pending.
     pub(crate) not_given: usize,
@@ -257,6 +257,7 @@ pub(crate) fn retry(
         settle(&run)?;
     }
     super::reap::sweep();
+    out.ran.close();
     Ok(out)
 }
 

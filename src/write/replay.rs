@@ -13,7 +13,8 @@ use super::record::entries::{self, Change};
 use super::record::history;
 use super::record::left::{INTERRUPTED, Left, Part};
 use super::record::run_report::{
-    Details, FleetFacts, Header, IdentityReport, Lines, Notes, Outcome, Report, RunCommand,
+    Details, FleetFacts, Header, IdentityReport, Lines, Notes, Outcome, Report, RetriedHooks,
+    RunCommand,
 };
 use crate::fsio;
 use crate::store::{RunDir, Store};
@@ -195,6 +196,6 @@ fn header(root: &Path, run: &RunDir, left: &Left, now: DateTime<Utc>) -> Header 
         warnings: Vec::new(),
         fleet: FleetFacts::default(),
         hooks_skipped: false,
-        retried_hooks: Vec::new(),
+        retried_hooks: RetriedHooks::default(),
     }
 }

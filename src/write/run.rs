@@ -10,7 +10,7 @@ use super::hooks::{HookArgs, HookSet};
 use super::pending::{self, PendingHook, Target as DiscardTarget};
 use super::progress::Progress;
 use super::prune::{self, Pruned};
-use super::record::run_report::RetriedHook;
+use super::record::run_report::RetriedHooks;
 use super::signals::Interrupt;
 use crate::exit::UsageError;
 use crate::policy::Loaded;
@@ -95,7 +95,7 @@ pub(crate) struct WriteRun {
     /// The fleet root, open: identities are opened beneath it, never through a path.
     pub(super) fleet: crate::fsio::RootDir,
     /// Pending hooks of earlier runs, run first.
-    pub(super) retried: Vec<RetriedHook>,
+    pub(super) retried: RetriedHooks,
     /// Pending command-line hooks this command line did not give again.
     pub(super) not_given: usize,
     pub(super) effects: Effects,
@@ -146,7 +146,7 @@ pub(crate) fn retry_hooks(
     root: &Path,
     as_of: DateTime<Utc>,
     settings: &Settings,
-) -> Result<(Vec<RetriedHook>, usize)> {
+) -> Result<(RetriedHooks, usize)> {
     let run = WriteRun::begin(root, as_of, settings)?;
     Ok((run.retried, run.not_given))
 }

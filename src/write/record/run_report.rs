@@ -22,7 +22,8 @@ mod stream;
 pub(crate) use attention::Attention;
 
 pub(crate) use lines::{
-    CertChange, Details, IdentityReport, KeyChange, NeedsPerson, Outcome, RetriedHook, TokenChange,
+    CertChange, Details, IdentityReport, KeyChange, NeedsPerson, Outcome, RetriedHook,
+    RetriedHooks, TokenChange,
 };
 pub(crate) use stream::{Lines, Tally};
 
@@ -111,6 +112,7 @@ pub(crate) struct Report {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) hooks_skipped: bool,
     /// Hooks of earlier runs that were pending and ran first, with how they ended.
+    /// (Held: a report read back. A run's own are set aside in `retried`, and written here.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) retried_hooks: Vec<RetriedHook>,
     /// The post hooks of this run (once, when it changed something).
@@ -129,6 +131,9 @@ pub(crate) struct Report {
     /// What a run's own report leaves for a person, set aside ([`Report::attention`]).
     #[serde(skip)]
     pub(crate) left: Option<std::sync::Arc<crate::aside::Aside<NeedsPerson>>>,
+    /// The hooks of earlier runs a run's own report ran first, set aside ([`Report::retried`]).
+    #[serde(skip)]
+    pub(crate) retried: Option<std::sync::Arc<RetriedHooks>>,
     /// The deploy hooks of its identities that failed (counted as the lines passed: a report
     /// streamed holds no identities).
     #[serde(skip)]
@@ -187,7 +192,7 @@ pub(crate) struct Header {
     pub(crate) warnings: Vec<String>,
     pub(crate) fleet: FleetFacts,
     pub(crate) hooks_skipped: bool,
-    pub(crate) retried_hooks: Vec<RetriedHook>,
+    pub(crate) retried_hooks: RetriedHooks,
 }
 
 /// What a rotating run found in the fleet besides its work.
@@ -287,7 +292,9 @@ impl Report {
             stopped: header.stopped,
             warnings: header.warnings,
             hooks_skipped: header.hooks_skipped,
-            retried_hooks: header.retried_hooks,
+            retried_hooks: Vec::new(),
+            retried: (!header.retried_hooks.is_empty())
+                .then(|| std::sync::Arc::new(header.retried_hooks)),
             post_hooks: Vec::new(),
             counts,
             identities,
@@ -297,6 +304,13 @@ impl Report {
         };
         report.decide_exit();
         Ok(report)
+    }
+
+    /// The hooks of earlier runs the run ran first, in order: those it holds (a report read
+    /// back), then those set aside (a run's own).
+    pub(crate) fn retried(&self) -> impl Iterator<Item = std::io::Result<RetriedHook>> + '_ {
+        let aside = self.retried.iter().flat_map(|r| r.read());
+        self.retried_hooks.iter().cloned().map(Ok).chain(aside)
     }
 
     /// What the report leaves for a person, in order: those it holds, then those set aside.
@@ -318,12 +332,13 @@ impl Report {
     /// went well but leaves identities for a person.
     fn decide_exit(&mut self) {
         let failed = |h: &HookResult| h.status != HookStatus::Ok;
-        let retried = self.retried_hooks.iter().map(|r| &r.result);
+        let held = self.retried_hooks.iter().map(|r| &r.result);
         self.counts.hooks_failed = self.own_hooks_failed
+            + self.retried.as_ref().map_or(0, |r| r.failed())
             + self
                 .post_hooks
                 .iter()
-                .chain(retried)
+                .chain(held)
                 .filter(|h| failed(h))
                 .count();
         let c = self.counts;

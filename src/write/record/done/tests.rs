@@ -18,7 +18,7 @@ fn header() -> Header {
         warnings: vec!["a warning with \"identities\": [ in it\n  ]".into()],
         fleet: FleetFacts::default(),
         hooks_skipped: false,
-        retried_hooks: Vec::new(),
+        retried_hooks: Default::default(),
     }
 }
 

@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::aside::Aside;
 use crate::names::IdentityId;
 use crate::survey::Stuck;
-use crate::write::record::calls::HookResult;
+use crate::write::record::calls::{HookResult, HookStatus};
 use crate::write::record::entries::{FileChange, LeftAs};
 
 /// What became of one identity in a run.
@@ -39,6 +40,55 @@ pub(crate) struct RetriedHook {
     pub(crate) dir: Option<String>,
     #[serde(flatten)]
     pub(crate) result: HookResult,
+}
+
+/// The pending hooks of earlier runs that a run ran first, set aside as they ran (a fleet whose
+/// every deploy hook failed leaves one per identity to run again), and how many failed again.
+#[derive(Debug)]
+pub(crate) struct RetriedHooks {
+    list: Aside<RetriedHook>,
+    failed: usize,
+}
+
+impl Default for RetriedHooks {
+    fn default() -> RetriedHooks {
+        RetriedHooks {
+            list: Aside::new(None, 256),
+            failed: 0,
+        }
+    }
+}
+
+impl RetriedHooks {
+    pub(crate) fn push(&mut self, hook: RetriedHook) {
+        if hook.result.status != HookStatus::Ok {
+            self.failed += 1;
+        }
+        self.list.push(hook);
+    }
+
+    /// Makes every hook pushed readable ([`RetriedHooks::read`]).
+    pub(crate) fn close(&mut self) {
+        self.list.flush();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// How many failed or timed out: they stay pending.
+    pub(crate) fn failed(&self) -> usize {
+        self.failed
+    }
+
+    /// Each hook, in the order it ran (after [`RetriedHooks::close`]).
+    pub(crate) fn read(&self) -> impl Iterator<Item = std::io::Result<RetriedHook>> + '_ {
+        self.list.read()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,14 +24,8 @@ impl Report {
         let mut table = crate::report::Aligned::default();
         table.measure(&header);
         let mut rows = 0usize;
-        // Hooks that failed, with the identity's directory: few, held until the table is out.
-        let mut own_hooks = Vec::new();
         for r in every(read()?) {
-            let r = r?;
-            for h in r.hooks.iter().filter(|h| h.status != HookStatus::Ok) {
-                own_hooks.push((Some(r.dir.clone()), h.clone()));
-            }
-            if let Some(row) = self.row(r) {
+            if let Some(row) = self.row(r?) {
                 table.measure(&row);
                 rows += 1;
             }
@@ -45,32 +39,20 @@ impl Report {
                 }
             }
         }
-        let hooks = own_hooks
-            .iter()
-            .map(|(dir, h)| (dir.as_deref(), h))
-            .chain(self.post_hooks.iter().map(|h| (None, h)))
-            .chain(
-                self.retried_hooks
-                    .iter()
-                    .map(|r| (r.dir.as_deref(), &r.result)),
-            );
-        for (dir, h) in hooks.filter(|(_, h)| h.status != HookStatus::Ok) {
-            let what = match h.status {
-                HookStatus::TimedOut => "timed out",
-                _ => "failed",
-            };
-            let at = dir.map(|d| format!("{d}: ")).unwrap_or_default();
-            // A hook that never started has no output to point at.
-            let output = if h.log.is_empty() {
-                String::new()
-            } else {
-                format!("; output in {}", h.log)
-            };
-            writeln!(
-                w,
-                "hook {what}: {at}{} ({}{output}); it stays pending",
-                h.source, h.detail
-            )?;
+        // The hooks that failed, a line each, read again rather than held: a run whose every
+        // deploy hook failed has one per identity.
+        for r in every(read()?) {
+            let r = r?;
+            for h in &r.hooks {
+                hook_failed(w, Some(&r.dir), h)?;
+            }
+        }
+        for h in &self.post_hooks {
+            hook_failed(w, None, h)?;
+        }
+        for r in self.retried() {
+            let r = r?;
+            hook_failed(w, r.dir.as_deref(), &r.result)?;
         }
         for warning in &self.warnings {
             writeln!(w, "warning: {warning}")?;
@@ -138,8 +120,37 @@ impl Report {
     }
 }
 
+/// The summary's line for hook `h` (of the identity in `dir`), when it failed or timed out.
+fn hook_failed(
+    w: &mut dyn std::io::Write,
+    dir: Option<&str>,
+    h: &super::HookResult,
+) -> std::io::Result<()> {
+    let what = match h.status {
+        HookStatus::Ok => return Ok(()),
+        HookStatus::TimedOut => "timed out",
+        _ => "failed",
+    };
+    let at = dir.map(|d| format!("{d}: ")).unwrap_or_default();
+    // A hook that never started has no output to point at.
+    let output = if h.log.is_empty() {
+        String::new()
+    } else {
+        format!("; output in {}", h.log)
+    };
+    writeln!(
+        w,
+        "hook {what}: {at}{} ({}{output}); it stays pending",
+        h.source, h.detail
+    )
+}
+
 /// The top-level key of the identities in the pretty JSON of a report that holds none.
 const EMPTY: &str = "\n  \"identities\": []";
+
+/// The top-level keys that follow `retried_hooks` in a report's pretty JSON, the first present.
+const POST_HOOKS: &str = "\n  \"post_hooks\": ";
+const COUNTS: &str = "\n  \"counts\": ";
 
 impl Report {
     /// The report as pretty JSON, with a final newline, its identities (after any it holds)
@@ -165,13 +176,27 @@ impl Report {
         let held = std::mem::take(&mut whole.identities);
         whole.needs_attention.clear();
         whole.left = None;
+        whole.retried_hooks.clear();
+        whole.retried = None;
         let head = whole.to_json();
         let at = head
             .find(EMPTY)
             .ok_or_else(|| std::io::Error::other("a report always has its identities"))?;
+        // `retried_hooks` (absent when empty) in its place, before `post_hooks` or `counts`.
+        let mut retried = self.retried().peekable();
+        let mut from = 0;
+        if retried.peek().is_some() {
+            let before = [POST_HOOKS, COUNTS].iter().find_map(|key| head.find(key));
+            let before = before.ok_or_else(|| std::io::Error::other("a report has its counts"))?;
+            w.write_all(&head.as_bytes()[..before])?;
+            w.write_all(b"\n  \"retried_hooks\": [")?;
+            write_elements(retried, w)?;
+            w.write_all(b",")?;
+            from = before;
+        }
         // Up to the identities' `[`; then each identity, then `needs_attention` (a report's last
         // field, absent when empty), then what follows.
-        w.write_all(&head.as_bytes()[..at + EMPTY.len() - 1])?;
+        w.write_all(&head.as_bytes()[from..at + EMPTY.len() - 1])?;
         let lines = held.into_iter().map(Ok).chain(lines);
         if write_elements(lines, w)? == 0 {
             w.write_all(b"]")?;

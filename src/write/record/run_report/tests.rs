@@ -143,7 +143,7 @@ fn the_exit_code_puts_this_runs_failures_before_attention_already_there() {
                 keep_runs: None,
             },
             hooks_skipped: false,
-            retried_hooks: Vec::new(),
+            retried_hooks: Default::default(),
         };
         let report = Report::new(header, lines);
         assert_eq!(

@@ -4,7 +4,8 @@ use crate::classify::{Action, State};
 use crate::names::IdentityId;
 use crate::survey::{Person, Stuck};
 use crate::write::record::run_report::{
-    Attention, FleetFacts, Header, NeedsPerson, Notes, Report, RunCommand,
+    Attention, FleetFacts, Header, NeedsPerson, Notes, Report, RetriedHook, RetriedHooks,
+    RunCommand,
 };
 
 fn header() -> Header {
@@ -27,7 +28,7 @@ fn header_with(fleet: FleetFacts) -> Header {
         warnings: vec!["\"identities\": []".into()],
         fleet,
         hooks_skipped: false,
-        retried_hooks: Vec::new(),
+        retried_hooks: Default::default(),
     }
 }
 
@@ -227,5 +228,70 @@ fn what_is_left_for_a_person_is_set_aside_and_written_as_held() {
         assert_eq!(back.needs_attention, left, "{total}: read back");
         let filed = format!("{:?}", streamed.left).contains("filed: true");
         assert_eq!(filed, left.len() > 1024, "{total}: filed");
+    }
+}
+
+/// The hooks of earlier runs a run ran first are set aside as they run (past 256, in a file),
+/// written into the JSON in their place (before `post_hooks`, else before `counts`), byte for
+/// byte the report holding them whole, counted (those that failed) and each failed one named in
+/// the table.
+#[test]
+fn hooks_run_again_are_set_aside_and_written_as_held() {
+    use crate::write::record::calls::{HookResult, HookStatus};
+    let hook = |n: usize| RetriedHook {
+        run_id: format!("run-{}", n / 100),
+        dir: (n % 10 != 9).then(|| format!("nodes/node-000/svc-{n}")),
+        result: HookResult {
+            source: "--deploy-hook".into(),
+            status: if n % 4 == 0 {
+                HookStatus::Failed
+            } else {
+                HookStatus::Ok
+            },
+            exit_code: Some(i32::from(n % 4 == 0)),
+            detail: String::new(),
+            log: format!(".rekey/runs/r/hooks/{n}.log"),
+        },
+    };
+    for (total, post) in [(1, false), (3, true), (300, false), (300, true)] {
+        let mut retried = RetriedHooks::default();
+        for n in 0..total {
+            retried.push(hook(n));
+        }
+        retried.close();
+        let mut header = header();
+        header.retried_hooks = retried;
+        let mut lines = Lines::new(None, Vec::new());
+        lines.batch((0..5).map(|n| line(n, Outcome::Done)).collect());
+        lines.close();
+        let mut streamed = Report::of(
+            header,
+            lines.tally(),
+            Vec::new(),
+            lines.read().unwrap(),
+            None,
+        )
+        .unwrap();
+        if post {
+            streamed.with_post_hooks(vec![hook(0).result]);
+        }
+        let failed = (0..total).filter(|n| n % 4 == 0).count() + usize::from(post);
+        assert_eq!(streamed.counts.hooks_failed, failed, "{total}");
+        let mut held = streamed.clone();
+        held.retried = None;
+        held.retried_hooks = (0..total).map(hook).collect();
+        held.identities = lines.hold().unwrap();
+        let mut json = Vec::new();
+        streamed
+            .write_json(lines.read().unwrap(), &mut json)
+            .unwrap();
+        let json = String::from_utf8(json).unwrap();
+        assert_eq!(json, held.to_json(), "{total}, post hooks: {post}");
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(doc["retried_hooks"].as_array().unwrap().len(), total);
+        let mut table = Vec::new();
+        streamed.write_summary(|| lines.read(), &mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert_eq!(table.matches("hook failed: ").count(), failed, "{table}");
     }
 }
