@@ -31,7 +31,18 @@ fn own_and_replayed(
     (pause, kill): (&str, &str),
     during: impl Fn(&Path, u32),
 ) -> (Value, Value) {
-    let args = ["rotate", "--as-of", AS_OF, "--format", "json"];
+    own_and_replayed_with(root, &[], (n, batch), (pause, kill), during)
+}
+
+/// [`own_and_replayed`], `rotate` given `more` arguments.
+fn own_and_replayed_with(
+    root: &Path,
+    more: &[&str],
+    (n, batch): (usize, &str),
+    (pause, kill): (&str, &str),
+    during: impl Fn(&Path, u32),
+) -> (Value, Value) {
+    let args = [&["rotate", "--as-of", AS_OF, "--format", "json"], more].concat();
     common::fleet(root, n, 30);
     let env = [("REKEY_TEST_BATCH", batch)];
     let (code, stdout, stderr) =
@@ -95,12 +106,113 @@ fn a_replayed_report_says_why_an_identity_failed_before_its_batch_was_ready() {
 fn a_replayed_report_says_an_identity_moved_away_during_its_renames_failed() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("fleet");
-    let (own, replayed) = own_and_replayed(&root, (3, "3"), ("ready", "committed"), |root, _| {
+    for kill in ["renamed", "committed"] {
+        let (own, replayed) = own_and_replayed(&root, (3, "3"), ("ready", kill), |root, _| {
+            let moved = root.join("nodes/node-01/svc-0001");
+            std::fs::rename(moved, root.join("nodes/node-01/svc-moved")).unwrap();
+        });
+        let outcomes: Vec<String> = lines(&own).into_iter().map(|l| l.1).collect();
+        assert_eq!(outcomes, ["done", "failed", "done"], "{own}");
+        assert_same(&own, &replayed);
+        // A replay killed before its own report is replayed again, and says the same.
+        assert_same(&replayed, &replayed_again(&root));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
+
+/// A run killed during its renames, before it could journal that a directory was moved away:
+/// its replay cannot finish that identity (its new files are not at its name), reports it
+/// failed, and journals so, so that a replay of that replay says the same. Before, the second
+/// reported it done.
+#[test]
+fn an_identity_a_replay_could_not_finish_stays_failed_when_replayed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    common::fleet(&root, 3, 30);
+    let args = ["rotate", "--as-of", AS_OF, "--format", "json"];
+    let env = [("REKEY_TEST_BATCH", "3"), ("REKEY_CRASH_AT", "renaming")];
+    let (code, _, stderr) = common::paused_at_with(&root, "ready", &args, &env, || {
         let moved = root.join("nodes/node-01/svc-0001");
         std::fs::rename(moved, root.join("nodes/node-01/svc-moved")).unwrap();
     });
-    let outcomes: Vec<String> = lines(&own).into_iter().map(|l| l.1).collect();
-    assert_eq!(outcomes, ["done", "failed", "done"], "{own}");
+    assert_eq!(code, None, "killed: {stderr}");
+    let (code, _, stderr) = common::run_unpinned(&root, &["hooks", "retry"]);
+    assert!(stderr.contains("was interrupted"), "{code:?}: {stderr}");
+    let first = reports(&root)
+        .into_iter()
+        .find(|r| r["command"] == "rotate")
+        .expect("the replayed report");
+    let outcomes: Vec<String> = lines(&first).into_iter().map(|l| l.1).collect();
+    assert_eq!(outcomes, ["done", "failed", "done"], "{first}");
+    assert!(
+        lines(&first)[1]
+            .2
+            .contains("what is at its name was not rotated"),
+        "{first}"
+    );
+    assert_same(&first, &replayed_again(&root));
+}
+
+/// The report of the run at `root` that a replay wrote, replayed again: the report removed (a
+/// replay killed before it saved it), the next writer replays the journal once more.
+fn replayed_again(root: &Path) -> Value {
+    let first = reports(root)
+        .into_iter()
+        .find(|r| r["recovered_by_replay"] == true)
+        .expect("a replayed report");
+    let run = root
+        .join(".rekey/runs")
+        .join(first["run_id"].as_str().unwrap());
+    std::fs::remove_file(run.join("report.json")).unwrap();
+    let (code, _, stderr) = common::run_unpinned(root, &["hooks", "retry"]);
+    assert!(stderr.contains("was interrupted"), "{code:?}: {stderr}");
+    let again: Value =
+        serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+    again
+}
+
+/// A run killed as it prepares a batch in which it left an identity untouched (a file changed
+/// after the survey read it, before the run staged it): its replay undoes the batch, and a replay of that replay reports
+/// the batch's identities in order, each as the first did. Before, the second listed the
+/// untouched identity before the others.
+#[test]
+fn a_replay_replayed_again_says_what_it_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    common::fleet(&root, 12, 30);
+    let args = ["rotate", "--as-of", AS_OF, "--format", "json"];
+    let env = [("REKEY_TEST_BATCH", "4"), ("REKEY_CRASH_AT", "prepared#3")];
+    // Paused once the survey judged its first batch of 16, the whole fleet.
+    let (code, _, stderr) = common::paused_at_with(&root, "surveyed", &args, &env, || {
+        let cert = root.join("nodes/node-09/svc-0009/cert.pem");
+        let mut bytes = std::fs::read(&cert).unwrap();
+        bytes.push(b'\n');
+        std::fs::write(cert, bytes).unwrap();
+    });
+    assert_eq!(code, None, "killed: {stderr}");
+    let (code, _, stderr) = common::run_unpinned(&root, &["hooks", "retry"]);
+    assert!(stderr.contains("was interrupted"), "{code:?}: {stderr}");
+    let first = reports(&root)
+        .into_iter()
+        .find(|r| r["command"] == "rotate")
+        .expect("the replayed report");
+    let outcomes: Vec<String> = lines(&first).into_iter().map(|l| l.1).collect();
+    let mut expected = vec!["done"; 8];
+    expected.extend(["failed", "skipped", "failed", "failed"]);
+    assert_eq!(outcomes, expected, "{first}");
+    assert_same(&first, &replayed_again(&root));
+}
+
+/// The deploy hooks that failed before the run was killed are counted in its replayed report,
+/// as in its own (the journal records how each ended).
+#[test]
+fn a_replayed_report_counts_the_hooks_that_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    let more = ["--deploy-hook", "exit 1"];
+    let (own, replayed) =
+        own_and_replayed_with(&root, &more, (4, "2"), ("surveyed", "finishing"), |_, _| ());
+    assert_eq!(own["counts"]["hooks_failed"], 4, "{own}");
     assert_same(&own, &replayed);
 }
 

@@ -8,9 +8,14 @@
 //!    old and new digests. No secret is journaled; new contents exist only in temporary files.
 //! 2. Each old file is hard-linked into the run's backup, each new one written to a temporary
 //!    file beside it (`.rekey-new.<run-id>.<file>`), then one filesystem sync.
-//! 3. `ready` is journaled: the identities whose temporary files are all durable.
-//! 4. The temporary files are renamed over the old ones, then one filesystem sync.
+//! 3. `failed` is journaled when identities failed since `prepare` (with why, for a replay's
+//!    report); then `ready`: the identities whose temporary files are all durable.
+//! 4. The temporary files are renamed over the old ones (an identity whose directory was moved
+//!    away meanwhile journaled `failed`), then one filesystem sync.
 //! 5. `commit` is journaled.
+//!
+//! A run that stops early journals `stopped`, then each identity it does not attempt in an
+//! `unchanged` record, a batch at a time.
 //!
 //! Replay after a crash: a batch with `ready` but no `commit` is finished (the renames redone
 //! from the temporary files); a batch with `prepare` but no `ready` is undone (temporary files and
@@ -39,7 +44,7 @@ pub(crate) use staged::{NewFile, Secret, Staged};
 pub(crate) use super::record::entries::{
     Change, Failure, FileChange, Journal, Record, Untouched, records,
 };
-use super::record::left::{INTERRUPTED, Left, Unfinished};
+use super::record::left::{INTERRUPTED, Left, UNFINISHED, Unfinished};
 
 /// What happened to one staged identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,10 +261,9 @@ pub(crate) fn commit_batch(
         .collect();
     let mut changed = fsio::Changed::default();
     for (s, _) in &go {
+        let s = *s;
         changed.dir(&s.dir);
     }
-    fleet.make_durable(&changed)?;
-    crash_point("renamed");
     let mut moved = Vec::new();
     for ((s, change), outcome) in go.into_iter().zip(renamed) {
         moved.push(match outcome {
@@ -273,7 +277,10 @@ pub(crate) fn commit_batch(
             }
         });
     }
+    // Journaled as soon as known, for a replay's report, whatever instant the run dies at.
     failed(journal, batch, &moved)?;
+    fleet.make_durable(&changed)?;
+    crash_point("renamed");
     journal.append(&Record::Commit { batch })?;
     crash_point("committed");
     results.extend(moved);
@@ -343,7 +350,8 @@ fn no_space(err: anyhow::Error, batch_was: &str, identities: usize) -> anyhow::E
 }
 
 /// Undoes a batch before its `ready` mark: every identity stays wholly old, its report line
-/// saying `why`. The `abort` record (with `why`, for a replay's report) is best effort; without it, a replay undoes the batch again, which is harmless.
+/// saying `why`. The `abort` record (with `why`, for a replay's report) is best effort; without
+/// it, a replay undoes the batch again, which is harmless.
 fn abort<'a>(
     journal: &mut Journal,
     (batch, why): (u32, &str),
@@ -392,16 +400,22 @@ fn undone_in<'a>(
     changed.own_dir(crate::store::backup_of(backup, id));
 }
 
+/// An identity a replay did not finish, and why.
+pub(crate) type NotFinished = (Change, String);
+
 /// Replays a run's journal: finishes or undoes every unfinished batch `left` found in it and
-/// closes the run. Returns the identities finished (now wholly new) and undone (wholly old). An
-/// identity whose directory can no longer be opened beneath the root without following a link
-/// is neither: it is reported as undone, and nothing is done outside the fleet.
+/// closes the run. Returns the identities finished (now wholly new) and those that are not,
+/// each with why (the run's reason where it journaled one). An identity whose directory can no
+/// longer be opened beneath the root without following a link is not finished, and nothing is
+/// done outside the fleet. A batch closed by its `commit` gets a `failed` record first, naming
+/// the identities it did not finish, so that a later replay of the same journal (killed before
+/// its report) says what this one says.
 pub(crate) fn replay(
     journal_path: &Path,
     left: &Left,
     root: &Path,
     backup: &Path,
-) -> Result<(Vec<Change>, Vec<Change>)> {
+) -> Result<(Vec<Change>, Vec<NotFinished>)> {
     let temps = left.start.as_ref().map_or(Temps::of_journal("", 1), |s| {
         Temps::of_journal(&s.run_id, s.version)
     });
@@ -410,6 +424,9 @@ pub(crate) fn replay(
         .map_err(|e| anyhow::anyhow!("failed to open fleet root {}: {e}", root.display()))?;
     let open = |c: &Change| fleet.identity(&c.id).ok();
     let (mut finished, mut undone) = (Vec::new(), Vec::new());
+    let why = |c: &Change, default: &str| left.failure_of(&c.id).unwrap_or(default).to_string();
+    // Undone identities of a batch whose finish closes it, for its `failed` record.
+    let mut owed: Vec<Failure> = Vec::new();
     for step in &left.unfinished {
         match step {
             Unfinished::Undo { batch, changes } => {
@@ -426,13 +443,20 @@ pub(crate) fn replay(
                     }
                 }
                 fleet.make_durable(&changed)?;
+                let reasons = changes.iter().map(|c| (c.clone(), why(c, INTERRUPTED)));
                 if left.undo_closes(*batch) {
                     journal.append(&Record::Abort {
                         batch: *batch,
                         reason: Some(INTERRUPTED.to_string()),
                     })?;
+                } else {
+                    owed.extend(
+                        reasons
+                            .clone()
+                            .map(|(c, reason)| Failure { id: c.id, reason }),
+                    );
                 }
-                undone.extend(changes.iter().cloned());
+                undone.extend(reasons);
             }
             Unfinished::Finish { batch, changes } => {
                 let dirs: Vec<Option<fsio::IdentityDir>> = changes.par_iter().map(open).collect();
@@ -452,17 +476,27 @@ pub(crate) fn replay(
                 }
                 fleet.make_durable(&changed)?;
                 let calls = left.hooks_of(*batch);
-                for (c, _) in changes.iter().zip(&results).filter(|(_, ok)| !**ok) {
-                    drop_hooks(&mut journal, calls, &c.id)?;
-                }
-                journal.append(&Record::Commit { batch: *batch })?;
+                let mut failed = std::mem::take(&mut owed);
                 for (c, ok) in changes.iter().zip(results) {
                     if ok {
-                        finished.push(c.clone())
-                    } else {
-                        undone.push(c.clone())
+                        finished.push(c.clone());
+                        continue;
                     }
+                    drop_hooks(&mut journal, calls, &c.id)?;
+                    let reason = why(c, UNFINISHED);
+                    failed.push(Failure {
+                        id: c.id.clone(),
+                        reason: reason.clone(),
+                    });
+                    undone.push((c.clone(), reason));
                 }
+                if !failed.is_empty() {
+                    journal.append(&Record::Failed {
+                        batch: *batch,
+                        identities: failed,
+                    })?;
+                }
+                journal.append(&Record::Commit { batch: *batch })?;
             }
         }
     }

@@ -1,7 +1,6 @@
 //! The crash replay every writer performs before anything else: whatever an interrupted run left
 //! is finished or undone through its journal, and the run gets its report.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
@@ -11,10 +10,10 @@ use super::journal;
 use super::record::audit;
 use super::record::entries::{self, Change};
 use super::record::history;
-use super::record::left::{INTERRUPTED, Left, Part};
+use super::record::left::{Left, Part};
 use super::record::run_report::{
     Details, FleetFacts, Header, IdentityReport, Lines, Notes, Outcome, Report, RetriedHooks,
-    RunCommand,
+    RunCommand, Tally,
 };
 use crate::fsio;
 use crate::store::{RunDir, Store};
@@ -38,7 +37,12 @@ pub(crate) fn replay_interrupted(root: &Path, now: DateTime<Utc>) -> Result<Vec<
         fsio::remove_stale_temps(run.path())?;
         let lines = replayed_lines(&run, &left, &finished, &undone)?;
         let header = header(root, &run, &left, now);
-        let report = Report::of(header, lines.tally(), Vec::new(), lines.read()?, None)?;
+        // Its lines hold no hook results: the hooks that failed are counted from the journal.
+        let tally = Tally {
+            hooks_failed: left.hooks_failed,
+            ..lines.tally().clone()
+        };
+        let report = Report::of(header, &tally, Vec::new(), lines.read()?, None)?;
         history::save_report(&run, &report, &lines)?;
         if report.command == RunCommand::Recover {
             audit::settle(root, &report, lines.read()?, now)?;
@@ -95,40 +99,24 @@ fn replayed_lines(
     run: &RunDir,
     left: &Left,
     finished: &[Change],
-    undone: &[Change],
+    undone: &[journal::NotFinished],
 ) -> Result<Lines> {
-    let replayed = finished
-        .iter()
-        .cloned()
-        .map(done)
-        .chain(undone.iter().map(|c| {
-            let why = left.failure_of(&c.id).unwrap_or(INTERRUPTED).to_string();
-            IdentityReport::unchanged(&c.id, Outcome::Failed, why)
-        }));
+    let replayed = finished.iter().cloned().map(done).chain(
+        undone
+            .iter()
+            .map(|(c, why)| IdentityReport::unchanged(&c.id, Outcome::Failed, why.clone())),
+    );
     let parts = left.parts(entries::records(&run.journal())?);
     let dir = Some(run.path());
     if left.in_order {
         let mut lines = Lines::new(dir, replayed.collect());
-        // A committed batch's untouched identities wait for its `ready`, to be sorted in with
-        // its lines; any other batch's (one replayed now, or one that staged nothing) go as
-        // they come, merged with the lines replayed.
-        let mut waiting: BTreeMap<u32, Vec<IdentityReport>> = BTreeMap::new();
         for part in parts {
-            match part? {
-                Part::Unchanged(batch, untouched) => {
-                    let untouched = untouched.iter().map(IdentityReport::untouched).collect();
-                    if left.commits(batch) {
-                        waiting.insert(batch, untouched);
-                    } else {
-                        lines.batch(untouched);
-                    }
+            lines.batch(match part? {
+                Part::Unchanged(_, untouched) => {
+                    untouched.iter().map(IdentityReport::untouched).collect()
                 }
-                Part::Committed(batch, ready, unready) => {
-                    let mut batch_lines = committed(ready, unready);
-                    batch_lines.extend(waiting.remove(&batch).unwrap_or_default());
-                    lines.batch(batch_lines);
-                }
-            }
+                Part::Committed(_, done, failed) => committed(done, failed),
+            });
         }
         lines.close();
         return Ok(lines);

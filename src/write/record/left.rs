@@ -54,6 +54,9 @@ pub(crate) struct Left {
     aborted: BTreeSet<u32>,
     /// Why the run stopped before its end, if its journal says it did.
     pub(crate) stopped: Option<String>,
+    /// The hook calls whose end the journal records as failed or timed out (before a replay,
+    /// only the run's own attempts: pending calls are retried after it).
+    pub(crate) hooks_failed: usize,
     /// Whether the run journaled its `end`.
     pub(crate) ended: bool,
     /// Whether each identity the batches name follows the one before in (node, service) order,
@@ -64,13 +67,13 @@ pub(crate) struct Left {
 /// What the second pass over a journal hands a replayed report, in the journal's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Part {
-    /// A committed batch: the identities it made wholly new, then those it prepared and failed,
-    /// each with why (before its files were ready, or when their renames found the directory
-    /// moved away).
+    /// A committed batch: the identities it made wholly new, then the others it named, each
+    /// with why: those it prepared and failed (before its files were ready, or when their
+    /// renames found the directory moved away) and those it left untouched.
     Committed(u32, Vec<Change>, Vec<Untouched>),
     /// The identities a batch left as they were: before staging them (an `unchanged` record,
-    /// journaled before the batch's `prepare`), or prepared by a batch that was undone (its
-    /// `abort` says why).
+    /// journaled before the batch's `prepare`), and, of a batch that was undone, those it
+    /// prepared (its `abort` says why).
     Unchanged(u32, Vec<Untouched>),
 }
 
@@ -120,6 +123,13 @@ impl Left {
                     operator,
                     reason,
                 } if left.start.is_none() => {
+                    if version == 0 {
+                        bail!(
+                            "journal {} line {line}: journal version 0, which rekey never \
+                             writes: {DAMAGED}",
+                            path.display()
+                        );
+                    }
                     if version > VERSION {
                         bail!(
                             "journal {} line {line}: written by a later rekey (journal version \
@@ -201,6 +211,7 @@ impl Left {
                     }
                 }
                 Record::Stopped { reason } => left.stopped = Some(reason),
+                Record::HookDone { ok: false, .. } => left.hooks_failed += 1,
                 Record::End { .. } => left.ended = true,
                 ca @ Record::Ca { .. } => left.ca = Some(ca),
                 _ => {}
@@ -273,11 +284,6 @@ impl Left {
             Ok(record) => closing.take(self, record).map(Ok),
         })
     }
-
-    /// Whether batch `batch` was closed by its `commit`.
-    pub(crate) fn commits(&self, batch: u32) -> bool {
-        self.committed.contains(&batch)
-    }
 }
 
 /// The batches of the second pass still to be handed over: what each prepared, made ready and
@@ -287,6 +293,8 @@ struct Closing {
     prepared: BTreeMap<u32, Vec<Change>>,
     ready: BTreeMap<u32, BTreeSet<String>>,
     failed: BTreeMap<u32, BTreeMap<String, String>>,
+    /// A closed batch's identities left untouched: handed over with it, to be sorted with it.
+    untouched: BTreeMap<u32, Vec<Untouched>>,
 }
 
 impl Closing {
@@ -316,27 +324,31 @@ impl Closing {
                 let changes = self.prepared.remove(&batch)?;
                 let ready = self.ready.remove(&batch).unwrap_or_default();
                 let failed = self.failed.remove(&batch).unwrap_or_default();
-                Some(committed_part(batch, changes, &ready, &failed))
+                let untouched = self.untouched.remove(&batch).unwrap_or_default();
+                Some(committed_part(batch, changes, (&ready, &failed), untouched))
             }
             Record::Abort {
                 batch,
                 reason: Some(reason),
             } if left.aborted.contains(&batch) => {
+                // Each identity it staged, as the run reports them all when it undoes a batch.
                 let changes = self.prepared.remove(&batch)?;
                 self.ready.remove(&batch);
-                let failed = self.failed.remove(&batch).unwrap_or_default();
-                let left = |c: Change| {
-                    let reason = failed.get(&c.key()).unwrap_or(&reason).clone();
-                    Untouched {
-                        id: c.id,
-                        left: LeftAs::Failed,
-                        reason,
-                    }
+                self.failed.remove(&batch);
+                let left = |c: Change| Untouched {
+                    id: c.id,
+                    left: LeftAs::Failed,
+                    reason: reason.clone(),
                 };
-                Some(Part::Unchanged(
-                    batch,
-                    changes.into_iter().map(left).collect(),
-                ))
+                let mut lines: Vec<Untouched> = changes.into_iter().map(left).collect();
+                lines.extend(self.untouched.remove(&batch).unwrap_or_default());
+                Some(Part::Unchanged(batch, lines))
+            }
+            Record::Unchanged { batch, identities }
+                if left.committed.contains(&batch) || left.aborted.contains(&batch) =>
+            {
+                self.untouched.entry(batch).or_default().extend(identities);
+                None
             }
             Record::Unchanged { batch, identities } => Some(Part::Unchanged(batch, identities)),
             _ => None,
@@ -344,8 +356,14 @@ impl Closing {
     }
 }
 
-/// Why a replay reports an identity it undid (or could not finish): what its `abort` says.
+/// Why a replay reports an identity it undid: what its `abort` says.
 pub(crate) const INTERRUPTED: &str = "interrupted before its files were replaced: left as it was";
+
+/// Why a replay reports an identity of a ready batch whose renames it could not finish (its
+/// temporary files gone or changed, or its directory no longer at its name).
+pub(crate) const UNFINISHED: &str = "interrupted during its renames, and its new files were no \
+     longer where they were staged (its directory moved away, or changed): what is at its name \
+     was not rotated";
 
 /// Why a replay reports an identity failed that a committed batch prepared and did not make
 /// ready, when its journal does not say (a journal before version 3).
@@ -353,12 +371,13 @@ pub(crate) const UNREADY: &str = "failed before its new files were ready: left a
      run ended before its report said why)";
 
 /// A committed batch's part: done, each identity its `ready` named that no `failed` record
-/// names; failed, each other one it prepared, with the reason journaled for it.
+/// names; failed, each other one it prepared, with the reason journaled for it; then those it
+/// left `untouched`.
 fn committed_part(
     batch: u32,
     changes: Vec<Change>,
-    ready: &BTreeSet<String>,
-    failed: &BTreeMap<String, String>,
+    (ready, failed): (&BTreeSet<String>, &BTreeMap<String, String>),
+    untouched: Vec<Untouched>,
 ) -> Part {
     let (mut done, mut lost) = (Vec::new(), Vec::new());
     for change in changes {
@@ -372,6 +391,7 @@ fn committed_part(
             }),
         }
     }
+    lost.extend(untouched);
     Part::Committed(batch, done, lost)
 }
 

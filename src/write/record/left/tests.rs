@@ -140,7 +140,6 @@ fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
         !left.undo_closes(1),
         "its finish closes a batch that was ready"
     );
-    assert!(left.commits(0) && !left.commits(1));
     let parts: Vec<Part> = left
         .parts(journal.iter().cloned().map(Ok))
         .map(Result::unwrap)
@@ -149,14 +148,16 @@ fn the_first_pass_keeps_open_batches_and_refuses_steps_before_their_prepare() {
         Record::Unchanged { batch, identities } => Part::Unchanged(batch, identities),
         _ => unreachable!(),
     };
+    let Part::Unchanged(_, aa) = untouched_part(0, "aa") else {
+        unreachable!()
+    };
     assert_eq!(
         parts,
         vec![
-            untouched_part(0, "aa"),
-            Part::Committed(0, vec![change("a"), change("b")], Vec::new()),
+            Part::Committed(0, vec![change("a"), change("b")], aa),
             untouched_part(1, "cc"),
         ],
-        "a batch's untouched identities before its committed ones, in journal order"
+        "a committed batch's untouched identities in its part; an open one's as they come"
     );
 
     let out_of_order = [prepare(0, &["b"]), prepare(1, &["a"])];
@@ -267,9 +268,10 @@ fn identities_left_unchanged_are_checked_for_order_with_their_batch() {
 /// What a journal says of the identities a batch failed or undid reaches the second pass with
 /// its reasons: a committed batch's `failed` records (before its `ready`, or after its renames)
 /// make those identities failed, with why; a batch undone with a reason hands over each identity
-/// it prepared, failed with that reason (or the one a `failed` record gave it); one undone
-/// without a reason hands over nothing; the run's `stopped` is kept; a journal of a later
-/// version is refused, by name.
+/// it prepared, failed with that reason (as the run reports them all); one undone without a
+/// reason hands over nothing; a closed batch's identities left untouched come in its part (to be
+/// sorted with it); the run's `stopped` and the hooks that failed are kept; a journal of a later
+/// version, or of version 0, is refused.
 #[test]
 fn failures_undone_batches_and_a_stop_reach_the_replayed_report_with_their_reasons() {
     use crate::write::record::entries::{Failure, LeftAs, Untouched};
@@ -285,12 +287,32 @@ fn failures_undone_batches_and_a_stop_reach_the_replayed_report_with_their_reaso
         left: LeftAs::Failed,
         reason: why.into(),
     };
+    let untouched = |batch, node: &str| Record::Unchanged {
+        batch,
+        identities: vec![Untouched {
+            id: IdentityId::new(node, "s").unwrap(),
+            left: LeftAs::Skipped,
+            reason: "left alone".into(),
+        }],
+    };
+    let skipped = |node: &str| Untouched {
+        id: IdentityId::new(node, "s").unwrap(),
+        left: LeftAs::Skipped,
+        reason: "left alone".into(),
+    };
     let journal = [
+        untouched(0, "a0"),
         prepare(0, &["a", "b", "c"]),
         failed(0, "b", "staging failed"),
         ready(0, &["a", "c"]),
         failed(0, "c", "moved away"),
+        Record::HookDone {
+            call: 1,
+            ok: false,
+            status: None,
+        },
         Record::Commit { batch: 0 },
+        untouched(1, "d0"),
         prepare(1, &["d", "e"]),
         failed(1, "e", "its own reason"),
         Record::Abort {
@@ -308,6 +330,7 @@ fn failures_undone_batches_and_a_stop_reach_the_replayed_report_with_their_reaso
     ];
     let left = held(&journal);
     assert_eq!(left.stopped.as_deref(), Some("interrupted by SIGTERM"));
+    assert_eq!(left.hooks_failed, 1);
     let parts: Vec<Part> = left
         .parts(journal.iter().cloned().map(Ok))
         .map(Result::unwrap)
@@ -318,9 +341,20 @@ fn failures_undone_batches_and_a_stop_reach_the_replayed_report_with_their_reaso
             Part::Committed(
                 0,
                 vec![change("a")],
-                vec![lost("b", "staging failed"), lost("c", "moved away")]
+                vec![
+                    lost("b", "staging failed"),
+                    lost("c", "moved away"),
+                    skipped("a0")
+                ]
             ),
-            Part::Unchanged(1, vec![lost("d", "filled up"), lost("e", "its own reason")]),
+            Part::Unchanged(
+                1,
+                vec![
+                    lost("d", "filled up"),
+                    lost("e", "filled up"),
+                    skipped("d0")
+                ]
+            ),
         ]
     );
     // Without its `failed` records (a journal before version 3), a committed batch's unready
@@ -342,19 +376,24 @@ fn failures_undone_batches_and_a_stop_reach_the_replayed_report_with_their_reaso
             vec![lost("b", UNREADY)]
         )]
     );
-    let later = Record::Start {
-        version: VERSION + 1,
-        run_id: "r".into(),
-        command: "rotate".into(),
-        as_of: "t".into(),
-        operator: None,
-        reason: None,
-    };
-    let err = Left::of(Path::new("j"), [Ok(later)].into_iter())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("journal j line 1: written by a later rekey (journal version 4"),
-        "{err}"
-    );
+    for (version, refusal) in [
+        (VERSION + 1, "written by a later rekey (journal version 4"),
+        (0, "journal version 0, which rekey never writes"),
+    ] {
+        let start = Record::Start {
+            version,
+            run_id: "r".into(),
+            command: "rotate".into(),
+            as_of: "t".into(),
+            operator: None,
+            reason: None,
+        };
+        let err = Left::of(Path::new("j"), [Ok(start)].into_iter())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("journal j line 1: {refusal}")),
+            "{err}"
+        );
+    }
 }

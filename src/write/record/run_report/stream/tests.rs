@@ -243,12 +243,12 @@ fn hooks_run_again_are_set_aside_and_written_as_held() {
         dir: (n % 10 != 9).then(|| format!("nodes/node-000/svc-{n}")),
         result: HookResult {
             source: "--deploy-hook".into(),
-            status: if n % 4 == 0 {
+            status: if n.is_multiple_of(4) {
                 HookStatus::Failed
             } else {
                 HookStatus::Ok
             },
-            exit_code: Some(i32::from(n % 4 == 0)),
+            exit_code: Some(i32::from(n.is_multiple_of(4))),
             detail: String::new(),
             log: format!(".rekey/runs/r/hooks/{n}.log"),
         },
@@ -275,7 +275,7 @@ fn hooks_run_again_are_set_aside_and_written_as_held() {
         if post {
             streamed.with_post_hooks(vec![hook(0).result]);
         }
-        let failed = (0..total).filter(|n| n % 4 == 0).count() + usize::from(post);
+        let failed = (0..total).filter(|n| n.is_multiple_of(4)).count() + usize::from(post);
         assert_eq!(streamed.counts.hooks_failed, failed, "{total}");
         let mut held = streamed.clone();
         held.retried = None;
