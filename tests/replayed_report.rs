@@ -52,17 +52,30 @@ fn own_and_replayed_with(
     std::fs::remove_dir_all(root).unwrap();
     common::fleet(root, n, 30);
     let env = [("REKEY_TEST_BATCH", batch), ("REKEY_CRASH_AT", kill)];
-    let (code, _, stderr) =
-        common::paused_at_pid(root, pause, &args, &env, |pid| during(root, pid));
-    assert_eq!(code, None, "killed at {kill}: {stderr}");
+    let replayed = killed_and_replayed(root, &args, &env, pause, |pid| during(root, pid));
+    (own, replayed)
+}
+
+/// `args` run at `root` with `env` (which kills it: `REKEY_CRASH_AT`), paused at `pause` where
+/// `during` acts (given its process id), then replayed by the next writer: the report the replay
+/// saved.
+fn killed_and_replayed(
+    root: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    pause: &str,
+    during: impl FnOnce(u32),
+) -> Value {
+    let (code, _, stderr) = common::paused_at_pid(root, pause, args, env, during);
+    assert_eq!(code, None, "killed: {stderr}");
     let (code, _, stderr) = common::run_unpinned(root, &["hooks", "retry"]);
     assert!(stderr.contains("was interrupted"), "{code:?}: {stderr}");
     let replayed = reports(root)
         .into_iter()
-        .find(|r| r["command"] == "rotate")
+        .find(|r| r["command"] == args[0])
         .expect("the replayed run's report");
     assert_eq!(replayed["recovered_by_replay"], true, "{replayed}");
-    (own, replayed)
+    replayed
 }
 
 /// The replayed report says what the run's own said: its lines, its counts of what it did (a
@@ -131,17 +144,10 @@ fn an_identity_a_replay_could_not_finish_stays_failed_when_replayed_again() {
     common::fleet(&root, 3, 30);
     let args = ["rotate", "--as-of", AS_OF, "--format", "json"];
     let env = [("REKEY_TEST_BATCH", "3"), ("REKEY_CRASH_AT", "renaming")];
-    let (code, _, stderr) = common::paused_at_with(&root, "ready", &args, &env, || {
+    let first = killed_and_replayed(&root, &args, &env, "ready", |_| {
         let moved = root.join("nodes/node-01/svc-0001");
         std::fs::rename(moved, root.join("nodes/node-01/svc-moved")).unwrap();
     });
-    assert_eq!(code, None, "killed: {stderr}");
-    let (code, _, stderr) = common::run_unpinned(&root, &["hooks", "retry"]);
-    assert!(stderr.contains("was interrupted"), "{code:?}: {stderr}");
-    let first = reports(&root)
-        .into_iter()
-        .find(|r| r["command"] == "rotate")
-        .expect("the replayed report");
     let outcomes: Vec<String> = lines(&first).into_iter().map(|l| l.1).collect();
     assert_eq!(outcomes, ["done", "failed", "done"], "{first}");
     assert!(
@@ -172,8 +178,8 @@ fn replayed_again(root: &Path) -> Value {
 }
 
 /// A run killed as it prepares a batch in which it left an identity untouched (a file changed
-/// after the survey read it, before the run staged it): its replay undoes the batch, and a replay of that replay reports
-/// the batch's identities in order, each as the first did. Before, the second listed the
+/// after the survey read it, before the run staged it): its replay undoes the batch, and a
+/// replay of that replay reports the batch's identities in order, each as the first did. Before, the second listed the
 /// untouched identity before the others.
 #[test]
 fn a_replay_replayed_again_says_what_it_said() {
@@ -183,19 +189,12 @@ fn a_replay_replayed_again_says_what_it_said() {
     let args = ["rotate", "--as-of", AS_OF, "--format", "json"];
     let env = [("REKEY_TEST_BATCH", "4"), ("REKEY_CRASH_AT", "prepared#3")];
     // Paused once the survey judged its first batch of 16, the whole fleet.
-    let (code, _, stderr) = common::paused_at_with(&root, "surveyed", &args, &env, || {
+    let first = killed_and_replayed(&root, &args, &env, "surveyed", |_| {
         let cert = root.join("nodes/node-09/svc-0009/cert.pem");
         let mut bytes = std::fs::read(&cert).unwrap();
         bytes.push(b'\n');
         std::fs::write(cert, bytes).unwrap();
     });
-    assert_eq!(code, None, "killed: {stderr}");
-    let (code, _, stderr) = common::run_unpinned(&root, &["hooks", "retry"]);
-    assert!(stderr.contains("was interrupted"), "{code:?}: {stderr}");
-    let first = reports(&root)
-        .into_iter()
-        .find(|r| r["command"] == "rotate")
-        .expect("the replayed report");
     let outcomes: Vec<String> = lines(&first).into_iter().map(|l| l.1).collect();
     let mut expected = vec!["done"; 8];
     expected.extend(["failed", "skipped", "failed", "failed"]);
