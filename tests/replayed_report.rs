@@ -159,6 +159,37 @@ fn an_identity_a_replay_could_not_finish_stays_failed_when_replayed_again() {
     assert_same(&first, &replayed_again(&root));
 }
 
+/// An identity whose directory was moved away during its renames (which went there), the run
+/// killed once it journaled so: the replay never finishes it, even when its directory is back
+/// at its name, and reports it failed with the run's reason, as does a replay of that replay.
+/// Before, the replay finished it and reported it done (its deploy hook already dropped), and a
+/// second replay said failed.
+#[test]
+fn an_identity_the_run_found_moved_away_is_not_finished_by_its_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    common::fleet(&root, 1, 30);
+    let identity = root.join("nodes/node-00/svc-0000");
+    let away = root.join("nodes/node-00/svc-moved");
+    let args = ["rotate", "--as-of", AS_OF, "--deploy-hook", "true"];
+    let env = [("REKEY_CRASH_AT", "renamed")];
+    let (code, _, stderr) = common::paused_at_with(&root, "renaming", &args, &env, || {
+        std::fs::rename(&identity, &away).unwrap();
+    });
+    assert_eq!(code, None, "killed: {stderr}");
+    std::fs::rename(&away, &identity).unwrap();
+    let (code, _, stderr) = common::run_unpinned(&root, &["hooks", "retry"]);
+    assert!(stderr.contains("was interrupted"), "{code:?}: {stderr}");
+    let first = reports(&root)
+        .into_iter()
+        .find(|r| r["command"] == "rotate")
+        .expect("the replayed report");
+    let line = &lines(&first)[0];
+    assert_eq!(line.1, "failed", "{first}");
+    assert!(line.2.contains("was moved away while its files"), "{first}");
+    assert_same(&first, &replayed_again(&root));
+}
+
 /// The report of the run at `root` that a replay wrote, replayed again: the report removed (a
 /// replay killed before it saved it), the next writer replays the journal once more.
 fn replayed_again(root: &Path) -> Value {

@@ -210,10 +210,7 @@ pub(crate) fn run<W: Work, T: Borrow<W::Item> + Send + Sync>(
             reports.push(line(&id, left.into(), reason.clone()));
             untouched.push(Untouched { id, left, reason });
         }
-        let names: Vec<IdentityReport> = staged
-            .iter()
-            .map(|s| IdentityReport::unchanged(&s.id, Outcome::Failed, journal::FILLED.to_string()))
-            .collect();
+        let names: Vec<IdentityId> = staged.iter().map(|s| s.id.clone()).collect();
         let calls: Vec<HookCall> = match hooking.as_mut() {
             Some(h) => staged
                 .iter()
@@ -236,8 +233,14 @@ pub(crate) fn run<W: Work, T: Borrow<W::Item> + Send + Sync>(
         let committed = match committed {
             Ok(committed) => committed,
             Err(err) => match err.downcast::<journal::NoSpace>() {
-                Ok(journal::NoSpace(why)) => {
-                    reports.extend(names);
+                Ok(journal::NoSpace(why, failed)) => {
+                    // Each identity it staged, filled up, but those whose own failure came
+                    // first (and was journaled).
+                    reports.extend(names.iter().map(|id| {
+                        let own = failed.iter().find(|f| f.id == *id);
+                        let reason = own.map_or(journal::FILLED, |f| f.reason.as_str());
+                        IdentityReport::unchanged(id, Outcome::Failed, reason.to_string())
+                    }));
                     lines.batch(reports);
                     let stop = Stop::NoSpace(why);
                     commit.stop(&stop)?;

@@ -142,7 +142,7 @@ pub(crate) fn commit_batch(
             batch,
             identities: changes.clone(),
         })
-        .map_err(|e| no_space(e, "not started", staged.len()))?;
+        .map_err(|e| no_space(e, ("not started", staged.len()), Vec::new()))?;
     crash_point("prepared");
     let written: Vec<Result<(), NotWritten>> =
         staged.par_iter().map(|s| stage(s, backup, temps)).collect();
@@ -167,12 +167,12 @@ pub(crate) fn commit_batch(
             ok,
             &ok_changes,
         );
-        return Err(NoSpace(format!(
+        let why = format!(
             "no space left on the filesystem: {}; the batch of {} was undone",
             full.reason,
             crate::count::count(staged.len(), "identity", "identities")
-        ))
-        .into());
+        );
+        return Err(NoSpace(why, Vec::new()).into());
     }
     let mut changed = fsio::Changed::default();
     for (s, _) in staged.iter().zip(&written).filter(|(_, w)| w.is_ok()) {
@@ -213,8 +213,9 @@ pub(crate) fn commit_batch(
         .cloned()
         .collect();
     // Those that failed are journaled first, for a replay's report.
-    let marked = failed(journal, batch, &results);
-    let marked = marked.and_then(|()| {
+    let noted = failed(journal, batch, &results);
+    let noted_failures = noted.is_ok();
+    let marked = noted.and_then(|()| {
         if calls.is_empty() {
             return Ok(());
         }
@@ -246,7 +247,13 @@ pub(crate) fn commit_batch(
             staged,
             &changes,
         );
-        return Err(no_space(e, "undone", undone));
+        // Those whose own failure is journaled keep it, in the run's report as in a replay's.
+        let failed = if noted_failures {
+            failures(&results)
+        } else {
+            Vec::new()
+        };
+        return Err(no_space(e, ("undone", undone), failed));
     }
     crash_point("ready");
     let renamed: Vec<Result<(), Problem>> = go
@@ -290,9 +297,9 @@ pub(crate) fn commit_batch(
 /// What a batch undone by a full filesystem reports of each identity it had staged.
 pub(crate) const FILLED: &str = "the filesystem filled up during its batch; left unchanged";
 
-/// Journals the identities of `results` that failed, with why (nothing when none did).
-fn failed(journal: &mut Journal, batch: u32, results: &[Committed]) -> Result<()> {
-    let identities: Vec<Failure> = results
+/// The identities of `results` that failed, with why.
+fn failures(results: &[Committed]) -> Vec<Failure> {
+    results
         .iter()
         .filter_map(|r| match r {
             Committed::Failed { id, reason } => Some(Failure {
@@ -301,7 +308,12 @@ fn failed(journal: &mut Journal, batch: u32, results: &[Committed]) -> Result<()
             }),
             Committed::Done(..) => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Journals the identities of `results` that failed, with why (nothing when none did).
+fn failed(journal: &mut Journal, batch: u32, results: &[Committed]) -> Result<()> {
+    let identities = failures(results);
     if identities.is_empty() {
         return Ok(());
     }
@@ -325,7 +337,9 @@ fn drop_hooks(journal: &mut Journal, calls: &[HookCall], id: &IdentityId) -> Res
 
 /// The filesystem filled up during a batch: the batch was undone and the run must stop.
 #[derive(Debug)]
-pub(crate) struct NoSpace(pub String);
+/// The identities whose own failure the journal recorded keep it in the run's report (as in a
+/// replay's); the rest of the batch is reported as filled up.
+pub(crate) struct NoSpace(pub String, pub Vec<Failure>);
 
 impl std::fmt::Display for NoSpace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -337,12 +351,19 @@ impl std::error::Error for NoSpace {}
 
 /// A journal write that failed because the filesystem is full becomes [`NoSpace`]: the run
 /// stops there with what it has done so far, instead of failing as a whole.
-fn no_space(err: anyhow::Error, batch_was: &str, identities: usize) -> anyhow::Error {
+fn no_space(
+    err: anyhow::Error,
+    (batch_was, identities): (&str, usize),
+    failed: Vec<Failure>,
+) -> anyhow::Error {
     if fsio::caused_by_no_space(&err) {
-        NoSpace(format!(
-            "no space left on the filesystem: {err:#}; the batch of {} was {batch_was}",
-            crate::count::count(identities, "identity", "identities")
-        ))
+        NoSpace(
+            format!(
+                "no space left on the filesystem: {err:#}; the batch of {} was {batch_was}",
+                crate::count::count(identities, "identity", "identities")
+            ),
+            failed,
+        )
         .into()
     } else {
         err
@@ -460,12 +481,16 @@ pub(crate) fn replay(
             }
             Unfinished::Finish { batch, changes } => {
                 let dirs: Vec<Option<fsio::IdentityDir>> = changes.par_iter().map(open).collect();
+                // One the run journaled as failed after `ready` (its directory moved away during
+                // its renames, which went there) is never finished here, wherever it is now.
                 let results: Vec<bool> = changes
                     .par_iter()
                     .zip(&dirs)
                     .map(|(c, dir)| {
-                        dir.as_ref()
-                            .is_some_and(|dir| finish(dir, backup, &temps, c).is_ok())
+                        left.failure_of(&c.id).is_none()
+                            && dir
+                                .as_ref()
+                                .is_some_and(|dir| finish(dir, backup, &temps, c).is_ok())
                     })
                     .collect();
                 let mut changed = fsio::Changed::default();
@@ -482,7 +507,9 @@ pub(crate) fn replay(
                         finished.push(c.clone());
                         continue;
                     }
-                    drop_hooks(&mut journal, calls, &c.id)?;
+                    if left.failure_of(&c.id).is_none() {
+                        drop_hooks(&mut journal, calls, &c.id)?;
+                    }
                     let reason = why(c, UNFINISHED);
                     failed.push(Failure {
                         id: c.id.clone(),

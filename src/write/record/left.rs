@@ -331,14 +331,18 @@ impl Closing {
                 batch,
                 reason: Some(reason),
             } if left.aborted.contains(&batch) => {
-                // Each identity it staged, as the run reports them all when it undoes a batch.
+                // Each identity it staged with the reason of its undoing, but those whose own
+                // failure came first (as the run reports them).
                 let changes = self.prepared.remove(&batch)?;
                 self.ready.remove(&batch);
-                self.failed.remove(&batch);
-                let left = |c: Change| Untouched {
-                    id: c.id,
-                    left: LeftAs::Failed,
-                    reason: reason.clone(),
+                let failed = self.failed.remove(&batch).unwrap_or_default();
+                let left = |c: Change| {
+                    let reason = failed.get(&c.key()).unwrap_or(&reason).clone();
+                    Untouched {
+                        id: c.id,
+                        left: LeftAs::Failed,
+                        reason,
+                    }
                 };
                 let mut lines: Vec<Untouched> = changes.into_iter().map(left).collect();
                 lines.extend(self.untouched.remove(&batch).unwrap_or_default());

@@ -268,10 +268,10 @@ fn identities_left_unchanged_are_checked_for_order_with_their_batch() {
 /// What a journal says of the identities a batch failed or undid reaches the second pass with
 /// its reasons: a committed batch's `failed` records (before its `ready`, or after its renames)
 /// make those identities failed, with why; a batch undone with a reason hands over each identity
-/// it prepared, failed with that reason (as the run reports them all); one undone without a
-/// reason hands over nothing; a closed batch's identities left untouched come in its part (to be
-/// sorted with it); the run's `stopped` and the hooks that failed are kept; a journal of a later
-/// version, or of version 0, is refused.
+/// it prepared, failed with that reason (or the one its `failed` record gave it, as the run
+/// reports them); one undone without a reason hands over nothing; a closed batch's identities
+/// left untouched come in its part (to be sorted with it); the run's `stopped` and the hooks
+/// that failed are kept; a journal of a later version, or of version 0, is refused.
 #[test]
 fn failures_undone_batches_and_a_stop_reach_the_replayed_report_with_their_reasons() {
     use crate::write::record::entries::{Failure, LeftAs, Untouched};
@@ -351,7 +351,7 @@ fn failures_undone_batches_and_a_stop_reach_the_replayed_report_with_their_reaso
                 1,
                 vec![
                     lost("d", "filled up"),
-                    lost("e", "filled up"),
+                    lost("e", "its own reason"),
                     skipped("d0")
                 ]
             ),
