@@ -210,8 +210,8 @@ fn replayed_again(root: &Path) -> Value {
 
 /// A run killed as it prepares a batch in which it left an identity untouched (a file changed
 /// after the survey read it, before the run staged it): its replay undoes the batch, and a
-/// replay of that replay reports the batch's identities in order, each as the first did. Before, the second listed the
-/// untouched identity before the others.
+/// replay of that replay reports the batch's identities in order, each as the first did.
+/// Before, the second listed the untouched identity before the others.
 #[test]
 fn a_replay_replayed_again_says_what_it_said() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,9 +19,9 @@ use crate::names::IdentityId;
 
 /// Identities per journal batch: one sync pair and four journal records per batch (one more
 /// when it left some identities untouched, and one more for each step at which some failed). A
-/// run holds two batches' new files at once (one committing, the next staged), so this sets its memory:
-/// 512 keeps a fleet of a few thousand identities as large in memory as any larger one, at two
-/// syncs per 512 identities (which the disk's time per identity hides).
+/// run holds two batches' new files at once (one committing, the next staged), so this sets its
+/// memory: 512 keeps a fleet of a few thousand identities as large in memory as any larger one,
+/// at two syncs per 512 identities (which the disk's time per identity hides).
 pub(crate) const BATCH: usize = 512;
 
 /// The identities of one batch: [`BATCH`]; a build with the test kit (never a release) takes

@@ -66,7 +66,8 @@ pub(crate) enum Committed {
 /// (never into a release build): `REKEY_CRASH_AT=<step>` kills the process with SIGKILL when the
 /// write protocol reaches that step (`prepared`, `staged`, `ready`, `renaming`, `renamed`,
 /// `committed`, `hook_done` as each hook's end is journaled, `finishing` once a run's batches
-/// are done and before its report is made, `post_hooks` before a run's post hooks run); `REKEY_CRASH_AT=<step>#<n>` kills the n-th time it is reached;
+/// are done and before its report is made, `post_hooks` before a run's post hooks run);
+/// `REKEY_CRASH_AT=<step>#<n>` kills the n-th time it is reached;
 /// `REKEY_PAUSE_AT=<step>` with `REKEY_PAUSE_FILE=<path>` creates that file there and waits (up
 /// to a minute) until someone removes it, so that a test can change the fleet at that instant.
 #[cfg(feature = "crash-points")]
@@ -335,10 +336,10 @@ fn drop_hooks(journal: &mut Journal, calls: &[HookCall], id: &IdentityId) -> Res
     Ok(())
 }
 
-/// The filesystem filled up during a batch: the batch was undone and the run must stop.
+/// The filesystem filled up during a batch: the batch was undone and the run must stop. The
+/// identities whose own failure the journal recorded (the second field) keep it in the run's
+/// report, as in a replay's; the rest of the batch is reported as filled up.
 #[derive(Debug)]
-/// The identities whose own failure the journal recorded keep it in the run's report (as in a
-/// replay's); the rest of the batch is reported as filled up.
 pub(crate) struct NoSpace(pub String, pub Vec<Failure>);
 
 impl std::fmt::Display for NoSpace {

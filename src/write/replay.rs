@@ -90,11 +90,12 @@ pub(crate) fn waiting(root: &Path) -> Result<Vec<String>> {
 }
 
 /// The report lines of a run finished by a replay, in (node, service) order, each identity
-/// once: every identity of a committed batch's `ready` or `finished` now is done, every identity
-/// `undone` or prepared by a committed batch but not made ready failed, every identity a batch
-/// left untouched as its `unchanged` record says. The committed batches are streamed from the journal, the few lines of the
-/// batches replayed merged in at their place. A journal whose batches are not in order (rekey
-/// writes none) is held and sorted instead, an identity named twice reported once.
+/// once: every identity `finished` now, or made new by a committed batch, is done; every one
+/// `undone`, or prepared by a closed batch and not made new, failed with why; every one a batch
+/// left untouched as its `unchanged` record says. The closed batches are streamed from the
+/// journal, a part per batch, the few lines of the batches replayed merged in at their place. A
+/// journal whose batches are not in order (rekey writes none) is held and sorted instead, an
+/// identity named twice reported once.
 fn replayed_lines(
     run: &RunDir,
     left: &Left,
