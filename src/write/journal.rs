@@ -34,11 +34,13 @@ use crate::problem::Problem;
 use anyhow::Result;
 use rayon::prelude::*;
 
+mod dropped;
 mod files;
 mod replaying;
 mod staged;
 
-use files::{NotWritten, discard, finish, in_place, moved_away, stage};
+use dropped::drop_hooks;
+use files::{NotWritten, discard, finish, in_place, moved_away, stage, undone_in};
 pub(crate) use files::{Temps, backup_path};
 pub(crate) use replaying::{NotFinished, replay};
 pub(crate) use staged::{NewFile, Secret, Staged};
@@ -322,21 +324,6 @@ fn failed(journal: &mut Journal, batch: u32, results: &[Committed]) -> Result<()
     journal.append(&Record::Failed { batch, identities })
 }
 
-/// Closes the deploy hook calls journaled for identity `id` when it ended wholly old after all
-/// (its renames failed, or a replay could not finish them): hooks run only for an identity a run
-/// changed. Journaled before the batch's `commit`, so that none is ever pending.
-fn drop_hooks(journal: &mut Journal, calls: &[HookCall], id: &IdentityId) -> Result<()> {
-    let own = calls.iter().filter(|c| c.id.as_ref() == Some(id));
-    for c in own {
-        journal.append(&Record::HookDropped {
-            call: c.call,
-            reason: "its identity was not changed at its place, so it has nothing to deploy"
-                .to_string(),
-        })?;
-    }
-    Ok(())
-}
-
 /// The filesystem filled up during a batch: the batch was undone and the run must stop. The
 /// identities whose own failure the journal recorded (the second field) keep it in the run's
 /// report, as in a replay's; the rest of the batch is reported as filled up.
@@ -410,15 +397,4 @@ fn staged_in<'a>(changed: &mut fsio::Changed<'a>, s: &'a Staged, backup: &Path) 
     changed.own_dir(fsio::beside(&dir).to_path_buf());
     changed.own_dir(dir);
     changed.own_dir(backup.to_path_buf());
-}
-
-/// What undoing an identity changed: the entries of its directory and of its backup's.
-fn undone_in<'a>(
-    changed: &mut fsio::Changed<'a>,
-    dir: &'a fsio::IdentityDir,
-    id: &IdentityId,
-    backup: &Path,
-) {
-    changed.dir(dir);
-    changed.own_dir(crate::store::backup_of(backup, id));
 }

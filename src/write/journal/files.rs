@@ -266,3 +266,14 @@ fn digest_at(path: &Path) -> Option<Digest> {
         _ => None,
     }
 }
+
+/// What undoing an identity changed: the entries of its directory and of its backup's.
+pub(super) fn undone_in<'a>(
+    changed: &mut fsio::Changed<'a>,
+    dir: &'a fsio::IdentityDir,
+    id: &IdentityId,
+    backup: &Path,
+) {
+    changed.dir(dir);
+    changed.own_dir(crate::store::backup_of(backup, id));
+}

@@ -7,9 +7,10 @@ use std::path::Path;
 use anyhow::Result;
 use rayon::prelude::*;
 
-use super::files::{discard, finish};
-use super::{Change, Failure, Journal, Record, Temps, drop_hooks, undone_in};
+use super::dropped::drop_hooks;
+use super::files::{Temps, discard, finish, undone_in};
 use crate::fsio::{self, RootDir};
+use crate::write::record::entries::{Change, Failure, Journal, Record};
 use crate::write::record::left::{INTERRUPTED, Left, UNFINISHED, Unfinished};
 
 /// An identity a replay did not finish, and why.

@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use std::path::Path;
 
 use super::calls::HookCall;
-use super::entries::{Change, DAMAGED, Failure, Record, Untouched, VERSION};
+use super::entries::{Change, DAMAGED, Failure, Record, VERSION};
 use crate::names::IdentityId;
 
 mod parts;
@@ -19,7 +19,7 @@ mod parts;
 use parts::Closing;
 #[cfg(test)]
 use parts::UNREADY;
-pub(crate) use parts::{INTERRUPTED, UNFINISHED};
+pub(crate) use parts::{INTERRUPTED, Part, UNFINISHED};
 
 /// What replay must do for one unfinished batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,19 +69,6 @@ pub(crate) struct Left {
     /// Whether each identity the batches name follows the one before in (node, service) order,
     /// so that each is named once: true of every journal rekey writes.
     pub(crate) in_order: bool,
-}
-
-/// What the second pass over a journal hands a replayed report, in the journal's order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Part {
-    /// A committed batch: the identities it made wholly new, then the others it named, each
-    /// with why: those it prepared and failed (before its files were ready, or when their
-    /// renames found the directory moved away) and those it left untouched.
-    Committed(u32, Vec<Change>, Vec<Untouched>),
-    /// The identities a batch left as they were: before staging them (an `unchanged` record,
-    /// journaled before the batch's `prepare`), and, of a batch that was undone, those it
-    /// prepared (its `abort` says why).
-    Unchanged(u32, Vec<Untouched>),
 }
 
 /// A batch not closed yet, as the first pass holds it.
@@ -288,7 +275,9 @@ impl Left {
         let mut closing = Closing::default();
         records.filter_map(move |record| match record {
             Err(e) => Some(Err(e)),
-            Ok(record) => closing.take(self, record).map(Ok),
+            Ok(record) => closing
+                .take((&self.committed, &self.aborted), record)
+                .map(Ok),
         })
     }
 }

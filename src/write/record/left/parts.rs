@@ -4,8 +4,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Left, Part};
 use crate::write::record::entries::{Change, Failure, LeftAs, Record, Untouched};
+
+/// What the second pass over a journal hands a replayed report, in the journal's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// A committed batch: the identities it made wholly new, then the others it named, each
+    /// with why: those it prepared and failed (before its files were ready, or when their
+    /// renames found the directory moved away) and those it left untouched.
+    Committed(u32, Vec<Change>, Vec<Untouched>),
+    /// The identities a batch left as they were: before staging them (an `unchanged` record,
+    /// journaled before the batch's `prepare`), and, of a batch that was undone, those it
+    /// prepared (its `abort` says why).
+    Unchanged(u32, Vec<Untouched>),
+}
 
 /// The batches of the second pass still to be handed over: what each prepared, made ready and
 /// said had failed, until its `commit` or its `abort`.
@@ -20,10 +32,16 @@ pub(super) struct Closing {
 
 impl Closing {
     /// Notes `record`; hands over the part it completes, if it completes one.
-    pub(super) fn take(&mut self, left: &Left, record: Record) -> Option<Part> {
+    /// `closed`: the batches the first pass found closed by a `commit`, and by an `abort` that
+    /// says why.
+    pub(super) fn take(
+        &mut self,
+        (committed, aborted): (&BTreeSet<u32>, &BTreeSet<u32>),
+        record: Record,
+    ) -> Option<Part> {
         match record {
             Record::Prepare { batch, identities }
-                if left.committed.contains(&batch) || left.aborted.contains(&batch) =>
+                if committed.contains(&batch) || aborted.contains(&batch) =>
             {
                 self.prepared.entry(batch).or_default().extend(identities);
                 None
@@ -41,7 +59,7 @@ impl Closing {
                 }
                 None
             }
-            Record::Commit { batch } if left.committed.contains(&batch) => {
+            Record::Commit { batch } if committed.contains(&batch) => {
                 let changes = self.prepared.remove(&batch)?;
                 let ready = self.ready.remove(&batch).unwrap_or_default();
                 let failed = self.failed.remove(&batch).unwrap_or_default();
@@ -51,7 +69,7 @@ impl Closing {
             Record::Abort {
                 batch,
                 reason: Some(reason),
-            } if left.aborted.contains(&batch) => {
+            } if aborted.contains(&batch) => {
                 // Each identity it staged with the reason of its undoing, but those whose own
                 // failure came first (as the run reports them).
                 let changes = self.prepared.remove(&batch)?;
@@ -70,7 +88,7 @@ impl Closing {
                 Some(Part::Unchanged(batch, lines))
             }
             Record::Unchanged { batch, identities }
-                if left.committed.contains(&batch) || left.aborted.contains(&batch) =>
+                if committed.contains(&batch) || aborted.contains(&batch) =>
             {
                 self.untouched.entry(batch).or_default().extend(identities);
                 None
